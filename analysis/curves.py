@@ -1,0 +1,44 @@
+"""Training dynamics from the stored snapshots: loss against step."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from analysis.seeds import best_of_seeds
+
+
+def plot_loss_curves(table: pd.DataFrame, axes: list[str], stamp: str = "", max_curves: int = 60):
+    """Training loss (mean over each snapshot interval) against step, best seed per grid point,
+    coloured along the first swept axis."""
+    best = best_of_seeds(table, axes).head(max_curves)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    color_axis = axes[0] if axes else None
+    if color_axis:
+        values = best[color_axis].to_numpy(dtype=float)
+        positive = np.all(values > 0)
+        key = np.log(values) if positive else values
+        span = np.ptp(key) or 1.0
+        colors = plt.get_cmap("plasma")((key - key.min()) / span * 0.9)
+    else:
+        colors = ["C0"] * len(best)
+    for color, (_, row) in zip(colors, best.iterrows()):
+        label = ", ".join(f"{a}={row[a]:.3g}" for a in axes) if len(best) <= 12 else None
+        ax.plot(np.asarray(row["snap_step"]), np.asarray(row["snap_loss"]), color=color, lw=1.2, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("importance-weighted MSE (mean over interval)")
+    title = "Training loss"
+    if color_axis:
+        title += f", coloured by {color_axis}"
+    ax.set_title(title + f"; best of {table['seed'].nunique()} seed(s) per grid point", fontsize=10)
+    if len(best) <= 12 and axes:
+        ax.legend(fontsize=7, ncol=2)
+    if stamp:
+        fig.text(0.99, 0.005, stamp, ha="right", va="bottom", fontsize=6, color="0.4")
+    fig.tight_layout()
+    return fig

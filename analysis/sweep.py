@@ -1,0 +1,48 @@
+"""A stored sweep as the figures see it: its table, grid axes and provenance."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sweeps.store import read_config, read_results
+
+
+@dataclass
+class StoredSweep:
+    root: Path
+    table: pd.DataFrame
+    config: dict
+    config_hash: str
+
+    @classmethod
+    def load(cls, out) -> "StoredSweep":
+        root = Path(out)
+        if not (root / "results.parquet").exists():
+            raise FileNotFoundError(f"{root} holds no results.parquet: is it a sweep's output directory (sweep.out)?")
+        first = (root / "sweep.yaml").read_text().splitlines()[0]
+        return cls(root, read_results(root), read_config(root), first.split(":", 1)[1].strip())
+
+    @property
+    def name(self) -> str:
+        return self.config.get("name", self.root.name)
+
+    @property
+    def axes(self) -> list[str]:
+        """The swept axes, in grid order."""
+        return list(self.config.get("sweep", {}).get("grid", {}))
+
+    def stamp(self) -> str:
+        return f"{self.name} · config {self.config_hash} · rev {git_revision()}"
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

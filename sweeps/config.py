@@ -1,0 +1,231 @@
+"""Typed configuration: the Hydra structured-config schema and its validation.
+
+Hydra composes ``conf/`` on top of the ``Config`` schema below (so an unknown key or a wrong type
+is refused by OmegaConf, naming the key); ``to_config`` turns the result into these dataclasses
+once, at the entry point, and ``validate`` checks values before any compute. Nothing below the
+entry point sees a ``DictConfig``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from toymodels.data import IMPORTANCE_KINDS
+from toymodels.model import INIT_KINDS, MODEL_KINDS
+from toymodels.optim import SCHEDULES
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+# Grid axes: per-model values (array leaves, one compile for all) and shape-setting values
+# (static: models that differ in one never share a chunk).
+PER_MODEL_AXES = ("density", "importance_decay", "lr", "weight_decay")
+STATIC_AXES = ("n_features", "n_hidden", "batch_size", "steps")
+GRID_AXES = PER_MODEL_AXES + STATIC_AXES
+GRID_GENERATORS = ("geomspace", "linspace")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value: names the key and what is allowed."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass
+class ModelConf:
+    kind: str = "relu"  # relu | linear
+    n_features: int = 5
+    n_hidden: int = 2
+    init: str = "xavier"  # xavier (per model) | notebook (std depends on init_instances)
+    init_instances: int = 10
+
+
+@dataclass
+class ImportanceConf:
+    kind: str = "geometric"  # geometric: decay**i | logspace: ratio**-linspace(0,1,n) | explicit
+    decay: float = 1.0
+    ratio: float = 100.0
+    values: List[float] = field(default_factory=list)
+
+
+@dataclass
+class DataConf:
+    # Feature density p = 1 - S: one number for every feature, or a list of n_features numbers.
+    density: Any = 1.0
+    importance: ImportanceConf = field(default_factory=ImportanceConf)
+
+
+@dataclass
+class TrainConf:
+    steps: int = 10_000
+    batch_size: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    schedule: str = "constant"  # constant | linear | cosine | warmup_cosine
+    warmup_steps: int = 0
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    snapshot_every: int = 100
+    eval_samples: int = 65_536
+    eval_seed: int = 0
+
+
+@dataclass
+class SweepConf:
+    seeds: int = 1  # seeds per grid point
+    base_seed: int = 0
+    # axis name -> list of values, or "geomspace(start, stop, num)" / "linspace(start, stop, num)"
+    grid: Dict[str, Any] = field(default_factory=dict)
+    out: str = "runs/${name}"
+    chunk_size: int = 0  # most models per compiled chunk; 0 chooses from memory
+
+
+@dataclass
+class Config:
+    name: str = "sweep"
+    model: ModelConf = field(default_factory=ModelConf)
+    data: DataConf = field(default_factory=DataConf)
+    train: TrainConf = field(default_factory=TrainConf)
+    sweep: SweepConf = field(default_factory=SweepConf)
+
+
+def register_schema() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="toymodels_schema", node=Config)
+
+
+def to_config(cfg) -> Config:
+    """DictConfig (already type-checked by OmegaConf against the schema) -> validated Config."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_object(cfg)
+    if not isinstance(config, Config):
+        raise TypeError("the configuration was not composed on the toymodels_schema structured config")
+    validate(config)
+    return config
+
+
+def _choice(key: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(key, f"{value!r} is not allowed; choose one of {', '.join(allowed)}")
+
+
+def _positive_int(key: str, value, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(key, f"must be an integer >= {minimum}, got {value!r}")
+
+
+def _density(key: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 < value <= 1.0):
+        raise ConfigError(key, f"a density p = 1 - S must be a number in (0, 1], got {value!r}")
+
+
+_GENERATOR = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$")
+
+
+def expand_axis(name: str, spec) -> list:
+    """A grid axis as its list of values: a list, or "geomspace(start, stop, num)" /
+    "linspace(start, stop, num)" (endpoints included)."""
+    key = f"sweep.grid.{name}"
+    if isinstance(spec, (list, tuple)):
+        values = list(spec)
+    elif isinstance(spec, str) and (match := _GENERATOR.match(spec)):
+        gen = match.group(1)
+        _choice(key, gen, GRID_GENERATORS)
+        try:
+            start, stop, num = (float(a) for a in match.group(2).split(","))
+        except ValueError:
+            raise ConfigError(key, f"{gen} takes (start, stop, num), got {spec!r}") from None
+        if num != int(num) or num < 1:
+            raise ConfigError(key, f"{gen}'s num must be a whole number >= 1, got {spec!r}")
+        num = int(num)
+        if gen == "geomspace":
+            if start <= 0 or stop <= 0:
+                raise ConfigError(key, f"geomspace needs positive start and stop, got {spec!r}")
+            values = [start * (stop / start) ** (i / max(num - 1, 1)) for i in range(num)]
+        else:
+            values = [start + (stop - start) * i / max(num - 1, 1) for i in range(num)]
+        values = [float(f"{v:.12g}") for v in values]  # stable text for ids and column values
+    else:
+        raise ConfigError(key, f"must be a list of values or 'geomspace|linspace(start, stop, num)', got {spec!r}")
+    if not values:
+        raise ConfigError(key, "must have at least one value")
+    return values
+
+
+def validate(config: Config) -> None:
+    """Check every value before any compute; raise ConfigError naming the key."""
+    m, d, t, s = config.model, config.data, config.train, config.sweep
+    _choice("model.kind", m.kind, MODEL_KINDS)
+    _choice("model.init", m.init, INIT_KINDS)
+    _positive_int("model.n_features", m.n_features)
+    _positive_int("model.n_hidden", m.n_hidden)
+    _positive_int("model.init_instances", m.init_instances)
+
+    if isinstance(d.density, (list, tuple)):
+        if len(d.density) != m.n_features:
+            raise ConfigError("data.density", f"a per-feature list needs model.n_features={m.n_features} values, got {len(d.density)}")
+        for i, p in enumerate(d.density):
+            _density(f"data.density[{i}]", p)
+    else:
+        _density("data.density", d.density)
+    imp = d.importance
+    _choice("data.importance.kind", imp.kind, IMPORTANCE_KINDS)
+    if imp.kind == "geometric" and not imp.decay > 0:
+        raise ConfigError("data.importance.decay", f"must be > 0, got {imp.decay!r}")
+    if imp.kind == "logspace" and not imp.ratio > 0:
+        raise ConfigError("data.importance.ratio", f"must be > 0, got {imp.ratio!r}")
+    if imp.kind == "explicit":
+        if len(imp.values) != m.n_features:
+            raise ConfigError("data.importance.values", f"needs model.n_features={m.n_features} values, got {len(imp.values)}")
+        if any(v < 0 for v in imp.values):
+            raise ConfigError("data.importance.values", "importances must be >= 0")
+
+    _positive_int("train.steps", t.steps)
+    _positive_int("train.batch_size", t.batch_size)
+    _positive_int("train.eval_samples", t.eval_samples)
+    _positive_int("train.warmup_steps", t.warmup_steps, minimum=0)
+    _positive_int("train.snapshot_every", t.snapshot_every, minimum=0)
+    _choice("train.schedule", t.schedule, SCHEDULES)
+    if not (t.lr > 0 and math.isfinite(t.lr)):
+        raise ConfigError("train.lr", f"must be a positive number, got {t.lr!r}")
+    if not t.weight_decay >= 0:
+        raise ConfigError("train.weight_decay", f"must be >= 0, got {t.weight_decay!r}")
+    if t.schedule == "warmup_cosine" and t.warmup_steps >= t.steps:
+        raise ConfigError("train.warmup_steps", f"must be below train.steps={t.steps} for warmup_cosine")
+
+    _positive_int("sweep.seeds", s.seeds)
+    _positive_int("sweep.base_seed", s.base_seed, minimum=0)
+    _positive_int("sweep.chunk_size", s.chunk_size, minimum=0)
+    if not s.out:
+        raise ConfigError("sweep.out", "must name an output directory")
+    for name, spec in s.grid.items():
+        if name not in GRID_AXES:
+            raise ConfigError(f"sweep.grid.{name}", f"unknown grid axis; allowed: {', '.join(GRID_AXES)}")
+        values = expand_axis(name, spec)
+        for i, v in enumerate(values):
+            key = f"sweep.grid.{name}[{i}]"
+            if name == "density":
+                _density(key, v)
+            elif name in STATIC_AXES:
+                _positive_int(key, v)
+            elif name == "importance_decay" and not (isinstance(v, (int, float)) and v > 0):
+                raise ConfigError(key, f"must be a number > 0, got {v!r}")
+            elif name == "lr" and not (isinstance(v, (int, float)) and v > 0):
+                raise ConfigError(key, f"must be a number > 0, got {v!r}")
+            elif name == "weight_decay" and not (isinstance(v, (int, float)) and v >= 0):
+                raise ConfigError(key, f"must be a number >= 0, got {v!r}")
+    if "importance_decay" in s.grid and imp.kind != "geometric":
+        raise ConfigError("sweep.grid.importance_decay", f"needs data.importance.kind=geometric, got {imp.kind!r}")
+    if "density" in s.grid and isinstance(d.density, (list, tuple)):
+        raise ConfigError("sweep.grid.density", "sets every feature's density; data.density must then be a single number")
+    if "n_features" in s.grid and (isinstance(d.density, (list, tuple)) or imp.kind == "explicit"):
+        raise ConfigError("sweep.grid.n_features", "cannot vary with per-feature data.density or explicit importances")

@@ -1,0 +1,115 @@
+"""Running chunks: the pure chunk job and the executor interface.
+
+``run_chunk`` is what any executor runs for one chunk: a plain payload in, a table out, nothing
+shared. Executors decide where chunks run (``InProcessExecutor`` here; Ray in ``sweeps.ray_executor``)
+and report each finished or failed chunk to the driver's callbacks as soon as it is known.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import pandas as pd
+
+from sweeps.plan import Chunk, hparams_arrays
+
+OnDone = Callable[[Chunk, pd.DataFrame], None]
+OnFailed = Callable[[Chunk, BaseException], None]
+
+
+class ChunkFailed(RuntimeError):
+    """A chunk that failed by itself (bad numbers, not a lost worker): recorded, not retried."""
+
+
+def run_chunk(chunk: Chunk) -> pd.DataFrame:
+    """Train every model of ``chunk`` in one compiled program; one row per model."""
+    import jax
+    import jax.numpy as jnp
+
+    from toymodels import HParams, model_keys, train_many
+
+    arrays = hparams_arrays(chunk)
+    hp = HParams(
+        density_F=jnp.asarray(arrays["density_F"]),
+        importance_F=jnp.asarray(arrays["importance_F"]),
+        lr=jnp.asarray(arrays["lr"]),
+        weight_decay=jnp.asarray(arrays["weight_decay"]),
+    )
+    start = time.perf_counter()
+    result = jax.device_get(train_many(chunk.spec, model_keys(chunk.base_seed, arrays["uid"]), hp))
+    seconds = time.perf_counter() - start
+    n = chunk.n_models
+    # A diverged model can still report a finite loss (ReLU maps NaN to 0 on some backends).
+    finite = (np.isfinite(result.eval_loss[:n])
+              & np.isfinite(result.params.W_HxF[:n]).all(axis=(1, 2))
+              & np.isfinite(result.params.b_F[:n]).all(axis=1))
+    bad = [chunk.points[i] for i in np.flatnonzero(~finite)]
+    if bad:
+        where = dict(bad[0].coords, seed=bad[0].seed)
+        raise ChunkFailed(f"non-finite loss or weights for {len(bad)} model(s), first at {where}")
+    return chunk_table(chunk, result, seconds)
+
+
+def chunk_table(chunk: Chunk, result, seconds: float) -> pd.DataFrame:
+    from toymodels import metrics
+
+    n = chunk.n_models
+    W = np.asarray(result.params.W_HxF)[:n]
+    snaps = result.snapshots
+    norms, cap, interf = metrics.feature_norms(W), metrics.capacity(W), metrics.interference(W)
+    rows = []
+    for i, p in enumerate(chunk.points):
+        row = dict(p.coords)
+        row.update(
+            seed=p.seed,
+            uid=p.uid,
+            order=p.order,
+            chunk=chunk.id,
+            model=chunk.spec.model,
+            n_features=chunk.spec.n_features,
+            n_hidden=chunk.spec.n_hidden,
+            steps=chunk.spec.steps,
+            batch_size=chunk.spec.batch_size,
+            lr=p.lr,
+            weight_decay=p.weight_decay,
+            loss=float(result.eval_loss[i]),
+            W=W[i].tolist(),
+            b=np.asarray(result.params.b_F[i]).tolist(),
+            norms=norms[i].tolist(),
+            capacity=cap[i].tolist(),
+            interference=interf[i].tolist(),
+            feature_density=list(p.density_F),
+            feature_importance=list(p.importance_F),
+            snap_step=np.asarray(snaps.step_S[i]).tolist(),
+            snap_loss=np.asarray(snaps.loss_S[i]).tolist(),
+            snap_norms=np.asarray(snaps.norms_SxF[i]).tolist(),
+            snap_capacity=np.asarray(snaps.capacity_SxF[i]).tolist(),
+            train_seconds=seconds / n,
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+class Executor(Protocol):
+    """Runs chunks somewhere and reports each one to the driver as soon as it ends."""
+
+    workers: int
+
+    def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None: ...
+
+
+class InProcessExecutor:
+    """Runs chunks one after another in this process."""
+
+    workers = 1
+
+    def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None:
+        for chunk in chunks:
+            try:
+                table = run_chunk(chunk)
+            except Exception as error:  # a chunk failing by itself must not stop the others
+                on_failed(chunk, error)
+            else:
+                on_done(chunk, table)

@@ -1,0 +1,172 @@
+"""Grid planning: config -> one ModelPoint per model -> chunks of same-shaped models.
+
+Data flows one way: the planner builds plain numpy/dataclass payloads that any executor (in
+process, Ray) can ship; it never trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from sweeps.config import PER_MODEL_AXES, STATIC_AXES, Config, expand_axis
+from toymodels.data import importance_profile
+from toymodels.train import TrainSpec
+
+# Working-set budget of one chunk (bytes) used to choose its size when sweep.chunk_size is 0.
+CHUNK_MEMORY_BUDGET = 256 * 2**20
+MAX_AUTO_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class ModelPoint:
+    """One model: its grid coordinates, seed and the per-model values that follow from them."""
+
+    coords: tuple[tuple[str, object], ...]  # (axis, value) in grid order
+    seed: int
+    uid: int  # stable 31-bit id: the model's PRNG stream is fold_in(base_seed, uid)
+    density_F: tuple[float, ...]
+    importance_F: tuple[float, ...]
+    lr: float
+    weight_decay: float
+    order: int  # position in the full plan, for a stable row order in the store
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Same-shaped models trained by one compiled program; identified by a hash of its content."""
+
+    id: str
+    spec: TrainSpec
+    base_seed: int
+    points: tuple[ModelPoint, ...]
+    pad_to: int  # train this many (repeating the last model) so every chunk of a shape compiles once
+
+    @property
+    def n_models(self) -> int:
+        return len(self.points)
+
+
+def grid_axes(config: Config) -> dict[str, list]:
+    return {name: expand_axis(name, spec) for name, spec in config.sweep.grid.items()}
+
+
+def model_uid(coords, seed: int) -> int:
+    text = json.dumps({"coords": [[k, v] for k, v in coords], "seed": seed}, sort_keys=True)
+    return zlib.crc32(text.encode()) & 0x7FFFFFFF
+
+
+def _spec_for(config: Config, static: dict) -> TrainSpec:
+    m, t = config.model, config.train
+    return TrainSpec(
+        n_features=static.get("n_features", m.n_features),
+        n_hidden=static.get("n_hidden", m.n_hidden),
+        model=m.kind,
+        steps=static.get("steps", t.steps),
+        batch_size=static.get("batch_size", t.batch_size),
+        schedule=t.schedule,
+        warmup_steps=t.warmup_steps,
+        b1=t.b1,
+        b2=t.b2,
+        eps=t.eps,
+        init=m.init,
+        init_instances=m.init_instances,
+        snapshot_every=t.snapshot_every,
+        eval_samples=t.eval_samples,
+        eval_seed=t.eval_seed,
+    )
+
+
+def _point(config: Config, coords: tuple, seed: int, n_features: int, order: int) -> ModelPoint:
+    values = dict(coords)
+    d, imp = config.data, config.data.importance
+    density = values.get("density", d.density)
+    density_F = tuple(float(p) for p in density) if isinstance(density, (list, tuple)) else (float(density),) * n_features
+    importance_F = importance_profile(
+        n_features, imp.kind, float(values.get("importance_decay", imp.decay)), imp.ratio, tuple(imp.values)
+    )
+    return ModelPoint(
+        coords=coords,
+        seed=seed,
+        uid=model_uid(coords, seed),
+        density_F=density_F,
+        importance_F=tuple(float(v) for v in importance_F),
+        lr=float(values.get("lr", config.train.lr)),
+        weight_decay=float(values.get("weight_decay", config.train.weight_decay)),
+        order=order,
+    )
+
+
+def plan_models(config: Config) -> list[tuple[TrainSpec, ModelPoint]]:
+    """The grid product × seeds, in grid order (last axis fastest, then seed)."""
+    axes = grid_axes(config)
+    names = list(axes)
+    out = []
+    seen: dict[int, tuple] = {}
+    for values in itertools.product(*axes.values()):
+        coords = tuple(zip(names, values))
+        static = {k: v for k, v in coords if k in STATIC_AXES}
+        spec = _spec_for(config, static)
+        for seed in range(config.sweep.seeds):
+            point = _point(config, coords, seed, spec.n_features, len(out))
+            if point.uid in seen:
+                raise ValueError(f"model id collision between {seen[point.uid]} and {(coords, seed)}")
+            seen[point.uid] = (coords, seed)
+            out.append((spec, point))
+    return out
+
+
+def auto_chunk_size(spec: TrainSpec) -> int:
+    # Per model and step: uniforms, inputs, outputs and their gradients (~6 batch×n float32 arrays),
+    # and the evaluation batch.
+    per_model = 4 * 6 * max(spec.batch_size, 4096) * spec.n_features
+    return int(max(1, min(MAX_AUTO_CHUNK, CHUNK_MEMORY_BUDGET // per_model)))
+
+
+def chunk_id(spec: TrainSpec, base_seed: int, points) -> str:
+    payload = json.dumps(
+        {"spec": dataclasses.asdict(spec), "base_seed": base_seed, "points": [dataclasses.asdict(p) for p in points]},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def make_chunks(config: Config, models, min_chunks: int = 1) -> list[Chunk]:
+    """Split models into chunks of one TrainSpec each, balanced in size.
+
+    ``min_chunks`` asks for at least that many chunks per shape (so that every worker has one),
+    as long as chunks stay non-empty.
+    """
+    by_spec: dict[TrainSpec, list[ModelPoint]] = {}
+    for spec, point in models:
+        by_spec.setdefault(spec, []).append(point)
+    chunks = []
+    for spec, points in by_spec.items():
+        cap = config.sweep.chunk_size or auto_chunk_size(spec)
+        n_chunks = min(len(points), max(-(-len(points) // cap), min_chunks))
+        size = -(-len(points) // n_chunks)
+        for start in range(0, len(points), size):
+            part = tuple(points[start : start + size])
+            chunks.append(Chunk(chunk_id(spec, config.sweep.base_seed, part), spec, config.sweep.base_seed, part, size))
+    return chunks
+
+
+def hparams_arrays(chunk: Chunk) -> dict[str, np.ndarray]:
+    """The chunk's per-model values as arrays, padded to ``pad_to`` by repeating the last model."""
+    points = list(chunk.points) + [chunk.points[-1]] * (chunk.pad_to - len(chunk.points))
+    return {
+        "uid": np.array([p.uid for p in points], np.uint32),
+        "density_F": np.array([p.density_F for p in points], np.float32),
+        "importance_F": np.array([p.importance_F for p in points], np.float32),
+        "lr": np.array([p.lr for p in points], np.float32),
+        "weight_decay": np.array([p.weight_decay for p in points], np.float32),
+    }
+
+
+__all__ = ["PER_MODEL_AXES", "Chunk", "ModelPoint", "plan_models", "make_chunks", "hparams_arrays", "grid_axes"]

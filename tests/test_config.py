@@ -1,0 +1,118 @@
+"""Every config composes; overrides work; bad input fails before any compute, naming the key."""
+
+import pytest
+
+from sweeps.config import ConfigError, expand_axis
+from sweeps.plan import grid_axes, make_chunks, plan_models
+from tests.helpers import EXPERIMENTS, cli, compose_config
+
+
+def test_the_required_experiments_exist():
+    assert {"tms_intro", "tms_phase_2d", "tms_geometry"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_plans(experiment):
+    config = compose_config([f"experiment={experiment}"])
+    assert config.name == experiment
+    models = plan_models(config)
+    n_points = 1
+    for values in grid_axes(config).values():
+        n_points *= len(values)
+    assert len(models) == n_points * config.sweep.seeds
+    for chunk in make_chunks(config, models):
+        assert len({spec for spec, p in models if p in chunk.points}) == 1
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_file_starts_with_its_command(experiment):
+    from sweeps.config import CONF_DIR
+
+    lines = (CONF_DIR / "experiment" / f"{experiment}.yaml").read_text().splitlines()
+    assert lines[0] == "# @package _global_"  # Hydra reads the package header on line 1 only
+    assert lines[1].startswith(f"# toymodels-sweep experiment={experiment}")
+
+
+def test_tms_intro_is_the_papers_setting():
+    config = compose_config(["experiment=tms_intro"])
+    assert (config.model.n_features, config.model.n_hidden) == (5, 2)
+    densities = grid_axes(config)["density"]
+    assert len(densities) == 10 and densities[0] == 1.0 and densities[-1] == pytest.approx(0.05)
+    _, point = plan_models(config)[0]
+    assert point.importance_F == pytest.approx(tuple(0.9**i for i in range(5)))
+
+
+def test_documented_overrides_apply():
+    config = compose_config([
+        "experiment=tms_intro", "model.n_features=7", "model.n_hidden=3", "train.steps=123",
+        "train.batch_size=64", "train.lr=0.01", "train.weight_decay=0.1", "sweep.seeds=4", "sweep.out=/tmp/x",
+        "sweep.grid.density=[1.0,0.1]", "+sweep.grid.lr=[0.001,0.01]",
+    ])
+    models = plan_models(config)
+    assert len(models) == 2 * 2 * 4
+    spec, point = models[0]
+    assert (spec.n_features, spec.n_hidden, spec.steps, spec.batch_size) == (7, 3, 123, 64)
+    assert point.weight_decay == pytest.approx(0.1)
+    assert {p.lr for _, p in models} == {0.001, 0.01}
+    assert config.sweep.out == "/tmp/x"
+
+
+def test_importance_decay_axis_sets_second_feature_importance():
+    config = compose_config(["experiment=tms_phase_2d_small"])
+    for _, p in plan_models(config):
+        assert p.importance_F == pytest.approx((1.0, dict(p.coords)["importance_decay"]))
+        assert p.density_F == (dict(p.coords)["density"],) * 2
+
+
+def test_static_axes_split_chunks():
+    config = compose_config(["experiment=tms_intro", "+sweep.grid.n_hidden=[1,2]", "sweep.grid.density=[1.0,0.5]"])
+    chunks = make_chunks(config, plan_models(config))
+    assert {c.spec.n_hidden for c in chunks} == {1, 2}
+    assert sum(c.n_models for c in chunks) == 2 * 2 * config.sweep.seeds
+
+
+def test_grid_generators():
+    assert expand_axis("density", "geomspace(1.0, 0.01, 3)") == pytest.approx([1.0, 0.1, 0.01])
+    assert expand_axis("lr", "linspace(0, 1, 3)") == pytest.approx([0.0, 0.5, 1.0])
+    assert expand_axis("density", [0.5]) == [0.5]
+    for bad in ("logspace(0, 1, 3)", "geomspace(0, 1, 3)", "geomspace(1, 0.1, 2.5)", "geomspace(1, 2)", "0.5"):
+        with pytest.raises(ConfigError, match="sweep.grid.density"):
+            expand_axis("density", bad)
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        (["sweep.grid.density=[-0.1,0.5]"], "sweep.grid.density[0]"),
+        (["model.n_hidden=0"], "model.n_hidden"),
+        (["+sweep.grid.colour=[1,2]"], "sweep.grid.colour"),
+        (["model.kind=cubic"], "model.kind"),
+        (["train.schedule=exponential"], "train.schedule"),
+        (["data.density=1.5"], "data.density"),
+    ],
+)
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ConfigError) as info:
+        compose_config(["experiment=tms_intro", *override])
+    assert info.value.key == key
+
+
+@pytest.mark.parametrize(
+    "args,expect",
+    [
+        (["model.n_hidden=0"], ["model.n_hidden", ">= 1"]),
+        (["sweep.grid.density=[-0.5]"], ["sweep.grid.density", "(0, 1]"]),
+        (["model.colour=red"], ["model.colour", "n_features"]),  # lists the allowed keys
+        (["train.steps=many"], ["train.steps", "many"]),
+        (["experiment=no_such_thing"], ["experiment/no_such_thing", "tms_intro"]),  # lists experiments
+        (["model.kind=cubic"], ["model.kind", "relu, linear"]),
+    ],
+)
+def test_cli_rejects_bad_input_before_compute(tmp_path, args, expect):
+    out = tmp_path / "never"
+    result = cli("toymodels-sweep", f"sweep.out={out}", *args, cwd=tmp_path, timeout=60)
+    assert result.returncode != 0
+    message = result.stderr + result.stdout
+    for fragment in expect:
+        assert fragment in message, message
+    assert not (out / "chunks").exists()  # nothing was trained or stored

@@ -1,0 +1,171 @@
+"""Properties of the pure JAX core: batching, compilation, determinism and the known optima."""
+
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from toymodels import HParams, TrainSpec, make_train, model_keys, train_many
+from toymodels.data import importance_profile, sample_features
+from toymodels.model import Params, forward, init_std, weighted_mse
+from toymodels.optim import lr_multiplier
+
+
+def hparams(n_models, n_features, density=1.0, importance=None, lr=1e-3, wd=1e-2):
+    density_F = np.broadcast_to(np.asarray(density, np.float32), (n_models, n_features))
+    imp = np.ones(n_features) if importance is None else importance
+    return HParams(
+        density_F=jnp.asarray(density_F),
+        importance_F=jnp.asarray(np.broadcast_to(np.asarray(imp, np.float32), (n_models, n_features))),
+        lr=jnp.full((n_models,), lr, jnp.float32),
+        weight_decay=jnp.full((n_models,), wd, jnp.float32),
+    )
+
+
+def take(tree, i):
+    return jax.tree.map(lambda a: a[i], tree)
+
+
+SMALL = TrainSpec(n_features=5, n_hidden=2, steps=60, batch_size=64, snapshot_every=25, eval_samples=512)
+
+
+def test_vmapped_models_equal_single_runs():
+    hp = HParams(
+        density_F=jnp.asarray(np.linspace(0.1, 1.0, 4)[:, None].repeat(5, 1), jnp.float32),
+        importance_F=jnp.asarray(np.stack([0.9 ** np.arange(5)] * 4), jnp.float32),
+        lr=jnp.asarray([1e-3, 3e-3, 1e-2, 3e-2], jnp.float32),
+        weight_decay=jnp.asarray([0.0, 1e-2, 1e-1, 1e-2], jnp.float32),
+    )
+    keys = model_keys(0, np.arange(4))
+    many = train_many(SMALL, keys, hp)
+    single = jax.jit(make_train(SMALL))
+    for i in range(4):
+        one = single(keys[i], take(hp, i))
+        np.testing.assert_allclose(many.params.W_HxF[i], one.params.W_HxF, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(many.eval_loss[i], one.eval_loss, rtol=1e-5)
+        np.testing.assert_allclose(many.snapshots.loss_S[i], one.snapshots.loss_S, rtol=1e-5)
+
+
+def test_jit_equals_no_jit():
+    spec = TrainSpec(n_features=3, n_hidden=2, steps=8, batch_size=16, snapshot_every=3, eval_samples=64)
+    key = model_keys(0, [7])[0]
+    hp = take(hparams(1, 3, density=0.5), 0)
+    jitted = jax.jit(make_train(spec))(key, hp)
+    with jax.disable_jit():
+        eager = make_train(spec)(key, hp)
+    np.testing.assert_allclose(jitted.params.W_HxF, eager.params.W_HxF, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jitted.eval_loss, eager.eval_loss, rtol=1e-5)
+
+
+def test_same_seed_same_bits_and_different_seed_differs():
+    hp = hparams(2, 5, density=0.3)
+    a = train_many(SMALL, model_keys(0, [1, 2]), hp)
+    b = train_many(SMALL, model_keys(0, [1, 2]), hp)
+    c = train_many(SMALL, model_keys(1, [1, 2]), hp)
+    assert np.array_equal(np.asarray(a.params.W_HxF), np.asarray(b.params.W_HxF))
+    assert np.array_equal(np.asarray(a.eval_loss), np.asarray(b.eval_loss))
+    assert not np.allclose(np.asarray(a.params.W_HxF), np.asarray(c.params.W_HxF))
+
+
+def test_snapshots_cover_every_interval_and_a_short_tail():
+    spec = TrainSpec(n_features=4, n_hidden=2, steps=70, batch_size=32, snapshot_every=20, eval_samples=256)
+    assert spec.snapshot_steps == (20, 40, 60, 70)
+    r = train_many(spec, model_keys(0, [0]), hparams(1, 4))
+    np.testing.assert_array_equal(r.snapshots.step_S[0], [20, 40, 60, 70])
+    assert r.snapshots.norms_SxF.shape == (1, 4, 4)
+    assert r.snapshots.capacity_SxF.shape == (1, 4, 4)
+    np.testing.assert_allclose(r.snapshots.norms_SxF[0, -1], np.linalg.norm(r.params.W_HxF[0], axis=0), rtol=1e-5)
+    assert TrainSpec(n_features=2, n_hidden=1, steps=50, snapshot_every=0).snapshot_steps == (50,)
+
+
+def test_dense_features_with_enough_dimensions_give_identity():
+    spec = TrainSpec(n_features=4, n_hidden=4, model="linear", steps=3000, batch_size=256, snapshot_every=0, eval_samples=4096)
+    r = train_many(spec, model_keys(0, [0]), hparams(1, 4, lr=1e-2, wd=0.0))
+    W = np.asarray(r.params.W_HxF[0])
+    np.testing.assert_allclose(W.T @ W, np.eye(4), atol=0.05)
+    assert float(r.eval_loss[0]) < 1e-4
+
+
+def test_linear_model_learns_top_m_features_by_importance():
+    spec = TrainSpec(n_features=6, n_hidden=3, model="linear", steps=4000, batch_size=256, snapshot_every=0, eval_samples=4096)
+    r = train_many(spec, model_keys(0, [0, 1]), hparams(2, 6, importance=0.7 ** np.arange(6), lr=1e-2, wd=0.0))
+    norms = np.linalg.norm(np.asarray(r.params.W_HxF), axis=1)
+    assert np.all(norms[:, :3] > 0.9), norms
+    assert np.all(norms[:, 3:] < 0.15), norms
+
+
+def test_sparse_relu_model_superposes_five_features_in_two_dimensions():
+    # TMS intro: at density 0.05 all five features are represented (a pentagon), with negative bias.
+    spec = TrainSpec(n_features=5, n_hidden=2, steps=6000, batch_size=1024, snapshot_every=0, eval_samples=16384)
+    r = train_many(spec, model_keys(0, [0, 1, 2]), hparams(3, 5, density=0.05, importance=0.9 ** np.arange(5)))
+    best = int(np.argmin(r.eval_loss))
+    norms = np.linalg.norm(np.asarray(r.params.W_HxF[best]), axis=0)
+    assert np.all(norms > 0.8), norms
+    assert np.all(np.asarray(r.params.b_F[best]) < 0)
+
+
+def test_sampler_statistics():
+    density = jnp.asarray([1.0, 0.5, 0.1, 0.01])
+    x = np.asarray(sample_features(jax.random.key(0), density, 200_000))
+    active = x > 0
+    np.testing.assert_allclose(active.mean(0), density, rtol=0.05)
+    for i in range(4):
+        values = x[active[:, i], i]
+        assert values.max() < 1.0
+        assert values.mean() == pytest.approx(0.5, abs=0.02)
+        assert values.var() == pytest.approx(1 / 12, abs=0.01)
+
+
+def test_importance_profiles():
+    np.testing.assert_allclose(importance_profile(3, "geometric", decay=0.9), [1, 0.9, 0.81])
+    np.testing.assert_allclose(importance_profile(3, "logspace", ratio=100), [1, 0.1, 0.01])
+    np.testing.assert_allclose(importance_profile(2, "explicit", values=(2.0, 3.0)), [2, 3])
+    with pytest.raises(ValueError):
+        importance_profile(2, "explicit", values=(1.0,))
+
+
+def test_loss_is_importance_weighted_mean_over_batch_and_features():
+    x = jnp.asarray([[1.0, 0.0], [0.5, 0.5]])
+    xhat = jnp.zeros_like(x)
+    imp = jnp.asarray([1.0, 0.1])
+    expected = (1 * 1 + 0.1 * 0 + 1 * 0.25 + 0.1 * 0.25) / 4
+    assert float(weighted_mse(x, xhat, imp)) == pytest.approx(expected)
+    params = Params(W_HxF=jnp.zeros((1, 2)), b_F=jnp.asarray([-1.0, 2.0]))
+    np.testing.assert_allclose(forward(params, x, "relu"), [[0, 2], [0, 2]])
+    np.testing.assert_allclose(forward(params, x, "linear"), [[-1, 2], [-1, 2]])
+
+
+def test_init_std():
+    assert init_std(5, 2, "xavier") == pytest.approx(np.sqrt(2 / 7))
+    # Xavier-normal on a stacked (instances, n, m) tensor: fan_in n·m, fan_out instances·m
+    assert init_std(5, 2, "notebook", 10) == pytest.approx(np.sqrt(2 / (2 * 5 + 10 * 2)))
+
+
+def test_schedules():
+    assert float(lr_multiplier(0, "constant", 100)) == 1.0
+    assert float(lr_multiplier(50, "linear", 100)) == pytest.approx(0.5)
+    assert float(lr_multiplier(0, "cosine", 100)) == pytest.approx(1.0)
+    assert float(lr_multiplier(100, "cosine", 100)) == pytest.approx(0.0, abs=1e-7)
+    assert float(lr_multiplier(0, "warmup_cosine", 100, 10)) == pytest.approx(0.0)
+    assert float(lr_multiplier(5, "warmup_cosine", 100, 10)) == pytest.approx(0.5)
+    assert float(lr_multiplier(10, "warmup_cosine", 100, 10)) == pytest.approx(1.0)
+    assert float(lr_multiplier(100, "warmup_cosine", 100, 10)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_per_model_learning_rate_and_weight_decay_take_effect():
+    spec = TrainSpec(n_features=3, n_hidden=2, steps=200, batch_size=64, snapshot_every=0, eval_samples=256)
+    keys = model_keys(0, [5, 5])
+    hp = hparams(2, 3)
+    hp = hp.replace(weight_decay=jnp.asarray([0.0, 50.0]))
+    r = train_many(spec, keys, hp)
+    assert np.linalg.norm(r.params.W_HxF[1]) < 0.5 * np.linalg.norm(r.params.W_HxF[0])
+
+
+def test_core_imports_no_orchestration_packages():
+    code = "import sys, toymodels, toymodels.train, toymodels.metrics; " \
+           "print(sorted(m for m in ('hydra','ray','wandb','matplotlib','omegaconf') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,108 @@
+"""The sweep pipeline end to end: plan, train, store, resume, refuse, fail cleanly, draw."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sweeps.config import ConfigError
+from sweeps.plan import make_chunks, plan_models
+from sweeps.runner import run_sweep
+from sweeps.store import SweepStore, as_matrix, read_results
+from tests.helpers import cli, compose_config, tiny
+
+GRID = ["sweep.grid.density=[1.0,0.3,0.05]", "sweep.seeds=2"]
+
+
+def test_store_has_one_row_per_model_with_documented_schema(tmp_path):
+    config = compose_config(["experiment=tms_intro", *tiny(tmp_path / "s"), *GRID])
+    report = run_sweep(config, progress=False)
+    assert report.ok and report.trained == 6
+    table = pd.read_parquet(tmp_path / "s" / "results.parquet")
+    assert len(table) == 6
+    assert sorted(zip(table["density"], table["seed"])) == sorted((d, s) for d in (1.0, 0.3, 0.05) for s in (0, 1))
+    for column in ("loss", "W", "b", "norms", "capacity", "interference", "feature_importance",
+                   "snap_step", "snap_loss", "snap_norms", "snap_capacity", "uid", "n_features", "n_hidden"):
+        assert column in table.columns
+    W = as_matrix(table["W"])
+    assert W.shape == (6, 2, 5)
+    np.testing.assert_allclose(as_matrix(table["norms"]), np.linalg.norm(W, axis=1), rtol=1e-5)
+    assert as_matrix(table["b"]).shape == (6, 5)
+    assert as_matrix(table["snap_norms"]).shape == (6, 3, 5)
+    assert np.all(np.isfinite(table["loss"]))
+    assert (tmp_path / "s" / "sweep.yaml").read_text().startswith("# config_hash: ")
+
+
+def test_rerun_resumes_and_results_do_not_depend_on_chunking(tmp_path):
+    out = tmp_path / "s"
+    config = compose_config(["experiment=tms_intro", *tiny(out), *GRID, "sweep.chunk_size=2"])
+    first = run_sweep(config, progress=False)
+    assert first.trained == 6
+    again = run_sweep(config, progress=False)
+    assert (again.trained, again.already_done) == (0, 6)
+
+    # lose one chunk (as if killed before it was written): only its models are trained again
+    store = SweepStore(out)
+    victim = sorted(store.chunks_dir.glob("*.parquet"))[0]
+    lost = len(pd.read_parquet(victim))
+    victim.unlink()
+    resumed = run_sweep(config, progress=False)
+    assert resumed.trained == lost
+    table = read_results(out)
+    assert len(table) == 6 and table["uid"].is_unique
+
+    # the same models trained in one chunk give the same numbers: ids, not chunks, seed the streams
+    whole = compose_config(["experiment=tms_intro", *tiny(tmp_path / "w"), *GRID, "sweep.chunk_size=6"])
+    run_sweep(whole, progress=False)
+    a = table.sort_values("uid")
+    b = read_results(tmp_path / "w").sort_values("uid")
+    np.testing.assert_allclose(as_matrix(a["W"]), as_matrix(b["W"]), rtol=1e-5, atol=1e-6)
+
+
+def test_a_different_config_is_refused_for_an_existing_output(tmp_path):
+    out = tmp_path / "s"
+    run_sweep(compose_config(["experiment=tms_intro", *tiny(out), "sweep.grid.density=[1.0]"]), progress=False)
+    other = compose_config(["experiment=tms_intro", *tiny(out), "sweep.grid.density=[0.5]"])
+    with pytest.raises(ConfigError, match="sweep.out.*different sweep"):
+        run_sweep(other, progress=False)
+    # chunking is not part of what a sweep is: a new chunk size resumes instead of conflicting
+    same = compose_config(["experiment=tms_intro", *tiny(out), "sweep.grid.density=[1.0]", "sweep.chunk_size=1"])
+    report = run_sweep(same, progress=False)
+    assert report.already_done == report.planned == 3 and report.trained == 0
+
+
+def test_a_failing_chunk_is_recorded_and_the_rest_complete(tmp_path):
+    out = tmp_path / "s"
+    config = compose_config(["experiment=tms_intro", *tiny(out), "sweep.grid.density=[0.5]",
+                             "+sweep.grid.weight_decay=[0.01,1e38]", "sweep.chunk_size=1", "sweep.seeds=1"])
+    report = run_sweep(config, progress=False)
+    assert not report.ok
+    assert report.trained == 1 and len(report.failed) == 1
+    assert "non-finite" in report.failed[0]["error"]
+    assert len(read_results(out)) == 1
+    assert "FAILED" in report.summary()
+    assert SweepStore(out).failures()[0]["first_model"]["weight_decay"] == 1e38
+
+
+def test_chunks_are_balanced_and_padded_to_one_shape():
+    config = compose_config(["experiment=tms_phase_2d_small", "sweep.chunk_size=50"])
+    models = plan_models(config)
+    chunks = make_chunks(config, models)
+    assert sum(c.n_models for c in chunks) == len(models) == 8 * 8 * 3
+    assert len({c.pad_to for c in chunks}) == 1 and max(c.n_models for c in chunks) <= 50
+    assert len({c.id for c in chunks}) == len(chunks)
+    assert make_chunks(config, models)[0].id == chunks[0].id  # content hash is deterministic
+
+
+def test_cli_end_to_end_writes_store_and_figures(tmp_path):
+    out = tmp_path / "intro"
+    result = cli("toymodels-sweep", "experiment=tms_intro", *tiny(out), "sweep.grid.density=[1.0,0.1]", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "6/6 models stored" in result.stdout  # 2 densities × 3 seeds
+    assert len(pd.read_parquet(out / "results.parquet")) == 6
+    figures = cli("toymodels-figures", str(out), cwd=tmp_path)
+    assert figures.returncode == 0, figures.stderr
+    for name in ("geometry_2d.png", "geometry_2d.pdf", "loss_curves.png"):
+        path = out / "figures" / name
+        assert path.exists() and path.stat().st_size > 5000
+    missing = cli("toymodels-figures", str(tmp_path / "nothing"), cwd=tmp_path)
+    assert missing.returncode == 2 and "results.parquet" in missing.stderr

@@ -1,0 +1,63 @@
+"""Superposition metrics of a weight matrix W (m×n, column W_i per feature), SCIENCE.md §5.
+
+Every function takes W with any leading batch axes (``...×m×n``) and works on numpy and JAX
+arrays alike, so the same code serves snapshots inside the compiled training loop and the
+analysis of thousands of stored models.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Below this squared norm a feature counts as absent: its capacity and interference are 0.
+NORM_EPS = 1e-12
+
+
+def _xp(a):
+    if isinstance(a, np.ndarray):
+        return np
+    import jax.numpy as jnp
+
+    return jnp
+
+
+def gram(W):
+    """WᵀW, the n×n matrix of feature overlaps W_i·W_j."""
+    xp = _xp(W)
+    return xp.swapaxes(W, -1, -2) @ W
+
+
+def feature_norms(W):
+    """‖W_i‖, representation strength of each feature."""
+    xp = _xp(W)
+    return xp.sqrt(xp.sum(W * W, axis=-2))
+
+
+def capacity(W):
+    """C_i = (W_i·W_i)² / Σ_j (W_i·W_j)², the feature dimensionality D_i. 0 for a zero vector."""
+    xp = _xp(W)
+    G = gram(W)
+    diag2 = xp.diagonal(G, axis1=-2, axis2=-1) ** 2
+    total = xp.sum(G * G, axis=-1)
+    return xp.where(total > NORM_EPS**2, diag2 / xp.maximum(total, NORM_EPS**2), 0.0)
+
+
+def interference(W):
+    """Σ_{j≠i} (Ŵ_i·W_j)², Ŵ_i = W_i/‖W_i‖: how much other features leak onto feature i."""
+    xp = _xp(W)
+    G = gram(W)
+    diag = xp.diagonal(G, axis1=-2, axis2=-1)
+    off2 = xp.sum(G * G, axis=-1) - diag**2
+    return xp.where(diag > NORM_EPS, xp.maximum(off2, 0.0) / xp.maximum(diag, NORM_EPS), 0.0)
+
+
+def polysemanticity(W):
+    """sqrt of interference: the notebook's colour for superposed features."""
+    return _xp(W).sqrt(interference(W))
+
+
+def dimensions_per_feature(W):
+    """D* = m / ‖W‖_F²."""
+    xp = _xp(W)
+    m = W.shape[-2]
+    return m / xp.sum(W * W, axis=(-2, -1))

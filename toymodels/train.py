@@ -1,0 +1,157 @@
+"""The whole training loop as one pure function, ``train(key, hparams)``.
+
+Shape-setting values (n, m, batch, steps, schedule, snapshot interval) live in a static
+``TrainSpec`` fixed when the function is built; per-model values (density, importance, learning
+rate, weight decay) are array leaves of ``HParams``, so ``jit(vmap(train))`` trains any number of
+same-shaped models in one compiled program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from toymodels import metrics
+from toymodels.data import sample_features
+from toymodels.model import Params, forward, init_params, init_std, weighted_mse
+from toymodels.optim import make_optimizer
+
+EVAL_BATCH = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+    """Static settings: models that share a TrainSpec share one compiled program."""
+
+    n_features: int
+    n_hidden: int
+    model: str = "relu"
+    steps: int = 10_000
+    batch_size: int = 1024
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    init: str = "xavier"
+    init_instances: int = 10
+    snapshot_every: int = 100
+    eval_samples: int = 65_536
+    eval_seed: int = 0
+
+    @property
+    def snapshot_steps(self) -> tuple[int, ...]:
+        """Steps after which a snapshot is taken: every ``snapshot_every`` steps, and the last."""
+        every = self.snapshot_every if 0 < self.snapshot_every < self.steps else self.steps
+        marks = list(range(every, self.steps + 1, every))
+        if not marks or marks[-1] != self.steps:
+            marks.append(self.steps)
+        return tuple(marks)
+
+
+@struct.dataclass
+class HParams:
+    """Per-model values; every leaf gains a leading model axis under vmap."""
+
+    density_F: jax.Array
+    importance_F: jax.Array
+    lr: jax.Array
+    weight_decay: jax.Array
+
+
+@struct.dataclass
+class Snapshots:
+    step_S: jax.Array  # training steps completed at each snapshot
+    loss_S: jax.Array  # mean training loss over the interval ending there
+    norms_SxF: jax.Array  # ‖W_i‖
+    capacity_SxF: jax.Array  # C_i
+
+
+@struct.dataclass
+class TrainResult:
+    params: Params
+    eval_loss: jax.Array
+    snapshots: Snapshots
+
+
+def make_train(spec: TrainSpec):
+    """Build ``train(key, hparams) -> TrainResult`` for one model; vmap it for many."""
+    std = init_std(spec.n_features, spec.n_hidden, spec.init, spec.init_instances)
+    marks = spec.snapshot_steps
+    n_eval_batches = -(-spec.eval_samples // EVAL_BATCH)
+
+    def loss_fn(params, x_BxF, importance_F):
+        return weighted_mse(x_BxF, forward(params, x_BxF, spec.model), importance_F)
+
+    def evaluate(params, hp):
+        # One fixed evaluation key for every model: seeds at a grid point are ranked on identical
+        # data (a paired comparison), independent of their training streams.
+        eval_key = jax.random.key(spec.eval_seed)
+
+        def one(total, i):
+            x = sample_features(jax.random.fold_in(eval_key, i), hp.density_F, EVAL_BATCH)
+            return total + loss_fn(params, x, hp.importance_F), None
+
+        total, _ = jax.lax.scan(one, jnp.zeros(()), jnp.arange(n_eval_batches))
+        return total / n_eval_batches
+
+    def train(key: jax.Array, hp: HParams) -> TrainResult:
+        init_key, data_key = jax.random.split(key)
+        params = init_params(init_key, spec.n_features, spec.n_hidden, std)
+        opt = make_optimizer(
+            hp.lr, hp.weight_decay, spec.schedule, spec.steps, spec.warmup_steps, spec.b1, spec.b2, spec.eps
+        )
+
+        def step(carry, t):
+            params, opt_state = carry
+            x_BxF = sample_features(jax.random.fold_in(data_key, t), hp.density_F, spec.batch_size)
+            loss, grads = jax.value_and_grad(loss_fn)(params, x_BxF, hp.importance_F)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        def interval(carry, start, length):
+            carry, losses = jax.lax.scan(step, carry, start + jnp.arange(length))
+            W = carry[0].W_HxF
+            return carry, (jnp.mean(losses), metrics.feature_norms(W), metrics.capacity(W))
+
+        carry = (params, opt.init(params))
+        # Equal intervals share one inner scan inside an outer scan; a shorter tail runs after.
+        every = marks[0]
+        n_equal = spec.steps // every
+        carry, equal = jax.lax.scan(lambda c, s: interval(c, s, every), carry, jnp.arange(n_equal) * every)
+        snaps = [equal]
+        if spec.steps > n_equal * every:
+            carry, tail = interval(carry, n_equal * every, spec.steps - n_equal * every)
+            snaps.append(jax.tree.map(lambda a: a[None], tail))
+        loss_S, norms_SxF, capacity_SxF = (jnp.concatenate(parts) for parts in zip(*snaps))
+
+        params = carry[0]
+        return TrainResult(
+            params=params,
+            eval_loss=evaluate(params, hp),
+            snapshots=Snapshots(
+                step_S=jnp.asarray(marks, jnp.int32),
+                loss_S=loss_S,
+                norms_SxF=norms_SxF,
+                capacity_SxF=capacity_SxF,
+            ),
+        )
+
+    return train
+
+
+@partial(jax.jit, static_argnums=0)
+def train_many(spec: TrainSpec, keys: jax.Array, hparams: HParams) -> TrainResult:
+    """Train ``len(keys)`` same-shaped models in one compiled program."""
+    return jax.vmap(make_train(spec))(keys, hparams)
+
+
+def model_keys(base_seed: int, uids) -> jax.Array:
+    """One PRNG key per model from a stable per-model id, independent of how models are chunked."""
+    base = jax.random.key(base_seed)
+    return jax.vmap(lambda u: jax.random.fold_in(base, u))(jnp.asarray(uids, jnp.uint32))
