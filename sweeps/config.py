@@ -27,6 +27,8 @@ PER_MODEL_AXES = ("density", "importance_decay", "lr", "weight_decay")
 STATIC_AXES = ("n_features", "n_hidden", "batch_size", "steps")
 GRID_AXES = PER_MODEL_AXES + STATIC_AXES
 GRID_GENERATORS = ("geomspace", "linspace")
+EXECUTORS = ("ray", "local")
+RAY_AUTH_MODES = ("disabled", "token")
 
 
 class ConfigError(ValueError):
@@ -84,7 +86,21 @@ class SweepConf:
     # axis name -> list of values, or "geomspace(start, stop, num)" / "linspace(start, stop, num)"
     grid: Dict[str, Any] = field(default_factory=dict)
     out: str = "runs/${name}"
-    chunk_size: int = 0  # most models per compiled chunk; 0 chooses from memory
+    chunk_size: int = 0  # most models per compiled chunk; 0 chooses from memory and workers
+    executor: str = "ray"  # ray: Ray tasks (local cluster or ray.address) | local: in this process
+
+
+@dataclass
+class RayConf:
+    # null: RAY_ADDRESS if set, else start a local Ray on this machine (stopped at the end).
+    # "auto" or "HOST:PORT": join that running cluster and leave it running.
+    address: Optional[str] = None
+    num_cpus: Optional[int] = None  # CPUs of a local Ray (default: every core)
+    num_gpus: Optional[int] = None  # GPUs of a local Ray (default: what Ray detects)
+    cpus_per_task: float = 1.0
+    gpus_per_task: float = 0.0  # fractions share one GPU between tasks
+    max_retries: int = 3  # retries of a chunk whose worker process died
+    auth_mode: str = "disabled"  # RAY_AUTH_MODE of a local Ray, unless the environment sets it
 
 
 @dataclass
@@ -94,6 +110,7 @@ class Config:
     data: DataConf = field(default_factory=DataConf)
     train: TrainConf = field(default_factory=TrainConf)
     sweep: SweepConf = field(default_factory=SweepConf)
+    ray: RayConf = field(default_factory=RayConf)
 
 
 def register_schema() -> None:
@@ -205,6 +222,18 @@ def validate(config: Config) -> None:
     _positive_int("sweep.seeds", s.seeds)
     _positive_int("sweep.base_seed", s.base_seed, minimum=0)
     _positive_int("sweep.chunk_size", s.chunk_size, minimum=0)
+    _choice("sweep.executor", s.executor, EXECUTORS)
+    r = config.ray
+    if r.num_cpus is not None:
+        _positive_int("ray.num_cpus", r.num_cpus)
+    if r.num_gpus is not None:
+        _positive_int("ray.num_gpus", r.num_gpus, minimum=0)
+    if not r.cpus_per_task > 0:
+        raise ConfigError("ray.cpus_per_task", f"must be > 0, got {r.cpus_per_task!r}")
+    if not r.gpus_per_task >= 0:
+        raise ConfigError("ray.gpus_per_task", f"must be >= 0 (fractions share a GPU), got {r.gpus_per_task!r}")
+    _positive_int("ray.max_retries", r.max_retries, minimum=0)
+    _choice("ray.auth_mode", r.auth_mode, RAY_AUTH_MODES)
     if not s.out:
         raise ConfigError("sweep.out", "must name an output directory")
     for name, spec in s.grid.items():

@@ -66,14 +66,35 @@ class Progress:
         print(f"\r{text}", end=end, file=self.stream, flush=True)
 
 
+def make_executor(config: Config) -> Executor:
+    if config.sweep.executor == "local":
+        return InProcessExecutor()
+    from sweeps.ray_executor import RayExecutor
+
+    return RayExecutor(config.ray)
+
+
 def run_sweep(config: Config, executor: Executor | None = None, progress: bool = True) -> SweepReport:
-    """Train every model of ``config``'s grid not yet in ``sweep.out``; store each chunk whole."""
-    executor = executor or InProcessExecutor()
+    """Train every model of ``config``'s grid not yet in ``sweep.out``; store each chunk whole.
+
+    Without an ``executor``, one is made from ``sweep.executor`` (a local Ray by default) and
+    closed at the end; only when some model is left to train.
+    """
     store = SweepStore(config.sweep.out)
     store.prepare(config)
     models = plan_models(config)
     done = store.done_uids()
     todo = [(spec, p) for spec, p in models if p.uid not in done]
+    if executor is None and todo:
+        executor = make_executor(config)
+        try:
+            return _run(config, store, models, todo, executor, progress)
+        finally:
+            getattr(executor, "close", lambda: None)()
+    return _run(config, store, models, todo, executor or InProcessExecutor(), progress)
+
+
+def _run(config, store, models, todo, executor, progress) -> SweepReport:
     chunks = make_chunks(config, todo, min_chunks=executor.workers)
     report = SweepReport(out=str(store.root), planned=len(models), already_done=len(models) - len(todo))
     bar = Progress(chunks) if progress and chunks else None

@@ -37,13 +37,14 @@ def config_yaml(config: Config) -> str:
 
 
 def config_hash(config: Config) -> str:
-    """Hash of everything that decides what the models are: all but where they are written and
-    how they are chunked."""
+    """Hash of everything that decides what the models are: not where they are written, how they
+    are chunked or where they run."""
     from omegaconf import OmegaConf
 
     data = OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
-    data["sweep"].pop("out")
-    data["sweep"].pop("chunk_size")
+    for key in ("out", "chunk_size", "executor"):
+        data["sweep"].pop(key)
+    data.pop("ray")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

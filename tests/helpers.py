@@ -25,7 +25,7 @@ def compose_config(overrides: list[str] = ()) -> Config:
 def tiny(out, *extra) -> list[str]:
     """Overrides for a seconds-long sweep."""
     return ["train.steps=30", "train.batch_size=32", "train.eval_samples=256", "train.snapshot_every=10",
-            f"sweep.out={out}", *extra]
+            f"sweep.out={out}", "sweep.executor=local", *extra]
 
 
 def cli(command: str, *args, cwd=None, timeout=300) -> subprocess.CompletedProcess:

@@ -1,0 +1,95 @@
+"""Run chunks as Ray tasks: over the local cores by default, or on an existing cluster.
+
+Each chunk is one task (``num_cpus``/``num_gpus`` from config). Results come back to the driver
+through Ray's object store, and the driver stores each chunk as soon as it is ready, so no shared
+filesystem is needed. A task whose worker process dies is retried by Ray (``max_retries``); a
+chunk that raises (a diverged model) is not retried and is reported as failed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+from sweeps.config import RayConf
+from sweeps.execute import OnDone, OnFailed, run_chunk
+from sweeps.plan import Chunk
+
+
+def _ray_run_chunk(chunk: Chunk):
+    import ray
+
+    table = run_chunk(chunk)
+    table["ray_node"] = ray.get_runtime_context().get_node_id()
+    return table
+
+
+def worker_env(conf: RayConf) -> dict[str, str]:
+    """Environment of the worker processes: JAX on the GPU Ray assigned without taking all of its
+    memory, or on the CPU when the task has no GPU."""
+    env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    if conf.gpus_per_task == 0:
+        env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+class RayExecutor:
+    def __init__(self, conf: RayConf | None = None):
+        import ray
+
+        self.conf = conf or RayConf()
+        self._started = False
+        if not ray.is_initialized():
+            address = self.conf.address or os.environ.get("RAY_ADDRESS") or None
+            if address is None:
+                os.environ.setdefault("RAY_AUTH_MODE", self.conf.auth_mode)
+                ray.init(num_cpus=self.conf.num_cpus or os.cpu_count(), num_gpus=self.conf.num_gpus,
+                         include_dashboard=False, log_to_driver=False, configure_logging=False)
+                self._started = True
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+        resources = ray.cluster_resources()
+        slots = resources.get("CPU", 1) / max(self.conf.cpus_per_task, 1e-9)
+        if self.conf.gpus_per_task > 0:
+            slots = min(slots, resources.get("GPU", 0) / self.conf.gpus_per_task)
+            if slots < 1:
+                self.close()
+                raise RuntimeError(f"ray.gpus_per_task={self.conf.gpus_per_task} but the cluster has "
+                                   f"{resources.get('GPU', 0)} GPU(s)")
+        self.workers = max(1, int(slots))
+
+    def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None:
+        import ray
+        from ray.exceptions import RayTaskError
+
+        task = ray.remote(_ray_run_chunk).options(
+            num_cpus=self.conf.cpus_per_task,
+            num_gpus=self.conf.gpus_per_task,
+            max_retries=self.conf.max_retries,
+            retry_exceptions=False,
+            runtime_env={"env_vars": worker_env(self.conf)},
+        )
+        pending = {task.remote(chunk): chunk for chunk in chunks}
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    chunk = pending.pop(ref)
+                    try:
+                        table = ray.get(ref)
+                    except RayTaskError as error:  # the chunk raised: its own fault, not retried
+                        on_failed(chunk, error.cause if isinstance(error.cause, BaseException) else error)
+                    except ray.exceptions.RayError as error:  # retries exhausted, or lost
+                        on_failed(chunk, error)
+                    else:
+                        on_done(chunk, table)
+        finally:
+            for ref in pending:  # interrupted: stop what is still running; finished chunks are stored
+                ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        import ray
+
+        if self._started and ray.is_initialized():
+            ray.shutdown()
+            self._started = False
