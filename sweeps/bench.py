@@ -1,0 +1,207 @@
+"""``toymodels-bench``: training throughput of ``train_many`` against the notebook's PyTorch loop.
+
+Throughput is models·steps per second (models trained × optimiser steps / wall seconds), batch
+1024, on the same data distribution (density 0.1, importance 0.9**i) and optimiser (AdamW,
+lr 1e-3, weight decay 0.01, constant) in both implementations.
+
+- ours: ``train_many`` (one ``jit(vmap(train))`` program) is called once to compile, then a second
+  call with fresh keys is timed; compile time is excluded (and printed separately). The timed call
+  includes its one snapshot and a 4,096-sample evaluation, a negligible share of the steps.
+- reference: ``sweeps.reference_torch`` (the notebook's instance-axis model) runs a short warm-up
+  training first, then the training loop alone of a second run is timed.
+
+The PyTorch reference is an optional extra: ``pip install -e '.[bench]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from toymodels import HParams, TrainSpec, model_keys, train_many
+from toymodels.train import EVAL_BATCH
+
+BATCH_SIZE = 1024
+DENSITY = 0.1
+IMPORTANCE_DECAY = 0.9
+LR = 1e-3
+WEIGHT_DECAY = 0.01
+REFERENCE_WARMUP_STEPS = 10
+INSTALL_HINT = "pip install -e '.[bench]'"
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """One benchmark shape: ``n_models`` models of n features and m hidden dimensions."""
+
+    name: str
+    n_features: int
+    n_hidden: int
+    n_models: int
+    default_steps: int  # ours takes roughly 10 s on a 2-core CPU
+
+
+CONFIGS = {
+    c.name: c
+    for c in (
+        BenchConfig("n5m2", n_features=5, n_hidden=2, n_models=10, default_steps=5000),
+        BenchConfig("n100m20", n_features=100, n_hidden=20, n_models=20, default_steps=500),
+        BenchConfig("n2m1", n_features=2, n_hidden=1, n_models=2500, default_steps=100),
+    )
+}
+
+
+def importance(n_features: int) -> np.ndarray:
+    """Benchmark importance profile, I_i = 0.9**i: shape (F,)."""
+    return (IMPORTANCE_DECAY ** np.arange(n_features)).astype(np.float32)
+
+
+def time_ours(cfg: BenchConfig, steps: int) -> tuple[float, float]:
+    """(models·steps/s of a second ``train_many`` call, seconds of the first, compiling call)."""
+    spec = TrainSpec(
+        n_features=cfg.n_features,
+        n_hidden=cfg.n_hidden,
+        steps=steps,
+        batch_size=BATCH_SIZE,
+        snapshot_every=steps,
+        eval_samples=EVAL_BATCH,
+    )
+    N, F = cfg.n_models, cfg.n_features
+    hp = HParams(
+        density_F=jnp.full((N, F), DENSITY, jnp.float32),
+        importance_F=jnp.broadcast_to(jnp.asarray(importance(F)), (N, F)),
+        lr=jnp.full((N,), LR, jnp.float32),
+        weight_decay=jnp.full((N,), WEIGHT_DECAY, jnp.float32),
+    )
+    start = time.perf_counter()
+    jax.block_until_ready(train_many(spec, model_keys(0, np.arange(N)), hp))
+    first_s = time.perf_counter() - start
+    start = time.perf_counter()
+    jax.block_until_ready(train_many(spec, model_keys(1, np.arange(N)), hp))
+    seconds = time.perf_counter() - start
+    return N * steps / seconds, first_s
+
+
+def time_reference(cfg: BenchConfig, steps: int, threads: int) -> float:
+    """models·steps/s of the PyTorch reference's training loop, after a short warm-up run."""
+    from sweeps.reference_torch import train_reference
+
+    kwargs = dict(
+        n_features=cfg.n_features,
+        n_hidden=cfg.n_hidden,
+        n_instances=cfg.n_models,
+        batch_size=BATCH_SIZE,
+        density=DENSITY,
+        importance=importance(cfg.n_features),
+        threads=threads,
+        eval_samples=1,
+    )
+    train_reference(steps=REFERENCE_WARMUP_STEPS, seed=0, **kwargs)
+    result = train_reference(steps=steps, seed=1, **kwargs)
+    return cfg.n_models * steps / result["seconds"]
+
+
+def parse_args(argv) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="toymodels-bench", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="training steps per config (default: per config, about 10 s of ours on 2 cores: "
+        + ", ".join(f"{c.name} {c.default_steps}" for c in CONFIGS.values())
+        + ")",
+    )
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=list(CONFIGS),
+        metavar="NAME",
+        help=f"configs to run (space or comma separated; default all: {' '.join(CONFIGS)})",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
+    parser.add_argument("--no-reference", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's, the machine's cores)"
+    )
+    args = parser.parse_args(argv)
+    args.configs = [name for item in args.configs for name in item.split(",") if name]
+    unknown = [name for name in args.configs if name not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown config(s) {unknown}; choose from {list(CONFIGS)}")
+    if args.steps is not None and args.steps < 1:
+        parser.error("--steps must be positive")
+    return args
+
+
+def format_table(rows: list[dict], steps_by_config: dict, compile_s: dict, threads) -> str:
+    """The human-readable table, with how each side was timed."""
+    header = f"{'config':<8} {'models':>6} {'steps':>6} {'ours':>12} {'reference':>12} {'ratio':>8}"
+    lines = ["throughput in models·steps/s (batch 1024, density 0.1, importance 0.9**i)", header]
+    for row in rows:
+        cfg = CONFIGS[row["config"]]
+        ref = "-" if row["reference"] is None else f"{row['reference']:,.0f}"
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+        lines.append(
+            f"{cfg.name:<8} {cfg.n_models:>6} {steps_by_config[cfg.name]:>6} "
+            f"{row['ours']:>12,.0f} {ref:>12} {ratio:>8}"
+        )
+    compiles = ", ".join(f"{name} {s:.1f} s" for name, s in compile_s.items())
+    lines.append(f"ours: train_many timed on a second call, compile excluded (first call: {compiles})")
+    if threads is not None:
+        lines.append(
+            f"reference: PyTorch loop timed after a {REFERENCE_WARMUP_STEPS}-step warm-up run, "
+            f"{threads} torch threads; ratio = ours / reference"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Entry point of ``toymodels-bench``; returns the exit status."""
+    args = parse_args(argv)
+    with_reference = not args.no_reference
+    threads = None
+    if with_reference:
+        if importlib.util.find_spec("torch") is None:
+            print(
+                "toymodels-bench: the PyTorch reference needs torch, an optional extra: "
+                f"{INSTALL_HINT}  (or pass --no-reference)",
+                file=sys.stderr,
+            )
+            return 1
+        import torch
+
+        threads = args.threads if args.threads is not None else torch.get_num_threads()
+
+    rows, steps_by_config, compile_s = [], {}, {}
+    for name in args.configs:
+        cfg = CONFIGS[name]
+        steps = args.steps if args.steps is not None else cfg.default_steps
+        ours, compile_s[name] = time_ours(cfg, steps)
+        reference = time_reference(cfg, steps, threads) if with_reference else None
+        steps_by_config[name] = steps
+        rows.append(
+            {
+                "config": name,
+                "ours": ours,
+                "reference": reference,
+                "ratio": None if reference is None else ours / reference,
+            }
+        )
+
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print(format_table(rows, steps_by_config, compile_s, threads))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
