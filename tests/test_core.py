@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from toymodels import HParams, TrainSpec, make_train, model_keys, train_many
+from toymodels import rng
 from toymodels.data import importance_profile, sample_features
 from toymodels.model import Params, forward, init_std, weighted_mse
 from toymodels.optim import lr_multiplier
@@ -109,7 +110,7 @@ def test_sparse_relu_model_superposes_five_features_in_two_dimensions():
 
 def test_sampler_statistics():
     density = jnp.asarray([1.0, 0.5, 0.1, 0.01])
-    x = np.asarray(sample_features(jax.random.key(0), density, 200_000))
+    x = np.asarray(sample_features(rng.key_words(jax.random.key(0)), 3, density, 200_000))
     active = x > 0
     np.testing.assert_allclose(active.mean(0), density, rtol=0.05)
     for i in range(4):

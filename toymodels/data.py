@@ -9,19 +9,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from toymodels import rng
+
 IMPORTANCE_KINDS = ("geometric", "logspace", "explicit")
 
 
-def sample_features(key: jax.Array, density_F: jax.Array, batch_size: int) -> jax.Array:
-    """Draw ``batch_size`` sparse feature vectors.
+def sample_features(words: jax.Array, counter: jax.Array, density_F: jax.Array, batch_size: int) -> jax.Array:
+    """Draw ``batch_size`` sparse feature vectors, stream ``counter`` of key ``words`` (uint32[2]).
 
     Feature i is 0 with probability 1 - p_i, else U[0, 1], independently. One uniform per entry
     serves both draws: with u ~ U[0, 1), ``u < p`` has probability p and, given that, ``u / p`` is
     U[0, 1). The distribution is exactly the two-draw one of the original notebook; it halves the
     random bits, which dominate CPU time for tiny models.
     """
-    n_features = density_F.shape[-1]
-    u_BxF = jax.random.uniform(key, (batch_size, n_features))
+    u_BxF = rng.uniform(words, counter, (batch_size, density_F.shape[-1]))
     return jnp.where(u_BxF < density_F, u_BxF / density_F, 0.0)
 
 

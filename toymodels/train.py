@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from toymodels import metrics
+from toymodels import metrics, rng
 from toymodels.data import sample_features
 from toymodels.model import Params, forward, init_params, init_std, weighted_mse
 from toymodels.optim import make_optimizer
@@ -43,6 +43,10 @@ class TrainSpec:
     snapshot_every: int = 100
     eval_samples: int = 65_536
     eval_seed: int = 0
+    # Share one stream of training data across all models (each applies its own density):
+    # random bits drawn once per step for a whole chunk. Seeds then differ only in their init.
+    shared_data: bool = False
+    shared_data_seed: int = 0
 
     @property
     def snapshot_steps(self) -> tuple[int, ...]:
@@ -89,33 +93,35 @@ def make_train(spec: TrainSpec):
         return weighted_mse(x_BxF, forward(params, x_BxF, spec.model), importance_F)
 
     def evaluate(params, hp):
-        # One fixed evaluation key for every model: seeds at a grid point are ranked on identical
-        # data (a paired comparison), independent of their training streams.
-        eval_key = jax.random.key(spec.eval_seed)
+        # One fixed evaluation stream for every model: seeds at a grid point are ranked on
+        # identical data (a paired comparison), independent of their training streams.
+        eval_words = rng.key_words(jax.random.key(spec.eval_seed))
 
         def one(total, i):
-            x = sample_features(jax.random.fold_in(eval_key, i), hp.density_F, EVAL_BATCH)
+            x = sample_features(eval_words, i, hp.density_F, EVAL_BATCH)
             return total + loss_fn(params, x, hp.importance_F), None
 
-        total, _ = jax.lax.scan(one, jnp.zeros(()), jnp.arange(n_eval_batches))
+        total, _ = jax.lax.scan(one, jnp.zeros(()), jnp.arange(n_eval_batches, dtype=jnp.uint32))
         return total / n_eval_batches
 
     def train(key: jax.Array, hp: HParams) -> TrainResult:
         init_key, data_key = jax.random.split(key)
         params = init_params(init_key, spec.n_features, spec.n_hidden, std)
+        # A constant key is unbatched under vmap, so shared bits are drawn once for the chunk.
+        words = rng.key_words(jax.random.key(spec.shared_data_seed) if spec.shared_data else data_key)
         opt = make_optimizer(
             hp.lr, hp.weight_decay, spec.schedule, spec.steps, spec.warmup_steps, spec.b1, spec.b2, spec.eps
         )
 
         def step(carry, t):
             params, opt_state = carry
-            x_BxF = sample_features(jax.random.fold_in(data_key, t), hp.density_F, spec.batch_size)
+            x_BxF = sample_features(words, t, hp.density_F, spec.batch_size)
             loss, grads = jax.value_and_grad(loss_fn)(params, x_BxF, hp.importance_F)
             updates, opt_state = opt.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), loss
 
         def interval(carry, start, length):
-            carry, losses = jax.lax.scan(step, carry, start + jnp.arange(length))
+            carry, losses = jax.lax.scan(step, carry, start + jnp.arange(length, dtype=jnp.uint32))
             W = carry[0].W_HxF
             return carry, (jnp.mean(losses), metrics.feature_norms(W), metrics.capacity(W))
 
@@ -123,10 +129,12 @@ def make_train(spec: TrainSpec):
         # Equal intervals share one inner scan inside an outer scan; a shorter tail runs after.
         every = marks[0]
         n_equal = spec.steps // every
-        carry, equal = jax.lax.scan(lambda c, s: interval(c, s, every), carry, jnp.arange(n_equal) * every)
+        carry, equal = jax.lax.scan(
+            lambda c, s: interval(c, s, every), carry, jnp.arange(n_equal, dtype=jnp.uint32) * every
+        )
         snaps = [equal]
         if spec.steps > n_equal * every:
-            carry, tail = interval(carry, n_equal * every, spec.steps - n_equal * every)
+            carry, tail = interval(carry, jnp.uint32(n_equal * every), spec.steps - n_equal * every)
             snaps.append(jax.tree.map(lambda a: a[None], tail))
         loss_S, norms_SxF, capacity_SxF = (jnp.concatenate(parts) for parts in zip(*snaps))
 
