@@ -111,13 +111,15 @@ def test_sparse_relu_model_superposes_five_features_in_two_dimensions():
 def test_sampler_statistics():
     density = jnp.asarray([1.0, 0.5, 0.1, 0.01])
     x = np.asarray(sample_features(rng.key_words(jax.random.key(0)), 3, density, 200_000))
+    assert x.shape == (4, 200_000)  # feature-major
     active = x > 0
-    np.testing.assert_allclose(active.mean(0), density, rtol=0.05)
+    np.testing.assert_allclose(active.mean(1), density, rtol=0.05)
     for i in range(4):
-        values = x[active[:, i], i]
+        values = x[i, active[i]]
         assert values.max() < 1.0
         assert values.mean() == pytest.approx(0.5, abs=0.02)
         assert values.var() == pytest.approx(1 / 12, abs=0.01)
+    assert abs(np.corrcoef(x[0], x[1])[0, 1]) < 0.01  # features are independent
 
 
 def test_importance_profiles():
@@ -129,14 +131,17 @@ def test_importance_profiles():
 
 
 def test_loss_is_importance_weighted_mean_over_batch_and_features():
-    x = jnp.asarray([[1.0, 0.0], [0.5, 0.5]])
-    xhat = jnp.zeros_like(x)
+    x_FxB = jnp.asarray([[1.0, 0.5], [0.0, 0.5]])  # two samples: (1, 0) and (0.5, 0.5)
+    xhat = jnp.zeros_like(x_FxB)
     imp = jnp.asarray([1.0, 0.1])
     expected = (1 * 1 + 0.1 * 0 + 1 * 0.25 + 0.1 * 0.25) / 4
-    assert float(weighted_mse(x, xhat, imp)) == pytest.approx(expected)
+    assert float(weighted_mse(x_FxB, xhat, imp)) == pytest.approx(expected)
     params = Params(W_HxF=jnp.zeros((1, 2)), b_F=jnp.asarray([-1.0, 2.0]))
-    np.testing.assert_allclose(forward(params, x, "relu"), [[0, 2], [0, 2]])
-    np.testing.assert_allclose(forward(params, x, "linear"), [[-1, 2], [-1, 2]])
+    np.testing.assert_allclose(forward(params, x_FxB, "relu"), [[0, 0], [2, 2]])
+    np.testing.assert_allclose(forward(params, x_FxB, "linear"), [[-1, -1], [2, 2]])
+    W = jnp.asarray([[1.0, 2.0]])
+    out = forward(Params(W_HxF=W, b_F=jnp.zeros(2)), x_FxB, "linear")
+    np.testing.assert_allclose(out, (W.T @ W) @ x_FxB)  # x' = WᵀW x, column per sample
 
 
 def test_init_std():

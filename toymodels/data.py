@@ -15,15 +15,19 @@ IMPORTANCE_KINDS = ("geometric", "logspace", "explicit")
 
 
 def sample_features(words: jax.Array, counter: jax.Array, density_F: jax.Array, batch_size: int) -> jax.Array:
-    """Draw ``batch_size`` sparse feature vectors, stream ``counter`` of key ``words`` (uint32[2]).
+    """Draw ``batch_size`` sparse feature vectors as an F×B array (feature-major), stream
+    ``counter`` of key ``words`` (uint32[2]).
 
     Feature i is 0 with probability 1 - p_i, else U[0, 1], independently. One uniform per entry
     serves both draws: with u ~ U[0, 1), ``u < p`` has probability p and, given that, ``u / p`` is
     U[0, 1). The distribution is exactly the two-draw one of the original notebook; it halves the
-    random bits, which dominate CPU time for tiny models.
+    random bits, which dominate CPU time for tiny models. Feature-major keeps the long batch axis
+    contiguous, which is what lets XLA vectorise models with a handful of features (2-3x faster
+    than batch-major at n=2 and n=5).
     """
-    u_BxF = rng.uniform(words, counter, (batch_size, density_F.shape[-1]))
-    return jnp.where(u_BxF < density_F, u_BxF / density_F, 0.0)
+    p_Fx1 = density_F[:, None]
+    u_FxB = rng.uniform(words, counter, (density_F.shape[-1], batch_size))
+    return jnp.where(u_FxB < p_Fx1, u_FxB / p_Fx1, 0.0)
 
 
 def importance_profile(

@@ -41,18 +41,18 @@ def init_params(key: jax.Array, n_features: int, n_hidden: int, std: float) -> P
     return Params(W_HxF=W_HxF, b_F=jnp.zeros((n_features,)))
 
 
-def forward(params: Params, x_BxF: jax.Array, kind: str = "relu") -> jax.Array:
-    """x' = act(WᵀW x + b), act = ReLU or identity."""
-    h_BxH = x_BxF @ params.W_HxF.T
-    out_BxF = h_BxH @ params.W_HxF + params.b_F
+def forward(params: Params, x_FxB: jax.Array, kind: str = "relu") -> jax.Array:
+    """x' = act(WᵀW x + b), act = ReLU or identity, on a feature-major batch (F×B)."""
+    h_HxB = params.W_HxF @ x_FxB
+    out_FxB = params.W_HxF.T @ h_HxB + params.b_F[:, None]
     if kind == "relu":
-        return jax.nn.relu(out_BxF)
+        return jax.nn.relu(out_FxB)
     if kind == "linear":
-        return out_BxF
+        return out_FxB
     raise ValueError(f"model kind {kind!r} is not one of {MODEL_KINDS}")
 
 
-def weighted_mse(x_BxF: jax.Array, xhat_BxF: jax.Array, importance_F: jax.Array) -> jax.Array:
+def weighted_mse(x_FxB: jax.Array, xhat_FxB: jax.Array, importance_F: jax.Array) -> jax.Array:
     """Importance-weighted squared error, mean over batch and features (the notebook's reduction
     within one model; summing over models is implicit in vmapping independent gradients)."""
-    return jnp.mean(importance_F * (x_BxF - xhat_BxF) ** 2)
+    return jnp.mean(importance_F[:, None] * (x_FxB - xhat_FxB) ** 2)

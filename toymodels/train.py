@@ -89,8 +89,8 @@ def make_train(spec: TrainSpec):
     marks = spec.snapshot_steps
     n_eval_batches = -(-spec.eval_samples // EVAL_BATCH)
 
-    def loss_fn(params, x_BxF, importance_F):
-        return weighted_mse(x_BxF, forward(params, x_BxF, spec.model), importance_F)
+    def loss_fn(params, x_FxB, importance_F):
+        return weighted_mse(x_FxB, forward(params, x_FxB, spec.model), importance_F)
 
     def evaluate(params, hp):
         # One fixed evaluation stream for every model: seeds at a grid point are ranked on
@@ -115,8 +115,8 @@ def make_train(spec: TrainSpec):
 
         def step(carry, t):
             params, opt_state = carry
-            x_BxF = sample_features(words, t, hp.density_F, spec.batch_size)
-            loss, grads = jax.value_and_grad(loss_fn)(params, x_BxF, hp.importance_F)
+            x_FxB = sample_features(words, t, hp.density_F, spec.batch_size)
+            loss, grads = jax.value_and_grad(loss_fn)(params, x_FxB, hp.importance_F)
             updates, opt_state = opt.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), loss
 
