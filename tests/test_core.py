@@ -175,3 +175,4 @@ def test_core_imports_no_orchestration_packages():
            "print(sorted(m for m in ('hydra','ray','wandb','matplotlib','omegaconf') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+

@@ -43,10 +43,6 @@ class TrainSpec:
     snapshot_every: int = 100
     eval_samples: int = 65_536
     eval_seed: int = 0
-    # Share one stream of training data across all models (each applies its own density):
-    # random bits drawn once per step for a whole chunk. Seeds then differ only in their init.
-    shared_data: bool = False
-    shared_data_seed: int = 0
 
     @property
     def snapshot_steps(self) -> tuple[int, ...]:
@@ -107,8 +103,7 @@ def make_train(spec: TrainSpec):
     def train(key: jax.Array, hp: HParams) -> TrainResult:
         init_key, data_key = jax.random.split(key)
         params = init_params(init_key, spec.n_features, spec.n_hidden, std)
-        # A constant key is unbatched under vmap, so shared bits are drawn once for the chunk.
-        words = rng.key_words(jax.random.key(spec.shared_data_seed) if spec.shared_data else data_key)
+        words = rng.key_words(data_key)
         opt = make_optimizer(
             hp.lr, hp.weight_decay, spec.schedule, spec.steps, spec.warmup_steps, spec.b1, spec.b2, spec.eps
         )
