@@ -11,7 +11,7 @@ import typing
 
 from sweeps.config import CONF_DIR, Config, ConfigError, register_schema
 
-GROUPS = ("model", "data", "train", "sweep", "ray", "experiment")
+GROUPS = ("model", "data", "train", "sweep", "ray", "wandb", "experiment")
 
 
 def check_override_keys(overrides: list[str], schema=Config) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +24,13 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 # Grid axes: per-model values (array leaves, one compile for all) and shape-setting values
 # (static: models that differ in one never share a chunk).
-PER_MODEL_AXES = ("density", "importance_decay", "lr", "weight_decay")
+PER_MODEL_AXES = ("density", "importance_decay", "importance_last", "lr", "weight_decay")
 STATIC_AXES = ("n_features", "n_hidden", "batch_size", "steps")
 GRID_AXES = PER_MODEL_AXES + STATIC_AXES
 GRID_GENERATORS = ("geomspace", "linspace")
 EXECUTORS = ("ray", "local")
 RAY_AUTH_MODES = ("disabled", "token")
+WANDB_MODES = ("offline", "online", "disabled")
 
 
 class ConfigError(ValueError):
@@ -104,6 +106,20 @@ class RayConf:
 
 
 @dataclass
+class WandbConf:
+    # offline: runs written under <dir>/wandb (no account; upload later with `wandb sync`) |
+    # online: logged live (your wandb credentials) | disabled: no tracking. conf/wandb/offline.yaml
+    # sets ${oc.env:WANDB_MODE,offline}: WANDB_MODE when set, else offline; wandb.mode=... wins.
+    mode: str = "offline"
+    project: str = "toymodels"
+    entity: Optional[str] = None  # null: wandb's default (WANDB_ENTITY or your default entity)
+    dir: Optional[str] = None  # runs go to <dir>/wandb/; null: sweep.out
+    per_model: bool = False  # one run per model instead of one per chunk (small sweeps only)
+    per_model_limit: int = 100  # most models a per_model sweep may have
+    log_curves: bool = True  # per-model training curves from the stored snapshots
+
+
+@dataclass
 class Config:
     name: str = "sweep"
     model: ModelConf = field(default_factory=ModelConf)
@@ -111,6 +127,7 @@ class Config:
     train: TrainConf = field(default_factory=TrainConf)
     sweep: SweepConf = field(default_factory=SweepConf)
     ray: RayConf = field(default_factory=RayConf)
+    wandb: WandbConf = field(default_factory=WandbConf)
 
 
 def register_schema() -> None:
@@ -236,6 +253,17 @@ def validate(config: Config) -> None:
     _choice("ray.auth_mode", r.auth_mode, RAY_AUTH_MODES)
     if not s.out:
         raise ConfigError("sweep.out", "must name an output directory")
+    w = config.wandb
+    if w.mode not in WANDB_MODES:
+        source = " (from the environment variable WANDB_MODE)" if os.environ.get("WANDB_MODE") == w.mode else ""
+        raise ConfigError("wandb.mode", f"{w.mode!r}{source} is not allowed; choose one of {', '.join(WANDB_MODES)}")
+    if not w.project or any(c in w.project for c in "/\\#?%:") or len(w.project) > 128:
+        raise ConfigError("wandb.project", f"must be a name of 1-128 characters without / \\ # ? % :, got {w.project!r}")
+    if w.entity is not None and not w.entity.strip():
+        raise ConfigError("wandb.entity", "must be a non-empty name, or null for wandb's default")
+    if w.dir is not None and not w.dir.strip():
+        raise ConfigError("wandb.dir", "must name a directory, or null for sweep.out")
+    _positive_int("wandb.per_model_limit", w.per_model_limit)
     for name, spec in s.grid.items():
         if name not in GRID_AXES:
             raise ConfigError(f"sweep.grid.{name}", f"unknown grid axis; allowed: {', '.join(GRID_AXES)}")
@@ -246,7 +274,7 @@ def validate(config: Config) -> None:
                 _density(key, v)
             elif name in STATIC_AXES:
                 _positive_int(key, v)
-            elif name == "importance_decay" and not (isinstance(v, (int, float)) and v > 0):
+            elif name in ("importance_decay", "importance_last") and not (isinstance(v, (int, float)) and v > 0):
                 raise ConfigError(key, f"must be a number > 0, got {v!r}")
             elif name == "lr" and not (isinstance(v, (int, float)) and v > 0):
                 raise ConfigError(key, f"must be a number > 0, got {v!r}")

@@ -91,6 +91,8 @@ def _point(config: Config, coords: tuple, seed: int, n_features: int, order: int
     importance_F = importance_profile(
         n_features, imp.kind, float(values.get("importance_decay", imp.decay)), imp.ratio, tuple(imp.values)
     )
+    if "importance_last" in values:  # the last feature's importance relative to the profile's first
+        importance_F[-1] = float(values["importance_last"])
     return ModelPoint(
         coords=coords,
         seed=seed,

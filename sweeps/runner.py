@@ -12,6 +12,7 @@ from sweeps.config import Config
 from sweeps.execute import Executor, InProcessExecutor
 from sweeps.plan import Chunk, make_chunks, plan_models
 from sweeps.store import SweepStore
+from sweeps.tracking import Tracker, check_config as check_tracking
 
 
 @dataclass
@@ -80,9 +81,10 @@ def run_sweep(config: Config, executor: Executor | None = None, progress: bool =
     Without an ``executor``, one is made from ``sweep.executor`` (a local Ray by default) and
     closed at the end; only when some model is left to train.
     """
+    models = plan_models(config)
+    check_tracking(config, len(models))
     store = SweepStore(config.sweep.out)
     store.prepare(config)
-    models = plan_models(config)
     done = store.done_uids()
     todo = [(spec, p) for spec, p in models if p.uid not in done]
     if executor is None and todo:
@@ -98,6 +100,9 @@ def _run(config, store, models, todo, executor, progress) -> SweepReport:
     chunks = make_chunks(config, todo, min_chunks=executor.workers)
     report = SweepReport(out=str(store.root), planned=len(models), already_done=len(models) - len(todo))
     bar = Progress(chunks) if progress and chunks else None
+    tracker = Tracker.for_sweep(config, store.root)  # wandb: never raises, a failure is a warning
+    if chunks:
+        tracker.prewarm()
 
     def on_done(chunk: Chunk, table: pd.DataFrame) -> None:
         store.write_chunk(chunk.id, table)
@@ -105,6 +110,7 @@ def _run(config, store, models, todo, executor, progress) -> SweepReport:
         report.model_steps += chunk.n_models * chunk.spec.steps
         if bar:
             bar.update(chunk)
+        tracker.log_chunk(chunk.id, table)  # after the store, from the stored table
 
     def on_failed(chunk: Chunk, error: BaseException) -> None:
         info = {"n_models": chunk.n_models, "first_model": dict(chunk.points[0].coords, seed=chunk.points[0].seed)}
@@ -116,7 +122,9 @@ def _run(config, store, models, todo, executor, progress) -> SweepReport:
     start = time.perf_counter()
     try:
         executor.run(chunks, on_done, on_failed)
+        tracker.log_stored(store.chunks_dir.glob("*.parquet"))  # stored earlier, never logged
     finally:
         report.seconds = time.perf_counter() - start
         store.consolidate()
+        tracker.close()
     return report

@@ -38,13 +38,14 @@ def config_yaml(config: Config) -> str:
 
 def config_hash(config: Config) -> str:
     """Hash of everything that decides what the models are: not where they are written, how they
-    are chunked or where they run."""
+    are chunked, where they run or how they are tracked (``wandb``)."""
     from omegaconf import OmegaConf
 
     data = OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
     for key in ("out", "chunk_size", "executor"):
         data["sweep"].pop(key)
     data.pop("ray")
+    data.pop("wandb", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
