@@ -144,6 +144,16 @@ def test_loss_is_importance_weighted_mean_over_batch_and_features():
     np.testing.assert_allclose(out, (W.T @ W) @ x_FxB)  # x' = WᵀW x, column per sample
 
 
+@pytest.mark.parametrize("n,m", [(5, 2), (10, 5), (20, 5), (100, 20)])  # unrolled and matrix paths
+def test_forward_matches_the_matrix_formula(n, m):
+    rng_np = np.random.default_rng(n)
+    W = rng_np.normal(size=(m, n)).astype(np.float32)
+    b = rng_np.normal(size=n).astype(np.float32)
+    x = rng_np.uniform(size=(n, 64)).astype(np.float32)
+    out = forward(Params(W_HxF=jnp.asarray(W), b_F=jnp.asarray(b)), jnp.asarray(x), "relu")
+    np.testing.assert_allclose(out, np.maximum(W.T @ W @ x + b[:, None], 0), rtol=1e-4, atol=1e-4)
+
+
 def test_init_std():
     assert init_std(5, 2, "xavier") == pytest.approx(np.sqrt(2 / 7))
     # Xavier-normal on a stacked (instances, n, m) tensor: fan_in n·m, fan_out instances·m
