@@ -1,8 +1,16 @@
-"""Seed aggregation over a stored sweep: the papers keep the lowest-loss seed per setting."""
+"""Seed aggregation over a stored sweep.
+
+The papers train several seeds per setting and keep the lowest loss (optimisation in few
+dimensions often lands in local minima). Every figure says which aggregation it shows.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+
+from analysis.phases import PHASES, PhaseThresholds, feature_phase
+from sweeps.store import as_matrix
 
 
 def best_of_seeds(table: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
@@ -11,3 +19,35 @@ def best_of_seeds(table: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
         return table.loc[[table["loss"].idxmin()]].reset_index(drop=True)
     best = table.loc[table.groupby(axes, sort=False)["loss"].idxmin()]
     return best.sort_values(axes).reset_index(drop=True)
+
+
+def with_phases(table: pd.DataFrame, thresholds: PhaseThresholds = PhaseThresholds()) -> pd.DataFrame:
+    """``table`` plus a ``phase`` column: per-feature phase indices of each model."""
+    out = table.copy()
+    out["phase"] = list(feature_phase(as_matrix(table["W"]), thresholds))
+    return out
+
+
+def summarize(table: pd.DataFrame, axes: list[str], feature: int,
+              thresholds: PhaseThresholds = PhaseThresholds()) -> pd.DataFrame:
+    """Per grid point: best-of-k loss and phase of ``feature``, mean and spread of the loss over
+    seeds, and the fraction of seeds in each phase."""
+    phased = with_phases(table, thresholds)
+    phased["_phase"] = [int(p[feature]) for p in phased["phase"]]
+    groups = phased.groupby(axes, sort=True) if axes else [((), phased)]
+    rows = []
+    for key, group in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        best = group.loc[group["loss"].idxmin()]
+        row = dict(zip(axes, key))
+        row.update(
+            n_seeds=len(group),
+            loss_best=float(best["loss"]),
+            loss_mean=float(group["loss"].mean()),
+            loss_std=float(group["loss"].std(ddof=0)),
+            phase_best=int(best["_phase"]),
+        )
+        for index, name in enumerate(PHASES):
+            row[f"frac_{name.replace(' ', '_')}"] = float(np.mean(group["_phase"] == index))
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +17,7 @@ class StoredSweep:
     table: pd.DataFrame
     config: dict
     config_hash: str
+    notes: dict = field(default_factory=dict)  # numbers worth printing, e.g. agreement with theory
 
     @classmethod
     def load(cls, out) -> "StoredSweep":

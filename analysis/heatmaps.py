@@ -1,0 +1,51 @@
+"""WᵀW heatmaps with feature-norm bars coloured by polysemanticity (TMS's larger-model figure)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from analysis.seeds import best_of_seeds
+from toymodels import metrics
+
+
+def plot_wtw(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: int = 6):
+    """For up to ``max_panels`` grid points spread over the sweep (best seed each): WᵀW and the
+    norms ‖W_i‖ as bars, coloured by polysemanticity sqrt(Σ_j≠i (Ŵ_i·W_j)²)."""
+    best = best_of_seeds(table, axes)
+    if "density" in axes:
+        best = best.sort_values("density", ascending=False, kind="stable")
+    pick = np.unique(np.linspace(0, len(best) - 1, min(max_panels, len(best))).round().astype(int))
+    best = best.iloc[pick]
+    fig, grid = plt.subplots(2, len(best), figsize=(3.2 * len(best), 6.4), squeeze=False,
+                             gridspec_kw={"height_ratios": [1, 1.4]})
+    cmap = plt.get_cmap("viridis")
+    for col, (_, row) in enumerate(best.iterrows()):
+        W = np.asarray(list(row["W"]), dtype=float)
+        norms = metrics.feature_norms(W)
+        poly = np.clip(metrics.polysemanticity(W), 0, 1)
+        bars = grid[0, col]
+        bars.bar(np.arange(W.shape[1]), norms, color=cmap(poly), width=1.0)
+        bars.set_ylim(0, max(1.2, norms.max() * 1.05))
+        bars.set_xlim(-0.5, W.shape[1] - 0.5)
+        bars.set_xticks([])
+        label = ", ".join(f"{a}={row[a]:.3g}" for a in axes)
+        bars.set_title(f"{label}\n‖W_i‖ (colour: polysemanticity)", fontsize=8)
+        heat = grid[1, col]
+        G = metrics.gram(W)
+        lim = max(np.abs(G).max(), 1e-9)
+        heat.imshow(G, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+        heat.set_title("WᵀW", fontsize=8)
+        heat.set_xticks([])
+        heat.set_yticks([])
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
+    fig.colorbar(sm, ax=grid[0, :].tolist(), label="polysemanticity", shrink=0.8)
+    n, m = int(best["n_features"].iloc[0]), int(best["n_hidden"].iloc[0])
+    fig.suptitle(f"Feature norms and overlaps WᵀW, n={n}, m={m}, best seed per grid point", fontsize=10)
+    if stamp:
+        fig.text(0.99, 0.005, stamp, ha="right", va="bottom", fontsize=6, color="0.4")
+    return fig
