@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from analysis.phases import PhaseThresholds, feature_phase
+
 PHASES = ("not learned", "dedicated", "superposition")
 # Same indices as analysis.phases (NOT_LEARNED, DEDICATED, SUPERPOSED).
 NOT_LEARNED, DEDICATED, SUPERPOSITION = range(3)
@@ -504,18 +506,12 @@ def _bfgs(f, x, fx, idx, tol, max_iter):
     return x, fx
 
 
-# Mirrors the defaults of analysis.phases.PhaseThresholds, for classifying relaxed solutions.
-REPRESENTED = 0.5
-SUPERPOSED = 0.1
-
-
-def phase_of(W, represented: float = REPRESENTED, superposed: float = SUPERPOSED) -> np.ndarray:
-    """Phase of feature 2 in an m=1 model W (..., 1, 2) or (..., 2): not learned if |w2| <
-    ``represented``; else superposition if its interference (Ŵ2·W1)² = w1² ≥ ``superposed``;
-    else dedicated. The same rule as analysis.phases with its default thresholds."""
-    w1, w2, _, _ = _split(W, np.zeros(2))
-    return np.where(np.abs(w2) < represented, NOT_LEARNED,
-                    np.where(w1 * w1 >= superposed, SUPERPOSITION, DEDICATED))
+def phase_of(W, thresholds: PhaseThresholds = PhaseThresholds()) -> np.ndarray:
+    """Phase of feature 2 in an m=1 model W (..., 1, 2) or (..., 2), by the same rule and
+    thresholds as every figure (``analysis.phases.feature_phase``)."""
+    W = np.asarray(W, dtype=float)
+    W = W if W.shape[-2:] == (1, 2) else W[..., None, :]
+    return feature_phase(W, thresholds)[..., 1]
 
 
 RELAXED_STARTS = ("not_learned", "dedicated", "superposition", "confused",
