@@ -75,3 +75,11 @@ def test_dimensions_per_feature():
     assert metrics.dimensions_per_feature(polygon(4)) == pytest.approx(0.5)  # two antipodal pairs
     batch = np.stack([np.eye(2, 4), polygon(4)])
     np.testing.assert_allclose(metrics.dimensions_per_feature(batch), [1.0, 0.5])
+
+
+def test_datapoint_dimensionality_of_a_polygon_of_points():
+    # identity W: the hidden vectors are the points themselves; a T-gon in m=2 gives m/T each
+    for T in (3, 5, 8):
+        np.testing.assert_allclose(metrics.datapoint_dimensionality(np.eye(2), polygon(T)), 2 / T, atol=1e-12)
+    # points on orthogonal directions each own a dimension
+    np.testing.assert_allclose(metrics.datapoint_dimensionality(np.eye(3), 2 * np.eye(3)), 1.0)

@@ -61,3 +61,10 @@ def dimensions_per_feature(W):
     xp = _xp(W)
     m = W.shape[-2]
     return m / xp.sum(W * W, axis=(-2, -1))
+
+
+def datapoint_dimensionality(W, X):
+    """Dimensionality of each data point's hidden vector h_t = W x_t (Henighan et al. 2023):
+    ‖h_t‖⁴ / Σ_s (h_t·h_s)², the feature-dimensionality formula applied to the columns of
+    H = W X. ``X`` is n×T (one data point per column); T points on a regular T-gon in 2-D give m/T."""
+    return capacity(W @ X)
