@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.seeds import best_of_seeds
+from analysis.sweep import stamp_figure
 
 
 def plot_loss_curves(table: pd.DataFrame, axes: list[str], stamp: str = "", max_curves: int = 60):
@@ -38,7 +39,6 @@ def plot_loss_curves(table: pd.DataFrame, axes: list[str], stamp: str = "", max_
     ax.set_title(title + f"; best of {table['seed'].nunique()} seed(s) per grid point", fontsize=10)
     if len(best) <= 12 and axes:
         ax.legend(fontsize=7, ncol=2)
-    if stamp:
-        fig.text(0.99, 0.005, stamp, ha="right", va="bottom", fontsize=6, color="0.4")
+    stamp_figure(fig, stamp)
     fig.tight_layout()
     return fig

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.seeds import best_of_seeds
+from analysis.sweep import stamp_figure
 from sweeps.store import as_matrix
 from toymodels import metrics
 
@@ -62,7 +63,6 @@ def plot_dimensionality(table: pd.DataFrame, axes: list[str], stamp: str = ""):
     n, m = int(best["n_features"].iloc[0]), int(best["n_hidden"].iloc[0])
     suffix = f"; other axes at {dict(first)}" if others else ""
     fig.suptitle(f"Geometry of superposition, n={n}, m={m}{suffix}", fontsize=10)
-    if stamp:
-        fig.text(0.99, 0.005, stamp, ha="right", va="bottom", fontsize=6, color="0.4")
+    stamp_figure(fig, stamp)
     fig.tight_layout(rect=(0, 0.02, 1, 0.95))
     return fig

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.seeds import best_of_seeds
+from analysis.sweep import stamp_figure
 
 
 def _label(row: pd.Series, axes: list[str]) -> str:
@@ -17,12 +18,17 @@ def _label(row: pd.Series, axes: list[str]) -> str:
     return ", ".join(f"{names.get(a, a)} = {row[a]:.3g}" for a in axes)
 
 
-def plot_vectors(ax, W_HxF: np.ndarray, importance_F: np.ndarray, cmap="viridis") -> None:
-    """Draw W_i as arrows from the origin, coloured by importance (bright = most important)."""
+def importance_colors(importance_F, cmap="viridis") -> np.ndarray:
+    """One colour per feature, from dark (least important) to bright (most important)."""
     imp = np.asarray(importance_F, dtype=float)
     span = np.ptp(imp)
     shade = (imp - imp.min()) / span if span > 0 else np.ones_like(imp)
-    colors = plt.get_cmap(cmap)(0.15 + 0.8 * shade)
+    return plt.get_cmap(cmap)(0.15 + 0.8 * shade)
+
+
+def plot_vectors(ax, W_HxF: np.ndarray, importance_F: np.ndarray) -> None:
+    """Draw W_i as arrows from the origin, coloured by importance (bright = most important)."""
+    colors = importance_colors(importance_F)
     for i in range(W_HxF.shape[1]):
         x, y = W_HxF[:, i]
         ax.plot([0, x], [0, y], color=colors[i], lw=2)
@@ -53,7 +59,6 @@ def plot_geometry_panels(table: pd.DataFrame, axes: list[str], stamp: str = "", 
     n, m = int(best["n_features"].iloc[0]), int(best["n_hidden"].iloc[0])
     fig.suptitle(f"Feature directions W_i in the hidden plane (n={n}, m={m}); colour = importance, "
                  f"bright = important; best of {table['seed'].nunique()} seed(s) by loss", fontsize=10)
-    if stamp:
-        fig.text(0.99, 0.005, stamp, ha="right", va="bottom", fontsize=6, color="0.4")
+    stamp_figure(fig, stamp)
     fig.tight_layout(rect=(0, 0.02, 1, 0.95))
     return fig

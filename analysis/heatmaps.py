@@ -9,18 +9,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.seeds import best_of_seeds
+from analysis.seeds import best_of_seeds, spread_over_grid
+from analysis.sweep import stamp_figure
 from toymodels import metrics
 
 
 def plot_wtw(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: int = 6):
     """For up to ``max_panels`` grid points spread over the sweep (best seed each): WᵀW and the
     norms ‖W_i‖ as bars, coloured by polysemanticity sqrt(Σ_j≠i (Ŵ_i·W_j)²)."""
-    best = best_of_seeds(table, axes)
-    if "density" in axes:
-        best = best.sort_values("density", ascending=False, kind="stable")
-    pick = np.unique(np.linspace(0, len(best) - 1, min(max_panels, len(best))).round().astype(int))
-    best = best.iloc[pick]
+    best = spread_over_grid(best_of_seeds(table, axes), axes, max_panels)
     fig, grid = plt.subplots(2, len(best), figsize=(3.2 * len(best), 6.4), squeeze=False,
                              gridspec_kw={"height_ratios": [1, 1.4]})
     cmap = plt.get_cmap("viridis")
@@ -46,6 +43,5 @@ def plot_wtw(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: 
     fig.colorbar(sm, ax=grid[0, :].tolist(), label="polysemanticity", shrink=0.8)
     n, m = int(best["n_features"].iloc[0]), int(best["n_hidden"].iloc[0])
     fig.suptitle(f"Feature norms and overlaps WᵀW, n={n}, m={m}, best seed per grid point", fontsize=10)
-    if stamp:
-        fig.text(0.99, 0.005, stamp, ha="right", va="bottom", fontsize=6, color="0.4")
+    stamp_figure(fig, stamp)
     return fig

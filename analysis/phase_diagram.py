@@ -17,6 +17,7 @@ from matplotlib.patches import Patch
 
 from analysis import theory
 from analysis.phases import PHASE_COLORS, PHASES, SUPERPOSED, PhaseThresholds
+from analysis.sweep import stamp_figure
 
 AXIS_LABELS = {
     "importance_decay": "relative importance r (I_i = r^i; for n=2 the second feature's)",
@@ -125,8 +126,7 @@ def plot_phase_diagram(table: pd.DataFrame, summary: pd.DataFrame, x: str, y: st
     n, m = int(table["n_features"].iloc[0]), int(table["n_hidden"].iloc[0])
     fig.suptitle(f"Phase diagram, n={n}, m={m}, {summary['n_seeds'].max()} seeds per cell. "
                  + thresholds.describe(), fontsize=9)
-    if stamp:
-        fig.text(0.99, 0.005, stamp, ha="right", va="bottom", fontsize=6, color="0.4")
+    stamp_figure(fig, stamp)
     fig.tight_layout(rect=(0, 0.02, 1, 0.94))
     return fig
 

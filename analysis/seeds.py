@@ -21,6 +21,14 @@ def best_of_seeds(table: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     return best.sort_values(axes).reset_index(drop=True)
 
 
+def spread_over_grid(best: pd.DataFrame, axes: list[str], count: int) -> pd.DataFrame:
+    """Up to ``count`` grid points spread evenly over the sweep, dense first along ``density``."""
+    if "density" in axes:
+        best = best.sort_values("density", ascending=False, kind="stable")
+    pick = np.unique(np.linspace(0, len(best) - 1, min(count, len(best))).round().astype(int))
+    return best.iloc[pick]
+
+
 def with_phases(table: pd.DataFrame, thresholds: PhaseThresholds = PhaseThresholds()) -> pd.DataFrame:
     """``table`` plus a ``phase`` column: per-feature phase indices of each model."""
     out = table.copy()

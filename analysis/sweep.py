@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sweeps.store import read_config, read_results
+from sweeps.store import read_config, read_config_hash, read_results
 
 
 @dataclass
@@ -24,8 +24,7 @@ class StoredSweep:
         root = Path(out)
         if not (root / "results.parquet").exists():
             raise FileNotFoundError(f"{root} holds no results.parquet: is it a sweep's output directory (sweep.out)?")
-        first = (root / "sweep.yaml").read_text().splitlines()[0]
-        return cls(root, read_results(root), read_config(root), first.split(":", 1)[1].strip())
+        return cls(root, read_results(root), read_config(root), read_config_hash(root))
 
     @property
     def name(self) -> str:
@@ -47,3 +46,9 @@ def git_revision() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def stamp_figure(fig, stamp: str) -> None:
+    """Write the provenance stamp (experiment · config hash · revision) in the bottom corner."""
+    if stamp:
+        fig.text(0.99, 0.005, stamp, ha="right", va="bottom", fontsize=6, color="0.4")

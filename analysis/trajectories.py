@@ -9,26 +9,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.seeds import best_of_seeds
+from analysis.geometry import importance_colors
+from analysis.seeds import best_of_seeds, spread_over_grid
+from analysis.sweep import stamp_figure
 from sweeps.store import as_matrix
 
 
 def plot_capacity_trajectories(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: int = 4):
     """C_i(t) of every feature (coloured by importance) for up to ``max_panels`` grid points,
     best seed each, with the budget Σ_i C_i against m."""
-    best = best_of_seeds(table, axes)
-    if "density" in axes:
-        best = best.sort_values("density", ascending=False, kind="stable")
-    pick = np.unique(np.linspace(0, len(best) - 1, min(max_panels, len(best))).round().astype(int))
-    best = best.iloc[pick]
+    best = spread_over_grid(best_of_seeds(table, axes), axes, max_panels)
     fig, grid = plt.subplots(1, len(best), figsize=(4.2 * len(best), 3.8), squeeze=False)
     for ax, (_, row) in zip(grid[0], best.iterrows()):
         steps = np.asarray(row["snap_step"], dtype=float)
         C = as_matrix([row["snap_capacity"]])[0]  # S×n
-        imp = np.asarray(row["feature_importance"], dtype=float)
-        span = np.ptp(imp)
-        shade = (imp - imp.min()) / span if span > 0 else np.ones_like(imp)
-        colors = plt.get_cmap("viridis")(0.15 + 0.8 * shade)
+        colors = importance_colors(row["feature_importance"])
         for i in range(C.shape[1]):
             ax.plot(steps, C[:, i], color=colors[i], lw=0.8, alpha=0.8 if C.shape[1] <= 20 else 0.3)
         ax.plot(steps, C.sum(axis=1) / int(row["n_hidden"]), color="k", lw=1.5, ls="--", label="Σ C_i / m")
@@ -38,7 +33,6 @@ def plot_capacity_trajectories(table: pd.DataFrame, axes: list[str], stamp: str 
         ax.set_title(", ".join(f"{a}={row[a]:.3g}" for a in axes), fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle("Capacity allocation over training (colour: importance, bright = important; best seed)", fontsize=10)
-    if stamp:
-        fig.text(0.99, 0.005, stamp, ha="right", va="bottom", fontsize=6, color="0.4")
+    stamp_figure(fig, stamp)
     fig.tight_layout(rect=(0, 0.02, 1, 0.93))
     return fig

@@ -43,13 +43,8 @@ def _task(cfg) -> None:
 
     logging.getLogger("jax").setLevel(logging.WARNING)  # not the "no TPU found" notice
     try:
-        config = to_config(cfg)
-    except ConfigError as error:
-        print(f"toymodels-sweep: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    try:
-        report = run_sweep(config)
-    except ConfigError as error:
+        report = run_sweep(to_config(cfg))
+    except ConfigError as error:  # a bad value, or an output directory holding another sweep
         print(f"toymodels-sweep: error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

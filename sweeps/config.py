@@ -8,7 +8,6 @@ entry point sees a ``DictConfig``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import re

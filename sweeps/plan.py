@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sweeps.config import PER_MODEL_AXES, STATIC_AXES, Config, expand_axis
+from sweeps.config import STATIC_AXES, Config, expand_axis
 from toymodels.data import importance_profile
 from toymodels.train import TrainSpec
 
@@ -170,5 +170,3 @@ def hparams_arrays(chunk: Chunk) -> dict[str, np.ndarray]:
         "weight_decay": np.array([p.weight_decay for p in points], np.float32),
     }
 
-
-__all__ = ["PER_MODEL_AXES", "Chunk", "ModelPoint", "plan_models", "make_chunks", "hparams_arrays", "grid_axes"]

@@ -75,7 +75,7 @@ class SweepStore:
         digest = config_hash(config)
         meta = self.root / "sweep.yaml"
         if meta.exists():
-            stored = _stored_hash(meta)
+            stored = read_config_hash(self.root)
             if stored != digest:
                 raise ConfigError(
                     "sweep.out",
@@ -115,8 +115,9 @@ class SweepStore:
         return table
 
 
-def _stored_hash(meta: Path) -> str:
-    first = meta.read_text().splitlines()[0]
+def read_config_hash(out: str | os.PathLike) -> str:
+    """The config hash on the first line of ``sweep.yaml``."""
+    first = (Path(out) / "sweep.yaml").read_text().splitlines()[0]
     return first.split(":", 1)[1].strip()
 
 

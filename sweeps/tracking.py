@@ -431,11 +431,11 @@ def log_figures(sweep_dir, paths: Iterable[Path], table: Optional[pd.DataFrame] 
     """Log a stored sweep's drawn figures to its summary run (``toymodels-figures`` calls this);
     a failure is a ``TrackingWarning``."""
     try:
-        from sweeps.store import read_config
+        from sweeps.store import read_config, read_config_hash
 
         root = Path(sweep_dir)
         stored = read_config(root)
-        config_hash = (root / "sweep.yaml").read_text().splitlines()[0].split(":", 1)[1].strip()
+        config_hash = read_config_hash(root)
         conf = _conf_from(stored)
         if conf.mode not in ("offline", "online"):
             return
