@@ -282,6 +282,7 @@ def validate(config: Config) -> None:
     if "importance_decay" in s.grid and imp.kind != "geometric":
         raise ConfigError("sweep.grid.importance_decay", f"needs data.importance.kind=geometric, got {imp.kind!r}")
     if "density" in s.grid and isinstance(d.density, (list, tuple)):
-        raise ConfigError("sweep.grid.density", "sets every feature's density; data.density must then be a single number")
+        raise ConfigError("sweep.grid.density", "sets every feature's density, so data.density must then be a "
+                          "single number; drop the axis with ~sweep.grid.density to use per-feature densities")
     if "n_features" in s.grid and (isinstance(d.density, (list, tuple)) or imp.kind == "explicit"):
         raise ConfigError("sweep.grid.n_features", "cannot vary with per-feature data.density or explicit importances")
