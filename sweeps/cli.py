@@ -63,6 +63,10 @@ def main() -> None:
     except ConfigError as error:
         print(f"toymodels-sweep: error: {error}", file=sys.stderr)
         sys.exit(2)
+    if not (CONF_DIR / "config.yaml").exists():
+        print(f"toymodels-sweep: error: no config at {CONF_DIR}: install from the repository with "
+              "'pip install -e .' (scripts/setup does) or point TOYMODELS_CONF at its conf/", file=sys.stderr)
+        sys.exit(2)
     register_schema()
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)(_task)()
 

@@ -19,7 +19,8 @@ from toymodels.data import IMPORTANCE_KINDS
 from toymodels.model import INIT_KINDS, MODEL_KINDS
 from toymodels.optim import SCHEDULES
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# The repository's conf/ (an editable install, as scripts/setup makes), or TOYMODELS_CONF.
+CONF_DIR = Path(os.environ.get("TOYMODELS_CONF") or Path(__file__).resolve().parent.parent / "conf")
 
 # Grid axes: per-model values (array leaves, one compile for all) and shape-setting values
 # (static: models that differ in one never share a chunk).

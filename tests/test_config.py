@@ -116,3 +116,11 @@ def test_cli_rejects_bad_input_before_compute(tmp_path, args, expect):
     for fragment in expect:
         assert fragment in message, message
     assert not (out / "chunks").exists()  # nothing was trained or stored
+
+
+
+def test_a_missing_config_directory_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOYMODELS_CONF", str(tmp_path / "nowhere"))
+    result = cli("toymodels-sweep", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert "TOYMODELS_CONF" in result.stderr and "nowhere" in result.stderr
