@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import math
 import os
 import re
 import shutil
@@ -47,8 +46,8 @@ import numpy as np
 import pandas as pd
 
 from sweeps.config import Config, ConfigError, WandbConf
+from sweeps import wandb_tables as wt
 
-MAX_TABLE_ROWS = 10_000  # wandb.Table.MAX_ROWS: a logged table keeps at most this many rows
 PER_FEATURE_HISTORY = 20  # per-model runs log norm/i and capacity/i when n_features <= this
 _OFFLINE_DIR = re.compile(r"^offline-run-\d{8}_\d{6}-(?P<id>.+)$")
 
@@ -79,22 +78,6 @@ def sweep_key(config_hash: str, out) -> str:
     (the same config in two output directories is two sweeps, two groups, distinct runs)."""
     where = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:6]
     return f"{config_hash}-{where}"
-
-
-def _plain(value):
-    """numpy scalars and arrays as JSON-friendly Python values."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _label(coords: dict, seed) -> str:
-    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in coords.items()]
-    return ",".join(parts + [f"seed={seed}"])
 
 
 class Tracker:
@@ -242,6 +225,10 @@ class Tracker:
 
     # -- what a sweep logs ----------------------------------------------------------------------
 
+    def _run_config(self, **extra) -> dict:
+        """What every run's config holds: the resolved config, its hash and where it is stored."""
+        return dict(self.config, config_hash=self.config_hash, sweep_out=str(self.out.resolve()), **extra)
+
     def chunk_run_id(self, chunk_id: str) -> str:
         return f"{self.key}-{chunk_id}"
 
@@ -285,19 +272,19 @@ class Tracker:
 
     def _models(self, table: pd.DataFrame) -> list[dict]:
         axes = [a for a in self.axes if a in table.columns]
-        return [dict({a: _plain(r[a]) for a in axes}, seed=int(r["seed"]), uid=int(r["uid"]))
+        return [dict({a: wt.plain(r[a]) for a in axes}, seed=int(r["seed"]), uid=int(r["uid"]))
                 for r in table[axes + ["seed", "uid"]].to_dict("records")]
 
     def _log_chunk(self, chunk_id: str, run_id: str, table: pd.DataFrame) -> None:
         axes = [a for a in self.axes if a in table.columns]
-        config = dict(self.config, config_hash=self.config_hash, sweep_out=str(self.out.resolve()),
-                      chunk={"id": chunk_id, "n_models": len(table), "axes": axes, "models": self._models(table)})
+        config = self._run_config(chunk={"id": chunk_id, "n_models": len(table), "axes": axes,
+                                         "models": self._models(table)})
         run = self._start(run_id, f"chunk-{chunk_id}", "chunk", config)
         wandb = self._wandb
         n = len(table)
-        labels = [_label({a: _plain(c) for a, c in zip(axes, coords)}, s)
+        labels = [wt.label({a: wt.plain(c) for a, c in zip(axes, coords)}, s)
                   for coords, s in zip(table[axes].itertuples(index=False, name=None), table["seed"])]
-        coords = [[_plain(v) for v in row] for row in table[axes].itertuples(index=False, name=None)]
+        coords = [[wt.plain(v) for v in row] for row in table[axes].itertuples(index=False, name=None)]
         seeds = [int(s) for s in table["seed"]]
         uids = [int(u) for u in table["uid"]]
         losses = [float(v) for v in table["loss"]]
@@ -314,20 +301,20 @@ class Tracker:
                 run.log({"train_step": step, "loss/mean": float(np.mean(row)), "loss/min": float(np.min(row)),
                          "loss/max": float(np.max(row))})
             # one row per model and snapshot, thinned evenly (first and last kept) to wandb's row limit
-            keep = _thin(len(steps), MAX_TABLE_ROWS // max(n, 1))
+            keep = wt.thin(len(steps), wt.MAX_TABLE_ROWS // max(n, 1))
             if keep:
                 rows = [[labels[m], uids[m], *coords[m], seeds[m], steps[s], float(loss_SxM[s, m])]
                         for m in range(n) for s in keep]
-                curves = _table(wandb, ["model", "uid", *axes, "seed", "step", "loss"], rows)
+                curves = wt.table(wandb, ["model", "uid", *axes, "seed", "step", "loss"], rows)
                 run.log({"curves": wandb.plot_table(
                     "wandb/lineseries/v0", curves, {"step": "step", "lineKey": "model", "lineVal": "loss"},
                     {"title": "training loss per model", "xname": "step"})})
             summary["curve_points_per_model"] = len(keep)
 
-        rows = [[labels[m], uids[m], *coords[m], seeds[m], losses[m], _plain(list(table["norms"].iloc[m])),
-                 _plain(list(table["capacity"].iloc[m])), _plain(list(table["interference"].iloc[m]))]
-                for m in range(min(n, MAX_TABLE_ROWS))]
-        run.log({"models": _table(wandb, ["model", "uid", *axes, "seed", "loss", "norms", "capacity", "interference"],
+        rows = [[labels[m], uids[m], *coords[m], seeds[m], losses[m], wt.plain(list(table["norms"].iloc[m])),
+                 wt.plain(list(table["capacity"].iloc[m])), wt.plain(list(table["interference"].iloc[m]))]
+                for m in range(min(n, wt.MAX_TABLE_ROWS))]
+        run.log({"models": wt.table(wandb, ["model", "uid", *axes, "seed", "loss", "norms", "capacity", "interference"],
                                   rows)})
         run.summary.update(summary)
         self._finish(run_id)
@@ -336,10 +323,9 @@ class Tracker:
         run_id = self.model_run_id(row["uid"])
         if self.is_logged(run_id):
             return
-        coords = {a: _plain(row[a]) for a in self.axes if a in row.index}
+        coords = {a: wt.plain(row[a]) for a in self.axes if a in row.index}
         point = dict(coords, seed=int(row["seed"]), uid=int(row["uid"]), chunk=chunk_id)
-        config = dict(self.config, config_hash=self.config_hash, sweep_out=str(self.out.resolve()), grid=point)
-        run = self._start(run_id, _label(coords, int(row["seed"])), "model", config)
+        run = self._start(run_id, wt.label(coords, int(row["seed"])), "model", self._run_config(grid=point))
         if self.conf.log_curves and "snap_loss" in row.index:
             run.define_metric("train_step")
             for pattern in ("loss", "norm/*", "capacity/*"):
@@ -351,9 +337,9 @@ class Tracker:
                     metrics.update({f"norm/{f}": float(v) for f, v in enumerate(row["snap_norms"][i])})
                     metrics.update({f"capacity/{f}": float(v) for f, v in enumerate(row["snap_capacity"][i])})
                 run.log(metrics)
-        run.summary.update(dict(point, loss=float(row["loss"]), norms=_plain(list(row["norms"])),
-                                capacity=_plain(list(row["capacity"])),
-                                interference=_plain(list(row["interference"])),
+        run.summary.update(dict(point, loss=float(row["loss"]), norms=wt.plain(list(row["norms"])),
+                                capacity=wt.plain(list(row["capacity"])),
+                                interference=wt.plain(list(row["interference"])),
                                 train_seconds=float(row["train_seconds"])))
         self._finish(run_id)
 
@@ -364,18 +350,17 @@ class Tracker:
             return
         run_id = f"{self.key}-figures"
         with self._guard("logging the figures"):
-            config = dict(self.config, config_hash=self.config_hash, sweep_out=str(self.out.resolve()))
-            run = self._start(run_id, "figures", "summary", config)
+            run = self._start(run_id, "figures", "summary", self._run_config())
             wandb = self._wandb
             data = {Path(p).stem: wandb.Image(str(p)) for p in paths if Path(p).suffix == ".png"}
             if table is not None and len(table):
                 axes = [a for a in self.axes if a in table.columns]
-                part = table.iloc[:MAX_TABLE_ROWS]
+                part = table.iloc[:wt.MAX_TABLE_ROWS]
                 # scalars only (the chunk runs hold the per-feature lists): one cell costs wandb ~10 µs
-                rows = [[_label({a: _plain(r[a]) for a in axes}, int(r["seed"])), int(r["uid"]),
-                         *[_plain(r[a]) for a in axes], int(r["seed"]), float(r["loss"]), str(r["chunk"])]
+                rows = [[wt.label({a: wt.plain(r[a]) for a in axes}, int(r["seed"])), int(r["uid"]),
+                         *[wt.plain(r[a]) for a in axes], int(r["seed"]), float(r["loss"]), str(r["chunk"])]
                         for r in part[axes + ["seed", "uid", "loss", "chunk"]].to_dict("records")]
-                data["models"] = _table(wandb, ["model", "uid", *axes, "seed", "loss", "chunk"], rows)
+                data["models"] = wt.table(wandb, ["model", "uid", *axes, "seed", "loss", "chunk"], rows)
                 run.summary.update({"n_models": len(table), "loss_mean": float(table["loss"].mean()),
                                     "loss_min": float(table["loss"].min())})
             run.log(data)
@@ -394,27 +379,6 @@ class Tracker:
                   file=self.stream, flush=True)
         except Exception:
             pass
-
-
-def _table(wandb, columns: list[str], rows: list[list]):
-    """A ``wandb.Table`` typed from its first row. Every row here has the same Python types, and
-    wandb's per-row type inference would cost ~75 µs a row (most of the tracking time)."""
-    table = wandb.Table(columns=columns, data=rows[:1])
-    table.data.extend(rows[1:])
-    return table
-
-
-def _thin(n_steps: int, per_model: int) -> list[int]:
-    """At most ``per_model`` evenly spaced snapshot indices, the first and last included."""
-    if per_model <= 0 or n_steps == 0:
-        return []
-    if n_steps <= per_model:
-        return list(range(n_steps))
-    if per_model == 1:
-        return [n_steps - 1]
-    stride = math.ceil((n_steps - 1) / (per_model - 1))
-    keep = list(range(0, n_steps - 1, stride))
-    return keep + [n_steps - 1]
 
 
 def _conf_from(stored: dict) -> WandbConf:
