@@ -99,6 +99,9 @@ class Executor(Protocol):
 
     def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None: ...
 
+    def close(self) -> None:
+        """Release what the executor started (a local Ray, say)."""
+
 
 class InProcessExecutor:
     """Runs chunks one after another in this process."""
@@ -113,3 +116,6 @@ class InProcessExecutor:
                 on_failed(chunk, error)
             else:
                 on_done(chunk, table)
+
+    def close(self) -> None:
+        pass

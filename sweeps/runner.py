@@ -92,7 +92,7 @@ def run_sweep(config: Config, executor: Executor | None = None, progress: bool =
         try:
             return _run(config, store, models, todo, executor, progress)
         finally:
-            getattr(executor, "close", lambda: None)()
+            executor.close()
     return _run(config, store, models, todo, executor or InProcessExecutor(), progress)
 
 
