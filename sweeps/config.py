@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from toymodels.data import IMPORTANCE_KINDS
+from toymodels.data import DATA_KINDS, IMPORTANCE_KINDS, MAGNITUDES
 from toymodels.model import INIT_KINDS, MODEL_KINDS
 from toymodels.optim import SCHEDULES
 
@@ -24,7 +24,8 @@ CONF_DIR = Path(os.environ.get("TOYMODELS_CONF") or Path(__file__).resolve().par
 
 # Grid axes: per-model values (array leaves, one compile for all) and shape-setting values
 # (static: models that differ in one never share a chunk).
-PER_MODEL_AXES = ("density", "importance_decay", "importance_last", "lr", "weight_decay")
+PER_MODEL_AXES = ("density", "density_last", "importance_decay", "importance_last", "lr", "weight_decay",
+                  "l1_hidden", "capacity_feature", "capacity_target", "capacity_penalty")
 STATIC_AXES = ("n_features", "n_hidden", "batch_size", "steps")
 GRID_AXES = PER_MODEL_AXES + STATIC_AXES
 GRID_GENERATORS = ("geomspace", "linspace")
@@ -43,7 +44,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConf:
-    kind: str = "relu"  # relu | linear
+    kind: str = "relu"  # relu | linear | gelu | relu_hidden | abs | quadratic (toymodels.model)
     n_features: int = 5
     n_hidden: int = 2
     init: str = "xavier"  # xavier (per model) | notebook (std depends on init_instances)
@@ -52,7 +53,8 @@ class ModelConf:
 
 @dataclass
 class ImportanceConf:
-    kind: str = "geometric"  # geometric: decay**i | logspace: ratio**-linspace(0,1,n) | explicit
+    # geometric: decay**i | logspace: ratio**-linspace(0,1,n) | explicit | target_only: (1, 0, ..., 0)
+    kind: str = "geometric"
     decay: float = 1.0
     ratio: float = 100.0
     values: List[float] = field(default_factory=list)
@@ -60,8 +62,14 @@ class ImportanceConf:
 
 @dataclass
 class DataConf:
+    # sparse | signed | correlated | anticorrelated | kurtosis (toymodels.data.DataSpec)
+    kind: str = "sparse"
     # Feature density p = 1 - S: one number for every feature, or a list of n_features numbers.
+    # Correlated and anticorrelated sets use their first member's density.
     density: Any = 1.0
+    set_size: int = 2  # features per correlated / anticorrelated set (consecutive features)
+    magnitude: str = "uniform"  # kurtosis data: uniform | gaussian | sign (zero mean, unit variance)
+    rest_scale: float = 1.0  # multiplies every feature after the first (noise features: 0.1)
     importance: ImportanceConf = field(default_factory=ImportanceConf)
 
 
@@ -79,6 +87,12 @@ class TrainConf:
     snapshot_every: int = 100
     eval_samples: int = 65_536
     eval_seed: int = 0
+    l1_hidden: float = 0.0  # + l1_hidden · mean ‖h‖₁ of the hidden activations (0: off)
+    # Hold feature capacity_feature's C near capacity_target by + capacity_penalty · (C − target)²
+    # (-1: no feature held). The stored loss is the model's loss without these terms.
+    capacity_feature: int = -1
+    capacity_target: float = 1.0
+    capacity_penalty: float = 0.0
 
 
 @dataclass
@@ -162,6 +176,54 @@ def _density(key: str, value) -> None:
         raise ConfigError(key, f"a density p = 1 - S must be a number in (0, 1], got {value!r}")
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _capacity_feature(key: str, value, n_features: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not (-1 <= value < n_features):
+        raise ConfigError(key, f"must be a feature index in 0..{n_features - 1}, or -1 for none, got {value!r}")
+
+
+def _n_features_values(config: Config) -> list:
+    grid = config.sweep.grid
+    return expand_axis("n_features", grid["n_features"]) if "n_features" in grid else [config.model.n_features]
+
+
+def _validate_data_kind(config: Config) -> None:
+    d = config.data
+    _choice("data.kind", d.kind, DATA_KINDS)
+    _choice("data.magnitude", d.magnitude, MAGNITUDES)
+    if not (_number(d.rest_scale) and d.rest_scale > 0):
+        raise ConfigError("data.rest_scale", f"must be a number > 0, got {d.rest_scale!r}")
+    if d.kind not in ("correlated", "anticorrelated"):
+        return
+    _positive_int("data.set_size", d.set_size)
+    for n in _n_features_values(config):
+        if isinstance(n, int) and n % d.set_size:
+            raise ConfigError("data.set_size", f"{d.kind} sets of {d.set_size} must tile the features: "
+                              f"n_features={n} is not a multiple of it")
+    if isinstance(d.density, (list, tuple)):
+        for start in range(0, len(d.density), d.set_size):
+            if len(set(d.density[start:start + d.set_size])) > 1:
+                raise ConfigError("data.density", f"members of one {d.kind} set share one density; features "
+                                  f"{start}..{start + d.set_size - 1} differ")
+    if "density_last" in config.sweep.grid and d.set_size > 1:
+        raise ConfigError("sweep.grid.density_last", f"would split the last {d.kind} set's density; "
+                          "sweep density instead")
+
+
+def _validate_penalties(config: Config) -> None:
+    t = config.train
+    if not (_number(t.l1_hidden) and t.l1_hidden >= 0):
+        raise ConfigError("train.l1_hidden", f"must be a number >= 0, got {t.l1_hidden!r}")
+    _capacity_feature("train.capacity_feature", t.capacity_feature, config.model.n_features)
+    if not (_number(t.capacity_target) and 0 <= t.capacity_target <= 1):
+        raise ConfigError("train.capacity_target", f"a capacity target must be a number in [0, 1], got {t.capacity_target!r}")
+    if not (_number(t.capacity_penalty) and t.capacity_penalty >= 0):
+        raise ConfigError("train.capacity_penalty", f"must be a number >= 0, got {t.capacity_penalty!r}")
+
+
 _GENERATOR = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$")
 
 
@@ -211,6 +273,7 @@ def validate(config: Config) -> None:
             _density(f"data.density[{i}]", p)
     else:
         _density("data.density", d.density)
+    _validate_data_kind(config)
     imp = d.importance
     _choice("data.importance.kind", imp.kind, IMPORTANCE_KINDS)
     if imp.kind == "geometric" and not imp.decay > 0:
@@ -235,6 +298,7 @@ def validate(config: Config) -> None:
         raise ConfigError("train.weight_decay", f"must be >= 0, got {t.weight_decay!r}")
     if t.schedule == "warmup_cosine" and t.warmup_steps >= t.steps:
         raise ConfigError("train.warmup_steps", f"must be below train.steps={t.steps} for warmup_cosine")
+    _validate_penalties(config)
 
     _positive_int("sweep.seeds", s.seeds)
     _positive_int("sweep.base_seed", s.base_seed, minimum=0)
@@ -278,8 +342,14 @@ def validate(config: Config) -> None:
                 raise ConfigError(key, f"must be a number > 0, got {v!r}")
             elif name == "lr" and not (isinstance(v, (int, float)) and v > 0):
                 raise ConfigError(key, f"must be a number > 0, got {v!r}")
-            elif name == "weight_decay" and not (isinstance(v, (int, float)) and v >= 0):
+            elif name in ("weight_decay", "l1_hidden", "capacity_penalty") and not (_number(v) and v >= 0):
                 raise ConfigError(key, f"must be a number >= 0, got {v!r}")
+            elif name == "density_last":
+                _density(key, v)
+            elif name == "capacity_target" and not (_number(v) and 0 <= v <= 1):
+                raise ConfigError(key, f"a capacity target must be a number in [0, 1], got {v!r}")
+            elif name == "capacity_feature":
+                _capacity_feature(key, v, m.n_features)
     if "importance_decay" in s.grid and imp.kind != "geometric":
         raise ConfigError("sweep.grid.importance_decay", f"needs data.importance.kind=geometric, got {imp.kind!r}")
     if "density" in s.grid and isinstance(d.density, (list, tuple)):

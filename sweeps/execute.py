@@ -31,20 +31,19 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     from toymodels import HParams, model_keys, train_many
 
     arrays = hparams_arrays(chunk)
-    hp = HParams(
-        density_F=jnp.asarray(arrays["density_F"]),
-        importance_F=jnp.asarray(arrays["importance_F"]),
-        lr=jnp.asarray(arrays["lr"]),
-        weight_decay=jnp.asarray(arrays["weight_decay"]),
-    )
+    spec = chunk.spec
+    optional = (["l1_hidden"] if spec.hidden_l1 else []) + (
+        ["capacity_onehot_F", "capacity_target", "capacity_penalty"] if spec.capacity_penalty else [])
+    hp = HParams(**{name: jnp.asarray(arrays[name]) for name in
+                    ["density_F", "importance_F", "lr", "weight_decay", *optional]})
     start = time.perf_counter()
     result = jax.device_get(train_many(chunk.spec, model_keys(chunk.base_seed, arrays["uid"]), hp))
     seconds = time.perf_counter() - start
     n = chunk.n_models
     # A diverged model can still report a finite loss (ReLU maps NaN to 0 on some backends).
-    finite = (np.isfinite(result.eval_loss[:n])
-              & np.isfinite(result.params.W_HxF[:n]).all(axis=(1, 2))
-              & np.isfinite(result.params.b_F[:n]).all(axis=1))
+    finite = np.isfinite(result.eval_loss[:n])
+    for leaf in jax.tree.leaves(result.params):
+        finite &= np.isfinite(leaf[:n]).reshape(n, -1).all(axis=1)
     bad = [chunk.points[i] for i in np.flatnonzero(~finite)]
     if bad:
         where = dict(bad[0].coords, seed=bad[0].seed)
@@ -54,20 +53,25 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
 
 def chunk_table(chunk: Chunk, result, seconds: float) -> pd.DataFrame:
     from toymodels import metrics
+    from toymodels.data import feature_kurtosis
 
-    n = chunk.n_models
+    n, spec = chunk.n_models, chunk.spec
     W = np.asarray(result.params.W_HxF)[:n]
+    W2 = None if result.params.W2_OxH is None else np.asarray(result.params.W2_OxH)[:n]
     snaps = result.snapshots
     norms, cap, interf = metrics.feature_norms(W), metrics.capacity(W), metrics.interference(W)
     rows = []
     for i, p in enumerate(chunk.points):
         row = dict(p.coords)
+        held = p.capacity_feature if spec.capacity_penalty else -1
         row.update(
             seed=p.seed,
             uid=p.uid,
             order=p.order,
             chunk=chunk.id,
-            model=chunk.spec.model,
+            model=spec.model,
+            data_kind=spec.data.kind,
+            kurtosis=float(feature_kurtosis(spec.data, p.density_F[:1])[0]),
             n_features=chunk.spec.n_features,
             n_hidden=chunk.spec.n_hidden,
             steps=chunk.spec.steps,
@@ -76,7 +80,7 @@ def chunk_table(chunk: Chunk, result, seconds: float) -> pd.DataFrame:
             weight_decay=p.weight_decay,
             loss=float(result.eval_loss[i]),
             W=W[i].tolist(),
-            b=np.asarray(result.params.b_F[i]).tolist(),
+            b=np.asarray(result.params.b_O[i]).tolist(),
             norms=norms[i].tolist(),
             capacity=cap[i].tolist(),
             interference=interf[i].tolist(),
@@ -86,8 +90,18 @@ def chunk_table(chunk: Chunk, result, seconds: float) -> pd.DataFrame:
             snap_loss=np.asarray(snaps.loss_S[i]).tolist(),
             snap_norms=np.asarray(snaps.norms_SxF[i]).tolist(),
             snap_capacity=np.asarray(snaps.capacity_SxF[i]).tolist(),
+            l1_hidden=p.l1_hidden if spec.hidden_l1 else 0.0,
+            capacity_feature=held,
+            capacity_target=p.capacity_target if held >= 0 else float("nan"),
+            capacity_penalty=p.capacity_penalty if held >= 0 else 0.0,
+            # At a minimum of L + λ(C_f − c)², −∂L/∂C_f = 2λ(C_f − c): the held feature's marginal
+            # benefit of capacity, read off the penalty's pull (Scherlis et al.).
+            penalty_marginal_benefit=(2 * p.capacity_penalty * (float(cap[i, held]) - p.capacity_target)
+                                      if held >= 0 else float("nan")),
             train_seconds=seconds / n,
         )
+        if W2 is not None:  # the untied output layer (abs model)
+            row["W2"] = W2[i].tolist()
         rows.append(row)
     return pd.DataFrame(rows)
 

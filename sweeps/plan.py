@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweeps.config import STATIC_AXES, Config, expand_axis
-from toymodels.data import importance_profile
+from toymodels.data import DataSpec, importance_profile
 from toymodels.train import TrainSpec
 
 # Working-set budget of one chunk (bytes) used to choose its size when sweep.chunk_size is 0.
@@ -36,6 +36,10 @@ class ModelPoint:
     lr: float
     weight_decay: float
     order: int  # position in the full plan, for a stable row order in the store
+    l1_hidden: float = 0.0
+    capacity_feature: int = -1  # -1: no feature's capacity is held
+    capacity_target: float = 1.0
+    capacity_penalty: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -62,12 +66,22 @@ def model_uid(coords, seed: int) -> int:
     return zlib.crc32(text.encode()) & 0x7FFFFFFF
 
 
+def _uses(config: Config, axis: str, default_on: bool) -> bool:
+    """Whether an optional loss term is on for some model: its config value or a grid axis."""
+    return default_on or axis in config.sweep.grid
+
+
 def _spec_for(config: Config, static: dict) -> TrainSpec:
-    m, t = config.model, config.train
+    m, t, d = config.model, config.train, config.data
     return TrainSpec(
         n_features=static.get("n_features", m.n_features),
         n_hidden=static.get("n_hidden", m.n_hidden),
         model=m.kind,
+        data=DataSpec(kind=d.kind, set_size=d.set_size if d.kind in ("correlated", "anticorrelated") else 1,
+                      magnitude=d.magnitude, rest_scale=float(d.rest_scale)),
+        hidden_l1=_uses(config, "l1_hidden", t.l1_hidden > 0),
+        capacity_penalty=any(_uses(config, axis, on) for axis, on in (
+            ("capacity_feature", t.capacity_feature >= 0), ("capacity_penalty", t.capacity_penalty > 0))),
         steps=static.get("steps", t.steps),
         batch_size=static.get("batch_size", t.batch_size),
         schedule=t.schedule,
@@ -87,7 +101,9 @@ def _point(config: Config, coords: tuple, seed: int, n_features: int, order: int
     values = dict(coords)
     d, imp = config.data, config.data.importance
     density = values.get("density", d.density)
-    density_F = tuple(float(p) for p in density) if isinstance(density, (list, tuple)) else (float(density),) * n_features
+    density_F = [float(p) for p in density] if isinstance(density, (list, tuple)) else [float(density)] * n_features
+    if "density_last" in values:  # the last feature's density, the others as configured
+        density_F[-1] = float(values["density_last"])
     importance_F = importance_profile(
         n_features, imp.kind, float(values.get("importance_decay", imp.decay)), imp.ratio, tuple(imp.values)
     )
@@ -97,11 +113,15 @@ def _point(config: Config, coords: tuple, seed: int, n_features: int, order: int
         coords=coords,
         seed=seed,
         uid=model_uid(coords, seed),
-        density_F=density_F,
+        density_F=tuple(density_F),
         importance_F=tuple(float(v) for v in importance_F),
         lr=float(values.get("lr", config.train.lr)),
         weight_decay=float(values.get("weight_decay", config.train.weight_decay)),
         order=order,
+        l1_hidden=float(values.get("l1_hidden", config.train.l1_hidden)),
+        capacity_feature=int(values.get("capacity_feature", config.train.capacity_feature)),
+        capacity_target=float(values.get("capacity_target", config.train.capacity_target)),
+        capacity_penalty=float(values.get("capacity_penalty", config.train.capacity_penalty)),
     )
 
 
@@ -168,5 +188,10 @@ def hparams_arrays(chunk: Chunk) -> dict[str, np.ndarray]:
         "importance_F": np.array([p.importance_F for p in points], np.float32),
         "lr": np.array([p.lr for p in points], np.float32),
         "weight_decay": np.array([p.weight_decay for p in points], np.float32),
+        "l1_hidden": np.array([p.l1_hidden for p in points], np.float32),
+        # a held feature as a one-hot row (all zeros: none held)
+        "capacity_onehot_F": np.array([np.arange(len(p.density_F)) == p.capacity_feature for p in points], np.float32),
+        "capacity_target": np.array([p.capacity_target for p in points], np.float32),
+        "capacity_penalty": np.array([p.capacity_penalty for p in points], np.float32),
     }
 

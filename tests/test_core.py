@@ -105,7 +105,7 @@ def test_sparse_relu_model_superposes_five_features_in_two_dimensions():
     best = int(np.argmin(r.eval_loss))
     norms = np.linalg.norm(np.asarray(r.params.W_HxF[best]), axis=0)
     assert np.all(norms > 0.8), norms
-    assert np.all(np.asarray(r.params.b_F[best]) < 0)
+    assert np.all(np.asarray(r.params.b_O[best]) < 0)
 
 
 def test_sampler_statistics():
@@ -136,11 +136,11 @@ def test_loss_is_importance_weighted_mean_over_batch_and_features():
     imp = jnp.asarray([1.0, 0.1])
     expected = (1 * 1 + 0.1 * 0 + 1 * 0.25 + 0.1 * 0.25) / 4
     assert float(weighted_mse(x_FxB, xhat, imp)) == pytest.approx(expected)
-    params = Params(W_HxF=jnp.zeros((1, 2)), b_F=jnp.asarray([-1.0, 2.0]))
+    params = Params(W_HxF=jnp.zeros((1, 2)), b_O=jnp.asarray([-1.0, 2.0]))
     np.testing.assert_allclose(forward(params, x_FxB, "relu"), [[0, 0], [2, 2]])
     np.testing.assert_allclose(forward(params, x_FxB, "linear"), [[-1, -1], [2, 2]])
     W = jnp.asarray([[1.0, 2.0]])
-    out = forward(Params(W_HxF=W, b_F=jnp.zeros(2)), x_FxB, "linear")
+    out = forward(Params(W_HxF=W, b_O=jnp.zeros(2)), x_FxB, "linear")
     np.testing.assert_allclose(out, (W.T @ W) @ x_FxB)  # x' = WᵀW x, column per sample
 
 
@@ -150,7 +150,7 @@ def test_forward_matches_the_matrix_formula(n, m):
     W = rng_np.normal(size=(m, n)).astype(np.float32)
     b = rng_np.normal(size=n).astype(np.float32)
     x = rng_np.uniform(size=(n, 64)).astype(np.float32)
-    out = forward(Params(W_HxF=jnp.asarray(W), b_F=jnp.asarray(b)), jnp.asarray(x), "relu")
+    out = forward(Params(W_HxF=jnp.asarray(W), b_O=jnp.asarray(b)), jnp.asarray(x), "relu")
     np.testing.assert_allclose(out, np.maximum(W.T @ W @ x + b[:, None], 0), rtol=1e-4, atol=1e-4)
 
 

@@ -5,13 +5,20 @@ Array names carry their shape: ``B`` batch, ``F`` features (n).
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from toymodels import rng
 
-IMPORTANCE_KINDS = ("geometric", "logspace", "explicit")
+IMPORTANCE_KINDS = ("geometric", "logspace", "explicit", "target_only")
+DATA_KINDS = ("sparse", "signed", "correlated", "anticorrelated", "kurtosis")
+MAGNITUDES = ("uniform", "gaussian", "sign")
+# E[u⁴] of each zero-mean, unit-variance magnitude of the ``kurtosis`` data.
+MAGNITUDE_KURTOSIS = {"uniform": 1.8, "gaussian": 3.0, "sign": 1.0}
 
 
 def sample_features(words: jax.Array, counter: jax.Array, density_F: jax.Array, batch_size: int) -> jax.Array:
@@ -30,6 +37,97 @@ def sample_features(words: jax.Array, counter: jax.Array, density_F: jax.Array, 
     return jnp.where(u_FxB < p_Fx1, u_FxB / p_Fx1, 0.0)
 
 
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """Static description of the input distribution (SCIENCE.md §2); densities are per model.
+
+    - ``sparse``: x_i = 0 with probability 1 − p_i, else U[0, 1] (the TMS data).
+    - ``signed``: as sparse, but U[−1, 1] when active (the |x| computation model's inputs).
+    - ``correlated``: features form consecutive sets of ``set_size``; one draw with probability p
+      (the set's first feature's density) activates the whole set, whose members are then
+      independently U[0, 1].
+    - ``anticorrelated``: each set is inactive with probability 1 − p, else exactly one uniformly
+      chosen member is U[0, 1] (each feature is then active with probability p / set_size).
+    - ``kurtosis``: x_i = s_i u_i / √p_i with P(s_i = 1) = p_i and u_i a zero-mean, unit-variance
+      ``magnitude`` (uniform, gaussian or sign): unit variance, kurtosis K = E[u⁴] / p (Scherlis
+      et al.'s capacity data).
+
+    ``rest_scale`` multiplies every feature after the first (noise features: 0.1 makes them
+    U[0, 0.1] next to a U[0, 1] target feature).
+    """
+
+    kind: str = "sparse"
+    set_size: int = 1
+    magnitude: str = "uniform"
+    rest_scale: float = 1.0
+
+
+def _conditional_uniform(u_FxB: jax.Array, p_Fx1: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(active, v): with u ~ U[0, 1), ``u < p`` has probability p and, given it, v = u / p is
+    U[0, 1): one random draw decides activity and gives the magnitude."""
+    return u_FxB < p_Fx1, u_FxB / p_Fx1
+
+
+def _zero_mean_unit(v: jax.Array, magnitude: str) -> jax.Array:
+    """A zero-mean, unit-variance value from v ~ U[0, 1)."""
+    if magnitude == "uniform":
+        return math.sqrt(3.0) * (2.0 * v - 1.0)
+    if magnitude == "sign":
+        return jnp.where(v < 0.5, -1.0, 1.0)
+    if magnitude == "gaussian":  # inverse CDF; the clip keeps v = 0 finite (2^-23 resolution)
+        return math.sqrt(2.0) * jax.scipy.special.erfinv(jnp.clip(2.0 * v - 1.0, -1.0 + 2.0**-23, 1.0 - 2.0**-23))
+    raise ValueError(f"magnitude {magnitude!r} is not one of {MAGNITUDES}")
+
+
+def _set_draws(spec: DataSpec, words, counter, density_F, batch_size):
+    """(set active S×B, conditional uniform of the set draw S×B, per-feature uniforms F×B)."""
+    n = density_F.shape[-1]
+    n_sets = n // spec.set_size
+    u_all = rng.uniform(words, counter, (n + n_sets, batch_size))
+    p_Sx1 = density_F[:: spec.set_size][:, None]
+    active_SxB, v_SxB = _conditional_uniform(u_all[n:], p_Sx1)
+    return active_SxB, v_SxB, u_all[:n]
+
+
+def sample_batch(spec: DataSpec, words: jax.Array, counter: jax.Array, density_F: jax.Array,
+                 batch_size: int) -> jax.Array:
+    """Draw ``batch_size`` inputs of distribution ``spec`` as an F×B array, stream ``counter`` of
+    key ``words``. ``sparse`` is exactly ``sample_features``."""
+    n = density_F.shape[-1]
+    if spec.kind == "sparse":
+        x_FxB = sample_features(words, counter, density_F, batch_size)
+    elif spec.kind == "signed":
+        active, v = _conditional_uniform(rng.uniform(words, counter, (n, batch_size)), density_F[:, None])
+        x_FxB = jnp.where(active, 2.0 * v - 1.0, 0.0)
+    elif spec.kind == "kurtosis":
+        p_Fx1 = density_F[:, None]
+        active, v = _conditional_uniform(rng.uniform(words, counter, (n, batch_size)), p_Fx1)
+        x_FxB = jnp.where(active, _zero_mean_unit(v, spec.magnitude) / jnp.sqrt(p_Fx1), 0.0)
+    elif spec.kind == "correlated":
+        set_active, _, u_FxB = _set_draws(spec, words, counter, density_F, batch_size)
+        x_FxB = jnp.where(jnp.repeat(set_active, spec.set_size, axis=0), u_FxB, 0.0)
+    elif spec.kind == "anticorrelated":
+        set_active, v_SxB, u_FxB = _set_draws(spec, words, counter, density_F, batch_size)
+        # Given the set is active, v is U[0, 1): floor(v·size) picks the member uniformly.
+        chosen_SxB = jnp.minimum((v_SxB * spec.set_size).astype(jnp.int32), spec.set_size - 1)
+        member_F = jnp.tile(jnp.arange(spec.set_size), n // spec.set_size)[:, None]
+        hit = jnp.repeat(set_active, spec.set_size, axis=0) & (jnp.repeat(chosen_SxB, spec.set_size, axis=0) == member_F)
+        x_FxB = jnp.where(hit, u_FxB, 0.0)
+    else:
+        raise ValueError(f"data kind {spec.kind!r} is not one of {DATA_KINDS}")
+    if spec.rest_scale != 1.0:
+        x_FxB = x_FxB * jnp.concatenate([jnp.ones((1,)), jnp.full((n - 1,), spec.rest_scale)])[:, None]
+    return x_FxB
+
+
+def feature_kurtosis(spec: DataSpec, density_F) -> np.ndarray:
+    """E[x⁴] / E[x²]² of each feature for the ``kurtosis`` data (K_u / p); NaN for other kinds."""
+    density_F = np.asarray(density_F, np.float64)
+    if spec.kind != "kurtosis":
+        return np.full(density_F.shape, np.nan)
+    return MAGNITUDE_KURTOSIS[spec.magnitude] / density_F
+
+
 def importance_profile(
     n_features: int,
     kind: str = "geometric",
@@ -42,6 +140,8 @@ def importance_profile(
     - ``geometric``: I_i = decay**i (decay 1 is uniform importance).
     - ``logspace``: I_i = ratio**(-i/(n-1)), from 1 down to 1/ratio (e.g. 100^-linspace(0,1,n)).
     - ``explicit``: the n given ``values``.
+    - ``target_only``: 1 for the first feature, 0 for the rest (the loss covers only the target
+      coordinate: the noise-features experiment).
     """
     if kind == "geometric":
         return decay ** np.arange(n_features, dtype=np.float64)
@@ -51,5 +151,7 @@ def importance_profile(
         if len(values) != n_features:
             raise ValueError(f"explicit importance needs {n_features} values, got {len(values)}")
         return np.asarray(values, dtype=np.float64)
+    if kind == "target_only":
+        return (np.arange(n_features) == 0).astype(np.float64)
     raise ValueError(f"importance kind {kind!r} is not one of {IMPORTANCE_KINDS}")
 

@@ -1,24 +1,43 @@
-"""Tied-weight toy models (SCIENCE.md §3), written for one example batch of one model.
+"""The toy models of SCIENCE.md §3, written for one example batch of one model.
 
-W is m×n: column W_i is feature i's direction in the hidden space. Batch over models with vmap.
+W is m×n: column W_i is feature i's direction in the hidden space. Batches are feature-major
+(F×B). Batch over models with vmap.
+
+- ``relu``: x' = ReLU(WᵀW x + b) (tied weights; the TMS model).
+- ``linear``: x' = WᵀW x + b.
+- ``gelu``: x' = GeLU(WᵀW x + b), a smooth output non-linearity (Scherlis et al.'s comparison).
+- ``relu_hidden``: h = ReLU(W x), x' = ReLU(Wᵀ h + b): a privileged hidden basis (TMS §"Privileged
+  basis").
+- ``abs``: h = ReLU(W x), y' = ReLU(W₂ h + b), untied W₂ (n×m), target |x| (TMS "computation in
+  superposition").
+- ``quadratic``: ŷ = xᵀWᵀW x + b (one scalar output), target y = Σ v_i x_i² with v the importance
+  vector (Scherlis et al.'s capacity model).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-MODEL_KINDS = ("relu", "linear")
+MODEL_KINDS = ("relu", "linear", "gelu", "relu_hidden", "abs", "quadratic")
 INIT_KINDS = ("xavier", "notebook")
+# Models whose hidden layer has a ReLU: its units are a privileged basis (one neuron = one axis).
+PRIVILEGED = ("relu_hidden", "abs")
 
 
 @struct.dataclass
 class Params:
     W_HxF: jax.Array  # m × n
-    b_F: jax.Array  # n
+    b_O: jax.Array  # outputs: n, or 1 for the quadratic model
+    W2_OxH: Optional[jax.Array] = None  # the untied output layer of ``abs`` (n × m); None when tied
+
+
+def n_outputs(kind: str, n_features: int) -> int:
+    return 1 if kind == "quadratic" else n_features
 
 
 def init_std(n_features: int, n_hidden: int, init: str = "xavier", init_instances: int = 10) -> float:
@@ -36,35 +55,82 @@ def init_std(n_features: int, n_hidden: int, init: str = "xavier", init_instance
     raise ValueError(f"init {init!r} is not one of {INIT_KINDS}")
 
 
-def init_params(key: jax.Array, n_features: int, n_hidden: int, std: float) -> Params:
-    W_HxF = std * jax.random.normal(key, (n_hidden, n_features))
-    return Params(W_HxF=W_HxF, b_F=jnp.zeros((n_features,)))
+def init_params(key: jax.Array, n_features: int, n_hidden: int, std: float, kind: str = "relu") -> Params:
+    """Normal W (and W₂ for ``abs``, same std), zero bias (SCIENCE §4)."""
+    w_key, w2_key = jax.random.split(key)
+    W_HxF = std * jax.random.normal(w_key, (n_hidden, n_features))
+    W2_OxH = std * jax.random.normal(w2_key, (n_features, n_hidden)) if kind == "abs" else None
+    return Params(W_HxF=W_HxF, b_O=jnp.zeros((n_outputs(kind, n_features),)), W2_OxH=W2_OxH)
 
 
-# Models with at most this many weights compute WᵀW x as sums of scaled batch rows instead of
-# matrix products: XLA fuses them into one vectorised loop, where dots of such tiny shapes run as
-# many small matrix calls (n=2,m=1 x2500 models: ~2x; n=10,m=5 x100: ~1.4x on 2 CPU cores).
+# Models with at most this many weights compute their products as sums of scaled batch rows
+# instead of matrix products: XLA fuses them into one vectorised loop, where dots of such tiny
+# shapes run as many small matrix calls (n=2,m=1 x2500 models: ~2x; n=10,m=5 x100: ~1.4x on 2 CPU
+# cores).
 UNROLL_MAX_WEIGHTS = 50
 
 
-def forward(params: Params, x_FxB: jax.Array, kind: str = "relu") -> jax.Array:
-    """x' = act(WᵀW x + b), act = ReLU or identity, on a feature-major batch (F×B)."""
-    W = params.W_HxF
-    n_hidden, n_features = W.shape
-    if n_hidden * n_features <= UNROLL_MAX_WEIGHTS:
-        h = [sum(W[k, i] * x_FxB[i] for i in range(n_features)) for k in range(n_hidden)]
-        out_FxB = jnp.stack([sum(W[k, i] * h[k] for k in range(n_hidden)) for i in range(n_features)])
-    else:
-        out_FxB = W.T @ (W @ x_FxB)
-    out_FxB = out_FxB + params.b_F[:, None]
-    if kind == "relu":
-        return jax.nn.relu(out_FxB)
+def _matmul(A_OxI: jax.Array, x_IxB: jax.Array) -> jax.Array:
+    """A x for a feature-major batch; unrolled for tiny A (see UNROLL_MAX_WEIGHTS)."""
+    n_out, n_in = A_OxI.shape
+    if n_out * n_in <= UNROLL_MAX_WEIGHTS:
+        return jnp.stack([sum(A_OxI[o, i] * x_IxB[i] for i in range(n_in)) for o in range(n_out)])
+    return A_OxI @ x_IxB
+
+
+def hidden(params: Params, x_FxB: jax.Array, kind: str = "relu") -> jax.Array:
+    """The hidden activations h (m×B): W x, through a ReLU in the privileged-basis models."""
+    h_HxB = _matmul(params.W_HxF, x_FxB)
+    return jax.nn.relu(h_HxB) if kind in PRIVILEGED else h_HxB
+
+
+def forward_with_hidden(params: Params, x_FxB: jax.Array, kind: str = "relu") -> tuple[jax.Array, jax.Array]:
+    """(output O×B, hidden m×B) of model ``kind`` on a feature-major batch."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"model kind {kind!r} is not one of {MODEL_KINDS}")
+    h_HxB = hidden(params, x_FxB, kind)
+    b_Ox1 = params.b_O[:, None]
+    if kind == "quadratic":
+        return jnp.sum(h_HxB * h_HxB, axis=0, keepdims=True) + b_Ox1, h_HxB  # xᵀWᵀWx = ‖Wx‖²
+    if kind == "abs":
+        return jax.nn.relu(_matmul(params.W2_OxH, h_HxB) + b_Ox1), h_HxB
+    pre_FxB = _matmul(params.W_HxF.T, h_HxB) + b_Ox1
     if kind == "linear":
-        return out_FxB
-    raise ValueError(f"model kind {kind!r} is not one of {MODEL_KINDS}")
+        return pre_FxB, h_HxB
+    if kind == "gelu":
+        return jax.nn.gelu(pre_FxB), h_HxB
+    return jax.nn.relu(pre_FxB), h_HxB  # relu, relu_hidden
+
+
+def forward(params: Params, x_FxB: jax.Array, kind: str = "relu") -> jax.Array:
+    return forward_with_hidden(params, x_FxB, kind)[0]
+
+
+def target(x_FxB: jax.Array, importance_F: jax.Array, kind: str = "relu") -> jax.Array:
+    """What model ``kind`` is trained to output: x itself, |x| for ``abs``, Σ v_i x_i² (1×B) for
+    ``quadratic``."""
+    if kind == "abs":
+        return jnp.abs(x_FxB)
+    if kind == "quadratic":
+        return jnp.sum(importance_F[:, None] * x_FxB * x_FxB, axis=0, keepdims=True)
+    return x_FxB
 
 
 def weighted_mse(x_FxB: jax.Array, xhat_FxB: jax.Array, importance_F: jax.Array) -> jax.Array:
     """Importance-weighted squared error, mean over batch and features (the notebook's reduction
     within one model; summing over models is implicit in vmapping independent gradients)."""
     return jnp.mean(importance_F[:, None] * (x_FxB - xhat_FxB) ** 2)
+
+
+def model_loss(params: Params, x_FxB: jax.Array, importance_F: jax.Array, kind: str = "relu",
+               l1_hidden: jax.Array | float | None = None) -> jax.Array:
+    """The training loss of model ``kind``: importance-weighted squared error against its target
+    (plain squared error for ``quadratic``, whose importances live in the target), plus
+    ``l1_hidden`` · mean over the batch of ‖h‖₁ when given (TMS's L1 on hidden activations)."""
+    out_OxB, h_HxB = forward_with_hidden(params, x_FxB, kind)
+    y_OxB = target(x_FxB, importance_F, kind)
+    weight_O = jnp.ones((1,)) if kind == "quadratic" else importance_F
+    loss = weighted_mse(y_OxB, out_OxB, weight_O)
+    if l1_hidden is not None:
+        loss = loss + l1_hidden * jnp.mean(jnp.sum(jnp.abs(h_HxB), axis=0))
+    return loss

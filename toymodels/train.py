@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +18,8 @@ import optax
 from flax import struct
 
 from toymodels import metrics, rng
-from toymodels.data import sample_features
-from toymodels.model import Params, forward, init_params, init_std, weighted_mse
+from toymodels.data import DataSpec, sample_batch
+from toymodels.model import Params, init_params, init_std, model_loss
 from toymodels.optim import make_optimizer
 
 EVAL_BATCH = 4096
@@ -31,6 +32,10 @@ class TrainSpec:
     n_features: int
     n_hidden: int
     model: str = "relu"
+    data: DataSpec = DataSpec()
+    # Optional loss terms, compiled in only when some model of the chunk uses them.
+    hidden_l1: bool = False  # + l1_hidden · mean ‖h‖₁
+    capacity_penalty: bool = False  # + capacity_penalty · (C_f − capacity_target)²
     steps: int = 10_000
     batch_size: int = 1024
     schedule: str = "constant"
@@ -62,6 +67,12 @@ class HParams:
     importance_F: jax.Array
     lr: jax.Array
     weight_decay: jax.Array
+    l1_hidden: Optional[jax.Array] = None  # needs spec.hidden_l1
+    # Hold feature f's capacity near a target (needs spec.capacity_penalty): f as a one-hot row,
+    # so that models of one chunk may hold different features.
+    capacity_onehot_F: Optional[jax.Array] = None
+    capacity_target: Optional[jax.Array] = None
+    capacity_penalty: Optional[jax.Array] = None
 
 
 @struct.dataclass
@@ -86,7 +97,16 @@ def make_train(spec: TrainSpec):
     n_eval_batches = -(-spec.eval_samples // EVAL_BATCH)
 
     def loss_fn(params, x_FxB, importance_F):
-        return weighted_mse(x_FxB, forward(params, x_FxB, spec.model), importance_F)
+        return model_loss(params, x_FxB, importance_F, spec.model)
+
+    def train_loss_fn(params, x_FxB, hp):
+        """The loss being minimised: the model's loss plus the optional terms. Snapshots record it;
+        the evaluation loss is the model's loss alone."""
+        loss = model_loss(params, x_FxB, hp.importance_F, spec.model, hp.l1_hidden if spec.hidden_l1 else None)
+        if spec.capacity_penalty:
+            held = jnp.sum(hp.capacity_onehot_F * metrics.capacity(params.W_HxF))
+            loss = loss + hp.capacity_penalty * (held - hp.capacity_target) ** 2
+        return loss
 
     def evaluate(params, hp):
         # One fixed evaluation stream for every model: seeds at a grid point are ranked on
@@ -94,7 +114,7 @@ def make_train(spec: TrainSpec):
         eval_words = rng.key_words(jax.random.key(spec.eval_seed))
 
         def one(total, i):
-            x = sample_features(eval_words, i, hp.density_F, EVAL_BATCH)
+            x = sample_batch(spec.data, eval_words, i, hp.density_F, EVAL_BATCH)
             return total + loss_fn(params, x, hp.importance_F), None
 
         total, _ = jax.lax.scan(one, jnp.zeros(()), jnp.arange(n_eval_batches, dtype=jnp.uint32))
@@ -102,7 +122,7 @@ def make_train(spec: TrainSpec):
 
     def train(key: jax.Array, hp: HParams) -> TrainResult:
         init_key, data_key = jax.random.split(key)
-        params = init_params(init_key, spec.n_features, spec.n_hidden, std)
+        params = init_params(init_key, spec.n_features, spec.n_hidden, std, spec.model)
         words = rng.key_words(data_key)
         opt = make_optimizer(
             hp.lr, hp.weight_decay, spec.schedule, spec.steps, spec.warmup_steps, spec.b1, spec.b2, spec.eps
@@ -110,8 +130,8 @@ def make_train(spec: TrainSpec):
 
         def step(carry, t):
             params, opt_state = carry
-            x_FxB = sample_features(words, t, hp.density_F, spec.batch_size)
-            loss, grads = jax.value_and_grad(loss_fn)(params, x_FxB, hp.importance_F)
+            x_FxB = sample_batch(spec.data, words, t, hp.density_F, spec.batch_size)
+            loss, grads = jax.value_and_grad(train_loss_fn)(params, x_FxB, hp)
             updates, opt_state = opt.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), loss
 
