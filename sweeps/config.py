@@ -26,7 +26,7 @@ CONF_DIR = Path(os.environ.get("TOYMODELS_CONF") or Path(__file__).resolve().par
 # (static: models that differ in one never share a chunk).
 PER_MODEL_AXES = ("density", "density_last", "importance_decay", "importance_last", "lr", "weight_decay",
                   "l1_hidden", "capacity_feature", "capacity_target", "capacity_penalty")
-STATIC_AXES = ("n_features", "n_hidden", "batch_size", "steps")
+STATIC_AXES = ("n_features", "n_hidden", "batch_size", "steps", "model")
 GRID_AXES = PER_MODEL_AXES + STATIC_AXES
 GRID_GENERATORS = ("geomspace", "linspace")
 EXECUTORS = ("ray", "local")
@@ -336,6 +336,8 @@ def validate(config: Config) -> None:
             key = f"sweep.grid.{name}[{i}]"
             if name == "density":
                 _density(key, v)
+            elif name == "model":
+                _choice(key, v, MODEL_KINDS)
             elif name in STATIC_AXES:
                 _positive_int(key, v)
             elif name in ("importance_decay", "importance_last") and not (isinstance(v, (int, float)) and v > 0):

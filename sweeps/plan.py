@@ -76,7 +76,7 @@ def _spec_for(config: Config, static: dict) -> TrainSpec:
     return TrainSpec(
         n_features=static.get("n_features", m.n_features),
         n_hidden=static.get("n_hidden", m.n_hidden),
-        model=m.kind,
+        model=static.get("model", m.kind),
         data=DataSpec(kind=d.kind, set_size=d.set_size if d.kind in ("correlated", "anticorrelated") else 1,
                       magnitude=d.magnitude, rest_scale=float(d.rest_scale)),
         hidden_l1=_uses(config, "l1_hidden", t.l1_hidden > 0),
