@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from analysis.capacity import capacity_figures
 from analysis.curves import plot_loss_curves
 from analysis.dimensionality import plot_dimensionality
 from analysis.geometry import plot_geometry_panels
@@ -43,6 +44,8 @@ def figures_for(sweep: StoredSweep, thresholds: PhaseThresholds, feature: int | 
         figures["phase_diagram"] = plot_phase_diagram(table, summary, x, y, feature, thresholds, stamp)
         if is_n2m1_diagram(table, x, y):
             sweep.notes["agreement_with_theory"] = agreement_with_theory(summary)
+    if (table["model"] == "quadratic").any() or "capacity_target" in axes or "kurtosis" in axes:
+        figures.update(capacity_figures(sweep))
     return figures
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.seeds import best_of_seeds
-from analysis.sweep import stamp_figure
+from analysis.sweep import coord_label, stamp_figure
 
 
 def plot_loss_curves(table: pd.DataFrame, axes: list[str], stamp: str = "", max_curves: int = 60):
@@ -18,7 +18,8 @@ def plot_loss_curves(table: pd.DataFrame, axes: list[str], stamp: str = "", max_
     coloured along the first swept axis."""
     best = best_of_seeds(table, axes).head(max_curves)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    color_axis = axes[0] if axes else None
+    numeric = [a for a in axes if pd.api.types.is_numeric_dtype(best[a])]
+    color_axis = numeric[0] if numeric else None
     if color_axis:
         values = best[color_axis].to_numpy(dtype=float)
         positive = np.all(values > 0)
@@ -28,7 +29,7 @@ def plot_loss_curves(table: pd.DataFrame, axes: list[str], stamp: str = "", max_
     else:
         colors = ["C0"] * len(best)
     for color, (_, row) in zip(colors, best.iterrows()):
-        label = ", ".join(f"{a}={row[a]:.3g}" for a in axes) if len(best) <= 12 else None
+        label = coord_label(row, axes) if len(best) <= 12 else None
         ax.plot(np.asarray(row["snap_step"]), np.asarray(row["snap_loss"]), color=color, lw=1.2, label=label)
     ax.set_yscale("log")
     ax.set_xlabel("training step")

@@ -10,12 +10,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.seeds import best_of_seeds
-from analysis.sweep import stamp_figure
-
-
-def _label(row: pd.Series, axes: list[str]) -> str:
-    names = {"density": "p", "importance_decay": "I decay", "weight_decay": "wd"}
-    return ", ".join(f"{names.get(a, a)} = {row[a]:.3g}" for a in axes)
+from analysis.sweep import coord_label, stamp_figure
 
 
 def importance_colors(importance_F, cmap="viridis") -> np.ndarray:
@@ -55,7 +50,7 @@ def plot_geometry_panels(table: pd.DataFrame, axes: list[str], stamp: str = "", 
     for ax, (_, row) in zip(grid.flat, best.iterrows()):
         W = np.asarray(list(row["W"]), dtype=float)
         plot_vectors(ax, W, np.asarray(row["feature_importance"], dtype=float))
-        ax.set_title(_label(row, axes) + f"\nloss {row['loss']:.4f}", fontsize=8)
+        ax.set_title(coord_label(row, axes, ' = ', short=True) + f"\nloss {row['loss']:.4f}", fontsize=8)
     n, m = int(best["n_features"].iloc[0]), int(best["n_hidden"].iloc[0])
     fig.suptitle(f"Feature directions W_i in the hidden plane (n={n}, m={m}); colour = importance, "
                  f"bright = important; best of {table['seed'].nunique()} seed(s) by loss", fontsize=10)

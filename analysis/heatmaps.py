@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.seeds import best_of_seeds, spread_over_grid
-from analysis.sweep import stamp_figure
+from analysis.sweep import coord_label, stamp_figure
 from toymodels import metrics
 
 
@@ -30,7 +30,7 @@ def plot_wtw(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: 
         bars.set_ylim(0, max(1.2, norms.max() * 1.05))
         bars.set_xlim(-0.5, W.shape[1] - 0.5)
         bars.set_xticks([])
-        label = ", ".join(f"{a}={row[a]:.3g}" for a in axes)
+        label = coord_label(row, axes)
         bars.set_title(f"{label}\n‖W_i‖ (colour: polysemanticity)", fontsize=8)
         heat = grid[1, col]
         G = metrics.gram(W)

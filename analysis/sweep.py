@@ -39,6 +39,17 @@ class StoredSweep:
         return f"{self.name} · config {self.config_hash} · rev {git_revision()}"
 
 
+SHORT_AXIS_NAMES = {"density": "p", "importance_decay": "I decay", "weight_decay": "wd"}
+
+
+def coord_label(row, axes: list[str], sep: str = "=", short: bool = False) -> str:
+    """A grid point as text: numbers to 3 significant digits, other values (a model kind) as is."""
+    def fmt(value):
+        return f"{value:.3g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+    return ", ".join(f"{SHORT_AXIS_NAMES.get(a, a) if short else a}{sep}{fmt(row[a])}" for a in axes)
+
+
 def git_revision() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -46,6 +57,15 @@ def git_revision() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def wrapped_suptitle(fig, text: str, fontsize: float = 9) -> None:
+    """A figure title wrapped to the figure's width (a long one is otherwise cut at both sides)."""
+    import textwrap
+
+    width = max(20, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))
+    lines = [textwrap.fill(line, width) for line in text.split("\n")]
+    fig.suptitle("\n".join(lines), fontsize=fontsize)
 
 
 def stamp_figure(fig, stamp: str) -> None:

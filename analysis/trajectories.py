@@ -11,7 +11,7 @@ import pandas as pd
 
 from analysis.geometry import importance_colors
 from analysis.seeds import best_of_seeds, spread_over_grid
-from analysis.sweep import stamp_figure
+from analysis.sweep import coord_label, stamp_figure
 from sweeps.store import as_matrix
 
 
@@ -30,7 +30,7 @@ def plot_capacity_trajectories(table: pd.DataFrame, axes: list[str], stamp: str 
         ax.set_ylim(-0.02, 1.05)
         ax.set_xlabel("training step")
         ax.set_ylabel("capacity C_i")
-        ax.set_title(", ".join(f"{a}={row[a]:.3g}" for a in axes), fontsize=9)
+        ax.set_title(coord_label(row, axes), fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle("Capacity allocation over training (colour: importance, bright = important; best seed)", fontsize=10)
     stamp_figure(fig, stamp)

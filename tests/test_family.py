@@ -135,3 +135,50 @@ def test_capacity_penalty_holds_a_feature_at_its_target():
     result = train_many(spec, jax.random.split(jax.random.key(1), 3), hp)
     held = metrics.capacity(np.asarray(result.params.W_HxF))[:, 0]
     np.testing.assert_allclose(held, targets, atol=0.05)
+
+
+def _quadratic_models(density, ratio, steps=2000, capacity=None):
+    """Trained n=2, m=1 quadratic models (sign inputs, K = 1/p), best of 3 seeds per setting."""
+    k = len(density)
+    spec = TrainSpec(2, 1, model="quadratic", data=DataSpec("kurtosis", magnitude="sign"), steps=steps,
+                     batch_size=1024, eval_samples=16_384, snapshot_every=steps, capacity_penalty=capacity is not None)
+    extra = {} if capacity is None else dict(capacity_onehot_F=jnp.tile(jnp.eye(2)[0], (3 * k, 1)),
+                                             capacity_target=jnp.repeat(jnp.asarray(capacity), 3),
+                                             capacity_penalty=jnp.full((3 * k,), 200.0))
+    hp = HParams(density_F=jnp.repeat(jnp.asarray(density)[:, None], 2, axis=1).repeat(3, axis=0),
+                 importance_F=jnp.stack([jnp.ones(k), jnp.asarray(ratio)], axis=1).repeat(3, axis=0),
+                 lr=jnp.full((3 * k,), 1e-2), weight_decay=jnp.zeros(3 * k), **extra)
+    result = train_many(spec, jax.random.split(jax.random.key(3), 3 * k), hp)
+    best = np.asarray(result.eval_loss).reshape(k, 3).argmin(axis=1) + 3 * np.arange(k)
+    return metrics.capacity(np.asarray(result.params.W_HxF))[best], np.asarray(result.eval_loss)[best]
+
+
+def test_trained_quadratic_models_fall_in_the_predicted_region():
+    from analysis.capacity_theory import two_feature_region
+
+    # (p, r) far from the boundary 2/(K−1) < r < (K−1)/2, K = 1/p.
+    cases = [(0.05, 0.6), (0.05, 0.3), (0.1, 0.7), (0.5, 0.5), (0.2, 0.1), (0.03, 0.02)]
+    C, _ = _quadratic_models([p for p, _ in cases], [r for _, r in cases])
+    for (p, r), c in zip(cases, C):
+        region = two_feature_region(r, 1 / p)
+        assert (region == "polysemantic") == (0.1 < c[1] < 0.9 and 0.1 < c[0] < 0.9), (p, r, c, region)
+        assert c.sum() <= 1 + 1e-5  # the capacity budget: Σ C_i ≤ m
+
+
+def test_held_capacity_gives_the_exact_held_loss_and_its_marginal_benefit():
+    from analysis.capacity_theory import held_loss_two_features
+
+    targets = [0.2, 0.5, 0.8]
+    p, r = 0.5, 0.7  # K = 2 < 3: increasing marginal benefit
+    C, loss = _quadratic_models([p] * 3, [r] * 3, steps=3000, capacity=targets)
+    held = C[:, 0]
+    np.testing.assert_allclose(held, targets, atol=0.03)
+    np.testing.assert_allclose(loss, [held_loss_two_features(c, r, 1 / p) for c in held], rtol=0.05)
+
+
+def test_capacity_budget_holds_for_every_trained_model():
+    spec = TrainSpec(8, 3, steps=300, batch_size=256, eval_samples=4096, snapshot_every=100)
+    hp = HParams(density_F=jnp.asarray([[0.05] * 8, [1.0] * 8]), importance_F=jnp.ones((2, 8)),
+                 lr=jnp.full((2,), 1e-2), weight_decay=jnp.zeros(2))
+    result = train_many(spec, jax.random.split(jax.random.key(0), 2), hp)
+    assert np.all(np.asarray(result.snapshots.capacity_SxF).sum(axis=-1) <= 3 + 1e-4)
