@@ -9,7 +9,9 @@ from pathlib import Path
 
 from analysis.capacity import capacity_figures
 from analysis.curves import plot_loss_curves
+from analysis.double_descent import double_descent_figures
 from analysis.dimensionality import plot_dimensionality
+from analysis.family import family_figures
 from analysis.geometry import plot_geometry_panels
 from analysis.heatmaps import plot_wtw
 from analysis.phase_diagram import agreement_with_theory, is_n2m1_diagram, plot_phase_diagram
@@ -25,6 +27,8 @@ DIAGRAM_AXES = ("importance_decay", "importance_last", "density", "lr", "weight_
 def figures_for(sweep: StoredSweep, thresholds: PhaseThresholds, feature: int | None = None) -> dict:
     """Every figure the sweep's shape supports, by name."""
     table, axes, stamp = sweep.table, sweep.axes, sweep.stamp()
+    if "n_train" in table.columns:  # finite datasets: memorisation and double descent
+        return {"loss_curves": plot_loss_curves(table, axes, stamp), **double_descent_figures(sweep)}
     n = int(table["n_features"].max())
     figures = {
         "loss_curves": plot_loss_curves(table, axes, stamp),
@@ -46,6 +50,7 @@ def figures_for(sweep: StoredSweep, thresholds: PhaseThresholds, feature: int | 
             sweep.notes["agreement_with_theory"] = agreement_with_theory(summary)
     if (table["model"] == "quadratic").any() or "capacity_target" in axes or "kurtosis" in axes:
         figures.update(capacity_figures(sweep))
+    figures.update(family_figures(sweep))  # neurons, l1_cost, correlated, perturb, noise
     return figures
 
 

@@ -25,9 +25,11 @@ CONF_DIR = Path(os.environ.get("TOYMODELS_CONF") or Path(__file__).resolve().par
 # Grid axes: per-model values (array leaves, one compile for all) and shape-setting values
 # (static: models that differ in one never share a chunk).
 PER_MODEL_AXES = ("density", "density_last", "importance_decay", "importance_last", "lr", "weight_decay",
-                  "l1_hidden", "capacity_feature", "capacity_target", "capacity_penalty")
-STATIC_AXES = ("n_features", "n_hidden", "batch_size", "steps", "model")
+                  "l1_hidden", "capacity_feature", "capacity_target", "capacity_penalty", "dataset_seed")
+STATIC_AXES = ("n_features", "n_hidden", "batch_size", "steps", "model", "n_train", "repeats")
 GRID_AXES = PER_MODEL_AXES + STATIC_AXES
+INTEGER_AXES = ("n_features", "n_hidden", "batch_size", "steps", "n_train", "repeats", "dataset_seed",
+                "capacity_feature")
 GRID_GENERATORS = ("geomspace", "linspace")
 EXECUTORS = ("ray", "local")
 RAY_AUTH_MODES = ("disabled", "token")
@@ -70,6 +72,13 @@ class DataConf:
     set_size: int = 2  # features per correlated / anticorrelated set (consecutive features)
     magnitude: str = "uniform"  # kurtosis data: uniform | gaussian | sign (zero mean, unit variance)
     rest_scale: float = 1.0  # multiplies every feature after the first (noise features: 0.1)
+    # Finite data (Henighan et al. 2023): 0 draws a fresh batch every step; T > 0 trains full-batch
+    # on T points drawn once from dataset_seed and rescaled to unit norm (toymodels.finite).
+    n_train: int = 0
+    dataset_seed: int = 0
+    repeats: int = 0  # the first n_repeated points each appear this many times among the T
+    n_repeated: int = 0
+    max_active: int = 0  # stored non-zeros per point; 0 chooses it from n, the density and T
     importance: ImportanceConf = field(default_factory=ImportanceConf)
 
 
@@ -93,6 +102,7 @@ class TrainConf:
     capacity_feature: int = -1
     capacity_target: float = 1.0
     capacity_penalty: float = 0.0
+    piece_size: int = 1024  # finite data: points per piece of the full-batch loss (bounds memory)
 
 
 @dataclass
@@ -224,6 +234,42 @@ def _validate_penalties(config: Config) -> None:
         raise ConfigError("train.capacity_penalty", f"must be a number >= 0, got {t.capacity_penalty!r}")
 
 
+def is_finite(config: Config) -> bool:
+    """Whether the config trains on finite datasets (data.n_train > 0 or an n_train axis)."""
+    return config.data.n_train > 0 or "n_train" in config.sweep.grid
+
+
+def _validate_finite(config: Config) -> None:
+    d, t, grid = config.data, config.train, config.sweep.grid
+    for key in ("n_train", "dataset_seed", "repeats", "n_repeated", "max_active"):
+        _positive_int(f"data.{key}", getattr(d, key), minimum=0)
+    _positive_int("train.piece_size", t.piece_size)
+    finite_only = [f"sweep.grid.{a}" for a in ("dataset_seed", "repeats") if a in grid] + (["data.repeats"] if d.repeats else [])
+    if not is_finite(config):
+        if finite_only:
+            raise ConfigError(finite_only[0], "only applies to finite data: set data.n_train (T > 0) or an n_train axis")
+        return
+    from toymodels.finite import MODELS as FINITE_MODELS
+
+    if d.kind != "sparse":
+        raise ConfigError("data.kind", f"finite datasets are drawn from sparse data; got {d.kind!r}")
+    kinds = expand_axis("model", grid["model"]) if "model" in grid else [config.model.kind]
+    for kind in kinds:
+        _choice("model.kind", kind, FINITE_MODELS)
+    if isinstance(d.density, (list, tuple)) or "density_last" in grid:
+        raise ConfigError("data.density", "finite datasets use one density for every feature")
+    if t.schedule != "warmup_cosine":
+        raise ConfigError("train.schedule", "finite data trains with Henighan et al.'s schedule: set "
+                          f"train.schedule=warmup_cosine (linear warm-up, cosine to 0), got {t.schedule!r}")
+    if t.l1_hidden > 0 or "l1_hidden" in grid or t.capacity_feature >= 0 or "capacity_feature" in grid:
+        raise ConfigError("train.l1_hidden", "the optional loss terms are not available with finite data")
+    copies = max(d.repeats, 1) * d.n_repeated
+    for T in (expand_axis("n_train", grid["n_train"]) if "n_train" in grid else [d.n_train]):
+        if isinstance(T, int) and copies > T:
+            raise ConfigError("data.n_repeated", f"{d.n_repeated} points × {max(d.repeats, 1)} copies exceed "
+                              f"n_train={T}")
+
+
 _GENERATOR = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$")
 
 
@@ -250,6 +296,8 @@ def expand_axis(name: str, spec) -> list:
         else:
             values = [start + (stop - start) * i / max(num - 1, 1) for i in range(num)]
         values = [float(f"{v:.12g}") for v in values]  # stable text for ids and column values
+        if name in INTEGER_AXES:  # e.g. n_train = geomspace(3, 100000, 20): rounded, duplicates dropped
+            values = list(dict.fromkeys(int(round(v)) for v in values))
     else:
         raise ConfigError(key, f"must be a list of values or 'geomspace|linspace(start, stop, num)', got {spec!r}")
     if not values:
@@ -299,6 +347,7 @@ def validate(config: Config) -> None:
     if t.schedule == "warmup_cosine" and t.warmup_steps >= t.steps:
         raise ConfigError("train.warmup_steps", f"must be below train.steps={t.steps} for warmup_cosine")
     _validate_penalties(config)
+    _validate_finite(config)
 
     _positive_int("sweep.seeds", s.seeds)
     _positive_int("sweep.base_seed", s.base_seed, minimum=0)
@@ -352,6 +401,8 @@ def validate(config: Config) -> None:
                 raise ConfigError(key, f"a capacity target must be a number in [0, 1], got {v!r}")
             elif name == "capacity_feature":
                 _capacity_feature(key, v, m.n_features)
+            elif name == "dataset_seed":
+                _positive_int(key, v, minimum=0)
     if "importance_decay" in s.grid and imp.kind != "geometric":
         raise ConfigError("sweep.grid.importance_decay", f"needs data.importance.kind=geometric, got {imp.kind!r}")
     if "density" in s.grid and isinstance(d.density, (list, tuple)):

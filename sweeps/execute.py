@@ -30,6 +30,10 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
 
     from toymodels import HParams, model_keys, train_many
 
+    from toymodels.finite import FiniteSpec
+
+    if isinstance(chunk.spec, FiniteSpec):
+        return run_finite_chunk(chunk)
     arrays = hparams_arrays(chunk)
     spec = chunk.spec
     optional = (["l1_hidden"] if spec.hidden_l1 else []) + (
@@ -41,14 +45,51 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     seconds = time.perf_counter() - start
     n = chunk.n_models
     # A diverged model can still report a finite loss (ReLU maps NaN to 0 on some backends).
-    finite = np.isfinite(result.eval_loss[:n])
-    for leaf in jax.tree.leaves(result.params):
-        finite &= np.isfinite(leaf[:n]).reshape(n, -1).all(axis=1)
+    _check_finite(chunk, result.eval_loss, result.params)
+    return chunk_table(chunk, result, seconds)
+
+
+def _check_finite(chunk: Chunk, loss, params) -> None:
+    import jax
+
+    n = chunk.n_models
+    finite = np.isfinite(np.asarray(loss)[:n])
+    for leaf in jax.tree.leaves(params):
+        finite &= np.isfinite(np.asarray(leaf)[:n]).reshape(n, -1).all(axis=1)
     bad = [chunk.points[i] for i in np.flatnonzero(~finite)]
     if bad:
         where = dict(bad[0].coords, seed=bad[0].seed)
         raise ChunkFailed(f"non-finite loss or weights for {len(bad)} model(s), first at {where}")
-    return chunk_table(chunk, result, seconds)
+
+
+def run_finite_chunk(chunk: Chunk) -> pd.DataFrame:
+    """A chunk of finite-data models (``toymodels.finite``): full-batch training on each model's
+    dataset; rows from ``sweeps.finite_rows`` plus the columns every table shares."""
+    import jax
+    import jax.numpy as jnp
+
+    from sweeps.finite_rows import finite_table
+    from toymodels import metrics, model_keys
+    from toymodels.finite import FiniteHParams, train_finite_many
+
+    arrays = hparams_arrays(chunk)
+    hp = FiniteHParams(density=jnp.asarray(arrays["density_F"][:, 0]), importance_F=jnp.asarray(arrays["importance_F"]),
+                       lr=jnp.asarray(arrays["lr"]), weight_decay=jnp.asarray(arrays["weight_decay"]),
+                       dataset_seed=jnp.asarray(arrays["dataset_seed"]))
+    start = time.perf_counter()
+    result = jax.device_get(train_finite_many(chunk.spec, model_keys(chunk.base_seed, arrays["uid"]), hp))
+    seconds = time.perf_counter() - start
+    _check_finite(chunk, result.train_loss, result.params)
+    meta = [dict(p.coords, seed=p.seed, uid=p.uid, order=p.order, chunk=chunk.id) for p in chunk.points]
+    table = finite_table(meta, chunk.spec, result, seconds, hp)
+    W = np.asarray(result.params.W_HxF)[: chunk.n_models]
+    table["norms"] = metrics.feature_norms(W).tolist()
+    table["capacity"] = metrics.capacity(W).tolist()
+    table["interference"] = metrics.interference(W).tolist()
+    table["feature_density"] = [list(p.density_F) for p in chunk.points]
+    table["feature_importance"] = [list(p.importance_F) for p in chunk.points]
+    table["snap_loss"] = table["snap_train_loss"]  # the curve every table has: the optimised loss
+    return table
 
 
 def chunk_table(chunk: Chunk, result, seconds: float) -> pd.DataFrame:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sweeps.config import STATIC_AXES, Config, expand_axis
+from sweeps.config import STATIC_AXES, Config, expand_axis, is_finite
 from toymodels.data import DataSpec, importance_profile
+from toymodels.finite import FiniteSpec, max_active_for
 from toymodels.train import TrainSpec
 
 # Working-set budget of one chunk (bytes) used to choose its size when sweep.chunk_size is 0.
@@ -40,6 +41,7 @@ class ModelPoint:
     capacity_feature: int = -1  # -1: no feature's capacity is held
     capacity_target: float = 1.0
     capacity_penalty: float = 0.0
+    dataset_seed: int = 0  # finite data: the training set is a function of this alone
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class Chunk:
     """Same-shaped models trained by one compiled program; identified by a hash of its content."""
 
     id: str
-    spec: TrainSpec
+    spec: TrainSpec | FiniteSpec
     base_seed: int
     points: tuple[ModelPoint, ...]
     pad_to: int  # train this many (repeating the last model) so every chunk of a shape compiles once
@@ -71,7 +73,26 @@ def _uses(config: Config, axis: str, default_on: bool) -> bool:
     return default_on or axis in config.sweep.grid
 
 
-def _spec_for(config: Config, static: dict) -> TrainSpec:
+def _finite_spec_for(config: Config, static: dict) -> FiniteSpec:
+    m, t, d = config.model, config.train, config.data
+    n, T = static.get("n_features", m.n_features), static.get("n_train", d.n_train)
+    n_test = t.eval_samples
+    densities = expand_axis("density", config.sweep.grid["density"]) if "density" in config.sweep.grid else [d.density]
+    # One K for the whole config, from its largest density (a static value per chunk must not
+    # depend on which models share the chunk); a point overflows with probability < 1e-6.
+    K = d.max_active or max_active_for(n, max(densities), T + n_test)
+    return FiniteSpec(
+        n_features=n, n_hidden=static.get("n_hidden", m.n_hidden), n_train=T,
+        steps=static.get("steps", t.steps), warmup_steps=t.warmup_steps, b1=t.b1, b2=t.b2, eps=t.eps,
+        model=static.get("model", m.kind), max_active=K, piece_size=t.piece_size, n_test=n_test,
+        repeats=static.get("repeats", d.repeats), n_repeated=d.n_repeated, snapshot_every=t.snapshot_every,
+        init=m.init, init_instances=m.init_instances, test_seed=t.eval_seed,
+    )
+
+
+def _spec_for(config: Config, static: dict) -> TrainSpec | FiniteSpec:
+    if is_finite(config):
+        return _finite_spec_for(config, static)
     m, t, d = config.model, config.train, config.data
     return TrainSpec(
         n_features=static.get("n_features", m.n_features),
@@ -122,6 +143,7 @@ def _point(config: Config, coords: tuple, seed: int, n_features: int, order: int
         capacity_feature=int(values.get("capacity_feature", config.train.capacity_feature)),
         capacity_target=float(values.get("capacity_target", config.train.capacity_target)),
         capacity_penalty=float(values.get("capacity_penalty", config.train.capacity_penalty)),
+        dataset_seed=int(values.get("dataset_seed", config.data.dataset_seed)),
     )
 
 
@@ -144,7 +166,11 @@ def plan_models(config: Config) -> list[tuple[TrainSpec, ModelPoint]]:
     return out
 
 
-def auto_chunk_size(spec: TrainSpec) -> int:
+def auto_chunk_size(spec: TrainSpec | FiniteSpec) -> int:
+    if isinstance(spec, FiniteSpec):
+        # Per model: a piece's dense outputs and their gradients, and the sparse datasets.
+        per_model = 4 * 6 * spec.piece_size * spec.n_features + 8 * (spec.n_train + spec.n_test) * spec.K
+        return int(max(1, min(MAX_AUTO_CHUNK, CHUNK_MEMORY_BUDGET // per_model)))
     # Per model and step: uniforms, inputs, outputs and their gradients (~6 batch×n float32 arrays),
     # and the evaluation batch.
     per_model = 4 * 6 * max(spec.batch_size, 4096) * spec.n_features
@@ -193,5 +219,6 @@ def hparams_arrays(chunk: Chunk) -> dict[str, np.ndarray]:
         "capacity_onehot_F": np.array([np.arange(len(p.density_F)) == p.capacity_feature for p in points], np.float32),
         "capacity_target": np.array([p.capacity_target for p in points], np.float32),
         "capacity_penalty": np.array([p.capacity_penalty for p in points], np.float32),
+        "dataset_seed": np.array([p.dataset_seed for p in points], np.uint32),
     }
 

@@ -330,7 +330,7 @@ class Tracker:
             run.define_metric("train_step")
             for pattern in ("loss", "norm/*", "capacity/*"):
                 run.define_metric(pattern, step_metric="train_step")
-            per_feature = int(row["n_features"]) <= PER_FEATURE_HISTORY
+            per_feature = int(row["n_features"]) <= PER_FEATURE_HISTORY and "snap_norms" in row.index
             for i, step in enumerate(row["snap_step"]):
                 metrics = {"train_step": int(step), "loss": float(row["snap_loss"][i])}
                 if per_feature:

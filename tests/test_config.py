@@ -89,6 +89,17 @@ def test_grid_generators():
         (["model.kind=cubic"], "model.kind"),
         (["train.schedule=exponential"], "train.schedule"),
         (["data.density=1.5"], "data.density"),
+        (["data.kind=gaussian"], "data.kind"),
+        (["data.kind=correlated", "data.set_size=2"], "data.set_size"),  # 5 features do not tile into pairs
+        (["data.kind=kurtosis", "data.magnitude=cauchy"], "data.magnitude"),
+        (["train.capacity_feature=7"], "train.capacity_feature"),
+        (["+sweep.grid.capacity_target=[0.5,1.5]"], "sweep.grid.capacity_target[1]"),
+        (["+sweep.grid.model=[relu,cubic]"], "sweep.grid.model[1]"),
+        (["data.n_train=10"], "train.schedule"),  # finite data trains with warm-up then cosine
+        (["data.n_train=10", "train.schedule=warmup_cosine", "data.kind=signed"], "data.kind"),
+        (["data.n_train=4", "train.schedule=warmup_cosine", "data.n_repeated=1", "data.repeats=5"],
+         "data.n_repeated"),
+        (["+sweep.grid.dataset_seed=[0,1]"], "sweep.grid.dataset_seed"),  # only with finite data
     ],
 )
 def test_bad_values_name_the_key(override, key):

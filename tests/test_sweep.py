@@ -106,3 +106,19 @@ def test_cli_end_to_end_writes_store_and_figures(tmp_path):
         assert path.exists() and path.stat().st_size > 5000
     missing = cli("toymodels-figures", str(tmp_path / "nothing"), cwd=tmp_path)
     assert missing.returncode == 2 and "results.parquet" in missing.stderr
+
+
+def test_finite_data_sweep_stores_train_and_test_loss_and_resumes(tmp_path):
+    out = tmp_path / "dd"
+    config = compose_config(["experiment=dd_cpu_small", *tiny(out), "model.n_features=20", "data.density=0.2",
+                             "train.warmup_steps=5", "sweep.grid.n_train=[3,12]", "sweep.grid.dataset_seed=[0,1]",
+                             "+sweep.grid.weight_decay=[0.01,0.5]"])
+    report = run_sweep(config, progress=False)
+    assert report.ok and report.trained == 8
+    table = read_results(out)
+    for column in ("n_train", "dataset_seed", "train_loss", "test_loss", "norm_W", "norm_b", "data_dims",
+                   "hidden", "W", "b", "norms", "capacity", "snap_loss", "snap_test_loss"):
+        assert column in table.columns
+    assert np.all(np.isfinite(table["test_loss"])) and (table["loss"] == table["train_loss"]).all()
+    assert sorted(table.groupby("n_train").size()) == [4, 4]
+    assert run_sweep(config, progress=False).trained == 0  # resumes like any sweep

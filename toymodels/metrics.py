@@ -33,21 +33,26 @@ def feature_norms(W):
     return xp.sqrt(xp.sum(W * W, axis=-2))
 
 
+def _overlaps(W):
+    """(‖W_i‖², Σ_j (W_i·W_j)²) per feature. The second is W_iᵀ (W Wᵀ) W_i: an m×m product, so
+    the cost is O(n m²) and never builds the n×n Gram matrix (n = 10,000 in Henighan et al.)."""
+    xp = _xp(W)
+    M = W @ xp.swapaxes(W, -1, -2)  # m×m
+    return xp.sum(W * W, axis=-2), xp.sum(W * (M @ W), axis=-2)
+
+
 def capacity(W):
     """C_i = (W_i·W_i)² / Σ_j (W_i·W_j)², the feature dimensionality D_i. 0 for a zero vector."""
     xp = _xp(W)
-    G = gram(W)
-    diag2 = xp.diagonal(G, axis1=-2, axis2=-1) ** 2
-    total = xp.sum(G * G, axis=-1)
-    return xp.where(total > NORM_EPS**2, diag2 / xp.maximum(total, NORM_EPS**2), 0.0)
+    diag, total = _overlaps(W)
+    return xp.where(total > NORM_EPS**2, diag**2 / xp.maximum(total, NORM_EPS**2), 0.0)
 
 
 def interference(W):
     """Σ_{j≠i} (Ŵ_i·W_j)², Ŵ_i = W_i/‖W_i‖: how much other features leak onto feature i."""
     xp = _xp(W)
-    G = gram(W)
-    diag = xp.diagonal(G, axis1=-2, axis2=-1)
-    off2 = xp.sum(G * G, axis=-1) - diag**2
+    diag, total = _overlaps(W)
+    off2 = total - diag**2
     return xp.where(diag > NORM_EPS, xp.maximum(off2, 0.0) / xp.maximum(diag, NORM_EPS), 0.0)
 
 
