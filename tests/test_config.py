@@ -20,8 +20,9 @@ def test_every_experiment_composes_and_plans(experiment):
     for values in grid_axes(config).values():
         n_points *= len(values)
     assert len(models) == n_points * config.sweep.seeds
+    spec_of = {p.uid: spec for spec, p in models}
     for chunk in make_chunks(config, models):
-        assert len({spec for spec, p in models if p in chunk.points}) == 1
+        assert {spec_of[p.uid] for p in chunk.points} == {chunk.spec}
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
