@@ -70,36 +70,44 @@ def init_params(key: jax.Array, n_features: int, n_hidden: int, std: float, kind
 UNROLL_MAX_WEIGHTS = 50
 
 
-def _matmul(A_OxI: jax.Array, x_IxB: jax.Array) -> jax.Array:
-    """A x for a feature-major batch; unrolled for tiny A (see UNROLL_MAX_WEIGHTS)."""
+def _tiny(A_OxI: jax.Array) -> bool:
+    return A_OxI.shape[0] * A_OxI.shape[1] <= UNROLL_MAX_WEIGHTS
+
+
+def _rows_matmul(A_OxI: jax.Array, rows_I: list) -> list:
+    """A x as a list of batch rows, from x as a list of batch rows: the unrolled form for tiny A
+    (see UNROLL_MAX_WEIGHTS). Rows stay separate arrays between layers, so XLA fuses the whole
+    model per batch element (stacking and re-slicing them between layers cost ~20% at n=5, m=2)."""
     n_out, n_in = A_OxI.shape
-    if n_out * n_in <= UNROLL_MAX_WEIGHTS:
-        return jnp.stack([sum(A_OxI[o, i] * x_IxB[i] for i in range(n_in)) for o in range(n_out)])
-    return A_OxI @ x_IxB
-
-
-def hidden(params: Params, x_FxB: jax.Array, kind: str = "relu") -> jax.Array:
-    """The hidden activations h (m×B): W x, through a ReLU in the privileged-basis models."""
-    h_HxB = _matmul(params.W_HxF, x_FxB)
-    return jax.nn.relu(h_HxB) if kind in PRIVILEGED else h_HxB
+    return [sum(A_OxI[o, i] * rows_I[i] for i in range(n_in)) for o in range(n_out)]
 
 
 def forward_with_hidden(params: Params, x_FxB: jax.Array, kind: str = "relu") -> tuple[jax.Array, jax.Array]:
     """(output O×B, hidden m×B) of model ``kind`` on a feature-major batch."""
     if kind not in MODEL_KINDS:
         raise ValueError(f"model kind {kind!r} is not one of {MODEL_KINDS}")
-    h_HxB = hidden(params, x_FxB, kind)
-    b_Ox1 = params.b_O[:, None]
-    if kind == "quadratic":
-        return jnp.sum(h_HxB * h_HxB, axis=0, keepdims=True) + b_Ox1, h_HxB  # xᵀWᵀWx = ‖Wx‖²
-    if kind == "abs":
-        return jax.nn.relu(_matmul(params.W2_OxH, h_HxB) + b_Ox1), h_HxB
-    pre_FxB = _matmul(params.W_HxF.T, h_HxB) + b_Ox1
-    if kind == "linear":
-        return pre_FxB, h_HxB
+    W = params.W_HxF
+    second = params.W2_OxH if kind == "abs" else W.T
+    if _tiny(W) and _tiny(second):
+        h = _rows_matmul(W, [x_FxB[i] for i in range(x_FxB.shape[0])])
+        if kind in PRIVILEGED:
+            h = [jax.nn.relu(r) for r in h]
+        h_HxB = jnp.stack(h)
+        if kind == "quadratic":
+            pre_OxB = sum(r * r for r in h)[None]  # xᵀWᵀWx = ‖Wx‖²
+        else:
+            pre_OxB = jnp.stack(_rows_matmul(second, h))
+    else:
+        h_HxB = W @ x_FxB
+        if kind in PRIVILEGED:
+            h_HxB = jax.nn.relu(h_HxB)
+        pre_OxB = jnp.sum(h_HxB * h_HxB, axis=0, keepdims=True) if kind == "quadratic" else second @ h_HxB
+    pre_OxB = pre_OxB + params.b_O[:, None]
+    if kind in ("linear", "quadratic"):
+        return pre_OxB, h_HxB
     if kind == "gelu":
-        return jax.nn.gelu(pre_FxB), h_HxB
-    return jax.nn.relu(pre_FxB), h_HxB  # relu, relu_hidden
+        return jax.nn.gelu(pre_OxB), h_HxB
+    return jax.nn.relu(pre_OxB), h_HxB  # relu, relu_hidden, abs
 
 
 def forward(params: Params, x_FxB: jax.Array, kind: str = "relu") -> jax.Array:
