@@ -29,7 +29,6 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     import jax.numpy as jnp
 
     from toymodels import HParams, model_keys, train_many
-
     from toymodels.finite import FiniteSpec
 
     if isinstance(chunk.spec, FiniteSpec):
