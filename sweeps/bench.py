@@ -64,7 +64,7 @@ def importance(n_features: int) -> np.ndarray:
     return (IMPORTANCE_DECAY ** np.arange(n_features)).astype(np.float32)
 
 
-def time_ours(cfg: BenchConfig, steps: int) -> tuple[float, float]:
+def time_ours(cfg: BenchConfig, steps: int, batch_blocks: int = 1) -> tuple[float, float]:
     """(models·steps/s of a second ``train_many`` call, seconds of the first, compiling call)."""
     spec = TrainSpec(
         n_features=cfg.n_features,
@@ -72,6 +72,7 @@ def time_ours(cfg: BenchConfig, steps: int) -> tuple[float, float]:
         steps=steps,
         batch_size=BATCH_SIZE,
         snapshot_every=steps,
+        batch_blocks=batch_blocks,
         eval_samples=EVAL_BATCH,
     )
     N, F = cfg.n_models, cfg.n_features
@@ -127,6 +128,8 @@ def parse_args(argv) -> argparse.Namespace:
         help=f"configs to run (space or comma separated; default all: {' '.join(CONFIGS)})",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
+    parser.add_argument("--batch-blocks", type=int, default=1, metavar="K",
+                        help="ours computes each batch in K column blocks (train.batch_blocks; default %(default)s)")
     parser.add_argument("--no-reference", action="store_true", help="skip the PyTorch reference")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's, the machine's cores)"
@@ -184,7 +187,7 @@ def main(argv=None) -> int:
     for name in args.configs:
         cfg = CONFIGS[name]
         steps = args.steps if args.steps is not None else cfg.default_steps
-        ours, compile_s[name] = time_ours(cfg, steps)
+        ours, compile_s[name] = time_ours(cfg, steps, args.batch_blocks)
         reference = time_reference(cfg, steps, threads) if with_reference else None
         steps_by_config[name] = steps
         rows.append(

@@ -103,6 +103,9 @@ class TrainConf:
     capacity_target: float = 1.0
     capacity_penalty: float = 0.0
     piece_size: int = 1024  # finite data: points per piece of the full-batch loss (bounds memory)
+    # Compute each batch in this many column blocks: same data, gradient equal up to rounding,
+    # faster on CPU for wide chunks (README: Benchmark). Must divide batch_size.
+    batch_blocks: int = 1
 
 
 @dataclass
@@ -348,6 +351,11 @@ def validate(config: Config) -> None:
         raise ConfigError("train.warmup_steps", f"must be below train.steps={t.steps} for warmup_cosine")
     _validate_penalties(config)
     _validate_finite(config)
+    _positive_int("train.batch_blocks", t.batch_blocks)
+    sizes = expand_axis("batch_size", s.grid["batch_size"]) if "batch_size" in s.grid else [t.batch_size]
+    for size in sizes:
+        if isinstance(size, int) and size % t.batch_blocks:
+            raise ConfigError("train.batch_blocks", f"must divide the batch size {size}, got {t.batch_blocks}")
 
     _positive_int("sweep.seeds", s.seeds)
     _positive_int("sweep.base_seed", s.base_seed, minimum=0)

@@ -100,6 +100,7 @@ def _spec_for(config: Config, static: dict) -> TrainSpec | FiniteSpec:
         model=static.get("model", m.kind),
         data=DataSpec(kind=d.kind, set_size=d.set_size if d.kind in ("correlated", "anticorrelated") else 1,
                       magnitude=d.magnitude, rest_scale=float(d.rest_scale)),
+        batch_blocks=t.batch_blocks,
         hidden_l1=_uses(config, "l1_hidden", t.l1_hidden > 0),
         capacity_penalty=any(_uses(config, axis, on) for axis, on in (
             ("capacity_feature", t.capacity_feature >= 0), ("capacity_penalty", t.capacity_penalty > 0))),

@@ -182,3 +182,20 @@ def test_capacity_budget_holds_for_every_trained_model():
                  lr=jnp.full((2,), 1e-2), weight_decay=jnp.zeros(2))
     result = train_many(spec, jax.random.split(jax.random.key(0), 2), hp)
     assert np.all(np.asarray(result.snapshots.capacity_SxF).sum(axis=-1) <= 3 + 1e-4)
+
+
+@pytest.mark.parametrize("kind", ["sparse", "signed", "correlated", "anticorrelated", "kurtosis"])
+def test_column_blocks_of_a_batch_are_the_batch_bit_for_bit(kind):
+    spec = DataSpec(kind, set_size=2)
+    density = jnp.asarray([0.3, 0.3, 0.7, 0.7])
+    whole = sample_batch(spec, WORDS, jnp.uint32(5), density, 64)
+    blocks = [sample_batch(spec, WORDS, jnp.uint32(5), density, 64, (jnp.uint32(j), 4)) for j in range(4)]
+    np.testing.assert_array_equal(np.concatenate(blocks, axis=1), whole)
+
+
+def test_batch_blocks_train_the_same_model_up_to_rounding():
+    hp = _hp(5)
+    one, four = (train_many(TrainSpec(5, 2, steps=200, batch_size=256, eval_samples=4096, snapshot_every=100,
+                                      batch_blocks=k), jax.random.key(4)[None], hp) for k in (1, 4))
+    np.testing.assert_allclose(four.params.W_HxF, one.params.W_HxF, atol=2e-4)
+    np.testing.assert_allclose(four.snapshots.loss_S, one.snapshots.loss_S, rtol=1e-4)

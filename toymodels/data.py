@@ -21,7 +21,8 @@ MAGNITUDES = ("uniform", "gaussian", "sign")
 MAGNITUDE_KURTOSIS = {"uniform": 1.8, "gaussian": 3.0, "sign": 1.0}
 
 
-def sample_features(words: jax.Array, counter: jax.Array, density_F: jax.Array, batch_size: int) -> jax.Array:
+def sample_features(words: jax.Array, counter: jax.Array, density_F: jax.Array, batch_size: int,
+                    block: Block | None = None) -> jax.Array:
     """Draw ``batch_size`` sparse feature vectors as an F×B array (feature-major), stream
     ``counter`` of key ``words`` (uint32[2]).
 
@@ -32,7 +33,8 @@ def sample_features(words: jax.Array, counter: jax.Array, density_F: jax.Array, 
     contiguous, which is what lets XLA vectorise models with a handful of features (2-3x faster
     than batch-major at n=2 and n=5).
     """
-    active, v = _conditional_uniform(rng.uniform(words, counter, (density_F.shape[-1], batch_size)), density_F[:, None])
+    u_FxB = _uniform(words, counter, density_F.shape[-1], batch_size, block)
+    active, v = _conditional_uniform(u_FxB, density_F[:, None])
     return jnp.where(active, v, 0.0)
 
 
@@ -61,6 +63,18 @@ class DataSpec:
     rest_scale: float = 1.0
 
 
+Block = tuple  # (block index j, traced; number of blocks k, static): columns j·B/k … (j+1)·B/k
+
+
+def _uniform(words, counter, rows: int, batch_size: int, block: Block | None) -> jax.Array:
+    """rows × B uniforms of stream ``counter``, or one column block of them (same bits)."""
+    if block is None:
+        return rng.uniform(words, counter, (rows, batch_size))
+    j, k = block
+    width = batch_size // k
+    return rng.uniform(words, counter, (rows, width), col_offset=j * width, row_stride=batch_size)
+
+
 def _conditional_uniform(u_FxB: jax.Array, p_Fx1: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(active, v): with u ~ U[0, 1), ``u < p`` has probability p and, given it, v = u / p is
     U[0, 1): one random draw decides activity and gives the magnitude."""
@@ -78,35 +92,36 @@ def _zero_mean_unit(v: jax.Array, magnitude: str) -> jax.Array:
     raise ValueError(f"magnitude {magnitude!r} is not one of {MAGNITUDES}")
 
 
-def _set_draws(spec: DataSpec, words, counter, density_F, batch_size):
+def _set_draws(spec: DataSpec, words, counter, density_F, batch_size, block):
     """(set active S×B, conditional uniform of the set draw S×B, per-feature uniforms F×B)."""
     n = density_F.shape[-1]
     n_sets = n // spec.set_size
-    u_all = rng.uniform(words, counter, (n + n_sets, batch_size))
+    u_all = _uniform(words, counter, n + n_sets, batch_size, block)
     p_Sx1 = density_F[:: spec.set_size][:, None]
     active_SxB, v_SxB = _conditional_uniform(u_all[n:], p_Sx1)
     return active_SxB, v_SxB, u_all[:n]
 
 
 def sample_batch(spec: DataSpec, words: jax.Array, counter: jax.Array, density_F: jax.Array,
-                 batch_size: int) -> jax.Array:
+                 batch_size: int, block: Block | None = None) -> jax.Array:
     """Draw ``batch_size`` inputs of distribution ``spec`` as an F×B array, stream ``counter`` of
-    key ``words``. ``sparse`` is exactly ``sample_features``."""
+    key ``words``. ``sparse`` is exactly ``sample_features``. With ``block`` = (j, k), only
+    columns j·B/k … (j+1)·B/k of that batch, bit for bit."""
     n = density_F.shape[-1]
     if spec.kind == "sparse":
-        x_FxB = sample_features(words, counter, density_F, batch_size)
+        x_FxB = sample_features(words, counter, density_F, batch_size, block)
     elif spec.kind == "signed":
-        active, v = _conditional_uniform(rng.uniform(words, counter, (n, batch_size)), density_F[:, None])
+        active, v = _conditional_uniform(_uniform(words, counter, n, batch_size, block), density_F[:, None])
         x_FxB = jnp.where(active, 2.0 * v - 1.0, 0.0)
     elif spec.kind == "kurtosis":
         p_Fx1 = density_F[:, None]
-        active, v = _conditional_uniform(rng.uniform(words, counter, (n, batch_size)), p_Fx1)
+        active, v = _conditional_uniform(_uniform(words, counter, n, batch_size, block), p_Fx1)
         x_FxB = jnp.where(active, _zero_mean_unit(v, spec.magnitude) / jnp.sqrt(p_Fx1), 0.0)
     elif spec.kind == "correlated":
-        set_active, _, u_FxB = _set_draws(spec, words, counter, density_F, batch_size)
+        set_active, _, u_FxB = _set_draws(spec, words, counter, density_F, batch_size, block)
         x_FxB = jnp.where(jnp.repeat(set_active, spec.set_size, axis=0), u_FxB, 0.0)
     elif spec.kind == "anticorrelated":
-        set_active, v_SxB, u_FxB = _set_draws(spec, words, counter, density_F, batch_size)
+        set_active, v_SxB, u_FxB = _set_draws(spec, words, counter, density_F, batch_size, block)
         # Given the set is active, v is U[0, 1): floor(v·size) picks the member uniformly.
         chosen_SxB = jnp.minimum((v_SxB * spec.set_size).astype(jnp.int32), spec.set_size - 1)
         member_F = jnp.tile(jnp.arange(spec.set_size), n // spec.set_size)[:, None]

@@ -35,18 +35,27 @@ def threefry2x32(key: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Arra
     return x0, x1
 
 
-def uniform(key: jax.Array, counter: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+def uniform(key: jax.Array, counter: jax.Array, shape: tuple[int, ...], col_offset=0,
+            row_stride: int | None = None) -> jax.Array:
     """U[0, 1) float32 of ``shape``, the stream numbered ``counter`` (a uint32 scalar) under ``key``.
 
-    Entry j is the first output word of Threefry at counter (counter, j). Keeping one word per
-    entry lets XLA compute each entry in one fused pass; gathering both words into one array made
-    it evaluate the rounds twice (measured 2x slower).
+    Entry j (row-major) is the first output word of Threefry at counter (counter, j). Keeping one
+    word per entry lets XLA compute each entry in one fused pass; gathering both words into one
+    array made it evaluate the rounds twice (measured 2x slower).
+
+    A 2-D ``shape`` may be a column block of a wider array: entry (r, c) is then entry
+    (r, ``col_offset`` + c) of a ``row_stride``-column array, bit for bit.
     """
-    idx = jnp.arange(int(np.prod(shape)), dtype=jnp.uint32)
+    if len(shape) == 2 and (row_stride is not None or not isinstance(col_offset, int) or col_offset):
+        rows, cols = shape
+        stride = cols if row_stride is None else row_stride
+        idx = (jnp.arange(rows, dtype=jnp.uint32)[:, None] * np.uint32(stride)
+               + jnp.asarray(col_offset, jnp.uint32) + jnp.arange(cols, dtype=jnp.uint32)[None, :])
+    else:
+        idx = jnp.arange(int(np.prod(shape)), dtype=jnp.uint32).reshape(shape)
     bits, _ = threefry2x32(key, jnp.full(idx.shape, counter, jnp.uint32), idx)
     # 23 random mantissa bits under exponent 0: a float in [1, 2), minus 1.
-    u = jax.lax.bitcast_convert_type((bits >> np.uint32(9)) | np.uint32(0x3F800000), jnp.float32) - 1.0
-    return u.reshape(shape)
+    return jax.lax.bitcast_convert_type((bits >> np.uint32(9)) | np.uint32(0x3F800000), jnp.float32) - 1.0
 
 
 def key_words(key: jax.Array) -> jax.Array:

@@ -36,6 +36,10 @@ class TrainSpec:
     # Optional loss terms, compiled in only when some model of the chunk uses them.
     hidden_l1: bool = False  # + l1_hidden · mean ‖h‖₁
     capacity_penalty: bool = False  # + capacity_penalty · (C_f − capacity_target)²
+    # Compute each step's batch in this many column blocks (a scan), averaging their gradients:
+    # the same data bit for bit and the same gradient up to float rounding, with a working set
+    # that stays in cache (see README, Benchmark). 1: the whole batch at once.
+    batch_blocks: int = 1
     steps: int = 10_000
     batch_size: int = 1024
     schedule: str = "constant"
@@ -128,10 +132,23 @@ def make_train(spec: TrainSpec):
             hp.lr, hp.weight_decay, spec.schedule, spec.steps, spec.warmup_steps, spec.b1, spec.b2, spec.eps
         )
 
+        def batch_loss_and_grad(params, t):
+            def block(j):
+                x_FxB = sample_batch(spec.data, words, t, hp.density_F, spec.batch_size, (j, spec.batch_blocks))
+                return jax.value_and_grad(train_loss_fn)(params, x_FxB, hp)
+
+            if spec.batch_blocks == 1:
+                x_FxB = sample_batch(spec.data, words, t, hp.density_F, spec.batch_size)
+                return jax.value_and_grad(train_loss_fn)(params, x_FxB, hp)
+            # Equal blocks: the mean of block means is the batch mean, for the loss and its gradient.
+            total, _ = jax.lax.scan(lambda acc, j: (jax.tree.map(jnp.add, acc, block(j)), None),
+                                    jax.tree.map(jnp.zeros_like, (jnp.zeros(()), params)),
+                                    jnp.arange(spec.batch_blocks, dtype=jnp.uint32))
+            return jax.tree.map(lambda a: a / spec.batch_blocks, total)
+
         def step(carry, t):
             params, opt_state = carry
-            x_FxB = sample_batch(spec.data, words, t, hp.density_F, spec.batch_size)
-            loss, grads = jax.value_and_grad(train_loss_fn)(params, x_FxB, hp)
+            loss, grads = batch_loss_and_grad(params, t)
             updates, opt_state = opt.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), loss
 
