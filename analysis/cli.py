@@ -48,7 +48,8 @@ def figures_for(sweep: StoredSweep, thresholds: PhaseThresholds, feature: int | 
         figures["phase_diagram"] = plot_phase_diagram(table, summary, x, y, feature, thresholds, stamp)
         if is_n2m1_diagram(table, x, y):
             sweep.notes["agreement_with_theory"] = agreement_with_theory(summary)
-    if (table["model"] == "quadratic").any() or "capacity_target" in axes or "kurtosis" in axes:
+    kurtosis_data = "data_kind" in table and (table["data_kind"] == "kurtosis").any()
+    if (table["model"] == "quadratic").any() or "capacity_target" in axes or kurtosis_data:
         figures.update(capacity_figures(sweep))
     figures.update(family_figures(sweep))  # neurons, l1_cost, correlated, perturb, noise
     return figures
