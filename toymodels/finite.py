@@ -29,6 +29,7 @@ from flax import struct
 from toymodels import rng
 from toymodels.model import init_params, init_std
 from toymodels.optim import make_optimizer
+from toymodels.train import snapshot_marks
 
 MODELS = ("relu", "linear")
 DATA_STREAM, TEST_STREAM = 0, 1  # fold_in tags: a dataset seed equal to test_seed gives other data
@@ -84,10 +85,7 @@ class FiniteSpec:
 
     @property
     def snapshot_steps(self) -> tuple[int, ...]:
-        """Every ``snapshot_every`` steps, and the last."""
-        every = self.snapshot_every if 0 < self.snapshot_every < self.steps else self.steps
-        marks = list(range(every, self.steps + 1, every))
-        return tuple(marks if marks and marks[-1] == self.steps else marks + [self.steps])
+        return snapshot_marks(self.steps, self.snapshot_every)
 
 
 @struct.dataclass

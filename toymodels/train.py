@@ -25,6 +25,16 @@ from toymodels.optim import make_optimizer
 EVAL_BATCH = 4096
 
 
+def snapshot_marks(steps: int, every: int) -> tuple[int, ...]:
+    """Steps after which a snapshot is taken: every ``every`` steps, and the last (``every`` of 0
+    or at least ``steps``: the last only)."""
+    every = every if 0 < every < steps else steps
+    marks = list(range(every, steps + 1, every))
+    if not marks or marks[-1] != steps:
+        marks.append(steps)
+    return tuple(marks)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainSpec:
     """Static settings: models that share a TrainSpec share one compiled program."""
@@ -55,12 +65,7 @@ class TrainSpec:
 
     @property
     def snapshot_steps(self) -> tuple[int, ...]:
-        """Steps after which a snapshot is taken: every ``snapshot_every`` steps, and the last."""
-        every = self.snapshot_every if 0 < self.snapshot_every < self.steps else self.steps
-        marks = list(range(every, self.steps + 1, every))
-        if not marks or marks[-1] != self.steps:
-            marks.append(self.steps)
-        return tuple(marks)
+        return snapshot_marks(self.steps, self.snapshot_every)
 
 
 @struct.dataclass
