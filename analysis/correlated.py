@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.family_panels import (REPRESENTED, as_W, best_along, draw_vectors, panel_title, panels_over_plots,
-                                    set_log_scale, swept_axis)
+                                    sweep_x_axis, swept_axis)
 from analysis.sweep import stamp_figure, wrapped_suptitle
 
 REFERENCE_ANGLES = {0.0: "collapsed (0°)", 90.0: "orthogonal (90°)", 180.0: "antipodal (180°)"}
@@ -98,10 +98,7 @@ def _draw_angles(ax, angled: pd.DataFrame, best: pd.DataFrame, axis: str | None,
     ax.set_yticks([0, 45, 90, 135, 180])
     ax.set_ylabel("angle between set members (°)")
     if axis:
-        set_log_scale(ax, x_all)
-        ax.set_xlabel(axis + (" (dense on the left)" if "density" in axis else ""))
-        if "density" in axis:
-            ax.invert_xaxis()
+        sweep_x_axis(ax, axis, x_all)
     ax.legend(fontsize=7, loc="best")
 
 

@@ -39,6 +39,15 @@ def best_along(table: pd.DataFrame, axes: list[str], axis: str | None, max_point
     return best.iloc[pick]
 
 
+def sweep_x_axis(ax, axis: str, values) -> None:
+    """The swept axis along x: log when it spans decades, and density decreasing (dense on the
+    left, as in the papers)."""
+    set_log_scale(ax, values)
+    ax.set_xlabel(axis + (" (dense on the left)" if "density" in axis else ""))
+    if "density" in axis:
+        ax.invert_xaxis()
+
+
 def set_log_scale(ax, values, which: str = "x") -> None:
     """Log scale on one axis when every value is positive and they span more than a factor 5."""
     values = np.asarray(values, dtype=float)

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.family_panels import REPRESENTED, as_W, best_along, panels_over_plots, set_log_scale, swept_axis
+from analysis.family_panels import REPRESENTED, as_W, best_along, panels_over_plots, set_log_scale, sweep_x_axis, swept_axis
 from analysis.geometry import importance_colors
 from analysis.sweep import stamp_figure, wrapped_suptitle
 from toymodels.model import PRIVILEGED
@@ -137,10 +137,7 @@ def _counts_plot(ax, counted: pd.DataFrame, axis: str | None, best: pd.DataFrame
     ax.plot(x, best["represented"], "s--", color="C2", label="represented features")
     ax.set_ylabel("count (best seed; dotted: seed mean)")
     if axis:
-        set_log_scale(ax, x)
-        ax.set_xlabel(axis + (" (dense on the left)" if "density" in axis else ""))
-        if "density" in axis:
-            ax.invert_xaxis()
+        sweep_x_axis(ax, axis, x)
     ax.legend(fontsize=7)
 
 

@@ -42,13 +42,13 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     start = time.perf_counter()
     result = jax.device_get(train_many(chunk.spec, model_keys(chunk.base_seed, arrays["uid"]), hp))
     seconds = time.perf_counter() - start
-    n = chunk.n_models
-    # A diverged model can still report a finite loss (ReLU maps NaN to 0 on some backends).
     _check_finite(chunk, result.eval_loss, result.params)
     return chunk_table(chunk, result, seconds)
 
 
 def _check_finite(chunk: Chunk, loss, params) -> None:
+    """Fail the chunk when any model's loss or weights are not finite (a diverged model can still
+    report a finite loss: ReLU maps NaN to 0 on some backends)."""
     import jax
 
     n = chunk.n_models
