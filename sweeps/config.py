@@ -130,6 +130,9 @@ class RayConf:
     gpus_per_task: float = 0.0  # fractions share one GPU between tasks
     max_retries: int = 3  # retries of a chunk whose worker process died
     auth_mode: str = "disabled"  # RAY_AUTH_MODE of a local Ray, unless the environment sets it
+    # CPU tasks pin their worker process to cpus_per_task cores no other toymodels worker on that
+    # machine holds (one JAX process per core; README: Pinning). false: the OS schedules them.
+    pin_cpus: bool = True
 
 
 @dataclass

@@ -16,9 +16,52 @@ from sweeps.execute import OnDone, OnFailed, run_chunk
 from sweeps.plan import Chunk
 
 
-def _ray_run_chunk(chunk: Chunk):
+_HELD_CORES: list = []  # lock files of the cores this worker process holds, open while it lives
+
+
+def pin_to_free_cores(count: int, lock_dir: str | None = None) -> list[int]:
+    """Pin this process to ``count`` cores that no other process pinned this way holds; the cores
+    it pinned to ([] when it could not: fewer free cores, or pinned already).
+
+    Each core is claimed by an exclusive lock on a file in the temporary directory, released by the
+    OS when the process exits (a killed worker frees its core). Must run before JAX starts its CPU
+    backend: XLA sizes its thread pool from the cores the process may use, so a pinned worker runs
+    one thread per core instead of every worker running one per core of the machine. Measured on 2
+    cores (n=2, m=1, 1,250 models per process): two pinned processes 245k models·steps/s in all,
+    two unpinned 199k, one process on both cores 229k."""
+    import fcntl
+    import tempfile
+    from pathlib import Path
+
+    allowed = sorted(os.sched_getaffinity(0))
+    if _HELD_CORES or count < 1 or count >= len(allowed):
+        return []
+    lock_dir = Path(lock_dir or Path(tempfile.gettempdir()) / "toymodels-cores")
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    held, cores = [], []
+    for cpu in allowed:
+        handle = open(lock_dir / f"cpu{cpu}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        held.append(handle)
+        cores.append(cpu)
+        if len(cores) == count:
+            os.sched_setaffinity(0, cores)
+            _HELD_CORES.extend(held)
+            return cores
+    for handle in held:
+        handle.close()
+    return []
+
+
+def _ray_run_chunk(chunk: Chunk, pin_cores: int = 0):
     import ray
 
+    if pin_cores:
+        pin_to_free_cores(pin_cores)
     table = run_chunk(chunk)
     table["ray_node"] = ray.get_runtime_context().get_node_id()
     return table
@@ -69,7 +112,10 @@ class RayExecutor:
             retry_exceptions=False,
             runtime_env={"env_vars": worker_env(self.conf)},
         )
-        pending = {task.remote(chunk): chunk for chunk in chunks}
+        # Pin whole-core CPU tasks (a fraction of a core, or a GPU task, is left to the OS).
+        cpus = self.conf.cpus_per_task
+        pin = int(cpus) if self.conf.pin_cpus and self.conf.gpus_per_task == 0 and cpus == int(cpus) else 0
+        pending = {task.remote(chunk, pin): chunk for chunk in chunks}
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)

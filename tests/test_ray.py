@@ -1,5 +1,7 @@
 """Sweeps on a real local Ray: fan-out, a killed worker, a failing chunk, Ctrl-C and resume."""
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -45,6 +47,27 @@ def test_cli_sweep_on_a_local_ray_with_two_workers_matches_in_process(tmp_path):
     in_process = read_results(tmp_path / "local")
     a, b = on_ray.sort_values("uid"), in_process.sort_values("uid")
     np.testing.assert_allclose(as_matrix(a["W"]), as_matrix(b["W"]), rtol=1e-5, atol=1e-6)
+
+
+def test_workers_pin_to_distinct_free_cores_until_none_is_left(tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    if not 2 <= cores <= 8:
+        pytest.skip("claims every core, one process each: for machines of 2 to 8 cores")
+    code = ("import json, os, sys; from sweeps.ray_executor import pin_to_free_cores; "
+            f"claimed = pin_to_free_cores(1, {str(tmp_path)!r}); "
+            "print(json.dumps([claimed, sorted(os.sched_getaffinity(0))]), flush=True); sys.stdin.read()")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).parents[1]) for _ in range(cores + 1)]
+    try:  # all alive at once: each holds its core until it exits
+        reports = [json.loads(p.stdout.readline()) for p in procs]
+    finally:
+        for p in procs:
+            p.communicate("")
+    everything = sorted(os.sched_getaffinity(0))
+    assert sorted(c for claimed, _ in reports for c in claimed) == everything  # each core once
+    assert sum(claimed == [] for claimed, _ in reports) == 1  # the last found none free: unpinned
+    for claimed, affinity in reports:
+        assert affinity == (claimed or everything)
 
 
 def test_a_killed_worker_is_retried_and_every_model_is_stored_once(local_ray, tmp_path):
