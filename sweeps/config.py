@@ -26,6 +26,7 @@ CONF_DIR = Path(os.environ.get("TOYMODELS_CONF") or Path(__file__).resolve().par
 # (static: models that differ in one never share a chunk).
 PER_MODEL_AXES = ("density", "density_last", "importance_decay", "importance_last", "lr", "weight_decay",
                   "l1_hidden", "capacity_feature", "capacity_target", "capacity_penalty", "dataset_seed")
+STREAMS = ("model", "seed")
 STATIC_AXES = ("n_features", "n_hidden", "batch_size", "steps", "model", "n_train", "repeats")
 GRID_AXES = PER_MODEL_AXES + STATIC_AXES
 INTEGER_AXES = ("n_features", "n_hidden", "batch_size", "steps", "n_train", "repeats", "dataset_seed",
@@ -72,6 +73,10 @@ class DataConf:
     set_size: int = 2  # features per correlated / anticorrelated set (consecutive features)
     magnitude: str = "uniform"  # kurtosis data: uniform | gaussian | sign (zero mean, unit variance)
     rest_scale: float = 1.0  # multiplies every feature after the first (noise features: 0.1)
+    # Random streams of the fresh batches: model (each model its own, like the notebook's
+    # instances) | seed (one per seed index, shared by every grid point: common random numbers,
+    # each model's data distributed exactly as with model; README: Random streams).
+    streams: str = "model"
     # Finite data (Henighan et al. 2023): 0 draws a fresh batch every step; T > 0 trains full-batch
     # on T points drawn once from dataset_seed and rescaled to unit norm (toymodels.finite).
     n_train: int = 0
@@ -210,6 +215,7 @@ def _validate_data_kind(config: Config) -> None:
     d = config.data
     _choice("data.kind", d.kind, DATA_KINDS)
     _choice("data.magnitude", d.magnitude, MAGNITUDES)
+    _choice("data.streams", d.streams, STREAMS)
     if not (_number(d.rest_scale) and d.rest_scale > 0):
         raise ConfigError("data.rest_scale", f"must be a number > 0, got {d.rest_scale!r}")
     if d.kind not in ("correlated", "anticorrelated"):
@@ -259,6 +265,9 @@ def _validate_finite(config: Config) -> None:
 
     if d.kind != "sparse":
         raise ConfigError("data.kind", f"finite datasets are drawn from sparse data; got {d.kind!r}")
+    if d.streams != "model":
+        raise ConfigError("data.streams", "finite datasets are drawn per data.dataset_seed, not from streams; "
+                          f"leave data.streams=model, got {d.streams!r}")
     kinds = expand_axis("model", grid["model"]) if "model" in grid else [config.model.kind]
     for kind in kinds:
         _choice("model.kind", kind, FINITE_MODELS)

@@ -28,7 +28,7 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     import jax
     import jax.numpy as jnp
 
-    from toymodels import HParams, model_keys, train_many
+    from toymodels import HParams, model_keys, stream_key_words, train_many
     from toymodels.finite import FiniteSpec
 
     if isinstance(chunk.spec, FiniteSpec):
@@ -39,8 +39,13 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
         ["capacity_onehot_F", "capacity_target", "capacity_penalty"] if spec.capacity_penalty else [])
     hp = HParams(**{name: jnp.asarray(arrays[name]) for name in
                     ["density_F", "importance_F", "lr", "weight_decay", *optional]})
+    stream_words = None
+    if spec.shared_streams:  # one stream per seed index of the chunk
+        seeds, stream = np.unique(arrays["seed"], return_inverse=True)
+        hp = hp.replace(stream=jnp.asarray(stream, jnp.int32))
+        stream_words = stream_key_words(chunk.base_seed, seeds)
     start = time.perf_counter()
-    result = jax.device_get(train_many(chunk.spec, model_keys(chunk.base_seed, arrays["uid"]), hp))
+    result = jax.device_get(train_many(chunk.spec, model_keys(chunk.base_seed, arrays["uid"]), hp, stream_words))
     seconds = time.perf_counter() - start
     _check_finite(chunk, result.eval_loss, result.params)
     return chunk_table(chunk, result, seconds)

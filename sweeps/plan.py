@@ -101,6 +101,7 @@ def _spec_for(config: Config, static: dict) -> TrainSpec | FiniteSpec:
         data=DataSpec(kind=d.kind, set_size=d.set_size if d.kind in ("correlated", "anticorrelated") else 1,
                       magnitude=d.magnitude, rest_scale=float(d.rest_scale)),
         batch_blocks=t.batch_blocks,
+        shared_streams=d.streams == "seed",
         hidden_l1=_uses(config, "l1_hidden", t.l1_hidden > 0),
         capacity_penalty=any(_uses(config, axis, on) for axis, on in (
             ("capacity_feature", t.capacity_feature >= 0), ("capacity_penalty", t.capacity_penalty > 0))),
@@ -211,6 +212,7 @@ def hparams_arrays(chunk: Chunk) -> dict[str, np.ndarray]:
     points = list(chunk.points) + [chunk.points[-1]] * (chunk.pad_to - len(chunk.points))
     return {
         "uid": np.array([p.uid for p in points], np.uint32),
+        "seed": np.array([p.seed for p in points], np.uint32),
         "density_F": np.array([p.density_F for p in points], np.float32),
         "importance_F": np.array([p.importance_F for p in points], np.float32),
         "lr": np.array([p.lr for p in points], np.float32),

@@ -35,3 +35,21 @@ def test_uniform_is_uniform_and_streams_differ():
     other = np.asarray(rng.uniform(rng.key_words(jax.random.key(1)), 0, (100_000, 3)))
     assert abs(np.corrcoef(u.ravel(), other.ravel())[0, 1]) < 0.01
     np.testing.assert_array_equal(u, np.asarray(rng.uniform(words, 0, (100_000, 3))))
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5])
+def test_uniform_pairs_use_both_words_of_each_call(rows):
+    words = rng.key_words(jax.random.key(3))
+    u = np.asarray(rng.unpack(rng.uniform_pairs(words, 7, rows, 50_000), rows))
+    half = (rows + 1) // 2
+    assert u.shape == (rows, 50_000)
+    # the first words are uniform()'s rows; the second words fill the rest
+    np.testing.assert_array_equal(u[:half], np.asarray(rng.uniform(words, 7, (half, 50_000))))
+    idx = jnp.arange(half * 50_000, dtype=jnp.uint32).reshape(half, 50_000)[: rows - half]
+    _, second = rng.threefry2x32(words, jnp.full(idx.shape, 7, jnp.uint32), idx)
+    np.testing.assert_array_equal(u[half:], np.asarray(rng._to_unit(second)))
+    assert u.min() >= 0.0 and u.max() < 1.0 and u.mean() == pytest.approx(0.5, abs=0.005)
+    if rows > 1:
+        assert abs(np.corrcoef(u[0], u[half])[0, 1]) < 0.02  # the two words of a call are independent
+    block = rng.unpack(rng.uniform_pairs(words, 7, rows, 1000, col_offset=2000, row_stride=50_000), rows)
+    np.testing.assert_array_equal(np.asarray(block), u[:, 2000:3000])

@@ -21,23 +21,6 @@ MAGNITUDES = ("uniform", "gaussian", "sign")
 MAGNITUDE_KURTOSIS = {"uniform": 1.8, "gaussian": 3.0, "sign": 1.0}
 
 
-def sample_features(words: jax.Array, counter: jax.Array, density_F: jax.Array, batch_size: int,
-                    block: Block | None = None) -> jax.Array:
-    """Draw ``batch_size`` sparse feature vectors as an F×B array (feature-major), stream
-    ``counter`` of key ``words`` (uint32[2]).
-
-    Feature i is 0 with probability 1 - p_i, else U[0, 1], independently. One uniform per entry
-    serves both draws: with u ~ U[0, 1), ``u < p`` has probability p and, given that, ``u / p`` is
-    U[0, 1). The distribution is exactly the two-draw one of the original notebook; it halves the
-    random bits, which dominate CPU time for tiny models. Feature-major keeps the long batch axis
-    contiguous, which is what lets XLA vectorise models with a handful of features (2-3x faster
-    than batch-major at n=2 and n=5).
-    """
-    u_FxB = _uniform(words, counter, density_F.shape[-1], batch_size, block)
-    active, v = _conditional_uniform(u_FxB, density_F[:, None])
-    return jnp.where(active, v, 0.0)
-
-
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
     """Static description of the input distribution (SCIENCE.md §2); densities are per model.
@@ -63,16 +46,33 @@ class DataSpec:
     rest_scale: float = 1.0
 
 
+def uniform_rows(spec: DataSpec, n_features: int) -> int:
+    """Uniforms per example of distribution ``spec``: one per feature, plus one per set for the
+    correlated and anticorrelated kinds."""
+    return n_features + (n_features // spec.set_size if spec.kind in ("correlated", "anticorrelated") else 0)
+
+
 Block = tuple  # (block index j, traced; number of blocks k, static): columns j·B/k … (j+1)·B/k
 
 
-def _uniform(words, counter, rows: int, batch_size: int, block: Block | None) -> jax.Array:
-    """rows × B uniforms of stream ``counter``, or one column block of them (same bits)."""
+def draw(spec: DataSpec, words: jax.Array, counter: jax.Array, n_features: int, batch_size: int,
+         block: Block | None = None) -> jax.Array:
+    """The uniforms behind batch ``counter`` of key ``words`` (uint32[2]), packed two per complex
+    entry (``rng.uniform_pairs``; ``from_uniforms(spec, rng.unpack(...))`` makes the batch). With
+    ``block`` = (j, k), only columns j·B/k … (j+1)·B/k of them, bit for bit."""
+    rows = uniform_rows(spec, n_features)
     if block is None:
-        return rng.uniform(words, counter, (rows, batch_size))
+        return rng.uniform_pairs(words, counter, rows, batch_size)
     j, k = block
     width = batch_size // k
-    return rng.uniform(words, counter, (rows, width), col_offset=j * width, row_stride=batch_size)
+    return rng.uniform_pairs(words, counter, rows, width, col_offset=j * width, row_stride=batch_size)
+
+
+def draw_shared(spec: DataSpec, words_Sx2: jax.Array, counter: jax.Array, n_features: int, batch_size: int,
+                block: Block | None = None) -> jax.Array:
+    """``draw`` for each of S streams (S × packed rows × B): uniforms drawn once for every model
+    that shares those streams (data.streams = seed)."""
+    return jax.vmap(lambda w: draw(spec, w, counter, n_features, batch_size, block))(words_Sx2)
 
 
 def _conditional_uniform(u_FxB: jax.Array, p_Fx1: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -92,46 +92,72 @@ def _zero_mean_unit(v: jax.Array, magnitude: str) -> jax.Array:
     raise ValueError(f"magnitude {magnitude!r} is not one of {MAGNITUDES}")
 
 
-def _set_draws(spec: DataSpec, words, counter, density_F, batch_size, block):
-    """(set active S×B, conditional uniform of the set draw S×B, per-feature uniforms F×B)."""
-    n = density_F.shape[-1]
-    n_sets = n // spec.set_size
-    u_all = _uniform(words, counter, n + n_sets, batch_size, block)
-    p_Sx1 = density_F[:: spec.set_size][:, None]
-    active_SxB, v_SxB = _conditional_uniform(u_all[n:], p_Sx1)
-    return active_SxB, v_SxB, u_all[:n]
+ELEMENTWISE_KINDS = ("sparse", "signed", "kurtosis")  # each feature from its own uniform alone
 
 
-def sample_batch(spec: DataSpec, words: jax.Array, counter: jax.Array, density_F: jax.Array,
-                 batch_size: int, block: Block | None = None) -> jax.Array:
-    """Draw ``batch_size`` inputs of distribution ``spec`` as an F×B array, stream ``counter`` of
-    key ``words``. ``sparse`` is exactly ``sample_features``. With ``block`` = (j, k), only
-    columns j·B/k … (j+1)·B/k of that batch, bit for bit."""
-    n = density_F.shape[-1]
+def _values(spec: DataSpec, u: jax.Array, p: jax.Array) -> jax.Array:
+    """The inputs of an elementwise kind from uniforms ``u`` at densities ``p`` (broadcast).
+
+    One uniform per entry serves both draws: with u ~ U[0, 1), ``u < p`` has probability p and,
+    given that, ``u / p`` is U[0, 1): exactly the notebook's two-draw distribution with half the
+    random bits, which dominate CPU time for tiny models."""
+    active, v = _conditional_uniform(u, p)
     if spec.kind == "sparse":
-        x_FxB = sample_features(words, counter, density_F, batch_size, block)
+        value = v
     elif spec.kind == "signed":
-        active, v = _conditional_uniform(_uniform(words, counter, n, batch_size, block), density_F[:, None])
-        x_FxB = jnp.where(active, 2.0 * v - 1.0, 0.0)
-    elif spec.kind == "kurtosis":
-        p_Fx1 = density_F[:, None]
-        active, v = _conditional_uniform(_uniform(words, counter, n, batch_size, block), p_Fx1)
-        x_FxB = jnp.where(active, _zero_mean_unit(v, spec.magnitude) / jnp.sqrt(p_Fx1), 0.0)
-    elif spec.kind == "correlated":
-        set_active, _, u_FxB = _set_draws(spec, words, counter, density_F, batch_size, block)
-        x_FxB = jnp.where(jnp.repeat(set_active, spec.set_size, axis=0), u_FxB, 0.0)
-    elif spec.kind == "anticorrelated":
-        set_active, v_SxB, u_FxB = _set_draws(spec, words, counter, density_F, batch_size, block)
-        # Given the set is active, v is U[0, 1): floor(v·size) picks the member uniformly.
-        chosen_SxB = jnp.minimum((v_SxB * spec.set_size).astype(jnp.int32), spec.set_size - 1)
-        member_F = jnp.tile(jnp.arange(spec.set_size), n // spec.set_size)[:, None]
-        hit = jnp.repeat(set_active, spec.set_size, axis=0) & (jnp.repeat(chosen_SxB, spec.set_size, axis=0) == member_F)
+        value = 2.0 * v - 1.0
+    else:
+        value = _zero_mean_unit(v, spec.magnitude) / jnp.sqrt(p)
+    return jnp.where(active, value, 0.0)
+
+
+def from_uniforms(spec: DataSpec, u_RxB, density_F: jax.Array):
+    """The F×B inputs of distribution ``spec`` made from ``uniform_rows`` uniforms per example.
+
+    ``u_RxB`` may be a list of rows (``rng.unpack_rows``; tiny models): the inputs are then a list
+    of feature rows too, each computed from its own uniforms, so that no F×B array is stored."""
+    n = density_F.shape[-1]
+    if isinstance(u_RxB, list):
+        if spec.kind not in ELEMENTWISE_KINDS:  # sets mix rows: through the array form
+            x_FxB = from_uniforms(spec, jnp.stack(u_RxB), density_F)
+            return [x_FxB[i] for i in range(n)]
+        return [_values(spec, u_RxB[i], density_F[i]) * (spec.rest_scale if i else 1.0) for i in range(n)]
+    u_FxB = u_RxB[:n]
+    if spec.kind in ELEMENTWISE_KINDS:
+        x_FxB = _values(spec, u_FxB, density_F[:, None])
+    elif spec.kind in ("correlated", "anticorrelated"):
+        set_active_SxB, v_SxB = _conditional_uniform(u_RxB[n:], density_F[:: spec.set_size][:, None])
+        hit = jnp.repeat(set_active_SxB, spec.set_size, axis=0)
+        if spec.kind == "anticorrelated":
+            # Given the set is active, v is U[0, 1): floor(v·size) picks the member uniformly.
+            chosen_SxB = jnp.minimum((v_SxB * spec.set_size).astype(jnp.int32), spec.set_size - 1)
+            member_F = jnp.tile(jnp.arange(spec.set_size), n // spec.set_size)[:, None]
+            hit = hit & (jnp.repeat(chosen_SxB, spec.set_size, axis=0) == member_F)
         x_FxB = jnp.where(hit, u_FxB, 0.0)
     else:
         raise ValueError(f"data kind {spec.kind!r} is not one of {DATA_KINDS}")
     if spec.rest_scale != 1.0:
         x_FxB = x_FxB * jnp.concatenate([jnp.ones((1,)), jnp.full((n - 1,), spec.rest_scale)])[:, None]
     return x_FxB
+
+
+def sample_batch(spec: DataSpec, words: jax.Array, counter: jax.Array, density_F: jax.Array,
+                 batch_size: int, block: Block | None = None) -> jax.Array:
+    """Draw ``batch_size`` inputs of distribution ``spec`` as an F×B array (feature-major), stream
+    ``counter`` of key ``words`` (uint32[2]): the batch training draws at step ``counter``. With
+    ``block`` = (j, k), only columns j·B/k … (j+1)·B/k of that batch, bit for bit.
+
+    Feature-major keeps the long batch axis contiguous, which is what lets XLA vectorise models
+    with a handful of features (2-3x faster than batch-major at n=2 and n=5)."""
+    n = density_F.shape[-1]
+    packed = draw(spec, words, counter, n, batch_size, block)
+    return from_uniforms(spec, rng.unpack(packed, uniform_rows(spec, n)), density_F)
+
+
+def sample_features(words: jax.Array, counter: jax.Array, density_F: jax.Array, batch_size: int,
+                    block: Block | None = None) -> jax.Array:
+    """``sample_batch`` of the TMS data: feature i is 0 with probability 1 - p_i, else U[0, 1]."""
+    return sample_batch(DataSpec(), words, counter, density_F, batch_size, block)
 
 
 def feature_kurtosis(spec: DataSpec, density_F) -> np.ndarray:

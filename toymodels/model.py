@@ -70,8 +70,9 @@ def init_params(key: jax.Array, n_features: int, n_hidden: int, std: float, kind
 UNROLL_MAX_WEIGHTS = 50
 
 
-def _tiny(A_OxI: jax.Array) -> bool:
-    return A_OxI.shape[0] * A_OxI.shape[1] <= UNROLL_MAX_WEIGHTS
+def is_tiny(n_features: int, n_hidden: int) -> bool:
+    """Whether models of this shape take the unrolled form (each layer has n·m weights)."""
+    return n_features * n_hidden <= UNROLL_MAX_WEIGHTS
 
 
 def _rows_matmul(A_OxI: jax.Array, rows_I: list) -> list:
@@ -82,41 +83,57 @@ def _rows_matmul(A_OxI: jax.Array, rows_I: list) -> list:
     return [sum(A_OxI[o, i] * rows_I[i] for i in range(n_in)) for o in range(n_out)]
 
 
+def _activate(pre: jax.Array, kind: str) -> jax.Array:
+    """The output non-linearity of model ``kind``."""
+    if kind in ("linear", "quadratic"):
+        return pre
+    if kind == "gelu":
+        return jax.nn.gelu(pre)
+    return jax.nn.relu(pre)  # relu, relu_hidden, abs
+
+
+def _forward_rows(params: Params, x_rows: list, kind: str) -> tuple[list, list]:
+    """(output rows, hidden rows) of a tiny model (see UNROLL_MAX_WEIGHTS) on a batch given as a
+    list of feature rows."""
+    W = params.W_HxF
+    h = _rows_matmul(W, x_rows)
+    if kind in PRIVILEGED:
+        h = [jax.nn.relu(r) for r in h]
+    # xᵀWᵀWx = ‖Wx‖² for the quadratic model
+    pre = [sum(r * r for r in h)] if kind == "quadratic" else _rows_matmul(_second(params, kind), h)
+    return [_activate(p + params.b_O[o], kind) for o, p in enumerate(pre)], h
+
+
+def _second(params: Params, kind: str) -> jax.Array:
+    """The output layer's matrix: W₂ for ``abs``, else Wᵀ (tied)."""
+    return params.W2_OxH if kind == "abs" else params.W_HxF.T
+
+
 def forward_with_hidden(params: Params, x_FxB: jax.Array, kind: str = "relu") -> tuple[jax.Array, jax.Array]:
     """(output O×B, hidden m×B) of model ``kind`` on a feature-major batch."""
     if kind not in MODEL_KINDS:
         raise ValueError(f"model kind {kind!r} is not one of {MODEL_KINDS}")
-    W = params.W_HxF
-    second = params.W2_OxH if kind == "abs" else W.T
-    if _tiny(W) and _tiny(second):
-        h = _rows_matmul(W, [x_FxB[i] for i in range(x_FxB.shape[0])])
-        if kind in PRIVILEGED:
-            h = [jax.nn.relu(r) for r in h]
-        h_HxB = jnp.stack(h)
-        if kind == "quadratic":
-            pre_OxB = sum(r * r for r in h)[None]  # xᵀWᵀWx = ‖Wx‖²
-        else:
-            pre_OxB = jnp.stack(_rows_matmul(second, h))
-    else:
-        h_HxB = W @ x_FxB
-        if kind in PRIVILEGED:
-            h_HxB = jax.nn.relu(h_HxB)
-        pre_OxB = jnp.sum(h_HxB * h_HxB, axis=0, keepdims=True) if kind == "quadratic" else second @ h_HxB
-    pre_OxB = pre_OxB + params.b_O[:, None]
-    if kind in ("linear", "quadratic"):
-        return pre_OxB, h_HxB
-    if kind == "gelu":
-        return jax.nn.gelu(pre_OxB), h_HxB
-    return jax.nn.relu(pre_OxB), h_HxB  # relu, relu_hidden, abs
+    if is_tiny(*params.W_HxF.shape[::-1]):
+        out, h = _forward_rows(params, [x_FxB[i] for i in range(x_FxB.shape[0])], kind)
+        return jnp.stack(out), jnp.stack(h)
+    h_HxB = params.W_HxF @ x_FxB
+    if kind in PRIVILEGED:
+        h_HxB = jax.nn.relu(h_HxB)
+    pre_OxB = jnp.sum(h_HxB * h_HxB, axis=0, keepdims=True) if kind == "quadratic" else _second(params, kind) @ h_HxB
+    return _activate(pre_OxB + params.b_O[:, None], kind), h_HxB
 
 
 def forward(params: Params, x_FxB: jax.Array, kind: str = "relu") -> jax.Array:
     return forward_with_hidden(params, x_FxB, kind)[0]
 
 
-def target(x_FxB: jax.Array, importance_F: jax.Array, kind: str = "relu") -> jax.Array:
+def target(x_FxB, importance_F: jax.Array, kind: str = "relu"):
     """What model ``kind`` is trained to output: x itself, |x| for ``abs``, Σ v_i x_i² (1×B) for
-    ``quadratic``."""
+    ``quadratic``. A list of feature rows gives a list of output rows."""
+    if isinstance(x_FxB, list):
+        if kind == "abs":
+            return [jnp.abs(r) for r in x_FxB]
+        return [sum(importance_F[i] * r * r for i, r in enumerate(x_FxB))] if kind == "quadratic" else x_FxB
     if kind == "abs":
         return jnp.abs(x_FxB)
     if kind == "quadratic":
@@ -124,21 +141,33 @@ def target(x_FxB: jax.Array, importance_F: jax.Array, kind: str = "relu") -> jax
     return x_FxB
 
 
-def weighted_mse(x_FxB: jax.Array, xhat_FxB: jax.Array, importance_F: jax.Array) -> jax.Array:
+def weighted_mse(x_FxB, xhat_FxB, importance_F: jax.Array) -> jax.Array:
     """Importance-weighted squared error, mean over batch and features (the notebook's reduction
-    within one model; summing over models is implicit in vmapping independent gradients)."""
+    within one model; summing over models is implicit in vmapping independent gradients). The
+    batches may be lists of feature rows (the tiny models' form)."""
+    if isinstance(x_FxB, list):
+        return sum(importance_F[i] * jnp.mean((x - xhat) ** 2) for i, (x, xhat) in enumerate(zip(x_FxB, xhat_FxB))) / len(x_FxB)
     return jnp.mean(importance_F[:, None] * (x_FxB - xhat_FxB) ** 2)
 
 
-def model_loss(params: Params, x_FxB: jax.Array, importance_F: jax.Array, kind: str = "relu",
+def model_loss(params: Params, x_FxB, importance_F: jax.Array, kind: str = "relu",
                l1_hidden: jax.Array | float | None = None) -> jax.Array:
     """The training loss of model ``kind``: importance-weighted squared error against its target
     (plain squared error for ``quadratic``, whose importances live in the target), plus
-    ``l1_hidden`` · mean over the batch of ‖h‖₁ when given (TMS's L1 on hidden activations)."""
-    out_OxB, h_HxB = forward_with_hidden(params, x_FxB, kind)
-    y_OxB = target(x_FxB, importance_F, kind)
+    ``l1_hidden`` · mean over the batch of ‖h‖₁ when given (TMS's L1 on hidden activations).
+
+    The batch is an F×B array or a list of F feature rows. Tiny models keep separate rows through
+    the loss: stacking the outputs and slicing them apart again in the gradient cost extra passes
+    over the batch (about 20% of a step at n=2, m=1)."""
     weight_O = jnp.ones((1,)) if kind == "quadratic" else importance_F
-    loss = weighted_mse(y_OxB, out_OxB, weight_O)
-    if l1_hidden is not None:
-        loss = loss + l1_hidden * jnp.mean(jnp.sum(jnp.abs(h_HxB), axis=0))
-    return loss
+    if kind in MODEL_KINDS and is_tiny(*params.W_HxF.shape[::-1]):
+        rows = x_FxB if isinstance(x_FxB, list) else [x_FxB[i] for i in range(x_FxB.shape[0])]
+        out, h = _forward_rows(params, rows, kind)
+        loss = weighted_mse(target(rows, importance_F, kind), out, weight_O)
+        l1 = sum(jnp.mean(jnp.abs(r)) for r in h) if l1_hidden is not None else None
+    else:
+        x_FxB = jnp.stack(x_FxB) if isinstance(x_FxB, list) else x_FxB
+        out_OxB, h_HxB = forward_with_hidden(params, x_FxB, kind)
+        loss = weighted_mse(target(x_FxB, importance_F, kind), out_OxB, weight_O)
+        l1 = jnp.mean(jnp.sum(jnp.abs(h_HxB), axis=0)) if l1_hidden is not None else None
+    return loss if l1 is None else loss + l1_hidden * l1

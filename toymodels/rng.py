@@ -35,27 +35,67 @@ def threefry2x32(key: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Arra
     return x0, x1
 
 
+def _to_unit(bits: jax.Array) -> jax.Array:
+    """23 random mantissa bits under exponent 0: a float in [1, 2), minus 1: U[0, 1) float32."""
+    return jax.lax.bitcast_convert_type((bits >> np.uint32(9)) | np.uint32(0x3F800000), jnp.float32) - 1.0
+
+
+def _counters(rows: int, cols: int, col_offset, row_stride: int | None) -> jax.Array:
+    """Counter words of a rows × cols array, or of its column block at ``col_offset`` in a
+    ``row_stride``-column array: entry (r, c) gets r·stride + offset + c."""
+    stride = cols if row_stride is None else row_stride
+    return (jnp.arange(rows, dtype=jnp.uint32)[:, None] * np.uint32(stride)
+            + jnp.asarray(col_offset, jnp.uint32) + jnp.arange(cols, dtype=jnp.uint32)[None, :])
+
+
 def uniform(key: jax.Array, counter: jax.Array, shape: tuple[int, ...], col_offset=0,
             row_stride: int | None = None) -> jax.Array:
     """U[0, 1) float32 of ``shape``, the stream numbered ``counter`` (a uint32 scalar) under ``key``.
 
     Entry j (row-major) is the first output word of Threefry at counter (counter, j). Keeping one
-    word per entry lets XLA compute each entry in one fused pass; gathering both words into one
-    array made it evaluate the rounds twice (measured 2x slower).
+    word per entry lets XLA compute each entry in one fused pass (gathering both words into one
+    array made it evaluate the rounds twice); ``uniform_pairs`` uses both words where its result is
+    stored before use.
 
     A 2-D ``shape`` may be a column block of a wider array: entry (r, c) is then entry
     (r, ``col_offset`` + c) of a ``row_stride``-column array, bit for bit.
     """
     if len(shape) == 2 and (row_stride is not None or not isinstance(col_offset, int) or col_offset):
-        rows, cols = shape
-        stride = cols if row_stride is None else row_stride
-        idx = (jnp.arange(rows, dtype=jnp.uint32)[:, None] * np.uint32(stride)
-               + jnp.asarray(col_offset, jnp.uint32) + jnp.arange(cols, dtype=jnp.uint32)[None, :])
+        idx = _counters(shape[0], shape[1], col_offset, row_stride)
     else:
         idx = jnp.arange(int(np.prod(shape)), dtype=jnp.uint32).reshape(shape)
     bits, _ = threefry2x32(key, jnp.full(idx.shape, counter, jnp.uint32), idx)
-    # 23 random mantissa bits under exponent 0: a float in [1, 2), minus 1.
-    return jax.lax.bitcast_convert_type((bits >> np.uint32(9)) | np.uint32(0x3F800000), jnp.float32) - 1.0
+    return _to_unit(bits)
+
+
+def uniform_pairs(key: jax.Array, counter: jax.Array, rows: int, cols: int, col_offset=0,
+                  row_stride: int | None = None) -> jax.Array:
+    """The U[0, 1) ``rows`` × ``cols`` array of stream ``counter`` under ``key``, two entries per
+    Threefry call, packed as complex64 ceil(rows/2) × cols (``unpack`` gives the array).
+
+    Row r < h = ceil(rows/2) is the first word, and row h + r the second word, of Threefry at
+    counter (``counter``, r·stride + c): rows r < h are ``uniform``'s, bit for bit. Both words of
+    every call are used, halving the generator's cost, but only where the packed array is stored
+    before it is read (a loop carry): XLA fuses an unstored generator into each reader of each
+    half and evaluates the rounds twice. The complex packing keeps the two words one array, so
+    one fused loop computes and stores them both. ``col_offset`` and ``row_stride`` select a
+    column block as in ``uniform``.
+    """
+    half = (rows + 1) // 2
+    idx = _counters(half, cols, col_offset, row_stride)
+    first, second = threefry2x32(key, jnp.full(idx.shape, counter, jnp.uint32), idx)
+    return jax.lax.complex(_to_unit(first), _to_unit(second))
+
+
+def unpack(packed: jax.Array, rows: int) -> jax.Array:
+    """The ``rows`` × cols float32 array of ``uniform_pairs``' packed result."""
+    return jnp.concatenate([jnp.real(packed), jnp.imag(packed)[: rows - packed.shape[0]]])
+
+
+def unpack_rows(packed: jax.Array, rows: int) -> list:
+    """``unpack`` as a list of its rows, never joined into one array."""
+    half = packed.shape[0]
+    return [jnp.real(packed[r]) for r in range(half)] + [jnp.imag(packed[r]) for r in range(rows - half)]
 
 
 def key_words(key: jax.Array) -> jax.Array:

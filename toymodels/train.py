@@ -18,8 +18,8 @@ import optax
 from flax import struct
 
 from toymodels import metrics, rng
-from toymodels.data import DataSpec, sample_batch
-from toymodels.model import Params, init_params, init_std, model_loss
+from toymodels.data import DataSpec, draw, draw_shared, from_uniforms, sample_batch, uniform_rows
+from toymodels.model import Params, init_params, init_std, is_tiny, model_loss
 from toymodels.optim import make_optimizer
 
 EVAL_BATCH = 4096
@@ -50,6 +50,9 @@ class TrainSpec:
     # the same data bit for bit and the same gradient up to float rounding, with a working set
     # that stays in cache (see README, Benchmark). 1: the whole batch at once.
     batch_blocks: int = 1
+    # Models draw their inputs from shared streams (``train_many``'s ``stream_words``), picked by
+    # ``HParams.stream``, instead of one stream each: data.streams = seed (README: Benchmark).
+    shared_streams: bool = False
     steps: int = 10_000
     batch_size: int = 1024
     schedule: str = "constant"
@@ -82,6 +85,7 @@ class HParams:
     capacity_onehot_F: Optional[jax.Array] = None
     capacity_target: Optional[jax.Array] = None
     capacity_penalty: Optional[jax.Array] = None
+    stream: Optional[jax.Array] = None  # index into train_many's stream_words (needs spec.shared_streams)
 
 
 @struct.dataclass
@@ -129,7 +133,7 @@ def make_train(spec: TrainSpec):
         total, _ = jax.lax.scan(one, jnp.zeros(()), jnp.arange(n_eval_batches, dtype=jnp.uint32))
         return total / n_eval_batches
 
-    def train(key: jax.Array, hp: HParams) -> TrainResult:
+    def train(key: jax.Array, hp: HParams, stream_words: jax.Array | None = None) -> TrainResult:
         init_key, data_key = jax.random.split(key)
         params = init_params(init_key, spec.n_features, spec.n_hidden, std, spec.model)
         words = rng.key_words(data_key)
@@ -137,32 +141,56 @@ def make_train(spec: TrainSpec):
             hp.lr, hp.weight_decay, spec.schedule, spec.steps, spec.warmup_steps, spec.b1, spec.b2, spec.eps
         )
 
-        def batch_loss_and_grad(params, t):
-            def block(j):
-                x_FxB = sample_batch(spec.data, words, t, hp.density_F, spec.batch_size, (j, spec.batch_blocks))
-                return jax.value_and_grad(train_loss_fn)(params, x_FxB, hp)
+        K = spec.batch_blocks
+        rows = uniform_rows(spec.data, spec.n_features)
+        tiny = is_tiny(spec.n_features, spec.n_hidden)  # the model takes its batch as feature rows
 
-            if spec.batch_blocks == 1:
-                x_FxB = sample_batch(spec.data, words, t, hp.density_F, spec.batch_size)
-                return jax.value_and_grad(train_loss_fn)(params, x_FxB, hp)
+        def draw_block(t, j):
+            """The packed uniforms of block j of step t (``data.draw``): this model's own, or with
+            shared streams those of every stream (S × …), the same for all models of the vmap."""
+            block = None if K == 1 else (j, K)
+            if spec.shared_streams:
+                return draw_shared(spec.data, stream_words, t, spec.n_features, spec.batch_size, block)
+            return draw(spec.data, words, t, spec.n_features, spec.batch_size, block)
+
+        def block_loss_and_grad(params, t, j, packed):
+            """(loss, gradient) of block j of step t from its packed uniforms, and the packed
+            uniforms of the block after it (block 0 of step t + 1 after the last). Drawing one
+            block ahead keeps the uniforms in a loop carry: XLA stores a carried array, so each
+            Threefry call is computed once for both of its words (``rng.uniform_pairs``); unstored,
+            XLA would fuse the generator into each reader and, with shared streams, draw every
+            stream once per model after all."""
+            own = packed[hp.stream] if spec.shared_streams else packed
+            x_FxB = from_uniforms(spec.data, (rng.unpack_rows if tiny else rng.unpack)(own, rows), hp.density_F)
+            following = draw_block(t + (j + 1) // K, (j + 1) % K)
+            return jax.value_and_grad(train_loss_fn)(params, x_FxB, hp), following
+
+        def batch_loss_and_grad(params, t, packed):
+            if K == 1:
+                return block_loss_and_grad(params, t, jnp.uint32(0), packed)
+
             # Equal blocks: the mean of block means is the batch mean, for the loss and its gradient.
-            total, _ = jax.lax.scan(lambda acc, j: (jax.tree.map(jnp.add, acc, block(j)), None),
-                                    jax.tree.map(jnp.zeros_like, (jnp.zeros(()), params)),
-                                    jnp.arange(spec.batch_blocks, dtype=jnp.uint32))
-            return jax.tree.map(lambda a: a / spec.batch_blocks, total)
+            def one(state, j):
+                total, packed = state
+                value_and_grad, packed = block_loss_and_grad(params, t, j, packed)
+                return (jax.tree.map(jnp.add, total, value_and_grad), packed), None
+
+            zero = jax.tree.map(jnp.zeros_like, (jnp.zeros(()), params))
+            (total, packed), _ = jax.lax.scan(one, (zero, packed), jnp.arange(K, dtype=jnp.uint32))
+            return jax.tree.map(lambda a: a / K, total), packed
 
         def step(carry, t):
-            params, opt_state = carry
-            loss, grads = batch_loss_and_grad(params, t)
+            params, opt_state, packed = carry  # packed: block 0 of step t's uniforms
+            (loss, grads), packed = batch_loss_and_grad(params, t, packed)
             updates, opt_state = opt.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
+            return (optax.apply_updates(params, updates), opt_state, packed), loss
 
         def interval(carry, start, length):
             carry, losses = jax.lax.scan(step, carry, start + jnp.arange(length, dtype=jnp.uint32))
             W = carry[0].W_HxF
             return carry, (jnp.mean(losses), metrics.feature_norms(W), metrics.capacity(W))
 
-        carry = (params, opt.init(params))
+        carry = (params, opt.init(params), draw_block(jnp.uint32(0), jnp.uint32(0)))
         # Equal intervals share one inner scan inside an outer scan; a shorter tail runs after.
         every = marks[0]
         n_equal = spec.steps // every
@@ -191,12 +219,30 @@ def make_train(spec: TrainSpec):
 
 
 @partial(jax.jit, static_argnums=0)
-def train_many(spec: TrainSpec, keys: jax.Array, hparams: HParams) -> TrainResult:
-    """Train ``len(keys)`` same-shaped models in one compiled program."""
-    return jax.vmap(make_train(spec))(keys, hparams)
+def train_many(spec: TrainSpec, keys: jax.Array, hparams: HParams, stream_words: jax.Array | None = None) -> TrainResult:
+    """Train ``len(keys)`` same-shaped models in one compiled program.
+
+    With ``spec.shared_streams``, ``stream_words`` (S×2 uint32, from ``stream_key_words``) are the
+    data streams the models share: model i draws from stream ``hparams.stream[i]``. Drawn once per
+    step for all the models of a stream instead of once per model."""
+    if spec.shared_streams and (stream_words is None or hparams.stream is None):
+        raise ValueError("spec.shared_streams needs stream_words and hparams.stream")
+    return jax.vmap(make_train(spec), in_axes=(0, 0, None))(keys, hparams, stream_words)
 
 
 def model_keys(base_seed: int, uids) -> jax.Array:
     """One PRNG key per model from a stable per-model id, independent of how models are chunked."""
     base = jax.random.key(base_seed)
     return jax.vmap(lambda u: jax.random.fold_in(base, u))(jnp.asarray(uids, jnp.uint32))
+
+
+# Stream ids are offset past every model uid (31 bits), so no stream is any model's own.
+STREAM_ID_OFFSET = 2**31
+
+
+def stream_key_words(base_seed: int, seeds) -> jax.Array:
+    """Key words (S×2 uint32) of the shared data stream of each seed index in ``seeds``: the stream
+    every model of that seed index draws from when streams are shared (``TrainSpec.shared_streams``)."""
+    base = jax.random.key(base_seed)
+    ids = jnp.asarray(seeds, jnp.uint32) + jnp.uint32(STREAM_ID_OFFSET)
+    return jax.vmap(lambda i: rng.key_words(jax.random.fold_in(base, i)))(ids)
