@@ -6,7 +6,10 @@ lr 1e-3, weight decay 0.01, constant) in both implementations.
 
 - ours: ``train_many`` (one ``jit(vmap(train))`` program) is called once to compile, then a second
   call with fresh keys is timed; compile time is excluded (and printed separately). The timed call
-  includes its one snapshot and a 4,096-sample evaluation, a negligible share of the steps.
+  includes its one snapshot and a 4,096-sample evaluation, a negligible share of the steps. It is
+  timed twice: in one process on every core, and split over one process per core, each pinned to
+  its core (the models divided as evenly as possible, all timed calls started together, the
+  slowest one's time counted): how a sweep's Ray workers run.
 - reference: ``sweeps.reference_torch`` (the notebook's instance-axis model) runs a short warm-up
   training first, then the training loop alone of a second run is timed.
 
@@ -19,6 +22,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import os
 import sys
 import time
 
@@ -47,6 +51,7 @@ class BenchConfig:
     n_hidden: int
     n_models: int
     default_steps: int  # ours takes roughly 10 s on a 2-core CPU
+    batch_blocks: int = 1  # ours' train.batch_blocks: what the experiments training this shape use
 
 
 CONFIGS = {
@@ -54,7 +59,7 @@ CONFIGS = {
     for c in (
         BenchConfig("n5m2", n_features=5, n_hidden=2, n_models=10, default_steps=5000),
         BenchConfig("n100m20", n_features=100, n_hidden=20, n_models=20, default_steps=500),
-        BenchConfig("n2m1", n_features=2, n_hidden=1, n_models=2500, default_steps=100),
+        BenchConfig("n2m1", n_features=2, n_hidden=1, n_models=2500, default_steps=200, batch_blocks=8),
     )
 }
 
@@ -64,8 +69,8 @@ def importance(n_features: int) -> np.ndarray:
     return (IMPORTANCE_DECAY ** np.arange(n_features)).astype(np.float32)
 
 
-def time_ours(cfg: BenchConfig, steps: int, batch_blocks: int = 1) -> tuple[float, float]:
-    """(models·steps/s of a second ``train_many`` call, seconds of the first, compiling call)."""
+def _ours(cfg: BenchConfig, steps: int, batch_blocks: int, uids: np.ndarray):
+    """(spec, hparams) of ours for the models ``uids`` of ``cfg``."""
     spec = TrainSpec(
         n_features=cfg.n_features,
         n_hidden=cfg.n_hidden,
@@ -75,20 +80,63 @@ def time_ours(cfg: BenchConfig, steps: int, batch_blocks: int = 1) -> tuple[floa
         batch_blocks=batch_blocks,
         eval_samples=EVAL_BATCH,
     )
-    N, F = cfg.n_models, cfg.n_features
+    N, F = len(uids), cfg.n_features
     hp = HParams(
         density_F=jnp.full((N, F), DENSITY, jnp.float32),
         importance_F=jnp.broadcast_to(jnp.asarray(importance(F)), (N, F)),
         lr=jnp.full((N,), LR, jnp.float32),
         weight_decay=jnp.full((N,), WEIGHT_DECAY, jnp.float32),
     )
-    start = time.perf_counter()
-    jax.block_until_ready(train_many(spec, model_keys(0, np.arange(N)), hp))
-    first_s = time.perf_counter() - start
-    start = time.perf_counter()
-    jax.block_until_ready(train_many(spec, model_keys(1, np.arange(N)), hp))
-    seconds = time.perf_counter() - start
-    return N * steps / seconds, first_s
+    return spec, hp
+
+
+def _compile_then_time(cfg: BenchConfig, steps: int, batch_blocks: int, uids, start=None) -> tuple[float, float]:
+    """(seconds of a second ``train_many`` call, seconds of the first, compiling call); the second
+    waits for ``start`` (a multiprocessing Event) when given."""
+    spec, hp = _ours(cfg, steps, batch_blocks, uids)
+    begin = time.perf_counter()
+    jax.block_until_ready(train_many(spec, model_keys(0, uids), hp))
+    first_s = time.perf_counter() - begin
+    if start is not None:
+        start[0].put(first_s)
+        start[1].wait()
+    begin = time.perf_counter()
+    jax.block_until_ready(train_many(spec, model_keys(1, uids), hp))
+    return time.perf_counter() - begin, first_s
+
+
+def time_ours(cfg: BenchConfig, steps: int, batch_blocks: int = 1) -> tuple[float, float]:
+    """(models·steps/s of a second ``train_many`` call on all models, seconds of the first call)."""
+    seconds, first_s = _compile_then_time(cfg, steps, batch_blocks, np.arange(cfg.n_models))
+    return cfg.n_models * steps / seconds, first_s
+
+
+def _pinned_worker(core: int, cfg: BenchConfig, steps: int, batch_blocks: int, uids, ready, go, results) -> None:
+    os.sched_setaffinity(0, {core})  # before JAX starts its CPU backend: one thread, on this core
+    results.put(_compile_then_time(cfg, steps, batch_blocks, uids, (ready, go))[0])
+
+
+def time_ours_pinned(cfg: BenchConfig, steps: int, batch_blocks: int, processes: int) -> float:
+    """models·steps/s of ``cfg``'s models split over ``processes`` processes, one per core."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: JAX starts after pinning
+    ready, go, results = context.Queue(), context.Event(), context.Queue()
+    parts = [part for part in np.array_split(np.arange(cfg.n_models), processes) if len(part)]
+    cores = sorted(os.sched_getaffinity(0))
+    workers = [context.Process(target=_pinned_worker, args=(cores[i], cfg, steps, batch_blocks, part, ready, go, results))
+               for i, part in enumerate(parts)]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in workers:
+            ready.get(timeout=600)
+        go.set()
+        seconds = max(results.get(timeout=3600) for _ in workers)
+    finally:
+        for worker in workers:
+            worker.join(timeout=60)
+    return cfg.n_models * steps / seconds
 
 
 def time_reference(cfg: BenchConfig, steps: int, threads: int) -> float:
@@ -128,8 +176,12 @@ def parse_args(argv) -> argparse.Namespace:
         help=f"configs to run (space or comma separated; default all: {' '.join(CONFIGS)})",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
-    parser.add_argument("--batch-blocks", type=int, default=1, metavar="K",
-                        help="ours computes each batch in K column blocks (train.batch_blocks; default %(default)s)")
+    parser.add_argument("--batch-blocks", type=int, default=None, metavar="K",
+                        help="ours computes each batch in K column blocks (train.batch_blocks; default per config: "
+                        + ", ".join(f"{c.name} {c.batch_blocks}" for c in CONFIGS.values()) + ")")
+    parser.add_argument("--processes", type=int, default=len(os.sched_getaffinity(0)), metavar="P",
+                        help="also time ours split over P pinned processes, one per core (default: the cores "
+                        "this process may use, %(default)s; 1: one process only)")
     parser.add_argument("--no-reference", action="store_true", help="skip the PyTorch reference")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's, the machine's cores)"
@@ -141,27 +193,32 @@ def parse_args(argv) -> argparse.Namespace:
         parser.error(f"unknown config(s) {unknown}; choose from {list(CONFIGS)}")
     if args.steps is not None and args.steps < 1:
         parser.error("--steps must be positive")
+    if not 1 <= args.processes <= len(os.sched_getaffinity(0)):
+        parser.error(f"--processes must be between 1 and the {len(os.sched_getaffinity(0))} usable cores")
+    if args.batch_blocks is not None and args.batch_blocks < 1:
+        parser.error("--batch-blocks must be positive")
     return args
 
 
-def format_table(rows: list[dict], steps_by_config: dict, compile_s: dict, threads) -> str:
+def format_table(rows: list[dict], compile_s: dict, threads) -> str:
     """The human-readable table, with how each side was timed."""
-    header = f"{'config':<8} {'models':>6} {'steps':>6} {'ours':>12} {'reference':>12} {'ratio':>8}"
+    processes = rows[0]["processes"]
+    header = (f"{'config':<8} {'models':>6} {'steps':>6} {'blocks':>6} {'ours 1 proc':>12} "
+              f"{f'ours {processes} procs':>13} {'reference':>12} {'ratio':>8}")
     lines = ["throughput in models·steps/s (batch 1024, density 0.1, importance 0.9**i)", header]
     for row in rows:
-        cfg = CONFIGS[row["config"]]
         ref = "-" if row["reference"] is None else f"{row['reference']:,.0f}"
+        pinned = "-" if row["ours_pinned"] is None else f"{row['ours_pinned']:,.0f}"
         ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
-        lines.append(
-            f"{cfg.name:<8} {cfg.n_models:>6} {steps_by_config[cfg.name]:>6} "
-            f"{row['ours']:>12,.0f} {ref:>12} {ratio:>8}"
-        )
+        lines.append(f"{row['config']:<8} {row['models']:>6} {row['steps']:>6} {row['batch_blocks']:>6} "
+                     f"{row['ours_one_process']:>12,.0f} {pinned:>13} {ref:>12} {ratio:>8}")
     compiles = ", ".join(f"{name} {s:.1f} s" for name, s in compile_s.items())
-    lines.append(f"ours: train_many timed on a second call, compile excluded (first call: {compiles})")
+    lines.append(f"ours: train_many timed on a second call, compile excluded (first call: {compiles}); "
+                 f"'{processes} procs': the models split over {processes} processes pinned one per core")
     if threads is not None:
         lines.append(
             f"reference: PyTorch loop timed after a {REFERENCE_WARMUP_STEPS}-step warm-up run, "
-            f"{threads} torch threads; ratio = ours / reference"
+            f"{threads} torch threads; ratio = ours ({processes} procs) / reference"
         )
     return "\n".join(lines)
 
@@ -183,26 +240,25 @@ def main(argv=None) -> int:
 
         threads = args.threads if args.threads is not None else torch.get_num_threads()
 
-    rows, steps_by_config, compile_s = [], {}, {}
+    rows, compile_s = [], {}
     for name in args.configs:
         cfg = CONFIGS[name]
         steps = args.steps if args.steps is not None else cfg.default_steps
-        ours, compile_s[name] = time_ours(cfg, steps, args.batch_blocks)
+        blocks = args.batch_blocks if args.batch_blocks is not None else cfg.batch_blocks
+        one, compile_s[name] = time_ours(cfg, steps, blocks)
+        pinned = time_ours_pinned(cfg, steps, blocks, args.processes) if args.processes > 1 else None
+        ours = one if pinned is None else pinned
         reference = time_reference(cfg, steps, threads) if with_reference else None
-        steps_by_config[name] = steps
-        rows.append(
-            {
-                "config": name,
-                "ours": ours,
-                "reference": reference,
-                "ratio": None if reference is None else ours / reference,
-            }
-        )
+        rows.append({
+            "config": name, "models": cfg.n_models, "steps": steps, "batch_blocks": blocks,
+            "processes": args.processes, "ours_one_process": one, "ours_pinned": pinned, "ours": ours,
+            "reference": reference, "ratio": None if reference is None else ours / reference,
+        })
 
     if args.json:
         print(json.dumps(rows))
     else:
-        print(format_table(rows, steps_by_config, compile_s, threads))
+        print(format_table(rows, compile_s, threads))
     return 0
 
 

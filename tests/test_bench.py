@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,11 +12,26 @@ from sweeps.bench import main
 
 
 def test_bench_json_without_reference(capsys):
-    assert main(["--steps", "20", "--configs", "n5m2", "--json", "--no-reference"]) == 0
+    assert main(["--steps", "20", "--configs", "n5m2", "--json", "--no-reference", "--processes", "1"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["config"] for row in rows] == ["n5m2"]
-    assert rows[0]["ours"] > 0
+    assert rows[0]["ours"] == rows[0]["ours_one_process"] > 0 and rows[0]["ours_pinned"] is None
     assert rows[0]["reference"] is None and rows[0]["ratio"] is None
+
+
+def test_bench_times_one_pinned_process_per_core(capsys):
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two cores")
+    assert main(["--steps", "10", "--configs", "n2m1", "--json", "--no-reference", "--processes", "2"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["processes"] == 2 and row["batch_blocks"] == 8  # n2m1 runs as tms_phase_2d does
+    assert row["ours"] == row["ours_pinned"] > 0 and row["ours_one_process"] > 0
+
+
+@pytest.mark.parametrize("args", [["--processes", "0"], ["--processes", "10000"], ["--batch-blocks", "0"]])
+def test_bench_rejects_bad_counts(args):
+    with pytest.raises(SystemExit):
+        main([*args, "--no-reference"])
 
 
 def test_bench_rejects_unknown_config():
