@@ -124,7 +124,8 @@ def time_ours_pinned(cfg: BenchConfig, steps: int, batch_blocks: int, processes:
     ready, go, results = context.Queue(), context.Event(), context.Queue()
     parts = [part for part in np.array_split(np.arange(cfg.n_models), processes) if len(part)]
     cores = sorted(os.sched_getaffinity(0))
-    workers = [context.Process(target=_pinned_worker, args=(cores[i], cfg, steps, batch_blocks, part, ready, go, results))
+    workers = [context.Process(target=_pinned_worker,
+                               args=(cores[i], cfg, steps, batch_blocks, part, ready, go, results))
                for i, part in enumerate(parts)]
     for worker in workers:
         worker.start()

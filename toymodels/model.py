@@ -146,7 +146,8 @@ def weighted_mse(x_FxB, xhat_FxB, importance_F: jax.Array) -> jax.Array:
     within one model; summing over models is implicit in vmapping independent gradients). The
     batches may be lists of feature rows (the tiny models' form)."""
     if isinstance(x_FxB, list):
-        return sum(importance_F[i] * jnp.mean((x - xhat) ** 2) for i, (x, xhat) in enumerate(zip(x_FxB, xhat_FxB))) / len(x_FxB)
+        terms = (importance_F[i] * jnp.mean((x - xhat) ** 2) for i, (x, xhat) in enumerate(zip(x_FxB, xhat_FxB)))
+        return sum(terms) / len(x_FxB)
     return jnp.mean(importance_F[:, None] * (x_FxB - xhat_FxB) ** 2)
 
 

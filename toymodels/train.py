@@ -51,7 +51,7 @@ class TrainSpec:
     # that stays in cache (see README, Benchmark). 1: the whole batch at once.
     batch_blocks: int = 1
     # Models draw their inputs from shared streams (``train_many``'s ``stream_words``), picked by
-    # ``HParams.stream``, instead of one stream each: data.streams = seed (README: Benchmark).
+    # ``HParams.stream``, instead of one stream each: data.streams = seed (README: Random streams).
     shared_streams: bool = False
     steps: int = 10_000
     batch_size: int = 1024
@@ -219,12 +219,13 @@ def make_train(spec: TrainSpec):
 
 
 @partial(jax.jit, static_argnums=0)
-def train_many(spec: TrainSpec, keys: jax.Array, hparams: HParams, stream_words: jax.Array | None = None) -> TrainResult:
+def train_many(spec: TrainSpec, keys: jax.Array, hparams: HParams,
+               stream_words: jax.Array | None = None) -> TrainResult:
     """Train ``len(keys)`` same-shaped models in one compiled program.
 
     With ``spec.shared_streams``, ``stream_words`` (S×2 uint32, from ``stream_key_words``) are the
     data streams the models share: model i draws from stream ``hparams.stream[i]``. Drawn once per
-    step for all the models of a stream instead of once per model."""
+    batch block for all the models of a stream instead of once per model."""
     if spec.shared_streams and (stream_words is None or hparams.stream is None):
         raise ValueError("spec.shared_streams needs stream_words and hparams.stream")
     return jax.vmap(make_train(spec), in_axes=(0, 0, None))(keys, hparams, stream_words)
