@@ -18,7 +18,7 @@ import optax
 from flax import struct
 
 from toymodels import metrics, rng
-from toymodels.data import DataSpec, draw, draw_shared, from_uniforms, sample_batch, uniform_rows
+from toymodels.data import DataSpec, draw, draw_shared, from_uniforms, uniform_rows
 from toymodels.model import Params, init_params, init_std, is_tiny, model_loss
 from toymodels.optim import make_optimizer
 
@@ -121,16 +121,30 @@ def make_train(spec: TrainSpec):
             loss = loss + hp.capacity_penalty * (held - hp.capacity_target) ** 2
         return loss
 
+    rows = uniform_rows(spec.data, spec.n_features)
+    tiny = is_tiny(spec.n_features, spec.n_hidden)  # the model takes its batch as feature rows
+
+    def inputs(packed, density_F):
+        """The model's batch from packed uniforms (``data.draw``): feature rows for tiny models."""
+        return from_uniforms(spec.data, (rng.unpack_rows if tiny else rng.unpack)(packed, rows), density_F)
+
     def evaluate(params, hp):
         # One fixed evaluation stream for every model: seeds at a grid point are ranked on
-        # identical data (a paired comparison), independent of their training streams.
+        # identical data (a paired comparison), independent of their training streams. Its
+        # uniforms are the same for every model of the vmap; carried (drawn one batch ahead, see
+        # block_loss_and_grad) they are computed once for all of them.
         eval_words = rng.key_words(jax.random.key(spec.eval_seed))
 
-        def one(total, i):
-            x = sample_batch(spec.data, eval_words, i, hp.density_F, EVAL_BATCH)
-            return total + loss_fn(params, x, hp.importance_F), None
+        def draw_eval(i):
+            return draw(spec.data, eval_words, i, spec.n_features, EVAL_BATCH)
 
-        total, _ = jax.lax.scan(one, jnp.zeros(()), jnp.arange(n_eval_batches, dtype=jnp.uint32))
+        def one(state, i):
+            total, packed = state
+            loss = loss_fn(params, inputs(packed, hp.density_F), hp.importance_F)
+            return (total + loss, draw_eval(i + 1)), None
+
+        (total, _), _ = jax.lax.scan(one, (jnp.zeros(()), draw_eval(jnp.uint32(0))),
+                                     jnp.arange(n_eval_batches, dtype=jnp.uint32))
         return total / n_eval_batches
 
     def train(key: jax.Array, hp: HParams, stream_words: jax.Array | None = None) -> TrainResult:
@@ -142,8 +156,6 @@ def make_train(spec: TrainSpec):
         )
 
         K = spec.batch_blocks
-        rows = uniform_rows(spec.data, spec.n_features)
-        tiny = is_tiny(spec.n_features, spec.n_hidden)  # the model takes its batch as feature rows
 
         def draw_block(t, j):
             """The packed uniforms of block j of step t (``data.draw``): this model's own, or with
@@ -160,8 +172,7 @@ def make_train(spec: TrainSpec):
             Threefry call is computed once for both of its words (``rng.uniform_pairs``); unstored,
             XLA would fuse the generator into each reader and, with shared streams, draw every
             stream once per model after all."""
-            own = packed[hp.stream] if spec.shared_streams else packed
-            x_FxB = from_uniforms(spec.data, (rng.unpack_rows if tiny else rng.unpack)(own, rows), hp.density_F)
+            x_FxB = inputs(packed[hp.stream] if spec.shared_streams else packed, hp.density_F)
             following = draw_block(t + (j + 1) // K, (j + 1) % K)
             return jax.value_and_grad(train_loss_fn)(params, x_FxB, hp), following
 
