@@ -130,8 +130,14 @@ class RayExecutor:
                     else:
                         on_done(chunk, table)
         finally:
-            for ref in pending:  # interrupted: stop what is still running; finished chunks are stored
-                ray.cancel(ref, force=True)
+            # Interrupted: stop what is still running; finished chunks are stored. A local Ray of
+            # our own is shut down whole by close(), which kills its workers: cancelling tasks one
+            # by one there can race a task's completion and abort the driver inside Ray (a known
+            # Ray core race, "Tried to complete task that was not pending"), so only the tasks
+            # on a cluster we joined are cancelled.
+            if not self._started:
+                for ref in pending:
+                    ray.cancel(ref, force=True)
 
     def close(self) -> None:
         import ray
