@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sweeps.ray_executor import usable_cores
 from toymodels import HParams, TrainSpec, model_keys, train_many
 from toymodels.train import EVAL_BATCH
 
@@ -112,7 +113,8 @@ def time_ours(cfg: BenchConfig, steps: int, batch_blocks: int = 1) -> tuple[floa
 
 
 def _pinned_worker(core: int, cfg: BenchConfig, steps: int, batch_blocks: int, uids, ready, go, results) -> None:
-    os.sched_setaffinity(0, {core})  # before JAX starts its CPU backend: one thread, on this core
+    if hasattr(os, "sched_setaffinity"):  # where the OS has CPU affinity (Linux)
+        os.sched_setaffinity(0, {core})  # before JAX starts its CPU backend: one thread, on this core
     results.put(_compile_then_time(cfg, steps, batch_blocks, uids, (ready, go))[0])
 
 
@@ -123,7 +125,7 @@ def time_ours_pinned(cfg: BenchConfig, steps: int, batch_blocks: int, processes:
     context = multiprocessing.get_context("spawn")  # fresh interpreters: JAX starts after pinning
     ready, go, results = context.Queue(), context.Event(), context.Queue()
     parts = [part for part in np.array_split(np.arange(cfg.n_models), processes) if len(part)]
-    cores = sorted(os.sched_getaffinity(0))
+    cores = usable_cores()
     workers = [context.Process(target=_pinned_worker,
                                args=(cores[i], cfg, steps, batch_blocks, part, ready, go, results))
                for i, part in enumerate(parts)]
@@ -180,7 +182,7 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--batch-blocks", type=int, default=None, metavar="K",
                         help="ours computes each batch in K column blocks (train.batch_blocks; default per config: "
                         + ", ".join(f"{c.name} {c.batch_blocks}" for c in CONFIGS.values()) + ")")
-    parser.add_argument("--processes", type=int, default=len(os.sched_getaffinity(0)), metavar="P",
+    parser.add_argument("--processes", type=int, default=len(usable_cores()), metavar="P",
                         help="also time ours split over P pinned processes, one per core (default: the cores "
                         "this process may use, %(default)s; 1: one process only)")
     parser.add_argument("--no-reference", action="store_true", help="skip the PyTorch reference")
@@ -194,8 +196,8 @@ def parse_args(argv) -> argparse.Namespace:
         parser.error(f"unknown config(s) {unknown}; choose from {list(CONFIGS)}")
     if args.steps is not None and args.steps < 1:
         parser.error("--steps must be positive")
-    if not 1 <= args.processes <= len(os.sched_getaffinity(0)):
-        parser.error(f"--processes must be between 1 and the {len(os.sched_getaffinity(0))} usable cores")
+    if not 1 <= args.processes <= len(usable_cores()):
+        parser.error(f"--processes must be between 1 and the {len(usable_cores())} usable cores")
     if args.batch_blocks is not None and args.batch_blocks < 1:
         parser.error("--batch-blocks must be positive")
     return args

@@ -19,6 +19,13 @@ from sweeps.plan import Chunk
 _HELD_CORES: list = []  # lock files of the cores this worker process holds, open while it lives
 
 
+def usable_cores() -> list[int]:
+    """The cores this process may run on (all of them where the OS has no CPU affinity)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def pin_to_free_cores(count: int, lock_dir: str | None = None) -> list[int]:
     """Pin this process to ``count`` cores that no other process pinned this way holds; the cores
     it pinned to ([] when it could not: fewer free cores, or pinned already).
@@ -33,7 +40,9 @@ def pin_to_free_cores(count: int, lock_dir: str | None = None) -> list[int]:
     import tempfile
     from pathlib import Path
 
-    allowed = sorted(os.sched_getaffinity(0))
+    if not hasattr(os, "sched_setaffinity"):  # macOS and Windows have no CPU affinity: not pinned
+        return []
+    allowed = usable_cores()
     if _HELD_CORES or count < 1 or count >= len(allowed):
         return []
     lock_dir = Path(lock_dir or Path(tempfile.gettempdir()) / "toymodels-cores")
