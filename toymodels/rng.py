@@ -48,22 +48,15 @@ def _counters(rows: int, cols: int, col_offset, row_stride: int | None) -> jax.A
             + jnp.asarray(col_offset, jnp.uint32) + jnp.arange(cols, dtype=jnp.uint32)[None, :])
 
 
-def uniform(key: jax.Array, counter: jax.Array, shape: tuple[int, ...], col_offset=0,
-            row_stride: int | None = None) -> jax.Array:
+def uniform(key: jax.Array, counter: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """U[0, 1) float32 of ``shape``, the stream numbered ``counter`` (a uint32 scalar) under ``key``.
 
     Entry j (row-major) is the first output word of Threefry at counter (counter, j). Keeping one
     word per entry lets XLA compute each entry in one fused pass (gathering both words into one
     array made it evaluate the rounds twice); ``uniform_pairs`` uses both words where its result is
     stored before use.
-
-    A 2-D ``shape`` may be a column block of a wider array: entry (r, c) is then entry
-    (r, ``col_offset`` + c) of a ``row_stride``-column array, bit for bit.
     """
-    if len(shape) == 2 and (row_stride is not None or not isinstance(col_offset, int) or col_offset):
-        idx = _counters(shape[0], shape[1], col_offset, row_stride)
-    else:
-        idx = jnp.arange(int(np.prod(shape)), dtype=jnp.uint32).reshape(shape)
+    idx = jnp.arange(int(np.prod(shape)), dtype=jnp.uint32).reshape(shape)
     bits, _ = threefry2x32(key, jnp.full(idx.shape, counter, jnp.uint32), idx)
     return _to_unit(bits)
 
@@ -78,8 +71,10 @@ def uniform_pairs(key: jax.Array, counter: jax.Array, rows: int, cols: int, col_
     every call are used, halving the generator's cost, but only where the packed array is stored
     before it is read (a loop carry): XLA fuses an unstored generator into each reader of each
     half and evaluates the rounds twice. The complex packing keeps the two words one array, so
-    one fused loop computes and stores them both. ``col_offset`` and ``row_stride`` select a
-    column block as in ``uniform``.
+    one fused loop computes and stores them both.
+
+    The array may be a column block of a wider one: entry (r, c) is then entry
+    (r, ``col_offset`` + c) of a ``row_stride``-column array, bit for bit.
     """
     half = (rows + 1) // 2
     idx = _counters(half, cols, col_offset, row_stride)
