@@ -91,16 +91,19 @@ def _ours(cfg: BenchConfig, steps: int, batch_blocks: int, uids: np.ndarray):
     return spec, hp
 
 
-def _compile_then_time(cfg: BenchConfig, steps: int, batch_blocks: int, uids, start=None) -> tuple[float, float]:
-    """(seconds of a second ``train_many`` call, seconds of the first, compiling call); the second
-    waits for ``start`` (a multiprocessing Event) when given."""
+def _compile_then_time(cfg: BenchConfig, steps: int, batch_blocks: int, uids,
+                       handshake=None) -> tuple[float, float]:
+    """(seconds of a second ``train_many`` call, seconds of the first, compiling call). With
+    ``handshake`` = (ready queue, go event), the first call's time is put on the queue and the
+    second call waits for the event, so that several processes start it together."""
     spec, hp = _ours(cfg, steps, batch_blocks, uids)
     begin = time.perf_counter()
     jax.block_until_ready(train_many(spec, model_keys(0, uids), hp))
     first_s = time.perf_counter() - begin
-    if start is not None:
-        start[0].put(first_s)
-        start[1].wait()
+    if handshake is not None:
+        ready, go = handshake
+        ready.put(first_s)
+        go.wait()
     begin = time.perf_counter()
     jax.block_until_ready(train_many(spec, model_keys(1, uids), hp))
     return time.perf_counter() - begin, first_s
