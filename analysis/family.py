@@ -4,13 +4,11 @@ config alone, for ``toymodels-figures``."""
 from __future__ import annotations
 
 from analysis.correlated import plot_correlated
+from analysis.kinds import has_sets, is_privileged
 from analysis.neurons import plot_l1_cost, plot_neurons
 from analysis.noise import plot_noise
 from analysis.perturb import class_losses, crossing_ratio, perturb_table, plot_perturb
 from analysis.sweep import StoredSweep
-from toymodels.model import PRIVILEGED
-
-SET_KINDS = ("correlated", "anticorrelated")
 
 
 def is_noise_setting(config: dict) -> bool:
@@ -28,12 +26,12 @@ def family_figures(sweep: StoredSweep) -> dict:
     digon losses cross to ``sweep.notes``."""
     table, axes, stamp, config = sweep.table, sweep.axes, sweep.stamp(), sweep.config
     figures = {}
-    privileged = table["model"].isin(PRIVILEGED)
+    privileged = table["model"].map(is_privileged).astype(bool)
     if privileged.any():
         figures["neurons"] = plot_neurons(table[privileged], axes, stamp)
     if "l1_hidden" in axes and table["l1_hidden"].nunique() > 1:
         figures["l1_cost"] = plot_l1_cost(table, axes, stamp)
-    if "data_kind" in table and table["data_kind"].isin(SET_KINDS).any():
+    if "data_kind" in table and table["data_kind"].map(has_sets).any():
         set_size = int(config.get("data", {}).get("set_size", 2))
         figures["correlated"] = plot_correlated(table, axes, set_size, stamp)
     if "density_last" in axes:

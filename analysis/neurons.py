@@ -25,12 +25,11 @@ import pandas as pd
 from analysis.family_panels import REPRESENTED, as_W, best_along, panels_over_plots, set_log_scale, sweep_x_axis, swept_axis
 from analysis.geometry import importance_colors
 from analysis.sweep import stamp_figure, wrapped_suptitle
-from toymodels.model import PRIVILEGED
+from analysis.kinds import is_privileged, is_signed as is_signed_data
 
 MONO_SHARE = 0.9
 DEAD_NORM = 0.1
 NEURON_CLASSES = ("monosemantic", "polysemantic", "dead")
-SIGNED_DATA = ("signed", "kurtosis")  # data kinds whose features take negative values
 
 
 def response_weights(W_HxF: np.ndarray, signed: bool) -> np.ndarray:
@@ -66,7 +65,7 @@ def neuron_counts(W_HxF: np.ndarray, signed: bool = False, mono_share: float = M
 def is_signed(row: pd.Series) -> bool:
     """Whether a neuron of this model responds to both signs of a feature's weight: signed inputs,
     or a hidden layer without a ReLU."""
-    return row.get("data_kind", "sparse") in SIGNED_DATA or row["model"] not in PRIVILEGED
+    return is_signed_data(row.get("data_kind", "sparse")) or not is_privileged(row["model"])
 
 
 def neuron_table(table: pd.DataFrame, mono_share: float = MONO_SHARE, dead_norm: float = DEAD_NORM) -> pd.DataFrame:

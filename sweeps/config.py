@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from toymodels.data import DATA_KINDS, IMPORTANCE_KINDS, MAGNITUDES
-from toymodels.model import INIT_KINDS, MODEL_KINDS
+from toymodels.data import DATA, IMPORTANCE_KINDS
+from toymodels.models import INIT_KINDS, MODELS
 from toymodels.optim import SCHEDULES
+from toymodels.registry import ConfigError
 
 # The repository's conf/ (an editable install, as scripts/setup makes), or TOYMODELS_CONF.
 CONF_DIR = Path(os.environ.get("TOYMODELS_CONF") or Path(__file__).resolve().parent.parent / "conf")
@@ -37,21 +38,14 @@ RAY_AUTH_MODES = ("disabled", "token")
 WANDB_MODES = ("offline", "online", "disabled")
 
 
-class ConfigError(ValueError):
-    """A bad configuration value: names the key and what is allowed."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(f"{key}: {message}")
-        self.key = key
-
-
 @dataclass
 class ModelConf:
-    kind: str = "relu"  # relu | linear | gelu | relu_hidden | abs | quadratic (toymodels.model)
+    kind: str = "relu"  # a kind of toymodels.models.MODELS: relu | linear | gelu | relu_hidden | abs | quadratic
     n_features: int = 5
     n_hidden: int = 2
     init: str = "xavier"  # xavier (per model) | notebook (std depends on init_instances)
     init_instances: int = 10
+    options: Dict[str, Any] = field(default_factory=dict)  # the kind's own static options
 
 
 @dataclass
@@ -65,7 +59,7 @@ class ImportanceConf:
 
 @dataclass
 class DataConf:
-    # sparse | signed | correlated | anticorrelated | kurtosis (toymodels.data.DataSpec)
+    # a kind of toymodels.data.DATA: sparse | signed | correlated | anticorrelated | kurtosis
     kind: str = "sparse"
     # Feature density p = 1 - S: one number for every feature, or a list of n_features numbers.
     # Correlated and anticorrelated sets use their first member's density.
@@ -85,6 +79,7 @@ class DataConf:
     n_repeated: int = 0
     max_active: int = 0  # stored non-zeros per point; 0 chooses it from n, the density and T
     importance: ImportanceConf = field(default_factory=ImportanceConf)
+    options: Dict[str, Any] = field(default_factory=dict)  # a user data kind's own options
 
 
 @dataclass
@@ -157,6 +152,8 @@ class WandbConf:
 @dataclass
 class Config:
     name: str = "sweep"
+    # Python files that register your own model or data kinds (README, "Your own kind").
+    plugins: List[str] = field(default_factory=list)
     model: ModelConf = field(default_factory=ModelConf)
     data: DataConf = field(default_factory=DataConf)
     train: TrainConf = field(default_factory=TrainConf)
@@ -175,9 +172,12 @@ def to_config(cfg) -> Config:
     """DictConfig (already type-checked by OmegaConf against the schema) -> validated Config."""
     from omegaconf import OmegaConf
 
+    from toymodels.plugins import load_plugins
+
     config = OmegaConf.to_object(cfg)
     if not isinstance(config, Config):
         raise TypeError("the configuration was not composed on the toymodels_schema structured config")
+    load_plugins(config.plugins)
     validate(config)
     return config
 
@@ -211,28 +211,17 @@ def _n_features_values(config: Config) -> list:
     return expand_axis("n_features", grid["n_features"]) if "n_features" in grid else [config.model.n_features]
 
 
+def _model_values(config: Config) -> list:
+    grid = config.sweep.grid
+    return expand_axis("model", grid["model"]) if "model" in grid else [config.model.kind]
+
+
 def _validate_data_kind(config: Config) -> None:
     d = config.data
-    _choice("data.kind", d.kind, DATA_KINDS)
-    _choice("data.magnitude", d.magnitude, MAGNITUDES)
+    _choice("data.kind", d.kind, DATA.names())
     _choice("data.streams", d.streams, STREAMS)
     if not (_number(d.rest_scale) and d.rest_scale > 0):
         raise ConfigError("data.rest_scale", f"must be a number > 0, got {d.rest_scale!r}")
-    if d.kind not in ("correlated", "anticorrelated"):
-        return
-    _positive_int("data.set_size", d.set_size)
-    for n in _n_features_values(config):
-        if isinstance(n, int) and n % d.set_size:
-            raise ConfigError("data.set_size", f"{d.kind} sets of {d.set_size} must tile the features: "
-                              f"n_features={n} is not a multiple of it")
-    if isinstance(d.density, (list, tuple)):
-        for start in range(0, len(d.density), d.set_size):
-            if len(set(d.density[start:start + d.set_size])) > 1:
-                raise ConfigError("data.density", f"members of one {d.kind} set share one density; features "
-                                  f"{start}..{start + d.set_size - 1} differ")
-    if "density_last" in config.sweep.grid and d.set_size > 1:
-        raise ConfigError("sweep.grid.density_last", f"would split the last {d.kind} set's density; "
-                          "sweep density instead")
 
 
 def _validate_penalties(config: Config) -> None:
@@ -323,7 +312,7 @@ def expand_axis(name: str, spec) -> list:
 def validate(config: Config) -> None:
     """Check every value before any compute; raise ConfigError naming the key."""
     m, d, t, s = config.model, config.data, config.train, config.sweep
-    _choice("model.kind", m.kind, MODEL_KINDS)
+    _choice("model.kind", m.kind, MODELS.names())
     _choice("model.init", m.init, INIT_KINDS)
     _positive_int("model.n_features", m.n_features)
     _positive_int("model.n_hidden", m.n_hidden)
@@ -397,16 +386,19 @@ def validate(config: Config) -> None:
     if w.dir is not None and not w.dir.strip():
         raise ConfigError("wandb.dir", "must name a directory, or null for sweep.out")
     _positive_int("wandb.per_model_limit", w.per_model_limit)
+    from sweeps.kinds import check_kinds, option_axes
+
+    options = option_axes(config) if all(k in MODELS for k in _model_values(config)) else ()
     for name, spec in s.grid.items():
-        if name not in GRID_AXES:
-            raise ConfigError(f"sweep.grid.{name}", f"unknown grid axis; allowed: {', '.join(GRID_AXES)}")
+        if name not in GRID_AXES + options:
+            raise ConfigError(f"sweep.grid.{name}", f"unknown grid axis; allowed: {', '.join(GRID_AXES + options)}")
         values = expand_axis(name, spec)
         for i, v in enumerate(values):
             key = f"sweep.grid.{name}[{i}]"
             if name == "density":
                 _density(key, v)
             elif name == "model":
-                _choice(key, v, MODEL_KINDS)
+                _choice(key, v, MODELS.names())
             elif name in STATIC_AXES:
                 _positive_int(key, v)
             elif name in ("importance_decay", "importance_last") and not (isinstance(v, (int, float)) and v > 0):
@@ -430,3 +422,4 @@ def validate(config: Config) -> None:
                           "single number; drop the axis with ~sweep.grid.density to use per-feature densities")
     if "n_features" in s.grid and (isinstance(d.density, (list, tuple)) or imp.kind == "explicit"):
         raise ConfigError("sweep.grid.n_features", "cannot vary with per-feature data.density or explicit importances")
+    check_kinds(config)

@@ -28,9 +28,11 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     import jax
     import jax.numpy as jnp
 
+    from toymodels.plugins import ensure_registered
     from toymodels import HParams, model_keys, stream_key_words, train_many
     from toymodels.finite import FiniteSpec
 
+    ensure_registered(chunk.kinds)
     if isinstance(chunk.spec, FiniteSpec):
         return run_finite_chunk(chunk)
     arrays = hparams_arrays(chunk)
@@ -99,15 +101,17 @@ def run_finite_chunk(chunk: Chunk) -> pd.DataFrame:
 def chunk_table(chunk: Chunk, result, seconds: float) -> pd.DataFrame:
     from toymodels import metrics
     from toymodels.data import feature_kurtosis
+    from toymodels.models import MODELS
 
     n, spec = chunk.n_models, chunk.spec
-    W = np.asarray(result.params.W_HxF)[:n]
-    W2 = None if result.params.W2_OxH is None else np.asarray(result.params.W2_OxH)[:n]
+    # Every parameter is stored under its own name; ``W`` is the kind's feature directions.
+    params = {name: np.asarray(value)[:n] for name, value in result.params.items()}
+    W = np.asarray(MODELS.get(spec.model).features(result.params))[:n]
     snaps = result.snapshots
     norms, cap, interf = metrics.feature_norms(W), metrics.capacity(W), metrics.interference(W)
     rows = []
     for i, p in enumerate(chunk.points):
-        row = dict(p.coords)
+        row = {**dict(spec.model_options), **dict(p.coords)}
         held = p.capacity_feature if spec.capacity_penalty else -1
         row.update(
             seed=p.seed,
@@ -125,7 +129,7 @@ def chunk_table(chunk: Chunk, result, seconds: float) -> pd.DataFrame:
             weight_decay=p.weight_decay,
             loss=float(result.eval_loss[i]),
             W=W[i].tolist(),
-            b=np.asarray(result.params.b_O[i]).tolist(),
+            **{name: value[i].tolist() for name, value in params.items() if name != "W"},
             norms=norms[i].tolist(),
             capacity=cap[i].tolist(),
             interference=interf[i].tolist(),
@@ -145,8 +149,6 @@ def chunk_table(chunk: Chunk, result, seconds: float) -> pd.DataFrame:
                                       if held >= 0 else float("nan")),
             train_seconds=seconds / n,
         )
-        if W2 is not None:  # the untied output layer (abs model)
-            row["W2"] = W2[i].tolist()
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweeps.config import STATIC_AXES, Config, expand_axis, is_finite
-from toymodels.data import DataSpec, importance_profile
+from sweeps.kinds import data_spec_of, model_options, option_axes
+from toymodels.data import importance_profile
 from toymodels.finite import FiniteSpec, max_active_for
 from toymodels.train import TrainSpec
 
@@ -53,6 +54,9 @@ class Chunk:
     base_seed: int
     points: tuple[ModelPoint, ...]
     pad_to: int  # train this many (repeating the last model) so every chunk of a shape compiles once
+    # The user's own kinds (not built in) the chunk trains, carried to workers that never loaded
+    # their plugin file (sweeps.plugins); not part of the chunk's id.
+    kinds: tuple = ()
 
     @property
     def n_models(self) -> int:
@@ -94,12 +98,13 @@ def _spec_for(config: Config, static: dict) -> TrainSpec | FiniteSpec:
     if is_finite(config):
         return _finite_spec_for(config, static)
     m, t, d = config.model, config.train, config.data
+    kind = static.get("model", m.kind)
     return TrainSpec(
         n_features=static.get("n_features", m.n_features),
         n_hidden=static.get("n_hidden", m.n_hidden),
-        model=static.get("model", m.kind),
-        data=DataSpec(kind=d.kind, set_size=d.set_size if d.kind in ("correlated", "anticorrelated") else 1,
-                      magnitude=d.magnitude, rest_scale=float(d.rest_scale)),
+        model=kind,
+        model_options=model_options(config, kind, static),
+        data=data_spec_of(config),
         batch_blocks=t.batch_blocks,
         shared_streams=d.streams == "seed",
         hidden_l1=_uses(config, "l1_hidden", t.l1_hidden > 0),
@@ -153,11 +158,12 @@ def plan_models(config: Config) -> list[tuple[TrainSpec, ModelPoint]]:
     """The grid product × seeds, in grid order (last axis fastest, then seed)."""
     axes = grid_axes(config)
     names = list(axes)
+    static_axes = STATIC_AXES + option_axes(config)
     out = []
     seen: dict[int, tuple] = {}
     for values in itertools.product(*axes.values()):
         coords = tuple(zip(names, values))
-        static = {k: v for k, v in coords if k in STATIC_AXES}
+        static = {k: v for k, v in coords if k in static_axes}
         spec = _spec_for(config, static)
         for seed in range(config.sweep.seeds):
             point = _point(config, coords, seed, spec.n_features, len(out))
@@ -193,17 +199,21 @@ def make_chunks(config: Config, models, min_chunks: int = 1) -> list[Chunk]:
     ``min_chunks`` asks for at least that many chunks per shape (so that every worker has one),
     as long as chunks stay non-empty.
     """
+    from toymodels.plugins import kinds_used
+
     by_spec: dict[TrainSpec, list[ModelPoint]] = {}
     for spec, point in models:
         by_spec.setdefault(spec, []).append(point)
     chunks = []
     for spec, points in by_spec.items():
+        kinds = kinds_used([spec.model], [spec.data.kind] if isinstance(spec, TrainSpec) else [])
         cap = config.sweep.chunk_size or auto_chunk_size(spec)
         n_chunks = min(len(points), max(-(-len(points) // cap), min_chunks))
         size = -(-len(points) // n_chunks)
         for start in range(0, len(points), size):
             part = tuple(points[start : start + size])
-            chunks.append(Chunk(chunk_id(spec, config.sweep.base_seed, part), spec, config.sweep.base_seed, part, size))
+            chunks.append(Chunk(chunk_id(spec, config.sweep.base_seed, part), spec, config.sweep.base_seed, part, size,
+                                kinds))
     return chunks
 
 

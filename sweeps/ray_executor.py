@@ -112,8 +112,13 @@ class RayExecutor:
 
     def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None:
         import ray
+        from ray import cloudpickle
         from ray.exceptions import RayTaskError
 
+        from toymodels.plugins import plugin_modules
+
+        for module in plugin_modules({kind for chunk in chunks for kind in chunk.kinds}):
+            cloudpickle.register_pickle_by_value(module)  # a user's kinds travel with the chunks
         task = ray.remote(_ray_run_chunk).options(
             num_cpus=self.conf.cpus_per_task,
             num_gpus=self.conf.gpus_per_task,

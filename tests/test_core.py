@@ -11,7 +11,7 @@ import pytest
 from toymodels import HParams, TrainSpec, make_train, model_keys, train_many
 from toymodels import rng
 from toymodels.data import importance_profile, sample_features
-from toymodels.model import Params, forward, init_std, weighted_mse
+from toymodels.models import DENSE, forward, init_std
 from toymodels.optim import lr_multiplier
 
 
@@ -45,7 +45,7 @@ def test_vmapped_models_equal_single_runs():
     single = jax.jit(make_train(SMALL))
     for i in range(4):
         one = single(keys[i], take(hp, i))
-        np.testing.assert_allclose(many.params.W_HxF[i], one.params.W_HxF, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(many.params["W"][i], one.params["W"], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(many.eval_loss[i], one.eval_loss, rtol=1e-5)
         np.testing.assert_allclose(many.snapshots.loss_S[i], one.snapshots.loss_S, rtol=1e-5)
 
@@ -57,7 +57,7 @@ def test_jit_equals_no_jit():
     jitted = jax.jit(make_train(spec))(key, hp)
     with jax.disable_jit():
         eager = make_train(spec)(key, hp)
-    np.testing.assert_allclose(jitted.params.W_HxF, eager.params.W_HxF, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jitted.params["W"], eager.params["W"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(jitted.eval_loss, eager.eval_loss, rtol=1e-5)
 
 
@@ -66,9 +66,9 @@ def test_same_seed_same_bits_and_different_seed_differs():
     a = train_many(SMALL, model_keys(0, [1, 2]), hp)
     b = train_many(SMALL, model_keys(0, [1, 2]), hp)
     c = train_many(SMALL, model_keys(1, [1, 2]), hp)
-    assert np.array_equal(np.asarray(a.params.W_HxF), np.asarray(b.params.W_HxF))
+    assert np.array_equal(np.asarray(a.params["W"]), np.asarray(b.params["W"]))
     assert np.array_equal(np.asarray(a.eval_loss), np.asarray(b.eval_loss))
-    assert not np.allclose(np.asarray(a.params.W_HxF), np.asarray(c.params.W_HxF))
+    assert not np.allclose(np.asarray(a.params["W"]), np.asarray(c.params["W"]))
 
 
 def test_snapshots_cover_every_interval_and_a_short_tail():
@@ -78,14 +78,14 @@ def test_snapshots_cover_every_interval_and_a_short_tail():
     np.testing.assert_array_equal(r.snapshots.step_S[0], [20, 40, 60, 70])
     assert r.snapshots.norms_SxF.shape == (1, 4, 4)
     assert r.snapshots.capacity_SxF.shape == (1, 4, 4)
-    np.testing.assert_allclose(r.snapshots.norms_SxF[0, -1], np.linalg.norm(r.params.W_HxF[0], axis=0), rtol=1e-5)
+    np.testing.assert_allclose(r.snapshots.norms_SxF[0, -1], np.linalg.norm(r.params["W"][0], axis=0), rtol=1e-5)
     assert TrainSpec(n_features=2, n_hidden=1, steps=50, snapshot_every=0).snapshot_steps == (50,)
 
 
 def test_dense_features_with_enough_dimensions_give_identity():
     spec = TrainSpec(n_features=4, n_hidden=4, model="linear", steps=3000, batch_size=256, snapshot_every=0, eval_samples=4096)
     r = train_many(spec, model_keys(0, [0]), hparams(1, 4, lr=1e-2, wd=0.0))
-    W = np.asarray(r.params.W_HxF[0])
+    W = np.asarray(r.params["W"][0])
     np.testing.assert_allclose(W.T @ W, np.eye(4), atol=0.05)
     assert float(r.eval_loss[0]) < 1e-4
 
@@ -93,7 +93,7 @@ def test_dense_features_with_enough_dimensions_give_identity():
 def test_linear_model_learns_top_m_features_by_importance():
     spec = TrainSpec(n_features=6, n_hidden=3, model="linear", steps=4000, batch_size=256, snapshot_every=0, eval_samples=4096)
     r = train_many(spec, model_keys(0, [0, 1]), hparams(2, 6, importance=0.7 ** np.arange(6), lr=1e-2, wd=0.0))
-    norms = np.linalg.norm(np.asarray(r.params.W_HxF), axis=1)
+    norms = np.linalg.norm(np.asarray(r.params["W"]), axis=1)
     assert np.all(norms[:, :3] > 0.9), norms
     assert np.all(norms[:, 3:] < 0.15), norms
 
@@ -103,9 +103,9 @@ def test_sparse_relu_model_superposes_five_features_in_two_dimensions():
     spec = TrainSpec(n_features=5, n_hidden=2, steps=6000, batch_size=1024, snapshot_every=0, eval_samples=16384)
     r = train_many(spec, model_keys(0, [0, 1, 2]), hparams(3, 5, density=0.05, importance=0.9 ** np.arange(5)))
     best = int(np.argmin(r.eval_loss))
-    norms = np.linalg.norm(np.asarray(r.params.W_HxF[best]), axis=0)
+    norms = np.linalg.norm(np.asarray(r.params["W"][best]), axis=0)
     assert np.all(norms > 0.8), norms
-    assert np.all(np.asarray(r.params.b_O[best]) < 0)
+    assert np.all(np.asarray(r.params["b"][best]) < 0)
 
 
 def test_sampler_statistics():
@@ -135,12 +135,12 @@ def test_loss_is_importance_weighted_mean_over_batch_and_features():
     xhat = jnp.zeros_like(x_FxB)
     imp = jnp.asarray([1.0, 0.1])
     expected = (1 * 1 + 0.1 * 0 + 1 * 0.25 + 0.1 * 0.25) / 4
-    assert float(weighted_mse(x_FxB, xhat, imp)) == pytest.approx(expected)
-    params = Params(W_HxF=jnp.zeros((1, 2)), b_O=jnp.asarray([-1.0, 2.0]))
+    assert float(DENSE.weighted_mse(x_FxB, xhat, imp)) == pytest.approx(expected)
+    params = {"W": jnp.zeros((1, 2)), "b": jnp.asarray([-1.0, 2.0])}
     np.testing.assert_allclose(forward(params, x_FxB, "relu"), [[0, 0], [2, 2]])
     np.testing.assert_allclose(forward(params, x_FxB, "linear"), [[-1, -1], [2, 2]])
     W = jnp.asarray([[1.0, 2.0]])
-    out = forward(Params(W_HxF=W, b_O=jnp.zeros(2)), x_FxB, "linear")
+    out = forward({"W": W, "b": jnp.zeros(2)}, x_FxB, "linear")
     np.testing.assert_allclose(out, (W.T @ W) @ x_FxB)  # x' = WᵀW x, column per sample
 
 
@@ -150,7 +150,7 @@ def test_forward_matches_the_matrix_formula(n, m):
     W = rng_np.normal(size=(m, n)).astype(np.float32)
     b = rng_np.normal(size=n).astype(np.float32)
     x = rng_np.uniform(size=(n, 64)).astype(np.float32)
-    out = forward(Params(W_HxF=jnp.asarray(W), b_O=jnp.asarray(b)), jnp.asarray(x), "relu")
+    out = forward({"W": jnp.asarray(W), "b": jnp.asarray(b)}, jnp.asarray(x), "relu")
     np.testing.assert_allclose(out, np.maximum(W.T @ W @ x + b[:, None], 0), rtol=1e-4, atol=1e-4)
 
 
@@ -177,7 +177,7 @@ def test_per_model_learning_rate_and_weight_decay_take_effect():
     hp = hparams(2, 3)
     hp = hp.replace(weight_decay=jnp.asarray([0.0, 50.0]))
     r = train_many(spec, keys, hp)
-    assert np.linalg.norm(r.params.W_HxF[1]) < 0.5 * np.linalg.norm(r.params.W_HxF[0])
+    assert np.linalg.norm(r.params["W"][1]) < 0.5 * np.linalg.norm(r.params["W"][0])
 
 
 def test_core_imports_no_orchestration_packages():

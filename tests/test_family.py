@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from toymodels import HParams, TrainSpec, metrics, rng, train_many
-from toymodels.data import MAGNITUDE_KURTOSIS, DataSpec, feature_kurtosis, importance_profile, sample_batch
-from toymodels.model import MODEL_KINDS, Params, forward_with_hidden, init_params, model_loss, target
+from toymodels.data import MAGNITUDE_KURTOSIS, DataSpec, data_spec, feature_kurtosis, importance_profile, sample_batch
+from toymodels.models import MODELS, forward_with_hidden, init_params, model_loss, target
 
 WORDS = rng.key_words(jax.random.key(7))
 
@@ -20,7 +20,7 @@ def draw(spec: DataSpec, density, batch=200_000) -> np.ndarray:
 
 
 def test_correlated_sets_switch_on_together():
-    x = draw(DataSpec("correlated", set_size=2), [0.3] * 6)
+    x = draw(data_spec("correlated", set_size=2), [0.3] * 6)
     active = x > 0
     for s in range(3):
         a, b = active[2 * s], active[2 * s + 1]
@@ -36,7 +36,7 @@ def test_correlated_sets_switch_on_together():
 
 def test_anticorrelated_sets_have_exactly_one_active_member():
     p = 0.6
-    x = draw(DataSpec("anticorrelated", set_size=3), [p] * 6)
+    x = draw(data_spec("anticorrelated", set_size=3), [p] * 6)
     per_set = (x > 0).reshape(2, 3, -1).sum(axis=1)
     assert per_set.max() == 1  # never two members of one set
     assert np.mean(per_set[0] == 1) == pytest.approx(p, abs=0.005)
@@ -46,7 +46,7 @@ def test_anticorrelated_sets_have_exactly_one_active_member():
 
 
 def test_signed_inputs_are_uniform_on_minus_one_one_when_active():
-    x = draw(DataSpec("signed"), [0.25, 1.0])
+    x = draw(data_spec("signed"), [0.25, 1.0])
     assert np.mean(x[0] != 0) == pytest.approx(0.25, abs=0.005)
     on = x[1]
     assert on.min() >= -1 and on.max() <= 1
@@ -56,7 +56,7 @@ def test_signed_inputs_are_uniform_on_minus_one_one_when_active():
 @pytest.mark.parametrize("magnitude", ["uniform", "gaussian", "sign"])
 def test_kurtosis_data_has_unit_variance_and_kurtosis_ku_over_p(magnitude):
     density = [1.0, 0.2]
-    spec = DataSpec("kurtosis", magnitude=magnitude)
+    spec = data_spec("kurtosis", magnitude=magnitude)
     x = draw(spec, density, batch=400_000).astype(np.float64)
     np.testing.assert_allclose(x.mean(axis=1), 0.0, atol=0.01)
     np.testing.assert_allclose((x**2).mean(axis=1), 1.0, rtol=0.02)
@@ -67,21 +67,21 @@ def test_kurtosis_data_has_unit_variance_and_kurtosis_ku_over_p(magnitude):
 
 
 def test_rest_scale_shrinks_the_noise_features_and_target_only_importance():
-    x = draw(DataSpec("sparse", rest_scale=0.1), [1.0, 1.0, 1.0])
+    x = draw(data_spec("sparse", rest_scale=0.1), [1.0, 1.0, 1.0])
     assert x[0].max() > 0.99 and x[1:].max() <= 0.1
     np.testing.assert_array_equal(importance_profile(4, "target_only"), [1, 0, 0, 0])
 
 
-@pytest.mark.parametrize("kind", MODEL_KINDS)
+@pytest.mark.parametrize("kind", MODELS.names())
 def test_every_model_has_the_right_shapes_and_finite_gradients(kind):
     n, m, B = 6, 3, 16
     params = init_params(jax.random.key(0), n, m, 0.5, kind)
-    x = jnp.asarray(draw(DataSpec("signed" if kind == "abs" else "sparse"), [0.5] * n, batch=B))
+    x = jnp.asarray(draw(data_spec("signed" if kind == "abs" else "sparse"), [0.5] * n, batch=B))
     out, h = forward_with_hidden(params, x, kind)
     n_out = 1 if kind == "quadratic" else n
     assert out.shape == (n_out, B) and h.shape == (m, B)
     assert target(x, jnp.ones(n), kind).shape == (n_out, B)
-    assert (params.W2_OxH is not None) == (kind == "abs")
+    assert ("W2" in params) == (kind == "abs")
     grads = jax.grad(model_loss)(params, x, jnp.ones(n), kind, 0.1)
     for leaf in jax.tree.leaves(grads):
         assert np.all(np.isfinite(leaf)) and np.any(leaf != 0)
@@ -92,15 +92,15 @@ def test_model_outputs_match_their_formulas():
     W, W2, b = rs.normal(size=(3, 5)), rs.normal(size=(5, 3)), rs.normal(size=5)
     x = rs.uniform(-1, 1, size=(5, 7))
     relu = lambda a: np.maximum(a, 0)  # noqa: E731
-    P = Params(jnp.asarray(W), jnp.asarray(b))
+    P = {"W": jnp.asarray(W), "b": jnp.asarray(b)}
     np.testing.assert_allclose(forward_with_hidden(P, jnp.asarray(x), "relu_hidden")[0],
                                relu(W.T @ relu(W @ x) + b[:, None]), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(forward_with_hidden(P, jnp.asarray(x), "gelu")[0],
                                jax.nn.gelu(W.T @ W @ x + b[:, None]), rtol=1e-4, atol=1e-5)
-    P2 = Params(jnp.asarray(W), jnp.asarray(b), jnp.asarray(W2))
+    P2 = {"W": jnp.asarray(W), "b": jnp.asarray(b), "W2": jnp.asarray(W2)}
     np.testing.assert_allclose(forward_with_hidden(P2, jnp.asarray(x), "abs")[0],
                                relu(W2 @ relu(W @ x) + b[:, None]), rtol=1e-5, atol=1e-5)
-    Pq = Params(jnp.asarray(W), jnp.asarray([0.3]))
+    Pq = {"W": jnp.asarray(W), "b": jnp.asarray([0.3])}
     quad = np.einsum("fb,fb->b", x, W.T @ W @ x) + 0.3
     np.testing.assert_allclose(forward_with_hidden(Pq, jnp.asarray(x), "quadratic")[0][0], quad, rtol=1e-4)
     v = np.arange(1.0, 6.0)
@@ -120,7 +120,7 @@ def test_l1_on_hidden_activations_shrinks_them():
     plain = train_many(spec, jax.random.key(0)[None], _hp(6))
     sparse_spec = TrainSpec(6, 3, steps=800, batch_size=256, eval_samples=4096, snapshot_every=800, hidden_l1=True)
     pressed = train_many(sparse_spec, jax.random.key(0)[None], _hp(6, l1_hidden=jnp.asarray([0.3])))
-    assert np.sum(np.abs(pressed.params.W_HxF)) < 0.7 * np.sum(np.abs(plain.params.W_HxF))
+    assert np.sum(np.abs(pressed.params["W"])) < 0.7 * np.sum(np.abs(plain.params["W"]))
     assert float(pressed.eval_loss[0]) > float(plain.eval_loss[0])  # monosemanticity has a cost
 
 
@@ -133,14 +133,14 @@ def test_capacity_penalty_holds_a_feature_at_its_target():
                  lr=jnp.full((3,), 1e-2), weight_decay=jnp.zeros(3), capacity_onehot_F=onehot,
                  capacity_target=targets, capacity_penalty=jnp.full((3,), 10.0))
     result = train_many(spec, jax.random.split(jax.random.key(1), 3), hp)
-    held = metrics.capacity(np.asarray(result.params.W_HxF))[:, 0]
+    held = metrics.capacity(np.asarray(result.params["W"]))[:, 0]
     np.testing.assert_allclose(held, targets, atol=0.05)
 
 
 def _quadratic_models(density, ratio, steps=2000, capacity=None):
     """Trained n=2, m=1 quadratic models (sign inputs, K = 1/p), best of 3 seeds per setting."""
     k = len(density)
-    spec = TrainSpec(2, 1, model="quadratic", data=DataSpec("kurtosis", magnitude="sign"), steps=steps,
+    spec = TrainSpec(2, 1, model="quadratic", data=data_spec("kurtosis", magnitude="sign"), steps=steps,
                      batch_size=1024, eval_samples=16_384, snapshot_every=steps, capacity_penalty=capacity is not None)
     extra = {} if capacity is None else dict(capacity_onehot_F=jnp.tile(jnp.eye(2)[0], (3 * k, 1)),
                                              capacity_target=jnp.repeat(jnp.asarray(capacity), 3),
@@ -150,7 +150,7 @@ def _quadratic_models(density, ratio, steps=2000, capacity=None):
                  lr=jnp.full((3 * k,), 1e-2), weight_decay=jnp.zeros(3 * k), **extra)
     result = train_many(spec, jax.random.split(jax.random.key(3), 3 * k), hp)
     best = np.asarray(result.eval_loss).reshape(k, 3).argmin(axis=1) + 3 * np.arange(k)
-    return metrics.capacity(np.asarray(result.params.W_HxF))[best], np.asarray(result.eval_loss)[best]
+    return metrics.capacity(np.asarray(result.params["W"]))[best], np.asarray(result.eval_loss)[best]
 
 
 def test_trained_quadratic_models_fall_in_the_predicted_region():
@@ -186,7 +186,7 @@ def test_capacity_budget_holds_for_every_trained_model():
 
 @pytest.mark.parametrize("kind", ["sparse", "signed", "correlated", "anticorrelated", "kurtosis"])
 def test_column_blocks_of_a_batch_are_the_batch_bit_for_bit(kind):
-    spec = DataSpec(kind, set_size=2)
+    spec = data_spec(kind, **({"set_size": 2} if kind in ("correlated", "anticorrelated") else {}))
     density = jnp.asarray([0.3, 0.3, 0.7, 0.7])
     whole = sample_batch(spec, WORDS, jnp.uint32(5), density, 64)
     blocks = [sample_batch(spec, WORDS, jnp.uint32(5), density, 64, (jnp.uint32(j), 4)) for j in range(4)]
@@ -197,5 +197,5 @@ def test_batch_blocks_train_the_same_model_up_to_rounding():
     hp = _hp(5)
     one, four = (train_many(TrainSpec(5, 2, steps=200, batch_size=256, eval_samples=4096, snapshot_every=100,
                                       batch_blocks=k), jax.random.key(4)[None], hp) for k in (1, 4))
-    np.testing.assert_allclose(four.params.W_HxF, one.params.W_HxF, atol=2e-4)
+    np.testing.assert_allclose(four.params["W"], one.params["W"], atol=2e-4)
     np.testing.assert_allclose(four.snapshots.loss_S, one.snapshots.loss_S, rtol=1e-4)

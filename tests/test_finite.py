@@ -17,7 +17,7 @@ import pytest
 
 from toymodels import finite as F
 from toymodels import metrics, rng
-from toymodels.model import weighted_mse
+from toymodels.models import DENSE
 
 
 def hparams(density, dataset_seeds, n, wd=1e-2, lr=1e-3, importance=None):
@@ -130,7 +130,7 @@ def test_piecewise_sparse_loss_and_grad_equal_the_dense_reference(model):
 
     def dense(params):
         pre = params.W_HxF.T @ (params.W_HxF @ x_FxT) + params.b_F[:, None]
-        return weighted_mse(x_FxT, jax.nn.relu(pre) if model == "relu" else pre, importance_F)
+        return DENSE.weighted_mse(x_FxT, jax.nn.relu(pre) if model == "relu" else pre, importance_F)
 
     ref_loss, ref_grad = jax.jit(jax.value_and_grad(dense))(params)
     loss_fn = partial(F.dataset_loss, n_points=T, spec=spec)

@@ -27,7 +27,7 @@ import optax
 from flax import struct
 
 from toymodels import rng
-from toymodels.model import init_params, init_std
+from toymodels.models import init_params, init_std
 from toymodels.optim import make_optimizer
 from toymodels.train import snapshot_marks
 
@@ -342,7 +342,7 @@ def memorised(dims_T, index, top: float = 0.001, distinct_T=None):
 def train_finite(spec: FiniteSpec, key: jax.Array, hp: FiniteHParams) -> FiniteResult:
     """Full-batch AdamW (linear warm-up then cosine to 0) on one finite dataset (SCIENCE §4)."""
     n, m = spec.n_features, spec.n_hidden
-    W_HxF = init_params(key, n, m, init_std(n, m, spec.init, spec.init_instances)).W_HxF
+    W_HxF = init_params(key, n, m, init_std(n, m, spec.init, spec.init_instances))["W"]
     params = FiniteParams(W_HxF=W_HxF, b_F=jnp.zeros((n,)))
     train_pts, count_N = training_set(spec, hp.density, hp.dataset_seed)
     test_pts = held_out_set(spec, hp.density)

@@ -19,7 +19,7 @@ from flax import struct
 
 from toymodels import metrics, rng
 from toymodels.data import DataSpec, draw, draw_shared, from_uniforms, uniform_rows
-from toymodels.model import Params, init_params, init_std, is_tiny, model_loss
+from toymodels.models import MODELS, Params, init_params, init_std, is_tiny, model_loss
 from toymodels.optim import make_optimizer
 
 EVAL_BATCH = 4096
@@ -41,7 +41,8 @@ class TrainSpec:
 
     n_features: int
     n_hidden: int
-    model: str = "relu"
+    model: str = "relu"  # a kind of toymodels.models.MODELS
+    model_options: tuple = ()  # the kind's static options as sorted (name, value) pairs
     data: DataSpec = DataSpec()
     # Optional loss terms, compiled in only when some model of the chunk uses them.
     hidden_l1: bool = False  # + l1_hidden · mean ‖h‖₁
@@ -106,18 +107,19 @@ class TrainResult:
 def make_train(spec: TrainSpec):
     """Build ``train(key, hparams) -> TrainResult`` for one model; vmap it for many."""
     std = init_std(spec.n_features, spec.n_hidden, spec.init, spec.init_instances)
+    kind = MODELS.get(spec.model)
     marks = spec.snapshot_steps
     n_eval_batches = -(-spec.eval_samples // EVAL_BATCH)
 
     def loss_fn(params, x_FxB, importance_F):
-        return model_loss(params, x_FxB, importance_F, spec.model)
+        return model_loss(params, x_FxB, importance_F, kind)
 
     def train_loss_fn(params, x_FxB, hp):
         """The loss being minimised: the model's loss plus the optional terms. Snapshots record it;
         the evaluation loss is the model's loss alone."""
-        loss = model_loss(params, x_FxB, hp.importance_F, spec.model, hp.l1_hidden if spec.hidden_l1 else None)
+        loss = model_loss(params, x_FxB, hp.importance_F, kind, hp.l1_hidden if spec.hidden_l1 else None)
         if spec.capacity_penalty:
-            held = jnp.sum(hp.capacity_onehot_F * metrics.capacity(params.W_HxF))
+            held = jnp.sum(hp.capacity_onehot_F * metrics.capacity(kind.features(params)))
             loss = loss + hp.capacity_penalty * (held - hp.capacity_target) ** 2
         return loss
 
@@ -149,7 +151,7 @@ def make_train(spec: TrainSpec):
 
     def train(key: jax.Array, hp: HParams, stream_words: jax.Array | None = None) -> TrainResult:
         init_key, data_key = jax.random.split(key)
-        params = init_params(init_key, spec.n_features, spec.n_hidden, std, spec.model)
+        params = init_params(init_key, spec.n_features, spec.n_hidden, std, kind, spec.model_options)
         words = rng.key_words(data_key)
         opt = make_optimizer(
             hp.lr, hp.weight_decay, spec.schedule, spec.steps, spec.warmup_steps, spec.b1, spec.b2, spec.eps
@@ -198,7 +200,7 @@ def make_train(spec: TrainSpec):
 
         def interval(carry, start, length):
             carry, losses = jax.lax.scan(step, carry, start + jnp.arange(length, dtype=jnp.uint32))
-            W = carry[0].W_HxF
+            W = kind.features(carry[0])
             return carry, (jnp.mean(losses), metrics.feature_norms(W), metrics.capacity(W))
 
         carry = (params, opt.init(params), draw_block(jnp.uint32(0), jnp.uint32(0)))
