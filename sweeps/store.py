@@ -121,9 +121,21 @@ def read_config_hash(out: str | os.PathLike) -> str:
     return first.split(":", 1)[1].strip()
 
 
-def read_results(out: str | os.PathLike) -> pd.DataFrame:
-    """The stored sweep as one DataFrame (plain ``pandas.read_parquet`` works too)."""
-    return pd.read_parquet(Path(out) / RESULTS)
+def read_results(out: str | os.PathLike, arrays: bool = False) -> pd.DataFrame:
+    """The stored sweep as one DataFrame (plain ``pandas.read_parquet`` works too). With
+    ``arrays``, every list column (W, b, norms, snapshots, …) holds one numpy array per row."""
+    table = pd.read_parquet(Path(out) / RESULTS)
+    return with_arrays(table) if arrays else table
+
+
+def with_arrays(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with each cell of its list columns as one (nested lists stacked) numpy array."""
+    out = table.copy()
+    for column in table.columns:
+        first = table[column].iloc[0] if len(table) else None
+        if isinstance(first, (list, np.ndarray)):
+            out[column] = [np.array(np.asarray(v, dtype=object).tolist()) for v in table[column]]
+    return out
 
 
 def read_config(out: str | os.PathLike) -> dict:
