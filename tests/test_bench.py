@@ -10,6 +10,8 @@ import pytest
 from sweeps.bench import main
 from sweeps.ray_executor import usable_cores
 
+pytestmark = pytest.mark.slow
+
 
 def test_bench_json_without_reference(capsys):
     assert main(["--steps", "20", "--configs", "n5m2", "--json", "--no-reference", "--processes", "1"]) == 0

@@ -31,18 +31,23 @@ def take(tree, i):
 
 
 SMALL = TrainSpec(n_features=5, n_hidden=2, steps=60, batch_size=64, snapshot_every=25, eval_samples=512)
+# n·m = 72 > UNROLL_MAX_WEIGHTS: the dense (matrix) path; SMALL takes the unrolled rows path.
+WIDE = TrainSpec(n_features=12, n_hidden=6, steps=60, batch_size=64, snapshot_every=25, eval_samples=512)
+BOTH_PATHS = pytest.mark.parametrize("spec", [SMALL, WIDE], ids=["rows", "dense"])
 
 
-def test_vmapped_models_equal_single_runs():
+@BOTH_PATHS
+def test_vmapped_models_equal_single_runs(spec):
+    n = spec.n_features
     hp = HParams(
-        density_F=jnp.asarray(np.linspace(0.1, 1.0, 4)[:, None].repeat(5, 1), jnp.float32),
-        importance_F=jnp.asarray(np.stack([0.9 ** np.arange(5)] * 4), jnp.float32),
+        density_F=jnp.asarray(np.linspace(0.1, 1.0, 4)[:, None].repeat(n, 1), jnp.float32),
+        importance_F=jnp.asarray(np.stack([0.9 ** np.arange(n)] * 4), jnp.float32),
         lr=jnp.asarray([1e-3, 3e-3, 1e-2, 3e-2], jnp.float32),
         weight_decay=jnp.asarray([0.0, 1e-2, 1e-1, 1e-2], jnp.float32),
     )
     keys = model_keys(0, np.arange(4))
-    many = train_many(SMALL, keys, hp)
-    single = jax.jit(make_train(SMALL))
+    many = train_many(spec, keys, hp)
+    single = jax.jit(make_train(spec))
     for i in range(4):
         one = single(keys[i], take(hp, i))
         np.testing.assert_allclose(many.params["W"][i], one.params["W"], rtol=1e-5, atol=1e-6)
@@ -50,10 +55,11 @@ def test_vmapped_models_equal_single_runs():
         np.testing.assert_allclose(many.snapshots.loss_S[i], one.snapshots.loss_S, rtol=1e-5)
 
 
-def test_jit_equals_no_jit():
-    spec = TrainSpec(n_features=3, n_hidden=2, steps=8, batch_size=16, snapshot_every=3, eval_samples=64)
+@pytest.mark.parametrize("n,m", [(3, 2), (12, 6)], ids=["rows", "dense"])
+def test_jit_equals_no_jit(n, m):
+    spec = TrainSpec(n_features=n, n_hidden=m, steps=8, batch_size=16, snapshot_every=3, eval_samples=64)
     key = model_keys(0, [7])[0]
-    hp = take(hparams(1, 3, density=0.5), 0)
+    hp = take(hparams(1, n, density=0.5), 0)
     jitted = jax.jit(make_train(spec))(key, hp)
     with jax.disable_jit():
         eager = make_train(spec)(key, hp)
@@ -61,11 +67,12 @@ def test_jit_equals_no_jit():
     np.testing.assert_allclose(jitted.eval_loss, eager.eval_loss, rtol=1e-5)
 
 
-def test_same_seed_same_bits_and_different_seed_differs():
-    hp = hparams(2, 5, density=0.3)
-    a = train_many(SMALL, model_keys(0, [1, 2]), hp)
-    b = train_many(SMALL, model_keys(0, [1, 2]), hp)
-    c = train_many(SMALL, model_keys(1, [1, 2]), hp)
+@BOTH_PATHS
+def test_same_seed_same_bits_and_different_seed_differs(spec):
+    hp = hparams(2, spec.n_features, density=0.3)
+    a = train_many(spec, model_keys(0, [1, 2]), hp)
+    b = train_many(spec, model_keys(0, [1, 2]), hp)
+    c = train_many(spec, model_keys(1, [1, 2]), hp)
     assert np.array_equal(np.asarray(a.params["W"]), np.asarray(b.params["W"]))
     assert np.array_equal(np.asarray(a.eval_loss), np.asarray(b.eval_loss))
     assert not np.allclose(np.asarray(a.params["W"]), np.asarray(c.params["W"]))
@@ -82,20 +89,22 @@ def test_snapshots_cover_every_interval_and_a_short_tail():
     assert TrainSpec(n_features=2, n_hidden=1, steps=50, snapshot_every=0).snapshot_steps == (50,)
 
 
-def test_dense_features_with_enough_dimensions_give_identity():
-    spec = TrainSpec(n_features=4, n_hidden=4, model="linear", steps=3000, batch_size=256, snapshot_every=0, eval_samples=4096)
-    r = train_many(spec, model_keys(0, [0]), hparams(1, 4, lr=1e-2, wd=0.0))
+@pytest.mark.parametrize("n", [4, 8], ids=["rows", "dense"])
+def test_dense_features_with_enough_dimensions_give_identity(n):
+    spec = TrainSpec(n_features=n, n_hidden=n, model="linear", steps=3000, batch_size=256, snapshot_every=0, eval_samples=4096)
+    r = train_many(spec, model_keys(0, [0]), hparams(1, n, lr=1e-2, wd=0.0))
     W = np.asarray(r.params["W"][0])
-    np.testing.assert_allclose(W.T @ W, np.eye(4), atol=0.05)
+    np.testing.assert_allclose(W.T @ W, np.eye(n), atol=0.05)
     assert float(r.eval_loss[0]) < 1e-4
 
 
-def test_linear_model_learns_top_m_features_by_importance():
-    spec = TrainSpec(n_features=6, n_hidden=3, model="linear", steps=4000, batch_size=256, snapshot_every=0, eval_samples=4096)
-    r = train_many(spec, model_keys(0, [0, 1]), hparams(2, 6, importance=0.7 ** np.arange(6), lr=1e-2, wd=0.0))
+@pytest.mark.parametrize("n,m", [(6, 3), (16, 4)], ids=["rows", "dense"])
+def test_linear_model_learns_top_m_features_by_importance(n, m):
+    spec = TrainSpec(n_features=n, n_hidden=m, model="linear", steps=4000, batch_size=256, snapshot_every=0, eval_samples=4096)
+    r = train_many(spec, model_keys(0, [0, 1]), hparams(2, n, importance=0.7 ** np.arange(n), lr=1e-2, wd=0.0))
     norms = np.linalg.norm(np.asarray(r.params["W"]), axis=1)
-    assert np.all(norms[:, :3] > 0.9), norms
-    assert np.all(norms[:, 3:] < 0.15), norms
+    assert np.all(norms[:, :m] > 0.9), norms
+    assert np.all(norms[:, m:] < 0.15), norms
 
 
 def test_sparse_relu_model_superposes_five_features_in_two_dimensions():

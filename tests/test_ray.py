@@ -19,6 +19,8 @@ from sweeps.runner import run_sweep
 from sweeps.store import as_matrix, read_results
 from tests.helpers import cli, compose_config, tiny
 
+pytestmark = pytest.mark.slow
+
 TASK_TITLE = "ray::_ray_run_chunk"
 
 

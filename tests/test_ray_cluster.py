@@ -9,6 +9,8 @@ from sweeps.runner import run_sweep
 from sweeps.store import read_results
 from tests.helpers import compose_config, tiny
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def two_nodes():
