@@ -10,7 +10,7 @@ import itertools
 from toymodels.data import DATA, DataKind, DataSpec
 from toymodels.data.base import spec_for
 from toymodels.models import MODELS
-from toymodels.registry import ConfigError
+from toymodels.registry import ConfigError, frozen_options
 
 
 def _values(config, axis: str, scalar) -> list:
@@ -40,7 +40,7 @@ def model_options(config, kind_name: str, static: dict) -> tuple:
     kind = MODELS.get(kind_name)
     given = {**kind.options, **dict(config.model.options)}
     given.update({k: v for k, v in static.items() if k in kind.options})
-    return tuple(sorted((k, v) for k, v in given.items() if k in kind.options))
+    return frozen_options({k: v for k, v in given.items() if k in kind.options})
 
 
 def data_options(config, kind: DataKind) -> dict:

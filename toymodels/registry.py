@@ -79,3 +79,12 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         return iter(self._kinds.values())
+
+
+def frozen_options(options) -> tuple:
+    """Options as sorted (name, value) pairs with lists as tuples: hashable, so a spec holding them
+    can key a compiled program."""
+    def freeze(v):
+        return tuple(freeze(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+    return tuple(sorted((k, freeze(v)) for k, v in dict(options).items()))

@@ -16,7 +16,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from toymodels.registry import ConfigError
+from toymodels.registry import ConfigError, frozen_options
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -77,4 +77,5 @@ def spec_for(kind: DataKind, rest_scale: float = 1.0, **options) -> DataSpec:
         allowed = ", ".join(kind.options) or "none"
         raise ConfigError(f"data.{unknown[0]}", f"data kind {kind.name!r} has no option {unknown[0]!r}; its "
                         f"options: {allowed}")
-    return DataSpec(kind=kind.name, rest_scale=float(rest_scale), options=tuple(sorted({**kind.options, **options}.items())))
+    return DataSpec(kind=kind.name, rest_scale=float(rest_scale), options=frozen_options({**kind.options, **options}))
+
