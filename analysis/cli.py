@@ -7,18 +7,18 @@ import sys
 import time
 from pathlib import Path
 
-from analysis.capacity import capacity_figures
-from analysis.curves import plot_loss_curves
-from analysis.double_descent import double_descent_figures
-from analysis.dimensionality import plot_dimensionality
-from analysis.family import family_figures
-from analysis.geometry import plot_geometry_panels
-from analysis.heatmaps import plot_wtw
-from analysis.phase_diagram import agreement_with_theory, is_n2m1_diagram, plot_phase_diagram
+from analysis.figures.capacity import capacity_figures
+from analysis.figures.curves import plot_loss_curves
+from analysis.figures.double_descent import double_descent_figures
+from analysis.figures.dimensionality import plot_dimensionality
+from analysis.figures.family import family_figures
+from analysis.figures.geometry import plot_geometry_panels
+from analysis.figures.heatmaps import plot_wtw
+from analysis.figures.phase_diagram import agreement_with_theory, is_n2m1_diagram, plot_phase_diagram
 from analysis.phases import PhaseThresholds
 from analysis.seeds import summarize
 from analysis.sweep import StoredSweep
-from analysis.trajectories import plot_capacity_trajectories
+from analysis.figures.trajectories import plot_capacity_trajectories
 
 FORMATS = ("png", "pdf")
 DIAGRAM_AXES = ("importance_decay", "importance_last", "density", "lr", "weight_decay")

@@ -47,8 +47,8 @@ def test_summarize_fractions_mean_and_spread():
 
 
 def test_agreement_with_theory_on_hand_made_summary():
-    from analysis.phase_diagram import agreement_with_theory
-    from analysis.theory import predicted_phase
+    from analysis.figures.phase_diagram import agreement_with_theory
+    from analysis.theory.n2m1 import predicted_phase
 
     r = np.array([0.2, 0.2, 5.0, 5.0, 1.0])
     p = np.array([0.02, 0.9, 0.02, 0.9, 0.57])  # the last sits on the triple point: excluded

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import capacity as cap
-from analysis import capacity_theory as ct
+from analysis.figures import capacity as cap
+from analysis.theory import capacity as ct
 from analysis.sweep import StoredSweep
 from toymodels import metrics
 

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.correlated import member_pairs, plot_correlated, within_set_angles
-from analysis.family import family_figures
-from analysis.neurons import neuron_classes, neuron_counts, neuron_table, plot_l1_cost, plot_neurons, top_share
-from analysis.noise import noise_measures, plot_noise
-from analysis.perturb import (DIGONS, OTHER, POLYGON, class_losses, classify_solution, crossing_ratio,
+from analysis.figures.correlated import member_pairs, plot_correlated, within_set_angles
+from analysis.figures.family import family_figures
+from analysis.figures.neurons import neuron_classes, neuron_counts, neuron_table, plot_l1_cost, plot_neurons, top_share
+from analysis.figures.noise import noise_measures, plot_noise
+from analysis.figures.perturb import (DIGONS, OTHER, POLYGON, class_losses, classify_solution, crossing_ratio,
                               perturb_table, plot_perturb)
 from analysis.sweep import StoredSweep
 from tests.helpers import compose_config, tiny

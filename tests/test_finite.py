@@ -289,7 +289,7 @@ def synthetic_table(with_bump=True):
 
 
 def test_bump_location_finds_the_test_loss_peak():
-    from analysis.double_descent import bump_location
+    from analysis.figures.double_descent import bump_location
 
     table = synthetic_table()
     assert bump_location(table) == 100.0
@@ -300,7 +300,7 @@ def test_bump_location_finds_the_test_loss_peak():
 def test_double_descent_figures_draw_from_a_table(tmp_path):
     import matplotlib.pyplot as plt
 
-    from analysis.double_descent import double_descent_figures
+    from analysis.figures.double_descent import double_descent_figures
     from analysis.sweep import StoredSweep
 
     sweep = StoredSweep(tmp_path, synthetic_table(), {"name": "dd"}, "abc")

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.geometry import importance_colors
+from analysis.figures.geometry import importance_colors
 from analysis.seeds import best_of_seeds, spread_over_grid
 from analysis.sweep import coord_label, stamp_figure
 from sweeps.store import as_matrix

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.family_panels import (REPRESENTED, as_W, best_along, draw_vectors, panel_title, panels_over_plots,
+from analysis.figures.panels import (REPRESENTED, as_W, best_along, draw_vectors, panel_title, panels_over_plots,
                                     sweep_x_axis, swept_axis)
 from analysis.sweep import stamp_figure, wrapped_suptitle
 

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
-from analysis import theory
+from analysis.theory import n2m1 as theory
 from analysis.phases import PHASE_COLORS, PHASES, SUPERPOSED, PhaseThresholds
 from analysis.sweep import stamp_figure
 

@@ -19,9 +19,9 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from analysis import capacity_theory as ct
-from analysis.geometry import importance_colors
-from analysis.phase_diagram import _edges, grid_of
+from analysis.theory import capacity as ct
+from analysis.figures.geometry import importance_colors
+from analysis.figures.phase_diagram import _edges, grid_of
 from analysis.sweep import stamp_figure, wrapped_suptitle
 
 # The finite-difference marginal benefit changes by more than this fraction of its mean size

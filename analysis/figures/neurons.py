@@ -22,8 +22,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.family_panels import REPRESENTED, as_W, best_along, panels_over_plots, set_log_scale, sweep_x_axis, swept_axis
-from analysis.geometry import importance_colors
+from analysis.figures.panels import REPRESENTED, as_W, best_along, panels_over_plots, set_log_scale, sweep_x_axis, swept_axis
+from analysis.figures.geometry import importance_colors
 from analysis.sweep import stamp_figure, wrapped_suptitle
 from toymodels.model import PRIVILEGED
 

@@ -3,10 +3,10 @@ config alone, for ``toymodels-figures``."""
 
 from __future__ import annotations
 
-from analysis.correlated import plot_correlated
-from analysis.neurons import plot_l1_cost, plot_neurons
-from analysis.noise import plot_noise
-from analysis.perturb import class_losses, crossing_ratio, perturb_table, plot_perturb
+from analysis.figures.correlated import plot_correlated
+from analysis.figures.neurons import plot_l1_cost, plot_neurons
+from analysis.figures.noise import plot_noise
+from analysis.figures.perturb import class_losses, crossing_ratio, perturb_table, plot_perturb
 from analysis.sweep import StoredSweep
 from toymodels.model import PRIVILEGED
 

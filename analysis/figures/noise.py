@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 
-from analysis.family_panels import (REPRESENTED, as_W, best_along, draw_vectors, panel_title, panels_over_plots,
+from analysis.figures.panels import (REPRESENTED, as_W, best_along, draw_vectors, panel_title, panels_over_plots,
                                     set_log_scale, swept_axis)
 from analysis.sweep import stamp_figure, wrapped_suptitle
 

@@ -1,5 +1,5 @@
 """Exact expected loss of any n=2, m=1 ReLU-output model, and local relaxation of the
-hand-built solutions of ``analysis.theory`` (numpy only, no scipy).
+hand-built solutions of ``analysis.theory.n2m1`` (numpy only, no scipy).
 
 ``expected_loss`` integrates the loss in closed form per activity pattern; ``relaxed_solutions``
 optimises each start's weights and biases on it. The relaxed antipodal pair beats its closed form
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from analysis.phases import PhaseThresholds, feature_phase
-from analysis.theory import SUPERPOSITION, _scale, solution_params, superposition_boundary
+from analysis.theory.n2m1 import SUPERPOSITION, _scale, solution_params, superposition_boundary
 
 # ---------------------------------------------------------------------------------------------
 # Exact expected loss of any (W, b)
