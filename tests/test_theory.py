@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from analysis.theory import n2m1 as theory, n2m1_exact
+from analysis.theory import n2m1 as theory, n2m1_exact, n2m1_relaxed
 
 N_MC = 2_000_000
 # Points of the (p, r) diagram: dense and sparse, both sides of r = 1, and the triple point.
@@ -164,7 +164,7 @@ def test_vectorised_grids_give_grids():
     assert n2m1_exact.expected_loss(W[0, 0], b[0, 0], p, r).shape == p.shape
     best_b, best_f = n2m1_exact.optimal_bias(W, p)
     assert best_b.shape == best_f.shape == (5, 7, 2)
-    phase_relaxed, loss_relaxed = n2m1_exact.relaxed_phase(p[::2, ::3], r[::2, ::3])
+    phase_relaxed, loss_relaxed = n2m1_relaxed.relaxed_phase(p[::2, ::3], r[::2, ::3])
     assert phase_relaxed.shape == loss_relaxed.shape == (3, 3)
 
 
@@ -203,7 +203,7 @@ def test_relaxed_solutions():
     pair drops below its closed form, most near the triple point, and Monte Carlo agrees."""
     p = np.array([0.1, 0.3, 4 / 7, 0.9])
     r = np.array([1.0, 0.5, 1.0, 0.3])
-    sols = n2m1_exact.relaxed_solutions(p, r, names=("not_learned", "superposition"))
+    sols = n2m1_relaxed.relaxed_solutions(p, r, names=("not_learned", "superposition"))
     closed = theory.solution_losses(p, r)
     nl = sols["not_learned"]
     np.testing.assert_allclose(nl["loss"][3], closed["not_learned"][3], rtol=1e-9)
@@ -217,7 +217,7 @@ def test_relaxed_solutions():
     assert abs(mc - sup["loss"][2]) <= 5 * se
     # A point the analytic diagram calls "not learned" is superposition once relaxed.
     assert theory.predicted_phase(0.46, 0.5) == theory.NOT_LEARNED
-    assert n2m1_exact.relaxed_phase(0.46, 0.5)[0] == theory.SUPERPOSITION
+    assert n2m1_relaxed.relaxed_phase(0.46, 0.5)[0] == theory.SUPERPOSITION
 
 
 def test_not_learned_becomes_a_saddle_above_threshold():
@@ -233,7 +233,7 @@ def test_not_learned_becomes_a_saddle_above_threshold():
 
 def test_relaxed_superposition_loss_is_at_most_the_closed_form():
     p, r = np.array([0.1, 0.3, 0.5]), np.array([0.5, 0.5, 0.8])
-    relaxed = n2m1_exact.relaxed_superposition_loss(p, r, reduction="mean")
+    relaxed = n2m1_relaxed.relaxed_superposition_loss(p, r, reduction="mean")
     closed = theory.solution_losses(p, r, reduction="mean")["superposition"]
     assert np.all(relaxed <= closed + 1e-12)
     assert relaxed[-1] < 0.95 * closed[-1]  # near the triple point relaxing gains several percent
