@@ -57,8 +57,6 @@ def figures_for(sweep: StoredSweep, thresholds: PhaseThresholds, feature: int | 
 
 def draw_all(sweep: StoredSweep, out: Path, thresholds: PhaseThresholds = PhaseThresholds(),
              feature: int | None = None) -> list[Path]:
-    import matplotlib.pyplot as plt
-
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, fig in figures_for(sweep, thresholds, feature).items():
@@ -66,7 +64,6 @@ def draw_all(sweep: StoredSweep, out: Path, thresholds: PhaseThresholds = PhaseT
             path = out / f"{name}.{fmt}"
             fig.savefig(path, dpi=150)
             written.append(path)
-        plt.close(fig)
     return written
 
 

@@ -3,7 +3,6 @@ matrices, the dispatch from a stored sweep's shape, and one tiny end-to-end swee
 
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -110,7 +109,6 @@ def test_neuron_figures_draw_from_a_constructed_table():
     assert len(fig.axes) == 2  # loss and counts against λ
     monosemantic = [line for line in fig.axes[1].lines if line.get_label() == "monosemantic neurons"][0]
     np.testing.assert_array_equal(monosemantic.get_ydata(), [2, 3, 4])  # λ = 0.01, 0.1, 1
-    matplotlib.pyplot.close("all")
 
 
 # -- one feature's density perturbed ----------------------------------------------------------
@@ -152,7 +150,6 @@ def test_perturb_figure_draws_from_a_constructed_table():
     fig = plot_perturb(perturb_rows(), ["density_last"])
     assert len(fig.axes) == 4  # two geometry panels, the loss plot and the class-share plot
     assert any("crossing" in text.get_text() for ax in fig.axes for text in ax.texts)
-    matplotlib.pyplot.close("all")
 
 
 # -- noise features ----------------------------------------------------------------------------
@@ -174,7 +171,6 @@ def test_noise_figure_draws_from_a_constructed_table():
             for n in (2, 4) for s in range(2)]
     fig = plot_noise(pd.DataFrame(rows), ["n_features"])
     assert len(fig.axes) == 4
-    matplotlib.pyplot.close("all")
 
 
 def test_correlated_figure_draws_from_a_constructed_table():
@@ -186,7 +182,6 @@ def test_correlated_figure_draws_from_a_constructed_table():
     fig = plot_correlated(pd.DataFrame(rows), ["density"], set_size=2)
     titles = [ax.get_title() for ax in fig.axes]
     assert any("angles 90°, 90°" in t for t in titles) and any("angles 0°, 0°" in t for t in titles)
-    matplotlib.pyplot.close("all")
 
 
 # -- dispatch and end to end -------------------------------------------------------------------
@@ -205,7 +200,6 @@ def test_family_figures_follow_the_sweep_shape():
     assert perturb.notes["polygon_digons_crossing_ratio"] == pytest.approx(np.sqrt(0.1), abs=1e-3)
     noise = stored(plain, {"density": [1.0, 0.1, 0.01]}, {"importance": {"kind": "target_only"}, "rest_scale": 0.1})
     assert set(family_figures(noise)) == {"noise"}
-    matplotlib.pyplot.close("all")
 
 
 NEW_EXPERIMENTS = {  # name: (model kind, data kind, n, m)
