@@ -9,6 +9,8 @@ best-of-seeds by loss (SCIENCE.md §4) and states the capacity thresholds it cla
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from matplotlib.colors import ListedColormap
@@ -286,31 +288,72 @@ def _sparsity_figure(free: pd.DataFrame, keys: list[str], x: str, thresholds: ct
     return finish(canvas, stamp, layout=FULL)
 
 
-def capacity_figures(sweep, thresholds: ct.CapacityThresholds = THRESHOLDS) -> dict:
-    """Every capacity figure the stored sweep (``analysis.sweep.StoredSweep``) supports, by name:
-    marginal benefit (≥ 3 held capacity targets), phase diagram (two-feature models over a
-    varying kurtosis or density and importance ratio), allocation, polysemanticity vs sparsity
-    (kurtosis or density varies) and C_i(t) (snapshots stored)."""
-    table, stamp = sweep.table, sweep.stamp()
+def is_capacity_sweep(sweep) -> bool:
+    """The capacity figures' sweeps: the quadratic model, a held capacity, or kurtosis data."""
+    table = sweep.table
+    kurtosis_data = "data_kind" in table and (table["data_kind"] == "kurtosis").any()
+    return bool((table["model"] == ANALYTIC_KIND).any() or "capacity_target" in sweep.axes or kurtosis_data)
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A capacity sweep split the way its figures read it: grid ``keys`` (model first), ``held``
+    (penalised) and ``free`` models, the sparsity axis ``x`` of the free ones, and ``two``: the
+    free two-feature models with their distinct importance vectors ``ratios``."""
+
+    keys: list
+    held: pd.DataFrame
+    free: pd.DataFrame
+    x: str | None
+    two: pd.DataFrame
+    ratios: set
+
+
+def parts(sweep) -> Parts:
+    table = sweep.table
     keys = ["model"] + [a for a in sweep.axes if a in table and a not in ("model", "seed")]
     held, free = table[_penalised(table)], table[~_penalised(table)]
-    figures = {}
-    if len(held) and held["capacity_target"].nunique() >= 3:
-        group_by = [k for k in keys if k != "capacity_target"]
-        figures["capacity_marginal_benefit"] = plot_marginal_benefit(held, group_by, stamp)
     x = _sparsity_axis(free, sweep.axes) if len(free) else None
     two = free[[len(list(c)) == 2 for c in free["capacity"]]] if len(free) else free
     ratios = {tuple(np.round(as_array(r["feature_importance"]), 12)) for _, r in two.iterrows()}
-    if x and len(ratios) > 1:
-        figures["capacity_phase_diagram"] = _phase_figure(two, x, thresholds, stamp)
-    if len(free):
-        figures["capacity_allocation"] = _panels(best_of_seeds(free, keys), plot_capacity_allocation, keys,
-                                                 "Capacity allocation C_i (best seed per grid point)", stamp)
-    if x:
-        figures["capacity_vs_sparsity"] = _sparsity_figure(free, keys, x, thresholds, stamp)
-    if "snap_capacity" in table and "snap_step" in table:  # penalised models first: their target is drawn
-        shown = (best_of_seeds(held, list(dict.fromkeys(keys + ["capacity_target"]))) if len(held)
-                 else best_of_seeds(free, keys))
-        figures["capacity_over_training"] = _panels(shown, plot_capacity_over_training, keys,
-                                                    "Capacity C_i over training (best seed)", stamp, count=4)
-    return figures
+    return Parts(keys, held, free, x, two, ratios)
+
+
+def has_marginal_benefit(sweep) -> bool:
+    held = parts(sweep).held
+    return bool(len(held) and held["capacity_target"].nunique() >= 3)
+
+
+def has_phase_diagram(sweep) -> bool:
+    p = parts(sweep)
+    return bool(p.x and len(p.ratios) > 1)
+
+
+def draw_marginal_benefit(sweep, target=None):
+    p = parts(sweep)
+    return plot_marginal_benefit(p.held, [k for k in p.keys if k != "capacity_target"], sweep.stamp(), target=target)
+
+
+def draw_phase_diagram(sweep, capacity_thresholds: ct.CapacityThresholds = THRESHOLDS, target=None):
+    p = parts(sweep)
+    return _phase_figure(p.two, p.x, capacity_thresholds, sweep.stamp(), target=target)
+
+
+def draw_allocation(sweep, target=None):
+    p = parts(sweep)
+    return _panels(best_of_seeds(p.free, p.keys), plot_capacity_allocation, p.keys,
+                   "Capacity allocation C_i (best seed per grid point)", sweep.stamp(), target=target)
+
+
+def draw_vs_sparsity(sweep, capacity_thresholds: ct.CapacityThresholds = THRESHOLDS, target=None):
+    p = parts(sweep)
+    return _sparsity_figure(p.free, p.keys, p.x, capacity_thresholds, sweep.stamp(), target=target)
+
+
+def draw_over_training(sweep, target=None):
+    """C_i(t) of the best seeds, penalised models first (their target is drawn)."""
+    p = parts(sweep)
+    shown = (best_of_seeds(p.held, list(dict.fromkeys(p.keys + ["capacity_target"]))) if len(p.held)
+             else best_of_seeds(p.free, p.keys))
+    return _panels(shown, plot_capacity_over_training, p.keys, "Capacity C_i over training (best seed)",
+                   sweep.stamp(), count=4, target=target)

@@ -22,6 +22,17 @@ from analysis.sweep import as_array
 from sweeps.store import as_matrix
 
 REFERENCE_ANGLES = {0.0: "collapsed (0°)", 90.0: "orthogonal (90°)", 180.0: "antipodal (180°)"}
+SET_KINDS = ("correlated", "anticorrelated")  # the data kinds whose features come in sets
+
+
+def has_sets(table: pd.DataFrame) -> bool:
+    return bool("data_kind" in table and table["data_kind"].isin(SET_KINDS).any())
+
+
+def correlated_inputs(sweep) -> tuple:
+    """``plot_correlated``'s inputs from a stored sweep: the set size is the config's."""
+    set_size = int(sweep.config.get("data", {}).get("set_size", 2))
+    return sweep.table, sweep.axes, set_size, sweep.stamp()
 
 
 def member_pairs(n_features: int, set_size: int) -> list[tuple[int, int]]:

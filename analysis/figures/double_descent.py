@@ -16,7 +16,7 @@ from matplotlib.collections import LineCollection
 from analysis.figures.canvas import finish, panel_grid
 from analysis.figures.panels import square_frame
 from analysis.seeds import best_of_seeds, evenly_spaced
-from analysis.sweep import StoredSweep, as_array
+from analysis.sweep import as_array
 
 # Settings that split the curves into separate lines when they vary across the sweep.
 LINE_AXES = ("weight_decay", "lr", "density", "n_features", "n_hidden", "repeats", "n_repeated", "steps")
@@ -223,17 +223,6 @@ def plot_memorisation(table: pd.DataFrame, stamp: str = "", target=None):
     return finish(canvas, stamp, _title(rep), fontsize=9, layout=(0, 0.02, 1, 0.94))
 
 
-def double_descent_figures(sweep: StoredSweep) -> dict:
-    """Every figure the sweep's shape supports, by name; the bump's T goes to ``sweep.notes``."""
-    table, stamp = sweep.table, sweep.stamp()
-    figures = {}
-    if table["n_train"].nunique() > 1:
-        figures["dd_losses"] = plot_losses(table, stamp)
-        figures["dd_norms"] = plot_norms(table, stamp)
-        figures["dd_dimensionality"] = plot_dimensionality(table, stamp)
-        sweep.notes["bump_T"] = bump_location(table)
-    if (table["n_hidden"] == 2).all():
-        figures["dd_geometry"] = plot_geometry(table, stamp)
-    if (table["n_repeated"] > 0).any():
-        figures["dd_memorisation"] = plot_memorisation(table, stamp)
-    return figures
+def bump_note(sweep, **_) -> dict:
+    """The T of the test-loss bump (``bump_location``), for ``toymodels-figures`` to print."""
+    return {"bump_T": bump_location(sweep.table)}

@@ -139,10 +139,17 @@ def _counts_plot(ax, counted: pd.DataFrame, axis: str | None, best: pd.DataFrame
     ax.legend(fontsize=7)
 
 
+def privileged(table: pd.DataFrame) -> pd.Series:
+    """The models whose hidden layer has a privileged basis (a neuron is a meaningful unit)."""
+    return table["model"].isin(PRIVILEGED)
+
+
 def plot_neurons(table: pd.DataFrame, axes: list[str], stamp: str = "", mono_share: float = MONO_SHARE,
                  dead_norm: float = DEAD_NORM, max_panels: int = 6, target=None):
     """Top: per-neuron stacked weight bars of the best seed at up to ``max_panels`` points of the
-    sweep. Bottom: monosemantic / polysemantic / dead neuron counts and represented features."""
+    sweep. Bottom: monosemantic / polysemantic / dead neuron counts and represented features. Only
+    the models with a privileged basis are drawn."""
+    table = table[privileged(table)]
     axis = swept_axis(table, axes, prefer=("density", "l1_hidden"))
     counted = neuron_table(table, mono_share, dead_norm)
     shown = best_along(counted, axes, axis, max_panels)

@@ -30,6 +30,13 @@ TARGET_COLOR, NOISE_COLOR = "red", "0.45"
 LEAK = 0.05  # |Ŵ_0·W_j| at or above which noise feature j counts as interfering with the target
 
 
+def is_noise_setting(config: dict) -> bool:
+    """The noise-features setting: a target-only loss or rescaled non-target features."""
+    data = config.get("data", {})
+    return (data.get("importance", {}).get("kind") == "target_only"
+            or float(data.get("rest_scale", 1.0)) != 1.0)
+
+
 def noise_measures(W_HxF: np.ndarray, represented: float = REPRESENTED, leak: float = LEAK) -> dict:
     """Target norm ‖W_0‖; the number of noise features with ‖W_j‖ ≥ ``represented`` (present in
     the hidden space) and with |Ŵ_0·W_j| ≥ ``leak`` (interfering with the target); the noise

@@ -91,6 +91,12 @@ def crossing_ratio(losses: pd.DataFrame, stat: str = "mean") -> float:
     return float("nan")
 
 
+def crossing_note(sweep, **_) -> dict:
+    """The density ratio at which the polygon and digon classes' mean losses cross, for
+    ``toymodels-figures`` to print."""
+    return {"polygon_digons_crossing_ratio": round(crossing_ratio(class_losses(perturb_table(sweep.table))), 3)}
+
+
 def _loss_plot(ax, classified: pd.DataFrame, losses: pd.DataFrame, names: dict) -> None:
     for name in (POLYGON, DIGONS, OTHER):
         seeds = classified[classified["solution"] == name]

@@ -13,9 +13,11 @@ from matplotlib.patches import Patch
 
 from analysis.figures.canvas import finish, panel_grid
 from analysis.phases import PHASE_COLORS, PHASES, SUPERPOSED, PhaseThresholds
-from analysis.seeds import with_phases
+from analysis.seeds import summarize, with_phases
 from analysis.theory import n2m1 as theory
 
+# The axes a phase diagram can run over: the first two of them that the sweep varies.
+DIAGRAM_AXES = ("importance_decay", "importance_last", "density", "lr", "weight_decay")
 AXIS_LABELS = {
     "importance_decay": "relative importance r (I_i = r^i; for n=2 the second feature's)",
     "importance_last": "importance of the last feature (others 1)",
@@ -123,6 +125,38 @@ def plot_phase_diagram(table: pd.DataFrame, summary: pd.DataFrame, x: str, y: st
     n, m = int(table["n_features"].iloc[0]), int(table["n_hidden"].iloc[0])
     title = f"Phase diagram, n={n}, m={m}, {summary['n_seeds'].max()} seeds per cell. " + thresholds.describe()
     return finish(canvas, stamp, title, fontsize=9, layout=(0, 0.02, 1, 0.94))
+
+
+def diagram_axes(sweep) -> tuple[str, str] | None:
+    """(x, y): the first two varying ``DIAGRAM_AXES`` of a sweep with one n, else None."""
+    table = sweep.table
+    varying = [a for a in sweep.axes if a in DIAGRAM_AXES and table[a].nunique() > 1]
+    if len(varying) < 2 or table["n_features"].nunique() != 1:
+        return None
+    return varying[0], varying[1]
+
+
+def _summary(sweep, feature: int | None, thresholds: PhaseThresholds):
+    """(x, y, the feature drawn (default the last), its per-cell summary)."""
+    x, y = diagram_axes(sweep)
+    feature = int(sweep.table["n_features"].max()) - 1 if feature is None else feature
+    return x, y, feature, summarize(sweep.table, [x, y], feature, thresholds)
+
+
+def draw_phase_diagram(sweep, feature: int | None = None, thresholds: PhaseThresholds = PhaseThresholds(),
+                       crossover_at: float | None = None, target=None):
+    """The phase diagram of ``feature`` (0-based, default the last) over the sweep's first two
+    varying ``DIAGRAM_AXES``."""
+    x, y, feature, summary = _summary(sweep, feature, thresholds)
+    return plot_phase_diagram(sweep.table, summary, x, y, feature, thresholds, sweep.stamp(), crossover_at,
+                              target=target)
+
+
+def agreement_note(sweep, feature: int | None = None, thresholds: PhaseThresholds = PhaseThresholds(),
+                   **_) -> dict:
+    """``agreement_with_theory`` of an n=2, m=1 diagram over (r, p); nothing for another diagram."""
+    x, y, feature, summary = _summary(sweep, feature, thresholds)
+    return {"agreement_with_theory": agreement_with_theory(summary)} if is_n2m1_diagram(sweep.table, x, y) else {}
 
 
 def plot_loss_crossover(ax, table: pd.DataFrame, summary: pd.DataFrame, x: str, y: str,
