@@ -67,7 +67,7 @@ def empirical_marginal_benefit(table: pd.DataFrame, group_by: list[str],
     grid), also returned as ``fd_marginal_benefit``. ``loss`` is the whole model's loss, so −dL/dC is the held feature's
     marginal benefit minus what the capacity it takes costs the others (zero only if the budget
     does not bind). For the n=2, m=1 quadratic model the exact held curve
-    (``capacity_theory.held_loss_two_features``) reads increasing for K < 3 and decreasing inside
+    (``analysis.theory.capacity.held_loss_two_features``) reads increasing for K < 3 and decreasing inside
     the polysemantic region, but either way for K > 3 outside it: there the shape tests no §6
     claim."""
     held = table[_penalised(table)]
