@@ -7,66 +7,29 @@ import sys
 import time
 from pathlib import Path
 
-from analysis.capacity import capacity_figures
-from analysis.curves import plot_loss_curves
-from analysis.double_descent import double_descent_figures
-from analysis.dimensionality import plot_dimensionality
-from analysis.family import family_figures
-from analysis.geometry import plot_geometry_panels
-from analysis.heatmaps import plot_wtw
-from analysis.phase_diagram import agreement_with_theory, is_n2m1_diagram, plot_phase_diagram
+from analysis.figures.catalog import FIGURES, draw, figure_names, notes
 from analysis.phases import PhaseThresholds
-from analysis.seeds import summarize
 from analysis.sweep import StoredSweep
-from analysis.trajectories import plot_capacity_trajectories
 
 FORMATS = ("png", "pdf")
-DIAGRAM_AXES = ("importance_decay", "importance_last", "density", "lr", "weight_decay")
-
-
-def figures_for(sweep: StoredSweep, thresholds: PhaseThresholds, feature: int | None = None) -> dict:
-    """Every figure the sweep's shape supports, by name."""
-    table, axes, stamp = sweep.table, sweep.axes, sweep.stamp()
-    if "n_train" in table.columns:  # finite datasets: memorisation and double descent
-        return {"loss_curves": plot_loss_curves(table, axes, stamp), **double_descent_figures(sweep)}
-    n = int(table["n_features"].max())
-    figures = {
-        "loss_curves": plot_loss_curves(table, axes, stamp),
-        "capacity_trajectories": plot_capacity_trajectories(table, axes, stamp),
-    }
-    if (table["n_hidden"] == 2).all():
-        figures["geometry_2d"] = plot_geometry_panels(table, axes, stamp)
-    if n > 2:
-        figures["wtw"] = plot_wtw(table, axes, stamp)
-    if "density" in axes and table["density"].nunique() > 2:
-        figures["dimensionality"] = plot_dimensionality(table, axes, stamp)
-    diagram_axes = [a for a in axes if a in DIAGRAM_AXES and table[a].nunique() > 1]
-    if len(diagram_axes) >= 2 and table["n_features"].nunique() == 1:
-        x, y = diagram_axes[:2]
-        feature = n - 1 if feature is None else feature
-        summary = summarize(table, [x, y], feature, thresholds)
-        figures["phase_diagram"] = plot_phase_diagram(table, summary, x, y, feature, thresholds, stamp)
-        if is_n2m1_diagram(table, x, y):
-            sweep.notes["agreement_with_theory"] = agreement_with_theory(summary)
-    kurtosis_data = "data_kind" in table and (table["data_kind"] == "kurtosis").any()
-    if (table["model"] == "quadratic").any() or "capacity_target" in axes or kurtosis_data:
-        figures.update(capacity_figures(sweep))
-    figures.update(family_figures(sweep))  # neurons, l1_cost, correlated, perturb, noise
-    return figures
 
 
 def draw_all(sweep: StoredSweep, out: Path, thresholds: PhaseThresholds = PhaseThresholds(),
              feature: int | None = None) -> list[Path]:
-    import matplotlib.pyplot as plt
-
+    """Every figure the sweep supports (``analysis.figures.catalog``), as PNG and PDF under
+    ``out``; the numbers worth printing go to ``sweep.notes``. ``thresholds`` and ``feature`` go
+    to the figures that take them (the phase diagram)."""
+    given = {"thresholds": thresholds, "feature": feature}
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, fig in figures_for(sweep, thresholds, feature).items():
+    for name in figure_names(sweep):
+        options = {key: value for key, value in given.items() if key in FIGURES[name].options()}
+        fig = draw(name, sweep, **options)
         for fmt in FORMATS:
             path = out / f"{name}.{fmt}"
             fig.savefig(path, dpi=150)
             written.append(path)
-        plt.close(fig)
+        sweep.notes.update(notes(name, sweep, **options))
     return written
 
 

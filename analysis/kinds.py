@@ -8,19 +8,19 @@ from toymodels.data import DATA
 from toymodels.models import MODELS
 
 
-def is_privileged(model: str) -> bool:
+def privileged_model(model: str) -> bool:
     """The model's hidden layer is a privileged basis (an elementwise non-linearity)."""
     kind = MODELS.find(model)
     return bool(kind and kind.privileged)
 
 
-def is_signed(data_kind: str) -> bool:
+def signed_data(data_kind: str) -> bool:
     """The data kind's features take negative values."""
     kind = DATA.find(data_kind)
     return bool(kind and kind.signed)
 
 
-def has_sets(data_kind: str) -> bool:
+def set_data(data_kind: str) -> bool:
     """The data kind draws features in sets (correlated, anticorrelated)."""
     kind = DATA.find(data_kind)
     return bool(kind and kind.sets)

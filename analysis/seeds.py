@@ -1,4 +1,4 @@
-"""Seed aggregation over a stored sweep.
+"""Seed aggregation over a stored sweep, and which grid points a figure shows.
 
 The papers train several seeds per setting and keep the lowest loss (optimisation in few
 dimensions often lands in local minima). Every figure says which aggregation it shows.
@@ -13,20 +13,32 @@ from analysis.phases import PHASES, PhaseThresholds, feature_phase
 from sweeps.store import as_matrix
 
 
-def best_of_seeds(table: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
-    """One row per grid point (combination of ``axes``): the seed with the lowest final loss."""
-    if not axes:
-        return table.loc[[table["loss"].idxmin()]].reset_index(drop=True)
-    best = table.loc[table.groupby(axes, sort=False)["loss"].idxmin()]
-    return best.sort_values(axes).reset_index(drop=True)
+def best_of_seeds(table: pd.DataFrame, keys: list[str], loss: str = "loss", sort: bool = True) -> pd.DataFrame:
+    """One row per combination of ``keys`` (a grid point): the seed with the lowest ``loss``. A NaN
+    key (e.g. the kurtosis of another data kind) is a value of its own. Rows in key order, or in
+    order of first appearance without ``sort``."""
+    if not keys:
+        return table.loc[[table[loss].idxmin()]].reset_index(drop=True)
+    best = table.loc[table.groupby(keys, dropna=False, sort=sort)[loss].idxmin()]
+    return best.reset_index(drop=True)
+
+
+def evenly_spaced(count: int, k: int) -> np.ndarray:
+    """Positions of up to ``k`` of ``count`` items, spread evenly from the first to the last."""
+    return np.unique(np.linspace(0, count - 1, min(k, count)).round().astype(int))
+
+
+def ordered_along(best: pd.DataFrame, axis: str | None) -> pd.DataFrame:
+    """Rows sorted along ``axis`` (stable), densest first on a density axis as in the papers."""
+    if axis is None:
+        return best.reset_index(drop=True)
+    return best.sort_values(axis, ascending="density" not in axis, kind="stable").reset_index(drop=True)
 
 
 def spread_over_grid(best: pd.DataFrame, axes: list[str], count: int) -> pd.DataFrame:
     """Up to ``count`` grid points spread evenly over the sweep, dense first along ``density``."""
-    if "density" in axes:
-        best = best.sort_values("density", ascending=False, kind="stable")
-    pick = np.unique(np.linspace(0, len(best) - 1, min(count, len(best))).round().astype(int))
-    return best.iloc[pick]
+    best = ordered_along(best, "density" if "density" in axes else None)
+    return best.iloc[evenly_spaced(len(best), count)]
 
 
 def with_phases(table: pd.DataFrame, thresholds: PhaseThresholds = PhaseThresholds()) -> pd.DataFrame:

@@ -6,9 +6,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from sweeps.store import read_config, read_config_hash, read_results
+from sweeps.store import as_matrix, read_config, read_config_hash, read_results
 
 
 @dataclass
@@ -50,6 +51,11 @@ def coord_label(row, axes: list[str], sep: str = "=", short: bool = False) -> st
     return ", ".join(f"{SHORT_AXIS_NAMES.get(a, a) if short else a}{sep}{fmt(row[a])}" for a in axes)
 
 
+def as_array(cell) -> np.ndarray:
+    """One stored list cell (a vector, or a matrix as a list of rows) as a float array."""
+    return as_matrix([cell])[0]
+
+
 def git_revision() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -57,18 +63,3 @@ def git_revision() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def wrapped_suptitle(fig, text: str, fontsize: float = 9) -> None:
-    """A figure title wrapped to the figure's width (a long one is otherwise cut at both sides)."""
-    import textwrap
-
-    width = max(20, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))
-    lines = [textwrap.fill(line, width) for line in text.split("\n")]
-    fig.suptitle("\n".join(lines), fontsize=fontsize)
-
-
-def stamp_figure(fig, stamp: str) -> None:
-    """Write the provenance stamp (experiment · config hash · revision) in the bottom corner."""
-    if stamp:
-        fig.text(0.99, 0.005, stamp, ha="right", va="bottom", fontsize=6, color="0.4")

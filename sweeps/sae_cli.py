@@ -216,7 +216,7 @@ def main(argv=None) -> None:
 def draw(table: pd.DataFrame, sweep) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    from analysis.sae import plot_sae_recovery
+    from analysis.figures.sae import plot_sae_recovery
 
     out = sweep.root / "figures"
     out.mkdir(parents=True, exist_ok=True)

@@ -47,8 +47,8 @@ def test_summarize_fractions_mean_and_spread():
 
 
 def test_agreement_with_theory_on_hand_made_summary():
-    from analysis.phase_diagram import agreement_with_theory
-    from analysis.theory import predicted_phase
+    from analysis.figures.phase_diagram import agreement_with_theory
+    from analysis.theory.n2m1 import predicted_phase
 
     r = np.array([0.2, 0.2, 5.0, 5.0, 1.0])
     p = np.array([0.02, 0.9, 0.02, 0.9, 0.57])  # the last sits on the triple point: excluded
@@ -65,6 +65,7 @@ def test_agreement_with_theory_on_hand_made_summary():
 ])
 def test_every_figure_renders_from_a_tiny_stored_sweep(tmp_path, experiment, expected):
     from analysis.cli import draw_all
+    from analysis.figures.catalog import figure_names
     from analysis.sweep import StoredSweep
     from sweeps.runner import run_sweep
     from tests.helpers import compose_config, tiny
@@ -79,6 +80,7 @@ def test_every_figure_renders_from_a_tiny_stored_sweep(tmp_path, experiment, exp
     written = draw_all(sweep, tmp_path / "figures")
     names = {path.stem for path in written}
     assert expected <= names, names
+    assert [path.stem for path in written[::2]] == figure_names(sweep)  # the CLI draws what the API lists
     assert all(path.stat().st_size > 5000 for path in written)
     if experiment == "tms_phase_2d_small":
         assert set(sweep.notes["agreement_with_theory"]) >= {"cells", "agree", "fraction"}

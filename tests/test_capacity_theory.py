@@ -3,14 +3,15 @@ and the capacity figures on a synthetic table built from analytic optima."""
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import capacity as cap
-from analysis import capacity_theory as ct
+from analysis.figures import capacity as cap
+from analysis.figures.catalog import draw, figure_names
+from analysis.theory import capacity as ct
 from analysis.sweep import StoredSweep
+from tests.helpers import assert_draws_the_same_into_every_target
 from toymodels import metrics
 
 MAGNITUDE_KURTOSIS = {"gaussian": 3.0, "uniform": 1.8, "sign": 1.0}
@@ -221,7 +222,8 @@ def _row(model, v, W, K, seed=0, loss=None, feature=-1, target=np.nan, density=1
     W = np.atleast_2d(W)
     C = metrics.capacity(W)
     steps = [0, 50, 100]
-    return {"model": model, "seed": seed, "kurtosis": K, "density": density, "capacity_feature": feature,
+    return {"model": model, "seed": seed, "n_features": W.shape[1], "n_hidden": W.shape[0], "kurtosis": K,
+            "density": density, "capacity_feature": feature,
             "capacity_target": target, "importance_last": float(v[-1]),
             "loss": float(ct.quadratic_loss(W, v, K)) if loss is None else loss,
             "capacity": list(C), "norms": list(metrics.feature_norms(W)), "feature_importance": list(v),
@@ -314,16 +316,23 @@ def test_capacity_figures_draw_from_a_synthetic_sweep(tmp_path: Path):
     sweep = StoredSweep(tmp_path, table, {"name": "capacity_test",
                                           "sweep": {"grid": {"kurtosis": [], "importance_last": [],
                                                              "capacity_target": []}}}, "0" * 16)
-    figures = cap.capacity_figures(sweep)
-    assert set(figures) == {"capacity_marginal_benefit", "capacity_phase_diagram", "capacity_allocation",
-                            "capacity_vs_sparsity", "capacity_over_training"}
-    for fig in figures.values():
-        fig.savefig(tmp_path / "figure.png", dpi=40)
-        plt.close(fig)
+    names = [name for name in figure_names(sweep) if name.startswith("capacity_")]
+    assert names == ["capacity_trajectories", "capacity_marginal_benefit", "capacity_phase_diagram",
+                     "capacity_allocation", "capacity_vs_sparsity", "capacity_over_training"]
+    for name in names[1:]:
+        draw(name, sweep).savefig(tmp_path / "figure.png", dpi=40)
     fractions = cap.polysemantic_fraction(free_table(), ["model", "kurtosis", "importance_last"], "kurtosis")
     assert (fractions[fractions["model"] == "linear"]["poly_fraction"] == 0).all()
     quad = fractions[fractions["model"] == "quadratic"].set_index("kurtosis")["poly_fraction"]
     assert quad[1.8] == 0 and quad[30.0] > quad[5.0] > 0  # polysemanticity rises with kurtosis
     no_penalty = StoredSweep(tmp_path, free_table(), {"sweep": {"grid": {"kurtosis": []}}}, "0" * 16)
-    assert "capacity_marginal_benefit" not in cap.capacity_figures(no_penalty)
-    plt.close("all")
+    assert "capacity_marginal_benefit" not in figure_names(no_penalty)
+
+
+@pytest.mark.parametrize("name", ["capacity_marginal_benefit", "capacity_phase_diagram", "capacity_allocation",
+                                  "capacity_vs_sparsity", "capacity_over_training"])
+def test_capacity_figures_draw_the_same_into_every_target(name):
+    table = pd.concat([held_table(), free_table()], ignore_index=True)
+    sweep = StoredSweep(Path("."), table, {"name": "capacity_test", "sweep": {"grid": {
+        "kurtosis": [], "importance_last": [], "capacity_target": []}}}, "0" * 16)
+    assert_draws_the_same_into_every_target(lambda target: draw(name, sweep, target))

@@ -154,7 +154,7 @@ def _quadratic_models(density, ratio, steps=2000, capacity=None):
 
 
 def test_trained_quadratic_models_fall_in_the_predicted_region():
-    from analysis.capacity_theory import two_feature_region
+    from analysis.theory.capacity import two_feature_region
 
     # (p, r) far from the boundary 2/(K−1) < r < (K−1)/2, K = 1/p.
     cases = [(0.05, 0.6), (0.05, 0.3), (0.1, 0.7), (0.5, 0.5), (0.2, 0.1), (0.03, 0.02)]
@@ -166,7 +166,7 @@ def test_trained_quadratic_models_fall_in_the_predicted_region():
 
 
 def test_held_capacity_gives_the_exact_held_loss_and_its_marginal_benefit():
-    from analysis.capacity_theory import held_loss_two_features
+    from analysis.theory.capacity import held_loss_two_features
 
     targets = [0.2, 0.5, 0.8]
     p, r = 0.5, 0.7  # K = 2 < 3: increasing marginal benefit

@@ -3,19 +3,18 @@ matrices, the dispatch from a stored sweep's shape, and one tiny end-to-end swee
 
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.correlated import member_pairs, plot_correlated, within_set_angles
-from analysis.family import family_figures
-from analysis.neurons import neuron_classes, neuron_counts, neuron_table, plot_l1_cost, plot_neurons, top_share
-from analysis.noise import noise_measures, plot_noise
-from analysis.perturb import (DIGONS, OTHER, POLYGON, class_losses, classify_solution, crossing_ratio,
+from analysis.figures.correlated import member_pairs, plot_correlated, within_set_angles
+from analysis.figures.catalog import figure_names, notes
+from analysis.figures.neurons import neuron_classes, neuron_counts, neuron_table, plot_l1_cost, plot_neurons, top_share
+from analysis.figures.noise import noise_measures, plot_noise
+from analysis.figures.perturb import (DIGONS, OTHER, POLYGON, class_losses, classify_solution, crossing_ratio,
                               perturb_table, plot_perturb)
 from analysis.sweep import StoredSweep
-from tests.helpers import compose_config, tiny
+from tests.helpers import assert_draws_the_same_into_every_target, compose_config, tiny
 
 
 def polygon(k: int, radius: float = 1.0, phase: float = 0.3) -> np.ndarray:
@@ -110,7 +109,6 @@ def test_neuron_figures_draw_from_a_constructed_table():
     assert len(fig.axes) == 2  # loss and counts against λ
     monosemantic = [line for line in fig.axes[1].lines if line.get_label() == "monosemantic neurons"][0]
     np.testing.assert_array_equal(monosemantic.get_ydata(), [2, 3, 4])  # λ = 0.01, 0.1, 1
-    matplotlib.pyplot.close("all")
 
 
 # -- one feature's density perturbed ----------------------------------------------------------
@@ -152,7 +150,6 @@ def test_perturb_figure_draws_from_a_constructed_table():
     fig = plot_perturb(perturb_rows(), ["density_last"])
     assert len(fig.axes) == 4  # two geometry panels, the loss plot and the class-share plot
     assert any("crossing" in text.get_text() for ax in fig.axes for text in ax.texts)
-    matplotlib.pyplot.close("all")
 
 
 # -- noise features ----------------------------------------------------------------------------
@@ -174,7 +171,6 @@ def test_noise_figure_draws_from_a_constructed_table():
             for n in (2, 4) for s in range(2)]
     fig = plot_noise(pd.DataFrame(rows), ["n_features"])
     assert len(fig.axes) == 4
-    matplotlib.pyplot.close("all")
 
 
 def test_correlated_figure_draws_from_a_constructed_table():
@@ -186,7 +182,6 @@ def test_correlated_figure_draws_from_a_constructed_table():
     fig = plot_correlated(pd.DataFrame(rows), ["density"], set_size=2)
     titles = [ax.get_title() for ax in fig.axes]
     assert any("angles 90°, 90°" in t for t in titles) and any("angles 0°, 0°" in t for t in titles)
-    matplotlib.pyplot.close("all")
 
 
 # -- dispatch and end to end -------------------------------------------------------------------
@@ -196,16 +191,44 @@ def stored(table: pd.DataFrame, grid: dict, data: dict | None = None) -> StoredS
     return StoredSweep(Path("."), table, config, "0")
 
 
+FAMILY = {"neurons", "l1_cost", "correlated", "perturb", "noise"}
+
+
+def family_figures(sweep: StoredSweep) -> set:
+    return FAMILY & set(figure_names(sweep))
+
+
 def test_family_figures_follow_the_sweep_shape():
-    assert set(family_figures(stored(neuron_rows(), {"density": [1.0, 0.1, 0.01]}))) == {"neurons"}
+    assert family_figures(stored(neuron_rows(), {"density": [1.0, 0.1, 0.01]})) == {"neurons"}
     plain = neuron_rows(model="relu")
-    assert family_figures(stored(plain, {"density": [1.0, 0.1, 0.01]})) == {}
+    assert family_figures(stored(plain, {"density": [1.0, 0.1, 0.01]})) == set()
+    assert family_figures(stored(neuron_rows(axis="l1_hidden"), {"l1_hidden": [0.01, 0.1, 1.0]})) == {"neurons",
+                                                                                                        "l1_cost"}
     perturb = stored(perturb_rows(), {"density_last": [0.005, 0.05]})
-    assert set(family_figures(perturb)) == {"perturb"}
-    assert perturb.notes["polygon_digons_crossing_ratio"] == pytest.approx(np.sqrt(0.1), abs=1e-3)
+    assert family_figures(perturb) == {"perturb"}
+    assert notes("perturb", perturb)["polygon_digons_crossing_ratio"] == pytest.approx(np.sqrt(0.1), abs=1e-3)
     noise = stored(plain, {"density": [1.0, 0.1, 0.01]}, {"importance": {"kind": "target_only"}, "rest_scale": 0.1})
-    assert set(family_figures(noise)) == {"noise"}
-    matplotlib.pyplot.close("all")
+    assert family_figures(noise) == {"noise"}
+    correlated = stored(neuron_rows(model="relu", data_kind="anticorrelated"), {"density": [1.0, 0.1, 0.01]})
+    assert family_figures(correlated) == {"correlated"}
+
+
+def test_neurons_draw_only_privileged_models():
+    mixed = pd.concat([neuron_rows(), neuron_rows(model="relu").assign(loss=0.0)], ignore_index=True)
+    fig = plot_neurons(mixed, ["density"])  # the relu rows have the lower losses, yet are not drawn
+    assert "relu_hidden model" in fig.get_suptitle() and "relu/" not in fig.get_suptitle()
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY))
+def test_family_figures_draw_the_same_into_every_target(name):
+    from analysis.figures.catalog import draw
+
+    sweep = {"neurons": stored(neuron_rows(), {"density": [1.0, 0.1, 0.01]}),
+             "l1_cost": stored(neuron_rows(axis="l1_hidden"), {"l1_hidden": [0.01, 0.1, 1.0]}),
+             "correlated": stored(neuron_rows(model="relu", data_kind="correlated"), {"density": []}),
+             "perturb": stored(perturb_rows(), {"density_last": []}),
+             "noise": stored(neuron_rows(model="relu"), {"density": []}, {"rest_scale": 0.1})}[name]
+    assert_draws_the_same_into_every_target(lambda target: draw(name, sweep, target))
 
 
 NEW_EXPERIMENTS = {  # name: (model kind, data kind, n, m)

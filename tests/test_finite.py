@@ -289,7 +289,7 @@ def synthetic_table(with_bump=True):
 
 
 def test_bump_location_finds_the_test_loss_peak():
-    from analysis.double_descent import bump_location
+    from analysis.figures.double_descent import bump_location
 
     table = synthetic_table()
     assert bump_location(table) == 100.0
@@ -297,16 +297,26 @@ def test_bump_location_finds_the_test_loss_peak():
     assert math.isnan(bump_location(synthetic_table(with_bump=False)))
 
 
-def test_double_descent_figures_draw_from_a_table(tmp_path):
-    import matplotlib.pyplot as plt
+DD_FIGURES = ["dd_losses", "dd_norms", "dd_dimensionality", "dd_geometry", "dd_memorisation"]
 
-    from analysis.double_descent import double_descent_figures
+
+def test_double_descent_figures_draw_from_a_table(tmp_path):
+    from analysis.figures.catalog import draw, figure_names, notes
     from analysis.sweep import StoredSweep
 
     sweep = StoredSweep(tmp_path, synthetic_table(), {"name": "dd"}, "abc")
-    figures = double_descent_figures(sweep)
-    assert set(figures) == {"dd_losses", "dd_norms", "dd_dimensionality", "dd_geometry", "dd_memorisation"}
-    assert sweep.notes["bump_T"] == 100.0
-    figures["dd_geometry"].savefig(tmp_path / "geometry.png", dpi=50)
-    for fig in figures.values():
-        plt.close(fig)
+    assert figure_names(sweep) == ["loss_curves", *DD_FIGURES]
+    assert notes("dd_losses", sweep) == {"bump_T": 100.0}
+    draw("dd_geometry", sweep).savefig(tmp_path / "geometry.png", dpi=50)
+    one_T = StoredSweep(tmp_path, synthetic_table().query("n_train == 100"), {"name": "dd"}, "abc")
+    assert figure_names(one_T) == ["loss_curves", "dd_geometry", "dd_memorisation"]
+
+
+@pytest.mark.parametrize("name", DD_FIGURES)
+def test_double_descent_figures_draw_the_same_into_every_target(name, tmp_path):
+    from analysis.figures.catalog import draw
+    from analysis.sweep import StoredSweep
+    from tests.helpers import assert_draws_the_same_into_every_target
+
+    sweep = StoredSweep(tmp_path, synthetic_table(), {"name": "dd"}, "abc")
+    assert_draws_the_same_into_every_target(lambda target: draw(name, sweep, target))

@@ -218,7 +218,7 @@ def sae_table(with_density: bool) -> pd.DataFrame:
 def test_recovery_figure_draws_against_density_or_d_star(with_density, last_panel):
     import matplotlib.pyplot as plt
 
-    from analysis.sae import plot_sae_recovery
+    from analysis.figures.sae import plot_sae_recovery
 
     fig = plot_sae_recovery(sae_table(with_density), stamp="test · config x · rev y")
     axes = fig.axes

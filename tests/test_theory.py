@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from analysis import theory, theory_exact
+from analysis.theory import n2m1 as theory, n2m1_exact, n2m1_relaxed
 
 N_MC = 2_000_000
 # Points of the (p, r) diagram: dense and sparse, both sides of r = 1, and the triple point.
@@ -21,7 +21,7 @@ def test_closed_forms_match_monte_carlo(p, r):
     closed = theory.solution_losses(p, r, include_extra=True)
     for k, name in enumerate(ALL_SOLUTIONS):
         W, b = _params(name, p)
-        mc, se = theory_exact.monte_carlo_loss(W, b, p, r, n_samples=N_MC, seed=k, return_stderr=True)
+        mc, se = n2m1_exact.monte_carlo_loss(W, b, p, r, n_samples=N_MC, seed=k, return_stderr=True)
         assert abs(float(closed[name]) - mc) <= 5 * se + 1e-12, (name, float(closed[name]), mc, se)
 
 
@@ -30,7 +30,7 @@ def test_exact_expected_loss_reproduces_closed_forms(p, r):
     closed = theory.solution_losses(p, r, include_extra=True)
     for name in ALL_SOLUTIONS:
         W, b = _params(name, p)
-        np.testing.assert_allclose(theory_exact.expected_loss(W, b, p, r), closed[name], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(n2m1_exact.expected_loss(W, b, p, r), closed[name], rtol=1e-12, atol=1e-15)
 
 
 def test_exact_expected_loss_matches_monte_carlo_for_arbitrary_models():
@@ -39,8 +39,8 @@ def test_exact_expected_loss_matches_monte_carlo_for_arbitrary_models():
         W = rng.normal(size=(1, 2)) * [1.0, 0.8]
         b = rng.normal(size=2) * 0.4
         p, r = rng.uniform(0.05, 1.0), rng.uniform(0.2, 5.0)
-        exact = float(theory_exact.expected_loss(W, b, p, r))
-        mc, se = theory_exact.monte_carlo_loss(W, b, p, r, n_samples=500_000, seed=100 + k, return_stderr=True)
+        exact = float(n2m1_exact.expected_loss(W, b, p, r))
+        mc, se = n2m1_exact.monte_carlo_loss(W, b, p, r, n_samples=500_000, seed=100 + k, return_stderr=True)
         assert abs(exact - mc) <= 5 * se, (W, b, p, r, exact, mc, se)
 
 
@@ -49,16 +49,16 @@ def test_exact_expected_loss_matches_monte_carlo_for_arbitrary_models():
 def test_stated_biases_are_optimal_for_their_weights(name, p, r):
     W, b = _params(name, p)
     seed = 11  # common random numbers: every perturbation sees the same samples
-    base = theory_exact.monte_carlo_loss(W, b, p, r, n_samples=400_000, seed=seed)
-    exact_base = float(theory_exact.expected_loss(W, b, p, r))
+    base = n2m1_exact.monte_carlo_loss(W, b, p, r, n_samples=400_000, seed=seed)
+    exact_base = float(n2m1_exact.expected_loss(W, b, p, r))
     for i in range(2):
         for delta in (0.05, -0.05):
             b2 = b.copy()
             b2[i] += delta
-            assert theory_exact.monte_carlo_loss(W, b2, p, r, n_samples=400_000, seed=seed) >= base
-            assert float(theory_exact.expected_loss(W, b2, p, r)) > exact_base
+            assert n2m1_exact.monte_carlo_loss(W, b2, p, r, n_samples=400_000, seed=seed) >= base
+            assert float(n2m1_exact.expected_loss(W, b2, p, r)) > exact_base
     # And the numerical optimiser finds the stated bias.
-    best_b, _ = theory_exact.optimal_bias(W, p)
+    best_b, _ = n2m1_exact.optimal_bias(W, p)
     np.testing.assert_allclose(best_b, b, atol=1e-4)
 
 
@@ -67,10 +67,10 @@ def test_antipodal_zero_bias_is_not_optimal():
     for p in (0.1, 0.5, 1.0):
         W, b = _params("superposition", p)
         h = 1e-7
-        f0 = theory_exact.expected_feature_losses(W, b, p)[0]
-        slope = (theory_exact.expected_feature_losses(W, b + [h, 0.0], p)[0] - f0) / h
+        f0 = n2m1_exact.expected_feature_losses(W, b, p)[0]
+        slope = (n2m1_exact.expected_feature_losses(W, b + [h, 0.0], p)[0] - f0) / h
         np.testing.assert_allclose(slope, -p * p / 3, rtol=1e-4)
-        best_b, best_f = theory_exact.optimal_bias(W, p)
+        best_b, best_f = n2m1_exact.optimal_bias(W, p)
         assert np.all(best_b > 0) and np.all(best_f < f0)
 
 
@@ -82,10 +82,10 @@ def test_reduction_mean_is_sum_over_two():
     for name in ALL_SOLUTIONS:
         np.testing.assert_allclose(m[name], s[name] / 2, rtol=1e-15)
     W, b = np.array([[0.8, -0.6]]), np.array([0.1, 0.05])
-    np.testing.assert_allclose(theory_exact.expected_loss(W, b, p, r, reduction="mean"),
-                               theory_exact.expected_loss(W, b, p, r, reduction="sum") / 2, rtol=1e-15)
-    mc_sum = theory_exact.monte_carlo_loss(W, b, 0.3, 1.0, n_samples=10_000, seed=1, reduction="sum")
-    mc_mean = theory_exact.monte_carlo_loss(W, b, 0.3, 1.0, n_samples=10_000, seed=1, reduction="mean")
+    np.testing.assert_allclose(n2m1_exact.expected_loss(W, b, p, r, reduction="mean"),
+                               n2m1_exact.expected_loss(W, b, p, r, reduction="sum") / 2, rtol=1e-15)
+    mc_sum = n2m1_exact.monte_carlo_loss(W, b, 0.3, 1.0, n_samples=10_000, seed=1, reduction="sum")
+    mc_mean = n2m1_exact.monte_carlo_loss(W, b, 0.3, 1.0, n_samples=10_000, seed=1, reduction="mean")
     assert mc_mean == pytest.approx(mc_sum / 2, rel=1e-12)
     with pytest.raises(ValueError):
         theory.solution_losses(0.5, 1.0, reduction="median")
@@ -131,7 +131,7 @@ def test_boundary_formula_and_triple_point():
     np.testing.assert_allclose(values, values[0], rtol=1e-12)
     # Monte Carlo agrees at the triple point too (all three within noise of each other).
     for k, name in enumerate(theory.SOLUTIONS):
-        mc, se = theory_exact.monte_carlo_loss(*_params(name, p_tp), p_tp, r_tp, n_samples=N_MC, seed=50 + k,
+        mc, se = n2m1_exact.monte_carlo_loss(*_params(name, p_tp), p_tp, r_tp, n_samples=N_MC, seed=50 + k,
                                          return_stderr=True)
         assert abs(mc - values[0]) <= 5 * se
 
@@ -158,13 +158,13 @@ def test_vectorised_grids_give_grids():
     # Models broadcast too: one W and b against the whole grid, and a grid of models.
     W, b = _params("superposition", p)
     assert W.shape == (5, 7, 1, 2) and b.shape == (5, 7, 2)
-    grid = theory_exact.expected_loss(W, b, p, r)
+    grid = n2m1_exact.expected_loss(W, b, p, r)
     assert grid.shape == p.shape
     np.testing.assert_allclose(grid, theory.solution_losses(p, r)["superposition"], rtol=1e-12)
-    assert theory_exact.expected_loss(W[0, 0], b[0, 0], p, r).shape == p.shape
-    best_b, best_f = theory_exact.optimal_bias(W, p)
+    assert n2m1_exact.expected_loss(W[0, 0], b[0, 0], p, r).shape == p.shape
+    best_b, best_f = n2m1_exact.optimal_bias(W, p)
     assert best_b.shape == best_f.shape == (5, 7, 2)
-    phase_relaxed, loss_relaxed = theory_exact.relaxed_phase(p[::2, ::3], r[::2, ::3])
+    phase_relaxed, loss_relaxed = n2m1_relaxed.relaxed_phase(p[::2, ::3], r[::2, ::3])
     assert phase_relaxed.shape == loss_relaxed.shape == (3, 3)
 
 
@@ -203,7 +203,7 @@ def test_relaxed_solutions():
     pair drops below its closed form, most near the triple point, and Monte Carlo agrees."""
     p = np.array([0.1, 0.3, 4 / 7, 0.9])
     r = np.array([1.0, 0.5, 1.0, 0.3])
-    sols = theory_exact.relaxed_solutions(p, r, names=("not_learned", "superposition"))
+    sols = n2m1_relaxed.relaxed_solutions(p, r, names=("not_learned", "superposition"))
     closed = theory.solution_losses(p, r)
     nl = sols["not_learned"]
     np.testing.assert_allclose(nl["loss"][3], closed["not_learned"][3], rtol=1e-9)
@@ -213,11 +213,11 @@ def test_relaxed_solutions():
     assert sup["loss"][2] < 0.9 * closed["superposition"][2]
     assert np.all(sup["phase"][:3] == theory.SUPERPOSITION)
     W, b = sup["W"][2], sup["b"][2]
-    mc, se = theory_exact.monte_carlo_loss(W, b, p[2], r[2], n_samples=N_MC, seed=7, return_stderr=True)
+    mc, se = n2m1_exact.monte_carlo_loss(W, b, p[2], r[2], n_samples=N_MC, seed=7, return_stderr=True)
     assert abs(mc - sup["loss"][2]) <= 5 * se
     # A point the analytic diagram calls "not learned" is superposition once relaxed.
     assert theory.predicted_phase(0.46, 0.5) == theory.NOT_LEARNED
-    assert theory_exact.relaxed_phase(0.46, 0.5)[0] == theory.SUPERPOSITION
+    assert n2m1_relaxed.relaxed_phase(0.46, 0.5)[0] == theory.SUPERPOSITION
 
 
 def test_not_learned_becomes_a_saddle_above_threshold():
@@ -227,13 +227,13 @@ def test_not_learned_becomes_a_saddle_above_threshold():
     W = np.array([[1 + 0.127 * h, -h]])
     b = np.array([0.081 * h, p / 2 + p * h / 2])
     for r, lower in ((0.6, True), (0.45, False)):
-        change = float(theory_exact.expected_loss(W, b, p, r) - theory.solution_losses(p, r)["not_learned"])
+        change = float(n2m1_exact.expected_loss(W, b, p, r) - theory.solution_losses(p, r)["not_learned"])
         assert (change < 0) == lower, (r, change)
 
 
 def test_relaxed_superposition_loss_is_at_most_the_closed_form():
     p, r = np.array([0.1, 0.3, 0.5]), np.array([0.5, 0.5, 0.8])
-    relaxed = theory_exact.relaxed_superposition_loss(p, r, reduction="mean")
+    relaxed = n2m1_relaxed.relaxed_superposition_loss(p, r, reduction="mean")
     closed = theory.solution_losses(p, r, reduction="mean")["superposition"]
     assert np.all(relaxed <= closed + 1e-12)
     assert relaxed[-1] < 0.95 * closed[-1]  # near the triple point relaxing gains several percent

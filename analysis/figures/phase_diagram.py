@@ -6,19 +6,18 @@ n=2, m=1) the analytic boundaries and a loss-crossover panel through the diagram
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
-from analysis import theory
+from analysis.figures.canvas import finish, panel_grid
 from analysis.phases import PHASE_COLORS, PHASES, SUPERPOSED, PhaseThresholds
-from analysis.sweep import stamp_figure
+from analysis.seeds import summarize, with_phases
+from analysis.theory import n2m1 as theory
 
+# The axes a phase diagram can run over: the first two of them that the sweep varies.
+DIAGRAM_AXES = ("importance_decay", "importance_last", "density", "lr", "weight_decay")
 AXIS_LABELS = {
     "importance_decay": "relative importance r (I_i = r^i; for n=2 the second feature's)",
     "importance_last": "importance of the last feature (others 1)",
@@ -94,10 +93,10 @@ def agreement_with_theory(summary: pd.DataFrame, margin: float = 1.25) -> dict:
 
 
 def plot_phase_diagram(table: pd.DataFrame, summary: pd.DataFrame, x: str, y: str, feature: int,
-                       thresholds: PhaseThresholds, stamp: str = "", crossover_at: float | None = None):
+                       thresholds: PhaseThresholds, stamp: str = "", crossover_at: float | None = None, target=None):
     theory_ok = is_n2m1_diagram(table, x, y)
     n_panels = 3 if theory_ok else 2
-    fig, axes = plt.subplots(1, n_panels, figsize=(5.6 * n_panels, 5.0))
+    canvas, (axes,) = panel_grid(target, 1, n_panels, (5.6 * n_panels, 5.0))
     xs, ys, phase = grid_of(summary, x, y, "phase_best")
     cmap = ListedColormap(PHASE_COLORS)
 
@@ -115,7 +114,7 @@ def plot_phase_diagram(table: pd.DataFrame, summary: pd.DataFrame, x: str, y: st
     ax = axes[1]
     _, _, frac = grid_of(summary, x, y, "frac_superposed")
     mesh = ax.pcolormesh(_edges(xs), _edges(ys), frac, cmap="magma", vmin=0, vmax=1)
-    fig.colorbar(mesh, ax=ax, label="fraction of seeds")
+    canvas.figure.colorbar(mesh, ax=ax, label="fraction of seeds")
     _setup_axes(ax, x, y, xs, ys)
     ax.set_title(f"Fraction of seeds with feature {feature + 1} superposed", fontsize=10)
     if theory_ok:
@@ -124,11 +123,40 @@ def plot_phase_diagram(table: pd.DataFrame, summary: pd.DataFrame, x: str, y: st
     if theory_ok:
         plot_loss_crossover(axes[2], table, summary, x, y, thresholds, crossover_at)
     n, m = int(table["n_features"].iloc[0]), int(table["n_hidden"].iloc[0])
-    fig.suptitle(f"Phase diagram, n={n}, m={m}, {summary['n_seeds'].max()} seeds per cell. "
-                 + thresholds.describe(), fontsize=9)
-    stamp_figure(fig, stamp)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.94))
-    return fig
+    title = f"Phase diagram, n={n}, m={m}, {summary['n_seeds'].max()} seeds per cell. " + thresholds.describe()
+    return finish(canvas, stamp, title, fontsize=9, layout=(0, 0.02, 1, 0.94))
+
+
+def diagram_axes(sweep) -> tuple[str, str] | None:
+    """(x, y): the first two varying ``DIAGRAM_AXES`` of a sweep with one n, else None."""
+    table = sweep.table
+    varying = [a for a in sweep.axes if a in DIAGRAM_AXES and table[a].nunique() > 1]
+    if len(varying) < 2 or table["n_features"].nunique() != 1:
+        return None
+    return varying[0], varying[1]
+
+
+def _summary(sweep, feature: int | None, thresholds: PhaseThresholds):
+    """(x, y, the feature drawn (default the last), its per-cell summary)."""
+    x, y = diagram_axes(sweep)
+    feature = int(sweep.table["n_features"].max()) - 1 if feature is None else feature
+    return x, y, feature, summarize(sweep.table, [x, y], feature, thresholds)
+
+
+def draw_phase_diagram(sweep, feature: int | None = None, thresholds: PhaseThresholds = PhaseThresholds(),
+                       crossover_at: float | None = None, target=None):
+    """The phase diagram of ``feature`` (0-based, default the last) over the sweep's first two
+    varying ``DIAGRAM_AXES``."""
+    x, y, feature, summary = _summary(sweep, feature, thresholds)
+    return plot_phase_diagram(sweep.table, summary, x, y, feature, thresholds, sweep.stamp(), crossover_at,
+                              target=target)
+
+
+def agreement_note(sweep, feature: int | None = None, thresholds: PhaseThresholds = PhaseThresholds(),
+                   **_) -> dict:
+    """``agreement_with_theory`` of an n=2, m=1 diagram over (r, p); nothing for another diagram."""
+    x, y, feature, summary = _summary(sweep, feature, thresholds)
+    return {"agreement_with_theory": agreement_with_theory(summary)} if is_n2m1_diagram(sweep.table, x, y) else {}
 
 
 def plot_loss_crossover(ax, table: pd.DataFrame, summary: pd.DataFrame, x: str, y: str,
@@ -136,8 +164,6 @@ def plot_loss_crossover(ax, table: pd.DataFrame, summary: pd.DataFrame, x: str, 
     """Along density at one relative importance r: the lowest loss among seeds that ended in
     superposition and among those that did not, against the closed-form losses of the three
     solutions. The branches cross at the transition (a first-order one: the minimum jumps)."""
-    from analysis.seeds import with_phases
-
     rs = np.sort(table["importance_decay"].unique())
     r = rs[np.argmin(np.abs(np.log(rs) - np.log(r_target or 0.5)))]
     line = with_phases(table[np.isclose(table["importance_decay"], r)], thresholds)

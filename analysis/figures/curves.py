@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from analysis.figures.canvas import FULL, finish, single_panel
 from analysis.seeds import best_of_seeds
-from analysis.sweep import coord_label, stamp_figure
+from analysis.sweep import coord_label
 
 
-def plot_loss_curves(table: pd.DataFrame, axes: list[str], stamp: str = "", max_curves: int = 60):
+def plot_loss_curves(table: pd.DataFrame, axes: list[str], stamp: str = "", max_curves: int = 60, target=None):
     """Training loss (mean over each snapshot interval) against step, best seed per grid point,
     coloured along the first swept axis."""
     best = best_of_seeds(table, axes).head(max_curves)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    canvas, ax = single_panel(target, (7, 4.5))
     numeric = [a for a in axes if pd.api.types.is_numeric_dtype(best[a])]
     color_axis = numeric[0] if numeric else None
     if color_axis:
@@ -25,7 +23,7 @@ def plot_loss_curves(table: pd.DataFrame, axes: list[str], stamp: str = "", max_
         positive = np.all(values > 0)
         key = np.log(values) if positive else values
         span = np.ptp(key) or 1.0
-        colors = plt.get_cmap("plasma")((key - key.min()) / span * 0.9)
+        colors = matplotlib.colormaps["plasma"]((key - key.min()) / span * 0.9)
     else:
         colors = ["C0"] * len(best)
     for color, (_, row) in zip(colors, best.iterrows()):
@@ -40,6 +38,4 @@ def plot_loss_curves(table: pd.DataFrame, axes: list[str], stamp: str = "", max_
     ax.set_title(title + f"; best of {table['seed'].nunique()} seed(s) per grid point", fontsize=10)
     if len(best) <= 12 and axes:
         ax.legend(fontsize=7, ncol=2)
-    stamp_figure(fig, stamp)
-    fig.tight_layout()
-    return fig
+    return finish(canvas, stamp, layout=FULL)

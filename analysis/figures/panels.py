@@ -1,18 +1,18 @@
-"""Shared pieces of the model-family figures (SCIENCE.md §7): which grid axis a figure runs along,
-the best seed at each point of it, and 2-D panels of feature vectors in caller-chosen colours."""
+"""Shared pieces of the figures: which grid axis a figure runs along, the best seed at each point
+of it, colours by importance, 2-D panels of feature vectors in caller-chosen colours, and a row of
+small panels above wider plots."""
 
 from __future__ import annotations
 
 import matplotlib
 import matplotlib.ticker
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Circle
 
+from analysis.figures.canvas import Canvas, region
 from analysis.phases import PhaseThresholds
-from analysis.seeds import best_of_seeds
+from analysis.seeds import best_of_seeds, evenly_spaced, ordered_along
 
 # ‖W_i‖ at or above which a feature counts as represented: the phase figures' default threshold.
 REPRESENTED = PhaseThresholds.represented
@@ -31,12 +31,16 @@ def swept_axis(table: pd.DataFrame, axes: list[str], prefer: tuple[str, ...] = (
 def best_along(table: pd.DataFrame, axes: list[str], axis: str | None, max_points: int = 8) -> pd.DataFrame:
     """Best seed (lowest loss) per grid point, ordered along ``axis`` (densest first for a density
     axis, as in the papers), thinned evenly to at most ``max_points`` rows."""
-    best = best_of_seeds(table, axes)
-    if axis is not None:
-        descending = "density" in axis
-        best = best.sort_values(axis, ascending=not descending, kind="stable").reset_index(drop=True)
-    pick = np.unique(np.linspace(0, len(best) - 1, min(max_points, len(best))).round().astype(int))
-    return best.iloc[pick]
+    best = ordered_along(best_of_seeds(table, axes), axis)
+    return best.iloc[evenly_spaced(len(best), max_points)]
+
+
+def importance_colors(importance_F, cmap="viridis") -> np.ndarray:
+    """One colour per feature, from dark (least important) to bright (most important)."""
+    imp = np.asarray(importance_F, dtype=float)
+    span = np.ptp(imp)
+    shade = (imp - imp.min()) / span if span > 0 else np.ones_like(imp)
+    return matplotlib.colormaps[cmap](0.15 + 0.8 * shade)
 
 
 def sweep_x_axis(ax, axis: str, values) -> None:
@@ -61,23 +65,25 @@ def set_log_scale(ax, values, which: str = "x") -> None:
         axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def as_W(row: pd.Series, column: str = "W") -> np.ndarray:
-    return np.asarray([list(r) for r in row[column]], dtype=float)
-
-
-def draw_vectors(ax, W_2xF: np.ndarray, colors, styles=None, labels=None) -> None:
-    """Each column of a 2×n W as a line from the origin with a dot at its tip, in ``colors[i]``
-    and line style ``styles[i]``; the unit circle dotted. The limits fit the longest vector."""
+def draw_vectors(ax, W_2xF: np.ndarray, colors, styles=None, labels=None, size: float = 22,
+                 lim: float | None = None) -> None:
+    """Each column of a 2×n W as a line from the origin with a dot (area ``size``) at its tip, in
+    ``colors[i]`` and line style ``styles[i]``; the unit circle dotted. The limits are ±``lim``,
+    by default fitting the longest vector."""
     n = W_2xF.shape[1]
     styles = styles if styles is not None else ["-"] * n
     for i in range(n):
         x, y = W_2xF[:, i]
         ax.plot([0, x], [0, y], color=colors[i], lw=2, ls=styles[i])
-        ax.scatter([x], [y], color=colors[i], s=22, zorder=3)
+        ax.scatter([x], [y], color=colors[i], s=size, zorder=3)
         if labels is not None:
             ax.annotate(labels[i], (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6)
-    ax.add_patch(plt.Circle((0, 0), 1.0, fill=False, ls=":", color="0.7"))
-    lim = max(1.3, 1.15 * float(np.abs(W_2xF).max(initial=0.0)))
+    ax.add_patch(Circle((0, 0), 1.0, fill=False, ls=":", color="0.7"))
+    square_frame(ax, max(1.3, 1.15 * float(np.abs(W_2xF).max(initial=0.0))) if lim is None else lim)
+
+
+def square_frame(ax, lim: float) -> None:
+    """A square frame ±``lim`` on both axes, equal aspect, no ticks: for vectors in a plane."""
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
@@ -85,19 +91,21 @@ def draw_vectors(ax, W_2xF: np.ndarray, colors, styles=None, labels=None) -> Non
     ax.set_yticks([])
 
 
-def panels_over_plots(n_panels: int, n_plots: int, panel_size: float = 2.0, plot_height: float = 3.4):
-    """A figure with a row of ``n_panels`` small panels (none when 0) above a row of ``n_plots``
-    wider plots: (figure, panel axes, plot axes)."""
+def panels_over_plots(n_panels: int, n_plots: int, panel_size: float = 2.0, plot_height: float = 3.4,
+                      target=None) -> tuple[Canvas, list, list]:
+    """A row of ``n_panels`` small panels (none when 0) above a row of ``n_plots`` wider plots, on
+    ``target`` (``canvas.region``): (canvas, panel axes, plot axes)."""
     width = max(panel_size * n_panels, 5.5 * n_plots, 8.0)
     heights = ([panel_size + 0.8] if n_panels else []) + [plot_height]
-    fig = plt.figure(figsize=(width, sum(heights) + 0.8))
+    canvas = region(target, (width, sum(heights) + 0.8))
+    fig = canvas.figure
     outer = fig.add_gridspec(len(heights), 1, height_ratios=heights)
     panels = []
     if n_panels:
         top = outer[0].subgridspec(1, n_panels)
         panels = [fig.add_subplot(top[0, k]) for k in range(n_panels)]
     bottom = outer[-1].subgridspec(1, n_plots, wspace=0.45)
-    return fig, panels, [fig.add_subplot(bottom[0, k]) for k in range(n_plots)]
+    return canvas, panels, [fig.add_subplot(bottom[0, k]) for k in range(n_plots)]
 
 
 def panel_title(row: pd.Series, axis: str | None) -> str:

@@ -12,17 +12,27 @@ from __future__ import annotations
 import itertools
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.family_panels import (REPRESENTED, as_W, best_along, draw_vectors, panel_title, panels_over_plots,
-                                    sweep_x_axis, swept_axis)
-from analysis.sweep import stamp_figure, wrapped_suptitle
+from analysis.figures.canvas import finish
+from analysis.figures.panels import (REPRESENTED, best_along, draw_vectors, panel_title, panels_over_plots,
+                                     sweep_x_axis, swept_axis)
+from analysis.kinds import set_data
+from analysis.sweep import as_array
+from sweeps.store import as_matrix
 
 REFERENCE_ANGLES = {0.0: "collapsed (0°)", 90.0: "orthogonal (90°)", 180.0: "antipodal (180°)"}
+
+
+def has_sets(table: pd.DataFrame) -> bool:
+    return bool("data_kind" in table and table["data_kind"].map(set_data).any())
+
+
+def correlated_inputs(sweep) -> tuple:
+    """``plot_correlated``'s inputs from a stored sweep: the set size is the config's."""
+    set_size = int(sweep.config.get("data", {}).get("set_size", 2))
+    return sweep.table, sweep.axes, set_size, sweep.stamp()
 
 
 def member_pairs(n_features: int, set_size: int) -> list[tuple[int, int]]:
@@ -50,7 +60,7 @@ def within_set_angles(W_HxF: np.ndarray, set_size: int, represented: float = REP
 def angle_table(table: pd.DataFrame, set_size: int, represented: float = REPRESENTED) -> pd.DataFrame:
     """``table`` plus ``pair_angles`` (list, degrees) and ``mean_pair_angle`` (NaN-ignoring)."""
     out = table.copy()
-    angles = [within_set_angles(as_W(row), set_size, represented) for _, row in table.iterrows()]
+    angles = [within_set_angles(as_array(row["W"]), set_size, represented) for _, row in table.iterrows()]
     out["pair_angles"] = [a.tolist() for a in angles]
     out["mean_pair_angle"] = [float(np.nanmean(a)) if np.isfinite(a).any() else np.nan for a in angles]
     return out
@@ -58,7 +68,7 @@ def angle_table(table: pd.DataFrame, set_size: int, represented: float = REPRESE
 
 def set_colors(n_features: int, set_size: int):
     """One colour per set; members of a set share it (line style tells them apart)."""
-    cmap = plt.get_cmap("tab10")
+    cmap = matplotlib.colormaps["tab10"]
     return [cmap((i // set_size) % 10) for i in range(n_features)]
 
 
@@ -68,7 +78,7 @@ def _member_styles(n_features: int, set_size: int) -> list[str]:
 
 def _draw_panels(panels, best: pd.DataFrame, axis: str | None, set_size: int) -> None:
     for ax, (_, row) in zip(panels, best.iterrows()):
-        W = as_W(row)
+        W = as_array(row["W"])
         n = W.shape[1]
         draw_vectors(ax, W, set_colors(n, set_size), _member_styles(n, set_size), labels=[str(i) for i in range(n)])
         angles = within_set_angles(W, set_size)
@@ -84,7 +94,7 @@ def _draw_angles(ax, angled: pd.DataFrame, best: pd.DataFrame, axis: str | None,
         ax.scatter(np.full(len(angles), x), angles, color="0.75", s=9, zorder=1)
     best = best.sort_values(axis) if axis else best
     x_best = best[axis].to_numpy(float) if axis else np.zeros(len(best))
-    per_pair = np.array([list(a) for a in best["pair_angles"]], dtype=float)
+    per_pair = as_matrix(best["pair_angles"])
     n = int(best["n_features"].iloc[0])
     colors = set_colors(n, set_size)
     for k, (i, j) in enumerate(member_pairs(n, set_size)):
@@ -102,7 +112,8 @@ def _draw_angles(ax, angled: pd.DataFrame, best: pd.DataFrame, axis: str | None,
     ax.legend(fontsize=7, loc="best")
 
 
-def plot_correlated(table: pd.DataFrame, axes: list[str], set_size: int, stamp: str = "", max_panels: int = 8):
+def plot_correlated(table: pd.DataFrame, axes: list[str], set_size: int, stamp: str = "", max_panels: int = 8,
+                    target=None):
     """Top: the best seed's feature directions along the sweep, coloured by set (members of a set
     share a colour, line style tells them apart; drawn for m = 2 only). Bottom: the angle between
     set members, every seed (grey dots), the best seed per point (coloured dots) and their mean
@@ -113,14 +124,11 @@ def plot_correlated(table: pd.DataFrame, axes: list[str], set_size: int, stamp: 
     best = best_along(angled, axes, axis, max_points=len(angled))
     shown = best_along(angled, axes, axis, max_points=max_panels)
     two_d = bool((angled["n_hidden"] == 2).all())
-    fig, panels, (plot,) = panels_over_plots(len(shown) if two_d else 0, 1)
+    canvas, panels, (plot,) = panels_over_plots(len(shown) if two_d else 0, 1, target=target)
     _draw_panels(panels, shown, axis, set_size)
     _draw_angles(plot, angled, best, axis, set_size)
     kinds = "/".join(sorted(angled["data_kind"].unique())) if "data_kind" in angled else "?"
     n, m = int(angled["n_features"].iloc[0]), int(angled["n_hidden"].iloc[0])
-    wrapped_suptitle(fig, f"{kinds} sets of {set_size} (n={n}, m={m}): colour = set; best of "
-                     f"{angled['seed'].nunique()} seed(s) by loss. Angles of dropped features "
-                     f"(‖W_i‖ < {REPRESENTED}) are not drawn.")
-    stamp_figure(fig, stamp)
-    fig.subplots_adjust(top=0.86, bottom=0.12, right=0.88)
-    return fig
+    title = (f"{kinds} sets of {set_size} (n={n}, m={m}): colour = set; best of {angled['seed'].nunique()} "
+             f"seed(s) by loss. Angles of dropped features (‖W_i‖ < {REPRESENTED}) are not drawn.")
+    return finish(canvas, stamp, title, fontsize=9, wrap=True, layout=dict(top=0.86, bottom=0.12, right=0.88))

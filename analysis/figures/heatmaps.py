@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 
+from analysis.figures.canvas import finish, panel_grid
 from analysis.seeds import best_of_seeds, spread_over_grid
-from analysis.sweep import coord_label, stamp_figure
+from analysis.sweep import as_array, coord_label
 from toymodels import metrics
 
 
-def plot_wtw(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: int = 6):
+def plot_wtw(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: int = 6, target=None):
     """For up to ``max_panels`` grid points spread over the sweep (best seed each): WᵀW and the
     norms ‖W_i‖ as bars, coloured by polysemanticity sqrt(Σ_j≠i (Ŵ_i·W_j)²)."""
     best = spread_over_grid(best_of_seeds(table, axes), axes, max_panels)
-    fig, grid = plt.subplots(2, len(best), figsize=(3.2 * len(best), 6.4), squeeze=False,
-                             gridspec_kw={"height_ratios": [1, 1.4]})
-    cmap = plt.get_cmap("viridis")
+    canvas, grid = panel_grid(target, 2, len(best), (3.2 * len(best), 6.4), height_ratios=[1, 1.4])
+    cmap = matplotlib.colormaps["viridis"]
     for col, (_, row) in enumerate(best.iterrows()):
-        W = np.asarray(list(row["W"]), dtype=float)
+        W = as_array(row["W"])
         norms = metrics.feature_norms(W)
         poly = np.clip(metrics.polysemanticity(W), 0, 1)
         bars = grid[0, col]
@@ -39,9 +38,7 @@ def plot_wtw(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: 
         heat.set_title("WᵀW", fontsize=8)
         heat.set_xticks([])
         heat.set_yticks([])
-    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
-    fig.colorbar(sm, ax=grid[0, :].tolist(), label="polysemanticity", shrink=0.8)
+    sm = ScalarMappable(cmap=cmap, norm=Normalize(0, 1))
+    canvas.figure.colorbar(sm, ax=grid[0, :].tolist(), label="polysemanticity", shrink=0.8)
     n, m = int(best["n_features"].iloc[0]), int(best["n_hidden"].iloc[0])
-    fig.suptitle(f"Feature norms and overlaps WᵀW, n={n}, m={m}, best seed per grid point", fontsize=10)
-    stamp_figure(fig, stamp)
-    return fig
+    return finish(canvas, stamp, f"Feature norms and overlaps WᵀW, n={n}, m={m}, best seed per grid point")

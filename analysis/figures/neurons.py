@@ -16,16 +16,14 @@ when its column ‖R_i‖ reaches 0.5.
 from __future__ import annotations
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.family_panels import REPRESENTED, as_W, best_along, panels_over_plots, set_log_scale, sweep_x_axis, swept_axis
-from analysis.geometry import importance_colors
-from analysis.sweep import stamp_figure, wrapped_suptitle
-from analysis.kinds import is_privileged, is_signed as is_signed_data
+from analysis.figures.canvas import finish
+from analysis.figures.panels import (REPRESENTED, best_along, importance_colors, panels_over_plots, set_log_scale,
+                                     sweep_x_axis, swept_axis)
+from analysis.sweep import as_array
+from analysis.kinds import privileged_model, signed_data
 
 MONO_SHARE = 0.9
 DEAD_NORM = 0.1
@@ -65,7 +63,7 @@ def neuron_counts(W_HxF: np.ndarray, signed: bool = False, mono_share: float = M
 def is_signed(row: pd.Series) -> bool:
     """Whether a neuron of this model responds to both signs of a feature's weight: signed inputs,
     or a hidden layer without a ReLU."""
-    return is_signed_data(row.get("data_kind", "sparse")) or not is_privileged(row["model"])
+    return signed_data(row.get("data_kind", "sparse")) or not privileged_model(row["model"])
 
 
 def neuron_table(table: pd.DataFrame, mono_share: float = MONO_SHARE, dead_norm: float = DEAD_NORM) -> pd.DataFrame:
@@ -73,7 +71,7 @@ def neuron_table(table: pd.DataFrame, mono_share: float = MONO_SHARE, dead_norm:
     out = table.copy()
     counts, represented = [], []
     for _, row in table.iterrows():
-        W, signed = as_W(row), is_signed(row)
+        W, signed = as_array(row["W"]), is_signed(row)
         counts.append(neuron_counts(W, signed, mono_share, dead_norm))
         represented.append(int(np.sum(np.linalg.norm(response_weights(W, signed), axis=0) >= REPRESENTED)))
     for name in NEURON_CLASSES:
@@ -93,7 +91,7 @@ def feature_colors(importance_F) -> list:
     (bright = important) since no palette separates a hundred features."""
     n = len(importance_F)
     if n <= 20:
-        cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+        cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
         return [cmap(i) for i in range(n)]
     return list(importance_colors(importance_F))
 
@@ -140,16 +138,23 @@ def _counts_plot(ax, counted: pd.DataFrame, axis: str | None, best: pd.DataFrame
     ax.legend(fontsize=7)
 
 
+def privileged(table: pd.DataFrame) -> pd.Series:
+    """The models whose hidden layer has a privileged basis (a neuron is a meaningful unit)."""
+    return table["model"].map(privileged_model).astype(bool)
+
+
 def plot_neurons(table: pd.DataFrame, axes: list[str], stamp: str = "", mono_share: float = MONO_SHARE,
-                 dead_norm: float = DEAD_NORM, max_panels: int = 6):
+                 dead_norm: float = DEAD_NORM, max_panels: int = 6, target=None):
     """Top: per-neuron stacked weight bars of the best seed at up to ``max_panels`` points of the
-    sweep. Bottom: monosemantic / polysemantic / dead neuron counts and represented features."""
+    sweep. Bottom: monosemantic / polysemantic / dead neuron counts and represented features. Only
+    the models with a privileged basis are drawn."""
+    table = table[privileged(table)]
     axis = swept_axis(table, axes, prefer=("density", "l1_hidden"))
     counted = neuron_table(table, mono_share, dead_norm)
     shown = best_along(counted, axes, axis, max_panels)
-    fig, panels, (plot,) = panels_over_plots(len(shown), 1, panel_size=2.6)
+    canvas, panels, (plot,) = panels_over_plots(len(shown), 1, panel_size=2.6, target=target)
     for ax, (_, row) in zip(panels, shown.iterrows()):
-        plot_neuron_bars(ax, as_W(row), row["feature_importance"], is_signed(row), mono_share, dead_norm)
+        plot_neuron_bars(ax, as_array(row["W"]), row["feature_importance"], is_signed(row), mono_share, dead_norm)
         head = f"{axis} = {row[axis]:.3g}\n" if axis else ""
         ax.set_title(head + f"{row['monosemantic']} mono / {row['polysemantic']} poly / {row['dead']} dead",
                      fontsize=7)
@@ -161,22 +166,20 @@ def plot_neurons(table: pd.DataFrame, axes: list[str], stamp: str = "", mono_sha
     models = "/".join(sorted(table["model"].unique()))
     n, m = int(table["n_features"].max()), int(table["n_hidden"].max())
     colour = "feature" if n <= 20 else "importance, bright = important"
-    wrapped_suptitle(fig, f"Neurons of the {models} model (n={n}, m={m}): each neuron's weights W_ki stacked by "
-                     f"feature (colour = {colour}), best of {table['seed'].nunique()} seed(s).\n"
-                     f"{threshold_text(mono_share, dead_norm)}")
-    stamp_figure(fig, stamp)
-    fig.subplots_adjust(top=0.84, bottom=0.1, hspace=0.6)
-    return fig
+    title = (f"Neurons of the {models} model (n={n}, m={m}): each neuron's weights W_ki stacked by feature "
+             f"(colour = {colour}), best of {table['seed'].nunique()} seed(s).\n"
+             f"{threshold_text(mono_share, dead_norm)}")
+    return finish(canvas, stamp, title, fontsize=9, wrap=True, layout=dict(top=0.84, bottom=0.1, hspace=0.6))
 
 
 def plot_l1_cost(table: pd.DataFrame, axes: list[str], stamp: str = "", mono_share: float = MONO_SHARE,
-                 dead_norm: float = DEAD_NORM):
+                 dead_norm: float = DEAD_NORM, target=None):
     """The price of monosemanticity: the model's loss (penalty excluded) against the L1 coefficient
     λ, next to monosemantic neurons and represented features against λ (best seed per point; one
     colour per value of any other swept axis)."""
     counted = neuron_table(table, mono_share, dead_norm)
     others = [a for a in axes if a != "l1_hidden" and counted[a].nunique() > 1]
-    fig, _, (loss_ax, count_ax) = panels_over_plots(0, 2, plot_height=3.8)
+    canvas, _, (loss_ax, count_ax) = panels_over_plots(0, 2, plot_height=3.8, target=target)
     loss_ax.scatter(counted["l1_hidden"], counted["loss"], color="0.75", s=10, label="every seed")
     best = best_along(counted, axes, "l1_hidden", len(counted))
     for k, (key, group) in enumerate(best.groupby(others) if others else [((), best)]):
@@ -197,9 +200,7 @@ def plot_l1_cost(table: pd.DataFrame, axes: list[str], stamp: str = "", mono_sha
     loss_ax.set_yscale("log")
     count_ax.set_ylabel("count (best seed)")
     models = "/".join(sorted(table["model"].unique()))
-    wrapped_suptitle(fig, f"Cost of monosemanticity ({models}, n={int(table['n_features'].max())}, "
-                     f"m={int(table['n_hidden'].max())}): + λ·mean‖h‖₁ during training.\n"
-                     f"{threshold_text(mono_share, dead_norm)}")
-    stamp_figure(fig, stamp)
-    fig.subplots_adjust(top=0.8, bottom=0.15)
-    return fig
+    n, m = int(table["n_features"].max()), int(table["n_hidden"].max())
+    title = (f"Cost of monosemanticity ({models}, n={n}, m={m}): + λ·mean‖h‖₁ during training.\n"
+             f"{threshold_text(mono_share, dead_norm)}")
+    return finish(canvas, stamp, title, fontsize=9, wrap=True, layout=dict(top=0.8, bottom=0.15))

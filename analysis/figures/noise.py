@@ -16,20 +16,25 @@ the core does not have.
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 
-from analysis.family_panels import (REPRESENTED, as_W, best_along, draw_vectors, panel_title, panels_over_plots,
-                                    set_log_scale, swept_axis)
-from analysis.sweep import stamp_figure, wrapped_suptitle
+from analysis.figures.canvas import finish
+from analysis.figures.panels import (REPRESENTED, best_along, draw_vectors, panel_title, panels_over_plots,
+                                     set_log_scale, swept_axis)
+from analysis.sweep import as_array
 
 TARGET_COLOR, NOISE_COLOR = "red", "0.45"
 
 
 LEAK = 0.05  # |Ŵ_0·W_j| at or above which noise feature j counts as interfering with the target
+
+
+def is_noise_setting(config: dict) -> bool:
+    """The noise-features setting: a target-only loss or rescaled non-target features."""
+    data = config.get("data", {})
+    return (data.get("importance", {}).get("kind") == "target_only"
+            or float(data.get("rest_scale", 1.0)) != 1.0)
 
 
 def noise_measures(W_HxF: np.ndarray, represented: float = REPRESENTED, leak: float = LEAK) -> dict:
@@ -50,7 +55,7 @@ def noise_measures(W_HxF: np.ndarray, represented: float = REPRESENTED, leak: fl
 
 
 def noise_table(table: pd.DataFrame, represented: float = REPRESENTED, leak: float = LEAK) -> pd.DataFrame:
-    measures = pd.DataFrame([noise_measures(as_W(row), represented, leak) for _, row in table.iterrows()],
+    measures = pd.DataFrame([noise_measures(as_array(row["W"]), represented, leak) for _, row in table.iterrows()],
                             index=table.index)
     return pd.concat([table, measures], axis=1)
 
@@ -81,7 +86,7 @@ def _curves(ax, measured: pd.DataFrame, axes: list[str], axis: str | None, colum
     ax.legend(fontsize=6)
 
 
-def plot_noise(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: int = 8):
+def plot_noise(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: int = 8, target=None):
     """Top: the best seed's feature directions (target red, noise grey; m = 2 only) along the
     sweep. Bottom: noise features present in the hidden space and interfering with the target
     (left), the target's and the noise features' norms and the largest leak (right)."""
@@ -89,9 +94,9 @@ def plot_noise(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels
     measured = noise_table(table)
     shown = best_along(measured, axes, axis, max_panels)
     two_d = bool((measured["n_hidden"] == 2).all())
-    fig, panels, (count_ax, norm_ax) = panels_over_plots(len(shown) if two_d else 0, 2)
+    canvas, panels, (count_ax, norm_ax) = panels_over_plots(len(shown) if two_d else 0, 2, target=target)
     for ax, (_, row) in zip(panels, shown.iterrows()):
-        W = as_W(row)
+        W = as_array(row["W"])
         draw_vectors(ax, W, [TARGET_COLOR] + [NOISE_COLOR] * (W.shape[1] - 1))
         others = ", ".join(f"{a}={row[a]:.3g}" for a in _others(axes, axis, measured))
         ax.set_title(panel_title(row, axis) + (f"\n{others}" if others else ""), fontsize=7)
@@ -104,10 +109,8 @@ def plot_noise(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels
         "noise_leak_max": ("max_j |Ŵ_0·W_j|", "x--")})
     norm_ax.set_yscale("log")
     scale = table["feature_density"].iloc[0]
-    wrapped_suptitle(fig, f"Noise features, loss on the target only (m={int(measured['n_hidden'].iloc[0])}): "
-                     f"target feature 0 in red, noise features in grey; best of {table['seed'].nunique()} seed(s). "
-                     f"A noise feature with a large norm but no overlap with the target sits in the target's "
-                     f"null direction, where the loss does not see it (density of feature 0: {scale[0]:.3g}).")
-    stamp_figure(fig, stamp)
-    fig.subplots_adjust(top=0.84, bottom=0.1, hspace=0.5)
-    return fig
+    title = (f"Noise features, loss on the target only (m={int(measured['n_hidden'].iloc[0])}): target feature 0 in "
+             f"red, noise features in grey; best of {table['seed'].nunique()} seed(s). A noise feature with a large "
+             f"norm but no overlap with the target sits in the target's null direction, where the loss does not see "
+             f"it (density of feature 0: {scale[0]:.3g}).")
+    return finish(canvas, stamp, title, fontsize=9, wrap=True, layout=dict(top=0.84, bottom=0.1, hspace=0.5))

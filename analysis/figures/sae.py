@@ -5,13 +5,11 @@
 from __future__ import annotations
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.sweep import stamp_figure
+from analysis.figures.canvas import finish, panel_grid
+from analysis.seeds import evenly_spaced
 
 LINE_KEYS = ["kind", "dict_size", "l1"]
 MAX_L1_LINES = 4
@@ -48,9 +46,7 @@ def with_x_axis(table: pd.DataFrame) -> tuple[pd.DataFrame, str, bool]:
 def evenly(values, k: int) -> list:
     """At most ``k`` of the sorted distinct ``values``, spread from the first to the last."""
     values = sorted(set(values))
-    if len(values) <= k:
-        return values
-    return [values[i] for i in np.linspace(0, len(values) - 1, k).round().astype(int)]
+    return [values[i] for i in evenly_spaced(len(values), k)]
 
 
 def line_subset(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -87,7 +83,7 @@ def draw_reference(ax, means: pd.DataFrame, x: str, column: str, sizes: list) ->
         ax.plot(truth.index, truth.to_numpy(), color="k", lw=1.2, ls=":", label="active true features per input")
 
 
-def plot_sae_recovery(table: pd.DataFrame, stamp: str = ""):
+def plot_sae_recovery(table: pd.DataFrame, stamp: str = "", target=None):
     """Panels of MMCS (both directions), FVU, L0 and dead fraction of the SAEs, and the toy model's
     own superposition, against the toy model's superposition (1/density or D*)."""
     table, x_label, log_x = with_x_axis(table)
@@ -95,9 +91,9 @@ def plot_sae_recovery(table: pd.DataFrame, stamp: str = ""):
     shown, note = line_subset(table)
     means = line_means(shown, x)
     l1s, sizes = sorted(means["l1"].unique()), sorted(means["dict_size"].unique())
-    colors = dict(zip(l1s, plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(l1s)))))
+    colors = dict(zip(l1s, matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, len(l1s)))))
     panels = PANELS if log_x else PANELS[:-1] + (D_STAR_LAST_PANEL,)
-    fig, axs = plt.subplots(2, 3, figsize=(15, 7.5))
+    canvas, axs = panel_grid(target, 2, 3, (15, 7.5))
     for ax, (column, title) in zip(axs.flat, panels):
         if column in TOY_COLUMNS:  # a property of the toy model: one line
             toy = shown.drop_duplicates("uid").groupby(x, sort=True)[column].mean()  # mean over toy seeds
@@ -112,10 +108,8 @@ def plot_sae_recovery(table: pd.DataFrame, stamp: str = ""):
     for ax in axs[0, :2]:  # MMCS: from just below the lowest line or chance level, to 1
         ax.set_ylim(max(-1.0, ax.get_ylim()[0] - 0.02), 1.01)
     handles = axs[0, 0].get_legend_handles_labels()[0] + axs[1, 0].get_legend_handles_labels()[0][-1:]
-    fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
+    canvas.figure.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
     shapes = ", ".join(f"n={n}, m={m}" for n, m in sorted(set(zip(table["n_features"], table["n_hidden"]))))
-    fig.suptitle(f"SAE recovery of toy-model features ({shapes}); mean over {table['toy_seed'].nunique()} "
-                 f"toy seed(s) × {table['sae_seed'].nunique()} SAE seed(s){note}", fontsize=10)
-    stamp_figure(fig, stamp)
-    fig.tight_layout(rect=(0, 0.02, 0.84, 0.95))
-    return fig
+    title = (f"SAE recovery of toy-model features ({shapes}); mean over {table['toy_seed'].nunique()} toy seed(s) × "
+             f"{table['sae_seed'].nunique()} SAE seed(s){note}")
+    return finish(canvas, stamp, title, layout=(0, 0.02, 0.84, 0.95))

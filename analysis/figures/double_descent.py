@@ -9,14 +9,14 @@ never the test loss), then mean and min–max spread over dataset seeds.
 from __future__ import annotations
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.collections import LineCollection
 
-from analysis.sweep import StoredSweep, stamp_figure
+from analysis.figures.canvas import finish, panel_grid
+from analysis.figures.panels import square_frame
+from analysis.seeds import best_of_seeds, evenly_spaced
+from analysis.sweep import as_array
 
 # Settings that split the curves into separate lines when they vary across the sweep.
 LINE_AXES = ("weight_decay", "lr", "density", "n_features", "n_hidden", "repeats", "n_repeated", "steps")
@@ -33,7 +33,7 @@ def line_axes(table: pd.DataFrame) -> list[str]:
 def best_per_dataset(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (settings, T, dataset seed): the init seed with the lowest training loss."""
     keys = [a for a in (*LINE_AXES, "n_train", "dataset_seed") if a in table]
-    return table.loc[table.groupby(keys, sort=False)["train_loss"].idxmin()].reset_index(drop=True)
+    return best_of_seeds(table, keys, loss="train_loss", sort=False)
 
 
 def curves(table: pd.DataFrame, column: str) -> dict[tuple, pd.DataFrame]:
@@ -55,7 +55,7 @@ def _label(key: tuple) -> str:
 
 def _plot_curves(ax, table: pd.DataFrame, column: str, log_y: bool = True, style: str = "o-") -> None:
     items = list(curves(table, column).items())
-    colors = ["k"] if len(items) == 1 else plt.cm.viridis(np.linspace(0, 0.85, len(items)))
+    colors = ["k"] if len(items) == 1 else matplotlib.colormaps["viridis"](np.linspace(0, 0.85, len(items)))
     for color, (key, stats) in zip(colors, items):
         T = stats.index.to_numpy(float)
         ax.plot(T, stats["mean"], style, color=color, ms=3.5, lw=1.3, label=_label(key))
@@ -97,9 +97,9 @@ def bump_location(table: pd.DataFrame, weight_decay: float | None = None) -> flo
     return where
 
 
-def plot_losses(table: pd.DataFrame, stamp: str = ""):
+def plot_losses(table: pd.DataFrame, stamp: str = "", target=None):
     """Train and test loss against T, log-log (Henighan et al.'s double-descent figure)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    canvas, ((left, right),) = panel_grid(target, 1, 2, (12, 4.6), sharey=True)
     for ax, column, name in ((left, "train_loss", "Train"), (right, "test_loss", "Test")):
         _plot_curves(ax, table, column)
         _generalisation_scale(ax, table)
@@ -109,26 +109,20 @@ def plot_losses(table: pd.DataFrame, stamp: str = ""):
     if np.isfinite(bump):
         right.axvline(bump, color="C3", lw=1, ls="--", label=f"bump at T={bump:.3g}")
     right.legend(fontsize=7)
-    fig.suptitle("Double descent: " + _title(table), fontsize=9)
-    stamp_figure(fig, stamp)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.94))
-    return fig
+    return finish(canvas, stamp, "Double descent: " + _title(table), fontsize=9, layout=(0, 0.02, 1, 0.94))
 
 
-def plot_norms(table: pd.DataFrame, stamp: str = ""):
+def plot_norms(table: pd.DataFrame, stamp: str = "", target=None):
     """‖W‖_F and ‖b‖ against T: both peak at small T in the paper (memorising needs long vectors
     and a negative bias)."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    canvas, (axes,) = panel_grid(target, 1, 2, (12, 4.4))
     for ax, column, name in zip(axes, ("norm_W", "norm_b"), ("‖W‖_F", "‖b‖")):
         _plot_curves(ax, table, column, log_y=False)
         _generalisation_scale(ax, table)
         ax.set_ylabel(name)
         ax.set_title(f"{name} against T", fontsize=10)
     axes[1].legend(fontsize=7)
-    fig.suptitle(_title(table), fontsize=9)
-    stamp_figure(fig, stamp)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.94))
-    return fig
+    return finish(canvas, stamp, _title(table), fontsize=9, layout=(0, 0.02, 1, 0.94))
 
 
 def _scatter_dims(ax, best: pd.DataFrame, column: str, top: int) -> None:
@@ -139,12 +133,12 @@ def _scatter_dims(ax, best: pd.DataFrame, column: str, top: int) -> None:
         ax.scatter(jitter, d, s=4, alpha=0.4, color="C0", lw=0)
 
 
-def plot_dimensionality(table: pd.DataFrame, stamp: str = "", top: int = 50):
+def plot_dimensionality(table: pd.DataFrame, stamp: str = "", top: int = 50, target=None):
     """Feature and data-point dimensionality against T (SCIENCE §5): data points on a T-gon have
     m/T at small T; at large T a few features take the space (a pentagon: 2/5 each)."""
     best = best_per_dataset(table)
     m = int(table["n_hidden"].iloc[0])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    canvas, ((left, right),) = panel_grid(target, 1, 2, (12, 4.6), sharey=True)
     _scatter_dims(left, best, "feature_dims", top)
     _scatter_dims(right, best, "data_dims", top)
     sums = best.groupby("n_train")[["feature_dim_sum", "data_dim_sum"]].mean()
@@ -160,29 +154,21 @@ def plot_dimensionality(table: pd.DataFrame, stamp: str = "", top: int = 50):
         ax.set_title(f"Dimensionality of {what}", fontsize=10)
         ax.legend(fontsize=7)
     left.set_ylabel("dimensionality D = ‖v‖⁴ / Σ (v·v')²")
-    fig.suptitle(_title(table), fontsize=9)
-    stamp_figure(fig, stamp)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.94))
-    return fig
+    return finish(canvas, stamp, _title(table), fontsize=9, layout=(0, 0.02, 1, 0.94))
 
 
 def _pick_T(values: np.ndarray, count: int) -> np.ndarray:
     values = np.sort(np.unique(values))
-    return values[np.unique(np.linspace(0, len(values) - 1, min(count, len(values))).round().astype(int))]
+    return values[evenly_spaced(len(values), count)]
 
 
 def _arrows(ax, V_NxH: np.ndarray, color: str, alpha: float) -> None:
     """Segments from the origin to each row (one collection: hundreds of vectors draw fast)."""
     ax.add_collection(LineCollection([[(0, 0), (x, y)] for x, y in V_NxH], colors=color, lw=0.8, alpha=alpha))
-    lim = max(1e-6, 1.1 * np.abs(V_NxH).max()) if len(V_NxH) else 1.0
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    square_frame(ax, max(1e-6, 1.1 * np.abs(V_NxH).max()) if len(V_NxH) else 1.0)
 
 
-def plot_geometry(table: pd.DataFrame, stamp: str = "", T_values=None, count: int = 6):
+def plot_geometry(table: pd.DataFrame, stamp: str = "", T_values=None, count: int = 6, target=None):
     """For m = 2: hidden vectors h_t = W x_t of the training points (top) and feature directions
     W_i (bottom) at chosen T. Small T: the h_t form a T-gon (memorisation); large T: a few
     features form a polygon (generalisation). One model per T: best init seed, first dataset seed,
@@ -191,27 +177,25 @@ def plot_geometry(table: pd.DataFrame, stamp: str = "", T_values=None, count: in
     for a in line_axes(table):
         best = best[best[a] == best[a].iloc[0]]
     Ts = np.asarray(T_values if T_values is not None else _pick_T(best["n_train"].to_numpy(), count))
-    fig, grid = plt.subplots(2, len(Ts), figsize=(2.3 * len(Ts), 5.0), squeeze=False)
+    canvas, grid = panel_grid(target, 2, len(Ts), (2.3 * len(Ts), 5.0))
     for j, T in enumerate(Ts):
         rows = best[best["n_train"] == T].sort_values("dataset_seed")
         if rows.empty:
             grid[0, j].axis("off"), grid[1, j].axis("off")
             continue
         row = rows.iloc[0]
-        W = np.asarray([list(r) for r in row["W"]], float)
-        _arrows(grid[0, j], np.asarray([list(h) for h in row["hidden"]], float), "C0", 0.7)
+        W = as_array(row["W"])
+        _arrows(grid[0, j], as_array(row["hidden"]), "C0", 0.7)
         norms = np.linalg.norm(W, axis=0)
         _arrows(grid[1, j], W.T[np.argsort(norms)[::-1][:200]], "C1", 0.6)
         grid[0, j].set_title(f"T={int(T)}\ntrain {row['train_loss']:.2g}, test {row['test_loss']:.2g}", fontsize=8)
     grid[0, 0].set_ylabel("hidden vectors h_t\n(first ≤256 points)", fontsize=8)
     grid[1, 0].set_ylabel("feature vectors W_i\n(200 longest)", fontsize=8)
-    fig.suptitle("Geometry in the hidden plane: " + _title(table), fontsize=8)
-    stamp_figure(fig, stamp)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.92))
-    return fig
+    return finish(canvas, stamp, "Geometry in the hidden plane: " + _title(table), fontsize=8,
+                  layout=(0, 0.02, 1, 0.92))
 
 
-def plot_memorisation(table: pd.DataFrame, stamp: str = ""):
+def plot_memorisation(table: pd.DataFrame, stamp: str = "", target=None):
     """Jermyn's repeated-data experiment: the fraction of models whose repeated point is
     memorised (its data dimensionality in the top 0.1%), against R / (T/N) with N = n features,
     one line per T; memorisation is expected from R ≈ 0.4 T/N."""
@@ -219,8 +203,8 @@ def plot_memorisation(table: pd.DataFrame, stamp: str = ""):
     rep["R"] = rep["repeats"].clip(lower=1)
     rep["x"] = rep["R"] * rep["n_features"] / rep["n_train"]
     rep["memorised"] = rep["repeated_memorised"].astype(float)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
-    for color, (T, group) in zip(plt.cm.plasma(np.linspace(0, 0.85, max(rep["n_train"].nunique(), 1))),
+    canvas, ((left, right),) = panel_grid(target, 1, 2, (12, 4.6))
+    for color, (T, group) in zip(matplotlib.colormaps["plasma"](np.linspace(0, 0.85, max(rep["n_train"].nunique(), 1))),
                                  rep.groupby("n_train")):
         by = group.groupby("x").agg(frac=("memorised", "mean"), dim=("repeated_dim", "mean"),
                                     q=("data_dim_q999", "mean")).sort_index()
@@ -236,23 +220,9 @@ def plot_memorisation(table: pd.DataFrame, stamp: str = ""):
     left.set_title("Memorisation of a repeated point (dimensionality in the top 0.1%)", fontsize=10)
     right.set_ylabel("data-point dimensionality")
     right.set_title("Repeated point (solid) vs the 99.9th percentile of the data (dotted)", fontsize=10)
-    fig.suptitle(_title(rep), fontsize=9)
-    stamp_figure(fig, stamp)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.94))
-    return fig
+    return finish(canvas, stamp, _title(rep), fontsize=9, layout=(0, 0.02, 1, 0.94))
 
 
-def double_descent_figures(sweep: StoredSweep) -> dict:
-    """Every figure the sweep's shape supports, by name; the bump's T goes to ``sweep.notes``."""
-    table, stamp = sweep.table, sweep.stamp()
-    figures = {}
-    if table["n_train"].nunique() > 1:
-        figures["dd_losses"] = plot_losses(table, stamp)
-        figures["dd_norms"] = plot_norms(table, stamp)
-        figures["dd_dimensionality"] = plot_dimensionality(table, stamp)
-        sweep.notes["bump_T"] = bump_location(table)
-    if (table["n_hidden"] == 2).all():
-        figures["dd_geometry"] = plot_geometry(table, stamp)
-    if (table["n_repeated"] > 0).any():
-        figures["dd_memorisation"] = plot_memorisation(table, stamp)
-    return figures
+def bump_note(sweep, **_) -> dict:
+    """The T of the test-loss bump (``bump_location``), for ``toymodels-figures`` to print."""
+    return {"bump_T": bump_location(sweep.table)}

@@ -9,20 +9,20 @@ best-of-seeds by loss (SCIENCE.md §4) and states the capacity thresholds it cla
 
 from __future__ import annotations
 
-import matplotlib
+from dataclasses import dataclass
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from analysis import capacity_theory as ct
-from analysis.geometry import importance_colors
-from analysis.phase_diagram import _edges, grid_of
-from analysis.sweep import stamp_figure, wrapped_suptitle
+from analysis.figures.canvas import FULL, finish, panel_grid, single_panel
+from analysis.figures.panels import importance_colors
+from analysis.figures.phase_diagram import _edges, grid_of
+from analysis.seeds import best_of_seeds, evenly_spaced
+from analysis.sweep import as_array
+from analysis.theory import capacity as ct
 
 # The finite-difference marginal benefit changes by more than this fraction of its mean size
 # across the held capacities before a curve counts as increasing or decreasing.
@@ -30,12 +30,9 @@ SHAPE_TOLERANCE = 0.1
 # Achieved capacities closer than this are one point (the lower loss is kept).
 MERGE_CAPACITY = 1e-3
 THRESHOLDS = ct.CapacityThresholds()
+ANALYTIC_KIND = "quadratic"  # the model kind analysis.theory.capacity solves in closed form
 SHORT_NAMES = {"kurtosis": "K", "density": "p", "importance_last": "v_last", "capacity_target": "C target"}
 SPARSITY_LABELS = {"kurtosis": "input kurtosis K", "density": "feature density p"}
-
-
-def _vector(row: pd.Series, column: str) -> np.ndarray:
-    return np.asarray(list(row[column]), dtype=np.float64)
 
 
 def _hidden_dims(row: pd.Series) -> int:
@@ -46,13 +43,6 @@ def _penalised(table: pd.DataFrame) -> pd.Series:
     if "capacity_feature" not in table:
         return pd.Series(False, index=table.index)
     return table["capacity_feature"].astype(int) >= 0
-
-
-def best_rows(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """The lowest-loss seed per combination of ``keys`` (NaN, e.g. kurtosis of other data, is a key)."""
-    if not keys:
-        return table.loc[[table["loss"].idxmin()]]
-    return table.loc[table.groupby(keys, dropna=False, sort=True)["loss"].idxmin()]
 
 
 def curve_shape_of(C: np.ndarray, mb: np.ndarray, tolerance: float = SHAPE_TOLERANCE) -> str:
@@ -77,14 +67,14 @@ def empirical_marginal_benefit(table: pd.DataFrame, group_by: list[str],
     grid), also returned as ``fd_marginal_benefit``. ``loss`` is the whole model's loss, so −dL/dC is the held feature's
     marginal benefit minus what the capacity it takes costs the others (zero only if the budget
     does not bind). For the n=2, m=1 quadratic model the exact held curve
-    (``capacity_theory.held_loss_two_features``) reads increasing for K < 3 and decreasing inside
+    (``analysis.theory.capacity.held_loss_two_features``) reads increasing for K < 3 and decreasing inside
     the polysemantic region, but either way for K > 3 outside it: there the shape tests no §6
     claim."""
     held = table[_penalised(table)]
     rows = []
     for key, group in held.groupby(group_by, dropna=False, sort=True) if group_by else [((), held)]:
-        best = best_rows(group, ["capacity_target"])
-        C = np.array([_vector(r, "capacity")[int(r["capacity_feature"])] for _, r in best.iterrows()])
+        best = best_of_seeds(group, ["capacity_target"])
+        C = np.array([as_array(r["capacity"])[int(r["capacity_feature"])] for _, r in best.iterrows()])
         order = np.argsort(C, kind="stable")
         C, loss = C[order], best["loss"].to_numpy(float)[order]
         pulled = (best["penalty_marginal_benefit"].to_numpy(float)[order] if "penalty_marginal_benefit" in best
@@ -97,8 +87,8 @@ def empirical_marginal_benefit(table: pd.DataFrame, group_by: list[str],
         feature = int(first["capacity_feature"])
         rows.append({**dict(zip(group_by, key if isinstance(key, tuple) else (key,))),
                      "capacity_feature": feature,
-                     "importance": _vector(first, "feature_importance")[feature],
-                     "importance_F": _vector(first, "feature_importance"),
+                     "importance": as_array(first["feature_importance"])[feature],
+                     "importance_F": as_array(first["feature_importance"]),
                      "kurtosis": float(first.get("kurtosis", np.nan)),
                      "n_hidden": _hidden_dims(first), "model_kind": first["model"],
                      "capacity": C, "loss": loss, "marginal_benefit": mb, "fd_marginal_benefit": fd, "n_points": len(C),
@@ -112,9 +102,9 @@ def shared_marginal_benefit(row: pd.Series, K: float | None = None,
     quadratic model at its trained C_i; at an optimum they are equal (SCIENCE.md §5), so
     ``spread`` = max/min should be near 1 (NaN with fewer than two such features)."""
     K = float(row["kurtosis"]) if K is None else float(K)
-    C_F = _vector(row, "capacity")
+    C_F = as_array(row["capacity"])
     partial = np.flatnonzero(ct.classify_capacity(C_F, thresholds.mono, thresholds.ignored) == ct.POLYSEMANTIC)
-    mb = ct.marginal_benefit(C_F[partial], _vector(row, "feature_importance")[partial], K)
+    mb = ct.marginal_benefit(C_F[partial], as_array(row["feature_importance"])[partial], K)
     spread = float(mb.max() / mb.min()) if len(mb) >= 2 and mb.min() > 0 else np.nan
     return {"features": partial, "capacity": C_F[partial], "marginal_benefit": mb, "spread": spread}
 
@@ -130,12 +120,12 @@ def analytic_held_curve(curve: pd.Series, C: np.ndarray) -> dict[str, np.ndarray
     return lines
 
 
-def plot_marginal_benefit(table: pd.DataFrame, group_by: list[str], stamp: str = ""):
+def plot_marginal_benefit(table: pd.DataFrame, group_by: list[str], stamp: str = "", target=None):
     """Top: best-of-seeds loss against the held feature's achieved capacity; bottom: −dL/dC.
     One column per model kind, one colour per group; quadratic models get analytic lines."""
     curves = empirical_marginal_benefit(table, group_by)
     kinds = list(dict.fromkeys(curves["model_kind"]))
-    fig, grid = plt.subplots(2, len(kinds), figsize=(5.2 * len(kinds), 7.6), squeeze=False)
+    canvas, grid = panel_grid(target, 2, len(kinds), (5.2 * len(kinds), 7.6))
     for col, kind in enumerate(kinds):
         top, bottom = grid[0, col], grid[1, col]
         for k, (_, curve) in enumerate(curves[curves["model_kind"] == kind].iterrows()):
@@ -143,7 +133,7 @@ def plot_marginal_benefit(table: pd.DataFrame, group_by: list[str], stamp: str =
             label = _label(curve, group_by) + f" [{curve['shape']}]"
             top.plot(curve["capacity"], curve["loss"], "o", color=color, ms=4, label=label)
             bottom.plot(curve["capacity"], curve["marginal_benefit"], "o-", color=color, ms=4, lw=0.8)
-            if kind == "quadratic" and np.isfinite(curve["kurtosis"]):
+            if kind == ANALYTIC_KIND and np.isfinite(curve["kurtosis"]):
                 C = np.linspace(0.02, 0.98, 200)
                 lines = analytic_held_curve(curve, C)
                 bottom.plot(C, lines["own"], ":", color=color, lw=1)
@@ -156,11 +146,9 @@ def plot_marginal_benefit(table: pd.DataFrame, group_by: list[str], stamp: str =
         bottom.set_ylabel("marginal benefit −dL/dC")
         bottom.set_xlabel("achieved capacity C of the held feature")
         top.legend(fontsize=7)
-    wrapped_suptitle(fig, "Marginal benefit of capacity. Points: trained models.\nQuadratic lines: exact held "
-                     "optimum (n=2, m=1; solid), held feature's own §6 benefit 2(K−1)²v²/(2+(K−3)C)² (dotted)")
-    stamp_figure(fig, stamp)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.95))
-    return fig
+    title = ("Marginal benefit of capacity. Points: trained models.\nQuadratic lines: exact held optimum (n=2, "
+             "m=1; solid), held feature's own §6 benefit 2(K−1)²v²/(2+(K−3)C)² (dotted)")
+    return finish(canvas, stamp, title, fontsize=9, wrap=True, layout=(0, 0.02, 1, 0.95))
 
 
 def _sparsity_axis(table: pd.DataFrame, axes: list[str]) -> str | None:
@@ -183,10 +171,10 @@ def plot_polysemanticity_phase(ax, table: pd.DataFrame, x: str,
     """Class of the second feature (ignored / polysemantic / monosemantic) of the best seed of
     two-feature models over (``x`` = kurtosis or density) × importance ratio v₂/v₁, with the
     analytic boundaries of the quadratic model (SCIENCE.md §6) when ``table`` holds it."""
-    cells = table.assign(_ratio=[_vector(r, "feature_importance")[1] / _vector(r, "feature_importance")[0]
+    cells = table.assign(_ratio=[as_array(r["feature_importance"])[1] / as_array(r["feature_importance"])[0]
                                  for _, r in table.iterrows()])
-    best = best_rows(cells, [x, "_ratio"])
-    best = best.assign(_class=[int(ct.classify_capacity(_vector(r, "capacity")[1], thresholds.mono,
+    best = best_of_seeds(cells, [x, "_ratio"])
+    best = best.assign(_class=[int(ct.classify_capacity(as_array(r["capacity"])[1], thresholds.mono,
                                                         thresholds.ignored)) for _, r in best.iterrows()])
     xs, ys, classes = grid_of(best, x, "_ratio", "_class")
     ax.pcolormesh(_edges(xs), _edges(ys), classes, cmap=ListedColormap(ct.CAPACITY_COLORS),
@@ -194,7 +182,7 @@ def plot_polysemanticity_phase(ax, table: pd.DataFrame, x: str,
     _log_axis(ax, "x")
     _log_axis(ax, "y")
     K_u = (table["kurtosis"] * table["density"]).to_numpy(float)  # the magnitude's kurtosis
-    if (table["model"] == "quadratic").all() and np.isfinite(K_u).all() and np.ptp(K_u) < 1e-9:
+    if (table["model"] == ANALYTIC_KIND).all() and np.isfinite(K_u).all() and np.ptp(K_u) < 1e-9:
         fine = np.geomspace(xs.min(), xs.max(), 300)
         lower, upper = ct.polysemantic_boundary(fine if x == "kurtosis" else K_u[0] / fine)
         ax.plot(fine, lower, "k--", lw=1.5, label="analytic boundary (quadratic)")
@@ -208,10 +196,10 @@ def plot_polysemanticity_phase(ax, table: pd.DataFrame, x: str,
 def plot_capacity_allocation(ax, row: pd.Series, label: str = "") -> None:
     """Trained C_i per feature (bars, coloured by importance) against the analytic optimal
     allocation of the quadratic model (markers), with Σ C_i against m."""
-    C_F, v_F, m = _vector(row, "capacity"), _vector(row, "feature_importance"), _hidden_dims(row)
+    C_F, v_F, m = as_array(row["capacity"]), as_array(row["feature_importance"]), _hidden_dims(row)
     ax.bar(np.arange(len(C_F)), C_F, color=importance_colors(v_F), width=0.8)
     title = f"{row['model']} {label}\nΣC={C_F.sum():.2f} (m={m})"
-    if row["model"] == "quadratic" and np.isfinite(row.get("kurtosis", np.nan)):
+    if row["model"] == ANALYTIC_KIND and np.isfinite(row.get("kurtosis", np.nan)):
         optimum, _ = ct.optimal_allocation(v_F, float(row["kurtosis"]), m)
         ax.plot(np.arange(len(C_F)), optimum, "k_", ms=14, mew=2, label="analytic optimum")
         title += f", analytic ΣC={optimum.sum():.2f}"
@@ -227,8 +215,8 @@ def polysemantic_fraction(table: pd.DataFrame, keys: list[str], x: str,
                           thresholds: ct.CapacityThresholds = THRESHOLDS) -> pd.DataFrame:
     """Fraction of polysemantic features of the best seed per grid point (``keys``), averaged
     over the grid points sharing a model kind and ``x``."""
-    best = best_rows(table, keys).copy()
-    best["poly_fraction"] = [np.mean(ct.classify_capacity(_vector(r, "capacity"), thresholds.mono,
+    best = best_of_seeds(table, keys)
+    best["poly_fraction"] = [np.mean(ct.classify_capacity(as_array(r["capacity"]), thresholds.mono,
                                                           thresholds.ignored) == ct.POLYSEMANTIC)
                              for _, r in best.iterrows()]
     return best.groupby(["model", x], sort=True)["poly_fraction"].mean().reset_index()
@@ -248,10 +236,10 @@ def plot_polysemanticity_vs_sparsity(ax, table: pd.DataFrame, keys: list[str], x
 
 def plot_capacity_over_training(ax, row: pd.Series, label: str = "") -> None:
     """C_i(t) from the snapshots, coloured by importance; the held feature thick, its target dashed."""
-    steps = np.asarray(list(row["snap_step"]), dtype=float)
-    C_SxF = np.stack([np.asarray(list(s), dtype=float) for s in row["snap_capacity"]])
+    steps = as_array(row["snap_step"])
+    C_SxF = as_array(row["snap_capacity"])
     held = int(row.get("capacity_feature", -1))
-    for i, color in enumerate(importance_colors(_vector(row, "feature_importance"))):
+    for i, color in enumerate(importance_colors(as_array(row["feature_importance"]))):
         ax.plot(steps, C_SxF[:, i], color=color, lw=2.2 if i == held else 0.9)
     if held >= 0:
         ax.axhline(float(row["capacity_target"]), color="k", ls="--", lw=0.8, label="target")
@@ -273,63 +261,99 @@ def _label(row: pd.Series, keys: list[str]) -> str:
     return ", ".join(parts)
 
 
-def _panels(best: pd.DataFrame, draw, keys: list[str], title: str, stamp: str, count: int = 6):
-    pick = best.iloc[np.unique(np.linspace(0, len(best) - 1, min(count, len(best))).round().astype(int))]
-    fig, grid = plt.subplots(1, len(pick), figsize=(3.8 * len(pick), 3.8), squeeze=False)
+def _panels(best: pd.DataFrame, draw, keys: list[str], title: str, stamp: str, count: int = 6, target=None):
+    pick = best.iloc[evenly_spaced(len(best), count)]
+    canvas, grid = panel_grid(target, 1, len(pick), (3.8 * len(pick), 3.8))
     for ax, (_, row) in zip(grid[0], pick.iterrows()):
         draw(ax, row, _label(row, keys))
-    wrapped_suptitle(fig, title)
-    stamp_figure(fig, stamp)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.92))
-    return fig
+    return finish(canvas, stamp, title, fontsize=9, wrap=True, layout=(0, 0.02, 1, 0.92))
 
 
-def _phase_figure(two: pd.DataFrame, x: str, thresholds: ct.CapacityThresholds, stamp: str):
+def _phase_figure(two: pd.DataFrame, x: str, thresholds: ct.CapacityThresholds, stamp: str, target=None):
     kinds = list(dict.fromkeys(two["model"]))
-    fig, grid = plt.subplots(1, len(kinds), figsize=(5.4 * len(kinds), 4.8), squeeze=False)
+    canvas, grid = panel_grid(target, 1, len(kinds), (5.4 * len(kinds), 4.8))
     for ax, kind in zip(grid[0], kinds):
         plot_polysemanticity_phase(ax, two[two["model"] == kind], x, thresholds)
         ax.set_title(f"{kind}: class of feature 2 (best of seeds)", fontsize=10)
-    wrapped_suptitle(fig, "Polysemanticity phase diagram, n=2. " + thresholds.describe())
-    stamp_figure(fig, stamp)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.93))
-    return fig
+    title = "Polysemanticity phase diagram, n=2. " + thresholds.describe()
+    return finish(canvas, stamp, title, fontsize=9, wrap=True, layout=(0, 0.02, 1, 0.93))
 
 
-def _sparsity_figure(free: pd.DataFrame, keys: list[str], x: str, thresholds: ct.CapacityThresholds, stamp: str):
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+def _sparsity_figure(free: pd.DataFrame, keys: list[str], x: str, thresholds: ct.CapacityThresholds, stamp: str,
+                     target=None):
+    canvas, ax = single_panel(target, (6.4, 4.4))
     plot_polysemanticity_vs_sparsity(ax, free, keys, x, thresholds)
     ax.set_title("Polysemanticity vs sparsity across architectures (best seed per grid point)\n"
                  + thresholds.describe(), fontsize=9)
-    stamp_figure(fig, stamp)
-    fig.tight_layout()
-    return fig
+    return finish(canvas, stamp, layout=FULL)
 
 
-def capacity_figures(sweep, thresholds: ct.CapacityThresholds = THRESHOLDS) -> dict:
-    """Every capacity figure the stored sweep (``analysis.sweep.StoredSweep``) supports, by name:
-    marginal benefit (≥ 3 held capacity targets), phase diagram (two-feature models over a
-    varying kurtosis or density and importance ratio), allocation, polysemanticity vs sparsity
-    (kurtosis or density varies) and C_i(t) (snapshots stored)."""
-    table, stamp = sweep.table, sweep.stamp()
+def is_capacity_sweep(sweep) -> bool:
+    """The capacity figures' sweeps: the quadratic model, a held capacity, or kurtosis data."""
+    table = sweep.table
+    kurtosis_data = "data_kind" in table and (table["data_kind"] == "kurtosis").any()
+    return bool((table["model"] == ANALYTIC_KIND).any() or "capacity_target" in sweep.axes or kurtosis_data)
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A capacity sweep split the way its figures read it: grid ``keys`` (model first), ``held``
+    (penalised) and ``free`` models, the sparsity axis ``x`` of the free ones, and ``two``: the
+    free two-feature models with their distinct importance vectors ``ratios``."""
+
+    keys: list
+    held: pd.DataFrame
+    free: pd.DataFrame
+    x: str | None
+    two: pd.DataFrame
+    ratios: set
+
+
+def parts(sweep) -> Parts:
+    table = sweep.table
     keys = ["model"] + [a for a in sweep.axes if a in table and a not in ("model", "seed")]
     held, free = table[_penalised(table)], table[~_penalised(table)]
-    figures = {}
-    if len(held) and held["capacity_target"].nunique() >= 3:
-        group_by = [k for k in keys if k != "capacity_target"]
-        figures["capacity_marginal_benefit"] = plot_marginal_benefit(held, group_by, stamp)
     x = _sparsity_axis(free, sweep.axes) if len(free) else None
     two = free[[len(list(c)) == 2 for c in free["capacity"]]] if len(free) else free
-    ratios = {tuple(np.round(_vector(r, "feature_importance"), 12)) for _, r in two.iterrows()}
-    if x and len(ratios) > 1:
-        figures["capacity_phase_diagram"] = _phase_figure(two, x, thresholds, stamp)
-    if len(free):
-        figures["capacity_allocation"] = _panels(best_rows(free, keys), plot_capacity_allocation, keys,
-                                                 "Capacity allocation C_i (best seed per grid point)", stamp)
-    if x:
-        figures["capacity_vs_sparsity"] = _sparsity_figure(free, keys, x, thresholds, stamp)
-    if "snap_capacity" in table and "snap_step" in table:  # penalised models first: their target is drawn
-        shown = best_rows(held, list(dict.fromkeys(keys + ["capacity_target"]))) if len(held) else best_rows(free, keys)
-        figures["capacity_over_training"] = _panels(shown, plot_capacity_over_training, keys,
-                                                    "Capacity C_i over training (best seed)", stamp, count=4)
-    return figures
+    ratios = {tuple(np.round(as_array(r["feature_importance"]), 12)) for _, r in two.iterrows()}
+    return Parts(keys, held, free, x, two, ratios)
+
+
+def has_marginal_benefit(sweep) -> bool:
+    held = parts(sweep).held
+    return bool(len(held) and held["capacity_target"].nunique() >= 3)
+
+
+def has_phase_diagram(sweep) -> bool:
+    p = parts(sweep)
+    return bool(p.x and len(p.ratios) > 1)
+
+
+def draw_marginal_benefit(sweep, target=None):
+    p = parts(sweep)
+    return plot_marginal_benefit(p.held, [k for k in p.keys if k != "capacity_target"], sweep.stamp(), target=target)
+
+
+def draw_phase_diagram(sweep, capacity_thresholds: ct.CapacityThresholds = THRESHOLDS, target=None):
+    p = parts(sweep)
+    return _phase_figure(p.two, p.x, capacity_thresholds, sweep.stamp(), target=target)
+
+
+def draw_allocation(sweep, target=None):
+    p = parts(sweep)
+    return _panels(best_of_seeds(p.free, p.keys), plot_capacity_allocation, p.keys,
+                   "Capacity allocation C_i (best seed per grid point)", sweep.stamp(), target=target)
+
+
+def draw_vs_sparsity(sweep, capacity_thresholds: ct.CapacityThresholds = THRESHOLDS, target=None):
+    p = parts(sweep)
+    return _sparsity_figure(p.free, p.keys, p.x, capacity_thresholds, sweep.stamp(), target=target)
+
+
+def draw_over_training(sweep, target=None):
+    """C_i(t) of the best seeds, penalised models first (their target is drawn)."""
+    p = parts(sweep)
+    shown = (best_of_seeds(p.held, list(dict.fromkeys(p.keys + ["capacity_target"]))) if len(p.held)
+             else best_of_seeds(p.free, p.keys))
+    return _panels(shown, plot_capacity_over_training, p.keys, "Capacity C_i over training (best seed)",
+                   sweep.stamp(), count=4, target=target)

@@ -6,15 +6,11 @@ sparsity; feature dimensionalities C_i cluster at the fractions of uniform polyt
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from analysis.figures.canvas import finish, panel_grid
 from analysis.seeds import best_of_seeds
-from analysis.sweep import stamp_figure
 from sweeps.store import as_matrix
 from toymodels import metrics
 
@@ -24,7 +20,7 @@ REFERENCE_FRACTIONS = {"3/4": 0.75, "2/3": 2 / 3, "1/2": 0.5, "2/5": 0.4, "3/8":
 STICKY = {"1 (dedicated)": 1.0, "1/2 (antipodal)": 0.5}
 
 
-def plot_dimensionality(table: pd.DataFrame, axes: list[str], stamp: str = ""):
+def plot_dimensionality(table: pd.DataFrame, axes: list[str], stamp: str = "", target=None):
     """Left: D* = m/‖W‖_F² against 1/(1−S), best seed per density. Right: every feature's
     dimensionality C_i against 1/(1−S), with the polytope fractions marked."""
     others = [a for a in axes if a != "density"]
@@ -35,7 +31,7 @@ def plot_dimensionality(table: pd.DataFrame, axes: list[str], stamp: str = ""):
     best = best.sort_values("density")
     W = as_matrix(best["W"])
     inv_p = 1.0 / best["density"].to_numpy(float)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    canvas, ((left, right),) = panel_grid(target, 1, 2, (12, 4.6))
 
     left.plot(inv_p, metrics.dimensions_per_feature(W), "o-", color="k", ms=4)
     for label, value in STICKY.items():
@@ -62,7 +58,4 @@ def plot_dimensionality(table: pd.DataFrame, axes: list[str], stamp: str = ""):
     right.set_title("Feature dimensionalities of learned features (‖W_i‖ ≥ 0.5)", fontsize=10)
     n, m = int(best["n_features"].iloc[0]), int(best["n_hidden"].iloc[0])
     suffix = f"; other axes at {dict(first)}" if others else ""
-    fig.suptitle(f"Geometry of superposition, n={n}, m={m}{suffix}", fontsize=10)
-    stamp_figure(fig, stamp)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.95))
-    return fig
+    return finish(canvas, stamp, f"Geometry of superposition, n={n}, m={m}{suffix}", layout=(0, 0.02, 1, 0.95))

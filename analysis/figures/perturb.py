@@ -9,14 +9,14 @@ each class can be followed across the sweep: a first-order switch shows as two c
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 
-from analysis.family_panels import REPRESENTED, as_W, best_along, draw_vectors, panel_title, panels_over_plots
-from analysis.sweep import stamp_figure, wrapped_suptitle
+from analysis.figures.canvas import finish
+from analysis.figures.panels import REPRESENTED, best_along, draw_vectors, panel_title, panels_over_plots
+from analysis.seeds import best_of_seeds
+from analysis.sweep import as_array
+from sweeps.store import as_matrix
 
 POLYGON, DIGONS, OTHER = "polygon", "digons", "other"
 CLASS_COLORS = {POLYGON: "C0", DIGONS: "C3", OTHER: "0.6"}
@@ -55,10 +55,10 @@ def perturb_table(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` plus ``ratio`` (last feature's density over the first's), ``solution`` (class)
     and ``last_norm`` (‖W_last‖)."""
     out = table.copy()
-    density_FxM = np.array([list(d) for d in table["feature_density"]], dtype=float)
-    out["ratio"] = density_FxM[:, -1] / density_FxM[:, 0]
-    out["solution"] = [classify_solution(as_W(row)) for _, row in table.iterrows()]
-    out["last_norm"] = [float(np.linalg.norm(as_W(row)[:, -1])) for _, row in table.iterrows()]
+    density_MxF = as_matrix(table["feature_density"])
+    out["ratio"] = density_MxF[:, -1] / density_MxF[:, 0]
+    out["solution"] = [classify_solution(as_array(row["W"])) for _, row in table.iterrows()]
+    out["last_norm"] = [float(np.linalg.norm(as_array(row["W"])[:, -1])) for _, row in table.iterrows()]
     return out
 
 
@@ -91,13 +91,19 @@ def crossing_ratio(losses: pd.DataFrame, stat: str = "mean") -> float:
     return float("nan")
 
 
+def crossing_note(sweep, **_) -> dict:
+    """The density ratio at which the polygon and digon classes' mean losses cross, for
+    ``toymodels-figures`` to print."""
+    return {"polygon_digons_crossing_ratio": round(crossing_ratio(class_losses(perturb_table(sweep.table))), 3)}
+
+
 def _loss_plot(ax, classified: pd.DataFrame, losses: pd.DataFrame, names: dict) -> None:
     for name in (POLYGON, DIGONS, OTHER):
         seeds = classified[classified["solution"] == name]
         ax.scatter(seeds["ratio"], seeds["loss"], color=CLASS_COLORS[name], s=10, alpha=0.45)
     for name in (POLYGON, DIGONS):
         ax.plot(losses["ratio"], losses[f"{name}_mean"], "o-", color=CLASS_COLORS[name], label=f"{names[name]}: mean")
-    best = classified.loc[classified.groupby("ratio")["loss"].idxmin()].sort_values("ratio")
+    best = best_of_seeds(classified, ["ratio"])
     ax.plot(best["ratio"], best["loss"], "k--", lw=1, label="best seed")
     cross = crossing_ratio(losses)
     if np.isfinite(cross):
@@ -115,7 +121,7 @@ def _share_plot(ax, classified: pd.DataFrame, losses: pd.DataFrame, names: dict)
     for name in (POLYGON, DIGONS):
         ax.plot(losses["ratio"], losses[f"{name}_count"] / n_seeds, "o-", color=CLASS_COLORS[name],
                 label=f"seeds in {names[name]}")
-    best = classified.loc[classified.groupby("ratio")["loss"].idxmin()].sort_values("ratio")
+    best = best_of_seeds(classified, ["ratio"])
     ax.plot(best["ratio"], best["last_norm"], "ks--", ms=4, label="‖W_last‖ of the best seed")
     ax.set_xscale("log")
     ax.set_ylim(-0.05, max(1.3, float(best["last_norm"].max()) + 0.1))
@@ -123,7 +129,7 @@ def _share_plot(ax, classified: pd.DataFrame, losses: pd.DataFrame, names: dict)
     ax.legend(fontsize=7)
 
 
-def plot_perturb(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: int = 8):
+def plot_perturb(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: int = 8, target=None):
     """Top: the best seed's geometry across the sweep of the last feature's density (that feature
     in red). Bottom: loss of each solution class against the density ratio, and the share of seeds
     in each class with the last feature's norm."""
@@ -131,22 +137,20 @@ def plot_perturb(table: pd.DataFrame, axes: list[str], stamp: str = "", max_pane
     axis = "density_last" if "density_last" in axes else None
     shown = best_along(classified, axes, axis, max_panels)
     two_d = bool((classified["n_hidden"] == 2).all())
-    fig, panels, (loss_ax, share_ax) = panels_over_plots(len(shown) if two_d else 0, 2)
+    canvas, panels, (loss_ax, share_ax) = panels_over_plots(len(shown) if two_d else 0, 2, target=target)
     n = int(classified["n_features"].iloc[0])
     names = class_names(n)
     colors = ["0.35"] * (n - 1) + ["red"]
     for ax, (_, row) in zip(panels, shown.iterrows()):
-        draw_vectors(ax, as_W(row), colors)
+        draw_vectors(ax, as_array(row["W"]), colors)
         ax.set_title(f"ratio {row['ratio']:.2g}: {names[row['solution']].split(' (')[0]}\n"
                      + panel_title(row, None), fontsize=7)
     losses = class_losses(classified)
     _loss_plot(loss_ax, classified, losses, names)
     _share_plot(share_ax, classified, losses, names)
-    wrapped_suptitle(fig, f"One feature's density perturbed (n={n}, m={int(classified['n_hidden'].iloc[0])}; "
-                     f"the others at p={classified['feature_density'].iloc[0][0]:.3g}; last feature in red); "
-                     f"best of {classified['seed'].nunique()} seeds. Classes: all features represented "
-                     f"(‖W_i‖ ≥ {REPRESENTED}) with no gap under 180°/n = polygon; represented features in "
-                     f"antipodal pairs (cos ≤ {ANTIPODAL_COS}) and the last dropped = digons; anything else = other.")
-    stamp_figure(fig, stamp)
-    fig.subplots_adjust(top=0.84, bottom=0.1, hspace=0.5)
-    return fig
+    title = (f"One feature's density perturbed (n={n}, m={int(classified['n_hidden'].iloc[0])}; the others at "
+             f"p={classified['feature_density'].iloc[0][0]:.3g}; last feature in red); best of "
+             f"{classified['seed'].nunique()} seeds. Classes: all features represented (‖W_i‖ ≥ {REPRESENTED}) "
+             f"with no gap under 180°/n = polygon; represented features in antipodal pairs (cos ≤ {ANTIPODAL_COS}) "
+             f"and the last dropped = digons; anything else = other.")
+    return finish(canvas, stamp, title, fontsize=9, wrap=True, layout=dict(top=0.84, bottom=0.1, hspace=0.5))

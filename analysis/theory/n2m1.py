@@ -8,15 +8,15 @@ Losses come in two reductions:
 
 - ``"sum"``: Σ_i I_i E[(x_i − x̂_i)²], the expected importance-weighted squared error per sample
   summed over the two features (the convention of SCIENCE.md §6 and of the TMS closed forms);
-- ``"mean"``: the same divided by n = 2, i.e. what ``toymodels.model.weighted_mse`` (mean over
+- ``"mean"``: the same divided by n = 2, i.e. what ``toymodels.models.DENSE.weighted_mse`` (mean over
   batch *and features*) estimates, so it is what a trained model's loss should be compared with.
 
 The hand-built solutions and their losses (``"sum"``) are derived in ``solution_losses``. Their
 crossings give the analytic phase diagram (``predicted_phase``, ``superposition_boundary``,
 ``boundary_curves``, ``loss_crossover``). ``expected_loss`` evaluates the *exact* expected loss
 of any (W, b) in closed form per activity pattern, and ``relaxed_solutions`` uses it to let each
-hand-built solution relax (weights and biases optimised locally); both live in
-``analysis.theory_exact``. The relaxed antipodal pair is
+hand-built solution relax (weights and biases optimised locally); they live in
+``analysis.theory.n2m1_exact`` and ``analysis.theory.n2m1_relaxed``. The relaxed antipodal pair is
 noticeably better than its closed form near the triple point, so trained models sit in
 superposition somewhat above the analytic boundary; see ``relaxed_solutions``.
 
@@ -188,7 +188,7 @@ def loss_crossover(r=None, p=None, num: int = 300, reduction: str = "mean", lo: 
     ``r``), each solution's loss (``SOLUTIONS`` keys, plus extras if asked), ``best`` (lowest loss),
     ``phase`` (its index) and ``crossings``: the swept values where the winning solution changes
     (the losses cross there with different slopes, so the minimum has a kink: first order).
-    ``analysis.theory_exact.relaxed_superposition_loss`` gives the relaxed antipodal pair's loss
+    ``analysis.theory.n2m1_relaxed.relaxed_superposition_loss`` gives the relaxed antipodal pair's loss
     along the same line (what trained superposed models reach).
     """
     if (r is None) == (p is None):

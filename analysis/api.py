@@ -1,0 +1,64 @@
+"""Stored sweeps and their figures from Python, e.g. a notebook::
+
+    from analysis import api
+
+    sweep = api.load("runs/tms_intro")          # table (weights as arrays), axes, config
+    api.figure_names(sweep)                     # what toymodels-figures would draw
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5), layout="constrained")
+    api.draw("loss_curves", sweep, left)        # into an Axes, a Figure, a SubFigure, or None
+    api.draw("geometry_2d", sweep, right)       # a multi-panel figure takes the Axes' place
+
+The figures and when each applies come from one table (``analysis.figures.catalog``), the one
+``toymodels-figures`` reads. Importing this module imports nothing of Hydra, Ray or wandb and
+leaves matplotlib's backend as it is.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from analysis.figures import catalog
+from analysis.figures.catalog import FIGURES, figure_names
+from analysis.sweep import StoredSweep, as_array
+
+__all__ = ["FIGURES", "draw", "figure_names", "load", "with_arrays"]
+
+
+def load(out: str | os.PathLike) -> StoredSweep:
+    """The stored sweep in ``out`` (a sweep's ``sweep.out``): ``table`` (one row per trained
+    model, every matrix cell such as ``W`` a 2-D numpy array: ``np.stack(table["W"])`` is
+    models×m×n), ``axes`` (the swept axes, in grid order), ``config`` (the resolved config) and
+    ``stamp()`` (the provenance every figure carries)."""
+    sweep = StoredSweep.load(out)
+    return replace(sweep, table=with_arrays(sweep.table))
+
+
+def with_arrays(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with each list cell as a numpy array, a matrix stored as a list of rows (``W``,
+    the snapshots) as one 2-D array; cells that are arrays already (vectors) or missing (``W2`` of
+    a model without one) stay as they are."""
+    out = table.copy()
+    for column in table.columns:
+        if table[column].dtype == object and table[column].map(_listlike).any():
+            out[column] = [as_array(cell) if _listlike(cell) else cell for cell in table[column]]
+    return out
+
+
+def _listlike(cell) -> bool:
+    """A list, or the object array parquet reads a list of lists back as."""
+    return isinstance(cell, list) or isinstance(cell, np.ndarray) and cell.dtype == object
+
+
+def draw(name: str, sweep: StoredSweep | str | os.PathLike, target=None, **options):
+    """Figure ``name`` of a sweep (a loaded one, or its directory), drawn into ``target``: None (a
+    new ``matplotlib.figure.Figure``), a Figure or SubFigure, or an Axes (a multi-panel figure
+    replaces it by a sub-grid at its place). ``options`` are the figure's own
+    (``FIGURES[name].options()``, e.g. ``max_panels``). Returns the Figure or SubFigure drawn on.
+    A name the sweep does not support, or an unknown option, is a ValueError before any drawing."""
+    if not isinstance(sweep, StoredSweep):
+        sweep = load(sweep)
+    return catalog.draw(name, sweep, target, **options)

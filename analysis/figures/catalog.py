@@ -1,0 +1,145 @@
+"""Every figure of a stored sweep in one table: its name, when the sweep supports it (decided from
+the sweep's table and config alone), and how it is drawn. ``toymodels-figures`` and the notebook
+API (``analysis.api``) both read this table, so they cannot drift apart.
+
+A figure's options are its plot function's parameters with a default, other than ``stamp`` and
+``target``; ``notes`` are the numbers ``toymodels-figures`` prints beside the figure.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+from analysis.figures import capacity, double_descent as dd
+from analysis.figures.correlated import correlated_inputs, has_sets, plot_correlated
+from analysis.figures.curves import plot_loss_curves
+from analysis.figures.dimensionality import plot_dimensionality
+from analysis.figures.geometry import plot_geometry_panels
+from analysis.figures.heatmaps import plot_wtw
+from analysis.figures.neurons import plot_l1_cost, plot_neurons, privileged
+from analysis.figures.noise import is_noise_setting, plot_noise
+from analysis.figures.perturb import crossing_note, plot_perturb
+from analysis.figures.phase_diagram import DIAGRAM_AXES, agreement_note, diagram_axes, draw_phase_diagram
+from analysis.figures.trajectories import plot_capacity_trajectories
+from analysis.sweep import StoredSweep
+
+
+def grid_inputs(sweep: StoredSweep) -> tuple:
+    return sweep.table, sweep.axes, sweep.stamp()
+
+
+def finite_inputs(sweep: StoredSweep) -> tuple:
+    return sweep.table, sweep.stamp()
+
+
+def sweep_inputs(sweep: StoredSweep) -> tuple:
+    return (sweep,)
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    when: str  # the condition in words, as the README's figure tables give it
+    applies: Callable[[StoredSweep], bool]
+    plot: Callable  # plot(*inputs(sweep), **options, target=target) -> the figure
+    inputs: Callable[[StoredSweep], tuple] = grid_inputs
+    notes: Callable[..., dict] | None = None  # notes(sweep, **options) -> {name: number}
+
+    def options(self) -> tuple[str, ...]:
+        return tuple(name for name, p in inspect.signature(self.plot).parameters.items()
+                     if p.default is not inspect.Parameter.empty and name not in ("stamp", "target"))
+
+
+def finite_data(sweep: StoredSweep) -> bool:
+    """A finite-data sweep (memorisation, double descent): its own figures, and loss curves."""
+    return "n_train" in sweep.table.columns
+
+
+def fresh(applies: Callable[[StoredSweep], bool]) -> Callable[[StoredSweep], bool]:
+    """``applies`` among the sweeps that sample fresh data (every sweep but a finite-data one)."""
+    return lambda sweep: not finite_data(sweep) and bool(applies(sweep))
+
+
+def capacity_figure(applies: Callable[[StoredSweep], bool]) -> Callable[[StoredSweep], bool]:
+    """``applies`` among the capacity sweeps (``capacity.is_capacity_sweep``)."""
+    return fresh(lambda sweep: capacity.is_capacity_sweep(sweep) and applies(sweep))
+
+
+def dd_curves(sweep: StoredSweep) -> bool:
+    """A finite-data sweep over several training-set sizes T: curves against T."""
+    return finite_data(sweep) and sweep.table["n_train"].nunique() > 1
+
+
+FIGURES: dict[str, FigureSpec] = {
+    "loss_curves": FigureSpec("always", lambda s: True, plot_loss_curves),
+    "capacity_trajectories": FigureSpec("always", fresh(lambda s: True), plot_capacity_trajectories),
+    "geometry_2d": FigureSpec("m = 2", fresh(lambda s: (s.table["n_hidden"] == 2).all()), plot_geometry_panels),
+    "wtw": FigureSpec("n > 2", fresh(lambda s: s.table["n_features"].max() > 2), plot_wtw),
+    "dimensionality": FigureSpec("a density axis with more than two values",
+                                 fresh(lambda s: "density" in s.axes and s.table["density"].nunique() > 2),
+                                 plot_dimensionality),
+    "phase_diagram": FigureSpec("two varying axes among " + ", ".join(DIAGRAM_AXES) + ", one n",
+                                fresh(diagram_axes), draw_phase_diagram, sweep_inputs, agreement_note),
+    "capacity_marginal_benefit": FigureSpec("a held capacity with at least three targets",
+                                            capacity_figure(capacity.has_marginal_benefit),
+                                            capacity.draw_marginal_benefit, sweep_inputs),
+    "capacity_phase_diagram": FigureSpec("two-feature models over a varying kurtosis or density and importance ratio",
+                                         capacity_figure(capacity.has_phase_diagram),
+                                         capacity.draw_phase_diagram, sweep_inputs),
+    "capacity_allocation": FigureSpec("unpenalised models", capacity_figure(lambda s: len(capacity.parts(s).free)),
+                                      capacity.draw_allocation, sweep_inputs),
+    "capacity_vs_sparsity": FigureSpec("a varying kurtosis or density", capacity_figure(lambda s: capacity.parts(s).x),
+                                       capacity.draw_vs_sparsity, sweep_inputs),
+    "capacity_over_training": FigureSpec("snapshots of C_i",
+                                         capacity_figure(lambda s: {"snap_capacity", "snap_step"} <= set(s.table)),
+                                         capacity.draw_over_training, sweep_inputs),
+    "neurons": FigureSpec("a privileged-basis model", fresh(lambda s: privileged(s.table).any()), plot_neurons),
+    "l1_cost": FigureSpec("an l1_hidden axis with more than one value",
+                          fresh(lambda s: "l1_hidden" in s.axes and s.table["l1_hidden"].nunique() > 1), plot_l1_cost),
+    "correlated": FigureSpec("correlated or anticorrelated feature sets", fresh(lambda s: has_sets(s.table)),
+                             plot_correlated, correlated_inputs),
+    "perturb": FigureSpec("a density_last axis", fresh(lambda s: "density_last" in s.axes), plot_perturb,
+                          notes=crossing_note),
+    "noise": FigureSpec("a target-only loss or rest_scale ≠ 1", fresh(lambda s: is_noise_setting(s.config)),
+                        plot_noise),
+    "dd_losses": FigureSpec("several training-set sizes", dd_curves, dd.plot_losses, finite_inputs, dd.bump_note),
+    "dd_norms": FigureSpec("several training-set sizes", dd_curves, dd.plot_norms, finite_inputs),
+    "dd_dimensionality": FigureSpec("several training-set sizes", dd_curves, dd.plot_dimensionality, finite_inputs),
+    "dd_geometry": FigureSpec("m = 2", lambda s: finite_data(s) and (s.table["n_hidden"] == 2).all(),
+                              dd.plot_geometry, finite_inputs),
+    "dd_memorisation": FigureSpec("repeated points", lambda s: finite_data(s) and (s.table["n_repeated"] > 0).any(),
+                                  dd.plot_memorisation, finite_inputs),
+}
+
+
+def figure_names(sweep: StoredSweep) -> list[str]:
+    """The figures the sweep supports, in the order ``toymodels-figures`` draws them."""
+    return [name for name, spec in FIGURES.items() if spec.applies(sweep)]
+
+
+def spec_for(name: str, sweep: StoredSweep, options: dict) -> FigureSpec:
+    """The figure ``name`` after checking, before any drawing, that it exists, that the sweep
+    supports it and that it takes ``options``."""
+    if name not in FIGURES:
+        raise ValueError(f"no figure {name!r}; the figures are: {', '.join(FIGURES)}")
+    spec = FIGURES[name]
+    if not spec.applies(sweep):
+        raise ValueError(f"figure {name!r} needs {spec.when}; this sweep ({sweep.name}) supports: "
+                         f"{', '.join(figure_names(sweep))}")
+    unknown = sorted(set(options) - set(spec.options()))
+    if unknown:
+        raise ValueError(f"figure {name!r} takes the options {list(spec.options())}, not {unknown}")
+    return spec
+
+
+def draw(name: str, sweep: StoredSweep, target=None, **options):
+    """Figure ``name`` of the sweep, drawn into ``target`` (``analysis.figures.canvas``)."""
+    spec = spec_for(name, sweep, options)
+    return spec.plot(*spec.inputs(sweep), **options, target=target)
+
+
+def notes(name: str, sweep: StoredSweep, **options) -> dict:
+    """The numbers ``toymodels-figures`` prints beside figure ``name`` (none for most)."""
+    spec = spec_for(name, sweep, options)
+    return spec.notes(sweep, **options) if spec.notes else {}
