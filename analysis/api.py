@@ -18,12 +18,10 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-import numpy as np
-import pandas as pd
-
 from analysis.figures import catalog
 from analysis.figures.catalog import FIGURES, figure_names
-from analysis.sweep import StoredSweep, as_array
+from analysis.sweep import StoredSweep
+from sweeps.store import with_arrays
 
 __all__ = ["FIGURES", "draw", "figure_names", "load", "with_arrays"]
 
@@ -35,22 +33,6 @@ def load(out: str | os.PathLike) -> StoredSweep:
     ``stamp()`` (the provenance every figure carries)."""
     sweep = StoredSweep.load(out)
     return replace(sweep, table=with_arrays(sweep.table))
-
-
-def with_arrays(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with each list cell as a numpy array, a matrix stored as a list of rows (``W``,
-    the snapshots) as one 2-D array; cells that are arrays already (vectors) or missing (``W2`` of
-    a model without one) stay as they are."""
-    out = table.copy()
-    for column in table.columns:
-        if table[column].dtype == object and table[column].map(_listlike).any():
-            out[column] = [as_array(cell) if _listlike(cell) else cell for cell in table[column]]
-    return out
-
-
-def _listlike(cell) -> bool:
-    """A list, or the object array parquet reads a list of lists back as."""
-    return isinstance(cell, list) or isinstance(cell, np.ndarray) and cell.dtype == object
 
 
 def draw(name: str, sweep: StoredSweep | str | os.PathLike, target=None, **options):

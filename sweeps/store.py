@@ -129,13 +129,20 @@ def read_results(out: str | os.PathLike, arrays: bool = False) -> pd.DataFrame:
 
 
 def with_arrays(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with each cell of its list columns as one (nested lists stacked) numpy array."""
+    """``table`` with each list cell as a float numpy array, a matrix stored as a list of rows
+    (``W``, the snapshots) as one 2-D array; cells that are arrays already (vectors) or missing
+    (``W2`` of a model without one) stay as they are."""
     out = table.copy()
     for column in table.columns:
-        first = table[column].iloc[0] if len(table) else None
-        if isinstance(first, (list, np.ndarray)):
-            out[column] = [np.array(np.asarray(v, dtype=object).tolist()) for v in table[column]]
+        if table[column].dtype == object and table[column].map(_listlike).any():
+            out[column] = [as_matrix([cell])[0] if _listlike(cell) else cell for cell in table[column]]
     return out
+
+
+def _listlike(cell) -> bool:
+    """A list, or the object array parquet reads a list of lists back as (a list of numbers comes
+    back as a float array already)."""
+    return isinstance(cell, list) or isinstance(cell, np.ndarray) and cell.dtype == object
 
 
 def read_config(out: str | os.PathLike) -> dict:

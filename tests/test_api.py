@@ -1,0 +1,74 @@
+"""The notebook API (README, "From a notebook"): exactly the README's code, and a user's kind
+registered in the session running on Ray."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from sweeps import api
+from tests.readme import readme_block
+from toymodels.registry import ConfigError
+
+
+def run_python(code: str, cwd, timeout=600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", WANDB_MODE="disabled", MPLBACKEND="svg")
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_the_readme_notebook_code_runs_as_written(tmp_path):
+    code = readme_block("notebook")
+    done = run_python(code + "\nimport matplotlib; print('backend', matplotlib.get_backend())\n", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "backend svg" in done.stdout  # the session's backend, untouched
+    assert "loss_curves" in done.stdout and "geometry_2d" in done.stdout
+    assert (tmp_path / "runs" / "notebook" / "overview.png").stat().st_size > 10_000
+    table = pd.read_parquet(tmp_path / "runs" / "notebook" / "results.parquet")
+    assert len(table) == 10 and table["steps"].eq(2000).all()
+
+
+def test_compose_refuses_a_bad_key_or_value_before_compute(tmp_path):
+    with pytest.raises(ConfigError, match="train.nope: unknown key"):
+        api.compose("tms_intro", ["train.nope=1"])
+    with pytest.raises(ConfigError, match="train.lr"):
+        api.compose("tms_intro", ["train.lr=-1"])
+    config = api.compose("tms_intro", [f"sweep.out={tmp_path / 's'}", "train.steps=20", "train.batch_size=32",
+                                       "train.eval_samples=256", "sweep.seeds=1", "wandb.mode=disabled"])
+    first = api.run(config, executor="local", progress=False)
+    assert first.report.trained == 10 and first.table["W"][0].shape == (2, 5)
+    again = api.run(config, executor="local", progress=False)
+    assert (again.report.trained, again.report.already_done) == (0, 10)
+
+
+@pytest.mark.slow
+def test_a_kind_registered_in_the_session_runs_on_ray(tmp_path):
+    """A notebook cell defines and registers a kind (in __main__, no file); Ray workers get it with
+    each chunk, pickled by value."""
+    code = textwrap.dedent("""
+        import jax, jax.numpy as jnp
+        from toymodels.models import ModelKind, register_model
+        from sweeps import api
+
+        def init(key, n, m, std, options):
+            return {"W": std * jax.random.normal(key, (m, n)), "b": jnp.zeros((n,))}
+
+        def forward(params, x, ops):
+            h = ops.apply(jnp.tanh, ops.matmul(params["W"], x))
+            return ops.apply(jax.nn.relu, ops.add_bias(ops.matmul(params["W"].T, h), params["b"])), h
+
+        register_model(ModelKind(name="tanh_hidden", init=init, forward=forward))
+        config = api.compose("tms_intro", ["model.kind=tanh_hidden", "sweep.out=runs/tanh", "train.steps=200",
+                                           "sweep.seeds=1", "sweep.chunk_size=5", "wandb.mode=disabled"])
+        result = api.run(config, executor="ray", progress=False)
+        print(result.report.summary())
+        print(sorted(set(result.table["model"])), result.table["ray_node"].notna().all())
+    """)
+    done = run_python(code, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "10/10 models stored" in done.stdout and "['tanh_hidden'] True" in done.stdout
