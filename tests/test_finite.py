@@ -134,11 +134,14 @@ def test_piecewise_sparse_loss_and_grad_equal_the_dense_reference(model):
 
     ref_loss, ref_grad = jax.jit(jax.value_and_grad(dense))(params)
     loss_fn = partial(F.dataset_loss, n_points=T, spec=spec)
-    loss, grad = jax.jit(partial(F.dataset_loss_and_grad, n_points=T, spec=spec))(params, points, importance_F)
+    # Both forms of the written-out gradient: matrix products (CPU) and fused reductions (GPU).
+    written = [jax.jit(partial(F.dataset_loss_and_grad, n_points=T, spec=spec, fused=fused))(params, points, importance_F)
+               for fused in (False, True)]
     plain, auto = jax.jit(jax.value_and_grad(loss_fn))(params, points, importance_F)  # autodiff of the loss
-    assert float(loss) == pytest.approx(float(ref_loss), rel=1e-5)
     assert float(plain) == pytest.approx(float(ref_loss), rel=1e-5)
-    for g in (grad, auto):
+    for loss, _ in written:
+        assert float(loss) == pytest.approx(float(ref_loss), rel=1e-5)
+    for g in (*(grad for _, grad in written), auto):
         np.testing.assert_allclose(g.W_HxF, ref_grad.W_HxF, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(g.b_F, ref_grad.b_F, rtol=1e-4, atol=1e-6)
 
@@ -310,3 +313,9 @@ def test_double_descent_figures_draw_from_a_table(tmp_path):
     figures["dd_geometry"].savefig(tmp_path / "geometry.png", dpi=50)
     for fig in figures.values():
         plt.close(fig)
+
+
+def test_piece_size_zero_takes_the_devices_default():
+    assert F.piece_layout(100_000, 0, "cpu") == (1024, 98) and F.piece_layout(100_000, 0, "gpu") == (32_768, 4)
+    assert F.piece_layout(300, 0, "gpu") == (300, 1) and F.piece_layout(300, 64) == (64, 5)
+    assert F.piece_layout(100_000, 0) == F.piece_layout(100_000, 0, jax.default_backend())
