@@ -148,6 +148,9 @@ def table_lines(results: dict) -> list[str]:
         if not r:
             continue
         notes = []
+        if r.get("run_s") is not None:  # before the executor ran: imports, planning, Ray's start
+            notes.append(f"before the run (imports, plan, Ray's start) {r['wall_s'] - r['run_s']:.1f} s; run "
+                         f"{r['run_s']} s, of which chunks (compile and training) {r['training_s']} s")
         if "agreement_with_theory" in r:
             a = r["agreement_with_theory"]
             notes.append(f"{a['agree']}/{a['cells']} cells agree with theory")
