@@ -255,13 +255,12 @@ def compile_cache_dir() -> str | None:
 
 
 def use_compile_cache() -> str | None:
-    """Point this process's JAX, and the Ray workers it starts (they inherit the environment), at
-    ``compile_cache_dir()``; the directory, or None when the cache is off."""
+    """Point this process's JAX at ``compile_cache_dir()`` (Ray's workers get it from
+    ``ray_executor.worker_env``); the directory, or None when the cache is off."""
     path = compile_cache_dir()
     if path is None:
         return None
     import jax
 
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = path
     jax.config.update("jax_compilation_cache_dir", path)
     return path

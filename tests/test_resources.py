@@ -147,18 +147,14 @@ def test_cpu_tasks_share_the_host_memory():
 # ---------------------------------------------------------------- compilation cache
 
 
-def test_a_sweep_keeps_its_compiled_programs_in_the_cache(tmp_path):
+def test_a_sweep_keeps_its_compiled_programs_in_the_cache(tmp_path, monkeypatch):
     from tests.helpers import tiny
 
     cache = tmp_path / "cache"
-    env = {"TOYMODELS_COMPILE_CACHE": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        result = cli("toymodels-sweep", "experiment=tms_intro", *tiny(tmp_path / "out"))
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)  # it would win over ours
+    monkeypatch.setenv("TOYMODELS_COMPILE_CACHE", str(cache))
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    result = cli("toymodels-sweep", "experiment=tms_intro", *tiny(tmp_path / "out"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert any(cache.iterdir())  # the chunk's program, loaded instead of compiled by a rerun
 
