@@ -109,7 +109,7 @@ class TrainConf:
     capacity_target: float = 1.0
     capacity_penalty: float = 0.0
     # Finite data: points per piece of the full-batch loss (bounds memory); 0: per device, 1,024 on
-    # a CPU and 32,768 on a GPU (toymodels.finite.DEFAULT_PIECE).
+    # a CPU and 32,768 on a GPU (toymodels.finite_loss.DEFAULT_PIECE).
     piece_size: int = 0
     # Compute each batch in this many column blocks: same data, gradient equal up to rounding,
     # faster on CPU for wide chunks (README: Benchmark). Must divide batch_size.
