@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from sweeps.resources import check_axis_length
 from toymodels.data import DATA, IMPORTANCE_KINDS
 from toymodels.models import INIT_KINDS, MODELS
 from toymodels.optim import SCHEDULES
@@ -102,7 +103,9 @@ class TrainConf:
     capacity_feature: int = -1
     capacity_target: float = 1.0
     capacity_penalty: float = 0.0
-    piece_size: int = 1024  # finite data: points per piece of the full-batch loss (bounds memory)
+    # Finite data: points per piece of the full-batch loss (bounds memory); 0: per device, 1,024 on
+    # a CPU and 32,768 on a GPU (toymodels.finite_loss.DEFAULT_PIECE).
+    piece_size: int = 0
     # Compute each batch in this many column blocks: same data, gradient equal up to rounding,
     # faster on CPU for wide chunks (README: Benchmark). Must divide batch_size.
     batch_blocks: int = 1
@@ -244,13 +247,13 @@ def _validate_finite(config: Config) -> None:
     d, t, grid = config.data, config.train, config.sweep.grid
     for key in ("n_train", "dataset_seed", "repeats", "n_repeated", "max_active"):
         _positive_int(f"data.{key}", getattr(d, key), minimum=0)
-    _positive_int("train.piece_size", t.piece_size)
+    _positive_int("train.piece_size", t.piece_size, minimum=0)
     finite_only = [f"sweep.grid.{a}" for a in ("dataset_seed", "repeats") if a in grid] + (["data.repeats"] if d.repeats else [])
     if not is_finite(config):
         if finite_only:
             raise ConfigError(finite_only[0], "only applies to finite data: set data.n_train (T > 0) or an n_train axis")
         return
-    from toymodels.finite import MODELS as FINITE_MODELS
+    from toymodels.finite import finite_kinds
 
     if d.kind != "sparse":
         raise ConfigError("data.kind", f"finite datasets are drawn from sparse data; got {d.kind!r}")
@@ -259,7 +262,7 @@ def _validate_finite(config: Config) -> None:
                           f"leave data.streams=model, got {d.streams!r}")
     kinds = expand_axis("model", grid["model"]) if "model" in grid else [config.model.kind]
     for kind in kinds:
-        _choice("model.kind", kind, FINITE_MODELS)
+        _choice("model.kind", kind, finite_kinds())
     if isinstance(d.density, (list, tuple)) or "density_last" in grid:
         raise ConfigError("data.density", "finite datasets use one density for every feature")
     if t.schedule != "warmup_cosine":
@@ -293,6 +296,7 @@ def expand_axis(name: str, spec) -> list:
         if num != int(num) or num < 1:
             raise ConfigError(key, f"{gen}'s num must be a whole number >= 1, got {spec!r}")
         num = int(num)
+        check_axis_length(key, num)  # before building the values: a runaway num is refused at once
         if gen == "geomspace":
             if start <= 0 or stop <= 0:
                 raise ConfigError(key, f"geomspace needs positive start and stop, got {spec!r}")

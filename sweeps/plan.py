@@ -15,15 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sweeps import resources
 from sweeps.config import STATIC_AXES, Config, expand_axis, is_finite
 from sweeps.kinds import data_spec_of, model_options, option_axes
 from toymodels.data import importance_profile
-from toymodels.finite import FiniteSpec, max_active_for
+from toymodels.finite import FiniteSpec, max_active_for, piece_layout
 from toymodels.train import TrainSpec
 
-# Working-set budget of one chunk (bytes) used to choose its size when sweep.chunk_size is 0.
-CHUNK_MEMORY_BUDGET = 256 * 2**20
-MAX_AUTO_CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -154,17 +152,25 @@ def _point(config: Config, coords: tuple, seed: int, n_features: int, order: int
     )
 
 
-def plan_models(config: Config) -> list[tuple[TrainSpec, ModelPoint]]:
-    """The grid product × seeds, in grid order (last axis fastest, then seed)."""
+def plan_models(config: Config, device: resources.Device | None = None) -> list[tuple[TrainSpec, ModelPoint]]:
+    """The grid product × seeds, in grid order (last axis fastest, then seed). Refuses, before
+    building any model, a plan too large for the driver or a shape that cannot fit ``device``
+    (default: where ``config``'s chunks run, ``resources.chunk_device``)."""
     axes = grid_axes(config)
+    resources.check_plan_size(config, {name: len(values) for name, values in axes.items()})
+    device = device or resources.chunk_device(config)
     names = list(axes)
     static_axes = STATIC_AXES + option_axes(config)
     out = []
     seen: dict[int, tuple] = {}
+    checked: set = set()
     for values in itertools.product(*axes.values()):
         coords = tuple(zip(names, values))
         static = {k: v for k, v in coords if k in static_axes}
         spec = _spec_for(config, static)
+        if spec not in checked:
+            resources.check_spec(spec, device)
+            checked.add(spec)
         for seed in range(config.sweep.seeds):
             point = _point(config, coords, seed, spec.n_features, len(out))
             if point.uid in seen:
@@ -174,10 +180,21 @@ def plan_models(config: Config) -> list[tuple[TrainSpec, ModelPoint]]:
     return out
 
 
-def auto_chunk_size(spec: TrainSpec | FiniteSpec) -> int:
+# CPU chunks: working-set budget of one chunk (bytes) and most models per chunk when
+# sweep.chunk_size is 0 (GPU chunks: resources.auto_chunk_size, from the card's memory).
+CHUNK_MEMORY_BUDGET = 256 * 2**20
+MAX_AUTO_CHUNK = 4096
+
+
+def auto_chunk_size(spec: TrainSpec | FiniteSpec, device: resources.Device | None = None) -> int:
+    """Most models per chunk when sweep.chunk_size is 0: on a GPU as many as fill its memory
+    share; on a CPU (or ``device`` None) as many as keep a step's working set near the caches."""
+    if device is not None and device.is_gpu:
+        return resources.auto_chunk_size(spec, device)
     if isinstance(spec, FiniteSpec):
         # Per model: a piece's dense outputs and their gradients, and the sparse datasets.
-        per_model = 4 * 6 * spec.piece_size * spec.n_features + 8 * (spec.n_train + spec.n_test) * spec.K
+        B, _ = piece_layout(spec.n_train, spec.piece_size, "cpu")
+        per_model = 4 * 6 * B * spec.n_features + 8 * (spec.n_train + spec.n_test) * spec.K
         return int(max(1, min(MAX_AUTO_CHUNK, CHUNK_MEMORY_BUDGET // per_model)))
     # Per model and step: uniforms, inputs, outputs and their gradients (~6 batch×n float32 arrays),
     # and the evaluation batch.
@@ -193,21 +210,24 @@ def chunk_id(spec: TrainSpec, base_seed: int, points) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def make_chunks(config: Config, models, min_chunks: int = 1) -> list[Chunk]:
+def make_chunks(config: Config, models, min_chunks: int = 1, device: resources.Device | None = None) -> list[Chunk]:
     """Split models into chunks of one TrainSpec each, balanced in size.
 
     ``min_chunks`` asks for at least that many chunks per shape (so that every worker has one),
-    as long as chunks stay non-empty.
+    as long as chunks stay non-empty. Chunk sizes (sweep.chunk_size 0) are chosen for ``device``
+    (default: where ``config``'s chunks run): on a GPU, few large chunks, one per worker when they fit.
     """
     from toymodels.plugins import kinds_used
 
     by_spec: dict[TrainSpec, list[ModelPoint]] = {}
     for spec, point in models:
         by_spec.setdefault(spec, []).append(point)
+    if not config.sweep.chunk_size:
+        device = device or resources.chunk_device(config)
     chunks = []
     for spec, points in by_spec.items():
         kinds = kinds_used([spec.model], [spec.data.kind] if isinstance(spec, TrainSpec) else [])
-        cap = config.sweep.chunk_size or auto_chunk_size(spec)
+        cap = config.sweep.chunk_size or auto_chunk_size(spec, device)
         n_chunks = min(len(points), max(-(-len(points) // cap), min_chunks))
         size = -(-len(points) // n_chunks)
         for start in range(0, len(points), size):

@@ -14,6 +14,7 @@ from typing import Sequence
 from sweeps.config import RayConf
 from sweeps.execute import OnDone, OnFailed, run_chunk
 from sweeps.plan import Chunk
+from sweeps.resources import compile_cache_dir
 
 
 _HELD_CORES: list = []  # lock files of the cores this worker process holds, open while it lives
@@ -78,10 +79,14 @@ def _ray_run_chunk(chunk: Chunk, pin_cores: int = 0):
 
 def worker_env(conf: RayConf) -> dict[str, str]:
     """Environment of the worker processes: JAX on the GPU Ray assigned without taking all of its
-    memory, or on the CPU when the task has no GPU."""
+    memory, or on the CPU when the task has no GPU; the driver's compilation cache (a worker on
+    another machine of a cluster keeps its own there, at the same path)."""
     env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
     if conf.gpus_per_task == 0:
         env["JAX_PLATFORMS"] = "cpu"
+    cache = compile_cache_dir()
+    if cache:
+        env["JAX_COMPILATION_CACHE_DIR"] = cache
     return env
 
 

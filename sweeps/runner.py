@@ -11,6 +11,7 @@ import pandas as pd
 from sweeps.config import Config
 from sweeps.execute import Executor, InProcessExecutor
 from sweeps.plan import Chunk, make_chunks, plan_models
+from sweeps.resources import use_compile_cache
 from sweeps.store import SweepStore
 from sweeps.tracking import Tracker, check_config as check_tracking
 
@@ -81,6 +82,7 @@ def run_sweep(config: Config, executor: Executor | None = None, progress: bool =
     Without an ``executor``, one is made from ``sweep.executor`` (a local Ray by default) and
     closed at the end; only when some model is left to train.
     """
+    use_compile_cache()  # before anything compiles: programs kept between runs (README: Where chunks run)
     models = plan_models(config)
     check_tracking(config, len(models))
     store = SweepStore(config.sweep.out)

@@ -19,6 +19,17 @@ def test_bench_json_without_reference(capsys):
     assert [row["config"] for row in rows] == ["n5m2"]
     assert rows[0]["ours"] == rows[0]["ours_one_process"] > 0 and rows[0]["ours_pinned"] is None
     assert rows[0]["reference"] is None and rows[0]["ratio"] is None
+    assert rows[0]["ours_device"] == "cpu" and rows[0]["reference_device"] is None  # the tests run JAX on the CPU
+
+
+def test_the_reference_runs_where_ours_does():
+    pytest.importorskip("torch")
+    from sweeps.bench.cli import reference_device
+
+    assert reference_device("cpu") == "cpu"  # never CUDA against ours on the CPU
+    import torch
+
+    assert reference_device("gpu") == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_bench_times_one_pinned_process_per_core(capsys):
@@ -54,7 +65,7 @@ def test_bench_without_torch_says_how_to_install(monkeypatch, capsys):
 
 def test_reference_learns_dense_features():
     pytest.importorskip("torch")
-    from sweeps.reference_torch import train_reference
+    from sweeps.bench.reference_torch import train_reference
 
     out = train_reference(
         n_features=5, n_hidden=2, n_instances=3, steps=300, density=1.0, importance=1.0, seed=0
@@ -75,7 +86,7 @@ def test_reference_learns_dense_features():
 
 def test_reference_is_seeded():
     pytest.importorskip("torch")
-    from sweeps.reference_torch import train_reference
+    from sweeps.bench.reference_torch import train_reference
 
     a, b = (train_reference(4, 2, 2, steps=5, density=0.5, seed=3) for _ in range(2))
     np.testing.assert_array_equal(a["W"], b["W"])
@@ -88,4 +99,5 @@ def test_bench_json_with_reference(capsys):
     (row,) = json.loads(capsys.readouterr().out)
     assert row["ours"] > 0 and row["reference"] > 0
     assert row["ratio"] == pytest.approx(row["ours"] / row["reference"])
+    assert row["ours_device"] == row["reference_device"] == "cpu"
     assert row["ratio"] > 0

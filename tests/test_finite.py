@@ -17,7 +17,7 @@ import pytest
 
 from toymodels import finite as F
 from toymodels import metrics, rng
-from toymodels.models import DENSE
+from toymodels.models import DENSE, model_loss
 
 
 def hparams(density, dataset_seeds, n, wd=1e-2, lr=1e-3, importance=None):
@@ -117,8 +117,9 @@ def test_dataset_depends_only_on_its_seed():
 # ---------------------------------------------------------------- loss
 
 
-@pytest.mark.parametrize("model", ["relu", "linear"])
+@pytest.mark.parametrize("model", F.finite_kinds())
 def test_piecewise_sparse_loss_and_grad_equal_the_dense_reference(model):
+    """Every kind the finite trainer takes, against the kind's own forward on dense data."""
     n, m, T = 30, 3, 50
     spec = F.FiniteSpec(n_features=n, n_hidden=m, n_train=T, piece_size=16, max_active=8, repeats=3,
                         n_repeated=2, model=model)
@@ -129,16 +130,18 @@ def test_piecewise_sparse_loss_and_grad_equal_the_dense_reference(model):
     params = F.FiniteParams(jax.random.normal(k1, (m, n)), 0.2 * jax.random.normal(k2, (n,)))
 
     def dense(params):
-        pre = params.W_HxF.T @ (params.W_HxF @ x_FxT) + params.b_F[:, None]
-        return DENSE.weighted_mse(x_FxT, jax.nn.relu(pre) if model == "relu" else pre, importance_F)
+        return model_loss({"W": params.W_HxF, "b": params.b_F}, x_FxT, importance_F, model)
 
     ref_loss, ref_grad = jax.jit(jax.value_and_grad(dense))(params)
     loss_fn = partial(F.dataset_loss, n_points=T, spec=spec)
-    loss, grad = jax.jit(partial(F.dataset_loss_and_grad, n_points=T, spec=spec))(params, points, importance_F)
+    # Both forms of the written-out gradient: matrix products (CPU) and fused reductions (GPU).
+    written = [jax.jit(partial(F.dataset_loss_and_grad, n_points=T, spec=spec, fused=fused))(params, points, importance_F)
+               for fused in (False, True)]
     plain, auto = jax.jit(jax.value_and_grad(loss_fn))(params, points, importance_F)  # autodiff of the loss
-    assert float(loss) == pytest.approx(float(ref_loss), rel=1e-5)
     assert float(plain) == pytest.approx(float(ref_loss), rel=1e-5)
-    for g in (grad, auto):
+    for loss, _ in written:
+        assert float(loss) == pytest.approx(float(ref_loss), rel=1e-5)
+    for g in (*(grad for _, grad in written), auto):
         np.testing.assert_allclose(g.W_HxF, ref_grad.W_HxF, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(g.b_F, ref_grad.b_F, rtol=1e-4, atol=1e-6)
 
@@ -320,3 +323,9 @@ def test_double_descent_figures_draw_the_same_into_every_target(name, tmp_path):
 
     sweep = StoredSweep(tmp_path, synthetic_table(), {"name": "dd"}, "abc")
     assert_draws_the_same_into_every_target(lambda target: draw(name, sweep, target))
+
+
+def test_piece_size_zero_takes_the_devices_default():
+    assert F.piece_layout(100_000, 0, "cpu") == (1024, 98) and F.piece_layout(100_000, 0, "gpu") == (32_768, 4)
+    assert F.piece_layout(300, 0, "gpu") == (300, 1) and F.piece_layout(300, 64) == (64, 5)
+    assert F.piece_layout(100_000, 0) == F.piece_layout(100_000, 0, jax.default_backend())

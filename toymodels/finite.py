@@ -3,8 +3,8 @@
 Henighan et al. 2023 train the ReLU-output model full-batch on T points drawn once, each rescaled
 to unit L2 norm, and measure the loss on fresh points. At their scale (n = 10,000, S = 0.999,
 T up to 10⁵) a dense T×n dataset is 4 GB per model, so a point is stored sparsely as K (index,
-value) pairs, and the full-batch loss and its gradient are summed over pieces of points, each
-piece dense only in its n outputs: memory O(piece·n + T·K), never O(T·n).
+value) pairs, and the full-batch loss and its gradient (``toymodels.finite_loss``) are summed over
+pieces of points, each piece dense only in its n outputs: memory O(piece·n + T·K), never O(T·n).
 
 The dataset comes from ``dataset_seed`` alone (models differing in weight decay or init share
 it), the init from the model key, and the test set is one fixed stream shared by every model.
@@ -27,11 +27,13 @@ import optax
 from flax import struct
 
 from toymodels import rng
+from toymodels.finite_loss import (  # noqa: F401  (the loss is part of this module's interface)
+    FiniteParams, SparsePoints, dataset_loss, dataset_loss_and_grad, default_piece_size, fused_by_default,
+    finite_kind, finite_kinds, hidden_vectors, output_activation, piece_layout)
 from toymodels.models import init_params, init_std
 from toymodels.optim import make_optimizer
 from toymodels.train import snapshot_marks
 
-MODELS = ("relu", "linear")
 DATA_STREAM, TEST_STREAM = 0, 1  # fold_in tags: a dataset seed equal to test_seed gives other data
 NORM_EPS = 1e-12
 
@@ -57,7 +59,7 @@ class FiniteSpec:
     eps: float = 1e-8
     model: str = "relu"
     max_active: int = 32
-    piece_size: int = 1024
+    piece_size: int = 0  # 0: the default of the device that runs it (``default_piece_size``)
     n_test: int = 10_000
     repeats: int = 0
     n_repeated: int = 0
@@ -68,10 +70,9 @@ class FiniteSpec:
     hidden_points: int = 256
 
     def __post_init__(self):
-        if self.model not in MODELS:
-            raise ValueError(f"model {self.model!r} is not one of {MODELS}")
-        if min(self.n_features, self.n_hidden, self.n_train, self.n_test, self.max_active, self.piece_size) < 1:
-            raise ValueError("n_features, n_hidden, n_train, n_test, max_active and piece_size must be ≥ 1")
+        finite_kind(self.model)
+        if min(self.n_features, self.n_hidden, self.n_train, self.n_test, self.max_active) < 1 or self.piece_size < 0:
+            raise ValueError("n_features, n_hidden, n_train, n_test and max_active must be ≥ 1, piece_size ≥ 0")
         if self.n_repeated * self.copies > self.n_train:
             raise ValueError(f"{self.n_repeated} points × {self.copies} copies exceed n_train = {self.n_train}")
 
@@ -97,19 +98,6 @@ class FiniteHParams:
     lr: jax.Array
     weight_decay: jax.Array
     dataset_seed: jax.Array  # uint32: the training set is a function of this alone
-
-
-@struct.dataclass
-class FiniteParams:
-    W_HxF: jax.Array
-    b_F: jax.Array
-
-
-@struct.dataclass
-class SparsePoints:
-    idx_NxK: jax.Array  # int32 feature indices, ascending; unused slots 0
-    val_NxK: jax.Array  # values; unused slots 0 (so they add nothing anywhere)
-    weight_N: jax.Array  # 1 for a real point, 0 for padding up to whole pieces
 
 
 @struct.dataclass
@@ -176,12 +164,6 @@ def unit_norm(raw_NxK: jax.Array) -> jax.Array:
     return raw_NxK / jnp.where(norm_N > 0, norm_N, 1.0)
 
 
-def piece_layout(n_points: int, piece_size: int) -> tuple[int, int]:
-    """(points per piece B, pieces P): B = min(piece_size, n_points), padded to P·B points."""
-    B = min(piece_size, n_points)
-    return B, -(-n_points // B)
-
-
 def repeat_layout(spec: FiniteSpec):
     """(source_N, distinct_N, repeated_R) over the padded training positions: position t holds
     generated point source[t]; repeated point j sits at j·R … j·R + R − 1 and is reported at j·R;
@@ -218,100 +200,6 @@ def densify(points: SparsePoints, n_features: int) -> jax.Array:
     """Dense F×N inputs (small sizes only: tests and references)."""
     rows = jnp.arange(points.idx_NxK.shape[0])[:, None]
     return jnp.zeros((points.idx_NxK.shape[0], n_features)).at[rows, points.idx_NxK].add(points.val_NxK).T
-
-
-def hidden_vectors(W_HxF: jax.Array, points: SparsePoints) -> jax.Array:
-    """h_t = W x_t (N×H), gathering only the stored columns of W."""
-    return jnp.einsum("nkh,nk->nh", W_HxF.T[points.idx_NxK], points.val_NxK)
-
-
-# Up to this many hidden dimensions, Wᵀh is written as a sum of m broadcast products: XLA fuses it
-# with the ReLU and the error into one pass over the piece, where a dot with contraction size m
-# runs as a separate matrix call and its gradient as two more.
-UNROLL_MAX_HIDDEN = 8
-
-
-def _hidden_to_outputs(h_BxH: jax.Array, W_HxF: jax.Array) -> jax.Array:
-    if W_HxF.shape[0] <= UNROLL_MAX_HIDDEN:
-        return sum(h_BxH[:, k, None] * W_HxF[k] for k in range(W_HxF.shape[0]))
-    return h_BxH @ W_HxF
-
-
-def _piece_error_sum(params: FiniteParams, piece: SparsePoints, importance_F: jax.Array, model: str):
-    """Σ over the piece's points of Σ_i I_i (x_i − x̂_i)²: every output scored as if x_i = 0, then
-    corrected at the stored features (indices distinct; unused slots have value 0, correct by 0)."""
-    h_BxH = hidden_vectors(params.W_HxF, piece)
-    pre_BxF = _hidden_to_outputs(h_BxH, params.W_HxF) + params.b_F
-    out_BxF = jax.nn.relu(pre_BxF) if model == "relu" else pre_BxF
-    out_BxK = jnp.take_along_axis(out_BxF, piece.idx_NxK, axis=1)
-    fix_BxK = importance_F[piece.idx_NxK] * ((piece.val_NxK - out_BxK) ** 2 - out_BxK**2)
-    err_B = jnp.sum(out_BxF * out_BxF * importance_F, axis=1) + jnp.sum(fix_BxK, axis=1)
-    return jnp.sum(piece.weight_N * err_B)
-
-
-def _as_pieces(points: SparsePoints, B: int) -> SparsePoints:
-    return jax.tree.map(lambda a: a.reshape((-1, B) + a.shape[1:]), points)
-
-
-def dataset_loss(params, points, importance_F, n_points: int, spec: FiniteSpec) -> jax.Array:
-    """Importance-weighted squared error, mean over points and features (toymodels.model's
-    reduction), summed piece by piece."""
-    B, _ = piece_layout(n_points, spec.piece_size)
-
-    def piece(total, p):
-        return total + _piece_error_sum(params, p, importance_F, spec.model), None
-
-    total, _ = jax.lax.scan(piece, jnp.zeros(()), _as_pieces(points, B))
-    return total / (n_points * spec.n_features)
-
-
-def _piece_error_and_grad(params: FiniteParams, piece: SparsePoints, importance_F: jax.Array, model: str):
-    """``_piece_error_sum`` and its gradient, written out: ∂/∂x̂ = 2 I (x̂ − x) is a dense part
-    2 I x̂ plus a sparse correction −2 I x at the stored features, so the sparse part is scattered
-    into W's columns and never into a B×n buffer as autodiff's gather transpose does (autodiff of
-    ``_piece_error_sum`` is the reference in the tests; this is ~1.7x faster on CPU)."""
-    W_HxF = params.W_HxF
-    h_BxH = hidden_vectors(W_HxF, piece)
-    pre_BxF = _hidden_to_outputs(h_BxH, W_HxF) + params.b_F
-    out_BxF = jax.nn.relu(pre_BxF) if model == "relu" else pre_BxF
-    w_Bx1 = piece.weight_N[:, None]
-    pre_BxK = jnp.take_along_axis(pre_BxF, piece.idx_NxK, axis=1)
-    out_BxK = jax.nn.relu(pre_BxK) if model == "relu" else pre_BxK
-    imp_BxK = importance_F[piece.idx_NxK]
-    value = jnp.sum(w_Bx1 * out_BxF * out_BxF * importance_F)
-    value += jnp.sum(w_Bx1 * imp_BxK * ((piece.val_NxK - out_BxK) ** 2 - out_BxK**2))
-    # ∂value/∂pre: dense G (zero where the ReLU is off, since x̂ is) plus sparse Δ at stored indices.
-    G_BxF = 2.0 * w_Bx1 * importance_F * out_BxF
-    live_BxK = (pre_BxK > 0) if model == "relu" else jnp.ones_like(pre_BxK, bool)
-    D_BxK = jnp.where(live_BxK, -2.0 * w_Bx1 * imp_BxK * piece.val_NxK, 0.0)
-    flat_idx = piece.idx_NxK.reshape(-1)
-    db_F = jnp.sum(G_BxF, axis=0) + jnp.zeros_like(params.b_F).at[flat_idx].add(D_BxK.reshape(-1))
-    # Output side, pre = Wᵀh: ∂W_ki += Σ_b h_bk ∂pre_bi and ∂h_bk = Σ_i ∂pre_bi W_ki, as matrix
-    # products of the materialised G (measured faster than fused reductions, which XLA's CPU
-    # backend does not vectorise across the long axis).
-    W_BxKxH = W_HxF.T[piece.idx_NxK]
-    dW_out_HxF = h_BxH.T @ G_BxF
-    dh_BxH = G_BxF @ W_HxF.T
-    dh_BxH += jnp.einsum("bk,bkh->bh", D_BxK, W_BxKxH)
-    # Sparse scatters into W's columns: the output side's Δ, and the input side h = Σ_k W[:, idx_k] x_k.
-    dWT_KxH = D_BxK[..., None] * h_BxH[:, None, :] + piece.val_NxK[..., None] * dh_BxH[:, None, :]
-    dW_HxF = dW_out_HxF + jnp.zeros_like(W_HxF.T).at[flat_idx].add(dWT_KxH.reshape(-1, W_HxF.shape[0])).T
-    return value, FiniteParams(W_HxF=dW_HxF, b_F=db_F)
-
-
-def dataset_loss_and_grad(params, points, importance_F, n_points: int, spec: FiniteSpec):
-    """(loss, grads) of ``dataset_loss``, each piece's gradient accumulated inside the scan, so
-    the backward pass too holds one piece's n-vectors at a time."""
-    B, _ = piece_layout(n_points, spec.piece_size)
-
-    def piece(acc, p):
-        value, grads = _piece_error_and_grad(params, p, importance_F, spec.model)
-        return jax.tree.map(jnp.add, acc, (value, grads)), None
-
-    zero = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, params))
-    (total, grads), _ = jax.lax.scan(piece, zero, _as_pieces(points, B))
-    scale = 1.0 / (n_points * spec.n_features)
-    return total * scale, jax.tree.map(lambda g: g * scale, grads)
 
 
 def dimensionality(V_NxH, weight_N=None):

@@ -10,8 +10,12 @@ lr 1e-3, weight decay 0.01, constant) in both implementations.
   timed twice: in one process on every core, and split over one process per core, each pinned to
   its core (the models divided as evenly as possible, all timed calls started together, the
   slowest one's time counted): how a sweep's Ray workers run.
-- reference: ``sweeps.reference_torch`` (the notebook's instance-axis model) runs a short warm-up
-  training first, then the training loop alone of a second run is timed.
+- reference: ``sweeps.bench.reference_torch`` (the notebook's instance-axis model) runs a short
+  warm-up training first, then the training loop alone of a second run is timed.
+
+Both run on the same kind of device, so the ratio is like for like: on a GPU when JAX's default
+backend is one and torch sees CUDA (ours in one process there: pinning cores is a CPU matter),
+on the CPU otherwise; the table and the JSON name each side's device.
 
 The PyTorch reference is an optional extra: ``pip install -e '.[bench]'``.
 """
@@ -145,9 +149,30 @@ def time_ours_pinned(cfg: BenchConfig, steps: int, batch_blocks: int, processes:
     return cfg.n_models * steps / seconds
 
 
-def time_reference(cfg: BenchConfig, steps: int, threads: int) -> float:
+def ours_device() -> str:
+    """JAX's default device, as the table prints it ("cpu", "gpu: NVIDIA H100 80GB HBM3")."""
+    device = jax.devices()[0]
+    return "cpu" if device.platform == "cpu" else f"{device.platform}: {device.device_kind}"
+
+
+def reference_device(jax_platform: str | None = None) -> str:
+    """The torch device of the reference: CUDA when torch sees it and ours runs on a GPU (JAX's
+    ``jax_platform``, default its default backend), so both sides share the kind of device."""
+    import torch
+
+    platform = jax_platform or jax.default_backend()
+    return "cuda" if platform == "gpu" and torch.cuda.is_available() else "cpu"
+
+
+def describe_torch_device(device: str) -> str:
+    import torch
+
+    return f"cuda: {torch.cuda.get_device_name(0)}" if device == "cuda" else "cpu"
+
+
+def time_reference(cfg: BenchConfig, steps: int, threads: int, device: str = "cpu") -> float:
     """models·steps/s of the PyTorch reference's training loop, after a short warm-up run."""
-    from sweeps.reference_torch import train_reference
+    from sweeps.bench.reference_torch import train_reference
 
     kwargs = dict(
         n_features=cfg.n_features,
@@ -158,6 +183,7 @@ def time_reference(cfg: BenchConfig, steps: int, threads: int) -> float:
         importance=importance(cfg.n_features),
         threads=threads,
         eval_samples=1,
+        device=device,
     )
     train_reference(steps=REFERENCE_WARMUP_STEPS, seed=0, **kwargs)
     result = train_reference(steps=steps, seed=1, **kwargs)
@@ -185,9 +211,9 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--batch-blocks", type=int, default=None, metavar="K",
                         help="ours computes each batch in K column blocks (train.batch_blocks; default per config: "
                         + ", ".join(f"{c.name} {c.batch_blocks}" for c in CONFIGS.values()) + ")")
-    parser.add_argument("--processes", type=int, default=len(usable_cores()), metavar="P",
-                        help="also time ours split over P pinned processes, one per core (default: the cores "
-                        "this process may use, %(default)s; 1: one process only)")
+    parser.add_argument("--processes", type=int, default=None, metavar="P",
+                        help="also time ours split over P pinned processes, one per core (default on a CPU: "
+                        f"the cores this process may use, {len(usable_cores())}; on a GPU 1; 1: one process only)")
     parser.add_argument("--no-reference", action="store_true", help="skip the PyTorch reference")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's, the machine's cores)"
@@ -199,6 +225,8 @@ def parse_args(argv) -> argparse.Namespace:
         parser.error(f"unknown config(s) {unknown}; choose from {list(CONFIGS)}")
     if args.steps is not None and args.steps < 1:
         parser.error("--steps must be positive")
+    if args.processes is None:
+        args.processes = 1 if jax.default_backend() != "cpu" else len(usable_cores())
     if not 1 <= args.processes <= len(usable_cores()):
         parser.error(f"--processes must be between 1 and the {len(usable_cores())} usable cores")
     if args.batch_blocks is not None and args.batch_blocks < 1:
@@ -209,9 +237,11 @@ def parse_args(argv) -> argparse.Namespace:
 def format_table(rows: list[dict], compile_s: dict, threads) -> str:
     """The human-readable table, with how each side was timed."""
     processes = rows[0]["processes"]
+    devices = f"ours on {rows[0]['ours_device']}" + (
+        "" if rows[0]["reference_device"] is None else f", reference on {rows[0]['reference_device']}")
     header = (f"{'config':<8} {'models':>6} {'steps':>6} {'blocks':>6} {'ours 1 proc':>12} "
               f"{f'ours {processes} procs':>13} {'reference':>12} {'ratio':>8}")
-    lines = ["throughput in models·steps/s (batch 1024, density 0.1, importance 0.9**i)", header]
+    lines = [f"throughput in models·steps/s (batch 1024, density 0.1, importance 0.9**i); {devices}", header]
     for row in rows:
         ref = "-" if row["reference"] is None else f"{row['reference']:,.0f}"
         pinned = "-" if row["ours_pinned"] is None else f"{row['ours_pinned']:,.0f}"
@@ -224,7 +254,7 @@ def format_table(rows: list[dict], compile_s: dict, threads) -> str:
     if threads is not None:
         lines.append(
             f"reference: PyTorch loop timed after a {REFERENCE_WARMUP_STEPS}-step warm-up run, "
-            f"{threads} torch threads; ratio = ours ({processes} procs) / reference"
+            f"{threads} torch threads (CPU); ratio = ours ({processes} procs) / reference"
         )
     return "\n".join(lines)
 
@@ -233,7 +263,7 @@ def main(argv=None) -> int:
     """Entry point of ``toymodels-bench``; returns the exit status."""
     args = parse_args(argv)
     with_reference = not args.no_reference
-    threads = None
+    threads, torch_device, torch_name = None, None, None
     if with_reference:
         if importlib.util.find_spec("torch") is None:
             print(
@@ -245,6 +275,9 @@ def main(argv=None) -> int:
         import torch
 
         threads = args.threads if args.threads is not None else torch.get_num_threads()
+        torch_device = reference_device()
+        torch_name = describe_torch_device(torch_device)
+    device_name = ours_device()
 
     rows, compile_s = [], {}
     for name in args.configs:
@@ -254,9 +287,10 @@ def main(argv=None) -> int:
         one, compile_s[name] = time_ours(cfg, steps, blocks)
         pinned = time_ours_pinned(cfg, steps, blocks, args.processes) if args.processes > 1 else None
         ours = one if pinned is None else pinned
-        reference = time_reference(cfg, steps, threads) if with_reference else None
+        reference = time_reference(cfg, steps, threads, torch_device) if with_reference else None
         rows.append({
             "config": name, "models": cfg.n_models, "steps": steps, "batch_blocks": blocks,
+            "ours_device": device_name, "reference_device": torch_name,
             "processes": args.processes, "ours_one_process": one, "ours_pinned": pinned, "ours": ours,
             "reference": reference, "ratio": None if reference is None else ours / reference,
         })

@@ -4,13 +4,16 @@ Written from the notebook's description, for ``toymodels-bench`` and for cross-c
 core: every model is an *instance* along an explicit axis of one stacked module, and
 
 - ``W_IxFxH`` is initialised by ``xavier_normal_`` applied to the whole stacked tensor (so its std
-  depends on the number of instances, see ``toymodels.model.init_std(init="notebook")``), ``b_IxF``
+  depends on the number of instances, see ``toymodels.models.init_std(init="notebook")``), ``b_IxF``
   by zeros;
 - forward: ``h = einsum("...if,ifh->...ih", x, W)``, ``x' = relu(einsum("...ih,ifh->...if", h, W) + b)``;
 - data: a fresh batch every step, feature f of instance i is ``U[0, 1)`` with probability ``p[i, f]``
   and 0 otherwise (two uniform draws per entry);
 - loss: ``(importance * (|x| - x')**2)`` averaged over batch and features, summed over instances;
 - ``torch.optim.AdamW(lr=1e-3, weight_decay=0.01)`` with torch's default betas and eps, constant lr.
+
+It runs on any torch device (``device="cuda"`` for a GPU): the batch is drawn there, and the timed
+loop ends with a synchronisation, so its seconds are the device's.
 
 Array names carry their shape: ``B`` batch, ``I`` instances, ``F`` features (n), ``H`` hidden (m),
 ``S`` steps. This is the only module that imports torch (an optional extra: ``pip install -e '.[bench]'``).
@@ -43,11 +46,13 @@ class ReferenceModel(nn.Module):
 def generate_batch(
     batch_size: int, density_IxF: torch.Tensor, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Sparse features as in the notebook: one uniform for the value, one for whether it is present."""
+    """Sparse features as in the notebook: one uniform for the value, one for whether it is present
+    (drawn on ``density_IxF``'s device)."""
     shape = (batch_size, *density_IxF.shape)
-    feat_BxIxF = torch.rand(shape, generator=generator)
-    present_BxIxF = torch.rand(shape, generator=generator) <= density_IxF
-    return torch.where(present_BxIxF, feat_BxIxF, torch.zeros(()))
+    device = density_IxF.device
+    feat_BxIxF = torch.rand(shape, generator=generator, device=device)
+    present_BxIxF = torch.rand(shape, generator=generator, device=device) <= density_IxF
+    return torch.where(present_BxIxF, feat_BxIxF, torch.zeros((), device=device))
 
 
 def loss_per_instance(
@@ -70,16 +75,21 @@ def _per_instance(value, n_instances: int, n_features: int, vector_axis: str) ->
     return t.expand(n_instances, n_features).contiguous()
 
 
+def _synchronize(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 @torch.no_grad()
 def _evaluate(model, density_IxF, importance_IxF, eval_samples: int, batch_size: int, seed: int):
     """Mean loss per instance over ``eval_samples`` fresh samples from a generator of its own."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=density_IxF.device).manual_seed(seed)
     n_chunks = max(1, -(-eval_samples // batch_size))
     total_I = sum(
         loss_per_instance(model, generate_batch(batch_size, density_IxF, generator), importance_IxF)
         for _ in range(n_chunks)
     )
-    return (total_I / n_chunks).numpy()
+    return (total_I / n_chunks).cpu().numpy()
 
 
 def train_reference(
@@ -95,12 +105,13 @@ def train_reference(
     lr: float = 1e-3,
     weight_decay: float = 0.01,
     eval_samples: int = 8192,
+    device: str = "cpu",
 ) -> dict:
     """Train ``n_instances`` toy models the notebook's way.
 
     ``density``: float, (I,) per instance or (I, F). ``importance``: float, (F,) per feature or
     (I, F). ``threads``: torch intra-op threads for this call (None keeps torch's default, the
-    machine's cores); restored afterwards.
+    machine's cores); restored afterwards. ``device``: a torch device ("cpu", "cuda").
 
     Returns a dict of numpy arrays: ``final_loss`` (I,) and ``init_loss`` (I,), each the mean loss
     over ``eval_samples`` held-out samples (same samples before and after training);
@@ -112,16 +123,17 @@ def train_reference(
         torch.set_num_threads(threads)
     try:
         torch.manual_seed(seed)
-        model = ReferenceModel(n_features, n_hidden, n_instances)
-        density_IxF = _per_instance(density, n_instances, n_features, "instance")
-        importance_IxF = _per_instance(importance, n_instances, n_features, "feature")
+        model = ReferenceModel(n_features, n_hidden, n_instances).to(device)
+        density_IxF = _per_instance(density, n_instances, n_features, "instance").to(device)
+        importance_IxF = _per_instance(importance, n_instances, n_features, "feature").to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         eval_seed = seed + 1_000_003
         init_loss_I = _evaluate(model, density_IxF, importance_IxF, eval_samples, batch_size, eval_seed)
 
         # Preallocated: keeping one small tensor per step between the large freed batch buffers
         # fragments glibc's heap (gigabytes of RSS over a few hundred steps at 2,500 instances).
-        loss_SxI = torch.empty((steps, n_instances))
+        loss_SxI = torch.empty((steps, n_instances), device=device)
+        _synchronize(device)
         start = time.perf_counter()
         for t in range(steps):
             optimizer.zero_grad(set_to_none=True)
@@ -130,15 +142,16 @@ def train_reference(
             loss_I.sum().backward()
             optimizer.step()
             loss_SxI[t] = loss_I.detach()
+        _synchronize(device)  # a GPU runs the loop asynchronously: wait for its last step
         seconds = time.perf_counter() - start
 
         final_loss_I = _evaluate(model, density_IxF, importance_IxF, eval_samples, batch_size, eval_seed)
         return {
             "final_loss": final_loss_I,
             "init_loss": init_loss_I,
-            "loss_history": loss_SxI.numpy(),
-            "W": model.W_IxFxH.detach().numpy().copy(),
-            "b": model.b_IxF.detach().numpy().copy(),
+            "loss_history": loss_SxI.cpu().numpy(),
+            "W": model.W_IxFxH.detach().cpu().numpy().copy(),
+            "b": model.b_IxF.detach().cpu().numpy().copy(),
             "seconds": seconds,
         }
     finally:
