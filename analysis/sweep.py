@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sweeps.store import read_config, read_config_hash, read_results
+from sweeps.store import read_config, read_config_hash, read_stored
 
 
 @dataclass
@@ -18,13 +18,15 @@ class StoredSweep:
     config: dict
     config_hash: str
     notes: dict = field(default_factory=dict)  # numbers worth printing, e.g. agreement with theory
+    status: str = ""  # why the table is not a finished sweep's results.parquet ("" when it is)
 
     @classmethod
     def load(cls, out) -> "StoredSweep":
+        """A stored sweep; one still running or killed is read from its finished chunks. Raises
+        FileNotFoundError (not a sweep, or nothing finished yet) or ValueError (a damaged sweep.yaml)."""
         root = Path(out)
-        if not (root / "results.parquet").exists():
-            raise FileNotFoundError(f"{root} holds no results.parquet: is it a sweep's output directory (sweep.out)?")
-        return cls(root, read_results(root), read_config(root), read_config_hash(root))
+        table, status = read_stored(root)
+        return cls(root, table, read_config(root), read_config_hash(root), status=status)
 
     @property
     def name(self) -> str:
