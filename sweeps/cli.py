@@ -119,6 +119,9 @@ def _task(cfg) -> None:
               "same command to resume", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
+        # Ignored, not default, from here: Python restores a handler of its own to the default on
+        # its way out, and a press landing then would kill the process instead of exiting 130.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("\ninterrupted: every finished chunk is stored; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
     print(report.summary())

@@ -293,7 +293,7 @@ def read_stored(out: str | os.PathLike, log=_warning) -> tuple[pd.DataFrame, str
             raise
         why = f"its {RESULTS} is damaged ({type(error).__name__})"
     in_chunks = store.done_uids()
-    if table is not None and not in_chunks - set(table["uid"]):
+    if table is not None and not in_chunks - set(table["uid"] if "uid" in table else ()):
         short = planned is not None and len(table) < planned
         return table, (f"{root} is unfinished: it holds {len(table)}{of_planned} models; rerun the sweep's "
                        "command to train the rest" if short else "")
@@ -302,8 +302,9 @@ def read_stored(out: str | os.PathLike, log=_warning) -> tuple[pd.DataFrame, str
     table = store.table()
     if table.empty:
         raise FileNotFoundError(f"{root}: {why}, and chunks/ holds no finished model yet")
+    todo = "finish it" if planned is None or len(table) < planned else f"rebuild its {RESULTS}"
     return table, (f"{root}: {why}: drawing the {len(table)}{of_planned} models its finished chunks hold; "
-                   "rerun the sweep's command to finish it")
+                   f"rerun the sweep's command to {todo}")
 
 
 def read_results(out: str | os.PathLike) -> pd.DataFrame:
