@@ -82,7 +82,7 @@ def check_output(overrides: list[str]) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        error.filename = error.filename or str(out)
+        error.filename = str(out)  # not the probe's name
         raise ConfigError("sweep.out", f"cannot write {io_error_line(error, 'choose another sweep.out')}") from None
 
 

@@ -251,8 +251,10 @@ class SweepStore:
         for path in self.chunk_files():
             try:
                 parts.append(pd.read_parquet(path))
+            except FileNotFoundError:  # set aside by a driver while a reader looked
+                continue
             except (pa.ArrowException, OSError, ValueError) as error:  # damaged past its footer
-                if isinstance(error, (PermissionError, FileNotFoundError)):
+                if isinstance(error, PermissionError):
                     raise
                 self._set_aside(path, error)
         table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -129,3 +129,21 @@ def test_a_failed_write_removes_its_temporary_and_raises_its_own_error(tmp_path)
     assert child.stdout.split() == [str(27), str(target), "True", "True"], child.stderr  # EFBIG, no chained error
     assert os.listdir(tmp_path) == []  # neither the file nor its temporary
     assert atomic_write(target, b"ok") and target.read_bytes() == b"ok"
+
+
+def test_a_store_written_before_chunks_carried_a_hash_still_resumes(tmp_path):
+    out = tmp_path / "s"
+    config = _config(out)
+    run_sweep(config, progress=False)
+    for path in _chunks(out):  # as the previous version wrote them: no hash, no '# models' line
+        table = pq.read_table(path)
+        pq.write_table(table.replace_schema_metadata({k: v for k, v in table.schema.metadata.items()
+                                                      if k != HASH_KEY}), path)
+    meta = out / "sweep.yaml"
+    meta.write_text("".join(line for line in meta.read_text().splitlines(keepends=True)
+                            if not line.startswith("# models:")))
+    report = run_sweep(config, progress=False)
+    assert (report.trained, report.already_done, report.stored) == (0, 6, 6)
+    (out / "sweep.yaml").unlink()  # with no sweep.yaml to vouch for them, no config adopts them
+    with pytest.raises(ConfigError, match="hash none"):
+        run_sweep(config, progress=False)
