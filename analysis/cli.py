@@ -46,14 +46,24 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     try:
         sweep = StoredSweep.load(args.sweep_dir)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:  # not a sweep, nothing finished, a damaged sweep.yaml
         print(f"toymodels-figures: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except OSError as error:
+        print(f"toymodels-figures: error: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
+        sys.exit(1)
+    if sweep.status:
+        print(f"toymodels-figures: note: {sweep.status}", file=sys.stderr)
     if sweep.table.empty:
         print(f"toymodels-figures: error: {args.sweep_dir} holds no finished model yet", file=sys.stderr)
         sys.exit(2)
     thresholds = PhaseThresholds(represented=args.represented, superposed=args.superposed)
-    written = draw_all(sweep, Path(args.out) if args.out else sweep.root / "figures", thresholds, args.feature)
+    try:
+        written = draw_all(sweep, Path(args.out) if args.out else sweep.root / "figures", thresholds, args.feature)
+    except OSError as error:  # figures/ not writable, a full disk
+        print(f"toymodels-figures: error: cannot write {error.filename}: {error.strerror}; pass --out DIR to "
+              "write the figures elsewhere", file=sys.stderr)
+        sys.exit(1)
     for path in written:
         print(path)
     for key, value in sweep.notes.items():

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sweeps.store import as_matrix, read_config, read_config_hash, read_results
+from sweeps.store import as_matrix, read_config, read_config_hash, read_stored
 
 
 @dataclass
@@ -19,13 +19,17 @@ class StoredSweep:
     config: dict
     config_hash: str
     notes: dict = field(default_factory=dict)  # numbers worth printing, e.g. agreement with theory
+    status: str = ""  # why the table is not a finished sweep's results.parquet ("" when it is)
 
     @classmethod
     def load(cls, out) -> "StoredSweep":
+        """A stored sweep; one still running or killed is read from its finished chunks. Raises
+        FileNotFoundError (not a sweep, or nothing finished yet) or ValueError (a damaged sweep.yaml)."""
         root = Path(out)
-        if not (root / "results.parquet").exists():
-            raise FileNotFoundError(f"{root} holds no results.parquet: is it a sweep's output directory (sweep.out)?")
-        return cls(root, read_results(root), read_config(root), read_config_hash(root))
+        table, status = read_stored(root)
+        config = read_config(root)
+        status = "; ".join(filter(None, [status, load_sweep_plugins(config.get("plugins") or [], root)]))
+        return cls(root, table, config, read_config_hash(root), status=status)
 
     @property
     def name(self) -> str:
@@ -38,6 +42,24 @@ class StoredSweep:
 
     def stamp(self) -> str:
         return f"{self.name} · config {self.config_hash} · rev {git_revision()}"
+
+
+def load_sweep_plugins(paths: list, root: Path) -> str:
+    """Register the user's kinds the sweep was trained with (its ``plugins`` files, read from the
+    current directory or beside the sweep's directory), so that figures know their properties
+    (e.g. a privileged hidden layer). Returns a note when a file cannot be loaded: the figures are
+    then drawn without what they would learn from it."""
+    from toymodels.plugins import load_plugins
+
+    missing = []
+    for given in paths:
+        candidates = [Path(given), root.parent / given, root / given]
+        found = next((p for p in candidates if p.is_file()), None)
+        try:
+            load_plugins([found]) if found else missing.append(str(given))
+        except ValueError as error:
+            missing.append(f"{given} ({error})")
+    return f"plugin files not loaded, their kinds' properties unknown: {', '.join(missing)}" if missing else ""
 
 
 SHORT_AXIS_NAMES = {"density": "p", "importance_decay": "I decay", "weight_decay": "wd"}

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from sweeps.config import CONF_DIR, Config, register_schema, to_config, validate
+from sweeps.config import CONF_DIR, Config, register_schema, to_config
 from sweeps.runner import SweepReport, run_sweep
 from sweeps.store import read_results
 
@@ -29,10 +29,9 @@ def compose(experiment: str | None = None, overrides: Sequence[str] = (), conf_d
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from sweeps.cli import check_override_keys
+    from sweeps.cli import prepare_overrides
 
-    overrides = ([f"experiment={experiment}"] if experiment else []) + list(overrides)
-    check_override_keys(overrides)
+    overrides = prepare_overrides(([f"experiment={experiment}"] if experiment else []) + list(overrides))
     register_schema()
     with initialize_config_dir(config_dir=str(Path(conf_dir or CONF_DIR).resolve()), version_base=None):
         cfg = hydra_compose(config_name="config", overrides=overrides)
@@ -55,6 +54,8 @@ def run(config: Config, executor: str | None = None, progress: bool = True) -> S
     ``executor``: ``"local"`` (this process), ``"ray"`` (``config.ray``: a local Ray, started and
     stopped here, or a cluster at ``ray.address``), or None for ``sweep.executor``."""
     if executor is not None:
+        from sweeps.validation import validate
+
         config = replace(config, sweep=replace(config.sweep, executor=executor))
         validate(config)
     return SweepResult(Path(config.sweep.out), run_sweep(config, progress=progress))

@@ -6,10 +6,14 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
+import signal
 import sys
 import typing
+from pathlib import Path
 
-from sweeps.config import CONF_DIR, Config, ConfigError, register_schema
+from sweeps.config import CONF_DIR, Config, ConfigError, quote_grid_generators, register_schema
 
 GROUPS = ("model", "data", "train", "sweep", "ray", "wandb", "experiment")
 
@@ -35,6 +39,68 @@ def check_override_keys(overrides: list[str], schema=Config) -> None:
                 break  # a leaf or a free-form dict (sweep.grid.<axis>): values are validated later
 
 
+def prepare_overrides(overrides: list[str]) -> list[str]:
+    """The command line's overrides as Hydra will compose them: grid generators quoted
+    (``sweep.grid.density=geomspace(0.01, 1, 40)`` as documented), unknown keys refused."""
+    overrides = quote_grid_generators(overrides)
+    check_override_keys(overrides)
+    return overrides
+
+
+_ADVICE = {
+    errno.ENOSPC: "free some space or choose another sweep.out",
+    errno.EDQUOT: "free some of your quota or choose another sweep.out",
+    errno.EFBIG: "the file size limit (ulimit -f) is too small for it",
+    errno.EACCES: "choose a directory you may write (sweep.out=DIR)",
+    errno.EPERM: "choose a directory you may write (sweep.out=DIR)",
+    errno.EROFS: "the filesystem is read-only: choose another sweep.out",
+    errno.ENOTDIR: "a file stands where a directory is needed: choose another sweep.out",
+}
+
+
+def io_error_line(error: OSError, default: str = "check that path, or choose another sweep.out") -> str:
+    """An OSError as one line: the path, what happened, what to do."""
+    return f"{error.filename or '(no path)'}: {error.strerror or error}; {_ADVICE.get(error.errno, default)}"
+
+
+def check_output(overrides: list[str]) -> None:
+    """Before Hydra runs (it creates sweep.out first, with a traceback when it cannot): compose
+    the config once, refuse a bad value, and make sure ``sweep.out`` can be written."""
+    from hydra import compose, initialize_config_dir
+
+    from sweeps.config import to_config
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+            cfg = compose(config_name="config", overrides=overrides)
+    except Exception:  # a Hydra error (an unknown experiment, say): Hydra reports it below, as always
+        return
+    out = Path(to_config(cfg).sweep.out)
+    probe = out / f".write-test.{os.getpid()}.tmp"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        error.filename = str(out)  # not the probe's name
+        raise ConfigError("sweep.out", f"cannot write {io_error_line(error, 'choose another sweep.out')}") from None
+
+
+class _CtrlC:
+    """The first Ctrl-C stops the sweep (KeyboardInterrupt); later ones only say that it is
+    stopping, so that storing what finished and shutting down Ray are never cut short."""
+
+    def __init__(self):
+        self.presses = 0
+
+    def __call__(self, signum, frame):
+        self.presses += 1
+        if self.presses == 1:
+            raise KeyboardInterrupt
+        if self.presses == 2:
+            print("\nstill stopping: storing what finished and shutting down Ray, a moment", file=sys.stderr, flush=True)
+
+
 def _task(cfg) -> None:
     import logging
 
@@ -42,12 +108,20 @@ def _task(cfg) -> None:
     from sweeps.runner import run_sweep
 
     logging.getLogger("jax").setLevel(logging.WARNING)  # not the "no TPU found" notice
+    signal.signal(signal.SIGINT, _CtrlC())
     try:
         report = run_sweep(to_config(cfg))
     except ConfigError as error:  # a bad value, or an output directory holding another sweep
         print(f"toymodels-sweep: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except OSError as error:  # a full disk, a directory that cannot be written
+        print(f"toymodels-sweep: error: {io_error_line(error)}; every chunk stored so far is kept, rerun the "
+              "same command to resume", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
+        # Ignored, not default, from here: Python restores a handler of its own to the default on
+        # its way out, and a press landing then would kill the process instead of exiting 130.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("\ninterrupted: every finished chunk is stored; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
     print(report.summary())
@@ -58,16 +132,17 @@ def _task(cfg) -> None:
 def main() -> None:
     import hydra
 
-    try:
-        check_override_keys(sys.argv[1:])
-    except ConfigError as error:
-        print(f"toymodels-sweep: error: {error}", file=sys.stderr)
-        sys.exit(2)
     if not (CONF_DIR / "config.yaml").exists():
         print(f"toymodels-sweep: error: no config at {CONF_DIR}: install from the repository with "
               "'pip install -e .' (scripts/setup does) or point TOYMODELS_CONF at its conf/", file=sys.stderr)
         sys.exit(2)
-    register_schema()
+    try:
+        sys.argv[1:] = prepare_overrides(sys.argv[1:])
+        register_schema()
+        check_output(sys.argv[1:])
+    except ConfigError as error:
+        print(f"toymodels-sweep: error: {error}", file=sys.stderr)
+        sys.exit(2)
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)(_task)()
 
 

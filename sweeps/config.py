@@ -1,9 +1,9 @@
-"""Typed configuration: the Hydra structured-config schema and its validation.
+"""Typed configuration: the Hydra structured-config schema and the grid axes' expansion.
 
 Hydra composes ``conf/`` on top of the ``Config`` schema below (so an unknown key or a wrong type
 is refused by OmegaConf, naming the key); ``to_config`` turns the result into these dataclasses
-once, at the entry point, and ``validate`` checks values before any compute. Nothing below the
-entry point sees a ``DictConfig``.
+once, at the entry point, and ``sweeps.validation.validate`` checks values before any compute.
+Nothing below the entry point sees a ``DictConfig``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from sweeps.resources import check_axis_length
-from toymodels.data import DATA, IMPORTANCE_KINDS
-from toymodels.models import INIT_KINDS, MODELS
-from toymodels.optim import SCHEDULES
 from toymodels.registry import ConfigError
+
 
 # The repository's conf/ (an editable install, as scripts/setup makes), or TOYMODELS_CONF.
 CONF_DIR = Path(os.environ.get("TOYMODELS_CONF") or Path(__file__).resolve().parent.parent / "conf")
@@ -157,6 +155,9 @@ class Config:
     name: str = "sweep"
     # Python files that register your own model or data kinds (README, "Your own kind").
     plugins: List[str] = field(default_factory=list)
+    # Set when the config is read, not by you: a digest of the plugin files' contents, so that a
+    # kind whose code changed is a different sweep (its hash differs).
+    plugins_digest: str = ""
     model: ModelConf = field(default_factory=ModelConf)
     data: DataConf = field(default_factory=DataConf)
     train: TrainConf = field(default_factory=TrainConf)
@@ -175,67 +176,16 @@ def to_config(cfg) -> Config:
     """DictConfig (already type-checked by OmegaConf against the schema) -> validated Config."""
     from omegaconf import OmegaConf
 
-    from toymodels.plugins import load_plugins
+    from sweeps.validation import validate
+    from toymodels.plugins import load_plugins, source_digest
 
     config = OmegaConf.to_object(cfg)
     if not isinstance(config, Config):
         raise TypeError("the configuration was not composed on the toymodels_schema structured config")
     load_plugins(config.plugins)
+    config.plugins_digest = source_digest(config.plugins) if config.plugins else ""
     validate(config)
     return config
-
-
-def _choice(key: str, value: str, allowed) -> None:
-    if value not in allowed:
-        raise ConfigError(key, f"{value!r} is not allowed; choose one of {', '.join(allowed)}")
-
-
-def _positive_int(key: str, value, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(key, f"must be an integer >= {minimum}, got {value!r}")
-
-
-def _density(key: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 < value <= 1.0):
-        raise ConfigError(key, f"a density p = 1 - S must be a number in (0, 1], got {value!r}")
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _capacity_feature(key: str, value, n_features: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not (-1 <= value < n_features):
-        raise ConfigError(key, f"must be a feature index in 0..{n_features - 1}, or -1 for none, got {value!r}")
-
-
-def _n_features_values(config: Config) -> list:
-    grid = config.sweep.grid
-    return expand_axis("n_features", grid["n_features"]) if "n_features" in grid else [config.model.n_features]
-
-
-def _model_values(config: Config) -> list:
-    grid = config.sweep.grid
-    return expand_axis("model", grid["model"]) if "model" in grid else [config.model.kind]
-
-
-def _validate_data_kind(config: Config) -> None:
-    d = config.data
-    _choice("data.kind", d.kind, DATA.names())
-    _choice("data.streams", d.streams, STREAMS)
-    if not (_number(d.rest_scale) and d.rest_scale > 0):
-        raise ConfigError("data.rest_scale", f"must be a number > 0, got {d.rest_scale!r}")
-
-
-def _validate_penalties(config: Config) -> None:
-    t = config.train
-    if not (_number(t.l1_hidden) and t.l1_hidden >= 0):
-        raise ConfigError("train.l1_hidden", f"must be a number >= 0, got {t.l1_hidden!r}")
-    _capacity_feature("train.capacity_feature", t.capacity_feature, config.model.n_features)
-    if not (_number(t.capacity_target) and 0 <= t.capacity_target <= 1):
-        raise ConfigError("train.capacity_target", f"a capacity target must be a number in [0, 1], got {t.capacity_target!r}")
-    if not (_number(t.capacity_penalty) and t.capacity_penalty >= 0):
-        raise ConfigError("train.capacity_penalty", f"must be a number >= 0, got {t.capacity_penalty!r}")
 
 
 def is_finite(config: Config) -> bool:
@@ -243,41 +193,19 @@ def is_finite(config: Config) -> bool:
     return config.data.n_train > 0 or "n_train" in config.sweep.grid
 
 
-def _validate_finite(config: Config) -> None:
-    d, t, grid = config.data, config.train, config.sweep.grid
-    for key in ("n_train", "dataset_seed", "repeats", "n_repeated", "max_active"):
-        _positive_int(f"data.{key}", getattr(d, key), minimum=0)
-    _positive_int("train.piece_size", t.piece_size, minimum=0)
-    finite_only = [f"sweep.grid.{a}" for a in ("dataset_seed", "repeats") if a in grid] + (["data.repeats"] if d.repeats else [])
-    if not is_finite(config):
-        if finite_only:
-            raise ConfigError(finite_only[0], "only applies to finite data: set data.n_train (T > 0) or an n_train axis")
-        return
-    from toymodels.finite import finite_kinds
-
-    if d.kind != "sparse":
-        raise ConfigError("data.kind", f"finite datasets are drawn from sparse data; got {d.kind!r}")
-    if d.streams != "model":
-        raise ConfigError("data.streams", "finite datasets are drawn per data.dataset_seed, not from streams; "
-                          f"leave data.streams=model, got {d.streams!r}")
-    kinds = expand_axis("model", grid["model"]) if "model" in grid else [config.model.kind]
-    for kind in kinds:
-        _choice("model.kind", kind, finite_kinds())
-    if isinstance(d.density, (list, tuple)) or "density_last" in grid:
-        raise ConfigError("data.density", "finite datasets use one density for every feature")
-    if t.schedule != "warmup_cosine":
-        raise ConfigError("train.schedule", "finite data trains with Henighan et al.'s schedule: set "
-                          f"train.schedule=warmup_cosine (linear warm-up, cosine to 0), got {t.schedule!r}")
-    if t.l1_hidden > 0 or "l1_hidden" in grid or t.capacity_feature >= 0 or "capacity_feature" in grid:
-        raise ConfigError("train.l1_hidden", "the optional loss terms are not available with finite data")
-    copies = max(d.repeats, 1) * d.n_repeated
-    for T in (expand_axis("n_train", grid["n_train"]) if "n_train" in grid else [d.n_train]):
-        if isinstance(T, int) and copies > T:
-            raise ConfigError("data.n_repeated", f"{d.n_repeated} points × {max(d.repeats, 1)} copies exceed "
-                              f"n_train={T}")
-
-
 _GENERATOR = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$")
+_GENERATOR_OVERRIDE = re.compile(r"^(?P<key>[+~]*sweep\.grid\.\w+)=(?P<value>\s*(?:geomspace|linspace)\s*\([^'\"]*\))\s*$")
+
+
+def quote_grid_generators(overrides: list[str]) -> list[str]:
+    """``sweep.grid.AXIS=geomspace(a, b, n)`` (and linspace) as Hydra's override grammar takes it:
+    the generator quoted into a string. Unquoted, Hydra parses it as a call of one of its own
+    functions and fails with "Unknown function 'geomspace'". Every other override is unchanged."""
+    out = []
+    for item in overrides:
+        match = _GENERATOR_OVERRIDE.match(item)
+        out.append(f'{match["key"]}="{match["value"].strip()}"' if match else item)
+    return out
 
 
 def expand_axis(name: str, spec) -> list:
@@ -288,11 +216,14 @@ def expand_axis(name: str, spec) -> list:
         values = list(spec)
     elif isinstance(spec, str) and (match := _GENERATOR.match(spec)):
         gen = match.group(1)
-        _choice(key, gen, GRID_GENERATORS)
+        if gen not in GRID_GENERATORS:
+            raise ConfigError(key, f"{gen!r} is not allowed; choose one of {', '.join(GRID_GENERATORS)}")
         try:
             start, stop, num = (float(a) for a in match.group(2).split(","))
         except ValueError:
             raise ConfigError(key, f"{gen} takes (start, stop, num), got {spec!r}") from None
+        if not all(math.isfinite(v) for v in (start, stop, num)):
+            raise ConfigError(key, f"{gen} takes finite numbers, got {spec!r}")
         if num != int(num) or num < 1:
             raise ConfigError(key, f"{gen}'s num must be a whole number >= 1, got {spec!r}")
         num = int(num)
@@ -313,117 +244,3 @@ def expand_axis(name: str, spec) -> list:
     return values
 
 
-def validate(config: Config) -> None:
-    """Check every value before any compute; raise ConfigError naming the key."""
-    m, d, t, s = config.model, config.data, config.train, config.sweep
-    _choice("model.kind", m.kind, MODELS.names())
-    _choice("model.init", m.init, INIT_KINDS)
-    _positive_int("model.n_features", m.n_features)
-    _positive_int("model.n_hidden", m.n_hidden)
-    _positive_int("model.init_instances", m.init_instances)
-
-    if isinstance(d.density, (list, tuple)):
-        if len(d.density) != m.n_features:
-            raise ConfigError("data.density", f"a per-feature list needs model.n_features={m.n_features} values, got {len(d.density)}")
-        for i, p in enumerate(d.density):
-            _density(f"data.density[{i}]", p)
-    else:
-        _density("data.density", d.density)
-    _validate_data_kind(config)
-    imp = d.importance
-    _choice("data.importance.kind", imp.kind, IMPORTANCE_KINDS)
-    if imp.kind == "geometric" and not imp.decay > 0:
-        raise ConfigError("data.importance.decay", f"must be > 0, got {imp.decay!r}")
-    if imp.kind == "logspace" and not imp.ratio > 0:
-        raise ConfigError("data.importance.ratio", f"must be > 0, got {imp.ratio!r}")
-    if imp.kind == "explicit":
-        if len(imp.values) != m.n_features:
-            raise ConfigError("data.importance.values", f"needs model.n_features={m.n_features} values, got {len(imp.values)}")
-        if any(v < 0 for v in imp.values):
-            raise ConfigError("data.importance.values", "importances must be >= 0")
-
-    _positive_int("train.steps", t.steps)
-    _positive_int("train.batch_size", t.batch_size)
-    _positive_int("train.eval_samples", t.eval_samples)
-    _positive_int("train.warmup_steps", t.warmup_steps, minimum=0)
-    _positive_int("train.snapshot_every", t.snapshot_every, minimum=0)
-    _choice("train.schedule", t.schedule, SCHEDULES)
-    if not (t.lr > 0 and math.isfinite(t.lr)):
-        raise ConfigError("train.lr", f"must be a positive number, got {t.lr!r}")
-    if not t.weight_decay >= 0:
-        raise ConfigError("train.weight_decay", f"must be >= 0, got {t.weight_decay!r}")
-    if t.schedule == "warmup_cosine" and t.warmup_steps >= t.steps:
-        raise ConfigError("train.warmup_steps", f"must be below train.steps={t.steps} for warmup_cosine")
-    _validate_penalties(config)
-    _validate_finite(config)
-    _positive_int("train.batch_blocks", t.batch_blocks)
-    sizes = expand_axis("batch_size", s.grid["batch_size"]) if "batch_size" in s.grid else [t.batch_size]
-    for size in sizes:
-        if isinstance(size, int) and size % t.batch_blocks:
-            raise ConfigError("train.batch_blocks", f"must divide the batch size {size}, got {t.batch_blocks}")
-
-    _positive_int("sweep.seeds", s.seeds)
-    _positive_int("sweep.base_seed", s.base_seed, minimum=0)
-    _positive_int("sweep.chunk_size", s.chunk_size, minimum=0)
-    _choice("sweep.executor", s.executor, EXECUTORS)
-    r = config.ray
-    if r.num_cpus is not None:
-        _positive_int("ray.num_cpus", r.num_cpus)
-    if r.num_gpus is not None:
-        _positive_int("ray.num_gpus", r.num_gpus, minimum=0)
-    if not r.cpus_per_task > 0:
-        raise ConfigError("ray.cpus_per_task", f"must be > 0, got {r.cpus_per_task!r}")
-    if not r.gpus_per_task >= 0:
-        raise ConfigError("ray.gpus_per_task", f"must be >= 0 (fractions share a GPU), got {r.gpus_per_task!r}")
-    _positive_int("ray.max_retries", r.max_retries, minimum=0)
-    _choice("ray.auth_mode", r.auth_mode, RAY_AUTH_MODES)
-    if not s.out:
-        raise ConfigError("sweep.out", "must name an output directory")
-    w = config.wandb
-    if w.mode not in WANDB_MODES:
-        source = " (from the environment variable WANDB_MODE)" if os.environ.get("WANDB_MODE") == w.mode else ""
-        raise ConfigError("wandb.mode", f"{w.mode!r}{source} is not allowed; choose one of {', '.join(WANDB_MODES)}")
-    if not w.project or any(c in w.project for c in "/\\#?%:") or len(w.project) > 128:
-        raise ConfigError("wandb.project", f"must be a name of 1-128 characters without / \\ # ? % :, got {w.project!r}")
-    if w.entity is not None and not w.entity.strip():
-        raise ConfigError("wandb.entity", "must be a non-empty name, or null for wandb's default")
-    if w.dir is not None and not w.dir.strip():
-        raise ConfigError("wandb.dir", "must name a directory, or null for sweep.out")
-    _positive_int("wandb.per_model_limit", w.per_model_limit)
-    from sweeps.kinds import check_kinds, option_axes
-
-    options = option_axes(config) if all(k in MODELS for k in _model_values(config)) else ()
-    for name, spec in s.grid.items():
-        if name not in GRID_AXES + options:
-            raise ConfigError(f"sweep.grid.{name}", f"unknown grid axis; allowed: {', '.join(GRID_AXES + options)}")
-        values = expand_axis(name, spec)
-        for i, v in enumerate(values):
-            key = f"sweep.grid.{name}[{i}]"
-            if name == "density":
-                _density(key, v)
-            elif name == "model":
-                _choice(key, v, MODELS.names())
-            elif name in STATIC_AXES:
-                _positive_int(key, v)
-            elif name in ("importance_decay", "importance_last") and not (isinstance(v, (int, float)) and v > 0):
-                raise ConfigError(key, f"must be a number > 0, got {v!r}")
-            elif name == "lr" and not (isinstance(v, (int, float)) and v > 0):
-                raise ConfigError(key, f"must be a number > 0, got {v!r}")
-            elif name in ("weight_decay", "l1_hidden", "capacity_penalty") and not (_number(v) and v >= 0):
-                raise ConfigError(key, f"must be a number >= 0, got {v!r}")
-            elif name == "density_last":
-                _density(key, v)
-            elif name == "capacity_target" and not (_number(v) and 0 <= v <= 1):
-                raise ConfigError(key, f"a capacity target must be a number in [0, 1], got {v!r}")
-            elif name == "capacity_feature":
-                _capacity_feature(key, v, m.n_features)
-            elif name == "dataset_seed":
-                _positive_int(key, v, minimum=0)
-    if "importance_decay" in s.grid and imp.kind != "geometric":
-        raise ConfigError("sweep.grid.importance_decay", f"needs data.importance.kind=geometric, got {imp.kind!r}")
-    if "density" in s.grid and isinstance(d.density, (list, tuple)):
-        raise ConfigError("sweep.grid.density", "sets every feature's density, so data.density must then be a "
-                          "single number; drop the axis with ~sweep.grid.density to use per-feature densities")
-    if "n_features" in s.grid and (isinstance(d.density, (list, tuple)) or imp.kind == "explicit"):
-        raise ConfigError("sweep.grid.n_features", "cannot vary with per-feature data.density or explicit importances")
-    check_kinds(config)

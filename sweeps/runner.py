@@ -1,9 +1,17 @@
-"""The sweep driver: plan, skip what is stored, execute, store each chunk as it finishes."""
+"""The sweep driver: plan, skip what is stored or claimed, execute, store each chunk as it finishes.
+
+Several drivers may run one config on one ``sweep.out`` at once: each claims the models it trains
+(``sweeps.locks``), trains only models nobody stored or claimed, then waits for what live others
+hold, and takes over what a driver that died had claimed.
+"""
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -25,6 +33,7 @@ class SweepReport:
     failed: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     model_steps: int = 0
+    stored: int | None = None  # planned models in the store at the end (results.parquet)
 
     @property
     def ok(self) -> bool:
@@ -32,9 +41,11 @@ class SweepReport:
 
     def summary(self) -> str:
         rate = self.model_steps / self.seconds if self.seconds else 0.0
+        stored = self.already_done + self.trained if self.stored is None else self.stored
+        others = max(0, stored - self.already_done - self.trained)
         lines = [
-            f"{self.out}: {self.already_done + self.trained}/{self.planned} models stored "
-            f"({self.trained} trained now, {self.already_done} already there) in {self.seconds:.1f}s, "
+            f"{self.out}: {stored}/{self.planned} models stored ({self.trained} trained now, {self.already_done} "
+            f"already there{f', {others} by another run meanwhile' if others else ''}) in {self.seconds:.1f}s, "
             f"{rate:,.0f} model·steps/s"
         ]
         for f in self.failed:
@@ -68,6 +79,9 @@ class Progress:
         print(f"\r{text}", end=end, file=self.stream, flush=True)
 
 
+POLL_SECONDS = 1.0  # how often a driver waiting for another one's models looks at the store
+
+
 def make_executor(config: Config) -> Executor:
     if config.sweep.executor == "local":
         return InProcessExecutor()
@@ -76,35 +90,130 @@ def make_executor(config: Config) -> Executor:
     return RayExecutor(config.ray)
 
 
+class _Executors:
+    """The given executor, or one made from the config the first time a model is left to train
+    (closed at the end)."""
+
+    def __init__(self, config: Config, given: Executor | None):
+        self.config, self.given, self.made = config, given, None
+
+    def get(self) -> Executor:
+        if self.given is None and self.made is None:
+            self.made = make_executor(self.config)
+        return self.given or self.made
+
+    def close(self) -> None:
+        if self.made is not None:
+            self.made.close()
+
+
+@contextmanager
+def interrupts_deferred(note: str):
+    """A Ctrl-C inside prints ``note`` instead of cutting the block short (the main thread only:
+    elsewhere Python delivers no signal anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    noted = []
+
+    def note_it(signum, frame):
+        if not noted:
+            noted.append(signum)
+            print(f"\n{note}", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, note_it)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_sweep(config: Config, executor: Executor | None = None, progress: bool = True) -> SweepReport:
     """Train every model of ``config``'s grid not yet in ``sweep.out``; store each chunk whole.
 
     Without an ``executor``, one is made from ``sweep.executor`` (a local Ray by default) and
-    closed at the end; only when some model is left to train.
+    closed at the end, even through a second Ctrl-C; only when some model is left to train.
     """
     use_compile_cache()  # before anything compiles: programs kept between runs (README: Where chunks run)
     models = plan_models(config)
     check_tracking(config, len(models))
     store = SweepStore(config.sweep.out)
-    store.prepare(config)
-    done = store.done_uids()
-    todo = [(spec, p) for spec, p in models if p.uid not in done]
-    if executor is None and todo:
-        executor = make_executor(config)
-        try:
-            return _run(config, store, models, todo, executor, progress)
-        finally:
-            executor.close()
-    return _run(config, store, models, todo, executor or InProcessExecutor(), progress)
+    store.prepare(config, len(models))
+    with store.locked():
+        claim = store.claim()
+    executors = _Executors(config, executor)
+    try:
+        return _drive(config, store, claim, models, executors, progress)
+    finally:
+        with interrupts_deferred("still stopping the local Ray this run started, so that none of it is left running"):
+            executors.close()
+        claim.release()
 
 
-def _run(config, store, models, todo, executor, progress) -> SweepReport:
-    chunks = make_chunks(config, todo, min_chunks=executor.workers)
-    report = SweepReport(out=str(store.root), planned=len(models), already_done=len(models) - len(todo))
-    bar = Progress(chunks) if progress and chunks else None
+def _claim_next(store, claim, models, attempted: set[int]):
+    """In one exclusive step: what is stored, what other live drivers hold, and the models left
+    to train (nobody stored or claimed them, this run has not tried them), claimed for this driver."""
+    with store.locked():
+        done = store.done_uids()
+        held = set().union(*(store.others_claims(claim) or {}).values())
+        skip = done | held | attempted
+        todo = [(spec, p) for spec, p in models if p.uid not in skip]
+        claim.hold(p.uid for _, p in todo)
+    return todo, done, held
+
+
+def _drive(config, store, claim, models, executors, progress) -> SweepReport:
+    planned = {p.uid for _, p in models}
+    report = SweepReport(out=str(store.root), planned=len(models), already_done=0)
     tracker = Tracker.for_sweep(config, store.root)  # wandb: never raises, a failure is a warning
-    if chunks:
-        tracker.prewarm()
+    attempted: set[int] = set()  # trained or failed in this run: never tried twice
+    waiting_noted = False
+    start = time.perf_counter()
+    try:
+        todo, done, held = _claim_next(store, claim, models, attempted)
+        report.already_done = len(planned & done)
+        while True:
+            if todo:
+                _train(config, store, todo, executors.get(), report, tracker, progress)
+                attempted.update(p.uid for _, p in todo)
+            elif not planned - done - attempted:
+                break
+            else:  # the rest is another live driver's: it stores them, or dies and leaves them to us
+                if not waiting_noted:
+                    waiting_noted = True
+                    print(f"{store.root}: waiting for {len(planned - done - attempted)} models another "
+                          "toymodels-sweep is training on this sweep.out (it stores them; if it stops, this run "
+                          "takes them over)", file=sys.stderr, flush=True)
+                time.sleep(POLL_SECONDS)
+            todo, done, held = _claim_next(store, claim, models, attempted)
+        tracker.log_stored(store.chunk_files(exclude=held))  # stored earlier, never logged
+    except BaseException:
+        _finish(store, report, planned, tracker, start, quiet=True)
+        raise
+    _finish(store, report, planned, tracker, start)
+    return report
+
+
+def _finish(store, report, planned, tracker, start, quiet=False) -> None:
+    """Consolidate and close tracking. ``quiet``: an error is already on its way out, and a second
+    one from here (a disk still full, say) must not hide it."""
+    report.seconds = time.perf_counter() - start
+    try:
+        with store.locked():
+            table = store.consolidate()
+        report.stored = len(planned & set(table["uid"])) if len(table) else 0
+    except (OSError, ValueError):
+        if not quiet:
+            raise
+    finally:
+        tracker.close()
+
+
+def _train(config, store, todo, executor, report, tracker, progress) -> None:
+    chunks = make_chunks(config, todo, min_chunks=executor.workers)
+    bar = Progress(chunks) if progress and chunks else None
+    tracker.prewarm()
 
     def on_done(chunk: Chunk, table: pd.DataFrame) -> None:
         store.write_chunk(chunk.id, table)
@@ -121,12 +230,4 @@ def _run(config, store, models, todo, executor, progress) -> SweepReport:
         if bar:
             bar.update(chunk, failed=True)
 
-    start = time.perf_counter()
-    try:
-        executor.run(chunks, on_done, on_failed)
-        tracker.log_stored(store.chunks_dir.glob("*.parquet"))  # stored earlier, never logged
-    finally:
-        report.seconds = time.perf_counter() - start
-        store.consolidate()
-        tracker.close()
-    return report
+    executor.run(chunks, on_done, on_failed)

@@ -11,7 +11,7 @@ import numpy as np
 
 from hydra import compose, initialize_config_dir
 
-from sweeps.config import CONF_DIR, Config, register_schema, to_config
+from sweeps.config import CONF_DIR, Config, quote_grid_generators, register_schema, to_config
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -20,7 +20,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 def compose_config(overrides: list[str] = ()) -> Config:
     register_schema()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        cfg = compose(config_name="config", overrides=list(overrides))
+        cfg = compose(config_name="config", overrides=quote_grid_generators(list(overrides)))
     return to_config(cfg)
 
 

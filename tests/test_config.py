@@ -118,6 +118,8 @@ def test_bad_values_name_the_key(override, key):
         (["train.steps=many"], ["train.steps", "many"]),
         (["experiment=no_such_thing"], ["experiment/no_such_thing", "tms_intro"]),  # lists experiments
         (["model.kind=cubic"], ["model.kind", "relu, linear"]),
+        (["sweep.grid.density=[1.0,1.0]"], ["sweep.grid.density: the value 1.0 is listed twice"]),
+        (["train.eps=-1"], ["train.eps: must be a finite number > 0, got -1.0"]),
     ],
 )
 def test_cli_rejects_bad_input_before_compute(tmp_path, args, expect):
@@ -127,7 +129,8 @@ def test_cli_rejects_bad_input_before_compute(tmp_path, args, expect):
     message = result.stderr + result.stdout
     for fragment in expect:
         assert fragment in message, message
-    assert not (out / "chunks").exists()  # nothing was trained or stored
+    assert "Traceback" not in message
+    assert not out.exists()  # nothing was trained, stored or even created
 
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from toymodels import finite as F
 from toymodels import metrics, rng
-from toymodels.models import DENSE, model_loss
+from toymodels.models import model_loss
 
 
 def hparams(density, dataset_seeds, n, wd=1e-2, lr=1e-3, importance=None):

@@ -141,3 +141,24 @@ def test_the_readme_kind_is_swept_by_the_readme_command_on_ray(tmp_path):
     best = table.groupby("density")["loss"].min()
     for p, loss in best.items():
         assert loss < 0.5 * p / 6, (p, loss)
+    # The figures load the sweep's plugin file, so they know the kind's hidden layer is privileged.
+    drawn = cli("toymodels-figures", "runs/residual", cwd=tmp_path, timeout=600)
+    assert drawn.returncode == 0, drawn.stderr[-3000:]
+    assert (tmp_path / "runs" / "residual" / "figures" / "neurons.png").exists()
+
+
+def test_a_changed_plugin_file_is_a_different_sweep(tmp_path):
+    """The config hash covers the plugin files' contents: a kind whose code changed must not adopt
+    the rows its old code trained."""
+    plugin = tmp_path / "kinds.py"
+    source = readme_block("my_kinds.py").replace('name="residual"', 'name="test_residual_hash"')
+    plugin.write_text(source)
+    args = ["experiment=tms_intro", *tiny(tmp_path / "s"), f"plugins=[{plugin}]", "model.kind=test_residual_hash",
+            "data.kind=signed", "sweep.grid.density=[0.3]", "sweep.seeds=1"]
+    first = compose_config(args)
+    assert first.plugins_digest and run_sweep(first, progress=False).trained == 1
+    plugin.write_text(source.replace("jax.nn.relu, x))", "jax.nn.relu, 2 * x))"))
+    changed = compose_config(args)
+    assert changed.plugins_digest != first.plugins_digest
+    with pytest.raises(ConfigError, match="sweep.out"):
+        run_sweep(changed, progress=False)
