@@ -16,6 +16,7 @@ from analysis.geometry import plot_geometry_panels
 from analysis.heatmaps import plot_wtw
 from analysis.phase_diagram import agreement_with_theory, is_n2m1_diagram, plot_phase_diagram
 from analysis.phases import PhaseThresholds
+from analysis.sae import sae_figures
 from analysis.seeds import summarize
 from analysis.sweep import StoredSweep
 from analysis.trajectories import plot_capacity_trajectories
@@ -61,7 +62,7 @@ def draw_all(sweep: StoredSweep, out: Path, thresholds: PhaseThresholds = PhaseT
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, fig in figures_for(sweep, thresholds, feature).items():
+    for name, fig in {**figures_for(sweep, thresholds, feature), **sae_figures(sweep)}.items():
         for fmt in FORMATS:
             path = out / f"{name}.{fmt}"
             fig.savefig(path, dpi=150)

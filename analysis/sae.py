@@ -13,7 +13,7 @@ import pandas as pd
 
 from analysis.sweep import stamp_figure
 
-LINE_KEYS = ["kind", "dict_size", "l1"]
+LINE_KEYS = ["kind", "dict_size", "sparsity"]  # sparsity: λ, or k for the top-k kinds
 MAX_L1_LINES = 4
 MAX_DICT_SIZES = 2
 PANELS = (
@@ -28,7 +28,8 @@ PANELS = (
 D_STAR_LAST_PANEL = ("interference_mean", "toy model mean interference")
 TOY_COLUMNS = ("dims_per_feature", "interference_mean")
 X_BINS = 8
-KIND_STYLE = {"plain": "-", "gated": "--"}
+KIND_STYLE = {"plain": "-", "gated": "--", "rescaled": "-.", "topk": ":", "batchtopk": ":", "matryoshka": ":"}
+TOP_K_KINDS = ("topk", "batchtopk", "matryoshka")
 DICT_MARKERS = ("o", "s")
 
 
@@ -54,10 +55,10 @@ def evenly(values, k: int) -> list:
 
 
 def line_subset(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Keep the figure readable: at most 4 λ values and 2 dictionary sizes (both kinds)."""
-    l1s, sizes = evenly(table["l1"], MAX_L1_LINES), evenly(table["dict_size"], MAX_DICT_SIZES)
-    kept = table[table["l1"].isin(l1s) & table["dict_size"].isin(sizes)]
-    note = "" if len(kept) == len(table) else f"; showing λ ∈ {l1s}, d ∈ {sizes}"
+    """Keep the figure readable: at most 4 λ (or k) values and 2 dictionary sizes (every kind)."""
+    l1s, sizes = evenly(table["sparsity"], MAX_L1_LINES), evenly(table["dict_size"], MAX_DICT_SIZES)
+    kept = table[table["sparsity"].isin(l1s) & table["dict_size"].isin(sizes)]
+    note = "" if len(kept) == len(table) else f"; showing λ or k ∈ {l1s}, d ∈ {sizes}"
     return kept, note
 
 
@@ -68,10 +69,11 @@ def line_means(table: pd.DataFrame, x: str) -> pd.DataFrame:
 
 
 def draw_lines(ax, means: pd.DataFrame, x: str, column: str, colors: dict, sizes: list) -> None:
-    """One line per (kind, d, λ): colour λ, dash kind, marker d."""
+    """One line per (kind, d, λ or k): colour λ or k, dash kind, marker d."""
     for (kind, d, l1), line in means.groupby(LINE_KEYS, sort=True):
+        name = "k" if kind in TOP_K_KINDS else "λ"
         ax.plot(line[x], line[column], KIND_STYLE.get(kind, ":"), marker=DICT_MARKERS[sizes.index(d) % 2],
-                ms=3.5, lw=1.2, color=colors[l1], label=f"{kind}, d={d}, λ={l1:g}")
+                ms=3.5, lw=1.2, color=colors[l1], label=f"{kind}, d={d}, {name}={l1:g}")
 
 
 def draw_reference(ax, means: pd.DataFrame, x: str, column: str, sizes: list) -> None:
@@ -94,7 +96,7 @@ def plot_sae_recovery(table: pd.DataFrame, stamp: str = ""):
     x = "x"
     shown, note = line_subset(table)
     means = line_means(shown, x)
-    l1s, sizes = sorted(means["l1"].unique()), sorted(means["dict_size"].unique())
+    l1s, sizes = sorted(means["sparsity"].unique()), sorted(means["dict_size"].unique())
     colors = dict(zip(l1s, plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(l1s)))))
     panels = PANELS if log_x else PANELS[:-1] + (D_STAR_LAST_PANEL,)
     fig, axs = plt.subplots(2, 3, figsize=(15, 7.5))
@@ -119,3 +121,11 @@ def plot_sae_recovery(table: pd.DataFrame, stamp: str = ""):
     stamp_figure(fig, stamp)
     fig.tight_layout(rect=(0, 0.02, 0.84, 0.95))
     return fig
+
+
+def sae_figures(sweep) -> dict:
+    """The recovery figure when ``toymodels-sae`` has written sae.parquet beside the sweep."""
+    path = sweep.root / "sae.parquet"
+    if not path.exists():
+        return {}
+    return {"sae_recovery": plot_sae_recovery(pd.read_parquet(path), stamp=sweep.stamp())}
