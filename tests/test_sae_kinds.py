@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from toymodels.sae import SAE_KINDS, SaeKind, SaeSpec, hparams
-from toymodels.sae.base import (batch_top_k_mask, decode, decoder, example_top_k_mask, jump_relu, latent_axis,
-                                pre_activation, step)
+from toymodels.sae.base import (batch_top_k_mask, decode, decoder, example_top_k_mask, jump_relu, kth_largest,
+                                latent_axis, pre_activation, step)
 from toymodels.sae.kinds import matryoshka_terms, matryoshka_widths, track_threshold
 from toymodels.sae.train import init_params, objective, ortho_penalty
 from toymodels.registry import ConfigError
@@ -83,7 +83,7 @@ def test_topk_keeps_each_inputs_k_largest_with_k_per_sae_under_one_maximum():
 
 def test_batchtopk_keeps_the_batchs_k_times_b_largest_and_encodes_alone_at_evaluation():
     pre_DxB = jnp.asarray([[3.0, 0.1, 0.2], [2.0, 0.3, -1.0], [1.5, 0.05, 0.4]])
-    mask, threshold = batch_top_k_mask(pre_DxB, jnp.int32(1), 2)  # k·B = 3 of 9 entries
+    mask, threshold = batch_top_k_mask(pre_DxB, jnp.int32(1))  # k·B = 3 of 9 entries
     np.testing.assert_array_equal(mask, [[1, 0, 0], [1, 0, 0], [1, 0, 0]])
     assert float(threshold) == pytest.approx(1.5)
     params = hand_params(np.eye(3), np.zeros(3), threshold=0.25)
@@ -93,6 +93,15 @@ def test_batchtopk_keeps_the_batchs_k_times_b_largest_and_encodes_alone_at_evalu
     _, aux = SAE_KINDS.get("batchtopk").encode(params, pre_DxB, one(k=1), spec, True)
     tracked = track_threshold(params, aux, spec)["threshold"]  # θ + (1 − 0.99)(1.5 − θ)
     assert float(tracked) == pytest.approx(0.25 + 0.01 * 1.25)
+
+
+def test_kth_largest_by_bisection_equals_sorting():
+    values = jnp.asarray(np.random.default_rng(0).exponential(size=(64, 32)) * (np.arange(32) % 3 > 0), jnp.float32)
+    ordered = np.sort(np.asarray(values).ravel())[::-1]
+    for k in (1, 7, 500, 1300, 2048):
+        assert float(kth_largest(values, jnp.int32(k))) == ordered[k - 1]
+    mask, threshold = batch_top_k_mask(values - 0.5, jnp.int32(40))  # 40·32 > the positive entries
+    assert float(threshold) == 0.0 and int(mask.sum()) == int((values > 0.5).sum())
 
 
 def test_jumprelu_forward_and_the_papers_pseudo_derivatives():

@@ -94,36 +94,45 @@ def hierarchy(n: int, roots: int, branching: int, depth: int) -> tuple[np.ndarra
     return parent, level
 
 
-def exclusion_win_probability(q: np.ndarray) -> np.ndarray:
-    """P(sibling i survives | i fires) when the firing siblings (independent, probabilities q)
-    keep one uniformly: E[1 / (1 + #others firing)], by enumerating the others' subsets."""
-    n = len(q)
-    win = np.zeros(n)
-    for i in range(n):
-        others = np.delete(q, i)
-        for subset in itertools.product((0, 1), repeat=n - 1):
-            s = np.array(subset, bool)
-            win[i] += np.prod(np.where(s, others, 1.0 - others)) / (1 + s.sum())
+def exclusion_win_probability(q_GxC: np.ndarray) -> np.ndarray:
+    """P(sibling i survives | i fires) when the firing siblings (independent, probabilities q, one
+    group per row) keep one uniformly: E[1 / (1 + #others firing)], enumerating the others'
+    2^(C−1) subsets, for every group at once."""
+    n_groups, c = q_GxC.shape
+    masks_MxO = np.array(list(itertools.product((0, 1), repeat=c - 1)), bool).reshape(-1, c - 1)
+    win = np.zeros_like(q_GxC)
+    for i in range(c):
+        others_GxO = np.delete(q_GxC, i, axis=1)
+        prob_GxM = np.prod(np.where(masks_MxO[None], others_GxO[:, None, :], 1.0 - others_GxO[:, None, :]), axis=2)
+        win[:, i] = prob_GxM @ (1.0 / (1.0 + masks_MxO.sum(axis=1)))
     return win
 
 
 def compensate(p_N: np.ndarray, parent_N: np.ndarray, exclusive: bool, iterations: int = 100) -> np.ndarray:
     """Firing probabilities before the hierarchy such that, after it, each feature fires at its
-    base rate p: a child's is p_child / p_parent, and for exclusive siblings divided again by the
-    chance to survive the exclusion (solved by fixed-point iteration); clipped at 1."""
+    base rate p where it can: a child's is p_child / p_parent, and for exclusive siblings divided
+    again by the chance to survive the exclusion (a fixed-point iteration, as SAELens); clipped at
+    1 (then the feature fires less often than p: siblings whose rates add up to more than their
+    parent's cannot all reach them)."""
     q = p_N.astype(np.float64).copy()
     has_parent = parent_N >= 0
     q[has_parent] = p_N[has_parent] / p_N[parent_N[has_parent]]
-    if exclusive:
-        for parent in np.unique(parent_N[has_parent]):
-            siblings = np.flatnonzero(parent_N == parent)
-            base = p_N[siblings] / p_N[parent]
-            for _ in range(iterations):
-                q_new = np.minimum(base / np.maximum(exclusion_win_probability(q[siblings]), 1e-12), 1.0)
-                done = np.max(np.abs(q_new - q[siblings])) < 1e-10
-                q[siblings] = q_new
-                if done:
-                    break
+    if not exclusive or not has_parent.any():
+        return np.minimum(q, 1.0)
+    children = np.flatnonzero(has_parent)
+    parents, sizes = np.unique(parent_N[children], return_counts=True)
+    for size in np.unique(sizes):
+        if size < 2:
+            continue
+        groups_GxC = np.stack([np.flatnonzero(parent_N == parent) for parent in parents[sizes == size]])
+        base, current = q[groups_GxC], q[groups_GxC]
+        for _ in range(iterations):
+            new = np.minimum(base / np.maximum(exclusion_win_probability(current), 1e-12), 1.0)
+            done = np.max(np.abs(new - current)) < 1e-10
+            current = new
+            if done:
+                break
+        q[groups_GxC] = current
     return np.minimum(q, 1.0)
 
 

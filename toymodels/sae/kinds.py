@@ -24,8 +24,8 @@ encoder could scale π_gate down and r up, leaving f unchanged and the L1 penalt
 On an isolated feature of magnitude a (unit encoder and decoder along it) plain outputs
 (a − θ)₊, rescaled r(a − θ)₊ and gated a·1[a > θ] (SCIENCE.md §8).
 
-TopK (Gao et al. 2024) and BatchTopK (Bussmann et al. 2024) take k per SAE under a static
-``spec.k_max``. BatchTopK's codes depend on the batch; at evaluation each input is encoded alone
+TopK (Gao et al. 2024) takes k per SAE under a static ``spec.k_max``; BatchTopK (Bussmann et
+al. 2024) any k per SAE (``spec.k_max`` bounds it for checks). BatchTopK's codes depend on the batch; at evaluation each input is encoded alone
 with a threshold θ: f = pre ⊙ 1[pre > θ], θ tracked during training as a running mean of each
 batch's smallest kept activation (decay ``spec.threshold_decay``).
 
@@ -121,7 +121,7 @@ def encode_batchtopk(params, h_HxB, hp, spec, training):
     pre_DxB = pre_activation(params, h_HxB)
     if not training:  # each input alone, against the tracked threshold
         return jnp.where(pre_DxB > params["threshold"], pre_DxB, 0.0), {}
-    mask_DxB, threshold = batch_top_k_mask(pre_DxB, hp.k, spec.k_max)
+    mask_DxB, threshold = batch_top_k_mask(pre_DxB, hp.k)
     return jnp.where(mask_DxB, pre_DxB, 0.0), {"batch_threshold": threshold}
 
 
