@@ -176,3 +176,13 @@ def test_a_new_kind_is_one_object_in_the_table():
     assert float(loss) == pytest.approx(0.6**2, rel=1e-5)  # ĥ = (0.8, 2) against h = (0.2, 2)
     with pytest.raises(ConfigError, match="built-in"):
         SAE_KINDS.register(SaeKind(name="plain", encode=encode_abs))
+
+
+def test_the_sae_core_imports_no_orchestration_packages():
+    import subprocess
+    import sys
+
+    code = ("import sys, toymodels.sae, toymodels.sae.synthbench, toymodels.sae.toy; "
+            "print(sorted(m for m in ('hydra', 'ray', 'wandb', 'matplotlib', 'omegaconf') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
