@@ -114,6 +114,10 @@ def test_cli_writes_the_table_and_reruns_identically(tiny_sweep):
     again = pd.read_parquet(tiny_sweep / "sae.parquet")
     gated = table[table["kind"] == "gated"].reset_index(drop=True)
     pd.testing.assert_frame_equal(gated, again, check_exact=True)
+    # toymodels-figures draws it (sweeps never imports analysis)
+    drawn = cli("toymodels-figures", str(tiny_sweep))
+    assert drawn.returncode == 0, drawn.stderr
+    assert (tiny_sweep / "figures" / "sae_recovery.png").exists()
 
 
 def test_cli_trains_the_new_kinds_with_k_for_top_k_kinds(tiny_sweep):
@@ -192,12 +196,3 @@ def test_recovery_figure_draws_against_density_or_d_star(with_density, last_pane
     assert any("k=2" in line.get_label() for line in axes[0].get_lines())
     assert ("1 / density" in axes[0].get_xlabel()) == with_density
     plt.close(fig)
-
-
-def test_figures_command_draws_the_sae_table(tiny_sweep):
-    from sweeps.sae_cli import main
-
-    main([str(tiny_sweep), *SAE_ARGS, "--steps", "5"])
-    done = cli("toymodels-figures", str(tiny_sweep))
-    assert done.returncode == 0, done.stderr
-    assert (tiny_sweep / "figures" / "sae_recovery.png").exists()

@@ -36,6 +36,18 @@ def test_directions_identity_random_and_pairs_at_a_set_cosine():
         directions("identity", 6, 5, gen)
 
 
+def test_a_world_along_a_given_matrix_keeps_its_columns():
+    """A stored model's W as the world's directions: h = W x, its columns the truth as they are,
+    a zero column (an unlearned feature) not represented."""
+    W = np.array([[1.0, 0.0, 0.5], [0.0, 2.0, 0.0]])
+    W[:, 2] = 0.0
+    source, world = simple_world(3, 2, 0.5, F_HxN=W)
+    x, h = source.sample(world, rng.key_words(jax.random.key(0)), 0, 256)
+    np.testing.assert_allclose(h, W @ np.asarray(x), atol=1e-6)
+    np.testing.assert_array_equal(source.truth(world), W)
+    assert np.asarray(source.represented(world)).tolist() == [True, True, False]
+
+
 def test_zipf_probabilities_run_from_p_max_to_p_min_as_a_power_law():
     p = zipf_probabilities(1000, 0.5, 0.4, 5e-4)
     assert p[0] == pytest.approx(0.4) and p[-1] == pytest.approx(5e-4) and (np.diff(p) < 0).all()

@@ -168,11 +168,16 @@ def low_of(magnitude: str) -> float:
 
 
 def simple_world(n_features: int, n_hidden: int, p: float, *, directions_kind: str = "random",
-                 magnitude: str = "uniform", cosine: float = 0.0, seed: int = 0) -> tuple[WorldSource, World]:
-    """Independent features firing with probability ``p`` along ``directions_kind`` directions,
-    ``fixed`` (1) or ``uniform`` (U[0, 1]) magnitudes."""
+                 magnitude: str = "uniform", cosine: float = 0.0, seed: int = 0,
+                 F_HxN: np.ndarray | None = None) -> tuple[WorldSource, World]:
+    """Independent features firing with probability ``p`` along ``directions_kind`` directions, or
+    along the columns of a given matrix ``F_HxN`` as they are (a stored toy model's W: h = W x,
+    its true directions W_i), with ``fixed`` (1) or ``uniform`` (U[0, 1]) magnitudes."""
     source = WorldSource(n_features, n_hidden)
-    F, pairs = directions(directions_kind, n_features, n_hidden, np.random.default_rng(seed), cosine)
+    if F_HxN is not None:
+        F, pairs = np.asarray(F_HxN, np.float64), None
+    else:
+        F, pairs = directions(directions_kind, n_features, n_hidden, np.random.default_rng(seed), cosine)
     return source, make_world(source, F, p, low_N=low_of(magnitude), pairs_Px2=pairs)
 
 
