@@ -1,11 +1,12 @@
 """``toymodels-sae DIR``: train sparse autoencoders on the hidden activations of a stored sweep's toy
-models and score them against the true features (Sharkey et al. 2022; SCIENCE.md §1).
+models and score them against the true features (Sharkey et al. 2022; SCIENCE.md §1; issue 16).
 
     toymodels-sae runs/tms_intro --l1 0.03,0.1,0.3 --dict-sizes n,2n --kind both --seeds 2
 
-Runs in this process (no Ray): each (n_hidden, n_features) shape × dictionary size × kind is one
-compiled program vmapped over toy models × L1 coefficients × SAE seeds. Writes DIR/sae.parquet
-(one row per SAE) and DIR/figures/sae_recovery.{png,pdf}.
+Runs in this process (no Ray): each (model kind, n_hidden, n_features) × dictionary size × SAE
+kind is one compiled program vmapped over toy models × sparsity settings × SAE seeds. Each toy
+model's SAEs see that model's own data kind through its own forward pass (``toymodels.sae.toy``).
+Writes DIR/sae.parquet (one row per SAE); ``toymodels-figures DIR`` draws it.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 SAE_TABLE = "sae.parquet"
-KIND_CHOICES = ("plain", "gated", "both")
-SCORES = ("mmcs", "mmcs_reverse", "n_dead", "dead_fraction", "l0", "mse", "fvu", "loss")
+KIND_GROUPS = {"both": ("plain", "gated")}  # plus "all": every registered kind
+SCORES = ("mmcs", "mmcs_reverse", "n_dead", "dead_fraction", "l0", "true_l0", "mse", "fvu", "h_var", "gamma",
+          "precision", "recall", "f1", "loss")
 
 
 class UsageError(ValueError):
@@ -33,9 +35,9 @@ class UsageError(ValueError):
         super().__init__(f"{option}: {message}")
 
 
-def parse_floats(text: str, option: str) -> list[float]:
+def parse_numbers(text: str, option: str, kind=float) -> list:
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UsageError(option, f"expected comma-separated positive numbers, got {text!r}") from None
     if not values:
@@ -43,6 +45,18 @@ def parse_floats(text: str, option: str) -> list[float]:
     if any(not np.isfinite(v) or v <= 0 for v in values):
         raise UsageError(option, f"every value must be a finite number > 0, got {text!r}")
     return values
+
+
+def parse_kinds(text: str) -> list[str]:
+    from toymodels.sae import SAE_KINDS
+
+    if text == "all":
+        return list(SAE_KINDS.names())
+    kinds = list(KIND_GROUPS.get(text, [k.strip() for k in text.split(",") if k.strip()]))
+    for kind in kinds:
+        if kind not in SAE_KINDS:
+            raise UsageError("--kind", f"{kind!r} is not one of {', '.join(SAE_KINDS.names())}, both, all")
+    return kinds
 
 
 def parse_dict_sizes(text: str) -> list[str]:
@@ -63,12 +77,6 @@ def resolve_dict_size(size: str, n_features: int) -> int:
     return int(size)
 
 
-def positive_int(option: str, value: int) -> int:
-    if value < 1:
-        raise UsageError(option, f"must be an integer >= 1, got {value}")
-    return value
-
-
 def select_models(table: pd.DataFrame, query: str | None) -> pd.DataFrame:
     if not query:
         return table
@@ -82,50 +90,101 @@ def select_models(table: pd.DataFrame, query: str | None) -> pd.DataFrame:
     return chosen
 
 
-def toy_measures(W_NxHxF: np.ndarray, density_NxF: np.ndarray) -> dict:
+def load_sweep(root: Path) -> tuple[pd.DataFrame, dict]:
+    """The stored sweep's table and config, through the store's public reader."""
+    from sweeps.store import RESULTS, read_config, read_results
+
+    if not (root / RESULTS).exists():
+        raise UsageError("sweep_dir", f"{root} holds no {RESULTS}: is it a sweep's output directory (sweep.out)?")
+    table = read_results(root)
+    if table.empty:
+        raise UsageError("sweep_dir", f"{root} holds no finished model yet")
+    return table, read_config(root)
+
+
+def stored_data_spec(config: dict):
+    """The sweep's DataSpec (kind, set size, magnitude, rest scale) as the planner built it, after
+    loading the sweep's plugin files (a user's kinds)."""
+    from omegaconf import OmegaConf
+
+    from sweeps.kinds import data_spec_of
+    from toymodels.plugins import load_plugins
+
+    load_plugins(config.get("plugins", []))
+    return data_spec_of(OmegaConf.create(config))
+
+
+def toy_arrays(models: pd.DataFrame, model: str, n: int, m: int) -> dict:
+    """Every toy model's parameters (rebuilt from the stored columns of the kind's parameter
+    names) and feature densities, stacked along a leading model axis."""
+    from sweeps.store import as_matrix
+    from toymodels.sae.toy import param_names
+
+    names = param_names(model, n, m)
+    missing = [name for name in names if name not in models.columns]
+    if missing:
+        raise UsageError("sweep_dir", f"the stored {model!r} models have no column {missing[0]!r}")
+    params = {name: np.stack([np.asarray(np.asarray(v, dtype=object).tolist(), np.float32) for v in models[name]])
+              for name in names}
+    return {"params": params, "density_F": as_matrix(models["feature_density"]).astype(np.float32)}
+
+
+def toy_measures(W_NxHxF: np.ndarray) -> dict:
     """The toy models' superposition (SCIENCE.md §5) beside each SAE's scores."""
     from toymodels import metrics
-    from toymodels.sae import REPRESENTED_NORM
 
-    shown = metrics.feature_norms(W_NxHxF) >= REPRESENTED_NORM
-    return {
-        "interference_mean": metrics.interference(W_NxHxF).mean(axis=-1),
-        "dims_per_feature": metrics.dimensions_per_feature(W_NxHxF),
-        "n_represented": shown.sum(axis=-1),
-        "true_l0": (density_NxF * shown).sum(axis=-1),  # expected active represented features per input
-    }
+    return {"interference_mean": metrics.interference(W_NxHxF).mean(axis=-1),
+            "dims_per_feature": metrics.dimensions_per_feature(W_NxHxF)}
 
 
-def train_group(models: pd.DataFrame, axes: list[str], dict_size: int, kind: str, args) -> pd.DataFrame:
-    """Every SAE of one toy-model shape, dictionary size and kind, in one compiled program."""
+def settings(kind: str, args) -> list[tuple[str, float]]:
+    """The sparsity settings of one SAE kind: ("k", k) for top-k kinds, ("l1", λ) otherwise."""
+    from toymodels.sae import SAE_KINDS
+
+    return [("k", k) for k in args.k] if SAE_KINDS.get(kind).top_k else [("l1", v) for v in args.l1]
+
+
+def train_group(models: pd.DataFrame, axes: list[str], source, dict_size: int, kind: str, args) -> pd.DataFrame:
+    """Every SAE of one toy-model kind and shape, dictionary size and SAE kind, in one program."""
     import jax
 
-    from sweeps.store import as_matrix
-    from toymodels.sae import SaeSpec, chance_mmcs, decoder, sae_keys, train_saes
+    from toymodels.sae import SaeSpec, chance_mmcs, decoder, hparams, mcc, sae_keys, split_keys, train_saes
 
-    spec = SaeSpec(dict_size=dict_size, steps=args.steps, batch_size=args.batch, kind=kind, lr=args.lr,
-                   eval_batch=args.eval_batch)
-    combos = list(itertools.product(range(len(models)), args.l1, range(args.seeds)))
+    combos = list(itertools.product(range(len(models)), settings(kind, args), range(args.seeds)))
     toy_i = np.array([c[0] for c in combos])
-    W = as_matrix(models["W"]).astype(np.float32)
-    density = as_matrix(models["feature_density"]).astype(np.float32)
+    values = {name: [c[1][1] if c[1][0] == name else default for c in combos]
+              for name, default in (("l1", 0.0), ("k", 1))}
+    k_max = max(values["k"]) if settings(kind, args)[0][0] == "k" else 0
+    spec = SaeSpec(dict_size=dict_size, kind=kind, steps=args.steps, batch_size=args.batch, k_max=k_max,
+                   resample_every=args.resample_every, ortho=args.ortho > 0, eval_batch=args.eval_batch)
+    arrays = toy_arrays(models, source.model, source.n_features, source.n_hidden)
+    per_sae = jax.tree.map(lambda a: a[toy_i], arrays)
     uids = models["uid"].to_numpy(np.int64)
-    keys = sae_keys(args.base_seed, uids[toy_i], [c[2] for c in combos])
-    result = jax.device_get(train_saes(spec, keys, W[toy_i], density[toy_i],
-                                       np.array([c[1] for c in combos], np.float32)))
+    init_keys, data_keys = split_keys(sae_keys(args.base_seed, uids[toy_i], [c[2] for c in combos]))
+    hp = hparams(len(combos), lr=args.lr, l1=values["l1"], k=values["k"], bandwidth=args.bandwidth, ortho=args.ortho)
+    result = jax.device_get(train_saes(spec, source, init_keys, hp, per_sae, data_keys))
     W_dec = np.asarray(jax.vmap(decoder)(result.params))
-    measures = toy_measures(W.astype(np.float64), density.astype(np.float64))
-    chance = chance_mmcs(W.shape[1], dict_size)
+    truth = np.asarray(jax.vmap(source.truth)(arrays))
+    shown = np.asarray(jax.vmap(source.represented)(arrays))
+    from sweeps.store import as_matrix
+
+    measures = toy_measures(np.stack([as_matrix(w) for w in models["W"]]))
+    chance = chance_mmcs(source.n_hidden, dict_size)
     rows = []
-    for k, (i, l1, seed) in enumerate(combos):
+    for j, (i, (name, value), seed) in enumerate(combos):
         toy = models.iloc[i]
-        row = {"uid": int(toy["uid"]), "toy_seed": int(toy["seed"]), **{a: toy[a] for a in axes}}
-        row.update(model=toy["model"], n_features=int(toy["n_features"]), n_hidden=int(toy["n_hidden"]),
-                   toy_loss=float(toy["loss"]), **{name: float(v[i]) for name, v in measures.items()})
-        row.update(kind=kind, dict_size=dict_size, l1=float(l1), sae_seed=seed, steps=args.steps,
+        row = {"uid": int(toy["uid"]), "toy_seed": int(toy["seed"]), **{a: toy[a] for a in axes if a in toy}}
+        row.update(model=source.model, data_kind=source.data.kind, n_features=source.n_features,
+                   n_hidden=source.n_hidden, toy_loss=float(toy["loss"]), n_represented=int(shown[i].sum()),
+                   **{key: float(v[i]) for key, v in measures.items()})
+        row.update(kind=kind, dict_size=dict_size, sparsity=float(value), l1=float(values["l1"][j]),
+                   k=int(values["k"][j]) if name == "k" else 0, sae_seed=seed, steps=args.steps,
                    batch_size=args.batch, lr=args.lr)
-        row.update({name: float(getattr(result.scores, name)[k]) for name in SCORES}, mmcs_chance=chance)
-        row.update(W_dec=W_dec[k].tolist(), b_dec=np.asarray(result.params.b_dec_H[k]).tolist())
+        row.update({s: float(getattr(result.scores, s)[j]) for s in SCORES}, mmcs_chance=chance,
+                   mcc=mcc(W_dec[j], truth[i], shown[i]), absorption=float(result.scores.absorption[j]),
+                   n_composed=int(result.scores.n_composed[j]))
+        row.update(W_dec=W_dec[j].tolist(), b_dec=np.asarray(result.params["b_dec_H"][j]).tolist(),
+                   max_cos=np.asarray(result.scores.max_cos_D[j]).tolist(), curve=np.asarray(result.curve[j]).tolist())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -137,13 +196,13 @@ def write_table_atomically(path: Path, table: pd.DataFrame) -> None:
     os.replace(tmp, path)
 
 
-SUMMARY_COLUMNS = ["mmcs", "mmcs_chance", "mmcs_reverse", "l0", "true_l0", "dead_fraction", "fvu"]
+SUMMARY_COLUMNS = ["mmcs", "mmcs_chance", "mcc", "l0", "true_l0", "dead_fraction", "fvu"]
 
 
 def summary(table: pd.DataFrame, seconds: float) -> str:
-    means = table.groupby(["kind", "dict_size", "l1"])[SUMMARY_COLUMNS].mean()
+    means = table.groupby(["kind", "dict_size", "sparsity"])[SUMMARY_COLUMNS].mean()
     head = (f"{len(table)} SAEs on {table['uid'].nunique()} toy models in {seconds:.1f}s "
-            "(means over toy models and seeds):")
+            "(means over toy models and seeds; sparsity: λ, or k for top-k kinds):")
     return f"{head}\n{means.round(3).to_string()}"
 
 
@@ -152,16 +211,23 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dir", help="a finished sweep's output directory (holds results.parquet)")
     parser.add_argument("--l1", default="0.03,0.1,0.3",
-                        help="L1 coefficients λ > 0, comma-separated (default %(default)s)")
+                        help="λ > 0 of the L1 kinds (L0 for jumprelu), comma-separated (default %(default)s)")
+    parser.add_argument("--k", default="1,2", help="k of the top-k kinds, comma-separated (default %(default)s)")
     parser.add_argument("--dict-sizes", default="n,2n",
                         help="dictionary sizes: integers >= 1, or multiples of the toy's n features "
                              "(default %(default)s)")
-    parser.add_argument("--kind", default="both", help=f"one of {', '.join(KIND_CHOICES)} (default %(default)s)")
+    parser.add_argument("--kind", default="both",
+                        help="SAE kinds, comma-separated, or both (plain,gated) or all (default %(default)s)")
     parser.add_argument("--steps", type=int, default=3000, help="training steps per SAE (default %(default)s)")
     parser.add_argument("--batch", type=int, default=1024,
                         help="activations per step, drawn fresh (default %(default)s)")
-    parser.add_argument("--seeds", type=int, default=1, help="SAE seeds per (toy model, λ) (default %(default)s)")
+    parser.add_argument("--seeds", type=int, default=1, help="SAE seeds per (toy model, λ or k) (default %(default)s)")
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default %(default)s)")
+    parser.add_argument("--bandwidth", type=float, default=1e-3, help="JumpReLU's ε (default %(default)s)")
+    parser.add_argument("--ortho", type=float, default=0.0,
+                        help="decoder orthogonality weight λ_o >= 0 (default %(default)s: off)")
+    parser.add_argument("--resample-every", type=int, default=0,
+                        help="resample latents dead over this many steps (default %(default)s: never)")
     parser.add_argument("--eval-batch", type=int, default=8192, help="fixed evaluation inputs (default %(default)s)")
     parser.add_argument("--base-seed", type=int, default=0, help="root of every SAE's key (default %(default)s)")
     parser.add_argument("--models", help="pandas query selecting toy models, e.g. 'seed == 0 and density < 0.5'")
@@ -169,63 +235,59 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(args) -> None:
-    args.l1 = parse_floats(args.l1, "--l1")
+    args.l1 = parse_numbers(args.l1, "--l1")
+    args.k = parse_numbers(args.k, "--k", int)
     args.dict_sizes = parse_dict_sizes(args.dict_sizes)
-    if args.kind not in KIND_CHOICES:
-        raise UsageError("--kind", f"{args.kind!r} is not one of {', '.join(KIND_CHOICES)}")
+    args.kinds = parse_kinds(args.kind)
     for option in ("steps", "batch", "seeds", "eval_batch"):
-        positive_int("--" + option.replace("_", "-"), getattr(args, option))
-    if not np.isfinite(args.lr) or args.lr <= 0:
-        raise UsageError("--lr", f"must be a finite number > 0, got {args.lr}")
+        if getattr(args, option) < 1:
+            raise UsageError("--" + option.replace("_", "-"), f"must be an integer >= 1, got {getattr(args, option)}")
+    for option in ("lr", "bandwidth"):
+        if not np.isfinite(getattr(args, option)) or getattr(args, option) <= 0:
+            raise UsageError(f"--{option}", f"must be a finite number > 0, got {getattr(args, option)}")
+    if not np.isfinite(args.ortho) or args.ortho < 0:
+        raise UsageError("--ortho", f"must be a finite number >= 0, got {args.ortho}")
+    if args.resample_every < 0:
+        raise UsageError("--resample-every", f"must be an integer >= 0, got {args.resample_every}")
 
 
-def run(args, sweep) -> pd.DataFrame:
-    models = select_models(sweep.table, args.models)
-    kinds = ("plain", "gated") if args.kind == "both" else (args.kind,)
-    parts = []
-    for (_, n_features), group in models.groupby(["n_hidden", "n_features"], sort=True):
-        sizes = sorted({resolve_dict_size(s, int(n_features)) for s in args.dict_sizes})
-        for dict_size, kind in itertools.product(sizes, kinds):
-            parts.append(train_group(group, sweep.axes, dict_size, kind, args))
-    return pd.concat(parts, ignore_index=True)
+def plan(args, table: pd.DataFrame, data_spec) -> list[tuple]:
+    """(models, source, dict size, kind) of every program, checked before any compute."""
+    from toymodels.sae import SAE_KINDS
+    from toymodels.sae.toy import ToySource
+
+    groups = []
+    for (model, m, n), models in select_models(table, args.models).groupby(["model", "n_hidden", "n_features"],
+                                                                            sort=True):
+        source = ToySource(model=str(model), data=data_spec, n_features=int(n), n_hidden=int(m))
+        sizes = sorted({resolve_dict_size(s, int(n)) for s in args.dict_sizes})
+        for dict_size, kind in itertools.product(sizes, args.kinds):
+            if SAE_KINDS.get(kind).top_k and max(args.k) > dict_size:
+                raise UsageError("--k", f"k={max(args.k)} exceeds dictionary size {dict_size} (n={n})")
+            groups.append((models, source, dict_size, kind))
+    return groups
 
 
 def main(argv=None) -> None:
-    from analysis.sweep import StoredSweep
+    from toymodels.registry import ConfigError
 
     args = build_parser().parse_args(argv)
+    root = Path(args.sweep_dir)
     try:
         check_args(args)
-        sweep = StoredSweep.load(args.sweep_dir)
-        if sweep.table.empty:
-            raise UsageError("sweep_dir", f"{args.sweep_dir} holds no finished model yet")
-        select_models(sweep.table, args.models)
-    except (UsageError, FileNotFoundError) as error:
+        table, config = load_sweep(root)
+        groups = plan(args, table, stored_data_spec(config))
+    except (UsageError, ConfigError) as error:
         print(f"toymodels-sae: error: {error}", file=sys.stderr)
         sys.exit(2)
+    axes = list(config.get("sweep", {}).get("grid", {}))
     start = time.perf_counter()
-    table = run(args, sweep)
+    parts = [train_group(models, axes, source, dict_size, kind, args) for models, source, dict_size, kind in groups]
+    out = pd.concat(parts, ignore_index=True)
     seconds = time.perf_counter() - start
-    write_table_atomically(sweep.root / SAE_TABLE, table)
-    print(summary(table, seconds))
-    print(sweep.root / SAE_TABLE)
-    for path in draw(table, sweep):
-        print(path)
-
-
-def draw(table: pd.DataFrame, sweep) -> list[Path]:
-    import matplotlib.pyplot as plt
-
-    from analysis.figures.sae import plot_sae_recovery
-
-    out = sweep.root / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    fig = plot_sae_recovery(table, stamp=sweep.stamp())
-    paths = [out / f"sae_recovery.{fmt}" for fmt in ("png", "pdf")]
-    for path in paths:
-        fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return paths
+    write_table_atomically(root / SAE_TABLE, out)
+    print(summary(out, seconds))
+    print(root / SAE_TABLE)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,7 @@ ALLOWED = {
     ("analysis/cli.py", "sweeps.tracking"): "toymodels-figures logs what it drew to the sweep's wandb summary run",
 }
 # Known violations, each to be removed by the work that ends it; any other one fails the test.
-KNOWN_EXCEPTIONS = {
-    # issue 16: toymodels-sae loads the stored sweep and draws its figure through analysis; the SAE
-    # rewrite moves that out of sweeps (the lead removes these two entries when it lands).
-    ("sweeps/sae_cli.py", "analysis.sweep"): "issue 16",
-    ("sweeps/sae_cli.py", "analysis.figures.sae"): "issue 16",
-}
+KNOWN_EXCEPTIONS: dict = {}
 
 
 def imports(path: Path, root: Path):

@@ -1,5 +1,5 @@
-"""Sparse autoencoders on toy-model activations: scores on constructed dictionaries, recovery without
-superposition, batching, and the ``toymodels-sae`` command on a tiny stored sweep."""
+"""SAEs on stored toy models (``toymodels.sae.toy``, ``toymodels-sae``): each model's own data kind and
+hidden layer (issue 15 item 2), its true directions, and the command on tiny stored sweeps."""
 
 import jax
 import jax.numpy as jnp
@@ -8,138 +8,13 @@ import pandas as pd
 import pytest
 
 from tests.helpers import cli, tiny
-from toymodels.sae import (
-    SaeParams,
-    SaeSpec,
-    activity_scores,
-    chance_mmcs,
-    decoder,
-    encode,
-    make_train_sae,
-    mmcs,
-    represented,
-    sae_keys,
-    sae_loss,
-    train_saes,
-)
+from toymodels import rng
+from toymodels.data import data_spec, sample_batch
+from toymodels.models import forward_with_hidden, init_params
+from toymodels.sae.toy import ToySource
 
-
-def random_W(seed, n_hidden, n_features):
-    return jnp.asarray(np.random.default_rng(seed).normal(size=(n_hidden, n_features)), jnp.float32)
-
-
-def test_mmcs_is_one_for_the_true_directions_in_any_order_and_scale():
-    W_HxF = random_W(0, 3, 5)
-    assert float(mmcs(W_HxF, W_HxF)) == pytest.approx(1.0, abs=1e-6)
-    dictionary = 2.5 * W_HxF[:, ::-1]  # permuted and rescaled, with extra elements
-    dictionary = jnp.concatenate([dictionary, random_W(1, 3, 4)], axis=1)
-    assert float(mmcs(W_HxF, dictionary)) == pytest.approx(1.0, abs=1e-6)
-    assert float(mmcs(dictionary, W_HxF)) < 0.99  # the extra elements are not true features
-
-
-def test_mmcs_skips_masked_entries_and_is_nan_when_nothing_is_left():
-    true = jnp.eye(2)
-    dictionary = jnp.asarray([[1.0, 1.0], [0.0, 1.0]])  # e1 and the diagonal
-    assert float(mmcs(true, dictionary)) == pytest.approx((1 + 1 / np.sqrt(2)) / 2, abs=1e-6)
-    assert float(mmcs(true, dictionary, jnp.array([True, False]))) == pytest.approx(1.0)
-    assert float(mmcs(true, dictionary, dict_mask_D=jnp.array([False, True]))) == pytest.approx(1 / np.sqrt(2))
-    assert np.isnan(float(mmcs(true, dictionary, jnp.array([False, False]))))
-    assert np.isnan(float(mmcs(true, dictionary, dict_mask_D=jnp.array([False, False]))))
-
-
-def test_represented_features_follow_the_norm_threshold():
-    W = jnp.asarray([[1.0, 0.05, 0.0, 0.3], [0.0, 0.05, 0.0, 0.0]])
-    assert represented(W).tolist() == [True, False, False, True]
-
-
-def test_chance_mmcs_in_two_dimensions_matches_the_nearest_of_random_angles():
-    """In 2-D the best of d uniform random directions is cos(smallest angle); a Monte Carlo over
-    angles checks the one over normal vectors."""
-    angles = np.random.default_rng(0).uniform(-np.pi, np.pi, (100_000, 5))
-    expected = np.cos(np.abs(angles)).max(axis=1).mean()
-    assert chance_mmcs(2, 5) == pytest.approx(expected, abs=0.01)
-    assert chance_mmcs(2, 10) > chance_mmcs(2, 5) > chance_mmcs(3, 5)  # more elements, fewer dimensions
-
-
-def test_dead_units_and_l0_on_constructed_codes():
-    f_DxB = jnp.asarray([[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 2.0, 0.0], [0.5, 0.5, 0.5, 0.5]])
-    dead, l0 = activity_scores(f_DxB)
-    assert dead.tolist() == [True, False, False]
-    assert float(l0) == pytest.approx((2 + 1 + 2 + 1) / 4)
-
-
-def hand_params(W_enc_DxH, b_enc_D, r_mag_D=None, b_mag_D=None):
-    W_enc_DxH = jnp.asarray(W_enc_DxH, jnp.float32)
-    d, m = W_enc_DxH.shape
-    zeros = jnp.zeros((d,))
-    return SaeParams(W_enc_DxH=W_enc_DxH, b_enc_D=jnp.asarray(b_enc_D, jnp.float32), V_HxD=W_enc_DxH.T,
-                     b_dec_H=jnp.zeros((m,)), r_mag_D=zeros if r_mag_D is None else jnp.asarray(r_mag_D),
-                     b_mag_D=zeros if b_mag_D is None else jnp.asarray(b_mag_D))
-
-
-def test_gate_decides_which_units_fire_and_magnitude_path_their_size():
-    params = hand_params(np.eye(2), [-0.5, -0.5], r_mag_D=[np.log(2.0), 0.0], b_mag_D=[0.0, 1.0])
-    h_HxB = jnp.asarray([[1.0, 0.2], [0.2, 1.0]])
-    f, _ = encode(params, h_HxB, "gated")
-    # gate open only where the coordinate exceeds 0.5; magnitude 2·h for unit 0, h + 1 for unit 1
-    np.testing.assert_allclose(f, [[2.0, 0.0], [0.0, 2.0]], atol=1e-6)
-    plain, _ = encode(params, h_HxB, "plain")
-    np.testing.assert_allclose(plain, [[0.5, 0.0], [0.0, 0.5]], atol=1e-6)
-
-
-def test_decoder_columns_have_unit_norm():
-    params = hand_params(random_W(2, 4, 3), np.zeros(4))
-    np.testing.assert_allclose(jnp.linalg.norm(decoder(params), axis=0), 1.0, rtol=1e-6)
-
-
-@pytest.mark.parametrize("kind", ["plain", "gated"])
-def test_gradients_are_finite_and_reach_every_used_parameter(kind):
-    params = hand_params(random_W(3, 6, 3), np.full(6, 0.1))
-    h_HxB = random_W(4, 3, 32)
-    grads = jax.jit(jax.grad(sae_loss), static_argnums=3)(params, h_HxB, jnp.float32(0.1), kind)
-    for name, g in vars(grads).items():
-        assert np.isfinite(np.asarray(g)).all(), name
-    assert float(jnp.abs(grads.V_HxD).sum()) > 0 and float(jnp.abs(grads.W_enc_DxH).sum()) > 0
-    used_by_gated = float(jnp.abs(grads.r_mag_D).sum()) > 0
-    assert used_by_gated == (kind == "gated")
-
-
-# The gated SAE's L1 acts on its gate; at λ = 0.3 one seed in 16 kept a rotated pair of units,
-# at 0.5 none of 16 did (min MMCS 0.998), nor did the plain SAE at 0.3 (min 0.997).
-@pytest.mark.parametrize("kind, l1", [("plain", 0.3), ("gated", 0.5)])
-def test_sae_recovers_features_without_superposition(kind, l1):
-    """Identity toy model (n = m = 4), density 0.2: every feature is its own direction."""
-    spec = SaeSpec(dict_size=8, steps=1500, batch_size=256, kind=kind, lr=3e-3, eval_batch=2048)
-    n = 2
-    result = train_saes(spec, sae_keys(0, [5] * n, range(n)), jnp.broadcast_to(jnp.eye(4), (n, 4, 4)),
-                        jnp.full((n, 4), 0.2), jnp.full((n,), l1))
-    scores = jax.device_get(result.scores)
-    assert (scores.mmcs > 0.9).all(), scores.mmcs
-    assert (scores.mmcs > chance_mmcs(4, 8) + 0.1).all()
-    assert (scores.fvu < 0.2).all()
-    assert (scores.l0 < 2.0).all()  # sparse codes: 0.8 true features active per input
-
-
-# The settings ``SAE_ARGS`` gives the command below, so this process compiles that program once.
-CLI_SPEC = SaeSpec(dict_size=5, steps=20, batch_size=32, kind="gated", lr=3e-3, eval_batch=64)
-
-
-def test_vmapped_saes_equal_single_runs_and_differ_by_l1():
-    W = jnp.stack([random_W(6 + i % 3, 2, 5) for i in range(8)])
-    density = jnp.asarray(np.linspace(0.05, 1.0, 8)[:, None].repeat(5, 1), jnp.float32)
-    l1 = jnp.asarray([0.01, 0.1, 1.0, 0.3, 0.01, 0.1, 1.0, 0.3], jnp.float32)
-    keys = sae_keys(0, [3, 4, 5, 3, 4, 5, 3, 4], [0] * 8)
-    many = train_saes(CLI_SPEC, keys, W, density, l1)
-    single = jax.jit(make_train_sae(CLI_SPEC))
-    for i in (0, 5, 7):
-        one = single(keys[i], W[i], density[i], l1[i])
-        np.testing.assert_allclose(many.params.V_HxD[i], one.params.V_HxD, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(many.scores.loss[i], one.scores.loss, rtol=1e-5)
-    # One toy model and key in every row: rows 0 and 1 differ only by λ, rows 0 and 4 not at all.
-    row0 = jnp.zeros(8, int)
-    same = train_saes(CLI_SPEC, keys[row0], W[row0], density[row0], l1)
-    assert not np.allclose(same.params.V_HxD[0], same.params.V_HxD[1])
-    np.testing.assert_array_equal(same.params.V_HxD[0], same.params.V_HxD[4])  # same λ, same bits
+SAE_ARGS = ["--l1", "0.1,0.3", "--dict-sizes", "n", "--steps", "20", "--batch", "32", "--eval-batch", "64",
+            "--seeds", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -150,46 +25,130 @@ def tiny_sweep(tmp_path_factory):
     return out
 
 
-SAE_ARGS = ["--l1", "0.1,0.3", "--dict-sizes", "n", "--steps", "20", "--batch", "32", "--eval-batch", "64",
-            "--seeds", "2"]
+@pytest.fixture(scope="module")
+def hidden_sweep(tmp_path_factory):
+    """ReLU hidden layer on correlated pairs: neither the model nor the data that toymodels-sae
+    assumed before issue 15's fix."""
+    out = tmp_path_factory.mktemp("sae") / "hidden"
+    done = cli("toymodels-sweep", *tiny(out, "sweep.seeds=1", "model.kind=relu_hidden", "model.n_features=6",
+                                        "model.n_hidden=3", "data.kind=correlated", "sweep.grid.density=[0.3]"))
+    assert done.returncode == 0, done.stderr
+    return out
 
 
-def test_cli_writes_the_table_and_figure_and_reruns_identically(tiny_sweep):
+def activation_variance(W_HxF, hidden: bool, pairs: bool, p: float, samples=400_000, seed=1):
+    """E‖h − E h‖² by Monte Carlo in numpy, from the data kinds' definitions (SCIENCE.md §2):
+    each feature (or each consecutive pair together) active with probability p, U[0, 1] values."""
+    gen = np.random.default_rng(seed)
+    n = W_HxF.shape[1]
+    active = gen.uniform(size=(n // 2, samples)) < p if pairs else gen.uniform(size=(n, samples)) < p
+    x = gen.uniform(size=(n, samples)) * (np.repeat(active, 2, axis=0) if pairs else active)
+    h = W_HxF @ x
+    h = np.maximum(h, 0.0) if hidden else h
+    return float(((h - h.mean(axis=1, keepdims=True)) ** 2).sum(axis=0).mean())
+
+
+def test_saes_train_on_the_stored_models_own_data_and_hidden_layer(hidden_sweep):
+    """Issue 15 item 2. The activations' variance per input is mse·m / fvu, columns every version
+    of the table has. It must be that of h = ReLU(W x) on correlated pairs; before the fix it was
+    that of W x on independent features, 5.5x larger here (this test fails on main)."""
+    done = cli("toymodels-sae", str(hidden_sweep), "--kind", "plain", "--l1", "0.1", "--dict-sizes", "n",
+               "--steps", "5", "--batch", "32", "--eval-batch", "65536")
+    assert done.returncode == 0, done.stderr
+    row = pd.read_parquet(hidden_sweep / "sae.parquet").iloc[0]
+    W = np.asarray(pd.read_parquet(hidden_sweep / "results.parquet")["W"].iloc[0].tolist())
+    seen = row["mse"] * row["n_hidden"] / row["fvu"]
+    own = activation_variance(W, hidden=True, pairs=True, p=0.3)
+    assumed_before = activation_variance(W, hidden=False, pairs=False, p=0.3)
+    assert seen == pytest.approx(own, rel=0.03)
+    assert abs(assumed_before - own) > 0.2 * own  # the test tells the two apart
+    assert row["h_var"] == pytest.approx(seen, rel=1e-5) and row["data_kind"] == "correlated"
+
+
+def test_toy_source_draws_the_models_data_kind_and_forward_bit_for_bit():
+    params = init_params(jax.random.key(0), 6, 3, 0.5, "relu_hidden")
+    spec = data_spec("correlated", set_size=3)
+    source = ToySource("relu_hidden", spec, 6, 3)
+    density = jnp.full((6,), 0.4)
+    words = rng.key_words(jax.random.key(1))
+    z, h = source.sample({"params": params, "density_F": density}, words, 7, 128)
+    x = sample_batch(spec, words, jnp.uint32(7), density, 128)
+    np.testing.assert_array_equal(z, x)
+    np.testing.assert_array_equal(h, forward_with_hidden(params, x, "relu_hidden")[1])
+
+
+@pytest.mark.parametrize("model, data, expected", [
+    ("relu", "sparse", lambda W: W),
+    ("relu_hidden", "sparse", lambda W: np.maximum(W, 0)),
+    ("relu", "signed", lambda W: np.concatenate([W, -W], axis=1)),
+    ("abs", "signed", lambda W: np.concatenate([np.maximum(W, 0), np.maximum(-W, 0)], axis=1)),
+])
+def test_true_directions_are_the_hidden_response_to_each_feature_alone(model, data, expected):
+    """W_i for tied models, ReLU(W_i) behind a ReLU hidden layer; signed data adds the response
+    to −e_i as a second true feature (non-negative codes need their own latent for x_i < 0)."""
+    params = init_params(jax.random.key(2), 5, 3, 0.7, model)
+    source = ToySource(model, data_spec(data), 5, 3)
+    truth = np.asarray(source.truth({"params": params, "density_F": jnp.ones(5)}))
+    np.testing.assert_allclose(truth, expected(np.asarray(params["W"])), atol=1e-6)
+    assert source.n_true == truth.shape[1]
+    z, _ = source.sample({"params": params, "density_F": jnp.ones(5)}, rng.key_words(jax.random.key(0)), 0, 64)
+    assert z.shape == (source.n_true, 64) and (z >= 0).all()
+
+
+def test_cli_writes_the_table_and_reruns_identically(tiny_sweep):
     from sweeps.sae_cli import main
 
     first = cli("toymodels-sae", str(tiny_sweep), *SAE_ARGS)
     assert first.returncode == 0, first.stderr
     table = pd.read_parquet(tiny_sweep / "sae.parquet")
-    assert (tiny_sweep / "figures" / "sae_recovery.png").exists()
-    assert (tiny_sweep / "figures" / "sae_recovery.pdf").exists()
-    expected = {"uid", "toy_seed", "density", "n_features", "n_hidden", "interference_mean", "dims_per_feature",
-                "kind", "dict_size", "l1", "sae_seed", "mmcs", "mmcs_reverse", "mmcs_chance", "n_dead",
-                "dead_fraction", "l0", "mse", "fvu", "W_dec"}
+    expected = {"uid", "toy_seed", "density", "model", "data_kind", "n_features", "n_hidden", "interference_mean",
+                "dims_per_feature", "kind", "dict_size", "sparsity", "l1", "k", "sae_seed", "mmcs", "mmcs_reverse",
+                "mmcs_chance", "mcc", "n_dead", "dead_fraction", "l0", "true_l0", "mse", "fvu", "h_var", "gamma",
+                "precision", "recall", "f1", "absorption", "n_composed", "W_dec", "max_cos", "curve"}
     assert expected <= set(table.columns)
     # 2 toy models × 2 λ × 2 seeds × 2 kinds, dictionary size n = 5
     assert len(table) == 16 and set(table["dict_size"]) == {5} and set(table["kind"]) == {"plain", "gated"}
-    assert table["mmcs"].between(-1, 1).all()
+    assert table["mmcs"].between(-1, 1).all() and table["mcc"].between(0, 1).all()
     # Again in this process, one kind only: the same bits, whatever else ran beside it.
     main([str(tiny_sweep), *SAE_ARGS, "--kind", "gated"])
     again = pd.read_parquet(tiny_sweep / "sae.parquet")
     gated = table[table["kind"] == "gated"].reset_index(drop=True)
     pd.testing.assert_frame_equal(gated, again, check_exact=True)
+    # toymodels-figures draws it (sweeps never imports analysis)
+    drawn = cli("toymodels-figures", str(tiny_sweep))
+    assert drawn.returncode == 0, drawn.stderr
+    assert (tiny_sweep / "figures" / "sae_recovery.png").exists()
+
+
+def test_cli_trains_the_new_kinds_with_k_for_top_k_kinds(tiny_sweep):
+    from sweeps.sae_cli import main
+
+    main([str(tiny_sweep), "--kind", "topk,rescaled", "--k", "1,2", "--l1", "0.1", "--dict-sizes", "n",
+          "--steps", "10", "--batch", "32", "--eval-batch", "64"])
+    table = pd.read_parquet(tiny_sweep / "sae.parquet")
+    topk = table[table["kind"] == "topk"]
+    assert sorted(set(topk["k"])) == [1, 2] and (topk["sparsity"] == topk["k"]).all()
+    assert (topk["l0"] <= topk["k"] + 1e-9).all()  # at most k latents per input
+    assert set(table[table["kind"] == "rescaled"]["sparsity"]) == {0.1}
 
 
 @pytest.mark.parametrize("args, option", [
     (["--l1", "0.1,-1"], "--l1"),
     (["--l1", ""], "--l1"),
+    (["--k", "0"], "--k"),
+    (["--kind", "topk", "--k", "6"], "--k"),  # more than the 5 latents of --dict-sizes n
     (["--dict-sizes", "0"], "--dict-sizes"),
     (["--dict-sizes", ","], "--dict-sizes"),
-    (["--kind", "topk"], "--kind"),
+    (["--kind", "sparse_coding"], "--kind"),
     (["--steps", "0"], "--steps"),
+    (["--ortho", "-1"], "--ortho"),
     (["--models", "no_such_column > 1"], "--models"),
 ])
 def test_bad_options_exit_2_naming_the_option(tiny_sweep, capsys, args, option):
     from sweeps.sae_cli import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main([str(tiny_sweep), *args])
+        main([str(tiny_sweep), "--dict-sizes", "n", *args])
     assert exit_info.value.code == 2
     assert option in capsys.readouterr().err
 
@@ -203,13 +162,23 @@ def test_unknown_directory_exits_2(tmp_path, capsys):
     assert "results.parquet" in capsys.readouterr().err
 
 
+def test_sae_command_does_not_import_analysis():
+    """sweeps → analysis is a forbidden arrow (issue 15 item 5): toymodels-figures draws sae.parquet."""
+    import subprocess
+    import sys
+
+    code = "import sys, sweeps.sae_cli; print(sorted(m for m in sys.modules if m.startswith('analysis')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def sae_table(with_density: bool) -> pd.DataFrame:
     rows = []
     for uid, (density, dstar) in enumerate([(1.0, 1.0), (0.3, 0.6), (0.05, 0.4)]):
-        for kind, d, l1 in [("plain", 5, 0.1), ("gated", 5, 0.1), ("plain", 10, 0.3)]:
+        for kind, d, sparsity in [("plain", 5, 0.1), ("gated", 5, 0.1), ("plain", 10, 0.3), ("topk", 5, 2)]:
             rows.append(dict(uid=uid, toy_seed=0, sae_seed=0, n_features=5, n_hidden=2, kind=kind, dict_size=d,
-                             l1=l1, mmcs=1 - dstar / 4, mmcs_reverse=0.9, mmcs_chance=0.8, fvu=0.01, l0=1.0,
-                             true_l0=5 * density, dead_fraction=0.1, dims_per_feature=dstar,
+                             sparsity=sparsity, mmcs=1 - dstar / 4, mmcs_reverse=0.9, mmcs_chance=0.8, fvu=0.01,
+                             l0=1.0, true_l0=5 * density, dead_fraction=0.1, dims_per_feature=dstar,
                              interference_mean=1 - dstar, **({"density": density} if with_density else {})))
     return pd.DataFrame(rows)
 
@@ -223,6 +192,7 @@ def test_recovery_figure_draws_against_density_or_d_star(with_density, last_pane
     fig = plot_sae_recovery(sae_table(with_density), stamp="test · config x · rev y")
     axes = fig.axes
     assert len(axes) == 6 and last_panel in axes[5].get_title()
-    assert len(axes[0].get_lines()) == 3 + 2  # one per (kind, d, λ), one chance level per d
+    assert len(axes[0].get_lines()) == 4 + 2  # one per (kind, d, λ or k), one chance level per d
+    assert any("k=2" in line.get_label() for line in axes[0].get_lines())
     assert ("1 / density" in axes[0].get_xlabel()) == with_density
     plt.close(fig)

@@ -22,6 +22,7 @@ from analysis.figures.neurons import plot_l1_cost, plot_neurons, privileged
 from analysis.figures.noise import is_noise_setting, plot_noise
 from analysis.figures.perturb import crossing_note, plot_perturb
 from analysis.figures.phase_diagram import DIAGRAM_AXES, agreement_note, diagram_axes, draw_phase_diagram
+from analysis.figures.sae import SAE_TABLE, plot_sae_recovery, sae_inputs
 from analysis.figures.trajectories import plot_capacity_trajectories
 from analysis.sweep import StoredSweep
 
@@ -110,6 +111,8 @@ FIGURES: dict[str, FigureSpec] = {
                               dd.plot_geometry, finite_inputs),
     "dd_memorisation": FigureSpec("repeated points", lambda s: finite_data(s) and (s.table["n_repeated"] > 0).any(),
                                   dd.plot_memorisation, finite_inputs),
+    "sae_recovery": FigureSpec(f"{SAE_TABLE} beside the sweep (toymodels-sae)", lambda s: (s.root / SAE_TABLE).exists(),
+                               plot_sae_recovery, sae_inputs),
 }
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 from analysis.figures.canvas import finish, panel_grid
 from analysis.seeds import evenly_spaced
 
-LINE_KEYS = ["kind", "dict_size", "l1"]
+LINE_KEYS = ["kind", "dict_size", "sparsity"]  # sparsity: λ, or k for the top-k kinds
 MAX_L1_LINES = 4
 MAX_DICT_SIZES = 2
 PANELS = (
@@ -26,7 +26,8 @@ PANELS = (
 D_STAR_LAST_PANEL = ("interference_mean", "toy model mean interference")
 TOY_COLUMNS = ("dims_per_feature", "interference_mean")
 X_BINS = 8
-KIND_STYLE = {"plain": "-", "gated": "--"}
+KIND_STYLE = {"plain": "-", "gated": "--", "rescaled": "-.", "topk": ":", "batchtopk": ":", "matryoshka": ":"}
+TOP_K_KINDS = ("topk", "batchtopk", "matryoshka")
 DICT_MARKERS = ("o", "s")
 
 
@@ -50,10 +51,10 @@ def evenly(values, k: int) -> list:
 
 
 def line_subset(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Keep the figure readable: at most 4 λ values and 2 dictionary sizes (both kinds)."""
-    l1s, sizes = evenly(table["l1"], MAX_L1_LINES), evenly(table["dict_size"], MAX_DICT_SIZES)
-    kept = table[table["l1"].isin(l1s) & table["dict_size"].isin(sizes)]
-    note = "" if len(kept) == len(table) else f"; showing λ ∈ {l1s}, d ∈ {sizes}"
+    """Keep the figure readable: at most 4 λ (or k) values and 2 dictionary sizes (every kind)."""
+    l1s, sizes = evenly(table["sparsity"], MAX_L1_LINES), evenly(table["dict_size"], MAX_DICT_SIZES)
+    kept = table[table["sparsity"].isin(l1s) & table["dict_size"].isin(sizes)]
+    note = "" if len(kept) == len(table) else f"; showing λ or k ∈ {l1s}, d ∈ {sizes}"
     return kept, note
 
 
@@ -64,10 +65,11 @@ def line_means(table: pd.DataFrame, x: str) -> pd.DataFrame:
 
 
 def draw_lines(ax, means: pd.DataFrame, x: str, column: str, colors: dict, sizes: list) -> None:
-    """One line per (kind, d, λ): colour λ, dash kind, marker d."""
+    """One line per (kind, d, λ or k): colour λ or k, dash kind, marker d."""
     for (kind, d, l1), line in means.groupby(LINE_KEYS, sort=True):
+        name = "k" if kind in TOP_K_KINDS else "λ"
         ax.plot(line[x], line[column], KIND_STYLE.get(kind, ":"), marker=DICT_MARKERS[sizes.index(d) % 2],
-                ms=3.5, lw=1.2, color=colors[l1], label=f"{kind}, d={d}, λ={l1:g}")
+                ms=3.5, lw=1.2, color=colors[l1], label=f"{kind}, d={d}, {name}={l1:g}")
 
 
 def draw_reference(ax, means: pd.DataFrame, x: str, column: str, sizes: list) -> None:
@@ -90,7 +92,7 @@ def plot_sae_recovery(table: pd.DataFrame, stamp: str = "", target=None):
     x = "x"
     shown, note = line_subset(table)
     means = line_means(shown, x)
-    l1s, sizes = sorted(means["l1"].unique()), sorted(means["dict_size"].unique())
+    l1s, sizes = sorted(means["sparsity"].unique()), sorted(means["dict_size"].unique())
     colors = dict(zip(l1s, matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, len(l1s)))))
     panels = PANELS if log_x else PANELS[:-1] + (D_STAR_LAST_PANEL,)
     canvas, axs = panel_grid(target, 2, 3, (15, 7.5))
@@ -113,3 +115,11 @@ def plot_sae_recovery(table: pd.DataFrame, stamp: str = "", target=None):
     title = (f"SAE recovery of toy-model features ({shapes}); mean over {table['toy_seed'].nunique()} toy seed(s) × "
              f"{table['sae_seed'].nunique()} SAE seed(s){note}")
     return finish(canvas, stamp, title, layout=(0, 0.02, 0.84, 0.95))
+
+
+SAE_TABLE = "sae.parquet"  # what toymodels-sae writes beside a sweep
+
+
+def sae_inputs(sweep) -> tuple:
+    """``plot_sae_recovery``'s inputs: the SAEs ``toymodels-sae`` trained on the sweep's models."""
+    return pd.read_parquet(sweep.root / SAE_TABLE), sweep.stamp()

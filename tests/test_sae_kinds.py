@@ -1,0 +1,188 @@
+"""SAE kinds (``toymodels.sae.kinds``, ``toymodels.sae.base``): each kind's formula on constructed
+inputs, the straight-through gradients, top-k with a per-SAE k, the shared pieces."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from toymodels.sae import SAE_KINDS, SaeKind, SaeSpec, hparams
+from toymodels.sae.base import (batch_top_k_mask, decode, decoder, example_top_k_mask, jump_relu, kth_largest,
+                                latent_axis, pre_activation, step)
+from toymodels.sae.kinds import matryoshka_terms, matryoshka_widths, track_threshold
+from toymodels.sae.train import init_params, objective, ortho_penalty
+from toymodels.registry import ConfigError
+
+
+def one(**values):
+    """One SAE's hyperparameters (scalars)."""
+    return jax.tree.map(lambda a: a[0], hparams(1, **values))
+
+
+def hand_params(W_enc_DxH, b_enc_D, **extra):
+    W_enc_DxH = jnp.asarray(W_enc_DxH, jnp.float32)
+    d, m = W_enc_DxH.shape
+    params = {"W_enc_DxH": W_enc_DxH, "b_enc_D": jnp.asarray(b_enc_D, jnp.float32), "V_HxD": W_enc_DxH.T,
+              "b_dec_H": jnp.zeros((m,))}
+    return {**params, **{k: jnp.asarray(v, jnp.float32) for k, v in extra.items()}}
+
+
+def reconstruct(kind, params, h_HxB, hp=None, spec=None, training=False):
+    spec = spec or SaeSpec(dict_size=params["b_enc_D"].shape[0], kind=kind)
+    f_DxB, _ = SAE_KINDS.get(kind).encode(params, h_HxB, hp or one(), spec, training)
+    return f_DxB, decode(params, f_DxB)
+
+
+def test_isolated_feature_plain_shrinks_rescaled_rescales_gated_keeps():
+    """SCIENCE.md §8: on a feature of magnitude a alone (unit encoder and decoder along it, gate
+    threshold θ), plain outputs (a − θ)₊, rescaled r(a − θ)₊, gated a·1[a > θ]."""
+    theta, r = 0.25, 1.7  # off the grid of a, so a > θ is never a tie
+    a = np.linspace(0.0, 1.0, 11)
+    h_HxB = jnp.asarray(np.stack([a, np.zeros_like(a)]), jnp.float32)
+    base = dict(W_enc_DxH=np.eye(2), b_enc_D=[-theta, -theta])
+    expected = {"plain": np.maximum(a - theta, 0.0), "rescaled": r * np.maximum(a - theta, 0.0),
+                "gated": a * (a > theta)}
+    extra = {"plain": {}, "rescaled": {"r_mag_D": [math.log(r)] * 2},
+             "gated": {"r_mag_D": [0.0, 0.0], "b_mag_D": [0.0, 0.0]}}
+    for kind, want in expected.items():
+        _, hhat = reconstruct(kind, hand_params(**base, **extra[kind]), h_HxB)
+        np.testing.assert_allclose(hhat[0], want, atol=1e-6, err_msg=kind)
+        np.testing.assert_allclose(hhat[1], 0.0, atol=1e-6)
+
+
+def test_composed_latent_pays_l1_root_two_for_the_pair_instead_of_two():
+    """SCIENCE.md §8: with fixed magnitudes, a unit latent along (f1 + f2)/√2 codes the pair
+    f1 + f2 with √2, where the two features' own latents code it with 1 + 1."""
+    h_Hx1 = jnp.asarray([[1.0], [1.0]])
+    own = hand_params(np.eye(2), [0.0, 0.0])
+    composed = hand_params(np.array([[1.0, 1.0]]) / math.sqrt(2), [0.0])
+    for params, cost in ((own, 2.0), (composed, math.sqrt(2))):
+        f, hhat = reconstruct("plain", params, h_Hx1)
+        assert float(jnp.sum(f)) == pytest.approx(cost, rel=1e-6)
+        np.testing.assert_allclose(hhat, h_Hx1, atol=1e-6)
+
+
+def test_gate_decides_which_units_fire_and_magnitude_path_their_size():
+    params = hand_params(np.eye(2), [-0.5, -0.5], r_mag_D=[np.log(2.0), 0.0], b_mag_D=[0.0, 1.0])
+    h_HxB = jnp.asarray([[1.0, 0.2], [0.2, 1.0]])
+    f, _ = reconstruct("gated", params, h_HxB)
+    # gate open only where the coordinate exceeds 0.5; magnitude 2·h for unit 0, h + 1 for unit 1
+    np.testing.assert_allclose(f, [[2.0, 0.0], [0.0, 2.0]], atol=1e-6)
+
+
+def test_topk_keeps_each_inputs_k_largest_with_k_per_sae_under_one_maximum():
+    pre_DxB = jnp.asarray([[3.0, -1.0], [1.0, 0.5], [2.0, 0.2], [-4.0, -0.1]])
+    masks = jax.vmap(lambda k: example_top_k_mask(pre_DxB, k, 3))(jnp.array([1, 2, 3]))
+    expected = [[[1, 0], [0, 1], [0, 0], [0, 0]],
+                [[1, 0], [0, 1], [1, 1], [0, 0]],
+                [[1, 0], [1, 1], [1, 1], [0, 0]]]  # never a non-positive pre-activation
+    np.testing.assert_array_equal(masks, np.array(expected, bool))
+
+
+def test_batchtopk_keeps_the_batchs_k_times_b_largest_and_encodes_alone_at_evaluation():
+    pre_DxB = jnp.asarray([[3.0, 0.1, 0.2], [2.0, 0.3, -1.0], [1.5, 0.05, 0.4]])
+    mask, threshold = batch_top_k_mask(pre_DxB, jnp.int32(1))  # k·B = 3 of 9 entries
+    np.testing.assert_array_equal(mask, [[1, 0, 0], [1, 0, 0], [1, 0, 0]])
+    assert float(threshold) == pytest.approx(1.5)
+    params = hand_params(np.eye(3), np.zeros(3), threshold=0.25)
+    spec = SaeSpec(dict_size=3, kind="batchtopk", k_max=2)
+    f_eval, _ = reconstruct("batchtopk", params, pre_DxB, one(k=1), spec, training=False)
+    np.testing.assert_allclose(f_eval, np.where(pre_DxB > 0.25, pre_DxB, 0.0))
+    _, aux = SAE_KINDS.get("batchtopk").encode(params, pre_DxB, one(k=1), spec, True)
+    tracked = track_threshold(params, aux, spec)["threshold"]  # θ + (1 − 0.99)(1.5 − θ)
+    assert float(tracked) == pytest.approx(0.25 + 0.01 * 1.25)
+
+
+def test_kth_largest_by_bisection_equals_sorting():
+    values = jnp.asarray(np.random.default_rng(0).exponential(size=(64, 32)) * (np.arange(32) % 3 > 0), jnp.float32)
+    ordered = np.sort(np.asarray(values).ravel())[::-1]
+    for k in (1, 7, 500, 1300, 2048):
+        assert float(kth_largest(values, jnp.int32(k))) == ordered[k - 1]
+    mask, threshold = batch_top_k_mask(values - 0.5, jnp.int32(40))  # 40·32 > the positive entries
+    assert float(threshold) == 0.0 and int(mask.sum()) == int((values > 0.5).sum())
+
+
+def test_jumprelu_forward_and_the_papers_pseudo_derivatives():
+    """Rajamanoharan et al. 2024 eqs. 11-12: ∂/∂θ of z·H(z − θ) is −(θ/ε)K((z − θ)/ε), of
+    H(z − θ) is −(1/ε)K(…), K the rectangle of width 1; z gets H(z − θ) and 0."""
+    z = jnp.asarray([0.1, 0.48, 0.52, 0.56, 0.9])
+    theta, eps = jnp.asarray(0.5), jnp.asarray(0.1)
+    np.testing.assert_allclose(jump_relu(z, theta, eps), [0, 0, 0.52, 0.56, 0.9], atol=1e-7)
+    in_window = np.abs(np.asarray(z) - 0.5) < 0.05  # |z − θ|/ε < ½: 0.48 and 0.52
+    g_z, g_theta = jax.grad(lambda z, t: jnp.sum(jump_relu(z, t, eps)), argnums=(0, 1))(z, theta)
+    np.testing.assert_allclose(g_z, np.asarray(z) > 0.5)
+    assert float(g_theta) == pytest.approx(-(0.5 / 0.1) * in_window.sum(), rel=1e-6)
+    g_z, g_theta = jax.grad(lambda z, t: jnp.sum(step(z, t, eps)), argnums=(0, 1))(z, theta)
+    np.testing.assert_allclose(g_z, 0.0)
+    assert float(g_theta) == pytest.approx(-(1 / 0.1) * in_window.sum(), rel=1e-6)
+
+
+def test_matryoshka_adds_every_narrower_prefixs_reconstruction_error():
+    spec = SaeSpec(dict_size=4, kind="matryoshka", k_max=2, matryoshka_widths=(1, 3))
+    assert matryoshka_widths(spec) == (1, 3, 4)
+    assert matryoshka_widths(SaeSpec(dict_size=64, kind="matryoshka", k_max=1)) == (1, 4, 16, 64)
+    rng = np.random.default_rng(0)
+    params = hand_params(rng.normal(size=(4, 3)), np.zeros(4))
+    params["b_dec_H"] = jnp.asarray([0.1, -0.2, 0.3])
+    f_DxB, h_HxB = jnp.asarray(rng.uniform(size=(4, 5)), jnp.float32), jnp.asarray(rng.normal(size=(3, 5)), jnp.float32)
+    W = np.asarray(decoder(params))
+    by_hand = sum(np.mean(np.sum((np.asarray(h_HxB) - (W[:, :w] @ np.asarray(f_DxB)[:w] + [[0.1], [-0.2], [0.3]]))
+                                 ** 2, axis=0)) for w in (1, 3))
+    terms = matryoshka_terms(params, h_HxB, f_DxB, {}, one(), spec)
+    assert float(terms["matryoshka"]) == pytest.approx(by_hand, rel=1e-5)
+
+
+def test_orthogonality_penalty_is_the_mean_squared_overlap_of_distinct_columns():
+    assert float(ortho_penalty(jnp.eye(4)[:, :3])) == pytest.approx(0.0, abs=1e-7)
+    assert float(ortho_penalty(jnp.ones((2, 3)) / math.sqrt(2))) == pytest.approx(1.0, rel=1e-6)
+    W = np.asarray(decoder(hand_params(np.random.default_rng(1).normal(size=(5, 3)), np.zeros(5))))
+    G = W.T @ W
+    assert float(ortho_penalty(jnp.asarray(W))) == pytest.approx((G[~np.eye(5, dtype=bool)] ** 2).mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", SAE_KINDS.names())
+def test_every_kind_has_finite_gradients_that_reach_encoder_and_decoder(kind):
+    spec = SaeSpec(dict_size=6, kind=kind, k_max=2, ortho=True, jumprelu_threshold=0.05)
+    params = init_params(jax.random.key(3), 3, spec)
+    h_HxB = jnp.asarray(np.random.default_rng(4).normal(size=(3, 32)), jnp.float32)
+    hp = one(l1=0.1, k=2, bandwidth=0.5, ortho=0.1)
+    grads = jax.grad(lambda p: objective(p, h_HxB, hp, spec)[0])(params)
+    for name, g in grads.items():
+        assert np.isfinite(np.asarray(g)).all(), name
+    assert float(jnp.abs(grads["V_HxD"]).sum()) > 0 and float(jnp.abs(grads["W_enc_DxH"]).sum()) > 0
+    if kind == "jumprelu":  # the threshold learns through the straight-through estimator
+        assert float(jnp.abs(grads["log_threshold_D"]).sum()) > 0
+
+
+def test_decoder_columns_have_unit_norm_and_names_carry_the_latent_axis():
+    params = hand_params(np.random.default_rng(2).normal(size=(4, 3)), np.zeros(4))
+    np.testing.assert_allclose(jnp.linalg.norm(decoder(params), axis=0), 1.0, rtol=1e-6)
+    assert [latent_axis(n) for n in ("W_enc_DxH", "V_HxD", "b_enc_D", "b_dec_H", "threshold")] == [0, 1, 0, None, None]
+
+
+def test_a_new_kind_is_one_object_in_the_table():
+    """A user's kind: one SaeKind registered from its own module; the built-ins are fixed."""
+    def encode_abs(params, h_HxB, hp, spec, training):
+        return jnp.abs(pre_activation(params, h_HxB)), {}
+
+    mine = SaeKind(name="test_abs_codes", encode=encode_abs, doc="f = |pre|, no penalty")
+    SAE_KINDS.register(mine)
+    spec = SaeSpec(dict_size=2, kind="test_abs_codes")
+    params = hand_params(np.eye(2), [-1.0, 0.0])
+    loss, (f, _, _) = objective(params, jnp.asarray([[0.2], [2.0]]), one(), spec)
+    np.testing.assert_allclose(f, [[0.8], [2.0]], atol=1e-6)  # |0.2 − 1|, |2 + 0|
+    assert float(loss) == pytest.approx(0.6**2, rel=1e-5)  # ĥ = (0.8, 2) against h = (0.2, 2)
+    with pytest.raises(ConfigError, match="built-in"):
+        SAE_KINDS.register(SaeKind(name="plain", encode=encode_abs))
+
+
+def test_the_sae_core_imports_no_orchestration_packages():
+    import subprocess
+    import sys
+
+    code = ("import sys, toymodels.sae, toymodels.sae.synthbench, toymodels.sae.toy; "
+            "print(sorted(m for m in ('hydra', 'ray', 'wandb', 'matplotlib', 'omegaconf') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

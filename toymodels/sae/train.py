@@ -1,0 +1,320 @@
+"""Training many SAEs as one pure function, ``train(key, hp, source_arrays, data_key)``.
+
+Shape-setting values (kind, dictionary size, steps, batch, k_max, widths) live in a static
+``SaeSpec``; per-SAE values (learning rate, λ, k, JumpReLU bandwidth, orthogonality weight) are
+array leaves of ``SaeHParams``; the activations come from a static *source* (a synthetic world,
+``toymodels.sae.worlds``, or a trained toy model, ``toymodels.sae.toy``) and its arrays. So
+``train_saes`` = ``jit(vmap(train))`` trains any number of same-shaped SAEs in one compiled
+program and returns a pytree of parameters and scores, like ``toymodels.train.train_many``.
+
+A source is any static object with ``n_hidden``, ``n_true``, ``has_hierarchy``, ``stream(key)``,
+``draw(arrays, stream, t, batch) -> packed uniforms``, ``inputs(arrays, packed) -> (true features
+z: n_true×B, h: n_hidden×B)``, ``truth(arrays)`` (n_hidden × n_true directions),
+``represented(arrays)``, ``parents(arrays)`` and ``pairs(arrays)``. Both loops draw one batch
+ahead and carry its uniforms, as ``toymodels.train`` does: XLA stores a carried array, where it
+would recompute the random generator in every reader of an unstored one.
+
+Data streams: with ``spec.shared_data`` every SAE of the call reads one stream (one data key) and,
+when the source arrays are shared too (``spec.per_sae_source`` False), each batch is drawn once
+for all of them: vmap leaves a computation that depends on no per-SAE value unbatched. The
+evaluation inputs come from ``spec.eval_seed`` alone, the same for every SAE of a source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from toymodels.sae import metrics
+from toymodels.sae.base import decode, decoder, latent_axis, shared_params, squared_error
+
+# Folded into every SAE key, so SAE streams never coincide with the toy models' own
+# (fold_in(key(base_seed), uid) in toymodels.train.model_keys).
+SAE_STREAM = 0x5AE
+
+
+@dataclasses.dataclass(frozen=True)
+class SaeSpec:
+    """Static settings: SAEs that share a spec and a source shape share one compiled program."""
+
+    dict_size: int
+    kind: str = "plain"  # a kind of toymodels.sae.SAE_KINDS
+    steps: int = 3_000
+    batch_size: int = 1024
+    k_max: int = 0  # top-k kinds: the largest k of any SAE in the program (k is per SAE)
+    matryoshka_widths: tuple = ()  # nested widths (the full width is added); () = D/64, D/16, D/4
+    jumprelu_threshold: float = 1e-3  # JumpReLU's initial θ
+    threshold_decay: float = 0.99  # BatchTopK: running mean of the batch threshold
+    ortho: bool = False  # compile in + λ_o·mean_{j≠k}(d_j·d_k)² (λ_o per SAE: SaeHParams.ortho)
+    resample_every: int = 0  # resample latents dead over the last this many steps (0: never)
+    shared_data: bool = False  # one data stream for every SAE of the call
+    per_sae_source: bool = True  # the source arrays carry a leading SAE axis
+    eval_batch: int = 8192
+    eval_batches: int = 1
+    eval_seed: int = 0
+    curve_points: int = 10  # the training-loss curve: means over this many equal intervals
+
+    def __post_init__(self):
+        if self.dict_size < 1:
+            raise ValueError(f"dict_size must be at least 1, got {self.dict_size}")
+        if self.k_max > self.dict_size:
+            raise ValueError(f"k_max={self.k_max} exceeds dict_size={self.dict_size}")
+
+
+@struct.dataclass
+class SaeHParams:
+    """Per-SAE values; every leaf gains a leading SAE axis under vmap."""
+
+    lr: jax.Array
+    l1: jax.Array  # λ: the L1 (plain, gated, rescaled) or L0 (jumprelu) coefficient
+    k: jax.Array  # int32, top-k kinds (≤ spec.k_max)
+    bandwidth: jax.Array  # JumpReLU's ε
+    ortho: jax.Array  # λ_o (needs spec.ortho)
+
+
+def hparams(n: int, lr=3e-3, l1=0.1, k=1, bandwidth=1e-3, ortho=0.0) -> SaeHParams:
+    """``n`` SAEs' hyperparameters from scalars or length-n sequences."""
+    def leaf(v, dtype=jnp.float32):
+        return jnp.broadcast_to(jnp.asarray(v, dtype), (n,))
+
+    return SaeHParams(lr=leaf(lr), l1=leaf(l1), k=leaf(k, jnp.int32), bandwidth=leaf(bandwidth), ortho=leaf(ortho))
+
+
+@struct.dataclass
+class SaeResult:
+    params: dict
+    scores: metrics.SaeScores
+    curve: jax.Array  # mean training objective over ``spec.curve_points`` equal intervals
+
+
+def kind_of(spec: SaeSpec):
+    from toymodels.sae import SAE_KINDS
+
+    return SAE_KINDS.get(spec.kind)
+
+
+def init_params(key: jax.Array, n_hidden: int, spec: SaeSpec) -> dict:
+    shared_key, own_key = jax.random.split(key)
+    return {**shared_params(shared_key, n_hidden, spec.dict_size), **kind_of(spec).init(own_key, n_hidden,
+                                                                                      spec.dict_size, spec)}
+
+
+def ortho_penalty(W_dec_HxD: jax.Array) -> jax.Array:
+    """mean_{j≠k} (d_j·d_k)² for unit columns: (‖W Wᵀ‖_F² − D) / (D(D − 1)), through the m×m
+    Gram matrix W Wᵀ rather than the D×D one."""
+    d = W_dec_HxD.shape[1]
+    gram_HxH = W_dec_HxD @ W_dec_HxD.T
+    return (jnp.sum(gram_HxH**2) - d) / max(d * (d - 1), 1)
+
+
+def objective(params, h_HxB, hp: SaeHParams, spec: SaeSpec, training: bool = True):
+    """(loss, (codes, reconstruction, aux)): ‖h − ĥ‖² plus the kind's terms, plus the
+    orthogonality penalty when compiled in."""
+    kind = kind_of(spec)
+    f_DxB, aux = kind.encode(params, h_HxB, hp, spec, training)
+    hhat_HxB = decode(params, f_DxB)
+    terms = {"recon": squared_error(h_HxB, hhat_HxB), **kind.loss_terms(params, h_HxB, f_DxB, aux, hp, spec)}
+    if spec.ortho:
+        terms["ortho"] = hp.ortho * ortho_penalty(decoder(params))
+    return sum(terms.values()), (f_DxB, hhat_HxB, aux)
+
+
+def resample_dead(params, opt_state, dead_D, h_HxB, hhat_HxB, spec: SaeSpec, init):
+    """Latents dead since the last resampling restart on the inputs reconstructed worst: decoder
+    column along the input's residual, encoder row the same scaled to 0.2 × the mean live encoder
+    row norm (Anthropic's "Towards monosemanticity" recipe), biases and the kind's own per-latent
+    values as at init, their Adam moments zeroed. Deterministic: the j-th dead latent takes the
+    j-th worst input."""
+    residual_HxB = h_HxB - hhat_HxB
+    order_B = jnp.argsort(-jnp.sum(residual_HxB**2, axis=0))
+    rank_D = jnp.cumsum(dead_D) - 1
+    direction_HxD = residual_HxB[:, order_B[rank_D % order_B.shape[0]]]
+    direction_HxD = direction_HxD / jnp.maximum(jnp.linalg.norm(direction_HxD, axis=0, keepdims=True), 1e-12)
+    enc_norm_D = jnp.linalg.norm(params["W_enc_DxH"], axis=1)
+    live_norm = jnp.sum(jnp.where(dead_D, 0.0, enc_norm_D)) / jnp.maximum(jnp.sum(~dead_D), 1)
+    scale = 0.2 * jnp.where(live_norm > 0, live_norm, 1.0)
+    fresh = {**init, "V_HxD": direction_HxD, "W_enc_DxH": scale * direction_HxD.T}
+
+    def reset(name, value, new):
+        axis = latent_axis(name)
+        if axis is None:
+            return value
+        mask = jnp.expand_dims(dead_D, [a for a in range(value.ndim) if a != axis])
+        return jnp.where(mask, new, value)
+
+    params = {name: reset(name, v, fresh[name]) for name, v in params.items()}
+    adam = opt_state[0]
+    zero = {name: jnp.zeros_like(v) for name, v in params.items()}
+    adam = adam._replace(mu={n: reset(n, v, zero[n]) for n, v in adam.mu.items()},
+                         nu={n: reset(n, v, zero[n]) for n, v in adam.nu.items()})
+    return params, (adam,) + tuple(opt_state[1:])
+
+
+@struct.dataclass
+class SaeState:
+    params: dict
+    opt_state: tuple
+    fired_D: jax.Array  # latents that fired since the last resampling
+    fresh: dict  # the key's init: what resampling restarts a latent from
+
+
+def make_sae(spec: SaeSpec, n_hidden: int):
+    """``init(key, hp, params0=None) -> SaeState`` and ``step(state, h_HxB, hp, t) -> (state,
+    loss)`` of one SAE. ``params0``: start from these parameters (a warm start, or resuming from
+    stored ones) instead of the key's init; the optimiser state starts fresh."""
+    kind = kind_of(spec)
+    grad_fn = jax.value_and_grad(lambda p, h, hp: objective(p, h, hp, spec), has_aux=True)
+
+    def init(key, hp, params0=None) -> SaeState:
+        fresh = init_params(key, n_hidden, spec)
+        params = fresh if params0 is None else params0
+        return SaeState(params, optax.adam(hp.lr).init(params), jnp.zeros((spec.dict_size,), bool), fresh)
+
+    def step(state: SaeState, h_HxB, hp, t):
+        opt = optax.adam(hp.lr)
+        (loss, (f_DxB, hhat_HxB, aux)), grads = grad_fn(state.params, h_HxB, hp)
+        updates, opt_state = opt.update(grads, state.opt_state, state.params)
+        params = kind.update_state(optax.apply_updates(state.params, updates), aux, spec)
+        fired_D = state.fired_D | jnp.any(f_DxB > 0, axis=1)
+        if spec.resample_every:
+            due = (t + 1) % spec.resample_every == 0
+            params, opt_state = jax.lax.cond(
+                due, lambda: resample_dead(params, opt_state, ~fired_D, h_HxB, hhat_HxB, spec, state.fresh),
+                lambda: (params, opt_state))
+            fired_D = fired_D & ~due
+        return state.replace(params=params, opt_state=opt_state, fired_D=fired_D), loss
+
+    return init, step
+
+
+def curve_of(losses, spec: SaeSpec):
+    """The mean training objective over ``spec.curve_points`` equal intervals."""
+    every = max(spec.steps // spec.curve_points, 1)
+    return jnp.mean(losses[: every * (spec.steps // every)].reshape(-1, every), axis=-1)
+
+
+def evaluate(specs, source, params, hps, arrays, batched: bool):
+    """Scores of one or more groups of SAEs (``specs[i]`` with ``params[i]``, ``hps[i]``) on the
+    same evaluation batches, each batch drawn once for all of them. ``batched``: every group's
+    leaves carry a leading SAE axis (the mixed program), else one SAE per group."""
+    spec0 = specs[0]
+    parents = source.parents(arrays) if source.has_hierarchy else None
+    truth_HxF, represented_F = source.truth(arrays), source.represented(arrays)
+
+    def start(spec, p):
+        W_dec_HxD = decoder(p)
+        match_D, latent_F = metrics.matches(truth_HxF, W_dec_HxD, represented_F)
+        return metrics.EvalSums.zeros(source.n_hidden, spec.dict_size, source.n_true), W_dec_HxD, match_D, latent_F
+
+    def add(spec, p, hp, sums, match_D, latent_F, z_FxB, h_HxB):
+        f_DxB, _ = kind_of(spec).encode(p, h_HxB, hp, spec, False)
+        loss = objective(p, h_HxB, hp, spec)[0]
+        return sums.add(h_HxB, decode(p, f_DxB), f_DxB, z_FxB, match_D, latent_F, parents, loss)
+
+    def over(fn, *in_axes):
+        return jax.vmap(fn, in_axes=in_axes) if batched else fn
+
+    starts = [over(partial(start, spec), 0)(p) for spec, p in zip(specs, params)]
+    stream = source.stream(jax.random.key(spec0.eval_seed))
+
+    def one(carry, i):
+        sums, packed = carry
+        z_FxB, h_HxB = source.inputs(arrays, packed)
+        sums = tuple(over(partial(add, spec), 0, 0, 0, 0, 0, None, None)(p, hp, s, st[2], st[3], z_FxB, h_HxB)
+                     for spec, p, hp, s, st in zip(specs, params, hps, sums, starts))
+        return (sums, source.draw(arrays, stream, i + 1, spec0.eval_batch)), None
+
+    first = source.draw(arrays, stream, jnp.uint32(0), spec0.eval_batch)
+    (sums, _), _ = jax.lax.scan(one, (tuple(st[0] for st in starts), first),
+                                jnp.arange(spec0.eval_batches, dtype=jnp.uint32))
+    finish = partial(metrics.scores, n_batches=spec0.eval_batches, truth_HxF=truth_HxF, represented_F=represented_F,
+                     pairs_Px2=source.pairs(arrays))
+    return [over(lambda s, W, m: finish(s, W_dec_HxD=W, match_D=m), 0, 0, 0)(s, st[1], st[2])
+            for s, st in zip(sums, starts)]
+
+
+def make_train(spec: SaeSpec, source):
+    """Build ``train(key, hp, source_arrays, data_key, params0=None) -> SaeResult`` for one SAE;
+    vmap it for many (``train_saes``)."""
+    init, step = make_sae(spec, source.n_hidden)
+
+    def train(key: jax.Array, hp: SaeHParams, arrays, data_key: jax.Array, params0=None) -> SaeResult:
+        stream = source.stream(data_key)
+
+        def body(carry, t):
+            state, packed = carry
+            _, h_HxB = source.inputs(arrays, packed)
+            state, loss = step(state, h_HxB, hp, t)
+            return (state, source.draw(arrays, stream, t + 1, spec.batch_size)), loss
+
+        carry = (init(key, hp, params0), source.draw(arrays, stream, jnp.uint32(0), spec.batch_size))
+        (state, _), losses = jax.lax.scan(body, carry, jnp.arange(spec.steps, dtype=jnp.uint32))
+        [scores] = evaluate([spec], source, [state.params], [hp], arrays, batched=False)
+        return SaeResult(params=state.params, scores=scores, curve=curve_of(losses, spec))
+
+    return train
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def train_saes(spec: SaeSpec, source, keys: jax.Array, hp: SaeHParams, arrays, data_keys: jax.Array,
+               params0=None) -> SaeResult:
+    """Train ``len(keys)`` SAEs in one compiled program. ``arrays``: the source's arrays, with a
+    leading SAE axis when ``spec.per_sae_source``; ``data_keys``: one key per SAE, or a single
+    key with ``spec.shared_data``; ``params0``: optional starting parameters, one per SAE."""
+    axes = (0, 0, 0 if spec.per_sae_source else None, None if spec.shared_data else 0, 0)
+    return jax.vmap(make_train(spec, source), in_axes=axes)(keys, hp, arrays, data_keys, params0)
+
+
+SHARED_FIELDS = ("steps", "batch_size", "eval_batch", "eval_batches", "eval_seed")
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def train_mixed(specs: tuple, source, keys: tuple, hps: tuple, arrays, data_key: jax.Array) -> tuple:
+    """Groups of SAEs of different specs (kinds, sizes) in one compiled program on one shared data
+    stream: each batch is drawn once for every SAE of every group (at full SynthSAEBench size the
+    world's batch is ~15% of a step's work per SAE). ``keys[i]``, ``hps[i]``: group i's SAEs;
+    the specs must agree on steps, batch and evaluation. Returns one ``SaeResult`` per group."""
+    for name in SHARED_FIELDS:
+        if len({getattr(s, name) for s in specs}) > 1:
+            raise ValueError(f"train_mixed: every spec must share {name}, got {[getattr(s, name) for s in specs]}")
+    spec0 = specs[0]
+    pieces = [make_sae(spec, source.n_hidden) for spec in specs]
+    stream = source.stream(data_key)
+
+    def body(carry, t):
+        states, packed = carry
+        _, h_HxB = source.inputs(arrays, packed)
+        stepped = [jax.vmap(step, in_axes=(0, None, 0, None))(state, h_HxB, hp, t)
+                   for (_, step), state, hp in zip(pieces, states, hps)]
+        return (tuple(s for s, _ in stepped), source.draw(arrays, stream, t + 1, spec0.batch_size)), \
+            tuple(loss for _, loss in stepped)
+
+    states = tuple(jax.vmap(init)(k, hp) for (init, _), k, hp in zip(pieces, keys, hps))
+    carry = (states, source.draw(arrays, stream, jnp.uint32(0), spec0.batch_size))
+    (states, _), losses = jax.lax.scan(body, carry, jnp.arange(spec0.steps, dtype=jnp.uint32))
+    params = [s.params for s in states]
+    scores = evaluate(list(specs), source, params, list(hps), arrays, batched=True)
+    return tuple(SaeResult(params=p, scores=sc, curve=jax.vmap(lambda l: curve_of(l, spec0), in_axes=1)(loss))
+                 for p, sc, loss in zip(params, scores, losses))
+
+
+def sae_keys(base_seed: int, source_uids, sae_seeds) -> jax.Array:
+    """One key per SAE from its source's uid and its own seed: independent of grouping, and
+    shared across λ, k, dictionary sizes and kinds (paired comparisons: the same init directions
+    where shapes agree, the same training inputs)."""
+    base = jax.random.fold_in(jax.random.key(base_seed), SAE_STREAM)
+    uids = jnp.asarray(source_uids, jnp.uint32)
+    seeds = jnp.asarray(sae_seeds, jnp.uint32)
+    return jax.vmap(lambda u, s: jax.random.fold_in(jax.random.fold_in(base, u), s))(uids, seeds)
+
+
+def split_keys(keys: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(init keys, data keys) from SAE keys: the data stream is the same for every SAE that
+    shares a key, whatever its kind or size."""
+    both = jax.vmap(lambda k: jax.random.split(k))(keys)
+    return both[:, 0], both[:, 1]
