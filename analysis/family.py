@@ -9,6 +9,7 @@ from analysis.neurons import plot_l1_cost, plot_neurons
 from analysis.noise import plot_noise
 from analysis.perturb import class_losses, crossing_ratio, perturb_table, plot_perturb
 from analysis.sweep import StoredSweep
+from analysis.target_noise import target_noise_figures
 
 
 def is_noise_setting(config: dict) -> bool:
@@ -39,4 +40,5 @@ def family_figures(sweep: StoredSweep) -> dict:
         sweep.notes["polygon_digons_crossing_ratio"] = round(crossing_ratio(class_losses(perturb_table(table))), 3)
     if is_noise_setting(config):
         figures["noise"] = plot_noise(table, axes, stamp)
+    figures.update(target_noise_figures(sweep))  # a new target every sample (random_target)
     return figures

@@ -26,12 +26,13 @@ CONF_DIR = Path(os.environ.get("TOYMODELS_CONF") or Path(__file__).resolve().par
 # Grid axes: per-model values (array leaves, one compile for all) and shape-setting values
 # (static: models that differ in one never share a chunk).
 PER_MODEL_AXES = ("density", "density_last", "importance_decay", "importance_last", "lr", "weight_decay",
-                  "l1_hidden", "capacity_feature", "capacity_target", "capacity_penalty", "dataset_seed")
+                  "l1_hidden", "capacity_feature", "capacity_target", "capacity_penalty", "dataset_seed",
+                  "mono_penalty", "mono_start")
 STREAMS = ("model", "seed")
 STATIC_AXES = ("n_features", "n_hidden", "batch_size", "steps", "model", "n_train", "repeats")
 GRID_AXES = PER_MODEL_AXES + STATIC_AXES
 INTEGER_AXES = ("n_features", "n_hidden", "batch_size", "steps", "n_train", "repeats", "dataset_seed",
-                "capacity_feature")
+                "capacity_feature", "mono_start")
 GRID_GENERATORS = ("geomspace", "linspace")
 EXECUTORS = ("ray", "local")
 RAY_AUTH_MODES = ("disabled", "token")
@@ -102,6 +103,10 @@ class TrainConf:
     capacity_feature: int = -1
     capacity_target: float = 1.0
     capacity_penalty: float = 0.0
+    # Buy monosemanticity: + mono_penalty · Σ_i C_i(1 − C_i) (0: off), on from step mono_start
+    # (0: from scratch; s > 0: a fine-tune after s steps without it). Not in the stored loss.
+    mono_penalty: float = 0.0
+    mono_start: int = 0
     piece_size: int = 1024  # finite data: points per piece of the full-batch loss (bounds memory)
     # Compute each batch in this many column blocks: same data, gradient equal up to rounding,
     # faster on CPU for wide chunks (README: Benchmark). Must divide batch_size.
@@ -192,9 +197,17 @@ def _positive_int(key: str, value, minimum: int = 1) -> None:
         raise ConfigError(key, f"must be an integer >= {minimum}, got {value!r}")
 
 
-def _density(key: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 < value <= 1.0):
-        raise ConfigError(key, f"a density p = 1 - S must be a number in (0, 1], got {value!r}")
+def _density(key: str, value, zero: bool = False) -> None:
+    """A density in (0, 1], or [0, 1] where the data kind says 0 is meaningful (``zero``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= value <= 1.0) or (
+            value == 0 and not zero):
+        interval = "[0, 1] (this data kind allows 0)" if zero else "(0, 1]"
+        raise ConfigError(key, f"a density p = 1 - S must be a number in {interval}, got {value!r}")
+
+
+def _zero_density(config: Config) -> bool:
+    kind = DATA.find(config.data.kind)
+    return bool(kind and kind.zero_density)
 
 
 def _number(value) -> bool:
@@ -233,6 +246,18 @@ def _validate_penalties(config: Config) -> None:
         raise ConfigError("train.capacity_target", f"a capacity target must be a number in [0, 1], got {t.capacity_target!r}")
     if not (_number(t.capacity_penalty) and t.capacity_penalty >= 0):
         raise ConfigError("train.capacity_penalty", f"must be a number >= 0, got {t.capacity_penalty!r}")
+    if not (_number(t.mono_penalty) and t.mono_penalty >= 0):
+        raise ConfigError("train.mono_penalty", f"must be a number >= 0, got {t.mono_penalty!r}")
+    _mono_start("train.mono_start", t.mono_start, config)
+
+
+def _mono_start(key: str, value, config: Config) -> None:
+    """A step from which the monosemanticity term is on: below every trained number of steps."""
+    _positive_int(key, value, minimum=0)
+    grid = config.sweep.grid
+    for steps in (expand_axis("steps", grid["steps"]) if "steps" in grid else [config.train.steps]):
+        if isinstance(steps, int) and value >= steps:
+            raise ConfigError(key, f"the term would never be on: must be below train.steps={steps}, got {value}")
 
 
 def is_finite(config: Config) -> bool:
@@ -267,6 +292,8 @@ def _validate_finite(config: Config) -> None:
                           f"train.schedule=warmup_cosine (linear warm-up, cosine to 0), got {t.schedule!r}")
     if t.l1_hidden > 0 or "l1_hidden" in grid or t.capacity_feature >= 0 or "capacity_feature" in grid:
         raise ConfigError("train.l1_hidden", "the optional loss terms are not available with finite data")
+    if t.mono_penalty > 0 or "mono_penalty" in grid:
+        raise ConfigError("train.mono_penalty", "the optional loss terms are not available with finite data")
     copies = max(d.repeats, 1) * d.n_repeated
     for T in (expand_axis("n_train", grid["n_train"]) if "n_train" in grid else [d.n_train]):
         if isinstance(T, int) and copies > T:
@@ -322,9 +349,9 @@ def validate(config: Config) -> None:
         if len(d.density) != m.n_features:
             raise ConfigError("data.density", f"a per-feature list needs model.n_features={m.n_features} values, got {len(d.density)}")
         for i, p in enumerate(d.density):
-            _density(f"data.density[{i}]", p)
+            _density(f"data.density[{i}]", p, _zero_density(config))
     else:
-        _density("data.density", d.density)
+        _density("data.density", d.density, _zero_density(config))
     _validate_data_kind(config)
     imp = d.importance
     _choice("data.importance.kind", imp.kind, IMPORTANCE_KINDS)
@@ -395,8 +422,8 @@ def validate(config: Config) -> None:
         values = expand_axis(name, spec)
         for i, v in enumerate(values):
             key = f"sweep.grid.{name}[{i}]"
-            if name == "density":
-                _density(key, v)
+            if name in ("density", "density_last"):
+                _density(key, v, _zero_density(config))
             elif name == "model":
                 _choice(key, v, MODELS.names())
             elif name in STATIC_AXES:
@@ -405,16 +432,16 @@ def validate(config: Config) -> None:
                 raise ConfigError(key, f"must be a number > 0, got {v!r}")
             elif name == "lr" and not (isinstance(v, (int, float)) and v > 0):
                 raise ConfigError(key, f"must be a number > 0, got {v!r}")
-            elif name in ("weight_decay", "l1_hidden", "capacity_penalty") and not (_number(v) and v >= 0):
+            elif name in ("weight_decay", "l1_hidden", "capacity_penalty", "mono_penalty") and not (_number(v) and v >= 0):
                 raise ConfigError(key, f"must be a number >= 0, got {v!r}")
-            elif name == "density_last":
-                _density(key, v)
             elif name == "capacity_target" and not (_number(v) and 0 <= v <= 1):
                 raise ConfigError(key, f"a capacity target must be a number in [0, 1], got {v!r}")
             elif name == "capacity_feature":
                 _capacity_feature(key, v, m.n_features)
             elif name == "dataset_seed":
                 _positive_int(key, v, minimum=0)
+            elif name == "mono_start":
+                _mono_start(key, v, config)
     if "importance_decay" in s.grid and imp.kind != "geometric":
         raise ConfigError("sweep.grid.importance_decay", f"needs data.importance.kind=geometric, got {imp.kind!r}")
     if "density" in s.grid and isinstance(d.density, (list, tuple)):
