@@ -20,6 +20,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from analysis import capacity_theory as ct
+from analysis.capacity_phase import plot_capacity_phase
 from analysis.geometry import importance_colors
 from analysis.phase_diagram import _edges, grid_of
 from analysis.sweep import stamp_figure, wrapped_suptitle
@@ -314,6 +315,8 @@ def capacity_figures(sweep, thresholds: ct.CapacityThresholds = THRESHOLDS) -> d
     table, stamp = sweep.table, sweep.stamp()
     keys = ["model"] + [a for a in sweep.axes if a in table and a not in ("model", "seed")]
     held, free = table[_penalised(table)], table[~_penalised(table)]
+    if "mono_penalty" in free:  # a monosemanticity term changes the optimum: not the free model's
+        free = free[free["mono_penalty"] == 0]
     figures = {}
     if len(held) and held["capacity_target"].nunique() >= 3:
         group_by = [k for k in keys if k != "capacity_target"]
@@ -322,7 +325,9 @@ def capacity_figures(sweep, thresholds: ct.CapacityThresholds = THRESHOLDS) -> d
     two = free[[len(list(c)) == 2 for c in free["capacity"]]] if len(free) else free
     ratios = {tuple(np.round(_vector(r, "feature_importance"), 12)) for _, r in two.iterrows()}
     if x and len(ratios) > 1:
-        figures["capacity_phase_diagram"] = _phase_figure(two, x, thresholds, stamp)
+        quadratic = (two["model"] == "quadratic").all() and two["kurtosis"].notna().all()
+        figures["capacity_phase_diagram"] = (plot_capacity_phase(two, stamp) if quadratic
+                                             else _phase_figure(two, x, thresholds, stamp))
     if len(free):
         figures["capacity_allocation"] = _panels(best_rows(free, keys), plot_capacity_allocation, keys,
                                                  "Capacity allocation C_i (best seed per grid point)", stamp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from analysis.correlated import plot_correlated
 from analysis.kinds import has_sets, is_privileged
+from analysis.monosemanticity_figures import monosemanticity_figures
 from analysis.neurons import plot_l1_cost, plot_neurons
 from analysis.noise import plot_noise
 from analysis.perturb import class_losses, crossing_ratio, perturb_table, plot_perturb
@@ -41,4 +42,5 @@ def family_figures(sweep: StoredSweep) -> dict:
     if is_noise_setting(config):
         figures["noise"] = plot_noise(table, axes, stamp)
     figures.update(target_noise_figures(sweep))  # a new target every sample (random_target)
+    figures.update(monosemanticity_figures(sweep))  # μ·Σ C(1−C) against other interventions
     return figures

@@ -67,7 +67,8 @@ def _curves(ax, measured: pd.DataFrame, axes: list[str], axis: str | None, colum
     others = _others(axes, axis, measured)
     groups = measured.groupby(others) if others else [((), measured)]
     for k, (key, group) in enumerate(groups):
-        tag = "" if not others else " (" + ", ".join(f"{a}={v:.3g}" for a, v in zip(others, np.atleast_1d(key))) + ")"
+        tag = "" if not others else " (" + ", ".join(f"{a}={v:.3g}" if isinstance(v, (int, float, np.number)) else f"{a}={v}"
+                                              for a, v in zip(others, np.atleast_1d(key))) + ")"
         stats = group.groupby(axis)[list(columns)].agg(["mean", "min", "max"]) if axis else None
         for (column, (label, style)) in columns.items():
             if stats is None:

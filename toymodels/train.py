@@ -134,7 +134,7 @@ def make_train(spec: TrainSpec):
             held = jnp.sum(hp.capacity_onehot_F * metrics.capacity(kind.features(params)))
             loss = loss + hp.capacity_penalty * (held - hp.capacity_target) ** 2
         if spec.mono_penalty:
-            C_F = metrics.capacity(kind.features(params))
+            C_F = metrics.capacity_for_gradients(kind.features(params))
             on = (t >= hp.mono_start).astype(loss.dtype)
             loss = loss + on * hp.mono_penalty * jnp.sum(C_F * (1.0 - C_F))
         return loss
