@@ -333,7 +333,7 @@ def capacity_figures(sweep, thresholds: ct.CapacityThresholds = THRESHOLDS) -> d
                                                  "Capacity allocation C_i (best seed per grid point)", stamp)
     if x:
         figures["capacity_vs_sparsity"] = _sparsity_figure(free, keys, x, thresholds, stamp)
-    if "snap_capacity" in table and "snap_step" in table:  # penalised models first: their target is drawn
+    if "snap_capacity" in table and "snap_step" in table and len(held) + len(free):  # penalised first: their target is drawn
         shown = best_rows(held, list(dict.fromkeys(keys + ["capacity_target"]))) if len(held) else best_rows(free, keys)
         figures["capacity_over_training"] = _panels(shown, plot_capacity_over_training, keys,
                                                     "Capacity C_i over training (best seed)", stamp, count=4)

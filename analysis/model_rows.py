@@ -26,8 +26,9 @@ def _missing(value) -> bool:
 
 def param_names(row: pd.Series) -> list[str]:
     """The kind's parameter names (each a column of the store; ``W`` is the feature directions)."""
-    n, m = int(row["n_features"]), int(row["n_hidden"])
-    return list(init_params(jax.random.key(0), n, m, 1.0, row["model"], kind_options(row)))
+    n, m, options = int(row["n_features"]), int(row["n_hidden"]), kind_options(row)
+    shapes = jax.eval_shape(lambda key: init_params(key, n, m, 1.0, row["model"], options), jax.random.key(0))
+    return list(shapes)  # traced, never run: no compile per shape
 
 
 def params_of(row: pd.Series) -> dict:

@@ -116,8 +116,8 @@ def make_read_matrices(inputs_of):
 
 def make_features(read):
     def features(params):
-        R = read(params)
-        return R.reshape(-1, R.shape[-1])  # layers stacked: m×n
+        R = read(params)  # (…×)L×k×n: the store calls this on a chunk's stacked parameters
+        return R.reshape(R.shape[:-3] + (-1, R.shape[-1]))  # layers stacked: m×n
 
     return features
 
