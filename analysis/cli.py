@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from analysis.backdoor import backdoor_figures
 from analysis.capacity import capacity_figures
 from analysis.curves import plot_loss_curves
 from analysis.double_descent import double_descent_figures
@@ -28,7 +29,8 @@ def figures_for(sweep: StoredSweep, thresholds: PhaseThresholds, feature: int | 
     """Every figure the sweep's shape supports, by name."""
     table, axes, stamp = sweep.table, sweep.axes, sweep.stamp()
     if "n_train" in table.columns:  # finite datasets: memorisation and double descent
-        return {"loss_curves": plot_loss_curves(table, axes, stamp), **double_descent_figures(sweep)}
+        return {"loss_curves": plot_loss_curves(table, axes, stamp), **double_descent_figures(sweep),
+                **backdoor_figures(sweep)}
     n = int(table["n_features"].max())
     figures = {
         "loss_curves": plot_loss_curves(table, axes, stamp),

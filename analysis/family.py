@@ -3,6 +3,7 @@ config alone, for ``toymodels-figures``."""
 
 from __future__ import annotations
 
+from analysis.backdoor import backdoor_figures
 from analysis.circuits_figures import circuit_figures
 from analysis.correlated import plot_correlated
 from analysis.kinds import has_sets, is_privileged
@@ -45,4 +46,5 @@ def family_figures(sweep: StoredSweep) -> dict:
     figures.update(target_noise_figures(sweep))  # a new target every sample (random_target)
     figures.update(monosemanticity_figures(sweep))  # μ·Σ C(1−C) against other interventions
     figures.update(circuit_figures(sweep))  # capacity across layers (kinds with read_matrices)
+    figures.update(backdoor_figures(sweep))  # when toymodels-backdoor has scored the sweep
     return figures

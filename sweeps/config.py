@@ -25,7 +25,7 @@ CONF_DIR = Path(os.environ.get("TOYMODELS_CONF") or Path(__file__).resolve().par
 
 # Grid axes: per-model values (array leaves, one compile for all) and shape-setting values
 # (static: models that differ in one never share a chunk).
-PER_MODEL_AXES = ("density", "density_last", "importance_decay", "importance_last", "lr", "weight_decay",
+PER_MODEL_AXES = ("density", "density_last", "density_last_ratio", "importance_decay", "importance_last", "lr", "weight_decay",
                   "l1_hidden", "capacity_feature", "capacity_target", "capacity_penalty", "dataset_seed",
                   "mono_penalty", "mono_start")
 STREAMS = ("model", "seed")
@@ -251,6 +251,20 @@ def _validate_penalties(config: Config) -> None:
     _mono_start("train.mono_start", t.mono_start, config)
 
 
+def _density_ratio(key: str, value, config: Config) -> None:
+    """The last feature's density as a multiple of its configured one: > 0, and at most 1 in all."""
+    if not (_number(value) and value > 0):
+        raise ConfigError(key, f"must be a number > 0, got {value!r}")
+    if "density_last" in config.sweep.grid:
+        raise ConfigError(key, "sets the last feature's density as density_last does: sweep one of them")
+    d = config.data.density
+    grid = config.sweep.grid
+    last = expand_axis("density", grid["density"]) if "density" in grid else [d[-1] if isinstance(d, (list, tuple)) else d]
+    for p in last:
+        if isinstance(p, (int, float)) and value * p > 1:
+            raise ConfigError(key, f"{value} × density {p} is above 1")
+
+
 def _mono_start(key: str, value, config: Config) -> None:
     """A step from which the monosemanticity term is on: below every trained number of steps."""
     _positive_int(key, value, minimum=0)
@@ -285,7 +299,7 @@ def _validate_finite(config: Config) -> None:
     kinds = expand_axis("model", grid["model"]) if "model" in grid else [config.model.kind]
     for kind in kinds:
         _choice("model.kind", kind, FINITE_MODELS)
-    if isinstance(d.density, (list, tuple)) or "density_last" in grid:
+    if isinstance(d.density, (list, tuple)) or "density_last" in grid or "density_last_ratio" in grid:
         raise ConfigError("data.density", "finite datasets use one density for every feature")
     if t.schedule != "warmup_cosine":
         raise ConfigError("train.schedule", "finite data trains with Henighan et al.'s schedule: set "
@@ -442,6 +456,8 @@ def validate(config: Config) -> None:
                 _positive_int(key, v, minimum=0)
             elif name == "mono_start":
                 _mono_start(key, v, config)
+            elif name == "density_last_ratio":
+                _density_ratio(key, v, config)
     if "importance_decay" in s.grid and imp.kind != "geometric":
         raise ConfigError("sweep.grid.importance_decay", f"needs data.importance.kind=geometric, got {imp.kind!r}")
     if "density" in s.grid and isinstance(d.density, (list, tuple)):

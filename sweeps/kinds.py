@@ -100,6 +100,7 @@ def _check_sets(config, spec: DataSpec) -> None:
             if len(set(d.density[start:start + size])) > 1:
                 raise ConfigError("data.density", f"members of one {d.kind} set share one density; features "
                                   f"{start}..{start + size - 1} differ")
-    if "density_last" in config.sweep.grid and size > 1:
-        raise ConfigError("sweep.grid.density_last", f"would split the last {d.kind} set's density; "
-                          "sweep density instead")
+    for axis in ("density_last", "density_last_ratio"):
+        if axis in config.sweep.grid and size > 1:
+            raise ConfigError(f"sweep.grid.{axis}", f"would split the last {d.kind} set's density; "
+                              "sweep density instead")

@@ -135,6 +135,8 @@ def _point(config: Config, coords: tuple, seed: int, n_features: int, order: int
     density_F = [float(p) for p in density] if isinstance(density, (list, tuple)) else [float(density)] * n_features
     if "density_last" in values:  # the last feature's density, the others as configured
         density_F[-1] = float(values["density_last"])
+    if "density_last_ratio" in values:  # the last feature's density as a multiple of its own
+        density_F[-1] = float(values["density_last_ratio"]) * density_F[-1]
     importance_F = importance_profile(
         n_features, imp.kind, float(values.get("importance_decay", imp.decay)), imp.ratio, tuple(imp.values)
     )
