@@ -21,6 +21,16 @@ DETECTOR_LABELS = {"norm": "‖h‖", "mahalanobis": "Mahalanobis", "mahalanobis
 NEGATIVE_LABELS = {"fresh": "fresh D", "dense": "benign at 3p", "mimic": "mimics"}
 
 
+def _log_ticks(ax, values) -> None:
+    """Log x with the plotted values as tick labels (no overlapping minor labels)."""
+    from matplotlib.ticker import NullFormatter
+
+    values = np.unique(np.asarray(values, float))
+    ax.set_xscale("log")
+    ax.set_xticks(values, [f"{v:.2g}" for v in values], fontsize=7)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean, min and max AUROC and TPR at 1% FPR per (positive, negative, detector) over models
     whose backdoor is represented."""
@@ -56,7 +66,7 @@ def _along_superposition(ax, table: pd.DataFrame) -> None:
     for k, (det, group) in enumerate(shown.groupby("detector", sort=False)):
         line = group.groupby("ratio")["auroc"].mean()
         ax.plot(line.index, line.to_numpy(), "o-", ms=3, color=f"C{k}", label=DETECTOR_LABELS.get(det, det))
-    ax.set_xscale("log")
+    _log_ticks(ax, shown["ratio"].unique())
     ax.set_xlabel("benign features per dimension n_b/m")
     ax.set_ylabel("AUROC, backdoor alone vs fresh D")
     ax.legend(fontsize=6)
@@ -117,7 +127,7 @@ def plot_backdoor_finite(table: pd.DataFrame, stamp: str = ""):
         for x in memorised.index:
             ax.axvline(x, color="0.85", lw=6, zorder=0)
         ax.axvline(0.4, color="k", ls="--", lw=1, label="R = 0.4 T/n")
-        ax.set_xscale("log")
+        _log_ticks(ax, np.append(table["x"].unique(), 0.4))
         ax.set_xlabel("R / (T/n)")
         ax.set_ylabel({"auroc": "AUROC", "tpr_at_1pct": "TPR at 1% FPR"}[column])
         ax.set_ylim(0, 1.02)

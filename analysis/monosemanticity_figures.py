@@ -16,7 +16,11 @@ def _label(row: pd.Series, keys: list[str]) -> str:
     def fmt(v):
         return f"{v:.3g}" if isinstance(v, (int, float, np.floating)) and not pd.isna(v) else str(v)
 
-    return ", ".join(f"{SHORT.get(k, k)}={fmt(row[k])}" for k in keys)
+    return ", ".join(f"{SHORT.get(k, k)}={fmt(row[k])}" for k in keys if not _is_nan(row[k]))
+
+
+def _is_nan(value) -> bool:
+    return isinstance(value, (float, np.floating)) and np.isnan(value)
 
 
 def _panel_keys(points: pd.DataFrame) -> list[str]:
@@ -51,7 +55,8 @@ def plot_polysemantic_vs_loss(table: pd.DataFrame, axes: list[str], stamp: str =
         for k, (ckey, curve) in enumerate(curves):
             curve = curve.sort_values("strength", key=lambda s: s.astype(float).fillna(0.0).abs())
             name = mono.INTERVENTIONS[curve["intervention"].iloc[0]]
-            label = name + (f" ({_label(curve.iloc[0], others)})" if others else "")
+            setting = _label(curve.iloc[0], others)
+            label = name + (f" ({setting})" if setting else "")
             style = ["o-", "s--", "^-.", "d:"][list(mono.INTERVENTIONS).index(curve["intervention"].iloc[0])]
             for r, column in enumerate(["poly_features", "poly_neurons"][:rows]):
                 ax = grid[r, col]
@@ -62,7 +67,8 @@ def plot_polysemantic_vs_loss(table: pd.DataFrame, axes: list[str], stamp: str =
         title = _label(panel.iloc[0], panel_keys)
         for r, what in enumerate(["features (0.1 < C_i < 0.9)", "live neurons"][:rows]):
             ax = grid[r, col]
-            ax.set_xscale("log")
+            if panel["loss"].max() > 10 * panel["loss"].min():
+                ax.set_xscale("log")
             ax.set_ylim(-0.03, 1.03)
             ax.set_xlabel("loss (penalty excluded)")
             ax.set_ylabel(f"polysemantic share of {what}")
