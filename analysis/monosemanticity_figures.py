@@ -104,8 +104,11 @@ def switch_table(table: pd.DataFrame) -> pd.DataFrame:
         ranked = ranked.assign(mono_start=0)
     keys = ["kurtosis", "ratio", "mono_start", "mono_penalty"]
     best = ranked.loc[ranked.groupby(keys, sort=True)["_objective"].idxmin()]
-    return best.assign(theory_C1=[mono.penalised_optimum(r, K, mu) for r, K, mu in
-                                  zip(best["ratio"], best["kurtosis"], best["mono_penalty"])])
+    theory = np.array([mono.penalised_optimum(r, K, mu) for r, K, mu in
+                       zip(best["ratio"], best["kurtosis"], best["mono_penalty"])])
+    # At v₂ = v₁ the features are interchangeable: C₁ and 1 − C₁ are the same optimum.
+    mirrored = np.isclose(best["ratio"], 1.0) & (np.abs(best["C1"] - (1 - theory)) < np.abs(best["C1"] - theory))
+    return best.assign(theory_C1=np.where(mirrored, 1 - theory, theory))
 
 
 def plot_mono_switch(table: pd.DataFrame, stamp: str = ""):
