@@ -62,7 +62,9 @@ def plot_polysemantic_vs_loss(table: pd.DataFrame, axes: list[str], stamp: str =
                 ax = grid[r, col]
                 ax.plot(curve["loss"], curve[column], style, color=f"C{k % 10}", ms=4, lw=1, label=label)
                 for idx in (0, len(curve) - 1):
-                    ax.annotate(f"{curve['strength'].iloc[idx]:.3g}", (curve["loss"].iloc[idx], curve[column].iloc[idx]),
+                    strength = curve["strength"].iloc[idx]
+                    text = "none" if _is_nan(strength) or strength is None else f"{strength:.3g}"
+                    ax.annotate(text, (curve["loss"].iloc[idx], curve[column].iloc[idx]),
                                 fontsize=6, xytext=(3, 3), textcoords="offset points", color=f"C{k % 10}")
         title = _label(panel.iloc[0], panel_keys)
         for r, what in enumerate(["features (0.1 < C_i < 0.9)", "live neurons"][:rows]):
