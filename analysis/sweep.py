@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,3 +86,17 @@ def git_revision() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def per_sweep(measure):
+    """``measure(sweep)`` remembered for the last sweep it was called with: a figure family whose
+    figures and notes all read one costly measurement (model evaluations) computes it once."""
+    last: list = [None, None]
+
+    @functools.wraps(measure)
+    def remembered(sweep):
+        if last[0] is not sweep:
+            last[:] = [sweep, measure(sweep)]
+        return last[1]
+
+    return remembered

@@ -24,13 +24,14 @@ CONF_DIR = Path(os.environ.get("TOYMODELS_CONF") or Path(__file__).resolve().par
 
 # Grid axes: per-model values (array leaves, one compile for all) and shape-setting values
 # (static: models that differ in one never share a chunk).
-PER_MODEL_AXES = ("density", "density_last", "importance_decay", "importance_last", "lr", "weight_decay",
-                  "l1_hidden", "capacity_feature", "capacity_target", "capacity_penalty", "dataset_seed")
+PER_MODEL_AXES = ("density", "density_last", "density_last_ratio", "importance_decay", "importance_last", "lr", "weight_decay",
+                  "l1_hidden", "capacity_feature", "capacity_target", "capacity_penalty", "dataset_seed",
+                  "mono_penalty", "mono_start")
 STREAMS = ("model", "seed")
 STATIC_AXES = ("n_features", "n_hidden", "batch_size", "steps", "model", "n_train", "repeats")
 GRID_AXES = PER_MODEL_AXES + STATIC_AXES
 INTEGER_AXES = ("n_features", "n_hidden", "batch_size", "steps", "n_train", "repeats", "dataset_seed",
-                "capacity_feature")
+                "capacity_feature", "mono_start")
 GRID_GENERATORS = ("geomspace", "linspace")
 EXECUTORS = ("ray", "local")
 RAY_AUTH_MODES = ("disabled", "token")
@@ -101,6 +102,10 @@ class TrainConf:
     capacity_feature: int = -1
     capacity_target: float = 1.0
     capacity_penalty: float = 0.0
+    # Buy monosemanticity: + mono_penalty · Σ_i C_i(1 − C_i) (0: off), on from step mono_start
+    # (0: from scratch; s > 0: a fine-tune after s steps without it). Not in the stored loss.
+    mono_penalty: float = 0.0
+    mono_start: int = 0
     # Finite data: points per piece of the full-batch loss (bounds memory); 0: per device, 1,024 on
     # a CPU and 32,768 on a GPU (toymodels.finite_loss.DEFAULT_PIECE).
     piece_size: int = 0

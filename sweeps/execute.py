@@ -38,7 +38,8 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     arrays = hparams_arrays(chunk)
     spec = chunk.spec
     optional = (["l1_hidden"] if spec.hidden_l1 else []) + (
-        ["capacity_onehot_F", "capacity_target", "capacity_penalty"] if spec.capacity_penalty else [])
+        ["capacity_onehot_F", "capacity_target", "capacity_penalty"] if spec.capacity_penalty else []) + (
+        ["mono_penalty", "mono_start"] if spec.mono_penalty else [])
     hp = HParams(**{name: jnp.asarray(arrays[name]) for name in
                     ["density_F", "importance_F", "lr", "weight_decay", *optional]})
     stream_words = None
@@ -139,10 +140,12 @@ def chunk_table(chunk: Chunk, result, seconds: float) -> pd.DataFrame:
             snap_loss=np.asarray(snaps.loss_S[i]).tolist(),
             snap_norms=np.asarray(snaps.norms_SxF[i]).tolist(),
             snap_capacity=np.asarray(snaps.capacity_SxF[i]).tolist(),
+            **_layer_columns(snaps, i),
             l1_hidden=p.l1_hidden if spec.hidden_l1 else 0.0,
             capacity_feature=held,
             capacity_target=p.capacity_target if held >= 0 else float("nan"),
             capacity_penalty=p.capacity_penalty if held >= 0 else 0.0,
+            **({"mono_penalty": p.mono_penalty, "mono_start": p.mono_start} if spec.mono_penalty else {}),
             # At a minimum of L + λ(C_f − c)², −∂L/∂C_f = 2λ(C_f − c): the held feature's marginal
             # benefit of capacity, read off the penalty's pull (Scherlis et al.).
             penalty_marginal_benefit=(2 * p.capacity_penalty * (float(cap[i, held]) - p.capacity_target)
@@ -151,6 +154,16 @@ def chunk_table(chunk: Chunk, result, seconds: float) -> pd.DataFrame:
         )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _layer_columns(snaps, i: int) -> dict:
+    """Per-layer read-vector norms and capacities (kinds with ``read_matrices``): the final ones
+    and every snapshot's (L×n and S×L×n)."""
+    if snaps.layer_capacity_SxLxF is None:
+        return {}
+    norms, capacity = np.asarray(snaps.layer_norms_SxLxF[i]), np.asarray(snaps.layer_capacity_SxLxF[i])
+    return {"layer_norms": norms[-1].tolist(), "layer_capacity": capacity[-1].tolist(),
+            "snap_layer_norms": norms.tolist(), "snap_layer_capacity": capacity.tolist()}
 
 
 class Executor(Protocol):

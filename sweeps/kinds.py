@@ -76,6 +76,12 @@ def check_kinds(config) -> None:
     hidden = _values(config, "n_hidden", config.model.n_hidden)
     for name in model_kinds(config):
         model = MODELS.get(name)
+        if kind.weights is not None:  # per-entry loss weights are of the n features' outputs
+            for n in n_features_values(config):
+                outputs = model.n_outputs(n, {**model.options, **dict(config.model.options)}) if isinstance(n, int) else n
+                if outputs != n:
+                    raise ConfigError("data.kind", f"{kind.name!r} weighs the loss of each feature's output; model "
+                                      f"kind {name!r} has {outputs} outputs for {n} features")
         unknown = sorted(set(config.model.options) - set(model.options))
         if unknown and "model" not in config.sweep.grid:
             raise ConfigError(f"model.options.{unknown[0]}", f"model kind {name!r} has no option {unknown[0]!r}; "
@@ -94,6 +100,7 @@ def _check_sets(config, spec: DataSpec) -> None:
             if len(set(d.density[start:start + size])) > 1:
                 raise ConfigError("data.density", f"members of one {d.kind} set share one density; features "
                                   f"{start}..{start + size - 1} differ")
-    if "density_last" in config.sweep.grid and size > 1:
-        raise ConfigError("sweep.grid.density_last", f"would split the last {d.kind} set's density; "
-                          "sweep density instead")
+    for axis in ("density_last", "density_last_ratio"):
+        if axis in config.sweep.grid and size > 1:
+            raise ConfigError(f"sweep.grid.{axis}", f"would split the last {d.kind} set's density; "
+                              "sweep density instead")

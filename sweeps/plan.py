@@ -41,6 +41,8 @@ class ModelPoint:
     capacity_target: float = 1.0
     capacity_penalty: float = 0.0
     dataset_seed: int = 0  # finite data: the training set is a function of this alone
+    mono_penalty: float = 0.0  # μ of μ·Σ_i C_i(1 − C_i)
+    mono_start: int = 0  # the step from which that term is on
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ def _spec_for(config: Config, static: dict) -> TrainSpec | FiniteSpec:
         hidden_l1=_uses(config, "l1_hidden", t.l1_hidden > 0),
         capacity_penalty=any(_uses(config, axis, on) for axis, on in (
             ("capacity_feature", t.capacity_feature >= 0), ("capacity_penalty", t.capacity_penalty > 0))),
+        mono_penalty=_uses(config, "mono_penalty", t.mono_penalty > 0),
         steps=static.get("steps", t.steps),
         batch_size=static.get("batch_size", t.batch_size),
         schedule=t.schedule,
@@ -130,6 +133,8 @@ def _point(config: Config, coords: tuple, seed: int, n_features: int, order: int
     density_F = [float(p) for p in density] if isinstance(density, (list, tuple)) else [float(density)] * n_features
     if "density_last" in values:  # the last feature's density, the others as configured
         density_F[-1] = float(values["density_last"])
+    if "density_last_ratio" in values:  # the last feature's density as a multiple of its own
+        density_F[-1] = float(values["density_last_ratio"]) * density_F[-1]
     importance_F = importance_profile(
         n_features, imp.kind, float(values.get("importance_decay", imp.decay)), imp.ratio, tuple(imp.values)
     )
@@ -149,6 +154,8 @@ def _point(config: Config, coords: tuple, seed: int, n_features: int, order: int
         capacity_target=float(values.get("capacity_target", config.train.capacity_target)),
         capacity_penalty=float(values.get("capacity_penalty", config.train.capacity_penalty)),
         dataset_seed=int(values.get("dataset_seed", config.data.dataset_seed)),
+        mono_penalty=float(values.get("mono_penalty", config.train.mono_penalty)),
+        mono_start=int(values.get("mono_start", config.train.mono_start)),
     )
 
 
@@ -253,5 +260,7 @@ def hparams_arrays(chunk: Chunk) -> dict[str, np.ndarray]:
         "capacity_target": np.array([p.capacity_target for p in points], np.float32),
         "capacity_penalty": np.array([p.capacity_penalty for p in points], np.float32),
         "dataset_seed": np.array([p.dataset_seed for p in points], np.uint32),
+        "mono_penalty": np.array([p.mono_penalty for p in points], np.float32),
+        "mono_start": np.array([p.mono_start for p in points], np.uint32),
     }
 

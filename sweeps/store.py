@@ -317,14 +317,23 @@ def read_results(out: str | os.PathLike, arrays: bool = False) -> pd.DataFrame:
 
 
 def with_arrays(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with each list cell as a float numpy array, a matrix stored as a list of rows
-    (``W``, the snapshots) as one 2-D array; cells that are arrays already (vectors) or missing
+    """``table`` with each list cell as a float numpy array of its full shape (a matrix stored as
+    a list of rows, such as ``W``, as one 2-D array; a stack of matrices as a 3-D one); cells that are arrays already (vectors) or missing
     (``W2`` of a model without one) stay as they are."""
     out = table.copy()
     for column in table.columns:
         if table[column].dtype == object and table[column].map(_listlike).any():
-            out[column] = [as_matrix([cell])[0] if _listlike(cell) else cell for cell in table[column]]
+            out[column] = [nested_array(cell) if _listlike(cell) else cell for cell in table[column]]
     return out
+
+
+def nested_array(cell) -> np.ndarray:
+    """A stored cell of any depth (a vector, a matrix as rows, a stack of matrices such as a
+    residual model's ``W_in`` or ``snap_layer_capacity``; nested lists, or the object arrays of
+    arrays parquet gives back) as one float array of its full shape."""
+    if isinstance(cell, (list, tuple, np.ndarray)) and len(cell) and isinstance(cell[0], (list, tuple, np.ndarray)):
+        return np.stack([nested_array(v) for v in cell])
+    return np.asarray(cell, dtype=np.float64)
 
 
 def _listlike(cell) -> bool:
@@ -335,4 +344,4 @@ def _listlike(cell) -> bool:
 
 def as_matrix(column) -> np.ndarray:
     """A column of equal-length (nested) lists as one stacked float array."""
-    return np.stack([np.asarray(list(v), dtype=np.float64) for v in column])
+    return np.stack([nested_array(v) for v in column])

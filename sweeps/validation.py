@@ -67,6 +67,17 @@ class Number:
 
 
 @dataclass(frozen=True)
+class Density:
+    """A density p = 1 − S in (0, 1]; in [0, 1] where the data kind says p = 0 means something
+    (``DataKind.zero_density``: e.g. noise features that are never on)."""
+
+    def check(self, key: str, value, config: Config) -> None:
+        kind = DATA.find(config.data.kind)
+        zero = bool(kind and kind.zero_density)
+        Number(low=0, high=1, low_open=not zero, what="a density p = 1 - S").check(key, value, config)
+
+
+@dataclass(frozen=True)
 class OneOf:
     allowed: tuple[str, ...]
 
@@ -81,7 +92,7 @@ def Int(low: int | None = None, **kw) -> Number:
 
 POSITIVE = Number(low=0, low_open=True)
 NON_NEGATIVE = Number(low=0)
-DENSITY = Number(low=0, high=1, low_open=True, what="a density p = 1 - S")
+DENSITY = Density()
 UNIT_OPEN = Number(low=0, high=1, high_open=True)  # Adam's betas: [0, 1)
 
 RULES: dict[str, Number | OneOf] = {
@@ -119,6 +130,8 @@ RULES: dict[str, Number | OneOf] = {
                                   what="a feature index (or -1 for none)"),
     "train.capacity_target": Number(low=0, high=1, what="a capacity target"),
     "train.capacity_penalty": NON_NEGATIVE,
+    "train.mono_penalty": NON_NEGATIVE,
+    "train.mono_start": Int(0),
     "train.piece_size": Int(0),  # 0: the device's default
     "train.batch_blocks": Int(1),
     "sweep.seeds": Int(1),
@@ -126,6 +139,7 @@ RULES: dict[str, Number | OneOf] = {
     "sweep.chunk_size": Int(0),
     "sweep.executor": OneOf(EXECUTORS),
     "sweep.grid.importance_last": POSITIVE,  # an axis with no scalar key of its own
+    "sweep.grid.density_last_ratio": POSITIVE,  # the last feature's density over its configured one
     "ray.num_cpus": Int(1, optional=True),
     "ray.num_gpus": Int(0, optional=True),
     "ray.cpus_per_task": POSITIVE,
@@ -141,6 +155,8 @@ AXIS_RULES = {
     "importance_last": "sweep.grid.importance_last", "lr": "train.lr", "weight_decay": "train.weight_decay",
     "l1_hidden": "train.l1_hidden", "capacity_feature": "train.capacity_feature",
     "capacity_target": "train.capacity_target", "capacity_penalty": "train.capacity_penalty",
+    "mono_penalty": "train.mono_penalty", "mono_start": "train.mono_start",
+    "density_last_ratio": "sweep.grid.density_last_ratio",
     "dataset_seed": "data.dataset_seed", "n_features": "model.n_features", "n_hidden": "model.n_hidden",
     "batch_size": "train.batch_size", "steps": "train.steps", "n_train": "data.n_train", "repeats": "data.repeats",
 }
@@ -227,13 +243,15 @@ def _validate_finite(config: Config) -> None:
     if d.streams != "model":
         raise ConfigError("data.streams", "finite datasets are drawn per data.dataset_seed, not from streams; "
                           f"leave data.streams=model, got {d.streams!r}")
-    if isinstance(d.density, (list, tuple)) or "density_last" in grid:
+    if isinstance(d.density, (list, tuple)) or "density_last" in grid or "density_last_ratio" in grid:
         raise ConfigError("data.density", "finite datasets use one density for every feature")
     if t.schedule != "warmup_cosine":
         raise ConfigError("train.schedule", "finite data trains with Henighan et al.'s schedule: set "
                           f"train.schedule=warmup_cosine (linear warm-up, cosine to 0), got {t.schedule!r}")
     if t.l1_hidden > 0 or "l1_hidden" in grid or t.capacity_feature >= 0 or "capacity_feature" in grid:
         raise ConfigError("train.l1_hidden", "the optional loss terms are not available with finite data")
+    if t.mono_penalty > 0 or "mono_penalty" in grid:
+        raise ConfigError("train.mono_penalty", "the optional loss terms are not available with finite data")
     copies = max(d.repeats, 1) * d.n_repeated
     for i, T in enumerate(_axis_or(config, "n_train", d.n_train)):
         if T < 1:  # data.n_train=0 means fresh batches: not a point of a finite-data grid
@@ -256,6 +274,14 @@ def _validate_across(config: Config) -> None:
     for size in _axis_or(config, "batch_size", t.batch_size):
         if size % t.batch_blocks:
             raise ConfigError("train.batch_blocks", f"must divide the batch size {size}, got {t.batch_blocks}")
+    on_grid = "mono_start" in s.grid
+    for i, start in enumerate(_axis_or(config, "mono_start", t.mono_start)):
+        for steps in _axis_or(config, "steps", t.steps):
+            if start >= steps:
+                key = f"sweep.grid.mono_start[{i}]" if on_grid else "train.mono_start"
+                raise ConfigError(key, f"the term would never be on: must be below train.steps={steps}, got {start}")
+    if "density_last_ratio" in s.grid:
+        _check_density_ratio(config)
     if "importance_decay" in s.grid and imp.kind != "geometric":
         raise ConfigError("sweep.grid.importance_decay", f"needs data.importance.kind=geometric, got {imp.kind!r}")
     if "density" in s.grid and isinstance(d.density, (list, tuple)):
@@ -263,6 +289,19 @@ def _validate_across(config: Config) -> None:
                           "single number; drop the axis with ~sweep.grid.density to use per-feature densities")
     if "n_features" in s.grid and (isinstance(d.density, (list, tuple)) or imp.kind == "explicit"):
         raise ConfigError("sweep.grid.n_features", "cannot vary with per-feature data.density or explicit importances")
+
+
+def _check_density_ratio(config: Config) -> None:
+    """The last feature's density as a multiple of its configured one stays at most 1, and is not
+    also set by density_last."""
+    key, grid, d = "sweep.grid.density_last_ratio", config.sweep.grid, config.data.density
+    if "density_last" in grid:
+        raise ConfigError(key, "sets the last feature's density as density_last does: sweep one of them")
+    last = _axis_or(config, "density", d[-1] if isinstance(d, (list, tuple)) else d)
+    for i, ratio in enumerate(expand_axis("density_last_ratio", grid["density_last_ratio"])):
+        for p in last:
+            if ratio * p > 1:
+                raise ConfigError(f"{key}[{i}]", f"{ratio} × density {p} is above 1")
 
 
 def validate(config: Config) -> None:

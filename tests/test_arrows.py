@@ -11,7 +11,8 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("toymodels", "sweeps", "analysis")
 NOT_IN_THE_CORE = {"sweeps", "analysis", "hydra", "omegaconf", "ray", "wandb", "matplotlib"}
 ORCHESTRATION = {"hydra", "omegaconf", "ray", "wandb"}
-STORE_READER = {"read_results", "read_stored", "read_config", "read_config_hash", "as_matrix", "with_arrays"}
+STORE_READER = {"read_results", "read_stored", "read_config", "read_config_hash", "as_matrix", "with_arrays",
+                "nested_array"}
 # Arrows that are part of the design, beyond the rules above.
 ALLOWED = {
     ("analysis/cli.py", "sweeps.tracking"): "toymodels-figures logs what it drew to the sweep's wandb summary run",

@@ -12,7 +12,7 @@ import pytest
 from sweeps.plan import make_chunks, plan_models
 from sweeps.runner import run_sweep
 from sweeps.store import read_results
-from tests.helpers import REPO, cli, compose_config, tiny
+from tests.helpers import cli, compose_config, tiny
 from tests.readme import readme_block, readme_commands
 from toymodels.data import DATA, DataKind, register_data
 from toymodels.models import DENSE, MODELS, ROWS, ModelKind, init_params, register_model

@@ -14,7 +14,7 @@ from sweeps.config import ConfigError
 from sweeps.runner import run_sweep
 from sweeps.store import HASH_KEY, atomic_write, config_hash, read_results
 from sweeps.store_meta import body_hash, config_yaml
-from tests.helpers import EXPERIMENTS, cli, compose_config, tiny
+from tests.helpers import EXPERIMENTS, compose_config, tiny
 
 GRID = ["experiment=tms_intro", "sweep.grid.density=[1.0,0.5]", "sweep.chunk_size=2"]  # 6 models, 3 chunks
 

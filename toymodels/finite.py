@@ -32,7 +32,7 @@ from toymodels.finite_loss import (  # noqa: F401  (the loss is part of this mod
     finite_kind, finite_kinds, hidden_vectors, output_activation, piece_layout)
 from toymodels.models import init_params, init_std
 from toymodels.optim import make_optimizer
-from toymodels.train import snapshot_marks
+from toymodels.train import scan_intervals, snapshot_marks
 
 DATA_STREAM, TEST_STREAM = 0, 1  # fold_in tags: a dataset seed equal to test_seed gives other data
 NORM_EPS = 1e-12
@@ -245,20 +245,14 @@ def train_finite(spec: FiniteSpec, key: jax.Array, hp: FiniteHParams) -> FiniteR
         updates, opt_state = opt.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), None
 
-    def interval(carry, length):
+    def interval(carry, start, length):  # full batch: the step's data does not depend on the step
         carry, _ = jax.lax.scan(step, carry, None, length=length)
         p = carry[0]
         return carry, (train_loss(p), test_loss(p), jnp.linalg.norm(p.W_HxF), jnp.linalg.norm(p.b_F))
 
     marks = spec.snapshot_steps
-    every, carry = marks[0], (params, opt.init(params))
-    n_equal = spec.steps // every
-    carry, equal = jax.lax.scan(lambda c, _: interval(c, every), carry, None, length=n_equal)
-    snaps = [equal]
-    if spec.steps > n_equal * every:
-        carry, tail = interval(carry, spec.steps - n_equal * every)
-        snaps.append(jax.tree.map(lambda a: a[None], tail))
-    train_S, test_S, norm_W_S, norm_b_S = (jnp.concatenate(parts) for parts in zip(*snaps))
+    carry, (train_S, test_S, norm_W_S, norm_b_S) = scan_intervals(interval, (params, opt.init(params)), spec.steps,
+                                                                   marks[0])
     params = carry[0]
 
     _, distinct_N, repeated_R = repeat_layout(spec)

@@ -48,6 +48,22 @@ def capacity(W):
     return xp.where(total > NORM_EPS**2, diag**2 / xp.maximum(total, NORM_EPS**2), 0.0)
 
 
+def capacity_for_gradients(W):
+    """``capacity`` written as C_i = ‖W_i‖² / (Ŵ_iᵀ WWᵀ Ŵ_i), whose gradient stays finite as W_i
+    shrinks to 0 (a penalty that pushes C_i to 0 does exactly that). In ``capacity``'s form,
+    (W_i·W_i)² / Σ_j (W_i·W_j)², the derivative divides by the denominator squared, which
+    underflows in float32 once ‖W_i‖ ≈ 1e-12 (0/0: NaN). The same values up to rounding."""
+    xp = _xp(W)
+    sq = xp.sum(W * W, axis=-2)
+    unit = W / xp.sqrt(xp.maximum(sq, _TINY))[..., None, :]
+    M = W @ xp.swapaxes(W, -1, -2)  # m×m
+    spread = xp.sum(unit * (M @ unit), axis=-2)  # Σ_j (Ŵ_i·W_j)² ≥ ‖W_i‖²
+    return sq / xp.maximum(spread, _TINY)
+
+
+_TINY = 1e-18  # and its square are normal float32 numbers; only a norm below 1e-9 meets it
+
+
 def interference(W):
     """Σ_{j≠i} (Ŵ_i·W_j)², Ŵ_i = W_i/‖W_i‖: how much other features leak onto feature i."""
     xp = _xp(W)

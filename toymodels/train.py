@@ -18,7 +18,7 @@ import optax
 from flax import struct
 
 from toymodels import metrics, rng
-from toymodels.data import DataSpec, draw, draw_shared, from_uniforms, uniform_rows
+from toymodels.data import DataSpec, draw, draw_shared, from_uniforms, uniform_rows, weights_from_uniforms
 from toymodels.models import MODELS, Params, init_params, init_std, is_tiny, model_loss
 from toymodels.optim import make_optimizer
 
@@ -35,6 +35,21 @@ def snapshot_marks(steps: int, every: int) -> tuple[int, ...]:
     return tuple(marks)
 
 
+def scan_intervals(interval, carry, steps: int, every: int):
+    """Training in snapshot intervals: ``interval(carry, start, length) -> (carry, measures)`` over
+    steps [0, ``steps``) in intervals of ``every`` steps (``snapshot_marks``). The equal intervals
+    share one inner scan inside an outer scan (one compiled body); a shorter tail runs after.
+    Returns the last carry and each measure stacked over the snapshots."""
+    n_equal = steps // every
+    carry, equal = jax.lax.scan(lambda c, s: interval(c, s, every), carry,
+                                jnp.arange(n_equal, dtype=jnp.uint32) * every)
+    snaps = [equal]
+    if steps > n_equal * every:
+        carry, tail = interval(carry, jnp.uint32(n_equal * every), steps - n_equal * every)
+        snaps.append(jax.tree.map(lambda a: a[None], tail))
+    return carry, tuple(jnp.concatenate(parts) for parts in zip(*snaps))
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainSpec:
     """Static settings: models that share a TrainSpec share one compiled program."""
@@ -47,6 +62,7 @@ class TrainSpec:
     # Optional loss terms, compiled in only when some model of the chunk uses them.
     hidden_l1: bool = False  # + l1_hidden · mean ‖h‖₁
     capacity_penalty: bool = False  # + capacity_penalty · (C_f − capacity_target)²
+    mono_penalty: bool = False  # + mono_penalty · Σ_i C_i(1 − C_i), from step mono_start on
     # Compute each step's batch in this many column blocks (a scan), averaging their gradients:
     # the same data bit for bit and the same gradient up to float rounding, with a working set
     # that stays in cache (see README, Benchmark). 1: the whole batch at once.
@@ -87,6 +103,11 @@ class HParams:
     capacity_target: Optional[jax.Array] = None
     capacity_penalty: Optional[jax.Array] = None
     stream: Optional[jax.Array] = None  # index into train_many's stream_words (needs spec.shared_streams)
+    # μ of the monosemanticity term μ·Σ_i C_i(1 − C_i) and the step from which it is on (0: from
+    # scratch; s > 0: a fine-tune of the model trained without it for s steps). Needs
+    # spec.mono_penalty.
+    mono_penalty: Optional[jax.Array] = None
+    mono_start: Optional[jax.Array] = None
 
 
 @struct.dataclass
@@ -95,6 +116,9 @@ class Snapshots:
     loss_S: jax.Array  # mean training loss over the interval ending there
     norms_SxF: jax.Array  # ‖W_i‖
     capacity_SxF: jax.Array  # C_i
+    # Kinds with ``read_matrices`` only: each layer's ‖R_i‖ and C_i of its read vectors (S×L×n).
+    layer_norms_SxLxF: Optional[jax.Array] = None
+    layer_capacity_SxLxF: Optional[jax.Array] = None
 
 
 @struct.dataclass
@@ -111,24 +135,33 @@ def make_train(spec: TrainSpec):
     marks = spec.snapshot_steps
     n_eval_batches = -(-spec.eval_samples // EVAL_BATCH)
 
-    def loss_fn(params, x_FxB, importance_F):
-        return model_loss(params, x_FxB, importance_F, kind)
+    def loss_fn(params, batch, importance_F):
+        x_FxB, weight_FxB = batch
+        return model_loss(params, x_FxB, importance_F, kind, weight_FxB=weight_FxB)
 
-    def train_loss_fn(params, x_FxB, hp):
-        """The loss being minimised: the model's loss plus the optional terms. Snapshots record it;
-        the evaluation loss is the model's loss alone."""
-        loss = model_loss(params, x_FxB, hp.importance_F, kind, hp.l1_hidden if spec.hidden_l1 else None)
+    def train_loss_fn(params, batch, hp, t):
+        """The loss being minimised at step ``t``: the model's loss plus the optional terms.
+        Snapshots record it; the evaluation loss is the model's loss alone."""
+        x_FxB, weight_FxB = batch
+        loss = model_loss(params, x_FxB, hp.importance_F, kind, hp.l1_hidden if spec.hidden_l1 else None,
+                          weight_FxB)
         if spec.capacity_penalty:
             held = jnp.sum(hp.capacity_onehot_F * metrics.capacity(kind.features(params)))
             loss = loss + hp.capacity_penalty * (held - hp.capacity_target) ** 2
+        if spec.mono_penalty:
+            C_F = metrics.capacity_for_gradients(kind.features(params))
+            on = (t >= hp.mono_start).astype(loss.dtype)
+            loss = loss + on * hp.mono_penalty * jnp.sum(C_F * (1.0 - C_F))
         return loss
 
     rows = uniform_rows(spec.data, spec.n_features)
     tiny = is_tiny(spec.n_features, spec.n_hidden)  # the model takes its batch as feature rows
 
     def inputs(packed, density_F):
-        """The model's batch from packed uniforms (``data.draw``): feature rows for tiny models."""
-        return from_uniforms(spec.data, (rng.unpack_rows if tiny else rng.unpack)(packed, rows), density_F)
+        """The model's batch from packed uniforms (``data.draw``), feature rows for tiny models, and
+        the data kind's per-entry loss weights in the same form (None for kinds without them)."""
+        u = (rng.unpack_rows if tiny else rng.unpack)(packed, rows)
+        return from_uniforms(spec.data, u, density_F), weights_from_uniforms(spec.data, u, density_F)
 
     def evaluate(params, hp):
         # One fixed evaluation stream for every model: seeds at a grid point are ranked on
@@ -174,9 +207,9 @@ def make_train(spec: TrainSpec):
             Threefry call is computed once for both of its words (``rng.uniform_pairs``); unstored,
             XLA would fuse the generator into each reader and, with shared streams, draw every
             stream once per model after all."""
-            x_FxB = inputs(packed[hp.stream] if spec.shared_streams else packed, hp.density_F)
+            batch = inputs(packed[hp.stream] if spec.shared_streams else packed, hp.density_F)
             following = draw_block(t + (j + 1) // K, (j + 1) % K)
-            return jax.value_and_grad(train_loss_fn)(params, x_FxB, hp), following
+            return jax.value_and_grad(train_loss_fn)(params, batch, hp, t), following
 
         def batch_loss_and_grad(params, t, packed):
             if K == 1:
@@ -201,20 +234,11 @@ def make_train(spec: TrainSpec):
         def interval(carry, start, length):
             carry, losses = jax.lax.scan(step, carry, start + jnp.arange(length, dtype=jnp.uint32))
             W = kind.features(carry[0])
-            return carry, (jnp.mean(losses), metrics.feature_norms(W), metrics.capacity(W))
+            layers = () if kind.read_matrices is None else _layer_measures(kind.read_matrices(carry[0]))
+            return carry, (jnp.mean(losses), metrics.feature_norms(W), metrics.capacity(W), *layers)
 
         carry = (params, opt.init(params), draw_block(jnp.uint32(0), jnp.uint32(0)))
-        # Equal intervals share one inner scan inside an outer scan; a shorter tail runs after.
-        every = marks[0]
-        n_equal = spec.steps // every
-        carry, equal = jax.lax.scan(
-            lambda c, s: interval(c, s, every), carry, jnp.arange(n_equal, dtype=jnp.uint32) * every
-        )
-        snaps = [equal]
-        if spec.steps > n_equal * every:
-            carry, tail = interval(carry, jnp.uint32(n_equal * every), spec.steps - n_equal * every)
-            snaps.append(jax.tree.map(lambda a: a[None], tail))
-        loss_S, norms_SxF, capacity_SxF = (jnp.concatenate(parts) for parts in zip(*snaps))
+        carry, (loss_S, norms_SxF, capacity_SxF, *layers) = scan_intervals(interval, carry, spec.steps, marks[0])
 
         params = carry[0]
         return TrainResult(
@@ -225,10 +249,16 @@ def make_train(spec: TrainSpec):
                 loss_S=loss_S,
                 norms_SxF=norms_SxF,
                 capacity_SxF=capacity_SxF,
+                **dict(zip(("layer_norms_SxLxF", "layer_capacity_SxLxF"), layers)),
             ),
         )
 
     return train
+
+
+def _layer_measures(R_LxKxF):
+    """Each layer's ‖R_i‖ and C_i of its read vectors (L×n each)."""
+    return metrics.feature_norms(R_LxKxF), metrics.capacity(R_LxKxF)
 
 
 @partial(jax.jit, static_argnums=0)

@@ -18,6 +18,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from analysis.figures.canvas import FULL, finish, panel_grid, single_panel
+from analysis.figures.capacity_phase import plot_capacity_phase
 from analysis.figures.panels import importance_colors
 from analysis.figures.phase_diagram import _edges, grid_of
 from analysis.seeds import best_of_seeds, evenly_spaced
@@ -313,6 +314,8 @@ def parts(sweep) -> Parts:
     table = sweep.table
     keys = ["model"] + [a for a in sweep.axes if a in table and a not in ("model", "seed")]
     held, free = table[_penalised(table)], table[~_penalised(table)]
+    if "mono_penalty" in free:  # a monosemanticity term changes the optimum: not the free model's
+        free = free[free["mono_penalty"] == 0]
     x = _sparsity_axis(free, sweep.axes) if len(free) else None
     two = free[[len(list(c)) == 2 for c in free["capacity"]]] if len(free) else free
     ratios = {tuple(np.round(as_array(r["feature_importance"]), 12)) for _, r in two.iterrows()}
@@ -335,7 +338,11 @@ def draw_marginal_benefit(sweep, target=None):
 
 
 def draw_phase_diagram(sweep, capacity_thresholds: ct.CapacityThresholds = THRESHOLDS, target=None):
+    """The quadratic model over kurtosis: trained and analytic C₂ (``capacity_phase``); else the
+    thresholded classes over the sparsity axis."""
     p = parts(sweep)
+    if (p.two["model"] == ANALYTIC_KIND).all() and p.two["kurtosis"].notna().all():
+        return plot_capacity_phase(p.two, sweep.stamp(), target=target)
     return _phase_figure(p.two, p.x, capacity_thresholds, sweep.stamp(), target=target)
 
 

@@ -12,17 +12,21 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable
 
-from analysis.figures import capacity, double_descent as dd
+from analysis.figures import capacity, circuits, double_descent as dd
+from analysis.figures.backdoor import backdoor_inputs, backdoor_notes, has_backdoor, plot_backdoor, plot_backdoor_finite
 from analysis.figures.correlated import correlated_inputs, has_sets, plot_correlated
 from analysis.figures.curves import plot_loss_curves
 from analysis.figures.dimensionality import plot_dimensionality
 from analysis.figures.geometry import plot_geometry_panels
 from analysis.figures.heatmaps import plot_wtw
+from analysis.figures.monosemanticity import (has_mono_penalty, is_two_feature_quadratic, plot_mono_switch,
+                                              plot_polysemantic_vs_loss)
 from analysis.figures.neurons import plot_l1_cost, plot_neurons, privileged
 from analysis.figures.noise import is_noise_setting, plot_noise
 from analysis.figures.perturb import crossing_note, plot_perturb
 from analysis.figures.phase_diagram import DIAGRAM_AXES, agreement_note, diagram_axes, draw_phase_diagram
 from analysis.figures.sae import SAE_TABLE, plot_sae_recovery, sae_inputs
+from analysis.figures.target_noise import has_random_target, plot_target_noise, target_noise_inputs, target_noise_notes
 from analysis.figures.trajectories import plot_capacity_trajectories
 from analysis.sweep import StoredSweep
 
@@ -31,7 +35,7 @@ def grid_inputs(sweep: StoredSweep) -> tuple:
     return sweep.table, sweep.axes, sweep.stamp()
 
 
-def finite_inputs(sweep: StoredSweep) -> tuple:
+def table_inputs(sweep: StoredSweep) -> tuple:
     return sweep.table, sweep.stamp()
 
 
@@ -93,7 +97,8 @@ FIGURES: dict[str, FigureSpec] = {
     "capacity_vs_sparsity": FigureSpec("a varying kurtosis or density", capacity_figure(lambda s: capacity.parts(s).x),
                                        capacity.draw_vs_sparsity, sweep_inputs),
     "capacity_over_training": FigureSpec("snapshots of C_i",
-                                         capacity_figure(lambda s: {"snap_capacity", "snap_step"} <= set(s.table)),
+                                         capacity_figure(lambda s: {"snap_capacity", "snap_step"} <= set(s.table)
+                                                         and len(capacity.parts(s).held) + len(capacity.parts(s).free)),
                                          capacity.draw_over_training, sweep_inputs),
     "neurons": FigureSpec("a privileged-basis model", fresh(lambda s: privileged(s.table).any()), plot_neurons),
     "l1_cost": FigureSpec("an l1_hidden axis with more than one value",
@@ -104,13 +109,30 @@ FIGURES: dict[str, FigureSpec] = {
                           notes=crossing_note),
     "noise": FigureSpec("a target-only loss or rest_scale ≠ 1", fresh(lambda s: is_noise_setting(s.config)),
                         plot_noise),
-    "dd_losses": FigureSpec("several training-set sizes", dd_curves, dd.plot_losses, finite_inputs, dd.bump_note),
-    "dd_norms": FigureSpec("several training-set sizes", dd_curves, dd.plot_norms, finite_inputs),
-    "dd_dimensionality": FigureSpec("several training-set sizes", dd_curves, dd.plot_dimensionality, finite_inputs),
+    "target_noise": FigureSpec("the random_target data kind", fresh(has_random_target), plot_target_noise,
+                               target_noise_inputs, target_noise_notes),
+    "mono_vs_loss": FigureSpec("a train.mono_penalty axis", fresh(has_mono_penalty), plot_polysemantic_vs_loss),
+    "mono_switch": FigureSpec("a train.mono_penalty axis on the two-feature quadratic model",
+                              fresh(lambda s: has_mono_penalty(s) and is_two_feature_quadratic(s.table)),
+                              plot_mono_switch, table_inputs),
+    "circuit_heatmaps": FigureSpec("per-layer capacity snapshots (residual kinds)", fresh(circuits.has_layers),
+                                   circuits.plot_heatmaps, circuits.circuit_inputs),
+    "circuit_capacity": FigureSpec("per-layer capacity snapshots (residual kinds)", fresh(circuits.has_layers),
+                                   circuits.plot_stacked, circuits.circuit_inputs),
+    "circuit_economics": FigureSpec("per-layer capacity snapshots (residual kinds)", fresh(circuits.has_layers),
+                                    circuits.plot_economics, circuits.circuit_inputs, circuits.circuit_notes),
+    "dd_losses": FigureSpec("several training-set sizes", dd_curves, dd.plot_losses, table_inputs, dd.bump_note),
+    "dd_norms": FigureSpec("several training-set sizes", dd_curves, dd.plot_norms, table_inputs),
+    "dd_dimensionality": FigureSpec("several training-set sizes", dd_curves, dd.plot_dimensionality, table_inputs),
     "dd_geometry": FigureSpec("m = 2", lambda s: finite_data(s) and (s.table["n_hidden"] == 2).all(),
-                              dd.plot_geometry, finite_inputs),
+                              dd.plot_geometry, table_inputs),
     "dd_memorisation": FigureSpec("repeated points", lambda s: finite_data(s) and (s.table["n_repeated"] > 0).any(),
-                                  dd.plot_memorisation, finite_inputs),
+                                  dd.plot_memorisation, table_inputs),
+    "backdoor": FigureSpec("backdoor.parquet beside the sweep (toymodels-backdoor)",
+                           lambda s: has_backdoor(s, finite=False), plot_backdoor, backdoor_inputs,
+                           backdoor_notes),
+    "backdoor_finite": FigureSpec("backdoor.parquet of a finite-data sweep (toymodels-backdoor)",
+                                  lambda s: has_backdoor(s, finite=True), plot_backdoor_finite, backdoor_inputs),
     "sae_recovery": FigureSpec(f"{SAE_TABLE} beside the sweep (toymodels-sae)", lambda s: (s.root / SAE_TABLE).exists(),
                                plot_sae_recovery, sae_inputs),
 }

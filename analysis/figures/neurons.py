@@ -184,7 +184,8 @@ def plot_l1_cost(table: pd.DataFrame, axes: list[str], stamp: str = "", mono_sha
     best = best_along(counted, axes, "l1_hidden", len(counted))
     for k, (key, group) in enumerate(best.groupby(others) if others else [((), best)]):
         group = group.sort_values("l1_hidden")
-        tag = "" if not others else " (" + ", ".join(f"{a}={v:.3g}" for a, v in zip(others, np.atleast_1d(key))) + ")"
+        tag = "" if not others else " (" + ", ".join(f"{a}={v:.3g}" if isinstance(v, (int, float, np.number)) else f"{a}={v}"
+                                              for a, v in zip(others, np.atleast_1d(key))) + ")"
         color = "k" if not others else f"C{k}"
         loss_ax.plot(group["l1_hidden"], group["loss"], "o-", color=color, label="best seed" + tag)
         count_ax.plot(group["l1_hidden"], group["monosemantic"], "o-", color=color, label="monosemantic neurons" + tag)

@@ -9,9 +9,8 @@ of them leaks onto the target's direction (max_j |Ŵ_0·W_j|). A noise feature w
 no leak sits in the target's null direction: it costs nothing and is not pushed away, so its norm
 is what is left of its initialisation, not something learned.
 
-The target here is always feature 0, so only one feature has a reason to be represented; a
-setting in which every feature is sometimes the target would need a per-sample loss mask, which
-the core does not have.
+The target here is always feature 0, so only one feature has a reason to be represented; the
+``random_target`` data kind (``analysis.target_noise``) makes every feature the target in turn.
 """
 
 from __future__ import annotations
@@ -72,7 +71,8 @@ def _curves(ax, measured: pd.DataFrame, axes: list[str], axis: str | None, colum
     others = _others(axes, axis, measured)
     groups = measured.groupby(others) if others else [((), measured)]
     for k, (key, group) in enumerate(groups):
-        tag = "" if not others else " (" + ", ".join(f"{a}={v:.3g}" for a, v in zip(others, np.atleast_1d(key))) + ")"
+        tag = "" if not others else " (" + ", ".join(f"{a}={v:.3g}" if isinstance(v, (int, float, np.number)) else f"{a}={v}"
+                                              for a, v in zip(others, np.atleast_1d(key))) + ")"
         stats = group.groupby(axis)[list(columns)].agg(["mean", "min", "max"]) if axis else None
         for (column, (label, style)) in columns.items():
             if stats is None:

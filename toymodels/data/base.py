@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Mapping
 
-import numpy as np
 
 from toymodels.registry import ConfigError, frozen_options
 
@@ -35,6 +34,13 @@ class DataKind:
     - ``options``: the kind's static options and their defaults (``data.<option>`` in the config).
     - ``check(spec, n_features)``: raise ``ConfigError`` naming the key for a setting the kind
       cannot draw.
+    - ``weights(u_RxB, density_F, spec)``: per-entry loss weights (F×B) from the same uniforms as
+      the batch, for a kind whose loss covers only some entries of each example (a new target
+      every sample); mean 1 over the features of an example keeps the loss on the scale of one
+      squared error per entry. None (the default): every entry weighs 1, and the training
+      program is the one without weights.
+    - ``zero_density``: a density of 0 is meaningful (the density of a background, not of the
+      signal), so ``data.density`` and the density axes accept 0 for this kind.
     """
 
     name: str
@@ -46,6 +52,8 @@ class DataKind:
     kurtosis: Callable | None = None
     options: Mapping = dataclasses.field(default_factory=dict)
     check: Callable | None = None
+    weights: Callable | None = None
+    zero_density: bool = False
     doc: str = ""
 
     @property

@@ -74,6 +74,28 @@ def from_uniforms(spec: DataSpec, u_RxB, density_F: jax.Array):
     return x_FxB
 
 
+def weights_from_uniforms(spec: DataSpec, u_RxB, density_F: jax.Array):
+    """The kind's per-entry loss weights (``DataKind.weights``) from the same uniforms as
+    ``from_uniforms``' batch and in the same form (an F×B array or a list of F rows), or None for
+    a kind without them (every entry weighs 1)."""
+    kind = _kind(spec)
+    if kind.weights is None:
+        return None
+    if isinstance(u_RxB, list):
+        w_FxB = kind.weights(jnp.stack(u_RxB), density_F, spec)
+        return [w_FxB[i] for i in range(density_F.shape[-1])]
+    return kind.weights(u_RxB, density_F, spec)
+
+
+def sample_weighted_batch(spec: DataSpec, words: jax.Array, counter: jax.Array, density_F: jax.Array,
+                          batch_size: int):
+    """(``sample_batch``'s F×B inputs, their per-entry loss weights or None): what training at step
+    ``counter`` of key ``words`` draws and weighs."""
+    n = density_F.shape[-1]
+    u_RxB = rng.unpack(draw(spec, words, counter, n, batch_size), uniform_rows(spec, n))
+    return from_uniforms(spec, u_RxB, density_F), weights_from_uniforms(spec, u_RxB, density_F)
+
+
 def sample_batch(spec: DataSpec, words: jax.Array, counter: jax.Array, density_F: jax.Array,
                  batch_size: int, block: Block | None = None) -> jax.Array:
     """Draw ``batch_size`` inputs of distribution ``spec`` as an F×B array, stream ``counter`` of

@@ -6,6 +6,7 @@ kind's name. Each kind is one ``ModelKind`` object (``toymodels.models.base``) i
 | ``relu``, ``linear``, ``gelu`` | ``tied.py`` | x' = act(WᵀWx + b) |
 | ``relu_hidden``, ``abs`` | ``hidden.py`` | a ReLU hidden layer (privileged basis); ``abs``: untied W₂, target \\|x\\| |
 | ``quadratic`` | ``quadratic.py`` | ŷ = xᵀWᵀWx + b, target Σ v_i x_i² |
+| ``residual_mlp``, ``residual_mlp_groups`` | ``residual.py`` | r₀ = Ex, L layers r += W_out ReLU(W_in r + b), output Eᵀr |
 
 A user's kind: build a ``ModelKind`` in your own file and ``MODELS.register`` it (README, "Your
 own kind"). Written for one model and one batch; vmap over models.
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 import jax
 
-from toymodels.models import hidden, quadratic, tied
+from toymodels.models import hidden, quadratic, residual, tied
 from toymodels.models.base import (DENSE, INIT_KINDS, ROWS, UNROLL_MAX_WEIGHTS, ModelKind, Params, init_std, is_tiny,
                                    ops_for)
 from toymodels.registry import Registry
 
 MODELS: Registry[ModelKind] = Registry("model kind", "model.kind", [
     tied.RELU, tied.LINEAR, tied.GELU, hidden.RELU_HIDDEN, hidden.ABS, quadratic.QUADRATIC,
+    residual.RESIDUAL_MLP, residual.RESIDUAL_MLP_GROUPS,
 ])
 
 __all__ = ["DENSE", "INIT_KINDS", "MODELS", "ROWS", "UNROLL_MAX_WEIGHTS", "ModelKind", "Params", "forward",
@@ -72,12 +74,14 @@ def target(x_FxB: jax.Array, importance_F: jax.Array, kind: str | ModelKind = "r
 
 
 def model_loss(params: Params, x_FxB, importance_F: jax.Array, kind: str | ModelKind = "relu",
-               l1_hidden: jax.Array | float | None = None) -> jax.Array:
+               l1_hidden: jax.Array | float | None = None, weight_FxB=None) -> jax.Array:
     """The training loss: squared error against the kind's target, mean over batch and outputs,
     each output weighted by its importance when the kind is importance-weighted (the notebook's
     reduction within one model; summing over models is implicit in vmapping independent
     gradients), plus ``l1_hidden`` · mean over the batch of ‖h‖₁ when given (TMS's L1 on hidden
-    activations).
+    activations). ``weight_FxB``, when given, weights every entry too: the per-entry loss weights
+    of a data kind that has them (``DataKind.weights``; outputs must then be the n features), in
+    the same form as the batch. Without it the program is the one without weights.
 
     The batch is an F×B array or a list of F feature rows; it is taken to the form the model's
     shape computes in (``ops_for``), so tiny models keep separate rows through the loss:
@@ -88,5 +92,6 @@ def model_loss(params: Params, x_FxB, importance_F: jax.Array, kind: str | Model
     x = ops.batch(x_FxB)
     out, h = k.forward(params, x, ops)
     weight_O = importance_F if k.importance_weighted else jax.numpy.ones((len(out),))
-    loss = ops.weighted_mse(k.target(x, importance_F, ops), out, weight_O)
+    entries = None if weight_FxB is None else ops.batch(weight_FxB)
+    loss = ops.weighted_mse(k.target(x, importance_F, ops), out, weight_O, entries)
     return loss if l1_hidden is None else loss + l1_hidden * ops.l1(h)

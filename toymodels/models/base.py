@@ -59,9 +59,12 @@ class Dense:
         return jnp.sum((x * x if v_F is None else v_F[:, None] * x * x), axis=0, keepdims=True)
 
     @staticmethod
-    def weighted_mse(y, yhat, w_O):
-        """Σ_o w_o (y_o − ŷ_o)², mean over batch and outputs."""
-        return jnp.mean(w_O[:, None] * (y - yhat) ** 2)
+    def weighted_mse(y, yhat, w_O, w_OxB=None):
+        """Σ_o w_o (y_o − ŷ_o)², mean over batch and outputs; each entry also weighted by
+        ``w_OxB`` when given (a data kind's per-entry loss weights)."""
+        if w_OxB is None:
+            return jnp.mean(w_O[:, None] * (y - yhat) ** 2)
+        return jnp.mean(w_O[:, None] * w_OxB * (y - yhat) ** 2)
 
     @staticmethod
     def l1(h):
@@ -104,8 +107,10 @@ class Rows:
         return [sum((r * r if v_F is None else v_F[i] * r * r) for i, r in enumerate(rows))]
 
     @staticmethod
-    def weighted_mse(y, yhat, w_O):
-        return sum(w_O[i] * jnp.mean((a - b) ** 2) for i, (a, b) in enumerate(zip(y, yhat))) / len(y)
+    def weighted_mse(y, yhat, w_O, w_OxB=None):
+        if w_OxB is None:
+            return sum(w_O[i] * jnp.mean((a - b) ** 2) for i, (a, b) in enumerate(zip(y, yhat))) / len(y)
+        return sum(w_O[i] * jnp.mean(w * (a - b) ** 2) for i, (a, b, w) in enumerate(zip(y, yhat, w_OxB))) / len(y)
 
     @staticmethod
     def l1(h):
@@ -151,6 +156,10 @@ class ModelKind:
       finite-data trainer's hand-written full-batch gradient needs it (None: no finite data).
     - ``check(n_features, n_hidden, options)``: raise ``toymodels.registry.ConfigError`` naming
       the key for a setting the kind cannot train.
+    - ``read_matrices(params)``: for a kind with several layers of units, each layer's read
+      vectors of the features (L×k×n: column i of layer l is how layer l's k units read feature
+      i). When given, the snapshots and the store also record every layer's ‖R_i‖ and C_i
+      (``snap_layer_norms``, ``snap_layer_capacity``); None adds nothing to the program.
     """
 
     name: str
@@ -164,6 +173,7 @@ class ModelKind:
     output_activation: Callable | None = None
     options: Mapping = dataclasses.field(default_factory=dict)
     check: Callable | None = None
+    read_matrices: Callable | None = None
     doc: str = ""
 
 
