@@ -25,7 +25,7 @@ def compose_config(overrides: list[str] = ()) -> Config:
 
 
 def tiny(out, *extra) -> list[str]:
-    """Overrides for a seconds-long sweep, untracked (tests/test_tracking.py passes wandb.mode=offline)."""
+    """Overrides for a seconds-long sweep, untracked (tests/sweeps/test_tracking.py passes wandb.mode=offline)."""
     return ["train.steps=30", "train.batch_size=32", "train.eval_samples=256", "train.snapshot_every=10",
             f"sweep.out={out}", "sweep.executor=local", "wandb.mode=disabled", *extra]
 

@@ -126,7 +126,7 @@ print(device.platform, device.memory_bytes, len(xb._backends))
 """
     env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
-                         cwd=os.path.dirname(os.path.dirname(__file__)))
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["gpu", str(80 * resources.GiB // 4), "0"]
 

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from analysis import api
 from tests.helpers import assert_draws_the_same_into_every_target, compose_config, tiny
 
-ANALYSIS = Path(__file__).resolve().parent.parent / "analysis"
+ANALYSIS = Path(__file__).resolve().parents[2] / "analysis"
 MODULES = sorted(".".join(("analysis", *p.relative_to(ANALYSIS).with_suffix("").parts)).removesuffix(".__init__")
                  for p in ANALYSIS.rglob("*.py"))
 FIGURES_OF_THE_SWEEP = ["loss_curves", "capacity_trajectories", "geometry_2d", "wtw", "dimensionality", "phase_diagram"]

@@ -61,7 +61,7 @@ def test_workers_pin_to_distinct_free_cores_until_none_is_left(tmp_path):
             f"claimed = pin_to_free_cores(1, {str(tmp_path)!r}); "
             "print(json.dumps([claimed, sorted(os.sched_getaffinity(0))]), flush=True); sys.stdin.read()")
     procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, cwd=Path(__file__).parents[1]) for _ in range(cores + 1)]
+                              text=True, cwd=Path(__file__).parents[2]) for _ in range(cores + 1)]
     try:  # all alive at once: each holds its core until it exits
         reports = [json.loads(p.stdout.readline()) for p in procs]
     finally:
