@@ -76,7 +76,7 @@ def run_finite_chunk(chunk: Chunk) -> pd.DataFrame:
     import jax.numpy as jnp
 
     from sweeps.finite_rows import finite_table
-    from toymodels import metrics, model_keys
+    from toymodels import model_keys
     from toymodels.finite import FiniteHParams, train_finite_many
 
     arrays = hparams_arrays(chunk)
@@ -87,20 +87,30 @@ def run_finite_chunk(chunk: Chunk) -> pd.DataFrame:
     result = jax.device_get(train_finite_many(chunk.spec, model_keys(chunk.base_seed, arrays["uid"]), hp))
     seconds = time.perf_counter() - start
     _check_finite(chunk, result.train_loss, result.params)
-    meta = [dict(p.coords, seed=p.seed, uid=p.uid, order=p.order, chunk=chunk.id) for p in chunk.points]
-    table = finite_table(meta, chunk.spec, result, seconds, hp)
-    W = np.asarray(result.params.W_HxF)[: chunk.n_models]
-    table["norms"] = metrics.feature_norms(W).tolist()
-    table["capacity"] = metrics.capacity(W).tolist()
-    table["interference"] = metrics.interference(W).tolist()
-    table["feature_density"] = [list(p.density_F) for p in chunk.points]
-    table["feature_importance"] = [list(p.importance_F) for p in chunk.points]
+    table = finite_table([identity_columns(chunk, p) for p in chunk.points], chunk.spec, result, seconds, hp)
+    for name, values in feature_columns(chunk, np.asarray(result.params.W_HxF)[: chunk.n_models]).items():
+        table[name] = values
     table["snap_loss"] = table["snap_train_loss"]  # the curve every table has: the optimised loss
     return table
 
 
-def chunk_table(chunk: Chunk, result, seconds: float) -> pd.DataFrame:
+def identity_columns(chunk: Chunk, p) -> dict:
+    """Where a model sits: its grid coordinates, seed, uid, order in the plan and chunk."""
+    return dict(p.coords, seed=p.seed, uid=p.uid, order=p.order, chunk=chunk.id)
+
+
+def feature_columns(chunk: Chunk, W_NxHxF: np.ndarray) -> dict[str, list]:
+    """Per model, per feature: ‖W_i‖, capacity, interference (SCIENCE.md §5) and the densities and
+    importances it was trained with; the columns every stored model has, fresh or finite data."""
     from toymodels import metrics
+
+    return {"norms": metrics.feature_norms(W_NxHxF).tolist(), "capacity": metrics.capacity(W_NxHxF).tolist(),
+            "interference": metrics.interference(W_NxHxF).tolist(),
+            "feature_density": [list(p.density_F) for p in chunk.points],
+            "feature_importance": [list(p.importance_F) for p in chunk.points]}
+
+
+def chunk_table(chunk: Chunk, result, seconds: float) -> pd.DataFrame:
     from toymodels.data import feature_kurtosis
     from toymodels.models import MODELS
 
@@ -109,16 +119,13 @@ def chunk_table(chunk: Chunk, result, seconds: float) -> pd.DataFrame:
     params = {name: np.asarray(value)[:n] for name, value in result.params.items()}
     W = np.asarray(MODELS.get(spec.model).features(result.params))[:n]
     snaps = result.snapshots
-    norms, cap, interf = metrics.feature_norms(W), metrics.capacity(W), metrics.interference(W)
+    features = feature_columns(chunk, W)
+    cap = np.asarray(features["capacity"])
     rows = []
     for i, p in enumerate(chunk.points):
-        row = {**dict(spec.model_options), **dict(p.coords)}
+        row = {**dict(spec.model_options), **identity_columns(chunk, p)}
         held = p.capacity_feature if spec.capacity_penalty else -1
         row.update(
-            seed=p.seed,
-            uid=p.uid,
-            order=p.order,
-            chunk=chunk.id,
             model=spec.model,
             data_kind=spec.data.kind,
             kurtosis=float(feature_kurtosis(spec.data, p.density_F[:1])[0]),
@@ -131,11 +138,7 @@ def chunk_table(chunk: Chunk, result, seconds: float) -> pd.DataFrame:
             loss=float(result.eval_loss[i]),
             W=W[i].tolist(),
             **{name: value[i].tolist() for name, value in params.items() if name != "W"},
-            norms=norms[i].tolist(),
-            capacity=cap[i].tolist(),
-            interference=interf[i].tolist(),
-            feature_density=list(p.density_F),
-            feature_importance=list(p.importance_F),
+            **{name: values[i] for name, values in features.items()},
             snap_step=np.asarray(snaps.step_S[i]).tolist(),
             snap_loss=np.asarray(snaps.loss_S[i]).tolist(),
             snap_norms=np.asarray(snaps.norms_SxF[i]).tolist(),
