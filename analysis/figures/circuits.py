@@ -9,8 +9,8 @@ import pandas as pd
 
 from analysis.figures.canvas import finish, panel_grid
 from analysis.measures import circuits as circ
-from sweeps.store import nested_array
 from analysis.sweep import per_sweep
+from sweeps.store import nested_array
 
 LAYER_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
 

@@ -10,9 +10,10 @@ import pandas as pd
 
 from analysis.figures.canvas import finish, panel_grid
 from analysis.measures import monosemanticity as mono
-from sweeps.store import nested_array
+from analysis.seeds import best_of_seeds
 from analysis.theory import monosemanticity as theory
 from analysis.theory.capacity import quadratic_loss
+from sweeps.store import nested_array
 
 SHORT = {"kurtosis": "K", "density": "p", "importance_last": "v₂/v₁", "mono_start": "start", "n_hidden": "m"}
 
@@ -100,7 +101,7 @@ def switch_table(table: pd.DataFrame) -> pd.DataFrame:
     if "mono_start" not in ranked:
         ranked = ranked.assign(mono_start=0)
     keys = ["kurtosis", "ratio", "mono_start", "mono_penalty"]
-    best = ranked.loc[ranked.groupby(keys, sort=True)["_objective"].idxmin()]
+    best = best_of_seeds(ranked, keys, loss="_objective")
     optimum = np.array([theory.penalised_optimum(r, K, mu) for r, K, mu in
                        zip(best["ratio"], best["kurtosis"], best["mono_penalty"])])
     # At v₂ = v₁ the features are interchangeable: C₁ and 1 − C₁ are the same optimum.

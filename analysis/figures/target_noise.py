@@ -10,9 +10,9 @@ from matplotlib import colormaps
 
 from analysis.figures.canvas import finish, region
 from analysis.figures.panels import draw_vectors, set_log_scale
-from sweeps.store import nested_array
 from analysis.measures.target_noise import best_per_point, linear_agreement, measure_table
 from analysis.sweep import per_sweep
+from sweeps.store import nested_array
 
 
 PANELS = (("loss", "target-only loss (eval)", "theory_loss", True),

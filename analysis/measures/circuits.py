@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.measures.model_rows import params_of
+from analysis.seeds import best_of_seeds
 from sweeps.store import nested_array
 
 HELD_CAPACITY = 0.5
@@ -116,7 +117,7 @@ def circuit_table(table: pd.DataFrame) -> pd.DataFrame:
     """The best seed per (model, layers, density) with its measures: learned-then-dropped count,
     held features at the end, per-layer Σ C and mean-ablation loss increases."""
     keys = [k for k in ("model", "layers", "density") if k in table]
-    best = table.loc[table.groupby(keys, sort=True)["loss"].idxmin()].reset_index(drop=True)
+    best = best_of_seeds(table, keys)
     measures = []
     for _, row in best.iterrows():
         steps, C, N = layer_series(row)

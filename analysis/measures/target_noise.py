@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.measures.model_rows import outputs_of
-from sweeps.store import nested_array
+from analysis.seeds import best_of_seeds
 from analysis.theory.target_noise import (angular_unevenness, closed_form, frame_deviation, optimal_bias,
                                           tight_frame)
+from sweeps.store import nested_array
 
 EVAL_EXAMPLES = 8192
 
@@ -71,7 +72,7 @@ def measure_table(table: pd.DataFrame, noise_scale: float) -> pd.DataFrame:
 def best_per_point(measured: pd.DataFrame) -> pd.DataFrame:
     """The lowest-loss seed per (model, n, density)."""
     keys = [k for k in ("model", "n_features", "density") if k in measured]
-    return measured.loc[measured.groupby(keys, sort=True)["loss"].idxmin()]
+    return best_of_seeds(measured, keys)
 
 
 def linear_agreement(best: pd.DataFrame) -> float:
