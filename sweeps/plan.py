@@ -229,14 +229,15 @@ def make_chunks(config: Config, models, min_chunks: int = 1, device: resources.D
     by_spec: dict[TrainSpec, list[ModelPoint]] = {}
     for spec, point in models:
         by_spec.setdefault(spec, []).append(point)
-    if not config.sweep.chunk_size:
-        device = device or resources.chunk_device(config)
+    device = device or resources.chunk_device(config)
     chunks = []
     for spec, points in by_spec.items():
         kinds = kinds_used([spec.model], [spec.data.kind] if isinstance(spec, TrainSpec) else [])
         cap = config.sweep.chunk_size or auto_chunk_size(spec, device)
         n_chunks = min(len(points), max(-(-len(points) // cap), min_chunks))
         size = -(-len(points) // n_chunks)
+        if config.sweep.chunk_size:
+            resources.check_chunk(spec, size, device)
         for start in range(0, len(points), size):
             part = tuple(points[start : start + size])
             chunks.append(Chunk(chunk_id(spec, config.sweep.base_seed, part), spec, config.sweep.base_seed, part, size,

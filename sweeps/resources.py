@@ -236,6 +236,15 @@ def check_spec(spec: TrainSpec | FiniteSpec, device: Device) -> None:
                           f"lower {key}")
 
 
+def check_chunk(spec: TrainSpec | FiniteSpec, n_models: int, device: Device) -> None:
+    """Refuse a chunk of ``n_models`` (an explicit sweep.chunk_size) that cannot fit ``device``."""
+    per_model = model_bytes(spec, device.platform)
+    if n_models * per_model > device.memory_bytes:
+        raise _size_error("sweep.chunk_size", f"{n_models:,} models per chunk need about {_gib(n_models * per_model)} "
+                          f"({_gib(per_model)} each), more than the {_gib(device.memory_bytes)} a chunk has on its "
+                          f"device ({device.name}); lower sweep.chunk_size (0: sized from the device)")
+
+
 # ---------------------------------------------------------------- persistent compilation cache
 
 COMPILE_CACHE_OFF = ("", "0", "off", "none", "false")

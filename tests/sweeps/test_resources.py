@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
@@ -169,3 +170,14 @@ def test_the_cache_can_be_turned_off_and_reaches_ray_workers(monkeypatch):
     assert worker_env(RayConf())["JAX_COMPILATION_CACHE_DIR"] == "/tmp/somewhere"
     monkeypatch.delenv("TOYMODELS_COMPILE_CACHE")
     assert resources.compile_cache_dir().endswith(os.path.join("toymodels", "jax"))
+
+
+def test_an_explicit_chunk_size_too_large_for_the_device_names_sweep_chunk_size():
+    config = compose_config(["experiment=tms_intro", "sweep.chunk_size=16", "train.batch_size=65536"])
+    models = plan_models(config, device=resources.Device("cpu", 8 * resources.GiB, "an 8 GiB CPU"))
+    per_model = resources.model_bytes(models[0][0])
+    small = resources.Device("cpu", 8 * per_model, "a small CPU")
+    with pytest.raises(ValueError, match=r"sweep.chunk_size: 1\d models per chunk.*lower sweep.chunk_size"):
+        make_chunks(config, models, device=small)
+    fitting = replace(config, sweep=replace(config.sweep, chunk_size=8))
+    assert max(c.pad_to for c in make_chunks(fitting, models, device=small)) <= 8
