@@ -22,6 +22,7 @@ from analysis.figures.neurons import plot_l1_cost, plot_neurons, privileged
 from analysis.figures.noise import is_noise_setting, plot_noise
 from analysis.figures.perturb import crossing_note, plot_perturb
 from analysis.figures.phase_diagram import DIAGRAM_AXES, agreement_note, diagram_axes, draw_phase_diagram
+from analysis.figures import sae_sweep
 from analysis.figures.sae import SAE_TABLE, plot_sae_recovery, sae_inputs
 from analysis.figures.trajectories import plot_capacity_trajectories
 from analysis.sweep import StoredSweep
@@ -58,8 +59,8 @@ def finite_data(sweep: StoredSweep) -> bool:
 
 
 def fresh(applies: Callable[[StoredSweep], bool]) -> Callable[[StoredSweep], bool]:
-    """``applies`` among the sweeps that sample fresh data (every sweep but a finite-data one)."""
-    return lambda sweep: not finite_data(sweep) and bool(applies(sweep))
+    """``applies`` among the toy-model sweeps that sample fresh data (not finite-data, not SAE sweeps)."""
+    return lambda sweep: not finite_data(sweep) and not sae_sweep.is_sae_sweep(sweep) and bool(applies(sweep))
 
 
 def capacity_figure(applies: Callable[[StoredSweep], bool]) -> Callable[[StoredSweep], bool]:
@@ -73,7 +74,7 @@ def dd_curves(sweep: StoredSweep) -> bool:
 
 
 FIGURES: dict[str, FigureSpec] = {
-    "loss_curves": FigureSpec("always", lambda s: True, plot_loss_curves),
+    "loss_curves": FigureSpec("a toy-model sweep", lambda s: not sae_sweep.is_sae_sweep(s), plot_loss_curves),
     "capacity_trajectories": FigureSpec("always", fresh(lambda s: True), plot_capacity_trajectories),
     "geometry_2d": FigureSpec("m = 2", fresh(lambda s: (s.table["n_hidden"] == 2).all()), plot_geometry_panels),
     "wtw": FigureSpec("n > 2", fresh(lambda s: s.table["n_features"].max() > 2), plot_wtw),
@@ -111,8 +112,18 @@ FIGURES: dict[str, FigureSpec] = {
                               dd.plot_geometry, finite_inputs),
     "dd_memorisation": FigureSpec("repeated points", lambda s: finite_data(s) and (s.table["n_repeated"] > 0).any(),
                                   dd.plot_memorisation, finite_inputs),
-    "sae_recovery": FigureSpec(f"{SAE_TABLE} beside the sweep (toymodels-sae)", lambda s: (s.root / SAE_TABLE).exists(),
-                               plot_sae_recovery, sae_inputs),
+    "sae_recovery": FigureSpec(f"{SAE_TABLE} beside the sweep (toymodels-sae), or an SAE sweep on toy models",
+                               lambda s: (s.root / SAE_TABLE).exists() or sae_sweep.is_sae_sweep(s)
+                               and (s.config["sae"] or {}).get("source") == "toy", plot_sae_recovery, sae_inputs),
+    "sae_pareto": FigureSpec("an SAE sweep over λ or k", sae_sweep.has_fronts,
+                             sae_sweep.plot_sae_pareto, sae_sweep.sae_grid_inputs),
+    "sae_shrinkage": FigureSpec("an SAE sweep over magnitude and λ, of plain, gated or rescaled SAEs",
+                                sae_sweep.has_shrinkage, sae_sweep.plot_sae_shrinkage, sae_sweep.sae_sweep_inputs,
+                                sae_sweep.shrinkage_note),
+    "sae_composition": FigureSpec("an SAE sweep over together (c)", lambda s: sae_sweep.varies(s, "together"),
+                                  sae_sweep.plot_sae_composition, sae_sweep.sae_sweep_inputs),
+    "sae_orthogonality": FigureSpec("an SAE sweep over ortho (λ_o)", lambda s: sae_sweep.varies(s, "ortho"),
+                                    sae_sweep.plot_sae_orthogonality, sae_sweep.sae_sweep_inputs),
 }
 
 
