@@ -184,11 +184,14 @@ def make_sae_chunks(config, saes, min_chunks: int = 1) -> list[SaeChunk]:
         cap = config.sweep.chunk_size or auto_sae_chunk_size(group)
         n_chunks = min(len(points), max(-(-len(points) // cap), min_chunks))
         size = -(-len(points) // n_chunks)
+        # Every chunk is padded to the width it has with one worker: XLA may round a vmapped
+        # program's sums differently at another width, and the bits must not depend on the executor.
+        width = -(-len(points) // -(-len(points) // cap))
         for start in range(0, len(points), size):
             part = tuple(points[start:start + size])
             toy = toy_chunk_arrays(config, part) if config.sae.source == "toy" else {}
             chunks.append(SaeChunk(sae_chunk_id(group, config.sweep.base_seed, part), group, config.sweep.base_seed,
-                                   part, size, toy, toy_kinds(group.source)))
+                                   part, width, toy, toy_kinds(group.source)))
     return chunks
 
 
