@@ -113,7 +113,8 @@ def _values(config, coords: tuple, kind: str) -> dict:
 
 
 def _world_sources(config, coords: tuple):
-    """(group static parts, source uid, source parameters) of the one world at ``coords``."""
+    """[(WorldSource, the world's static parameters, its id, all its parameters)] of the one world at
+    ``coords``: the same shape as ``sweeps.sae_toy.toy_sources``' list of toy models."""
     from sweeps.sae_world import world_source
 
     world = {"world_kind": config.sae.world.kind,  # not an axis: the SAE's kind is "kind"

@@ -173,3 +173,31 @@ def test_a_missing_toy_sweep_is_refused_before_any_compute(tmp_path):
     config = compose_config([*ON_TOYS, f"sae.toy.sweep={tmp_path / 'none'}"])
     with pytest.raises(ConfigError, match="^sae.toy.sweep: .* holds no results.parquet"):
         plan_models(config)
+
+
+def _shrinkage_table():
+    """FVU ordered gated < rescaled < plain at both λ with U[0, 1] magnitudes, at one λ when fixed."""
+    fvu = {("uniform", 0.1): (0.01, 0.02, 0.03), ("uniform", 0.3): (0.02, 0.05, 0.09),
+           ("fixed", 0.1): (0.001, 0.002, 0.02), ("fixed", 0.3): (0.01, 0.004, 0.05)}
+    rows = [dict(kind=kind, magnitude=mag, l1=l1, seed=seed, fvu=values[i] + 0.001 * seed, gamma=1.0, mcc=0.9)
+            for (mag, l1), values in fvu.items() for i, kind in enumerate(["gated", "rescaled", "plain"])
+            for seed in range(2)]
+    return pd.DataFrame(rows)
+
+
+def test_the_shrinkage_figure_shows_seed_means_and_counts_the_predicted_order():
+    from types import SimpleNamespace
+
+    from analysis.figures.sae_sweep import plot_sae_shrinkage, shrinkage_note
+
+    table = _shrinkage_table()
+    assert shrinkage_note(SimpleNamespace(table=table)) == {
+        "fvu gated < rescaled < plain (fixed magnitudes)": "1/2 λ values",
+        "fvu gated < rescaled < plain (uniform magnitudes)": "2/2 λ values"}
+    fig = plot_sae_shrinkage(table)
+    fvu_uniform = fig.axes[1]  # columns: fixed, uniform; first row: FVU
+    assert "FVU, magnitude=uniform" in fvu_uniform.get_title()
+    lines = {line.get_label(): line.get_ydata().tolist() for line in fvu_uniform.lines}
+    assert lines["kind=plain"] == pytest.approx([0.0305, 0.0905])
+    assert list(lines) == ["kind=plain", "kind=gated", "kind=rescaled"]
+    assert "SAELens" in fig._suptitle.get_text()

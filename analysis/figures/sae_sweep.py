@@ -106,7 +106,8 @@ def plot_sae_shrinkage(table: pd.DataFrame, stamp: str = "", target=None):
     return plot_score_lines(table, "l1", "kind", "magnitude",
                             (("fvu", "FVU"), ("gamma", "γ (relative reconstruction bias)"), ("mcc", "MCC (SAELens)")),
                             "Shrinkage: plain (a−θ)₊, rescaled r(a−θ)₊, gated a·1[a>θ]\npredicted FVU "
-                            "gated < rescaled < plain for U[0,1] magnitudes, rescaled ≈ gated for fixed ones",
+                            "gated < rescaled < plain for U[0,1] magnitudes, rescaled ≈ gated for fixed ones\n"
+                            + MCC_NAME,
                             stamp, target, log_x=True)
 
 
@@ -137,9 +138,9 @@ def plot_sae_orthogonality(table: pd.DataFrame, stamp: str = "", target=None):
     worlds = table["directions"].astype(str) + np.where(table["directions"] == "pairs",
                                                          " cos=" + table["cosine"].astype(str), "")
     return plot_score_lines(table.assign(world=worlds), "ortho", "kind", "world",
-                            (("mcc", MCC_NAME), ("fvu", "FVU")),
-                            "Orthogonality penalty λ_o·mean_{j≠k}(d_j·d_k)²\ndoes it raise MCC on spread-out "
-                            "features and lower it on clustered pairs?", stamp, target, log_x=True)
+                            (("mcc", "MCC (SAELens)"), ("fvu", "FVU")),
+                            "Orthogonality penalty λ_o·mean_{j≠k}(d_j·d_k)²: does it raise MCC on spread-out "
+                            f"features and lower it on clustered pairs?\n{MCC_NAME}", stamp, target, log_x=True)
 
 
 def sae_sweep_inputs(sweep) -> tuple:
