@@ -201,3 +201,23 @@ def test_the_shrinkage_figure_shows_seed_means_and_counts_the_predicted_order():
     assert lines["kind=plain"] == pytest.approx([0.0305, 0.0905])
     assert list(lines) == ["kind=plain", "kind=gated", "kind=rescaled"]
     assert "SAELens" in fig._suptitle.get_text()
+
+
+@pytest.mark.parametrize("world", ["synthetic", "toy"])
+def test_the_orthogonality_and_composition_figures_show_their_means(world):
+    from analysis.figures.sae_sweep import plot_sae_composition, plot_sae_orthogonality
+
+    rows = [dict(kind=kind, ortho=ortho, seed=seed, mcc=0.9 - 0.1 * ortho + 0.01 * seed, fvu=0.1, n_features=4,
+                 n_hidden=2, directions="pairs", cosine=0.8, magnitude="fixed", together=ortho / 10, l1=0.1,
+                 n_composed=seed)
+            for kind in ("plain", "topk") for ortho in (0.0, 0.1, 1.0) for seed in range(2)]
+    table = pd.DataFrame(rows)
+    if world == "toy":  # an SAE sweep on stored toy models has no world directions
+        table = table.drop(columns=["directions", "cosine"])
+    fig = plot_sae_orthogonality(table)
+    assert fig.axes[0].get_title() == ("MCC (SAELens), world=pairs cos=0.8" if world == "synthetic" else
+                                       "MCC (SAELens), world=toy models (n=4, m=2)")
+    plain = fig.axes[0].lines[0]
+    assert plain.get_label() == "kind=plain" and plain.get_ydata().tolist() == pytest.approx([0.905, 0.895, 0.805])
+    composed = plot_sae_composition(table).axes[0].lines[0]  # one of the two seeds has a composed latent
+    assert composed.get_ydata().tolist() == pytest.approx([0.5, 0.5, 0.5])

@@ -134,9 +134,13 @@ def plot_sae_composition(table: pd.DataFrame, stamp: str = "", target=None):
 
 
 def plot_sae_orthogonality(table: pd.DataFrame, stamp: str = "", target=None):
-    """MCC and FVU against the decoder orthogonality weight λ_o, per world directions."""
-    worlds = table["directions"].astype(str) + np.where(table["directions"] == "pairs",
-                                                         " cos=" + table["cosine"].astype(str), "")
+    """MCC and FVU against the decoder orthogonality weight λ_o, per world directions (or on the
+    toy models of an SAE sweep on a stored sweep: their trained W as the world)."""
+    if "directions" in table:
+        worlds = table["directions"].astype(str) + np.where(table["directions"] == "pairs",
+                                                             " cos=" + table["cosine"].astype(str), "")
+    else:
+        worlds = "toy models (n=" + table["n_features"].astype(str) + ", m=" + table["n_hidden"].astype(str) + ")"
     return plot_score_lines(table.assign(world=worlds), "ortho", "kind", "world",
                             (("mcc", "MCC (SAELens)"), ("fvu", "FVU")),
                             "Orthogonality penalty λ_o·mean_{j≠k}(d_j·d_k)²: does it raise MCC on spread-out "
