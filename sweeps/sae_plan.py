@@ -127,8 +127,11 @@ def _world_sources(config, coords: tuple):
 def plan_saes(config) -> list[tuple[SaeGroup, SaePoint]]:
     """Every SAE of the grid × sources × seeds, in grid order (last axis fastest, then source,
     then seed); each kind once per setting it reads."""
+    from sweeps.config import expand_axis
+    from sweeps.resources import check_plan_size
     from sweeps.sae_toy import toy_sources
 
+    check_plan_size(config, {a: len(expand_axis(a, v)) for a, v in config.sweep.grid.items()})
     toys = toy_sources(config) if config.sae.source == "toy" else None
     out, seen = [], set()
     for coords in _grid(config):
@@ -153,17 +156,15 @@ def plan_saes(config) -> list[tuple[SaeGroup, SaePoint]]:
     return out
 
 
-# Working set of one CPU chunk (bytes), as sweeps.plan's; most SAEs per chunk when sweep.chunk_size is 0.
-CHUNK_MEMORY_BUDGET = 256 * 2**20
-MAX_AUTO_CHUNK = 4096
-
-
 def auto_sae_chunk_size(group: SaeGroup) -> int:
-    """Per SAE and step: activations, codes, reconstruction and their gradients (~8 B×(H+D) float32
-    arrays), and the evaluation batch."""
+    """Most SAEs per chunk when sweep.chunk_size is 0, within a CPU chunk's working-set budget
+    (``sweeps.resources``). Per SAE and step: activations, codes, reconstruction and their
+    gradients (~8 B×(H+D) float32 arrays), and the evaluation batch."""
+    from sweeps.resources import CPU_CHUNK_BUDGET, CPU_MAX_CHUNK
+
     spec = group.spec
     per_sae = 4 * 8 * max(spec.batch_size, spec.eval_batch) * (group.source.n_hidden + spec.dict_size)
-    return int(max(1, min(MAX_AUTO_CHUNK, CHUNK_MEMORY_BUDGET // per_sae)))
+    return int(max(1, min(CPU_MAX_CHUNK, CPU_CHUNK_BUDGET // per_sae)))
 
 
 def sae_chunk_id(group: SaeGroup, base_seed: int, points) -> str:
