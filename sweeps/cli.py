@@ -35,6 +35,8 @@ def check_override_keys(overrides: list[str], schema=Config) -> None:
             path.append(part)
             hints = typing.get_type_hints(node)
             node = hints[part]
+            if typing.get_origin(node) is typing.Union:  # Optional[SaeConf]: the section's own keys
+                node = next((a for a in typing.get_args(node) if dataclasses.is_dataclass(a)), node)
             if not dataclasses.is_dataclass(node):
                 break  # a leaf or a free-form dict (sweep.grid.<axis>): values are validated later
 

@@ -33,6 +33,10 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     from toymodels.finite import FiniteSpec
 
     ensure_registered(chunk.kinds)
+    if not isinstance(chunk, Chunk):  # an SAE sweep's chunk (sweeps.sae_plan.SaeChunk)
+        from sweeps.sae_execute import run_sae_chunk
+
+        return run_sae_chunk(chunk)
     if isinstance(chunk.spec, FiniteSpec):
         return run_finite_chunk(chunk)
     arrays = hparams_arrays(chunk)

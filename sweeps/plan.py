@@ -163,6 +163,10 @@ def plan_models(config: Config, device: resources.Device | None = None) -> list[
     """The grid product × seeds, in grid order (last axis fastest, then seed). Refuses, before
     building any model, a plan too large for the driver or a shape that cannot fit ``device``
     (default: where ``config``'s chunks run, ``resources.chunk_device``)."""
+    if config.sae is not None:  # an SAE sweep: its points are SAEs (sweeps.sae_plan)
+        from sweeps.sae_plan import plan_saes
+
+        return plan_saes(config)
     axes = grid_axes(config)
     resources.check_plan_size(config, {name: len(values) for name, values in axes.items()})
     device = device or resources.chunk_device(config)
@@ -226,6 +230,10 @@ def make_chunks(config: Config, models, min_chunks: int = 1, device: resources.D
     """
     from toymodels.plugins import kinds_used
 
+    if config.sae is not None:  # chunks of same-shaped SAEs (sweeps.sae_plan)
+        from sweeps.sae_plan import make_sae_chunks
+
+        return make_sae_chunks(config, models, min_chunks)
     by_spec: dict[TrainSpec, list[ModelPoint]] = {}
     for spec, point in models:
         by_spec.setdefault(spec, []).append(point)

@@ -32,6 +32,8 @@ def _digest(data: dict) -> str:
         data["sweep"].pop(key, None)
     data.pop("ray", None)
     data.pop("wandb", None)
+    if data.get("sae", ...) is None:  # not an SAE sweep: hashed as before the section existed
+        data.pop("sae")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

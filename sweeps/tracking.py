@@ -311,11 +311,10 @@ class Tracker:
                     {"title": "training loss per model", "xname": "step"})})
             summary["curve_points_per_model"] = len(keep)
 
-        rows = [[labels[m], uids[m], *coords[m], seeds[m], losses[m], wt.plain(list(table["norms"].iloc[m])),
-                 wt.plain(list(table["capacity"].iloc[m])), wt.plain(list(table["interference"].iloc[m]))]
+        measured = measures_of(table)
+        rows = [[labels[m], uids[m], *coords[m], seeds[m], losses[m], *(wt.plain(table[c].iloc[m]) for c in measured)]
                 for m in range(min(n, wt.MAX_TABLE_ROWS))]
-        run.log({"models": wt.table(wandb, ["model", "uid", *axes, "seed", "loss", "norms", "capacity", "interference"],
-                                  rows)})
+        run.log({"models": wt.table(wandb, ["model", "uid", *axes, "seed", "loss", *measured], rows)})
         run.summary.update(summary)
         self._finish(run_id)
 
@@ -337,10 +336,8 @@ class Tracker:
                     metrics.update({f"norm/{f}": float(v) for f, v in enumerate(row["snap_norms"][i])})
                     metrics.update({f"capacity/{f}": float(v) for f, v in enumerate(row["snap_capacity"][i])})
                 run.log(metrics)
-        run.summary.update(dict(point, loss=float(row["loss"]), norms=wt.plain(list(row["norms"])),
-                                capacity=wt.plain(list(row["capacity"])),
-                                interference=wt.plain(list(row["interference"])),
-                                train_seconds=float(row["train_seconds"])))
+        run.summary.update(dict(point, loss=float(row["loss"]), train_seconds=float(row["train_seconds"]),
+                                **{c: wt.plain(row[c]) for c in measures_of(row.index)}))
         self._finish(run_id)
 
     def log_figures(self, paths: Iterable[Path], table: Optional[pd.DataFrame] = None) -> None:
@@ -379,6 +376,14 @@ class Tracker:
                   file=self.stream, flush=True)
         except Exception:
             pass
+
+
+# Per-model values in the ``models`` table: a toy model's per-feature lists, or an SAE's scores.
+MEASURES = ("norms", "capacity", "interference", "kind", "dict_size", "sparsity", "l0", "fvu", "mcc", "mmcs")
+
+
+def measures_of(columns) -> list[str]:
+    return [c for c in MEASURES if c in columns]
 
 
 def _conf_from(stored: dict) -> WandbConf:

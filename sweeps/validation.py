@@ -308,6 +308,12 @@ def validate(config: Config) -> None:
     """Check every value before any compute; raise ConfigError naming the key and what is allowed."""
     _validate_scalars(config)
     _validate_kinds(config)
+    if config.sae is not None:  # an SAE sweep: its own grid axes and checks
+        from sweeps.sae_config import validate_sae
+
+        validate_sae(config)
+        _validate_tracking(config)
+        return
     _validate_grid(config)
     _validate_tracking(config)
     _validate_finite(config)

@@ -12,7 +12,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable
 
-from analysis.figures import capacity, circuits, double_descent as dd
+from analysis.figures import capacity, circuits, double_descent as dd, sae_sweep
 from analysis.figures.backdoor import backdoor_inputs, backdoor_notes, has_backdoor, plot_backdoor, plot_backdoor_finite
 from analysis.figures.correlated import correlated_inputs, has_sets, plot_correlated
 from analysis.figures.curves import plot_loss_curves
@@ -62,8 +62,8 @@ def finite_data(sweep: StoredSweep) -> bool:
 
 
 def fresh(applies: Callable[[StoredSweep], bool]) -> Callable[[StoredSweep], bool]:
-    """``applies`` among the sweeps that sample fresh data (every sweep but a finite-data one)."""
-    return lambda sweep: not finite_data(sweep) and bool(applies(sweep))
+    """``applies`` among the toy-model sweeps that sample fresh data (not finite-data, not SAE sweeps)."""
+    return lambda sweep: not finite_data(sweep) and not sae_sweep.is_sae_sweep(sweep) and bool(applies(sweep))
 
 
 def capacity_figure(applies: Callable[[StoredSweep], bool]) -> Callable[[StoredSweep], bool]:
@@ -77,7 +77,7 @@ def dd_curves(sweep: StoredSweep) -> bool:
 
 
 FIGURES: dict[str, FigureSpec] = {
-    "loss_curves": FigureSpec("always", lambda s: True, plot_loss_curves),
+    "loss_curves": FigureSpec("a toy-model sweep", lambda s: not sae_sweep.is_sae_sweep(s), plot_loss_curves),
     "capacity_trajectories": FigureSpec("always", fresh(lambda s: True), plot_capacity_trajectories),
     "geometry_2d": FigureSpec("m = 2", fresh(lambda s: (s.table["n_hidden"] == 2).all()), plot_geometry_panels),
     "wtw": FigureSpec("n > 2", fresh(lambda s: s.table["n_features"].max() > 2), plot_wtw),
@@ -133,8 +133,18 @@ FIGURES: dict[str, FigureSpec] = {
                            backdoor_notes),
     "backdoor_finite": FigureSpec("backdoor.parquet of a finite-data sweep (toymodels-backdoor)",
                                   lambda s: has_backdoor(s, finite=True), plot_backdoor_finite, backdoor_inputs),
-    "sae_recovery": FigureSpec(f"{SAE_TABLE} beside the sweep (toymodels-sae)", lambda s: (s.root / SAE_TABLE).exists(),
-                               plot_sae_recovery, sae_inputs),
+    "sae_recovery": FigureSpec(f"{SAE_TABLE} beside the sweep (toymodels-sae), or an SAE sweep on toy models",
+                               lambda s: (s.root / SAE_TABLE).exists() or sae_sweep.is_sae_sweep(s)
+                               and (s.config["sae"] or {}).get("source") == "toy", plot_sae_recovery, sae_inputs),
+    "sae_pareto": FigureSpec("an SAE sweep over λ or k", sae_sweep.has_fronts,
+                             sae_sweep.plot_sae_pareto, sae_sweep.sae_grid_inputs),
+    "sae_shrinkage": FigureSpec("an SAE sweep over magnitude and λ, of plain, gated or rescaled SAEs",
+                                sae_sweep.has_shrinkage, sae_sweep.plot_sae_shrinkage, sae_sweep.sae_sweep_inputs,
+                                sae_sweep.shrinkage_note),
+    "sae_composition": FigureSpec("an SAE sweep over together (c)", lambda s: sae_sweep.varies(s, "together"),
+                                  sae_sweep.plot_sae_composition, sae_sweep.sae_sweep_inputs),
+    "sae_orthogonality": FigureSpec("an SAE sweep over ortho (λ_o)", lambda s: sae_sweep.varies(s, "ortho"),
+                                    sae_sweep.plot_sae_orthogonality, sae_sweep.sae_sweep_inputs),
 }
 
 

@@ -11,7 +11,8 @@ def test_the_required_experiments_exist():
     assert {"tms_intro", "tms_phase_2d", "tms_geometry"} <= set(EXPERIMENTS)
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+# SAE sweeps plan SAEs, each kind once per setting it reads: tests/test_sae_sweep.py.
+@pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if not e.startswith("sae_")])
 def test_every_experiment_composes_and_plans(experiment):
     config = compose_config([f"experiment={experiment}"])
     assert config.name == experiment

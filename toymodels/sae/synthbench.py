@@ -55,6 +55,13 @@ SYNTHBENCH_16K = BenchConfig()
 SYNTHBENCH_SMALL = BenchConfig(n_features=256, n_hidden=32, p_min=1e-2, roots=2, correlation_rank=8)
 
 
+def bench_source(c: BenchConfig) -> WorldSource:
+    """The static part of ``c``'s world (what a compiled program fixes), without building it."""
+    return WorldSource(c.n_features, c.n_hidden, firing="correlated" if c.correlation_rank else "independent",
+                       magnitude="normal", roots=c.roots, branching=c.branching, depth=c.depth, exclusive=True,
+                       scale_children=True)
+
+
 def build(config: BenchConfig = SYNTHBENCH_16K) -> tuple[WorldSource, World]:
     """The world of ``config`` (deterministic in ``config.seed``)."""
     c, rng = config, np.random.default_rng(config.seed)
@@ -67,8 +74,7 @@ def build(config: BenchConfig = SYNTHBENCH_16K) -> tuple[WorldSource, World]:
     std_N = np.abs(rng.normal(c.spread_mean, c.spread_std, n))
     F_HxN = orthogonalize(unit_columns(rng.normal(size=(m, n))), c.orthogonalize_steps, c.orthogonalize_lr)
     bias_H = c.bias_norm * unit_columns(rng.normal(size=(m, 1)))[:, 0]
-    source = WorldSource(n, m, firing="correlated" if c.correlation_rank else "independent", magnitude="normal",
-                         roots=c.roots, branching=c.branching, depth=c.depth, exclusive=True, scale_children=True)
+    source = bench_source(c)
     return source, make_world(source, F_HxN, q_N, factor_NxR=factor_NxR, scale_N=scale_N, std_N=std_N, bias_H=bias_H)
 
 
