@@ -75,8 +75,8 @@ def _recovery_panel(ax, means: pd.DataFrame, served: pd.DataFrame, score: str, n
         ax.axhline(threshold, color="k", lw=0.8, ls="-.", label=f"MCC = {threshold:g}")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("l (features active per input; TopK k = l)", fontsize=8)
-    ax.set_title(f"{name} against l\n(dashed: m/(8 ln n); dotted: l = m; ★ largest l served"
-                 + ("; thin: a random dictionary's MCC" if score == "mcc" else "") + ")", fontsize=9)
+    ax.set_title(f"{name} against l\ndashed: m/(8 ln n); dotted: l = m; ★ largest l served"
+                 + ("\nthin: a random dictionary's MCC" if score == "mcc" else ""), fontsize=9)
     ax.set_ylim(0, 1.02)
 
 
