@@ -20,6 +20,9 @@ SOURCES = ("world", "toy")
 WORLD_KINDS = ("independent", "composition", "exactly", "synthbench_small")
 DIRECTIONS = ("identity", "random", "pairs")
 MAGNITUDES = ("uniform", "fixed")
+# sae.k (or a value of sweep.grid.k) that makes each SAE's k its world's sae.world.active: one SAE
+# per l of an `exactly` world with k = l, without a k axis whose diagonal only is wanted.
+FOLLOW_ACTIVE = "active"
 
 # Grid axes of an SAE sweep. Per SAE: array leaves of one compiled program. Static: SAEs that
 # differ in one never share a chunk. World axes (per SAE unless static) change the world's arrays.
@@ -63,7 +66,7 @@ class SaeConf:
     kind: str = "plain"  # a kind of toymodels.sae.SAE_KINDS
     dict_size: Any = 32  # an integer, or a multiple of the source's features: "n", "2n"
     l1: float = 0.1  # λ of plain, gated, rescaled; the L0 coefficient of jumprelu
-    k: int = 2  # k of topk, batchtopk, matryoshka
+    k: Any = 2  # k of topk, batchtopk, matryoshka; "active": the exactly world's l (k follows l)
     lr: float = 3e-3
     bandwidth: float = 1e-3  # jumprelu's ε
     ortho: float = 0.0  # decoder orthogonality λ_o (0: off)
@@ -97,6 +100,12 @@ def check_dict_size(key: str, value) -> None:
                       f"got {value!r}")
 
 
+def check_k(key: str, value) -> None:
+    if value == FOLLOW_ACTIVE:
+        return
+    _number(key, value, 1, integer=True)
+
+
 def resolve_dict_size(value, n_features: int) -> int:
     if isinstance(value, str):
         return int(value[:-1] or 1) * n_features
@@ -114,7 +123,7 @@ RULES = {
     "kind": lambda key, v: _one_of(key, v, tuple(_kinds().names())),
     "dict_size": check_dict_size,
     "l1": lambda key, v: _number(key, v, 0, low_open=True),
-    "k": lambda key, v: _number(key, v, 1, integer=True),
+    "k": check_k,
     "lr": lambda key, v: _number(key, v, 0, low_open=True),
     "bandwidth": lambda key, v: _number(key, v, 0, low_open=True),
     "ortho": lambda key, v: _number(key, v, 0),
@@ -188,13 +197,29 @@ def _check_toy(config) -> None:
         raise ConfigError("sae.toy.sweep", "must name a finished toy-model sweep's sweep.out (e.g. runs/tms_intro)")
 
 
+def k_values(config) -> list[int]:
+    """Every k the sweep's SAEs take, ``active`` read as each of its worlds' sae.world.active."""
+    values = sae_values(config, "k")
+    follows = sae_values(config, "active") if FOLLOW_ACTIVE in values else []
+    return [v for v in values if v != FOLLOW_ACTIVE] + list(follows)
+
+
+def _check_follow_active(config) -> None:
+    if FOLLOW_ACTIVE not in sae_values(config, "k"):
+        return
+    if config.sae.source != "world" or config.sae.world.kind != "exactly":
+        raise ConfigError("sweep.grid.k" if "k" in config.sweep.grid else "sae.k",
+                          f"k={FOLLOW_ACTIVE} follows an exactly world's active features; it needs sae.source=world "
+                          f"and sae.world.kind=exactly, got {config.sae.source}, {config.sae.world.kind}")
+
+
 def _check_top_k(config) -> None:
     kinds = _kinds()
     top_k = [k for k in sae_values(config, "kind") if kinds.get(k).top_k]
     fixed = [d for d in sae_values(config, "dict_size") if isinstance(d, int)]
-    if top_k and fixed and max(sae_values(config, "k")) > min(fixed):
+    if top_k and fixed and max(k_values(config)) > min(fixed):
         raise ConfigError("sweep.grid.k" if "k" in config.sweep.grid else "sae.k",
-                          f"k={max(sae_values(config, 'k'))} exceeds the dictionary size {min(fixed)} "
+                          f"k={max(k_values(config))} exceeds the dictionary size {min(fixed)} "
                           f"of the top-k kind {top_k[0]!r}")
 
 
@@ -211,4 +236,5 @@ def validate_sae(config) -> None:
         _check_world(config)
     else:
         _check_toy(config)
+    _check_follow_active(config)
     _check_top_k(config)

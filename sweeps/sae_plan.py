@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sweeps.sae_config import (KIND_AXES, SAE_STATIC_AXES, WORLD_RULES, WORLD_STATIC_AXES, resolve_dict_size,
-                               sae_values)
+from sweeps.sae_config import (FOLLOW_ACTIVE, KIND_AXES, SAE_STATIC_AXES, WORLD_RULES, WORLD_STATIC_AXES,
+                               resolve_dict_size, sae_values)
 from toymodels.registry import ConfigError
 from toymodels.sae import SAE_KINDS, SaeSpec
 
@@ -93,12 +93,23 @@ def _kind_coords(coords: tuple, config) -> tuple:
     return tuple((a, v) for a, v in coords if a not in KIND_AXES or KIND_AXES[a](kind))
 
 
-def _spec(config, kind: str, dict_size: int, static: dict) -> SaeSpec:
+def _k(coords: tuple, config, value) -> int:
+    """A k value, ``active`` read as this SAE's world's number of active features (k follows l)."""
+    return int(_read(coords, config, "active")) if value == FOLLOW_ACTIVE else int(value)
+
+
+def _k_max(config, coords: tuple) -> int:
+    """The largest k of the config, with ``active`` its own world's: never changed by chunking, and
+    a world of l = 1 does not pay for the largest l's top-k."""
+    return max(_k(coords, config, v) for v in sae_values(config, "k"))
+
+
+def _spec(config, coords: tuple, kind: str, dict_size: int, static: dict) -> SaeSpec:
     s = config.sae
     top_k = SAE_KINDS.get(kind).top_k
     return SaeSpec(dict_size=dict_size, kind=kind, steps=static.get("steps", s.steps),
                    batch_size=static.get("batch_size", s.batch_size),
-                   k_max=max(sae_values(config, "k")) if top_k else 0,  # config-wide: chunking never changes it
+                   k_max=_k_max(config, coords) if top_k else 0,
                    ortho=max(sae_values(config, "ortho")) > 0, resample_every=s.resample_every,
                    eval_batch=s.eval_batch, per_sae_source=True, shared_data=False)
 
@@ -107,7 +118,7 @@ def _values(config, coords: tuple, kind: str) -> dict:
     """The per-SAE hyperparameters; a value the kind does not read is neutral (as toymodels-sae)."""
     top_k = SAE_KINDS.get(kind).top_k
     return dict(l1=0.0 if top_k else float(_read(coords, config, "l1")),
-                k=int(_read(coords, config, "k")) if top_k else 1,
+                k=_k(coords, config, _read(coords, config, "k")) if top_k else 1,
                 lr=float(_read(coords, config, "lr")), bandwidth=float(_read(coords, config, "bandwidth")),
                 ortho=float(_read(coords, config, "ortho")))
 
@@ -141,7 +152,7 @@ def plan_saes(config) -> list[tuple[SaeGroup, SaePoint]]:
         sources = toys if toys is not None else _world_sources(config, coords)
         for source, world_static, source_uid, info in sources:
             size = resolve_dict_size(_read(coords, config, "dict_size"), source.n_features)
-            spec = _spec(config, kind, size, static)
+            spec = _spec(config, coords, kind, size, static)
             if spec.k_max > size:
                 raise ConfigError("sae.k", f"k={spec.k_max} exceeds the dictionary size {size} of kind {kind!r}")
             group = SaeGroup(spec, source, world_static)

@@ -26,6 +26,7 @@ from analysis.figures.noise import is_noise_setting, plot_noise
 from analysis.figures.perturb import crossing_note, plot_perturb
 from analysis.figures.phase_diagram import DIAGRAM_AXES, agreement_note, diagram_axes, draw_phase_diagram
 from analysis.figures.sae import SAE_TABLE, plot_sae_recovery, sae_inputs
+from analysis.figures.sae_active import active_note, is_active_sweep, plot_sae_active
 from analysis.figures.target_noise import has_random_target, plot_target_noise, target_noise_inputs, target_noise_notes
 from analysis.figures.trajectories import plot_capacity_trajectories
 from analysis.sweep import StoredSweep
@@ -145,6 +146,8 @@ FIGURES: dict[str, FigureSpec] = {
                                   sae_sweep.plot_sae_composition, sae_sweep.sae_sweep_inputs),
     "sae_orthogonality": FigureSpec("an SAE sweep over ortho (λ_o)", lambda s: sae_sweep.varies(s, "ortho"),
                                     sae_sweep.plot_sae_orthogonality, sae_sweep.sae_sweep_inputs),
+    "sae_active": FigureSpec("an SAE sweep over active (l) on an exactly world", is_active_sweep, plot_sae_active,
+                             sae_sweep.sae_sweep_inputs, active_note),
 }
 
 

@@ -160,8 +160,12 @@ def varies(sweep, axis: str) -> bool:
 
 
 def has_fronts(sweep) -> bool:
-    """Some kind trained at more than one λ or k."""
-    return is_sae_sweep(sweep) and sweep.table.groupby("kind")["sparsity"].nunique().max() > 1
+    """Some kind trained at more than one λ or k on one world (not k = l, one k per world: sae_active)."""
+    if not is_sae_sweep(sweep):
+        return False
+    table = sweep.table
+    by = ["kind"] + [a for a in WORLD_AXES if a in table]
+    return table.groupby(by, dropna=False)["sparsity"].nunique().max() > 1
 
 
 def has_shrinkage(sweep) -> bool:

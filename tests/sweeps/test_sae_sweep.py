@@ -25,7 +25,8 @@ ON_TOYS = ["+sae=toy", "~sweep.grid.density", "name=sae_on_toys"]  # the README'
 def test_every_sae_experiment_composes_and_plans():
     expected = {"sae_pareto": 7 * 5 * 2, "sae_pareto_small": 7 * 3, "sae_shrinkage": 3 * 2 * 4 * 3,
                 "sae_shrinkage_small": 3 * 2 * 2, "sae_composition": 2 * 5 * 5 * 3, "sae_composition_small": 2 * 3 * 2,
-                "sae_orthogonality": 2 * 2 * 4 * 2, "sae_orthogonality_small": 2 * 2 * 2}
+                "sae_orthogonality": 2 * 2 * 4 * 2, "sae_orthogonality_small": 2 * 2 * 2,
+                "sae_active": 4 * 6 * 2, "sae_active_small": 2 * 3}
     for name in SAE_EXPERIMENTS:
         saes = plan_models(compose_config([f"experiment={name}"]))
         assert len(saes) == expected[name], name
