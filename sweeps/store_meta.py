@@ -27,14 +27,33 @@ def config_yaml(config: Config) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(config))
 
 
+# Keys the config gained after the first stores were written (d6d35fb), at the values that leave
+# every model as it was trained then: left out of the hash, so that such a store still resumes.
+ADDED_AT_NEUTRAL = {("plugins",): [], ("plugins_digest",): "", ("model", "options"): {}, ("data", "options"): {},
+                    ("train", "mono_penalty"): 0, ("train", "mono_start"): 0, ("sae",): None}
+FRESH_DATA_PIECE = 1024
+
+
 def _digest(data: dict) -> str:
     for key in ("out", "chunk_size", "executor"):
         data["sweep"].pop(key, None)
     data.pop("ray", None)
     data.pop("wandb", None)
-    if data.get("sae", ...) is None:  # not an SAE sweep: hashed as before the section existed
-        data.pop("sae")
+    for path, neutral in ADDED_AT_NEUTRAL.items():
+        parent = data
+        for key in path[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+        if isinstance(parent, dict) and path[-1] in parent and parent[path[-1]] == neutral:
+            del parent[path[-1]]
+    if not _finite(data) and "piece_size" in data.get("train", {}):
+        # The finite-data piece size decides nothing about fresh-data models: hashed at the value
+        # every store had before its default became per-device (0)
+        data["train"]["piece_size"] = FRESH_DATA_PIECE
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _finite(data: dict) -> bool:
+    return bool(data.get("data", {}).get("n_train")) or "n_train" in data.get("sweep", {}).get("grid", {})
 
 
 def config_hash(config: Config) -> str:

@@ -147,3 +147,16 @@ def test_a_store_written_before_chunks_carried_a_hash_still_resumes(tmp_path):
     (out / "sweep.yaml").unlink()  # with no sweep.yaml to vouch for them, no config adopts them
     with pytest.raises(ConfigError, match="hash none"):
         run_sweep(config, progress=False)
+
+
+def test_a_store_written_by_the_last_landed_version_still_resumes(tmp_path):
+    """sweep.yaml of `toymodels-sweep experiment=tms_intro train.steps=300` as d6d35fb wrote it,
+    before the config had plugins, kind options, the monosemanticity term, the sae section and a
+    per-device piece size: the same command hashes to its first line, and the body still does."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent / "data" / "sweep_d6d35fb_tms_intro.yaml").read_text()
+    stored, body = text.splitlines()[0].split(": ")[1], text.split("\n", 1)[1]
+    assert body_hash(body) == stored
+    assert config_hash(compose_config(["experiment=tms_intro", "train.steps=300"])) == stored
+    assert config_hash(compose_config(["experiment=tms_intro", "train.steps=300", "train.mono_penalty=0.1"])) != stored
