@@ -13,7 +13,7 @@ name>``; in it:
 * with ``wandb.per_model=true`` (sweeps of at most ``wandb.per_model_limit`` models) one run per
   model instead (``job_type="model"``, id ``...-m<uid>``), its snapshots as history;
 * one ``summary`` run (id ``...-figures``) that ``toymodels-figures`` fills with the figures and
-  the whole sweep's ``models`` table once they are drawn.
+  the whole sweep's ``models`` table once they are drawn (through ``sweeps.figure_tracking``).
 
 Run ids are stable and ``resume="allow"``: a chunk logged again reuses its run. After a run has
 finished, an empty marker ``<dir>/wandb/logged/<run id>`` records it: a rerun of the sweep logs
@@ -311,7 +311,7 @@ class Tracker:
                     {"title": "training loss per model", "xname": "step"})})
             summary["curve_points_per_model"] = len(keep)
 
-        measured = measures_of(table)
+        measured = wt.measures_of(table)
         rows = [[labels[m], uids[m], *coords[m], seeds[m], losses[m], *(wt.plain(table[c].iloc[m]) for c in measured)]
                 for m in range(min(n, wt.MAX_TABLE_ROWS))]
         run.log({"models": wt.table(wandb, ["model", "uid", *axes, "seed", "loss", *measured], rows)})
@@ -337,7 +337,7 @@ class Tracker:
                     metrics.update({f"capacity/{f}": float(v) for f, v in enumerate(row["snap_capacity"][i])})
                 run.log(metrics)
         run.summary.update(dict(point, loss=float(row["loss"]), train_seconds=float(row["train_seconds"]),
-                                **{c: wt.plain(row[c]) for c in measures_of(row.index)}))
+                                **{c: wt.plain(row[c]) for c in wt.measures_of(row.index)}))
         self._finish(run_id)
 
     def log_figures(self, paths: Iterable[Path], table: Optional[pd.DataFrame] = None) -> None:
@@ -376,43 +376,3 @@ class Tracker:
                   file=self.stream, flush=True)
         except Exception:
             pass
-
-
-# Per-model values in the ``models`` table: a toy model's per-feature lists, or an SAE's scores.
-MEASURES = ("norms", "capacity", "interference", "kind", "dict_size", "sparsity", "l0", "fvu", "mcc", "mmcs")
-
-
-def measures_of(columns) -> list[str]:
-    return [c for c in MEASURES if c in columns]
-
-
-def _conf_from(stored: dict) -> WandbConf:
-    """The wandb settings stored with a sweep (defaults for a store older than tracking), in the
-    mode the sweep was tracked in; WANDB_MODE=disabled in the environment turns it off."""
-    fields = {f: v for f, v in (stored.get("wandb") or {}).items() if f in WandbConf.__dataclass_fields__}
-    conf = WandbConf(**fields)
-    if os.environ.get("WANDB_MODE") == "disabled":
-        conf.mode = "disabled"
-    return conf
-
-
-def log_figures(sweep_dir, paths: Iterable[Path], table: Optional[pd.DataFrame] = None) -> None:
-    """Log a stored sweep's drawn figures to its summary run (``toymodels-figures`` calls this);
-    a failure is a ``TrackingWarning``."""
-    try:
-        from sweeps.store import read_config, read_config_hash
-
-        root = Path(sweep_dir)
-        stored = read_config(root)
-        config_hash = read_config_hash(root)
-        conf = _conf_from(stored)
-        if conf.mode not in ("offline", "online"):
-            return
-        tracker = Tracker(conf, name=stored.get("name", root.name), out=root, config_hash=config_hash,
-                          config=stored, axes=list((stored.get("sweep") or {}).get("grid") or {}))
-    except Exception as error:
-        warnings.warn(f"wandb: not logging the figures of {sweep_dir} ({type(error).__name__}: {error})",
-                      TrackingWarning, stacklevel=2)
-        return
-    tracker.log_figures(paths, table)
-    tracker.close()

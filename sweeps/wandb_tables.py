@@ -45,3 +45,11 @@ def thin(n_steps: int, per_model: int) -> list[int]:
     stride = math.ceil((n_steps - 1) / (per_model - 1))
     keep = list(range(0, n_steps - 1, stride))
     return keep + [n_steps - 1]
+
+
+# Per-model values in the ``models`` table: a toy model's per-feature lists, or an SAE's scores.
+MEASURES = ("norms", "capacity", "interference", "kind", "dict_size", "sparsity", "l0", "fvu", "mcc", "mmcs")
+
+
+def measures_of(columns) -> list[str]:
+    return [c for c in MEASURES if c in columns]
