@@ -78,16 +78,11 @@ def resolve_dict_size(size: str, n_features: int) -> int:
 
 
 def select_models(table: pd.DataFrame, query: str | None) -> pd.DataFrame:
-    if not query:
-        return table
-    try:
-        chosen = table.query(query)
-    except (NameError, SyntaxError, ValueError, TypeError, KeyError) as error:  # what a bad query raises
-        raise UsageError("--models", f"bad query {query!r} ({type(error).__name__}: {error}); "
-                         f"columns: {', '.join(c for c in table.columns if table[c].dtype != object)}") from None
-    if chosen.empty:
-        raise UsageError("--models", f"query {query!r} selects no model out of {len(table)}")
-    return chosen
+    """The toy models a ``--models`` query selects: a filter over the store's columns, parsed by
+    ``sweeps.query`` (never evaluated as code)."""
+    from sweeps.query import filter_rows
+
+    return filter_rows(table, query, "--models")
 
 
 def load_sweep(root: Path) -> tuple[pd.DataFrame, dict]:
@@ -230,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="resample latents dead over this many steps (default %(default)s: never)")
     parser.add_argument("--eval-batch", type=int, default=8192, help="fixed evaluation inputs (default %(default)s)")
     parser.add_argument("--base-seed", type=int, default=0, help="root of every SAE's key (default %(default)s)")
-    parser.add_argument("--models", help="pandas query selecting toy models, e.g. 'seed == 0 and density < 0.5'")
+    parser.add_argument("--models", help="a filter selecting toy models, e.g. 'seed == 0 and density < 0.5': comparisons of the "
+                             "store's columns joined by and / or / not (docs/security.md)")
     return parser
 
 

@@ -55,7 +55,7 @@ class SaeWorldConf:
 @dataclass
 class SaeToyConf:
     sweep: str = ""  # a finished toy-model sweep's sweep.out
-    models: str = ""  # a pandas query selecting its models ("" = all), e.g. "seed == 0"
+    models: str = ""  # a filter selecting its models ("" = all), e.g. "seed == 0" (sweeps.query)
 
 
 @dataclass

@@ -19,7 +19,8 @@ _CACHE: dict = {}
 
 def stored_toys(config) -> tuple[pd.DataFrame, dict, object]:
     """The stored sweep's selected models, its config and its DataSpec (read once per file version)."""
-    from sweeps.sae_cli import UsageError, load_sweep, select_models, stored_data_spec
+    from sweeps.query import filter_rows
+    from sweeps.sae_cli import UsageError, load_sweep, stored_data_spec
 
     root = Path(config.sae.toy.sweep)
     results = root / "results.parquet"
@@ -27,10 +28,9 @@ def stored_toys(config) -> tuple[pd.DataFrame, dict, object]:
     if key not in _CACHE:
         try:
             table, stored = load_sweep(root)
-            models = select_models(table, config.sae.toy.models)
         except UsageError as error:
-            raise ConfigError("sae.toy.models" if "--models" in str(error) else "sae.toy.sweep",
-                              str(error).split(": ", 1)[-1]) from None
+            raise ConfigError("sae.toy.sweep", str(error).split(": ", 1)[-1]) from None
+        models = filter_rows(table, config.sae.toy.models, "sae.toy.models")
         _CACHE.clear()
         _CACHE[key] = (models.reset_index(drop=True), stored, stored_data_spec(stored))
     return _CACHE[key]
