@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from analysis.figures.catalog import FIGURES, draw, figure_names, notes
+from analysis.figures.catalog import FIGURES, check_option_values, draw, figure_names, notes
 from analysis.phases import PhaseThresholds
 from analysis.sweep import StoredSweep
 
@@ -33,8 +33,19 @@ def draw_all(sweep: StoredSweep, out: Path, thresholds: PhaseThresholds = PhaseT
     return written
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a bad option refused in one line (``prog: error: --option: why``), exit 2."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message.replace('argument ', '', 1)}", file=sys.stderr)
+        sys.exit(2)
+
+
+CLI_KEYS = {"feature": "--feature", "represented": "--represented", "superposed": "--superposed"}
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="toymodels-figures", description=__doc__)
+    parser = OneLineParser(prog="toymodels-figures", description=__doc__)
     parser.add_argument("sweep_dir", help="a sweep's output directory (sweep.out)")
     parser.add_argument("--out", help="where to write figures (default: SWEEP_DIR/figures)")
     parser.add_argument("--feature", type=int, help="feature (0-based) of the phase diagram (default: the last)")
@@ -58,6 +69,11 @@ def main(argv=None) -> None:
         print(f"toymodels-figures: error: {args.sweep_dir} holds no finished model yet", file=sys.stderr)
         sys.exit(2)
     thresholds = PhaseThresholds(represented=args.represented, superposed=args.superposed)
+    try:
+        check_option_values(sweep, {"feature": args.feature, "thresholds": thresholds}, CLI_KEYS)
+    except ValueError as error:
+        print(f"toymodels-figures: error: {error}", file=sys.stderr)
+        sys.exit(2)
     try:
         written = draw_all(sweep, Path(args.out) if args.out else sweep.root / "figures", thresholds, args.feature)
     except OSError as error:  # figures/ not writable, a full disk

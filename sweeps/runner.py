@@ -129,17 +129,22 @@ def interrupts_deferred(note: str):
         signal.signal(signal.SIGINT, previous)
 
 
-def run_sweep(config: Config, executor: Executor | None = None, progress: bool = True) -> SweepReport:
+def run_sweep(config: Config, executor: Executor | None = None, progress: bool = True,
+              on_prepared=None) -> SweepReport:
     """Train every model of ``config``'s grid not yet in ``sweep.out``; store each chunk whole.
 
     Without an ``executor``, one is made from ``sweep.executor`` (a local Ray by default) and
     closed at the end, even through a second Ctrl-C; only when some model is left to train.
+    ``on_prepared(root)`` runs once the store has accepted this config (the CLI's record of the
+    command: a refused run writes nothing into the store).
     """
     use_compile_cache()  # before anything compiles: programs kept between runs (README: Where chunks run)
     models = plan_models(config)
     check_tracking(config, len(models))
     store = SweepStore(config.sweep.out)
     store.prepare(config, len(models))
+    if on_prepared is not None:
+        on_prepared(store.root)
     with store.locked():
         claim = store.claim()
     executors = _Executors(config, executor)

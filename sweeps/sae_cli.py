@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from toymodels.registry import ConfigError
+
 SAE_TABLE = "sae.parquet"
 KIND_GROUPS = {"both": ("plain", "gated")}  # plus "all": every registered kind
 SCORES = ("mmcs", "mmcs_reverse", "n_dead", "dead_fraction", "l0", "true_l0", "mse", "fvu", "h_var", "gamma",
@@ -86,15 +88,27 @@ def select_models(table: pd.DataFrame, query: str | None) -> pd.DataFrame:
 
 
 def load_sweep(root: Path) -> tuple[pd.DataFrame, dict]:
-    """The stored sweep's table and config, through the store's public reader."""
-    from sweeps.store import RESULTS, read_config, read_results
+    """The stored sweep's table and config, through the store's reader (``sweeps.store.read_stored``):
+    a damaged ``results.parquet`` or chunk is never read (the finished chunks are, with a note), a
+    damaged ``sweep.yaml`` is a ConfigError naming it."""
+    from sweeps.store import META, RESULTS, read_config, read_stored
 
-    if not (root / RESULTS).exists():
+    if not (root / RESULTS).exists() and not (root / META).exists():
         raise UsageError("sweep_dir", f"{root} holds no {RESULTS}: is it a sweep's output directory (sweep.out)?")
-    table = read_results(root)
+    try:
+        table, status = read_stored(root)
+        config = read_config(root)
+    except FileNotFoundError as error:
+        raise UsageError("sweep_dir", str(error)) from None
+    except (ConfigError, UsageError):
+        raise
+    except OSError as error:
+        raise UsageError("sweep_dir", f"cannot read {error.filename or root}: {error.strerror or error}") from None
+    if status:
+        print(f"note: {status}", file=sys.stderr, flush=True)
     if table.empty:
         raise UsageError("sweep_dir", f"{root} holds no finished model yet")
-    return table, read_config(root)
+    return table, config
 
 
 def stored_data_spec(config: dict):

@@ -24,11 +24,12 @@ def stored_toys(config) -> tuple[pd.DataFrame, dict, object]:
 
     root = Path(config.sae.toy.sweep)
     results = root / "results.parquet"
-    key = (str(root.resolve()), results.stat().st_mtime_ns if results.is_file() else None, config.sae.toy.models)
+    key = (str(root.resolve()), results.stat().st_mtime_ns if results.is_file() else None, config.sae.toy.models,
+           tuple(sorted(p.name for p in (root / "chunks").glob("*.parquet"))) if (root / "chunks").is_dir() else ())
     if key not in _CACHE:
         try:
             table, stored = load_sweep(root)
-        except UsageError as error:
+        except (UsageError, ConfigError) as error:
             raise ConfigError("sae.toy.sweep", str(error).split(": ", 1)[-1]) from None
         models = filter_rows(table, config.sae.toy.models, "sae.toy.models")
         _CACHE.clear()

@@ -34,8 +34,8 @@ import pyarrow.parquet as pq
 
 from sweeps.config import Config, ConfigError
 from sweeps.locks import Claim, StoreLock, claims_of_others
-from sweeps.store_meta import (META, config_hash, config_yaml, read_config, read_config_hash,  # noqa: F401
-                               read_meta, verified_config_hash)
+from sweeps.store_meta import (META, config_hash, config_yaml, describe_differences, differences,  # noqa: F401
+                               moved_plugins_only, read_config, read_config_hash, read_meta, verified_config_hash)
 
 RESULTS = "results.parquet"
 HASH_KEY = b"toymodels.config_hash"  # parquet metadata: the config hash the rows were trained under
@@ -143,9 +143,13 @@ class SweepStore:
             if meta.exists():
                 stored = verified_config_hash(self.root)
                 if stored != digest:
-                    raise ConfigError("sweep.out", f"{self.root} already holds a different sweep (config hash "
-                                      f"{stored}, this one {digest}); choose another sweep.out or remove that directory")
-                self.digest, self.trust_untagged = digest, True
+                    changed = differences(self.root, config)
+                    if not moved_plugins_only(changed):
+                        raise ConfigError("sweep.out", f"{self.root} already holds a different sweep (config hash "
+                                          f"{stored}, this one {digest}): {describe_differences(changed)}")
+                    self.log(f"{self.root}: its plug-in files are named from elsewhere now ({', '.join(config.plugins)}); "
+                             "their contents are those its models were trained with: resuming")
+                self.digest, self.trust_untagged = stored, True
                 return
             chunks = self._scan()
             others = sorted({h or "none: written before chunks carried one" for h, _ in chunks.values() if h != digest})
@@ -276,7 +280,8 @@ def read_stored(out: str | os.PathLike, log=_warning) -> tuple[pd.DataFrame, str
     root = Path(out)
     if not (root / META).exists():
         raise FileNotFoundError(f"{root} holds no {META} or {RESULTS}: is it a sweep's output directory (sweep.out)?")
-    digest, planned, _ = read_meta(root)
+    digest = verified_config_hash(root)  # an edited or damaged sweep.yaml is refused, naming it
+    _, planned, _ = read_meta(root)
     store = SweepStore(root, log=log, read_only=True)
     store.digest, store.trust_untagged = digest, True
     of_planned = f" of {planned}" if planned else ""

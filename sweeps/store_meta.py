@@ -17,6 +17,14 @@ from pathlib import Path
 from sweeps.config import Config, ConfigError
 
 META = "sweep.yaml"
+
+
+def _safe_loader():
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when built with it: fast, never code
+
+
 _HASH_LINE = re.compile(r"^# config_hash: ([0-9a-f]{16})\s*$")
 _MODELS_LINE = re.compile(r"^# models: (\d+)\s*$")
 
@@ -35,6 +43,11 @@ FRESH_DATA_PIECE = 1024
 
 
 def _digest(data: dict) -> str:
+    return hashlib.sha256(json.dumps(_hashed(data), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _hashed(data: dict) -> dict:
+    """``data`` (a resolved config as a dict, changed in place) as the hash reads it."""
     for key in ("out", "chunk_size", "executor"):
         data["sweep"].pop(key, None)
     data.pop("ray", None)
@@ -49,7 +62,49 @@ def _digest(data: dict) -> str:
         # The finite-data piece size decides nothing about fresh-data models: hashed at the value
         # every store had before its default became per-device (0)
         data["train"]["piece_size"] = FRESH_DATA_PIECE
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    return data
+
+
+def _flat(data, prefix: str = "") -> dict:
+    if isinstance(data, dict) and data:
+        out = {}
+        for key, value in data.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def differences(out: str | os.PathLike, config: Config) -> dict[str, tuple]:
+    """The keys (dotted) whose values differ between ``sweep.yaml``'s config and ``config``, as the
+    hash reads them: {key: (stored, this)}."""
+    from omegaconf import OmegaConf
+
+    _, _, body = read_meta(out)
+    stored = _flat(_hashed(OmegaConf.to_container(OmegaConf.create(body), resolve=False)))
+    this = _flat(_hashed(OmegaConf.to_container(OmegaConf.structured(config), resolve=True)))
+    return {key: (stored.get(key), this.get(key)) for key in sorted(set(stored) | set(this))
+            if stored.get(key) != this.get(key)}
+
+
+def moved_plugins_only(changed: dict) -> bool:
+    """The configs differ only in where their plug-in files are (``plugins``), not in what the
+    files hold (``plugins_digest``): the same sweep, its files moved or named from elsewhere."""
+    return set(changed) == {"plugins"} and all(changed["plugins"])
+
+
+def describe_differences(changed: dict, limit: int = 3) -> str:
+    """A line saying how the configs differ, and that a changed plug-in file is one reason."""
+    if "plugins_digest" in changed and set(changed) <= {"plugins", "plugins_digest"}:
+        old, new = changed["plugins_digest"]
+        return (f"the plug-in files {changed.get('plugins', (None, None))[1] or ''} changed since its models were "
+                f"trained (digest {old or 'none'}, now {new or 'none'}): restore them, or choose another sweep.out")
+    def short(value):
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    shown = [f"{key} ({short(a)} -> {short(b)})" for key, (a, b) in list(changed.items())[:limit]]
+    more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
+    return f"it differs in {', '.join(shown)}{more}; choose another sweep.out or remove that directory"
 
 
 def _finite(data: dict) -> bool:
@@ -71,10 +126,73 @@ def body_hash(text: str) -> str:
     return _digest(OmegaConf.to_container(OmegaConf.create(text), resolve=False))
 
 
+def _meta_text(out: str | os.PathLike) -> tuple[Path, str]:
+    """``sweep.yaml``'s text, refused in one line naming the file when it is not plain UTF-8 YAML
+    as toymodels writes it (an OSError, a missing file say, is the caller's)."""
+    path = Path(out) / META
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError("sweep.out", f"{path} is damaged: not UTF-8 text (byte {error.start}); restore it as it "
+                          "was, or choose another sweep.out") from None
+    check_plain_yaml(path, text)
+    return path, text
+
+
+def check_plain_yaml(path: Path, text: str) -> None:
+    """Refuse YAML that toymodels never writes: tags (``!!python/object``: safe loading refuses them
+    anyway), anchors and aliases (a few lines of aliases can expand to gigabytes when read)."""
+    import yaml
+
+    depth = _flow_depth(text)
+    if depth > MAX_FLOW_DEPTH:
+        raise ConfigError("sweep.out", f"{path} is damaged: brackets nested {depth} deep, which toymodels never "
+                          "writes; restore it as it was, or choose another sweep.out")
+    try:
+        for token in yaml.scan(text, Loader=_safe_loader()):
+            if isinstance(token, (yaml.TagToken, yaml.AnchorToken, yaml.AliasToken)):
+                what = {yaml.TagToken: "tag", yaml.AnchorToken: "anchor", yaml.AliasToken: "alias"}[type(token)]
+                value = token.value if isinstance(token.value, str) else "".join(token.value)
+                raise ConfigError("sweep.out", f"{path} is damaged: it holds a YAML {what} ({value[:40]!r}, line "
+                                  f"{token.start_mark.line + 1}), which toymodels never writes; restore it as it was, "
+                                  "or choose another sweep.out")
+    except yaml.YAMLError as error:
+        raise ConfigError("sweep.out", f"{path} is damaged: not YAML ({_yaml_problem(error)}); restore it as it "
+                          "was, or choose another sweep.out") from None
+
+
+MAX_FLOW_DEPTH = 64  # toymodels writes block YAML: a [ or { is an empty list or mapping
+
+
+def _flow_depth(text: str) -> int:
+    """How deep ``[`` and ``{`` nest outside quotes (YAML's pure-Python scanner slows
+    quadratically with it)."""
+    depth = deepest = 0
+    quote = None
+    for char in text:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+def _yaml_problem(error) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or type(error).__name__
+    return f"{problem}, line {mark.line + 1}" if mark is not None else str(problem)
+
+
 def read_meta(out: str | os.PathLike) -> tuple[str, int | None, str]:
     """``sweep.yaml`` as (config hash, models planned or None, the config's YAML)."""
-    path = Path(out) / META
-    lines = path.read_text().splitlines(keepends=True)
+    path, text = _meta_text(out)
+    lines = text.splitlines(keepends=True)
     match = _HASH_LINE.match(lines[0]) if lines else None
     if not match:
         raise ConfigError("sweep.out", f"{path} is damaged: its first line is not '# config_hash: <16 hex digits>'; "
@@ -87,9 +205,10 @@ def verified_config_hash(out: str | os.PathLike) -> str:
     """The hash on ``sweep.yaml``'s first line, after checking that its body still hashes to it."""
     stored, _, body = read_meta(out)
     path = Path(out) / META
+    read_config(out)  # a mapping of keys, or refused naming what it holds
     try:
         actual = body_hash(body)
-    except Exception as error:  # not YAML, or not a config any more
+    except Exception as error:  # not YAML, or not a config any more (RecursionError: nested too deep)
         raise ConfigError("sweep.out", f"{path} is damaged ({type(error).__name__}); restore it as it was, "
                           "or choose another sweep.out") from None
     if actual != stored:
@@ -105,6 +224,17 @@ def read_config_hash(out: str | os.PathLike) -> str:
 
 
 def read_config(out: str | os.PathLike) -> dict:
+    """``sweep.yaml``'s config as a dict, read safely (no tags, anchors or aliases; never code); a
+    damaged file is a ConfigError naming it."""
     import yaml
 
-    return yaml.safe_load((Path(out) / META).read_text())
+    path, text = _meta_text(out)
+    try:
+        data = yaml.load(text, Loader=_safe_loader())
+    except (yaml.YAMLError, RecursionError) as error:
+        raise ConfigError("sweep.out", f"{path} is damaged: not YAML ({_yaml_problem(error)}); restore it as it "
+                          "was, or choose another sweep.out") from None
+    if not isinstance(data, dict):
+        raise ConfigError("sweep.out", f"{path} is damaged: it holds a {type(data).__name__}, not a config's keys; "
+                          "restore it as it was, or choose another sweep.out")
+    return data

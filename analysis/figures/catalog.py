@@ -12,6 +12,8 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from analysis.figures import capacity, circuits, double_descent as dd, sae_sweep
 from analysis.figures.backdoor import backdoor_inputs, backdoor_notes, has_backdoor, plot_backdoor, plot_backdoor_finite
 from analysis.figures.correlated import correlated_inputs, has_sets, plot_correlated
@@ -156,6 +158,33 @@ def figure_names(sweep: StoredSweep) -> list[str]:
     return [name for name, spec in FIGURES.items() if spec.applies(sweep)]
 
 
+OPTION_KEYS = {"feature": "feature", "represented": "thresholds.represented", "superposed": "thresholds.superposed"}
+
+
+def check_option_values(sweep: StoredSweep, options: dict, keys: dict = OPTION_KEYS) -> None:
+    """Refuse, like a config key (``ConfigError`` naming it, one line), a figure option's value the
+    sweep cannot take: a feature index outside 0..n-1, a phase threshold that is not a finite
+    number in its range. ``keys`` names them (the command line's ``--feature``…)."""
+    import math
+
+    from toymodels.registry import ConfigError
+
+    feature = options.get("feature")
+    if feature is not None:
+        n = int(sweep.table["n_features"].min()) if "n_features" in sweep.table and len(sweep.table) else None
+        ok = isinstance(feature, (int, np.integer)) and not isinstance(feature, bool)
+        if not ok or (n is not None and not 0 <= feature < n):
+            where = f" in 0..{n - 1} (this sweep's n_features={n})" if n is not None else ""
+            raise ConfigError(keys["feature"], f"must be a feature index{where}, got {feature!r}")
+    thresholds = options.get("thresholds")
+    if thresholds is not None:
+        for name, low, low_open in (("represented", 0.0, True), ("superposed", 0.0, False)):
+            value = getattr(thresholds, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or value < low or (low_open and value == low):
+                raise ConfigError(keys[name], f"must be a finite number {'>' if low_open else '>='} {low:g}, got {value!r}")
+
+
 def spec_for(name: str, sweep: StoredSweep, options: dict) -> FigureSpec:
     """The figure ``name`` after checking, before any drawing, that it exists, that the sweep
     supports it and that it takes ``options``."""
@@ -168,6 +197,7 @@ def spec_for(name: str, sweep: StoredSweep, options: dict) -> FigureSpec:
     unknown = sorted(set(options) - set(spec.options()))
     if unknown:
         raise ValueError(f"figure {name!r} takes the options {list(spec.options())}, not {unknown}")
+    check_option_values(sweep, options)
     return spec
 
 
