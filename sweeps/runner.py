@@ -20,7 +20,7 @@ from sweeps.config import Config
 from sweeps.execute import Executor, InProcessExecutor
 from sweeps.plan import Chunk, make_chunks, plan_models
 from sweeps.resources import use_compile_cache
-from sweeps.store import SweepStore
+from sweeps.store import DamagedRows, SweepStore
 from sweeps.tracking import Tracker, check_config as check_tracking
 
 
@@ -180,7 +180,7 @@ def _drive(config, store, claim, models, executors, progress) -> SweepReport:
         report.already_done = len(planned & done)
         while True:
             if todo:
-                _train(config, store, todo, executors.get(), report, tracker, progress)
+                _train(config, store, models, todo, executors.get(), report, tracker, progress)
                 attempted.update(p.uid for _, p in todo)
             elif not planned - done - attempted:
                 break
@@ -207,6 +207,7 @@ def _finish(store, report, planned, tracker, start, quiet=False) -> None:
     try:
         with store.locked():
             table = store.consolidate()
+            store.clear_failures(set(table["uid"]) if len(table) else set())
         report.stored = len(planned & set(table["uid"])) if len(table) else 0
     except (OSError, ValueError):
         if not quiet:
@@ -215,13 +216,35 @@ def _finish(store, report, planned, tracker, start, quiet=False) -> None:
         tracker.close()
 
 
-def _train(config, store, todo, executor, report, tracker, progress) -> None:
-    chunks = make_chunks(config, todo, min_chunks=executor.workers)
+def chunks_to_train(config: Config, models, todo, workers: int) -> list[Chunk]:
+    """The chunks of the whole plan, as an uninterrupted run cuts it, whose models are all left to
+    train: a resume (after a failed chunk, a kill, Ctrl-C) trains each model in the same chunk,
+    so with the same bits. Models of a chunk partly stored (the chunking changed since: another
+    ``sweep.chunk_size`` or number of workers; another driver's share) are cut anew."""
+    left = {p.uid for _, p in todo}
+    chunks, rest = [], set()
+    for chunk in make_chunks(config, models, min_chunks=workers):
+        ids = {p.uid for p in chunk.points}
+        if ids <= left:
+            chunks.append(chunk)
+        else:
+            rest |= ids & left
+    if rest:
+        chunks += make_chunks(config, [(spec, p) for spec, p in todo if p.uid in rest], min_chunks=workers)
+    return chunks
+
+
+def _train(config, store, models, todo, executor, report, tracker, progress) -> None:
+    chunks = chunks_to_train(config, models, todo, executor.workers)
     bar = Progress(chunks) if progress and chunks else None
     tracker.prewarm()
 
     def on_done(chunk: Chunk, table: pd.DataFrame) -> None:
-        store.write_chunk(chunk.id, table)
+        try:
+            store.write_chunk(chunk.id, table)
+        except DamagedRows as error:  # rows no store may hold (a user's kind, say): a failed chunk
+            on_failed(chunk, error)
+            return
         report.trained += chunk.n_models
         report.model_steps += chunk.n_models * chunk.spec.steps
         if bar:
@@ -229,7 +252,8 @@ def _train(config, store, todo, executor, report, tracker, progress) -> None:
         tracker.log_chunk(chunk.id, table)  # after the store, from the stored table
 
     def on_failed(chunk: Chunk, error: BaseException) -> None:
-        info = {"n_models": chunk.n_models, "first_model": dict(chunk.points[0].coords, seed=chunk.points[0].seed)}
+        info = {"n_models": chunk.n_models, "first_model": dict(chunk.points[0].coords, seed=chunk.points[0].seed),
+                "uids": [int(p.uid) for p in chunk.points]}
         store.write_failure(chunk.id, error, info)
         report.failed.append(dict(info, chunk=chunk.id, error=f"{type(error).__name__}: {error}"))
         if bar:

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from sweeps.config import Config, ConfigError
 from sweeps.locks import Claim, StoreLock, claims_of_others
+from sweeps.store_rows import DamagedRows, RowSchema, check_rows  # noqa: F401
 from sweeps.store_meta import (META, config_hash, config_yaml, describe_differences, differences,  # noqa: F401
                                moved_plugins_only, read_config, read_config_hash, read_meta, verified_config_hash)
 
@@ -113,6 +114,8 @@ class SweepStore:
         self.digest: str | None = None  # the config hash whose rows this store reads and writes
         self.trust_untagged = False  # chunks written before they carried a hash: sweep.yaml vouches
         self._chunks: dict[str, tuple[str | None, frozenset[int]]] = {}  # file name -> (hash, uids)
+        self.rows: RowSchema | None = None  # what this sweep's rows must be (sweeps.store_rows)
+        self._checked: set[str] = set()  # chunk files whose rows were checked (a file never changes)
         self._foreign_noted: set[str] = set()
 
     def locked(self) -> StoreLock:
@@ -129,6 +132,7 @@ class SweepStore:
     def prepare(self, config: Config, n_models: int) -> None:
         """Create the layout, or check that an existing one holds this same sweep; one exclusive step."""
         digest = config_hash(config)
+        self.rows = RowSchema.of_config(config)
         self.root.mkdir(parents=True, exist_ok=True)
         with self.locked():
             self._bind(config, digest, n_models)
@@ -222,23 +226,51 @@ class SweepStore:
         self._chunks.pop(path.name, None)
         self.log(f"{path} is damaged ({why}): moved to {target}; its models are trained again")
 
+    def _checked_rows(self, name: str) -> bool:
+        """Whether chunk ``name``'s rows are what this sweep's rows must be (``sweeps.store_rows``);
+        a chunk that is not is set aside (or, read-only, skipped) with one line."""
+        if name in self._checked:
+            return True
+        path = self.chunks_dir / name
+        try:
+            check_rows(pq.read_table(path), self.rows)
+        except FileNotFoundError:  # set aside by another driver a moment ago
+            self._chunks.pop(name, None)
+            return False
+        except (pa.ArrowException, OSError, ValueError, KeyError) as error:  # DamagedRows too
+            if isinstance(error, PermissionError):
+                raise
+            self._set_aside(path, error)
+            self._chunks.pop(name, None)
+            return False
+        self._checked.add(name)
+        return True
+
+    def _our_chunks(self) -> list[tuple[str, frozenset[int]]]:
+        """This sweep's chunk files whose rows check out, by name, with their model ids."""
+        return [(name, ids) for name, (tag, ids) in sorted(self._scan().items())
+                if self._ours(name, tag) and self._checked_rows(name)]
+
     def done_uids(self) -> set[int]:
-        """Models stored under this sweep's config hash."""
+        """Models stored under this sweep's config hash, in chunks whose rows check out."""
         uids: set[int] = set()
-        for name, (tag, ids) in self._scan().items():
-            if self._ours(name, tag):
-                uids |= ids
+        for _, ids in self._our_chunks():
+            uids |= ids
         return uids
 
     def chunk_files(self, exclude: set[int] = frozenset()) -> list[Path]:
         """This sweep's chunk files, leaving out those holding any model of ``exclude``."""
-        return [self.chunks_dir / name for name, (tag, ids) in sorted(self._scan().items())
-                if self._ours(name, tag) and not ids & exclude]
+        return [self.chunks_dir / name for name, ids in self._our_chunks() if not ids & exclude]
 
     def write_chunk(self, chunk_id: str, table: pd.DataFrame) -> None:
+        """Store a finished chunk whole; its rows must be what a stored model's rows are (a
+        ``DamagedRows`` error instead: never written, so never set aside on the next run)."""
         path = self.chunks_dir / f"{chunk_id}.parquet"
-        atomic_write(path, _arrow(table, self.digest))
+        data = _arrow(table, self.digest)
+        check_rows(pq.read_table(pa.BufferReader(data)), self.rows)
+        atomic_write(path, data)
         self._chunks[path.name] = (self.digest, frozenset(int(u) for u in table["uid"]))
+        self._checked.add(path.name)
         (self.failed_dir / f"{chunk_id}.json").unlink(missing_ok=True)
 
     def write_failure(self, chunk_id: str, error: BaseException, info: dict) -> None:
@@ -247,7 +279,24 @@ class SweepStore:
         atomic_write(self.failed_dir / f"{chunk_id}.json", json.dumps(record, indent=1).encode())
 
     def failures(self) -> list[dict]:
-        return [json.loads(p.read_text()) for p in sorted(self.failed_dir.glob("*.json"))]
+        """The failure records (a damaged one is skipped: it is a note, never a result)."""
+        records = []
+        for path in sorted(self.failed_dir.glob("*.json")):
+            try:
+                record = json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict):
+                records.append(dict(record, file=path.name))
+        return records
+
+    def clear_failures(self, stored: set[int]) -> None:
+        """Remove the failure record of every chunk whose models are all stored now (trained again
+        in other chunks, say); a chunk stored under its own id clears its record as it is written."""
+        for record in self.failures():
+            uids = record.get("uids")
+            if isinstance(uids, list) and uids and all(isinstance(u, int) for u in uids) and set(uids) <= stored:
+                (self.failed_dir / record["file"]).unlink(missing_ok=True)
 
     def table(self) -> pd.DataFrame:
         """Every model stored under this sweep's hash, once each, in plan order (grid, then seed)."""
@@ -284,6 +333,7 @@ def read_stored(out: str | os.PathLike, log=_warning) -> tuple[pd.DataFrame, str
     _, planned, _ = read_meta(root)
     store = SweepStore(root, log=log, read_only=True)
     store.digest, store.trust_untagged = digest, True
+    store.rows = RowSchema.of_stored(read_config(root))
     of_planned = f" of {planned}" if planned else ""
     why, table = "", None
     try:
@@ -292,13 +342,14 @@ def read_stored(out: str | os.PathLike, log=_warning) -> tuple[pd.DataFrame, str
         if tag and tag.decode() != digest:
             why, table = f"its {RESULTS} was written under another config (hash {tag.decode()})", None
         else:
+            check_rows(table, store.rows)
             table = table.to_pandas()
     except FileNotFoundError:
         why = f"it has no {RESULTS} yet (running, or stopped before the end)"
     except (pa.ArrowException, OSError, ValueError) as error:
         if isinstance(error, PermissionError):
             raise
-        why = f"its {RESULTS} is damaged ({type(error).__name__})"
+        why = f"its {RESULTS} is damaged ({type(error).__name__}{': ' + str(error) if isinstance(error, DamagedRows) else ''})"
     in_chunks = store.done_uids()
     if table is not None and not in_chunks - set(table["uid"] if "uid" in table else ()):
         short = planned is not None and len(table) < planned

@@ -160,3 +160,86 @@ def test_a_store_written_by_the_last_landed_version_still_resumes(tmp_path):
     assert body_hash(body) == stored
     assert config_hash(compose_config(["experiment=tms_intro", "train.steps=300"])) == stored
     assert config_hash(compose_config(["experiment=tms_intro", "train.steps=300", "train.mono_penalty=0.1"])) != stored
+
+
+def _damage(path, column, to):
+    """Rewrite chunk ``path`` with ``column`` replaced by ``to(column)`` (or dropped for None), its
+    config hash kept: valid parquet with the right tag, the wrong rows."""
+    import pyarrow as pa
+
+    table = pq.read_table(path)
+    metadata = table.schema.metadata
+    i = table.column_names.index(column)
+    table = table.remove_column(i) if to is None else table.set_column(i, column, to(table.column(column)))
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+
+
+def _as_text(column):
+    import pyarrow as pa
+
+    return pa.array([str(v) for v in column.to_pylist()])
+
+
+def _flattened(column):
+    import pyarrow as pa
+
+    return pa.array([[x for row in matrix for x in row] for matrix in column.to_pylist()])
+
+
+def _text_inside(column):
+    import pyarrow as pa
+
+    return pa.array([[[str(x) for x in row] for row in matrix] for matrix in column.to_pylist()])
+
+
+def _transposed(column):
+    import numpy as np
+    import pyarrow as pa
+
+    return pa.array([np.asarray(m).T.tolist() for m in column.to_pylist()])
+
+
+def _ragged(column):
+    import pyarrow as pa
+
+    return pa.array([[row[:-1] if i == 0 else row for i, row in enumerate(m)] for m in column.to_pylist()])
+
+
+def _nan(column):
+    import pyarrow as pa
+
+    return pa.array([[[float("nan")] * len(row) for row in m] for m in column.to_pylist()])
+
+
+def _as_float(column):
+    import pyarrow as pa
+
+    return pa.array([float(v) for v in column.to_pylist()])
+
+
+DAMAGES = {"no W": ("W", None), "loss as text": ("loss", _as_text), "uid as float": ("uid", _as_float),
+           "W flattened": ("W", _flattened), "text inside W": ("W", _text_inside), "W transposed": ("W", _transposed),
+           "W ragged": ("W", _ragged), "NaN in W": ("W", _nan), "no grid axis": ("density", None),
+           "norms as text lists": ("norms", lambda c: __import__("pyarrow").array([[str(x) for x in r] for r in c.to_pylist()]))}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_chunk_with_damaged_rows_is_set_aside_and_its_models_retrained(store_copy, damage, capsys):
+    """Valid parquet with the right config hash but the wrong rows (issue 22 item 4): on 43f758a a
+    chunk without W resumed with exit 0 and rows of W = None, loss as text crashed every resume."""
+    from analysis.api import load
+    from tests.sweeps.conftest import TINY_STORE
+
+    victim = _chunks(store_copy)[0]
+    lost = set(pd.read_parquet(victim)["uid"])
+    column, to = DAMAGES[damage]
+    _damage(victim, column, to)
+    report = run_sweep(compose_config([*TINY_STORE, *tiny(store_copy)]), progress=False)
+    assert (report.trained, report.stored) == (len(lost), 4), report.summary()
+    err = [line for line in capsys.readouterr().err.splitlines() if victim.name in line]
+    assert len(err) == 1 and "damaged" in err[0] and "chunks/corrupt" in err[0] and "trained again" in err[0], err
+    assert (store_copy / "chunks" / "corrupt" / victim.name).exists()
+    table = pq.read_table(store_copy / "results.parquet")
+    assert str(table.schema.field("uid").type) == "int64" and str(table.schema.field("loss").type) == "double"
+    assert str(table.schema.field("W").type) == "list<element: list<element: double>>"
+    assert len(load(store_copy).table) == 4

@@ -122,3 +122,47 @@ def test_finite_data_sweep_stores_train_and_test_loss_and_resumes(tmp_path):
     assert np.all(np.isfinite(table["test_loss"])) and (table["loss"] == table["train_loss"]).all()
     assert sorted(table.groupby("n_train").size()) == [4, 4]
     assert run_sweep(config, progress=False).trained == 0  # resumes like any sweep
+
+
+class _TwoWorkers:
+    """Chunks in this process as a two-worker executor cuts them; ``fail_first`` fails the first
+    chunk as a lost Ray worker with ``ray.max_retries=0`` does (the executor's on_failed)."""
+
+    workers = 2
+
+    def __init__(self, fail_first: bool = False):
+        self.fail_first = fail_first
+
+    def run(self, chunks, on_done, on_failed):
+        from sweeps.execute import run_chunk
+
+        for i, chunk in enumerate(chunks):
+            if self.fail_first and i == 0:
+                on_failed(chunk, RuntimeError("worker died (test)"))
+            else:
+                on_done(chunk, run_chunk(chunk))
+
+    def close(self):
+        pass
+
+
+def test_a_resume_after_a_failed_chunk_keeps_its_boundaries_and_clears_its_record(tmp_path):
+    """Issue 22 item 7: on 43f758a the resume cut the failed chunk's 8 models into 2 chunks of 4
+    (other bits than an uninterrupted run) and failed/<chunk>.json stayed."""
+
+    args = ["experiment=tms_intro", "sweep.grid.density=[1.0,0.3,0.1,0.03]", "sweep.seeds=4"]
+    config = compose_config([*args, *tiny(tmp_path / "resumed")])
+    first = run_sweep(config, _TwoWorkers(fail_first=True), progress=False)
+    assert first.trained == 8 and len(first.failed) == 1
+    failed = list((tmp_path / "resumed" / "failed").glob("*.json"))
+    assert len(failed) == 1
+    again = run_sweep(config, _TwoWorkers(), progress=False)
+    assert again.trained == 8 and again.ok and not failed[0].exists()
+
+    whole = run_sweep(compose_config([*args, *tiny(tmp_path / "whole")]), _TwoWorkers(), progress=False)
+    assert whole.trained == 16
+    a, b = read_results(tmp_path / "resumed"), read_results(tmp_path / "whole")
+    assert sorted(set(a["chunk"])) == sorted(set(b["chunk"]))  # the same chunks, by content
+    for column in ("W", "b", "loss"):
+        assert [np.asarray(np.stack(v) if column == "W" else v).tobytes() for v in a[column]] == \
+               [np.asarray(np.stack(v) if column == "W" else v).tobytes() for v in b[column]]
