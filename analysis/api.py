@@ -26,12 +26,14 @@ from sweeps.store import with_arrays
 __all__ = ["FIGURES", "draw", "figure_names", "load", "with_arrays"]
 
 
-def load(out: str | os.PathLike) -> StoredSweep:
+def load(out: str | os.PathLike, plugins=()) -> StoredSweep:
     """The stored sweep in ``out`` (a sweep's ``sweep.out``): ``table`` (one row per trained
     model, every matrix cell such as ``W`` a 2-D numpy array: ``np.stack(table["W"])`` is
     models×m×n), ``axes`` (the swept axes, in grid order), ``config`` (the resolved config) and
-    ``stamp()`` (the provenance every figure carries)."""
-    sweep = StoredSweep.load(out)
+    ``stamp()`` (the provenance every figure carries). Runs no code the store names: ``plugins``
+    are plug-in files you trust, run after checking them against the digests the store recorded
+    (docs/security.md)."""
+    sweep = StoredSweep.load(out, plugins)
     return replace(sweep, table=with_arrays(sweep.table))
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from analysis.figures.catalog import FIGURES, check_option_values, draw, figure_names, notes
 from analysis.phases import PhaseThresholds
 from analysis.sweep import StoredSweep
+from toymodels.registry import ConfigError
 
 FORMATS = ("png", "pdf")
 
@@ -24,7 +25,14 @@ def draw_all(sweep: StoredSweep, out: Path, thresholds: PhaseThresholds = PhaseT
     written = []
     for name in figure_names(sweep):
         options = {key: value for key, value in given.items() if key in FIGURES[name].options()}
-        fig = draw(name, sweep, **options)
+        try:
+            fig = draw(name, sweep, **options)
+        except ConfigError as error:  # the figure runs a kind of the sweep's own whose code is not loaded
+            if "unknown" not in str(error) or error.key not in ("model.kind", "data.kind"):
+                raise
+            print(f"toymodels-figures: note: {name} not drawn: it runs the sweep's own kind, whose code is not "
+                  f"loaded ({str(error).split(';')[0]}); name its plug-in file with --plugins", file=sys.stderr)
+            continue
         for fmt in FORMATS:
             path = out / f"{name}.{fmt}"
             fig.savefig(path, dpi=150)
@@ -53,10 +61,14 @@ def main(argv=None) -> None:
                         help="‖W_i‖ at or above which a feature counts as learned (default %(default)s)")
     parser.add_argument("--superposed", type=float, default=PhaseThresholds.superposed,
                         help="interference at or above which a learned feature counts as superposed (default %(default)s)")
+    parser.add_argument("--plugins", action="append", default=[], metavar="FILE",
+                        help="a plug-in file of the sweep's own kinds to run (repeat for several): checked against "
+                             "the digest the store recorded; without it no code of the store's is run")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        sweep = StoredSweep.load(args.sweep_dir)
+        sweep = StoredSweep.load(args.sweep_dir, [p for given in args.plugins for p in given.split(",") if p],
+                                 key="--plugins")
     except (FileNotFoundError, ValueError) as error:  # not a sweep, nothing finished, a damaged sweep.yaml
         print(f"toymodels-figures: error: {error}", file=sys.stderr)
         sys.exit(2)

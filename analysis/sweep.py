@@ -23,13 +23,22 @@ class StoredSweep:
     status: str = ""  # why the table is not a finished sweep's results.parquet ("" when it is)
 
     @classmethod
-    def load(cls, out) -> "StoredSweep":
+    def load(cls, out, plugins=(), key: str = "plugins") -> "StoredSweep":
         """A stored sweep; one still running or killed is read from its finished chunks. Raises
-        FileNotFoundError (not a sweep, or nothing finished yet) or ValueError (a damaged sweep.yaml)."""
+        FileNotFoundError (not a sweep, or nothing finished yet) or ValueError (a damaged sweep.yaml;
+        a named plug-in file that is not the store's). Runs no code of the store's: ``plugins``,
+        files the caller names, are run after checking them against the digests the store recorded
+        (``key`` names them in an error)."""
         root = Path(out)
         table, status = read_stored(root)
         config = read_config(root)
-        status = "; ".join(filter(None, [status, load_sweep_plugins(config.get("plugins") or [], root)]))
+        from analysis.kinds import remember
+        from sweeps.trust import read_record, trust_plugins
+
+        if plugins:
+            trust_plugins(root, config, list(plugins), key)
+        remember(read_record(root))
+        status = "; ".join(filter(None, [status, untrusted_note(root, config, key)]))
         return cls(root, table, config, read_config_hash(root), status=status)
 
     @property
@@ -45,22 +54,23 @@ class StoredSweep:
         return f"{self.name} · config {self.config_hash} · rev {git_revision()}"
 
 
-def load_sweep_plugins(paths: list, root: Path) -> str:
-    """Register the user's kinds the sweep was trained with (its ``plugins`` files, read from the
-    current directory or beside the sweep's directory), so that figures know their properties
-    (e.g. a privileged hidden layer). Returns a note when a file cannot be loaded: the figures are
-    then drawn without what they would learn from it."""
-    from toymodels.plugins import load_plugins
+def untrusted_note(root: Path, config: dict, key: str = "plugins") -> str:
+    """A note when the sweep's own kinds are not loaded in this process: reading a store runs none
+    of its code; their recorded properties stand in (a store older than ``kinds.json``: unknown)."""
+    from sweeps.trust import read_record, stored_kind_names, stored_plugins
+    from toymodels.data import DATA
+    from toymodels.models import MODELS
 
-    missing = []
-    for given in paths:
-        candidates = [Path(given), root.parent / given, root / given]
-        found = next((p for p in candidates if p.is_file()), None)
-        try:
-            load_plugins([found]) if found else missing.append(str(given))
-        except ValueError as error:
-            missing.append(f"{given} ({error})")
-    return f"plugin files not loaded, their kinds' properties unknown: {', '.join(missing)}" if missing else ""
+    tables = {"model": MODELS, "data": DATA}
+    absent = [name for table, name in stored_kind_names(root, config) if table in tables and tables[table].find(name) is None]
+    if not absent:
+        return ""
+    files = stored_plugins(root, config)
+    known = "their properties are those recorded in kinds.json" if read_record(root) is not None else \
+        "their properties (a privileged hidden layer, signed data) are unknown"
+    trust = f"; to run {', '.join(files)}, name {'them' if len(files) > 1 else 'it'} with {key} (checked against " \
+            "the digest the store recorded)" if files else ""
+    return f"the sweep's own kinds ({', '.join(absent)}) are not loaded (reading a store runs no code): {known}{trust}"
 
 
 SHORT_AXIS_NAMES = {"density": "p", "importance_decay": "I decay", "weight_decay": "wd"}

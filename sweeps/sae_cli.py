@@ -112,14 +112,13 @@ def load_sweep(root: Path) -> tuple[pd.DataFrame, dict]:
 
 
 def stored_data_spec(config: dict):
-    """The sweep's DataSpec (kind, set size, magnitude, rest scale) as the planner built it, after
-    loading the sweep's plugin files (a user's kinds)."""
+    """The sweep's DataSpec (kind, set size, magnitude, rest scale) as the planner built it. Runs
+    none of the sweep's plug-in files: its own kinds must be registered already, from files the
+    user named and ``sweeps.trust`` checked (``require_kinds``)."""
     from omegaconf import OmegaConf
 
     from sweeps.kinds import data_spec_of
-    from toymodels.plugins import load_plugins
 
-    load_plugins(config.get("plugins", []))
     return data_spec_of(OmegaConf.create(config))
 
 
@@ -239,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="resample latents dead over this many steps (default %(default)s: never)")
     parser.add_argument("--eval-batch", type=int, default=8192, help="fixed evaluation inputs (default %(default)s)")
     parser.add_argument("--base-seed", type=int, default=0, help="root of every SAE's key (default %(default)s)")
+    parser.add_argument("--plugins", action="append", default=[], metavar="FILE",
+                        help="a plug-in file of the sweep's own kinds to run (repeat for several): checked against "
+                             "the digest the store recorded; the store's own files are never run")
     parser.add_argument("--models", help="a filter selecting toy models, e.g. 'seed == 0 and density < 0.5': comparisons of the "
                              "store's columns joined by and / or / not (docs/security.md)")
     return parser
@@ -286,6 +288,11 @@ def main(argv=None) -> None:
     try:
         check_args(args)
         table, config = load_sweep(root)
+        from sweeps.trust import require_kinds, trust_plugins
+
+        if args.plugins:
+            trust_plugins(root, config, [p for given in args.plugins for p in given.split(",") if p], "--plugins")
+        require_kinds(root, config, "sweep_dir", "pass --plugins FILE")
         groups = plan(args, table, stored_data_spec(config))
     except (UsageError, ConfigError) as error:
         print(f"toymodels-sae: error: {error}", file=sys.stderr)

@@ -31,6 +31,10 @@ def stored_toys(config) -> tuple[pd.DataFrame, dict, object]:
             table, stored = load_sweep(root)
         except (UsageError, ConfigError) as error:
             raise ConfigError("sae.toy.sweep", str(error).split(": ", 1)[-1]) from None
+        from sweeps.trust import require_kinds, verify_plugins
+
+        verify_plugins(root, stored, config.plugins, "plugins", allow_extra=True)  # loaded already: the user named them
+        require_kinds(root, stored, "sae.toy.sweep", "name it in plugins=[FILE] on this command line")
         models = filter_rows(table, config.sae.toy.models, "sae.toy.models")
         _CACHE.clear()
         _CACHE[key] = (models.reset_index(drop=True), stored, stored_data_spec(stored))

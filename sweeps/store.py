@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from sweeps.config import Config, ConfigError
 from sweeps.locks import Claim, StoreLock, claims_of_others
 from sweeps.store_rows import DamagedRows, RowSchema, check_rows  # noqa: F401
+from sweeps.trust import record_kinds
 from sweeps.store_meta import (META, config_hash, config_yaml, describe_differences, differences,  # noqa: F401
                                moved_plugins_only, read_config, read_config_hash, read_meta, verified_config_hash)
 
@@ -136,6 +137,7 @@ class SweepStore:
         self.root.mkdir(parents=True, exist_ok=True)
         with self.locked():
             self._bind(config, digest, n_models)
+            record_kinds(self.root, config)  # the user's kinds: refused if their code changed, else recorded
             for folder in (self.chunks_dir, self.failed_dir, self.claims_dir):
                 folder.mkdir(exist_ok=True)
             if self.others_claims() == {}:  # no other driver is writing: what is left is a dead one's

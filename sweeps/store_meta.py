@@ -96,8 +96,11 @@ def describe_differences(changed: dict, limit: int = 3) -> str:
     """A line saying how the configs differ, and that a changed plug-in file is one reason."""
     if "plugins_digest" in changed and set(changed) <= {"plugins", "plugins_digest"}:
         old, new = changed["plugins_digest"]
-        return (f"the plug-in files {changed.get('plugins', (None, None))[1] or ''} changed since its models were "
-                f"trained (digest {old or 'none'}, now {new or 'none'}): restore them, or choose another sweep.out")
+        files = changed.get("plugins")
+        named = f" ({', '.join(map(str, files[0] or []))} then, {', '.join(map(str, files[1] or []))} now)" if files else ""
+        return (f"its plug-in files hold other code than those its models were trained with{named}: digest "
+                f"{old or 'none'}, now {new or 'none'}; a file changed since, or is another one: restore it, or choose "
+                "another sweep.out")
     def short(value):
         text = repr(value)
         return text if len(text) <= 40 else text[:37] + "..."

@@ -21,6 +21,7 @@ from sweeps.kinds import check_kinds, option_axes
 from toymodels.data import DATA, IMPORTANCE_KINDS
 from toymodels.models import INIT_KINDS, MODELS
 from toymodels.optim import SCHEDULES
+from toymodels.registry import MISSING_PLUGIN
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,11 @@ class Density:
 @dataclass(frozen=True)
 class OneOf:
     allowed: tuple[str, ...]
+    hint: str = ""  # said after the choices (a kind: its plug-in may be missing)
 
     def check(self, key: str, value, config: Config) -> None:
         if value not in self.allowed:
-            raise ConfigError(key, f"{value!r} is not allowed; choose one of {', '.join(self.allowed)}")
+            raise ConfigError(key, f"{value!r} is not allowed; choose one of {', '.join(self.allowed)}{self.hint}")
 
 
 def Int(low: int | None = None, **kw) -> Number:
@@ -198,12 +200,12 @@ def _validate_kinds(config: Config) -> None:
     """Membership in the kind tables (``toymodels.models.MODELS``, ``toymodels.data.DATA``; finite
     data: the kinds with a full-batch gradient). What each kind needs of the rest of the config
     is its own check, run last (``sweeps.kinds.check_kinds``)."""
-    kinds = OneOf(MODELS.names())
+    kinds = OneOf(MODELS.names(), MISSING_PLUGIN)
     kinds.check("model.kind", config.model.kind, config)
     grid_kinds = expand_axis("model", config.sweep.grid["model"]) if "model" in config.sweep.grid else []
     for i, kind in enumerate(grid_kinds):
         kinds.check(f"sweep.grid.model[{i}]", kind, config)
-    OneOf(DATA.names()).check("data.kind", config.data.kind, config)
+    OneOf(DATA.names(), MISSING_PLUGIN).check("data.kind", config.data.kind, config)
     if is_finite(config):
         from toymodels.finite import finite_kinds
 

@@ -1,7 +1,8 @@
 """Your own kinds without forking: Python files named in the config's ``plugins`` list are run
 once per process, before validation, and register their kinds in the core's tables
 (``toymodels.models.register_model``, ``toymodels.data.register_data``). See README, "Your own
-kind".
+kind". Only files the user names on their own command line (or in their own code) are run:
+reading a store never runs the plug-in files it names (docs/security.md).
 
 A file is loaded as a module named after its resolved path, so loading it again (a second sweep
 in one notebook) replaces its kinds instead of clashing with them. Ray workers never read the
@@ -51,6 +52,77 @@ def load_plugins(paths) -> list:
                               f"{where.lineno})") from error
         modules.append(module)
     return modules
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of a file's bytes (hex): what a store records of each plug-in file."""
+    return hashlib.sha256(Path(path).expanduser().resolve().read_bytes()).hexdigest()
+
+
+def _own_functions(kind) -> list[tuple[str, object]]:
+    """The kind's functions written where the kind was (not toymodels' defaults, not a library's
+    function such as ``jax.nn.relu``), by field name."""
+    from toymodels.registry import _origin_of
+
+    origin = _origin_of(kind)
+    out = []
+    for name, value in sorted(vars(kind).items()):
+        module = getattr(value, "__module__", None)
+        if not hasattr(value, "__code__") or not module:
+            continue
+        file = getattr(sys.modules.get(module), "__file__", None)
+        if (str(Path(file).resolve()) if file else module) == origin:
+            out.append((name, value))
+    return out
+
+
+def _code_bytes(code) -> bytes:
+    """A code object's instructions and constants (nested code objects too), without its file name
+    or line numbers: the same function written again elsewhere gives the same bytes."""
+    parts = [code.co_code, repr(code.co_names).encode()]
+    for const in code.co_consts:
+        parts.append(_code_bytes(const) if hasattr(const, "co_code") else repr(const).encode())
+    return b"\0".join(parts)
+
+
+def code_digest(kind) -> str:
+    """A digest of what a kind is: its own functions' source (their code where no source is kept)
+    and its other fields. A kind registered in a notebook has no file to hash: this is what a store
+    records of it, so that changed code is not taken for the code the models were trained with."""
+    import inspect
+
+    h = hashlib.sha256()
+    own = dict(_own_functions(kind))
+    for name, value in sorted(vars(kind).items()):
+        h.update(name.encode() + b"=")
+        if name in own:
+            try:
+                h.update(inspect.getsource(value).encode())
+            except (OSError, TypeError):
+                h.update(_code_bytes(value.__code__))
+        elif not callable(value):
+            h.update(repr(value).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+def kind_record(kind, table: str) -> dict:
+    """What a store records of a user's kind: where it came from, its code digest and the
+    properties the figures read without running it."""
+    from toymodels.registry import _origin_of
+
+    origin = _origin_of(kind)
+    path = Path(origin) if origin.endswith(".py") else None
+    record = {"table": table, "name": kind.name, "origin": origin if path else "notebook or module " + origin,
+              "file_sha256": file_sha256(path) if path and path.is_file() else None, "code": code_digest(kind),
+              "doc": getattr(kind, "doc", "")}
+    for prop in ("privileged", "signed", "sets", "zero_density", "importance_weighted"):
+        if hasattr(kind, prop) and isinstance(getattr(kind, prop), bool):
+            record[prop] = getattr(kind, prop)
+    options = getattr(kind, "options", None)
+    if options is not None:
+        record["options"] = {k: v for k, v in dict(options).items() if isinstance(v, (int, float, str, bool, type(None)))}
+    return record
 
 
 def source_digest(paths) -> str:

@@ -22,12 +22,23 @@ class ConfigError(ValueError):
 
 
 def _origin_of(kind) -> str:
-    """Where a kind was written: the module of its first function (a plugin file's module, or
-    ``__main__`` for a notebook)."""
+    """Where a kind was written: the file of the module of its first function (so that a file
+    imported as a module and loaded as a plugin is one origin), or that module's name when it has
+    no file (``__main__`` for a notebook)."""
+    import sys
+    from pathlib import Path
+
     for value in vars(kind).values():
-        if callable(value) and getattr(value, "__module__", None):
-            return value.__module__
+        module = getattr(value, "__module__", None) if callable(value) else None
+        if module:
+            file = getattr(sys.modules.get(module), "__file__", None)
+            return str(Path(file).resolve()) if file else module
     return "__main__"
+
+
+# Said wherever a kind's name is not found: a kind of the user's own may not be loaded.
+MISSING_PLUGIN = ("; a kind of your own is registered by its plug-in file (plugins=[FILE]) or in your notebook: "
+                  "is one missing? (README, Your own kind)")
 
 
 class Registry(Generic[T]):
@@ -60,8 +71,13 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._kinds:
-            raise ConfigError(self.key, f"unknown {self.what} {name!r}; choose one of {', '.join(self._kinds)}")
+            raise ConfigError(self.key, f"unknown {self.what} {name!r}; choose one of {', '.join(self._kinds)}"
+                              f"{MISSING_PLUGIN}")
         return self._kinds[name]
+
+    def origin(self, name: str) -> str | None:
+        """Where kind ``name`` was registered from (None: built in)."""
+        return self._origin.get(name)
 
     def find(self, name: str) -> T | None:
         """The kind, or None when it is not registered in this process (e.g. a user's kind whose
