@@ -136,7 +136,10 @@ class RayConf:
     cpus_per_task: float = 1.0
     gpus_per_task: float = 0.0  # fractions share one GPU between tasks
     max_retries: int = 3  # retries of a chunk whose worker process died
-    auth_mode: str = "disabled"  # RAY_AUTH_MODE of a local Ray, unless the environment sets it
+    # A local Ray of the sweep's own listens on 127.0.0.1 only; token: it also needs this run's random
+    # token (never written to disk). Decides for that Ray whatever RAY_AUTH_MODE says (which is
+    # what a cluster joined with ray.address reads). docs/security.md
+    auth_mode: str = "token"
     # CPU tasks pin their worker process to cpus_per_task cores no other toymodels worker on that
     # machine holds (one JAX process per core; README: Pinning). false: the OS schedules them.
     pin_cpus: bool = True

@@ -15,11 +15,17 @@ from sweeps.config import WandbConf
 from sweeps.tracking import Tracker, TrackingWarning
 
 
-def _conf_from(stored: dict) -> WandbConf:
+def _conf_from(stored: dict, root: Path | None = None) -> WandbConf:
     """The wandb settings stored with a sweep (defaults for a store older than tracking), in the
-    mode the sweep was tracked in; WANDB_MODE=disabled in the environment turns it off."""
+    mode the sweep was tracked in; WANDB_MODE=disabled in the environment turns it off. A stored
+    ``wandb.dir`` outside the store is not followed (a store read elsewhere, or shared, must not
+    direct where the reader writes): the figures' run goes under the store then."""
     fields = {f: v for f, v in (stored.get("wandb") or {}).items() if f in WandbConf.__dataclass_fields__}
     conf = WandbConf(**fields)
+    if root is not None and conf.dir is not None:
+        inside = Path(str(conf.dir)).resolve()
+        if not inside.is_relative_to(Path(root).resolve()):
+            conf.dir = None
     if os.environ.get("WANDB_MODE") == "disabled":
         conf.mode = "disabled"
     return conf
@@ -34,7 +40,7 @@ def log_figures(sweep_dir, paths: Iterable[Path], table: Optional[pd.DataFrame] 
         root = Path(sweep_dir)
         stored = read_config(root)
         config_hash = read_config_hash(root)
-        conf = _conf_from(stored)
+        conf = _conf_from(stored, root)
         if conf.mode not in ("offline", "online"):
             return
         tracker = Tracker(conf, name=stored.get("name", root.name), out=root, config_hash=config_hash,

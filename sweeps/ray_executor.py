@@ -8,9 +8,7 @@ chunk that raises (a diverged model) is not retried and is reported as failed.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 from typing import Sequence
 
 from sweeps.config import RayConf
@@ -98,21 +96,14 @@ class RayExecutor:
 
         self.conf = conf or RayConf()
         self._started = False
-        self._owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._local = None
         if not ray.is_initialized():
             address = self.conf.address or os.environ.get("RAY_ADDRESS") or None
-            if address is None:
-                os.environ.setdefault("RAY_AUTH_MODE", self.conf.auth_mode)
-                self._started = True  # from here: a Ctrl-C inside ray.init still stops what it started
-                os.environ[OWNER] = self._owner  # inherited by every process of this Ray, and only those
-                try:
-                    ray.init(num_cpus=self.conf.num_cpus or os.cpu_count(), num_gpus=self.conf.num_gpus,
-                             include_dashboard=False, log_to_driver=False, configure_logging=False)
-                except BaseException:
-                    self.close()
-                    raise
-                finally:
-                    os.environ.pop(OWNER, None)
+            if address is None:  # a Ray of our own: loopback only, this run's token (sweeps.ray_local)
+                from sweeps.ray_local import LocalRay
+
+                self._started = True
+                self._local = LocalRay(self.conf, log=_warning)
             else:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
         resources = ray.cluster_resources()
@@ -169,50 +160,20 @@ class RayExecutor:
                     ray.cancel(ref, force=True)
 
     def close(self) -> None:
-        import ray
-
-        if self._started:  # initialised or not: ray.shutdown() stops a half-started local Ray too
-            ray.shutdown()
-            for _ in range(3):  # again: a raylet stopped while starting may have started an agent since
-                left = _processes_of(self._owner)
-                if not left:
-                    break
-                _stop(left)
-            self._started = False
+        if self._started and self._local is not None:  # stops all of it, and restores the environment
+            self._local.close()
+        self._started = False
 
 
-# Marks the processes of a local Ray this driver started. After a Ctrl-C, ray.shutdown() can lose
-# patience with a raylet whose workers are busy, or stop one still starting, and leave its
-# dashboard and runtime-env agents running for minutes: close() stops whatever carries the mark.
-OWNER = "TOYMODELS_RAY_OWNER"
+def _warning(message: str) -> None:
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+# The mark on a local Ray's processes and how they are stopped: sweeps.ray_local.
+from sweeps.ray_local import OWNER, marked_processes as _marked, stop as _stop  # noqa: E402,F401
 
 
 def _processes_of(owner: str) -> list:
-    try:
-        import psutil  # a dependency of ray
-    except ImportError:
-        return []
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.pid != os.getpid() and proc.environ().get(OWNER) == owner:
-                found.append(proc)
-        except psutil.Error:  # gone, or another user's
-            continue
-    return found
-
-
-def _stop(processes, timeout: float = 3.0) -> None:
-    """Terminate those still running (psutil checks that a pid was not reused), then kill."""
-    if not processes:
-        return
-    import psutil
-
-    alive = [p for p in processes if p.is_running()]
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(alive, timeout=timeout)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
+    return _marked(owner)
