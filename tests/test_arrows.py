@@ -15,7 +15,7 @@ STORE_READER = {"read_results", "read_stored", "read_config", "read_config_hash"
                 "nested_array"}
 # Arrows that are part of the design, beyond the rules above.
 ALLOWED = {
-    ("analysis/cli.py", "sweeps.figure_tracking"): "toymodels-figures logs what it drew to the sweep's wandb summary run",
+    ("analysis/cli.py", "sweeps.tracking.figure_log"): "toymodels-figures logs what it drew to the sweep's wandb summary run",
 }
 # Known violations, each to be removed by the work that ends it; any other one fails the test.
 KNOWN_EXCEPTIONS: dict = {}
@@ -70,8 +70,8 @@ def test_a_planted_violation_of_each_rule_is_caught(tmp_path):
         "toymodels/core.py": "import numpy\nimport matplotlib.pyplot as plt\n",
         "toymodels/deep/inner.py": "def f():\n    from sweeps import store\n",
         "sweeps/edge.py": "from sweeps.store import read_results\n\ndef g():\n    import analysis.api\n",
-        "analysis/ok.py": "from sweeps.store import as_matrix, read_results\nfrom analysis.sweep import StoredSweep\n",
-        "analysis/figures/bad.py": "from sweeps.plan import plan_sweep\nfrom sweeps.store import as_matrix, write_chunk\n",
+        "analysis/ok.py": "from sweeps.store import as_matrix, read_results\nfrom analysis.stored_sweep import StoredSweep\n",
+        "analysis/figures/bad.py": "from sweeps.jobs.plan import plan_sweep\nfrom sweeps.store import as_matrix, write_chunk\n",
         "analysis/whole.py": "import sweeps.store\nimport wandb\n",
         "analysis/figures/relative.py": "from ..sweep import StoredSweep\nfrom ...sweeps.store import write_chunk\n",
     }
@@ -79,7 +79,7 @@ def test_a_planted_violation_of_each_rule_is_caught(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     assert sorted(arrow_violations(tmp_path).values()) == [
-        "analysis/figures/bad.py:1: from sweeps.plan import plan_sweep",
+        "analysis/figures/bad.py:1: from sweeps.jobs.plan import plan_sweep",
         "analysis/figures/bad.py:2: from sweeps.store import as_matrix, write_chunk",
         "analysis/figures/relative.py:2: from sweeps.store import write_chunk",
         "analysis/whole.py:1: import sweeps.store",

@@ -1,7 +1,7 @@
 """Running chunks: the pure chunk job and the executor interface.
 
 ``run_chunk`` is what any executor runs for one chunk: a plain payload in, a table out, nothing
-shared. Executors decide where chunks run (``InProcessExecutor`` here; Ray in ``sweeps.ray_executor``)
+shared. Executors decide where chunks run (``InProcessExecutor`` here; Ray in ``sweeps.executors.ray_executor``)
 and report each finished or failed chunk to the driver's callbacks as soon as it is known.
 """
 
@@ -13,7 +13,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 import pandas as pd
 
-from sweeps.plan import Chunk, hparams_arrays
+from sweeps.jobs.plan import Chunk, hparams_arrays
 
 OnDone = Callable[[Chunk, pd.DataFrame], None]
 OnFailed = Callable[[Chunk, BaseException], None]
@@ -33,8 +33,8 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     from toymodels.finite import FiniteSpec
 
     ensure_registered(chunk.kinds)
-    if not isinstance(chunk, Chunk):  # an SAE sweep's chunk (sweeps.sae_plan.SaeChunk)
-        from sweeps.sae_execute import run_sae_chunk
+    if not isinstance(chunk, Chunk):  # an SAE sweep's chunk (sweeps.sae.plan.SaeChunk)
+        from sweeps.sae.execute import run_sae_chunk
 
         return run_sae_chunk(chunk)
     if isinstance(chunk.spec, FiniteSpec):
@@ -75,11 +75,11 @@ def _check_finite(chunk: Chunk, loss, params) -> None:
 
 def run_finite_chunk(chunk: Chunk) -> pd.DataFrame:
     """A chunk of finite-data models (``toymodels.finite``): full-batch training on each model's
-    dataset; rows from ``sweeps.finite_rows`` plus the columns every table shares."""
+    dataset; rows from ``sweeps.jobs.finite_rows`` plus the columns every table shares."""
     import jax
     import jax.numpy as jnp
 
-    from sweeps.finite_rows import finite_table
+    from sweeps.jobs.finite_rows import finite_table
     from toymodels import model_keys
     from toymodels.finite import FiniteHParams, train_finite_many
 
