@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from sweeps.config import Config
-from sweeps.jobs.execute import Executor, InProcessExecutor
+from sweeps.executors.base import Executor, InProcessExecutor
 from sweeps.jobs.plan import Chunk, make_chunks, plan_models
 from sweeps.resources import use_compile_cache
 from sweeps.store import SweepStore

@@ -14,7 +14,8 @@ import secrets
 from typing import Sequence
 
 from sweeps.config import RayConf
-from sweeps.jobs.execute import OnDone, OnFailed, run_chunk
+from sweeps.executors.base import OnDone, OnFailed
+from sweeps.jobs.execute import run_chunk
 from sweeps.jobs.plan import Chunk
 from sweeps.resources import compile_cache_dir
 
