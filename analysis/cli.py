@@ -9,7 +9,7 @@ from pathlib import Path
 
 from analysis.figures.catalog import FIGURES, check_option_values, draw, figure_names, notes
 from analysis.phases import PhaseThresholds
-from analysis.sweep import StoredSweep
+from analysis.stored_sweep import StoredSweep
 from toymodels.registry import ConfigError
 
 FORMATS = ("png", "pdf")
@@ -98,7 +98,7 @@ def main(argv=None) -> None:
         print(f"{key}: {value}")
     print(f"{len(written)} files in {time.perf_counter() - start:.1f}s", file=sys.stderr)
     try:  # the sweep's wandb summary run (a failure is a warning, never a failed command)
-        from sweeps.figure_tracking import log_figures
+        from sweeps.tracking.figure_log import log_figures
 
         log_figures(sweep.root, written, sweep.table)
     except Exception as error:

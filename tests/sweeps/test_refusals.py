@@ -56,7 +56,7 @@ def test_a_damaged_sweep_yaml_is_one_line_naming_it_on_resume_and_in_the_figures
 def test_toymodels_sae_reads_a_damaged_results_parquet_from_the_chunks(store_copy, capsys, monkeypatch):
     """Random bytes in results.parquet: a note naming it, the chunks read instead (on 43f758a a
     29-line traceback); the query then selects nothing: one line, exit 2."""
-    from sweeps.sae_cli import main
+    from sweeps.sae.cli import main
 
     monkeypatch.chdir(store_copy)
     (store_copy / "results.parquet").write_bytes(np.random.default_rng(0).bytes(2000))

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from sweeps.config import ConfigError
-from sweeps.plan import make_chunks, plan_models
+from sweeps.jobs.plan import make_chunks, plan_models
 from sweeps.runner import run_sweep
 from sweeps.store import SweepStore, as_matrix, read_results
 from tests.helpers import cli, compose_config, tiny
@@ -134,7 +134,7 @@ class _TwoWorkers:
         self.fail_first = fail_first
 
     def run(self, chunks, on_done, on_failed):
-        from sweeps.execute import run_chunk
+        from sweeps.jobs.execute import run_chunk
 
         for i, chunk in enumerate(chunks):
             if self.fail_first and i == 0:
