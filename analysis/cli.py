@@ -81,6 +81,10 @@ def main(argv=None) -> None:
         print(f"toymodels-figures: error: {args.sweep_dir} holds no finished model yet", file=sys.stderr)
         sys.exit(2)
     thresholds = PhaseThresholds(represented=args.represented, superposed=args.superposed)
+    if not args.out and (sweep.root / "figures").is_symlink():  # a shared store must not say where we write
+        print(f"toymodels-figures: error: --out: {sweep.root / 'figures'} is a link; pass --out DIR to write the "
+              "figures elsewhere", file=sys.stderr)
+        sys.exit(2)
     try:
         check_option_values(sweep, {"feature": args.feature, "thresholds": thresholds}, CLI_KEYS)
     except ValueError as error:

@@ -163,6 +163,10 @@ def write_command_record(root: Path, cfg) -> None:
     from sweeps.store import atomic_write
 
     record = root / ".hydra"
+    if record.is_symlink() or (record.exists() and not record.is_dir()):  # never written through a link
+        print(f"warning: {record} is not a directory of this store: the command's record is not written",
+              file=sys.stderr)
+        return
     record.mkdir(exist_ok=True)
     hydra = HydraConfig.get()
     atomic_write(record / "config.yaml", OmegaConf.to_yaml(cfg).encode())

@@ -132,7 +132,7 @@ def plot_backdoor_finite(table: pd.DataFrame, stamp: str = "", target=None):
 def backdoor_table(sweep) -> pd.DataFrame | None:
     """What ``toymodels-backdoor`` wrote beside the sweep, or None."""
     path = Path(sweep.root) / BACKDOOR_TABLE
-    return pd.read_parquet(path) if path.exists() else None
+    return pd.read_parquet(path) if path.is_file() else None
 
 
 def has_backdoor(sweep, finite: bool) -> bool:

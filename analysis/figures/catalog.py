@@ -137,7 +137,7 @@ FIGURES: dict[str, FigureSpec] = {
     "backdoor_finite": FigureSpec("backdoor.parquet of a finite-data sweep (toymodels-backdoor)",
                                   lambda s: has_backdoor(s, finite=True), plot_backdoor_finite, backdoor_inputs),
     "sae_recovery": FigureSpec(f"{SAE_TABLE} beside the sweep (toymodels-sae), or an SAE sweep on toy models",
-                               lambda s: (s.root / SAE_TABLE).exists() or sae_sweep.is_sae_sweep(s)
+                               lambda s: (s.root / SAE_TABLE).is_file() or sae_sweep.is_sae_sweep(s)
                                and (s.config["sae"] or {}).get("source") == "toy", plot_sae_recovery, sae_inputs),
     "sae_pareto": FigureSpec("an SAE sweep over λ or k", sae_sweep.has_fronts,
                              sae_sweep.plot_sae_pareto, sae_sweep.sae_grid_inputs),

@@ -123,7 +123,7 @@ SAE_TABLE = "sae.parquet"  # what toymodels-sae writes beside a sweep
 def sae_inputs(sweep) -> tuple:
     """``plot_sae_recovery``'s inputs: the SAEs ``toymodels-sae`` trained on the sweep's models, or
     those of an SAE sweep on toy models (its rows named as toymodels-sae names them)."""
-    if (sweep.root / SAE_TABLE).exists():
+    if (sweep.root / SAE_TABLE).is_file():
         return pd.read_parquet(sweep.root / SAE_TABLE), sweep.stamp()
     table = sweep.table.rename(columns={"uid": "sae_uid", "seed": "sae_seed"})
     return table.rename(columns={"source_uid": "uid"}), sweep.stamp()

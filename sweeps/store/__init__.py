@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 import sys
 import time
 import traceback
@@ -35,7 +36,8 @@ import pyarrow.parquet as pq
 from sweeps.config import Config, ConfigError
 from sweeps.store.locks import Claim, StoreLock, claims_of_others
 from sweeps.store.meta import (META, config_hash, config_yaml, describe_differences, differences,  # noqa: F401
-                               moved_plugins_only, read_config, read_config_hash, read_meta, verified_config_hash)
+                               moved_plugins_only, read_config, read_config_hash, read_meta, read_regular,
+                               verified_config_hash)
 from sweeps.store.rows import DamagedRows, RowSchema, check_rows  # noqa: F401
 from sweeps.store.trust import (reader_kinds, record_kinds, require_kinds, trust_plugins,  # noqa: F401
                                 verify_plugins)
@@ -193,6 +195,8 @@ class SweepStore:
             if name in self._chunks:
                 continue
             try:
+                if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe would never end a read
+                    raise ValueError("not a regular file")
                 table = pq.read_table(path, columns=["uid"])
             except FileNotFoundError:  # set aside by another driver a moment ago
                 continue
@@ -286,8 +290,8 @@ class SweepStore:
         records = []
         for path in sorted(self.failed_dir.glob("*.json")):
             try:
-                record = json.loads(path.read_bytes())
-            except (OSError, ValueError):
+                record = json.loads(read_regular(path, 16 * 2**20))
+            except (OSError, ValueError, RecursionError):
                 continue
             if isinstance(record, dict):
                 records.append(dict(record, file=path.name))
@@ -340,6 +344,8 @@ def read_stored(out: str | os.PathLike, log=_warning) -> tuple[pd.DataFrame, str
     of_planned = f" of {planned}" if planned else ""
     why, table = "", None
     try:
+        if (root / RESULTS).exists() and not stat.S_ISREG(os.stat(root / RESULTS).st_mode):
+            raise ValueError("not a regular file")
         table = pq.read_table(root / RESULTS)
         tag = (table.schema.metadata or {}).get(HASH_KEY)
         if tag and tag.decode() != digest:

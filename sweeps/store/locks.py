@@ -114,6 +114,8 @@ def claims_of_others(claims_dir: Path, own: Claim | None = None) -> dict[str, fr
         if own is not None and path == own.path:
             continue
         try:
+            if not path.is_file():  # only a regular file is a claim (a pipe would block this driver)
+                continue
             handle = open(path, "rb")
         except FileNotFoundError:
             continue

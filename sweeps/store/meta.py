@@ -129,11 +129,33 @@ def body_hash(text: str) -> str:
     return _digest(OmegaConf.to_container(OmegaConf.create(text), resolve=False))
 
 
+MAX_META_BYTES = 256 * 2**20  # a sweep.yaml larger than this is not one toymodels wrote
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of ``path`` when it is a regular file of at most ``limit`` bytes (a named pipe or a
+    device in a shared store would block or never end a reader): else ``ValueError`` naming it.
+    A missing file is the caller's ``FileNotFoundError``."""
+    import stat
+
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path} is not a regular file")
+    if info.st_size > limit:
+        raise ValueError(f"{path} is larger ({info.st_size:,} bytes) than toymodels writes ({limit:,})")
+    with open(path, "rb") as handle:
+        return handle.read(limit + 1)
+
+
 def _meta_text(out: str | os.PathLike) -> tuple[Path, str]:
     """``sweep.yaml``'s text, refused in one line naming the file when it is not plain UTF-8 YAML
     as toymodels writes it (an OSError, a missing file say, is the caller's)."""
     path = Path(out) / META
-    data = path.read_bytes()
+    try:
+        data = read_regular(path, MAX_META_BYTES)
+    except ValueError as error:
+        raise ConfigError("sweep.out", f"{path} is damaged: {str(error).replace(str(path) + ' ', '')}; restore it "
+                          "as it was, or choose another sweep.out") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -218,7 +240,21 @@ def verified_config_hash(out: str | os.PathLike) -> str:
         raise ConfigError("sweep.out", f"{path} was edited: its config hashes to {actual}, its first line says {stored}, "
                           "the config its models were trained under. Undo the edit, or run the changed config "
                           "with another sweep.out")
+    _fits_the_schema(path, body)
     return stored
+
+
+def _fits_the_schema(path: Path, body: str) -> None:
+    """The config's keys and types are the schema's (``sweeps.config.Config``): a body that hashes
+    to its first line can still be one no toymodels wrote (the hash is no signature)."""
+    from omegaconf import OmegaConf
+
+    try:
+        OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(body))
+    except Exception as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        raise ConfigError("sweep.out", f"{path} is damaged: its config does not fit the schema ({first}); restore it "
+                          "as it was, or choose another sweep.out") from None
 
 
 def read_config_hash(out: str | os.PathLike) -> str:
@@ -234,7 +270,7 @@ def read_config(out: str | os.PathLike) -> dict:
     path, text = _meta_text(out)
     try:
         data = yaml.load(text, Loader=_safe_loader())
-    except (yaml.YAMLError, RecursionError) as error:
+    except (yaml.YAMLError, RecursionError, ValueError) as error:
         raise ConfigError("sweep.out", f"{path} is damaged: not YAML ({_yaml_problem(error)}); restore it as it "
                           "was, or choose another sweep.out") from None
     if not isinstance(data, dict):

@@ -68,9 +68,11 @@ def record_of(config, root: Path) -> dict:
 
 def read_record(root: Path) -> dict | None:
     """``kinds.json`` as written (None: absent, or damaged: then nothing is taken from it)."""
+    from sweeps.store.meta import read_regular
+
     try:
-        record = json.loads((Path(root) / KINDS).read_bytes())
-    except (OSError, ValueError):
+        record = json.loads(read_regular(Path(root) / KINDS, 64 * 2**20))
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(record, dict) or not isinstance(record.get("plugins", []), list) \
             or not isinstance(record.get("kinds", []), list):
@@ -97,7 +99,7 @@ def record_kinds(root: Path, config) -> None:
                 raise ConfigError(key, f"{kind['table']} kind {kind['name']!r} ({kind['origin']}) is not the code "
                                   f"{root}'s models were trained with (code digest {before.get('code')}, now "
                                   f"{kind['code']}): restore it, or choose another sweep.out")
-    if old != new:
+    if old != new and (new["plugins"] or new["kinds"] or old is not None):  # a sweep of built-in kinds: none
         atomic_write(root / KINDS, json.dumps(new, indent=1, sort_keys=True).encode())
 
 

@@ -3,6 +3,7 @@ damaged metadata named by its file, a refused run that leaves the store byte-ide
 experiments and figure options checked like config keys."""
 
 import hashlib
+import os
 import sys
 
 import numpy as np
@@ -136,3 +137,44 @@ def test_model_options_are_set_as_the_docs_write_them(tmp_path):
     again = compose_config(prepare_overrides(["model.kind=relu_hidden", "+model.options.hidden_bias=-0.3",
                                               "model.options.hidden_bias=-0.2"]))
     assert again.model.options == {"hidden_bias": -0.2}
+
+
+def _within(seconds, fn):
+    """``fn()`` in a thread: what it returned or raised, or a failure if it is still running after
+    ``seconds`` (a read of a named pipe blocks until a writer comes)."""
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = fn()
+        except BaseException as error:  # noqa: BLE001 - handed to the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still reading after {seconds} s"
+    return outcome
+
+
+def test_named_pipes_in_a_store_never_block_a_reader(store_copy):
+    """A shared store may hold a FIFO where a file should be: readers refuse or skip it, never wait."""
+    from analysis.stored_sweep import StoredSweep
+
+    chunk = sorted((store_copy / "chunks").glob("*.parquet"))[0]
+    chunk.unlink()
+    os.mkfifo(chunk)
+    (store_copy / "results.parquet").unlink()
+    os.mkfifo(store_copy / "results.parquet")
+    (store_copy / "kinds.json").unlink(missing_ok=True)
+    os.mkfifo(store_copy / "kinds.json")
+    outcome = _within(30, lambda: StoredSweep.load(store_copy))
+    assert "error" not in outcome, outcome
+    assert len(outcome["value"].table) == 2 and "results.parquet is damaged" in outcome["value"].status
+    meta = store_copy / "sweep.yaml"
+    meta.unlink()
+    os.mkfifo(meta)
+    outcome = _within(30, lambda: StoredSweep.load(store_copy))
+    assert isinstance(outcome.get("error"), ConfigError) and "not a regular file" in str(outcome["error"])
