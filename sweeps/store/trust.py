@@ -239,6 +239,8 @@ def reader_kinds(root, stored: dict, plugins=(), key: str = "plugins") -> tuple[
     reader named (checked against the store's record first): the store's record (the kinds'
     properties) and a note when some kind's code is not loaded ("" when all are)."""
     root = Path(root)
+    if isinstance(plugins, (str, os.PathLike)):  # one file, not its characters
+        plugins = [plugins]
     if plugins:
         trust_plugins(root, stored, list(plugins), key)
     return read_record(root), untrusted_note(root, stored, key)

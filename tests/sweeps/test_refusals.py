@@ -105,11 +105,17 @@ def test_an_unknown_experiment_is_one_line_with_the_closest_names(name, closest,
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_sweep_without_an_experiment_says_it_runs_the_default(tmp_path):
-    done = cli("toymodels-sweep", "train.steps=0", cwd=tmp_path, timeout=120)
-    assert done.returncode == 2
-    assert "no experiment= given: running the default, experiment=tms_intro" in done.stderr
-    assert "train.steps" in _one_error(done.stderr, "toymodels-sweep")
+def test_a_sweep_without_an_experiment_says_it_runs_the_default(tmp_path, monkeypatch, capsys):
+    import sweeps.cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["toymodels-sweep", "train.steps=0"])
+    with pytest.raises(SystemExit) as exit_:
+        sweeps.cli.main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "no experiment= given: running the default, experiment=tms_intro" in err
+    assert "train.steps" in _one_error(err, "toymodels-sweep")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -199,12 +199,6 @@ def _transposed(column):
     return pa.array([np.asarray(m).T.tolist() for m in column.to_pylist()])
 
 
-def _ragged(column):
-    import pyarrow as pa
-
-    return pa.array([[row[:-1] if i == 0 else row for i, row in enumerate(m)] for m in column.to_pylist()])
-
-
 def _nan(column):
     import pyarrow as pa
 
@@ -219,8 +213,7 @@ def _as_float(column):
 
 DAMAGES = {"no W": ("W", None), "loss as text": ("loss", _as_text), "uid as float": ("uid", _as_float),
            "W flattened": ("W", _flattened), "text inside W": ("W", _text_inside), "W transposed": ("W", _transposed),
-           "W ragged": ("W", _ragged), "NaN in W": ("W", _nan), "no grid axis": ("density", None),
-           "norms as text lists": ("norms", lambda c: __import__("pyarrow").array([[str(x) for x in r] for r in c.to_pylist()]))}
+           "NaN in W": ("W", _nan), "no grid axis": ("density", None)}
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
