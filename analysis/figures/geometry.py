@@ -52,15 +52,16 @@ def plot_geometry_panels(table: pd.DataFrame, axes: list[str], stamp: str = "", 
              f"bright = important; best of {table['seed'].nunique()} seed(s) by loss")
     if target is None:
         cols = min(len(best), 10)
-        width = PANEL_WIDTH * cols
+        width = max(PANEL_WIDTH * cols, 5.5)  # room for the title, even for one or two panels
         lines = wrapped(title, width, TITLE_SIZE).count("\n") + 1
-        title_h = 0.25 + 0.2 * lines
-        canvas = region(None, (width, 2.3 * math.ceil(len(best) / cols) + title_h + 0.2))
+        title_h = 0.15 + 0.18 * lines
+        side = min(width / cols, PANEL_WIDTH) * 0.8  # a square panel
+        canvas = region(None, (width, (side + 0.5) * math.ceil(len(best) / cols) + title_h + 0.25))
     else:
         canvas = region(target, (PANEL_WIDTH * 10, 5.0))
         width = width_inches(canvas.figure)
         lines = wrapped(title, width, TITLE_SIZE).count("\n") + 1
-        title_h = 0.25 + 0.2 * lines
+        title_h = 0.15 + 0.18 * lines
         cols = columns_for(len(best), width, canvas.figure.bbox.height / canvas.figure.dpi - title_h - 0.2)
     rows = math.ceil(len(best) / cols)
     grid = canvas.figure.add_gridspec(rows, cols).subplots(squeeze=False)
