@@ -333,13 +333,18 @@ def has_phase_diagram(sweep) -> bool:
 
 
 def draw_marginal_benefit(sweep, target=None):
+    """The loss against the held feature's achieved capacity C and its marginal benefit −dL/dC (the
+    penalty's pull), with the exact held curve for the n = 2, m = 1 quadratic model and the
+    per-feature benefit; the curve's shape (increasing / flat / decreasing) in the legend."""
     p = parts(sweep)
     return plot_marginal_benefit(p.held, [k for k in p.keys if k != "capacity_target"], sweep.stamp(), target=target)
 
 
 def draw_phase_diagram(sweep, capacity_thresholds: ct.CapacityThresholds = THRESHOLDS, target=None):
-    """The quadratic model over kurtosis: trained and analytic C₂ (``capacity_phase``); else the
-    thresholded classes over the sparsity axis."""
+    """The quadratic model over kurtosis: the trained C₂ as a continuous map beside the analytic
+    optimum's C₂ over K × v₂/v₁, the boundary 2/(K−1) < v₂/v₁ < (K−1)/2 on both, the degenerate K = 1
+    cells hatched and six marked points with their marginal-benefit curves (``capacity_phase``);
+    other models: feature 2's class (C ≥ 0.9 / between / C ≤ 0.1) over the sparsity axis."""
     p = parts(sweep)
     if (p.two["model"] == ANALYTIC_KIND).all() and p.two["kurtosis"].notna().all():
         return plot_capacity_phase(p.two, sweep.stamp(), target=target)
@@ -347,12 +352,16 @@ def draw_phase_diagram(sweep, capacity_thresholds: ct.CapacityThresholds = THRES
 
 
 def draw_allocation(sweep, target=None):
+    """Each feature's trained C_i (best seed per grid point) against the analytic optimal allocation
+    (equal marginal benefit, Σ C_i ≤ m)."""
     p = parts(sweep)
     return _panels(best_of_seeds(p.free, p.keys), plot_capacity_allocation, p.keys,
                    "Capacity allocation C_i (best seed per grid point)", sweep.stamp(), target=target)
 
 
 def draw_vs_sparsity(sweep, capacity_thresholds: ct.CapacityThresholds = THRESHOLDS, target=None):
+    """The fraction of polysemantic features (capacity between the thresholds) against density or
+    kurtosis, one line per model kind."""
     p = parts(sweep)
     return _sparsity_figure(p.free, p.keys, p.x, capacity_thresholds, sweep.stamp(), target=target)
 

@@ -146,7 +146,9 @@ def _summary(sweep, feature: int | None, thresholds: PhaseThresholds):
 def draw_phase_diagram(sweep, feature: int | None = None, thresholds: PhaseThresholds = PhaseThresholds(),
                        crossover_at: float | None = None, target=None):
     """The phase diagram of ``feature`` (0-based, default the last) over the sweep's first two
-    varying ``DIAGRAM_AXES``."""
+    varying ``DIAGRAM_AXES``: the best-of-k seed's phase (not learned, dedicated, superposed) and the
+    fraction of seeds in superposition; for n = 2, m = 1 over (r, p) also the analytic boundaries,
+    the triple point and a loss-crossover panel, and the agreement with theory is printed."""
     x, y, feature, summary = _summary(sweep, feature, thresholds)
     return plot_phase_diagram(sweep.table, summary, x, y, feature, thresholds, sweep.stamp(), crossover_at,
                               target=target)

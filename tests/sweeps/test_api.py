@@ -1,5 +1,6 @@
-"""The notebook API (README, "From a notebook"): exactly the README's code, and a user's kind
-registered in the session running on Ray."""
+"""The notebook API (docs/notebook.md): exactly the page's code, the store page's reading of that
+sweep, keywords and override strings alike, and a user's kind registered in the session running on
+Ray."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from sweeps import api
-from tests.readme import readme_block
+from tests.readme import doc_block
 from toymodels.registry import ConfigError
 
 
@@ -22,8 +23,8 @@ def run_python(code: str, cwd, timeout=600) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-def test_the_readme_notebook_code_runs_as_written(tmp_path):
-    code = readme_block("notebook")
+def test_the_notebook_page_runs_as_written(tmp_path):
+    code = doc_block("notebook")
     done = run_python(code + "\nimport matplotlib; print('backend', matplotlib.get_backend())\n", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "backend svg" in done.stdout  # the session's backend, untouched
@@ -33,6 +34,8 @@ def test_the_readme_notebook_code_runs_as_written(tmp_path):
     assert (tmp_path / "runs" / "notebook" / "overview.png").stat().st_size > 10_000
     table = pd.read_parquet(tmp_path / "runs" / "notebook" / "results.parquet")
     assert len(table) == 10 and table["steps"].eq(2000).all()
+    read = run_python(doc_block("store read"), tmp_path)  # docs/store.md, on the same sweep
+    assert read.returncode == 0 and read.stdout.startswith("(10, 2, 5)"), read.stderr[-3000:]
 
 
 def test_compose_refuses_a_bad_key_or_value_before_compute(tmp_path):

@@ -184,8 +184,8 @@ def test_synthbench_ordering_l1_lowest_mcc_at_matched_l0(small_bench):
 
 
 def test_the_readme_example_recovers_the_features(capsys):
-    from tests.readme import readme_block
+    from tests.readme import doc_block
 
-    exec(readme_block("sae core"), {})
+    exec(doc_block("sae core"), {})
     mmcs = [float(v) for v in capsys.readouterr().out.split("]")[0].strip("[ ").split()]
     assert min(mmcs) > 0.95
