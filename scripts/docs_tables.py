@@ -110,9 +110,9 @@ def model_kinds() -> str:
                                   ("layers' read vectors recorded", kind.read_matrices is not None),
                                   ("finite data", kind.output_activation is not None),
                                   ("outputs unweighted by importance", not kind.importance_weighted)) if on]
-        rows.append([code(kind.name), kind.doc, _options(kind.options), ", ".join(traits),
-                     code(source_of(kind.init))])
-    return table(["`model.kind`", "model", "options (default)", "traits", "file"], rows)
+        rows.append([f"{code(kind.name)}<br>{code(source_of(kind.init))}", kind.doc, _options(kind.options),
+                     ", ".join(traits)])
+    return table(["`model.kind` (file)", "model", "options (default)", "traits"], rows)
 
 
 def data_kinds() -> str:
@@ -126,9 +126,9 @@ def data_kinds() -> str:
                                   ("density 0 allowed", getattr(kind, "zero_density", False)),
                                   ("kurtosis stored", kind.kurtosis is not None)) if on]
         fn = kind.value or kind.batch
-        rows.append([code(kind.name), kind.doc, _options(kind.options), ", ".join(traits),
-                     code(source_of(fn)) if fn else ""])
-    return table(["`data.kind`", "inputs", "options (default)", "traits", "file"], rows)
+        where = f"<br>{code(source_of(fn))}" if fn else ""
+        rows.append([code(kind.name) + where, kind.doc, _options(kind.options), ", ".join(traits)])
+    return table(["`data.kind` (file)", "inputs", "options (default)", "traits"], rows)
 
 
 def sae_kinds() -> str:
@@ -139,9 +139,9 @@ def sae_kinds() -> str:
     for kind in SAE_KINDS:
         hparams = getattr(kind, "hparams", ())
         names = [getattr(h, "name", h) for h in (hparams.values() if isinstance(hparams, dict) else hparams)]
-        rows.append([code(kind.name), kind.doc, ", ".join(code(n) for n in names),
-                     "yes" if getattr(kind, "top_k", False) else "", code(source_of(kind.encode))])
-    return table(["`sae.kind`", "codes and loss", "reads", "top-k", "file"], rows)
+        rows.append([f"{code(kind.name)}<br>{code(source_of(kind.encode))}", kind.doc,
+                     ", ".join(code(n) for n in names), "yes" if getattr(kind, "top_k", False) else ""])
+    return table(["`sae.kind` (file)", "codes and loss", "reads", "top-k"], rows)
 
 
 # --- figures -------------------------------------------------------------------------------------
@@ -159,9 +159,9 @@ def figures(prefix: str = "") -> str:
         if not what:
             raise ValueError(f"figure {name!r}: {spec.plot.__module__}.{spec.plot.__name__} has no docstring; "
                              "the figure table is its first paragraph")
-        rows.append([code(name), spec.when, what, ", ".join(code(o) for o in spec.options()),
-                     "yes" if spec.notes else "", code(source_of(spec.plot))])
-    return table(["figure", "drawn when", "what", "options", "prints notes", "file"], rows)
+        options = ", ".join(code(o) for o in spec.options()) + ("; prints notes" if spec.notes else "")
+        rows.append([f"{code(name)}<br>{code(source_of(spec.plot))}", spec.when, what, options.lstrip("; ")])
+    return table(["figure (file)", "drawn when", "what", "options"], rows)
 
 
 # --- experiments ---------------------------------------------------------------------------------

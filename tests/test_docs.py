@@ -109,9 +109,9 @@ def test_generated_tables_list_every_kind_and_figure():
     tables = tables_module()
     for name, registry in (("model-kinds", MODELS), ("data-kinds", DATA), ("sae-kinds", SAE_KINDS)):
         text = tables.TABLES[name]()
-        assert all(f"| `{kind.name}` |" in text for kind in registry), name
+        assert all(f"| `{kind.name}`<br>" in text for kind in registry), name
     text = tables.TABLES["figures"]()
-    assert all(f"| `{name}` |" in text for name in FIGURES)
+    assert all(f"| `{name}`<br>`analysis/figures/" in text for name in FIGURES)
     keys = tables.TABLES["config-keys"]()
     assert "| `train.lr` | float | `0.001` | a finite number > 0 | peak learning rate |" in keys
     rendered = tables.render("x\n<!-- table: grid-axes -->\ny")
