@@ -4,11 +4,12 @@ the figure catalog (``analysis.figures.catalog.FIGURES``), the experiments of ``
 (each file's comment and launch command, its size from the planner) and the config keys (the
 schema's dataclasses, their comments, and the rule table ``sweeps.validation.RULES``).
 
-A docs page asks for a table with a line of its own::
+A docs page asks for a table with a line of its own, which MkDocs replaces while building (the
+words before the comment are for whoever reads the Markdown itself, e.g. on GitHub)::
 
-    <!-- table: model-kinds -->
+    > A table generated from the code: `.venv/bin/python scripts/docs_tables.py model-kinds`. <!-- table: model-kinds -->
 
-and MkDocs replaces it while building (this file is the site's hook, named in ``mkdocs.yml``);
+It is replaced (this file is the site's hook, named in ``mkdocs.yml``);
 an unknown table name stops the build. Nothing is written into ``docs/``, so there is nothing to
 keep current by hand. To see a table in a terminal::
 
@@ -29,7 +30,8 @@ import typing
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-MARKER = re.compile(r"^<!-- table: (?P<name>[\w-]+) -->$", re.M)
+# The whole line is replaced; what stands before the comment is for readers of the raw Markdown.
+MARKER = re.compile(r"^(?:> .*)?<!-- table: (?P<name>[\w-]+) -->$", re.M)
 log = logging.getLogger("mkdocs.plugins.toymodels")
 
 # Pages other branches are writing now: in the nav, left out of it until they exist. Remove a
