@@ -69,7 +69,7 @@ class DataConf:
     rest_scale: float = 1.0  # multiplies every feature after the first (noise features: 0.1)
     # Random streams of the fresh batches: model (each model its own, like the notebook's
     # instances) | seed (one per seed index, shared by every grid point: common random numbers,
-    # each model's data distributed exactly as with model; README: Random streams).
+    # each model's data distributed exactly as with model; docs/sweeps.md, Random streams).
     streams: str = "model"
     # Finite data (Henighan et al. 2023): 0 draws a fresh batch every step; T > 0 trains full-batch
     # on T points drawn once from dataset_seed and rescaled to unit norm (toymodels.finite).
@@ -110,7 +110,7 @@ class TrainConf:
     # a CPU and 32,768 on a GPU (toymodels.finite_loss.DEFAULT_PIECE).
     piece_size: int = 0
     # Compute each batch in this many column blocks: same data, gradient equal up to rounding,
-    # faster on CPU for wide chunks (README: Benchmark). Must divide batch_size.
+    # faster on CPU for wide chunks (docs/benchmark.md). Must divide batch_size.
     batch_blocks: int = 1
 
 
@@ -137,7 +137,7 @@ class RayConf:
     max_retries: int = 3  # retries of a chunk whose worker process died
     auth_mode: str = "disabled"  # RAY_AUTH_MODE of a local Ray, unless the environment sets it
     # CPU tasks pin their worker process to cpus_per_task cores no other toymodels worker on that
-    # machine holds (one JAX process per core; README: Pinning). false: the OS schedules them.
+    # machine holds (one JAX process per core; docs/ray.md, Pinning). false: the OS schedules them.
     pin_cpus: bool = True
 
 
@@ -158,7 +158,7 @@ class WandbConf:
 @dataclass
 class Config:
     name: str = "sweep"  # the sweep's name: its default sweep.out, its wandb group
-    # Python files that register your own model or data kinds (README, "Your own kind").
+    # Python files that register your own model or data kinds (docs/kinds.md).
     plugins: List[str] = field(default_factory=list)
     # Set when the config is read, not by you: a digest of the plugin files' contents, so that a
     # kind whose code changed is a different sweep (its hash differs).

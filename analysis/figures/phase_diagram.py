@@ -60,7 +60,7 @@ def is_n2m1_diagram(table: pd.DataFrame, x: str, y: str) -> bool:
 
 
 def overlay_theory(ax, x: str, xs: np.ndarray) -> None:
-    """Analytic n=2, m=1 boundaries (SCIENCE.md §6) on axes (r, p) or (p, r)."""
+    """Analytic n=2, m=1 boundaries (docs/science/n2m1.md) on axes (r, p) or (p, r)."""
     r = np.geomspace(xs.min() if x == "importance_decay" else 0.1, xs.max() if x == "importance_decay" else 10, 400)
     p = theory.superposition_boundary(r)
     r_tp, p_tp = theory.TRIPLE_POINT

@@ -1,5 +1,6 @@
 """How well sparse autoencoders recover a toy model's features, against how much it superposes
-(Sharkey et al. 2022; SCIENCE.md §1, §5). Reads the table ``toymodels-sae`` writes (sae.parquet).
+(Sharkey et al. 2022; docs/science/index.md, docs/science/metrics.md). Reads the table ``toymodels-sae``
+writes (sae.parquet).
 """
 
 from __future__ import annotations

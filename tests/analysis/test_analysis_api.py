@@ -120,7 +120,8 @@ def test_a_model_of_an_unregistered_kind_is_refused_without_running_any_code(sto
 
 
 def test_geometry_panels_fit_a_notebook_half_and_keep_long_vectors_inside(stored):
-    """The README's notebook layout (two halves of figsize=(14, 5)): the geometry title stays within
+    """The notebook page's layout (docs/notebook.md: two halves of figsize=(14, 5)): the geometry title
+    stays within
     its half, clear of the loss curves' legend; a vector longer than 1.5 stays inside its panel."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

@@ -1,4 +1,4 @@
-"""The commands as a user meets them: the README's own command lines, file-system errors as one
+"""The commands as a user meets them: the docs' own command lines, file-system errors as one
 line naming the path and what to do, a double Ctrl-C, figures of an unfinished sweep."""
 
 import os
@@ -44,7 +44,7 @@ def test_the_docs_document_a_generator_axis():
 @pytest.mark.parametrize("command", DOCUMENTED)
 def test_every_documented_command_composes_and_plans(command, tmp_path, monkeypatch):
     """Through the CLI's own override handling, then Hydra's compose and the planner (in a
-    directory holding the README's plugin file, which its own-kind command names)."""
+    directory holding docs/kinds.md's plugin file, which its own-kind command names)."""
     from tests.readme import doc_block
 
     (tmp_path / "my_kinds.py").write_text(doc_block("my_kinds.py"))
