@@ -120,3 +120,14 @@ def test_generated_tables_list_every_kind_and_figure():
         tables.render("<!-- table: nope -->")
     pages_tables = {m for page in DOCS.rglob("*.md") for m in tables.MARKER.findall(page.read_text())}
     assert pages_tables <= set(tables.TABLES), pages_tables - set(tables.TABLES)
+
+
+def test_nothing_points_outside_the_repository():
+    """The project explains itself: no file refers to SCIENCE.md (or a bare section sign of it),
+    to ../shared, or to a README section that moved to the docs."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    outside = re.compile(r"SCIENCE(\.md)?\b|\.\./shared|STYLE\.md|§\s*\d|README[,:] *[\"A-Z(]")
+    found = [f"{path}:{i}" for path in tracked if (REPO / path).is_file() and path != "tests/test_docs.py"
+             for i, line in enumerate((REPO / path).read_text(errors="replace").splitlines(), start=1)
+             if outside.search(line)]
+    assert not found, f"references outside the repository (point to a docs page instead): {found}"
