@@ -186,7 +186,11 @@ def _planned() -> dict[str, int]:
     from hydra import compose, initialize_config_dir
 
     from sweeps.config import CONF_DIR, register_schema, to_config
-    from sweeps.plan import plan_models
+
+    try:
+        from sweeps.jobs.plan import plan_models  # where the layout of issue 23 puts the planner
+    except ImportError:
+        from sweeps.plan import plan_models
 
     register_schema()
     counts = {}
