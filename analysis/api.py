@@ -24,7 +24,7 @@ import pandas as pd
 from analysis.figures import catalog
 from analysis.figures.catalog import FIGURES, figure_names
 from analysis.measures.model_rows import StoredModel
-from analysis.sweep import StoredSweep
+from analysis.stored_sweep import StoredSweep
 from sweeps.store import with_arrays
 
 __all__ = ["FIGURES", "StoredModel", "draw", "figure_names", "load", "model", "with_arrays"]

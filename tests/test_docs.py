@@ -77,13 +77,14 @@ def test_every_page_is_in_the_navigation_and_every_entry_exists_or_is_pending():
     assert not set(nav) - pages - pending, f"nav entries without a page: {sorted(set(nav) - pages - pending)}"
 
 
-REPO_PATH = re.compile(r"`((?:toymodels|sweeps|analysis|scripts|tests|conf|docs)/[\w./-]*[\w/])`")
+REPO_PATH = re.compile(r"`((?:toymodels|sweeps|analysis|scripts|tests|conf|docs)/[\w./-]*[\w/])`"
+                       r"|\b((?:toymodels|sweeps|analysis|scripts|tests|conf|docs)/[\w/-]+\.(?:py|yaml|md))\b")
 
 
 def test_every_path_the_docs_name_exists():
     missing = []
     for page in doc_pages():
-        for path in REPO_PATH.findall(page.read_text()):
+        for path in (a or b for a, b in REPO_PATH.findall(page.read_text())):
             if not any(c in path for c in "<*") and "..." not in path and not (REPO / path).exists():
                 missing.append(f"{page.relative_to(REPO)}: {path}")
     assert not missing, f"paths named in the docs that do not exist: {missing}"

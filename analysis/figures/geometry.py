@@ -10,7 +10,7 @@ import pandas as pd
 from analysis.figures.canvas import finish, region, width_inches, wrapped
 from analysis.figures.panels import draw_vectors, importance_colors
 from analysis.seeds import best_of_seeds, ordered_along
-from analysis.sweep import as_array, coord_label
+from analysis.stored_sweep import as_array, coord_label
 
 LIM = 1.5  # the panels' frame ±LIM, unless a vector is longer
 TITLE_SIZE = 10
