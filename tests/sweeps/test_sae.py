@@ -98,8 +98,8 @@ def test_true_directions_are_the_hidden_response_to_each_feature_alone(model, da
 
 
 def test_cli_is_an_sae_sweep_on_the_stored_models(tiny_sweep, tmp_path):
-    """toymodels-sae runs a +sae=toy sweep into DIR/sae: the sweep's rows (one schema), resumable,
-    drawn by toymodels-figures; an in-process run of one kind stores the same bits."""
+    """toymodels-sae runs a +sae=toy sweep into DIR/sae: the sweep's rows (one schema), drawn by
+    toymodels-figures; an in-process run of one kind stores the same bits."""
     from sweeps.sae_cli import main
 
     first = cli("toymodels-sae", str(tiny_sweep), *SAE_ARGS)
@@ -115,8 +115,6 @@ def test_cli_is_an_sae_sweep_on_the_stored_models(tiny_sweep, tmp_path):
     # 2 toy models × 2 λ × 2 seeds × 2 kinds, dictionary size n = 5
     assert len(table) == 16 and set(table["dict_size"]) == {5} and set(table["kind"]) == {"plain", "gated"}
     assert table["mmcs"].between(-1, 1).all() and table["mcc"].between(0, 1).all()
-    again = cli("toymodels-sae", str(tiny_sweep), *SAE_ARGS)
-    assert again.returncode == 0 and "(0 trained now, 16 already there)" in again.stdout
     # In this process, one kind only: the same bits, whatever else ran beside it.
     main([str(tiny_sweep), *SAE_ARGS, "--kind", "gated", "--out", str(tmp_path / "gated")])
     gated = read_results(tmp_path / "gated", arrays=True)
@@ -129,18 +127,24 @@ def test_cli_is_an_sae_sweep_on_the_stored_models(tiny_sweep, tmp_path):
 
 def test_an_old_sae_parquet_is_still_drawn(tiny_sweep, tmp_path):
     """A sae.parquet written by toymodels-sae before it ran an SAE sweep (its own names: uid the toy
-    model's, sae_seed) is still drawn beside its toy sweep, its columns renamed on read."""
+    model's, sae_seed) is still drawn beside its toy sweep (figure catalog), renamed on read."""
     import shutil
 
-    from analysis.figures.sae import SAE_TABLE, legacy_sae_table
+    import matplotlib.pyplot as plt
+
+    from analysis.figures.catalog import FIGURES
+    from analysis.figures.sae import SAE_TABLE
+    from analysis.sweep import StoredSweep
 
     old = tmp_path / "old"
-    shutil.copytree(tiny_sweep, old, ignore=shutil.ignore_patterns("sae", "figures"))
+    shutil.copytree(tiny_sweep, old, ignore=shutil.ignore_patterns("sae", "figures", "wandb"))
     sae_table(True).to_parquet(old / SAE_TABLE)
-    assert {"source_uid", "seed"} <= set(legacy_sae_table(sae_table(True)).columns)
-    drawn = cli("toymodels-figures", str(old))
-    assert drawn.returncode == 0, drawn.stderr
-    assert (old / "figures" / "sae_recovery.png").exists()
+    sweep = StoredSweep.load(old)
+    spec = FIGURES["sae_recovery"]
+    assert spec.applies(sweep)
+    table, _ = spec.inputs(sweep)
+    assert {"source_uid", "seed"} <= set(table.columns) and "sae_seed" not in table.columns
+    plt.close(spec.plot(table, "old"))
 
 
 def test_cli_trains_the_new_kinds_with_k_for_top_k_kinds(tiny_sweep, tmp_path):
@@ -210,9 +214,9 @@ def sae_table(with_density: bool) -> pd.DataFrame:
 def test_recovery_figure_draws_against_density_or_d_star(with_density, last_panel):
     import matplotlib.pyplot as plt
 
-    from analysis.figures.sae import plot_sae_recovery
+    from analysis.figures.sae import legacy_sae_table, plot_sae_recovery
 
-    fig = plot_sae_recovery(sae_table(with_density), stamp="test · config x · rev y")
+    fig = plot_sae_recovery(legacy_sae_table(sae_table(with_density)), stamp="test · config x · rev y")
     axes = fig.axes
     assert len(axes) == 6 and last_panel in axes[5].get_title()
     assert len(axes[0].get_lines()) == 4 + 2  # one per (kind, d, λ or k), one chance level per d
