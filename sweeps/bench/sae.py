@@ -369,7 +369,7 @@ def main(argv=None) -> int:
         if with_reference:
             from sae_lens.synthetic import SyntheticModel
 
-            from sweeps.saelens import _saelens_config, arrays_of_model
+            from sweeps.sae.saelens import _saelens_config, arrays_of_model
 
             model = SyntheticModel(_saelens_config(WORLD))
             source, world = core.build(arrays_of_model(model))

@@ -1,4 +1,4 @@
-"""sae.world.kind=saelens and toymodels-saelens export (sweeps.saelens). Without sae-lens: a saved
+"""sae.world.kind=saelens and toymodels-saelens export (sweeps.sae.saelens). Without sae-lens: a saved
 SAELens directory as a sweep's world, the export of its stored SAEs, and the refusals. With it
 (slow, skipped without sae-lens): SAELens's own generator and loader against ours."""
 
@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sweeps import saelens
+from sweeps.sae import saelens
 from sweeps.config import ConfigError
-from sweeps.plan import plan_models
+from sweeps.jobs.plan import plan_models
 from sweeps.store import read_results
 from tests.helpers import cli, compose_config
 from tests.toymodels.test_sae_saelens import EVAL_KINDS, saved_model

@@ -51,7 +51,7 @@ class SaeWorldConf:
     active: int = 2  # exactly: features active per input
     world_seed: int = 0  # the world's directions (and synthbench's whole recipe)
     # saelens: a SAELens SyntheticModelConfig (a mapping, or a .json/.yaml file holding one) or a
-    # saved SAELens synthetic model directory (sweeps.saelens; docs/saes/interop.md)
+    # saved SAELens synthetic model directory (sweeps.sae.saelens; docs/saes/interop.md)
     saelens: Any = None
 
 
@@ -196,7 +196,7 @@ def _check_world(config) -> None:
 
 def _check_saelens(config) -> None:
     """A SAELens world: its own config or directory fixes everything, so no world axis applies."""
-    from sweeps import saelens
+    from sweeps.sae import saelens
 
     world_axes = [a for a in config.sweep.grid if a in WORLD_PER_AXES + WORLD_STATIC_AXES]
     if world_axes:
@@ -209,7 +209,7 @@ def _check_saelens(config) -> None:
 
 
 def _check_toy(config) -> None:
-    """The toy sweep's directory is read when planning (``sweeps.sae_toy``), still before any compute."""
+    """The toy sweep's directory is read when planning (``sweeps.sae.toy``), still before any compute."""
     if not config.sae.toy.sweep.strip():
         raise ConfigError("sae.toy.sweep", "must name a finished toy-model sweep's sweep.out (e.g. runs/tms_intro)")
 

@@ -100,7 +100,7 @@ def test_true_directions_are_the_hidden_response_to_each_feature_alone(model, da
 def test_cli_is_an_sae_sweep_on_the_stored_models(tiny_sweep, tmp_path):
     """toymodels-sae runs a +sae=toy sweep into DIR/sae: the sweep's rows (one schema), drawn by
     toymodels-figures; an in-process run of one kind stores the same bits."""
-    from sweeps.sae_cli import main
+    from sweeps.sae.cli import main
 
     first = cli("toymodels-sae", str(tiny_sweep), *SAE_ARGS)
     assert first.returncode == 0, first.stderr
@@ -134,7 +134,7 @@ def test_an_old_sae_parquet_is_still_drawn(tiny_sweep, tmp_path):
 
     from analysis.figures.catalog import FIGURES
     from analysis.figures.sae import SAE_TABLE
-    from analysis.sweep import StoredSweep
+    from analysis.stored_sweep import StoredSweep
 
     old = tmp_path / "old"
     shutil.copytree(tiny_sweep, old, ignore=shutil.ignore_patterns("sae", "figures", "wandb"))
@@ -148,7 +148,7 @@ def test_an_old_sae_parquet_is_still_drawn(tiny_sweep, tmp_path):
 
 
 def test_cli_trains_the_new_kinds_with_k_for_top_k_kinds(tiny_sweep, tmp_path):
-    from sweeps.sae_cli import main
+    from sweeps.sae.cli import main
 
     main([str(tiny_sweep), "--kind", "topk,rescaled", "--k", "1,2", "--l1", "0.1", "--dict-sizes", "n",
           "--steps", "10", "--batch", "32", "--eval-batch", "64", "--out", str(tmp_path / "new"), "wandb.mode=disabled"])
@@ -172,7 +172,7 @@ def test_cli_trains_the_new_kinds_with_k_for_top_k_kinds(tiny_sweep, tmp_path):
     (["--models", "no_such_column > 1"], "--models"),
 ])
 def test_bad_options_exit_2_naming_the_option(tiny_sweep, capsys, args, option):
-    from sweeps.sae_cli import main
+    from sweeps.sae.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
         main([str(tiny_sweep), "--dict-sizes", "n", *args])
@@ -181,7 +181,7 @@ def test_bad_options_exit_2_naming_the_option(tiny_sweep, capsys, args, option):
 
 
 def test_unknown_directory_exits_2(tmp_path, capsys):
-    from sweeps.sae_cli import main
+    from sweeps.sae.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path / "nowhere")])
@@ -194,7 +194,7 @@ def test_sae_command_does_not_import_analysis():
     import subprocess
     import sys
 
-    code = "import sys, sweeps.sae_cli; print(sorted(m for m in sys.modules if m.startswith('analysis')))"
+    code = "import sys, sweeps.sae.cli; print(sorted(m for m in sys.modules if m.startswith('analysis')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
