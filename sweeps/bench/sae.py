@@ -92,6 +92,19 @@ def uniqueness(W_dec_HxD, truth_HxF) -> float:
     return len(np.unique(best)) / W_dec_HxD.shape[1]
 
 
+def _add(sums, *batch):
+    """``EvalSums.add`` of one batch, compiled once per shape."""
+    import jax
+
+    global _ADD
+    if _ADD is None:
+        _ADD = jax.jit(lambda s, *b: s.add(*b, 0.0))
+    return _ADD(sums, *batch)
+
+
+_ADD = None
+
+
 def score(cfg: dict, tensors: dict, source, world, inputs) -> dict:
     """Scores of one SAE in SAELens's inference format on the evaluation inputs."""
     from toymodels.sae import metrics
@@ -106,7 +119,7 @@ def score(cfg: dict, tensors: dict, source, world, inputs) -> dict:
     for fires_FxB, h_HxB in inputs:
         f_BxD = core.encode_saelens(cfg, tensors, h_HxB.T)
         hhat_BxH = f_BxD @ tensors["W_dec"] + tensors["b_dec"]
-        sums = sums.add(h_HxB, hhat_BxH.T, f_BxD.T, fires_FxB, match_D, latent_F, parents, 0.0)
+        sums = _add(sums, h_HxB, hhat_BxH.T, f_BxD.T, fires_FxB, match_D, latent_F, parents)
     s = metrics.scores(sums, len(inputs), W_dec_HxD, truth, represented, match_D, source.pairs(world))
     return {"l0": float(s.l0), "dead": float(s.dead_fraction), "mcc": metrics.mcc(W_dec_HxD, truth, represented),
             "uniqueness": uniqueness(W_dec_HxD, truth[:, represented]), "f1": float(s.f1), "fvu": float(s.fvu)}
