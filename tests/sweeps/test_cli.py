@@ -22,7 +22,7 @@ def _documented_commands() -> list[str]:
     in the experiment files."""
     from tests.readme import blocks
 
-    unplanned = ("shows an error", "needs a stored sweep")
+    unplanned = ("shows an error", "needs a stored sweep", "needs a saved SAELens model")
     lines = [line for block in blocks() if not (block.reason or "").startswith(unplanned)
              for line in block.code.splitlines()]
     lines += [p.read_text().splitlines()[1].lstrip("# ") for p in sorted((CONF_DIR / "experiment").glob("*.yaml"))]
