@@ -63,7 +63,7 @@ def check_group_options(overrides: list[str]) -> None:
 
 
 def expand_option_keys(overrides: list[str]) -> list[str]:
-    """``model.options.NAME=v`` and ``data.options.NAME=v`` as the README writes them: added or
+    """``model.options.NAME=v`` and ``data.options.NAME=v`` as the docs write them: added or
     replaced (``++``), since a kind's options are keys the schema cannot list."""
     out = []
     for item in overrides:
@@ -85,7 +85,8 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
 
 
 def names_experiment(overrides: list[str]) -> bool:
-    return any(item.split("=", 1)[0].lstrip("+") == "experiment" for item in overrides if "=" in item)
+    """Whether the command line chooses the experiment (``experiment=X``, or ``~experiment``: none)."""
+    return any(item.split("=", 1)[0].lstrip("+~") == "experiment" for item in overrides)
 
 
 def composition_error(error: Exception) -> ConfigError:

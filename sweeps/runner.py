@@ -138,7 +138,7 @@ def run_sweep(config: Config, executor: Executor | None = None, progress: bool =
     ``on_prepared(root)`` runs once the store has accepted this config (the CLI's record of the
     command: a refused run writes nothing into the store).
     """
-    use_compile_cache()  # before anything compiles: programs kept between runs (README: Where chunks run)
+    use_compile_cache()  # before anything compiles: programs kept between runs (docs/ray.md)
     models = plan_models(config)
     check_tracking(config, len(models))
     store = SweepStore(config.sweep.out)

@@ -1,8 +1,8 @@
 """Your own kinds without forking: Python files named in the config's ``plugins`` list are run
 once per process, before validation, and register their kinds in the core's tables
-(``toymodels.models.register_model``, ``toymodels.data.register_data``). See README, "Your own
-kind". Only files the user names on their own command line (or in their own code) are run:
-reading a store never runs the plug-in files it names (docs/security.md).
+(``toymodels.models.register_model``, ``toymodels.data.register_data``). See docs/kinds.md. Only
+files the user names on their own command line (or in their own code) are run: reading a store
+never runs the plug-in files it names (docs/security.md).
 
 A file is loaded as a module named after its resolved path, so loading it again (a second sweep
 in one notebook) replaces its kinds instead of clashing with them. Ray workers never read the

@@ -2,7 +2,7 @@
 its name. Configs name a kind (``model.kind=relu``); they never hold import strings.
 
 A user's own kind is one object registered from their own file or notebook
-(``toymodels.models.MODELS.register(kind)``); see README, "Your own kind".
+(``toymodels.models.MODELS.register(kind)``); see docs/kinds.md.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _origin_of(kind) -> str:
 
 # Said wherever a kind's name is not found: a kind of the user's own may not be loaded.
 MISSING_PLUGIN = ("; a kind of your own is registered by its plug-in file (plugins=[FILE]) or in your notebook: "
-                  "is one missing? (README, Your own kind)")
+                  "is one missing? (docs/kinds.md)")
 
 
 class Registry(Generic[T]):
