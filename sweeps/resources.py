@@ -163,13 +163,16 @@ def n_snapshots(steps: int, every: int) -> int:
     return steps // every + (steps % every != 0)
 
 
-def auto_chunk_size(spec: TrainSpec | FiniteSpec, device: Device) -> int:
-    """Most models per chunk on ``device``: on a CPU, what keeps a chunk's working set near the
-    caches; on a GPU, as many as fill its share of the card's memory (few, large chunks)."""
-    per_model = model_bytes(spec, device.platform)
-    if device.is_gpu:
-        return int(max(1, min(GPU_MAX_CHUNK, GPU_MEMORY_SHARE * device.memory_bytes // per_model)))
-    return int(max(1, min(CPU_MAX_CHUNK, CPU_CHUNK_BUDGET // per_model)))
+def fill_device(per_model: int, device: Device) -> int:
+    """Most models per chunk on an accelerator: as many as fill its share of the card's memory
+    (few, large chunks), ``per_model`` bytes each."""
+    return int(max(1, min(GPU_MAX_CHUNK, GPU_MEMORY_SHARE * device.memory_bytes // per_model)))
+
+
+def fill_cache(working_set: int) -> int:
+    """Most models per chunk on a CPU: as many as keep a chunk's working set (``working_set``
+    bytes per model and step) near the caches."""
+    return int(max(1, min(CPU_MAX_CHUNK, CPU_CHUNK_BUDGET // working_set)))
 
 
 # ---------------------------------------------------------------- size limits
@@ -236,9 +239,9 @@ def check_spec(spec: TrainSpec | FiniteSpec, device: Device) -> None:
                           f"lower {key}")
 
 
-def check_chunk(spec: TrainSpec | FiniteSpec, n_models: int, device: Device) -> None:
-    """Refuse a chunk of ``n_models`` (an explicit sweep.chunk_size) that cannot fit ``device``."""
-    per_model = model_bytes(spec, device.platform)
+def check_chunk(per_model: int, n_models: int, device: Device) -> None:
+    """Refuse a chunk of ``n_models`` of ``per_model`` bytes each (an explicit sweep.chunk_size)
+    that cannot fit ``device``."""
     if n_models * per_model > device.memory_bytes:
         raise _size_error("sweep.chunk_size", f"{n_models:,} models per chunk need about {_gib(n_models * per_model)} "
                           f"({_gib(per_model)} each), more than the {_gib(device.memory_bytes)} a chunk has on its "

@@ -1,4 +1,5 @@
-"""Validation of a composed config, before any compute: one rule per key, then the checks across keys.
+"""Validation of a composed config, before any compute: one rule per key, then the checks across keys
+and those of the sweep's job kind (``sweeps.jobs.kind.JobKind.validate``).
 
 ``RULES`` is the one table of what a value may be (type, range, finiteness). A scalar key
 (``train.lr``) and each value of the grid axis that sweeps it (``sweep.grid.lr[i]``) go through
@@ -304,18 +305,20 @@ def _check_density_ratio(config: Config) -> None:
                 raise ConfigError(f"{key}[{i}]", f"{ratio} × density {p} is above 1")
 
 
-def validate(config: Config) -> None:
-    """Check every value before any compute; raise ConfigError naming the key and what is allowed."""
-    _validate_scalars(config)
-    _validate_kinds(config)
-    if config.sae is not None:  # an SAE sweep: its own grid axes and checks
-        from sweeps.sae.config import validate_sae
-
-        validate_sae(config)
-        _validate_tracking(config)
-        return
+def validate_models(config: Config) -> None:
+    """The checks of a toy-model sweep (the fresh-data and finite-data job kinds)."""
     _validate_grid(config)
-    _validate_tracking(config)
     _validate_finite(config)
     _validate_across(config)
     check_kinds(config)
+
+
+def validate(config: Config) -> None:
+    """Check every value before any compute; raise ConfigError naming the key and what is allowed:
+    the keys every config has, then the checks of its job kind (``sweeps.plan.job_kind_of``)."""
+    from sweeps.plan import job_kind_of
+
+    _validate_scalars(config)
+    _validate_kinds(config)
+    job_kind_of(config).validate(config)
+    _validate_tracking(config)

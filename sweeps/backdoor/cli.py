@@ -99,11 +99,11 @@ def _finite_specs(root: Path) -> dict:
     from omegaconf import OmegaConf
 
     from sweeps.config import Config
-    from sweeps.jobs.plan import plan_models
+    from sweeps.plan import plan_sweep
     from sweeps.store import read_config
 
     config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), read_config(root)))
-    return {point.uid: spec for spec, point in plan_models(config)}
+    return {point.uid: spec for spec, point in plan_sweep(config).units}
 
 
 def _unit(x_NxF: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Where chunks run: the executor interface and the in-process executor (Ray in
-``sweeps.executors.ray_executor``). An executor runs ``sweeps.jobs.execute.run_chunk`` on each chunk
+``sweeps.executors.ray_executor``). An executor runs ``sweeps.jobs.run_chunk`` on each chunk
 and reports each finished or failed chunk to the driver's callbacks as soon as it is known.
 """
 
@@ -9,8 +9,7 @@ from typing import Callable, Protocol, Sequence
 
 import pandas as pd
 
-from sweeps.jobs.execute import run_chunk
-from sweeps.jobs.plan import Chunk
+from sweeps.jobs import Chunk, run_chunk
 
 OnDone = Callable[[Chunk, pd.DataFrame], None]
 OnFailed = Callable[[Chunk, BaseException], None]

@@ -15,8 +15,7 @@ from typing import Sequence
 
 from sweeps.config import RayConf
 from sweeps.executors.base import OnDone, OnFailed
-from sweeps.jobs.execute import run_chunk
-from sweeps.jobs.plan import Chunk
+from sweeps.jobs import Chunk, run_chunk
 from sweeps.resources import compile_cache_dir
 
 

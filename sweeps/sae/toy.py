@@ -60,16 +60,18 @@ def toy_sources(config) -> list[tuple]:
             for i, row in models.iterrows()]
 
 
-def toy_chunk_arrays(config, points) -> dict[int, dict]:
-    """Each toy model's parameters and feature densities (numpy), for the chunk to carry to workers."""
+def toy_carry(config) -> dict[int, dict]:
+    """Each selected toy model's parameters and feature densities (numpy) by its uid: what the
+    chunks of its SAEs carry to workers (``sweeps.sae.job``)."""
     from sweeps.sae.cli import toy_arrays
 
     models, _, _ = stored_toys(config)
-    chosen = models[models["uid"].isin({p.source_uid for p in points})]
-    row = chosen.iloc[0]
-    arrays = toy_arrays(chosen, str(row["model"]), int(row["n_features"]), int(row["n_hidden"]))
-    return {int(uid): {"params": {name: v[i] for name, v in arrays["params"].items()},
-                       "density_F": arrays["density_F"][i]} for i, uid in enumerate(chosen["uid"])}
+    out: dict[int, dict] = {}
+    for (model, n, m), chosen in models.groupby(["model", "n_features", "n_hidden"], sort=False):
+        arrays = toy_arrays(chosen, str(model), int(n), int(m))
+        out.update({int(uid): {"params": {name: v[i] for name, v in arrays["params"].items()},
+                               "density_F": arrays["density_F"][i]} for i, uid in enumerate(chosen["uid"])})
+    return out
 
 
 def toy_kinds(source) -> tuple:
@@ -80,8 +82,8 @@ def toy_kinds(source) -> tuple:
     return kinds_used([source.model], [source.data.kind]) if isinstance(source, ToySource) else ()
 
 
-def toy_source_arrays(chunk, points) -> dict:
-    """One toy model's arrays per SAE (a leading SAE axis)."""
+def toy_source_arrays(carry, points) -> dict:
+    """One toy model's arrays per SAE (a leading SAE axis), from a chunk's ``carry``."""
     import jax
 
-    return jax.tree.map(lambda *leaves: np.stack(leaves), *(chunk.toy_arrays[p.source_uid] for p in points))
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *(carry[p.source_uid] for p in points))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sweeps.cli import prepare_overrides
-from sweeps.jobs.plan import plan_models
+from sweeps.plan import plan_sweep
 from tests.helpers import CONF_DIR, REPO, cli, compose_config, tiny
 
 
@@ -51,7 +51,7 @@ def test_every_documented_command_composes_and_plans(command, tmp_path, monkeypa
     (tmp_path / "my_kinds.py").write_text(readme_block("my_kinds.py"))
     monkeypatch.chdir(tmp_path)
     overrides = prepare_overrides(shlex.split(command))
-    models = plan_models(compose_config(overrides))
+    models = plan_sweep(compose_config(overrides)).units
     assert models
     if "geomspace(0.01, 1, 40)" in command:
         assert len({dict(p.coords)["density"] for _, p in models}) == 40

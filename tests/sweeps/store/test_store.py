@@ -180,7 +180,7 @@ def test_a_store_written_by_43f758a_still_resumes(experiment):
     import hashlib
     from pathlib import Path
 
-    from sweeps.jobs.plan import plan_models
+    from sweeps.plan import plan_sweep
 
     overrides, n_models, digest = STORES_43F758A[experiment]
     text = (Path(__file__).parent.parent / "data" / f"sweep_43f758a_{experiment}.yaml").read_text()
@@ -189,5 +189,5 @@ def test_a_store_written_by_43f758a_still_resumes(experiment):
     assert body_hash(body) == stored
     config = compose_config([f"experiment={experiment}", *overrides])
     assert config_hash(config) == stored
-    uids = sorted(p.uid for _, p in plan_models(config))
+    uids = sorted(p.uid for _, p in plan_sweep(config).units)
     assert (len(uids), hashlib.sha256(",".join(map(str, uids)).encode()).hexdigest()[:16]) == (n_models, digest)
