@@ -24,15 +24,14 @@ from toymodels.registry import ConfigError
 CONF_DIR = Path(os.environ.get("TOYMODELS_CONF") or Path(__file__).resolve().parent.parent / "conf")
 
 # Grid axes: per-model values (array leaves, one compile for all) and shape-setting values
-# (static: models that differ in one never share a chunk).
-PER_MODEL_AXES = ("density", "density_last", "density_last_ratio", "importance_decay", "importance_last", "lr", "weight_decay",
-                  "l1_hidden", "capacity_feature", "capacity_target", "capacity_penalty", "dataset_seed",
-                  "mono_penalty", "mono_start")
+# (static: models that differ in one never share a chunk). Each optional loss term's settings are
+# per-model axes too (toymodels.terms; sweeps.jobs.terms).
+PER_MODEL_AXES = ("density", "density_last", "density_last_ratio", "importance_decay", "importance_last", "lr",
+                  "weight_decay", "dataset_seed")
 STREAMS = ("model", "seed")
 STATIC_AXES = ("n_features", "n_hidden", "batch_size", "steps", "model", "n_train", "repeats")
 GRID_AXES = PER_MODEL_AXES + STATIC_AXES
-INTEGER_AXES = ("n_features", "n_hidden", "batch_size", "steps", "n_train", "repeats", "dataset_seed",
-                "capacity_feature", "mono_start")
+INTEGER_AXES = ("n_features", "n_hidden", "batch_size", "steps", "n_train", "repeats", "dataset_seed")
 GRID_GENERATORS = ("geomspace", "linspace")
 EXECUTORS = ("ray", "local")
 RAY_AUTH_MODES = ("disabled", "token")
@@ -97,16 +96,20 @@ class TrainConf:
     snapshot_every: int = 100
     eval_samples: int = 65_536
     eval_seed: int = 0
+    # The optional loss terms' settings (toymodels.terms; none is in the stored loss):
     l1_hidden: float = 0.0  # + l1_hidden · mean ‖h‖₁ of the hidden activations (0: off)
     # Hold feature capacity_feature's C near capacity_target by + capacity_penalty · (C − target)²
-    # (-1: no feature held). The stored loss is the model's loss without these terms.
+    # (-1: no feature held).
     capacity_feature: int = -1
     capacity_target: float = 1.0
     capacity_penalty: float = 0.0
     # Buy monosemanticity: + mono_penalty · Σ_i C_i(1 − C_i) (0: off), on from step mono_start
-    # (0: from scratch; s > 0: a fine-tune after s steps without it). Not in the stored loss.
+    # (0: from scratch; s > 0: a fine-tune after s steps without it).
     mono_penalty: float = 0.0
     mono_start: int = 0
+    # Settings of the terms without a key above (a new term's, or a user's plugin term's):
+    # setting name -> value, e.g. +train.terms.norm_penalty=0.1 (docs/architecture.md).
+    terms: Dict[str, Any] = field(default_factory=dict)
     # Finite data: points per piece of the full-batch loss (bounds memory); 0: per device, 1,024 on
     # a CPU and 32,768 on a GPU (toymodels.finite_loss.DEFAULT_PIECE).
     piece_size: int = 0
@@ -201,6 +204,12 @@ def is_finite(config: Config) -> bool:
     return config.data.n_train > 0 or "n_train" in config.sweep.grid
 
 
+def _integer_term_axes() -> set[str]:
+    from toymodels.terms import TERMS
+
+    return {p.name for term in TERMS for p in term.params if p.integer}
+
+
 _GENERATOR = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$")
 _GENERATOR_OVERRIDE = re.compile(r"^(?P<key>[+~]*sweep\.grid\.\w+)=(?P<value>\s*(?:geomspace|linspace)\s*\([^'\"]*\))\s*$")
 
@@ -243,7 +252,8 @@ def expand_axis(name: str, spec) -> list:
         else:
             values = [start + (stop - start) * i / max(num - 1, 1) for i in range(num)]
         values = [float(f"{v:.12g}") for v in values]  # stable text for ids and column values
-        if name in INTEGER_AXES:  # e.g. n_train = geomspace(3, 100000, 20): rounded, duplicates dropped
+        if name in INTEGER_AXES or name in _integer_term_axes():  # n_train = geomspace(3, 100000, 20): rounded,
+            # duplicates dropped
             values = list(dict.fromkeys(int(round(v)) for v in values))
     else:
         raise ConfigError(key, f"must be a list of values or 'geomspace|linspace(start, stop, num)', got {spec!r}")

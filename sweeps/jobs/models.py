@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -17,7 +17,9 @@ from sweeps.config import STATIC_AXES, Config, expand_axis
 from sweeps.config_kinds import option_axes
 from sweeps.jobs.chunks import model_uid
 from sweeps.jobs.kind import Chunk
+from sweeps.jobs.terms import TermValues, point_terms, terms_on
 from toymodels.data import importance_profile
+from toymodels.terms import LossTerm
 
 SpecT = TypeVar("SpecT")
 
@@ -34,20 +36,17 @@ class ModelPoint:
     lr: float
     weight_decay: float
     order: int  # position in the full plan, for a stable row order in the store
-    l1_hidden: float = 0.0
-    capacity_feature: int = -1  # -1: no feature's capacity is held
-    capacity_target: float = 1.0
-    capacity_penalty: float = 0.0
     dataset_seed: int = 0  # finite data: the training set is a function of this alone
-    mono_penalty: float = 0.0  # μ of μ·Σ_i C_i(1 − C_i)
-    mono_start: int = 0  # the step from which that term is on
+    # The settings of each optional loss term its spec compiles in (sweeps.jobs.terms.point_terms).
+    terms: TermValues = ()
 
 
 def grid_axes(config: Config) -> dict[str, list]:
     return {name: expand_axis(name, spec) for name, spec in config.sweep.grid.items()}
 
 
-def point_for(config: Config, coords: tuple, seed: int, n_features: int, order: int) -> ModelPoint:
+def point_for(config: Config, coords: tuple, seed: int, n_features: int, order: int,
+              terms: Sequence[LossTerm] = ()) -> ModelPoint:
     values = dict(coords)
     d, imp = config.data, config.data.importance
     density = values.get("density", d.density)
@@ -70,13 +69,8 @@ def point_for(config: Config, coords: tuple, seed: int, n_features: int, order: 
         lr=float(values.get("lr", config.train.lr)),
         weight_decay=float(values.get("weight_decay", config.train.weight_decay)),
         order=order,
-        l1_hidden=float(values.get("l1_hidden", config.train.l1_hidden)),
-        capacity_feature=int(values.get("capacity_feature", config.train.capacity_feature)),
-        capacity_target=float(values.get("capacity_target", config.train.capacity_target)),
-        capacity_penalty=float(values.get("capacity_penalty", config.train.capacity_penalty)),
         dataset_seed=int(values.get("dataset_seed", config.data.dataset_seed)),
-        mono_penalty=float(values.get("mono_penalty", config.train.mono_penalty)),
-        mono_start=int(values.get("mono_start", config.train.mono_start)),
+        terms=point_terms(config, terms, values),
     )
 
 
@@ -89,6 +83,7 @@ def plan_models(config: Config, device: resources.Device,
     resources.check_plan_size(config, {name: len(values) for name, values in axes.items()})
     names = list(axes)
     static_axes = STATIC_AXES + option_axes(config)
+    terms = terms_on(config)
     out: list[tuple[SpecT, ModelPoint]] = []
     seen: dict[int, tuple] = {}
     checked: set = set()
@@ -100,7 +95,7 @@ def plan_models(config: Config, device: resources.Device,
             resources.check_spec(spec, device)  # type: ignore[arg-type]
             checked.add(spec)
         for seed in range(config.sweep.seeds):
-            point = point_for(config, coords, seed, spec.n_features, len(out))  # type: ignore[attr-defined]
+            point = point_for(config, coords, seed, spec.n_features, len(out), terms)  # type: ignore[attr-defined]
             if point.uid in seen:
                 raise ValueError(f"model id collision between {seen[point.uid]} and {(coords, seed)}")
             seen[point.uid] = (coords, seed)
@@ -118,14 +113,7 @@ def hparams_arrays(chunk: Chunk[Any, ModelPoint]) -> dict[str, np.ndarray]:
         "importance_F": np.array([p.importance_F for p in points], np.float32),
         "lr": np.array([p.lr for p in points], np.float32),
         "weight_decay": np.array([p.weight_decay for p in points], np.float32),
-        "l1_hidden": np.array([p.l1_hidden for p in points], np.float32),
-        # a held feature as a one-hot row (all zeros: none held)
-        "capacity_onehot_F": np.array([np.arange(len(p.density_F)) == p.capacity_feature for p in points], np.float32),
-        "capacity_target": np.array([p.capacity_target for p in points], np.float32),
-        "capacity_penalty": np.array([p.capacity_penalty for p in points], np.float32),
         "dataset_seed": np.array([p.dataset_seed for p in points], np.uint32),
-        "mono_penalty": np.array([p.mono_penalty for p in points], np.float32),
-        "mono_start": np.array([p.mono_start for p in points], np.uint32),
     }
 
 

@@ -18,12 +18,8 @@ from sweeps.config_kinds import data_spec_of, model_options
 from sweeps.jobs.chunks import identity_columns
 from sweeps.jobs.kind import Chunk, ChunkProgram, JobKind
 from sweeps.jobs.models import ModelPoint, feature_columns, hparams_arrays, plan_models, toy_kinds
+from sweeps.jobs.terms import term_arrays, term_columns, terms_on
 from toymodels.train import TrainSpec
-
-
-def _uses(config: Config, axis: str, default_on: bool) -> bool:
-    """Whether an optional loss term is on for some model: its config value or a grid axis."""
-    return default_on or axis in config.sweep.grid
 
 
 def spec_for(config: Config, static: dict) -> TrainSpec:
@@ -37,10 +33,7 @@ def spec_for(config: Config, static: dict) -> TrainSpec:
         data=data_spec_of(config),
         batch_blocks=t.batch_blocks,
         shared_streams=d.streams == "seed",
-        hidden_l1=_uses(config, "l1_hidden", t.l1_hidden > 0),
-        capacity_penalty=any(_uses(config, axis, on) for axis, on in (
-            ("capacity_feature", t.capacity_feature >= 0), ("capacity_penalty", t.capacity_penalty > 0))),
-        mono_penalty=_uses(config, "mono_penalty", t.mono_penalty > 0),
+        terms=tuple(term.name for term in terms_on(config)),
         steps=static.get("steps", t.steps),
         batch_size=static.get("batch_size", t.batch_size),
         schedule=t.schedule,
@@ -67,17 +60,17 @@ def working_set(spec: TrainSpec) -> int:
 
 
 def program(chunk: Chunk[TrainSpec, ModelPoint]) -> ChunkProgram:
+    import jax
     import jax.numpy as jnp
 
     from toymodels import HParams, model_keys, stream_key_words, train_many
+    from toymodels.terms import TERMS
 
     arrays = hparams_arrays(chunk)
     spec = chunk.spec
-    optional = (["l1_hidden"] if spec.hidden_l1 else []) + (
-        ["capacity_onehot_F", "capacity_target", "capacity_penalty"] if spec.capacity_penalty else []) + (
-        ["mono_penalty", "mono_start"] if spec.mono_penalty else [])
-    hp = HParams(**{name: jnp.asarray(arrays[name]) for name in
-                    ["density_F", "importance_F", "lr", "weight_decay", *optional]})
+    terms = term_arrays([TERMS.get(name) for name in spec.terms], [p.terms for p in chunk.padded()], spec.n_features)
+    hp = HParams(**{name: jnp.asarray(arrays[name]) for name in ["density_F", "importance_F", "lr", "weight_decay"]},
+                 terms=jax.tree.map(jnp.asarray, terms))
     stream_words = None
     if spec.shared_streams:  # one stream per seed index of the chunk
         seeds, stream = np.unique(arrays["seed"], return_inverse=True)
@@ -101,7 +94,6 @@ def rows(chunk: Chunk[TrainSpec, ModelPoint], program: ChunkProgram, result, sec
     out = []
     for i, p in enumerate(chunk.points):
         row = {**dict(spec.model_options), **identity_columns(chunk, p)}
-        held = p.capacity_feature if spec.capacity_penalty else -1
         row.update(
             model=spec.model,
             data_kind=spec.data.kind,
@@ -121,15 +113,7 @@ def rows(chunk: Chunk[TrainSpec, ModelPoint], program: ChunkProgram, result, sec
             snap_norms=np.asarray(snaps.norms_SxF[i]).tolist(),
             snap_capacity=np.asarray(snaps.capacity_SxF[i]).tolist(),
             **_layer_columns(snaps, i),
-            l1_hidden=p.l1_hidden if spec.hidden_l1 else 0.0,
-            capacity_feature=held,
-            capacity_target=p.capacity_target if held >= 0 else float("nan"),
-            capacity_penalty=p.capacity_penalty if held >= 0 else 0.0,
-            **({"mono_penalty": p.mono_penalty, "mono_start": p.mono_start} if spec.mono_penalty else {}),
-            # At a minimum of L + λ(C_f − c)², −∂L/∂C_f = 2λ(C_f − c): the held feature's marginal
-            # benefit of capacity, read off the penalty's pull (Scherlis et al.).
-            penalty_marginal_benefit=(2 * p.capacity_penalty * (float(cap[i, held]) - p.capacity_target)
-                                      if held >= 0 else float("nan")),
+            **term_columns(p.terms, cap[i]),  # every loss term's settings and measures
             train_seconds=seconds / n,
         )
         out.append(row)
