@@ -158,7 +158,8 @@ RULES: dict[str, Number | OneOf] = {
     "wandb.per_model_limit": Int(1),
 }
 
-RULES.update(term_rules())  # the built-in loss terms' settings (a plugin's: ``term_rules()`` when checked)
+# The built-in loss terms' settings (a plugin term's: ``term_rules()`` when checked).
+RULES.update({key: rule for key, rule in term_rules().items() if not key.startswith("sweep.grid.")})
 
 # Grid axis -> the key whose rule each of its values follows (``model`` is a kind: _validate_kinds).
 AXIS_RULES = {

@@ -1,4 +1,4 @@
-"""The allowed imports between the packages (SCIENCE/STYLE: a pure core, thin edges, data flowing
+"""The allowed imports between the packages (a pure core, thin edges, data flowing
 one way): ``toymodels`` imports nothing of ``sweeps``, ``analysis``, Hydra, Ray, wandb or
 matplotlib; ``analysis`` reads ``sweeps`` only through the store's public reader and imports no
 Hydra, Ray or wandb; ``sweeps`` never imports ``analysis``. Inside ``sweeps``, each subpackage

@@ -3,8 +3,8 @@ memorisation and double descent; ``toymodels.finite``).
 
 A chunk is one ``train_finite_many`` program over models sharing a ``FiniteSpec``;
 ``finite_table`` turns its ``FiniteResult`` into one row per model: the grid coordinates, the
-per-model values that were trained, losses, weights, norms, dimensionalities (SCIENCE.md §5) and
-the repeated-data memorisation verdict.
+per-model values that were trained, losses, weights, norms, dimensionalities
+(docs/science/metrics.md) and the repeated-data memorisation verdict.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ def hparams_arrays(chunk: Chunk[Any, ModelPoint]) -> dict[str, np.ndarray]:
 
 
 def feature_columns(points, W_NxHxF: np.ndarray) -> dict[str, list]:
-    """Per model, per feature: ‖W_i‖, capacity, interference (SCIENCE.md §5) and the densities and
+    """Per model, per feature: ‖W_i‖, capacity, interference (docs/science/metrics.md) and the densities and
     importances it was trained with; the columns every stored toy model has, fresh or finite data."""
     from toymodels import metrics
 

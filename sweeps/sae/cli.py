@@ -1,5 +1,5 @@
 """``toymodels-sae DIR``: train sparse autoencoders on the hidden activations of a stored sweep's toy
-models and score them against the true features (Sharkey et al. 2022; SCIENCE.md §1; issue 16).
+models and score them against the true features (Sharkey et al. 2022; docs/science/index.md; issue 16).
 
     toymodels-sae runs/tms_intro --l1 0.03,0.1,0.3 --dict-sizes n,2n --kind both --seeds 2
 

@@ -73,7 +73,7 @@ def toy_arrays(models: pd.DataFrame, model: str, n: int, m: int) -> dict:
 
 
 def toy_measures(W_NxHxF: np.ndarray) -> dict:
-    """The toy models' superposition (SCIENCE.md §5) beside each SAE's scores."""
+    """The toy models' superposition (docs/science/metrics.md) beside each SAE's scores."""
     from toymodels import metrics
 
     return {"interference_mean": metrics.interference(W_NxHxF).mean(axis=-1),

@@ -19,7 +19,7 @@ SAE_EXPERIMENTS = [e for e in EXPERIMENTS if e.startswith("sae_")]
 # Seconds-long: two kinds (a λ kind and a top-k kind) of sae_pareto_small, 40 steps.
 QUICK = ["experiment=sae_pareto_small", "sweep.grid.kind=[plain,topk]", "sweep.grid.l1=[0.1,0.3]",
          "sweep.grid.k=[1,2]", "sae.steps=40", "sae.batch_size=64", "sae.eval_batch=256", "sweep.executor=local"]
-ON_TOYS = ["+sae=toy", "~sweep.grid.density", "name=sae_on_toys"]  # the README's command, on top of tms_intro
+ON_TOYS = ["+sae=toy", "~sweep.grid.density", "name=sae_on_toys"]  # docs/saes/index.md's command
 
 
 def test_every_sae_experiment_composes_and_plans():
