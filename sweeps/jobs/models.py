@@ -128,8 +128,8 @@ def feature_columns(points, W_NxHxF: np.ndarray) -> dict[str, list]:
             "feature_importance": [list(p.importance_F) for p in points]}
 
 
-def toy_kinds(model: str, data: str | None = None) -> tuple:
-    """The user's own model and data kinds of a spec, for its chunks to carry to workers."""
+def toy_kinds(model: str, data: str | None = None, terms: Sequence[str] = ()) -> tuple:
+    """The user's own model and data kinds and loss terms of a spec, for its chunks to carry to workers."""
     from toymodels.plugins import kinds_used
 
-    return kinds_used([model], [data] if data is not None else [])
+    return kinds_used([model], [data] if data is not None else [], terms)

@@ -7,6 +7,7 @@ name, the kind's feature directions as ``W``, the feature measures and the train
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 
 import numpy as np
@@ -74,7 +75,7 @@ def program(chunk: Chunk[TrainSpec, ModelPoint]) -> ChunkProgram:
     stream_words = None
     if spec.shared_streams:  # one stream per seed index of the chunk
         seeds, stream = np.unique(arrays["seed"], return_inverse=True)
-        hp = hp.replace(stream=jnp.asarray(stream, jnp.int32))
+        hp = dataclasses.replace(hp, stream=jnp.asarray(stream, jnp.int32))
         stream_words = stream_key_words(chunk.base_seed, seeds)
     return ChunkProgram(partial(train_many, spec), (model_keys(chunk.base_seed, arrays["uid"]), hp, stream_words),
                         (0, 0, None))
@@ -147,6 +148,6 @@ FRESH: JobKind[TrainSpec, ModelPoint] = JobKind(
     program=program,
     checked=lambda result: (result.eval_loss, result.params),
     rows=rows,
-    user_kinds=lambda spec: toy_kinds(spec.model, spec.data.kind),
+    user_kinds=lambda spec: toy_kinds(spec.model, spec.data.kind, spec.terms),
     doc="toy models on a fresh batch every step (toymodels.train.train_many)",
 )

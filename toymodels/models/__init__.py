@@ -70,7 +70,7 @@ def forward(params: Params, x_FxB: jax.Array, kind: str | ModelKind = "relu") ->
 
 def target(x_FxB: jax.Array, importance_F: jax.Array, kind: str | ModelKind = "relu") -> jax.Array:
     """What the kind is trained to output on a feature-major batch (O×B)."""
-    return kind_of(kind).target(x_FxB, importance_F, DENSE)
+    return DENSE.stack(kind_of(kind).target(x_FxB, importance_F, DENSE))
 
 
 def loss_and_hidden(params: Params, x_FxB, importance_F: jax.Array, kind: str | ModelKind = "relu",
