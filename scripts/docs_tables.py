@@ -117,6 +117,27 @@ def model_kinds() -> str:
     return table(["`model.kind` (file)", "model", "options (default)", "traits"], rows)
 
 
+def job_kinds() -> str:
+    """Every job kind of ``sweeps.plan.JOB_KINDS``, in the order a config is matched against them."""
+    from sweeps.plan import JOB_KINDS
+
+    rows = [[f"{code(kind.name)}<br>{code(source_of(kind.program))}", kind.doc,
+             "the one-worker width" if kind.pad_to_one_worker else "the chunk's size",
+             "yes" if kind.model_bytes is not None else "no (by its working set)"] for kind in JOB_KINDS]
+    return table(["job kind (its program's file)", "trains", "chunks padded to", "GPU chunks sized by memory"], rows)
+
+
+def loss_terms() -> str:
+    """Every loss term of ``toymodels.terms.TERMS``, in the order they are added to the loss."""
+    from sweeps.jobs.terms import config_key
+    from toymodels.terms import TERMS
+
+    rows = [[f"{code(term.name)}<br>{code(source_of(term.penalty))}", term.doc,
+             ", ".join(code(config_key(p)) for p in term.params), ", ".join(code(n) for n in term.switches)]
+            for term in TERMS]
+    return table(["term (file)", "adds to the loss", "settings (each a grid axis of its name)", "on when"], rows)
+
+
 def data_kinds() -> str:
     """Every data kind of ``toymodels.data.DATA``."""
     from toymodels.data import DATA
@@ -358,6 +379,8 @@ TABLES = {
     "model-kinds": model_kinds,
     "data-kinds": data_kinds,
     "sae-kinds": sae_kinds,
+    "job-kinds": job_kinds,
+    "loss-terms": loss_terms,
     "figures": figures,
     "sae-figures": functools.partial(figures, "sae_"),
     "experiments": experiments,

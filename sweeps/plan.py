@@ -4,7 +4,7 @@
 the first kind that applies to it. Everything after the plan (``sweeps.jobs.make_chunks``, the
 executors, ``run_chunk``, the rows) reads the plan and its chunks, never the config.
 
-A new job kind is one file defining a ``JobKind`` and one line below; its
+A new job kind is one file defining a ``JobKind`` (docs/architecture.md) and one line below; its
 config section is one field of ``sweeps.config.Config`` (None when absent, which the config hash
 leaves out, so that no stored sweep's hash changes).
 """

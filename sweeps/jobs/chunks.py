@@ -115,11 +115,12 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
 
 def check_finite(chunk: Chunk, loss: Any, params: Any) -> None:
     """Fail the chunk when any model's loss or parameters are not finite (a diverged model can
-    still report a finite loss: ReLU maps NaN to 0 on some backends)."""
+    still report a finite loss: ReLU maps NaN to 0 on some backends). Every leaf has a leading
+    models axis (``loss`` too: one number per model, or more)."""
     import jax
 
     n = chunk.n_models
-    finite = np.isfinite(np.asarray(loss)[:n])
+    finite = np.isfinite(np.asarray(loss)[:n]).reshape(n, -1).all(axis=1)
     for leaf in jax.tree.leaves(params):
         finite &= np.isfinite(np.asarray(leaf)[:n]).reshape(n, -1).all(axis=1)
     bad = [chunk.points[i] for i in np.flatnonzero(~finite)]

@@ -44,10 +44,12 @@ def test_the_docs_document_a_generator_axis():
 @pytest.mark.parametrize("command", DOCUMENTED)
 def test_every_documented_command_composes_and_plans(command, tmp_path, monkeypatch):
     """Through the CLI's own override handling, then Hydra's compose and the planner (in a
-    directory holding docs/kinds.md's plugin file, which its own-kind command names)."""
+    directory holding the plugin files the docs' commands name: docs/kinds.md's own kind,
+    docs/architecture.md's loss term)."""
     from tests.readme import doc_block
 
     (tmp_path / "my_kinds.py").write_text(doc_block("my_kinds.py"))
+    (tmp_path / "my_terms.py").write_text(doc_block("my_terms.py"))
     monkeypatch.chdir(tmp_path)
     overrides = prepare_overrides(shlex.split(command))
     models = plan_sweep(compose_config(overrides)).units

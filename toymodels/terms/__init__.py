@@ -8,7 +8,7 @@ to a toy model's training loss when a sweep uses them.
 | ``mono`` | ``mono.py`` | μ · Σ_i C_i(1 − C_i) from step s on: buy monosemanticity |
 
 A new term: a ``LossTerm`` in its own file, added to the table below (or, from a user's plugin
-file, ``register_term``).
+file, ``register_term``); docs/architecture.md has a worked example.
 """
 
 from __future__ import annotations
