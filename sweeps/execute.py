@@ -8,11 +8,13 @@ and report each finished or failed chunk to the driver's callbacks as soon as it
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
 
+from sweeps.devices import run_on_devices
 from sweeps.plan import Chunk, hparams_arrays
 
 OnDone = Callable[[Chunk, pd.DataFrame], None]
@@ -52,7 +54,8 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
         hp = hp.replace(stream=jnp.asarray(stream, jnp.int32))
         stream_words = stream_key_words(chunk.base_seed, seeds)
     start = time.perf_counter()
-    result = jax.device_get(train_many(chunk.spec, model_keys(chunk.base_seed, arrays["uid"]), hp, stream_words))
+    result = run_on_devices(partial(train_many, chunk.spec), (model_keys(chunk.base_seed, arrays["uid"]), hp, stream_words),
+                            (0, 0, None), chunk.pad_to, chunk.placement)
     seconds = time.perf_counter() - start
     _check_finite(chunk, result.eval_loss, result.params)
     return chunk_table(chunk, result, seconds)
@@ -88,7 +91,8 @@ def run_finite_chunk(chunk: Chunk) -> pd.DataFrame:
                        lr=jnp.asarray(arrays["lr"]), weight_decay=jnp.asarray(arrays["weight_decay"]),
                        dataset_seed=jnp.asarray(arrays["dataset_seed"]))
     start = time.perf_counter()
-    result = jax.device_get(train_finite_many(chunk.spec, model_keys(chunk.base_seed, arrays["uid"]), hp))
+    result = run_on_devices(partial(train_finite_many, chunk.spec), (model_keys(chunk.base_seed, arrays["uid"]), hp),
+                            (0, 0), chunk.pad_to, chunk.placement)
     seconds = time.perf_counter() - start
     _check_finite(chunk, result.train_loss, result.params)
     table = finite_table([identity_columns(chunk, p) for p in chunk.points], chunk.spec, result, seconds, hp)
@@ -177,6 +181,9 @@ class Executor(Protocol):
     """Runs chunks somewhere and reports each one to the driver as soon as it ends."""
 
     workers: int
+    # The devices its chunks run on, when the executor asked them (a Ray worker's report, for TPU
+    # chips and GPUs the driver cannot see); None: sweeps.resources.chunk_device decides.
+    device: object = None
 
     def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None: ...
 
@@ -185,9 +192,10 @@ class Executor(Protocol):
 
 
 class InProcessExecutor:
-    """Runs chunks one after another in this process."""
+    """Runs chunks one after another in this process, each over all of its devices (sweeps.devices)."""
 
     workers = 1
+    device = None
 
     def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None:
         for chunk in chunks:

@@ -17,6 +17,7 @@ import numpy as np
 
 from sweeps import resources
 from sweeps.config import STATIC_AXES, Config, expand_axis, is_finite
+from sweeps.devices import Placement
 from sweeps.kinds import data_spec_of, model_options, option_axes
 from toymodels.data import importance_profile
 from toymodels.finite import FiniteSpec, max_active_for, piece_layout
@@ -53,10 +54,13 @@ class Chunk:
     spec: TrainSpec | FiniteSpec
     base_seed: int
     points: tuple[ModelPoint, ...]
-    pad_to: int  # train this many (repeating the last model) so every chunk of a shape compiles once
+    # Models per program: a chunk's models are trained in slices of this many (the last repeating
+    # its last model), one slice per device (sweeps.devices), so every chunk of a shape compiles once.
+    pad_to: int
     # The user's own kinds (not built in) the chunk trains, carried to workers that never loaded
     # their plugin file (sweeps.plugins); not part of the chunk's id.
     kinds: tuple = ()
+    placement: Placement = Placement()  # sweep.devices and sweep.sharding; not part of the id
 
     @property
     def n_models(self) -> int:
@@ -198,9 +202,9 @@ MAX_AUTO_CHUNK = 4096
 
 
 def auto_chunk_size(spec: TrainSpec | FiniteSpec, device: resources.Device | None = None) -> int:
-    """Most models per chunk when sweep.chunk_size is 0: on a GPU as many as fill its memory
-    share; on a CPU (or ``device`` None) as many as keep a step's working set near the caches."""
-    if device is not None and device.is_gpu:
+    """Most models per device when sweep.chunk_size is 0: on a GPU or TPU as many as fill its
+    memory share; on a CPU (or ``device`` None) as many as keep a step's working set near the caches."""
+    if device is not None and device.is_accelerator:
         return resources.auto_chunk_size(spec, device)
     if isinstance(spec, FiniteSpec):
         # Per model: a piece's dense outputs and their gradients, and the sparse datasets.
@@ -227,34 +231,45 @@ def make_chunks(config: Config, models, min_chunks: int = 1, device: resources.D
     ``min_chunks`` asks for at least that many chunks per shape (so that every worker has one),
     as long as chunks stay non-empty. Chunk sizes (sweep.chunk_size 0) are chosen for ``device``
     (default: where ``config``'s chunks run): on a GPU, few large chunks, one per worker when they fit.
+    A chunk's process spreads its models over its devices (``sweeps.devices``), so a chunk holds up
+    to ``device.count`` times what one device holds, in slices of ``pad_to`` models, one per device.
     """
     from toymodels.plugins import kinds_used
 
+    device = device or resources.chunk_device(config)
+    count = devices_per_chunk(config, device)
+    placement = Placement(config.sweep.devices, config.sweep.sharding)
     if config.sae is not None:  # chunks of same-shaped SAEs (sweeps.sae_plan)
         from sweeps.sae_plan import make_sae_chunks
 
-        return make_sae_chunks(config, models, min_chunks)
+        return make_sae_chunks(config, models, min_chunks, count, placement)
     by_spec: dict[TrainSpec, list[ModelPoint]] = {}
     for spec, point in models:
         by_spec.setdefault(spec, []).append(point)
-    device = device or resources.chunk_device(config)
     chunks = []
     for spec, points in by_spec.items():
         kinds = kinds_used([spec.model], [spec.data.kind] if isinstance(spec, TrainSpec) else [])
-        cap = config.sweep.chunk_size or auto_chunk_size(spec, device)
+        cap = count * (config.sweep.chunk_size or auto_chunk_size(spec, device))
         n_chunks = min(len(points), max(-(-len(points) // cap), min_chunks))
         size = -(-len(points) // n_chunks)
+        width = -(-size // count)  # models per device: the width of the program each device runs
         if config.sweep.chunk_size:
-            resources.check_chunk(spec, size, device)
+            resources.check_chunk(spec, width, device)
         for start in range(0, len(points), size):
             part = tuple(points[start : start + size])
-            chunks.append(Chunk(chunk_id(spec, config.sweep.base_seed, part), spec, config.sweep.base_seed, part, size,
-                                kinds))
+            chunks.append(Chunk(chunk_id(spec, config.sweep.base_seed, part), spec, config.sweep.base_seed, part, width,
+                                kinds, placement))
     return chunks
 
 
+def devices_per_chunk(config: Config, device: resources.Device) -> int:
+    """How many devices a chunk is sized for: ``device.count``, at most sweep.devices (0: no cap)."""
+    return max(1, min(device.count, config.sweep.devices or device.count))
+
+
 def hparams_arrays(chunk: Chunk) -> dict[str, np.ndarray]:
-    """The chunk's per-model values as arrays, padded to ``pad_to`` by repeating the last model."""
+    """The chunk's per-model values as arrays, padded to at least ``pad_to`` by repeating the last
+    model (``sweeps.devices`` pads the last slice of a chunk of several)."""
     points = list(chunk.points) + [chunk.points[-1]] * (chunk.pad_to - len(chunk.points))
     return {
         "uid": np.array([p.uid for p in points], np.uint32),

@@ -5,6 +5,7 @@ does for toy models (it hands ``SaeChunk``s here)."""
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ def run_sae_chunk(chunk: SaeChunk) -> pd.DataFrame:
     """Train every SAE of ``chunk`` in one compiled program; one row per SAE."""
     import jax
 
+    from sweeps.devices import run_on_devices
     from sweeps.execute import ChunkFailed
     from toymodels.plugins import ensure_registered
     from toymodels.sae import hparams, sae_keys, split_keys, train_saes
@@ -37,8 +39,11 @@ def run_sae_chunk(chunk: SaeChunk) -> pd.DataFrame:
     init_keys, data_keys = split_keys(sae_keys(chunk.base_seed, [p.source_uid for p in points],
                                                [p.seed for p in points]))
     hp = hparams(len(points), **hparam_lists(points))
+    spec = chunk.spec
     start = time.perf_counter()
-    result = jax.device_get(train_saes(chunk.spec, chunk.group.source, init_keys, hp, arrays, data_keys))
+    result = run_on_devices(partial(train_saes, spec, chunk.group.source), (init_keys, hp, arrays, data_keys),
+                            (0, 0, 0 if spec.per_sae_source else None, None if spec.shared_data else 0),
+                            chunk.pad_to, chunk.placement)
     seconds = time.perf_counter() - start
     n = chunk.n_models
     finite = np.isfinite(np.asarray(result.scores.loss)[:n])

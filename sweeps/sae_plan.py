@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sweeps.devices import Placement
 from sweeps.sae_config import (FOLLOW_ACTIVE, KIND_AXES, SAE_STATIC_AXES, WORLD_RULES, WORLD_STATIC_AXES,
                                resolve_dict_size, sae_values)
 from toymodels.registry import ConfigError
@@ -62,6 +63,7 @@ class SaeChunk:
     pad_to: int
     toy_arrays: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)  # toy uid -> arrays
     kinds: tuple = ()  # the user's own model/data kinds a toy source needs (as sweeps.plan.Chunk)
+    placement: Placement = Placement()  # sweep.devices and sweep.sharding (sweeps.devices); not part of the id
 
     @property
     def spec(self) -> SaeSpec:
@@ -185,8 +187,10 @@ def sae_chunk_id(group: SaeGroup, base_seed: int, points) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def make_sae_chunks(config, saes, min_chunks: int = 1) -> list[SaeChunk]:
-    """Split SAEs into chunks of one group each, balanced in size (as ``sweeps.plan.make_chunks``)."""
+def make_sae_chunks(config, saes, min_chunks: int = 1, devices: int = 1,
+                    placement: Placement = Placement()) -> list[SaeChunk]:
+    """Split SAEs into chunks of one group each, balanced in size (as ``sweeps.plan.make_chunks``);
+    a chunk holds up to ``devices`` slices of SAEs, one per device (``sweeps.devices``)."""
     from sweeps.sae_toy import toy_chunk_arrays, toy_kinds
 
     by_group: dict[SaeGroup, list[SaePoint]] = {}
@@ -195,21 +199,23 @@ def make_sae_chunks(config, saes, min_chunks: int = 1) -> list[SaeChunk]:
     chunks = []
     for group, points in by_group.items():
         cap = config.sweep.chunk_size or auto_sae_chunk_size(group)
-        n_chunks = min(len(points), max(-(-len(points) // cap), min_chunks))
+        n_chunks = min(len(points), max(-(-len(points) // (cap * devices)), min_chunks))
         size = -(-len(points) // n_chunks)
-        # Every chunk is padded to the width it has with one worker: XLA may round a vmapped
-        # program's sums differently at another width, and the bits must not depend on the executor.
+        # Every chunk is trained in slices of the width it has with one worker on one device: XLA
+        # may round a vmapped program's sums differently at another width, and the bits must not
+        # depend on the executor or the device count.
         width = -(-len(points) // -(-len(points) // cap))
         for start in range(0, len(points), size):
             part = tuple(points[start:start + size])
             toy = toy_chunk_arrays(config, part) if config.sae.source == "toy" else {}
             chunks.append(SaeChunk(sae_chunk_id(group, config.sweep.base_seed, part), group, config.sweep.base_seed,
-                                   part, width, toy, toy_kinds(group.source)))
+                                   part, width, toy, toy_kinds(group.source), placement))
     return chunks
 
 
 def padded(chunk: SaeChunk) -> list[SaePoint]:
-    """The chunk's SAEs, the last repeated up to ``pad_to``: every chunk of a group compiles once."""
+    """The chunk's SAEs, the last repeated up to at least ``pad_to``: every chunk of a group
+    compiles once (``sweeps.devices`` pads the last slice of a chunk of several)."""
     return list(chunk.points) + [chunk.points[-1]] * (chunk.pad_to - len(chunk.points))
 
 

@@ -1,0 +1,169 @@
+"""A chunk's models over every device of its process (sweeps/devices.py, docs/devices.md).
+
+JAX fakes four CPU devices only when told before it starts (XLA_FLAGS), so these tests run their
+work in a subprocess with ``--xla_force_host_platform_device_count=4``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sweeps import resources
+from sweeps.plan import make_chunks, plan_models
+from tests.helpers import REPO, compose_config
+
+FOUR_DEVICES = "--xla_force_host_platform_device_count=4"
+
+
+def run_with_four_devices(code: str, timeout: int = 600) -> str:
+    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {FOUR_DEVICES}", JAX_PLATFORMS="cpu")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done.stdout
+
+
+def test_slices_run_one_per_device_and_equal_one_call():
+    """run_on_devices: 10 models in slices of 3 over 4 devices (the last slice padded), per-model
+    typed keys, a shared argument and a None: each device gets a slice, and the result is what
+    one call of the program returns, in both modes."""
+    run_with_four_devices("""
+import jax, jax.numpy as jnp, numpy as np
+from sweeps.devices import Placement, run_on_devices
+assert len(jax.devices()) == 4
+
+@jax.jit
+def program(keys, scale, shared, nothing):
+    return jax.vmap(lambda k, s: {"x": jax.random.normal(k, (5,)) * s + shared, "s": s})(keys, scale)
+
+seen = set()
+def watched(*args):
+    seen.update(args[0].devices())
+    return program(*args)
+
+keys, scale = jax.random.split(jax.random.key(0), 10), jnp.arange(10.0)
+args, axes = (keys, scale, jnp.float32(3.0), None), (0, 0, None, None)
+one = jax.device_get(program(*args))
+for mode in ("exact", "mesh"):
+    seen.clear()
+    out = run_on_devices(watched, args, axes, width=3, placement=Placement(mode=mode))
+    assert set(out) == {"x", "s"} and out["x"].shape == (10, 5)
+    np.testing.assert_array_equal(out["x"], one["x"]); np.testing.assert_array_equal(out["s"], one["s"])
+    assert len(seen) == 4, (mode, seen)  # exact: a slice per device; mesh: arrays on the 4-device mesh
+seen.clear()
+run_on_devices(watched, args, axes, width=3, placement=Placement(devices=2))
+assert len(seen) == 2  # sweep.devices caps the devices
+seen.clear()
+run_on_devices(watched, args, axes, width=10)
+assert len(seen) == 1  # one slice: one plain call
+""")
+
+
+# Tiny sweeps of every job kind, each of 10 models in chunks of 3 per device: on one device four
+# chunks (3, 3, 3, 1 padded to 3), on four devices one chunk of four slices of 3.
+KINDS = {
+    "fresh": ["experiment=tms_intro", "sweep.grid.density=[1.0,0.3]", "sweep.seeds=5"],
+    "finite": ["experiment=dd_cpu_small", "sweep.grid.n_train=[10]", "sweep.grid.dataset_seed=[0]",
+               "sweep.seeds=10", "train.warmup_steps=3", "model.n_features=20"],
+    "sae": ["experiment=sae_pareto_small", "sweep.grid.kind=[plain]", "sweep.grid.l1=[0.03,0.3]", "sweep.seeds=5",
+            "sae.steps=30", "sae.batch_size=64", "sae.eval_batch=256"],
+}
+
+
+def test_every_job_kind_stores_the_same_bits_on_four_devices_as_on_one(tmp_path):
+    """Fresh data, finite data and SAEs: a sweep spread over four devices stores exactly the bits
+    of the same sweep on one device, and the one-device store resumes on four devices with nothing
+    to train (the device count is not part of the config hash)."""
+    run_with_four_devices(f"""
+import numpy as np
+from sweeps.runner import run_sweep
+from sweeps.store import read_results
+from tests.helpers import compose_config, tiny
+kinds = {KINDS!r}
+
+def array(value):  # a stored cell (nested lists come back as object arrays of arrays)
+    value = np.asarray(value)
+    return np.array([array(v) for v in value]) if value.dtype == object and value.ndim else value
+
+def same(a, b):
+    a, b = a.sort_values("uid").reset_index(drop=True), b.sort_values("uid").reset_index(drop=True)
+    assert list(a.columns) == list(b.columns) and list(a["uid"]) == list(b["uid"])
+    for column in a.columns:
+        if column in ("chunk", "train_seconds"):
+            continue
+        for x, y in zip(a[column], b[column]):
+            x, y = array(x), array(y)
+            assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), (column, x, y)
+
+for kind, overrides in kinds.items():
+    def sweep(name, *extra):
+        return compose_config([*overrides, *tiny("{tmp_path}/" + kind + name), "sweep.chunk_size=3", *extra])
+    one = run_sweep(sweep("one", "sweep.devices=1"), progress=False)
+    four = run_sweep(sweep("four"), progress=False)
+    assert one.trained == four.trained == 10, (kind, one, four)
+    a, b = read_results("{tmp_path}/" + kind + "one"), read_results("{tmp_path}/" + kind + "four")
+    assert a["chunk"].nunique() == 4 and b["chunk"].nunique() == 1, kind
+    same(a, b)
+    again = run_sweep(sweep("one"), progress=False)  # the one-device store, on four devices
+    assert (again.trained, again.already_done) == (0, 10), (kind, again)
+    print(kind, "ok")
+""")
+
+
+def test_chunks_hold_a_slice_per_device_sized_from_one_device():
+    """Four GPUs hold four times the models of one, in slices of one card's share each;
+    sweep.devices caps the count; SAE slices keep their one-device width."""
+    gpu = resources.Device("gpu", 4 * resources.GiB, "4 GiB GPU")
+    config = compose_config(["experiment=tms_phase_2d"])
+    models = plan_models(config, device=gpu)
+    per_card = resources.auto_chunk_size(models[0][0], gpu)
+    one = make_chunks(config, models, device=gpu)
+    assert len(one) == -(-16_000 // per_card) > 1 and all(c.pad_to == c.n_models <= per_card for c in one[:-1])
+    four_gpus = resources.Device("gpu", gpu.memory_bytes, "4 GPUs", 4)
+    four = make_chunks(config, models, device=four_gpus)
+    assert len(four) == -(-16_000 // (4 * per_card)) < len(one)
+    assert all(c.pad_to == -(-c.n_models // 4) <= per_card for c in four[:-1])  # a slice per card
+    capped = compose_config(["experiment=tms_phase_2d", "sweep.devices=2"])
+    two = make_chunks(capped, models, device=four_gpus)
+    assert len(two) == -(-16_000 // (2 * per_card)) and all(c.pad_to == -(-c.n_models // 2) for c in two[:-1])
+    assert two[0].placement.devices == 2
+
+    sae = compose_config(["experiment=sae_pareto_small", "sweep.chunk_size=4", "sweep.seeds=5"])
+    saes = plan_models(sae)
+    widths = {c.pad_to for c in make_chunks(sae, saes, device=resources.Device("cpu", 2**33, "CPU", 1))}
+    spread = make_chunks(sae, saes, device=resources.Device("cpu", 2**33, "CPU", 4))
+    assert {c.pad_to for c in spread} == widths and max(c.n_models for c in spread) > max(widths)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("ray.tpus_per_task=0.5", "ray.tpus_per_task"),
+    ("ray.tpus_per_task=3", "ray.tpus_per_task"),
+    ("ray.gpus_per_task=1 ray.tpus_per_task=4", "ray.tpus_per_task"),
+    ("sweep.devices=-1", "sweep.devices"),
+    ("sweep.sharding=pmap", "sweep.sharding"),
+])
+def test_impossible_device_requests_are_refused_naming_the_key(override, key):
+    from sweeps.config import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        compose_config(override.split())
+    assert error.value.key == key, error.value
+
+
+def test_tpu_tasks_are_planned_without_starting_jax_in_the_driver():
+    """The driver never opens the TPU chips its workers will need: a TPU task's devices are
+    assumed (16 GiB a chip) until a worker reports them."""
+    code = """
+import jax._src.xla_bridge as xb
+from sweeps.resources import chunk_device
+from tests.helpers import compose_config
+device = chunk_device(compose_config(["experiment=tms_phase_2d", "ray.tpus_per_task=4"]))
+print(device.platform, device.memory_bytes, device.count, len(xb._backends))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["tpu", str(resources.TPU_MEMORY_UNKNOWN), "4", "0"]
