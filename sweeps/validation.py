@@ -322,6 +322,9 @@ def _validate_devices(config: Config) -> None:
     if r.tpus_per_task and r.tpus_per_task not in TPU_CHIPS_PER_TASK:
         raise ConfigError("ray.tpus_per_task", f"Ray gives a task {_CHIPS} TPU chips (a whole host: 4 on v4/v5p, "
                           f"8 on v5e/v6e), got {r.tpus_per_task:g}")
+    if r.gpus_per_task > 1 and r.gpus_per_task != int(r.gpus_per_task):
+        raise ConfigError("ray.gpus_per_task", f"a task gets a share of one GPU (below 1) or whole GPUs, its chunk "
+                          f"spread over them; got {r.gpus_per_task:g}")
     if r.tpus_per_task and r.gpus_per_task:
         raise ConfigError("ray.tpus_per_task", f"a task runs JAX on GPUs or on TPU chips, not both: got "
                           f"ray.gpus_per_task={r.gpus_per_task:g} and ray.tpus_per_task={r.tpus_per_task:g}; "

@@ -27,11 +27,7 @@ def run_with_four_devices(code: str, timeout: int = 600) -> str:
     return done.stdout
 
 
-def test_slices_run_one_per_device_and_equal_one_call():
-    """run_on_devices: 10 models in slices of 3 over 4 devices (the last slice padded), per-model
-    typed keys, a shared argument and a None: each device gets a slice, and the result is what
-    one call of the program returns, in both modes."""
-    run_with_four_devices("""
+SLICES = """
 import jax, jax.numpy as jnp, numpy as np
 from sweeps.devices import Placement, run_on_devices
 assert len(jax.devices()) == 4
@@ -60,8 +56,7 @@ assert len(seen) == 2  # sweep.devices caps the devices
 seen.clear()
 run_on_devices(watched, args, axes, width=10)
 assert len(seen) == 1  # one slice: one plain call
-""")
-
+"""
 
 # Tiny sweeps of every job kind, each of 10 models in chunks of 3 per device: on one device four
 # chunks (3, 3, 3, 1 padded to 3), on four devices one chunk of four slices of 3.
@@ -74,11 +69,14 @@ KINDS = {
 }
 
 
-def test_every_job_kind_stores_the_same_bits_on_four_devices_as_on_one(tmp_path):
-    """Fresh data, finite data and SAEs: a sweep spread over four devices stores exactly the bits
-    of the same sweep on one device, and the one-device store resumes on four devices with nothing
-    to train (the device count is not part of the config hash)."""
-    run_with_four_devices(f"""
+def test_four_devices_run_a_slice_each_and_store_the_bits_of_one_for_every_job_kind(tmp_path):
+    """run_on_devices first: 10 models in slices of 3 over 4 devices (the last slice padded),
+    per-model typed keys, a shared argument and a None; each device gets a slice, and the result
+    is what one call of the program returns, in both modes. Then fresh data, finite data and SAEs:
+    a sweep spread over four devices stores exactly the bits of the same sweep on one device, and
+    the one-device store resumes on four devices with nothing to train (the device count is not
+    part of the config hash). One subprocess for both: JAX starts once."""
+    run_with_four_devices(SLICES + f"""
 import numpy as np
 from sweeps.runner import run_sweep
 from sweeps.store import read_results
@@ -143,6 +141,7 @@ def test_chunks_hold_a_slice_per_device_sized_from_one_device():
     ("ray.tpus_per_task=0.5", "ray.tpus_per_task"),
     ("ray.tpus_per_task=3", "ray.tpus_per_task"),
     ("ray.gpus_per_task=1 ray.tpus_per_task=4", "ray.tpus_per_task"),
+    ("ray.gpus_per_task=1.5", "ray.gpus_per_task"),
     ("sweep.devices=-1", "sweep.devices"),
     ("sweep.sharding=pmap", "sweep.sharding"),
 ])
