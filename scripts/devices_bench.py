@@ -90,7 +90,7 @@ def scaling_table(rows: list[dict], platform: str) -> list[str]:
     unit = "forced CPU devices, one process" if platform == "cpu" else "GPUs, one process"
     first = {r["where"]: r["model_steps_per_s"] for r in rows if r["count"] == rows[0]["count"]}
     lines = ["| where | devices or tasks | chunks | run s | model·steps/s | against 1 |", "|---|---|---|---|---|---|"]
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r["where"] != "process", r["count"])):
         what = unit if r["where"] == "process" else "Ray tasks (one device each)"
         lines.append(f"| {what} | {r['count']} | {r['chunks']} | {r['run_s']} | {r['model_steps_per_s']:,} | "
                      f"{r['model_steps_per_s'] / first[r['where']]:.2f}× |")
@@ -181,20 +181,24 @@ def bits() -> list[dict]:
     for kind, overrides in BIT_KINDS.items():
         program, args, axes, width = chunk_program(overrides)
         reference = jax.device_get(program(*args))
+        narrow = {}  # width -> the chunk as one-device programs of that width
 
-        def add(what, result, kind=kind, reference=reference):
+        def add(what, result, w=None, kind=kind, reference=reference):
             d, total, largest = differing(reference, result)
-            rows.append({"kind": kind, "run": what, "differing": d, "of": total, "max_abs": largest})
-            print(f"{kind}: {what}: {d} of {total} differ (max {largest:.2g})", flush=True)
+            same = differing(narrow[w], result)[0] if w in narrow else None
+            rows.append({"kind": kind, "run": what, "differing": d, "of": total, "max_abs": largest,
+                         "differing_same_width": same})
+            print(f"{kind}: {what}: {d} of {total} differ (max {largest:.2g}); from the same width: {same}", flush=True)
 
         add(f"program of width {width} again", jax.device_get(program(*args)))
         for w in (width // 2, width // 4, 1):
-            add(f"one device, programs of width {w}", run_on_devices(program, args, axes, w, Placement(devices=1)))
+            narrow[w] = run_on_devices(program, args, axes, w, Placement(devices=1))
+            add(f"one device, programs of width {w}", narrow[w])
         for d in (2, 4):
             if d <= len(devices):
                 w = width // d
-                add(f"exact, {d} devices (slices of {w})", run_on_devices(program, args, axes, w, Placement(d)))
-                add(f"mesh, {d} devices (width {w} each)", run_on_devices(program, args, axes, w, Placement(d, "mesh")))
+                add(f"exact, {d} devices (slices of {w})", run_on_devices(program, args, axes, w, Placement(d)), w)
+                add(f"mesh, {d} devices (width {w} each)", run_on_devices(program, args, axes, w, Placement(d, "mesh")), w)
         if len(devices) >= 2:  # the same width, compiled for two devices: XLA's SPMD pipeline alone
             mesh = Mesh(np.array(devices[:2]), ("models",))
             same = jax.device_put(args, NamedSharding(mesh, PartitionSpec()))
@@ -203,10 +207,11 @@ def bits() -> list[dict]:
 
 
 def bits_table(rows: list[dict]) -> list[str]:
-    lines = ["| job kind | run | numbers that differ from the one-device program | largest difference |",
-             "|---|---|---|---|"]
+    lines = ["| job kind | run | numbers that differ from the one-device program of the chunk's width | largest "
+             "difference | … from one-device programs of the same width |", "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['kind']} | {r['run']} | {r['differing']:,} of {r['of']:,} | {r['max_abs']:.2g} |")
+        same = "" if r["differing_same_width"] is None else f"{r['differing_same_width']:,}"
+        lines.append(f"| {r['kind']} | {r['run']} | {r['differing']:,} of {r['of']:,} | {r['max_abs']:.2g} | {same} |")
     return lines
 
 

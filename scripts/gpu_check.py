@@ -174,8 +174,9 @@ def table_lines(results: dict) -> list[str]:
         lines.append(f"| `tms_phase_2d_small` {where}, {row['count']} device(s) | {row['wall_s']} | | "
                      f"{row['model_steps_per_s']:,} | {row['chunks']} chunk(s), run {row['run_s']} s |")
     for row in results.get("devices", {}).get("bits", []):
+        same = "" if row.get("differing_same_width") is None else f"; {row['differing_same_width']:,} from the same width"
         lines.append(f"| bits: {row['kind']}, {row['run']} | | | | {row['differing']:,} of {row['of']:,} differ "
-                     f"(largest {row['max_abs']:.2g}) |")
+                     f"(largest {row['max_abs']:.2g}){same} |")
     for row in results.get("finite_probe", []):
         lines.append(f"| finite n={row['n_features']:,} T={row['n_train']:,} piece {row['points_per_piece']} "
                      f"({row['pieces']} pieces) | | | | "
