@@ -26,8 +26,8 @@ class ChunkFailed(RuntimeError):
 
 
 def run_chunk(chunk: Chunk) -> pd.DataFrame:
-    """Train every model of ``chunk`` in one compiled program; one row per model."""
-    import jax
+    """Train every model of ``chunk`` in one compiled program (over every device of this process:
+    ``sweeps.devices``); one row per model."""
     import jax.numpy as jnp
 
     from toymodels.plugins import ensure_registered
@@ -79,7 +79,6 @@ def _check_finite(chunk: Chunk, loss, params) -> None:
 def run_finite_chunk(chunk: Chunk) -> pd.DataFrame:
     """A chunk of finite-data models (``toymodels.finite``): full-batch training on each model's
     dataset; rows from ``sweeps.finite_rows`` plus the columns every table shares."""
-    import jax
     import jax.numpy as jnp
 
     from sweeps.finite_rows import finite_table
