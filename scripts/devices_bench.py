@@ -52,7 +52,7 @@ def sweep_run(overrides: list[str], env: dict, log: Path) -> dict:
 
 
 def scaling(out: Path, experiment: str, counts: list[int], platform: str, extra: list[str],
-            once: bool = False) -> list[dict]:
+            once: bool = False, places: tuple = ("process", "ray")) -> list[dict]:
     """Each count k: k devices in one process, then k Ray tasks; the second of two runs timed
     (``once``: the only run, compiling included)."""
     import pandas as pd
@@ -60,7 +60,7 @@ def scaling(out: Path, experiment: str, counts: list[int], platform: str, extra:
     rows = []
     base = dict(os.environ, TOYMODELS_COMPILE_CACHE=str(out / "compile-cache"), RAY_AUTH_MODE="disabled")
     for k in counts:
-        for where in ("process", "ray"):
+        for where in places:
             env, overrides = dict(base), [f"experiment={experiment}", "wandb.mode=disabled", *extra]
             if where == "process":
                 overrides.append("sweep.executor=local")
@@ -88,7 +88,9 @@ def scaling(out: Path, experiment: str, counts: list[int], platform: str, extra:
 
 def scaling_table(rows: list[dict], platform: str) -> list[str]:
     unit = "forced CPU devices, one process" if platform == "cpu" else "GPUs, one process"
-    first = {r["where"]: r["model_steps_per_s"] for r in rows if r["count"] == rows[0]["count"]}
+    first = {}
+    for r in rows:
+        first.setdefault(r["where"], r["model_steps_per_s"])
     lines = ["| where | devices or tasks | chunks | run s | model·steps/s | against 1 |", "|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["where"] != "process", r["count"])):
         what = unit if r["where"] == "process" else "Ray tasks (one device each)"
@@ -223,6 +225,8 @@ def main(argv=None) -> int:
     parser.add_argument("--counts", type=int, nargs="*", default=[1, 2, 4], help="devices and Ray tasks")
     parser.add_argument("--platform", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--once", action="store_true", help="one run per setting, compiling included (a smoke test)")
+    parser.add_argument("--where", choices=["process", "ray", "both"], default="both",
+                        help="devices in one process, Ray tasks, or both (the default)")
     parser.add_argument("overrides", nargs="*", help="more toymodels-sweep overrides, e.g. train.steps=1000")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
@@ -240,7 +244,8 @@ def main(argv=None) -> int:
         print(f"\n{len(jax.local_devices())} {jax.devices()[0].device_kind} device(s), JAX {jax.__version__}")
         print("\n".join(bits_table(rows)))
         return 0
-    rows = scaling(out, args.experiment, args.counts, args.platform, args.overrides, args.once)
+    places = ("process", "ray") if args.where == "both" else (args.where,)
+    rows = scaling(out, args.experiment, args.counts, args.platform, args.overrides, args.once, places)
     (out / "scaling.json").write_text(json.dumps(rows, indent=2))
     print(f"\n{args.experiment} {' '.join(args.overrides)} ({args.platform}, {os.cpu_count()} cores)")
     print("\n".join(scaling_table(rows, args.platform)))

@@ -190,7 +190,7 @@ def devices(out: Path, smoke: bool, timeout: float) -> dict:
     gpus = len(nvidia_smi_gpus()) or 1
     counts = [k for k in (1, 2, 4, 8) if k <= gpus] + ([gpus] if gpus not in (1, 2, 4, 8) else [])
     where = out / "devices"
-    args = (["--platform", "cpu", "--once", "--counts", "1", "train.steps=50", "sweep.seeds=1"] if smoke
+    args = (["--platform", "cpu", "--once", "--counts", "1", "--where", "process", "train.steps=50", "sweep.seeds=1"] if smoke
             else ["--platform", "gpu", "--counts", *map(str, counts)])
     _, wall = run([sys.executable, script, "--out", str(where), *args], out / "devices.log", timeout)
     result = {"scaling": json.loads((where / "scaling.json").read_text()), "wall_s": round(wall, 1)}
