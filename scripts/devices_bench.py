@@ -104,21 +104,21 @@ def scaling_table(rows: list[dict], platform: str) -> list[str]:
 
 def chunk_program(overrides: list[str]):
     """The first chunk of a config planned for one device, as (program, args, axes, width): what
-    its chunk runner hands ``sweeps.devices.run_on_devices``."""
+    its chunk runner hands ``sweeps.jobs.devices.run_on_devices``."""
     from functools import partial
 
     import jax.numpy as jnp
     import numpy as np
 
-    from sweeps.plan import hparams_arrays, make_chunks, plan_models
+    from sweeps.jobs.plan import hparams_arrays, make_chunks, plan_models
     from sweeps.resources import Device
     from tests.helpers import compose_config
 
     config = compose_config(overrides)
     chunk = make_chunks(config, plan_models(config), device=Device("cpu", 2**34, "one device"))[0]
     if config.sae is not None:
-        from sweeps.sae_execute import source_arrays
-        from sweeps.sae_plan import hparam_lists, padded
+        from sweeps.sae.execute import source_arrays
+        from sweeps.sae.plan import hparam_lists, padded
         from toymodels.sae import hparams, sae_keys, split_keys, train_saes
 
         points = padded(chunk)
@@ -176,7 +176,7 @@ def bits() -> list[dict]:
     import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    from sweeps.devices import Placement, run_on_devices
+    from sweeps.jobs.devices import Placement, run_on_devices
 
     devices = jax.local_devices()
     rows = []

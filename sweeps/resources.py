@@ -5,8 +5,8 @@ memory of the devices a chunk will run on without running anything there: GPUs w
 get them (``ray.gpus_per_task > 0``, asked of ``nvidia-smi``, never of JAX, so the driver does not
 start JAX's GPU backend for workers that will), TPU chips when Ray tasks get them
 (``ray.tpus_per_task``: assumed until a worker reports JAX's own ``memory_stats()``, see
-``sweeps.ray_executor``), or JAX's devices when chunks run in this process; the host's memory
-otherwise. A chunk's process spreads its models over all its devices (``sweeps.devices``), so a
+``sweeps.executors.ray_executor``), or JAX's devices when chunks run in this process; the host's memory
+otherwise. A chunk's process spreads its models over all its devices (``sweeps.jobs.devices``), so a
 chunk holds up to ``Device.count`` times what one device holds. Per-model memory comes from the
 static spec (``TrainSpec``/``FiniteSpec``) by counting the arrays one step keeps (tests compare the
 counts with XLA's own memory analysis).
@@ -116,8 +116,8 @@ def device_memory(device) -> int | None:
 def local_device(limit: int = 0, where: str = "this process") -> Device:
     """The devices of JAX's default platform in this process (at most ``limit``, 0: all): what a
     chunk run here uses. Called in the process that runs chunks: the driver with
-    ``sweep.executor=local``, or a Ray worker that reports it to the driver (``sweeps.ray_executor``)."""
-    from sweeps.devices import local_devices
+    ``sweep.executor=local``, or a Ray worker that reports it to the driver (``sweeps.executors.ray_executor``)."""
+    from sweeps.jobs.devices import local_devices
 
     devices = local_devices(limit)
     first, count = devices[0], len(devices)

@@ -1,4 +1,4 @@
-"""A chunk's models over every device of its process (sweeps/devices.py, docs/devices.md).
+"""A chunk's models over every device of its process (sweeps/jobs/devices.py, docs/devices.md).
 
 JAX fakes four CPU devices only when told before it starts (XLA_FLAGS), so these tests run their
 work in a subprocess with ``--xla_force_host_platform_device_count=4``.
@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from sweeps import resources
-from sweeps.plan import make_chunks, plan_models
+from sweeps.jobs.plan import make_chunks, plan_models
 from tests.helpers import REPO, compose_config
 
 FOUR_DEVICES = "--xla_force_host_platform_device_count=4"
@@ -29,7 +29,7 @@ def run_with_four_devices(code: str, timeout: int = 600) -> str:
 
 SLICES = """
 import jax, jax.numpy as jnp, numpy as np
-from sweeps.devices import Placement, run_on_devices
+from sweeps.jobs.devices import Placement, run_on_devices
 assert len(jax.devices()) == 4
 
 @jax.jit

@@ -17,8 +17,8 @@ import numpy as np
 
 from sweeps import resources
 from sweeps.config import STATIC_AXES, Config, expand_axis, is_finite
-from sweeps.devices import Placement
-from sweeps.kinds import data_spec_of, model_options, option_axes
+from sweeps.config_kinds import data_spec_of, model_options, option_axes
+from sweeps.jobs.devices import Placement
 from toymodels.data import importance_profile
 from toymodels.finite import FiniteSpec, max_active_for, piece_layout
 from toymodels.train import TrainSpec
@@ -55,7 +55,7 @@ class Chunk:
     base_seed: int
     points: tuple[ModelPoint, ...]
     # Models per program: a chunk's models are trained in slices of this many (the last repeating
-    # its last model), one slice per device (sweeps.devices), so every chunk of a shape compiles once.
+    # its last model), one slice per device (sweeps.jobs.devices), so every chunk of a shape compiles once.
     pad_to: int
     # The user's own kinds (not built in) the chunk trains, carried to workers that never loaded
     # their plugin file (sweeps.plugins); not part of the chunk's id.
@@ -167,8 +167,8 @@ def plan_models(config: Config, device: resources.Device | None = None) -> list[
     """The grid product × seeds, in grid order (last axis fastest, then seed). Refuses, before
     building any model, a plan too large for the driver or a shape that cannot fit ``device``
     (default: where ``config``'s chunks run, ``resources.chunk_device``)."""
-    if config.sae is not None:  # an SAE sweep: its points are SAEs (sweeps.sae_plan)
-        from sweeps.sae_plan import plan_saes
+    if config.sae is not None:  # an SAE sweep: its points are SAEs (sweeps.sae.plan)
+        from sweeps.sae.plan import plan_saes
 
         return plan_saes(config)
     axes = grid_axes(config)
@@ -231,7 +231,7 @@ def make_chunks(config: Config, models, min_chunks: int = 1, device: resources.D
     ``min_chunks`` asks for at least that many chunks per shape (so that every worker has one),
     as long as chunks stay non-empty. Chunk sizes (sweep.chunk_size 0) are chosen for ``device``
     (default: where ``config``'s chunks run): on a GPU, few large chunks, one per worker when they fit.
-    A chunk's process spreads its models over its devices (``sweeps.devices``), so a chunk holds up
+    A chunk's process spreads its models over its devices (``sweeps.jobs.devices``), so a chunk holds up
     to ``device.count`` times what one device holds, in slices of ``pad_to`` models, one per device.
     """
     from toymodels.plugins import kinds_used
@@ -239,8 +239,8 @@ def make_chunks(config: Config, models, min_chunks: int = 1, device: resources.D
     device = device or resources.chunk_device(config)
     count = devices_per_chunk(config, device)
     placement = Placement(config.sweep.devices, config.sweep.sharding)
-    if config.sae is not None:  # chunks of same-shaped SAEs (sweeps.sae_plan)
-        from sweeps.sae_plan import make_sae_chunks
+    if config.sae is not None:  # chunks of same-shaped SAEs (sweeps.sae.plan)
+        from sweeps.sae.plan import make_sae_chunks
 
         return make_sae_chunks(config, models, min_chunks, count, placement)
     by_spec: dict[TrainSpec, list[ModelPoint]] = {}
@@ -269,7 +269,7 @@ def devices_per_chunk(config: Config, device: resources.Device) -> int:
 
 def hparams_arrays(chunk: Chunk) -> dict[str, np.ndarray]:
     """The chunk's per-model values as arrays, padded to at least ``pad_to`` by repeating the last
-    model (``sweeps.devices`` pads the last slice of a chunk of several)."""
+    model (``sweeps.jobs.devices`` pads the last slice of a chunk of several)."""
     points = list(chunk.points) + [chunk.points[-1]] * (chunk.pad_to - len(chunk.points))
     return {
         "uid": np.array([p.uid for p in points], np.uint32),

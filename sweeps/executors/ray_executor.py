@@ -1,7 +1,7 @@
 """Run chunks as Ray tasks: over the local cores by default, or on an existing cluster.
 
 Each chunk is one task (``num_cpus``/``num_gpus``/TPU chips from config; a task spreads its chunk
-over all the devices it gets, ``sweeps.devices``). Results come back to the driver through Ray's
+over all the devices it gets, ``sweeps.jobs.devices``). Results come back to the driver through Ray's
 object store, and the driver stores each chunk as soon as it is ready, so no shared filesystem is
 needed. A task whose worker process dies is retried by Ray (``max_retries``); a chunk that raises
 (a diverged model) is not retried and is reported as failed.
@@ -16,8 +16,9 @@ import sys
 from typing import Sequence
 
 from sweeps.config import ConfigError, RayConf
-from sweeps.execute import OnDone, OnFailed, run_chunk
-from sweeps.plan import Chunk
+from sweeps.executors.base import OnDone, OnFailed
+from sweeps.jobs.execute import run_chunk
+from sweeps.jobs.plan import Chunk
 from sweeps.resources import Device, compile_cache_dir, nvidia_smi_memory
 
 PROBE_TIMEOUT_S = 180  # how long the driver waits for a worker to report its devices

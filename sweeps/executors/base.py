@@ -1,0 +1,49 @@
+"""Where chunks run: the executor interface and the in-process executor (Ray in
+``sweeps.executors.ray_executor``). An executor runs ``sweeps.jobs.execute.run_chunk`` on each chunk
+and reports each finished or failed chunk to the driver's callbacks as soon as it is known.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol, Sequence
+
+import pandas as pd
+
+from sweeps.jobs.execute import run_chunk
+from sweeps.jobs.plan import Chunk
+
+OnDone = Callable[[Chunk, pd.DataFrame], None]
+OnFailed = Callable[[Chunk, BaseException], None]
+
+
+class Executor(Protocol):
+    """Runs chunks somewhere and reports each one to the driver as soon as it ends."""
+
+    workers: int
+    # The devices its chunks run on, when the executor asked them (a Ray worker's report, for TPU
+    # chips and GPUs the driver cannot see); None: sweeps.resources.chunk_device decides.
+    device: object = None
+
+    def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None: ...
+
+    def close(self) -> None:
+        """Release what the executor started (a local Ray, say)."""
+
+
+class InProcessExecutor:
+    """Runs chunks one after another in this process, each over all of its devices (sweeps.jobs.devices)."""
+
+    workers = 1
+    device = None
+
+    def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None:
+        for chunk in chunks:
+            try:
+                table = run_chunk(chunk)
+            except Exception as error:  # a chunk failing by itself must not stop the others
+                on_failed(chunk, error)
+            else:
+                on_done(chunk, table)
+
+    def close(self) -> None:
+        pass
