@@ -1,12 +1,14 @@
 """Chunks over several devices (docs/devices.md): throughput and bit identity, as tables.
 
 ``scripts/devices-bench`` (scaling): model·steps/s of one experiment (default
-``tms_phase_2d_small``) with 1, 2, 4 devices in one process (``sweep.executor=local``) against
-1, 2, 4 Ray tasks, each a real ``toymodels-sweep`` in its own process. On the CPU the devices are
-JAX's forced host devices (``--xla_force_host_platform_device_count``), a stand-in for the GPUs or
-TPU chips of a host: they share the machine's cores. Each setting runs twice into fresh stores,
-the first filling a compilation cache of the bench's own, and the second is timed: compiling is
-not what is measured.
+``tms_phase_2d_small`` at 20,000 steps, so that training outweighs starting) with 1, 2, 4 devices
+in one process (``sweep.executor=local``) against 1, 2, 4 Ray tasks, each a real
+``toymodels-sweep`` in its own process. On the CPU the devices are JAX's forced host devices
+(``--xla_force_host_platform_device_count``), a stand-in for the GPUs or TPU chips of a host: they
+share the machine's cores. Each setting runs twice into fresh stores, the first filling a
+compilation cache of the bench's own, and the second is timed: compiling is not what is measured.
+Two rates: over the sweep's run (planning, Ray's start, storing included) and over its chunks
+(the slowest chunk where they run at once, their sum where they run one after another).
 
 ``scripts/devices-bench --bits``: for one chunk of each job kind (fresh data, finite data, SAEs),
 how many stored numbers differ from the one-device program of the chunk's width when the same
@@ -80,8 +82,17 @@ def scaling(out: Path, experiment: str, counts: list[int], platform: str, extra:
             for attempt in ("timed",) if once else ("warm", "timed"):
                 store = out / f"{name}-{attempt}"
                 result = sweep_run([*overrides, f"sweep.out={store}"], env, out / f"{name}-{attempt}.log")
-            chunks = int(pd.read_parquet(store / "results.parquet")["chunk"].nunique())
-            rows.append({"where": where, "count": k, "chunks": chunks, **result})
+            table = pd.read_parquet(store / "results.parquet")
+            # each row carries its chunk's seconds / its models, so a chunk's rows sum to its seconds;
+            # in one process chunks run one after another, on k Ray workers k at a time
+            per_chunk = table.groupby("chunk")["train_seconds"].sum()
+            if where == "process":
+                slowest = float(per_chunk.sum())
+            else:
+                slowest = float(per_chunk.max()) if len(per_chunk) <= k else float(per_chunk.sum()) / k
+            model_steps = int(table["steps"].sum())
+            rows.append({"where": where, "count": k, "chunks": int(table["chunk"].nunique()), **result,
+                         "chunks_s": round(slowest, 2), "chunk_model_steps_per_s": round(model_steps / slowest)})
             print(f"{name}: {result}", flush=True)
     return rows
 
@@ -90,12 +101,14 @@ def scaling_table(rows: list[dict], platform: str) -> list[str]:
     unit = "forced CPU devices, one process" if platform == "cpu" else "GPUs, one process"
     first = {}
     for r in rows:
-        first.setdefault(r["where"], r["model_steps_per_s"])
-    lines = ["| where | devices or tasks | chunks | run s | model·steps/s | against 1 |", "|---|---|---|---|---|---|"]
+        first.setdefault(r["where"], r["chunk_model_steps_per_s"])
+    lines = ["| where | devices or tasks | chunks | run s | model·steps/s (run) | chunks s | model·steps/s (chunks) "
+             "| against 1 (chunks) |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["where"] != "process", r["count"])):
         what = unit if r["where"] == "process" else "Ray tasks (one device each)"
         lines.append(f"| {what} | {r['count']} | {r['chunks']} | {r['run_s']} | {r['model_steps_per_s']:,} | "
-                     f"{r['model_steps_per_s'] / first[r['where']]:.2f}× |")
+                     f"{r['chunks_s']} | {r['chunk_model_steps_per_s']:,} | "
+                     f"{r['chunk_model_steps_per_s'] / first[r['where']]:.2f}× |")
     return lines
 
 
@@ -227,7 +240,8 @@ def main(argv=None) -> int:
     parser.add_argument("--once", action="store_true", help="one run per setting, compiling included (a smoke test)")
     parser.add_argument("--where", choices=["process", "ray", "both"], default="both",
                         help="devices in one process, Ray tasks, or both (the default)")
-    parser.add_argument("overrides", nargs="*", help="more toymodels-sweep overrides, e.g. train.steps=1000")
+    parser.add_argument("overrides", nargs="*", default=["train.steps=20000"],
+                        help="toymodels-sweep overrides (default train.steps=20000)")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
