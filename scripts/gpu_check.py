@@ -14,7 +14,7 @@
    task), and ``--bits``: whether a narrower program, slices over the GPUs or a mesh change the
    stored bits on this GPU (with one GPU: the widths only).
 
-It prints the numbers a README table needs and writes them all to OUT/gpu-check.json.
+It prints the rows docs/gpus.md's table needs and writes them all to OUT/gpu-check.json.
 ``--smoke`` runs every stage at tiny sizes on whatever device there is (a test runs it on the CPU).
 Each stage runs the real commands in their own processes, as a user would.
 """
@@ -145,7 +145,7 @@ def dd_steps(probe_rows: list[dict], seconds_left: float, smoke: bool) -> int:
 
 
 def table_lines(results: dict) -> list[str]:
-    """Markdown rows for the README."""
+    """Markdown rows for the table of docs/gpus.md."""
     lines = [f"device: {results['device']}", "", "| run | wall s | training s | model·steps/s | notes |",
              "|---|---|---|---|---|"]
     for key in ("tms_phase_2d", "tms_phase_2d_blocks1", "dd_paper_subset"):

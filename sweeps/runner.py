@@ -135,7 +135,7 @@ def run_sweep(config: Config, executor: Executor | None = None, progress: bool =
     Without an ``executor``, one is made from ``sweep.executor`` (a local Ray by default) and
     closed at the end, even through a second Ctrl-C; only when some model is left to train.
     """
-    use_compile_cache()  # before anything compiles: programs kept between runs (README: Where chunks run)
+    use_compile_cache()  # before anything compiles: programs kept between runs (docs/ray.md)
     models = plan_models(config)
     check_tracking(config, len(models))
     store = SweepStore(config.sweep.out)

@@ -1,7 +1,6 @@
 """Your own kinds without forking: Python files named in the config's ``plugins`` list are run
 once per process, before validation, and register their kinds in the core's tables
-(``toymodels.models.register_model``, ``toymodels.data.register_data``). See README, "Your own
-kind".
+(``toymodels.models.register_model``, ``toymodels.data.register_data``). See docs/kinds.md.
 
 A file is loaded as a module named after its resolved path, so loading it again (a second sweep
 in one notebook) replaces its kinds instead of clashing with them. Ray workers never read the

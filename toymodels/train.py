@@ -65,10 +65,10 @@ class TrainSpec:
     mono_penalty: bool = False  # + mono_penalty · Σ_i C_i(1 − C_i), from step mono_start on
     # Compute each step's batch in this many column blocks (a scan), averaging their gradients:
     # the same data bit for bit and the same gradient up to float rounding, with a working set
-    # that stays in cache (see README, Benchmark). 1: the whole batch at once.
+    # that stays in cache (see docs/benchmark.md). 1: the whole batch at once.
     batch_blocks: int = 1
     # Models draw their inputs from shared streams (``train_many``'s ``stream_words``), picked by
-    # ``HParams.stream``, instead of one stream each: data.streams = seed (README: Random streams).
+    # ``HParams.stream``, instead of one stream each: data.streams = seed (docs/sweeps.md, Random streams).
     shared_streams: bool = False
     steps: int = 10_000
     batch_size: int = 1024

@@ -103,7 +103,7 @@ def identity_columns(chunk: Chunk, p) -> dict:
 
 
 def feature_columns(chunk: Chunk, W_NxHxF: np.ndarray) -> dict[str, list]:
-    """Per model, per feature: ‖W_i‖, capacity, interference (SCIENCE.md §5) and the densities and
+    """Per model, per feature: ‖W_i‖, capacity, interference (docs/science/metrics.md) and the densities and
     importances it was trained with; the columns every stored model has, fresh or finite data."""
     from toymodels import metrics
 

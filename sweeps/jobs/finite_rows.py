@@ -2,7 +2,7 @@
 
 ``finite_table`` turns one chunk's ``FiniteResult`` into one row per model: the grid coordinates
 the planner passes in, the per-model values that were trained, losses, weights, norms,
-dimensionalities (SCIENCE.md §5) and the repeated-data memorisation verdict.
+dimensionalities (docs/science/metrics.md) and the repeated-data memorisation verdict.
 """
 
 from __future__ import annotations

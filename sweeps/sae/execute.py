@@ -69,6 +69,7 @@ def sae_table(chunk: SaeChunk, result, arrays, seconds: float) -> pd.DataFrame:
     import jax
 
     from toymodels.sae import SAE_KINDS, chance_mmcs, decoder, mcc
+    from toymodels.sae.saelens import params_blob
 
     spec, source = chunk.spec, chunk.group.source
     W_dec = np.asarray(jax.vmap(decoder)(result.params))
@@ -90,6 +91,7 @@ def sae_table(chunk: SaeChunk, result, arrays, seconds: float) -> pd.DataFrame:
             mmcs_chance=chance, mcc=mcc(W_dec[i], truth["truth"][i], truth["represented"][i]),
             n_composed=int(result.scores.n_composed[i]),
             W_dec=W_dec[i].tolist(), b_dec=np.asarray(result.params["b_dec_H"][i]).tolist(),
+            params=params_blob({name: np.asarray(v[i]) for name, v in result.params.items()}),  # for export
             max_cos=np.asarray(result.scores.max_cos_D[i]).tolist(),
             # the training curve at the end of each interval it averages (what wandb and loss curves read)
             snap_step=[every * (j + 1) for j in range(len(result.curve[i]))],

@@ -130,6 +130,11 @@ def _world_sources(config, coords: tuple):
     ``coords``: the same shape as ``sweeps.sae.toy.toy_sources``' list of toy models."""
     from sweeps.sae.worlds import world_source
 
+    if config.sae.world.kind == "saelens":  # its config or directory is the whole world
+        from sweeps.sae.saelens import canonical
+
+        params = (("world_kind", "saelens"), ("saelens", canonical(config.sae.world.saelens)))
+        return [(world_source(dict(params)), params, crc_id({"world": params}), params)]
     world = {"world_kind": config.sae.world.kind,  # not an axis: the SAE's kind is "kind"
              **{name: _read(coords, config, name) for name in WORLD_FIELDS if name != "kind"}}
     static = tuple((name, world[name]) for name in ("world_kind", *WORLD_STATIC_AXES, "alone"))

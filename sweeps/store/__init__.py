@@ -1,6 +1,6 @@
 """The sweep store: a directory of atomically written per-chunk tables plus a consolidated table.
 
-Layout of ``sweep.out`` (README: Store layout)::
+Layout of ``sweep.out`` (docs/store.md)::
 
     sweep.yaml            the resolved config, its hash and model count (a different config is refused)
     chunks/<id>.parquet   one file per finished chunk, written whole or not at all, tagged with

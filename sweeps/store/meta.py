@@ -30,7 +30,8 @@ def config_yaml(config: Config) -> str:
 # Keys the config gained after the first stores were written (d6d35fb), at the values that leave
 # every model as it was trained then: left out of the hash, so that such a store still resumes.
 ADDED_AT_NEUTRAL = {("plugins",): [], ("plugins_digest",): "", ("model", "options"): {}, ("data", "options"): {},
-                    ("train", "mono_penalty"): 0, ("train", "mono_start"): 0, ("sae",): None}
+                    ("train", "mono_penalty"): 0, ("train", "mono_start"): 0, ("sae",): None,
+                    ("sae", "world", "saelens"): None}
 FRESH_DATA_PIECE = 1024
 
 

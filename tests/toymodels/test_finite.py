@@ -1,7 +1,8 @@
 """Finite training sets (issue 7): data, piecewise loss, training, table rows and figures.
 
-SCIENCE.md §2 (unit-norm finite data, repeats), §4 (full batch, warm-up + cosine), §5 (data-point
-dimensionality), §7 (memorisation, double descent).
+The science: docs/science/double-descent.md (unit-norm finite data, repeats, memorisation, double
+descent), docs/science/models.md (full batch, warm-up + cosine), docs/science/metrics.md (data-point
+dimensionality).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Kind tables: every kind is one object found by name; a user's kind is one object in one file,
-swept like a built-in one (README, "Your own kind"), in process and on Ray."""
+swept like a built-in one (docs/kinds.md, "Your own kind"), in process and on Ray."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sweeps.jobs.plan import make_chunks, plan_models
 from sweeps.runner import run_sweep
 from sweeps.store import read_results
 from tests.helpers import cli, compose_config, tiny
-from tests.readme import readme_block, readme_commands
+from tests.readme import doc_block, doc_commands
 from toymodels.data import DATA, DataKind, register_data
 from toymodels.models import DENSE, MODELS, ROWS, ModelKind, init_params, register_model
 from toymodels.registry import ConfigError
@@ -125,11 +125,11 @@ def test_plugins_that_are_missing_or_fail_are_refused_naming_the_key(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_readme_kind_is_swept_by_the_readme_command_on_ray(tmp_path):
-    """README, "Your own kind": the file and the command exactly as written, in a fresh directory,
+def test_the_documented_kind_is_swept_by_the_documented_command_on_ray(tmp_path):
+    """docs/kinds.md, "Your own kind": the file and the command exactly as written, in a fresh directory,
     through toymodels-sweep on a local Ray (workers never read the file)."""
-    (tmp_path / "my_kinds.py").write_text(readme_block("my_kinds.py"))
-    [command] = readme_commands("residual sweep")
+    (tmp_path / "my_kinds.py").write_text(doc_block("my_kinds.py"))
+    [command] = doc_commands("residual sweep")
     assert command[0] == "toymodels-sweep"
     done = cli(*command, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -151,7 +151,7 @@ def test_a_changed_plugin_file_is_a_different_sweep(tmp_path):
     """The config hash covers the plugin files' contents: a kind whose code changed must not adopt
     the rows its old code trained."""
     plugin = tmp_path / "kinds.py"
-    source = readme_block("my_kinds.py").replace('name="residual"', 'name="test_residual_hash"')
+    source = doc_block("my_kinds.py").replace('name="residual"', 'name="test_residual_hash"')
     plugin.write_text(source)
     args = ["experiment=tms_intro", *tiny(tmp_path / "s"), f"plugins=[{plugin}]", "model.kind=test_residual_hash",
             "data.kind=signed", "sweep.grid.density=[0.3]", "sweep.seeds=1"]

@@ -1,4 +1,4 @@
-"""What a data kind is (SCIENCE.md §2), and the static description of one input distribution.
+"""What a data kind is (docs/science/models.md), and the static description of one input distribution.
 
 Every kind turns counter-based uniforms (``toymodels.rng``) into a feature-major batch: one
 uniform per feature, plus ``extra_rows`` more per example for kinds that draw per set. An

@@ -1,4 +1,4 @@
-"""Model kinds (SCIENCE.md §3): the explicit table, and the functions the pipeline calls with a
+"""Model kinds (docs/science/models.md): the explicit table, and the functions the pipeline calls with a
 kind's name. Each kind is one ``ModelKind`` object (``toymodels.models.base``) in one file:
 
 | kind | file | model |
@@ -8,8 +8,8 @@ kind's name. Each kind is one ``ModelKind`` object (``toymodels.models.base``) i
 | ``quadratic`` | ``quadratic.py`` | ŷ = xᵀWᵀWx + b, target Σ v_i x_i² |
 | ``residual_mlp``, ``residual_mlp_groups`` | ``residual.py`` | r₀ = Ex, L layers r += W_out ReLU(W_in r + b), output Eᵀr |
 
-A user's kind: build a ``ModelKind`` in your own file and ``MODELS.register`` it (README, "Your
-own kind"). Written for one model and one batch; vmap over models.
+A user's kind: build a ``ModelKind`` in your own file and ``MODELS.register`` it (docs/kinds.md).
+Written for one model and one batch; vmap over models.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def recovered(row) -> float:
 
 def test_recovery_collapses_as_l_reaches_m(stored):
     """At l = 1 a good part of the 64 features is found (those with a latent of their own: TopK with
-    d = n leaves about 1/e of its latents dead from the start, see the README), well above a random
+    d = n leaves about 1/e of its latents dead from the start, see docs/results/saes.md), well above a random
     dictionary's MCC; at l = 16 ≥ m almost none is, and MCC is at a random dictionary's."""
     from analysis.figures.sae_active import chance_mcc
 

@@ -19,7 +19,7 @@ SAE_EXPERIMENTS = [e for e in EXPERIMENTS if e.startswith("sae_")]
 # Seconds-long: two kinds (a λ kind and a top-k kind) of sae_pareto_small, 40 steps.
 QUICK = ["experiment=sae_pareto_small", "sweep.grid.kind=[plain,topk]", "sweep.grid.l1=[0.1,0.3]",
          "sweep.grid.k=[1,2]", "sae.steps=40", "sae.batch_size=64", "sae.eval_batch=256", "sweep.executor=local"]
-ON_TOYS = ["+sae=toy", "~sweep.grid.density", "name=sae_on_toys"]  # the README's command, on top of tms_intro
+ON_TOYS = ["+sae=toy", "~sweep.grid.density", "name=sae_on_toys"]  # docs/saes/index.md's command
 
 
 def test_every_sae_experiment_composes_and_plans():
@@ -135,9 +135,8 @@ def toy_sweep(tmp_path_factory):
 
 
 def test_saes_on_a_stored_toy_sweep_match_toymodels_sae(toy_sweep, tmp_path):
-    """The same SAEs as ``toymodels-sae`` (same keys: the toy model's uid and the SAE seed; equal up
-    to rounding, the two programs being of different widths), as an ordinary sweep, figure
-    ``sae_recovery`` drawn from the store."""
+    """``toymodels-sae`` is a shortcut of this sweep: the same SAEs (same keys: the toy model's uid
+    and the SAE seed), the same rows, bit for bit; figure ``sae_recovery`` drawn from the store."""
     out = tmp_path / "saes"
     done = cli("toymodels-sweep", *ON_TOYS, f"sae.toy.sweep={toy_sweep}", "sweep.seeds=1", "sae.kind=plain",
                "sae.dict_size=n", "+sweep.grid.l1=[0.1,0.3]", "sae.steps=20", "sae.batch_size=32",
@@ -146,13 +145,14 @@ def test_saes_on_a_stored_toy_sweep_match_toymodels_sae(toy_sweep, tmp_path):
     ours = read_results(out, arrays=True)
     assert len(ours) == 4 and set(ours["density"]) == {1.0, 0.1}
     done = cli("toymodels-sae", str(toy_sweep), "--kind", "plain", "--l1", "0.1,0.3", "--dict-sizes", "n",
-               "--steps", "20", "--batch", "32", "--eval-batch", "64")
+               "--steps", "20", "--batch", "32", "--eval-batch", "64", "--out", str(tmp_path / "short"),
+               "wandb.mode=disabled")
     assert done.returncode == 0, done.stderr
-    theirs = pd.read_parquet(toy_sweep / "sae.parquet")
+    theirs = read_results(tmp_path / "short", arrays=True)
     for _, row in ours.iterrows():
-        match = theirs[(theirs["uid"] == row["source_uid"]) & (theirs["l1"] == row["l1"])]
+        match = theirs[(theirs["source_uid"] == row["source_uid"]) & (theirs["l1"] == row["l1"])]
         assert len(match) == 1
-        assert np.allclose(np.asarray(match["W_dec"].iloc[0].tolist()), row["W_dec"], atol=1e-6)
+        assert np.array_equal(match["W_dec"].iloc[0], row["W_dec"])
     done = cli("toymodels-figures", str(out))
     assert done.returncode == 0, done.stderr
     assert (out / "figures" / "sae_recovery.png").is_file()
