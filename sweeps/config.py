@@ -125,6 +125,12 @@ class SweepConf:
     out: str = "runs/${name}"  # the store: resumable, one directory per sweep
     chunk_size: int = 0  # most models per compiled chunk; 0 chooses from memory and workers
     executor: str = "ray"  # ray: Ray tasks (local cluster or ray.address) | local: in this process
+    # Devices one chunk's process spreads its models over (docs/devices.md): 0 every local device
+    # of JAX's default platform (all GPUs or TPU chips of a host), 1 one device, N at most N.
+    devices: int = 0
+    # exact: each device runs the one-device program on its slices of the chunk, so the bits do
+    # not depend on the device count | mesh: one program sharded over a jax.sharding mesh.
+    sharding: str = "exact"
 
 
 @dataclass
@@ -136,6 +142,9 @@ class RayConf:
     num_gpus: Optional[int] = None  # GPUs of a local Ray (default: what Ray detects)
     cpus_per_task: float = 1.0  # CPUs of one chunk task
     gpus_per_task: float = 0.0  # fractions share one GPU between tasks
+    # TPU chips per task (1, 2, 4 or 8; a whole host's: 4 on v4/v5p, 8 on v5e/v6e): JAX gives one
+    # process all the chips it sees, and a chunk's models are spread over them (docs/devices.md).
+    tpus_per_task: float = 0.0  # a number, so that a fraction gets validation's message, not a type error
     max_retries: int = 3  # retries of a chunk whose worker process died
     auth_mode: str = "disabled"  # RAY_AUTH_MODE of a local Ray, unless the environment sets it
     # CPU tasks pin their worker process to cpus_per_task cores no other toymodels worker on that

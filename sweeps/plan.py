@@ -16,6 +16,7 @@ from typing import Any
 from sweeps import resources
 from sweeps.config import Config
 from sweeps.jobs import Plan
+from sweeps.jobs.devices import Placement
 from sweeps.jobs.finite import FINITE
 from sweeps.jobs.kind import JobKind
 from sweeps.jobs.toy import FRESH
@@ -38,4 +39,4 @@ def plan_sweep(config: Config, device: resources.Device | None = None) -> Plan[A
     device = device or resources.chunk_device(config)
     units, carry = job.plan(config, device)
     return Plan(job=job, units=tuple(units), base_seed=config.sweep.base_seed, chunk_size=config.sweep.chunk_size,
-                device=device, carry=carry)
+                device=device, carry=carry, placement=Placement(config.sweep.devices, config.sweep.sharding))

@@ -213,7 +213,7 @@ def _finish(store, report, planned, tracker, start, quiet=False) -> None:
 
 
 def _train(plan: Plan, store, todo, executor, report, tracker, progress) -> None:
-    chunks = make_chunks(plan, todo, min_chunks=executor.workers)
+    chunks = make_chunks(plan, todo, min_chunks=executor.workers, device=getattr(executor, "device", None))
     bar = Progress(chunks) if progress and chunks else None
     tracker.prewarm()
 

@@ -21,6 +21,7 @@ from sweeps.config import (EXECUTORS, GRID_AXES, RAY_AUTH_MODES, STREAMS, WANDB_
 from sweeps.config_kinds import check_kinds, option_axes
 from sweeps.jobs.terms import (all_params, check_term_rules, check_term_values, config_key, param_axes,
                                terms_on)
+from sweeps.jobs.devices import MODES
 from toymodels.data import DATA, IMPORTANCE_KINDS
 from toymodels.models import INIT_KINDS, MODELS
 from toymodels.optim import SCHEDULES
@@ -147,12 +148,15 @@ RULES: dict[str, Number | OneOf] = {
     "sweep.base_seed": Int(0),
     "sweep.chunk_size": Int(0),
     "sweep.executor": OneOf(EXECUTORS),
+    "sweep.devices": Int(0, what="the most devices a chunk's process uses (0: all)"),
+    "sweep.sharding": OneOf(MODES),
     "sweep.grid.importance_last": POSITIVE,  # an axis with no scalar key of its own
     "sweep.grid.density_last_ratio": POSITIVE,  # the last feature's density over its configured one
     "ray.num_cpus": Int(1, optional=True),
     "ray.num_gpus": Int(0, optional=True),
     "ray.cpus_per_task": POSITIVE,
     "ray.gpus_per_task": NON_NEGATIVE,
+    "ray.tpus_per_task": NON_NEGATIVE,  # whole chips of TPU_CHIPS_PER_TASK: _validate_devices
     "ray.max_retries": Int(0),
     "ray.auth_mode": OneOf(RAY_AUTH_MODES),
     "wandb.per_model_limit": Int(1),
@@ -315,6 +319,29 @@ def _check_density_ratio(config: Config) -> None:
                 raise ConfigError(f"{key}[{i}]", f"{ratio} × density {p} is above 1")
 
 
+# TPU chips Ray gives one task (ray._private.accelerators.tpu.TPU_VALID_CHIP_OPTIONS).
+TPU_CHIPS_PER_TASK = (1, 2, 4, 8)
+_CHIPS = "1, 2, 4 or 8"
+
+
+def _validate_devices(config: Config) -> None:
+    """Resource requests that no task could get (docs/devices.md)."""
+    r = config.ray
+    if r.tpus_per_task and r.tpus_per_task != int(r.tpus_per_task):
+        raise ConfigError("ray.tpus_per_task", "a TPU chip is not shared between tasks (JAX opens a chip in one "
+                          f"process): whole chips, {_CHIPS}; got {r.tpus_per_task:g}")
+    if r.tpus_per_task and r.tpus_per_task not in TPU_CHIPS_PER_TASK:
+        raise ConfigError("ray.tpus_per_task", f"Ray gives a task {_CHIPS} TPU chips (a whole host: 4 on v4/v5p, "
+                          f"8 on v5e/v6e), got {r.tpus_per_task:g}")
+    if r.gpus_per_task > 1 and r.gpus_per_task != int(r.gpus_per_task):
+        raise ConfigError("ray.gpus_per_task", f"a task gets a share of one GPU (below 1) or whole GPUs, its chunk "
+                          f"spread over them; got {r.gpus_per_task:g}")
+    if r.tpus_per_task and r.gpus_per_task:
+        raise ConfigError("ray.tpus_per_task", f"a task runs JAX on GPUs or on TPU chips, not both: got "
+                          f"ray.gpus_per_task={r.gpus_per_task:g} and ray.tpus_per_task={r.tpus_per_task:g}; "
+                          "set one of them to 0")
+
+
 def validate_models(config: Config) -> None:
     """The checks of a toy-model sweep (the fresh-data and finite-data job kinds)."""
     _validate_grid(config)
@@ -329,6 +356,7 @@ def validate(config: Config) -> None:
     from sweeps.plan import job_kind_of
 
     _validate_scalars(config)
+    _validate_devices(config)
     _validate_kinds(config)
     job_kind_of(config).validate(config)
     _validate_tracking(config)

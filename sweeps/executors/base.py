@@ -19,6 +19,9 @@ class Executor(Protocol):
     """Runs chunks somewhere and reports each one to the driver as soon as it ends."""
 
     workers: int
+    # The devices its chunks run on, when the executor asked them (a Ray worker's report, for TPU
+    # chips and GPUs the driver cannot see); None: sweeps.resources.chunk_device decides.
+    device: object = None
 
     def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None: ...
 
@@ -27,9 +30,10 @@ class Executor(Protocol):
 
 
 class InProcessExecutor:
-    """Runs chunks one after another in this process."""
+    """Runs chunks one after another in this process, each over all of its devices (sweeps.jobs.devices)."""
 
     workers = 1
+    device = None
 
     def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None:
         for chunk in chunks:

@@ -1,6 +1,8 @@
 """The one chunk machinery and the toy-model job kinds: what a job kind is (``kind``: ``JobKind``,
 ``Plan``, ``Chunk``), ids, splitting, padding, the memory budget and running a chunk (``chunks``),
-toy models of a grid (``models``) on fresh data (``toy``) and on finite data (``finite``)."""
+a chunk's program over the devices of its process (``devices``), toy models of a grid
+(``models``) on fresh data (``toy``) and on finite data (``finite``), the loss terms' config
+plumbing (``terms``)."""
 
 from sweeps.jobs.chunks import ChunkFailed, make_chunks, run_chunk
 from sweeps.jobs.kind import Chunk, ChunkProgram, JobKind, Plan

@@ -54,19 +54,22 @@ def chunk_id(fields: dict, base_seed: int, points: Sequence) -> str:
 
 
 def auto_chunk_size(job: JobKind, spec: Any, device: resources.Device) -> int:
-    """Most models per chunk when sweep.chunk_size is 0: on a GPU as many as fill its memory share
-    (the kind's ``model_bytes``); on a CPU as many as keep a step's working set near the caches."""
-    if device.is_gpu and job.model_bytes is not None:
+    """Most models per chunk and device when sweep.chunk_size is 0: on a GPU or TPU as many as fill
+    its memory share (the kind's ``model_bytes``); on a CPU as many as keep a step's working set
+    near the caches."""
+    if device.is_accelerator and job.model_bytes is not None:
         return resources.fill_device(job.model_bytes(spec, device.platform), device)
     return resources.fill_cache(job.working_set(spec))
 
 
-def split(n: int, cap: int, min_chunks: int) -> tuple[int, int]:
-    """(size, width) of ``n`` models in chunks of at most ``cap``, balanced, at least ``min_chunks``
-    of them while they stay non-empty: each chunk holds ``size`` models (the last fewer), and
-    ``width`` is the size the chunks have with one worker (``min_chunks`` 1)."""
-    n_chunks = min(n, max(-(-n // cap), min_chunks))
-    return -(-n // n_chunks), -(-n // -(-n // cap))
+def split(n: int, cap: int, min_chunks: int, devices: int = 1) -> tuple[int, int, int]:
+    """(size, width, one-worker width) of ``n`` models in chunks of at most ``cap`` per device on
+    ``devices`` devices, balanced, at least ``min_chunks`` of them while they stay non-empty: each
+    chunk holds ``size`` models (the last fewer) in slices of ``width``, one per device; the
+    one-worker width is the slices' width with one worker on one device."""
+    n_chunks = min(n, max(-(-n // (cap * devices)), min_chunks))
+    size = -(-n // n_chunks)
+    return size, -(-size // devices), -(-n // -(-n // cap))
 
 
 def make_chunks(plan: Plan, units: Sequence | None = None, min_chunks: int = 1,
@@ -75,23 +78,28 @@ def make_chunks(plan: Plan, units: Sequence | None = None, min_chunks: int = 1,
 
     ``min_chunks`` asks for at least that many chunks per spec (so that every worker has one), as
     long as chunks stay non-empty. Chunk sizes (sweep.chunk_size 0) are chosen for ``device``
-    (default: the plan's): on a GPU, few large chunks, one per worker when they fit.
+    (default: the plan's): on a GPU, few large chunks, one per worker when they fit. A chunk's
+    process spreads its models over its devices (``sweeps.jobs.devices``), so a chunk holds up to
+    ``device.count`` (at most sweep.devices) times what one device holds, in slices of
+    ``pad_to`` models, one per device.
     """
     job, device = plan.job, device or plan.device
+    devices = max(1, min(device.count, plan.placement.devices or device.count))
     by_spec: dict[Any, list] = {}
     for spec, point in plan.units if units is None else units:
         by_spec.setdefault(spec, []).append(point)
     chunks = []
     for spec, points in by_spec.items():
         cap = plan.chunk_size or auto_chunk_size(job, spec, device)
-        size, width = split(len(points), cap, min_chunks)
+        size, width, one_worker = split(len(points), cap, min_chunks, devices)
         if plan.chunk_size and job.model_bytes is not None:
-            resources.check_chunk(job.model_bytes(spec, device.platform), size, device)
+            resources.check_chunk(job.model_bytes(spec, device.platform), width, device)
         fields, kinds = job.id_fields(spec), job.user_kinds(spec)
         for start in range(0, len(points), size):
             part = tuple(points[start:start + size])
             chunks.append(Chunk(chunk_id(fields, plan.base_seed, part), job, spec, plan.base_seed, part,
-                                width if job.pad_to_one_worker else size, kinds, job.carry(plan.carry, part)))
+                                one_worker if job.pad_to_one_worker else width, kinds, job.carry(plan.carry, part),
+                                plan.placement))
     return chunks
 
 
@@ -99,15 +107,15 @@ def make_chunks(plan: Plan, units: Sequence | None = None, min_chunks: int = 1,
 
 
 def run_chunk(chunk: Chunk) -> pd.DataFrame:
-    """Train every model of ``chunk`` in one compiled program; one row per model."""
-    import jax
-
+    """Train every model of ``chunk`` in one compiled program, over every device of this process
+    (``sweeps.jobs.devices``); one row per model."""
+    from sweeps.jobs.devices import run_on_devices
     from toymodels.plugins import ensure_registered
 
     ensure_registered(chunk.kinds)
     program = chunk.job.program(chunk)
     start = time.perf_counter()
-    result = jax.device_get(program.fn(*program.args))
+    result = run_on_devices(program.fn, program.args, program.axes, chunk.pad_to, chunk.placement)
     seconds = time.perf_counter() - start
     check_finite(chunk, *chunk.job.checked(result))
     return chunk.job.rows(chunk, program, result, seconds)

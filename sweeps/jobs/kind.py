@@ -24,6 +24,7 @@ from typing import Any, Callable, Generic, Hashable, Mapping, Protocol, Sequence
 
 import pandas as pd
 
+from sweeps.jobs.devices import Placement
 from sweeps.resources import Device
 
 
@@ -69,20 +70,25 @@ class Chunk(Generic[SpecT, PointT]):
     spec: SpecT
     base_seed: int
     points: tuple[PointT, ...]
-    pad_to: int  # train this many (repeating the last model): every chunk of a spec compiles once
+    # Models per program: a chunk's models are trained in slices of this many (the last repeating
+    # its last model), one slice per device (``sweeps.jobs.devices``), so that every chunk of a spec
+    # compiles once.
+    pad_to: int
     # The user's own kinds (not built in) the chunk trains, carried to workers that never loaded
     # their plugin file (toymodels.plugins); not part of the chunk's id.
     kinds: tuple = ()
     # What else the chunk's program reads that its points do not hold (an SAE chunk's toy models'
     # weights, ``JobKind.carry``); not part of its id.
     carry: Mapping = field(default_factory=dict, hash=False, compare=False)
+    placement: Placement = Placement()  # sweep.devices and sweep.sharding; not part of the id
 
     @property
     def n_models(self) -> int:
         return len(self.points)
 
     def padded(self) -> list[PointT]:
-        """The chunk's points, the last repeated up to ``pad_to``."""
+        """The chunk's points, the last repeated up to at least ``pad_to`` (``sweeps.jobs.devices``
+        pads the last slice of a chunk of several)."""
         return list(self.points) + [self.points[-1]] * (self.pad_to - len(self.points))
 
 
@@ -107,9 +113,10 @@ class Plan(Generic[SpecT, PointT]):
     job: "JobKind[SpecT, PointT]"
     units: tuple[tuple[SpecT, PointT], ...]
     base_seed: int
-    chunk_size: int  # most models per chunk (sweep.chunk_size); 0: from the device's memory
+    chunk_size: int  # most models per chunk and device (sweep.chunk_size); 0: from the device's memory
     device: Device  # where the chunks run: their sizes and the memory checks
     carry: Mapping = field(default_factory=dict)  # what ``JobKind.carry`` picks each chunk's share from
+    placement: Placement = Placement()  # how a chunk's process spreads it over its devices
 
 
 class PlanFn(Protocol[SpecT, PointT]):
@@ -160,9 +167,10 @@ class JobKind(Generic[SpecT, PointT]):
     - ``model_bytes(spec, platform)``: bytes one model keeps on a device while it trains: a GPU
       chunk holds as many as fill its share of the card, and an explicit sweep.chunk_size that
       cannot fit is refused. None: chunks are sized by ``working_set`` on every device.
-    - ``pad_to_one_worker``: pad every chunk to the width it has with one worker, so that its
-      bits never depend on the executor (XLA may round a vmapped program's sums differently at
-      another width); False: pad to the chunk's own size (toy models, as their stores were).
+    - ``pad_to_one_worker``: train every chunk in slices of the width it has with one worker on
+      one device, so that its bits never depend on the executor or the device count (XLA may
+      round a vmapped program's sums differently at another width); False: slices of the chunk's
+      own size over its devices (toy models, as their stores were trained).
     - ``program``: ``ProgramFn``; ``checked(result) -> (loss, params)``: what the non-finite
       check reads (a model whose loss or any parameter is not finite fails its chunk).
     - ``rows``: ``RowsFn``: the store's columns, in the order the kind's stores have them.

@@ -36,7 +36,7 @@ FRESH_DATA_PIECE = 1024
 
 
 def _digest(data: dict) -> str:
-    for key in ("out", "chunk_size", "executor"):
+    for key in ("out", "chunk_size", "executor", "devices", "sharding"):
         data["sweep"].pop(key, None)
     data.pop("ray", None)
     data.pop("wandb", None)
@@ -61,7 +61,7 @@ def _finite(data: dict) -> bool:
 
 def config_hash(config: Config) -> str:
     """Hash of everything that decides what the models are: not where they are written, how they
-    are chunked, where they run or how they are tracked (``wandb``)."""
+    are chunked, where they run (on how many devices) or how they are tracked (``wandb``)."""
     from omegaconf import OmegaConf
 
     return _digest(OmegaConf.to_container(OmegaConf.structured(config), resolve=True))

@@ -117,7 +117,8 @@ def test_gpu_chunks_fill_their_memory_share():
 
 def test_ray_gpu_tasks_size_chunks_without_starting_jax_in_the_driver(tmp_path):
     """The driver asks nvidia-smi (here a stand-in on PATH printing two 80 GiB cards, since this
-    machine has none) and never initialises a JAX backend for chunks Ray's GPU workers will run."""
+    machine has none) and never initialises a JAX backend for chunks Ray's GPU workers will run;
+    nor for TPU tasks, whose chips it would hold open (16 GiB a chip until a worker reports)."""
     smi = tmp_path / "nvidia-smi"
     smi.write_text("#!/bin/sh\necho 81920\necho 81920\n")
     smi.chmod(0o755)
@@ -126,13 +127,14 @@ import jax._src.xla_bridge as xb
 from sweeps.resources import chunk_device
 from tests.helpers import compose_config
 device = chunk_device(compose_config(["experiment=tms_phase_2d", "ray.gpus_per_task=0.25"]))
-print(device.platform, device.memory_bytes, len(xb._backends))
+tpu = chunk_device(compose_config(["experiment=tms_phase_2d", "ray.tpus_per_task=4"]))
+print(device.platform, device.memory_bytes, tpu.platform, tpu.memory_bytes, tpu.count, len(xb._backends))
 """
     env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["gpu", str(80 * resources.GiB // 4), "0"]
+    assert out.stdout.split() == ["gpu", str(80 * resources.GiB // 4), "tpu", str(resources.TPU_MEMORY_UNKNOWN), "4", "0"]
 
 
 def test_without_nvidia_smi_a_gpu_task_assumes_a_small_card(monkeypatch):
