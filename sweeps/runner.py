@@ -18,9 +18,10 @@ import pandas as pd
 
 from sweeps.config import Config
 from sweeps.executors.base import Executor, InProcessExecutor
-from sweeps.jobs.plan import Chunk, make_chunks, plan_models
+from sweeps.jobs import Chunk, Plan, chunks_left
+from sweeps.plan import plan_sweep
 from sweeps.resources import use_compile_cache
-from sweeps.store import DamagedRows, SweepStore
+from sweeps.store import DamagedRows, RowSchema, SweepStore
 from sweeps.tracking import Tracker, check_config as check_tracking
 
 
@@ -139,17 +140,17 @@ def run_sweep(config: Config, executor: Executor | None = None, progress: bool =
     command: a refused run writes nothing into the store).
     """
     use_compile_cache()  # before anything compiles: programs kept between runs (docs/ray.md)
-    models = plan_models(config)
-    check_tracking(config, len(models))
+    plan = plan_sweep(config)
+    check_tracking(config, len(plan.units))
     store = SweepStore(config.sweep.out)
-    store.prepare(config, len(models))
+    store.prepare(config, len(plan.units), RowSchema.of_job(plan.job.columns, config.sweep.grid))
     if on_prepared is not None:
         on_prepared(store.root)
     with store.locked():
         claim = store.claim()
     executors = _Executors(config, executor)
     try:
-        return _drive(config, store, claim, models, executors, progress)
+        return _drive(config, plan, store, claim, executors, progress)
     finally:
         with interrupts_deferred("still stopping the local Ray this run started, so that none of it is left running"):
             executors.close()
@@ -168,7 +169,8 @@ def _claim_next(store, claim, models, attempted: set[int]):
     return todo, done, held
 
 
-def _drive(config, store, claim, models, executors, progress) -> SweepReport:
+def _drive(config: Config, plan: Plan, store, claim, executors, progress) -> SweepReport:
+    models = plan.units
     planned = {p.uid for _, p in models}
     report = SweepReport(out=str(store.root), planned=len(models), already_done=0)
     tracker = Tracker.for_sweep(config, store.root)  # wandb: never raises, a failure is a warning
@@ -180,7 +182,7 @@ def _drive(config, store, claim, models, executors, progress) -> SweepReport:
         report.already_done = len(planned & done)
         while True:
             if todo:
-                _train(config, store, models, todo, executors.get(), report, tracker, progress)
+                _train(plan, store, todo, executors.get(), report, tracker, progress)
                 attempted.update(p.uid for _, p in todo)
             elif not planned - done - attempted:
                 break
@@ -216,26 +218,9 @@ def _finish(store, report, planned, tracker, start, quiet=False) -> None:
         tracker.close()
 
 
-def chunks_to_train(config: Config, models, todo, workers: int) -> list[Chunk]:
-    """The chunks of the whole plan, as an uninterrupted run cuts it, whose models are all left to
-    train: a resume (after a failed chunk, a kill, Ctrl-C) trains each model in the same chunk,
-    so with the same bits. Models of a chunk partly stored (the chunking changed since: another
-    ``sweep.chunk_size`` or number of workers; another driver's share) are cut anew."""
-    left = {p.uid for _, p in todo}
-    chunks, rest = [], set()
-    for chunk in make_chunks(config, models, min_chunks=workers):
-        ids = {p.uid for p in chunk.points}
-        if ids <= left:
-            chunks.append(chunk)
-        else:
-            rest |= ids & left
-    if rest:
-        chunks += make_chunks(config, [(spec, p) for spec, p in todo if p.uid in rest], min_chunks=workers)
-    return chunks
-
-
-def _train(config, store, models, todo, executor, report, tracker, progress) -> None:
-    chunks = chunks_to_train(config, models, todo, executor.workers)
+def _train(plan: Plan, store, todo, executor, report, tracker, progress) -> None:
+    # The whole plan's chunk boundaries, so a resume trains each model in its own chunk (its bits)
+    chunks = chunks_left(plan, todo, min_chunks=executor.workers, device=getattr(executor, "device", None))
     bar = Progress(chunks) if progress and chunks else None
     tracker.prewarm()
 

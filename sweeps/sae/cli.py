@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sweeps.sae.toy import load_sweep, select_models
 from toymodels.registry import ConfigError
 
 KIND_GROUPS = {"both": ("plain", "gated")}  # plus "all": every registered kind
@@ -73,72 +74,6 @@ def resolve_dict_size(size: str, n_features: int) -> int:
     if size.endswith("n"):
         return int(size[:-1] or 1) * n_features
     return int(size)
-
-
-def select_models(table: pd.DataFrame, query: str | None) -> pd.DataFrame:
-    """The toy models a ``--models`` query selects: a filter over the store's columns, parsed by
-    ``sweeps.store.query`` (never evaluated as code)."""
-    from sweeps.store.query import filter_rows
-
-    return filter_rows(table, query, "--models")
-
-
-def load_sweep(root: Path) -> tuple[pd.DataFrame, dict]:
-    """The stored sweep's table and config, through the store's reader (``sweeps.store.read_stored``):
-    a damaged ``results.parquet`` or chunk is never read (the finished chunks are, with a note), a
-    damaged ``sweep.yaml`` is a ConfigError naming it."""
-    from sweeps.store import META, RESULTS, read_config, read_stored
-
-    if not (root / RESULTS).exists() and not (root / META).exists():
-        raise UsageError("sweep_dir", f"{root} holds no {RESULTS}: is it a sweep's output directory (sweep.out)?")
-    try:
-        table, status = read_stored(root)
-        config = read_config(root)
-    except FileNotFoundError as error:
-        raise UsageError("sweep_dir", str(error)) from None
-    except (ConfigError, UsageError):
-        raise
-    except OSError as error:
-        raise UsageError("sweep_dir", f"cannot read {error.filename or root}: {error.strerror or error}") from None
-    if status:
-        print(f"note: {status}", file=sys.stderr, flush=True)
-    if table.empty:
-        raise UsageError("sweep_dir", f"{root} holds no finished model yet")
-    return table, config
-
-
-def stored_data_spec(config: dict):
-    """The sweep's DataSpec (kind, set size, magnitude, rest scale) as the planner built it. Runs
-    none of the sweep's plug-in files: its own kinds must be registered already, from files the
-    user named and ``sweeps.store.trust`` checked (``require_kinds``)."""
-    from omegaconf import OmegaConf
-
-    from sweeps.config_kinds import data_spec_of
-
-    return data_spec_of(OmegaConf.create(config))
-
-
-def toy_arrays(models: pd.DataFrame, model: str, n: int, m: int) -> dict:
-    """Every toy model's parameters (rebuilt from the stored columns of the kind's parameter
-    names) and feature densities, stacked along a leading model axis."""
-    from sweeps.store import as_matrix
-    from toymodels.sae.toy import param_names
-
-    names = param_names(model, n, m)
-    missing = [name for name in names if name not in models.columns]
-    if missing:
-        raise UsageError("sweep_dir", f"the stored {model!r} models have no column {missing[0]!r}")
-    params = {name: np.stack([np.asarray(np.asarray(v, dtype=object).tolist(), np.float32) for v in models[name]])
-              for name in names}
-    return {"params": params, "density_F": as_matrix(models["feature_density"]).astype(np.float32)}
-
-
-def toy_measures(W_NxHxF: np.ndarray) -> dict:
-    """The toy models' superposition (docs/science/metrics.md) beside each SAE's scores."""
-    from toymodels import metrics
-
-    return {"interference_mean": metrics.interference(W_NxHxF).mean(axis=-1),
-            "dims_per_feature": metrics.dimensions_per_feature(W_NxHxF)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,7 +135,7 @@ def check_sizes(args, table: pd.DataFrame) -> None:
 
     if not any(SAE_KINDS.get(kind).top_k for kind in args.kinds):
         return
-    for n in sorted(set(select_models(table, args.models)["n_features"])):
+    for n in sorted(set(select_models(table, args.models, "--models")["n_features"])):
         smallest = min(resolve_dict_size(size, int(n)) for size in args.dict_sizes)
         if max(args.k) > smallest:
             raise UsageError("--k", f"k={max(args.k)} exceeds dictionary size {smallest} (n={n})")
@@ -244,13 +179,13 @@ def main(argv=None) -> None:
     root = Path(args.sweep_dir)
     try:
         check_args(args)
-        table, config = load_sweep(root)
+        table, config = load_sweep(root, "sweep_dir")
         from sweeps.store import require_kinds, trust_plugins
 
         if args.plugins:  # checked against the store's record, then run (the sweep runs them again)
             trust_plugins(root, config, plugin_files(args), "--plugins")
         require_kinds(root, config, "sweep_dir", "pass --plugins FILE")
-        select_models(table, args.models)  # a bad --models query: named here, before the sweep
+        select_models(table, args.models, "--models")  # a bad --models query: named here, before the sweep
         check_sizes(args, table)
     except (UsageError, ConfigError) as error:
         print(f"toymodels-sae: error: {error}", file=sys.stderr)

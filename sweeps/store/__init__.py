@@ -38,7 +38,7 @@ from sweeps.store.locks import Claim, StoreLock, claims_of_others
 from sweeps.store.meta import (META, config_hash, config_yaml, describe_differences, differences,  # noqa: F401
                                moved_plugins_only, read_config, read_config_hash, read_meta, read_regular,
                                verified_config_hash)
-from sweeps.store.rows import DamagedRows, RowSchema, check_rows  # noqa: F401
+from sweeps.store.rows import ROWS, DamagedRows, RowSchema, check_rows  # noqa: F401
 from sweeps.store.trust import (reader_kinds, record_kinds, require_kinds, trust_plugins,  # noqa: F401
                                 verify_plugins)
 
@@ -99,6 +99,19 @@ def _arrow(table: pd.DataFrame, digest: str | None) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def write_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
+    """``table`` as one parquet file at ``path``, whole or not at all (``atomic_write``): the one
+    way a table is written beside a sweep's store (``toymodels-backdoor``'s, say)."""
+    atomic_write(Path(path), _arrow(table, None))
+
+
+def read_regular_or_none(path: Path, limit: int = 2**20) -> bytes | None:
+    try:
+        return read_regular(path, limit)
+    except (OSError, ValueError):
+        return None
+
+
 def _warning(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
@@ -133,14 +146,20 @@ class SweepStore:
         """Models other live drivers hold (None: this filesystem cannot tell)."""
         return claims_of_others(self.claims_dir, own)
 
-    def prepare(self, config: Config, n_models: int) -> None:
-        """Create the layout, or check that an existing one holds this same sweep; one exclusive step."""
+    def prepare(self, config: Config, n_models: int, rows: RowSchema | None = None) -> None:
+        """Create the layout, or check that an existing one holds this same sweep; one exclusive step.
+        ``rows``: what the job kind's rows must be (``RowSchema.of_job``; the driver's plan knows
+        its kind), recorded in rows.json for readers; None: as the store records it."""
         digest = config_hash(config)
-        self.rows = RowSchema.of_config(config)
         self.root.mkdir(parents=True, exist_ok=True)
         with self.locked():
             self._bind(config, digest, n_models)
             record_kinds(self.root, config)  # the user's kinds: refused if their code changed, else recorded
+            if rows is None:
+                rows = RowSchema.of_stored(read_config(self.root), self.root)
+            elif read_regular_or_none(self.root / ROWS) != rows.record():
+                atomic_write(self.root / ROWS, rows.record())
+            self.rows = rows
             for folder in (self.chunks_dir, self.failed_dir, self.claims_dir):
                 folder.mkdir(exist_ok=True)
             if self.others_claims() == {}:  # no other driver is writing: what is left is a dead one's
@@ -340,7 +359,7 @@ def read_stored(out: str | os.PathLike, log=_warning) -> tuple[pd.DataFrame, str
     _, planned, _ = read_meta(root)
     store = SweepStore(root, log=log, read_only=True)
     store.digest, store.trust_untagged = digest, True
-    store.rows = RowSchema.of_stored(read_config(root))
+    store.rows = RowSchema.of_stored(read_config(root), root)
     of_planned = f" of {planned}" if planned else ""
     why, table = "", None
     try:

@@ -6,16 +6,22 @@ dropped, numbers stored as text, a matrix flattened or ragged, a model id turned
 chunk this sweep reads is checked against the schema its rows must have; one that fails is set
 aside in ``chunks/corrupt/`` and its models are trained again, as a truncated chunk is.
 
-Every chunk: ``uid``, ``order``, ``seed`` integers and ``chunk`` text, no missing values; a column
-for each grid axis; every list column holds numbers (at any fixed depth), never text. A toy-model
-chunk: ``model`` text, ``n_features`` and ``n_hidden`` integers, ``loss`` a finite number, ``W`` an
-m×n matrix of finite numbers per row (m = ``n_hidden``, n = ``n_features``). An SAE chunk: ``kind``
-text, ``dict_size`` and ``n_hidden`` integers, ``W_dec`` a finite m×d matrix per row.
+Every chunk of every job kind: ``uid``, ``order``, ``seed`` integers and ``chunk`` text, no
+missing values; a column for each grid axis; every list column holds numbers (at any fixed
+depth), never text. Beyond these, each job kind declares its own columns (``JobKind.columns``,
+``sweeps.jobs.kind``): the driver hands them to the store (``RowSchema.of_job``), which records
+them in ``rows.json`` so that a reader checks a store's rows as the sweep that wrote them did.
+A column's type is ``text``, ``integer``, ``finite`` (a finite floating-point number) or
+``matrix R×C`` (per row, an R×C matrix of finite numbers, R and C named integer columns). Stores
+written before ``rows.json`` are checked by ``LEGACY_COLUMNS`` (toy models, SAEs).
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -26,19 +32,59 @@ class DamagedRows(ValueError):
     """A chunk's rows are not what a stored model's rows must be."""
 
 
+ROWS = "rows.json"  # the job kind's columns, as the sweep that wrote the store declared them
+_MATRIX = re.compile(r"matrix (\w+)×(\w+)$")
+TOY_COLUMNS = {"model": "text", "n_features": "integer", "n_hidden": "integer", "loss": "finite",
+               "W": "matrix n_hidden×n_features"}
+SAE_COLUMNS = {"kind": "text", "dict_size": "integer", "n_hidden": "integer", "W_dec": "matrix n_hidden×dict_size"}
+# The columns of stores written before rows.json: the job kinds there were (toy models, SAEs).
+LEGACY_COLUMNS = {"toy": TOY_COLUMNS, "sae": SAE_COLUMNS}
+
+
+def _known_type(text) -> bool:
+    return isinstance(text, str) and (text in ("text", "integer", "finite") or bool(_MATRIX.match(text)))
+
+
 @dataclass(frozen=True)
 class RowSchema:
-    kind: str  # "toy": toy models; "sae": sparse autoencoders
+    columns: tuple[tuple[str, str], ...] = ()  # (name, type) a job kind's rows must have
     axes: tuple[str, ...] = ()
 
     @classmethod
-    def of_config(cls, config) -> "RowSchema":
-        return cls("sae" if config.sae is not None else "toy", tuple(config.sweep.grid))
+    def of_job(cls, columns, grid) -> "RowSchema":
+        """A job kind's declared ``columns`` (``JobKind.columns``) and the sweep's grid axes."""
+        bad = [f"{k}: {v}" for k, v in columns.items() if not _known_type(v)]
+        if bad:
+            raise ValueError(f"a job kind's column type is not text, integer, finite or matrix R×C: {bad[0]}")
+        return cls(tuple(columns.items()), tuple(grid))
 
     @classmethod
-    def of_stored(cls, stored: dict) -> "RowSchema":
+    def of_stored(cls, stored: dict, root: Path | None = None) -> "RowSchema":
+        """What the rows of a stored sweep must be: as its ``rows.json`` records them, else (a
+        store written before it, or a damaged one) as ``LEGACY_COLUMNS`` has them."""
         grid = (stored.get("sweep") or {}).get("grid") or {}
-        return cls("sae" if stored.get("sae") else "toy", tuple(grid) if isinstance(grid, dict) else ())
+        axes = tuple(grid) if isinstance(grid, dict) else ()
+        recorded = read_recorded(root) if root is not None else None
+        if recorded is not None:
+            return cls(tuple(recorded.items()), axes)
+        return cls(tuple(LEGACY_COLUMNS["sae" if stored.get("sae") else "toy"].items()), axes)
+
+    def record(self) -> bytes:
+        return json.dumps({"columns": dict(self.columns)}, indent=1, sort_keys=True).encode()
+
+
+def read_recorded(root: Path) -> dict | None:
+    """``rows.json``'s columns (None: absent, or not a record of known column types)."""
+    from sweeps.store.meta import read_regular
+
+    try:
+        record = json.loads(read_regular(Path(root) / ROWS, 2**20))
+    except (OSError, ValueError, RecursionError):
+        return None
+    columns = record.get("columns") if isinstance(record, dict) else None
+    if not isinstance(columns, dict) or not all(isinstance(k, str) and _known_type(v) for k, v in columns.items()):
+        return None
+    return columns
 
 
 _INTEGERS = ("uid", "order", "seed")
@@ -47,10 +93,6 @@ NUMERIC_LISTS = ("W", "W2", "W_in", "b_in", "W_out", "b", "b_hidden", "norms", "
                  "feature_density", "feature_importance", "snap_step", "snap_loss", "snap_norms", "snap_capacity",
                  "layer_norms", "layer_capacity", "snap_layer_norms", "snap_layer_capacity", "W_dec", "b_dec",
                  "max_cos")
-_KIND_COLUMNS = {
-    "toy": {"model": "text", "n_features": "integer", "n_hidden": "integer", "loss": "float", "W": "matrix"},
-    "sae": {"kind": "text", "dict_size": "integer", "n_hidden": "integer", "W_dec": "matrix"},
-}
 
 
 def _text(t: pa.DataType) -> bool:
@@ -76,10 +118,11 @@ def _number(t: pa.DataType) -> bool:
 
 def _check_type(name: str, t: pa.DataType, want: str) -> None:
     leaf, depth = _leaf(t)
-    ok = {"text": _text(t), "integer": pa.types.is_integer(t), "float": pa.types.is_floating(t),
+    want = "matrix" if want.startswith("matrix") else want
+    ok = {"text": _text(t), "integer": pa.types.is_integer(t), "finite": pa.types.is_floating(t),
           "matrix": depth == 2 and pa.types.is_floating(leaf)}[want]
     if not ok:
-        what = {"text": "text", "integer": "integers", "float": "floating-point numbers",
+        what = {"text": "text", "integer": "integers", "finite": "floating-point numbers",
                 "matrix": "a matrix (a list of rows) of floating-point numbers"}[want]
         raise DamagedRows(f"column {name!r} holds {t}, not {what}")
 
@@ -89,7 +132,7 @@ def check_rows(table: pa.Table, schema: RowSchema | None) -> None:
     names = set(table.column_names)
     required = dict.fromkeys(_INTEGERS, "integer") | {"chunk": "text"}
     if schema is not None:
-        required |= _KIND_COLUMNS[schema.kind]
+        required |= dict(schema.columns)
         missing_axes = [a for a in schema.axes if a not in names]
         if missing_axes:
             raise DamagedRows(f"no column for the grid axis {missing_axes[0]!r}")
@@ -106,15 +149,20 @@ def check_rows(table: pa.Table, schema: RowSchema | None) -> None:
     for name in required:
         if table.column(name).null_count:
             raise DamagedRows(f"column {name!r} has missing values")
-    if schema is None:
-        return
-    if schema.kind == "toy":
-        loss = table.column("loss").to_numpy(zero_copy_only=False)
-        if not np.isfinite(loss).all():
-            raise DamagedRows("column 'loss' holds a value that is not finite")
-        _check_matrix(table, "W", "n_hidden", "n_features")
-    else:
-        _check_matrix(table, "W_dec", "n_hidden", "dict_size")
+    for name, want in required.items():
+        if want == "finite":
+            values = table.column(name).to_numpy(zero_copy_only=False)
+            if not np.isfinite(values).all():
+                raise DamagedRows(f"column {name!r} holds a value that is not finite")
+        elif want.startswith("matrix"):
+            rows_of, columns_of = _MATRIX.match(want).groups()
+            for size in (rows_of, columns_of):
+                if size not in names:
+                    raise DamagedRows(f"no column {size!r}")
+                _check_type(size, table.schema.field(size).type, "integer")
+                if table.column(size).null_count:
+                    raise DamagedRows(f"column {size!r} has missing values")
+            _check_matrix(table, name, rows_of, columns_of)
 
 
 def _check_matrix(table: pa.Table, name: str, rows_of: str, columns_of: str) -> None:

@@ -59,9 +59,9 @@ def test_reading_a_store_runs_none_of_its_plugin_files(plugin_store, tmp_path, m
         sae([str(out), "--steps", "1", "--models", "seed == 9"])
     sae_config = compose_config(["+sae=toy", f"sae.toy.sweep={out}", "~sweep.grid.density", "sae.steps=5",
                                  f"sweep.out={tmp_path / 'sae'}", "wandb.mode=disabled", "sweep.executor=local"])
-    from sweeps.jobs.plan import plan_models
+    from sweeps.plan import plan_sweep
 
-    plan_models(sae_config)  # reads the toy store: the kind is registered here (this process trained it)
+    plan_sweep(sae_config)  # reads the toy store: the kind is registered here (this process trained it)
     assert not ran.exists()
     capsys.readouterr()
 
