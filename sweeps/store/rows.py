@@ -101,6 +101,11 @@ def _text(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
+def _bytes(t: pa.DataType) -> bool:
+    """An SAE's parameters as safetensors bytes (``params``): read only by a safetensors loader."""
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
 def _list(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
@@ -144,8 +149,8 @@ def check_rows(table: pa.Table, schema: RowSchema | None) -> None:
         leaf, depth = _leaf(field.type)
         if depth and not _number(leaf) and (field.name in NUMERIC_LISTS or not _text(leaf)):
             raise DamagedRows(f"column {field.name!r} holds lists of {leaf}, not numbers")
-        if not depth and not (_number(field.type) or _text(field.type)):
-            raise DamagedRows(f"column {field.name!r} holds {field.type}, not numbers or text")
+        if not depth and not (_number(field.type) or _text(field.type) or _bytes(field.type)):
+            raise DamagedRows(f"column {field.name!r} holds {field.type}, not numbers, text or bytes")
     for name in required:
         if table.column(name).null_count:
             raise DamagedRows(f"column {name!r} has missing values")
