@@ -147,6 +147,10 @@ def verify_plugins(root: Path, stored: dict, named, key: str, allow_extra: bool 
                                   "another file")
         return matched
     wanted = [str(p) for p in (stored.get("plugins") or [])]
+    if not wanted:  # a sweep of built-in kinds only: nothing of the named files is its own
+        if paths and not allow_extra:
+            raise ConfigError(key, f"{named[0]} is not one of {root}'s plug-in files (it has none)")
+        return []
     by_name = {path.name: path for path in paths}
     missing = [w for w in wanted if Path(w).name not in by_name]
     if missing:
