@@ -7,6 +7,7 @@ Layout of ``sweep.out`` (docs/store.md)::
                           the config hash it was trained under
     chunks/corrupt/       chunk files found damaged, set aside (their models are trained again)
     failed/<id>.json      chunks that failed by themselves, with their error
+    kinds.json, rows.json the user's plug-ins and kinds; the columns every chunk is checked against
     claims/, .lock        which driver trains which models (sweeps.store.locks)
     results.parquet       every finished model, one row each (rebuilt from chunks/)
     figures/              what ``toymodels-figures`` draws
