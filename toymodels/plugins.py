@@ -1,6 +1,7 @@
 """Your own kinds without forking: Python files named in the config's ``plugins`` list are run
 once per process, before validation, and register their kinds in the core's tables
-(``toymodels.models.register_model``, ``toymodels.data.register_data``). See README, "Your own
+(``toymodels.models.register_model``, ``toymodels.data.register_data``,
+``toymodels.sae.register_sae``). See README, "Your own
 kind".
 
 A file is loaded as a module named after its resolved path, so loading it again (a second sweep
@@ -61,10 +62,13 @@ def source_digest(paths) -> str:
     return h.hexdigest()[:16]
 
 
-def kinds_used(model_names, data_names) -> tuple:
+def kinds_used(model_names, data_names, sae_names=()) -> tuple:
     """The registered kind objects that are not built in, for the chunks to carry to workers."""
+    from toymodels.sae import SAE_KINDS
+
     used = [MODELS.get(n) for n in dict.fromkeys(model_names) if not MODELS.is_builtin(n)]
     used += [DATA.get(n) for n in dict.fromkeys(data_names) if not DATA.is_builtin(n)]
+    used += [SAE_KINDS.get(n) for n in dict.fromkeys(sae_names) if not SAE_KINDS.is_builtin(n)]
     return tuple(used)
 
 
@@ -79,8 +83,9 @@ def plugin_modules(kinds) -> list:
 def ensure_registered(kinds) -> None:
     """Register the kinds a chunk carries (on a worker that never loaded their file)."""
     from toymodels.data import DataKind
+    from toymodels.sae import SAE_KINDS, SaeKind
 
     for kind in kinds:
-        table = DATA if isinstance(kind, DataKind) else MODELS
+        table = DATA if isinstance(kind, DataKind) else SAE_KINDS if isinstance(kind, SaeKind) else MODELS
         if table.find(kind.name) is not kind:
             table.register(kind)

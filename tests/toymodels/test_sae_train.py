@@ -67,20 +67,21 @@ def test_a_mixed_program_trains_each_group_as_its_own_program_would():
 
 
 def test_resampling_restarts_dead_latents_on_the_worst_reconstructed_inputs():
-    spec = SaeSpec(dict_size=3, kind="jumprelu", jumprelu_threshold=0.5)
-    params = init_params(jax.random.key(0), 2, spec)
-    params = {**params, "log_threshold_D": jnp.asarray([0.0, 1.0, 2.0]), "b_enc_D": jnp.asarray([0.1, 0.2, 0.3])}
+    spec = SaeSpec(dict_size=3, kind="jumprelu")
+    hp = jax.tree.map(lambda a: a[0], hparams(1, init_threshold=0.5))
+    params = init_params(jax.random.key(0), 2, spec, hp)
+    params = {**params, "threshold_D": jnp.asarray([0.0, 1.0, 2.0]), "b_enc_D": jnp.asarray([0.1, 0.2, 0.3])}
     opt = optax.adam(1e-3)
     state = opt.init(params)
     state = (state[0]._replace(mu=jax.tree.map(jnp.ones_like, state[0].mu)),) + tuple(state[1:])
     h = jnp.asarray([[1.0, 0.0, 3.0], [0.0, 2.0, 0.0]])
     hhat = jnp.zeros_like(h)  # residuals: the third input worst, then the second
     dead = jnp.asarray([False, True, True])
-    new, new_state = resample_dead(params, state, dead, h, hhat, spec, init_params(jax.random.key(1), 2, spec))
+    new, new_state = resample_dead(params, state, dead, h, hhat, spec, init_params(jax.random.key(1), 2, spec, hp))
     np.testing.assert_allclose(decoder(new)[:, 1:], [[1.0, 0.0], [0.0, 1.0]], atol=1e-6)
     np.testing.assert_array_equal(new["V_HxD"][:, 0], params["V_HxD"][:, 0])  # alive: untouched
     np.testing.assert_allclose(new["b_enc_D"], [0.1, 0.0, 0.0])
-    np.testing.assert_allclose(new["log_threshold_D"], [0.0, np.log(0.5), np.log(0.5)], rtol=1e-6)
+    np.testing.assert_allclose(new["threshold_D"], [0.0, 0.5, 0.5], rtol=1e-6)
     live_norm = float(jnp.linalg.norm(params["W_enc_DxH"][0]))
     np.testing.assert_allclose(jnp.linalg.norm(new["W_enc_DxH"][1:], axis=1), 0.2 * live_norm, rtol=1e-6)
     np.testing.assert_array_equal(new_state[0].mu["V_HxD"], [[1, 0, 0], [1, 0, 0]])
@@ -166,8 +167,7 @@ def test_synthbench_ordering_l1_lowest_mcc_at_matched_l0(small_bench):
     The ordering to reproduce: L1 lowest."""
     source, world = small_bench
     init, data = keys_for(2)
-    common = dict(dict_size=64, steps=1500, batch_size=256, eval_batch=4096, per_sae_source=False, shared_data=True,
-                  jumprelu_threshold=1.0)
+    common = dict(dict_size=64, steps=1500, batch_size=256, eval_batch=4096, per_sae_source=False, shared_data=True)
     settings = {"plain": dict(l1=[5.0, 10.0]), "batchtopk": dict(k=2), "jumprelu": dict(l1=[3.0, 6.0], bandwidth=0.5),
                 "matryoshka": dict(k=2)}
     specs = tuple(SaeSpec(kind=kind, k_max=2 if "k" in values else 0, **common) for kind, values in settings.items())
