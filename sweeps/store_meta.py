@@ -39,6 +39,10 @@ def _digest(data: dict) -> str:
         data["sweep"].pop(key, None)
     data.pop("ray", None)
     data.pop("wandb", None)
+    if data.get("sae"):  # an SAE sweep: keys its SAEs do not read, as they were hashed before
+        from sweeps.sae_config import hashed_sae
+
+        hashed_sae(data)
     for path, neutral in ADDED_AT_NEUTRAL.items():
         parent = data
         for key in path[:-1]:
