@@ -265,7 +265,7 @@ def _check_world(config) -> None:
 
 
 def _check_toy(config) -> None:
-    """The toy sweep's directory is read when planning (``sweeps.sae_toy``), still before any compute."""
+    """The toy sweep's directory is read when planning (``sweeps.sae.toy``), still before any compute."""
     if not config.sae.toy.sweep.strip():
         raise ConfigError("sae.toy.sweep", "must name a finished toy-model sweep's sweep.out (e.g. runs/tms_intro)")
 
@@ -315,7 +315,7 @@ def validate_sae(config) -> None:
 
 
 def hashed_sae(data: dict) -> None:
-    """The ``sae:`` section as its config hash sees it (``sweeps.store_meta``), in place: keys
+    """The ``sae:`` section as its config hash sees it (``sweeps.store.meta``), in place: keys
     added after 43f758a (``ADDED_SAE_KEYS``) are left out where no SAE of the sweep reads them
     (no kind of it declares them, or at their neutral value: AuxK's α = 0 and its window with it),
     and an unread ``bandwidth`` at its new default is hashed at its old one, so that a sweep that
