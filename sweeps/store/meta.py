@@ -40,7 +40,7 @@ def _digest(data: dict) -> str:
     data.pop("ray", None)
     data.pop("wandb", None)
     if data.get("sae"):  # an SAE sweep: keys its SAEs do not read, as they were hashed before
-        from sweeps.sae.config import hashed_sae
+        from sweeps.config import hashed_sae
 
         hashed_sae(data)
     for path, neutral in ADDED_AT_NEUTRAL.items():
