@@ -24,15 +24,22 @@ def is_sae_sweep(sweep) -> bool:
     return sweep.config.get("sae") is not None
 
 
+# Tables written before rows named their kind's sparsity setting: the built-in kinds with k then.
+LEGACY_TOP_K = ("topk", "batchtopk", "matryoshka")
+
+
 def with_sparsity_names(table: pd.DataFrame) -> pd.DataFrame:
     """The table with ``sparsity_axis`` and ``sparsity_name`` (stored by each SAE kind's
-    declaration since they existed; before, λ for the kinds with k = 0, else k)."""
+    declaration since they existed; before, k for rows with k > 0, or of the kinds that had k,
+    else λ)."""
     if "sparsity_axis" in table and "sparsity_name" in table and not table["sparsity_axis"].isna().any():
         return table
-    top_k = table["k"].fillna(0).astype(float) > 0 if "k" in table else pd.Series(False, index=table.index)
+    top_k = (table["k"].fillna(0).astype(float) > 0 if "k" in table else table["kind"].isin(LEGACY_TOP_K))
     old_axis, old_name = np.where(top_k, "k", "l1"), np.where(top_k, "k", "λ")
-    axis = table["sparsity_axis"].fillna(pd.Series(old_axis, index=table.index)) if "sparsity_axis" in table else old_axis
-    name = table["sparsity_name"].fillna(pd.Series(old_name, index=table.index)) if "sparsity_name" in table else old_name
+    def given(column, old):
+        return table[column].fillna(pd.Series(old, index=table.index)) if column in table else old
+
+    axis, name = given("sparsity_axis", old_axis), given("sparsity_name", old_name)
     return table.assign(sparsity_axis=axis, sparsity_name=name)
 
 

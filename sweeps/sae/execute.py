@@ -128,7 +128,8 @@ def sae_table(chunk: SaeChunk, result, arrays, seconds: float) -> pd.DataFrame:
         if "parents" in truth:
             edge_hedging = hedging(W_dec[i], truth["truth"][i], truth["parents"][i], truth["represented"][i])
             children = truth["parents"][i] >= 0
-            row.update(edge_columns(i, result.scores, truth["parents"][i]), edge_hedging=edge_hedging[children].tolist(),
+            row.update(edge_columns(i, result.scores, truth["parents"][i]),
+                       edge_hedging=edge_hedging[children].tolist(),
                        hedging=float(np.nanmean(edge_hedging[children])) if np.isfinite(edge_hedging[children]).any()
                        else float("nan"))
         rows.append(row)

@@ -111,10 +111,12 @@ def _spec(config, coords: tuple, kind: str, dict_size: int, static: dict) -> Sae
     sae_kind = SAE_KINDS.get(kind)
     options = {h.name: h.cast(_read(coords, config, h.name)) for h in sae_kind.hparams if not h.per_sae}
     # AuxK is compiled in for a kind that declares its coefficient when any SAE of the sweep has one
-    # above 0 (as the orthogonality penalty): chunking never changes a program
-    aux_k = sae_kind.hparam("aux_coefficient") is not None and max(sae_values(config, "aux_coefficient")) > 0
-    return SaeSpec(dict_size=dict_size, kind=kind, steps=static.get("steps", s.steps),
-                   batch_size=static.get("batch_size", s.batch_size),
+    # above 0 (as the orthogonality penalty: chunking never changes a program), unless no latent can
+    # be dead by its window in so few steps (it counts the steps before each one)
+    steps = static.get("steps", s.steps)
+    aux_k = (sae_kind.hparam("aux_coefficient") is not None and max(sae_values(config, "aux_coefficient")) > 0
+             and steps > min(sae_values(config, "dead_window")) + 1)
+    return SaeSpec(dict_size=dict_size, kind=kind, steps=steps, batch_size=static.get("batch_size", s.batch_size),
                    k_max=_k_max(config, coords) if sae_kind.top_k else 0,
                    ortho=max(sae_values(config, "ortho")) > 0, aux_k=aux_k, options=frozen_options(options),
                    resample_every=s.resample_every, eval_batch=s.eval_batch, per_sae_source=True, shared_data=False)

@@ -280,8 +280,7 @@ def test_every_kind_declares_its_hyperparameters_and_hparams_takes_their_default
     names = {kind.name: [h.name for h in kind.hparams] for kind in SAE_KINDS if kind.name in
              ("plain", "gated", "rescaled", "topk", "batchtopk", "jumprelu", "matryoshka")}
     assert names == {"plain": ["l1"], "gated": ["l1"], "rescaled": ["l1"],
-                     "topk": ["k", "aux_coefficient", "dead_window"], "batchtopk": ["k", "aux_coefficient", "dead_window"],
-                     "matryoshka": ["k", "aux_coefficient", "dead_window"],
+                     **{k: ["k", "aux_coefficient", "dead_window"] for k in ("topk", "batchtopk", "matryoshka")},
                      "jumprelu": ["l1", "bandwidth", "init_threshold", "grad_clip"]}
     assert SAE_KINDS.get("topk").sparsity is K and SAE_KINDS.get("jumprelu").sparsity is L1
     hp = one()

@@ -163,7 +163,8 @@ def test_synthbench_ordering_l1_lowest_mcc_at_matched_l0(small_bench):
     published recipe otherwise; width 64 = n/4 as 4,096 of 16,384). Published at full size, L0 25:
     MCC 0.604 standard L1, 0.757 BatchTopK, 0.753 JumpReLU, 0.793 Matryoshka. BatchTopK and
     Matryoshka at k = 2 (the true L0 of the 64 most frequent features); JumpReLU (at its defaults
-    otherwise) and L1 at the λ whose L0 is nearest 2 of two. All four kinds in one program on one stream (``train_mixed``).
+    otherwise) and L1 at the λ whose L0 is nearest 2 of two. All four kinds in one program on one stream
+    (``train_mixed``).
     The ordering to reproduce: L1 lowest."""
     source, world = small_bench
     init, data = keys_for(2)

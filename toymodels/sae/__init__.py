@@ -11,7 +11,7 @@ issue 16): the kinds, the sources of activations, the scores, and ``train_saes``
 | ``build`` | building worlds: directions, Zipf, low-rank correlation, hierarchies, composition |
 | ``synthbench`` | the SynthSAEBench-like world (full size and scaled down), its cost estimate |
 | ``toy`` | a trained toy model's own data kind and forward pass as a source (``ToySource``) |
-| ``metrics`` | MMCS, MCC and uniqueness (SAELens's), precision/recall/F1, L0, dead, FVU, γ, absorption per edge, hedging, composed |
+| ``metrics`` | MMCS, MCC, uniqueness, precision/recall/F1, L0, dead, FVU, γ, absorption per edge, hedging |
 | ``train`` | ``SaeSpec``, ``SaeHParams``, ``train_saes`` (one spec), ``train_mixed`` (several on one stream) |
 
 A new kind: build a ``SaeKind`` in your own file and ``register_sae`` it (docs/saes/reference.md,
@@ -46,5 +46,6 @@ from toymodels.sae.metrics import SaeScores, chance_mmcs, mcc, mmcs  # noqa: E40
 from toymodels.sae.train import (SAE_STREAM, SaeHParams, SaeResult, SaeSpec, hparams, make_train,  # noqa: E402
                                  sae_keys, split_keys, train_mixed, train_saes)
 
-__all__ = ["SAE_KINDS", "SAE_STREAM", "HyperParam", "SaeHParams", "SaeKind", "register_sae", "SaeResult", "SaeScores", "SaeSpec", "chance_mmcs",
+__all__ = ["SAE_KINDS", "SAE_STREAM", "HyperParam", "SaeHParams", "SaeKind", "register_sae", "SaeResult", "SaeScores",
+           "SaeSpec", "chance_mmcs",
            "decoder", "hparams", "make_train", "mcc", "mmcs", "sae_keys", "split_keys", "train_mixed", "train_saes"]

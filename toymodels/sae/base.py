@@ -67,7 +67,8 @@ class SaeKind:
     def __post_init__(self):
         names = [h.name for h in self.hparams]
         if not all(isinstance(h, HyperParam) for h in self.hparams) or len(set(names)) != len(names):
-            raise ValueError(f"SAE kind {self.name!r}: hparams must be distinct HyperParam objects, got {self.hparams!r}")
+            raise ValueError(f"SAE kind {self.name!r}: hparams must be distinct HyperParam objects, "
+                             f"got {self.hparams!r}")
         if self.top_k and "k" not in names:
             raise ValueError(f"SAE kind {self.name!r} is top_k but declares no hyperparameter 'k'")
 

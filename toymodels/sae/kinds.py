@@ -205,7 +205,7 @@ def project_threshold(params, aux, spec):
 
 JUMPRELU = SaeKind(name="jumprelu", encode=encode_jumprelu, loss_terms=jumprelu_terms, init=init_jumprelu,
                    update_state=project_threshold, hparams=(L1, BANDWIDTH, INIT_THRESHOLD, GRAD_CLIP), init_scale=0.1,
-                   doc="f = ‖v‖ pre ⊙ H(pre − θ), loss ‖h − ĥ‖² + λ·L0, straight-through gradients for θ")
+                   doc="f = ‖v‖ pre ⊙ H(pre − θ), loss ‖h − ĥ‖² + λ·L0, straight-through θ")
 
 
 BUILTIN = [PLAIN, GATED, RESCALED, TOPK, BATCHTOPK, JUMPRELU, MATRYOSHKA]

@@ -125,6 +125,8 @@ def test_a_users_sae_kind_from_the_docs_sweeps_in_process_and_is_drawn(plugin_di
 @pytest.mark.slow
 def test_a_users_sae_kind_from_the_docs_sweeps_on_ray(plugin_dir, tmp_path):
     """The same sweep on Ray: workers never read my_sae.py (the chunks carry the kind); the same bits."""
+    if not (plugin_dir / "runs" / "sae_lp" / "results.parquet").exists():  # run alone: the in-process one first
+        run_documented(plugin_dir)
     shutil.copy(plugin_dir / "my_sae.py", tmp_path / "my_sae.py")
     run_documented(tmp_path, "sweep.executor=ray", "ray.num_cpus=2")
     ray_rows = read_results(tmp_path / "runs" / "sae_lp", arrays=True)
