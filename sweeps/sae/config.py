@@ -2,7 +2,7 @@
 item 1), and its checks before any compute.
 
 An SAE sweep is an ordinary sweep whose grid axes are SAE hyperparameters and, for synthetic
-worlds, world parameters (``SAE_AXES``); its points are SAEs instead of toy models. The source of
+worlds, world parameters (``sae_axes``); its points are SAEs instead of toy models. The source of
 activations is a synthetic world (``sae.source=world``, ``toymodels.sae.build``) or the toy models
 of a stored sweep (``sae.source=toy``, each model's own data and forward pass, ``toymodels.sae.toy``).
 """
@@ -209,11 +209,6 @@ def sae_axes(config) -> tuple:
     registered kind's hyperparameters."""
     world = WORLD_PER_AXES + WORLD_STATIC_AXES if config.sae.source == "world" else ()
     return tuple(dict.fromkeys(TRAIN_PER_AXES + SAE_STATIC_AXES + tuple(kind_hparams()) + world))
-
-
-def static_axes() -> tuple:
-    """Axes that split chunks: the static ones and the kinds' static hyperparameters."""
-    return SAE_STATIC_AXES + tuple(n for n, h in kind_hparams().items() if not h.per_sae)
 
 
 def _check_grid(config) -> None:

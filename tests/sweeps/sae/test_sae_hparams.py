@@ -134,3 +134,15 @@ def test_a_users_sae_kind_from_the_docs_sweeps_on_ray(plugin_dir, tmp_path):
     assert ray_rows["ray_node"].notna().all()
     for a, b in zip(ray_rows.sort_values("uid")["W_dec"], local.sort_values("uid")["W_dec"]):
         assert np.array_equal(a, b)
+
+
+def test_the_sae_sections_keys_are_the_built_in_kinds_declarations():
+    """One source of defaults: every built-in kind's hyperparameter is a key of the sae: section
+    (defaults from the declaration), and every such key is some built-in kind's."""
+    from sweeps.sae.config import SCHEMA_HPARAMS, SaeConf
+    from toymodels.sae.kinds import BUILTIN
+
+    declared = {h.name: h for kind in BUILTIN for h in kind.hparams}
+    assert declared == SCHEMA_HPARAMS
+    conf = SaeConf()
+    assert {name: getattr(conf, name) for name in declared} == {name: h.default for name, h in declared.items()}
