@@ -7,10 +7,10 @@ kind's terms, means over the batch:
 | ``plain`` | ReLU(pre) | λ‖f‖₁ |
 | ``gated`` | 1[π_gate > 0] ⊙ ReLU(e^r ⊙ proj + b_mag) | λ‖ReLU(π_gate)‖₁ + aux |
 | ``rescaled`` | e^r ⊙ ReLU(π_gate) | λ‖ReLU(π_gate)‖₁ + aux |
-| ``topk`` | ReLU(pre), each input's k largest | — |
-| ``batchtopk`` | ReLU(pre), the batch's k·B largest | — |
-| ``jumprelu`` | pre ⊙ H(pre − θ) | λ Σ_j H(pre_j − θ_j) (L0), straight-through θ |
-| ``matryoshka`` | as ``batchtopk`` | Σ_w ‖h − (W_dec[:, :w] f[:w] + b_dec)‖² over nested widths w |
+| ``topk`` | ReLU(pre), each input's k largest | AuxK (``toymodels.sae.train``) |
+| ``batchtopk`` | ReLU(pre), the batch's k·B largest | AuxK |
+| ``jumprelu`` | ‖v_j‖ pre_j H(pre_j − θ_j) | λ Σ_j H(pre_j − θ_j) (L0), straight-through θ |
+| ``matryoshka`` | as ``batchtopk`` | Σ_w ‖h − (W_dec[:, :w] f[:w] + b_dec)‖² over nested widths w, AuxK |
 
 Gated (Rajamanoharan et al. 2024, "Improving dictionary learning with gated SAEs"): one encoder
 matrix serves a gate path π_gate = proj + b_gate (proj = W_enc (h − b_dec), b_gate is ``b_enc``)
@@ -22,12 +22,14 @@ magnitudes it selects; the Heaviside passes no gradient, so an auxiliary loss
 the same penalty and auxiliary loss. The auxiliary loss is what keeps it sparse: without it the
 encoder could scale π_gate down and r up, leaving f unchanged and the L1 penalty going to zero.
 On an isolated feature of magnitude a (unit encoder and decoder along it) plain outputs
-(a − θ)₊, rescaled r(a − θ)₊ and gated a·1[a > θ] (SCIENCE.md §8).
+(a − θ)₊, rescaled r(a − θ)₊ and gated a·1[a > θ].
 
+The three top-k kinds declare AuxK's coefficient and dead window (docs/saes/reference.md, "AuxK").
 TopK (Gao et al. 2024) takes k per SAE under a static ``spec.k_max``; BatchTopK (Bussmann et
-al. 2024) any k per SAE (``spec.k_max`` bounds it for checks). BatchTopK's codes depend on the batch; at evaluation each input is encoded alone
-with a threshold θ: f = pre ⊙ 1[pre > θ], θ tracked during training as a running mean of each
-batch's smallest kept activation (decay ``spec.threshold_decay``).
+al. 2024) any k per SAE (``spec.k_max`` bounds it for checks). BatchTopK's codes depend on the
+batch; at evaluation each input is encoded alone with a threshold θ: f = pre ⊙ 1[pre > θ], θ
+tracked during training as a running mean of each batch's smallest kept activation (decay
+``spec.threshold_decay``).
 
 JumpReLU (Rajamanoharan et al. 2024, "Jumping ahead"), trained as SAELens 6.54 trains it: codes
 f_j = ‖v_j‖ · z_j · H(z_j − θ_j) with z = W_enc (h − b_dec) + b_enc, an L0 penalty λ Σ_j H(z_j − θ_j),
