@@ -11,19 +11,20 @@ import numpy as np
 import pytest
 
 from sweeps.config import ConfigError
-from sweeps.jobs.plan import make_chunks, plan_models
+from sweeps.jobs.chunks import make_chunks
+from sweeps.plan import plan_sweep
 from sweeps.store import read_results
 from sweeps.store.meta import body_hash, config_hash
-from tests.helpers import REPO, cli, compose_config
+from tests.helpers import cli, compose_config
+from tests.readme import doc_block
 
-DOCS = REPO / "docs" / "saes" / "reference.md"
 DATA = Path(__file__).parent.parent / "data"
-_MARKED = re.compile(r"<!-- docs test: (?P<name>[^>]+?) -->\n```\w*\n(?P<code>.*?)```", re.S)
 
 
-def docs_block(name: str) -> str:
-    blocks = {m.group("name"): m.group("code") for m in _MARKED.finditer(DOCS.read_text())}
-    return blocks[name]
+# The number of SAEs 43f758a planned for each and a digest of their sorted uids (computed with that
+# version's sweeps.sae_plan.plan_saes): a store that resumes must find its rows by these ids.
+UIDS_43F758A = {"sae_shrinkage_small": (12, "0e6893d755cb50e1"), "sae_pareto_small": (21, "990059131c2434c6"),
+                "sae_orthogonality_small": (8, "1147009c78d82f64"), "sae_active_small": (6, "20bbc3ca9a329055")}
 
 
 @pytest.mark.parametrize("name, extra, resumes", [
@@ -35,11 +36,18 @@ def docs_block(name: str) -> str:
 ])
 def test_stores_of_43f758a_resume_where_their_saes_mean_what_they_meant(name, extra, resumes):
     """sweep.yaml of `toymodels-sweep experiment=NAME` as 43f758a wrote it: its body still hashes to
-    its first line, and this version's config hashes to it exactly when it trains the same SAEs."""
+    its first line, and this version's config hashes to it exactly when it trains the same SAEs;
+    the SAEs keep their ids (a resumed store trains none of them again)."""
+    import hashlib
+
     text = (DATA / f"sweep_43f758a_{name}.yaml").read_text()
     stored, body = text.splitlines()[0].split(": ")[1], text.split("\n", 2)[2]
     assert body_hash(body) == stored
-    assert (config_hash(compose_config([f"experiment={name}", *extra])) == stored) is resumes
+    config = compose_config([f"experiment={name}", *extra])
+    assert (config_hash(config) == stored) is resumes
+    uids = sorted(p.uid for _, p in plan_sweep(config).units)
+    assert (len(uids), hashlib.sha256(",".join(map(str, uids)).encode()).hexdigest()[:16]) == UIDS_43F758A[name]
+    assert text.splitlines()[1] == f"# models: {len(uids)}"
 
 
 @pytest.mark.parametrize("override, key", [
@@ -73,28 +81,29 @@ def test_each_kind_reads_its_own_axes_and_a_static_hyperparameter_splits_program
     config = compose_config(["experiment=sae_pareto_small", "sweep.grid.kind=[jumprelu,topk,test_static]",
                              "sweep.grid.l1=[0.1,0.3]", "sweep.grid.k=[1]", "+sweep.grid.bandwidth=[0.02,0.05]",
                              "+sweep.grid.test_width=[1,3]"])
-    saes = plan_models(config)
+    plan = plan_sweep(config)
+    saes = plan.units
     per_kind = {}
     for group, point in saes:
         per_kind.setdefault(group.spec.kind, []).append((dict(point.values), group.spec.options))
     assert len(per_kind["jumprelu"]) == 4 and {v["bandwidth"] for v, _ in per_kind["jumprelu"]} == {0.02, 0.05}
     assert per_kind["topk"] == [({"k": 1, "aux_coefficient": 1 / 32, "dead_window": 1000}, ())]
     assert [options for _, options in per_kind["test_static"]] == [(("test_width", 1),), (("test_width", 3),)]
-    chunks = [c for c in make_chunks(config, saes) if c.spec.kind == "test_static"]
-    assert len(chunks) == 2 and chunks[0].spec.option("test_width") == 1
+    chunks = [c for c in make_chunks(plan) if c.spec.spec.kind == "test_static"]
+    assert len(chunks) == 2 and chunks[0].spec.spec.option("test_width") == 1
     assert chunks[0].kinds and chunks[0].kinds[0].name == "test_static"  # carried to a worker
 
 
 @pytest.fixture(scope="module")
 def plugin_dir(tmp_path_factory):
     where = tmp_path_factory.mktemp("plugin")
-    (where / "my_sae.py").write_text(docs_block("my_sae.py"))
+    (where / "my_sae.py").write_text(doc_block("my_sae.py"))
     return where
 
 
 def run_documented(where: Path, *extra: str) -> list:
     results = []
-    for line in docs_block("my_sae sweep").splitlines():
+    for line in doc_block("my_sae sweep").splitlines():
         args = shlex.split(line)
         args += [*extra, "wandb.mode=disabled"] if args[0] == "toymodels-sweep" else []
         results.append(cli(args[0], *args[1:], cwd=where, timeout=600))
