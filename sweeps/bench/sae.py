@@ -36,6 +36,11 @@ WORLD = {"num_features": 256, "hidden_dim": 32, "seed": 0}
 KINDS = ("plain", "gated", "topk", "batchtopk", "jumprelu", "matryoshka")
 COEFFICIENTS = {"plain": (0.03, 0.1, 0.3), "gated": (0.03, 0.1, 0.3), "jumprelu": (0.01, 0.1, 1.0),
                 "topk": (2, 4, 8), "batchtopk": (2, 4, 8), "matryoshka": (2, 4, 8)}
+# The defaults in which the two sides differ on purpose (docs/saes/reference.md), printed with the table.
+DEFAULTS_NOTE = ("defaults that differ: AuxK's α ours 1/32 (Gao et al. 2024), SAELens 1 (both: dead after 1,000 "
+                 "steps without firing, k_aux = d_in/2, on only past that many steps); standard L1: SAELens "
+                 "penalises |f_j|·‖W_dec_j‖ from decoder norm 0.1, ours λ‖f‖₁ with unit-norm decoder columns, "
+                 "so one λ is not one L0 (compare at matched L0)")
 THROUGHPUT = dict(width=64, d=16, batch=1024, n_features=64)
 EVAL_BATCH = 8192
 
@@ -403,6 +408,7 @@ def main(argv=None) -> int:
             note = (f"world: our build of SAELens's default recipe ({WORLD['num_features']} Zipf features in "
                     f"{WORLD['hidden_dim']} dims; no SAELens installed: ours only), width {args.width}, lr {args.lr}, "
                     f"batch {args.batch}, {args.steps} steps; scored on {args.eval_samples:,} inputs")
+        note += "\n" + DEFAULTS_NOTE
         inputs = evaluation_inputs(source, world, args.eval_samples)
         out["parity"] = parity(args, source, world, model, inputs)
         for row in out["parity"]:
