@@ -356,23 +356,23 @@ def grid_axes() -> str:
 
 
 def sae_grid_axes() -> str:
-    """The grid axes of an SAE sweep (the ``sae`` section): per SAE or static, world-only or not."""
-    import importlib
+    """The grid axes of an SAE sweep (the ``sae`` section): training and source axes, and every
+    registered SAE kind's declared hyperparameters (``toymodels.sae.hyperparams``), per SAE or
+    static, with the kinds that read them."""
+    from sweeps.sae import config as module
+    from toymodels.sae import SAE_KINDS
 
-    module = None
-    for name in ("sweeps.sae_config", "sweeps.saes.config", "sweeps.sae.config"):
-        try:
-            module = importlib.import_module(name)
-            break
-        except ImportError:
-            continue
-    if module is None:
-        raise ImportError("no module holds the SAE grid axes (SAE_AXES)")
-    per = set(module.SAE_PER_AXES) | set(module.WORLD_PER_AXES)
+    hparams = module.kind_hparams()
+    per = set(module.TRAIN_PER_AXES) | set(module.WORLD_PER_AXES) | {n for n, h in hparams.items() if h.per_sae}
     world = set(module.WORLD_PER_AXES) | set(module.WORLD_STATIC_AXES)
-    rows = [[code(axis), "per SAE" if axis in per else "static", "worlds only" if axis in world else "any source"]
-            for axis in module.SAE_AXES]
-    return table(["axis", "kind", "source"], rows)
+    axes = dict.fromkeys(module.TRAIN_PER_AXES + module.SAE_STATIC_AXES + tuple(hparams)
+                         + module.WORLD_PER_AXES + module.WORLD_STATIC_AXES)
+    rows = []
+    for axis in axes:
+        readers = [k.name for k in SAE_KINDS if k.hparam(axis) is not None] if axis in hparams else []
+        rows.append([code(axis), "per SAE" if axis in per else "static", "worlds only" if axis in world else "any source",
+                     ", ".join(code(r) for r in readers) if readers else "every kind"])
+    return table(["axis", "kind", "source", "read by"], rows)
 
 
 TABLES = {

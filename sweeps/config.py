@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from sweeps.resources import check_axis_length
-from sweeps.sae.config import SaeConf
+from sweeps.sae.config import SaeConf, hashed_sae  # noqa: F401 (hashed_sae: the store's config hash)
 from toymodels.registry import ConfigError
 
 

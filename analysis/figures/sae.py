@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.figures.canvas import finish, panel_grid
+from analysis.figures.sae_sweep import with_sparsity_names
 from analysis.seeds import evenly_spaced
 
 LINE_KEYS = ["kind", "dict_size", "sparsity"]  # sparsity: λ, or k for the top-k kinds
@@ -30,7 +31,6 @@ D_STAR_LAST_PANEL = ("interference_mean", "toy model mean interference")
 TOY_COLUMNS = ("dims_per_feature", "interference_mean")
 X_BINS = 8
 KIND_STYLE = {"plain": "-", "gated": "--", "rescaled": "-.", "topk": ":", "batchtopk": ":", "matryoshka": ":"}
-TOP_K_KINDS = ("topk", "batchtopk", "matryoshka")
 DICT_MARKERS = ("o", "s")
 
 
@@ -64,13 +64,13 @@ def line_subset(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 def line_means(table: pd.DataFrame, x: str) -> pd.DataFrame:
     """Each score averaged over toy-model seeds and SAE seeds at each x, per line."""
     columns = [c for c, _ in PANELS] + ["interference_mean", "true_l0", "mmcs_chance"]
-    return table.groupby(LINE_KEYS + [x], sort=True)[columns].mean().reset_index()
+    return table.groupby(LINE_KEYS + ["sparsity_name", x], sort=True)[columns].mean().reset_index()
 
 
 def draw_lines(ax, means: pd.DataFrame, x: str, column: str, colors: dict, sizes: list) -> None:
-    """One line per (kind, d, λ or k): colour λ or k, dash kind, marker d."""
-    for (kind, d, l1), line in means.groupby(LINE_KEYS, sort=True):
-        name = "k" if kind in TOP_K_KINDS else "λ"
+    """One line per (kind, d, λ or k): colour λ or k, dash kind, marker d; each kind's sparsity
+    setting named as its declaration names it (``sparsity_name``)."""
+    for (kind, d, l1, name), line in means.groupby(LINE_KEYS + ["sparsity_name"], sort=True):
         ax.plot(line[x], line[column], KIND_STYLE.get(kind, ":"), marker=DICT_MARKERS[sizes.index(d) % 2],
                 ms=3.5, lw=1.2, color=colors[l1], label=f"{kind}, d={d}, {name}={l1:g}")
 
@@ -91,7 +91,7 @@ def draw_reference(ax, means: pd.DataFrame, x: str, column: str, sizes: list) ->
 def plot_sae_recovery(table: pd.DataFrame, stamp: str = "", target=None):
     """Panels of MMCS (both directions), FVU, L0 and dead fraction of the SAEs, and the toy model's
     own superposition, against the toy model's superposition (1/density or D*)."""
-    table, x_label, log_x = with_x_axis(table)
+    table, x_label, log_x = with_x_axis(with_sparsity_names(table))
     x = "x"
     shown, note = line_subset(table)
     means = line_means(shown, x)

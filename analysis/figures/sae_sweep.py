@@ -14,7 +14,6 @@ import pandas as pd
 from analysis.figures.canvas import finish, panel_grid
 
 MCC_NAME = "MCC (SAELens: decoder |cos|, one-to-one Hungarian matching)"
-TOP_K_KINDS = ("topk", "batchtopk", "matryoshka")
 KIND_ORDER = ("plain", "gated", "rescaled", "jumprelu", "topk", "batchtopk", "matryoshka")
 WORLD_AXES = ("density", "magnitude", "cosine", "together", "world_seed", "n_features", "n_hidden", "directions",
               "active")
@@ -23,6 +22,32 @@ MAX_WORLD_ROWS = 3
 
 def is_sae_sweep(sweep) -> bool:
     return sweep.config.get("sae") is not None
+
+
+# Tables written before rows named their kind's sparsity setting: the built-in kinds with k then.
+LEGACY_TOP_K = ("topk", "batchtopk", "matryoshka")
+
+
+def with_sparsity_names(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with ``sparsity_axis`` and ``sparsity_name`` (stored by each SAE kind's
+    declaration since they existed; before, k for rows with k > 0, or of the kinds that had k,
+    else λ)."""
+    if "sparsity_axis" in table and "sparsity_name" in table and not table["sparsity_axis"].isna().any():
+        return table
+    top_k = (table["k"].fillna(0).astype(float) > 0 if "k" in table else table["kind"].isin(LEGACY_TOP_K))
+    old_axis, old_name = np.where(top_k, "k", "l1"), np.where(top_k, "k", "λ")
+    def given(column, old):
+        return table[column].fillna(pd.Series(old, index=table.index)) if column in table else old
+
+    axis, name = given("sparsity_axis", old_axis), given("sparsity_name", old_name)
+    return table.assign(sparsity_axis=axis, sparsity_name=name)
+
+
+def own_axes(rows: pd.DataFrame, axes: list[str]) -> list[str]:
+    """Grid axes that vary among one kind's SAEs besides its sparsity setting, the world's, seeds and
+    dictionary size: a kind's other hyperparameters (JumpReLU's ε, a user kind's own), one line each."""
+    skip = set(WORLD_AXES) | {"kind", "dict_size", "seed"} | set(rows["sparsity_axis"])
+    return [a for a in axes if a not in skip and a in rows and rows[a].nunique(dropna=True) > 1]
 
 
 def kinds_in(table: pd.DataFrame) -> list[str]:
@@ -50,8 +75,10 @@ def front(rows: pd.DataFrame, y: str) -> pd.DataFrame:
 
 
 def plot_sae_pareto(table: pd.DataFrame, axes: list[str], stamp: str = "", target=None):
-    """L0 against FVU and against MCC, one line per SAE kind (and dictionary size) through its λ or
-    k settings; one row of panels per world. The true L0 (firing features per input) is dotted."""
+    """L0 against FVU and against MCC, one line per SAE kind (and dictionary size, and value of its
+    other swept hyperparameters) through its sparsity settings (λ, k: each kind's declared one);
+    one row of panels per world. The true L0 (firing features per input) is dotted."""
+    table = with_sparsity_names(table)
     kinds = kinds_in(table)
     colors, worlds = kind_colors(kinds), world_groups(table, axes)
     sizes = sorted(table["dict_size"].unique())
@@ -59,10 +86,16 @@ def plot_sae_pareto(table: pd.DataFrame, axes: list[str], stamp: str = "", targe
     for row, (label, rows) in zip(axs, worlds):
         for ax, (y, name) in zip(row, (("fvu", "FVU (fraction of variance unexplained)"), ("mcc", MCC_NAME))):
             for (kind, d), part in rows.groupby(["kind", "dict_size"], sort=False):
-                points = front(part, y)
-                ax.plot(points["l0"], points[y], marker="o", ms=3.5, lw=1.3, color=colors[kind],
-                        ls="-" if sizes.index(d) == 0 else "--",
-                        label=f"{kind}" + (f", d={d}" if len(sizes) > 1 else ""))
+                extra = own_axes(part, axes)
+                lines = part.groupby(extra, sort=True) if extra else [((), part)]
+                for n, (values, line) in enumerate(lines):
+                    values = values if isinstance(values, tuple) else (values,)
+                    points = front(line, y)
+                    line_label = (f"{kind} ({line['sparsity_name'].iloc[0]})" + (f", d={d}" if len(sizes) > 1 else "")
+                                  + "".join(f", {a}={v:g}" if isinstance(v, float) else f", {a}={v}"
+                                            for a, v in zip(extra, values)))
+                    ax.plot(points["l0"], points[y], marker="os^vD"[n % 5], ms=3.5, lw=1.3, color=colors[kind],
+                            ls="-" if sizes.index(d) == 0 else "--", label=line_label)
             ax.axvline(rows["true_l0"].mean(), color="k", ls=":", lw=1, label="true L0")
             ax.set_xscale("log")
             ax.set_xlabel("L0 (active latents per input)", fontsize=8)

@@ -24,8 +24,10 @@ import pandas as pd
 
 from sweeps.sae.toy import load_sweep, select_models
 from toymodels.registry import ConfigError
+from toymodels.sae.hyperparams import BANDWIDTH
 
 KIND_GROUPS = {"both": ("plain", "gated")}  # plus "all": every registered kind
+
 
 class UsageError(ValueError):
     """A bad option: reported with the option's name and exit status 2, before any compute."""
@@ -93,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="activations per step, drawn fresh (default %(default)s)")
     parser.add_argument("--seeds", type=int, default=1, help="SAE seeds per (toy model, λ or k) (default %(default)s)")
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default %(default)s)")
-    parser.add_argument("--bandwidth", type=float, default=1e-3, help="JumpReLU's ε (default %(default)s)")
+    parser.add_argument("--bandwidth", type=float, default=BANDWIDTH.default,
+                        help="JumpReLU's ε (default %(default)s)")
     parser.add_argument("--ortho", type=float, default=0.0,
                         help="decoder orthogonality weight λ_o >= 0 (default %(default)s: off)")
     parser.add_argument("--resample-every", type=int, default=0,

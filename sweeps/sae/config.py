@@ -2,7 +2,7 @@
 item 1), and its checks before any compute.
 
 An SAE sweep is an ordinary sweep whose grid axes are SAE hyperparameters and, for synthetic
-worlds, world parameters (``SAE_AXES``); its points are SAEs instead of toy models. The source of
+worlds, world parameters (``sae_axes``); its points are SAEs instead of toy models. The source of
 activations is a synthetic world (``sae.source=world``, ``toymodels.sae.build``) or the toy models
 of a stored sweep (``sae.source=toy``, each model's own data and forward pass, ``toymodels.sae.toy``).
 """
@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Dict
 
 from toymodels.registry import ConfigError
+from toymodels.sae.hyperparams import AUX_COEFFICIENT, BANDWIDTH, DEAD_WINDOW, GRAD_CLIP, INIT_THRESHOLD, K, L1
 
 SOURCES = ("world", "toy")
 WORLD_KINDS = ("independent", "composition", "exactly", "synthbench_small", "saelens")
@@ -24,17 +25,20 @@ MAGNITUDES = ("uniform", "fixed")
 # per l of an `exactly` world with k = l, without a k axis whose diagonal only is wanted.
 FOLLOW_ACTIVE = "active"
 
-# Grid axes of an SAE sweep. Per SAE: array leaves of one compiled program. Static: SAEs that
-# differ in one never share a chunk. World axes (per SAE unless static) change the world's arrays.
-SAE_PER_AXES = ("l1", "k", "lr", "bandwidth", "ortho")
+# Grid axes of an SAE sweep besides the kinds' own hyperparameters (``SaeKind.hparams``: l1, k,
+# bandwidth, ... and a user kind's, each read only by the kinds that declare it). Per SAE: array
+# leaves of one compiled program. Static: SAEs that differ in one never share a chunk. World axes
+# (per SAE unless static) change the world's arrays.
+TRAIN_PER_AXES = ("lr", "ortho")
 SAE_STATIC_AXES = ("kind", "dict_size", "steps", "batch_size")
 WORLD_PER_AXES = ("density", "magnitude", "cosine", "together", "world_seed")
 WORLD_STATIC_AXES = ("n_features", "n_hidden", "directions", "active")
-SAE_AXES = SAE_PER_AXES + SAE_STATIC_AXES + WORLD_PER_AXES + WORLD_STATIC_AXES
-# A kind reads only some axes (the top-k kinds k, the others λ; only jumprelu its bandwidth): the
-# rest are dropped from its SAEs' coordinates, so that a kind is trained once per setting it reads.
-KIND_AXES = {"l1": lambda kind: not kind.top_k, "k": lambda kind: kind.top_k,
-             "bandwidth": lambda kind: kind.name == "jumprelu"}
+# The built-in kinds' hyperparameters that are keys of the sae: section itself (sae.l1, ...);
+# any other kind hyperparameter is sae.options.<name>.
+SCHEMA_HPARAMS = {h.name: h for h in (L1, K, BANDWIDTH, INIT_THRESHOLD, GRAD_CLIP, AUX_COEFFICIENT, DEAD_WINDOW)}
+# Keys of the sae: section added after 43f758a, and bandwidth's default before then (config hashes).
+ADDED_SAE_KEYS = ("init_threshold", "grad_clip", "aux_coefficient", "dead_window")
+OLD_BANDWIDTH = 1e-3
 
 
 @dataclass
@@ -68,10 +72,16 @@ class SaeConf:
     toy: SaeToyConf = field(default_factory=SaeToyConf)
     kind: str = "plain"  # a kind of toymodels.sae.SAE_KINDS
     dict_size: Any = 32  # an integer, or a multiple of the source's features: "n", "2n"
-    l1: float = 0.1  # λ of plain, gated, rescaled; the L0 coefficient of jumprelu
-    k: Any = 2  # k of topk, batchtopk, matryoshka; "active": the exactly world's l (k follows l)
+    # the built-in kinds' hyperparameters (toymodels.sae.hyperparams: defaults and meanings)
+    l1: float = L1.default  # λ of plain, gated, rescaled; the L0 coefficient of jumprelu
+    k: Any = K.default  # k of topk, batchtopk, matryoshka; "active": the exactly world's l (k follows l)
+    bandwidth: float = BANDWIDTH.default  # jumprelu's ε
+    init_threshold: float = INIT_THRESHOLD.default  # jumprelu's θ₀
+    grad_clip: float = GRAD_CLIP.default  # jumprelu: each SAE's gradient clipped to this global norm (0: not)
+    aux_coefficient: float = AUX_COEFFICIENT.default  # AuxK's α (topk, batchtopk, matryoshka; 0: off)
+    dead_window: int = DEAD_WINDOW.default  # AuxK: dead after this many steps without firing
+    options: Dict[str, Any] = field(default_factory=dict)  # other kinds' own hyperparameters (a user's kind)
     lr: float = 3e-3
-    bandwidth: float = 1e-3  # jumprelu's ε
     ortho: float = 0.0  # decoder orthogonality λ_o (0: off)
     resample_every: int = 0  # resample latents dead over this many steps (0: never)
     steps: int = 3000
@@ -106,7 +116,13 @@ def check_dict_size(key: str, value) -> None:
 def check_k(key: str, value) -> None:
     if value == FOLLOW_ACTIVE:
         return
-    _number(key, value, 1, integer=True)
+    _check_hparam(K, key, value)
+
+
+def _check_hparam(hparam, key: str, value) -> None:
+    problem = hparam.problem(value)
+    if problem:
+        raise ConfigError(key, problem)
 
 
 def resolve_dict_size(value, n_features: int) -> int:
@@ -121,14 +137,39 @@ def _kinds():
     return SAE_KINDS
 
 
-# key (under sae., or a grid axis) -> its check; world keys under sae.world.
+def kind_hparams() -> dict:
+    """Every registered SAE kind's hyperparameters by name (kinds that share a name share it)."""
+    found = {}
+    for kind in _kinds():
+        for h in kind.hparams:
+            found.setdefault(h.name, h)
+    return found
+
+
+def reads(kind, axis: str) -> bool:
+    """Whether SAEs of ``kind`` read the grid axis ``axis``: a training, static or world axis, or
+    one of the kind's own hyperparameters."""
+    return axis not in kind_hparams() or kind.hparam(axis) is not None
+
+
+def rule(name: str):
+    """The check of a key under sae. (or a grid axis), by name."""
+    if name == "k":
+        return check_k
+    if name in RULES:
+        return RULES[name]
+    hparam = kind_hparams().get(name)
+    if hparam is not None:
+        return lambda key, v: _check_hparam(hparam, key, v)
+    return WORLD_RULES.get(name)
+
+
+# key (under sae., or a grid axis) -> its check; world keys under sae.world; the kinds' own
+# hyperparameters by their declarations (``rule``).
 RULES = {
     "kind": lambda key, v: _one_of(key, v, tuple(_kinds().names())),
     "dict_size": check_dict_size,
-    "l1": lambda key, v: _number(key, v, 0, low_open=True),
-    "k": check_k,
     "lr": lambda key, v: _number(key, v, 0, low_open=True),
-    "bandwidth": lambda key, v: _number(key, v, 0, low_open=True),
     "ortho": lambda key, v: _number(key, v, 0),
     "resample_every": lambda key, v: _number(key, v, 0, integer=True),
     "steps": lambda key, v: _number(key, v, 1, integer=True),
@@ -151,31 +192,58 @@ WORLD_RULES = {
 
 
 def sae_values(config, axis: str) -> list:
-    """The values an SAE sweep takes on ``axis``: its grid axis, else the config's one value."""
+    """The values an SAE sweep takes on ``axis``: its grid axis, else the config's one value (a
+    kind's hyperparameter: ``sae.<name>``, else ``sae.options.<name>``, else its declared default)."""
     from sweeps.config import expand_axis
 
     if axis in config.sweep.grid:
         return expand_axis(axis, config.sweep.grid[axis])
-    table = config.sae.world if axis in WORLD_RULES and axis not in RULES else config.sae
-    return [getattr(table, axis)]
+    if axis in WORLD_RULES and axis not in RULES and axis != "k" and axis not in kind_hparams():
+        return [getattr(config.sae.world, axis)]
+    if axis in SCHEMA_HPARAMS or axis in RULES:
+        return [getattr(config.sae, axis)]
+    if axis in config.sae.options:
+        return [config.sae.options[axis]]
+    return [kind_hparams()[axis].default]
+
+
+def sae_axes(config) -> tuple:
+    """Every axis an SAE sweep may have: its training, static and (on worlds) world axes, and every
+    registered kind's hyperparameters."""
+    world = WORLD_PER_AXES + WORLD_STATIC_AXES if config.sae.source == "world" else ()
+    return tuple(dict.fromkeys(TRAIN_PER_AXES + SAE_STATIC_AXES + tuple(kind_hparams()) + world))
 
 
 def _check_grid(config) -> None:
     from sweeps.config import expand_axis
 
-    allowed = SAE_AXES if config.sae.source == "world" else SAE_PER_AXES + SAE_STATIC_AXES
+    allowed = sae_axes(config)
     for name, spec in config.sweep.grid.items():
         key = f"sweep.grid.{name}"
         if name not in allowed:
             raise ConfigError(key, f"unknown axis of an SAE sweep (sae.source={config.sae.source}); allowed: "
                               f"{', '.join(allowed)}")
         values = expand_axis(name, spec)
-        rule = RULES.get(name) or WORLD_RULES[name]
+        check = rule(name)
         for i, value in enumerate(values):
-            rule(f"{key}[{i}]", value)
+            check(f"{key}[{i}]", value)
             if value in values[:i]:
                 raise ConfigError(key, f"the value {value!r} is listed twice; list each value once "
                                   "(repeats of one setting are sweep.seeds)")
+
+
+def _check_options(config) -> None:
+    """``sae.options``: hyperparameters of registered kinds that have no sae. key of their own."""
+    declared = kind_hparams()
+    for name, value in config.sae.options.items():
+        key = f"sae.options.{name}"
+        if name in SCHEMA_HPARAMS:
+            raise ConfigError(key, f"{name} is a key of its own: set sae.{name}")
+        if name not in declared:
+            others = [n for n in declared if n not in SCHEMA_HPARAMS]
+            raise ConfigError(key, f"no registered SAE kind has a hyperparameter {name!r}; those set here: "
+                              f"{', '.join(others) or 'none (the built-in kinds use sae.<name>)'}")
+        rule(name)(key, value)
 
 
 def _check_world(config) -> None:
@@ -244,10 +312,11 @@ def validate_sae(config) -> None:
     """Every ``sae.*`` value and SAE grid axis, before any compute; a ConfigError names the key."""
     s = config.sae
     _one_of("sae.source", s.source, SOURCES)
-    for name, rule in RULES.items():
-        rule(f"sae.{name}", getattr(s, name))
-    for name, rule in WORLD_RULES.items():
-        rule(f"sae.world.{name}", getattr(s.world, name))
+    for name in (*RULES, *SCHEMA_HPARAMS):
+        rule(name)(f"sae.{name}", getattr(s, name))
+    for name, check in WORLD_RULES.items():
+        check(f"sae.world.{name}", getattr(s.world, name))
+    _check_options(config)
     _check_grid(config)
     if s.source == "world" and s.world.kind == "saelens":
         _check_saelens(config)
@@ -257,3 +326,39 @@ def validate_sae(config) -> None:
         _check_toy(config)
     _check_follow_active(config)
     _check_top_k(config)
+
+
+def hashed_sae(data: dict) -> None:
+    """The ``sae:`` section as its config hash sees it (``sweeps.store.meta``), in place: keys
+    added after 43f758a (``ADDED_SAE_KEYS``) are left out where no SAE of the sweep reads them
+    (no kind of it declares them, or at their neutral value: AuxK's α = 0 and its window with it),
+    and an unread ``bandwidth`` at its new default is hashed at its old one, so that a sweep that
+    means what it meant then keeps its hash (docs/saes/reference.md, "Stores written before").
+    A sweep.yaml written before (none of those keys) is left as it is. Only built-in kinds are
+    known here: with a user's kind in the sweep every key is kept."""
+    from toymodels.sae.kinds import BUILTIN
+
+    sae = data.get("sae")
+    if not isinstance(sae, dict) or not any(key in sae for key in ADDED_SAE_KEYS):
+        return
+    if sae.get("options") == {}:
+        del sae["options"]
+    grid = data.get("sweep", {}).get("grid", {}) or {}
+    kinds = [sae.get("kind")] + list(grid.get("kind", []) if isinstance(grid.get("kind"), list) else [])
+    builtin = {kind.name: kind for kind in BUILTIN}
+    if not all(name in builtin for name in kinds):
+        return
+    read = {h.name for name in kinds for h in builtin[name].hparams}
+    live = {name: name in read or name in grid for name in SCHEMA_HPARAMS}
+    for name in ADDED_SAE_KEYS:
+        hparam = SCHEMA_HPARAMS[name]
+        if name in grid or name not in sae:
+            continue
+        if hparam.neutral is not None and sae[name] == hparam.neutral:
+            live[name] = False
+    for name in ADDED_SAE_KEYS:
+        hparam = SCHEMA_HPARAMS[name]
+        if name in sae and name not in grid and (not live[name] or (hparam.needs and not live[hparam.needs])):
+            del sae[name]
+    if not live["bandwidth"] and sae.get("bandwidth") == BANDWIDTH.default:
+        sae["bandwidth"] = OLD_BANDWIDTH

@@ -20,7 +20,7 @@ def _id_fields(group: SaeGroup) -> dict:
 def _user_kinds(group: SaeGroup) -> tuple:
     from sweeps.sae.toy import toy_kinds
 
-    return toy_kinds(group.source)
+    return toy_kinds(group.source, group.spec.kind)
 
 
 def _carry(carry, points) -> dict:

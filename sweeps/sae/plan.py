@@ -2,10 +2,11 @@
 
 The SAE job kind's planner (``sweeps.sae.job``) for configs with an ``sae:`` section
 (``sweeps.sae.config``); ``sweeps.jobs.chunks`` splits its SAEs into chunks as it does every
-kind's models. A chunk is one ``toymodels.sae.train_saes`` program: every SAE in it shares an ``SaeSpec`` (kind, dictionary
-size, steps, batch, k_max) and a static source (a world's firing and shape, or a toy model's kind,
-data kind and shape); everything else (λ, k, lr, ε, λ_o, the world's density, magnitudes,
-cosine, seed, the toy model's weights) is a per-SAE array.
+kind's models. A chunk is one ``toymodels.sae.train_saes`` program: every SAE in it shares an
+``SaeSpec`` (kind, dictionary size, steps, batch, k_max, the kind's static hyperparameters) and a
+static source (a world's firing and shape, or a toy model's kind, data kind and shape);
+everything else (lr, λ_o, the kind's per-SAE hyperparameters: λ, k, ε, θ₀, α, ...; the world's
+density, magnitudes, cosine, seed, the toy model's weights) is a per-SAE array.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweeps.jobs.chunks import crc_id, model_uid
-from sweeps.sae.config import (FOLLOW_ACTIVE, KIND_AXES, SAE_STATIC_AXES, WORLD_RULES, WORLD_STATIC_AXES,
+from sweeps.sae.config import (FOLLOW_ACTIVE, SAE_STATIC_AXES, WORLD_RULES, WORLD_STATIC_AXES, reads,
                                resolve_dict_size, sae_values)
-from toymodels.registry import ConfigError
+from toymodels.registry import ConfigError, frozen_options
 from toymodels.sae import SAE_KINDS, SaeSpec
 
 WORLD_FIELDS = tuple(WORLD_RULES)  # every world parameter, in the order of sae.world
@@ -33,12 +34,13 @@ class SaePoint:
     uid: int  # stable 31-bit id of the SAE (its row in the store)
     order: int
     source_uid: int  # its world's or toy model's id: SAEs of one source and seed share key and data
-    l1: float
-    k: int
     lr: float
-    bandwidth: float
     ortho: float
+    values: tuple[tuple[str, object], ...]  # the kind's per-SAE hyperparameters (name, value)
     source: tuple[tuple[str, object], ...]  # the world's parameters, or the toy model's stored values
+
+    def value(self, name: str, missing=None):
+        return dict(self.values).get(name, missing)
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,9 @@ def _read(coords: tuple, config, axis: str):
 
 
 def _kind_coords(coords: tuple, config) -> tuple:
-    """The coordinates an SAE's kind reads (``KIND_AXES``): one SAE per setting it reads."""
+    """The coordinates an SAE's kind reads (``sweeps.sae.config.reads``): one SAE per setting it reads."""
     kind = SAE_KINDS.get(_read(coords, config, "kind"))
-    return tuple((a, v) for a, v in coords if a not in KIND_AXES or KIND_AXES[a](kind))
+    return tuple((a, v) for a, v in coords if reads(kind, a))
 
 
 def _k(coords: tuple, config, value) -> int:
@@ -84,21 +86,27 @@ def _k_max(config, coords: tuple) -> int:
 
 def _spec(config, coords: tuple, kind: str, dict_size: int, static: dict) -> SaeSpec:
     s = config.sae
-    top_k = SAE_KINDS.get(kind).top_k
-    return SaeSpec(dict_size=dict_size, kind=kind, steps=static.get("steps", s.steps),
-                   batch_size=static.get("batch_size", s.batch_size),
-                   k_max=_k_max(config, coords) if top_k else 0,
-                   ortho=max(sae_values(config, "ortho")) > 0, resample_every=s.resample_every,
-                   eval_batch=s.eval_batch, per_sae_source=True, shared_data=False)
+    sae_kind = SAE_KINDS.get(kind)
+    options = {h.name: h.cast(_read(coords, config, h.name)) for h in sae_kind.hparams if not h.per_sae}
+    # AuxK is compiled in for a kind that declares its coefficient when any SAE of the sweep has one
+    # above 0 (as the orthogonality penalty: chunking never changes a program), unless no latent can
+    # be dead by its window in so few steps (it counts the steps before each one)
+    steps = static.get("steps", s.steps)
+    aux_k = (sae_kind.hparam("aux_coefficient") is not None and max(sae_values(config, "aux_coefficient")) > 0
+             and steps > min(sae_values(config, "dead_window")) + 1)
+    return SaeSpec(dict_size=dict_size, kind=kind, steps=steps, batch_size=static.get("batch_size", s.batch_size),
+                   k_max=_k_max(config, coords) if sae_kind.top_k else 0,
+                   ortho=max(sae_values(config, "ortho")) > 0, aux_k=aux_k, options=frozen_options(options),
+                   resample_every=s.resample_every, eval_batch=s.eval_batch, per_sae_source=True, shared_data=False)
 
 
 def _values(config, coords: tuple, kind: str) -> dict:
-    """The per-SAE hyperparameters; a value the kind does not read is neutral (as toymodels-sae)."""
-    top_k = SAE_KINDS.get(kind).top_k
-    return dict(l1=0.0 if top_k else float(_read(coords, config, "l1")),
-                k=_k(coords, config, _read(coords, config, "k")) if top_k else 1,
-                lr=float(_read(coords, config, "lr")), bandwidth=float(_read(coords, config, "bandwidth")),
-                ortho=float(_read(coords, config, "ortho")))
+    """lr, λ_o and the kind's per-SAE hyperparameters; one the kind does not read takes its
+    declared default in the program, where nothing reads it."""
+    values = tuple((h.name, _k(coords, config, _read(coords, config, "k")) if h.name == "k"
+                    else h.cast(_read(coords, config, h.name)))
+                   for h in SAE_KINDS.get(kind).hparams if h.per_sae)
+    return dict(lr=float(_read(coords, config, "lr")), ortho=float(_read(coords, config, "ortho")), values=values)
 
 
 def _world_sources(config, coords: tuple):
@@ -159,4 +167,8 @@ def working_set(group: SaeGroup) -> int:
 
 
 def hparam_lists(points) -> dict[str, np.ndarray]:
-    return {name: np.array([getattr(p, name) for p in points]) for name in ("lr", "l1", "k", "bandwidth", "ortho")}
+    """``toymodels.sae.hparams``' arguments for ``points`` (SAEs of one kind)."""
+    lists = {name: np.array([getattr(p, name) for p in points]) for name in ("lr", "ortho")}
+    names = [name for name, _ in points[0].values]
+    lists.update({name: np.array([p.value(name) for p in points]) for name in names})
+    return lists

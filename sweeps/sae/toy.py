@@ -106,9 +106,9 @@ def stored_toys(config) -> tuple[pd.DataFrame, dict, object]:
 
 
 def _info(row: pd.Series, axes: list[str], measures: dict, i: int) -> tuple:
-    from sweeps.sae.config import SAE_PER_AXES, SAE_STATIC_AXES
+    from sweeps.sae.config import SAE_STATIC_AXES, TRAIN_PER_AXES, kind_hparams
 
-    taken = SAE_PER_AXES + SAE_STATIC_AXES + TOY_VALUES
+    taken = TRAIN_PER_AXES + tuple(kind_hparams()) + SAE_STATIC_AXES + TOY_VALUES
     info = {("toy_" + a if a in taken else a): row[a] for a in axes if a in row}
     info.update({f"toy_{name}": row[name] for name in TOY_VALUES})
     info.update({name: float(values[i]) for name, values in measures.items()})
@@ -140,12 +140,15 @@ def toy_carry(config) -> dict[int, dict]:
     return out
 
 
-def toy_kinds(source) -> tuple:
-    """The user's own model and data kinds a toy source needs on a worker (none for worlds)."""
+def toy_kinds(source, sae_kind: str = "plain") -> tuple:
+    """The user's own kinds a chunk needs on a worker: its SAE kind, and a toy source's model and
+    data kinds."""
     from toymodels.plugins import kinds_used
     from toymodels.sae.toy import ToySource
 
-    return kinds_used([source.model], [source.data.kind]) if isinstance(source, ToySource) else ()
+    if isinstance(source, ToySource):
+        return kinds_used([source.model], [source.data.kind], sae_names=[sae_kind])
+    return kinds_used([], [], sae_names=[sae_kind])
 
 
 def toy_source_arrays(carry, points) -> dict:

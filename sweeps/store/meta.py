@@ -55,6 +55,10 @@ def _hashed(data: dict) -> dict:
     data.pop("wandb", None)
     for section in [key for key, value in data.items() if value is None]:
         del data[section]  # a job kind's section (sae:, ...) that this config does not have
+    if data.get("sae"):  # an SAE sweep: keys its SAEs do not read, as they were hashed before
+        from sweeps.config import hashed_sae
+
+        hashed_sae(data)
     for path, neutral in ADDED_AT_NEUTRAL.items():
         parent = data
         for key in path[:-1]:

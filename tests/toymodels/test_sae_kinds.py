@@ -144,16 +144,16 @@ def test_orthogonality_penalty_is_the_mean_squared_overlap_of_distinct_columns()
 
 @pytest.mark.parametrize("kind", SAE_KINDS.names())
 def test_every_kind_has_finite_gradients_that_reach_encoder_and_decoder(kind):
-    spec = SaeSpec(dict_size=6, kind=kind, k_max=2, ortho=True, jumprelu_threshold=0.05)
-    params = init_params(jax.random.key(3), 3, spec)
+    spec = SaeSpec(dict_size=6, kind=kind, k_max=2, ortho=True)
     h_HxB = jnp.asarray(np.random.default_rng(4).normal(size=(3, 32)), jnp.float32)
-    hp = one(l1=0.1, k=2, bandwidth=0.5, ortho=0.1)
+    hp = one(l1=0.1, k=2, bandwidth=0.5, ortho=0.1, init_threshold=0.05)
+    params = init_params(jax.random.key(3), 3, spec, hp)
     grads = jax.grad(lambda p: objective(p, h_HxB, hp, spec)[0])(params)
     for name, g in grads.items():
         assert np.isfinite(np.asarray(g)).all(), name
     assert float(jnp.abs(grads["V_HxD"]).sum()) > 0 and float(jnp.abs(grads["W_enc_DxH"]).sum()) > 0
     if kind == "jumprelu":  # the threshold learns through the straight-through estimator
-        assert float(jnp.abs(grads["log_threshold_D"]).sum()) > 0
+        assert float(jnp.abs(grads["threshold_D"]).sum()) > 0
 
 
 def test_decoder_columns_have_unit_norm_and_names_carry_the_latent_axis():
@@ -186,3 +186,114 @@ def test_the_sae_core_imports_no_orchestration_packages():
             "print(sorted(m for m in ('hydra', 'ray', 'wandb', 'matplotlib', 'omegaconf') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_jumprelu_codes_pass_the_gated_pre_activation_through_the_free_norm_decoder():
+    """f_j = ‖v_j‖ z_j H(z_j − θ_j), so ĥ = V z_gated + b_dec: the decoder's norm is SAELens's free
+    W_dec norm. At init every θ is θ₀ and V, with the encoder tied to it, has norm 0.1; θ is
+    projected onto θ ≥ 0 after a step, never clamped inside the loss."""
+    from toymodels.sae.kinds import project_threshold
+
+    spec = SaeSpec(dict_size=3, kind="jumprelu")
+    params = hand_params(np.eye(3), [0.0, 0.0, 0.0], threshold_D=[0.2, 0.5, 0.5])
+    params["V_HxD"] = jnp.asarray(np.diag([2.0, 0.5, 1.0]), jnp.float32)
+    h = jnp.asarray([[0.3], [0.4], [0.6]])
+    f, hhat = reconstruct("jumprelu", params, h, spec=spec)
+    np.testing.assert_allclose(f[:, 0], [2.0 * 0.3, 0.0, 0.6], atol=1e-6)  # 0.4 < θ = 0.5: silent
+    np.testing.assert_allclose(hhat[:, 0], [0.6, 0.0, 0.6], atol=1e-6)  # V z_gated
+    hp = one(init_threshold=0.03)
+    fresh = init_params(jax.random.key(0), 4, SaeSpec(dict_size=5, kind="jumprelu"), hp)
+    np.testing.assert_allclose(fresh["threshold_D"], 0.03)
+    np.testing.assert_allclose(jnp.linalg.norm(fresh["V_HxD"], axis=0), 0.1, rtol=1e-5)
+    np.testing.assert_allclose(fresh["W_enc_DxH"], fresh["V_HxD"].T)
+    projected = project_threshold({**params, "threshold_D": jnp.asarray([-0.1, 0.0, 0.2])}, {}, spec)
+    np.testing.assert_allclose(projected["threshold_D"], [0.0, 0.0, 0.2])
+
+
+def test_jumprelus_l0_penalty_moves_thresholds_with_lambda_through_the_window():
+    """The L0 term's gradient in θ_j is −λ/ε times the inputs with z_j within ε/2 of θ_j (per
+    input of the batch mean): λ sets how hard θ is pushed up, where log θ under Adam would not."""
+    from toymodels.sae.kinds import jumprelu_terms
+
+    spec = SaeSpec(dict_size=2, kind="jumprelu")
+    z = jnp.asarray([[0.49, 0.52, 0.9, 0.1], [0.2, 0.21, 0.3, 0.19]])
+    params = {"threshold_D": jnp.asarray([0.5, 0.2])}
+    for lam in (0.01, 1.0):
+        hp = one(l1=lam, bandwidth=0.1)
+        grad = jax.grad(lambda p: jumprelu_terms(p, None, None, {"pre": z, "theta": p["threshold_D"][:, None]},
+                                                 hp, spec)["l0"])(params)["threshold_D"]
+        np.testing.assert_allclose(grad, [-lam / 0.1 * 2 / 4, -lam / 0.1 * 3 / 4], rtol=1e-5)  # 0.3 is out
+
+
+def test_auxk_lets_the_top_dead_latents_reconstruct_the_residual_as_saelens():
+    """Gao et al.'s AuxK as SAELens computes it: per input the k_aux = m/2 largest pre-activations
+    among dead latents (raw, not rectified), through the decoder without its bias, against the
+    residual h − ĥ held fixed; scaled by min(dead / k_aux, 1); 0 with none dead. Only dead
+    latents' parameters get its gradient."""
+    from toymodels.sae.train import auxk_loss, aux_k_count, top_dead
+
+    assert aux_k_count(4, 6) == 2 and aux_k_count(1, 6) == 1 and aux_k_count(64, 8) == 8
+    pre = jnp.asarray([[3.0, -1.0], [2.0, 0.5], [1.0, -2.0], [5.0, 4.0]])
+    dead = jnp.asarray([True, True, True, False])
+    np.testing.assert_array_equal(top_dead(pre, dead, 2), [[True, True], [True, True], [False, False],
+                                                           [False, False]])  # −1 and 0.5 beat −2
+    np.testing.assert_array_equal(top_dead(pre, dead, 5), [[True, True], [True, True], [True, True],
+                                                           [False, False]])  # all 3 dead
+    rng = np.random.default_rng(0)
+    params = hand_params(rng.normal(size=(4, 4)), np.zeros(4))
+    h = jnp.asarray(rng.normal(size=(4, 2)), jnp.float32)
+    hhat = jnp.asarray(rng.normal(size=(4, 2)), jnp.float32)
+    codes = np.array([[3.0, -1.0], [2.0, 0.5], [0.0, 0.0], [0.0, 0.0]])  # k_aux = 2 of the 3 dead per input
+    W = np.asarray(decoder(params))
+    error = np.mean(np.sum((np.asarray(h - hhat) - W @ codes) ** 2, axis=0))
+    assert float(auxk_loss(params, h, hhat, pre, dead)) == pytest.approx(min(3 / 2, 1.0) * error, rel=1e-5)
+    one_dead = jnp.asarray([False, True, False, False])
+    codes_one = np.array([[0, 0], [2.0, 0.5], [0, 0], [0, 0]])
+    error_one = np.mean(np.sum((np.asarray(h - hhat) - W @ codes_one) ** 2, axis=0))
+    assert float(auxk_loss(params, h, hhat, pre, one_dead)) == pytest.approx(error_one / 2, rel=1e-5)
+    assert float(auxk_loss(params, h, hhat, pre, jnp.zeros(4, bool))) == 0.0
+    spec = SaeSpec(dict_size=4, kind="topk", k_max=1, aux_k=True)
+    hp = one(k=1, aux_coefficient=0.5)
+    base = jax.grad(lambda p: objective(p, h, hp, spec)[0])(params)
+    with_aux = jax.grad(lambda p: objective(p, h, hp, spec, dead_D=one_dead)[0])(params)
+    diff = np.abs(np.asarray(with_aux["W_enc_DxH"] - base["W_enc_DxH"])).sum(axis=1)
+    assert diff[1] > 0 and diff[[0, 2, 3]].max() == 0.0  # the encoder rows of live latents are untouched
+
+
+def test_gradients_are_clipped_to_a_global_norm_per_sae():
+    from toymodels.sae.train import clip_global_norm
+
+    grads = {"a": jnp.asarray([3.0, 0.0]), "b": jnp.asarray([[4.0]])}  # global norm 5
+    clipped = clip_global_norm(grads, jnp.asarray(1.0))
+    np.testing.assert_allclose(clipped["a"], [0.6, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(clipped["b"], [[0.8]], rtol=1e-6)
+    for limit in (0.0, 10.0):  # off, or already below
+        np.testing.assert_array_equal(clip_global_norm(grads, jnp.asarray(limit))["a"], grads["a"])
+
+
+def test_every_kind_declares_its_hyperparameters_and_hparams_takes_their_defaults():
+    """The kinds own their settings (issue 23): each declares its hyperparameters; ``hparams``
+    fills the undeclared ones from the declarations and refuses a name no kind declares."""
+    from toymodels.sae import HyperParam, register_sae
+    from toymodels.sae.hyperparams import K, L1
+
+    names = {kind.name: [h.name for h in kind.hparams] for kind in SAE_KINDS if kind.name in
+             ("plain", "gated", "rescaled", "topk", "batchtopk", "jumprelu", "matryoshka")}
+    assert names == {"plain": ["l1"], "gated": ["l1"], "rescaled": ["l1"],
+                     **{k: ["k", "aux_coefficient", "dead_window"] for k in ("topk", "batchtopk", "matryoshka")},
+                     "jumprelu": ["l1", "bandwidth", "init_threshold", "grad_clip"]}
+    assert SAE_KINDS.get("topk").sparsity is K and SAE_KINDS.get("jumprelu").sparsity is L1
+    hp = one()
+    assert float(hp.bandwidth) == pytest.approx(0.05) and float(hp.aux_coefficient) == pytest.approx(1 / 32)
+    assert hp.k.dtype == jnp.int32 and int(hp.dead_window) == 1000
+    with pytest.raises(TypeError, match="no SAE kind declares a per-SAE hyperparameter 'nope'"):
+        hparams(1, nope=1.0)
+    with pytest.raises(AttributeError, match="has no 'nope'"):
+        hp.nope
+    assert HyperParam("x", 1, low=0, low_open=True, high=2).problem(0) == "must be a finite number > 0 and <= 2, got 0"
+    assert HyperParam("n", 1, low=1, integer=True).problem(1.5) == "must be an integer >= 1, got 1.5"
+    with pytest.raises(ValueError, match="its default must be"):
+        HyperParam("bad", -1, low=0)
+    clash = HyperParam("l1", 0.5, low=0)  # an "l1" unlike the built-in one: refused
+    with pytest.raises(ConfigError, match="declares hyperparameter 'l1' unlike"):
+        register_sae(SaeKind(name="test_clash", encode=lambda *a: (None, {}), hparams=(clash,)))

@@ -1,5 +1,6 @@
 """SAE scores (``toymodels.sae.metrics``) on constructed dictionaries and codes: MCC = 1 for the truth
-and chance for random dictionaries, precision/recall/F1, absorption, γ, FVU, composed latents."""
+and chance for random dictionaries, uniqueness, precision/recall/F1, absorption (per edge), hedging,
+γ, FVU, composed latents."""
 
 import math
 
@@ -7,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from toymodels.sae.metrics import (EvalSums, chance_mmcs, matches, max_cos_to_others, mcc, mmcs, n_composed,
-                                   random_dictionary, scores)
+from toymodels.sae.metrics import (EvalSums, chance_mmcs, hedging, matches, max_cos_to_others, mcc, mmcs,
+                                   n_composed, random_dictionary, scores, uniqueness)
 
 
 def random_W(seed, n_hidden, n_features):
@@ -67,7 +68,8 @@ def hierarchy_sums():
     f_DxB = jnp.asarray([[1.0, 0, 0, 0], [0, 0.5, 0, 0], [0, 0, 1.0, 0]])
     truth, parents = jnp.eye(3), jnp.asarray([-1, 0, -1])
     match_D, latent_F = matches(truth, jnp.eye(3), jnp.ones(3, bool))
-    sums = EvalSums.zeros(3, 3, 3).add(z_FxB, z_FxB / 2, f_DxB, z_FxB, match_D, latent_F, parents, jnp.asarray(0.7))
+    sums = EvalSums.zeros(3, 3, 3, hierarchy=True).add(z_FxB, z_FxB / 2, f_DxB, z_FxB, match_D, latent_F, parents,
+                                                       jnp.asarray(0.7))
     return scores(sums, 1, jnp.eye(3), truth, jnp.ones(3, bool), match_D, jnp.zeros((0, 2), jnp.int32)), z_FxB
 
 
@@ -86,6 +88,72 @@ def test_absorption_counts_a_silent_parent_latent_while_its_child_fires():
     assert float(s.absorption) == pytest.approx(1.0)  # the one child event had latent 0 silent
 
 
+def test_absorption_per_edge_counts_the_events_the_absorbing_latent_and_the_recall_gap():
+    """The one edge (0 → 1): the child fires once, with latent 0 silent and latent 1 firing in its
+    place; the parent fires once without the child, its latent firing then: recall 1 without the
+    child, 0 with it (gap 1). Features without a parent have no edge (zero counts, no latent)."""
+    s, _ = hierarchy_sums()
+    np.testing.assert_array_equal(s.edge_child_events_F, [0, 1, 0])
+    np.testing.assert_array_equal(s.edge_absorbed_F, [0, 1, 0])
+    np.testing.assert_array_equal(s.edge_parent_only_F, [0, 1, 0])
+    np.testing.assert_array_equal(s.edge_parent_only_hits_F, [0, 1, 0])
+    np.testing.assert_array_equal(s.edge_absorbing_F, [-1, 1, -1])
+    np.testing.assert_array_equal(s.edge_absorbing_count_F, [0, 1, 0])
+    assert float(s.absorption_gap) == pytest.approx(1.0)
+
+
+def test_absorption_per_edge_over_two_batches_and_a_partly_absorbed_child():
+    """Parent 0 with children 1 and 2, 7 inputs with the parent: child 1 fires on 4, latent 0 silent
+    on 1 of them (latent 3 fires then, not the child's latent 1); child 2 fires on 1, never absorbed.
+    Without child 1 the parent's latent fires on 2 of 3 inputs, without child 2 on 4 of 6. Gaps:
+    edge 0→1: 2/3 − 3/4; edge 0→2: 4/6 − 1."""
+    truth, parents = jnp.eye(4), jnp.asarray([-1, 0, 0, -1])
+    match_D, latent_F = matches(truth, jnp.eye(4), jnp.ones(4, bool))
+    z1 = jnp.asarray([[1, 1, 1, 1.0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]])
+    f1 = jnp.asarray([[1, 0, 1, 1.0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0]])  # input 1: latent 3 for 0
+    z2 = jnp.asarray([[1, 1, 1, 0.0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]])
+    f2 = jnp.asarray([[1, 1, 0, 0.0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]])  # input 2: parent alone, missed
+    sums = EvalSums.zeros(4, 4, 4, hierarchy=True)
+    for z, f in ((z1, f1), (z2, f2)):
+        sums = sums.add(z, z, f, z, match_D, latent_F, parents, jnp.asarray(0.0))
+    s = scores(sums, 2, jnp.eye(4), truth, jnp.ones(4, bool), match_D, jnp.zeros((0, 2), jnp.int32))
+    np.testing.assert_array_equal(s.edge_child_events_F, [0, 4, 1, 0])
+    np.testing.assert_array_equal(s.edge_absorbed_F, [0, 1, 0, 0])
+    np.testing.assert_array_equal(s.edge_parent_only_F, [0, 3, 6, 0])  # the parent without child 1 / child 2
+    np.testing.assert_array_equal(s.edge_parent_only_hits_F, [0, 2, 4, 0])
+    np.testing.assert_array_equal(s.edge_absorbing_F, [-1, 3, -1, -1])
+    gaps = [2 / 3 - 3 / 4, 4 / 6 - 1.0]
+    assert float(s.absorption_gap) == pytest.approx(np.mean(gaps))
+    assert float(s.absorption) == pytest.approx(1 / 5)
+
+
+def test_uniqueness_is_distinct_best_matches_over_latents_not_a_matching():
+    """SAELens's feature_uniqueness: 4 latents, two along f0 (one of them flipped: |cos|), one along
+    f1, one nearest f2: 3 distinct best matches over 4 latents. A Hungarian matching would pair
+    every latent with a distinct feature and give 1."""
+    truth = np.eye(4)
+    W = np.stack([truth[:, 0], -truth[:, 0], truth[:, 1], truth[:, 2] + 0.3 * truth[:, 3]], axis=1)
+    assert uniqueness(W, truth) == pytest.approx(3 / 4)
+    assert uniqueness(truth, truth) == pytest.approx(1.0)
+    assert uniqueness(np.repeat(truth[:, :1], 8, axis=1), truth) == pytest.approx(1 / 8)
+    assert uniqueness(W, truth, np.array([True, True, True, False])) == pytest.approx(3 / 4)
+
+
+@pytest.mark.parametrize("q", [0.0, 0.3, 1.0])
+def test_hedging_is_the_parent_latents_lean_into_the_childs_own_direction(q):
+    """A parent p = e0 with a child c = (e0 + e1)/√2 (its own part: e1), and a latent along
+    p + q e1, the decoder that minimises the error of a latent firing 1 with the parent when the
+    child comes with it with probability q: hedging q/√(1 + q²). The child's own latent, if any,
+    does not enter; a root has no edge (NaN)."""
+    p, e1, e2 = np.eye(3)
+    truth = np.stack([p, (p + e1) / np.sqrt(2), e2], axis=1)
+    parents = np.array([-1, 0, -1])
+    W = np.stack([p + q * e1, e2, truth[:, 1]], axis=1) if q else np.stack([p, e2], axis=1)
+    got = hedging(W, truth, parents)
+    assert np.isnan(got[0]) and np.isnan(got[2])
+    assert got[1] == pytest.approx(q / np.sqrt(1 + q * q), abs=1e-9)
+
+
 def test_reconstruction_scores_fvu_and_relative_bias():
     s, z = hierarchy_sums()
     h = np.asarray(z)
@@ -102,6 +170,11 @@ def test_dead_latents_and_no_hierarchy():
     sums = EvalSums.zeros(2, 2, 2).add(z_FxB, z_FxB, f_DxB, z_FxB, match_D, latent_F, None, jnp.asarray(0.0))
     s = scores(sums, 1, jnp.eye(2), jnp.eye(2), jnp.ones(2, bool), match_D, jnp.zeros((0, 2), jnp.int32))
     assert int(s.n_dead) == 1 and float(s.dead_fraction) == pytest.approx(0.5)
+    # over more inputs (the long count) latent 1 fires once: not dead there
+    s = scores(sums, 1, jnp.eye(2), jnp.eye(2), jnp.ones(2, bool), match_D, jnp.zeros((0, 2), jnp.int32),
+               long_fires_D=jnp.asarray([7.0, 1.0]))
+    assert int(s.n_dead) == 1 and int(s.n_dead_long) == 0 and float(s.dead_fraction_long) == 0.0
+    assert s.edge_absorbed_F.shape == (0,) and np.isnan(float(s.absorption_gap))
     assert float(s.f1) == pytest.approx(0.5)  # the dead latent scores 0
     assert np.isnan(float(s.absorption))
 

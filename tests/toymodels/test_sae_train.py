@@ -67,20 +67,21 @@ def test_a_mixed_program_trains_each_group_as_its_own_program_would():
 
 
 def test_resampling_restarts_dead_latents_on_the_worst_reconstructed_inputs():
-    spec = SaeSpec(dict_size=3, kind="jumprelu", jumprelu_threshold=0.5)
-    params = init_params(jax.random.key(0), 2, spec)
-    params = {**params, "log_threshold_D": jnp.asarray([0.0, 1.0, 2.0]), "b_enc_D": jnp.asarray([0.1, 0.2, 0.3])}
+    spec = SaeSpec(dict_size=3, kind="jumprelu")
+    hp = jax.tree.map(lambda a: a[0], hparams(1, init_threshold=0.5))
+    params = init_params(jax.random.key(0), 2, spec, hp)
+    params = {**params, "threshold_D": jnp.asarray([0.0, 1.0, 2.0]), "b_enc_D": jnp.asarray([0.1, 0.2, 0.3])}
     opt = optax.adam(1e-3)
     state = opt.init(params)
     state = (state[0]._replace(mu=jax.tree.map(jnp.ones_like, state[0].mu)),) + tuple(state[1:])
     h = jnp.asarray([[1.0, 0.0, 3.0], [0.0, 2.0, 0.0]])
     hhat = jnp.zeros_like(h)  # residuals: the third input worst, then the second
     dead = jnp.asarray([False, True, True])
-    new, new_state = resample_dead(params, state, dead, h, hhat, spec, init_params(jax.random.key(1), 2, spec))
+    new, new_state = resample_dead(params, state, dead, h, hhat, spec, init_params(jax.random.key(1), 2, spec, hp))
     np.testing.assert_allclose(decoder(new)[:, 1:], [[1.0, 0.0], [0.0, 1.0]], atol=1e-6)
     np.testing.assert_array_equal(new["V_HxD"][:, 0], params["V_HxD"][:, 0])  # alive: untouched
     np.testing.assert_allclose(new["b_enc_D"], [0.1, 0.0, 0.0])
-    np.testing.assert_allclose(new["log_threshold_D"], [0.0, np.log(0.5), np.log(0.5)], rtol=1e-6)
+    np.testing.assert_allclose(new["threshold_D"], [0.0, 0.5, 0.5], rtol=1e-6)
     live_norm = float(jnp.linalg.norm(params["W_enc_DxH"][0]))
     np.testing.assert_allclose(jnp.linalg.norm(new["W_enc_DxH"][1:], axis=1), 0.2 * live_norm, rtol=1e-6)
     np.testing.assert_array_equal(new_state[0].mu["V_HxD"], [[1, 0, 0], [1, 0, 0]])
@@ -161,14 +162,14 @@ def test_synthbench_ordering_l1_lowest_mcc_at_matched_l0(small_bench):
     """Issue 16 item 6, scaled down (``synthbench.SYNTHBENCH_SMALL``: 256 features in 32 dims, the
     published recipe otherwise; width 64 = n/4 as 4,096 of 16,384). Published at full size, L0 25:
     MCC 0.604 standard L1, 0.757 BatchTopK, 0.753 JumpReLU, 0.793 Matryoshka. BatchTopK and
-    Matryoshka at k = 2 (the true L0 of the 64 most frequent features); JumpReLU and L1 at the λ
-    whose L0 is nearest 2 of two. All four kinds in one program on one stream (``train_mixed``).
+    Matryoshka at k = 2 (the true L0 of the 64 most frequent features); JumpReLU (at its defaults
+    otherwise) and L1 at the λ whose L0 is nearest 2 of two. All four kinds in one program on one stream
+    (``train_mixed``).
     The ordering to reproduce: L1 lowest."""
     source, world = small_bench
     init, data = keys_for(2)
-    common = dict(dict_size=64, steps=1500, batch_size=256, eval_batch=4096, per_sae_source=False, shared_data=True,
-                  jumprelu_threshold=1.0)
-    settings = {"plain": dict(l1=[5.0, 10.0]), "batchtopk": dict(k=2), "jumprelu": dict(l1=[3.0, 6.0], bandwidth=0.5),
+    common = dict(dict_size=64, steps=1500, batch_size=256, eval_batch=4096, per_sae_source=False, shared_data=True)
+    settings = {"plain": dict(l1=[5.0, 10.0]), "batchtopk": dict(k=2), "jumprelu": dict(l1=[10.0, 30.0]),
                 "matryoshka": dict(k=2)}
     specs = tuple(SaeSpec(kind=kind, k_max=2 if "k" in values else 0, **common) for kind, values in settings.items())
     hps = tuple(hparams(2, lr=3e-3, **values) for values in settings.values())
@@ -189,3 +190,29 @@ def test_the_readme_example_recovers_the_features(capsys):
     exec(doc_block("sae core"), {})
     mmcs = [float(v) for v in capsys.readouterr().out.split("]")[0].strip("[ ").split()]
     assert min(mmcs) > 0.95
+
+
+def test_auxk_reaches_a_latent_only_after_the_dead_window_as_saelens_counts_it():
+    """SAELens's dead latent: more than ``dead_window`` steps since it last fired, counted before
+    each step. A latent pointing away from every input never fires under TopK, so nothing trains it
+    until then: its decoder column stays as it was for steps 0..w and AuxK moves it at step w + 1.
+    Without AuxK (α = 0) it never moves."""
+    from toymodels.sae.train import make_sae
+
+    source, world = simple_world(2, 2, 0.5, directions_kind="identity", magnitude="fixed")
+    spec = SaeSpec(dict_size=3, kind="topk", k_max=1, aux_k=True)
+    init, step = make_sae(spec, 2)
+    params0 = {"W_enc_DxH": jnp.asarray([[1.0, 0.0], [0.0, 1.0], [-0.7, -0.7]]), "b_enc_D": jnp.zeros(3),
+               "V_HxD": jnp.asarray([[1.0, 0.0, -0.7], [0.0, 1.0, -0.7]]), "b_dec_H": jnp.zeros(2)}
+    h = jnp.asarray([[1.0, 0.0, 1.0, 0.3], [0.0, 1.0, 1.0, 0.2]])
+    window = 3
+    for alpha, moves_at in ((0.5, window + 1), (0.0, None)):
+        hp = jax.tree.map(lambda a: a[0], hparams(1, k=1, aux_coefficient=alpha, dead_window=window))
+        state = init(jax.random.key(0), hp, params0)
+        jstep = jax.jit(step)
+        for t in range(window + 3):
+            before = np.asarray(state.params["V_HxD"][:, 2])
+            state, _ = jstep(state, h, hp, jnp.uint32(t))
+            moved = not np.array_equal(np.asarray(state.params["V_HxD"][:, 2]), before)
+            assert moved == (moves_at is not None and t >= moves_at), (alpha, t)
+        assert int(state.since_fired_D[2]) == window + 3 and int(state.since_fired_D[0]) == 0

@@ -23,41 +23,68 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from toymodels.sae.hyperparams import HyperParam
+
 Params = dict  # name (ending in its shape letters) -> array
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SaeKind:
     """One SAE kind. Functions receive the parameter dict, per-SAE hyperparameters ``hp``
-    (``toymodels.sae.train.SaeHParams``) and the static ``spec`` (``SaeSpec``).
+    (``toymodels.sae.train.SaeHParams``: ``hp.<name>`` for each of ``hparams``) and the static
+    ``spec`` (``SaeSpec``; a static hyperparameter is ``spec.option(name)``).
 
-    - ``init(key, n_hidden, dict_size, spec) -> params``: the kind's parameters beyond the shared
-      ones (``shared_params``); default none.
+    - ``init(key, n_hidden, dict_size, spec, hp) -> params``: the kind's parameters beyond the
+      shared ones (``shared_params``); default none.
     - ``encode(params, h_HxB, hp, spec, training) -> (f_DxB, aux)``: the codes, and whatever the
-      loss terms need (a dict). ``training`` is static: kinds whose codes depend on the whole
-      batch (BatchTopK) encode each input alone at evaluation.
+      loss terms need (a dict; ``aux["pre"]``, the pre-activations, is what AuxK ranks dead
+      latents by). ``training`` is static: kinds whose codes depend on the whole batch
+      (BatchTopK) encode each input alone at evaluation.
     - ``loss_terms(params, h_HxB, f_DxB, aux, hp, spec) -> dict``: named terms added to the
       reconstruction error ‖h − ĥ‖² (mean over the batch).
-    - ``update_state(params, aux, spec) -> params``: values that are not trained by gradient but
-      tracked during training (BatchTopK's inference threshold); default none.
-    - ``hparams``: the per-SAE hyperparameters the kind reads (for checks and docs).
+    - ``update_state(params, aux, spec) -> params``: applied after every optimiser step: values
+      tracked rather than trained (BatchTopK's inference threshold) or projections (JumpReLU's
+      θ ≥ 0); default none.
+    - ``hparams``: the kind's own hyperparameters (``HyperParam``): their defaults, allowed
+      values, whether per SAE or static, which one is its sparsity setting. The sweep config,
+      planner, stored columns and figures read them.
     - ``top_k``: the kind selects its k largest codes, so it needs ``spec.k_max``.
+    - ``init_scale``: the norm of the initial decoder columns V and of the encoder rows tied to
+      them (the decoder itself is V/‖V‖ whatever the scale; a kind that reads ‖V‖ into its codes,
+      JumpReLU, starts small, as SAELens's 0.1).
     """
 
     name: str
     encode: Callable
     loss_terms: Callable = lambda params, h_HxB, f_DxB, aux, hp, spec: {}
-    init: Callable = lambda key, n_hidden, dict_size, spec: {}
+    init: Callable = lambda key, n_hidden, dict_size, spec, hp: {}
     update_state: Callable = lambda params, aux, spec: params
     hparams: tuple = ()
     top_k: bool = False
+    init_scale: float = 1.0
     doc: str = ""
 
+    def __post_init__(self):
+        names = [h.name for h in self.hparams]
+        if not all(isinstance(h, HyperParam) for h in self.hparams) or len(set(names)) != len(names):
+            raise ValueError(f"SAE kind {self.name!r}: hparams must be distinct HyperParam objects, "
+                             f"got {self.hparams!r}")
+        if self.top_k and "k" not in names:
+            raise ValueError(f"SAE kind {self.name!r} is top_k but declares no hyperparameter 'k'")
 
-def shared_params(key: jax.Array, n_hidden: int, dict_size: int) -> Params:
-    """Random unit decoder directions, the encoder tied to them at the start, zero biases."""
+    def hparam(self, name: str) -> HyperParam | None:
+        return next((h for h in self.hparams if h.name == name), None)
+
+    @property
+    def sparsity(self) -> HyperParam | None:
+        """The hyperparameter that sets how sparse the kind's codes are (λ, k), if any."""
+        return next((h for h in self.hparams if h.sparsity), None)
+
+
+def shared_params(key: jax.Array, n_hidden: int, dict_size: int, scale: float = 1.0) -> Params:
+    """Random decoder directions of norm ``scale``, the encoder tied to them at the start, zero biases."""
     V_HxD = jax.random.normal(key, (n_hidden, dict_size))
-    V_HxD = V_HxD / jnp.linalg.norm(V_HxD, axis=0, keepdims=True)
+    V_HxD = scale * V_HxD / jnp.linalg.norm(V_HxD, axis=0, keepdims=True)
     return {"W_enc_DxH": V_HxD.T, "b_enc_D": jnp.zeros((dict_size,)), "V_HxD": V_HxD,
             "b_dec_H": jnp.zeros((n_hidden,))}
 

@@ -7,10 +7,10 @@ kind's terms, means over the batch:
 | ``plain`` | ReLU(pre) | λ‖f‖₁ |
 | ``gated`` | 1[π_gate > 0] ⊙ ReLU(e^r ⊙ proj + b_mag) | λ‖ReLU(π_gate)‖₁ + aux |
 | ``rescaled`` | e^r ⊙ ReLU(π_gate) | λ‖ReLU(π_gate)‖₁ + aux |
-| ``topk`` | ReLU(pre), each input's k largest | — |
-| ``batchtopk`` | ReLU(pre), the batch's k·B largest | — |
-| ``jumprelu`` | pre ⊙ H(pre − θ) | λ Σ_j H(pre_j − θ_j) (L0), straight-through θ |
-| ``matryoshka`` | as ``batchtopk`` | Σ_w ‖h − (W_dec[:, :w] f[:w] + b_dec)‖² over nested widths w |
+| ``topk`` | ReLU(pre), each input's k largest | AuxK (``toymodels.sae.train``) |
+| ``batchtopk`` | ReLU(pre), the batch's k·B largest | AuxK |
+| ``jumprelu`` | ‖v_j‖ pre_j H(pre_j − θ_j) | λ Σ_j H(pre_j − θ_j) (L0), straight-through θ |
+| ``matryoshka`` | as ``batchtopk`` | Σ_w ‖h − (W_dec[:, :w] f[:w] + b_dec)‖² over nested widths w, AuxK |
 
 Gated (Rajamanoharan et al. 2024, "Improving dictionary learning with gated SAEs"): one encoder
 matrix serves a gate path π_gate = proj + b_gate (proj = W_enc (h − b_dec), b_gate is ``b_enc``)
@@ -24,14 +24,26 @@ encoder could scale π_gate down and r up, leaving f unchanged and the L1 penalt
 On an isolated feature of magnitude a (unit encoder and decoder along it) plain outputs
 (a − θ)₊, rescaled r(a − θ)₊ and gated a·1[a > θ] (docs/science/saes.md).
 
+The three top-k kinds declare AuxK's coefficient and dead window (docs/saes/reference.md, "AuxK").
 TopK (Gao et al. 2024) takes k per SAE under a static ``spec.k_max``; BatchTopK (Bussmann et
-al. 2024) any k per SAE (``spec.k_max`` bounds it for checks). BatchTopK's codes depend on the batch; at evaluation each input is encoded alone
-with a threshold θ: f = pre ⊙ 1[pre > θ], θ tracked during training as a running mean of each
-batch's smallest kept activation (decay ``spec.threshold_decay``).
+al. 2024) any k per SAE (``spec.k_max`` bounds it for checks). BatchTopK's codes depend on the
+batch; at evaluation each input is encoded alone with a threshold θ: f = pre ⊙ 1[pre > θ], θ
+tracked during training as a running mean of each batch's smallest kept activation (decay
+``spec.threshold_decay``).
 
-JumpReLU (Rajamanoharan et al. 2024, "Jumping ahead"): per-latent thresholds θ = e^t, an L0
-penalty, and the paper's straight-through pseudo-derivatives with a rectangle kernel of width ε
-(``hp.bandwidth``) for the threshold's gradient (``base.jump_relu``, ``base.step``).
+JumpReLU (Rajamanoharan et al. 2024, "Jumping ahead"), trained as SAELens 6.54 trains it: codes
+f_j = ‖v_j‖ · z_j · H(z_j − θ_j) with z = W_enc (h − b_dec) + b_enc, an L0 penalty λ Σ_j H(z_j − θ_j),
+and the paper's straight-through pseudo-derivatives with a rectangle window of width ε
+(``hp.bandwidth``) for the thresholds' gradient (``base.jump_relu``, ``base.step``). So ĥ = V z_gated
++ b_dec with a free-norm decoder V (W_dec = V/‖V‖ times ‖v_j‖ in the code): L0 does not see a
+decoder's norm, and nothing ties it. Three choices make λ matter at the defaults (docs/saes/
+reference.md, "JumpReLU"): θ is a parameter itself, from θ₀ = 0.01 (``hp.init_threshold``),
+projected onto θ ≥ 0 after each step, not log θ: Adam moves a parameter by about its learning rate
+per step whatever the gradient's size, so log θ from a small θ₀ moves θ by a factor per step, the
+same for every λ, while a fixed ε falls behind it; the decoder and the encoder tied to it start at
+norm 0.1 (``init_scale``), so that the codes, their thresholds and the decoder norms grow together;
+and each SAE's gradient is clipped to global norm 1 (``hp.grad_clip``) before Adam, without which a
+large λ lets the encoder outgrow the window and L0 stops falling.
 
 Matryoshka BatchTopK (Bussmann et al. 2025; Nabeshima 2024): BatchTopK codes, and every prefix
 of the dictionary of width w in ``spec.matryoshka_widths`` must reconstruct h on its own, so the
@@ -40,13 +52,12 @@ first latents learn general features and later ones refine them.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 
 from toymodels.sae.base import (SaeKind, batch_top_k_mask, decoder, example_top_k_mask, jump_relu, l1_of,
                                 pre_activation, projection, squared_error, step)
+from toymodels.sae.hyperparams import AUX_COEFFICIENT, BANDWIDTH, DEAD_WINDOW, GRAD_CLIP, INIT_THRESHOLD, K, L1
 
 
 # --- plain -------------------------------------------------------------------------------------
@@ -56,7 +67,7 @@ def encode_plain(params, h_HxB, hp, spec, training):
     return jax.nn.relu(pre_activation(params, h_HxB)), {}
 
 
-PLAIN = SaeKind(name="plain", encode=encode_plain, hparams=("l1",),
+PLAIN = SaeKind(name="plain", encode=encode_plain, hparams=(L1,),
                 loss_terms=lambda params, h_HxB, f_DxB, aux, hp, spec: {"l1": hp.l1 * l1_of(f_DxB)},
                 doc="f = ReLU(W_enc(h − b_dec) + b_enc), loss ‖h − ĥ‖² + λ‖f‖₁")
 
@@ -72,7 +83,7 @@ def gate_terms(params, h_HxB, f_DxB, aux, hp, spec):
     return {"l1": hp.l1 * l1_of(gate_DxB), "aux": squared_error(h_HxB, frozen_HxB)}
 
 
-def init_gated(key, n_hidden, dict_size, spec):
+def init_gated(key, n_hidden, dict_size, spec, hp):
     return {"r_mag_D": jnp.zeros((dict_size,)), "b_mag_D": jnp.zeros((dict_size,))}
 
 
@@ -84,11 +95,11 @@ def encode_gated(params, h_HxB, hp, spec, training):
     return f_DxB, {"gate": jax.nn.relu(gate_pre_DxB)}
 
 
-GATED = SaeKind(name="gated", encode=encode_gated, loss_terms=gate_terms, init=init_gated, hparams=("l1",),
+GATED = SaeKind(name="gated", encode=encode_gated, loss_terms=gate_terms, init=init_gated, hparams=(L1,),
                 doc="f = 1[π_gate > 0] ⊙ ReLU(π_mag); L1 on ReLU(π_gate) plus a frozen-decoder aux loss")
 
 
-def init_rescaled(key, n_hidden, dict_size, spec):
+def init_rescaled(key, n_hidden, dict_size, spec, hp):
     return {"r_mag_D": jnp.zeros((dict_size,))}
 
 
@@ -98,7 +109,7 @@ def encode_rescaled(params, h_HxB, hp, spec, training):
 
 
 RESCALED = SaeKind(name="rescaled", encode=encode_rescaled, loss_terms=gate_terms, init=init_rescaled,
-                   hparams=("l1",), doc="f = e^r ⊙ ReLU(π_gate): the gated SAE without its Heaviside step")
+                   hparams=(L1,), doc="f = e^r ⊙ ReLU(π_gate): the gated SAE without its Heaviside step")
 
 
 # --- top-k kinds ---------------------------------------------------------------------------------
@@ -106,23 +117,26 @@ RESCALED = SaeKind(name="rescaled", encode=encode_rescaled, loss_terms=gate_term
 
 def encode_topk(params, h_HxB, hp, spec, training):
     pre_DxB = pre_activation(params, h_HxB)
-    return jnp.where(example_top_k_mask(pre_DxB, hp.k, spec.k_max), pre_DxB, 0.0), {}
+    return jnp.where(example_top_k_mask(pre_DxB, hp.k, spec.k_max), pre_DxB, 0.0), {"pre": pre_DxB}
 
 
-TOPK = SaeKind(name="topk", encode=encode_topk, hparams=("k",), top_k=True,
+# The top-k kinds' hyperparameters: k, and AuxK's coefficient and dead window (toymodels.sae.train).
+TOP_K_HPARAMS = (K, AUX_COEFFICIENT, DEAD_WINDOW)
+
+TOPK = SaeKind(name="topk", encode=encode_topk, hparams=TOP_K_HPARAMS, top_k=True,
                doc="f = ReLU(pre), each input's k largest (k per SAE, at most spec.k_max)")
 
 
-def init_batchtopk(key, n_hidden, dict_size, spec):
+def init_batchtopk(key, n_hidden, dict_size, spec, hp):
     return {"threshold": jnp.zeros(())}
 
 
 def encode_batchtopk(params, h_HxB, hp, spec, training):
     pre_DxB = pre_activation(params, h_HxB)
     if not training:  # each input alone, against the tracked threshold
-        return jnp.where(pre_DxB > params["threshold"], pre_DxB, 0.0), {}
+        return jnp.where(pre_DxB > params["threshold"], pre_DxB, 0.0), {"pre": pre_DxB}
     mask_DxB, threshold = batch_top_k_mask(pre_DxB, hp.k)
-    return jnp.where(mask_DxB, pre_DxB, 0.0), {"batch_threshold": threshold}
+    return jnp.where(mask_DxB, pre_DxB, 0.0), {"batch_threshold": threshold, "pre": pre_DxB}
 
 
 def track_threshold(params, aux, spec):
@@ -133,7 +147,7 @@ def track_threshold(params, aux, spec):
 
 
 BATCHTOPK = SaeKind(name="batchtopk", encode=encode_batchtopk, init=init_batchtopk, update_state=track_threshold,
-                    hparams=("k",), top_k=True,
+                    hparams=TOP_K_HPARAMS, top_k=True,
                     doc="f = ReLU(pre), the batch's k·B largest; at evaluation pre > θ (tracked)")
 
 
@@ -159,30 +173,41 @@ def matryoshka_widths(spec) -> tuple[int, ...]:
 
 
 MATRYOSHKA = SaeKind(name="matryoshka", encode=encode_batchtopk, init=init_batchtopk, update_state=track_threshold,
-                     loss_terms=matryoshka_terms, hparams=("k",), top_k=True,
+                     loss_terms=matryoshka_terms, hparams=TOP_K_HPARAMS, top_k=True,
                      doc="BatchTopK codes; every prefix of width w in spec.matryoshka_widths reconstructs h")
 
 
 # --- JumpReLU ------------------------------------------------------------------------------------
 
 
-def init_jumprelu(key, n_hidden, dict_size, spec):
-    return {"log_threshold_D": jnp.full((dict_size,), math.log(spec.jumprelu_threshold))}
+def init_jumprelu(key, n_hidden, dict_size, spec, hp):
+    """Every threshold at θ₀ (``hp.init_threshold``), trained directly (not as log θ: see the module
+    docstring)."""
+    return {"threshold_D": jnp.full((dict_size,), hp.init_threshold, jnp.float32)}
 
 
 def encode_jumprelu(params, h_HxB, hp, spec, training):
+    """f = ‖v_j‖ z_j H(z_j − θ_j): the gated pre-activation through the free-norm decoder column."""
     pre_DxB = pre_activation(params, h_HxB)
-    theta_Dx1 = jnp.exp(params["log_threshold_D"])[:, None]
-    return jump_relu(pre_DxB, theta_Dx1, hp.bandwidth), {"pre": pre_DxB, "theta": theta_Dx1}
+    theta_Dx1 = params["threshold_D"][:, None]
+    norm_Dx1 = jnp.linalg.norm(params["V_HxD"], axis=0)[:, None]
+    return norm_Dx1 * jump_relu(pre_DxB, theta_Dx1, hp.bandwidth), {"pre": pre_DxB, "theta": theta_Dx1}
 
 
 def jumprelu_terms(params, h_HxB, f_DxB, aux, hp, spec):
     return {"l0": hp.l1 * l1_of(step(aux["pre"], aux["theta"], hp.bandwidth))}
 
 
+def project_threshold(params, aux, spec):
+    """θ ≥ 0 after every step: below 0 the gate would pass negative pre-activations. A projection
+    rather than a clamp inside the loss, which would zero the gradient of a threshold at 0 and
+    pin it there."""
+    return {**params, "threshold_D": jnp.maximum(params["threshold_D"], 0.0)}
+
+
 JUMPRELU = SaeKind(name="jumprelu", encode=encode_jumprelu, loss_terms=jumprelu_terms, init=init_jumprelu,
-                   hparams=("l1", "bandwidth"),
-                   doc="f = pre ⊙ H(pre − θ), loss ‖h − ĥ‖² + λ·L0, straight-through gradients for θ")
+                   update_state=project_threshold, hparams=(L1, BANDWIDTH, INIT_THRESHOLD, GRAD_CLIP), init_scale=0.1,
+                   doc="f = ‖v‖ pre ⊙ H(pre − θ), loss ‖h − ĥ‖² + λ·L0, straight-through θ")
 
 
 BUILTIN = [PLAIN, GATED, RESCALED, TOPK, BATCHTOPK, JUMPRELU, MATRYOSHKA]

@@ -360,7 +360,8 @@ def _batch_threshold(params, k):
 
 
 def jumprelu_threshold(params: dict) -> np.ndarray:
-    """Each latent's θ, whichever way the kind stores it (θ itself, or log θ)."""
+    """Each latent's θ, whichever way the kind stores it (θ itself, or log θ in stores written
+    before issue 21)."""
     for name in ("threshold_D", "theta_D"):
         if name in params:
             return _np(params, name)
@@ -368,8 +369,17 @@ def jumprelu_threshold(params: dict) -> np.ndarray:
 
 
 def _jumprelu(params, k):
-    """pre·H(pre − θ) with θ > 0 is ReLU(pre)·1[pre > θ]."""
-    return "jumprelu", {**_common(params), "b_enc": _np(params, "b_enc_D"), "threshold": jumprelu_threshold(params)}, {}
+    """pre·H(pre − θ) with θ ≥ 0 is ReLU(pre)·1[pre > θ]. Our JumpReLU (θ itself, ``threshold_D``)
+    codes f_j = ‖v_j‖ z_j H(z_j − θ_j) through a free-norm decoder V (docs/saes/reference.md,
+    "JumpReLU"), and SAELens's file holds the unit-norm W_dec: so latent j's encoder row, bias and
+    threshold are scaled by ‖v_j‖ > 0, which keeps the gate (‖v‖z > ‖v‖θ iff z > θ) and gives
+    the same codes and reconstruction. The log θ kind of older stores coded z H(z − θ): as is."""
+    tensors = {**_common(params), "b_enc": _np(params, "b_enc_D"), "threshold": jumprelu_threshold(params)}
+    if "log_threshold_D" not in params:
+        scale_D = np.linalg.norm(_np(params, "V_HxD"), axis=0)
+        tensors.update(W_enc=np.ascontiguousarray(tensors["W_enc"] * scale_D[None, :]),
+                       b_enc=tensors["b_enc"] * scale_D, threshold=tensors["threshold"] * scale_D)
+    return "jumprelu", tensors, {}
 
 
 # Our kind -> SAELens inference architecture that encodes as it does at evaluation.

@@ -1,7 +1,8 @@
 """Training many SAEs as one pure function, ``train(key, hp, source_arrays, data_key)``.
 
-Shape-setting values (kind, dictionary size, steps, batch, k_max, widths) live in a static
-``SaeSpec``; per-SAE values (learning rate, λ, k, JumpReLU bandwidth, orthogonality weight) are
+Shape-setting values (kind, dictionary size, steps, batch, k_max, widths, a kind's static
+hyperparameters) live in a static ``SaeSpec``; per-SAE values (learning rate, orthogonality weight
+and every kind's own per-SAE hyperparameters: λ, k, JumpReLU's ε and θ₀, AuxK's α and window) are
 array leaves of ``SaeHParams``; the activations come from a static *source* (a synthetic world,
 ``toymodels.sae.worlds``, or a trained toy model, ``toymodels.sae.toy``) and its arrays. So
 ``train_saes`` = ``jit(vmap(train))`` trains any number of same-shaped SAEs in one compiled
@@ -36,6 +37,9 @@ from toymodels.sae.base import decode, decoder, latent_axis, shared_params, squa
 # Folded into every SAE key, so SAE streams never coincide with the toy models' own
 # (fold_in(key(base_seed), uid) in toymodels.train.model_keys).
 SAE_STREAM = 0x5AE
+# Dead latents are counted over at least this many evaluation inputs besides the evaluation batch:
+# SAELens's evaluator counts over 10⁵; on 8,192, latents that fire once in 10⁴ inputs look dead.
+DEAD_SAMPLES = 131_072
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,15 +52,17 @@ class SaeSpec:
     batch_size: int = 1024
     k_max: int = 0  # top-k kinds: the largest k of any SAE in the program (k is per SAE)
     matryoshka_widths: tuple = ()  # nested widths (the full width is added); () = D/64, D/16, D/4
-    jumprelu_threshold: float = 1e-3  # JumpReLU's initial θ
     threshold_decay: float = 0.99  # BatchTopK: running mean of the batch threshold
     ortho: bool = False  # compile in + λ_o·mean_{j≠k}(d_j·d_k)² (λ_o per SAE: SaeHParams.ortho)
+    aux_k: bool = False  # compile in AuxK (Gao et al. 2024; α and the dead window per SAE: hp.aux_coefficient, ...)
+    options: tuple = ()  # the kind's static hyperparameters: sorted (name, value) pairs (``option``)
     resample_every: int = 0  # resample latents dead over the last this many steps (0: never)
     shared_data: bool = False  # one data stream for every SAE of the call
     per_sae_source: bool = True  # the source arrays carry a leading SAE axis
     eval_batch: int = 8192
     eval_batches: int = 1
     eval_seed: int = 0
+    dead_samples: int = DEAD_SAMPLES  # dead latents are also counted over at least this many inputs
     curve_points: int = 10  # the training-loss curve: means over this many equal intervals
 
     def __post_init__(self):
@@ -65,24 +71,66 @@ class SaeSpec:
         if self.k_max > self.dict_size:
             raise ValueError(f"k_max={self.k_max} exceeds dict_size={self.dict_size}")
 
+    def option(self, name: str):
+        """A static hyperparameter of the kind: its value in ``options``, else its default."""
+        given = dict(self.options)
+        if name in given:
+            return given[name]
+        hparam = kind_of(self).hparam(name)
+        if hparam is None or hparam.per_sae:
+            raise KeyError(f"SAE kind {self.kind!r} has no static hyperparameter {name!r}")
+        return hparam.default
+
+    @property
+    def dead_batches(self) -> int:
+        """Evaluation batches the long dead count covers: ``dead_samples`` rounded up to whole batches."""
+        return max(-(-self.dead_samples // self.eval_batch), 1)
+
 
 @struct.dataclass
 class SaeHParams:
-    """Per-SAE values; every leaf gains a leading SAE axis under vmap."""
+    """Per-SAE values; every leaf gains a leading SAE axis under vmap. ``hp.lr``, ``hp.ortho`` for
+    every kind; ``hp.<name>`` for each per-SAE hyperparameter a kind declares (``values``)."""
 
     lr: jax.Array
-    l1: jax.Array  # λ: the L1 (plain, gated, rescaled) or L0 (jumprelu) coefficient
-    k: jax.Array  # int32, top-k kinds (≤ spec.k_max)
-    bandwidth: jax.Array  # JumpReLU's ε
     ortho: jax.Array  # λ_o (needs spec.ortho)
+    values: dict  # the kinds' per-SAE hyperparameters by name: l1, k (int32), bandwidth, ...
+
+    def __getattr__(self, name):
+        values = self.__dict__.get("values")
+        if values is not None and name in values:
+            return values[name]
+        raise AttributeError(f"SaeHParams has no {name!r}; it holds lr, ortho"
+                             + "".join(f", {v}" for v in (values or ())))
 
 
-def hparams(n: int, lr=3e-3, l1=0.1, k=1, bandwidth=1e-3, ortho=0.0) -> SaeHParams:
-    """``n`` SAEs' hyperparameters from scalars or length-n sequences."""
+def per_sae_hparams() -> dict:
+    """Every registered kind's per-SAE hyperparameters by name (``HyperParam``)."""
+    from toymodels.sae import SAE_KINDS
+
+    found = {}
+    for kind in SAE_KINDS:
+        for h in kind.hparams:
+            if h.per_sae:
+                found.setdefault(h.name, h)
+    return found
+
+
+def hparams(n: int, lr=3e-3, ortho=0.0, **values) -> SaeHParams:
+    """``n`` SAEs' hyperparameters from scalars or length-n sequences: ``lr``, ``ortho`` and any
+    kind's per-SAE hyperparameter (``l1=``, ``k=``, ...); those not given take their declared
+    defaults (``toymodels.sae.hyperparams``)."""
+    known = per_sae_hparams()
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise TypeError(f"hparams: no SAE kind declares a per-SAE hyperparameter {unknown[0]!r}; "
+                        f"known: lr, ortho, {', '.join(known)}")
+
     def leaf(v, dtype=jnp.float32):
         return jnp.broadcast_to(jnp.asarray(v, dtype), (n,))
 
-    return SaeHParams(lr=leaf(lr), l1=leaf(l1), k=leaf(k, jnp.int32), bandwidth=leaf(bandwidth), ortho=leaf(ortho))
+    return SaeHParams(lr=leaf(lr), ortho=leaf(ortho),
+                      values={name: leaf(values.get(name, h.default), h.dtype) for name, h in known.items()})
 
 
 @struct.dataclass
@@ -98,10 +146,11 @@ def kind_of(spec: SaeSpec):
     return SAE_KINDS.get(spec.kind)
 
 
-def init_params(key: jax.Array, n_hidden: int, spec: SaeSpec) -> dict:
+def init_params(key: jax.Array, n_hidden: int, spec: SaeSpec, hp: SaeHParams) -> dict:
     shared_key, own_key = jax.random.split(key)
-    return {**shared_params(shared_key, n_hidden, spec.dict_size), **kind_of(spec).init(own_key, n_hidden,
-                                                                                      spec.dict_size, spec)}
+    kind = kind_of(spec)
+    return {**shared_params(shared_key, n_hidden, spec.dict_size, kind.init_scale),
+            **kind.init(own_key, n_hidden, spec.dict_size, spec, hp)}
 
 
 def ortho_penalty(W_dec_HxD: jax.Array) -> jax.Array:
@@ -112,15 +161,48 @@ def ortho_penalty(W_dec_HxD: jax.Array) -> jax.Array:
     return (jnp.sum(gram_HxH**2) - d) / max(d * (d - 1), 1)
 
 
-def objective(params, h_HxB, hp: SaeHParams, spec: SaeSpec, training: bool = True):
+def aux_k_count(n_hidden: int, dict_size: int) -> int:
+    """k_aux, the dead latents AuxK lets reconstruct each input's residual: half the input
+    dimension (Gao et al. 2024, appendix B.1; SAELens), at most the dictionary."""
+    return max(min(n_hidden // 2, dict_size), 1)
+
+
+def top_dead(pre_DxB, dead_D, k: int) -> jax.Array:
+    """Per input, its k largest pre-activations among the dead latents (all of them when fewer
+    are dead): bool D×B. k passes of a max over the latents: on CPU ~8x faster than
+    ``lax.top_k`` for the small k of AuxK (k_aux = m/2)."""
+    ranked_DxB = jnp.where(dead_D[:, None], pre_DxB, -jnp.inf)
+
+    def take_next(_, chosen_DxB):
+        best_B = jnp.max(jnp.where(chosen_DxB, -jnp.inf, ranked_DxB), axis=0)
+        return chosen_DxB | ((ranked_DxB >= best_B[None, :]) & dead_D[:, None])
+
+    return jax.lax.fori_loop(0, k, take_next, jnp.zeros(pre_DxB.shape, bool))
+
+
+def auxk_loss(params, h_HxB, hhat_HxB, pre_DxB, dead_D):
+    """AuxK (Gao et al. 2024, as SAELens computes it): the k_aux largest pre-activations among the
+    dead latents (all of them when fewer are dead) reconstruct the residual e = h − ĥ, held fixed,
+    through the decoder without its bias: ‖e − W_dec z_aux‖², mean over the batch, scaled by
+    min(dead / k_aux, 1) so that a few dead latents weigh little. 0 when none is dead."""
+    k_aux = aux_k_count(h_HxB.shape[0], pre_DxB.shape[0])
+    codes_DxB = jnp.where(top_dead(pre_DxB, dead_D, k_aux), pre_DxB, 0.0)
+    residual_HxB = jax.lax.stop_gradient(h_HxB - hhat_HxB)
+    error = squared_error(residual_HxB, decoder(params) @ codes_DxB)
+    return jnp.minimum(jnp.sum(dead_D) / k_aux, 1.0) * error
+
+
+def objective(params, h_HxB, hp: SaeHParams, spec: SaeSpec, training: bool = True, dead_D=None):
     """(loss, (codes, reconstruction, aux)): ‖h − ĥ‖² plus the kind's terms, plus the
-    orthogonality penalty when compiled in."""
+    orthogonality penalty and AuxK (given the latents dead now, ``dead_D``) when compiled in."""
     kind = kind_of(spec)
     f_DxB, aux = kind.encode(params, h_HxB, hp, spec, training)
     hhat_HxB = decode(params, f_DxB)
     terms = {"recon": squared_error(h_HxB, hhat_HxB), **kind.loss_terms(params, h_HxB, f_DxB, aux, hp, spec)}
     if spec.ortho:
         terms["ortho"] = hp.ortho * ortho_penalty(decoder(params))
+    if spec.aux_k and dead_D is not None:
+        terms["auxk"] = hp.aux_coefficient * auxk_loss(params, h_HxB, hhat_HxB, aux["pre"], dead_D)
     return sum(terms.values()), (f_DxB, hhat_HxB, aux)
 
 
@@ -155,12 +237,21 @@ def resample_dead(params, opt_state, dead_D, h_HxB, hhat_HxB, spec: SaeSpec, ini
     return params, (adam,) + tuple(opt_state[1:])
 
 
+def clip_global_norm(grads, limit):
+    """The gradient scaled down to global norm ``limit`` when above it (SAELens's clip_grad_norm_);
+    ``limit`` 0: as it is. Per SAE: ``limit`` may be a traced per-SAE value."""
+    norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))
+    factor = jnp.where(limit > 0, jnp.minimum(1.0, limit / jnp.maximum(norm, 1e-30)), 1.0)
+    return jax.tree.map(lambda g: g * factor, grads)
+
+
 @struct.dataclass
 class SaeState:
     params: dict
     opt_state: tuple
     fired_D: jax.Array  # latents that fired since the last resampling
     fresh: dict  # the key's init: what resampling restarts a latent from
+    since_fired_D: jax.Array  # int32: steps since each latent last fired (AuxK's dead latents)
 
 
 def make_sae(spec: SaeSpec, n_hidden: int):
@@ -168,26 +259,34 @@ def make_sae(spec: SaeSpec, n_hidden: int):
     loss)`` of one SAE. ``params0``: start from these parameters (a warm start, or resuming from
     stored ones) instead of the key's init; the optimiser state starts fresh."""
     kind = kind_of(spec)
-    grad_fn = jax.value_and_grad(lambda p, h, hp: objective(p, h, hp, spec), has_aux=True)
+    grad_fn = jax.value_and_grad(lambda p, h, hp, dead: objective(p, h, hp, spec, dead_D=dead), has_aux=True)
+    clips = kind.hparam("grad_clip") is not None  # kinds that declare it (JumpReLU) clip their gradient
 
     def init(key, hp, params0=None) -> SaeState:
-        fresh = init_params(key, n_hidden, spec)
+        fresh = init_params(key, n_hidden, spec, hp)
         params = fresh if params0 is None else params0
-        return SaeState(params, optax.adam(hp.lr).init(params), jnp.zeros((spec.dict_size,), bool), fresh)
+        return SaeState(params, optax.adam(hp.lr).init(params), jnp.zeros((spec.dict_size,), bool), fresh,
+                        jnp.zeros((spec.dict_size,), jnp.int32))
 
     def step(state: SaeState, h_HxB, hp, t):
         opt = optax.adam(hp.lr)
-        (loss, (f_DxB, hhat_HxB, aux)), grads = grad_fn(state.params, h_HxB, hp)
+        # SAELens's dead latents: not fired in more than the window's steps, before this one
+        dead_D = state.since_fired_D > hp.dead_window if spec.aux_k else None
+        (loss, (f_DxB, hhat_HxB, aux)), grads = grad_fn(state.params, h_HxB, hp, dead_D)
+        if clips:
+            grads = clip_global_norm(grads, hp.grad_clip)
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
         params = kind.update_state(optax.apply_updates(state.params, updates), aux, spec)
-        fired_D = state.fired_D | jnp.any(f_DxB > 0, axis=1)
+        fires_D = jnp.any(f_DxB > 0, axis=1)
+        fired_D = state.fired_D | fires_D
+        since_fired_D = jnp.where(fires_D, 0, state.since_fired_D + 1) if spec.aux_k else state.since_fired_D
         if spec.resample_every:
             due = (t + 1) % spec.resample_every == 0
             params, opt_state = jax.lax.cond(
                 due, lambda: resample_dead(params, opt_state, ~fired_D, h_HxB, hhat_HxB, spec, state.fresh),
                 lambda: (params, opt_state))
             fired_D = fired_D & ~due
-        return state.replace(params=params, opt_state=opt_state, fired_D=fired_D), loss
+        return state.replace(params=params, opt_state=opt_state, fired_D=fired_D, since_fired_D=since_fired_D), loss
 
     return init, step
 
@@ -209,7 +308,8 @@ def evaluate(specs, source, params, hps, arrays, batched: bool):
     def start(spec, p):
         W_dec_HxD = decoder(p)
         match_D, latent_F = metrics.matches(truth_HxF, W_dec_HxD, represented_F)
-        return metrics.EvalSums.zeros(source.n_hidden, spec.dict_size, source.n_true), W_dec_HxD, match_D, latent_F
+        sums = metrics.EvalSums.zeros(source.n_hidden, spec.dict_size, source.n_true, source.has_hierarchy)
+        return sums, W_dec_HxD, match_D, latent_F
 
     def add(spec, p, hp, sums, match_D, latent_F, z_FxB, h_HxB):
         f_DxB, _ = kind_of(spec).encode(p, h_HxB, hp, spec, False)
@@ -232,10 +332,33 @@ def evaluate(specs, source, params, hps, arrays, batched: bool):
     first = source.draw(arrays, stream, jnp.uint32(0), spec0.eval_batch)
     (sums, _), _ = jax.lax.scan(one, (tuple(st[0] for st in starts), first),
                                 jnp.arange(spec0.eval_batches, dtype=jnp.uint32))
+    fires = count_fires(specs, source, params, hps, arrays, over, stream)
     finish = partial(metrics.scores, n_batches=spec0.eval_batches, truth_HxF=truth_HxF, represented_F=represented_F,
                      pairs_Px2=source.pairs(arrays))
-    return [over(lambda s, W, m: finish(s, W_dec_HxD=W, match_D=m), 0, 0, 0)(s, st[1], st[2])
-            for s, st in zip(sums, starts)]
+    return [over(lambda s, W, m, c: finish(s, W_dec_HxD=W, match_D=m, long_fires_D=c), 0, 0, 0, 0)(s, st[1], st[2], c)
+            for s, st, c in zip(sums, starts, fires)]
+
+
+def count_fires(specs, source, params, hps, arrays, over, stream):
+    """How often each latent fires over the first ``spec.dead_batches`` evaluation batches (at least
+    ``spec.dead_samples`` inputs, beginning with the evaluation batch): encoding only, for the
+    dead count that SAELens's evaluator makes over 10⁵ inputs."""
+    spec0 = specs[0]
+
+    def fires(spec, p, hp, h_HxB):
+        return jnp.sum(kind_of(spec).encode(p, h_HxB, hp, spec, False)[0] > 0, axis=1).astype(jnp.float32)
+
+    def one(carry, i):
+        counts, packed = carry
+        _, h_HxB = source.inputs(arrays, packed)
+        counts = tuple(c + over(partial(fires, spec), 0, 0, None)(p, hp, h_HxB)
+                       for spec, p, hp, c in zip(specs, params, hps, counts))
+        return (counts, source.draw(arrays, stream, i + 1, spec0.eval_batch)), None
+
+    zeros = tuple(over(lambda p, d=spec.dict_size: jnp.zeros((d,)), 0)(p) for spec, p in zip(specs, params))
+    first = source.draw(arrays, stream, jnp.uint32(0), spec0.eval_batch)
+    (counts, _), _ = jax.lax.scan(one, (zeros, first), jnp.arange(spec0.dead_batches, dtype=jnp.uint32))
+    return counts
 
 
 def make_train(spec: SaeSpec, source):
@@ -310,7 +433,7 @@ def train_saes(spec: SaeSpec, source, keys: jax.Array, hp: SaeHParams, arrays, d
     return jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), out)
 
 
-SHARED_FIELDS = ("steps", "batch_size", "eval_batch", "eval_batches", "eval_seed")
+SHARED_FIELDS = ("steps", "batch_size", "eval_batch", "eval_batches", "eval_seed", "dead_samples")
 
 
 @partial(jax.jit, static_argnums=(0, 1))

@@ -26,7 +26,7 @@ def test_every_sae_has_k_equal_to_its_worlds_l(name, n_saes):
     assert len(saes) == n_saes
     for group, point in saes:
         active = dict(point.coords)["active"]
-        assert point.k == active and group.spec.k_max == active  # a world of l = 1 compiles top-1 only
+        assert point.value("k") == active and group.spec.k_max == active  # a world of l = 1 compiles top-1 only
         assert group.spec.kind == "topk" and group.spec.dict_size == config.sae.world.n_features
         assert dict(point.source)["world_kind"] == "exactly" and dict(point.source)["magnitude"] == "fixed"
     assert len(make_chunks(plan)) == n_saes // config.sweep.seeds  # (m, l) are static: one chunk each
@@ -34,7 +34,7 @@ def test_every_sae_has_k_equal_to_its_worlds_l(name, n_saes):
 
 def test_an_integer_k_still_means_itself_on_an_exactly_world():
     saes = plan_sweep(compose_config(SMALL + ["sae.k=2", "sweep.grid.active=[2,4]"])).units
-    assert {(p.k, g.spec.k_max) for g, p in saes} == {(2, 2)}
+    assert {(p.value("k"), g.spec.k_max) for g, p in saes} == {(2, 2)}
 
 
 @pytest.mark.parametrize("override, key", [

@@ -244,7 +244,9 @@ STORES_43F758A = {
     "mono_architectures_small": (["train.steps=200"], 12, "0ccb06891b7838ec"),  # l1_hidden and mono terms
     "capacity_marginal_small": (["train.steps=200"], 66, "88ecb0e0c1825914"),  # the capacity term
     "dd_cpu_small": (["train.steps=300"], 12, "394703d6023c2402"),  # finite data
-    "sae_pareto_small": (["sae.steps=200"], 21, "990059131c2434c6"),  # SAEs on a world, every kind
+    # SAEs on a world: plain, gated, rescaled (JumpReLU and AuxK changed the other kinds' SAEs in
+    # issue 21, so their stores are refused: tests/sweeps/sae/test_sae_hparams.py)
+    "sae_shrinkage_small": ([], 12, "0e6893d755cb50e1"),
 }
 
 

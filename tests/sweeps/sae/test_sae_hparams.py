@@ -1,0 +1,157 @@
+"""SAE kinds own their settings (issue 23 item 3): each kind's declared hyperparameters are its
+grid axes, checks, defaults and columns; a user's SAE kind is one plug-in file, swept in process
+and on Ray and drawn; stores of 43f758a resume where their SAEs mean what they meant."""
+
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sweeps.config import ConfigError
+from sweeps.jobs.chunks import make_chunks
+from sweeps.plan import plan_sweep
+from sweeps.store import read_results
+from sweeps.store.meta import body_hash, config_hash
+from tests.helpers import cli, compose_config
+from tests.readme import doc_block
+
+DATA = Path(__file__).parent.parent / "data"
+
+
+# The number of SAEs 43f758a planned for each and a digest of their sorted uids (computed with that
+# version's sweeps.sae_plan.plan_saes): a store that resumes must find its rows by these ids.
+UIDS_43F758A = {"sae_shrinkage_small": (12, "0e6893d755cb50e1"), "sae_pareto_small": (21, "990059131c2434c6"),
+                "sae_orthogonality_small": (8, "1147009c78d82f64"), "sae_active_small": (6, "20bbc3ca9a329055")}
+
+
+@pytest.mark.parametrize("name, extra, resumes", [
+    ("sae_shrinkage_small", [], True),  # plain, gated, rescaled: they mean what they meant
+    ("sae_pareto_small", [], False),  # jumprelu and AuxK changed those SAEs
+    ("sae_orthogonality_small", [], False),  # topk with AuxK
+    ("sae_orthogonality_small", ["sae.aux_coefficient=0"], True),  # topk without AuxK: as then
+    ("sae_active_small", ["sae.aux_coefficient=0", "sae.dead_window=5"], True),  # the window needs AuxK
+])
+def test_stores_of_43f758a_resume_where_their_saes_mean_what_they_meant(name, extra, resumes):
+    """sweep.yaml of `toymodels-sweep experiment=NAME` as 43f758a wrote it: its body still hashes to
+    its first line, and this version's config hashes to it exactly when it trains the same SAEs;
+    the SAEs keep their ids (a resumed store trains none of them again)."""
+    import hashlib
+
+    text = (DATA / f"sweep_43f758a_{name}.yaml").read_text()
+    stored, body = text.splitlines()[0].split(": ")[1], text.split("\n", 2)[2]
+    assert body_hash(body) == stored
+    config = compose_config([f"experiment={name}", *extra])
+    assert (config_hash(config) == stored) is resumes
+    uids = sorted(p.uid for _, p in plan_sweep(config).units)
+    assert (len(uids), hashlib.sha256(",".join(map(str, uids)).encode()).hexdigest()[:16]) == UIDS_43F758A[name]
+    assert text.splitlines()[1] == f"# models: {len(uids)}"
+
+
+@pytest.mark.parametrize("override, key", [
+    ("sae.bandwidth=0", "sae.bandwidth"),
+    ("sae.init_threshold=-0.1", "sae.init_threshold"),
+    ("sae.aux_coefficient=-1", "sae.aux_coefficient"),
+    ("sae.dead_window=0", "sae.dead_window"),
+    ("sweep.grid.k=[1,2.5]", r"sweep.grid.k\[1\]"),
+    ("+sweep.grid.grad_clip=[1.0,-1]", r"sweep.grid.grad_clip\[1\]"),
+    ("+sae.options.bandwidth=0.1", "sae.options.bandwidth"),  # a key of its own: sae.bandwidth
+    ("+sae.options.temperature=1", "sae.options.temperature"),  # no kind declares it
+    ("+sweep.grid.temperature=[1]", "sweep.grid.temperature"),
+])
+def test_kind_hyperparameters_are_checked_by_their_declarations(override, key):
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        compose_config(["experiment=sae_pareto_small", override])
+
+
+def test_each_kind_reads_its_own_axes_and_a_static_hyperparameter_splits_programs():
+    """A kind trains once per value of the axes it declares; another kind's axis does not
+    multiply it. A static hyperparameter (per_sae=False) is a program's option: one chunk per value."""
+    import jax.numpy as jnp
+
+    from toymodels.sae import HyperParam, SaeKind, register_sae
+    from toymodels.sae.base import pre_activation
+
+    width = HyperParam("test_width", 2, low=1, integer=True, per_sae=False)
+    register_sae(SaeKind(name="test_static", hparams=(width,),
+                         encode=lambda p, h, hp, spec, training: (jnp.maximum(pre_activation(p, h), 0.0)
+                                                                  * spec.option("test_width"), {})))
+    config = compose_config(["experiment=sae_pareto_small", "sweep.grid.kind=[jumprelu,topk,test_static]",
+                             "sweep.grid.l1=[0.1,0.3]", "sweep.grid.k=[1]", "+sweep.grid.bandwidth=[0.02,0.05]",
+                             "+sweep.grid.test_width=[1,3]"])
+    plan = plan_sweep(config)
+    saes = plan.units
+    per_kind = {}
+    for group, point in saes:
+        per_kind.setdefault(group.spec.kind, []).append((dict(point.values), group.spec.options))
+    assert len(per_kind["jumprelu"]) == 4 and {v["bandwidth"] for v, _ in per_kind["jumprelu"]} == {0.02, 0.05}
+    assert per_kind["topk"] == [({"k": 1, "aux_coefficient": 1 / 32, "dead_window": 1000}, ())]
+    assert [options for _, options in per_kind["test_static"]] == [(("test_width", 1),), (("test_width", 3),)]
+    chunks = [c for c in make_chunks(plan) if c.spec.spec.kind == "test_static"]
+    assert len(chunks) == 2 and chunks[0].spec.spec.option("test_width") == 1
+    assert chunks[0].kinds and chunks[0].kinds[0].name == "test_static"  # carried to a worker
+
+
+@pytest.fixture(scope="module")
+def plugin_dir(tmp_path_factory):
+    where = tmp_path_factory.mktemp("plugin")
+    (where / "my_sae.py").write_text(doc_block("my_sae.py"))
+    return where
+
+
+def run_documented(where: Path, *extra: str) -> list:
+    results = []
+    for line in doc_block("my_sae sweep").splitlines():
+        args = shlex.split(line)
+        args += [*extra, "wandb.mode=disabled"] if args[0] == "toymodels-sweep" else []
+        results.append(cli(args[0], *args[1:], cwd=where, timeout=600))
+        assert results[-1].returncode == 0, results[-1].stderr
+    return results
+
+
+def test_a_users_sae_kind_from_the_docs_sweeps_in_process_and_is_drawn(plugin_dir):
+    """docs/saes/reference.md's example as written: a p-norm kind with its own hyperparameter p
+    beside the plain SAE. At p = 1 its penalty is the plain SAE's L1, from the same keys: the same
+    decoder bit for bit. The figure draws one line per kind and p."""
+    sweep, figures = run_documented(plugin_dir)
+    assert "6/6 models stored" in sweep.stdout
+    table = read_results(plugin_dir / "runs" / "sae_lp", arrays=True)
+    lp, plain = table[table["kind"] == "lp"], table[table["kind"] == "plain"]
+    assert sorted(zip(lp["p"], lp["l1"])) == [(0.5, 0.03), (0.5, 0.3), (1.0, 0.03), (1.0, 0.3)]
+    assert plain["p"].isna().all() and set(table["sparsity_name"]) == {"λ"}
+    for l1 in (0.03, 0.3):
+        one = lp[(lp["p"] == 1.0) & (lp["l1"] == l1)].iloc[0]
+        assert np.array_equal(one["W_dec"], plain[plain["l1"] == l1].iloc[0]["W_dec"])
+    assert (lp[lp["p"] == 0.5]["l0"].to_numpy() < lp[lp["p"] == 1.0]["l0"].to_numpy()).all()  # p < 1: sparser
+    assert (plugin_dir / "runs" / "sae_lp" / "figures" / "sae_pareto.png").is_file()
+    with pytest.raises(ConfigError, match=re.escape("sweep.grid.p[1]: must be a finite number > 0 and <= 1, got 0")):
+        compose_config(["experiment=sae_pareto_small", f"plugins=[{plugin_dir / 'my_sae.py'}]", "sweep.grid.kind=[lp]",
+                        "+sweep.grid.p=[0.5,0]"])
+
+
+@pytest.mark.slow
+def test_a_users_sae_kind_from_the_docs_sweeps_on_ray(plugin_dir, tmp_path):
+    """The same sweep on Ray: workers never read my_sae.py (the chunks carry the kind); the same bits."""
+    if not (plugin_dir / "runs" / "sae_lp" / "results.parquet").exists():  # run alone: the in-process one first
+        run_documented(plugin_dir)
+    shutil.copy(plugin_dir / "my_sae.py", tmp_path / "my_sae.py")
+    run_documented(tmp_path, "sweep.executor=ray", "ray.num_cpus=2")
+    ray_rows = read_results(tmp_path / "runs" / "sae_lp", arrays=True)
+    local = read_results(plugin_dir / "runs" / "sae_lp", arrays=True)
+    assert ray_rows["ray_node"].notna().all()
+    for a, b in zip(ray_rows.sort_values("uid")["W_dec"], local.sort_values("uid")["W_dec"]):
+        assert np.array_equal(a, b)
+
+
+def test_the_sae_sections_keys_are_the_built_in_kinds_declarations():
+    """One source of defaults: every built-in kind's hyperparameter is a key of the sae: section
+    (defaults from the declaration), and every such key is some built-in kind's."""
+    from sweeps.sae.config import SCHEMA_HPARAMS, SaeConf
+    from toymodels.sae.kinds import BUILTIN
+
+    declared = {h.name: h for kind in BUILTIN for h in kind.hparams}
+    assert declared == SCHEMA_HPARAMS
+    conf = SaeConf()
+    assert {name: getattr(conf, name) for name in declared} == {name: h.default for name, h in declared.items()}
