@@ -19,7 +19,7 @@ from flax import struct
 
 from toymodels import metrics, rng
 from toymodels.data import DataSpec, draw, draw_shared, from_uniforms, uniform_rows, weights_from_uniforms
-from toymodels.models import MODELS, Params, init_params, init_std, is_tiny, model_loss
+from toymodels.models import Params, bind_kind, init_params, init_std, is_tiny, model_loss
 from toymodels.optim import make_optimizer
 
 EVAL_BATCH = 4096
@@ -131,7 +131,7 @@ class TrainResult:
 def make_train(spec: TrainSpec):
     """Build ``train(key, hparams) -> TrainResult`` for one model; vmap it for many."""
     std = init_std(spec.n_features, spec.n_hidden, spec.init, spec.init_instances)
-    kind = MODELS.get(spec.model)
+    kind = bind_kind(spec.model, spec.n_features, spec.n_hidden, spec.model_options)
     marks = spec.snapshot_steps
     n_eval_batches = -(-spec.eval_samples // EVAL_BATCH)
 

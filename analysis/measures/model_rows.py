@@ -39,6 +39,7 @@ def params_of(row: pd.Series) -> dict:
 
 def outputs_of(row: pd.Series, x_FxB) -> np.ndarray:
     """The trained model's outputs (O×B) on a feature-major batch."""
-    from toymodels.models import forward
+    from toymodels.models import bind_kind, forward
 
-    return np.asarray(forward(params_of(row), jnp.asarray(x_FxB, jnp.float32), row["model"]))
+    kind = bind_kind(row["model"], int(row["n_features"]), int(row["n_hidden"]), kind_options(row))
+    return np.asarray(forward(params_of(row), jnp.asarray(x_FxB, jnp.float32), kind))
