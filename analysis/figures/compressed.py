@@ -107,7 +107,7 @@ def plot_cc_mixing(measured: pd.DataFrame, stamp: str = "", target=None):
     (≈ √(n/d)): embed, clean and mixing labels, n/m by line style; seed mean ± standard
     deviation; thin lines the p → 0 bound of the embed and mixing labels."""
     densities = sorted(measured["density"].unique())
-    canvas, grid = panel_grid(target, 2, len(densities), (3.3 * len(densities) + 1, 7.6), sharey="row")
+    canvas, grid = panel_grid(target, 2, len(densities), (max(11.0, 3.3 * len(densities) + 1), 7.6), sharey="row")
     for c, p in enumerate(densities):
         rows = measured[np.isclose(measured["density"], p)]
         for (labels, ratio_nm), group in rows.groupby(["labels", "n_over_m"], sort=True):

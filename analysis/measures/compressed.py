@@ -85,10 +85,12 @@ def measure_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([rows.drop(columns=[c for c in measured if c in rows]), measured], axis=1)
 
 
-def seed_summary(measured: pd.DataFrame, keys: list[str], columns=("ratio", "ratio_clean", "loss_per_p")) -> pd.DataFrame:
+def seed_summary(measured: pd.DataFrame, keys: list[str],
+                 columns=("ratio", "ratio_clean", "loss_per_p")) -> pd.DataFrame:
     """Mean, standard deviation, min and count over seeds of ``columns`` per ``keys``, with the
     theory columns (equal across seeds) carried along."""
-    theory = [c for c in ("naive", "naive_clean", "mixing_size", "p0_bound", "p0_naive", "bound_ratio") if c in measured]
+    theory = [c for c in ("naive", "naive_clean", "mixing_size", "p0_bound", "p0_naive", "bound_ratio")
+              if c in measured and c not in keys]
     stats = measured.groupby(keys, sort=True).agg(
         **{f"{c}_{s}": (c, s) for c in columns for s in ("mean", "std", "min", "count")},
         **{c: (c, "first") for c in theory})
