@@ -12,12 +12,17 @@ Columns added to the rows of a cc_residual sweep (``measure_table``):
   is scaled to it, ``clean`` is placed at the size it leaves out).
 - ``p0_bound``, ``p0_naive``: lim L/p of the Eckart–Young bound and of the naive model, for the
   model's labels; ``bound_ratio`` = their ratio (what no bias-free residual MLP can beat as p → 0).
+- ``p0_opt``: lim L/p of the best one-layer solution ``p0_optimum`` finds (L-BFGS, 2 starts) for the
+  model's labels, for one-layer models with n ≤ ``P0_OPT_MAX_N`` (NaN otherwise: at n = 100 it takes
+  a minute per matrix); ``opt_ratio`` = p0_opt / p0_naive.
 - ``gain_alignment``: the share of the read vectors' energy ‖A‖² in the m-dimensional subspace
   where TTᵀ = I − 2N + 2N² is largest (where the p → 0 bound puts the neurons); m/n for a random A,
   NaN without mixing.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import pandas as pd
@@ -27,6 +32,7 @@ from analysis.theory.compressed import mixing_size, naive_loss, naive_loss_clean
 from sweeps.store import nested_array
 
 KIND = "cc_residual"
+P0_OPT_MAX_N = 40
 
 
 def is_cc(table: pd.DataFrame) -> pd.Series:
@@ -44,6 +50,14 @@ def _embed_size(n: int, options: dict) -> float:
 
     N = mixing_matrix(n, int(options["d_embed"]), int(options["embed_seed"]), "embed")
     return float(np.linalg.norm(N) / np.sqrt(n))
+
+
+@functools.lru_cache(maxsize=256)
+def _p0_opt(n: int, m: int, d: int, seed: int, labels: str) -> float:
+    from analysis.theory.compressed import p0_optimum
+    from toymodels.models.compressed import mixing_matrix
+
+    return p0_optimum(mixing_matrix(n, d, seed, labels), m, restarts=2, maxiter=1500)["loss"]
 
 
 def gain_alignment(A_MxF: np.ndarray, N: np.ndarray) -> float:
@@ -67,13 +81,15 @@ def measure_row(row: pd.Series) -> dict:
     naive = naive_loss(N, p, m, importance)
     clean = naive_loss_clean(n, m, float(p[0]))
     bound, p0n = p0_bound(N, m), p0_naive(N, m)
+    small = n <= P0_OPT_MAX_N and int(options["layers"]) == 1
+    opt = _p0_opt(n, m, int(options["d_embed"]), int(options["embed_seed"]), options["labels"]) if small else np.nan
     return {"density": float(p[0]), "labels": options["labels"], "d_embed": int(options["d_embed"]),
             "layers": int(options["layers"]), "param": options["param"], "n_over_m": n / m,
             "naive": naive, "ratio": float(row["loss"]) / naive, "naive_clean": clean,
             "ratio_clean": float(row["loss"]) / clean if clean > 0 else float("nan"),
             "loss_per_p": float(row["loss"]) / float(p[0]), "mixing_size": _embed_size(n, options),
             "mixing_size_labels": mixing_size(N) * np.sqrt(n - 1), "p0_bound": bound, "p0_naive": p0n,
-            "bound_ratio": bound / p0n, "gain_alignment": gain_alignment(nested_array(row["W"]), N)}
+            "bound_ratio": bound / p0n, "p0_opt": opt, "opt_ratio": opt / p0n, "gain_alignment": gain_alignment(nested_array(row["W"]), N)}
 
 
 def measure_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -89,7 +105,8 @@ def seed_summary(measured: pd.DataFrame, keys: list[str],
                  columns=("ratio", "ratio_clean", "loss_per_p")) -> pd.DataFrame:
     """Mean, standard deviation, min and count over seeds of ``columns`` per ``keys``, with the
     theory columns (equal across seeds) carried along."""
-    theory = [c for c in ("naive", "naive_clean", "mixing_size", "p0_bound", "p0_naive", "bound_ratio")
+    theory = [c for c in ("naive", "naive_clean", "mixing_size", "p0_bound", "p0_naive", "bound_ratio", "p0_opt",
+                          "opt_ratio")
               if c in measured and c not in keys]
     stats = measured.groupby(keys, sort=True).agg(
         **{f"{c}_{s}": (c, s) for c in columns for s in ("mean", "std", "min", "count")},
