@@ -112,3 +112,34 @@ def seed_summary(measured: pd.DataFrame, keys: list[str],
         **{f"{c}_{s}": (c, s) for c in columns for s in ("mean", "std", "min", "count")},
         **{c: (c, "first") for c in theory})
     return stats.reset_index()
+
+
+def report(table: pd.DataFrame) -> pd.DataFrame:
+    """Seed means per setting: L/p, L / naive (same labels), L / naive without mixing, the p → 0
+    bound and one-layer optimum ratios, and the neurons' alignment with the gain subspace."""
+    measured = measure_table(table)
+    keys = [k for k in ("labels", "layers", "param", "n_features", "n_hidden", "d_embed", "density") if k in measured]
+    cols = ["loss_per_p", "ratio", "ratio_clean", "gain_alignment"]
+    out = measured.groupby(keys)[cols].agg(["mean", "std"])
+    out.columns = [f"{c}_{s}" for c, s in out.columns]
+    theory = measured.groupby(keys)[["mixing_size", "bound_ratio", "opt_ratio"]].first()
+    return pd.concat([out, theory, measured.groupby(keys).size().rename("seeds")], axis=1).reset_index()
+
+
+def main(argv=None) -> None:
+    """``python -m analysis.measures.compressed SWEEP_DIR``: the cc_residual models' seed means
+    against the naive baseline, one row per setting."""
+    import sys
+
+    from analysis.sweep import StoredSweep
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m analysis.measures.compressed SWEEP_DIR", file=sys.stderr)
+        sys.exit(2)
+    with pd.option_context("display.max_rows", None, "display.width", 250, "display.float_format", "{:.4f}".format):
+        print(report(StoredSweep.load(args[0]).table).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
