@@ -9,7 +9,7 @@ import pandas as pd
 
 from analysis.figures.canvas import finish, panel_grid
 from analysis.measures import circuits as circ
-from analysis.sweep import per_sweep
+from analysis.stored_sweep import per_sweep
 from sweeps.store import nested_array
 
 KINDS = ("residual_mlp", "residual_mlp_groups")  # the economics read |x|'s value and residual.py's ablation

@@ -1,0 +1,243 @@
+"""``toymodels-sae DIR``: train sparse autoencoders on the hidden activations of a stored sweep's toy
+models and score them against the true features (Sharkey et al. 2022; SCIENCE.md §1; issue 16).
+
+    toymodels-sae runs/tms_intro --l1 0.03,0.1,0.3 --dict-sizes n,2n --kind both --seeds 2
+
+A shortcut: its options become a ``+sae=toy sae.toy.sweep=DIR`` config (``sweep_overrides``; it
+prints them) run by ``toymodels-sweep``, so the SAEs are stored as any SAE sweep's rows in
+DIR/sae (``--out``), resumable, tracked, and drawn by ``toymodels-figures DIR/sae``. The options
+are checked here first (exit 2 naming the option); the sweep checks the rest (naming the key).
+``--models`` is a pandas query, as before (a safe query filter is being written; see the docs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+KIND_GROUPS = {"both": ("plain", "gated")}  # plus "all": every registered kind
+
+class UsageError(ValueError):
+    """A bad option: reported with the option's name and exit status 2, before any compute."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"{option}: {message}")
+
+
+def parse_numbers(text: str, option: str, kind=float) -> list:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(option, f"expected comma-separated positive numbers, got {text!r}") from None
+    if not values:
+        raise UsageError(option, "expected at least one positive number (e.g. 0.03,0.1,0.3)")
+    if any(not np.isfinite(v) or v <= 0 for v in values):
+        raise UsageError(option, f"every value must be a finite number > 0, got {text!r}")
+    return values
+
+
+def parse_kinds(text: str) -> list[str]:
+    from toymodels.sae import SAE_KINDS
+
+    if text == "all":
+        return list(SAE_KINDS.names())
+    kinds = list(KIND_GROUPS.get(text, [k.strip() for k in text.split(",") if k.strip()]))
+    for kind in kinds:
+        if kind not in SAE_KINDS:
+            raise UsageError("--kind", f"{kind!r} is not one of {', '.join(SAE_KINDS.names())}, both, all")
+    return kinds
+
+
+def parse_dict_sizes(text: str) -> list[str]:
+    """Dictionary sizes: integers ≥ 1, or multiples of the toy model's feature count (``n``, ``2n``)."""
+    sizes = [v.strip() for v in text.split(",") if v.strip()]
+    if not sizes:
+        raise UsageError("--dict-sizes", "expected at least one size: integers >= 1 or multiples of n (n, 2n)")
+    for size in sizes:
+        match = re.fullmatch(r"(\d*)n|(\d+)", size)
+        if not match or int(match.group(1) or match.group(2) or 1) < 1:
+            raise UsageError("--dict-sizes", f"{size!r} is not an integer >= 1 or a multiple of n (n, 2n, ...)")
+    return sizes
+
+
+def resolve_dict_size(size: str, n_features: int) -> int:
+    if size.endswith("n"):
+        return int(size[:-1] or 1) * n_features
+    return int(size)
+
+
+def select_models(table: pd.DataFrame, query: str | None) -> pd.DataFrame:
+    if not query:
+        return table
+    try:
+        chosen = table.query(query)
+    except (NameError, SyntaxError, ValueError, TypeError, KeyError) as error:  # what a bad query raises
+        raise UsageError("--models", f"bad query {query!r} ({type(error).__name__}: {error}); "
+                         f"columns: {', '.join(c for c in table.columns if table[c].dtype != object)}") from None
+    if chosen.empty:
+        raise UsageError("--models", f"query {query!r} selects no model out of {len(table)}")
+    return chosen
+
+
+def load_sweep(root: Path) -> tuple[pd.DataFrame, dict]:
+    """The stored sweep's table and config, through the store's public reader."""
+    from sweeps.store import RESULTS, read_config, read_results
+
+    if not (root / RESULTS).exists():
+        raise UsageError("sweep_dir", f"{root} holds no {RESULTS}: is it a sweep's output directory (sweep.out)?")
+    table = read_results(root)
+    if table.empty:
+        raise UsageError("sweep_dir", f"{root} holds no finished model yet")
+    return table, read_config(root)
+
+
+def stored_data_spec(config: dict):
+    """The sweep's DataSpec (kind, set size, magnitude, rest scale) as the planner built it, after
+    loading the sweep's plugin files (a user's kinds)."""
+    from omegaconf import OmegaConf
+
+    from sweeps.config_kinds import data_spec_of
+    from toymodels.plugins import load_plugins
+
+    load_plugins(config.get("plugins", []))
+    return data_spec_of(OmegaConf.create(config))
+
+
+def toy_arrays(models: pd.DataFrame, model: str, n: int, m: int) -> dict:
+    """Every toy model's parameters (rebuilt from the stored columns of the kind's parameter
+    names) and feature densities, stacked along a leading model axis."""
+    from sweeps.store import as_matrix
+    from toymodels.sae.toy import param_names
+
+    names = param_names(model, n, m)
+    missing = [name for name in names if name not in models.columns]
+    if missing:
+        raise UsageError("sweep_dir", f"the stored {model!r} models have no column {missing[0]!r}")
+    params = {name: np.stack([np.asarray(np.asarray(v, dtype=object).tolist(), np.float32) for v in models[name]])
+              for name in names}
+    return {"params": params, "density_F": as_matrix(models["feature_density"]).astype(np.float32)}
+
+
+def toy_measures(W_NxHxF: np.ndarray) -> dict:
+    """The toy models' superposition (SCIENCE.md §5) beside each SAE's scores."""
+    from toymodels import metrics
+
+    return {"interference_mean": metrics.interference(W_NxHxF).mean(axis=-1),
+            "dims_per_feature": metrics.dimensions_per_feature(W_NxHxF)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="toymodels-sae", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep_dir", help="a finished sweep's output directory (holds results.parquet)")
+    parser.add_argument("--l1", default="0.03,0.1,0.3",
+                        help="λ > 0 of the L1 kinds (L0 for jumprelu), comma-separated (default %(default)s)")
+    parser.add_argument("--k", default="1,2", help="k of the top-k kinds, comma-separated (default %(default)s)")
+    parser.add_argument("--dict-sizes", default="n,2n",
+                        help="dictionary sizes: integers >= 1, or multiples of the toy's n features "
+                             "(default %(default)s)")
+    parser.add_argument("--kind", default="both",
+                        help="SAE kinds, comma-separated, or both (plain,gated) or all (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=3000, help="training steps per SAE (default %(default)s)")
+    parser.add_argument("--batch", type=int, default=1024,
+                        help="activations per step, drawn fresh (default %(default)s)")
+    parser.add_argument("--seeds", type=int, default=1, help="SAE seeds per (toy model, λ or k) (default %(default)s)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default %(default)s)")
+    parser.add_argument("--bandwidth", type=float, default=1e-3, help="JumpReLU's ε (default %(default)s)")
+    parser.add_argument("--ortho", type=float, default=0.0,
+                        help="decoder orthogonality weight λ_o >= 0 (default %(default)s: off)")
+    parser.add_argument("--resample-every", type=int, default=0,
+                        help="resample latents dead over this many steps (default %(default)s: never)")
+    parser.add_argument("--eval-batch", type=int, default=8192, help="fixed evaluation inputs (default %(default)s)")
+    parser.add_argument("--base-seed", type=int, default=0, help="root of every SAE's key (default %(default)s)")
+    parser.add_argument("--models", help="pandas query selecting toy models, e.g. 'seed == 0 and density < 0.5'")
+    parser.add_argument("--out", help="the SAE sweep's sweep.out (default SWEEP_DIR/sae)")
+    parser.add_argument("--executor", default="local", choices=("local", "ray"),
+                        help="sweep.executor (default %(default)s: in this process)")
+    parser.add_argument("overrides", nargs="*", help="more toymodels-sweep overrides (e.g. wandb.mode=disabled)")
+    return parser
+
+
+def check_args(args) -> None:
+    args.l1 = parse_numbers(args.l1, "--l1")
+    args.k = parse_numbers(args.k, "--k", int)
+    args.dict_sizes = parse_dict_sizes(args.dict_sizes)
+    args.kinds = parse_kinds(args.kind)
+    for option in ("steps", "batch", "seeds", "eval_batch"):
+        if getattr(args, option) < 1:
+            raise UsageError("--" + option.replace("_", "-"), f"must be an integer >= 1, got {getattr(args, option)}")
+    for option in ("lr", "bandwidth"):
+        if not np.isfinite(getattr(args, option)) or getattr(args, option) <= 0:
+            raise UsageError(f"--{option}", f"must be a finite number > 0, got {getattr(args, option)}")
+    if not np.isfinite(args.ortho) or args.ortho < 0:
+        raise UsageError("--ortho", f"must be a finite number >= 0, got {args.ortho}")
+    if args.resample_every < 0:
+        raise UsageError("--resample-every", f"must be an integer >= 0, got {args.resample_every}")
+
+
+def check_sizes(args, table: pd.DataFrame) -> None:
+    """k of the top-k kinds within every dictionary size, before any compute (as --k)."""
+    from toymodels.sae import SAE_KINDS
+
+    if not any(SAE_KINDS.get(kind).top_k for kind in args.kinds):
+        return
+    for n in sorted(set(select_models(table, args.models)["n_features"])):
+        smallest = min(resolve_dict_size(size, int(n)) for size in args.dict_sizes)
+        if max(args.k) > smallest:
+            raise UsageError("--k", f"k={max(args.k)} exceeds dictionary size {smallest} (n={n})")
+
+
+def _list(values) -> str:
+    return "[" + ",".join(str(v) for v in values) + "]"
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def sweep_overrides(args) -> list[str]:
+    """The ``toymodels-sweep`` overrides of these options: a ``+sae=toy`` sweep on the stored
+    sweep's models, written to ``--out`` (default SWEEP_DIR/sae)."""
+    root = Path(args.sweep_dir)
+    out = Path(args.out) if args.out else root / "sae"
+    # ~experiment: no default experiment's toy grid; the SAE grid is these options'
+    overrides = ["~experiment", "+sae=toy", f"sae.toy.sweep={_quoted(str(root))}", f"name=sae_{root.name}",
+                 f"sweep.out={_quoted(str(out))}", f"sweep.executor={args.executor}", f"sweep.seeds={args.seeds}",
+                 f"sweep.base_seed={args.base_seed}", f"+sweep.grid.kind={_list(args.kinds)}",
+                 f"+sweep.grid.dict_size={_list(args.dict_sizes)}", f"+sweep.grid.l1={_list(args.l1)}",
+                 f"+sweep.grid.k={_list(args.k)}", f"sae.steps={args.steps}", f"sae.batch_size={args.batch}",
+                 f"sae.eval_batch={args.eval_batch}", f"sae.lr={args.lr}", f"sae.bandwidth={args.bandwidth}",
+                 f"sae.ortho={args.ortho}", f"sae.resample_every={args.resample_every}"]
+    if args.models:
+        overrides.append(f"sae.toy.models={_quoted(args.models)}")
+    return overrides + list(args.overrides)
+
+
+def main(argv=None) -> None:
+    from toymodels.registry import ConfigError
+
+    args = build_parser().parse_intermixed_args(argv)
+    root = Path(args.sweep_dir)
+    try:
+        check_args(args)
+        table, _ = load_sweep(root)
+        select_models(table, args.models)  # a bad --models query: named here, before the sweep
+        check_sizes(args, table)
+    except (UsageError, ConfigError) as error:
+        print(f"toymodels-sae: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    from sweeps.cli import main as sweep_main
+
+    overrides = sweep_overrides(args)
+    print("toymodels-sweep " + " ".join(overrides), flush=True)
+    sys.argv = ["toymodels-sweep", *overrides]
+    sweep_main()
+
+
+if __name__ == "__main__":
+    main()

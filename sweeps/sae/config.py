@@ -1,0 +1,259 @@
+"""The ``sae:`` section of a config: its presence makes a sweep train sparse autoencoders (issue 16
+item 1), and its checks before any compute.
+
+An SAE sweep is an ordinary sweep whose grid axes are SAE hyperparameters and, for synthetic
+worlds, world parameters (``SAE_AXES``); its points are SAEs instead of toy models. The source of
+activations is a synthetic world (``sae.source=world``, ``toymodels.sae.build``) or the toy models
+of a stored sweep (``sae.source=toy``, each model's own data and forward pass, ``toymodels.sae.toy``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from toymodels.registry import ConfigError
+
+SOURCES = ("world", "toy")
+WORLD_KINDS = ("independent", "composition", "exactly", "synthbench_small", "saelens")
+DIRECTIONS = ("identity", "random", "pairs")
+MAGNITUDES = ("uniform", "fixed")
+# sae.k (or a value of sweep.grid.k) that makes each SAE's k its world's sae.world.active: one SAE
+# per l of an `exactly` world with k = l, without a k axis whose diagonal only is wanted.
+FOLLOW_ACTIVE = "active"
+
+# Grid axes of an SAE sweep. Per SAE: array leaves of one compiled program. Static: SAEs that
+# differ in one never share a chunk. World axes (per SAE unless static) change the world's arrays.
+SAE_PER_AXES = ("l1", "k", "lr", "bandwidth", "ortho")
+SAE_STATIC_AXES = ("kind", "dict_size", "steps", "batch_size")
+WORLD_PER_AXES = ("density", "magnitude", "cosine", "together", "world_seed")
+WORLD_STATIC_AXES = ("n_features", "n_hidden", "directions", "active")
+SAE_AXES = SAE_PER_AXES + SAE_STATIC_AXES + WORLD_PER_AXES + WORLD_STATIC_AXES
+# A kind reads only some axes (the top-k kinds k, the others λ; only jumprelu its bandwidth): the
+# rest are dropped from its SAEs' coordinates, so that a kind is trained once per setting it reads.
+KIND_AXES = {"l1": lambda kind: not kind.top_k, "k": lambda kind: kind.top_k,
+             "bandwidth": lambda kind: kind.name == "jumprelu"}
+
+
+@dataclass
+class SaeWorldConf:
+    kind: str = "independent"  # independent | composition | exactly | synthbench_small | saelens
+    n_features: int = 16
+    n_hidden: int = 8
+    density: float = 0.05  # independent: each feature fires with probability p
+    directions: str = "random"  # identity | random | pairs (pairs at cosine ``cosine``)
+    cosine: float = 0.0
+    magnitude: str = "uniform"  # uniform: U[0, 1] | fixed: 1
+    together: float = 0.1  # composition: f1 and f2 together with probability c
+    alone: float = 0.2  # composition: f1 alone, and f2 alone, each with this probability
+    active: int = 2  # exactly: features active per input
+    world_seed: int = 0  # the world's directions (and synthbench's whole recipe)
+    # saelens: a SAELens SyntheticModelConfig (a mapping, or a .json/.yaml file holding one) or a
+    # saved SAELens synthetic model directory (sweeps.sae.saelens; docs/saes/interop.md)
+    saelens: Any = None
+
+
+@dataclass
+class SaeToyConf:
+    sweep: str = ""  # a finished toy-model sweep's sweep.out
+    models: str = ""  # a pandas query selecting its models ("" = all), e.g. "seed == 0"
+
+
+@dataclass
+class SaeConf:
+    source: str = "world"  # world | toy
+    world: SaeWorldConf = field(default_factory=SaeWorldConf)
+    toy: SaeToyConf = field(default_factory=SaeToyConf)
+    kind: str = "plain"  # a kind of toymodels.sae.SAE_KINDS
+    dict_size: Any = 32  # an integer, or a multiple of the source's features: "n", "2n"
+    l1: float = 0.1  # λ of plain, gated, rescaled; the L0 coefficient of jumprelu
+    k: Any = 2  # k of topk, batchtopk, matryoshka; "active": the exactly world's l (k follows l)
+    lr: float = 3e-3
+    bandwidth: float = 1e-3  # jumprelu's ε
+    ortho: float = 0.0  # decoder orthogonality λ_o (0: off)
+    resample_every: int = 0  # resample latents dead over this many steps (0: never)
+    steps: int = 3000
+    batch_size: int = 1024
+    eval_batch: int = 8192
+
+
+def _number(key: str, value, low: float, integer: bool = False, low_open: bool = False, high: float | None = None):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (not integer or isinstance(value, int))
+    ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
+    if not ok:
+        what = "an integer" if integer else "a finite number"
+        bound = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+        raise ConfigError(key, f"must be {what} {bound}, got {value!r}")
+
+
+def _one_of(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(key, f"{value!r} is not allowed; choose one of {', '.join(allowed)}")
+
+
+def check_dict_size(key: str, value) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return
+    if isinstance(value, str) and re.fullmatch(r"[1-9]\d*n|n", value):
+        return
+    raise ConfigError(key, "must be an integer >= 1 or a multiple of the source's features (n, 2n, ...), "
+                      f"got {value!r}")
+
+
+def check_k(key: str, value) -> None:
+    if value == FOLLOW_ACTIVE:
+        return
+    _number(key, value, 1, integer=True)
+
+
+def resolve_dict_size(value, n_features: int) -> int:
+    if isinstance(value, str):
+        return int(value[:-1] or 1) * n_features
+    return int(value)
+
+
+def _kinds():
+    from toymodels.sae import SAE_KINDS
+
+    return SAE_KINDS
+
+
+# key (under sae., or a grid axis) -> its check; world keys under sae.world.
+RULES = {
+    "kind": lambda key, v: _one_of(key, v, tuple(_kinds().names())),
+    "dict_size": check_dict_size,
+    "l1": lambda key, v: _number(key, v, 0, low_open=True),
+    "k": check_k,
+    "lr": lambda key, v: _number(key, v, 0, low_open=True),
+    "bandwidth": lambda key, v: _number(key, v, 0, low_open=True),
+    "ortho": lambda key, v: _number(key, v, 0),
+    "resample_every": lambda key, v: _number(key, v, 0, integer=True),
+    "steps": lambda key, v: _number(key, v, 1, integer=True),
+    "batch_size": lambda key, v: _number(key, v, 1, integer=True),
+    "eval_batch": lambda key, v: _number(key, v, 1, integer=True),
+}
+WORLD_RULES = {
+    "kind": lambda key, v: _one_of(key, v, WORLD_KINDS),
+    "n_features": lambda key, v: _number(key, v, 1, integer=True),
+    "n_hidden": lambda key, v: _number(key, v, 1, integer=True),
+    "density": lambda key, v: _number(key, v, 0, low_open=True, high=1),
+    "directions": lambda key, v: _one_of(key, v, DIRECTIONS),
+    "cosine": lambda key, v: _number(key, v, -1, high=1),
+    "magnitude": lambda key, v: _one_of(key, v, MAGNITUDES),
+    "together": lambda key, v: _number(key, v, 0, high=1),
+    "alone": lambda key, v: _number(key, v, 0, high=0.5),
+    "active": lambda key, v: _number(key, v, 1, integer=True),
+    "world_seed": lambda key, v: _number(key, v, 0, integer=True),
+}
+
+
+def sae_values(config, axis: str) -> list:
+    """The values an SAE sweep takes on ``axis``: its grid axis, else the config's one value."""
+    from sweeps.config import expand_axis
+
+    if axis in config.sweep.grid:
+        return expand_axis(axis, config.sweep.grid[axis])
+    table = config.sae.world if axis in WORLD_RULES and axis not in RULES else config.sae
+    return [getattr(table, axis)]
+
+
+def _check_grid(config) -> None:
+    from sweeps.config import expand_axis
+
+    allowed = SAE_AXES if config.sae.source == "world" else SAE_PER_AXES + SAE_STATIC_AXES
+    for name, spec in config.sweep.grid.items():
+        key = f"sweep.grid.{name}"
+        if name not in allowed:
+            raise ConfigError(key, f"unknown axis of an SAE sweep (sae.source={config.sae.source}); allowed: "
+                              f"{', '.join(allowed)}")
+        values = expand_axis(name, spec)
+        rule = RULES.get(name) or WORLD_RULES[name]
+        for i, value in enumerate(values):
+            rule(f"{key}[{i}]", value)
+            if value in values[:i]:
+                raise ConfigError(key, f"the value {value!r} is listed twice; list each value once "
+                                  "(repeats of one setting are sweep.seeds)")
+
+
+def _check_world(config) -> None:
+    w = config.sae.world
+    for n in sae_values(config, "n_features"):
+        for m in sae_values(config, "n_hidden"):
+            if w.kind == "independent" and "identity" in sae_values(config, "directions") and n > m:
+                raise ConfigError("sae.world.directions",
+                                  f"identity directions need n_features <= n_hidden, got {n} > {m}")
+            if "pairs" in sae_values(config, "directions") and n % 2:
+                raise ConfigError("sae.world.n_features", f"pairs directions need an even number of features, got {n}")
+            if w.kind == "exactly" and max(sae_values(config, "active")) > n:
+                raise ConfigError("sae.world.active", f"exactly this many active features needs at most "
+                                  f"n_features={n}, got {max(sae_values(config, 'active'))}")
+    if w.kind == "composition" and 2 * w.alone + max(sae_values(config, "together")) > 1:
+        raise ConfigError("sae.world.together", f"2·alone + together must be <= 1 (alone={w.alone})")
+
+
+def _check_saelens(config) -> None:
+    """A SAELens world: its own config or directory fixes everything, so no world axis applies."""
+    from sweeps.sae import saelens
+
+    world_axes = [a for a in config.sweep.grid if a in WORLD_PER_AXES + WORLD_STATIC_AXES]
+    if world_axes:
+        raise ConfigError(f"sweep.grid.{world_axes[0]}", "a SAELens world (sae.world.kind=saelens) is fixed by "
+                          "sae.world.saelens; world axes do not apply to it")
+    if config.sae.world.saelens is None:
+        raise ConfigError("sae.world.saelens", "must give the SAELens world: a SyntheticModelConfig mapping, a "
+                          ".json/.yaml file holding one, or a saved SAELens synthetic model directory")
+    saelens.check(config.sae.world.saelens)
+
+
+def _check_toy(config) -> None:
+    """The toy sweep's directory is read when planning (``sweeps.sae.toy``), still before any compute."""
+    if not config.sae.toy.sweep.strip():
+        raise ConfigError("sae.toy.sweep", "must name a finished toy-model sweep's sweep.out (e.g. runs/tms_intro)")
+
+
+def k_values(config) -> list[int]:
+    """Every k the sweep's SAEs take, ``active`` read as each of its worlds' sae.world.active."""
+    values = sae_values(config, "k")
+    follows = sae_values(config, "active") if FOLLOW_ACTIVE in values else []
+    return [v for v in values if v != FOLLOW_ACTIVE] + list(follows)
+
+
+def _check_follow_active(config) -> None:
+    if FOLLOW_ACTIVE not in sae_values(config, "k"):
+        return
+    if config.sae.source != "world" or config.sae.world.kind != "exactly":
+        raise ConfigError("sweep.grid.k" if "k" in config.sweep.grid else "sae.k",
+                          f"k={FOLLOW_ACTIVE} follows an exactly world's active features; it needs sae.source=world "
+                          f"and sae.world.kind=exactly, got {config.sae.source}, {config.sae.world.kind}")
+
+
+def _check_top_k(config) -> None:
+    kinds = _kinds()
+    top_k = [k for k in sae_values(config, "kind") if kinds.get(k).top_k]
+    fixed = [d for d in sae_values(config, "dict_size") if isinstance(d, int)]
+    if top_k and fixed and max(k_values(config)) > min(fixed):
+        raise ConfigError("sweep.grid.k" if "k" in config.sweep.grid else "sae.k",
+                          f"k={max(k_values(config))} exceeds the dictionary size {min(fixed)} "
+                          f"of the top-k kind {top_k[0]!r}")
+
+
+def validate_sae(config) -> None:
+    """Every ``sae.*`` value and SAE grid axis, before any compute; a ConfigError names the key."""
+    s = config.sae
+    _one_of("sae.source", s.source, SOURCES)
+    for name, rule in RULES.items():
+        rule(f"sae.{name}", getattr(s, name))
+    for name, rule in WORLD_RULES.items():
+        rule(f"sae.world.{name}", getattr(s.world, name))
+    _check_grid(config)
+    if s.source == "world" and s.world.kind == "saelens":
+        _check_saelens(config)
+    elif s.source == "world":
+        _check_world(config)
+    else:
+        _check_toy(config)
+    _check_follow_active(config)
+    _check_top_k(config)

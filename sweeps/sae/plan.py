@@ -1,0 +1,222 @@
+"""Planning an SAE sweep: config -> one ``SaePoint`` per SAE -> chunks of same-shaped SAEs.
+
+The counterpart of ``sweeps.jobs.plan`` for configs with an ``sae:`` section (``sweeps.sae.config``);
+``sweeps.jobs.plan.plan_models`` and ``make_chunks`` hand such configs here. A chunk is one
+``toymodels.sae.train_saes`` program: every SAE in it shares an ``SaeSpec`` (kind, dictionary
+size, steps, batch, k_max) and a static source (a world's firing and shape, or a toy model's kind,
+data kind and shape); everything else (λ, k, lr, ε, λ_o, the world's density, magnitudes,
+cosine, seed, the toy model's weights) is a per-SAE array.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from sweeps.sae.config import (FOLLOW_ACTIVE, KIND_AXES, SAE_STATIC_AXES, WORLD_RULES, WORLD_STATIC_AXES,
+                               resolve_dict_size, sae_values)
+from toymodels.registry import ConfigError
+from toymodels.sae import SAE_KINDS, SaeSpec
+
+WORLD_FIELDS = tuple(WORLD_RULES)  # every world parameter, in the order of sae.world
+
+
+@dataclass(frozen=True)
+class SaePoint:
+    """One SAE: its grid coordinates (only the axes its kind reads), seed and per-SAE values."""
+
+    coords: tuple[tuple[str, object], ...]
+    seed: int
+    uid: int  # stable 31-bit id of the SAE (its row in the store)
+    order: int
+    source_uid: int  # its world's or toy model's id: SAEs of one source and seed share key and data
+    l1: float
+    k: int
+    lr: float
+    bandwidth: float
+    ortho: float
+    source: tuple[tuple[str, object], ...]  # the world's parameters, or the toy model's stored values
+
+
+@dataclass(frozen=True)
+class SaeGroup:
+    """What SAEs of one chunk share: the compiled program's static values."""
+
+    spec: SaeSpec
+    source: object  # toymodels.sae.worlds.WorldSource or toymodels.sae.toy.ToySource
+    world: tuple = ()  # the world's static parameters (kind, shape, directions, active)
+
+
+@dataclass(frozen=True)
+class SaeChunk:
+    id: str
+    group: SaeGroup
+    base_seed: int
+    points: tuple[SaePoint, ...]
+    pad_to: int
+    toy_arrays: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)  # toy uid -> arrays
+    kinds: tuple = ()  # the user's own model/data kinds a toy source needs (as sweeps.jobs.plan.Chunk)
+
+    @property
+    def spec(self) -> SaeSpec:
+        return self.group.spec
+
+    @property
+    def n_models(self) -> int:
+        return len(self.points)
+
+
+def crc_id(payload) -> int:
+    return zlib.crc32(json.dumps(payload, sort_keys=True, default=str).encode()) & 0x7FFFFFFF
+
+
+def _grid(config) -> list[tuple[tuple[str, object], ...]]:
+    from sweeps.config import expand_axis
+
+    axes = {name: expand_axis(name, spec) for name, spec in config.sweep.grid.items()}
+    return [tuple(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
+def _read(coords: tuple, config, axis: str):
+    return dict(coords).get(axis, sae_values(config, axis)[0])
+
+
+def _kind_coords(coords: tuple, config) -> tuple:
+    """The coordinates an SAE's kind reads (``KIND_AXES``): one SAE per setting it reads."""
+    kind = SAE_KINDS.get(_read(coords, config, "kind"))
+    return tuple((a, v) for a, v in coords if a not in KIND_AXES or KIND_AXES[a](kind))
+
+
+def _k(coords: tuple, config, value) -> int:
+    """A k value, ``active`` read as this SAE's world's number of active features (k follows l)."""
+    return int(_read(coords, config, "active")) if value == FOLLOW_ACTIVE else int(value)
+
+
+def _k_max(config, coords: tuple) -> int:
+    """The largest k of the config, with ``active`` its own world's: never changed by chunking, and
+    a world of l = 1 does not pay for the largest l's top-k."""
+    return max(_k(coords, config, v) for v in sae_values(config, "k"))
+
+
+def _spec(config, coords: tuple, kind: str, dict_size: int, static: dict) -> SaeSpec:
+    s = config.sae
+    top_k = SAE_KINDS.get(kind).top_k
+    return SaeSpec(dict_size=dict_size, kind=kind, steps=static.get("steps", s.steps),
+                   batch_size=static.get("batch_size", s.batch_size),
+                   k_max=_k_max(config, coords) if top_k else 0,
+                   ortho=max(sae_values(config, "ortho")) > 0, resample_every=s.resample_every,
+                   eval_batch=s.eval_batch, per_sae_source=True, shared_data=False)
+
+
+def _values(config, coords: tuple, kind: str) -> dict:
+    """The per-SAE hyperparameters; a value the kind does not read is neutral (as toymodels-sae)."""
+    top_k = SAE_KINDS.get(kind).top_k
+    return dict(l1=0.0 if top_k else float(_read(coords, config, "l1")),
+                k=_k(coords, config, _read(coords, config, "k")) if top_k else 1,
+                lr=float(_read(coords, config, "lr")), bandwidth=float(_read(coords, config, "bandwidth")),
+                ortho=float(_read(coords, config, "ortho")))
+
+
+def _world_sources(config, coords: tuple):
+    """[(WorldSource, the world's static parameters, its id, all its parameters)] of the one world at
+    ``coords``: the same shape as ``sweeps.sae.toy.toy_sources``' list of toy models."""
+    from sweeps.sae.worlds import world_source
+
+    if config.sae.world.kind == "saelens":  # its config or directory is the whole world
+        from sweeps.sae.saelens import canonical
+
+        params = (("world_kind", "saelens"), ("saelens", canonical(config.sae.world.saelens)))
+        return [(world_source(dict(params)), params, crc_id({"world": params}), params)]
+    world = {"world_kind": config.sae.world.kind,  # not an axis: the SAE's kind is "kind"
+             **{name: _read(coords, config, name) for name in WORLD_FIELDS if name != "kind"}}
+    static = tuple((name, world[name]) for name in ("world_kind", *WORLD_STATIC_AXES, "alone"))
+    params = tuple(world.items())
+    return [(world_source(world), static, crc_id({"world": params}), params)]
+
+
+def plan_saes(config) -> list[tuple[SaeGroup, SaePoint]]:
+    """Every SAE of the grid × sources × seeds, in grid order (last axis fastest, then source,
+    then seed); each kind once per setting it reads."""
+    from sweeps.config import expand_axis
+    from sweeps.resources import check_plan_size
+    from sweeps.sae.toy import toy_sources
+
+    check_plan_size(config, {a: len(expand_axis(a, v)) for a, v in config.sweep.grid.items()})
+    toys = toy_sources(config) if config.sae.source == "toy" else None
+    out, seen = [], set()
+    for coords in _grid(config):
+        coords = _kind_coords(coords, config)
+        kind = _read(coords, config, "kind")
+        static = {a: v for a, v in coords if a in SAE_STATIC_AXES}
+        sources = toys if toys is not None else _world_sources(config, coords)
+        for source, world_static, source_uid, info in sources:
+            size = resolve_dict_size(_read(coords, config, "dict_size"), source.n_features)
+            spec = _spec(config, coords, kind, size, static)
+            if spec.k_max > size:
+                raise ConfigError("sae.k", f"k={spec.k_max} exceeds the dictionary size {size} of kind {kind!r}")
+            group = SaeGroup(spec, source, world_static)
+            for seed in range(config.sweep.seeds):
+                at = coords + ((("toy_uid", source_uid),) if toys is not None else ())
+                uid = crc_id({"coords": [[a, v] for a, v in at], "seed": seed})
+                if (uid, seed) in seen:
+                    continue  # an axis the kind does not read: the same SAE again
+                seen.add((uid, seed))
+                out.append((group, SaePoint(coords, seed, uid, len(out), source_uid, **_values(config, coords, kind),
+                                            source=info)))
+    return out
+
+
+def auto_sae_chunk_size(group: SaeGroup) -> int:
+    """Most SAEs per chunk when sweep.chunk_size is 0, within a CPU chunk's working-set budget
+    (``sweeps.resources``). Per SAE and step: activations, codes, reconstruction and their
+    gradients (~8 B×(H+D) float32 arrays), and the evaluation batch."""
+    from sweeps.resources import CPU_CHUNK_BUDGET, CPU_MAX_CHUNK
+
+    spec = group.spec
+    per_sae = 4 * 8 * max(spec.batch_size, spec.eval_batch) * (group.source.n_hidden + spec.dict_size)
+    return int(max(1, min(CPU_MAX_CHUNK, CPU_CHUNK_BUDGET // per_sae)))
+
+
+def sae_chunk_id(group: SaeGroup, base_seed: int, points) -> str:
+    payload = json.dumps({"spec": dataclasses.asdict(group.spec), "source": repr(group.source),
+                          "world": group.world, "base_seed": base_seed,
+                          "points": [dataclasses.asdict(p) for p in points]}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def make_sae_chunks(config, saes, min_chunks: int = 1) -> list[SaeChunk]:
+    """Split SAEs into chunks of one group each, balanced in size (as ``sweeps.jobs.plan.make_chunks``)."""
+    from sweeps.sae.toy import toy_chunk_arrays, toy_kinds
+
+    by_group: dict[SaeGroup, list[SaePoint]] = {}
+    for group, point in saes:
+        by_group.setdefault(group, []).append(point)
+    chunks = []
+    for group, points in by_group.items():
+        cap = config.sweep.chunk_size or auto_sae_chunk_size(group)
+        n_chunks = min(len(points), max(-(-len(points) // cap), min_chunks))
+        size = -(-len(points) // n_chunks)
+        # Every chunk is padded to the width it has with one worker: XLA may round a vmapped
+        # program's sums differently at another width, and the bits must not depend on the executor.
+        width = -(-len(points) // -(-len(points) // cap))
+        for start in range(0, len(points), size):
+            part = tuple(points[start:start + size])
+            toy = toy_chunk_arrays(config, part) if config.sae.source == "toy" else {}
+            chunks.append(SaeChunk(sae_chunk_id(group, config.sweep.base_seed, part), group, config.sweep.base_seed,
+                                   part, width, toy, toy_kinds(group.source)))
+    return chunks
+
+
+def padded(chunk: SaeChunk) -> list[SaePoint]:
+    """The chunk's SAEs, the last repeated up to ``pad_to``: every chunk of a group compiles once."""
+    return list(chunk.points) + [chunk.points[-1]] * (chunk.pad_to - len(chunk.points))
+
+
+def hparam_lists(points) -> dict[str, np.ndarray]:
+    return {name: np.array([getattr(p, name) for p in points]) for name in ("lr", "l1", "k", "bandwidth", "ortho")}
