@@ -10,7 +10,7 @@ import pandas as pd
 
 from analysis.figures.canvas import finish, panel_grid
 from analysis.measures.compressed import is_cc, measure_table, seed_summary
-from analysis.sweep import per_sweep
+from analysis.stored_sweep import per_sweep
 
 LABEL_COLORS = {"embed": "C0", "clean": "0.15", "mixing": "C3"}
 LABEL_NAMES = {"embed": "embed: y = x + ReLU(x) (the papers; mixing M − I in the labels)",

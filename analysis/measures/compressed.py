@@ -131,7 +131,7 @@ def main(argv=None) -> None:
     against the naive baseline, one row per setting."""
     import sys
 
-    from analysis.sweep import StoredSweep
+    from analysis.stored_sweep import StoredSweep
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
