@@ -122,7 +122,7 @@ FIGURES: dict[str, FigureSpec] = {
                                    circuits.plot_stacked, circuits.circuit_inputs),
     "circuit_economics": FigureSpec("per-layer capacity snapshots (residual kinds)", fresh(circuits.has_layers),
                                     circuits.plot_economics, circuits.circuit_inputs, circuits.circuit_notes),
-    "cc_advantage": FigureSpec("a cc_residual sweep over p", fresh(cc.has_p_axis), cc.plot_cc_advantage, cc.cc_inputs,
+    "cc_advantage": FigureSpec("a cc_residual sweep", fresh(cc.is_cc_sweep), cc.plot_cc_advantage, cc.cc_inputs,
                                cc.advantage_notes),
     "cc_mixing": FigureSpec("a cc_residual sweep over labels or d_embed", fresh(cc.has_mixing_axis), cc.plot_cc_mixing,
                             cc.cc_inputs, cc.mixing_notes),

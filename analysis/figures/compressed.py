@@ -15,7 +15,7 @@ from analysis.stored_sweep import per_sweep
 LABEL_COLORS = {"embed": "C0", "clean": "0.15", "mixing": "C3"}
 LABEL_NAMES = {"embed": "embed: y = x + ReLU(x) (the papers; mixing M − I in the labels)",
                "clean": "clean: no mixing in the labels", "mixing": "mixing: random symmetric S, ‖S‖ = ‖M − I‖"}
-RATIO_STYLES = {2.0: ("-", "o"), 4.0: ("--", "s")}
+STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))  # line style and marker per n/m, layers, param
 # Bhagat et al. (arXiv 2606.14673; LessWrong, June 2025), read off their figures: n = 100, m = 50,
 # d = 1,000, trained at p = 0.01 (their Figure 2 left): L/p of the embedding-like labels and of clean labels.
 PUBLISHED = {"embed": 0.064, "clean": 0.0833}
@@ -26,8 +26,6 @@ def is_cc_sweep(sweep) -> bool:
     return bool(is_cc(sweep.table).any())
 
 
-def has_p_axis(sweep) -> bool:
-    return is_cc_sweep(sweep) and "density" in sweep.axes and sweep.table["density"].nunique() > 1
 
 
 def has_mixing_axis(sweep) -> bool:
@@ -52,7 +50,7 @@ def _variants(measured: pd.DataFrame) -> list[str]:
 
 def _label(keys: list[str], values) -> str:
     values = values if isinstance(values, tuple) else (values,)
-    return ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in zip(keys, values)) or "all"
+    return ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in zip(keys, values)) or "trained"
 
 
 def plot_cc_advantage(measured: pd.DataFrame, stamp: str = "", target=None):
@@ -72,7 +70,7 @@ def plot_cc_advantage(measured: pd.DataFrame, stamp: str = "", target=None):
             ax.plot(s["density"], s[f"{column}_mean"], "o-", color=color, ms=4, lw=1.2, label=name)
             ax.fill_between(s["density"], s[f"{column}_min"], rows.groupby("density")[column].max().sort_index(),
                             color=color, alpha=0.15, lw=0)
-        left.plot(s["density"], s["naive"] / s["density"], "--", color=color, lw=1)
+        left.plot(s["density"], s["naive"] / s["density"], "--_", color=color, lw=1, ms=14)
         left.plot([p_min * 0.6], [s["p0_bound"].iloc[0]], ">", color=color, ms=7, mfc="none")
         right.plot([p_min * 0.6], [s["bound_ratio"].iloc[0]], ">", color=color, ms=7, mfc="none")
     n, m = int(measured["n_features"].iloc[0]), int(measured["n_hidden"].iloc[0])
@@ -104,20 +102,28 @@ def plot_cc_advantage(measured: pd.DataFrame, stamp: str = "", target=None):
 def plot_cc_mixing(measured: pd.DataFrame, stamp: str = "", target=None):
     """Columns: p. Top row: L / naive on the model's own labels; bottom: L / naive without
     mixing ((n − m)/n · p/6, Bhagat et al.'s reference). Against the mixing size ‖M − I‖_F/√n
-    (≈ √(n/d)): embed, clean and mixing labels, n/m by line style; seed mean ± standard
-    deviation; thin lines the p → 0 bound of the embed and mixing labels."""
+    (≈ √(n/d)): embed, clean and mixing labels by colour, n/m, layers and parameterisation (those
+    that vary) by line style; seed mean ± standard deviation; thin lines the p → 0 bound of the
+    embed and mixing labels, thick pale ones the best one-layer p → 0 solution found."""
     densities = sorted(measured["density"].unique())
+    variants = [k for k in ("n_over_m", "layers", "param") if measured[k].nunique() > 1]
+    combos = sorted({tuple(row) for row in measured[variants].itertuples(index=False)}) if variants else [()]
+    styles = {combo: STYLES[i % len(STYLES)] for i, combo in enumerate(combos)}
     canvas, grid = panel_grid(target, 2, len(densities), (max(11.0, 3.3 * len(densities) + 1), 7.6), sharey="row")
     for c, p in enumerate(densities):
         rows = measured[np.isclose(measured["density"], p)]
-        for (labels, ratio_nm), group in rows.groupby(["labels", "n_over_m"], sort=True):
+        keys = ["labels"] + variants
+        for values, group in rows.groupby(keys, sort=True):
+            setting = dict(zip(keys, values))
+            labels, ratio_nm = setting["labels"], float(group["n_over_m"].iloc[0])
             s = seed_summary(group, ["mixing_size"]).sort_values("mixing_size")
-            ls, marker = RATIO_STYLES.get(float(ratio_nm), (":", "^"))
+            ls, marker = styles[tuple(setting[k] for k in variants)]
             color = LABEL_COLORS.get(labels, "C7")
+            name = _label(keys, tuple(setting[k] for k in keys))
             for r, column in enumerate(("ratio", "ratio_clean")):
                 ax = grid[r, c]
                 ax.errorbar(s["mixing_size"], s[f"{column}_mean"], yerr=s[f"{column}_std"], fmt=marker + ls,
-                            color=color, ms=3.5, lw=1, capsize=2, label=f"{labels}, n/m={ratio_nm:g}")
+                            color=color, ms=3.5, lw=1, capsize=2, label=name)
                 if labels != "clean":
                     clean_p0 = (1.0 - 1.0 / ratio_nm) / 6.0
                     bound = s["bound_ratio"] if column == "ratio" else s["p0_bound"] / clean_p0
