@@ -1,8 +1,8 @@
 """How well sparse autoencoders recover a toy model's features, against how much it superposes
-(Sharkey et al. 2022; SCIENCE.md §1, §5). Reads an SAE sweep on toy models (``+sae=toy``, which
-``toymodels-sae`` runs): one row per SAE, ``uid`` and ``seed`` the SAE's, ``source_uid`` its toy
-model's. A ``sae.parquet`` written by ``toymodels-sae`` before it ran that sweep is read too, its
-columns renamed to the sweep's once on read (``legacy_sae_table``).
+(Sharkey et al. 2022; docs/science/index.md, docs/science/metrics.md). Reads an SAE sweep on toy
+models (``+sae=toy``, which ``toymodels-sae`` runs): one row per SAE, ``uid`` and ``seed`` the SAE's,
+``source_uid`` its toy model's. A ``sae.parquet`` written by ``toymodels-sae`` before it ran that sweep
+is read too, its columns renamed to the sweep's once on read (``legacy_sae_table``).
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ from analysis.figures.catalog import draw, figure_names, notes
 from analysis.measures.compressed import measure_table
 from analysis.theory.compressed import naive_loss_clean
 from sweeps.api import compose, run
-from tests.helpers import tiny
+from sweeps.config import ConfigError
+from sweeps.plan import plan_sweep
+from tests.helpers import compose_config, tiny
 
 
 def test_cc_figures_draw_from_the_store_and_read_the_naive_loss_right(tmp_path):
@@ -34,3 +36,7 @@ def test_cc_figures_draw_from_the_store_and_read_the_naive_loss_right(tmp_path):
     assert np.all(embed["naive"] > embed["naive_clean"])  # the naive model pays the mixing too
     assert embed["mixing_size"].iloc[0] == pytest.approx(clean["mixing_size"].iloc[0])  # placed at one size
     assert np.all((embed["gain_alignment"] > 0) & (embed["gain_alignment"] < 1)) and clean["gain_alignment"].isna().all()
+
+    # SAEs read a toy's hidden layer through its kind's forward by name: refused for cc_residual, before compute
+    with pytest.raises(ConfigError, match="^sae.toy.sweep: holds cc_residual models"):
+        plan_sweep(compose_config(["+sae=toy", "~sweep.grid.density", f"sae.toy.sweep={tmp_path / 'cc'}"]))

@@ -39,7 +39,7 @@ def hidden_sweep(tmp_path_factory):
 
 
 def activation_variance(W_HxF, hidden: bool, pairs: bool, p: float, samples=400_000, seed=1):
-    """E‖h − E h‖² by Monte Carlo in numpy, from the data kinds' definitions (SCIENCE.md §2):
+    """E‖h − E h‖² by Monte Carlo in numpy, from the data kinds' definitions (docs/science/models.md):
     each feature (or each consecutive pair together) active with probability p, U[0, 1] values."""
     gen = np.random.default_rng(seed)
     n = W_HxF.shape[1]
