@@ -96,7 +96,7 @@ def plot_cc_advantage(measured: pd.DataFrame, stamp: str = "", target=None):
                   "naive baseline (one neuron per feature, the rest ignored; dashed: on each model's labels, exact). "
                   "Triangles: the p → 0 Eckart–Young bound no bias-free residual MLP can beat. "
                   f"{measured['seed'].nunique()} seed(s): line the mean, band min to max.", wrap=True,
-                  layout=(0, 0.02, 1, 0.9))
+                  layout=(0, 0.02, 1, 1))
 
 
 def plot_cc_mixing(measured: pd.DataFrame, stamp: str = "", target=None):
@@ -150,7 +150,7 @@ def plot_cc_mixing(measured: pd.DataFrame, stamp: str = "", target=None):
                   "naive baseline against the size of the label mixing. embed: the papers' labels (mixing M − I = "
                   "W_E W_Eᵀ − I); clean: none; mixing: a random symmetric S of the same size. Below 1: better than "
                   f"naive. Mean ± sd over {seeds} seed(s); thin lines: the p → 0 bound (no model goes below it as "
-                  "p → 0; without mixing it is 1).", wrap=True, layout=(0, 0.02, 1, 0.88))
+                  "p → 0; without mixing it is 1).", wrap=True, layout=(0, 0.02, 1, 1))
 
 
 def mixing_notes(sweep) -> dict:
