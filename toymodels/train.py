@@ -19,7 +19,7 @@ from flax import struct
 
 from toymodels import metrics, rng
 from toymodels.data import DataSpec, draw, draw_shared, from_uniforms, uniform_rows, weights_from_uniforms
-from toymodels.models import MODELS, Params, init_params, init_std, is_tiny, loss_and_hidden, model_loss
+from toymodels.models import Params, bind_kind, init_params, init_std, is_tiny, loss_and_hidden, model_loss
 from toymodels.optim import make_optimizer
 from toymodels.terms import TERMS, TermInputs
 
@@ -123,7 +123,7 @@ class TrainResult:
 def make_train(spec: TrainSpec):
     """Build ``train(key, hparams) -> TrainResult`` for one model; vmap it for many."""
     std = init_std(spec.n_features, spec.n_hidden, spec.init, spec.init_instances)
-    kind = MODELS.get(spec.model)
+    kind = bind_kind(spec.model, spec.n_features, spec.n_hidden, spec.model_options)
     terms = [TERMS.get(name) for name in spec.terms]
     marks = spec.snapshot_steps
     n_eval_batches = -(-spec.eval_samples // EVAL_BATCH)

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from analysis.figures import capacity, circuits, double_descent as dd, sae_sweep
+from analysis.figures import capacity, circuits, compressed as cc, double_descent as dd, sae_sweep
 from analysis.figures.backdoor import backdoor_inputs, backdoor_notes, has_backdoor, plot_backdoor, plot_backdoor_finite
 from analysis.figures.correlated import correlated_inputs, has_sets, plot_correlated
 from analysis.figures.curves import plot_loss_curves
@@ -124,6 +124,10 @@ FIGURES: dict[str, FigureSpec] = {
                                    circuits.plot_stacked, circuits.circuit_inputs),
     "circuit_economics": FigureSpec("per-layer capacity snapshots (residual kinds)", fresh(circuits.has_layers),
                                     circuits.plot_economics, circuits.circuit_inputs, circuits.circuit_notes),
+    "cc_advantage": FigureSpec("a cc_residual sweep", fresh(cc.is_cc_sweep), cc.plot_cc_advantage, cc.cc_inputs,
+                               cc.advantage_notes),
+    "cc_mixing": FigureSpec("a cc_residual sweep over labels or d_embed", fresh(cc.has_mixing_axis), cc.plot_cc_mixing,
+                            cc.cc_inputs, cc.mixing_notes),
     "dd_losses": FigureSpec("several training-set sizes", dd_curves, dd.plot_losses, table_inputs, dd.bump_note),
     "dd_norms": FigureSpec("several training-set sizes", dd_curves, dd.plot_norms, table_inputs),
     "dd_dimensionality": FigureSpec("several training-set sizes", dd_curves, dd.plot_dimensionality, table_inputs),

@@ -39,9 +39,10 @@ def params_of(row: pd.Series) -> dict:
 
 def outputs_of(row: pd.Series, x_FxB) -> np.ndarray:
     """The trained model's outputs (O×B) on a feature-major batch."""
-    from toymodels.models import forward
+    from toymodels.models import bind_kind, forward
 
-    return np.asarray(forward(params_of(row), jnp.asarray(x_FxB, jnp.float32), row["model"]))
+    kind = bind_kind(row["model"], int(row["n_features"]), int(row["n_hidden"]), kind_options(row))
+    return np.asarray(forward(params_of(row), jnp.asarray(x_FxB, jnp.float32), kind))
 
 
 class StoredModel:
@@ -64,7 +65,11 @@ class StoredModel:
             raise ValueError(f"the model kind {name!r} of this row is neither built in nor registered in this "
                              "session: register it first (toymodels.models.register_model, or import your file "
                              "that does); loading never runs a sweep's plugin files for you")
-        self.row, self.kind = row, kind
+        from toymodels.models import bind_kind
+
+        # A kind with static options (``ModelKind.bind``) is specialised to the row's.
+        self.row = row
+        self.kind = bind_kind(kind, int(row["n_features"]), int(row["n_hidden"]), kind_options(row))
         self.params = {name: np.asarray(value) for name, value in params_of(row).items()}
 
     @property

@@ -83,12 +83,13 @@ def program(chunk: Chunk[TrainSpec, ModelPoint]) -> ChunkProgram:
 
 def rows(chunk: Chunk[TrainSpec, ModelPoint], program: ChunkProgram, result, seconds: float) -> pd.DataFrame:
     from toymodels.data import feature_kurtosis
-    from toymodels.models import MODELS
+    from toymodels.models import bind_kind
 
     n, spec = chunk.n_models, chunk.spec
     # Every parameter is stored under its own name; ``W`` is the kind's feature directions.
     params = {name: np.asarray(value)[:n] for name, value in result.params.items()}
-    W = np.asarray(MODELS.get(spec.model).features(result.params))[:n]
+    kind = bind_kind(spec.model, spec.n_features, spec.n_hidden, spec.model_options)
+    W = np.asarray(kind.features(result.params))[:n]
     snaps = result.snapshots
     features = feature_columns(chunk.points, W)
     cap = np.asarray(features["capacity"])

@@ -100,9 +100,22 @@ def stored_toys(config) -> tuple[pd.DataFrame, dict, object]:
         verify_plugins(root, stored, config.plugins, "plugins", allow_extra=True)  # loaded already: the user named them
         require_kinds(root, stored, "sae.toy.sweep", "name it in plugins=[FILE] on this command line")
         models = select_models(table, config.sae.toy.models, "sae.toy.models")
+        _refuse_bound_kinds(models)
         _CACHE.clear()
         _CACHE[key] = (models.reset_index(drop=True), stored, stored_data_spec(stored))
     return _CACHE[key]
+
+
+def _refuse_bound_kinds(models: pd.DataFrame) -> None:
+    """An SAE reads a toy model's hidden layer through its kind's forward pass by name; a kind whose
+    forward depends on its static options (``ModelKind.bind``: ``cc_residual``) is not read that way yet."""
+    from toymodels.models import MODELS
+
+    for name in models["model"].unique():
+        kind = MODELS.find(str(name))
+        if kind is not None and kind.bind is not None:
+            raise ConfigError("sae.toy.sweep", f"holds {name} models, whose forward pass depends on their options; "
+                              "SAEs on them are not supported yet")
 
 
 def _info(row: pd.Series, axes: list[str], measures: dict, i: int) -> tuple:

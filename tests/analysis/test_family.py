@@ -10,7 +10,7 @@ import pytest
 
 from toymodels import HParams, TrainSpec, metrics, rng, train_many
 from toymodels.data import MAGNITUDE_KURTOSIS, DataSpec, data_spec, feature_kurtosis, importance_profile, sample_batch
-from toymodels.models import MODELS, forward_with_hidden, init_params, model_loss, n_outputs, target
+from toymodels.models import MODELS, bind_kind, forward_with_hidden, init_params, model_loss, n_outputs, target
 
 WORDS = rng.key_words(jax.random.key(7))
 
@@ -77,12 +77,13 @@ def test_every_model_has_the_right_shapes_and_finite_gradients(kind):
     n, m, B = 6, 3, 16
     params = init_params(jax.random.key(0), n, m, 0.5, kind)
     x = jnp.asarray(draw(data_spec("signed" if kind == "abs" else "sparse"), [0.5] * n, batch=B))
-    out, h = forward_with_hidden(params, x, kind)
+    bound = bind_kind(kind, n, m)  # specialised to its default options, if it has a bind
+    out, h = forward_with_hidden(params, x, bound)
     n_out = n_outputs(kind, n)
     assert out.shape == (n_out, B) and h.shape == (m, B)
-    assert target(x, jnp.ones(n), kind).shape == (n_out, B)
+    assert target(x, jnp.ones(n), bound).shape == (n_out, B)
     assert ("W2" in params) == (kind == "abs")
-    grads = jax.grad(model_loss)(params, x, jnp.ones(n), kind, 0.1)
+    grads = jax.grad(model_loss)(params, x, jnp.ones(n), bound, 0.1)
     for leaf in jax.tree.leaves(grads):
         assert np.all(np.isfinite(leaf)) and np.any(leaf != 0)
 

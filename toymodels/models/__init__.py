@@ -7,6 +7,7 @@ kind's name. Each kind is one ``ModelKind`` object (``toymodels.models.base``) i
 | ``relu_hidden``, ``abs`` | ``hidden.py`` | a ReLU hidden layer (privileged basis); ``abs``: untied W₂, target \\|x\\| |
 | ``quadratic`` | ``quadratic.py`` | ŷ = xᵀWᵀWx + b, target Σ v_i x_i² |
 | ``residual_mlp``, ``residual_mlp_groups`` | ``residual.py`` | r₀ = Ex, L layers r += W_out ReLU(W_in r + b), output Eᵀr |
+| ``cc_residual`` | ``compressed.py`` | compressed computation: r₀ = W_Eᵀx, r += W_out ReLU(W_in r), ŷ = W_E r, target x + ReLU(x) |
 
 A user's kind: build a ``ModelKind`` in your own file and ``MODELS.register`` it (docs/kinds.md).
 Written for one model and one batch; vmap over models.
@@ -16,17 +17,17 @@ from __future__ import annotations
 
 import jax
 
-from toymodels.models import hidden, quadratic, residual, tied
+from toymodels.models import compressed, hidden, quadratic, residual, tied
 from toymodels.models.base import (DENSE, INIT_KINDS, ROWS, UNROLL_MAX_WEIGHTS, ModelKind, Params, init_std, is_tiny,
                                    ops_for)
 from toymodels.registry import Registry
 
 MODELS: Registry[ModelKind] = Registry("model kind", "model.kind", [
     tied.RELU, tied.LINEAR, tied.GELU, hidden.RELU_HIDDEN, hidden.ABS, quadratic.QUADRATIC,
-    residual.RESIDUAL_MLP, residual.RESIDUAL_MLP_GROUPS,
+    residual.RESIDUAL_MLP, residual.RESIDUAL_MLP_GROUPS, compressed.CC_RESIDUAL,
 ])
 
-__all__ = ["DENSE", "INIT_KINDS", "MODELS", "ROWS", "UNROLL_MAX_WEIGHTS", "ModelKind", "Params", "forward",
+__all__ = ["bind_kind", "DENSE", "INIT_KINDS", "MODELS", "ROWS", "UNROLL_MAX_WEIGHTS", "ModelKind", "Params", "forward",
            "forward_with_hidden", "init_params", "init_std", "is_tiny", "kind_of", "loss_and_hidden", "model_loss",
            "n_outputs", "ops_for", "register_model", "target"]
 
@@ -38,6 +39,13 @@ def register_model(kind: ModelKind, origin: str | None = None) -> ModelKind:
 
 def kind_of(kind: str | ModelKind) -> ModelKind:
     return MODELS.get(kind) if isinstance(kind, str) else kind
+
+
+def bind_kind(kind: str | ModelKind, n_features: int, n_hidden: int, options=None) -> ModelKind:
+    """The kind as one compiled program uses it: specialised to its static options when it has a
+    ``bind`` (``ModelKind.bind``), else the kind itself."""
+    k = kind_of(kind)
+    return k if k.bind is None else k.bind(k, n_features, n_hidden, {**k.options, **dict(options or {})})
 
 
 def n_outputs(kind: str | ModelKind, n_features: int, options=None) -> int:

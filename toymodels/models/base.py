@@ -174,6 +174,12 @@ class ReadMatricesFn(Protocol):
         ...
 
 
+class BindFn(Protocol):
+    def __call__(self, kind: "ModelKind", n_features: int, n_hidden: int, options: Options) -> "ModelKind":
+        """The kind specialised to one shape and its static options (``ModelKind.bind``)."""
+        ...
+
+
 def identity_target(x, importance_F, ops):
     return x
 
@@ -206,6 +212,10 @@ class ModelKind:
       vectors of the features (L×k×n: column i of layer l is how layer l's k units read feature
       i). When given, the snapshots and the store also record every layer's ‖R_i‖ and C_i
       (``snap_layer_norms``, ``snap_layer_capacity``); None adds nothing to the program.
+    - ``bind(kind, n_features, n_hidden, options)``: for a kind whose forward pass, target or
+      feature directions depend on its static options (fixed matrices drawn from them): returns
+      the kind specialised to them (``toymodels.models.bind_kind``; the trainer and the store call
+      it once per compiled program). None: the kind's functions are used as they are.
     """
 
     name: str
@@ -220,6 +230,7 @@ class ModelKind:
     options: Mapping = dataclasses.field(default_factory=dict)
     check: ModelCheckFn | None = None
     read_matrices: ReadMatricesFn | None = None
+    bind: BindFn | None = None
     doc: str = ""
 
 
