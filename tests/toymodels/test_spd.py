@@ -25,7 +25,7 @@ def pentagon(norm=1.13, bias=-0.35):
 def exact_params(target, arrays, C, K=4):
     """Subcomponents that sum to every owned site's matrix: U = W, V = I (zero-padded to C)."""
     W = target.weights(arrays)
-    params = components.init_params(jax.random.key(0), target, W, C, K)
+    params = jax.jit(components.init_params, static_argnums=(1, 3, 4))(jax.random.key(0), target, W, C, K)
     for site in target.owned:
         d_out, d_in = site.d_out, site.d_in
         params["U"][site.name] = jnp.zeros((d_out, C)).at[:, :d_in].set(W[site.name])
@@ -90,19 +90,19 @@ def test_faithfulness_is_the_mean_squared_weight_error_and_a_tied_site_adds_its_
     """TMS's W and W_T = Wᵀ share (U, V): L = 2‖W − UVᵀ‖²/N with N = 2nm, so ∂L/∂U = −4(W − UVᵀ)V/N."""
     arrays, target = pentagon(), tms(5, 2)
     W = target.weights(arrays)
-    params = components.init_params(jax.random.key(4), target, W, 6, 4)
+    params = jax.jit(components.init_params, static_argnums=(1, 3, 4))(jax.random.key(4), target, W, 6, 4)
     U, V = params["U"]["W"], params["V"]["W"]
     residual = W["W"] - U @ V.T
     N = 2 * 5 * 2
     np.testing.assert_allclose(losses.faithfulness(params, target, W), 2 * jnp.sum(residual**2) / N, rtol=1e-6)
-    grad = jax.grad(losses.faithfulness)(params, target, W)
+    grad = jax.jit(jax.grad(losses.faithfulness), static_argnums=1)(params, target, W)
     np.testing.assert_allclose(grad["U"]["W"], -4 * residual @ V / N, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(grad["V"]["W"], -4 * residual.T @ U / N, rtol=1e-5, atol=1e-7)
 
 
 def test_init_scales_each_random_unit_subcomponent_by_its_projection_on_the_weights():
     W = jax.random.normal(jax.random.key(5), (3, 7))
-    U, V = components.init_site(jax.random.key(6), W, 11)
+    U, V = jax.jit(components.init_site, static_argnums=2)(jax.random.key(6), W, 11)
     np.testing.assert_allclose(jnp.linalg.norm(V, axis=0), 1.0, rtol=1e-6)
     u = U / jnp.linalg.norm(U, axis=0)
     np.testing.assert_allclose(jnp.linalg.norm(U, axis=0), jnp.abs(jnp.sum(u * (W @ V), axis=0)), rtol=1e-5)
@@ -128,8 +128,8 @@ def test_the_gates_hand_written_gradient_is_autodiffs(approximate):
         z = w_in[:, :, None] * h[:, None, :] + b_in[:, :, None]
         return jnp.sum(jax.nn.gelu(z, approximate=approximate) * w_out[:, :, None], axis=1) + b_out[:, None]
 
-    ours = jax.grad(lambda *a: jnp.sum(components.gate_mlp(*a, approximate) * probe), argnums=range(5))(*args)
-    theirs = jax.grad(lambda *a: jnp.sum(plain(*a) * probe), argnums=range(5))(*args)
+    ours = jax.jit(jax.grad(lambda *a: jnp.sum(components.gate_mlp(*a, approximate) * probe), argnums=range(5)))(*args)
+    theirs = jax.jit(jax.grad(lambda *a: jnp.sum(plain(*a) * probe), argnums=range(5)))(*args)
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -143,26 +143,29 @@ def test_the_minimality_gradient_is_finite_at_zero_importance(p):
 
 
 def test_scores_of_constructed_decompositions():
-    site_scores = jax.jit(metrics.site_scores, static_argnums=5)
+    site_scores = jax.jit(metrics.site_scores)
     arrays, target = pentagon(), tms(5, 2)
     W = target.weights(arrays)["W"]
     U, V = W, jnp.eye(5)
     alive = jnp.ones(5, bool)
-    mmcs, ml2r, recovered, exact, best = site_scores(U, V, W, jnp.eye(5), alive, 0.99)
+    mmcs, ml2r, recovered, exact, best = site_scores(U, V, W, jnp.eye(5), alive)
     assert (float(mmcs), float(ml2r), bool(recovered), bool(exact)) == pytest.approx((1.0, 1.0, True, True))
     np.testing.assert_array_equal(best, np.arange(5))
     # Flipping both signs of a subcomponent changes nothing; halving U halves the L2 ratio.
-    assert float(site_scores(-U, -V, W, jnp.eye(5), alive, 0.99)[0]) == pytest.approx(1.0)
-    assert float(site_scores(0.5 * U, V, W, jnp.eye(5), alive, 0.99)[1]) == pytest.approx(0.5)
+    assert float(site_scores(-U, -V, W, jnp.eye(5), alive)[0]) == pytest.approx(1.0)
+    assert float(site_scores(0.5 * U, V, W, jnp.eye(5), alive)[1]) == pytest.approx(0.5)
+    # A 5% longer subcomponent is recovered (ratio within 0.1 of 1), a 20% longer one not.
+    assert bool(site_scores(1.05 * U, V, W, jnp.eye(5), alive)[2])
+    assert not bool(site_scores(1.2 * U, V, W, jnp.eye(5), alive)[2])
     # A spare alive subcomponent: recovered, not exact. A dead match: not recovered.
     U6, V6 = jnp.concatenate([U, W[:, :1]], axis=1), jnp.concatenate([V, jnp.eye(5)[:, :1]], axis=1)
-    scores = site_scores(U6, V6, W, jnp.eye(5), jnp.ones(6, bool), 0.99)
+    scores = site_scores(U6, V6, W, jnp.eye(5), jnp.ones(6, bool))
     assert bool(scores[2]) and not bool(scores[3])
-    assert not bool(site_scores(U, V, W, jnp.eye(5), alive.at[2].set(False), 0.99)[2])
+    assert not bool(site_scores(U, V, W, jnp.eye(5), alive.at[2].set(False))[2])
     # Two features read by one subcomponent (their columns parallel): MMCS 1, not recovered.
     W2 = W.at[:, 1].set(2 * W[:, 0])
     U2, V2 = W2[:, [0, 2, 3, 4]], jnp.eye(5)[:, [0, 2, 3, 4]].at[1, 0].set(2.0)
-    mmcs, _, recovered, _, best = site_scores(U2, V2, W2, jnp.eye(5), jnp.ones(4, bool), 0.99)
+    mmcs, _, recovered, _, best = site_scores(U2, V2, W2, jnp.eye(5), jnp.ones(4, bool))
     assert float(mmcs) == pytest.approx(1.0) and not bool(recovered) and best[0] == best[1] == 0
 
 
@@ -191,9 +194,9 @@ def test_vmapped_decompositions_equal_single_runs_and_the_same_seed_gives_the_sa
 
 
 def test_batch_blocks_give_the_whole_batchs_gradient():
-    arrays, target = pentagon(), tms(5, 2, identity=True)
+    arrays, target = pentagon(), tms(5, 2)
     W = target.weights(arrays)
-    params = components.init_params(jax.random.key(2), target, W, 6, 4)
+    params = jax.jit(components.init_params, static_argnums=(1, 3, 4))(jax.random.key(2), target, W, 6, 4)
     x = batch(5, B=64)
     r = jax.random.uniform(jax.random.key(3), (mask_rows(small_spec(), target), 64))
     hp = jax.tree.map(lambda a: a[0], hparams(1))
@@ -204,15 +207,36 @@ def test_batch_blocks_give_the_whole_batchs_gradient():
 
 
 def test_a_short_decomposition_of_tms_5_2_finds_the_five_pentagon_features():
-    """The anchor in miniature: a few hundred steps find one subcomponent per feature (MMCS ≈ 1)
-    with the paper's TMS coefficients; the magnitudes (ML2R) need the full 40,000 steps
-    (docs/results/spd.md)."""
+    """The anchor in miniature: at a hotter learning rate (2e-2, 2,000 steps of 256, C = 8) SPD
+    ends with exactly one alive subcomponent per feature of the pentagon, each its column to
+    cosine 0.999 and within 1% of its length (the paper's 40,000 steps at lr 1e-3 take ~15 CPU
+    minutes; docs/results/spd.md). At least two seeds of three, so a change of rounding that
+    moves one seed into the two-features-merged minimum does not fail it."""
     arrays, target = pentagon(), tms(5, 2)
-    spec = SpdSpec(C=20, steps=600, batch_size=512, eval_batch=2048, per_target=False)
-    init, data = spd_keys(0, [1, 1], [0, 1])
-    result = decompose_many(spec, target, init, hparams(2, lr=3e-3), arrays, data)
-    assert np.all(np.asarray(result.scores.mmcs_P) > 0.99), result.scores.mmcs_P
-    assert np.all(np.asarray(result.scores.faithfulness) < 1e-3)
+    spec = SpdSpec(C=8, steps=2000, batch_size=256, eval_batch=2048, per_target=False)
+    init, data = spd_keys(0, [1] * 3, [0, 1, 2])
+    s = decompose_many(spec, target, init, hparams(3, lr=2e-2), arrays, data).scores
+    exact = np.asarray(s.exact_P)[:, 0] & (np.abs(np.asarray(s.ml2r_P)[:, 0] - 1) < 0.01)
+    assert exact.sum() >= 2, (s.mmcs_P, s.ml2r_P, s.n_alive_S)
+    np.testing.assert_array_equal(np.asarray(s.n_alive_S)[exact], 5)
+    assert np.all(np.asarray(s.faithfulness) < 1e-5)
+
+
+def test_separate_tied_updates_keep_the_copies_equal_to_their_source():
+    arrays, target = pentagon(), tms(5, 2, identity=True)
+    params = components.untie(components.init_params(jax.random.key(1), target, target.weights(arrays), 6, 4), target)
+    updates = jax.tree.map(lambda a: jax.random.normal(jax.random.key(a.size), a.shape), params)
+    stepped = jax.tree.map(jnp.add, params, components.tie_updates(updates, target))
+    np.testing.assert_array_equal(stepped["U"]["W_T"], stepped["V"]["W"])
+    np.testing.assert_array_equal(stepped["V"]["W_T"], stepped["U"]["W"])
+    # Both uses' updates land on the shared numbers.
+    np.testing.assert_allclose(stepped["U"]["W"], params["U"]["W"] + updates["U"]["W"] + updates["V"]["W_T"], rtol=1e-6)
+    assert "I" in stepped["U"] and np.allclose(stepped["U"]["I"], params["U"]["I"] + updates["U"]["I"])
+
+
+def test_chance_mmcs_is_high_in_two_dimensions():
+    assert 0.99 < metrics.chance_mmcs(2, 20) < 0.999
+    assert 0.7 < metrics.chance_mmcs(10, 200) < 0.9
 
 
 def test_bad_settings_name_their_key():
@@ -220,6 +244,8 @@ def test_bad_settings_name_their_key():
         SpdSpec(C=0)
     with pytest.raises(ConfigError, match="spd.batch_blocks.*dividing"):
         SpdSpec(batch_size=100, batch_blocks=3)
+    with pytest.raises(ConfigError, match="spd.tied_updates.*separate"):
+        SpdSpec(tied_updates="shared")
     with pytest.raises(ConfigError, match="spd.schedule.*cosine, constant"):
         SpdSpec(schedule="linear")
     with pytest.raises(ConfigError, match="spd.target.*tied to 'X'"):

@@ -70,10 +70,33 @@ def init_params(key, target, W: dict, C: int, K: int) -> dict:
 
 
 def site_uv(params: dict, site) -> tuple[jax.Array, jax.Array]:
-    """(U O×C, V I×C) of a site; a tied site's are its source's swapped, (U Vᵀ)ᵀ = V Uᵀ."""
-    if site.tied_to is None:
+    """(U O×C, V I×C) of a site; a tied site's are its source's swapped, (U Vᵀ)ᵀ = V Uᵀ, unless the
+    parameters carry the tied site's own copy (``untie``)."""
+    if site.tied_to is None or site.name in params["U"]:
         return params["U"][site.name], params["V"][site.name]
     return params["V"][site.tied_to], params["U"][site.tied_to]
+
+
+def untie(params: dict, target) -> dict:
+    """The parameters with a copy of the shared (U, V) for every tied site, so that each use gets
+    its own gradient and optimiser state (``SpdSpec.tied_updates = "separate"``)."""
+    U, V = dict(params["U"]), dict(params["V"])
+    for site in target.sites:
+        if site.tied_to is not None:
+            U[site.name], V[site.name] = V[site.tied_to], U[site.tied_to]
+    return {**params, "U": U, "V": V}
+
+
+def tie_updates(updates: dict, target) -> dict:
+    """Updates of ``untie``'s parameters that keep every copy equal to its source: both uses'
+    updates land on the shared numbers, as two optimisers stepping one tensor do in the
+    reference (each Adam-normalised on its own)."""
+    U, V = dict(updates["U"]), dict(updates["V"])
+    for site in target.sites:
+        if site.tied_to is not None:
+            dU, dV = U[site.tied_to] + V[site.name], V[site.tied_to] + U[site.name]
+            U[site.tied_to], V[site.tied_to], U[site.name], V[site.name] = dU, dV, dV, dU
+    return {**updates, "U": U, "V": V}
 
 
 _SQRT_HALF = 0.7071067811865476

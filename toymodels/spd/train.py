@@ -28,13 +28,14 @@ from toymodels import rng
 from toymodels.data import draw, from_uniforms, uniform_rows
 from toymodels.registry import ConfigError
 from toymodels.spd import metrics
-from toymodels.spd.components import causal_importances, init_params, site_uv
+from toymodels.spd.components import causal_importances, init_params, site_uv, tie_updates, untie
 from toymodels.spd.losses import masked_output, mse, objective
 
 # Folded into every decomposition key, so SPD streams never coincide with the toy models' own
 # (fold_in(key(base_seed), uid)) nor with the SAEs' (0x5AE).
 SPD_STREAM = 0x5BD
 SCHEDULES = ("cosine", "constant")
+TIED_UPDATES = ("sum", "separate")
 L0_CUTOFF = 0.01  # an importance above this counts in the L0 (the reference's ci_l0 cutoff)
 
 
@@ -52,6 +53,11 @@ class SpdSpec:
     layerwise: bool = True  # compile in the layerwise stochastic reconstruction
     approximate_gelu: bool = False  # tanh GELU in the gates (faster; the paper's is exact erf)
     per_target: bool = True  # the target arrays carry a leading decomposition axis
+    # How a tied site's shared subcomponents are updated: "separate", one Adam update per use, both
+    # applied (what the reference's storage-sharing tie does: up to twice the step size; it is
+    # what produced the paper's TMS numbers); "sum", one Adam update of the summed gradient of both
+    # uses (the loss's gradient step; at lr 1e-3 it converges about half as fast, docs/spd.md).
+    tied_updates: str = "separate"
     # Compute each step's batch in this many column blocks (a scan), averaging their gradients: the
     # same data and masks bit for bit and the same gradient up to float rounding, with the gates'
     # C×K×B intermediates 1/batch_blocks the size (what bounds memory at C = 200). 1: at once.
@@ -59,7 +65,8 @@ class SpdSpec:
     eval_batch: int = 4096
     eval_seed: int = 0
     alive_threshold: float = 0.1
-    match_cosine: float = 0.99
+    match_cosine: float = 0.999
+    match_ratio: float = 0.1
     curve_points: int = 10
 
     def __post_init__(self):
@@ -70,6 +77,8 @@ class SpdSpec:
         if not isinstance(self.batch_blocks, int) or self.batch_blocks < 1 or self.batch_size % self.batch_blocks:
             raise ConfigError("spd.batch_blocks", f"must be an integer >= 1 dividing spd.batch_size={self.batch_size}, "
                               f"got {self.batch_blocks!r}")
+        if self.tied_updates not in TIED_UPDATES:
+            raise ConfigError("spd.tied_updates", f"must be one of {', '.join(TIED_UPDATES)}, got {self.tied_updates!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError("spd.schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
@@ -219,6 +228,9 @@ def make_train(spec: SpdSpec, target):
     def train(key: jax.Array, hp: SpdHParams, arrays, data_key: jax.Array) -> SpdResult:
         W = target.weights(arrays)
         params = init_params(key, target, W, spec.C, spec.gate_hidden)
+        separate = spec.tied_updates == "separate" and any(s.tied_to for s in target.sites)
+        if separate:
+            params = untie(params, target)
         opt = optax.adam(lambda count: hp.lr * lr_multiplier(count, spec.schedule, spec.steps))
         x_words, r_words = streams(data_key)
 
@@ -227,12 +239,15 @@ def make_train(spec: SpdSpec, target):
             x_FxB, r_RxB = inputs(arrays, packed_x), rng.unpack(packed_r, r_rows)
             terms, grads = terms_and_grads(params, arrays, W, x_FxB, r_RxB, hp)
             updates, opt_state = opt.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
+            params = optax.apply_updates(params, tie_updates(updates, target) if separate else updates)
             return (params, opt_state, draw_x(x_words, t + 1, spec.batch_size),
                     draw_r(r_words, t + 1, spec.batch_size)), terms
 
         carry = (params, opt.init(params), draw_x(x_words, 0, spec.batch_size), draw_r(r_words, 0, spec.batch_size))
         (params, *_), terms = jax.lax.scan(body, carry, jnp.arange(spec.steps, dtype=jnp.uint32))
+        if separate:  # the copies equal their sources: keep one
+            params = {**params, "U": {s.name: params["U"][s.name] for s in target.owned},
+                      "V": {s.name: params["V"][s.name] for s in target.owned}}
         return SpdResult(params=params, scores=evaluate(spec, target, params, hp, arrays),
                          curve={name: curve_of(v, spec) for name, v in terms.items()})
 
@@ -270,7 +285,7 @@ def evaluate(spec: SpdSpec, target, params, hp, arrays) -> SpdScores:
     for name in target.scored:
         U_OxC, V_IxC = site_uv(params, target.site(name))
         mmcs, ml2r, recovered, exact, best_F = metrics.site_scores(U_OxC, V_IxC, W[name], inputs[name], alive[name],
-                                                                   spec.match_cosine)
+                                                                   spec.match_cosine, spec.match_ratio)
         probe_ci = jnp.mean(g_probe[name][best_F, jnp.arange(target.n_features)])
         per_site.append((mmcs, ml2r, recovered, exact, probe_ci, best_F))
     if per_site:
