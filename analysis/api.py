@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from analysis.figures import catalog
 from analysis.figures.catalog import FIGURES, figure_names
-from analysis.sweep import StoredSweep
+from analysis.stored_sweep import StoredSweep
 from sweeps.store import with_arrays
 
 __all__ = ["FIGURES", "draw", "figure_names", "load", "with_arrays"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from analysis.figures.catalog import FIGURES, draw, figure_names, notes
 from analysis.phases import PhaseThresholds
-from analysis.sweep import StoredSweep
+from analysis.stored_sweep import StoredSweep
 
 FORMATS = ("png", "pdf")
 
@@ -70,7 +70,7 @@ def main(argv=None) -> None:
         print(f"{key}: {value}")
     print(f"{len(written)} files in {time.perf_counter() - start:.1f}s", file=sys.stderr)
     try:  # the sweep's wandb summary run (a failure is a warning, never a failed command)
-        from sweeps.figure_tracking import log_figures
+        from sweeps.tracking.figure_log import log_figures
 
         log_figures(sweep.root, written, sweep.table)
     except Exception as error:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from sweeps.resources import check_axis_length
-from sweeps.sae_config import SaeConf
+from sweeps.sae.config import SaeConf
 from toymodels.registry import ConfigError
 
 
@@ -170,7 +170,7 @@ class Config:
     sweep: SweepConf = field(default_factory=SweepConf)
     ray: RayConf = field(default_factory=RayConf)
     wandb: WandbConf = field(default_factory=WandbConf)
-    # An SAE sweep (sweeps.sae_config; conf/sae/): its grid is over SAEs, not toy models. null: none.
+    # An SAE sweep (sweeps.sae.config; conf/sae/): its grid is over SAEs, not toy models. null: none.
     sae: Optional[SaeConf] = None
 
 

@@ -1,7 +1,7 @@
 """The sweep driver: plan, skip what is stored or claimed, execute, store each chunk as it finishes.
 
 Several drivers may run one config on one ``sweep.out`` at once: each claims the models it trains
-(``sweeps.locks``), trains only models nobody stored or claimed, then waits for what live others
+(``sweeps.store.locks``), trains only models nobody stored or claimed, then waits for what live others
 hold, and takes over what a driver that died had claimed.
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from sweeps.config import Config
-from sweeps.execute import Executor, InProcessExecutor
-from sweeps.plan import Chunk, make_chunks, plan_models
+from sweeps.executors.base import Executor, InProcessExecutor
+from sweeps.jobs.plan import Chunk, make_chunks, plan_models
 from sweeps.resources import use_compile_cache
 from sweeps.store import SweepStore
 from sweeps.tracking import Tracker, check_config as check_tracking
@@ -85,7 +85,7 @@ POLL_SECONDS = 1.0  # how often a driver waiting for another one's models looks 
 def make_executor(config: Config) -> Executor:
     if config.sweep.executor == "local":
         return InProcessExecutor()
-    from sweeps.ray_executor import RayExecutor
+    from sweeps.executors.ray_executor import RayExecutor
 
     return RayExecutor(config.ray)
 

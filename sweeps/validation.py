@@ -5,7 +5,7 @@
 the same rule (``AXIS_RULES`` says which); only the message's key differs. Membership in the model
 and data kinds is checked apart, in ``_validate_kinds``; what depends on several keys at once
 (finite data's requirements) comes after, and last what each kind needs (its own check, e.g.
-sets tiling the features: ``sweeps.kinds.check_kinds``).
+sets tiling the features: ``sweeps.config_kinds.check_kinds``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sweeps.config import (EXECUTORS, GRID_AXES, RAY_AUTH_MODES, STREAMS, WANDB_MODES, Config, ConfigError,
                            expand_axis, is_finite)
-from sweeps.kinds import check_kinds, option_axes
+from sweeps.config_kinds import check_kinds, option_axes
 from toymodels.data import DATA, IMPORTANCE_KINDS
 from toymodels.models import INIT_KINDS, MODELS
 from toymodels.optim import SCHEDULES
@@ -197,7 +197,7 @@ def _validate_grid(config: Config) -> None:
 def _validate_kinds(config: Config) -> None:
     """Membership in the kind tables (``toymodels.models.MODELS``, ``toymodels.data.DATA``; finite
     data: the kinds with a full-batch gradient). What each kind needs of the rest of the config
-    is its own check, run last (``sweeps.kinds.check_kinds``)."""
+    is its own check, run last (``sweeps.config_kinds.check_kinds``)."""
     kinds = OneOf(MODELS.names())
     kinds.check("model.kind", config.model.kind, config)
     grid_kinds = expand_axis("model", config.sweep.grid["model"]) if "model" in config.sweep.grid else []
@@ -309,7 +309,7 @@ def validate(config: Config) -> None:
     _validate_scalars(config)
     _validate_kinds(config)
     if config.sae is not None:  # an SAE sweep: its own grid axes and checks
-        from sweeps.sae_config import validate_sae
+        from sweeps.sae.config import validate_sae
 
         validate_sae(config)
         _validate_tracking(config)

@@ -1,7 +1,9 @@
 """The allowed imports between the packages (SCIENCE/STYLE: a pure core, thin edges, data flowing
 one way): ``toymodels`` imports nothing of ``sweeps``, ``analysis``, Hydra, Ray, wandb or
 matplotlib; ``analysis`` reads ``sweeps`` only through the store's public reader and imports no
-Hydra, Ray or wandb; ``sweeps`` never imports ``analysis``. Every import statement counts, at any
+Hydra, Ray or wandb; ``sweeps`` never imports ``analysis``. Inside ``sweeps``, each subpackage
+imports only the parts of ``sweeps`` stated in ``SWEEPS_SUBPACKAGES``, Ray is imported only by
+``sweeps.executors`` and wandb only by ``sweeps.tracking``. Every import statement counts, at any
 depth of a module (a function-level import too)."""
 
 import ast
@@ -13,9 +15,23 @@ NOT_IN_THE_CORE = {"sweeps", "analysis", "hydra", "omegaconf", "ray", "wandb", "
 ORCHESTRATION = {"hydra", "omegaconf", "ray", "wandb"}
 STORE_READER = {"read_results", "read_stored", "read_config", "read_config_hash", "as_matrix", "with_arrays",
                 "nested_array"}
+# Inside sweeps: what of the rest of sweeps each subpackage may import (its own modules always).
+# The top-level modules (config, validation, config_kinds, resources, runner, cli, api) are the hub.
+SWEEPS_SUBPACKAGES = {
+    "sweeps.store": {"sweeps.config"},  # the store knows nothing of what wrote the chunks
+    "sweeps.tracking": {"sweeps.config", "sweeps.store"},
+    # jobs ↔ sae: the toy planner and run_chunk hand SAE configs and chunks to sweeps.sae, which
+    # raises jobs' ChunkFailed; one chunk machinery for both (issue 23 item 1) ends the cycle.
+    "sweeps.jobs": {"sweeps.config", "sweeps.config_kinds", "sweeps.resources", "sweeps.sae"},
+    "sweeps.executors": {"sweeps.config", "sweeps.resources", "sweeps.jobs"},
+    "sweeps.sae": {"sweeps.config", "sweeps.config_kinds", "sweeps.resources", "sweeps.jobs", "sweeps.store"},
+    "sweeps.backdoor": {"sweeps.config", "sweeps.jobs", "sweeps.store"},
+    "sweeps.bench": {"sweeps.executors"},
+}
+ONLY_IN = {"ray": "sweeps.executors", "wandb": "sweeps.tracking"}  # within sweeps
 # Arrows that are part of the design, beyond the rules above.
 ALLOWED = {
-    ("analysis/cli.py", "sweeps.figure_tracking"): "toymodels-figures logs what it drew to the sweep's wandb summary run",
+    ("analysis/cli.py", "sweeps.tracking.figure_log"): "toymodels-figures logs what it drew to the sweep's wandb summary run",
 }
 # Known violations, each to be removed by the work that ends it; any other one fails the test.
 KNOWN_EXCEPTIONS: dict = {}
@@ -44,6 +60,24 @@ def breaks_an_arrow(package: str, module: str, names: tuple) -> bool:
     return package == "sweeps" and top == "analysis"
 
 
+def _sweeps_units(module: str, names: tuple) -> set[str]:
+    """The ``sweeps.X`` an import reaches (``from sweeps import X`` imports the module ``sweeps.X``)."""
+    parts = module.split(".")
+    return {f"sweeps.{name}" for name in names} if len(parts) == 1 else {".".join(parts[:2])}
+
+
+def breaks_a_sweeps_arrow(where: str, module: str, names: tuple) -> bool:
+    """An import inside ``sweeps`` against ``SWEEPS_SUBPACKAGES`` or ``ONLY_IN``."""
+    parts = where[:-3].split("/")
+    own = ".".join(parts[:2])  # sweeps.store for sweeps/store/meta.py (and sweeps/store/__init__.py)
+    top = module.split(".")[0]
+    if top in ONLY_IN:
+        return own != ONLY_IN[top]
+    if top != "sweeps" or len(parts) < 3 or own not in SWEEPS_SUBPACKAGES:
+        return False
+    return any(unit != own and unit not in SWEEPS_SUBPACKAGES[own] for unit in _sweeps_units(module, names))
+
+
 def arrow_violations(root: Path) -> dict[tuple[str, str], str]:
     """{(file, imported module): "file:line imports ..."} for every import against the rules."""
     found = {}
@@ -51,7 +85,9 @@ def arrow_violations(root: Path) -> dict[tuple[str, str], str]:
         for path in sorted((root / package).rglob("*.py")):
             where = path.relative_to(root).as_posix()
             for module, names, line in imports(path, root):
-                if breaks_an_arrow(package, module, names) and (where, module) not in ALLOWED:
+                breaks = breaks_an_arrow(package, module, names) or (
+                    package == "sweeps" and breaks_a_sweeps_arrow(where, module, names))
+                if breaks and (where, module) not in ALLOWED:
                     what = f"from {module} import {', '.join(names)}" if names else f"import {module}"
                     found[(where, module)] = f"{where}:{line}: {what}"
     return found
@@ -71,21 +107,30 @@ def test_a_planted_violation_of_each_rule_is_caught(tmp_path):
         "toymodels/deep/inner.py": "def f():\n    from sweeps import store\n",
         "toymodels/spd/edge.py": "from toymodels.spd.train import decompose_many\nimport wandb\n",
         "sweeps/edge.py": "from sweeps.store import read_results\n\ndef g():\n    import analysis.api\n",
-        "analysis/ok.py": "from sweeps.store import as_matrix, read_results\nfrom analysis.sweep import StoredSweep\n",
-        "analysis/figures/bad.py": "from sweeps.plan import plan_sweep\nfrom sweeps.store import as_matrix, write_chunk\n",
+        "analysis/ok.py": "from sweeps.store import as_matrix, read_results\nfrom analysis.stored_sweep import StoredSweep\n",
+        "analysis/figures/bad.py": "from sweeps.jobs.plan import plan_sweep\nfrom sweeps.store import as_matrix, write_chunk\n",
         "analysis/whole.py": "import sweeps.store\nimport wandb\n",
         "analysis/figures/relative.py": "from ..sweep import StoredSweep\nfrom ...sweeps.store import write_chunk\n",
+        "sweeps/store/meta.py": "from sweeps.config import Config\nfrom sweeps.store.locks import Claim\n",
+        "sweeps/store/__init__.py": "from sweeps.jobs.plan import Chunk\nfrom .meta import META\n",
+        "sweeps/jobs/plan.py": "from sweeps import resources, tracking\nfrom sweeps.sae.plan import plan_saes\n",
+        "sweeps/executors/local.py": "import ray\nfrom ..jobs.execute import run_chunk\n",
+        "sweeps/runner.py": "from sweeps.tracking import Tracker\n\ndef h():\n    import ray\n",
+        "sweeps/tracking/run.py": "import wandb\n",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     assert sorted(arrow_violations(tmp_path).values()) == [
-        "analysis/figures/bad.py:1: from sweeps.plan import plan_sweep",
+        "analysis/figures/bad.py:1: from sweeps.jobs.plan import plan_sweep",
         "analysis/figures/bad.py:2: from sweeps.store import as_matrix, write_chunk",
         "analysis/figures/relative.py:2: from sweeps.store import write_chunk",
         "analysis/whole.py:1: import sweeps.store",
         "analysis/whole.py:2: import wandb",
         "sweeps/edge.py:4: import analysis.api",
+        "sweeps/jobs/plan.py:1: from sweeps import resources, tracking",
+        "sweeps/runner.py:4: import ray",
+        "sweeps/store/__init__.py:1: from sweeps.jobs.plan import Chunk",
         "toymodels/core.py:2: import matplotlib.pyplot",
         "toymodels/deep/inner.py:2: from sweeps import store",
         "toymodels/spd/edge.py:2: import wandb",

@@ -1,5 +1,5 @@
 """Figures of backdoor detection (issue 17 item 1) from DIR/backdoor.parquet, which
-``toymodels-backdoor`` writes (``toymodels.backdoor``, ``toymodels.detect``): detectors that see
+``toymodels-backdoor`` writes (``sweeps.backdoor.evaluate``, ``sweeps.backdoor.detect``): detectors that see
 only hidden vectors h = W x and a trusted set D with the backdoor off.
 
 Every AUROC and TPR is over models whose backdoor is represented (‖W_bd‖ ≥ 0.5); the figure

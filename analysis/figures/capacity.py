@@ -22,7 +22,7 @@ from analysis.figures.capacity_phase import plot_capacity_phase
 from analysis.figures.panels import importance_colors
 from analysis.figures.phase_diagram import _edges, grid_of
 from analysis.seeds import best_of_seeds, evenly_spaced
-from analysis.sweep import as_array
+from analysis.stored_sweep import as_array
 from analysis.theory import capacity as ct
 
 # The finite-difference marginal benefit changes by more than this fraction of its mean size

@@ -29,7 +29,7 @@ from analysis.figures.sae import SAE_TABLE, plot_sae_recovery, sae_inputs
 from analysis.figures.sae_active import active_note, is_active_sweep, plot_sae_active
 from analysis.figures.target_noise import has_random_target, plot_target_noise, target_noise_inputs, target_noise_notes
 from analysis.figures.trajectories import plot_capacity_trajectories
-from analysis.sweep import StoredSweep
+from analysis.stored_sweep import StoredSweep
 
 
 def grid_inputs(sweep: StoredSweep) -> tuple:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from analysis.figures.canvas import finish, panel_grid
 from analysis.measures import circuits as circ
-from analysis.sweep import per_sweep
+from analysis.stored_sweep import per_sweep
 from sweeps.store import nested_array
 
 LAYER_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")

@@ -18,8 +18,8 @@ import pandas as pd
 from analysis.figures.canvas import finish
 from analysis.figures.panels import (REPRESENTED, best_along, draw_vectors, panel_title, panels_over_plots,
                                      sweep_x_axis, swept_axis)
-from analysis.kinds import set_data
-from analysis.sweep import as_array
+from analysis.kind_traits import set_data
+from analysis.stored_sweep import as_array
 from sweeps.store import as_matrix
 
 REFERENCE_ANGLES = {0.0: "collapsed (0°)", 90.0: "orthogonal (90°)", 180.0: "antipodal (180°)"}

@@ -8,7 +8,7 @@ import pandas as pd
 
 from analysis.figures.canvas import FULL, finish, single_panel
 from analysis.seeds import best_of_seeds
-from analysis.sweep import coord_label
+from analysis.stored_sweep import coord_label
 
 
 def plot_loss_curves(table: pd.DataFrame, axes: list[str], stamp: str = "", max_curves: int = 60, target=None):

@@ -1,7 +1,7 @@
 """Figures of memorisation and double descent from a finite-data sweep (Henighan et al. 2023 and
 Jermyn's repeated-data extension; SCIENCE.md §5, §7).
 
-Every figure reads the table of ``sweeps.finite_rows.finite_table``. Aggregation, stated on each
+Every figure reads the table of ``sweeps.jobs.finite_rows.finite_table``. Aggregation, stated on each
 figure: the best init seed per dataset (lowest *training* loss: the optimisation's own criterion,
 never the test loss), then mean and min–max spread over dataset seeds.
 """
@@ -16,7 +16,7 @@ from matplotlib.collections import LineCollection
 from analysis.figures.canvas import finish, panel_grid
 from analysis.figures.panels import square_frame
 from analysis.seeds import best_of_seeds, evenly_spaced
-from analysis.sweep import as_array
+from analysis.stored_sweep import as_array
 
 # Settings that split the curves into separate lines when they vary across the sweep.
 LINE_AXES = ("weight_decay", "lr", "density", "n_features", "n_hidden", "repeats", "n_repeated", "steps")

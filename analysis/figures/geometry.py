@@ -8,7 +8,7 @@ import pandas as pd
 from analysis.figures.canvas import finish, panel_grid
 from analysis.figures.panels import draw_vectors, importance_colors
 from analysis.seeds import best_of_seeds, ordered_along
-from analysis.sweep import as_array, coord_label
+from analysis.stored_sweep import as_array, coord_label
 
 
 def plot_vectors(ax, W_HxF: np.ndarray, importance_F: np.ndarray) -> None:

@@ -10,7 +10,7 @@ from matplotlib.colors import Normalize
 
 from analysis.figures.canvas import finish, panel_grid
 from analysis.seeds import best_of_seeds, spread_over_grid
-from analysis.sweep import as_array, coord_label
+from analysis.stored_sweep import as_array, coord_label
 from toymodels import metrics
 
 

@@ -1,5 +1,5 @@
 """Figures of SAE sweeps (a config with an ``sae:`` section; issue 16 item 5), from the store's rows:
-one row per SAE with its scores (``sweeps.sae_execute``).
+one row per SAE with its scores (``sweeps.sae.execute``).
 
 Which MCC: every figure here shows SAELens's MCC, the ``mcc`` column: |cos| between decoder
 columns and the true directions, matched one-to-one (Hungarian), averaged over the matched pairs.

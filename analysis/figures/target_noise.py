@@ -11,7 +11,7 @@ from matplotlib import colormaps
 from analysis.figures.canvas import finish, region
 from analysis.figures.panels import draw_vectors, set_log_scale
 from analysis.measures.target_noise import best_per_point, linear_agreement, measure_table
-from analysis.sweep import per_sweep
+from analysis.stored_sweep import per_sweep
 from sweeps.store import nested_array
 
 

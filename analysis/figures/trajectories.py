@@ -7,7 +7,7 @@ import pandas as pd
 from analysis.figures.canvas import finish, panel_grid
 from analysis.figures.panels import importance_colors
 from analysis.seeds import best_of_seeds, spread_over_grid
-from analysis.sweep import as_array, coord_label
+from analysis.stored_sweep import as_array, coord_label
 
 
 def plot_capacity_trajectories(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: int = 4,

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.figures.neurons import is_signed, neuron_classes
-from analysis.kinds import privileged_model
-from analysis.sweep import as_array
+from analysis.kind_traits import privileged_model
+from analysis.stored_sweep import as_array
 from analysis.theory import capacity as ct
 
 

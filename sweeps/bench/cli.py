@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sweeps.ray_executor import usable_cores
+from sweeps.executors.ray_executor import usable_cores
 from toymodels import HParams, TrainSpec, model_keys, train_many
 from toymodels.train import EVAL_BATCH
 

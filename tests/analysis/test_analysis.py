@@ -66,7 +66,7 @@ def test_agreement_with_theory_on_hand_made_summary():
 def test_every_figure_renders_from_a_tiny_stored_sweep(tmp_path, experiment, expected):
     from analysis.cli import draw_all
     from analysis.figures.catalog import figure_names
-    from analysis.sweep import StoredSweep
+    from analysis.stored_sweep import StoredSweep
     from sweeps.runner import run_sweep
     from tests.helpers import compose_config, tiny
 

@@ -13,7 +13,7 @@ from analysis.figures.neurons import neuron_classes, neuron_counts, neuron_table
 from analysis.figures.noise import noise_measures, plot_noise
 from analysis.figures.perturb import (DIGONS, OTHER, POLYGON, class_losses, classify_solution, crossing_ratio,
                               perturb_table, plot_perturb)
-from analysis.sweep import StoredSweep
+from analysis.stored_sweep import StoredSweep
 from tests.helpers import assert_draws_the_same_into_every_target, compose_config, tiny
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sweeps.bench import main
-from sweeps.ray_executor import usable_cores
+from sweeps.executors.ray_executor import usable_cores
 
 pytestmark = pytest.mark.slow
 

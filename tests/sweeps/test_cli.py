@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sweeps.cli import prepare_overrides
-from sweeps.plan import plan_models
+from sweeps.jobs.plan import plan_models
 from tests.helpers import CONF_DIR, REPO, cli, compose_config, tiny
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from sweeps.config import ConfigError, expand_axis
-from sweeps.plan import grid_axes, make_chunks, plan_models
+from sweeps.jobs.plan import grid_axes, make_chunks, plan_models
 from tests.helpers import EXPERIMENTS, cli, compose_config
 
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import pytest
 
 from sweeps import resources
-from sweeps.plan import make_chunks, plan_models
+from sweeps.jobs.plan import make_chunks, plan_models
 from toymodels import HParams, TrainSpec, train_many
 from toymodels import finite as F
 from toymodels.train import snapshot_marks
@@ -161,7 +161,7 @@ def test_a_sweep_keeps_its_compiled_programs_in_the_cache(tmp_path, monkeypatch)
 
 def test_the_cache_can_be_turned_off_and_reaches_ray_workers(monkeypatch):
     from sweeps.config import RayConf
-    from sweeps.ray_executor import worker_env
+    from sweeps.executors.ray_executor import worker_env
 
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.setenv("TOYMODELS_COMPILE_CACHE", "off")

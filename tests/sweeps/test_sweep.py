@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from sweeps.config import ConfigError
-from sweeps.plan import make_chunks, plan_models
+from sweeps.jobs.plan import make_chunks, plan_models
 from sweeps.runner import run_sweep
 from sweeps.store import SweepStore, as_matrix, read_results
 from tests.helpers import cli, compose_config, tiny

@@ -254,7 +254,7 @@ def test_a_tiny_dataset_is_memorised():
 
 
 def test_finite_table_has_one_row_per_model(tiny_run):
-    from sweeps.finite_rows import finite_table
+    from sweeps.jobs.finite_rows import finite_table
 
     hp, res = tiny_run
     meta = [dict(n_train=12, seed=s, uid=100 + s, order=s) for s in range(2)]  # a padded chunk
@@ -305,7 +305,7 @@ DD_FIGURES = ["dd_losses", "dd_norms", "dd_dimensionality", "dd_geometry", "dd_m
 
 def test_double_descent_figures_draw_from_a_table(tmp_path):
     from analysis.figures.catalog import draw, figure_names, notes
-    from analysis.sweep import StoredSweep
+    from analysis.stored_sweep import StoredSweep
 
     sweep = StoredSweep(tmp_path, synthetic_table(), {"name": "dd"}, "abc")
     assert figure_names(sweep) == ["loss_curves", *DD_FIGURES]
@@ -318,7 +318,7 @@ def test_double_descent_figures_draw_from_a_table(tmp_path):
 @pytest.mark.parametrize("name", DD_FIGURES)
 def test_double_descent_figures_draw_the_same_into_every_target(name, tmp_path):
     from analysis.figures.catalog import draw
-    from analysis.sweep import StoredSweep
+    from analysis.stored_sweep import StoredSweep
     from tests.helpers import assert_draws_the_same_into_every_target
 
     sweep = StoredSweep(tmp_path, synthetic_table(), {"name": "dd"}, "abc")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweeps.plan import make_chunks, plan_models
+from sweeps.jobs.plan import make_chunks, plan_models
 from sweeps.runner import run_sweep
 from sweeps.store import read_results
 from tests.helpers import cli, compose_config, tiny

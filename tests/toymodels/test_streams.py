@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sweeps.config import ConfigError
-from sweeps.plan import hparams_arrays, make_chunks, plan_models
+from sweeps.jobs.plan import hparams_arrays, make_chunks, plan_models
 from tests.helpers import compose_config
 from toymodels import HParams, TrainSpec, model_keys, stream_key_words, train_many
 from toymodels import rng

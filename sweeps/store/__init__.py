@@ -7,7 +7,7 @@ Layout of ``sweep.out`` (README: Store layout)::
                           the config hash it was trained under
     chunks/corrupt/       chunk files found damaged, set aside (their models are trained again)
     failed/<id>.json      chunks that failed by themselves, with their error
-    claims/, .lock        which driver trains which models (sweeps.locks)
+    claims/, .lock        which driver trains which models (sweeps.store.locks)
     results.parquet       every finished model, one row each (rebuilt from chunks/)
     figures/              what ``toymodels-figures`` draws
 
@@ -33,8 +33,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sweeps.config import Config, ConfigError
-from sweeps.locks import Claim, StoreLock, claims_of_others
-from sweeps.store_meta import (META, config_hash, config_yaml, read_config, read_config_hash,  # noqa: F401
+from sweeps.store.locks import Claim, StoreLock, claims_of_others
+from sweeps.store.meta import (META, config_hash, config_yaml, read_config, read_config_hash,  # noqa: F401
                                read_meta, verified_config_hash)
 
 RESULTS = "results.parquet"

@@ -1,5 +1,5 @@
 """``toymodels-backdoor DIR``: score backdoor detectors on a stored sweep's models (issue 17 item 1;
-``toymodels.backdoor``, ``toymodels.detect``) and write DIR/backdoor.parquet, which
+``sweeps.backdoor.evaluate``, ``sweeps.backdoor.detect``) and write DIR/backdoor.parquet, which
 ``toymodels-figures`` draws.
 
     toymodels-sweep experiment=backdoor_small && toymodels-backdoor runs/backdoor_small && toymodels-figures runs/backdoor_small
@@ -44,7 +44,7 @@ def _W(row) -> np.ndarray:
 def train_trusted_saes(models: pd.DataFrame, args) -> dict:
     """uid → (numpy SAE parameters, MMCS against the benign directions): plain SAEs on each model's
     benign hidden vectors h = W_b x (x plain sparse at the model's benign densities, as the
-    trusted set D is drawn: ``toymodels.backdoor.benign``), one compiled program per (m, n) shape.
+    trusted set D is drawn: ``sweeps.backdoor.evaluate.benign``), one compiled program per (m, n) shape.
     The one place that calls the SAE trainer (``toymodels.sae``)."""
     import jax
 
@@ -75,7 +75,7 @@ def train_trusted_saes(models: pd.DataFrame, args) -> dict:
 
 
 def fresh_rows(table: pd.DataFrame, axes: list[str], args) -> pd.DataFrame:
-    from toymodels.backdoor import REPRESENTED, evaluate
+    from sweeps.backdoor.evaluate import REPRESENTED, evaluate
     from toymodels.metrics import interference
 
     saes = train_trusted_saes(table, args) if args.sae_steps else {}
@@ -99,7 +99,7 @@ def _finite_specs(root: Path) -> dict:
     from omegaconf import OmegaConf
 
     from sweeps.config import Config
-    from sweeps.plan import plan_models
+    from sweeps.jobs.plan import plan_models
     from sweeps.store import read_config
 
     config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), read_config(root)))
@@ -114,8 +114,8 @@ def _unit(x_NxF: np.ndarray) -> np.ndarray:
 def finite_rows(table: pd.DataFrame, root: Path, args) -> pd.DataFrame:
     import jax.numpy as jnp
 
-    from toymodels import detect
-    from toymodels.backdoor import benign, scores
+    from sweeps.backdoor import detect
+    from sweeps.backdoor.evaluate import benign, scores
     from toymodels.finite import training_set
 
     specs = _finite_specs(root)

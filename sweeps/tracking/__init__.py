@@ -13,7 +13,7 @@ name>``; in it:
 * with ``wandb.per_model=true`` (sweeps of at most ``wandb.per_model_limit`` models) one run per
   model instead (``job_type="model"``, id ``...-m<uid>``), its snapshots as history;
 * one ``summary`` run (id ``...-figures``) that ``toymodels-figures`` fills with the figures and
-  the whole sweep's ``models`` table once they are drawn (through ``sweeps.figure_tracking``).
+  the whole sweep's ``models`` table once they are drawn (through ``sweeps.tracking.figure_log``).
 
 Run ids are stable and ``resume="allow"``: a chunk logged again reuses its run. After a run has
 finished, an empty marker ``<dir>/wandb/logged/<run id>`` records it: a rerun of the sweep logs
@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from sweeps.config import Config, ConfigError, WandbConf
-from sweeps import wandb_tables as wt
+from sweeps.tracking import tables as wt
 
 PER_FEATURE_HISTORY = 20  # per-model runs log norm/i and capacity/i when n_features <= this
 _OFFLINE_DIR = re.compile(r"^offline-run-\d{8}_\d{6}-(?P<id>.+)$")

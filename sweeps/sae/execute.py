@@ -1,5 +1,5 @@
 """Running one chunk of an SAE sweep: every SAE of it in one ``jit(vmap(train))`` program
-(``toymodels.sae.train_saes``), one row per SAE with its decoder, as ``sweeps.execute.run_chunk``
+(``toymodels.sae.train_saes``), one row per SAE with its decoder, as ``sweeps.jobs.execute.run_chunk``
 does for toy models (it hands ``SaeChunk``s here)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from sweeps.sae_plan import SaeChunk, hparam_lists, padded
+from sweeps.sae.plan import SaeChunk, hparam_lists, padded
 
 # Scores of toymodels.sae.metrics.SaeScores stored as one float column each.
 SCORES = ("mmcs", "mmcs_reverse", "n_dead", "dead_fraction", "l0", "true_l0", "mse", "fvu", "h_var", "gamma",
@@ -17,8 +17,8 @@ SCORES = ("mmcs", "mmcs_reverse", "n_dead", "dead_fraction", "l0", "true_l0", "m
 
 
 def source_arrays(chunk: SaeChunk, points):
-    from sweeps.sae_toy import toy_source_arrays
-    from sweeps.sae_world import world_arrays
+    from sweeps.sae.toy import toy_source_arrays
+    from sweeps.sae.worlds import world_arrays
 
     return toy_source_arrays(chunk, points) if chunk.toy_arrays else world_arrays(points)
 
@@ -27,7 +27,7 @@ def run_sae_chunk(chunk: SaeChunk) -> pd.DataFrame:
     """Train every SAE of ``chunk`` in one compiled program; one row per SAE."""
     import jax
 
-    from sweeps.execute import ChunkFailed
+    from sweeps.jobs.execute import ChunkFailed
     from toymodels.plugins import ensure_registered
     from toymodels.sae import hparams, sae_keys, split_keys, train_saes
 

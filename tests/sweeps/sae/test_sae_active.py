@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from sweeps.config import ConfigError
-from sweeps.plan import make_chunks, plan_models
+from sweeps.jobs.plan import make_chunks, plan_models
 from sweeps.store import read_results
 from tests.helpers import cli, compose_config
 from toymodels.sae.build import exactly_world

@@ -17,7 +17,7 @@ import numpy as np
 
 from sweeps import resources
 from sweeps.config import STATIC_AXES, Config, expand_axis, is_finite
-from sweeps.kinds import data_spec_of, model_options, option_axes
+from sweeps.config_kinds import data_spec_of, model_options, option_axes
 from toymodels.data import importance_profile
 from toymodels.finite import FiniteSpec, max_active_for, piece_layout
 from toymodels.train import TrainSpec
@@ -163,8 +163,8 @@ def plan_models(config: Config, device: resources.Device | None = None) -> list[
     """The grid product × seeds, in grid order (last axis fastest, then seed). Refuses, before
     building any model, a plan too large for the driver or a shape that cannot fit ``device``
     (default: where ``config``'s chunks run, ``resources.chunk_device``)."""
-    if config.sae is not None:  # an SAE sweep: its points are SAEs (sweeps.sae_plan)
-        from sweeps.sae_plan import plan_saes
+    if config.sae is not None:  # an SAE sweep: its points are SAEs (sweeps.sae.plan)
+        from sweeps.sae.plan import plan_saes
 
         return plan_saes(config)
     axes = grid_axes(config)
@@ -230,8 +230,8 @@ def make_chunks(config: Config, models, min_chunks: int = 1, device: resources.D
     """
     from toymodels.plugins import kinds_used
 
-    if config.sae is not None:  # chunks of same-shaped SAEs (sweeps.sae_plan)
-        from sweeps.sae_plan import make_sae_chunks
+    if config.sae is not None:  # chunks of same-shaped SAEs (sweeps.sae.plan)
+        from sweeps.sae.plan import make_sae_chunks
 
         return make_sae_chunks(config, models, min_chunks)
     by_spec: dict[TrainSpec, list[ModelPoint]] = {}

@@ -14,7 +14,7 @@ import psutil
 import pytest
 import ray
 
-from sweeps.ray_executor import RayExecutor
+from sweeps.executors.ray_executor import RayExecutor
 from sweeps.runner import run_sweep
 from sweeps.store import as_matrix, read_results
 from tests.helpers import cli, compose_config, tiny
@@ -57,11 +57,11 @@ def test_workers_pin_to_distinct_free_cores_until_none_is_left(tmp_path):
     cores = len(os.sched_getaffinity(0))
     if not 2 <= cores <= 8:
         pytest.skip("claims every core, one process each: for machines of 2 to 8 cores")
-    code = ("import json, os, sys; from sweeps.ray_executor import pin_to_free_cores; "
+    code = ("import json, os, sys; from sweeps.executors.ray_executor import pin_to_free_cores; "
             f"claimed = pin_to_free_cores(1, {str(tmp_path)!r}); "
             "print(json.dumps([claimed, sorted(os.sched_getaffinity(0))]), flush=True); sys.stdin.read()")
     procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, cwd=Path(__file__).parents[2]) for _ in range(cores + 1)]
+                              text=True, cwd=Path(__file__).parents[3]) for _ in range(cores + 1)]
     try:  # all alive at once: each holds its core until it exits
         reports = [json.loads(p.stdout.readline()) for p in procs]
     finally:

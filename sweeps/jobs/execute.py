@@ -1,22 +1,18 @@
-"""Running chunks: the pure chunk job and the executor interface.
+"""Running chunks: the pure chunk job.
 
 ``run_chunk`` is what any executor runs for one chunk: a plain payload in, a table out, nothing
-shared. Executors decide where chunks run (``InProcessExecutor`` here; Ray in ``sweeps.ray_executor``)
-and report each finished or failed chunk to the driver's callbacks as soon as it is known.
+shared. Executors (``sweeps.executors``) decide where chunks run and report each finished or failed
+chunk to the driver's callbacks as soon as it is known.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
 
-from sweeps.plan import Chunk, hparams_arrays
-
-OnDone = Callable[[Chunk, pd.DataFrame], None]
-OnFailed = Callable[[Chunk, BaseException], None]
+from sweeps.jobs.plan import Chunk, hparams_arrays
 
 
 class ChunkFailed(RuntimeError):
@@ -33,8 +29,8 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     from toymodels.finite import FiniteSpec
 
     ensure_registered(chunk.kinds)
-    if not isinstance(chunk, Chunk):  # an SAE sweep's chunk (sweeps.sae_plan.SaeChunk)
-        from sweeps.sae_execute import run_sae_chunk
+    if not isinstance(chunk, Chunk):  # an SAE sweep's chunk (sweeps.sae.plan.SaeChunk)
+        from sweeps.sae.execute import run_sae_chunk
 
         return run_sae_chunk(chunk)
     if isinstance(chunk.spec, FiniteSpec):
@@ -75,11 +71,11 @@ def _check_finite(chunk: Chunk, loss, params) -> None:
 
 def run_finite_chunk(chunk: Chunk) -> pd.DataFrame:
     """A chunk of finite-data models (``toymodels.finite``): full-batch training on each model's
-    dataset; rows from ``sweeps.finite_rows`` plus the columns every table shares."""
+    dataset; rows from ``sweeps.jobs.finite_rows`` plus the columns every table shares."""
     import jax
     import jax.numpy as jnp
 
-    from sweeps.finite_rows import finite_table
+    from sweeps.jobs.finite_rows import finite_table
     from toymodels import model_keys
     from toymodels.finite import FiniteHParams, train_finite_many
 
@@ -171,32 +167,3 @@ def _layer_columns(snaps, i: int) -> dict:
     norms, capacity = np.asarray(snaps.layer_norms_SxLxF[i]), np.asarray(snaps.layer_capacity_SxLxF[i])
     return {"layer_norms": norms[-1].tolist(), "layer_capacity": capacity[-1].tolist(),
             "snap_layer_norms": norms.tolist(), "snap_layer_capacity": capacity.tolist()}
-
-
-class Executor(Protocol):
-    """Runs chunks somewhere and reports each one to the driver as soon as it ends."""
-
-    workers: int
-
-    def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None: ...
-
-    def close(self) -> None:
-        """Release what the executor started (a local Ray, say)."""
-
-
-class InProcessExecutor:
-    """Runs chunks one after another in this process."""
-
-    workers = 1
-
-    def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None:
-        for chunk in chunks:
-            try:
-                table = run_chunk(chunk)
-            except Exception as error:  # a chunk failing by itself must not stop the others
-                on_failed(chunk, error)
-            else:
-                on_done(chunk, table)
-
-    def close(self) -> None:
-        pass

@@ -4,7 +4,7 @@ import pytest
 from ray.cluster_utils import Cluster
 
 from sweeps.config import RayConf
-from sweeps.ray_executor import RayExecutor
+from sweeps.executors.ray_executor import RayExecutor
 from sweeps.runner import run_sweep
 from sweeps.store import read_results
 from tests.helpers import compose_config, tiny

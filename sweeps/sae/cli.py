@@ -107,7 +107,7 @@ def stored_data_spec(config: dict):
     loading the sweep's plugin files (a user's kinds)."""
     from omegaconf import OmegaConf
 
-    from sweeps.kinds import data_spec_of
+    from sweeps.config_kinds import data_spec_of
     from toymodels.plugins import load_plugins
 
     load_plugins(config.get("plugins", []))

@@ -1,7 +1,7 @@
 """Planning an SAE sweep: config -> one ``SaePoint`` per SAE -> chunks of same-shaped SAEs.
 
-The counterpart of ``sweeps.plan`` for configs with an ``sae:`` section (``sweeps.sae_config``);
-``sweeps.plan.plan_models`` and ``make_chunks`` hand such configs here. A chunk is one
+The counterpart of ``sweeps.jobs.plan`` for configs with an ``sae:`` section (``sweeps.sae.config``);
+``sweeps.jobs.plan.plan_models`` and ``make_chunks`` hand such configs here. A chunk is one
 ``toymodels.sae.train_saes`` program: every SAE in it shares an ``SaeSpec`` (kind, dictionary
 size, steps, batch, k_max) and a static source (a world's firing and shape, or a toy model's kind,
 data kind and shape); everything else (λ, k, lr, ε, λ_o, the world's density, magnitudes,
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sweeps.sae_config import (FOLLOW_ACTIVE, KIND_AXES, SAE_STATIC_AXES, WORLD_RULES, WORLD_STATIC_AXES,
+from sweeps.sae.config import (FOLLOW_ACTIVE, KIND_AXES, SAE_STATIC_AXES, WORLD_RULES, WORLD_STATIC_AXES,
                                resolve_dict_size, sae_values)
 from toymodels.registry import ConfigError
 from toymodels.sae import SAE_KINDS, SaeSpec
@@ -61,7 +61,7 @@ class SaeChunk:
     points: tuple[SaePoint, ...]
     pad_to: int
     toy_arrays: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)  # toy uid -> arrays
-    kinds: tuple = ()  # the user's own model/data kinds a toy source needs (as sweeps.plan.Chunk)
+    kinds: tuple = ()  # the user's own model/data kinds a toy source needs (as sweeps.jobs.plan.Chunk)
 
     @property
     def spec(self) -> SaeSpec:
@@ -125,8 +125,8 @@ def _values(config, coords: tuple, kind: str) -> dict:
 
 def _world_sources(config, coords: tuple):
     """[(WorldSource, the world's static parameters, its id, all its parameters)] of the one world at
-    ``coords``: the same shape as ``sweeps.sae_toy.toy_sources``' list of toy models."""
-    from sweeps.sae_world import world_source
+    ``coords``: the same shape as ``sweeps.sae.toy.toy_sources``' list of toy models."""
+    from sweeps.sae.worlds import world_source
 
     world = {"world_kind": config.sae.world.kind,  # not an axis: the SAE's kind is "kind"
              **{name: _read(coords, config, name) for name in WORLD_FIELDS if name != "kind"}}
@@ -140,7 +140,7 @@ def plan_saes(config) -> list[tuple[SaeGroup, SaePoint]]:
     then seed); each kind once per setting it reads."""
     from sweeps.config import expand_axis
     from sweeps.resources import check_plan_size
-    from sweeps.sae_toy import toy_sources
+    from sweeps.sae.toy import toy_sources
 
     check_plan_size(config, {a: len(expand_axis(a, v)) for a, v in config.sweep.grid.items()})
     toys = toy_sources(config) if config.sae.source == "toy" else None
@@ -186,8 +186,8 @@ def sae_chunk_id(group: SaeGroup, base_seed: int, points) -> str:
 
 
 def make_sae_chunks(config, saes, min_chunks: int = 1) -> list[SaeChunk]:
-    """Split SAEs into chunks of one group each, balanced in size (as ``sweeps.plan.make_chunks``)."""
-    from sweeps.sae_toy import toy_chunk_arrays, toy_kinds
+    """Split SAEs into chunks of one group each, balanced in size (as ``sweeps.jobs.plan.make_chunks``)."""
+    from sweeps.sae.toy import toy_chunk_arrays, toy_kinds
 
     by_group: dict[SaeGroup, list[SaePoint]] = {}
     for group, point in saes:

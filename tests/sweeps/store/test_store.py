@@ -13,7 +13,7 @@ import pytest
 from sweeps.config import ConfigError
 from sweeps.runner import run_sweep
 from sweeps.store import HASH_KEY, atomic_write, config_hash, read_results
-from sweeps.store_meta import body_hash, config_yaml
+from sweeps.store.meta import body_hash, config_yaml
 from tests.helpers import EXPERIMENTS, compose_config, tiny
 
 GRID = ["experiment=tms_intro", "sweep.grid.density=[1.0,0.5]", "sweep.chunk_size=2"]  # 6 models, 3 chunks
@@ -155,7 +155,7 @@ def test_a_store_written_by_the_last_landed_version_still_resumes(tmp_path):
     per-device piece size: the same command hashes to its first line, and the body still does."""
     from pathlib import Path
 
-    text = (Path(__file__).parent / "data" / "sweep_d6d35fb_tms_intro.yaml").read_text()
+    text = (Path(__file__).parent.parent / "data" / "sweep_d6d35fb_tms_intro.yaml").read_text()
     stored, body = text.splitlines()[0].split(": ")[1], text.split("\n", 1)[1]
     assert body_hash(body) == stored
     assert config_hash(compose_config(["experiment=tms_intro", "train.steps=300"])) == stored

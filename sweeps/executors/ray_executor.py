@@ -14,8 +14,9 @@ import secrets
 from typing import Sequence
 
 from sweeps.config import RayConf
-from sweeps.execute import OnDone, OnFailed, run_chunk
-from sweeps.plan import Chunk
+from sweeps.executors.base import OnDone, OnFailed
+from sweeps.jobs.execute import run_chunk
+from sweeps.jobs.plan import Chunk
 from sweeps.resources import compile_cache_dir
 
 

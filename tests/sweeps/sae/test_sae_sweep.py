@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from sweeps.config import ConfigError
-from sweeps.plan import make_chunks, plan_models
-from sweeps.sae_execute import run_sae_chunk
+from sweeps.jobs.plan import make_chunks, plan_models
+from sweeps.sae.execute import run_sae_chunk
 from sweeps.store import read_results
 from tests.helpers import EXPERIMENTS, cli, compose_config
 from toymodels.sae import decoder, hparams, sae_keys, split_keys, train_saes

@@ -10,12 +10,12 @@ import yaml
 
 from analysis.figures.backdoor import represented_fraction
 from analysis.figures.catalog import draw, figure_names, notes
-from analysis.sweep import StoredSweep
-from sweeps.backdoor_cli import main as backdoor_main
-from sweeps.plan import plan_models
+from analysis.stored_sweep import StoredSweep
+from sweeps.backdoor.cli import main as backdoor_main
+from sweeps.jobs.plan import plan_models
 from tests.helpers import compose_config
-from toymodels import detect
-from toymodels.backdoor import benign, evaluate
+from sweeps.backdoor import detect
+from sweeps.backdoor.evaluate import benign, evaluate
 from toymodels.registry import ConfigError
 
 

@@ -192,7 +192,7 @@ def _check_world(config) -> None:
 
 
 def _check_toy(config) -> None:
-    """The toy sweep's directory is read when planning (``sweeps.sae_toy``), still before any compute."""
+    """The toy sweep's directory is read when planning (``sweeps.sae.toy``), still before any compute."""
     if not config.sae.toy.sweep.strip():
         raise ConfigError("sae.toy.sweep", "must name a finished toy-model sweep's sweep.out (e.g. runs/tms_intro)")
 

@@ -1,7 +1,7 @@
 """Test sets and detector scores for a backdoor feature in superposition (issue 17 item 1), numpy
 only. The model is TMS's ReLU model with n = n_b + 1 features, the last one the backdoor; a
 detector sees hidden vectors h = W x and a trusted set D (inputs with the backdoor off). Scores
-come from ``toymodels.detect``.
+come from ``sweeps.backdoor.detect``.
 
 Test sets (``N`` inputs each; benign features active with probability p, U[0, 1] when active):
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toymodels import detect
+from sweeps.backdoor import detect
 
 POSITIVES = ("alone", "background")
 NEGATIVES = ("fresh", "dense", "mimic")

@@ -96,7 +96,7 @@ def test_true_directions_are_the_hidden_response_to_each_feature_alone(model, da
 
 
 def test_cli_writes_the_table_and_reruns_identically(tiny_sweep):
-    from sweeps.sae_cli import main
+    from sweeps.sae.cli import main
 
     first = cli("toymodels-sae", str(tiny_sweep), *SAE_ARGS)
     assert first.returncode == 0, first.stderr
@@ -121,7 +121,7 @@ def test_cli_writes_the_table_and_reruns_identically(tiny_sweep):
 
 
 def test_cli_trains_the_new_kinds_with_k_for_top_k_kinds(tiny_sweep):
-    from sweeps.sae_cli import main
+    from sweeps.sae.cli import main
 
     main([str(tiny_sweep), "--kind", "topk,rescaled", "--k", "1,2", "--l1", "0.1", "--dict-sizes", "n",
           "--steps", "10", "--batch", "32", "--eval-batch", "64"])
@@ -145,7 +145,7 @@ def test_cli_trains_the_new_kinds_with_k_for_top_k_kinds(tiny_sweep):
     (["--models", "no_such_column > 1"], "--models"),
 ])
 def test_bad_options_exit_2_naming_the_option(tiny_sweep, capsys, args, option):
-    from sweeps.sae_cli import main
+    from sweeps.sae.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
         main([str(tiny_sweep), "--dict-sizes", "n", *args])
@@ -154,7 +154,7 @@ def test_bad_options_exit_2_naming_the_option(tiny_sweep, capsys, args, option):
 
 
 def test_unknown_directory_exits_2(tmp_path, capsys):
-    from sweeps.sae_cli import main
+    from sweeps.sae.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path / "nowhere")])
@@ -167,7 +167,7 @@ def test_sae_command_does_not_import_analysis():
     import subprocess
     import sys
 
-    code = "import sys, sweeps.sae_cli; print(sorted(m for m in sys.modules if m.startswith('analysis')))"
+    code = "import sys, sweeps.sae.cli; print(sorted(m for m in sys.modules if m.startswith('analysis')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -1,6 +1,6 @@
 """Toy models of a stored sweep as the sources of an SAE sweep (``sae.source=toy``): each model's own
 data kind and forward pass (``toymodels.sae.toy.ToySource``), read through the store's public
-reader as ``toymodels-sae`` reads them (``sweeps.sae_cli``)."""
+reader as ``toymodels-sae`` reads them (``sweeps.sae.cli``)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ _CACHE: dict = {}
 
 def stored_toys(config) -> tuple[pd.DataFrame, dict, object]:
     """The stored sweep's selected models, its config and its DataSpec (read once per file version)."""
-    from sweeps.sae_cli import UsageError, load_sweep, select_models, stored_data_spec
+    from sweeps.sae.cli import UsageError, load_sweep, select_models, stored_data_spec
 
     root = Path(config.sae.toy.sweep)
     results = root / "results.parquet"
@@ -37,7 +37,7 @@ def stored_toys(config) -> tuple[pd.DataFrame, dict, object]:
 
 
 def _info(row: pd.Series, axes: list[str], measures: dict, i: int) -> tuple:
-    from sweeps.sae_config import SAE_PER_AXES, SAE_STATIC_AXES
+    from sweeps.sae.config import SAE_PER_AXES, SAE_STATIC_AXES
 
     taken = SAE_PER_AXES + SAE_STATIC_AXES + TOY_VALUES
     info = {("toy_" + a if a in taken else a): row[a] for a in axes if a in row}
@@ -48,7 +48,7 @@ def _info(row: pd.Series, axes: list[str], measures: dict, i: int) -> tuple:
 
 def toy_sources(config) -> list[tuple]:
     """(ToySource, (), toy uid, the toy's stored values) of every selected toy model."""
-    from sweeps.sae_cli import toy_measures
+    from sweeps.sae.cli import toy_measures
     from sweeps.store import as_matrix
     from toymodels.sae.toy import ToySource
 
@@ -62,7 +62,7 @@ def toy_sources(config) -> list[tuple]:
 
 def toy_chunk_arrays(config, points) -> dict[int, dict]:
     """Each toy model's parameters and feature densities (numpy), for the chunk to carry to workers."""
-    from sweeps.sae_cli import toy_arrays
+    from sweeps.sae.cli import toy_arrays
 
     models, _, _ = stored_toys(config)
     chosen = models[models["uid"].isin({p.source_uid for p in points})]

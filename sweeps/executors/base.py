@@ -1,0 +1,45 @@
+"""Where chunks run: the executor interface and the in-process executor (Ray in
+``sweeps.executors.ray_executor``). An executor runs ``sweeps.jobs.execute.run_chunk`` on each chunk
+and reports each finished or failed chunk to the driver's callbacks as soon as it is known.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol, Sequence
+
+import pandas as pd
+
+from sweeps.jobs.execute import run_chunk
+from sweeps.jobs.plan import Chunk
+
+OnDone = Callable[[Chunk, pd.DataFrame], None]
+OnFailed = Callable[[Chunk, BaseException], None]
+
+
+class Executor(Protocol):
+    """Runs chunks somewhere and reports each one to the driver as soon as it ends."""
+
+    workers: int
+
+    def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None: ...
+
+    def close(self) -> None:
+        """Release what the executor started (a local Ray, say)."""
+
+
+class InProcessExecutor:
+    """Runs chunks one after another in this process."""
+
+    workers = 1
+
+    def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None:
+        for chunk in chunks:
+            try:
+                table = run_chunk(chunk)
+            except Exception as error:  # a chunk failing by itself must not stop the others
+                on_failed(chunk, error)
+            else:
+                on_done(chunk, table)
+
+    def close(self) -> None:
+        pass
