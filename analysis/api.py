@@ -7,6 +7,7 @@
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5), layout="constrained")
     api.draw("loss_curves", sweep, left)        # into an Axes, a Figure, a SubFigure, or None
     api.draw("geometry_2d", sweep, right)       # a multi-panel figure takes the Axes' place
+    model = api.model(sweep, 0)                 # row 0 as a model: model["loss"], model(x) on a B×n batch
 
 The figures and when each applies come from one table (``analysis.figures.catalog``), the one
 ``toymodels-figures`` reads. Importing this module imports nothing of Hydra, Ray or wandb and
@@ -18,12 +19,15 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+import pandas as pd
+
 from analysis.figures import catalog
 from analysis.figures.catalog import FIGURES, figure_names
+from analysis.measures.model_rows import StoredModel
 from analysis.stored_sweep import StoredSweep
 from sweeps.store import with_arrays
 
-__all__ = ["FIGURES", "draw", "figure_names", "load", "with_arrays"]
+__all__ = ["FIGURES", "StoredModel", "draw", "figure_names", "load", "model", "with_arrays"]
 
 
 def load(out: str | os.PathLike) -> StoredSweep:
@@ -44,3 +48,16 @@ def draw(name: str, sweep: StoredSweep | str | os.PathLike, target=None, **optio
     if not isinstance(sweep, StoredSweep):
         sweep = load(sweep)
     return catalog.draw(name, sweep, target, **options)
+
+
+def model(sweep: StoredSweep | str | os.PathLike, which=0) -> StoredModel:
+    """A trained model of a sweep (a loaded one, or its directory), callable on a batch:
+    ``which`` is a position in ``sweep.table`` (``0``: its first row) or a row of it
+    (``sweep.table.iloc[i]``, a row picked with ``.loc``/``.query``). ``model(x)`` runs the model
+    kind's forward pass on ``x`` (B×n, batch first) with the row's stored parameters and returns
+    B×O outputs; ``model.hidden(x)`` the B×m hidden activations; ``model["loss"]`` (any column)
+    and ``model.row`` the table row. The kind must be built in or registered in this session."""
+    if not isinstance(sweep, StoredSweep):
+        sweep = load(sweep)
+    row = which if isinstance(which, pd.Series) else sweep.table.iloc[int(which)]
+    return StoredModel(row)

@@ -1,4 +1,4 @@
-"""Per-feature phase of a trained model, with explicit thresholds (SCIENCE.md §5).
+"""Per-feature phase of a trained model, with explicit thresholds (docs/science/metrics.md).
 
 The papers give no numbers for "represented" or "superposed"; these are ours, configurable, and
 written on every figure that uses them.

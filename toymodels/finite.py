@@ -1,4 +1,5 @@
-"""Finite training sets: memorisation, double descent and repeated data (SCIENCE.md §2, §4, §5, §7).
+"""Finite training sets: memorisation, double descent and repeated data (docs/science/double-descent.md,
+docs/science/metrics.md, docs/science/index.md).
 
 Henighan et al. 2023 train the ReLU-output model full-batch on T points drawn once, each rescaled
 to unit L2 norm, and measure the loss on fresh points. At their scale (n = 10,000, S = 0.999,
@@ -117,7 +118,7 @@ class FiniteResult:
     snapshots: FiniteSnapshots
     hidden_first_PxH: jax.Array  # h_t = W x_t of the first min(hidden_points, T) points
     hidden_repeated_RxH: jax.Array  # h of each repeated point
-    data_dims_T: jax.Array  # data-point dimensionality of every training position (§5)
+    data_dims_T: jax.Array  # data-point dimensionality of every training position (docs/science/metrics.md)
     feature_dims_F: jax.Array
     repeated_rank_R: jax.Array  # fraction of distinct points of strictly higher dimensionality
     n_overflow: jax.Array  # distinct points with more than K active features (truncated)
@@ -159,7 +160,8 @@ def sample_raw_points(words: jax.Array, density: jax.Array, n_points: int, n_fea
 
 
 def unit_norm(raw_NxK: jax.Array) -> jax.Array:
-    """Rescale each point to unit L2 norm (SCIENCE §2); a point with no active feature stays 0."""
+    """Rescale each point to unit L2 norm (docs/science/double-descent.md); a point with no active
+    feature stays 0."""
     norm_N = jnp.sqrt(jnp.sum(raw_NxK * raw_NxK, axis=1, keepdims=True))
     return raw_NxK / jnp.where(norm_N > 0, norm_N, 1.0)
 
@@ -203,7 +205,8 @@ def densify(points: SparsePoints, n_features: int) -> jax.Array:
 
 
 def dimensionality(V_NxH, weight_N=None):
-    """D_t = (v_t·v_t)² / Σ_s w_s (v_t·v_s)² for the rows v_t (SCIENCE §5): feature dimensionality
+    """D_t = (v_t·v_t)² / Σ_s w_s (v_t·v_s)² for the rows v_t (docs/science/metrics.md): feature
+    dimensionality
     on W's columns, data-point dimensionality on hidden vectors. Σ_s (v_t·v_s)² = v_tᵀ M v_t with
     M = Σ_s w_s v_s v_sᵀ (H×H): O(N·m²), where the Gram matrix would be N×N. 0 for a zero row."""
     xp = np if isinstance(V_NxH, np.ndarray) else jnp
@@ -228,7 +231,8 @@ def memorised(dims_T, index, top: float = 0.001, distinct_T=None):
 
 
 def train_finite(spec: FiniteSpec, key: jax.Array, hp: FiniteHParams) -> FiniteResult:
-    """Full-batch AdamW (linear warm-up then cosine to 0) on one finite dataset (SCIENCE §4)."""
+    """Full-batch AdamW (linear warm-up then cosine to 0) on one finite dataset
+    (docs/science/double-descent.md)."""
     n, m = spec.n_features, spec.n_hidden
     W_HxF = init_params(key, n, m, init_std(n, m, spec.init, spec.init_instances))["W"]
     params = FiniteParams(W_HxF=W_HxF, b_F=jnp.zeros((n,)))

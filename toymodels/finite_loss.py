@@ -1,5 +1,5 @@
 """The full-batch loss of a finite dataset and its gradient, summed over pieces of points
-(SCIENCE.md §2, §4; ``toymodels.finite`` trains with them).
+(docs/science/double-descent.md; ``toymodels.finite`` trains with them).
 
 A point is stored sparsely as K (index, value) pairs; the loss of a piece of B points is dense only
 in its n outputs, and the sparse inputs correct the error at the stored features: memory

@@ -1,4 +1,4 @@
-"""Superposition metrics of a weight matrix W (m×n, column W_i per feature), SCIENCE.md §5.
+"""Superposition metrics of a weight matrix W (m×n, column W_i per feature), docs/science/metrics.md.
 
 Every function takes W with any leading batch axes (``...×m×n``) and works on numpy and JAX
 arrays alike, so the same code serves snapshots inside the compiled training loop and the

@@ -2,7 +2,7 @@
 its name. Configs name a kind (``model.kind=relu``); they never hold import strings.
 
 A user's own kind is one object registered from their own file or notebook
-(``toymodels.models.MODELS.register(kind)``); see README, "Your own kind".
+(``toymodels.models.MODELS.register(kind)``); see docs/kinds.md.
 """
 
 from __future__ import annotations

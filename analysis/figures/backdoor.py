@@ -85,6 +85,9 @@ def _against_mmcs(ax, table: pd.DataFrame) -> None:
 
 
 def plot_backdoor(table: pd.DataFrame, stamp: str = "", target=None):
+    """AUROC and TPR at 1% FPR of every detector for the backdoor alone and on a trusted input,
+    against fresh trusted inputs, benign features at 3p and mimics (mean and min–max over the
+    models whose backdoor is represented); AUROC against n_b/m and against the SAE's MMCS."""
     canvas, grid = panel_grid(target, 2, 3, (17, 9))
     for col, positive in enumerate(("alone", "background")):
         _bars(grid[0, col], table, positive, "auroc")

@@ -1,10 +1,11 @@
-"""Capacity figures of Scherlis et al. (SCIENCE.md §1, §5, §6) from a stored sweep's table.
+"""Capacity figures of Scherlis et al. (docs/science/index.md, docs/science/metrics.md,
+docs/science/capacity.md) from a stored sweep's table.
 
 Rows are trained models. Columns used: ``model``, ``seed``, ``loss`` (eval loss without the
 penalty), ``capacity`` (C_i), ``feature_importance`` (v_i), ``W`` (m×n), ``capacity_feature``
 (−1: no penalty), ``capacity_target``, ``kurtosis`` (input K, NaN for other data), ``density``,
 ``snap_step`` and ``snap_capacity``, plus whichever grid axes the sweep has. Every figure uses
-best-of-seeds by loss (SCIENCE.md §4) and states the capacity thresholds it classifies with.
+best-of-seeds by loss (docs/science/models.md) and states the capacity thresholds it classifies with.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def empirical_marginal_benefit(table: pd.DataFrame, group_by: list[str],
     marginal benefit minus what the capacity it takes costs the others (zero only if the budget
     does not bind). For the n=2, m=1 quadratic model the exact held curve
     (``analysis.theory.capacity.held_loss_two_features``) reads increasing for K < 3 and decreasing inside
-    the polysemantic region, but either way for K > 3 outside it: there the shape tests no §6
+    the polysemantic region, but either way for K > 3 outside it: there the shape tests no prediction of
+    docs/science/capacity.md
     claim."""
     held = table[_penalised(table)]
     rows = []
@@ -99,8 +101,8 @@ def empirical_marginal_benefit(table: pd.DataFrame, group_by: list[str],
 
 def shared_marginal_benefit(row: pd.Series, K: float | None = None,
                             thresholds: ct.CapacityThresholds = THRESHOLDS) -> dict:
-    """Analytic marginal benefit (SCIENCE.md §6) of each polysemantic feature of a trained
-    quadratic model at its trained C_i; at an optimum they are equal (SCIENCE.md §5), so
+    """Analytic marginal benefit (docs/science/capacity.md) of each polysemantic feature of a trained
+    quadratic model at its trained C_i; at an optimum they are equal (docs/science/metrics.md), so
     ``spread`` = max/min should be near 1 (NaN with fewer than two such features)."""
     K = float(row["kurtosis"]) if K is None else float(K)
     C_F = as_array(row["capacity"])
@@ -112,7 +114,8 @@ def shared_marginal_benefit(row: pd.Series, K: float | None = None,
 
 def analytic_held_curve(curve: pd.Series, C: np.ndarray) -> dict[str, np.ndarray]:
     """Quadratic-model lines for one empirical curve: the held feature's own marginal benefit
-    (§6 relaxation) and, for n = 2, m = 1, −dL/dC of the exact held-capacity loss."""
+    (the relaxation of docs/science/capacity.md) and, for n = 2, m = 1, −dL/dC of the exact
+    held-capacity loss."""
     K, v_F, f = curve["kurtosis"], curve["importance_F"], curve["capacity_feature"]
     lines = {"own": ct.marginal_benefit(C, v_F[f], K)}
     if len(v_F) == 2 and curve["n_hidden"] == 1:
@@ -148,7 +151,7 @@ def plot_marginal_benefit(table: pd.DataFrame, group_by: list[str], stamp: str =
         bottom.set_xlabel("achieved capacity C of the held feature")
         top.legend(fontsize=7)
     title = ("Marginal benefit of capacity. Points: trained models.\nQuadratic lines: exact held optimum (n=2, "
-             "m=1; solid), held feature's own §6 benefit 2(K−1)²v²/(2+(K−3)C)² (dotted)")
+             "m=1; solid), held feature's own relaxed benefit 2(K−1)²v²/(2+(K−3)C)² (dotted)")
     return finish(canvas, stamp, title, fontsize=9, wrap=True, layout=(0, 0.02, 1, 0.95))
 
 
@@ -171,7 +174,7 @@ def plot_polysemanticity_phase(ax, table: pd.DataFrame, x: str,
                                thresholds: ct.CapacityThresholds = THRESHOLDS) -> None:
     """Class of the second feature (ignored / polysemantic / monosemantic) of the best seed of
     two-feature models over (``x`` = kurtosis or density) × importance ratio v₂/v₁, with the
-    analytic boundaries of the quadratic model (SCIENCE.md §6) when ``table`` holds it."""
+    analytic boundaries of the quadratic model (docs/science/capacity.md) when ``table`` holds it."""
     cells = table.assign(_ratio=[as_array(r["feature_importance"])[1] / as_array(r["feature_importance"])[0]
                                  for _, r in table.iterrows()])
     best = best_of_seeds(cells, [x, "_ratio"])
@@ -333,13 +336,18 @@ def has_phase_diagram(sweep) -> bool:
 
 
 def draw_marginal_benefit(sweep, target=None):
+    """The loss against the held feature's achieved capacity C and its marginal benefit −dL/dC (the
+    penalty's pull), with the exact held curve for the n = 2, m = 1 quadratic model and the
+    per-feature benefit; the curve's shape (increasing / flat / decreasing) in the legend."""
     p = parts(sweep)
     return plot_marginal_benefit(p.held, [k for k in p.keys if k != "capacity_target"], sweep.stamp(), target=target)
 
 
 def draw_phase_diagram(sweep, capacity_thresholds: ct.CapacityThresholds = THRESHOLDS, target=None):
-    """The quadratic model over kurtosis: trained and analytic C₂ (``capacity_phase``); else the
-    thresholded classes over the sparsity axis."""
+    """The quadratic model over kurtosis: the trained C₂ as a continuous map beside the analytic
+    optimum's C₂ over K × v₂/v₁, the boundary 2/(K−1) < v₂/v₁ < (K−1)/2 on both, the degenerate K = 1
+    cells hatched and six marked points with their marginal-benefit curves (``capacity_phase``);
+    other models: feature 2's class (C ≥ 0.9 / between / C ≤ 0.1) over the sparsity axis."""
     p = parts(sweep)
     if (p.two["model"] == ANALYTIC_KIND).all() and p.two["kurtosis"].notna().all():
         return plot_capacity_phase(p.two, sweep.stamp(), target=target)
@@ -347,12 +355,16 @@ def draw_phase_diagram(sweep, capacity_thresholds: ct.CapacityThresholds = THRES
 
 
 def draw_allocation(sweep, target=None):
+    """Each feature's trained C_i (best seed per grid point) against the analytic optimal allocation
+    (equal marginal benefit, Σ C_i ≤ m)."""
     p = parts(sweep)
     return _panels(best_of_seeds(p.free, p.keys), plot_capacity_allocation, p.keys,
                    "Capacity allocation C_i (best seed per grid point)", sweep.stamp(), target=target)
 
 
 def draw_vs_sparsity(sweep, capacity_thresholds: ct.CapacityThresholds = THRESHOLDS, target=None):
+    """The fraction of polysemantic features (capacity between the thresholds) against density or
+    kurtosis, one line per model kind."""
     p = parts(sweep)
     return _sparsity_figure(p.free, p.keys, p.x, capacity_thresholds, sweep.stamp(), target=target)
 

@@ -1,4 +1,4 @@
-"""The capacity phase diagram of two features in one dimension (Scherlis et al.; SCIENCE.md §6),
+"""The capacity phase diagram of two features in one dimension (Scherlis et al.; docs/science/capacity.md),
 drawn as what it measures (issue 17 item 3): the trained C₂ as a continuous map beside the
 analytic optimum's C₂, the polysemantic boundary 2/(K−1) < v₂/v₁ < (K−1)/2 on both, the degenerate
 K = 1 cells (x² ≡ 1: the loss does not depend on the features' norms, so nothing is learned and no
@@ -78,7 +78,8 @@ def _boundary_and_points(ax, xs, ys) -> None:
 
 
 def marginal_curves(K: float, ratio: float, C=None) -> dict:
-    """Feature 1's −∂L₁/∂C at C₁ = C and feature 2's at C₂ = 1 − C (§6, v₁ = 1), and the analytic
+    """Feature 1's −∂L₁/∂C at C₁ = C and feature 2's at C₂ = 1 − C (docs/science/capacity.md, v₁ = 1),
+    and the analytic
     optimum's C₁."""
     C = np.linspace(0.0, 1.0, 201) if C is None else np.asarray(C, float)
     return {"C": C, "first": ct.marginal_benefit(C, 1.0, K), "second": ct.marginal_benefit(1.0 - C, ratio, K),
@@ -108,7 +109,7 @@ def plot_capacity_phase(table: pd.DataFrame, stamp: str = "", target=None):
     fig = canvas.figure
     grid = fig.add_gridspec(2, 5, width_ratios=[1.25, 1.25, 0.62, 0.62, 0.62], wspace=0.45, hspace=0.6)
     for col, (values, title) in enumerate(((trained, f"trained C₂ (best of {table['seed'].nunique()} seeds)"),
-                                           (analytic, "analytic optimum's C₂ (§6, m = 1)"))):
+                                           (analytic, "analytic optimum's C₂ (m = 1)"))):
         ax = fig.add_subplot(grid[:, col])
         mesh = _mesh(ax, xs, ys, values, degenerate_x)
         _boundary_and_points(ax, xs, ys)

@@ -46,7 +46,7 @@ def sweep_inputs(sweep: StoredSweep) -> tuple:
 
 @dataclass(frozen=True)
 class FigureSpec:
-    when: str  # the condition in words, as the README's figure tables give it
+    when: str  # the condition in words, as docs/figures.md's generated table gives it
     applies: Callable[[StoredSweep], bool]
     plot: Callable  # plot(*inputs(sweep), **options, target=target) -> the figure
     inputs: Callable[[StoredSweep], tuple] = grid_inputs

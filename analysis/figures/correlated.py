@@ -1,5 +1,5 @@
 """Correlated and anticorrelated feature sets (TMS "Superposition and correlated features";
-SCIENCE.md §2, §7).
+docs/science/models.md, docs/science/index.md).
 
 Features form consecutive sets of ``set_size``. The measure is the angle between the members of
 each set: correlated members that fit sit orthogonally (90°) and collapse onto one direction, their

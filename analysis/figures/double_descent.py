@@ -1,7 +1,7 @@
 """Figures of memorisation and double descent from a finite-data sweep (Henighan et al. 2023 and
-Jermyn's repeated-data extension; SCIENCE.md §5, §7).
+Jermyn's repeated-data extension; docs/science/metrics.md, docs/science/double-descent.md).
 
-Every figure reads the table of ``sweeps.jobs.finite_rows.finite_table``. Aggregation, stated on each
+Every figure reads the table of ``sweeps.jobs.finite.finite_table``. Aggregation, stated on each
 figure: the best init seed per dataset (lowest *training* loss: the optimisation's own criterion,
 never the test loss), then mean and min–max spread over dataset seeds.
 """
@@ -22,7 +22,7 @@ from analysis.stored_sweep import as_array
 LINE_AXES = ("weight_decay", "lr", "density", "n_features", "n_hidden", "repeats", "n_repeated", "steps")
 SHORT = {"weight_decay": "wd", "density": "p", "n_features": "n", "n_hidden": "m", "repeats": "R",
          "n_repeated": "repeated", "steps": "steps", "lr": "lr"}
-JERMYN_THRESHOLD = 0.4  # a point repeated R ≳ 0.4 T/N times is memorised (SCIENCE §7)
+JERMYN_THRESHOLD = 0.4  # a point repeated R ≳ 0.4 T/N times is memorised (docs/science/double-descent.md)
 STRATEGY = "best init seed per dataset (train loss), mean and min–max over dataset seeds"
 
 
@@ -134,7 +134,7 @@ def _scatter_dims(ax, best: pd.DataFrame, column: str, top: int) -> None:
 
 
 def plot_dimensionality(table: pd.DataFrame, stamp: str = "", top: int = 50, target=None):
-    """Feature and data-point dimensionality against T (SCIENCE §5): data points on a T-gon have
+    """Feature and data-point dimensionality against T (docs/science/metrics.md): data points on a T-gon have
     m/T at small T; at large T a few features take the space (a pentagon: 2/5 each)."""
     best = best_per_dataset(table)
     m = int(table["n_hidden"].iloc[0])

@@ -1,5 +1,6 @@
 """Neurons of a privileged hidden basis (TMS "Privileged basis" and "Computation in
-superposition"; SCIENCE.md §3, §7) and the cost of monosemanticity under an L1 penalty on the
+superposition"; docs/science/models.md, docs/science/index.md) and the cost of monosemanticity under an
+L1 penalty on the
 hidden activations.
 
 Neuron k is row k of W (its input weights W_{k,i} over features i; for the ``abs`` model, the

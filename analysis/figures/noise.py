@@ -1,4 +1,4 @@
-"""Noise features with a target-only loss (SCIENCE.md §2): feature 0 is the target (U[0, 1] when
+"""Noise features with a target-only loss (docs/science/models.md): feature 0 is the target (U[0, 1] when
 active), features 1..n-1 are noise (``data.rest_scale``·U[0, 1]), and the loss covers only the
 target coordinate.
 

@@ -1,5 +1,5 @@
 """Non-uniform superposition: one feature's density perturbed (TMS "Non-uniform superposition";
-SCIENCE.md §7).
+docs/science/index.md).
 
 n features in m=2 form a regular polygon at equal density (a pentagon for n=5). Making the last
 feature sparser makes it worth less; at some ratio the model switches to two digons (two antipodal

@@ -60,7 +60,7 @@ def is_n2m1_diagram(table: pd.DataFrame, x: str, y: str) -> bool:
 
 
 def overlay_theory(ax, x: str, xs: np.ndarray) -> None:
-    """Analytic n=2, m=1 boundaries (SCIENCE.md §6) on axes (r, p) or (p, r)."""
+    """Analytic n=2, m=1 boundaries (docs/science/n2m1.md) on axes (r, p) or (p, r)."""
     r = np.geomspace(xs.min() if x == "importance_decay" else 0.1, xs.max() if x == "importance_decay" else 10, 400)
     p = theory.superposition_boundary(r)
     r_tp, p_tp = theory.TRIPLE_POINT
@@ -146,7 +146,9 @@ def _summary(sweep, feature: int | None, thresholds: PhaseThresholds):
 def draw_phase_diagram(sweep, feature: int | None = None, thresholds: PhaseThresholds = PhaseThresholds(),
                        crossover_at: float | None = None, target=None):
     """The phase diagram of ``feature`` (0-based, default the last) over the sweep's first two
-    varying ``DIAGRAM_AXES``."""
+    varying ``DIAGRAM_AXES``: the best-of-k seed's phase (not learned, dedicated, superposed) and the
+    fraction of seeds in superposition; for n = 2, m = 1 over (r, p) also the analytic boundaries,
+    the triple point and a loss-crossover panel, and the agreement with theory is printed."""
     x, y, feature, summary = _summary(sweep, feature, thresholds)
     return plot_phase_diagram(sweep.table, summary, x, y, feature, thresholds, sweep.stamp(), crossover_at,
                               target=target)

@@ -1,5 +1,8 @@
 """How well sparse autoencoders recover a toy model's features, against how much it superposes
-(Sharkey et al. 2022; SCIENCE.md §1, §5). Reads the table ``toymodels-sae`` writes (sae.parquet).
+(Sharkey et al. 2022; docs/science/index.md, docs/science/metrics.md). Reads an SAE sweep on toy
+models (``+sae=toy``, which ``toymodels-sae`` runs): one row per SAE, ``uid`` and ``seed`` the SAE's,
+``source_uid`` its toy model's. A ``sae.parquet`` written by ``toymodels-sae`` before it ran that sweep
+is read too, its columns renamed to the sweep's once on read (``legacy_sae_table``).
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ def plot_sae_recovery(table: pd.DataFrame, stamp: str = "", target=None):
     canvas, axs = panel_grid(target, 2, 3, (15, 7.5))
     for ax, (column, title) in zip(axs.flat, panels):
         if column in TOY_COLUMNS:  # a property of the toy model: one line
-            toy = shown.drop_duplicates("uid").groupby(x, sort=True)[column].mean()  # mean over toy seeds
+            toy = shown.drop_duplicates("source_uid").groupby(x, sort=True)[column].mean()  # over toy seeds
             ax.plot(toy.index, toy.to_numpy(), "o-", color="k", ms=3.5, lw=1.2)
         else:
             draw_lines(ax, means, x, column, colors, sizes)
@@ -113,17 +116,21 @@ def plot_sae_recovery(table: pd.DataFrame, stamp: str = "", target=None):
     canvas.figure.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
     shapes = ", ".join(f"n={n}, m={m}" for n, m in sorted(set(zip(table["n_features"], table["n_hidden"]))))
     title = (f"SAE recovery of toy-model features ({shapes}); mean over {table['toy_seed'].nunique()} toy seed(s) × "
-             f"{table['sae_seed'].nunique()} SAE seed(s){note}")
+             f"{table['seed'].nunique()} SAE seed(s){note}")
     return finish(canvas, stamp, title, layout=(0, 0.02, 0.84, 0.95))
 
 
-SAE_TABLE = "sae.parquet"  # what toymodels-sae writes beside a sweep
+SAE_TABLE = "sae.parquet"  # what toymodels-sae wrote beside a sweep before it ran an SAE sweep
+
+
+def legacy_sae_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A sae.parquet of the old toymodels-sae (``uid`` its toy model's, ``sae_seed`` the SAE's) in
+    the SAE sweep's names."""
+    return table.rename(columns={"uid": "source_uid", "sae_seed": "seed"})
 
 
 def sae_inputs(sweep) -> tuple:
-    """``plot_sae_recovery``'s inputs: the SAEs ``toymodels-sae`` trained on the sweep's models, or
-    those of an SAE sweep on toy models (its rows named as toymodels-sae names them)."""
-    if (sweep.root / SAE_TABLE).exists():
-        return pd.read_parquet(sweep.root / SAE_TABLE), sweep.stamp()
-    table = sweep.table.rename(columns={"uid": "sae_uid", "seed": "sae_seed"})
-    return table.rename(columns={"source_uid": "uid"}), sweep.stamp()
+    """``plot_sae_recovery``'s inputs: an SAE sweep on toy models, or an old sae.parquet."""
+    if (sweep.root / SAE_TABLE).exists() and not sweep.table.columns.isin(["source_uid"]).any():
+        return legacy_sae_table(pd.read_parquet(sweep.root / SAE_TABLE)), sweep.stamp()
+    return sweep.table, sweep.stamp()

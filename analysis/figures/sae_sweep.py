@@ -102,7 +102,8 @@ def plot_score_lines(table: pd.DataFrame, x: str, lines: str, panels: str, score
 
 def plot_sae_shrinkage(table: pd.DataFrame, stamp: str = "", target=None):
     """FVU and γ = E‖ĥ‖²/E[ĥ·h] against λ per kind, U[0, 1] against fixed magnitudes. Predicted
-    (SCIENCE §8): with U[0, 1] magnitudes FVU orders gated < rescaled < plain; fixed: rescaled ≈ gated."""
+    (docs/science/saes.md): with U[0, 1] magnitudes FVU orders gated < rescaled < plain; fixed: rescaled
+    ≈ gated."""
     return plot_score_lines(table, "l1", "kind", "magnitude",
                             (("fvu", "FVU"), ("gamma", "γ (relative reconstruction bias)"), ("mcc", "MCC (SAELens)")),
                             "Shrinkage: plain (a−θ)₊, rescaled r(a−θ)₊, gated a·1[a>θ]\npredicted FVU "
@@ -124,7 +125,7 @@ def shrinkage_note(sweep) -> dict:
 
 def plot_sae_composition(table: pd.DataFrame, stamp: str = "", target=None):
     """The fraction of SAEs with a latent along (f1 + f2)/√2 (cos ≥ 0.95), against how often f1 and
-    f2 fire together (c), one line per λ; fixed against U[0, 1] magnitudes. Predicted (SCIENCE §8):
+    f2 fire together (c), one line per λ; fixed against U[0, 1] magnitudes. Predicted (docs/science/saes.md):
     with fixed magnitudes for any c > 0; with U[0, 1] ones only for λ ≳ 0.28."""
     table = table.assign(composed=(table["n_composed"] > 0).astype(float))
     return plot_score_lines(table, "together", "l1", "magnitude",

@@ -1,4 +1,5 @@
-"""Scherlis et al.'s quadratic capacity model in closed form (SCIENCE.md §5, §6), numpy only.
+"""Scherlis et al.'s quadratic capacity model in closed form (docs/science/metrics.md,
+docs/science/capacity.md), numpy only.
 
 Model ŷ = xᵀWᵀWx + b with target y = Σ_i v_i x_i², loss (y − ŷ)². Write G = WᵀW and
 g_i = G_ii = ‖W_i‖². For independent, zero-mean, unit-variance features with E[x_i⁴] = K_i,
@@ -7,7 +8,7 @@ g_i = G_ii = ‖W_i‖². For independent, zero-mean, unit-variance features wit
 
 because y − ŷ = Σ_i (v_i − g_i)(x_i² − 1) − Σ_{i≠j} G_ij x_i x_j + (Σ_i (v_i − g_i) − b), whose three
 parts are uncorrelated, with E[(x² − 1)²] = K − 1 and E[(Σ_{i≠j} G_ij x_i x_j)²] = 2 Σ_{i≠j} G_ij².
-The optimal bias zeroes the last term, which gives SCIENCE.md §6's formula. Only zero mean, unit
+The optimal bias zeroes the last term, which gives docs/science/capacity.md's formula. Only zero mean, unit
 variance and independence are used: no symmetry of the magnitude distribution.
 
 Capacity C_i = g_i² / Σ_j G_ij² turns feature i's row of interference into g_i²(1 − C_i)/C_i, so
@@ -83,7 +84,8 @@ def loss_at_capacity(C, v, K) -> np.ndarray:
 
 
 def marginal_benefit(C, v, K) -> np.ndarray:
-    """−∂L_i/∂C = 2(K − 1)² v² / (2 + (K − 3) C)² (SCIENCE.md §5, §6); 0 for negative v."""
+    """−∂L_i/∂C = 2(K − 1)² v² / (2 + (K − 3) C)² (docs/science/metrics.md, docs/science/capacity.md); 0
+    for negative v."""
     C, v, K = _f(C), _f(v), _f(K)
     return np.where(v >= 0, 2.0 * (K - 1.0) ** 2 * v * v / _denominator(C, K) ** 2, 0.0)
 
@@ -216,7 +218,7 @@ def held_loss_two_features(C, ratio, K, v1: float = 1.0) -> np.ndarray:
     and the loss (K − 1)Σ(v_i − g_i)² + 4g₁g₂ is a quadratic in S with minimum
     (K − 1)(v₁² + v₂²) − (K − 1)²(v₁C + v₂(1 − C))² / ((K − 1)(C² + (1 − C)²) + 4C(1 − C)).
     Away from the optimal C this lies above L₁(C) + L₂(1 − C) (the relaxation needs g ∝ C, which
-    only the optimum has), so a held-capacity experiment measures this curve, not §6's L_i(C)."""
+    only the optimum has), so a held-capacity experiment measures this curve, not the relaxed L_i(C)."""
     C, K = _f(C), _f(K)
     v2 = _f(ratio) * v1
     a = K - 1.0

@@ -1,4 +1,4 @@
-"""Buying monosemanticity by reshaping marginal returns (issue 17 item 3; SCIENCE.md §8), in closed
+"""Buying monosemanticity by reshaping marginal returns (issue 17 item 3; docs/science/capacity.md), in closed
 form; ``analysis.measures.monosemanticity`` reads the trained models against it. The
 optional loss term μ·Σ_i C_i(1 − C_i) (``train.mono_penalty``), from scratch or switched on after
 ``train.mono_start`` steps (a fine-tune), against L1 on hidden activations, a negative hidden-bias

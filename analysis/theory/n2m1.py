@@ -1,4 +1,4 @@
-"""Exact expected losses of the n=2, m=1 ReLU-output toy model (SCIENCE.md §6), numpy only.
+"""Exact expected losses of the n=2, m=1 ReLU-output toy model (docs/science/n2m1.md), numpy only.
 
 Model: h = W x = w1 x1 + w2 x2 (W is 1×2), x̂_i = ReLU(w_i h + b_i). Data: x_i = 0 with
 probability 1 − p, else U[0, 1], independently, so E[x_i] = p/2, E[x_i²] = p/3 and
@@ -7,7 +7,7 @@ Var[x_i] = p/3 − p²/4 =: σ²(p). Importance I = (1, r).
 Losses come in two reductions:
 
 - ``"sum"``: Σ_i I_i E[(x_i − x̂_i)²], the expected importance-weighted squared error per sample
-  summed over the two features (the convention of SCIENCE.md §6 and of the TMS closed forms);
+  summed over the two features (the convention of docs/science/n2m1.md and of the TMS closed forms);
 - ``"mean"``: the same divided by n = 2, i.e. what ``toymodels.models.DENSE.weighted_mse`` (mean over
   batch *and features*) estimates, so it is what a trained model's loss should be compared with.
 

@@ -1,4 +1,5 @@
-"""A new target every sample (``data.kind=random_target``; SCIENCE.md §8, issue 17 item 2): the
+"""A new target every sample (``data.kind=random_target``; docs/science/open-questions.md, issue 17 item
+2): the
 loss covers x_t only, t uniform over the n features, x_t ~ U[0, 1], every other feature
 Bernoulli(p)·U[0, s] with s = ``noise_scale`` (0.1).
 

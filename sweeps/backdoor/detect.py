@@ -1,5 +1,5 @@
 """Detecting a backdoor feature in superposition from hidden vectors alone (issue 17 item 1;
-SCIENCE.md §8), numpy only.
+docs/science/open-questions.md), numpy only.
 
 A detector sees hidden vectors h = W x (rows of ``H_NxM``) and a trusted set D of hidden vectors of
 inputs with the backdoor off; it scores each h (higher: more anomalous). Scores:

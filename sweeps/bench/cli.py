@@ -1,4 +1,5 @@
-"""``toymodels-bench``: training throughput of ``train_many`` against the notebook's PyTorch loop.
+"""``toymodels-bench``: training throughput of ``train_many`` against the notebook's PyTorch loop
+(``toymodels-bench sae``: our SAEs beside SAELens's, ``sweeps.bench.sae``).
 
 Throughput is models·steps per second (models trained × optimiser steps / wall seconds), batch
 1024, on the same data distribution (density 0.1, importance 0.9**i) and optimiser (AdamW,
@@ -260,7 +261,13 @@ def format_table(rows: list[dict], compile_s: dict, threads) -> str:
 
 
 def main(argv=None) -> int:
-    """Entry point of ``toymodels-bench``; returns the exit status."""
+    """Entry point of ``toymodels-bench``; returns the exit status. ``toymodels-bench sae ...`` is
+    the SAE bench (``sweeps.bench.sae``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["sae"]:
+        from sweeps.bench.sae import main as sae_main
+
+        return sae_main(argv[1:])
     args = parse_args(argv)
     with_reference = not args.no_reference
     threads, torch_device, torch_name = None, None, None

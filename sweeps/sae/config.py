@@ -17,7 +17,7 @@ from typing import Any
 from toymodels.registry import ConfigError
 
 SOURCES = ("world", "toy")
-WORLD_KINDS = ("independent", "composition", "exactly", "synthbench_small")
+WORLD_KINDS = ("independent", "composition", "exactly", "synthbench_small", "saelens")
 DIRECTIONS = ("identity", "random", "pairs")
 MAGNITUDES = ("uniform", "fixed")
 # sae.k (or a value of sweep.grid.k) that makes each SAE's k its world's sae.world.active: one SAE
@@ -39,7 +39,7 @@ KIND_AXES = {"l1": lambda kind: not kind.top_k, "k": lambda kind: kind.top_k,
 
 @dataclass
 class SaeWorldConf:
-    kind: str = "independent"  # independent | composition | exactly | synthbench_small
+    kind: str = "independent"  # independent | composition | exactly | synthbench_small | saelens
     n_features: int = 16
     n_hidden: int = 8
     density: float = 0.05  # independent: each feature fires with probability p
@@ -50,6 +50,9 @@ class SaeWorldConf:
     alone: float = 0.2  # composition: f1 alone, and f2 alone, each with this probability
     active: int = 2  # exactly: features active per input
     world_seed: int = 0  # the world's directions (and synthbench's whole recipe)
+    # saelens: a SAELens SyntheticModelConfig (a mapping, or a .json/.yaml file holding one) or a
+    # saved SAELens synthetic model directory (sweeps.sae.saelens; docs/saes/interop.md)
+    saelens: Any = None
 
 
 @dataclass
@@ -191,6 +194,20 @@ def _check_world(config) -> None:
         raise ConfigError("sae.world.together", f"2·alone + together must be <= 1 (alone={w.alone})")
 
 
+def _check_saelens(config) -> None:
+    """A SAELens world: its own config or directory fixes everything, so no world axis applies."""
+    from sweeps.sae import saelens
+
+    world_axes = [a for a in config.sweep.grid if a in WORLD_PER_AXES + WORLD_STATIC_AXES]
+    if world_axes:
+        raise ConfigError(f"sweep.grid.{world_axes[0]}", "a SAELens world (sae.world.kind=saelens) is fixed by "
+                          "sae.world.saelens; world axes do not apply to it")
+    if config.sae.world.saelens is None:
+        raise ConfigError("sae.world.saelens", "must give the SAELens world: a SyntheticModelConfig mapping, a "
+                          ".json/.yaml file holding one, or a saved SAELens synthetic model directory")
+    saelens.check(config.sae.world.saelens)
+
+
 def _check_toy(config) -> None:
     """The toy sweep's directory is read when planning (``sweeps.sae.toy``), still before any compute."""
     if not config.sae.toy.sweep.strip():
@@ -232,7 +249,9 @@ def validate_sae(config) -> None:
     for name, rule in WORLD_RULES.items():
         rule(f"sae.world.{name}", getattr(s.world, name))
     _check_grid(config)
-    if s.source == "world":
+    if s.source == "world" and s.world.kind == "saelens":
+        _check_saelens(config)
+    elif s.source == "world":
         _check_world(config)
     else:
         _check_toy(config)

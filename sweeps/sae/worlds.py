@@ -1,5 +1,5 @@
 """Synthetic worlds of an SAE sweep (``sae.source=world``): the static ``WorldSource`` the planner
-groups by, and the world's arrays, built where the chunk runs from its parameters alone
+groups by (``SaelensSource`` for a SAELens world, ``sweeps.sae.saelens``), and the world's arrays, built where the chunk runs from its parameters alone
 (``toymodels.sae.build``; deterministic in ``world_seed``)."""
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ def _bench(world: dict) -> synthbench.BenchConfig:
 def world_source(world: dict) -> WorldSource:
     """The static part of the world ``world`` (sae.world's keys, its kind as world_kind): what a
     compiled program fixes."""
+    if world["world_kind"] == "saelens":
+        from sweeps.sae.saelens import world_of
+
+        return world_of(world["saelens"])[0]
     kind, n, m = world["world_kind"], int(world["n_features"]), int(world["n_hidden"])
     if kind == "composition":
         return WorldSource(2, m, firing="patterns")
@@ -32,6 +36,10 @@ def world_source(world: dict) -> WorldSource:
 
 def build_world(world: dict):
     """The ``World`` arrays of ``world`` (sae.world's keys, its kind as world_kind, after the grid's values)."""
+    if world["world_kind"] == "saelens":
+        from sweeps.sae.saelens import world_of
+
+        return world_of(world["saelens"])[1]
     kind, seed = world["world_kind"], int(world["world_seed"])
     if kind == "composition":
         return composition_world(int(world["n_hidden"]), float(world["alone"]), float(world["together"]),

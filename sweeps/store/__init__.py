@@ -1,6 +1,6 @@
 """The sweep store: a directory of atomically written per-chunk tables plus a consolidated table.
 
-Layout of ``sweep.out`` (README: Store layout)::
+Layout of ``sweep.out`` (docs/store.md)::
 
     sweep.yaml            the resolved config, its hash and model count (a different config is refused)
     chunks/<id>.parquet   one file per finished chunk, written whole or not at all, tagged with
@@ -92,6 +92,12 @@ def _arrow(table: pd.DataFrame, digest: str | None) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(arrow, sink)
     return sink.getvalue().to_pybytes()
+
+
+def write_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
+    """``table`` as one parquet file at ``path``, whole or not at all (``atomic_write``): the one
+    way a table is written beside a sweep's store (``toymodels-backdoor``'s, say)."""
+    atomic_write(Path(path), _arrow(table, None))
 
 
 def _warning(message: str) -> None:

@@ -11,7 +11,7 @@ holding them ends, however it ends (kill -9 included): a dead driver never block
   those models alone; a claim file whose lock it can take belongs to a dead driver and is removed.
 
 On a filesystem where flock is refused (some network filesystems), one warning is printed and
-the store goes on without locks; README (Resuming) says what still holds then.
+the store goes on without locks; docs/store.md says what still holds then.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _warn_unsupported(path: Path, error: OSError | None) -> None:
         _warned.add(where)
         why = f"{error.strerror}" if error else "no flock on this system"
         print(f"warning: cannot lock files in {where} ({why}): two toymodels-sweep runs on this sweep.out at "
-              "once are not kept apart (README: Resuming)", file=sys.stderr)
+              "once are not kept apart (docs/store.md)", file=sys.stderr)
 
 
 def _try_lock(fd: int, path: Path, block: bool) -> bool | None:

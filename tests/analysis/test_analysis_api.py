@@ -93,3 +93,52 @@ def test_a_multi_panel_figure_needs_an_axes_on_a_grid(stored):
         api.draw("geometry_2d", api.load(stored), fig.add_axes((0.1, 0.1, 0.8, 0.8)))
     with pytest.raises(TypeError, match="target must be None"):
         api.draw("geometry_2d", api.load(stored), "ax")
+
+
+def test_a_loaded_model_is_a_table_row_and_callable_on_a_batch(stored):
+    """``api.model``: the kind's forward pass with the row's stored parameters, batch first."""
+    sweep = api.load(stored)
+    model = api.model(sweep, 3)
+    row = sweep.table.iloc[3]
+    assert model["loss"] == row["loss"] and model.row is not None and "relu" in repr(model)
+    x = np.random.default_rng(0).uniform(size=(7, 3))
+    W, b = row["W"], row["b"]
+    np.testing.assert_allclose(model(x), np.maximum(x @ W.T @ W + b, 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.hidden(x), x @ W.T, rtol=1e-5, atol=1e-6)
+    assert model(x[0]).shape == (3,) and model.hidden(x[0]).shape == (2,)
+    same = api.model(str(stored), sweep.table.iloc[3])  # a directory and a row
+    np.testing.assert_array_equal(same(x), model(x))
+    with pytest.raises(ValueError, match=r"x must be B×3 .*got shape \(7, 4\)"):
+        model(np.ones((7, 4)))
+
+
+def test_a_model_of_an_unregistered_kind_is_refused_without_running_any_code(stored):
+    row = api.load(stored).table.iloc[0].copy()
+    row["model"] = "kind_nobody_registered"
+    with pytest.raises(ValueError, match="'kind_nobody_registered' .* neither built in nor registered"):
+        api.StoredModel(row)
+
+
+def test_geometry_panels_fit_a_notebook_half_and_keep_long_vectors_inside(stored):
+    """The notebook page's layout (docs/notebook.md: two halves of figsize=(14, 5)): the geometry title
+    stays within
+    its half, clear of the loss curves' legend; a vector longer than 1.5 stays inside its panel."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    sweep = api.load(stored)
+    sweep.table["W"] = [3.0 * W for W in sweep.table["W"]]  # tips up to ±3 and beyond
+    fig = Figure(figsize=(14, 5), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    api.draw("loss_curves", sweep, left)
+    sub = api.draw("geometry_2d", sweep, right)
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    title = sub._suptitle.get_window_extent(renderer)
+    assert sub.bbox.x0 - 1 <= title.x0 and title.x1 <= sub.bbox.x1 + 1 and title.y1 <= fig.bbox.y1
+    legend = left.get_legend()
+    assert legend is None or not title.overlaps(legend.get_window_extent(renderer))
+    panels = [ax for ax in sub.axes]
+    assert len(panels) == 6
+    for ax, W in zip(panels, sweep.table.sort_values("loss")["W"]):
+        lim = ax.get_xlim()[1]
+        assert lim > 1.5 and all(np.abs(line.get_xydata()).max() < lim for line in ax.lines)

@@ -1,4 +1,5 @@
-"""The quadratic capacity model (SCIENCE.md §5, §6) against Monte Carlo, brute force and itself,
+"""The quadratic capacity model (docs/science/metrics.md, docs/science/capacity.md) against Monte Carlo,
+brute force and itself,
 and the capacity figures on a synthetic table built from analytic optima."""
 
 from pathlib import Path
@@ -65,7 +66,7 @@ def test_quadratic_loss_with_per_feature_kurtosis_matches_monte_carlo():
 
 
 def test_loss_splits_into_per_feature_terms_through_capacity():
-    """2 Σ_{j≠i} G_ij² = 2 g_i² (1 − C_i)/C_i with C_i the metrics' capacity (SCIENCE.md §5)."""
+    """2 Σ_{j≠i} G_ij² = 2 g_i² (1 − C_i)/C_i with C_i the metrics' capacity (docs/science/metrics.md)."""
     rng = np.random.default_rng(1)
     W, v, K = rng.normal(size=(2, 4)), rng.uniform(0.2, 1.0, 4), 7.0
     g, C = np.sum(W * W, axis=0), metrics.capacity(W)
@@ -207,7 +208,7 @@ def test_held_loss_two_features_is_the_exact_constrained_minimum(K, ratio):
         W_star = ct.held_capacity_weights(C, ratio, K)
         assert float(metrics.capacity(W_star)[0]) == pytest.approx(C)
         assert float(ct.quadratic_loss(W_star, v, K)) == pytest.approx(float(ct.held_loss_two_features(C, ratio, K)))
-        # the §6 relaxation is a lower bound
+        # the relaxation L₁(C) + L₂(1 − C) is a lower bound
         assert ct.loss_at_capacity(np.array([C, 1 - C]), v, K).sum() <= float(ct.held_loss_two_features(C, ratio, K)) + 1e-12
     C_grid = np.linspace(0, 1, 100_001)
     optimum, _ = ct.optimal_allocation(v, K, 1)
@@ -272,7 +273,7 @@ def test_empirical_marginal_benefit_recovers_the_exact_held_curve():
 
 
 def test_shape_of_the_exact_held_curve_follows_section_6_where_it_should():
-    """Held-capacity experiments measure the whole loss, not §6's L_i(C). For n = 2, m = 1 the
+    """Held-capacity experiments measure the whole loss, not the relaxed L_i(C). For n = 2, m = 1 the
     sampled exact curve still reads increasing for K < 3 (v₂/v₁ off 1) and decreasing inside the
     polysemantic region; outside it, at K > 3, it can read either way."""
     for K in np.geomspace(1.05, 80, 25):

@@ -1,4 +1,4 @@
-"""The model-family figures and their measures (SCIENCE.md §7): exact values on constructed weight
+"""The model-family figures and their measures (docs/science/index.md): exact values on constructed weight
 matrices, the dispatch from a stored sweep's shape, and one tiny end-to-end sweep."""
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Closed-form n=2, m=1 theory (SCIENCE.md §6) against Monte Carlo and against itself."""
+"""Closed-form n=2, m=1 theory (docs/science/n2m1.md) against Monte Carlo and against itself."""
 
 import numpy as np
 import pytest
@@ -63,7 +63,7 @@ def test_stated_biases_are_optimal_for_their_weights(name, p, r):
 
 
 def test_antipodal_zero_bias_is_not_optimal():
-    """SCIENCE.md §6's antipodal solution keeps b = 0; the exact loss says a positive bias helps."""
+    """docs/science/n2m1.md's antipodal solution keeps b = 0; the exact loss says a positive bias helps."""
     for p in (0.1, 0.5, 1.0):
         W, b = _params("superposition", p)
         h = 1e-7

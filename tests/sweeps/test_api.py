@@ -1,5 +1,6 @@
-"""The notebook API (README, "From a notebook"): exactly the README's code, and a user's kind
-registered in the session running on Ray."""
+"""The notebook API (docs/notebook.md): exactly the page's code, the store page's reading of that
+sweep, keywords and override strings alike, and a user's kind registered in the session running on
+Ray."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from sweeps import api
-from tests.readme import readme_block
+from tests.readme import doc_block
 from toymodels.registry import ConfigError
 
 
@@ -22,15 +23,19 @@ def run_python(code: str, cwd, timeout=600) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-def test_the_readme_notebook_code_runs_as_written(tmp_path):
-    code = readme_block("notebook")
+def test_the_notebook_page_runs_as_written(tmp_path):
+    code = doc_block("notebook")
     done = run_python(code + "\nimport matplotlib; print('backend', matplotlib.get_backend())\n", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "backend svg" in done.stdout  # the session's backend, untouched
     assert "loss_curves" in done.stdout and "geometry_2d" in done.stdout
+    assert "on a local Ray started here" in done.stdout, done.stderr  # result.where: the default executor
+    assert "sweeps.run: 10 models in" in done.stderr  # run says where, before training
     assert (tmp_path / "runs" / "notebook" / "overview.png").stat().st_size > 10_000
     table = pd.read_parquet(tmp_path / "runs" / "notebook" / "results.parquet")
     assert len(table) == 10 and table["steps"].eq(2000).all()
+    read = run_python(doc_block("store read"), tmp_path)  # docs/store.md, on the same sweep
+    assert read.returncode == 0 and read.stdout.startswith("(10, 2, 5)"), read.stderr[-3000:]
 
 
 def test_compose_refuses_a_bad_key_or_value_before_compute(tmp_path):
@@ -42,8 +47,41 @@ def test_compose_refuses_a_bad_key_or_value_before_compute(tmp_path):
                                        "train.eval_samples=256", "sweep.seeds=1", "wandb.mode=disabled"])
     first = api.run(config, executor="local", progress=False)
     assert first.report.trained == 10 and first.table["W"][0].shape == (2, 5)
+    assert first.where == "10 models in 1 chunk(s) in this process, one after another (sweep.executor=local)"
     again = api.run(config, executor="local", progress=False)
     assert (again.report.trained, again.report.already_done) == (0, 10)
+    assert again.where.startswith("nothing left to train")
+
+
+def test_compose_takes_python_values_by_the_names_of_keys_and_axes(tmp_path):
+    import numpy as np
+
+    config = api.compose("tms_intro", density=[1, 0.1], steps=5000)
+    assert config.sweep.grid == {"density": [1, 0.1]} and config.train.steps == 5000
+    assert config == api.compose("tms_intro", ["sweep.grid.density=[1,0.1]", "train.steps=5000"])
+    config = api.compose("tms_intro", ["sweep.seeds=5"], seeds=2, lr=np.array([1e-3, 1e-2]), train__eps=1e-7,
+                         out=str(tmp_path), model="gelu", density="geomspace(1, 0.1, 3)", density_last=0.5)
+    assert (config.sweep.seeds, config.train.eps, config.sweep.out, config.model.kind) == (2, 1e-7, str(tmp_path), "gelu")
+    assert config.sweep.grid == {"density": "geomspace(1, 0.1, 3)", "lr": [0.001, 0.01], "density_last": [0.5]}
+    per_feature = api.compose("tms_intro", density=None, data__density=[1, 0.5, 0.5, 0.5, 0.5])
+    assert per_feature.sweep.grid == {} and per_feature.data.density == [1, 0.5, 0.5, 0.5, 0.5]
+    assert api.compose("circuits_small", layers=2).model.options == {"layers": 2}
+    sae = api.compose("sae_pareto_small", density=0.1, steps=100)  # an SAE sweep: its sae.* keys first
+    assert (sae.sae.world.density, sae.sae.steps, sae.data.density) == (0.1, 100, 1.0)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"nope": 1}, "nope: not a config key or grid axis"),
+    ({"kind": "gelu"}, "kind: names several keys: model.kind, data.kind, data.importance.kind; .* model__kind="),
+    ({"train__nope": 1}, "train__nope: train.nope is not a config key"),
+    ({"steps": "many"}, "steps: train.steps='many'"),
+    ({"lr": -1}, "train.lr: must be a finite number > 0"),
+    ({"density": [1, 1]}, "sweep.grid.density: the value 1 is listed twice"),
+    ({"colour": [1, 2]}, "sweep.grid.colour: unknown grid axis"),
+])
+def test_compose_refuses_an_unknown_name_or_a_bad_value_naming_it(values, message):
+    with pytest.raises(ConfigError, match=message):
+        api.compose("tms_intro", **values)
 
 
 @pytest.mark.slow

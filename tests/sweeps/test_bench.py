@@ -101,3 +101,28 @@ def test_bench_json_with_reference(capsys):
     assert row["ratio"] == pytest.approx(row["ours"] / row["reference"])
     assert row["ours_device"] == row["reference_device"] == "cpu"
     assert row["ratio"] > 0
+
+
+def test_sae_bench_runs_ours_only_without_saelens(capsys, monkeypatch):
+    """``toymodels-bench sae`` without SAELens: ours only, said so, one evaluator's scores."""
+    from sweeps.bench import sae
+
+    monkeypatch.setattr(sae, "has_reference", lambda: False)
+    assert main(["sae", "--steps", "10", "--kinds", "topk", "--eval-samples", "100000", "--n-saes", "2",
+                 "--throughput-steps", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert "ours only" in captured.err and out["reference"] is None
+    assert [(r["kind"], r["coefficient"], r["goal"]) for r in out["parity"]] == [
+        ("topk", 2, "-"), ("topk", 4, "-"), ("topk", 8, "-")]
+    assert all(r["saelens"] is None and 0 <= r["ours"]["mcc"] <= 1 for r in out["parity"])
+    assert [r["ours"]["l0"] for r in out["parity"]] == [2.0, 4.0, 8.0]
+    assert [r["n"] for r in out["throughput"]] == [2] and all(r["ours"] > 0 and r["bound"] > 0
+                                                              for r in out["throughput"])
+
+
+@pytest.mark.parametrize("args", [["--kinds", "plain,nope"], ["--eval-samples", "1000"], ["--n-saes", "0"],
+                                  ["--steps", "0"]])
+def test_sae_bench_rejects_bad_options(args):
+    with pytest.raises(SystemExit):
+        main(["sae", *args])

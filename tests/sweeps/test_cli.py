@@ -1,4 +1,4 @@
-"""The commands as a user meets them: the README's own command lines, file-system errors as one
+"""The commands as a user meets them: the docs' own command lines, file-system errors as one
 line naming the path and what to do, a double Ctrl-C, figures of an unfinished sweep."""
 
 import os
@@ -13,19 +13,18 @@ from pathlib import Path
 import pytest
 
 from sweeps.cli import prepare_overrides
-from sweeps.jobs.plan import plan_models
+from sweeps.plan import plan_sweep
 from tests.helpers import CONF_DIR, REPO, cli, compose_config, tiny
 
 
 def _documented_commands() -> list[str]:
-    """Every toymodels-sweep command line in the README's code blocks and the experiment files."""
-    lines = []
-    in_block = False
-    for line in (REPO / "README.md").read_text().splitlines():
-        if line.strip().startswith("```"):
-            in_block = not in_block
-        elif in_block:
-            lines.append(line)
+    """Every toymodels-sweep command line in the code blocks of the README and the docs pages, and
+    in the experiment files."""
+    from tests.readme import blocks
+
+    unplanned = ("shows an error", "needs a stored sweep", "needs a saved SAELens model")
+    lines = [line for block in blocks() if not (block.reason or "").startswith(unplanned)
+             for line in block.code.splitlines()]
     lines += [p.read_text().splitlines()[1].lstrip("# ") for p in sorted((CONF_DIR / "experiment").glob("*.yaml"))]
     commands = []
     for line in lines:
@@ -38,20 +37,22 @@ def _documented_commands() -> list[str]:
 DOCUMENTED = _documented_commands()
 
 
-def test_the_readme_documents_a_generator_axis():
+def test_the_docs_document_a_generator_axis():
     assert "experiment=tms_phase_2d 'sweep.grid.density=geomspace(0.01, 1, 40)'" in DOCUMENTED
 
 
 @pytest.mark.parametrize("command", DOCUMENTED)
 def test_every_documented_command_composes_and_plans(command, tmp_path, monkeypatch):
     """Through the CLI's own override handling, then Hydra's compose and the planner (in a
-    directory holding the README's plugin file, which its own-kind command names)."""
-    from tests.readme import readme_block
+    directory holding the plugin files the docs' commands name: docs/kinds.md's own kind,
+    docs/architecture.md's loss term)."""
+    from tests.readme import doc_block
 
-    (tmp_path / "my_kinds.py").write_text(readme_block("my_kinds.py"))
+    (tmp_path / "my_kinds.py").write_text(doc_block("my_kinds.py"))
+    (tmp_path / "my_terms.py").write_text(doc_block("my_terms.py"))
     monkeypatch.chdir(tmp_path)
     overrides = prepare_overrides(shlex.split(command))
-    models = plan_models(compose_config(overrides))
+    models = plan_sweep(compose_config(overrides)).units
     assert models
     if "geomspace(0.01, 1, 40)" in command:
         assert len({dict(p.coords)["density"] for _, p in models}) == 40

@@ -1,7 +1,8 @@
 """Finite training sets (issue 7): data, piecewise loss, training, table rows and figures.
 
-SCIENCE.md §2 (unit-norm finite data, repeats), §4 (full batch, warm-up + cosine), §5 (data-point
-dimensionality), §7 (memorisation, double descent).
+The science: docs/science/double-descent.md (unit-norm finite data, repeats, memorisation, double
+descent), docs/science/models.md (full batch, warm-up + cosine), docs/science/metrics.md (data-point
+dimensionality).
 """
 
 from __future__ import annotations
@@ -254,7 +255,7 @@ def test_a_tiny_dataset_is_memorised():
 
 
 def test_finite_table_has_one_row_per_model(tiny_run):
-    from sweeps.jobs.finite_rows import finite_table
+    from sweeps.jobs.finite import finite_table
 
     hp, res = tiny_run
     meta = [dict(n_train=12, seed=s, uid=100 + s, order=s) for s in range(2)]  # a padded chunk

@@ -1,5 +1,5 @@
 """Kind tables: every kind is one object found by name; a user's kind is one object in one file,
-swept like a built-in one (README, "Your own kind"), in process and on Ray."""
+swept like a built-in one (docs/kinds.md, "Your own kind"), in process and on Ray."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweeps.jobs.plan import make_chunks, plan_models
+from sweeps.jobs import make_chunks
+from sweeps.plan import plan_sweep
 from sweeps.runner import run_sweep
 from sweeps.store import read_results
 from tests.helpers import cli, compose_config, tiny
-from tests.readme import readme_block, readme_commands
+from tests.readme import doc_block, doc_commands
 from toymodels.data import DATA, DataKind, register_data
 from toymodels.models import DENSE, MODELS, ROWS, ModelKind, init_params, register_model
 from toymodels.registry import ConfigError
@@ -58,7 +59,7 @@ def test_a_kinds_options_are_static_axes_and_columns_and_its_check_runs_before_c
     register_model(_linear_kind("test_scaled"), origin="tests")
     base = ["model.kind=test_scaled", "sweep.grid.density=[0.1]", "sweep.seeds=1"]
     config = compose_config(["experiment=tms_intro", *tiny(tmp_path / "s"), *base, "+sweep.grid.scale=[0.5,2.0]"])
-    chunks = make_chunks(config, plan_models(config))
+    chunks = make_chunks(plan_sweep(config))
     assert sorted(dict(c.spec.model_options)["scale"] for c in chunks) == [0.5, 2.0]
     run_sweep(config, progress=False)
     table = read_results(tmp_path / "s")
@@ -97,7 +98,7 @@ def test_a_users_elementwise_data_kind_trains_and_is_stored(tmp_path):
     register_data(DataKind(name="test_exponential", value=_exponential, options={"mean": 0.5}), origin="tests")
     config = compose_config(["experiment=tms_intro", *tiny(tmp_path / "s"), "data.kind=test_exponential",
                              "+data.options.mean=0.25", "sweep.grid.density=[1.0]", "sweep.seeds=1"])
-    assert dict(plan_models(config)[0][0].data.options) == {"mean": 0.25}
+    assert dict(plan_sweep(config).units[0][0].data.options) == {"mean": 0.25}
     assert run_sweep(config, progress=False).ok
     assert read_results(tmp_path / "s")["data_kind"].tolist() == ["test_exponential"]
     with pytest.raises(ConfigError, match="data.options.scale.*its options: mean"):
@@ -125,11 +126,11 @@ def test_plugins_that_are_missing_or_fail_are_refused_naming_the_key(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_readme_kind_is_swept_by_the_readme_command_on_ray(tmp_path):
-    """README, "Your own kind": the file and the command exactly as written, in a fresh directory,
+def test_the_documented_kind_is_swept_by_the_documented_command_on_ray(tmp_path):
+    """docs/kinds.md, "Your own kind": the file and the command exactly as written, in a fresh directory,
     through toymodels-sweep on a local Ray (workers never read the file)."""
-    (tmp_path / "my_kinds.py").write_text(readme_block("my_kinds.py"))
-    [command] = readme_commands("residual sweep")
+    (tmp_path / "my_kinds.py").write_text(doc_block("my_kinds.py"))
+    [command] = doc_commands("residual sweep")
     assert command[0] == "toymodels-sweep"
     done = cli(*command, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -151,7 +152,7 @@ def test_a_changed_plugin_file_is_a_different_sweep(tmp_path):
     """The config hash covers the plugin files' contents: a kind whose code changed must not adopt
     the rows its old code trained."""
     plugin = tmp_path / "kinds.py"
-    source = readme_block("my_kinds.py").replace('name="residual"', 'name="test_residual_hash"')
+    source = doc_block("my_kinds.py").replace('name="residual"', 'name="test_residual_hash"')
     plugin.write_text(source)
     args = ["experiment=tms_intro", *tiny(tmp_path / "s"), f"plugins=[{plugin}]", "model.kind=test_residual_hash",
             "data.kind=signed", "sweep.grid.density=[0.3]", "sweep.seeds=1"]

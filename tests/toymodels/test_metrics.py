@@ -1,4 +1,4 @@
-"""Metric identities on constructed geometries (SCIENCE.md §5), for numpy and JAX inputs."""
+"""Metric identities on constructed geometries (docs/science/metrics.md), for numpy and JAX inputs."""
 
 import jax.numpy as jnp
 import numpy as np

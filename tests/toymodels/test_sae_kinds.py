@@ -36,7 +36,7 @@ def reconstruct(kind, params, h_HxB, hp=None, spec=None, training=False):
 
 
 def test_isolated_feature_plain_shrinks_rescaled_rescales_gated_keeps():
-    """SCIENCE.md §8: on a feature of magnitude a alone (unit encoder and decoder along it, gate
+    """docs/science/saes.md: on a feature of magnitude a alone (unit encoder and decoder along it, gate
     threshold θ), plain outputs (a − θ)₊, rescaled r(a − θ)₊, gated a·1[a > θ]."""
     theta, r = 0.25, 1.7  # off the grid of a, so a > θ is never a tie
     a = np.linspace(0.0, 1.0, 11)
@@ -53,7 +53,7 @@ def test_isolated_feature_plain_shrinks_rescaled_rescales_gated_keeps():
 
 
 def test_composed_latent_pays_l1_root_two_for_the_pair_instead_of_two():
-    """SCIENCE.md §8: with fixed magnitudes, a unit latent along (f1 + f2)/√2 codes the pair
+    """docs/science/saes.md: with fixed magnitudes, a unit latent along (f1 + f2)/√2 codes the pair
     f1 + f2 with √2, where the two features' own latents code it with 1 + 1."""
     h_Hx1 = jnp.asarray([[1.0], [1.0]])
     own = hand_params(np.eye(2), [0.0, 0.0])

@@ -1,5 +1,5 @@
 """Training SAEs (``toymodels.sae.train``): vmapped = single, shared data streams, resampling, and the
-science: the derived predictions of SCIENCE.md §8 on small worlds and the SynthSAEBench ordering
+science: the derived predictions of docs/science/saes.md on small worlds and the SynthSAEBench ordering
 on a scaled-down world (issue 16 items 5, 6)."""
 
 import jax
@@ -100,13 +100,13 @@ def test_resampling_revives_latents_that_never_fire():
 
 
 def best_of_seeds(result, groups: int):
-    """Per group of equal settings, the SAE of lowest loss (the papers' best-of-k, SCIENCE.md §4)."""
+    """Per group of equal settings, the SAE of lowest loss (the papers' best-of-k, docs/science/models.md)."""
     loss = np.asarray(result.scores.loss).reshape(groups, -1)
     return np.arange(loss.shape[0]) * loss.shape[1] + loss.argmin(axis=1)
 
 
 def test_shrinkage_orders_gated_below_rescaled_below_plain_and_gated_meets_its_closed_form():
-    """SCIENCE.md §8 on one isolated feature (one dimension, density 1/2), best of 4 seeds at
+    """docs/science/saes.md on one isolated feature (one dimension, density 1/2), best of 4 seeds at
     λ = 0.1 and 0.3. U[0, 1] magnitudes: FVU gated < rescaled < plain. Gated's gate is trained by
     the auxiliary loss and the L1 alone: threshold θ = λ/2, so FVU = p θ³/3 / Var(h). Fixed
     magnitudes: rescaled ≈ gated ≈ 0, plain not (its output is shrunk)."""
@@ -128,7 +128,7 @@ def test_shrinkage_orders_gated_below_rescaled_below_plain_and_gated_meets_its_c
 
 
 def test_with_fixed_magnitudes_a_composed_latent_wins():
-    """SCIENCE.md §8: f1, f2 fire alone (0.2 each) or together (c), fixed magnitudes, three
+    """docs/science/saes.md: f1, f2 fire alone (0.2 each) or together (c), fixed magnitudes, three
     latents. A latent along (f1 + f2)/√2 codes the pair at L1 cost √2 instead of 2, so it should
     win for any c > 0. From random inits optimisation often misses it (at c = 0.05, λ = 0.1 no
     seed of 16 found it), so the two optima are compared directly: started at (f1, f2, the
@@ -184,8 +184,8 @@ def test_synthbench_ordering_l1_lowest_mcc_at_matched_l0(small_bench):
 
 
 def test_the_readme_example_recovers_the_features(capsys):
-    from tests.readme import readme_block
+    from tests.readme import doc_block
 
-    exec(readme_block("sae core"), {})
+    exec(doc_block("sae core"), {})
     mmcs = [float(v) for v in capsys.readouterr().out.split("]")[0].strip("[ ").split()]
     assert min(mmcs) > 0.95

@@ -1,4 +1,4 @@
-"""A new target every sample (data.kind=random_target; SCIENCE.md §8): per-entry loss weights
+"""A new target every sample (data.kind=random_target; docs/science/open-questions.md): per-entry loss weights
 through the core, the data kind, and the linear model's exact optimum."""
 
 from __future__ import annotations

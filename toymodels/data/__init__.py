@@ -1,4 +1,4 @@
-"""Data kinds (SCIENCE.md §2): the explicit table, the sampler every kind shares, and importance
+"""Data kinds (docs/science/models.md): the explicit table, the sampler every kind shares, and importance
 profiles. Each kind is one ``DataKind`` object (``toymodels.data.base``) in one file:
 
 | kind | file | inputs |
@@ -7,8 +7,7 @@ profiles. Each kind is one ``DataKind`` object (``toymodels.data.base``) in one 
 | ``correlated``, ``anticorrelated`` | ``sets.py`` | consecutive sets of ``set_size`` features |
 | ``random_target`` | ``target.py`` | a new target feature every sample among weak background features |
 
-A user's kind: build a ``DataKind`` in your own file and ``DATA.register`` it (README, "Your own
-kind").
+A user's kind: build a ``DataKind`` in your own file and ``DATA.register`` it (docs/kinds.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Data kinds whose features are independent, each drawn from its own uniform (SCIENCE.md §2).
+"""Data kinds whose features are independent, each drawn from its own uniform (docs/science/models.md).
 
 - ``sparse``: x_i = 0 with probability 1 − p_i, else U[0, 1] (the TMS data).
 - ``signed``: as sparse, but U[−1, 1] when active (the |x| computation model's inputs).

@@ -1,4 +1,4 @@
-"""Per-feature importance profiles (SCIENCE.md §2): the loss weights feature i by I_i."""
+"""Per-feature importance profiles (docs/science/models.md): the loss weights feature i by I_i."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Data kinds whose features come in consecutive sets of ``set_size`` (SCIENCE.md §2). One
+"""Data kinds whose features come in consecutive sets of ``set_size`` (docs/science/models.md). One
 extra uniform per set and example decides the set's activity (at the set's first feature's
 density p).
 

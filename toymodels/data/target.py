@@ -1,4 +1,5 @@
-"""A new target every sample (SCIENCE.md §8; issue 17 item 2): the loss covers one feature of each
+"""A new target every sample (docs/science/open-questions.md; issue 17 item 2): the loss covers one
+feature of each
 example, chosen afresh, among weak background features.
 
 - ``random_target``: t uniform over the n features; x_t ~ U[0, 1]; every other feature

@@ -1,5 +1,5 @@
 """Models with a ReLU hidden layer, whose units are a privileged basis (TMS "Privileged basis"
-and "Computation in superposition"; SCIENCE.md §3).
+and "Computation in superposition"; docs/science/models.md).
 
 - ``relu_hidden``: h = ReLU(W x), x' = ReLU(Wᵀ h + b). Option ``hidden_bias``: None (default, no
   hidden bias) or a number b₀: h = ReLU(W x + b_h) with a trainable hidden bias initialised at b₀

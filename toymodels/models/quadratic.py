@@ -1,4 +1,5 @@
-"""Scherlis et al.'s capacity model (SCIENCE.md §3, §6): ŷ = xᵀWᵀW x + b, one scalar output,
+"""Scherlis et al.'s capacity model (docs/science/models.md, docs/science/capacity.md): ŷ = xᵀWᵀW x + b,
+one scalar output,
 trained towards y = Σ v_i x_i² with v the importance vector (the importances live in the target,
 so the output is not importance-weighted). Its loss has a closed form: ``analysis.theory``'s
 ``capacity_theory``."""

@@ -1,4 +1,4 @@
-"""Tied-weight output models (TMS, SCIENCE.md §3): x' = act(WᵀW x + b), W m×n, column W_i the
+"""Tied-weight output models (TMS, docs/science/models.md): x' = act(WᵀW x + b), W m×n, column W_i the
 direction of feature i in the hidden space.
 
 - ``relu``: act = ReLU (the TMS model).
@@ -14,7 +14,7 @@ from toymodels.models.base import ModelKind
 
 
 def init_tied(key, n_features: int, n_hidden: int, std: float, options) -> dict:
-    """Normal W, zero bias (SCIENCE §4). The key is split as for the untied ``abs`` model, so W
+    """Normal W, zero bias (docs/science/models.md). The key is split as for the untied ``abs`` model, so W
     draws the same numbers whichever model kind a seed trains."""
     w_key, _ = jax.random.split(key)
     return {"W": std * jax.random.normal(w_key, (n_hidden, n_features)), "b": jax.numpy.zeros((n_features,))}

@@ -184,7 +184,7 @@ def simple_world(n_features: int, n_hidden: int, p: float, *, directions_kind: s
 def composition_world(n_hidden: int, alone: float, together: float, magnitude: str = "fixed",
                       seed: int = 0) -> tuple[WorldSource, World]:
     """Two orthogonal features: f1 alone and f2 alone with probability ``alone`` each, both
-    together with probability ``together`` (c), nothing otherwise (SCIENCE.md §8)."""
+    together with probability ``together`` (c), nothing otherwise (docs/science/saes.md)."""
     if alone < 0 or together < 0 or 2 * alone + together > 1:
         raise ValueError(f"need alone, together >= 0 and 2·alone + together <= 1, got {alone}, {together}")
     source = WorldSource(2, n_hidden, firing="patterns")

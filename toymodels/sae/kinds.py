@@ -22,7 +22,7 @@ magnitudes it selects; the Heaviside passes no gradient, so an auxiliary loss
 the same penalty and auxiliary loss. The auxiliary loss is what keeps it sparse: without it the
 encoder could scale π_gate down and r up, leaving f unchanged and the L1 penalty going to zero.
 On an isolated feature of magnitude a (unit encoder and decoder along it) plain outputs
-(a − θ)₊, rescaled r(a − θ)₊ and gated a·1[a > θ] (SCIENCE.md §8).
+(a − θ)₊, rescaled r(a − θ)₊ and gated a·1[a > θ] (docs/science/saes.md).
 
 TopK (Gao et al. 2024) takes k per SAE under a static ``spec.k_max``; BatchTopK (Bussmann et
 al. 2024) any k per SAE (``spec.k_max`` bounds it for checks). BatchTopK's codes depend on the batch; at evaluation each input is encoded alone

@@ -260,14 +260,54 @@ def make_train(spec: SaeSpec, source):
     return train
 
 
+# What one group's batch-sized arrays (one D×B array per SAE) may take on a CPU: measured on 2
+# loaded cores (32 MiB L3) for width 64, d 16, batch 1,024, the CPU time per SAE·step was 0.35 ms
+# for 8 SAEs in one vmap, 0.55 ms for 64, and 0.25-0.39 ms for 64 in groups of 16 (this budget).
+GROUP_BYTES = 6 << 20
+
+
+def group_size(spec: SaeSpec, n_hidden: int, n_saes: int, backend: str | None = None) -> int:
+    """How many of ``n_saes`` SAEs one vmapped group trains at a time (``train_saes``).
+
+    Every SAE's step makes a few D×B arrays (pre-activations, codes, masks and their
+    gradients); vmapped over N SAEs these are N×D×B. Once they outgrow the cache every
+    elementwise pass streams them from memory, so on 2 CPU cores 64 SAEs of width 64 at batch
+    1,024 (16 MB per array) trained at about half the per-SAE rate of 8. On a CPU the SAEs are
+    therefore trained in groups whose D×B arrays fit in ``GROUP_BYTES``, one group after the
+    other (``lax.map``), each group one vmapped program: the largest divisor of ``n_saes`` at
+    most that size, so no group is padded. On a GPU one group holds them all."""
+    if (backend or jax.default_backend()) != "cpu":
+        return n_saes
+    per_sae = 4 * spec.batch_size * (spec.dict_size + n_hidden)
+    target = max(1, GROUP_BYTES // per_sae)
+    return max(g for g in range(1, min(target, n_saes) + 1) if n_saes % g == 0)
+
+
 @partial(jax.jit, static_argnums=(0, 1))
 def train_saes(spec: SaeSpec, source, keys: jax.Array, hp: SaeHParams, arrays, data_keys: jax.Array,
                params0=None) -> SaeResult:
     """Train ``len(keys)`` SAEs in one compiled program. ``arrays``: the source's arrays, with a
     leading SAE axis when ``spec.per_sae_source``; ``data_keys``: one key per SAE, or a single
-    key with ``spec.shared_data``; ``params0``: optional starting parameters, one per SAE."""
+    key with ``spec.shared_data``; ``params0``: optional starting parameters, one per SAE.
+
+    On a CPU the SAEs train in groups that fit a core's cache (``group_size``), one group after
+    the other inside the program; each SAE's computation is the same, only the schedule differs."""
     axes = (0, 0, 0 if spec.per_sae_source else None, None if spec.shared_data else 0, 0)
-    return jax.vmap(make_train(spec, source), in_axes=axes)(keys, hp, arrays, data_keys, params0)
+    train = jax.vmap(make_train(spec, source), in_axes=axes)
+    args = (keys, hp, arrays, data_keys, params0)
+    n = keys.shape[0]
+    g = group_size(spec, source.n_hidden, n)
+    if g == n:
+        return train(*args)
+    mapped = [a if axis == 0 else None for a, axis in zip(args, axes)]
+    fixed = [None if axis == 0 else a for a, axis in zip(args, axes)]
+
+    def one_group(group):
+        return train(*[m if f is None else f for m, f in zip(group, fixed)])
+
+    groups = jax.tree.map(lambda x: x.reshape((n // g, g) + x.shape[1:]), mapped)
+    out = jax.lax.map(one_group, groups)
+    return jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), out)
 
 
 SHARED_FIELDS = ("steps", "batch_size", "eval_batch", "eval_batches", "eval_seed")

@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sweeps.store import read_results
+
 from tests.helpers import cli, tiny
 from toymodels import rng
 from toymodels.data import data_spec, sample_batch
@@ -14,7 +16,7 @@ from toymodels.models import forward_with_hidden, init_params
 from toymodels.sae.toy import ToySource
 
 SAE_ARGS = ["--l1", "0.1,0.3", "--dict-sizes", "n", "--steps", "20", "--batch", "32", "--eval-batch", "64",
-            "--seeds", "2"]
+            "--seeds", "2", "wandb.mode=disabled"]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def hidden_sweep(tmp_path_factory):
 
 
 def activation_variance(W_HxF, hidden: bool, pairs: bool, p: float, samples=400_000, seed=1):
-    """E‖h − E h‖² by Monte Carlo in numpy, from the data kinds' definitions (SCIENCE.md §2):
+    """E‖h − E h‖² by Monte Carlo in numpy, from the data kinds' definitions (docs/science/models.md):
     each feature (or each consecutive pair together) active with probability p, U[0, 1] values."""
     gen = np.random.default_rng(seed)
     n = W_HxF.shape[1]
@@ -55,14 +57,14 @@ def test_saes_train_on_the_stored_models_own_data_and_hidden_layer(hidden_sweep)
     done = cli("toymodels-sae", str(hidden_sweep), "--kind", "plain", "--l1", "0.1", "--dict-sizes", "n",
                "--steps", "5", "--batch", "32", "--eval-batch", "65536")
     assert done.returncode == 0, done.stderr
-    row = pd.read_parquet(hidden_sweep / "sae.parquet").iloc[0]
+    row = read_results(hidden_sweep / "sae").iloc[0]
     W = np.asarray(pd.read_parquet(hidden_sweep / "results.parquet")["W"].iloc[0].tolist())
     seen = row["mse"] * row["n_hidden"] / row["fvu"]
     own = activation_variance(W, hidden=True, pairs=True, p=0.3)
     assumed_before = activation_variance(W, hidden=False, pairs=False, p=0.3)
     assert seen == pytest.approx(own, rel=0.03)
     assert abs(assumed_before - own) > 0.2 * own  # the test tells the two apart
-    assert row["h_var"] == pytest.approx(seen, rel=1e-5) and row["data_kind"] == "correlated"
+    assert row["h_var"] == pytest.approx(seen, rel=1e-5) and row["toy_data_kind"] == "correlated"
 
 
 def test_toy_source_draws_the_models_data_kind_and_forward_bit_for_bit():
@@ -95,37 +97,62 @@ def test_true_directions_are_the_hidden_response_to_each_feature_alone(model, da
     assert z.shape == (source.n_true, 64) and (z >= 0).all()
 
 
-def test_cli_writes_the_table_and_reruns_identically(tiny_sweep):
+def test_cli_is_an_sae_sweep_on_the_stored_models(tiny_sweep, tmp_path):
+    """toymodels-sae runs a +sae=toy sweep into DIR/sae: the sweep's rows (one schema), drawn by
+    toymodels-figures; an in-process run of one kind stores the same bits."""
     from sweeps.sae.cli import main
 
     first = cli("toymodels-sae", str(tiny_sweep), *SAE_ARGS)
     assert first.returncode == 0, first.stderr
-    table = pd.read_parquet(tiny_sweep / "sae.parquet")
-    expected = {"uid", "toy_seed", "density", "model", "data_kind", "n_features", "n_hidden", "interference_mean",
-                "dims_per_feature", "kind", "dict_size", "sparsity", "l1", "k", "sae_seed", "mmcs", "mmcs_reverse",
-                "mmcs_chance", "mcc", "n_dead", "dead_fraction", "l0", "true_l0", "mse", "fvu", "h_var", "gamma",
-                "precision", "recall", "f1", "absorption", "n_composed", "W_dec", "max_cos", "curve"}
-    assert expected <= set(table.columns)
+    assert "toymodels-sweep ~experiment +sae=toy" in first.stdout
+    table = read_results(tiny_sweep / "sae", arrays=True)
+    expected = {"uid", "seed", "source_uid", "toy_seed", "density", "toy_model", "toy_data_kind", "n_features",
+                "n_hidden", "interference_mean", "dims_per_feature", "kind", "dict_size", "sparsity", "l1", "k",
+                "mmcs", "mmcs_reverse", "mmcs_chance", "mcc", "n_dead", "dead_fraction", "l0", "true_l0", "mse", "fvu",
+                "h_var", "gamma", "precision", "recall", "f1", "absorption", "n_composed", "W_dec", "max_cos",
+                "snap_loss", "params"}
+    assert expected <= set(table.columns) and "sae_seed" not in table.columns
     # 2 toy models × 2 λ × 2 seeds × 2 kinds, dictionary size n = 5
     assert len(table) == 16 and set(table["dict_size"]) == {5} and set(table["kind"]) == {"plain", "gated"}
     assert table["mmcs"].between(-1, 1).all() and table["mcc"].between(0, 1).all()
-    # Again in this process, one kind only: the same bits, whatever else ran beside it.
-    main([str(tiny_sweep), *SAE_ARGS, "--kind", "gated"])
-    again = pd.read_parquet(tiny_sweep / "sae.parquet")
-    gated = table[table["kind"] == "gated"].reset_index(drop=True)
-    pd.testing.assert_frame_equal(gated, again, check_exact=True)
-    # toymodels-figures draws it (sweeps never imports analysis)
-    drawn = cli("toymodels-figures", str(tiny_sweep))
+    # In this process, one kind only: the same bits, whatever else ran beside it.
+    main([str(tiny_sweep), *SAE_ARGS, "--kind", "gated", "--out", str(tmp_path / "gated")])
+    gated = read_results(tmp_path / "gated", arrays=True)
+    theirs = table[table["kind"] == "gated"].set_index("uid").loc[gated["uid"]]
+    assert all(np.array_equal(a, b) for a, b in zip(gated["W_dec"], theirs["W_dec"]))
+    drawn = cli("toymodels-figures", str(tiny_sweep / "sae"))
     assert drawn.returncode == 0, drawn.stderr
-    assert (tiny_sweep / "figures" / "sae_recovery.png").exists()
+    assert (tiny_sweep / "sae" / "figures" / "sae_recovery.png").exists()
 
 
-def test_cli_trains_the_new_kinds_with_k_for_top_k_kinds(tiny_sweep):
+def test_an_old_sae_parquet_is_still_drawn(tiny_sweep, tmp_path):
+    """A sae.parquet written by toymodels-sae before it ran an SAE sweep (its own names: uid the toy
+    model's, sae_seed) is still drawn beside its toy sweep (figure catalog), renamed on read."""
+    import shutil
+
+    import matplotlib.pyplot as plt
+
+    from analysis.figures.catalog import FIGURES
+    from analysis.figures.sae import SAE_TABLE
+    from analysis.stored_sweep import StoredSweep
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_sweep, old, ignore=shutil.ignore_patterns("sae", "figures", "wandb"))
+    sae_table(True).to_parquet(old / SAE_TABLE)
+    sweep = StoredSweep.load(old)
+    spec = FIGURES["sae_recovery"]
+    assert spec.applies(sweep)
+    table, _ = spec.inputs(sweep)
+    assert {"source_uid", "seed"} <= set(table.columns) and "sae_seed" not in table.columns
+    plt.close(spec.plot(table, "old"))
+
+
+def test_cli_trains_the_new_kinds_with_k_for_top_k_kinds(tiny_sweep, tmp_path):
     from sweeps.sae.cli import main
 
     main([str(tiny_sweep), "--kind", "topk,rescaled", "--k", "1,2", "--l1", "0.1", "--dict-sizes", "n",
-          "--steps", "10", "--batch", "32", "--eval-batch", "64"])
-    table = pd.read_parquet(tiny_sweep / "sae.parquet")
+          "--steps", "10", "--batch", "32", "--eval-batch", "64", "--out", str(tmp_path / "new"), "wandb.mode=disabled"])
+    table = read_results(tmp_path / "new")
     topk = table[table["kind"] == "topk"]
     assert sorted(set(topk["k"])) == [1, 2] and (topk["sparsity"] == topk["k"]).all()
     assert (topk["l0"] <= topk["k"] + 1e-9).all()  # at most k latents per input
@@ -163,7 +190,7 @@ def test_unknown_directory_exits_2(tmp_path, capsys):
 
 
 def test_sae_command_does_not_import_analysis():
-    """sweeps → analysis is a forbidden arrow (issue 15 item 5): toymodels-figures draws sae.parquet."""
+    """sweeps → analysis is a forbidden arrow (issue 15 item 5): toymodels-figures draws the SAE sweep."""
     import subprocess
     import sys
 
@@ -187,9 +214,9 @@ def sae_table(with_density: bool) -> pd.DataFrame:
 def test_recovery_figure_draws_against_density_or_d_star(with_density, last_panel):
     import matplotlib.pyplot as plt
 
-    from analysis.figures.sae import plot_sae_recovery
+    from analysis.figures.sae import legacy_sae_table, plot_sae_recovery
 
-    fig = plot_sae_recovery(sae_table(with_density), stamp="test · config x · rev y")
+    fig = plot_sae_recovery(legacy_sae_table(sae_table(with_density)), stamp="test · config x · rev y")
     axes = fig.axes
     assert len(axes) == 6 and last_panel in axes[5].get_title()
     assert len(axes[0].get_lines()) == 4 + 2  # one per (kind, d, λ or k), one chance level per d
