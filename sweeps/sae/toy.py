@@ -80,14 +80,16 @@ def toy_measures(W_NxHxF: np.ndarray) -> dict:
             "dims_per_feature": metrics.dimensions_per_feature(W_NxHxF)}
 
 
-def stored_toys(config) -> tuple[pd.DataFrame, dict, object]:
-    """The stored sweep's selected models, its config and its DataSpec (read once per file version)."""
-    root = Path(config.sae.toy.sweep)
+def stored_toys(config, section: str = "sae") -> tuple[pd.DataFrame, dict, object]:
+    """The stored sweep's selected models, its config and its DataSpec (read once per file version).
+    ``section``: the config section whose ``toy`` names them (``sae``, ``spd``)."""
+    toy = getattr(config, section).toy
+    root = Path(toy.sweep)
     results = root / "results.parquet"
-    key = (str(root.resolve()), results.stat().st_mtime_ns if results.is_file() else None, config.sae.toy.models)
+    key = (str(root.resolve()), results.stat().st_mtime_ns if results.is_file() else None, toy.models)
     if key not in _CACHE:
-        table, stored = load_sweep(root, "sae.toy.sweep")
-        models = select_models(table, config.sae.toy.models, "sae.toy.models")
+        table, stored = load_sweep(root, f"{section}.toy.sweep")
+        models = select_models(table, toy.models, f"{section}.toy.models")
         _CACHE.clear()
         _CACHE[key] = (models.reset_index(drop=True), stored, stored_data_spec(stored))
     return _CACHE[key]
@@ -116,10 +118,10 @@ def toy_sources(config) -> list[tuple]:
             for i, row in models.iterrows()]
 
 
-def toy_carry(config) -> dict[int, dict]:
+def toy_carry(config, section: str = "sae") -> dict[int, dict]:
     """Each selected toy model's parameters and feature densities (numpy) by its uid: what the
-    chunks of its SAEs carry to workers (``sweeps.sae.job``)."""
-    models, _, _ = stored_toys(config)
+    chunks of its SAEs (or decompositions) carry to workers (``sweeps.sae.job``)."""
+    models, _, _ = stored_toys(config, section)
     out: dict[int, dict] = {}
     for (model, n, m), chosen in models.groupby(["model", "n_features", "n_hidden"], sort=False):
         arrays = toy_arrays(chosen, str(model), int(n), int(m))
