@@ -8,6 +8,7 @@ import pytest
 
 import sweeps.plan
 from sweeps.config import ConfigError
+from sweeps.jobs import make_chunks
 from sweeps.runner import run_sweep
 from sweeps.spd.job import SPD
 from sweeps.store import read_results
@@ -37,6 +38,10 @@ def test_it_plans_every_model_grid_point_and_seed(toy_sweep):
     assert plan.job is SPD and len(plan.units) == 2 * 1 * 2
     assert len({p.uid for _, p in plan.units}) == 4 and {p.lr for _, p in plan.units} == {0.01, 0.02}
     assert {g.target.identity for g, _ in plan.units} == {True} and {g.spec.C for g, _ in plan.units} == {6}
+    # 2 models x 2 learning rates x 16 seeds in one chunk of 64 (issue 24 item 4: one program)
+    config = compose_config([*QUICK, f"spd.toy.sweep={toy_sweep}", "sweep.seeds=16", "sweep.chunk_size=64",
+                             f"sweep.out={toy_sweep / 'spd'}"])
+    assert [c.n_models for c in make_chunks(sweeps.plan.plan_sweep(config))] == [64]
 
 
 def test_it_runs_in_process_scores_each_row_and_resumes(toy_sweep):
