@@ -12,7 +12,7 @@ from sweeps.jobs import make_chunks
 from sweeps.runner import run_sweep
 from sweeps.spd.job import SPD
 from sweeps.store import read_results
-from tests.helpers import cli, compose_config, tiny
+from tests.helpers import assert_draws_the_same_into_every_target, cli, compose_config, tiny
 from toymodels.spd import metrics
 from toymodels.spd.components import site_uv
 from toymodels.spd.target import tms
@@ -68,6 +68,17 @@ def test_it_runs_in_process_scores_each_row_and_resumes(toy_sweep):
         assert abs(float(mmcs) - row["mmcs"]) < 1e-5
     again = run_sweep(config, progress=False)
     assert (again.trained, again.already_done) == (0, 8)
+    # its figure, and no toy-model figure, from the store
+    from analysis.figures.catalog import FIGURES, draw, figure_names
+    from analysis.stored_sweep import StoredSweep
+
+    sweep = StoredSweep.load(out)
+    assert figure_names(sweep) == ["spd_recovery"]
+    assert len(draw("spd_recovery", sweep).axes) == 3
+    assert_draws_the_same_into_every_target(lambda target: draw("spd_recovery", sweep, target))
+    notes = FIGURES["spd_recovery"].notes(sweep)
+    assert list(notes.values()) == [round(float(rows["recovered"].mean()), 3) for _, rows in table.groupby("lr")]
+    assert all("lr=" in name for name in notes)  # one per learning rate
 
 
 @pytest.mark.parametrize("override, key", [
