@@ -60,15 +60,14 @@ def stored_data_spec(config: dict):
 def toy_arrays(models: pd.DataFrame, model: str, n: int, m: int) -> dict:
     """Every toy model's parameters (rebuilt from the stored columns of the kind's parameter
     names) and feature densities, stacked along a leading model axis."""
-    from sweeps.store import as_matrix
+    from sweeps.store import as_matrix, nested_array
     from toymodels.sae.toy import param_names
 
     names = param_names(model, n, m)
     missing = [name for name in names if name not in models.columns]
     if missing:
         raise ConfigError("sae.toy.sweep", f"the stored {model!r} models have no column {missing[0]!r}")
-    params = {name: np.stack([np.asarray(np.asarray(v, dtype=object).tolist(), np.float32) for v in models[name]])
-              for name in names}
+    params = {name: np.stack([nested_array(v).astype(np.float32) for v in models[name]]) for name in names}
     return {"params": params, "density_F": as_matrix(models["feature_density"]).astype(np.float32)}
 
 
