@@ -99,3 +99,18 @@ def test_the_command_refuses_a_bad_key_in_one_line(toy_sweep, tmp_path):
                f"sweep.out={tmp_path / 'x'}")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "spd.toy.models: " in done.stderr
     assert not (tmp_path / "x" / "results.parquet").exists()
+
+
+@pytest.mark.slow
+def test_an_spd_sweep_on_ray_stores_the_same_bits(toy_sweep, tmp_path):
+    local = tmp_path / "local"
+    assert run_sweep(compose_config([*QUICK, f"spd.toy.sweep={toy_sweep}", f"sweep.out={local}"]),
+                     progress=False).trained == 8
+    done = cli("toymodels-sweep", *QUICK[:-2], "sweep.executor=ray", "ray.num_cpus=2", "wandb.mode=offline",
+               f"spd.toy.sweep={toy_sweep}", f"sweep.out={tmp_path / 'ray'}")
+    assert done.returncode == 0, done.stderr
+    ray_rows = read_results(tmp_path / "ray").set_index("uid")
+    ours = read_results(local).set_index("uid")
+    assert ray_rows["ray_node"].notna().all() and sorted(ray_rows.index) == sorted(ours.index)
+    assert all(bytes(ray_rows.loc[uid, "params"]) == bytes(ours.loc[uid, "params"]) for uid in ours.index)
+    assert list((tmp_path / "ray" / "wandb" / "logged").iterdir()), "every chunk is logged (offline)"
