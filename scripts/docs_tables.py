@@ -293,7 +293,7 @@ def _allowed(key: str) -> str:
     return ""
 
 
-def config_keys(sae: bool = False) -> str:
+def config_keys(sae: bool = False, spd: bool = False) -> str:
     """The keys of the config schema (``sweeps/config.py``; with ``sae`` the ``sae`` section's, else
     the others): its default in the schema, what it may be (``sweeps.validation.RULES``), and its
     comment in the schema."""
@@ -301,7 +301,7 @@ def config_keys(sae: bool = False) -> str:
 
     rows = []
     for prefix, cls in _schema_sections():
-        if prefix.startswith("sae.") != sae:
+        if prefix.startswith("sae.") != sae or prefix.startswith("spd.") != spd:
             continue
         comments = field_comments(cls)
         for f in dataclasses.fields(cls):
@@ -315,7 +315,7 @@ def config_keys(sae: bool = False) -> str:
             key = prefix + f.name
             rows.append([code(key), _type_name(hint), code(repr(_default(f))), _allowed(key),
                          comments.get(f.name, "")])
-    grid_only = [k for k in RULES if k.startswith("sweep.grid.") and not sae]
+    grid_only = [k for k in RULES if k.startswith("sweep.grid.") and not sae and not spd]
     for key in grid_only:
         rows.append([code(key), "list", "", "each value " + _allowed(key), "a grid axis without a key of its own"])
     return table(["key", "type", "default", "allowed", "meaning"], rows)
@@ -387,6 +387,7 @@ TABLES = {
     "sae-experiments": functools.partial(experiments, "sae_"),
     "config-keys": config_keys,
     "sae-config-keys": functools.partial(config_keys, True),
+    "spd-config-keys": functools.partial(config_keys, spd=True),
     "grid-axes": grid_axes,
     "sae-grid-axes": sae_grid_axes,
 }

@@ -79,9 +79,14 @@ def _is_axis_value(value) -> bool:
         tuple(f"{g}(" for g in GRID_GENERATORS)))
 
 
-def schema_keys(sae: bool) -> dict[str, Any]:
-    """Every settable key of the config schema (dotted) and its type; the ``sae`` section's only
-    when the config has one. Free-form dicts (``sweep.grid``, ``*.options``) are not listed."""
+OPTIONAL_SECTIONS = ("sae", "spd")  # a job kind's section: its keys only when the config has it
+
+
+def schema_keys(sae: bool, spd: bool = False) -> dict[str, Any]:
+    """Every settable key of the config schema (dotted) and its type; the ``sae`` (``spd``)
+    section's only when the config has one. Free-form dicts (``sweep.grid``, ``*.options``) are not
+    listed."""
+    present = {"sae": sae, "spd": spd}
     keys: dict[str, Any] = {}
 
     def walk(node, path):
@@ -91,7 +96,7 @@ def schema_keys(sae: bool) -> dict[str, Any]:
                 hint = next((a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)), hint)
             key = f"{path}{f.name}"
             if dataclasses.is_dataclass(hint):
-                if f.name != "sae" or sae:
+                if f.name not in OPTIONAL_SECTIONS or present[f.name]:
                     walk(hint, key + ".")
             elif typing.get_origin(hint) is not dict and key != "plugins_digest":
                 keys[key] = hint
@@ -110,7 +115,7 @@ def _kind_options(cfg) -> set[str]:
 def _resolve(cfg, name: str, value) -> tuple[str, Any]:
     """(the config key the keyword ``name`` names, its value there)."""
     sae = cfg.get("sae") is not None
-    keys = schema_keys(sae)
+    keys = schema_keys(sae, cfg.get("spd") is not None)
     if "__" in name:
         key = name.replace("__", ".")
         if key in keys or key.startswith(("sweep.grid.", "model.options.", "data.options.")):
@@ -128,8 +133,9 @@ def _resolve(cfg, name: str, value) -> tuple[str, Any]:
     if name in _AXIS_ONLY:
         return f"sweep.grid.{name}", [value]
     found = _leaves(keys).get(name, [])
-    if sae and len(found) > 1:
-        found = [k for k in found if k.startswith("sae.")] or found
+    spd = cfg.get("spd") is not None
+    if (sae or spd) and len(found) > 1:
+        found = [k for k in found if k.startswith(("sae.", "spd."))] or found
     if len(found) == 1:
         return found[0], value
     if found:

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 
 from sweeps.resources import check_axis_length
 from sweeps.sae.config import SaeConf, hashed_sae  # noqa: F401 (hashed_sae: the store's config hash)
+from sweeps.spd.config import SpdConf
 from toymodels.registry import ConfigError
 
 
@@ -185,6 +186,8 @@ class Config:
     wandb: WandbConf = field(default_factory=WandbConf)
     # An SAE sweep (sweeps.sae.config; conf/sae/): its grid is over SAEs, not toy models. null: none.
     sae: Optional[SaeConf] = None
+    # An SPD sweep (sweeps.spd.config; conf/spd/): decompositions of a stored sweep's toy models. null: none.
+    spd: Optional[SpdConf] = None
 
 
 def register_schema() -> None:

@@ -21,8 +21,9 @@ from sweeps.jobs.finite import FINITE
 from sweeps.jobs.kind import JobKind
 from sweeps.jobs.toy import FRESH
 from sweeps.sae.job import SAE
+from sweeps.spd.job import SPD
 
-JOB_KINDS: tuple[JobKind[Any, Any], ...] = (SAE, FINITE, FRESH)
+JOB_KINDS: tuple[JobKind[Any, Any], ...] = (SPD, SAE, FINITE, FRESH)
 
 
 def job_kind_of(config: Config) -> JobKind[Any, Any]:

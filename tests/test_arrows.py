@@ -106,6 +106,7 @@ def test_a_planted_violation_of_each_rule_is_caught(tmp_path):
     files = {
         "toymodels/core.py": "import numpy\nimport matplotlib.pyplot as plt\n",
         "toymodels/deep/inner.py": "def f():\n    from sweeps import store\n",
+        "toymodels/spd/edge.py": "from toymodels.spd.train import decompose_many\nimport wandb\n",
         "sweeps/edge.py": "from sweeps.store import read_results\n\ndef g():\n    import analysis.api\n",
         "analysis/ok.py": "from sweeps.store import as_matrix, read_results\nfrom analysis.stored_sweep import StoredSweep\n",
         "analysis/figures/bad.py": "from sweeps.plan import plan_sweep\nfrom sweeps.store import as_matrix, write_chunk\n",
@@ -134,4 +135,5 @@ def test_a_planted_violation_of_each_rule_is_caught(tmp_path):
         "sweeps/store/__init__.py:1: from sweeps.jobs import Chunk",
         "toymodels/core.py:2: import matplotlib.pyplot",
         "toymodels/deep/inner.py:2: from sweeps import store",
+        "toymodels/spd/edge.py:2: import wandb",
     ]

@@ -29,6 +29,7 @@ from analysis.figures.perturb import crossing_note, plot_perturb
 from analysis.figures.phase_diagram import DIAGRAM_AXES, agreement_note, diagram_axes, draw_phase_diagram
 from analysis.figures.sae import SAE_TABLE, plot_sae_recovery, sae_inputs
 from analysis.figures.sae_active import active_note, is_active_sweep, plot_sae_active
+from analysis.figures.spd import is_spd_sweep, plot_spd_recovery, recovery_notes
 from analysis.figures.target_noise import has_random_target, plot_target_noise, target_noise_inputs, target_noise_notes
 from analysis.figures.trajectories import plot_capacity_trajectories
 from analysis.stored_sweep import StoredSweep
@@ -64,9 +65,14 @@ def finite_data(sweep: StoredSweep) -> bool:
     return "n_train" in sweep.table.columns
 
 
+def job_sweep(sweep: StoredSweep) -> bool:
+    """A sweep of SAEs or of decompositions, not of toy models."""
+    return sae_sweep.is_sae_sweep(sweep) or is_spd_sweep(sweep)
+
+
 def fresh(applies: Callable[[StoredSweep], bool]) -> Callable[[StoredSweep], bool]:
     """``applies`` among the toy-model sweeps that sample fresh data (not finite-data, not SAE sweeps)."""
-    return lambda sweep: not finite_data(sweep) and not sae_sweep.is_sae_sweep(sweep) and bool(applies(sweep))
+    return lambda sweep: not finite_data(sweep) and not job_sweep(sweep) and bool(applies(sweep))
 
 
 def capacity_figure(applies: Callable[[StoredSweep], bool]) -> Callable[[StoredSweep], bool]:
@@ -80,7 +86,7 @@ def dd_curves(sweep: StoredSweep) -> bool:
 
 
 FIGURES: dict[str, FigureSpec] = {
-    "loss_curves": FigureSpec("a toy-model sweep", lambda s: not sae_sweep.is_sae_sweep(s), plot_loss_curves),
+    "loss_curves": FigureSpec("a toy-model sweep", lambda s: not job_sweep(s), plot_loss_curves),
     "capacity_trajectories": FigureSpec("always", fresh(lambda s: True), plot_capacity_trajectories),
     "geometry_2d": FigureSpec("m = 2", fresh(lambda s: (s.table["n_hidden"] == 2).all()), plot_geometry_panels),
     "wtw": FigureSpec("n > 2", fresh(lambda s: s.table["n_features"].max() > 2), plot_wtw),
@@ -154,6 +160,8 @@ FIGURES: dict[str, FigureSpec] = {
                                     sae_sweep.plot_sae_orthogonality, sae_sweep.sae_sweep_inputs),
     "sae_active": FigureSpec("an SAE sweep over active (l) on an exactly world", is_active_sweep, plot_sae_active,
                              sae_sweep.sae_sweep_inputs, active_note),
+    "spd_recovery": FigureSpec("an SPD sweep (+spd=toy)", is_spd_sweep, plot_spd_recovery, table_inputs,
+                               lambda sweep: recovery_notes(sweep)),
 }
 
 

@@ -67,15 +67,14 @@ def stored_data_spec(config: dict):
 def toy_arrays(models: pd.DataFrame, model: str, n: int, m: int) -> dict:
     """Every toy model's parameters (rebuilt from the stored columns of the kind's parameter
     names) and feature densities, stacked along a leading model axis."""
-    from sweeps.store import as_matrix
+    from sweeps.store import as_matrix, nested_array
     from toymodels.sae.toy import param_names
 
     names = param_names(model, n, m)
     missing = [name for name in names if name not in models.columns]
     if missing:
         raise ConfigError("sae.toy.sweep", f"the stored {model!r} models have no column {missing[0]!r}")
-    params = {name: np.stack([np.asarray(np.asarray(v, dtype=object).tolist(), np.float32) for v in models[name]])
-              for name in names}
+    params = {name: np.stack([nested_array(v).astype(np.float32) for v in models[name]]) for name in names}
     return {"params": params, "density_F": as_matrix(models["feature_density"]).astype(np.float32)}
 
 
@@ -87,26 +86,28 @@ def toy_measures(W_NxHxF: np.ndarray) -> dict:
             "dims_per_feature": metrics.dimensions_per_feature(W_NxHxF)}
 
 
-def stored_toys(config) -> tuple[pd.DataFrame, dict, object]:
-    """The stored sweep's selected models, its config and its DataSpec (read once per file version)."""
-    root = Path(config.sae.toy.sweep)
+def stored_toys(config, section: str = "sae") -> tuple[pd.DataFrame, dict, object]:
+    """The stored sweep's selected models, its config and its DataSpec (read once per file version).
+    ``section``: the config section whose ``toy`` names them (``sae``, ``spd``)."""
+    toy = getattr(config, section).toy
+    root = Path(toy.sweep)
     results = root / "results.parquet"
-    key = (str(root.resolve()), results.stat().st_mtime_ns if results.is_file() else None, config.sae.toy.models,
+    key = (str(root.resolve()), results.stat().st_mtime_ns if results.is_file() else None, toy.models,
            tuple(sorted(p.name for p in (root / "chunks").glob("*.parquet"))) if (root / "chunks").is_dir() else ())
     if key not in _CACHE:
-        table, stored = load_sweep(root, "sae.toy.sweep")
+        table, stored = load_sweep(root, f"{section}.toy.sweep")
         from sweeps.store import require_kinds, verify_plugins
 
         verify_plugins(root, stored, config.plugins, "plugins", allow_extra=True)  # loaded already: the user named them
-        require_kinds(root, stored, "sae.toy.sweep", "name it in plugins=[FILE] on this command line")
-        models = select_models(table, config.sae.toy.models, "sae.toy.models")
-        _refuse_bound_kinds(models)
+        require_kinds(root, stored, f"{section}.toy.sweep", "name it in plugins=[FILE] on this command line")
+        models = select_models(table, toy.models, f"{section}.toy.models")
+        _refuse_bound_kinds(models, section)
         _CACHE.clear()
         _CACHE[key] = (models.reset_index(drop=True), stored, stored_data_spec(stored))
     return _CACHE[key]
 
 
-def _refuse_bound_kinds(models: pd.DataFrame) -> None:
+def _refuse_bound_kinds(models: pd.DataFrame, section: str = "sae") -> None:
     """An SAE reads a toy model's hidden layer through its kind's forward pass by name; a kind whose
     forward depends on its static options (``ModelKind.bind``: ``cc_residual``) is not read that way yet."""
     from toymodels.models import MODELS
@@ -114,8 +115,8 @@ def _refuse_bound_kinds(models: pd.DataFrame) -> None:
     for name in models["model"].unique():
         kind = MODELS.find(str(name))
         if kind is not None and kind.bind is not None:
-            raise ConfigError("sae.toy.sweep", f"holds {name} models, whose forward pass depends on their options; "
-                              "SAEs on them are not supported yet")
+            raise ConfigError(f"{section}.toy.sweep", f"holds {name} models, whose forward pass depends on their options; "
+                              f"{section.upper()}s on them are not supported yet")
 
 
 def _info(row: pd.Series, axes: list[str], measures: dict, i: int) -> tuple:
@@ -141,10 +142,10 @@ def toy_sources(config) -> list[tuple]:
             for i, row in models.iterrows()]
 
 
-def toy_carry(config) -> dict[int, dict]:
+def toy_carry(config, section: str = "sae") -> dict[int, dict]:
     """Each selected toy model's parameters and feature densities (numpy) by its uid: what the
-    chunks of its SAEs carry to workers (``sweeps.sae.job``)."""
-    models, _, _ = stored_toys(config)
+    chunks of its SAEs (or decompositions) carry to workers (``sweeps.sae.job``)."""
+    models, _, _ = stored_toys(config, section)
     out: dict[int, dict] = {}
     for (model, n, m), chosen in models.groupby(["model", "n_features", "n_hidden"], sort=False):
         arrays = toy_arrays(chosen, str(model), int(n), int(m))
