@@ -1,6 +1,94 @@
+"""The test run's environment: JAX on the CPU, Ray without auth, wandb offline; one compilation
+cache for the whole run; under pytest-xdist (``scripts/test`` runs ``-n <cores>``) each worker
+pinned to its own core(s).
+
+Compilation cache. Every process of one run (xdist's workers, the CLIs and Ray workers the tests
+start) shares one fresh directory as JAX's persistent compilation cache, removed at the end: a
+program one test compiled is loaded, not compiled again, by any other test or subprocess of the
+run, whatever worker it runs on, and nothing is read from or left in ``~/.cache`` (a run here is
+what a clean clone in CI sees). ``TOYMODELS_TEST_COMPILE_CACHE=DIR`` keeps the cache in DIR
+between runs instead; ``=off`` runs without one (what the default cache of a sweep then does is
+the tests' business: they set ``TOYMODELS_COMPILE_CACHE`` themselves).
+
+Pinning. One JAX process per core, pinned, beats one process on both cores (docs/ray.md), and a
+pinned process sizes XLA's thread pool from its cores, so two workers on two cores do not fight
+over them. Everything a test starts (a CLI, a local Ray and its workers) inherits the worker's
+cores. A test that needs the whole machine (it pins processes to cores itself) asks for the
+``whole_machine`` fixture. ``TOYMODELS_TEST_PIN=0`` leaves workers unpinned.
+"""
+
 import os
+import shutil
+import tempfile
+
+import pytest
 
 # Tests run on the CPU; keep JAX from grabbing an accelerator a developer machine may have.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("WANDB_MODE", "offline")
+
+# -- one compilation cache for the run --------------------------------------------------------
+
+_RUN_CACHE = "TOYMODELS_TEST_RUN_CACHE"  # set by the run's first process, inherited by the rest
+_OWNS_CACHE = False
+if _RUN_CACHE not in os.environ:  # a plain pytest, or xdist's controller before it starts workers
+    chosen = os.environ.get("TOYMODELS_TEST_COMPILE_CACHE", "")
+    if chosen.strip().lower() in ("off", "0", "none", "false"):
+        os.environ[_RUN_CACHE] = "off"
+    elif chosen:
+        os.environ[_RUN_CACHE] = os.path.abspath(os.path.expanduser(chosen))
+    else:
+        os.environ[_RUN_CACHE] = tempfile.mkdtemp(prefix="toymodels-test-jax-cache-")
+        _OWNS_CACHE = True
+if os.environ[_RUN_CACHE] == "off":
+    os.environ["TOYMODELS_COMPILE_CACHE"] = "off"
+    os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+else:
+    # Read by JAX when it is imported (this process, and every subprocess) and by
+    # sweeps.resources.compile_cache_dir(), which hands it to Ray's workers.
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[_RUN_CACHE]
+    # Programs of the tests' seconds-long sweeps compile in well under JAX's default threshold
+    # of 1 s, and are the ones compiled again and again (the same tiny sweep in many tests).
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
+def pytest_unconfigure(config):
+    if _OWNS_CACHE and not hasattr(config, "workerinput"):
+        shutil.rmtree(os.environ[_RUN_CACHE], ignore_errors=True)
+
+
+# -- one core per xdist worker ----------------------------------------------------------------
+
+_MACHINE_CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def _pin_worker() -> None:
+    """Pin this xdist worker to its share of the cores the run started with (gw0 the first,
+    gw1 the next, ...), before JAX starts its CPU backend; nothing with more workers than cores."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):
+        return
+    if os.environ.get("TOYMODELS_TEST_PIN", "1") == "0" or not 1 < workers <= len(_MACHINE_CORES):
+        return
+    index, share = int(worker[2:]), len(_MACHINE_CORES) // workers
+    os.sched_setaffinity(0, _MACHINE_CORES[index * share:(index + 1) * share])
+
+
+_pin_worker()
+
+
+@pytest.fixture
+def whole_machine():
+    """Every core the run started with, for this test only (it pins processes to cores itself):
+    the test's own process may use them all while it runs, and what it starts inherits them."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield sorted(range(os.cpu_count() or 1))
+        return
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, _MACHINE_CORES)
+    try:
+        yield list(_MACHINE_CORES)
+    finally:
+        os.sched_setaffinity(0, mine)
