@@ -1,32 +1,31 @@
-"""The test run's environment: JAX on the CPU, Ray without auth, wandb offline; one compilation
-cache for the whole run; under pytest-xdist (``scripts/test`` runs ``-n <cores>``) each worker
-pinned to its own core(s).
-
-Compilation cache. Every process of one run (xdist's workers, the CLIs and Ray workers the tests
-start) shares one fresh directory as JAX's persistent compilation cache, removed at the end: a
-program one test compiled is loaded, not compiled again, by any other test or subprocess of the
-run, whatever worker it runs on, and nothing is read from or left in ``~/.cache`` (a run here is
-what a clean clone in CI sees). ``TOYMODELS_TEST_COMPILE_CACHE=DIR`` keeps the cache in DIR
-between runs instead; ``=off`` runs without one (what the default cache of a sweep then does is
-the tests' business: they set ``TOYMODELS_COMPILE_CACHE`` themselves).
-
-Pinning. One JAX process per core, pinned, beats one process on both cores (docs/ray.md), and a
-pinned process sizes XLA's thread pool from its cores, so two workers on two cores do not fight
-over them. Everything a test starts (a CLI, a local Ray and its workers) inherits the worker's
-cores. A test that needs the whole machine (it pins processes to cores itself) asks for the
-``whole_machine`` fixture. ``TOYMODELS_TEST_PIN=0`` leaves workers unpinned.
-"""
-
 import os
-import shutil
-import tempfile
-
-import pytest
 
 # Tests run on the CPU; keep JAX from grabbing an accelerator a developer machine may have.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("WANDB_MODE", "offline")
+
+# The rest of the run's set-up: one compilation cache for the whole run, and under pytest-xdist
+# (``scripts/test`` runs ``-n <cores>``) each worker pinned to its own core(s).
+#
+# Compilation cache. Every process of one run (xdist's workers, the CLIs and Ray workers the tests
+# start) shares one fresh directory as JAX's persistent compilation cache, removed at the end: a
+# program one test compiled is loaded, not compiled again, by any other test or subprocess of the
+# run, whatever worker it runs on, and nothing is read from or left in ``~/.cache`` (a run here is
+# what a clean clone in CI sees). ``TOYMODELS_TEST_COMPILE_CACHE=DIR`` keeps the cache in DIR
+# between runs instead; ``=off`` runs without one (what the default cache of a sweep then does is
+# the tests' business: they set ``TOYMODELS_COMPILE_CACHE`` themselves).
+#
+# Pinning. One JAX process per core, pinned, beats one process on both cores (docs/ray.md), and a
+# pinned process sizes XLA's thread pool from its cores, so two workers on two cores do not fight
+# over them. Everything a test starts (a CLI, a local Ray and its workers) inherits the worker's
+# cores. A test that needs the whole machine (it pins processes to cores itself) asks for the
+# ``whole_machine`` fixture. ``TOYMODELS_TEST_PIN=0`` leaves workers unpinned.
+
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+import pytest  # noqa: E402
 
 # -- one compilation cache for the run --------------------------------------------------------
 
