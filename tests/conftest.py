@@ -9,7 +9,8 @@ os.environ.setdefault("WANDB_MODE", "offline")
 # (``scripts/test`` runs ``-n <cores>``) each worker pinned to its own core(s).
 #
 # Compilation cache. Every process of one run (xdist's workers, the CLIs and Ray workers the tests
-# start) shares one fresh directory as JAX's persistent compilation cache, removed at the end: a
+# start) shares one fresh directory as JAX's persistent compilation cache (in the run's temporary
+# directory, removed at the end, with each process's Ray files: see RAY_TMPDIR below): a
 # program one test compiled is loaded, not compiled again, by any other test or subprocess of the
 # run, whatever worker it runs on, and nothing is read from or left in ``~/.cache`` (a run here is
 # what a clean clone in CI sees). ``TOYMODELS_TEST_COMPILE_CACHE=DIR`` keeps the cache in DIR
@@ -27,34 +28,38 @@ import tempfile  # noqa: E402
 
 import pytest  # noqa: E402
 
-# -- one compilation cache for the run --------------------------------------------------------
+# -- the run's directory: its compilation cache, each process's Ray --------------------------
 
-_RUN_CACHE = "TOYMODELS_TEST_RUN_CACHE"  # set by the run's first process, inherited by the rest
-_OWNS_CACHE = False
-if _RUN_CACHE not in os.environ:  # a plain pytest, or xdist's controller before it starts workers
-    chosen = os.environ.get("TOYMODELS_TEST_COMPILE_CACHE", "")
-    if chosen.strip().lower() in ("off", "0", "none", "false"):
-        os.environ[_RUN_CACHE] = "off"
-    elif chosen:
-        os.environ[_RUN_CACHE] = os.path.abspath(os.path.expanduser(chosen))
-    else:
-        os.environ[_RUN_CACHE] = tempfile.mkdtemp(prefix="toymodels-test-jax-cache-")
-        _OWNS_CACHE = True
-if os.environ[_RUN_CACHE] == "off":
+_RUN_DIR = "TOYMODELS_TEST_RUN_DIR"  # made by the run's first process, inherited by the rest
+_OWNS_RUN_DIR = _RUN_DIR not in os.environ  # a plain pytest, or xdist's controller (before its workers)
+if _OWNS_RUN_DIR:
+    os.environ[_RUN_DIR] = tempfile.mkdtemp(prefix="tmt-")  # short: Ray's socket paths live under it
+
+_chosen = os.environ.get("TOYMODELS_TEST_COMPILE_CACHE", "")
+if _chosen.strip().lower() in ("off", "0", "none", "false"):
     os.environ["TOYMODELS_COMPILE_CACHE"] = "off"
     os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
 else:
     # Read by JAX when it is imported (this process, and every subprocess) and by
     # sweeps.resources.compile_cache_dir(), which hands it to Ray's workers.
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[_RUN_CACHE]
-    # Programs of the tests' seconds-long sweeps compile in well under JAX's default threshold
-    # of 1 s, and are the ones compiled again and again (the same tiny sweep in many tests).
+    _cache = os.path.expanduser(_chosen) if _chosen else os.path.join(os.environ[_RUN_DIR], "jax")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.abspath(_cache)
+    # The programs of the tests' seconds-long sweeps compile in less than JAX's default threshold
+    # of 1 s on a quiet machine, and are the ones compiled again and again (the same tiny sweep in
+    # many tests and CLIs): keep them all.
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+# Each process's local Rays keep their files (sessions, sockets, and ray_current_cluster, the
+# address of the last cluster started with `ray start` or ray.cluster_utils, which a ray.init()
+# without an address joins) in a directory of its own: a test's two-node cluster in one worker is
+# never joined by a sweep's local Ray in the other, nor is another user's on a shared machine.
+os.environ["RAY_TMPDIR"] = os.path.join(os.environ[_RUN_DIR], os.environ.get("PYTEST_XDIST_WORKER", "main"))
+os.makedirs(os.environ["RAY_TMPDIR"], exist_ok=True)
 
 
 def pytest_unconfigure(config):
-    if _OWNS_CACHE and not hasattr(config, "workerinput"):
-        shutil.rmtree(os.environ[_RUN_CACHE], ignore_errors=True)
+    if _OWNS_RUN_DIR and not hasattr(config, "workerinput"):
+        shutil.rmtree(os.environ[_RUN_DIR], ignore_errors=True)
 
 
 # -- one core per xdist worker ----------------------------------------------------------------
