@@ -117,6 +117,27 @@ def model_kinds() -> str:
     return table(["`model.kind` (file)", "model", "options (default)", "traits"], rows)
 
 
+def job_kinds() -> str:
+    """Every job kind of ``sweeps.plan.JOB_KINDS``, in the order a config is matched against them."""
+    from sweeps.plan import JOB_KINDS
+
+    rows = [[f"{code(kind.name)}<br>{code(source_of(kind.program))}", kind.doc,
+             "the one-worker width" if kind.pad_to_one_worker else "the chunk's size",
+             "yes" if kind.model_bytes is not None else "no (by its working set)"] for kind in JOB_KINDS]
+    return table(["job kind (its program's file)", "trains", "chunks padded to", "GPU chunks sized by memory"], rows)
+
+
+def loss_terms() -> str:
+    """Every loss term of ``toymodels.terms.TERMS``, in the order they are added to the loss."""
+    from sweeps.jobs.terms import config_key
+    from toymodels.terms import TERMS
+
+    rows = [[f"{code(term.name)}<br>{code(source_of(term.penalty))}", term.doc,
+             ", ".join(code(config_key(p)) for p in term.params), ", ".join(code(n) for n in term.switches)]
+            for term in TERMS]
+    return table(["term (file)", "adds to the loss", "settings (each a grid axis of its name)", "on when"], rows)
+
+
 def data_kinds() -> str:
     """Every data kind of ``toymodels.data.DATA``."""
     from toymodels.data import DATA
@@ -187,17 +208,14 @@ def _planned() -> dict[str, int]:
 
     from sweeps.config import CONF_DIR, register_schema, to_config
 
-    try:
-        from sweeps.jobs.plan import plan_models  # where the layout of issue 23 puts the planner
-    except ImportError:
-        from sweeps.plan import plan_models
+    from sweeps.plan import plan_sweep
 
     register_schema()
     counts = {}
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         for path in sorted((CONF_DIR / "experiment").glob("*.yaml")):
-            counts[path.stem] = len(plan_models(to_config(compose(config_name="config",
-                                                                     overrides=[f"experiment={path.stem}"]))))
+            counts[path.stem] = len(plan_sweep(to_config(compose(config_name="config",
+                                                                    overrides=[f"experiment={path.stem}"]))).units)
     return counts
 
 
@@ -312,10 +330,15 @@ _AXIS_ONLY = {  # axes without a config key of their own
 
 
 def grid_axes() -> str:
-    """The grid axes of a toy-model sweep (``sweeps.config``): per model (array leaves of one compiled
-    program) or static (they split chunks), and the key whose rule each value follows."""
+    """The grid axes of a toy-model sweep (``sweeps.config``, and each loss term's settings,
+    ``toymodels.terms``): per model (array leaves of one compiled program) or static (they split
+    chunks), and the key whose rule each value follows."""
     from sweeps.config import PER_MODEL_AXES, STATIC_AXES
+    from sweeps.jobs.terms import all_params, config_key
     from sweeps.validation import AXIS_RULES
+
+    AXIS_RULES = {**AXIS_RULES, **{p.name: config_key(p) for p in all_params()}}
+    PER_MODEL_AXES = PER_MODEL_AXES + tuple(p.name for p in all_params())
 
     comments = {}
     for prefix, cls in _schema_sections():
@@ -356,6 +379,8 @@ TABLES = {
     "model-kinds": model_kinds,
     "data-kinds": data_kinds,
     "sae-kinds": sae_kinds,
+    "job-kinds": job_kinds,
+    "loss-terms": loss_terms,
     "figures": figures,
     "sae-figures": functools.partial(figures, "sae_"),
     "experiments": experiments,

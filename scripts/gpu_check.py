@@ -1,4 +1,4 @@
-"""The GPU checks of issue 14 as one script (``scripts/gpu-check``), within about 8 minutes on one GPU.
+"""The GPU checks of issues 14 and 25 as one script (``scripts/gpu-check``), within about 11 minutes on one GPU.
 
 1. ``tms_phase_2d`` in full (16,000 models × 10,000 steps) through a local Ray, one GPU per task
    (one chunk), as the experiment file sets it and with ``train.batch_blocks=1``; theory agreement
@@ -8,6 +8,11 @@
    compile) and ms per step at several piece sizes.
 4. A ``dd_paper`` subset: T ∈ {10³, 10⁴, 10⁵}, one dataset seed, 50,000 steps when the probe says
    they fit the time left, else fewer (printed); the test-loss peak from ``toymodels-figures``.
+5. Chunks over the machine's GPUs (``scripts/devices-bench``, docs/devices.md): ``tms_phase_2d_small``
+   in one process over 1, 2, 4… of its GPUs against as many Ray tasks of one GPU each (with one
+   GPU: the in-process path, whose chunk sizes come from JAX's ``memory_stats()``, against one Ray
+   task), and ``--bits``: whether a narrower program, slices over the GPUs or a mesh change the
+   stored bits on this GPU (with one GPU: the widths only).
 
 It prints the rows docs/gpus.md's table needs and writes them all to OUT/gpu-check.json.
 ``--smoke`` runs every stage at tiny sizes on whatever device there is (a test runs it on the CPU).
@@ -26,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-BUDGET_S = 480  # the whole check on one GPU
+BUDGET_S = 480  # stages 1-4 on one GPU (stage 5, devices, adds about 3 minutes)
 SUMMARY = re.compile(r"(\d+)/(\d+) models stored .* in ([\d.]+)s, ([\d,]+) model·steps/s")
 
 
@@ -164,11 +169,44 @@ def table_lines(results: dict) -> list[str]:
         ref = "-" if row["reference"] is None else f"{row['reference']:,.0f} ({row['reference_device']})"
         lines.append(f"| bench {row['config']} ×{row['models']} | | | {row['ours']:,.0f} ({row['ours_device']}) | "
                      f"reference {ref} |")
+    for row in results.get("devices", {}).get("scaling", []):
+        where = "in one process" if row["where"] == "process" else "as Ray tasks of one device"
+        lines.append(f"| `tms_phase_2d_small` {where}, {row['count']} device(s) | {row['wall_s']} | | "
+                     f"{row['model_steps_per_s']:,} | {row['chunks']} chunk(s), run {row['run_s']} s |")
+    for row in results.get("devices", {}).get("bits", []):
+        same = "" if row.get("differing_same_width") is None else f"; {row['differing_same_width']:,} from the same width"
+        lines.append(f"| bits: {row['kind']}, {row['run']} | | | | {row['differing']:,} of {row['of']:,} differ "
+                     f"(largest {row['max_abs']:.2g}){same} |")
     for row in results.get("finite_probe", []):
         lines.append(f"| finite n={row['n_features']:,} T={row['n_train']:,} piece {row['points_per_piece']} "
                      f"({row['pieces']} pieces) | | | | "
                      f"{row['ms_per_step']} ms/step, start-up {row['startup_s']} s |")
     return lines
+
+
+def devices(out: Path, smoke: bool, timeout: float) -> dict:
+    """Stage 5: ``scripts/devices-bench`` scaling (and, on a GPU, ``--bits``), read from its JSON."""
+    script = str(Path(__file__).parent / "devices_bench.py")
+    gpus = len(nvidia_smi_gpus()) or 1
+    counts = [k for k in (1, 2, 4, 8) if k <= gpus] + ([gpus] if gpus not in (1, 2, 4, 8) else [])
+    where = out / "devices"
+    args = (["--platform", "cpu", "--once", "--counts", "1", "--where", "process", "train.steps=50", "sweep.seeds=1"] if smoke
+            else ["--platform", "gpu", "--counts", *map(str, counts)])
+    _, wall = run([sys.executable, script, "--out", str(where), *args], out / "devices.log", timeout)
+    result = {"scaling": json.loads((where / "scaling.json").read_text()), "wall_s": round(wall, 1)}
+    if not smoke:
+        run([sys.executable, script, "--bits", "--platform", "gpu", "--out", str(where)], out / "devices-bits.log", timeout)
+        result["bits"] = json.loads((where / "bits.json").read_text())
+    return result
+
+
+def nvidia_smi_gpus() -> list[str]:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20)
+        return out.stdout.strip().splitlines() if out.returncode == 0 else []
+    except (OSError, subprocess.SubprocessError):
+        return []
 
 
 def gpu_name() -> str:
@@ -184,7 +222,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/gpu-check", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs/gpu-check", help="where stores, logs and gpu-check.json go")
     parser.add_argument("--smoke", action="store_true", help="every stage at tiny sizes (CPU is fine)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["tms", "bench", "probe", "dd", "figures"],
+    parser.add_argument("--skip", nargs="*", default=[], choices=["tms", "bench", "probe", "dd", "figures", "devices"],
                         help="stages to leave out")
     parser.add_argument("--gpus-per-task", type=float, default=1.0,
                         help="ray.gpus_per_task of the sweeps (default 1: one large chunk per card)")
@@ -229,6 +267,10 @@ def main(argv=None) -> int:
         results["dd_paper_subset"]["steps"] = steps
         if "figures" not in args.skip:
             results["dd_paper_subset"].update(figure_notes(out / "dd_paper_subset", out / "figures_dd.log"))
+        save()
+    if "devices" not in args.skip:
+        results["devices"] = devices(out, args.smoke, timeout=600)
+        print(f"devices: {results['devices']['wall_s']} s", flush=True)
         save()
     save()
     print("\n".join(table_lines(results)))

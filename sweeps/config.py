@@ -24,15 +24,14 @@ from toymodels.registry import ConfigError
 CONF_DIR = Path(os.environ.get("TOYMODELS_CONF") or Path(__file__).resolve().parent.parent / "conf")
 
 # Grid axes: per-model values (array leaves, one compile for all) and shape-setting values
-# (static: models that differ in one never share a chunk).
-PER_MODEL_AXES = ("density", "density_last", "density_last_ratio", "importance_decay", "importance_last", "lr", "weight_decay",
-                  "l1_hidden", "capacity_feature", "capacity_target", "capacity_penalty", "dataset_seed",
-                  "mono_penalty", "mono_start")
+# (static: models that differ in one never share a chunk). Each optional loss term's settings are
+# per-model axes too (toymodels.terms; sweeps.jobs.terms).
+PER_MODEL_AXES = ("density", "density_last", "density_last_ratio", "importance_decay", "importance_last", "lr",
+                  "weight_decay", "dataset_seed")
 STREAMS = ("model", "seed")
 STATIC_AXES = ("n_features", "n_hidden", "batch_size", "steps", "model", "n_train", "repeats")
 GRID_AXES = PER_MODEL_AXES + STATIC_AXES
-INTEGER_AXES = ("n_features", "n_hidden", "batch_size", "steps", "n_train", "repeats", "dataset_seed",
-                "capacity_feature", "mono_start")
+INTEGER_AXES = ("n_features", "n_hidden", "batch_size", "steps", "n_train", "repeats", "dataset_seed")
 GRID_GENERATORS = ("geomspace", "linspace")
 EXECUTORS = ("ray", "local")
 RAY_AUTH_MODES = ("disabled", "token")
@@ -98,14 +97,17 @@ class TrainConf:
     eval_seed: int = 0  # the one evaluation stream every model is ranked on
     l1_hidden: float = 0.0  # + l1_hidden · mean ‖h‖₁ of the hidden activations (0: off)
     # Hold feature capacity_feature's C near capacity_target by + capacity_penalty · (C − target)²
-    # (-1: no feature held). The stored loss is the model's loss without these terms.
+    # (-1: no feature held).
     capacity_feature: int = -1
     capacity_target: float = 1.0  # the capacity the held feature is pulled towards
     capacity_penalty: float = 0.0  # λ of the pull (0: off)
     # Buy monosemanticity: + mono_penalty · Σ_i C_i(1 − C_i) (0: off), on from step mono_start
-    # (0: from scratch; s > 0: a fine-tune after s steps without it). Not in the stored loss.
+    # (0: from scratch; s > 0: a fine-tune after s steps without it).
     mono_penalty: float = 0.0
     mono_start: int = 0  # the step mono_penalty switches on
+    # The settings of the optional loss terms (toymodels.terms; none is in the stored loss) that have
+    # no key above (a new term's, a plugin term's): name -> value, e.g. +train.terms.norm_penalty=0.1.
+    terms: Dict[str, Any] = field(default_factory=dict)
     # Finite data: points per piece of the full-batch loss (bounds memory); 0: per device, 1,024 on
     # a CPU and 32,768 on a GPU (toymodels.finite_loss.DEFAULT_PIECE).
     piece_size: int = 0
@@ -123,6 +125,12 @@ class SweepConf:
     out: str = "runs/${name}"  # the store: resumable, one directory per sweep
     chunk_size: int = 0  # most models per compiled chunk; 0 chooses from memory and workers
     executor: str = "ray"  # ray: Ray tasks (local cluster or ray.address) | local: in this process
+    # Devices one chunk's process spreads its models over (docs/devices.md): 0 every local device
+    # of JAX's default platform (all GPUs or TPU chips of a host), 1 one device, N at most N.
+    devices: int = 0
+    # exact: each device runs the one-device program on its slices of the chunk, so the bits do
+    # not depend on the device count | mesh: one program sharded over a jax.sharding mesh.
+    sharding: str = "exact"
 
 
 @dataclass
@@ -134,6 +142,9 @@ class RayConf:
     num_gpus: Optional[int] = None  # GPUs of a local Ray (default: what Ray detects)
     cpus_per_task: float = 1.0  # CPUs of one chunk task
     gpus_per_task: float = 0.0  # fractions share one GPU between tasks
+    # TPU chips per task (1, 2, 4 or 8; a whole host's: 4 on v4/v5p, 8 on v5e/v6e): JAX gives one
+    # process all the chips it sees, and a chunk's models are spread over them (docs/devices.md).
+    tpus_per_task: float = 0.0  # a number, so that a fraction gets validation's message, not a type error
     max_retries: int = 3  # retries of a chunk whose worker process died
     auth_mode: str = "disabled"  # RAY_AUTH_MODE of a local Ray, unless the environment sets it
     # CPU tasks pin their worker process to cpus_per_task cores no other toymodels worker on that
@@ -200,6 +211,12 @@ def is_finite(config: Config) -> bool:
     return config.data.n_train > 0 or "n_train" in config.sweep.grid
 
 
+def _integer_term_axes() -> set[str]:
+    from toymodels.terms import TERMS
+
+    return {p.name for term in TERMS for p in term.params if p.integer}
+
+
 _GENERATOR = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$")
 _GENERATOR_OVERRIDE = re.compile(r"^(?P<key>[+~]*sweep\.grid\.\w+)=(?P<value>\s*(?:geomspace|linspace)\s*\([^'\"]*\))\s*$")
 
@@ -242,7 +259,8 @@ def expand_axis(name: str, spec) -> list:
         else:
             values = [start + (stop - start) * i / max(num - 1, 1) for i in range(num)]
         values = [float(f"{v:.12g}") for v in values]  # stable text for ids and column values
-        if name in INTEGER_AXES:  # e.g. n_train = geomspace(3, 100000, 20): rounded, duplicates dropped
+        if name in INTEGER_AXES or name in _integer_term_axes():  # n_train = geomspace(3, 100000, 20): rounded,
+            # duplicates dropped
             values = list(dict.fromkeys(int(round(v)) for v in values))
     else:
         raise ConfigError(key, f"must be a list of values or 'geomspace|linspace(start, stop, num)', got {spec!r}")

@@ -1,11 +1,14 @@
 """Devices, memory estimates and size limits: how large a chunk may be, and what cannot run at all.
 
 The driver decides chunk sizes and refuses what cannot fit before any compute, so it needs the
-memory of the device a chunk will run on without running anything there: a GPU when Ray tasks
-get one (``ray.gpus_per_task > 0``, asked of ``nvidia-smi``, never of JAX, so the driver does not
-start JAX's GPU backend for workers that will) or when chunks run in this process and JAX's
-default backend is a GPU; the host's memory otherwise. Per-model memory comes from the static
-spec (``TrainSpec``/``FiniteSpec``) by counting the arrays one step keeps (tests compare the
+memory of the devices a chunk will run on without running anything there: GPUs when Ray tasks
+get them (``ray.gpus_per_task > 0``, asked of ``nvidia-smi``, never of JAX, so the driver does not
+start JAX's GPU backend for workers that will), TPU chips when Ray tasks get them
+(``ray.tpus_per_task``: assumed until a worker reports JAX's own ``memory_stats()``, see
+``sweeps.executors.ray_executor``), or JAX's devices when chunks run in this process; the host's memory
+otherwise. A chunk's process spreads its models over all its devices (``sweeps.jobs.devices``), so a
+chunk holds up to ``Device.count`` times what one device holds. Per-model memory comes from the
+static spec (``TrainSpec``/``FiniteSpec``) by counting the arrays one step keeps (tests compare the
 counts with XLA's own memory analysis).
 """
 
@@ -34,6 +37,7 @@ CPU_MAX_CHUNK = 4096
 GPU_MEMORY_SHARE = 0.5
 GPU_MAX_CHUNK = 65_536
 GPU_MEMORY_UNKNOWN = 16 * GiB  # a GPU task's memory when nvidia-smi cannot tell (a remote cluster)
+TPU_MEMORY_UNKNOWN = 16 * GiB  # a TPU chip's memory until a worker reports it (v5e's; v4, v6e 32, v5p 95)
 HOST_MEMORY_SHARE = 0.8  # of the host's available memory, split between the workers running at once
 # Size limits of a plan: every model is a Python object in the driver before anything runs.
 MAX_AXIS_VALUES = 100_000
@@ -54,15 +58,22 @@ def _size_error(key: str, message: str):
 
 @dataclass(frozen=True)
 class Device:
-    """Where a chunk runs: ``platform`` "cpu" or "gpu", and the memory one chunk task may use."""
+    """Where a chunk runs: ``platform`` "cpu", "gpu" or "tpu", the memory a chunk may use on each
+    of its devices, and how many devices its process spreads the chunk's models over."""
 
     platform: str
-    memory_bytes: int
+    memory_bytes: int  # per device
     name: str
+    count: int = 1
 
     @property
     def is_gpu(self) -> bool:
         return self.platform == "gpu"
+
+    @property
+    def is_accelerator(self) -> bool:
+        """A GPU or TPU: chunks fill its memory (few, large) instead of the CPU's caches."""
+        return self.platform in ("gpu", "tpu")
 
 
 def _gib(n: float) -> str:
@@ -95,29 +106,44 @@ def host_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def _jax_default_device() -> Device:
-    """The device of chunks run in this process: JAX's default one."""
-    import jax
-
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        return Device("cpu", int(HOST_MEMORY_SHARE * host_memory_bytes()), "CPU (this process)")
+def device_memory(device) -> int | None:
+    """What JAX's allocator may use on ``device`` (``memory_stats()``' bytes_limit); None where
+    JAX does not say (its CPU devices)."""
     stats = device.memory_stats() or {}
-    memory = stats.get("bytes_limit") or (nvidia_smi_memory() or [GPU_MEMORY_UNKNOWN])[0]
-    return Device("gpu", int(memory), f"{device.device_kind} (this process)")
+    return int(stats["bytes_limit"]) if stats.get("bytes_limit") else None
+
+
+def local_device(limit: int = 0, where: str = "this process") -> Device:
+    """The devices of JAX's default platform in this process (at most ``limit``, 0: all): what a
+    chunk run here uses. Called in the process that runs chunks: the driver with
+    ``sweep.executor=local``, or a Ray worker that reports it to the driver (``sweeps.executors.ray_executor``)."""
+    from sweeps.jobs.devices import local_devices
+
+    devices = local_devices(limit)
+    first, count = devices[0], len(devices)
+    if first.platform == "cpu":
+        return Device("cpu", int(HOST_MEMORY_SHARE * host_memory_bytes() / count), f"CPU ({where}, {count} device(s))",
+                      count)
+    memory = [device_memory(d) for d in devices]
+    if None in memory:  # an allocator that does not say: the driver's tool, else a small card
+        memory = nvidia_smi_memory() or [GPU_MEMORY_UNKNOWN if first.platform == "gpu" else TPU_MEMORY_UNKNOWN]
+    return Device(first.platform, min(memory), f"{count}× {first.device_kind} ({where})", count)
 
 
 def chunk_device(config: "Config") -> Device:
-    """The device one chunk of ``config`` runs on, and the memory it may use there."""
+    """The devices one chunk of ``config`` runs on, the memory it may use on each, and how many."""
     r = config.ray
     if config.sweep.executor == "local":
-        return _jax_default_device()
+        return local_device(config.sweep.devices)
+    if r.tpus_per_task > 0:  # the driver never starts JAX's TPU backend: it would hold the chips
+        return Device("tpu", TPU_MEMORY_UNKNOWN, f"{r.tpus_per_task:g} TPU chip(s) per task, memory unknown here: "
+                      "assumed 16 GiB per chip", int(r.tpus_per_task))
     if r.gpus_per_task > 0:
         smi = nvidia_smi_memory()
-        share = min(r.gpus_per_task, 1.0)  # a task's JAX computes on one device of those it gets
+        share = min(r.gpus_per_task, 1.0)  # a fraction of one card; whole cards are each a device
         total = min(smi) if smi else GPU_MEMORY_UNKNOWN
         what = f"{r.gpus_per_task:g} GPU per task" + ("" if smi else ", memory unknown here: assumed 16 GiB")
-        return Device("gpu", int(total * share), what)
+        return Device("gpu", int(total * share), what, max(1, int(r.gpus_per_task)))
     workers = max(1, int((r.num_cpus or os.cpu_count() or 1) / r.cpus_per_task))
     return Device("cpu", int(HOST_MEMORY_SHARE * host_memory_bytes() / workers), f"CPU, {workers} worker(s)")
 
@@ -163,13 +189,16 @@ def n_snapshots(steps: int, every: int) -> int:
     return steps // every + (steps % every != 0)
 
 
-def auto_chunk_size(spec: TrainSpec | FiniteSpec, device: Device) -> int:
-    """Most models per chunk on ``device``: on a CPU, what keeps a chunk's working set near the
-    caches; on a GPU, as many as fill its share of the card's memory (few, large chunks)."""
-    per_model = model_bytes(spec, device.platform)
-    if device.is_gpu:
-        return int(max(1, min(GPU_MAX_CHUNK, GPU_MEMORY_SHARE * device.memory_bytes // per_model)))
-    return int(max(1, min(CPU_MAX_CHUNK, CPU_CHUNK_BUDGET // per_model)))
+def fill_device(per_model: int, device: Device) -> int:
+    """Most models per chunk on an accelerator: as many as fill its share of the card's memory
+    (few, large chunks), ``per_model`` bytes each."""
+    return int(max(1, min(GPU_MAX_CHUNK, GPU_MEMORY_SHARE * device.memory_bytes // per_model)))
+
+
+def fill_cache(working_set: int) -> int:
+    """Most models per chunk on a CPU: as many as keep a chunk's working set (``working_set``
+    bytes per model and step) near the caches."""
+    return int(max(1, min(CPU_MAX_CHUNK, CPU_CHUNK_BUDGET // working_set)))
 
 
 # ---------------------------------------------------------------- size limits
@@ -236,9 +265,9 @@ def check_spec(spec: TrainSpec | FiniteSpec, device: Device) -> None:
                           f"lower {key}")
 
 
-def check_chunk(spec: TrainSpec | FiniteSpec, n_models: int, device: Device) -> None:
-    """Refuse a chunk of ``n_models`` (an explicit sweep.chunk_size) that cannot fit ``device``."""
-    per_model = model_bytes(spec, device.platform)
+def check_chunk(per_model: int, n_models: int, device: Device) -> None:
+    """Refuse a chunk of ``n_models`` of ``per_model`` bytes each (an explicit sweep.chunk_size)
+    that cannot fit ``device``."""
     if n_models * per_model > device.memory_bytes:
         raise _size_error("sweep.chunk_size", f"{n_models:,} models per chunk need about {_gib(n_models * per_model)} "
                           f"({_gib(per_model)} each), more than the {_gib(device.memory_bytes)} a chunk has on its "

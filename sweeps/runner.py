@@ -18,7 +18,8 @@ import pandas as pd
 
 from sweeps.config import Config
 from sweeps.executors.base import Executor, InProcessExecutor
-from sweeps.jobs.plan import Chunk, make_chunks, plan_models
+from sweeps.jobs import Chunk, Plan, make_chunks
+from sweeps.plan import plan_sweep
 from sweeps.resources import use_compile_cache
 from sweeps.store import SweepStore
 from sweeps.tracking import Tracker, check_config as check_tracking
@@ -136,15 +137,15 @@ def run_sweep(config: Config, executor: Executor | None = None, progress: bool =
     closed at the end, even through a second Ctrl-C; only when some model is left to train.
     """
     use_compile_cache()  # before anything compiles: programs kept between runs (docs/ray.md)
-    models = plan_models(config)
-    check_tracking(config, len(models))
+    plan = plan_sweep(config)
+    check_tracking(config, len(plan.units))
     store = SweepStore(config.sweep.out)
-    store.prepare(config, len(models))
+    store.prepare(config, len(plan.units))
     with store.locked():
         claim = store.claim()
     executors = _Executors(config, executor)
     try:
-        return _drive(config, store, claim, models, executors, progress)
+        return _drive(config, plan, store, claim, executors, progress)
     finally:
         with interrupts_deferred("still stopping the local Ray this run started, so that none of it is left running"):
             executors.close()
@@ -163,7 +164,8 @@ def _claim_next(store, claim, models, attempted: set[int]):
     return todo, done, held
 
 
-def _drive(config, store, claim, models, executors, progress) -> SweepReport:
+def _drive(config: Config, plan: Plan, store, claim, executors, progress) -> SweepReport:
+    models = plan.units
     planned = {p.uid for _, p in models}
     report = SweepReport(out=str(store.root), planned=len(models), already_done=0)
     tracker = Tracker.for_sweep(config, store.root)  # wandb: never raises, a failure is a warning
@@ -175,7 +177,7 @@ def _drive(config, store, claim, models, executors, progress) -> SweepReport:
         report.already_done = len(planned & done)
         while True:
             if todo:
-                _train(config, store, todo, executors.get(), report, tracker, progress)
+                _train(plan, store, todo, executors.get(), report, tracker, progress)
                 attempted.update(p.uid for _, p in todo)
             elif not planned - done - attempted:
                 break
@@ -210,8 +212,8 @@ def _finish(store, report, planned, tracker, start, quiet=False) -> None:
         tracker.close()
 
 
-def _train(config, store, todo, executor, report, tracker, progress) -> None:
-    chunks = make_chunks(config, todo, min_chunks=executor.workers)
+def _train(plan: Plan, store, todo, executor, report, tracker, progress) -> None:
+    chunks = make_chunks(plan, todo, min_chunks=executor.workers, device=getattr(executor, "device", None))
     bar = Progress(chunks) if progress and chunks else None
     tracker.prewarm()
 

@@ -1,4 +1,5 @@
-"""Validation of a composed config, before any compute: one rule per key, then the checks across keys.
+"""Validation of a composed config, before any compute: one rule per key, then the checks across keys
+and those of the sweep's job kind (``sweeps.jobs.kind.JobKind.validate``).
 
 ``RULES`` is the one table of what a value may be (type, range, finiteness). A scalar key
 (``train.lr``) and each value of the grid axis that sweeps it (``sweep.grid.lr[i]``) go through
@@ -18,9 +19,13 @@ from dataclasses import dataclass
 from sweeps.config import (EXECUTORS, GRID_AXES, RAY_AUTH_MODES, STREAMS, WANDB_MODES, Config, ConfigError,
                            expand_axis, is_finite)
 from sweeps.config_kinds import check_kinds, option_axes
+from sweeps.jobs.terms import (all_params, check_term_rules, check_term_values, config_key, param_axes,
+                               terms_on)
+from sweeps.jobs.devices import MODES
 from toymodels.data import DATA, IMPORTANCE_KINDS
 from toymodels.models import INIT_KINDS, MODELS
 from toymodels.optim import SCHEDULES
+from toymodels.terms import TermParam
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,18 @@ NON_NEGATIVE = Number(low=0)
 DENSITY = Density()
 UNIT_OPEN = Number(low=0, high=1, high_open=True)  # Adam's betas: [0, 1)
 
+def term_rule(param: TermParam) -> Number:
+    """The rule of a loss term's setting, as the term declares it (``toymodels.terms``)."""
+    return Number(low=param.low, high=param.high, low_open=param.low_open, high_open=param.high_open,
+                  integer=param.integer, high_key=param.high_key, what=param.what)
+
+
+def term_rules() -> dict[str, Number]:
+    """The rules of every registered loss term's settings, by config key (``train.<name>`` or
+    ``train.terms.<name>``) and by grid axis (``sweep.grid.<name>``)."""
+    return {key: term_rule(p) for p in all_params() for key in (config_key(p), f"sweep.grid.{p.name}")}
+
+
 RULES: dict[str, Number | OneOf] = {
     "model.n_features": Int(1),
     "model.n_hidden": Int(1),
@@ -125,37 +142,33 @@ RULES: dict[str, Number | OneOf] = {
     "train.snapshot_every": Int(0),
     "train.eval_samples": Int(1),
     "train.eval_seed": Int(),
-    "train.l1_hidden": NON_NEGATIVE,
-    "train.capacity_feature": Int(-1, high_key="model.n_features",
-                                  what="a feature index (or -1 for none)"),
-    "train.capacity_target": Number(low=0, high=1, what="a capacity target"),
-    "train.capacity_penalty": NON_NEGATIVE,
-    "train.mono_penalty": NON_NEGATIVE,
-    "train.mono_start": Int(0),
     "train.piece_size": Int(0),  # 0: the device's default
     "train.batch_blocks": Int(1),
     "sweep.seeds": Int(1),
     "sweep.base_seed": Int(0),
     "sweep.chunk_size": Int(0),
     "sweep.executor": OneOf(EXECUTORS),
+    "sweep.devices": Int(0, what="the most devices a chunk's process uses (0: all)"),
+    "sweep.sharding": OneOf(MODES),
     "sweep.grid.importance_last": POSITIVE,  # an axis with no scalar key of its own
     "sweep.grid.density_last_ratio": POSITIVE,  # the last feature's density over its configured one
     "ray.num_cpus": Int(1, optional=True),
     "ray.num_gpus": Int(0, optional=True),
     "ray.cpus_per_task": POSITIVE,
     "ray.gpus_per_task": NON_NEGATIVE,
+    "ray.tpus_per_task": NON_NEGATIVE,  # whole chips of TPU_CHIPS_PER_TASK: _validate_devices
     "ray.max_retries": Int(0),
     "ray.auth_mode": OneOf(RAY_AUTH_MODES),
     "wandb.per_model_limit": Int(1),
 }
 
+# The built-in loss terms' settings (a plugin term's: ``term_rules()`` when checked).
+RULES.update({key: rule for key, rule in term_rules().items() if not key.startswith("sweep.grid.")})
+
 # Grid axis -> the key whose rule each of its values follows (``model`` is a kind: _validate_kinds).
 AXIS_RULES = {
     "density": "data.density", "density_last": "data.density", "importance_decay": "data.importance.decay",
     "importance_last": "sweep.grid.importance_last", "lr": "train.lr", "weight_decay": "train.weight_decay",
-    "l1_hidden": "train.l1_hidden", "capacity_feature": "train.capacity_feature",
-    "capacity_target": "train.capacity_target", "capacity_penalty": "train.capacity_penalty",
-    "mono_penalty": "train.mono_penalty", "mono_start": "train.mono_start",
     "density_last_ratio": "sweep.grid.density_last_ratio",
     "dataset_seed": "data.dataset_seed", "n_features": "model.n_features", "n_hidden": "model.n_hidden",
     "batch_size": "train.batch_size", "steps": "train.steps", "n_train": "data.n_train", "repeats": "data.repeats",
@@ -164,7 +177,7 @@ AXIS_RULES = {
 
 def check(key: str, value, config: Config, rule_key: str | None = None) -> None:
     """``value`` under the rule of ``rule_key`` (default ``key``); each element of a list alike."""
-    rule = RULES[rule_key or key]
+    rule = RULES.get(rule_key or key) or term_rules()[rule_key or key]
     if isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
             rule.check(f"{key}[{i}]", v, config)
@@ -173,19 +186,27 @@ def check(key: str, value, config: Config, rule_key: str | None = None) -> None:
 
 
 def _validate_scalars(config: Config) -> None:
+    terms = {config_key(p) for p in all_params()}
     for key in RULES:
-        if not key.startswith("sweep.grid."):
+        if not key.startswith("sweep.grid.") and key not in terms:
             check(key, operator.attrgetter(key)(config), config)
+    _validate_terms(config)
+
+
+def _validate_terms(config: Config) -> None:
+    """Every loss term's settings (``train.<name>``, ``train.terms.<name>``) by their rules."""
+    check_term_values(config, lambda key, value, param: term_rule(param).check(key, value, config))
 
 
 def _validate_grid(config: Config) -> None:
-    allowed = GRID_AXES + option_axes(config)  # the model kinds' options are static axes too
+    terms = param_axes()
+    allowed = GRID_AXES + terms + option_axes(config)  # the model kinds' options are static axes too
     for name, spec in config.sweep.grid.items():
         if name not in allowed:
             raise ConfigError(f"sweep.grid.{name}", f"unknown grid axis; allowed: {', '.join(allowed)}")
         values = expand_axis(name, spec)
-        if name in AXIS_RULES:
-            check(f"sweep.grid.{name}", values, config, AXIS_RULES[name])
+        if name in AXIS_RULES or name in terms:
+            check(f"sweep.grid.{name}", values, config, AXIS_RULES.get(name, f"sweep.grid.{name}"))
         seen: dict = {}
         for i, v in enumerate(values):
             if v in seen:  # the same model twice: one model id, two rows
@@ -248,10 +269,9 @@ def _validate_finite(config: Config) -> None:
     if t.schedule != "warmup_cosine":
         raise ConfigError("train.schedule", "finite data trains with Henighan et al.'s schedule: set "
                           f"train.schedule=warmup_cosine (linear warm-up, cosine to 0), got {t.schedule!r}")
-    if t.l1_hidden > 0 or "l1_hidden" in grid or t.capacity_feature >= 0 or "capacity_feature" in grid:
-        raise ConfigError("train.l1_hidden", "the optional loss terms are not available with finite data")
-    if t.mono_penalty > 0 or "mono_penalty" in grid:
-        raise ConfigError("train.mono_penalty", "the optional loss terms are not available with finite data")
+    for term in terms_on(config):  # the full-batch trainer has a hand-written gradient of its loss alone
+        param = next(p for p in term.params if p.name in term.switches)
+        raise ConfigError(config_key(param), "the optional loss terms are not available with finite data")
     copies = max(d.repeats, 1) * d.n_repeated
     for i, T in enumerate(_axis_or(config, "n_train", d.n_train)):
         if T < 1:  # data.n_train=0 means fresh batches: not a point of a finite-data grid
@@ -274,12 +294,7 @@ def _validate_across(config: Config) -> None:
     for size in _axis_or(config, "batch_size", t.batch_size):
         if size % t.batch_blocks:
             raise ConfigError("train.batch_blocks", f"must divide the batch size {size}, got {t.batch_blocks}")
-    on_grid = "mono_start" in s.grid
-    for i, start in enumerate(_axis_or(config, "mono_start", t.mono_start)):
-        for steps in _axis_or(config, "steps", t.steps):
-            if start >= steps:
-                key = f"sweep.grid.mono_start[{i}]" if on_grid else "train.mono_start"
-                raise ConfigError(key, f"the term would never be on: must be below train.steps={steps}, got {start}")
+    check_term_rules(config)
     if "density_last_ratio" in s.grid:
         _check_density_ratio(config)
     if "importance_decay" in s.grid and imp.kind != "geometric":
@@ -304,18 +319,44 @@ def _check_density_ratio(config: Config) -> None:
                 raise ConfigError(f"{key}[{i}]", f"{ratio} × density {p} is above 1")
 
 
-def validate(config: Config) -> None:
-    """Check every value before any compute; raise ConfigError naming the key and what is allowed."""
-    _validate_scalars(config)
-    _validate_kinds(config)
-    if config.sae is not None:  # an SAE sweep: its own grid axes and checks
-        from sweeps.sae.config import validate_sae
+# TPU chips Ray gives one task (ray._private.accelerators.tpu.TPU_VALID_CHIP_OPTIONS).
+TPU_CHIPS_PER_TASK = (1, 2, 4, 8)
+_CHIPS = "1, 2, 4 or 8"
 
-        validate_sae(config)
-        _validate_tracking(config)
-        return
+
+def _validate_devices(config: Config) -> None:
+    """Resource requests that no task could get (docs/devices.md)."""
+    r = config.ray
+    if r.tpus_per_task and r.tpus_per_task != int(r.tpus_per_task):
+        raise ConfigError("ray.tpus_per_task", "a TPU chip is not shared between tasks (JAX opens a chip in one "
+                          f"process): whole chips, {_CHIPS}; got {r.tpus_per_task:g}")
+    if r.tpus_per_task and r.tpus_per_task not in TPU_CHIPS_PER_TASK:
+        raise ConfigError("ray.tpus_per_task", f"Ray gives a task {_CHIPS} TPU chips (a whole host: 4 on v4/v5p, "
+                          f"8 on v5e/v6e), got {r.tpus_per_task:g}")
+    if r.gpus_per_task > 1 and r.gpus_per_task != int(r.gpus_per_task):
+        raise ConfigError("ray.gpus_per_task", f"a task gets a share of one GPU (below 1) or whole GPUs, its chunk "
+                          f"spread over them; got {r.gpus_per_task:g}")
+    if r.tpus_per_task and r.gpus_per_task:
+        raise ConfigError("ray.tpus_per_task", f"a task runs JAX on GPUs or on TPU chips, not both: got "
+                          f"ray.gpus_per_task={r.gpus_per_task:g} and ray.tpus_per_task={r.tpus_per_task:g}; "
+                          "set one of them to 0")
+
+
+def validate_models(config: Config) -> None:
+    """The checks of a toy-model sweep (the fresh-data and finite-data job kinds)."""
     _validate_grid(config)
-    _validate_tracking(config)
     _validate_finite(config)
     _validate_across(config)
     check_kinds(config)
+
+
+def validate(config: Config) -> None:
+    """Check every value before any compute; raise ConfigError naming the key and what is allowed:
+    the keys every config has, then the checks of its job kind (``sweeps.plan.job_kind_of``)."""
+    from sweeps.plan import job_kind_of
+
+    _validate_scalars(config)
+    _validate_devices(config)
+    _validate_kinds(config)
+    job_kind_of(config).validate(config)
+    _validate_tracking(config)

@@ -20,12 +20,12 @@ STORE_READER = {"read_results", "read_stored", "read_config", "read_config_hash"
 SWEEPS_SUBPACKAGES = {
     "sweeps.store": {"sweeps.config"},  # the store knows nothing of what wrote the chunks
     "sweeps.tracking": {"sweeps.config", "sweeps.store"},
-    # jobs ↔ sae: the toy planner and run_chunk hand SAE configs and chunks to sweeps.sae, which
-    # raises jobs' ChunkFailed; one chunk machinery for both (issue 23 item 1) ends the cycle.
-    "sweeps.jobs": {"sweeps.config", "sweeps.config_kinds", "sweeps.resources", "sweeps.sae"},
+    # The one chunk machinery and the toy-model job kinds: they know no other job kind (sweeps.sae
+    # is one, built on sweeps.jobs; the hub's sweeps.plan lists them all).
+    "sweeps.jobs": {"sweeps.config", "sweeps.config_kinds", "sweeps.resources", "sweeps.validation"},
     "sweeps.executors": {"sweeps.config", "sweeps.resources", "sweeps.jobs"},
     "sweeps.sae": {"sweeps.config", "sweeps.config_kinds", "sweeps.resources", "sweeps.jobs", "sweeps.store"},
-    "sweeps.backdoor": {"sweeps.config", "sweeps.jobs", "sweeps.store"},
+    "sweeps.backdoor": {"sweeps.config", "sweeps.plan", "sweeps.store"},
     "sweeps.bench": {"sweeps.executors", "sweeps.sae"},  # the SAE bench builds SAELens worlds as sweeps do
 }
 ONLY_IN = {"ray": "sweeps.executors", "wandb": "sweeps.tracking"}  # within sweeps
@@ -108,13 +108,13 @@ def test_a_planted_violation_of_each_rule_is_caught(tmp_path):
         "toymodels/deep/inner.py": "def f():\n    from sweeps import store\n",
         "sweeps/edge.py": "from sweeps.store import read_results\n\ndef g():\n    import analysis.api\n",
         "analysis/ok.py": "from sweeps.store import as_matrix, read_results\nfrom analysis.stored_sweep import StoredSweep\n",
-        "analysis/figures/bad.py": "from sweeps.jobs.plan import plan_sweep\nfrom sweeps.store import as_matrix, write_chunk\n",
+        "analysis/figures/bad.py": "from sweeps.plan import plan_sweep\nfrom sweeps.store import as_matrix, write_chunk\n",
         "analysis/whole.py": "import sweeps.store\nimport wandb\n",
         "analysis/figures/relative.py": "from ..sweep import StoredSweep\nfrom ...sweeps.store import write_chunk\n",
         "sweeps/store/meta.py": "from sweeps.config import Config\nfrom sweeps.store.locks import Claim\n",
-        "sweeps/store/__init__.py": "from sweeps.jobs.plan import Chunk\nfrom .meta import META\n",
-        "sweeps/jobs/plan.py": "from sweeps import resources, tracking\nfrom sweeps.sae.plan import plan_saes\n",
-        "sweeps/executors/local.py": "import ray\nfrom ..jobs.execute import run_chunk\n",
+        "sweeps/store/__init__.py": "from sweeps.jobs import Chunk\nfrom .meta import META\n",
+        "sweeps/jobs/chunks.py": "from sweeps import resources, tracking\nfrom sweeps.sae.plan import plan_saes\n",
+        "sweeps/executors/local.py": "import ray\nfrom ..jobs.chunks import run_chunk\n",
         "sweeps/runner.py": "from sweeps.tracking import Tracker\n\ndef h():\n    import ray\n",
         "sweeps/tracking/run.py": "import wandb\n",
     }
@@ -122,15 +122,16 @@ def test_a_planted_violation_of_each_rule_is_caught(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     assert sorted(arrow_violations(tmp_path).values()) == [
-        "analysis/figures/bad.py:1: from sweeps.jobs.plan import plan_sweep",
+        "analysis/figures/bad.py:1: from sweeps.plan import plan_sweep",
         "analysis/figures/bad.py:2: from sweeps.store import as_matrix, write_chunk",
         "analysis/figures/relative.py:2: from sweeps.store import write_chunk",
         "analysis/whole.py:1: import sweeps.store",
         "analysis/whole.py:2: import wandb",
         "sweeps/edge.py:4: import analysis.api",
-        "sweeps/jobs/plan.py:1: from sweeps import resources, tracking",
+        "sweeps/jobs/chunks.py:1: from sweeps import resources, tracking",
+        "sweeps/jobs/chunks.py:2: from sweeps.sae.plan import plan_saes",
         "sweeps/runner.py:4: import ray",
-        "sweeps/store/__init__.py:1: from sweeps.jobs.plan import Chunk",
+        "sweeps/store/__init__.py:1: from sweeps.jobs import Chunk",
         "toymodels/core.py:2: import matplotlib.pyplot",
         "toymodels/deep/inner.py:2: from sweeps import store",
     ]

@@ -1,6 +1,7 @@
 """Your own kinds without forking: Python files named in the config's ``plugins`` list are run
 once per process, before validation, and register their kinds in the core's tables
-(``toymodels.models.register_model``, ``toymodels.data.register_data``). See docs/kinds.md.
+(``toymodels.models.register_model``, ``toymodels.data.register_data``,
+``toymodels.terms.register_term``). See docs/kinds.md.
 
 A file is loaded as a module named after its resolved path, so loading it again (a second sweep
 in one notebook) replaces its kinds instead of clashing with them. Ray workers never read the
@@ -60,10 +61,14 @@ def source_digest(paths) -> str:
     return h.hexdigest()[:16]
 
 
-def kinds_used(model_names, data_names) -> tuple:
-    """The registered kind objects that are not built in, for the chunks to carry to workers."""
+def kinds_used(model_names, data_names, term_names=()) -> tuple:
+    """The registered kind objects (model and data kinds, loss terms) that are not built in, for the
+    chunks to carry to workers."""
+    from toymodels.terms import TERMS
+
     used = [MODELS.get(n) for n in dict.fromkeys(model_names) if not MODELS.is_builtin(n)]
     used += [DATA.get(n) for n in dict.fromkeys(data_names) if not DATA.is_builtin(n)]
+    used += [TERMS.get(n) for n in dict.fromkeys(term_names) if not TERMS.is_builtin(n)]
     return tuple(used)
 
 
@@ -78,8 +83,9 @@ def plugin_modules(kinds) -> list:
 def ensure_registered(kinds) -> None:
     """Register the kinds a chunk carries (on a worker that never loaded their file)."""
     from toymodels.data import DataKind
+    from toymodels.terms import TERMS, LossTerm
 
     for kind in kinds:
-        table = DATA if isinstance(kind, DataKind) else MODELS
+        table = DATA if isinstance(kind, DataKind) else TERMS if isinstance(kind, LossTerm) else MODELS
         if table.find(kind.name) is not kind:
             table.register(kind)

@@ -19,8 +19,9 @@ from flax import struct
 
 from toymodels import metrics, rng
 from toymodels.data import DataSpec, draw, draw_shared, from_uniforms, uniform_rows, weights_from_uniforms
-from toymodels.models import MODELS, Params, init_params, init_std, is_tiny, model_loss
+from toymodels.models import MODELS, Params, init_params, init_std, is_tiny, loss_and_hidden, model_loss
 from toymodels.optim import make_optimizer
+from toymodels.terms import TERMS, TermInputs
 
 EVAL_BATCH = 4096
 
@@ -59,10 +60,9 @@ class TrainSpec:
     model: str = "relu"  # a kind of toymodels.models.MODELS
     model_options: tuple = ()  # the kind's static options as sorted (name, value) pairs
     data: DataSpec = DataSpec()
-    # Optional loss terms, compiled in only when some model of the chunk uses them.
-    hidden_l1: bool = False  # + l1_hidden · mean ‖h‖₁
-    capacity_penalty: bool = False  # + capacity_penalty · (C_f − capacity_target)²
-    mono_penalty: bool = False  # + mono_penalty · Σ_i C_i(1 − C_i), from step mono_start on
+    # Optional loss terms (names in ``toymodels.terms.TERMS``) compiled in, added to the loss in
+    # this order: only those some model of the chunk uses. Each reads ``HParams.terms[name]``.
+    terms: tuple[str, ...] = ()
     # Compute each step's batch in this many column blocks (a scan), averaging their gradients:
     # the same data bit for bit and the same gradient up to float rounding, with a working set
     # that stays in cache (see docs/benchmark.md). 1: the whole batch at once.
@@ -96,18 +96,10 @@ class HParams:
     importance_F: jax.Array
     lr: jax.Array
     weight_decay: jax.Array
-    l1_hidden: Optional[jax.Array] = None  # needs spec.hidden_l1
-    # Hold feature f's capacity near a target (needs spec.capacity_penalty): f as a one-hot row,
-    # so that models of one chunk may hold different features.
-    capacity_onehot_F: Optional[jax.Array] = None
-    capacity_target: Optional[jax.Array] = None
-    capacity_penalty: Optional[jax.Array] = None
     stream: Optional[jax.Array] = None  # index into train_many's stream_words (needs spec.shared_streams)
-    # μ of the monosemanticity term μ·Σ_i C_i(1 − C_i) and the step from which it is on (0: from
-    # scratch; s > 0: a fine-tune of the model trained without it for s steps). Needs
-    # spec.mono_penalty.
-    mono_penalty: Optional[jax.Array] = None
-    mono_start: Optional[jax.Array] = None
+    # The per-model arrays of each loss term of ``spec.terms``: term name -> its ``arrays``
+    # (``toymodels.terms.base.LossTerm``).
+    terms: dict = dataclasses.field(default_factory=dict)
 
 
 @struct.dataclass
@@ -132,6 +124,7 @@ def make_train(spec: TrainSpec):
     """Build ``train(key, hparams) -> TrainResult`` for one model; vmap it for many."""
     std = init_std(spec.n_features, spec.n_hidden, spec.init, spec.init_instances)
     kind = MODELS.get(spec.model)
+    terms = [TERMS.get(name) for name in spec.terms]
     marks = spec.snapshot_steps
     n_eval_batches = -(-spec.eval_samples // EVAL_BATCH)
 
@@ -140,18 +133,13 @@ def make_train(spec: TrainSpec):
         return model_loss(params, x_FxB, importance_F, kind, weight_FxB=weight_FxB)
 
     def train_loss_fn(params, batch, hp, t):
-        """The loss being minimised at step ``t``: the model's loss plus the optional terms.
-        Snapshots record it; the evaluation loss is the model's loss alone."""
+        """The loss being minimised at step ``t``: the model's loss plus the optional terms
+        (``spec.terms``, in order). Snapshots record it; the evaluation loss is the model's loss alone."""
         x_FxB, weight_FxB = batch
-        loss = model_loss(params, x_FxB, hp.importance_F, kind, hp.l1_hidden if spec.hidden_l1 else None,
-                          weight_FxB)
-        if spec.capacity_penalty:
-            held = jnp.sum(hp.capacity_onehot_F * metrics.capacity(kind.features(params)))
-            loss = loss + hp.capacity_penalty * (held - hp.capacity_target) ** 2
-        if spec.mono_penalty:
-            C_F = metrics.capacity_for_gradients(kind.features(params))
-            on = (t >= hp.mono_start).astype(loss.dtype)
-            loss = loss + on * hp.mono_penalty * jnp.sum(C_F * (1.0 - C_F))
+        loss, hidden, ops = loss_and_hidden(params, x_FxB, hp.importance_F, kind, weight_FxB)
+        inputs = TermInputs(params=params, kind=kind, hidden=hidden, ops=ops, step=t)
+        for term in terms:
+            loss = loss + term.penalty(inputs, hp.terms[term.name])
         return loss
 
     rows = uniform_rows(spec.data, spec.n_features)

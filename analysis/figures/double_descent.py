@@ -1,7 +1,7 @@
 """Figures of memorisation and double descent from a finite-data sweep (Henighan et al. 2023 and
 Jermyn's repeated-data extension; docs/science/metrics.md, docs/science/double-descent.md).
 
-Every figure reads the table of ``sweeps.jobs.finite_rows.finite_table``. Aggregation, stated on each
+Every figure reads the table of ``sweeps.jobs.finite.finite_table``. Aggregation, stated on each
 figure: the best init seed per dataset (lowest *training* loss: the optimisation's own criterion,
 never the test loss), then mean and min–max spread over dataset seeds.
 """

@@ -99,11 +99,11 @@ def _finite_specs(root: Path) -> dict:
     from omegaconf import OmegaConf
 
     from sweeps.config import Config
-    from sweeps.jobs.plan import plan_models
+    from sweeps.plan import plan_sweep
     from sweeps.store import read_config
 
     config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), read_config(root)))
-    return {point.uid: spec for spec, point in plan_models(config)}
+    return {point.uid: spec for spec, point in plan_sweep(config).units}
 
 
 def _unit(x_NxF: np.ndarray) -> np.ndarray:
@@ -189,7 +189,7 @@ def check_sweep(table: pd.DataFrame) -> None:
 
 
 def main(argv=None) -> None:
-    from sweeps.store import read_config, read_results
+    from sweeps.store import read_config, read_results, write_table
 
     args = build_parser().parse_args(argv)
     root = Path(args.sweep_dir)
@@ -205,9 +205,7 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     axes = list(read_config(root).get("sweep", {}).get("grid", {}))
     out = finite_rows(table, root, args) if "n_train" in table else fresh_rows(table, axes, args)
-    tmp = root / f".tmp-{BACKDOOR_TABLE}"
-    out.to_parquet(tmp, index=False)
-    tmp.replace(root / BACKDOOR_TABLE)
+    write_table(root / BACKDOOR_TABLE, out)
     print(f"{root / BACKDOOR_TABLE}: {out['uid'].nunique()} models, {len(out)} rows in "
           f"{time.perf_counter() - start:.1f}s")
 

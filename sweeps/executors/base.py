@@ -1,5 +1,5 @@
 """Where chunks run: the executor interface and the in-process executor (Ray in
-``sweeps.executors.ray_executor``). An executor runs ``sweeps.jobs.execute.run_chunk`` on each chunk
+``sweeps.executors.ray_executor``). An executor runs ``sweeps.jobs.run_chunk`` on each chunk
 and reports each finished or failed chunk to the driver's callbacks as soon as it is known.
 """
 
@@ -9,8 +9,7 @@ from typing import Callable, Protocol, Sequence
 
 import pandas as pd
 
-from sweeps.jobs.execute import run_chunk
-from sweeps.jobs.plan import Chunk
+from sweeps.jobs import Chunk, run_chunk
 
 OnDone = Callable[[Chunk, pd.DataFrame], None]
 OnFailed = Callable[[Chunk, BaseException], None]
@@ -20,6 +19,9 @@ class Executor(Protocol):
     """Runs chunks somewhere and reports each one to the driver as soon as it ends."""
 
     workers: int
+    # The devices its chunks run on, when the executor asked them (a Ray worker's report, for TPU
+    # chips and GPUs the driver cannot see); None: sweeps.resources.chunk_device decides.
+    device: object = None
 
     def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None: ...
 
@@ -28,9 +30,10 @@ class Executor(Protocol):
 
 
 class InProcessExecutor:
-    """Runs chunks one after another in this process."""
+    """Runs chunks one after another in this process, each over all of its devices (sweeps.jobs.devices)."""
 
     workers = 1
+    device = None
 
     def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None:
         for chunk in chunks:

@@ -1,9 +1,10 @@
 """Run chunks as Ray tasks: over the local cores by default, or on an existing cluster.
 
-Each chunk is one task (``num_cpus``/``num_gpus`` from config). Results come back to the driver
-through Ray's object store, and the driver stores each chunk as soon as it is ready, so no shared
-filesystem is needed. A task whose worker process dies is retried by Ray (``max_retries``); a
-chunk that raises (a diverged model) is not retried and is reported as failed.
+Each chunk is one task (``num_cpus``/``num_gpus``/TPU chips from config; a task spreads its chunk
+over all the devices it gets, ``sweeps.jobs.devices``). Results come back to the driver through Ray's
+object store, and the driver stores each chunk as soon as it is ready, so no shared filesystem is
+needed. A task whose worker process dies is retried by Ray (``max_retries``); a chunk that raises
+(a diverged model) is not retried and is reported as failed.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import sys
 from typing import Sequence
 
-from sweeps.config import RayConf
+from sweeps.config import ConfigError, RayConf
 from sweeps.executors.base import OnDone, OnFailed
-from sweeps.jobs.execute import run_chunk
-from sweeps.jobs.plan import Chunk
-from sweeps.resources import compile_cache_dir
+from sweeps.jobs import Chunk, run_chunk
+from sweeps.resources import Device, compile_cache_dir, nvidia_smi_memory
+
+PROBE_TIMEOUT_S = 180  # how long the driver waits for a worker to report its devices
 
 
 _HELD_CORES: list = []  # lock files of the cores this worker process holds, open while it lives
@@ -81,16 +84,58 @@ def _ray_run_chunk(chunk: Chunk, pin_cores: int = 0):
 
 
 def worker_env(conf: RayConf) -> dict[str, str]:
-    """Environment of the worker processes: JAX on the GPU Ray assigned without taking all of its
-    memory, or on the CPU when the task has no GPU; the driver's compilation cache (a worker on
-    another machine of a cluster keeps its own there, at the same path)."""
+    """Environment of the worker processes: JAX on the GPUs Ray assigned without taking all of
+    their memory, on the TPU chips Ray assigned (and nothing else: a worker that cannot open them
+    fails instead of training on its CPU), or on the CPU when the task has neither; the driver's
+    compilation cache (a worker on another machine of a cluster keeps its own there, at the same path)."""
     env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
-    if conf.gpus_per_task == 0:
+    if conf.tpus_per_task:
+        env["JAX_PLATFORMS"] = "tpu"
+    elif conf.gpus_per_task == 0:
         env["JAX_PLATFORMS"] = "cpu"
     cache = compile_cache_dir()
     if cache:
         env["JAX_COMPILATION_CACHE_DIR"] = cache
     return env
+
+
+def remote_task(function, conf: RayConf, fresh_worker: bool = False, **options):
+    """``function`` as a Ray task of a chunk's shape: its cores, GPUs or TPU chips, retries and
+    environment (``options`` override). A TPU chip is open in one process at a time and a worker
+    keeps its chips while it lives, so every TPU task (and a ``fresh_worker`` one) gets a worker
+    process of its own, which frees them when it exits."""
+    import ray
+
+    resources = {"TPU": int(conf.tpus_per_task)} if conf.tpus_per_task else None
+    remote = ray.remote(max_calls=1)(function) if conf.tpus_per_task or fresh_worker else ray.remote(function)
+    return remote.options(**{**dict(num_cpus=conf.cpus_per_task, num_gpus=conf.gpus_per_task, resources=resources,
+                                    max_retries=conf.max_retries, retry_exceptions=False,
+                                    runtime_env={"env_vars": worker_env(conf)}), **options})
+
+
+def _report_device() -> Device:
+    from sweeps.resources import local_device
+
+    return local_device(where="reported by a Ray worker")
+
+
+def probe_device(conf: RayConf, timeout: float = PROBE_TIMEOUT_S) -> Device | None:
+    """The devices one chunk task gets and their memory, as a worker of that shape reports them
+    from JAX (``memory_stats()``): for TPU chips, and GPUs the driver's nvidia-smi cannot see. The
+    worker exits after it (frees its chips). None, with a warning, when none answered in time."""
+    import ray
+
+    ref = remote_task(_report_device, conf, fresh_worker=True, max_retries=0).remote()
+    try:
+        device = ray.get(ref, timeout=timeout)
+    except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError) as error:
+        ray.cancel(ref, force=True)
+        print(f"warning: no Ray worker reported its devices ({type(error).__name__}); chunk sizes assume "
+              "16 GiB per device (set sweep.chunk_size to choose)", file=sys.stderr, flush=True)
+        return None
+    if device.is_gpu and conf.gpus_per_task < 1:  # a fraction of the card
+        device = Device(device.platform, int(device.memory_bytes * conf.gpus_per_task), device.name, 1)
+    return device
 
 
 class RayExecutor:
@@ -118,13 +163,18 @@ class RayExecutor:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
         resources = ray.cluster_resources()
         slots = resources.get("CPU", 1) / max(self.conf.cpus_per_task, 1e-9)
-        if self.conf.gpus_per_task > 0:
-            slots = min(slots, resources.get("GPU", 0) / self.conf.gpus_per_task)
-            if slots < 1:
-                self.close()
-                raise RuntimeError(f"ray.gpus_per_task={self.conf.gpus_per_task} but the cluster has "
-                                   f"{resources.get('GPU', 0)} GPU(s)")
+        for key, name, per_task in (("ray.gpus_per_task", "GPU", self.conf.gpus_per_task),
+                                    ("ray.tpus_per_task", "TPU", self.conf.tpus_per_task)):
+            if per_task > 0:
+                slots = min(slots, resources.get(name, 0) / per_task)
+                if slots < 1:
+                    self.close()
+                    raise ConfigError(key, f"{per_task:g} per task, but the Ray cluster has {resources.get(name, 0):g} "
+                                      f"{name}(s){' (Ray finds the chips of a TPU VM by itself)' if name == 'TPU' else ''}")
         self.workers = max(1, int(slots))
+        # Where the driver cannot see the devices of a task, a worker reports them (chunk sizes).
+        unseen = self.conf.tpus_per_task or (self.conf.gpus_per_task and nvidia_smi_memory() is None)
+        self.device = probe_device(self.conf) if unseen else None
 
     def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None:
         import ray
@@ -135,16 +185,10 @@ class RayExecutor:
 
         for module in plugin_modules({kind for chunk in chunks for kind in chunk.kinds}):
             cloudpickle.register_pickle_by_value(module)  # a user's kinds travel with the chunks
-        task = ray.remote(_ray_run_chunk).options(
-            num_cpus=self.conf.cpus_per_task,
-            num_gpus=self.conf.gpus_per_task,
-            max_retries=self.conf.max_retries,
-            retry_exceptions=False,
-            runtime_env={"env_vars": worker_env(self.conf)},
-        )
-        # Pin whole-core CPU tasks (a fraction of a core, or a GPU task, is left to the OS).
-        cpus = self.conf.cpus_per_task
-        pin = int(cpus) if self.conf.pin_cpus and self.conf.gpus_per_task == 0 and cpus == int(cpus) else 0
+        task = remote_task(_ray_run_chunk, self.conf)
+        # Pin whole-core CPU tasks (a fraction of a core, a GPU or a TPU task, is left to the OS).
+        cpus, accelerated = self.conf.cpus_per_task, self.conf.gpus_per_task or self.conf.tpus_per_task
+        pin = int(cpus) if self.conf.pin_cpus and not accelerated and cpus == int(cpus) else 0
         pending = {task.remote(chunk, pin): chunk for chunk in chunks}
         try:
             while pending:

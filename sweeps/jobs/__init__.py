@@ -1,2 +1,10 @@
-"""Chunk jobs: the toy planner (grid → models → chunks) and what one chunk runs (``run_chunk``), with
-the finite-data rows."""
+"""The one chunk machinery and the toy-model job kinds: what a job kind is (``kind``: ``JobKind``,
+``Plan``, ``Chunk``), ids, splitting, padding, the memory budget and running a chunk (``chunks``),
+a chunk's program over the devices of its process (``devices``), toy models of a grid
+(``models``) on fresh data (``toy``) and on finite data (``finite``), the loss terms' config
+plumbing (``terms``)."""
+
+from sweeps.jobs.chunks import ChunkFailed, make_chunks, run_chunk
+from sweeps.jobs.kind import Chunk, ChunkProgram, JobKind, Plan
+
+__all__ = ["Chunk", "ChunkFailed", "ChunkProgram", "JobKind", "Plan", "make_chunks", "run_chunk"]

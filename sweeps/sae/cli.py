@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sweeps.sae.toy import load_sweep, select_models
+
 KIND_GROUPS = {"both": ("plain", "gated")}  # plus "all": every registered kind
 
 class UsageError(ValueError):
@@ -69,66 +71,6 @@ def resolve_dict_size(size: str, n_features: int) -> int:
     if size.endswith("n"):
         return int(size[:-1] or 1) * n_features
     return int(size)
-
-
-def select_models(table: pd.DataFrame, query: str | None) -> pd.DataFrame:
-    if not query:
-        return table
-    try:
-        chosen = table.query(query)
-    except (NameError, SyntaxError, ValueError, TypeError, KeyError) as error:  # what a bad query raises
-        raise UsageError("--models", f"bad query {query!r} ({type(error).__name__}: {error}); "
-                         f"columns: {', '.join(c for c in table.columns if table[c].dtype != object)}") from None
-    if chosen.empty:
-        raise UsageError("--models", f"query {query!r} selects no model out of {len(table)}")
-    return chosen
-
-
-def load_sweep(root: Path) -> tuple[pd.DataFrame, dict]:
-    """The stored sweep's table and config, through the store's public reader."""
-    from sweeps.store import RESULTS, read_config, read_results
-
-    if not (root / RESULTS).exists():
-        raise UsageError("sweep_dir", f"{root} holds no {RESULTS}: is it a sweep's output directory (sweep.out)?")
-    table = read_results(root)
-    if table.empty:
-        raise UsageError("sweep_dir", f"{root} holds no finished model yet")
-    return table, read_config(root)
-
-
-def stored_data_spec(config: dict):
-    """The sweep's DataSpec (kind, set size, magnitude, rest scale) as the planner built it, after
-    loading the sweep's plugin files (a user's kinds)."""
-    from omegaconf import OmegaConf
-
-    from sweeps.config_kinds import data_spec_of
-    from toymodels.plugins import load_plugins
-
-    load_plugins(config.get("plugins", []))
-    return data_spec_of(OmegaConf.create(config))
-
-
-def toy_arrays(models: pd.DataFrame, model: str, n: int, m: int) -> dict:
-    """Every toy model's parameters (rebuilt from the stored columns of the kind's parameter
-    names) and feature densities, stacked along a leading model axis."""
-    from sweeps.store import as_matrix
-    from toymodels.sae.toy import param_names
-
-    names = param_names(model, n, m)
-    missing = [name for name in names if name not in models.columns]
-    if missing:
-        raise UsageError("sweep_dir", f"the stored {model!r} models have no column {missing[0]!r}")
-    params = {name: np.stack([np.asarray(np.asarray(v, dtype=object).tolist(), np.float32) for v in models[name]])
-              for name in names}
-    return {"params": params, "density_F": as_matrix(models["feature_density"]).astype(np.float32)}
-
-
-def toy_measures(W_NxHxF: np.ndarray) -> dict:
-    """The toy models' superposition (docs/science/metrics.md) beside each SAE's scores."""
-    from toymodels import metrics
-
-    return {"interference_mean": metrics.interference(W_NxHxF).mean(axis=-1),
-            "dims_per_feature": metrics.dimensions_per_feature(W_NxHxF)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,7 +128,7 @@ def check_sizes(args, table: pd.DataFrame) -> None:
 
     if not any(SAE_KINDS.get(kind).top_k for kind in args.kinds):
         return
-    for n in sorted(set(select_models(table, args.models)["n_features"])):
+    for n in sorted(set(select_models(table, args.models, "--models")["n_features"])):
         smallest = min(resolve_dict_size(size, int(n)) for size in args.dict_sizes)
         if max(args.k) > smallest:
             raise UsageError("--k", f"k={max(args.k)} exceeds dictionary size {smallest} (n={n})")
@@ -225,8 +167,8 @@ def main(argv=None) -> None:
     root = Path(args.sweep_dir)
     try:
         check_args(args)
-        table, _ = load_sweep(root)
-        select_models(table, args.models)  # a bad --models query: named here, before the sweep
+        table, _ = load_sweep(root, "sweep_dir")
+        select_models(table, args.models, "--models")  # a bad --models query: named here, before the sweep
         check_sizes(args, table)
     except (UsageError, ConfigError) as error:
         print(f"toymodels-sae: error: {error}", file=sys.stderr)

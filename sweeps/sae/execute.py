@@ -1,83 +1,72 @@
-"""Running one chunk of an SAE sweep: every SAE of it in one ``jit(vmap(train))`` program
-(``toymodels.sae.train_saes``), one row per SAE with its decoder, as ``sweeps.jobs.execute.run_chunk``
-does for toy models (it hands ``SaeChunk``s here)."""
+"""One chunk of an SAE sweep: every SAE of it in one ``jit(vmap(train))`` program
+(``toymodels.sae.train_saes``), and one row per SAE with its decoder and scores; the SAE job kind's
+``program`` and ``rows`` (``sweeps.sae.job``), run by ``sweeps.jobs.chunks.run_chunk``."""
 
 from __future__ import annotations
 
-import time
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from sweeps.sae.plan import SaeChunk, hparam_lists, padded
+from sweeps.jobs.chunks import identity_columns
+from sweeps.jobs.kind import Chunk, ChunkProgram
+from sweeps.sae.plan import SaeGroup, SaePoint, hparam_lists
 
 # Scores of toymodels.sae.metrics.SaeScores stored as one float column each.
 SCORES = ("mmcs", "mmcs_reverse", "n_dead", "dead_fraction", "l0", "true_l0", "mse", "fvu", "h_var", "gamma",
           "precision", "recall", "f1", "loss", "absorption")
 
 
-def source_arrays(chunk: SaeChunk, points):
+def source_arrays(chunk: Chunk[SaeGroup, SaePoint], points):
     from sweeps.sae.toy import toy_source_arrays
     from sweeps.sae.worlds import world_arrays
 
-    return toy_source_arrays(chunk, points) if chunk.toy_arrays else world_arrays(points)
+    return toy_source_arrays(chunk.carry, points) if chunk.carry else world_arrays(points)
 
 
-def run_sae_chunk(chunk: SaeChunk) -> pd.DataFrame:
-    """Train every SAE of ``chunk`` in one compiled program; one row per SAE."""
-    import jax
-
-    from sweeps.jobs.execute import ChunkFailed
-    from toymodels.plugins import ensure_registered
+def program(chunk: Chunk[SaeGroup, SaePoint]) -> ChunkProgram:
+    """Every SAE of ``chunk`` (padded) in one compiled program; ``context``: the sources' arrays."""
     from toymodels.sae import hparams, sae_keys, split_keys, train_saes
 
-    ensure_registered(chunk.kinds)
-    points = padded(chunk)
+    points = chunk.padded()
     arrays = source_arrays(chunk, points)
     init_keys, data_keys = split_keys(sae_keys(chunk.base_seed, [p.source_uid for p in points],
                                                [p.seed for p in points]))
     hp = hparams(len(points), **hparam_lists(points))
-    start = time.perf_counter()
-    result = jax.device_get(train_saes(chunk.spec, chunk.group.source, init_keys, hp, arrays, data_keys))
-    seconds = time.perf_counter() - start
-    n = chunk.n_models
-    finite = np.isfinite(np.asarray(result.scores.loss)[:n])
-    for leaf in jax.tree.leaves(result.params):
-        finite &= np.isfinite(np.asarray(leaf)[:n]).reshape(n, -1).all(axis=1)
-    if not finite.all():
-        bad = chunk.points[int(np.flatnonzero(~finite)[0])]
-        raise ChunkFailed(f"non-finite loss or weights for {int((~finite).sum())} SAE(s), first at "
-                          f"{dict(bad.coords, seed=bad.seed)}")
-    return sae_table(chunk, result, arrays, seconds)
+    spec = chunk.spec.spec
+    return ChunkProgram(partial(train_saes, spec, chunk.spec.source), (init_keys, hp, arrays, data_keys),
+                        (0, 0, 0 if spec.per_sae_source else None, None if spec.shared_data else 0), context=arrays)
 
 
-def _source_columns(chunk: SaeChunk, arrays) -> dict[str, np.ndarray]:
+def _source_columns(chunk: Chunk[SaeGroup, SaePoint], arrays) -> dict[str, np.ndarray]:
     """Per SAE: its source's true directions (for MCC) and which of them are represented."""
     import jax
 
-    source = chunk.group.source
+    source = chunk.spec.source
     return {"truth": np.asarray(jax.vmap(source.truth)(arrays)),
             "represented": np.asarray(jax.vmap(source.represented)(arrays))}
 
 
-def sae_table(chunk: SaeChunk, result, arrays, seconds: float) -> pd.DataFrame:
+def rows(chunk: Chunk[SaeGroup, SaePoint], program: ChunkProgram, result, seconds: float) -> pd.DataFrame:
     import jax
 
     from toymodels.sae import SAE_KINDS, chance_mmcs, decoder, mcc
     from toymodels.sae.saelens import params_blob
 
-    spec, source = chunk.spec, chunk.group.source
+    arrays = program.context
+    spec, source = chunk.spec.spec, chunk.spec.source
     W_dec = np.asarray(jax.vmap(decoder)(result.params))
     truth = _source_columns(chunk, arrays)
     chance = chance_mmcs(source.n_hidden, spec.dict_size)
     top_k = SAE_KINDS.get(spec.kind).top_k
     every = max(spec.steps // spec.curve_points, 1)
-    rows = []
+    out = []
     for i, p in enumerate(chunk.points):
-        row = {**dict(p.coords), **dict(p.source)}
+        row = identity_columns(chunk, p, between=p.source)
         row.update(
-            seed=p.seed, uid=p.uid, order=p.order, chunk=chunk.id, source_uid=p.source_uid,
-            sae_source="toy" if chunk.toy_arrays else "world", kind=spec.kind, dict_size=spec.dict_size,
+            source_uid=p.source_uid,
+            sae_source="toy" if chunk.carry else "world", kind=spec.kind, dict_size=spec.dict_size,
             l1=float("nan") if top_k else p.l1, k=p.k if top_k else 0, sparsity=float(p.k if top_k else p.l1),
             lr=p.lr, bandwidth=p.bandwidth, ortho=p.ortho, steps=spec.steps, batch_size=spec.batch_size,
             n_features=source.n_features, n_hidden=source.n_hidden, n_true=source.n_true,
@@ -93,5 +82,5 @@ def sae_table(chunk: SaeChunk, result, arrays, seconds: float) -> pd.DataFrame:
             snap_loss=np.asarray(result.curve[i]).tolist(),
             train_seconds=seconds / chunk.n_models,
         )
-        rows.append(row)
-    return pd.DataFrame(rows)
+        out.append(row)
+    return pd.DataFrame(out)

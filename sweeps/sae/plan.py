@@ -1,8 +1,8 @@
 """Planning an SAE sweep: config -> one ``SaePoint`` per SAE -> chunks of same-shaped SAEs.
 
-The counterpart of ``sweeps.jobs.plan`` for configs with an ``sae:`` section (``sweeps.sae.config``);
-``sweeps.jobs.plan.plan_models`` and ``make_chunks`` hand such configs here. A chunk is one
-``toymodels.sae.train_saes`` program: every SAE in it shares an ``SaeSpec`` (kind, dictionary
+The SAE job kind's planner (``sweeps.sae.job``) for configs with an ``sae:`` section
+(``sweeps.sae.config``); ``sweeps.jobs.chunks`` splits its SAEs into chunks as it does every
+kind's models. A chunk is one ``toymodels.sae.train_saes`` program: every SAE in it shares an ``SaeSpec`` (kind, dictionary
 size, steps, batch, k_max) and a static source (a world's firing and shape, or a toy model's kind,
 data kind and shape); everything else (λ, k, lr, ε, λ_o, the world's density, magnitudes,
 cosine, seed, the toy model's weights) is a per-SAE array.
@@ -10,15 +10,12 @@ cosine, seed, the toy model's weights) is a per-SAE array.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import itertools
-import json
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from sweeps.jobs.chunks import crc_id, model_uid
 from sweeps.sae.config import (FOLLOW_ACTIVE, KIND_AXES, SAE_STATIC_AXES, WORLD_RULES, WORLD_STATIC_AXES,
                                resolve_dict_size, sae_values)
 from toymodels.registry import ConfigError
@@ -52,28 +49,9 @@ class SaeGroup:
     source: object  # toymodels.sae.worlds.WorldSource or toymodels.sae.toy.ToySource
     world: tuple = ()  # the world's static parameters (kind, shape, directions, active)
 
-
-@dataclass(frozen=True)
-class SaeChunk:
-    id: str
-    group: SaeGroup
-    base_seed: int
-    points: tuple[SaePoint, ...]
-    pad_to: int
-    toy_arrays: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)  # toy uid -> arrays
-    kinds: tuple = ()  # the user's own model/data kinds a toy source needs (as sweeps.jobs.plan.Chunk)
-
     @property
-    def spec(self) -> SaeSpec:
-        return self.group.spec
-
-    @property
-    def n_models(self) -> int:
-        return len(self.points)
-
-
-def crc_id(payload) -> int:
-    return zlib.crc32(json.dumps(payload, sort_keys=True, default=str).encode()) & 0x7FFFFFFF
+    def steps(self) -> int:
+        return self.spec.steps
 
 
 def _grid(config) -> list[tuple[tuple[str, object], ...]]:
@@ -140,12 +118,13 @@ def _world_sources(config, coords: tuple):
     return [(world_source(world), static, crc_id({"world": params}), params)]
 
 
-def plan_saes(config) -> list[tuple[SaeGroup, SaePoint]]:
+def plan_saes(config, device=None) -> tuple[list[tuple[SaeGroup, SaePoint]], dict]:
     """Every SAE of the grid × sources × seeds, in grid order (last axis fastest, then source,
-    then seed); each kind once per setting it reads."""
+    then seed); each kind once per setting it reads. And what chunks carry: each toy source's
+    arrays by its uid ({} for worlds, built where a chunk runs from the points alone)."""
     from sweeps.config import expand_axis
     from sweeps.resources import check_plan_size
-    from sweeps.sae.toy import toy_sources
+    from sweeps.sae.toy import toy_carry, toy_sources
 
     check_plan_size(config, {a: len(expand_axis(a, v)) for a, v in config.sweep.grid.items()})
     toys = toy_sources(config) if config.sae.source == "toy" else None
@@ -163,59 +142,20 @@ def plan_saes(config) -> list[tuple[SaeGroup, SaePoint]]:
             group = SaeGroup(spec, source, world_static)
             for seed in range(config.sweep.seeds):
                 at = coords + ((("toy_uid", source_uid),) if toys is not None else ())
-                uid = crc_id({"coords": [[a, v] for a, v in at], "seed": seed})
+                uid = model_uid(at, seed)
                 if (uid, seed) in seen:
                     continue  # an axis the kind does not read: the same SAE again
                 seen.add((uid, seed))
                 out.append((group, SaePoint(coords, seed, uid, len(out), source_uid, **_values(config, coords, kind),
                                             source=info)))
-    return out
+    return out, (toy_carry(config) if toys is not None else {})
 
 
-def auto_sae_chunk_size(group: SaeGroup) -> int:
-    """Most SAEs per chunk when sweep.chunk_size is 0, within a CPU chunk's working-set budget
-    (``sweeps.resources``). Per SAE and step: activations, codes, reconstruction and their
-    gradients (~8 B×(H+D) float32 arrays), and the evaluation batch."""
-    from sweeps.resources import CPU_CHUNK_BUDGET, CPU_MAX_CHUNK
-
+def working_set(group: SaeGroup) -> int:
+    """Per SAE and step: activations, codes, reconstruction and their gradients (~8 B×(H+D) float32
+    arrays), and the evaluation batch."""
     spec = group.spec
-    per_sae = 4 * 8 * max(spec.batch_size, spec.eval_batch) * (group.source.n_hidden + spec.dict_size)
-    return int(max(1, min(CPU_MAX_CHUNK, CPU_CHUNK_BUDGET // per_sae)))
-
-
-def sae_chunk_id(group: SaeGroup, base_seed: int, points) -> str:
-    payload = json.dumps({"spec": dataclasses.asdict(group.spec), "source": repr(group.source),
-                          "world": group.world, "base_seed": base_seed,
-                          "points": [dataclasses.asdict(p) for p in points]}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def make_sae_chunks(config, saes, min_chunks: int = 1) -> list[SaeChunk]:
-    """Split SAEs into chunks of one group each, balanced in size (as ``sweeps.jobs.plan.make_chunks``)."""
-    from sweeps.sae.toy import toy_chunk_arrays, toy_kinds
-
-    by_group: dict[SaeGroup, list[SaePoint]] = {}
-    for group, point in saes:
-        by_group.setdefault(group, []).append(point)
-    chunks = []
-    for group, points in by_group.items():
-        cap = config.sweep.chunk_size or auto_sae_chunk_size(group)
-        n_chunks = min(len(points), max(-(-len(points) // cap), min_chunks))
-        size = -(-len(points) // n_chunks)
-        # Every chunk is padded to the width it has with one worker: XLA may round a vmapped
-        # program's sums differently at another width, and the bits must not depend on the executor.
-        width = -(-len(points) // -(-len(points) // cap))
-        for start in range(0, len(points), size):
-            part = tuple(points[start:start + size])
-            toy = toy_chunk_arrays(config, part) if config.sae.source == "toy" else {}
-            chunks.append(SaeChunk(sae_chunk_id(group, config.sweep.base_seed, part), group, config.sweep.base_seed,
-                                   part, width, toy, toy_kinds(group.source)))
-    return chunks
-
-
-def padded(chunk: SaeChunk) -> list[SaePoint]:
-    """The chunk's SAEs, the last repeated up to ``pad_to``: every chunk of a group compiles once."""
-    return list(chunk.points) + [chunk.points[-1]] * (chunk.pad_to - len(chunk.points))
+    return 4 * 8 * max(spec.batch_size, spec.eval_batch) * (group.source.n_hidden + spec.dict_size)
 
 
 def hparam_lists(points) -> dict[str, np.ndarray]:

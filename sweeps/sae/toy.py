@@ -1,6 +1,6 @@
 """Toy models of a stored sweep as the sources of an SAE sweep (``sae.source=toy``): each model's own
 data kind and forward pass (``toymodels.sae.toy.ToySource``), read through the store's public
-reader as ``toymodels-sae`` reads them (``sweeps.sae.cli``)."""
+reader (``toymodels-sae``, ``sweeps.sae.cli``, checks its options with the same readers)."""
 
 from __future__ import annotations
 
@@ -17,20 +17,77 @@ TOY_VALUES = ("seed", "loss", "model", "data_kind", "n_features", "n_hidden")
 _CACHE: dict = {}
 
 
+def select_models(table: pd.DataFrame, query: str | None, key: str) -> pd.DataFrame:
+    """The models a pandas ``query`` selects (all without one); a bad or empty selection is a
+    ConfigError naming ``key`` (``sae.toy.models``, or ``--models`` of ``toymodels-sae``)."""
+    if not query:
+        return table
+    try:
+        chosen = table.query(query)
+    except (NameError, SyntaxError, ValueError, TypeError, KeyError) as error:  # what a bad query raises
+        raise ConfigError(key, f"bad query {query!r} ({type(error).__name__}: {error}); "
+                          f"columns: {', '.join(c for c in table.columns if table[c].dtype != object)}") from None
+    if chosen.empty:
+        raise ConfigError(key, f"query {query!r} selects no model out of {len(table)}")
+    return chosen
+
+
+def load_sweep(root: Path, key: str) -> tuple[pd.DataFrame, dict]:
+    """The stored sweep's table and config, through the store's public reader; a directory that
+    holds none is a ConfigError naming ``key``."""
+    from sweeps.store import RESULTS, read_config, read_results
+
+    if not (root / RESULTS).exists():
+        raise ConfigError(key, f"{root} holds no {RESULTS}: is it a sweep's output directory (sweep.out)?")
+    table = read_results(root)
+    if table.empty:
+        raise ConfigError(key, f"{root} holds no finished model yet")
+    return table, read_config(root)
+
+
+def stored_data_spec(config: dict):
+    """The sweep's DataSpec (kind, set size, magnitude, rest scale) as the planner built it, after
+    loading the sweep's plugin files (a user's kinds)."""
+    from omegaconf import OmegaConf
+
+    from sweeps.config_kinds import data_spec_of
+    from toymodels.plugins import load_plugins
+
+    load_plugins(config.get("plugins", []))
+    return data_spec_of(OmegaConf.create(config))
+
+
+def toy_arrays(models: pd.DataFrame, model: str, n: int, m: int) -> dict:
+    """Every toy model's parameters (rebuilt from the stored columns of the kind's parameter
+    names) and feature densities, stacked along a leading model axis."""
+    from sweeps.store import as_matrix
+    from toymodels.sae.toy import param_names
+
+    names = param_names(model, n, m)
+    missing = [name for name in names if name not in models.columns]
+    if missing:
+        raise ConfigError("sae.toy.sweep", f"the stored {model!r} models have no column {missing[0]!r}")
+    params = {name: np.stack([np.asarray(np.asarray(v, dtype=object).tolist(), np.float32) for v in models[name]])
+              for name in names}
+    return {"params": params, "density_F": as_matrix(models["feature_density"]).astype(np.float32)}
+
+
+def toy_measures(W_NxHxF: np.ndarray) -> dict:
+    """The toy models' superposition (docs/science/metrics.md) beside each SAE's scores."""
+    from toymodels import metrics
+
+    return {"interference_mean": metrics.interference(W_NxHxF).mean(axis=-1),
+            "dims_per_feature": metrics.dimensions_per_feature(W_NxHxF)}
+
+
 def stored_toys(config) -> tuple[pd.DataFrame, dict, object]:
     """The stored sweep's selected models, its config and its DataSpec (read once per file version)."""
-    from sweeps.sae.cli import UsageError, load_sweep, select_models, stored_data_spec
-
     root = Path(config.sae.toy.sweep)
     results = root / "results.parquet"
     key = (str(root.resolve()), results.stat().st_mtime_ns if results.is_file() else None, config.sae.toy.models)
     if key not in _CACHE:
-        try:
-            table, stored = load_sweep(root)
-            models = select_models(table, config.sae.toy.models)
-        except UsageError as error:
-            raise ConfigError("sae.toy.models" if "--models" in str(error) else "sae.toy.sweep",
-                              str(error).split(": ", 1)[-1]) from None
+        table, stored = load_sweep(root, "sae.toy.sweep")
+        models = select_models(table, config.sae.toy.models, "sae.toy.models")
         _CACHE.clear()
         _CACHE[key] = (models.reset_index(drop=True), stored, stored_data_spec(stored))
     return _CACHE[key]
@@ -48,7 +105,6 @@ def _info(row: pd.Series, axes: list[str], measures: dict, i: int) -> tuple:
 
 def toy_sources(config) -> list[tuple]:
     """(ToySource, (), toy uid, the toy's stored values) of every selected toy model."""
-    from sweeps.sae.cli import toy_measures
     from sweeps.store import as_matrix
     from toymodels.sae.toy import ToySource
 
@@ -60,16 +116,16 @@ def toy_sources(config) -> list[tuple]:
             for i, row in models.iterrows()]
 
 
-def toy_chunk_arrays(config, points) -> dict[int, dict]:
-    """Each toy model's parameters and feature densities (numpy), for the chunk to carry to workers."""
-    from sweeps.sae.cli import toy_arrays
-
+def toy_carry(config) -> dict[int, dict]:
+    """Each selected toy model's parameters and feature densities (numpy) by its uid: what the
+    chunks of its SAEs carry to workers (``sweeps.sae.job``)."""
     models, _, _ = stored_toys(config)
-    chosen = models[models["uid"].isin({p.source_uid for p in points})]
-    row = chosen.iloc[0]
-    arrays = toy_arrays(chosen, str(row["model"]), int(row["n_features"]), int(row["n_hidden"]))
-    return {int(uid): {"params": {name: v[i] for name, v in arrays["params"].items()},
-                       "density_F": arrays["density_F"][i]} for i, uid in enumerate(chosen["uid"])}
+    out: dict[int, dict] = {}
+    for (model, n, m), chosen in models.groupby(["model", "n_features", "n_hidden"], sort=False):
+        arrays = toy_arrays(chosen, str(model), int(n), int(m))
+        out.update({int(uid): {"params": {name: v[i] for name, v in arrays["params"].items()},
+                               "density_F": arrays["density_F"][i]} for i, uid in enumerate(chosen["uid"])})
+    return out
 
 
 def toy_kinds(source) -> tuple:
@@ -80,8 +136,8 @@ def toy_kinds(source) -> tuple:
     return kinds_used([source.model], [source.data.kind]) if isinstance(source, ToySource) else ()
 
 
-def toy_source_arrays(chunk, points) -> dict:
-    """One toy model's arrays per SAE (a leading SAE axis)."""
+def toy_source_arrays(carry, points) -> dict:
+    """One toy model's arrays per SAE (a leading SAE axis), from a chunk's ``carry``."""
     import jax
 
-    return jax.tree.map(lambda *leaves: np.stack(leaves), *(chunk.toy_arrays[p.source_uid] for p in points))
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *(carry[p.source_uid] for p in points))

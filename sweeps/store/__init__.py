@@ -94,6 +94,12 @@ def _arrow(table: pd.DataFrame, digest: str | None) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def write_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
+    """``table`` as one parquet file at ``path``, whole or not at all (``atomic_write``): the one
+    way a table is written beside a sweep's store (``toymodels-backdoor``'s, say)."""
+    atomic_write(Path(path), _arrow(table, None))
+
+
 def _warning(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 

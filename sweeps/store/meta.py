@@ -30,16 +30,18 @@ def config_yaml(config: Config) -> str:
 # Keys the config gained after the first stores were written (d6d35fb), at the values that leave
 # every model as it was trained then: left out of the hash, so that such a store still resumes.
 ADDED_AT_NEUTRAL = {("plugins",): [], ("plugins_digest",): "", ("model", "options"): {}, ("data", "options"): {},
-                    ("train", "mono_penalty"): 0, ("train", "mono_start"): 0, ("sae",): None,
+                    ("train", "mono_penalty"): 0, ("train", "mono_start"): 0, ("train", "terms"): {}, ("sae",): None,
                     ("sae", "world", "saelens"): None}
 FRESH_DATA_PIECE = 1024
 
 
 def _digest(data: dict) -> str:
-    for key in ("out", "chunk_size", "executor"):
+    for key in ("out", "chunk_size", "executor", "devices", "sharding"):
         data["sweep"].pop(key, None)
     data.pop("ray", None)
     data.pop("wandb", None)
+    for section in [key for key, value in data.items() if value is None]:
+        del data[section]  # a job kind's section (sae:, ...) that this config does not have
     for path, neutral in ADDED_AT_NEUTRAL.items():
         parent = data
         for key in path[:-1]:
@@ -59,7 +61,7 @@ def _finite(data: dict) -> bool:
 
 def config_hash(config: Config) -> str:
     """Hash of everything that decides what the models are: not where they are written, how they
-    are chunked, where they run or how they are tracked (``wandb``)."""
+    are chunked, where they run (on how many devices) or how they are tracked (``wandb``)."""
     from omegaconf import OmegaConf
 
     return _digest(OmegaConf.to_container(OmegaConf.structured(config), resolve=True))

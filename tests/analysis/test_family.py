@@ -118,20 +118,23 @@ def _hp(n, **extra):
 def test_l1_on_hidden_activations_shrinks_them():
     spec = TrainSpec(6, 3, steps=800, batch_size=256, eval_samples=4096, snapshot_every=800)
     plain = train_many(spec, jax.random.key(0)[None], _hp(6))
-    sparse_spec = TrainSpec(6, 3, steps=800, batch_size=256, eval_samples=4096, snapshot_every=800, hidden_l1=True)
-    pressed = train_many(sparse_spec, jax.random.key(0)[None], _hp(6, l1_hidden=jnp.asarray([0.3])))
+    sparse_spec = TrainSpec(6, 3, steps=800, batch_size=256, eval_samples=4096, snapshot_every=800,
+                            terms=("l1_hidden",))
+    pressed = train_many(sparse_spec, jax.random.key(0)[None],
+                         _hp(6, terms={"l1_hidden": {"l1_hidden": jnp.asarray([0.3])}}))
     assert np.sum(np.abs(pressed.params["W"])) < 0.7 * np.sum(np.abs(plain.params["W"]))
     assert float(pressed.eval_loss[0]) > float(plain.eval_loss[0])  # monosemanticity has a cost
 
 
 def test_capacity_penalty_holds_a_feature_at_its_target():
     n = 5
-    spec = TrainSpec(n, 2, steps=1500, batch_size=256, eval_samples=4096, snapshot_every=1500, capacity_penalty=True)
+    spec = TrainSpec(n, 2, steps=1500, batch_size=256, eval_samples=4096, snapshot_every=1500, terms=("capacity",))
     targets = jnp.asarray([0.25, 0.5, 0.75])
     onehot = jnp.tile(jnp.eye(n)[0], (3, 1))
     hp = HParams(density_F=jnp.full((3, n), 0.1), importance_F=jnp.tile(0.9 ** jnp.arange(n), (3, 1)),
-                 lr=jnp.full((3,), 1e-2), weight_decay=jnp.zeros(3), capacity_onehot_F=onehot,
-                 capacity_target=targets, capacity_penalty=jnp.full((3,), 10.0))
+                 lr=jnp.full((3,), 1e-2), weight_decay=jnp.zeros(3),
+                 terms={"capacity": dict(capacity_onehot_F=onehot, capacity_target=targets,
+                                         capacity_penalty=jnp.full((3,), 10.0))})
     result = train_many(spec, jax.random.split(jax.random.key(1), 3), hp)
     held = metrics.capacity(np.asarray(result.params["W"]))[:, 0]
     np.testing.assert_allclose(held, targets, atol=0.05)
@@ -141,10 +144,11 @@ def _quadratic_models(density, ratio, steps=2000, capacity=None):
     """Trained n=2, m=1 quadratic models (sign inputs, K = 1/p), best of 3 seeds per setting."""
     k = len(density)
     spec = TrainSpec(2, 1, model="quadratic", data=data_spec("kurtosis", magnitude="sign"), steps=steps,
-                     batch_size=1024, eval_samples=16_384, snapshot_every=steps, capacity_penalty=capacity is not None)
-    extra = {} if capacity is None else dict(capacity_onehot_F=jnp.tile(jnp.eye(2)[0], (3 * k, 1)),
-                                             capacity_target=jnp.repeat(jnp.asarray(capacity), 3),
-                                             capacity_penalty=jnp.full((3 * k,), 200.0))
+                     batch_size=1024, eval_samples=16_384, snapshot_every=steps,
+                     terms=() if capacity is None else ("capacity",))
+    extra = {} if capacity is None else {"terms": {"capacity": dict(
+        capacity_onehot_F=jnp.tile(jnp.eye(2)[0], (3 * k, 1)), capacity_target=jnp.repeat(jnp.asarray(capacity), 3),
+        capacity_penalty=jnp.full((3 * k,), 200.0))}}
     hp = HParams(density_F=jnp.repeat(jnp.asarray(density)[:, None], 2, axis=1).repeat(3, axis=0),
                  importance_F=jnp.stack([jnp.ones(k), jnp.asarray(ratio)], axis=1).repeat(3, axis=0),
                  lr=jnp.full((3 * k,), 1e-2), weight_decay=jnp.zeros(3 * k), **extra)

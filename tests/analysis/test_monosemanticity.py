@@ -54,11 +54,12 @@ def test_the_term_trains_to_the_exact_penalised_optimum_from_scratch_and_as_a_fi
     K, ratio = 10.0, 0.6
     cases = [(0.0, 0), (1.0, 0), (1.0, 1000), (10.0, 1000)]  # (μ, step the term switches on)
     spec = TrainSpec(n_features=2, n_hidden=1, model="quadratic", data=data_spec("kurtosis", magnitude="sign"),
-                     steps=3000, batch_size=1024, snapshot_every=1000, eval_samples=4096, mono_penalty=True)
+                     steps=3000, batch_size=1024, snapshot_every=1000, eval_samples=4096, terms=("mono",))
     f32 = lambda values: jnp.asarray(values, jnp.float32)
     hp = HParams(density_F=jnp.full((4, 2), 1 / K), importance_F=jnp.tile(jnp.array([1.0, ratio]), (4, 1)),
-                 lr=f32([3e-3] * 4), weight_decay=f32([0.0] * 4), mono_penalty=f32([c[0] for c in cases]),
-                 mono_start=jnp.asarray([c[1] for c in cases], jnp.uint32))
+                 lr=f32([3e-3] * 4), weight_decay=f32([0.0] * 4),
+                 terms={"mono": {"mono_penalty": f32([c[0] for c in cases]),
+                                 "mono_start": jnp.asarray([c[1] for c in cases], jnp.uint32)}})
     result = jax.device_get(train_many(spec, model_keys(0, np.arange(4)), hp))
     C1 = np.asarray(metrics.capacity(np.asarray(result.params["W"], np.float64)))[:, 0]
     for (mu, _), c in zip(cases, C1):

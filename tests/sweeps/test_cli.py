@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sweeps.cli import prepare_overrides
-from sweeps.jobs.plan import plan_models
+from sweeps.plan import plan_sweep
 from tests.helpers import CONF_DIR, REPO, cli, compose_config, tiny
 
 
@@ -44,13 +44,15 @@ def test_the_docs_document_a_generator_axis():
 @pytest.mark.parametrize("command", DOCUMENTED)
 def test_every_documented_command_composes_and_plans(command, tmp_path, monkeypatch):
     """Through the CLI's own override handling, then Hydra's compose and the planner (in a
-    directory holding docs/kinds.md's plugin file, which its own-kind command names)."""
+    directory holding the plugin files the docs' commands name: docs/kinds.md's own kind,
+    docs/architecture.md's loss term)."""
     from tests.readme import doc_block
 
     (tmp_path / "my_kinds.py").write_text(doc_block("my_kinds.py"))
+    (tmp_path / "my_terms.py").write_text(doc_block("my_terms.py"))
     monkeypatch.chdir(tmp_path)
     overrides = prepare_overrides(shlex.split(command))
-    models = plan_models(compose_config(overrides))
+    models = plan_sweep(compose_config(overrides)).units
     assert models
     if "geomspace(0.01, 1, 40)" in command:
         assert len({dict(p.coords)["density"] for _, p in models}) == 40

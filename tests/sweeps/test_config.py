@@ -3,7 +3,9 @@
 import pytest
 
 from sweeps.config import ConfigError, expand_axis
-from sweeps.jobs.plan import grid_axes, make_chunks, plan_models
+from sweeps.jobs import make_chunks
+from sweeps.jobs.models import grid_axes
+from sweeps.plan import plan_sweep
 from tests.helpers import EXPERIMENTS, cli, compose_config
 
 
@@ -16,13 +18,14 @@ def test_the_required_experiments_exist():
 def test_every_experiment_composes_and_plans(experiment):
     config = compose_config([f"experiment={experiment}"])
     assert config.name == experiment
-    models = plan_models(config)
+    plan = plan_sweep(config)
+    models = plan.units
     n_points = 1
     for values in grid_axes(config).values():
         n_points *= len(values)
     assert len(models) == n_points * config.sweep.seeds
     spec_of = {p.uid: spec for spec, p in models}
-    for chunk in make_chunks(config, models):
+    for chunk in make_chunks(plan):
         assert {spec_of[p.uid] for p in chunk.points} == {chunk.spec}
 
 
@@ -40,7 +43,7 @@ def test_tms_intro_is_the_papers_setting():
     assert (config.model.n_features, config.model.n_hidden) == (5, 2)
     densities = grid_axes(config)["density"]
     assert len(densities) == 10 and densities[0] == 1.0 and densities[-1] == pytest.approx(0.05)
-    _, point = plan_models(config)[0]
+    _, point = plan_sweep(config).units[0]
     assert point.importance_F == pytest.approx(tuple(0.9**i for i in range(5)))
 
 
@@ -50,7 +53,7 @@ def test_documented_overrides_apply():
         "train.batch_size=64", "train.lr=0.01", "train.weight_decay=0.1", "sweep.seeds=4", "sweep.out=/tmp/x",
         "sweep.grid.density=[1.0,0.1]", "+sweep.grid.lr=[0.001,0.01]",
     ])
-    models = plan_models(config)
+    models = plan_sweep(config).units
     assert len(models) == 2 * 2 * 4
     spec, point = models[0]
     assert (spec.n_features, spec.n_hidden, spec.steps, spec.batch_size) == (7, 3, 123, 64)
@@ -61,14 +64,14 @@ def test_documented_overrides_apply():
 
 def test_importance_decay_axis_sets_second_feature_importance():
     config = compose_config(["experiment=tms_phase_2d_small"])
-    for _, p in plan_models(config):
+    for _, p in plan_sweep(config).units:
         assert p.importance_F == pytest.approx((1.0, dict(p.coords)["importance_decay"]))
         assert p.density_F == (dict(p.coords)["density"],) * 2
 
 
 def test_static_axes_split_chunks():
     config = compose_config(["experiment=tms_intro", "+sweep.grid.n_hidden=[1,2]", "sweep.grid.density=[1.0,0.5]"])
-    chunks = make_chunks(config, plan_models(config))
+    chunks = make_chunks(plan_sweep(config))
     assert {c.spec.n_hidden for c in chunks} == {1, 2}
     assert sum(c.n_models for c in chunks) == 2 * 2 * config.sweep.seeds
 

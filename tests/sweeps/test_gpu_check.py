@@ -23,3 +23,6 @@ def test_gpu_check_smoke_runs_every_stage_and_writes_its_numbers(tmp_path):
     (probe,) = results["finite_probe"]
     assert probe["points_per_piece"] == 1000 and probe["ms_per_step"] > 0  # the CPU's default piece
     assert "| run | wall s | training s |" in done.stdout
+    (scaling,) = results["devices"]["scaling"]  # stage 5, smoke: one device in one process
+    assert (scaling["where"], scaling["count"], scaling["chunks"]) == ("process", 1, 1)
+    assert scaling["model_steps_per_s"] > 0 and "`tms_phase_2d_small` in one process, 1 device(s)" in done.stdout

@@ -12,7 +12,10 @@ import jax.numpy as jnp
 import pytest
 
 from sweeps import resources
-from sweeps.jobs.plan import make_chunks, plan_models
+from sweeps.jobs import make_chunks
+from sweeps.jobs.chunks import auto_chunk_size
+from sweeps.jobs.toy import FRESH
+from sweeps.plan import plan_sweep
 from toymodels import HParams, TrainSpec, train_many
 from toymodels import finite as F
 from toymodels.train import snapshot_marks
@@ -44,8 +47,8 @@ def test_what_cannot_fit_is_refused_before_compute_naming_the_key(tmp_path, over
 def test_a_finite_model_too_large_for_the_device_names_a_key():
     config = compose_config(["experiment=dd_paper", "train.piece_size=100000"])
     with pytest.raises(ValueError, match="train.piece_size"):
-        plan_models(config, device=resources.Device("cpu", 8 * resources.GiB, "an 8 GiB CPU"))
-    plan_models(config, device=GPU_80)  # the same fits on a large card
+        plan_sweep(config, device=resources.Device("cpu", 8 * resources.GiB, "an 8 GiB CPU"))
+    plan_sweep(config, device=GPU_80)  # the same fits on a large card
 
 
 def test_snapshot_count_is_computed_without_building_the_marks():
@@ -97,24 +100,25 @@ def test_finite_memory_estimate_bounds_xla_memory_analysis(n, T, piece):
 
 def test_a_gpu_gets_few_large_chunks_and_a_cpu_keeps_cache_sized_ones():
     config = compose_config(["experiment=tms_phase_2d"])
-    models = plan_models(config, device=GPU_80)
-    cpu = make_chunks(config, models, min_chunks=2, device=resources.Device("cpu", 8 * resources.GiB, "CPU"))
+    plan = plan_sweep(config, device=GPU_80)
+    cpu = make_chunks(plan, min_chunks=2, device=resources.Device("cpu", 8 * resources.GiB, "CPU"))
     assert [c.n_models for c in cpu] == [1334] * 11 + [1326]  # unchanged: the CPU working-set budget
-    assert [c.n_models for c in make_chunks(config, models, min_chunks=1, device=GPU_80)] == [16_000]
-    four = make_chunks(config, models, min_chunks=4, device=GPU_80)  # ray.gpus_per_task=0.25: four workers
+    assert [c.n_models for c in make_chunks(plan, min_chunks=1)] == [16_000]
+    four = make_chunks(plan, min_chunks=4)  # ray.gpus_per_task=0.25: four workers
     assert [c.n_models for c in four] == [4000] * 4
 
 
 def test_gpu_chunks_fill_their_memory_share():
     spec = TrainSpec(n_features=100, n_hidden=20, batch_size=4096)
-    size = resources.auto_chunk_size(spec, GPU_80)
+    size = auto_chunk_size(FRESH, spec, GPU_80)
     assert size * resources.model_bytes(spec) <= resources.GPU_MEMORY_SHARE * GPU_80.memory_bytes
     assert (size + 1) * resources.model_bytes(spec) > resources.GPU_MEMORY_SHARE * GPU_80.memory_bytes
 
 
 def test_ray_gpu_tasks_size_chunks_without_starting_jax_in_the_driver(tmp_path):
     """The driver asks nvidia-smi (here a stand-in on PATH printing two 80 GiB cards, since this
-    machine has none) and never initialises a JAX backend for chunks Ray's GPU workers will run."""
+    machine has none) and never initialises a JAX backend for chunks Ray's GPU workers will run;
+    nor for TPU tasks, whose chips it would hold open (16 GiB a chip until a worker reports)."""
     smi = tmp_path / "nvidia-smi"
     smi.write_text("#!/bin/sh\necho 81920\necho 81920\n")
     smi.chmod(0o755)
@@ -123,13 +127,14 @@ import jax._src.xla_bridge as xb
 from sweeps.resources import chunk_device
 from tests.helpers import compose_config
 device = chunk_device(compose_config(["experiment=tms_phase_2d", "ray.gpus_per_task=0.25"]))
-print(device.platform, device.memory_bytes, len(xb._backends))
+tpu = chunk_device(compose_config(["experiment=tms_phase_2d", "ray.tpus_per_task=4"]))
+print(device.platform, device.memory_bytes, tpu.platform, tpu.memory_bytes, tpu.count, len(xb._backends))
 """
     env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["gpu", str(80 * resources.GiB // 4), "0"]
+    assert out.stdout.split() == ["gpu", str(80 * resources.GiB // 4), "tpu", str(resources.TPU_MEMORY_UNKNOWN), "4", "0"]
 
 
 def test_without_nvidia_smi_a_gpu_task_assumes_a_small_card(monkeypatch):
@@ -174,10 +179,10 @@ def test_the_cache_can_be_turned_off_and_reaches_ray_workers(monkeypatch):
 
 def test_an_explicit_chunk_size_too_large_for_the_device_names_sweep_chunk_size():
     config = compose_config(["experiment=tms_intro", "sweep.chunk_size=16", "train.batch_size=65536"])
-    models = plan_models(config, device=resources.Device("cpu", 8 * resources.GiB, "an 8 GiB CPU"))
-    per_model = resources.model_bytes(models[0][0])
+    plan = plan_sweep(config, device=resources.Device("cpu", 8 * resources.GiB, "an 8 GiB CPU"))
+    per_model = resources.model_bytes(plan.units[0][0])
     small = resources.Device("cpu", 8 * per_model, "a small CPU")
     with pytest.raises(ValueError, match=r"sweep.chunk_size: 1\d models per chunk.*lower sweep.chunk_size"):
-        make_chunks(config, models, device=small)
-    fitting = replace(config, sweep=replace(config.sweep, chunk_size=8))
-    assert max(c.pad_to for c in make_chunks(fitting, models, device=small)) <= 8
+        make_chunks(plan, device=small)
+    fitting = replace(plan, chunk_size=8)
+    assert max(c.pad_to for c in make_chunks(fitting, device=small)) <= 8

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from sweeps.config import ConfigError
-from sweeps.jobs.plan import make_chunks, plan_models
+from sweeps.jobs import make_chunks
+from sweeps.plan import plan_sweep
 from sweeps.runner import run_sweep
 from sweeps.store import SweepStore, as_matrix, read_results
 from tests.helpers import cli, compose_config, tiny
@@ -85,12 +86,13 @@ def test_a_failing_chunk_is_recorded_and_the_rest_complete(tmp_path):
 
 def test_chunks_are_balanced_and_padded_to_one_shape():
     config = compose_config(["experiment=tms_phase_2d_small", "sweep.chunk_size=50"])
-    models = plan_models(config)
-    chunks = make_chunks(config, models)
+    plan = plan_sweep(config)
+    models = plan.units
+    chunks = make_chunks(plan)
     assert sum(c.n_models for c in chunks) == len(models) == 8 * 8 * 3
     assert len({c.pad_to for c in chunks}) == 1 and max(c.n_models for c in chunks) <= 50
     assert len({c.id for c in chunks}) == len(chunks)
-    assert make_chunks(config, models)[0].id == chunks[0].id  # content hash is deterministic
+    assert make_chunks(plan)[0].id == chunks[0].id  # content hash is deterministic
 
 
 def test_cli_end_to_end_writes_store_and_figures(tmp_path):

@@ -255,7 +255,7 @@ def test_a_tiny_dataset_is_memorised():
 
 
 def test_finite_table_has_one_row_per_model(tiny_run):
-    from sweeps.jobs.finite_rows import finite_table
+    from sweeps.jobs.finite import finite_table
 
     hp, res = tiny_run
     meta = [dict(n_train=12, seed=s, uid=100 + s, order=s) for s in range(2)]  # a padded chunk

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweeps.jobs.plan import make_chunks, plan_models
+from sweeps.jobs import make_chunks
+from sweeps.plan import plan_sweep
 from sweeps.runner import run_sweep
 from sweeps.store import read_results
 from tests.helpers import cli, compose_config, tiny
@@ -58,7 +59,7 @@ def test_a_kinds_options_are_static_axes_and_columns_and_its_check_runs_before_c
     register_model(_linear_kind("test_scaled"), origin="tests")
     base = ["model.kind=test_scaled", "sweep.grid.density=[0.1]", "sweep.seeds=1"]
     config = compose_config(["experiment=tms_intro", *tiny(tmp_path / "s"), *base, "+sweep.grid.scale=[0.5,2.0]"])
-    chunks = make_chunks(config, plan_models(config))
+    chunks = make_chunks(plan_sweep(config))
     assert sorted(dict(c.spec.model_options)["scale"] for c in chunks) == [0.5, 2.0]
     run_sweep(config, progress=False)
     table = read_results(tmp_path / "s")
@@ -97,7 +98,7 @@ def test_a_users_elementwise_data_kind_trains_and_is_stored(tmp_path):
     register_data(DataKind(name="test_exponential", value=_exponential, options={"mean": 0.5}), origin="tests")
     config = compose_config(["experiment=tms_intro", *tiny(tmp_path / "s"), "data.kind=test_exponential",
                              "+data.options.mean=0.25", "sweep.grid.density=[1.0]", "sweep.seeds=1"])
-    assert dict(plan_models(config)[0][0].data.options) == {"mean": 0.25}
+    assert dict(plan_sweep(config).units[0][0].data.options) == {"mean": 0.25}
     assert run_sweep(config, progress=False).ok
     assert read_results(tmp_path / "s")["data_kind"].tolist() == ["test_exponential"]
     with pytest.raises(ConfigError, match="data.options.scale.*its options: mean"):

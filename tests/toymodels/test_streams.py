@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from sweeps.config import ConfigError
-from sweeps.jobs.plan import hparams_arrays, make_chunks, plan_models
+from sweeps.jobs import make_chunks
+from sweeps.jobs.models import hparams_arrays
+from sweeps.plan import plan_sweep
 from tests.helpers import compose_config
 from toymodels import HParams, TrainSpec, model_keys, stream_key_words, train_many
 from toymodels import rng
@@ -68,7 +70,7 @@ def test_streams_config_is_validated_before_compute():
 
 def test_stream_is_the_seed_index_whatever_the_chunking():
     config = compose_config(["experiment=tms_phase_2d_small", "data.streams=seed", "sweep.chunk_size=50"])
-    chunks = make_chunks(config, plan_models(config))
+    chunks = make_chunks(plan_sweep(config))
     assert all(chunk.spec.shared_streams for chunk in chunks)
     seeds = np.concatenate([hparams_arrays(chunk)["seed"][: chunk.n_models] for chunk in chunks])
     assert sorted(set(seeds.tolist())) == [0, 1, 2]

@@ -12,10 +12,47 @@ models. Other kinds build the whole batch with ``batch``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping
+from typing import Any, Mapping, Protocol
 
+import jax
+import numpy as np
 
 from toymodels.registry import ConfigError, frozen_options
+
+
+# The callables of a kind, typed (a type checker checks a user's kind against them).
+class ValueFn(Protocol):
+    def __call__(self, v: jax.Array, p: jax.Array, spec: DataSpec) -> jax.Array:
+        """An active feature's value from v ~ U[0, 1) at density p (broadcast)."""
+        ...
+
+
+class BatchFn(Protocol):
+    def __call__(self, u_RxB: jax.Array, density_F: jax.Array, spec: DataSpec) -> jax.Array:
+        """The F×B inputs from ``uniform_rows`` uniforms per example."""
+        ...
+
+
+class ExtraRowsFn(Protocol):
+    def __call__(self, n_features: int, spec: DataSpec) -> int: ...
+
+
+class KurtosisFn(Protocol):
+    def __call__(self, spec: DataSpec, density_F: Any) -> np.ndarray:
+        """Each feature's E[x⁴]/E[x²]²."""
+        ...
+
+
+class DataCheckFn(Protocol):
+    def __call__(self, spec: DataSpec, n_features: int) -> None:
+        """Raise ``ConfigError`` naming the key for a setting the kind cannot draw."""
+        ...
+
+
+class WeightsFn(Protocol):
+    def __call__(self, u_RxB: jax.Array, density_F: jax.Array, spec: DataSpec) -> jax.Array:
+        """Per-entry loss weights (F×B) from the same uniforms as the batch."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -44,15 +81,15 @@ class DataKind:
     """
 
     name: str
-    value: Callable | None = None
-    batch: Callable | None = None
-    extra_rows: Callable = lambda n_features, spec: 0
+    value: ValueFn | None = None
+    batch: BatchFn | None = None
+    extra_rows: ExtraRowsFn = lambda n_features, spec: 0
     signed: bool = False
     sets: bool = False
-    kurtosis: Callable | None = None
+    kurtosis: KurtosisFn | None = None
     options: Mapping = dataclasses.field(default_factory=dict)
-    check: Callable | None = None
-    weights: Callable | None = None
+    check: DataCheckFn | None = None
+    weights: WeightsFn | None = None
     zero_density: bool = False
     doc: str = ""
 

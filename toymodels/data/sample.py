@@ -50,6 +50,7 @@ def draw_shared(spec: DataSpec, words_Sx2: jax.Array, counter: jax.Array, n_feat
 def _elementwise(kind: DataKind, spec: DataSpec, u, p):
     """An elementwise kind's inputs from uniforms ``u`` at densities ``p`` (broadcast): active when
     u < p, with value ``kind.value`` of u / p (U[0, 1) given activity)."""
+    assert kind.value is not None, f"data kind {kind.name!r} is not elementwise"
     return jnp.where(u < p, kind.value(u / p, p, spec), 0.0)
 
 
@@ -68,6 +69,7 @@ def from_uniforms(spec: DataSpec, u_RxB, density_F: jax.Array):
     if kind.elementwise:
         x_FxB = _elementwise(kind, spec, u_RxB[:n], density_F[:, None])
     else:
+        assert kind.batch is not None, f"data kind {kind.name!r} has neither value nor batch"
         x_FxB = kind.batch(u_RxB, density_F, spec)
     if spec.rest_scale != 1.0:
         x_FxB = x_FxB * jnp.concatenate([jnp.ones((1,)), jnp.full((n - 1,), spec.rest_scale)])[:, None]

@@ -27,8 +27,8 @@ MODELS: Registry[ModelKind] = Registry("model kind", "model.kind", [
 ])
 
 __all__ = ["DENSE", "INIT_KINDS", "MODELS", "ROWS", "UNROLL_MAX_WEIGHTS", "ModelKind", "Params", "forward",
-           "forward_with_hidden", "init_params", "init_std", "is_tiny", "kind_of", "model_loss", "n_outputs",
-           "ops_for", "register_model", "target"]
+           "forward_with_hidden", "init_params", "init_std", "is_tiny", "kind_of", "loss_and_hidden", "model_loss",
+           "n_outputs", "ops_for", "register_model", "target"]
 
 
 def register_model(kind: ModelKind, origin: str | None = None) -> ModelKind:
@@ -70,18 +70,19 @@ def forward(params: Params, x_FxB: jax.Array, kind: str | ModelKind = "relu") ->
 
 def target(x_FxB: jax.Array, importance_F: jax.Array, kind: str | ModelKind = "relu") -> jax.Array:
     """What the kind is trained to output on a feature-major batch (O×B)."""
-    return kind_of(kind).target(x_FxB, importance_F, DENSE)
+    return DENSE.stack(kind_of(kind).target(x_FxB, importance_F, DENSE))
 
 
-def model_loss(params: Params, x_FxB, importance_F: jax.Array, kind: str | ModelKind = "relu",
-               l1_hidden: jax.Array | float | None = None, weight_FxB=None) -> jax.Array:
-    """The training loss: squared error against the kind's target, mean over batch and outputs,
-    each output weighted by its importance when the kind is importance-weighted (the notebook's
-    reduction within one model; summing over models is implicit in vmapping independent
-    gradients), plus ``l1_hidden`` · mean over the batch of ‖h‖₁ when given (TMS's L1 on hidden
-    activations). ``weight_FxB``, when given, weights every entry too: the per-entry loss weights
-    of a data kind that has them (``DataKind.weights``; outputs must then be the n features), in
-    the same form as the batch. Without it the program is the one without weights.
+def loss_and_hidden(params: Params, x_FxB, importance_F: jax.Array, kind: str | ModelKind = "relu",
+                    weight_FxB=None):
+    """(loss, hidden, ops): the squared error against the kind's target, mean over batch and
+    outputs, each output weighted by its importance when the kind is importance-weighted (the
+    notebook's reduction within one model; summing over models is implicit in vmapping independent
+    gradients); the hidden activations and the form (``ops``) the batch was computed in, for the
+    optional loss terms (``toymodels.terms``). ``weight_FxB``, when given, weights every entry
+    too: the per-entry loss weights of a data kind that has them (``DataKind.weights``; outputs must
+    then be the n features), in the same form as the batch. Without it the program is the one
+    without weights.
 
     The batch is an F×B array or a list of F feature rows; it is taken to the form the model's
     shape computes in (``ops_for``), so tiny models keep separate rows through the loss:
@@ -93,5 +94,12 @@ def model_loss(params: Params, x_FxB, importance_F: jax.Array, kind: str | Model
     out, h = k.forward(params, x, ops)
     weight_O = importance_F if k.importance_weighted else jax.numpy.ones((len(out),))
     entries = None if weight_FxB is None else ops.batch(weight_FxB)
-    loss = ops.weighted_mse(k.target(x, importance_F, ops), out, weight_O, entries)
+    return ops.weighted_mse(k.target(x, importance_F, ops), out, weight_O, entries), h, ops
+
+
+def model_loss(params: Params, x_FxB, importance_F: jax.Array, kind: str | ModelKind = "relu",
+               l1_hidden: jax.Array | float | None = None, weight_FxB=None) -> jax.Array:
+    """The training loss (``loss_and_hidden``'s), plus ``l1_hidden`` · mean over the batch of ‖h‖₁
+    when given (TMS's L1 on hidden activations, the ``l1_hidden`` loss term)."""
+    loss, h, ops = loss_and_hidden(params, x_FxB, importance_F, kind, weight_FxB)
     return loss if l1_hidden is None else loss + l1_hidden * ops.l1(h)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -127,6 +127,52 @@ class Rows:
 
 DENSE, ROWS = Dense(), Rows()
 
+# The callables of a kind, typed (a type checker checks a user's kind against them). A batch is in
+# one of ``Ops``' two forms: an F×B array (``DENSE``) or a list of F batch rows (``ROWS``).
+Batch = Union[jax.Array, Sequence[jax.Array]]
+Ops = Union[Dense, Rows]
+Options = Mapping[str, Any]
+
+
+class InitFn(Protocol):
+    def __call__(self, key: jax.Array, n_features: int, n_hidden: int, std: float, options: Options) -> Params:
+        """The kind's initial parameters, a dict of named arrays."""
+        ...
+
+
+class ForwardFn(Protocol):
+    def __call__(self, params: Params, x: Batch, ops: Ops) -> tuple[Batch, Batch]:
+        """(outputs, hidden) of one model on a batch in ``ops``' form."""
+        ...
+
+
+class TargetFn(Protocol):
+    def __call__(self, x: Batch, importance_F: jax.Array, ops: Ops) -> Batch:
+        """What the outputs are trained towards, in ``ops``' form."""
+        ...
+
+
+class NOutputsFn(Protocol):
+    def __call__(self, n_features: int, options: Options) -> int: ...
+
+
+class FeaturesFn(Protocol):
+    def __call__(self, params: Params) -> jax.Array:
+        """The m×n matrix whose column i is feature i's direction."""
+        ...
+
+
+class ModelCheckFn(Protocol):
+    def __call__(self, n_features: int, n_hidden: int, options: Options) -> None:
+        """Raise ``toymodels.registry.ConfigError`` naming the key for a setting the kind cannot train."""
+        ...
+
+
+class ReadMatricesFn(Protocol):
+    def __call__(self, params: Params) -> jax.Array:
+        """Each layer's read vectors of the features, L×k×n."""
+        ...
+
 
 def identity_target(x, importance_F, ops):
     return x
@@ -163,17 +209,17 @@ class ModelKind:
     """
 
     name: str
-    init: Callable
-    forward: Callable
-    target: Callable = identity_target
-    n_outputs: Callable = lambda n_features, options: n_features
+    init: InitFn
+    forward: ForwardFn
+    target: TargetFn = identity_target
+    n_outputs: NOutputsFn = lambda n_features, options: n_features
     importance_weighted: bool = True
-    features: Callable = default_features
+    features: FeaturesFn = default_features
     privileged: bool = False
-    output_activation: Callable | None = None
+    output_activation: Callable[[jax.Array], jax.Array] | None = None
     options: Mapping = dataclasses.field(default_factory=dict)
-    check: Callable | None = None
-    read_matrices: Callable | None = None
+    check: ModelCheckFn | None = None
+    read_matrices: ReadMatricesFn | None = None
     doc: str = ""
 
 

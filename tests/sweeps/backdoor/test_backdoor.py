@@ -12,7 +12,7 @@ from analysis.figures.backdoor import represented_fraction
 from analysis.figures.catalog import draw, figure_names, notes
 from analysis.stored_sweep import StoredSweep
 from sweeps.backdoor.cli import main as backdoor_main
-from sweeps.jobs.plan import plan_models
+from sweeps.plan import plan_sweep
 from tests.helpers import compose_config
 from sweeps.backdoor import detect
 from sweeps.backdoor.evaluate import benign, evaluate
@@ -117,7 +117,7 @@ def test_toymodels_backdoor_scores_a_store_and_the_figure_reads_it(tmp_path):
 
 def test_the_backdoor_density_ratio_scales_the_last_feature_and_is_checked():
     config = compose_config(["experiment=backdoor_small"])
-    densities = {(p.coords[0][1], dict(p.coords)["density_last_ratio"]): p.density_F for _, p in plan_models(config)}
+    densities = {(p.coords[0][1], dict(p.coords)["density_last_ratio"]): p.density_F for _, p in plan_sweep(config).units}
     assert all(d[-1] == pytest.approx(d[0] * ratio) and d[0] == d[-2] for (_, ratio), d in densities.items())
     with pytest.raises(ConfigError, match=r"sweep.grid.density_last_ratio\[0\].*above 1"):
         compose_config(["experiment=backdoor_small", "sweep.grid.density_last_ratio=[10.0]"])

@@ -134,3 +134,21 @@ def test_ctrl_c_keeps_finished_chunks_and_a_rerun_resumes(tmp_path):
     final = read_results(out)
     assert len(final) == 5 and final["uid"].is_unique
     assert set(kept["uid"]) <= set(final["uid"])
+
+
+def test_a_tpu_request_on_a_cluster_without_tpus_is_refused_naming_the_key(local_ray):
+    from sweeps.config import ConfigError, RayConf
+
+    with pytest.raises(ConfigError, match=r"ray.tpus_per_task: 4 per task, but the Ray cluster has 0 TPU"):
+        RayExecutor(RayConf(tpus_per_task=4))
+
+
+def test_a_worker_of_a_task_s_shape_reports_its_devices(local_ray):
+    """What the driver asks a worker when it cannot see a task's devices itself (TPU chips, or GPUs
+    without nvidia-smi): here a CPU task's, from JAX on the worker."""
+    from sweeps.config import RayConf
+    from sweeps.executors.ray_executor import probe_device
+
+    device = probe_device(RayConf())
+    assert (device.platform, device.count) == ("cpu", 1) and device.memory_bytes > 0
+    assert "reported by a Ray worker" in device.name

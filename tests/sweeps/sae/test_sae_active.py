@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from sweeps.config import ConfigError
-from sweeps.jobs.plan import make_chunks, plan_models
+from sweeps.jobs import make_chunks
+from sweeps.plan import plan_sweep
 from sweeps.store import read_results
 from tests.helpers import cli, compose_config
 from toymodels.sae.build import exactly_world
@@ -20,18 +21,19 @@ SMALL = ["experiment=sae_active_small", "sweep.executor=local"]
 @pytest.mark.parametrize("name, n_saes", [("sae_active", 4 * 6 * 2), ("sae_active_small", 2 * 3)])
 def test_every_sae_has_k_equal_to_its_worlds_l(name, n_saes):
     config = compose_config([f"experiment={name}"])
-    saes = plan_models(config)
+    plan = plan_sweep(config)
+    saes = plan.units
     assert len(saes) == n_saes
     for group, point in saes:
         active = dict(point.coords)["active"]
         assert point.k == active and group.spec.k_max == active  # a world of l = 1 compiles top-1 only
         assert group.spec.kind == "topk" and group.spec.dict_size == config.sae.world.n_features
         assert dict(point.source)["world_kind"] == "exactly" and dict(point.source)["magnitude"] == "fixed"
-    assert len(make_chunks(config, saes)) == n_saes // config.sweep.seeds  # (m, l) are static: one chunk each
+    assert len(make_chunks(plan)) == n_saes // config.sweep.seeds  # (m, l) are static: one chunk each
 
 
 def test_an_integer_k_still_means_itself_on_an_exactly_world():
-    saes = plan_models(compose_config(SMALL + ["sae.k=2", "sweep.grid.active=[2,4]"]))
+    saes = plan_sweep(compose_config(SMALL + ["sae.k=2", "sweep.grid.active=[2,4]"])).units
     assert {(p.k, g.spec.k_max) for g, p in saes} == {(2, 2)}
 
 
@@ -45,7 +47,7 @@ def test_an_integer_k_still_means_itself_on_an_exactly_world():
 ])
 def test_bad_active_values_are_refused_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=f"^{key}: "):
-        plan_models(compose_config(SMALL + [override]))
+        plan_sweep(compose_config(SMALL + [override]))
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from sweeps.config import ConfigError
-from sweeps.jobs.plan import make_chunks, plan_models
-from sweeps.sae.execute import run_sae_chunk
+from sweeps.jobs import make_chunks, run_chunk
+from sweeps.plan import plan_sweep
 from sweeps.store import read_results
 from tests.helpers import EXPERIMENTS, cli, compose_config
 from toymodels.sae import decoder, hparams, sae_keys, split_keys, train_saes
@@ -28,14 +28,14 @@ def test_every_sae_experiment_composes_and_plans():
                 "sae_orthogonality": 2 * 2 * 4 * 2, "sae_orthogonality_small": 2 * 2 * 2,
                 "sae_active": 4 * 6 * 2, "sae_active_small": 2 * 3}
     for name in SAE_EXPERIMENTS:
-        saes = plan_models(compose_config([f"experiment={name}"]))
+        saes = plan_sweep(compose_config([f"experiment={name}"])).units
         assert len(saes) == expected[name], name
         assert len({p.uid for _, p in saes}) == len(saes)
 
 
 def test_a_kind_is_trained_once_per_setting_it_reads():
     """A top-k kind reads k, not λ: the grid's λ axis does not multiply it (nor k the λ kinds)."""
-    saes = plan_models(compose_config(QUICK))
+    saes = plan_sweep(compose_config(QUICK)).units
     kinds = [(g.spec.kind, p.l1, p.k) for g, p in saes]
     assert kinds == [("plain", 0.1, 1), ("plain", 0.3, 1), ("topk", 0.0, 1), ("topk", 0.0, 2)]
     assert {g.spec.k_max for g, _ in saes if g.spec.kind == "topk"} == {2}
@@ -87,8 +87,8 @@ def test_rerun_trains_nothing(stored):
 def test_the_same_config_gives_the_same_bits(stored):
     config = compose_config(QUICK + [f"sweep.out={stored}"])
     table = read_results(stored, arrays=True)
-    for chunk in make_chunks(config, plan_models(config)):
-        again = run_sae_chunk(chunk)
+    for chunk in make_chunks(plan_sweep(config)):
+        again = run_chunk(chunk)
         rows = table[table["chunk"] == chunk.id]
         assert list(again["uid"]) == list(rows["uid"])
         for a, b in zip(again["W_dec"], rows["W_dec"]):
@@ -101,14 +101,14 @@ def test_a_stored_sae_is_train_saes_on_its_world(stored):
     order a vmapped program's sums by its width), and that one equals ``train_saes`` called by
     hand: its world, key (world id, seed) and hyperparameters go where they should."""
     config = compose_config(QUICK + ["sweep.chunk_size=1", f"sweep.out={stored}"])
-    chunks = make_chunks(config, plan_models(config))
+    chunks = make_chunks(plan_sweep(config))
     assert [c.n_models for c in chunks] == [1, 1, 1, 1]
     row = read_results(stored, arrays=True).iloc[1]
-    alone = run_sae_chunk(chunks[1]).iloc[0]
+    alone = run_chunk(chunks[1]).iloc[0]
     assert alone["uid"] == row["uid"]
     assert np.allclose(np.asarray(alone["W_dec"]), row["W_dec"], atol=1e-6, rtol=0)
 
-    point, spec = chunks[1].points[0], chunks[1].spec
+    point, spec = chunks[1].points[0], chunks[1].spec.spec
     source, world = simple_world(16, 8, 0.06, directions_kind="random", magnitude="uniform", seed=0)
     init, data = split_keys(sae_keys(0, [point.source_uid], [0]))
     result = train_saes(spec, source, init, hparams(1, lr=3e-3, l1=0.3),
@@ -173,7 +173,7 @@ def test_an_sae_sweep_on_ray_stores_the_same_bits(stored, tmp_path):
 def test_a_missing_toy_sweep_is_refused_before_any_compute(tmp_path):
     config = compose_config([*ON_TOYS, f"sae.toy.sweep={tmp_path / 'none'}"])
     with pytest.raises(ConfigError, match="^sae.toy.sweep: .* holds no results.parquet"):
-        plan_models(config)
+        plan_sweep(config)
 
 
 def _shrinkage_table():

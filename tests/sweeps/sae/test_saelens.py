@@ -11,7 +11,7 @@ import pytest
 
 from sweeps.sae import saelens
 from sweeps.config import ConfigError
-from sweeps.jobs.plan import plan_models
+from sweeps.plan import plan_sweep
 from sweeps.store import read_results
 from tests.helpers import cli, compose_config
 from tests.toymodels.test_sae_saelens import EVAL_KINDS, saved_model
@@ -79,7 +79,7 @@ def test_a_row_stored_before_params_is_refused():
 def test_bad_saelens_worlds_are_refused_naming_the_key(model_dir, tmp_path, monkeypatch):
     def refused(key, *overrides):
         with pytest.raises(ConfigError, match=f"^{key}: "):
-            plan_models(compose_config(BASE + list(overrides)))
+            plan_sweep(compose_config(BASE + list(overrides)))
 
     refused("sae.world.saelens")  # none given
     refused("sae.world.saelens", f"sae.world.saelens={tmp_path}")  # a directory without a model
@@ -116,7 +116,7 @@ def test_a_saelens_world_is_saelens_own(tmp_path):
     model = SyntheticModel(saelens._saelens_config(CONFIG))
     model.save(tmp_path / "m")
     config = compose_config(BASE + ["+sae.world.saelens=" + json.dumps(CONFIG).replace('"', "")])
-    (group, _), = plan_models(config)
+    (group, _), = plan_sweep(config).units
     built = saelens.world_of(saelens.canonical(config.sae.world.saelens))
     read = core.read_synthetic_model(tmp_path / "m", draw=saelens._folded_normal)
     for arrays in (saelens.generate(CONFIG), read):

@@ -160,3 +160,34 @@ def test_a_store_written_by_the_last_landed_version_still_resumes(tmp_path):
     assert body_hash(body) == stored
     assert config_hash(compose_config(["experiment=tms_intro", "train.steps=300"])) == stored
     assert config_hash(compose_config(["experiment=tms_intro", "train.steps=300", "train.mono_penalty=0.1"])) != stored
+
+
+# sweep.yaml of each command as 43f758a (the last version before issue 23's restructuring) wrote
+# it, and the ids of the models it planned (their number and a digest of the sorted uids).
+STORES_43F758A = {
+    "mono_architectures_small": (["train.steps=200"], 12, "0ccb06891b7838ec"),  # l1_hidden and mono terms
+    "capacity_marginal_small": (["train.steps=200"], 66, "88ecb0e0c1825914"),  # the capacity term
+    "dd_cpu_small": (["train.steps=300"], 12, "394703d6023c2402"),  # finite data
+    "sae_pareto_small": (["sae.steps=200"], 21, "990059131c2434c6"),  # SAEs on a world, every kind
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(STORES_43F758A))
+def test_a_store_written_by_43f758a_still_resumes(experiment):
+    """A toy sweep with each optional loss term, a finite-data sweep and an SAE sweep, as 43f758a
+    wrote them: the same command hashes to the stored first line (the body still does) and plans
+    the same models (the same uids), so resuming such a store trains nothing."""
+    import hashlib
+    from pathlib import Path
+
+    from sweeps.plan import plan_sweep
+
+    overrides, n_models, digest = STORES_43F758A[experiment]
+    text = (Path(__file__).parent.parent / "data" / f"sweep_43f758a_{experiment}.yaml").read_text()
+    stored, body = text.splitlines()[0].split(": ")[1], text.split("\n", 2)[2]
+    assert text.splitlines()[1] == f"# models: {n_models}"
+    assert body_hash(body) == stored
+    config = compose_config([f"experiment={experiment}", *overrides])
+    assert config_hash(config) == stored
+    uids = sorted(p.uid for _, p in plan_sweep(config).units)
+    assert (len(uids), hashlib.sha256(",".join(map(str, uids)).encode()).hexdigest()[:16]) == (n_models, digest)

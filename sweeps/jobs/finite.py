@@ -1,18 +1,27 @@
-"""Rows of the store for finite-data models (issue 7: memorisation and double descent).
+"""The finite-data job kind: toy models trained full-batch on a finite dataset each (issue 7:
+memorisation and double descent; ``toymodels.finite``).
 
-``finite_table`` turns one chunk's ``FiniteResult`` into one row per model: the grid coordinates
-the planner passes in, the per-model values that were trained, losses, weights, norms,
-dimensionalities (docs/science/metrics.md) and the repeated-data memorisation verdict.
+A chunk is one ``train_finite_many`` program over models sharing a ``FiniteSpec``;
+``finite_table`` turns its ``FiniteResult`` into one row per model: the grid coordinates, the
+per-model values that were trained, losses, weights, norms, dimensionalities
+(docs/science/metrics.md) and the repeated-data memorisation verdict.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from toymodels.finite import FiniteHParams, FiniteResult, FiniteSpec, dimensionality, repeat_layout
+from sweeps import resources
+from sweeps.config import Config, expand_axis, is_finite
+from sweeps.jobs.chunks import identity_columns
+from sweeps.jobs.kind import Chunk, ChunkProgram, JobKind
+from sweeps.jobs.models import ModelPoint, feature_columns, hparams_arrays, plan_models, toy_kinds
+from toymodels.finite import (FiniteHParams, FiniteResult, FiniteSpec, dimensionality, max_active_for, piece_layout,
+                              repeat_layout)
 
 MEMORISED_TOP = 0.001  # a point is memorised when its data dimensionality is in the top 0.1%
 HP_COLUMNS = ("density", "lr", "weight_decay", "dataset_seed")
@@ -101,3 +110,77 @@ def finite_table(points_meta: Sequence[dict], spec: FiniteSpec, result: FiniteRe
         row.update(_repeated_columns(result, i, repeated_R))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def spec_for(config: Config, static: dict) -> FiniteSpec:
+    m, t, d = config.model, config.train, config.data
+    n, T = static.get("n_features", m.n_features), static.get("n_train", d.n_train)
+    n_test = t.eval_samples
+    densities = expand_axis("density", config.sweep.grid["density"]) if "density" in config.sweep.grid else [d.density]
+    # One K for the whole config, from its largest density (a static value per chunk must not
+    # depend on which models share the chunk); a point overflows with probability < 1e-6.
+    K = d.max_active or max_active_for(n, max(densities), T + n_test)
+    return FiniteSpec(
+        n_features=n, n_hidden=static.get("n_hidden", m.n_hidden), n_train=T,
+        steps=static.get("steps", t.steps), warmup_steps=t.warmup_steps, b1=t.b1, b2=t.b2, eps=t.eps,
+        model=static.get("model", m.kind), max_active=K, piece_size=t.piece_size, n_test=n_test,
+        repeats=static.get("repeats", d.repeats), n_repeated=d.n_repeated, snapshot_every=t.snapshot_every,
+        init=m.init, init_instances=m.init_instances, test_seed=t.eval_seed,
+    )
+
+
+def plan(config: Config, device: resources.Device) -> tuple[list[tuple[FiniteSpec, ModelPoint]], dict]:
+    return plan_models(config, device, spec_for), {}
+
+
+def working_set(spec: FiniteSpec) -> int:
+    """Per model: a piece's dense outputs and their gradients, and the sparse datasets."""
+    B, _ = piece_layout(spec.n_train, spec.piece_size, "cpu")
+    return 4 * 6 * B * spec.n_features + 8 * (spec.n_train + spec.n_test) * spec.K
+
+
+def program(chunk: Chunk[FiniteSpec, ModelPoint]) -> ChunkProgram:
+    import jax.numpy as jnp
+
+    from toymodels import model_keys
+    from toymodels.finite import train_finite_many
+
+    arrays = hparams_arrays(chunk)
+    hp = FiniteHParams(density=jnp.asarray(arrays["density_F"][:, 0]), importance_F=jnp.asarray(arrays["importance_F"]),
+                       lr=jnp.asarray(arrays["lr"]), weight_decay=jnp.asarray(arrays["weight_decay"]),
+                       dataset_seed=jnp.asarray(arrays["dataset_seed"]))
+    return ChunkProgram(partial(train_finite_many, chunk.spec), (model_keys(chunk.base_seed, arrays["uid"]), hp),
+                        (0, 0), context=hp)
+
+
+def rows(chunk: Chunk[FiniteSpec, ModelPoint], program: ChunkProgram, result: FiniteResult,
+         seconds: float) -> pd.DataFrame:
+    """``finite_table``'s rows plus the columns every toy-model table has."""
+    table = finite_table([identity_columns(chunk, p) for p in chunk.points], chunk.spec, result, seconds,
+                         program.context)
+    for name, values in feature_columns(chunk.points, np.asarray(result.params.W_HxF)[: chunk.n_models]).items():
+        table[name] = values
+    table["snap_loss"] = table["snap_train_loss"]  # the curve every table has: the optimised loss
+    return table
+
+
+def _validate(config: Config) -> None:
+    from sweeps.validation import validate_models
+
+    validate_models(config)
+
+
+FINITE: JobKind[FiniteSpec, ModelPoint] = JobKind(
+    name="finite",
+    applies=is_finite,
+    validate=_validate,
+    plan=plan,
+    working_set=working_set,
+    model_bytes=resources.model_bytes,
+    pad_to_one_worker=False,  # pad to the chunk's own size, as every finite-data store was trained
+    program=program,
+    checked=lambda result: (result.train_loss, result.params),
+    rows=rows,
+    user_kinds=lambda spec: toy_kinds(spec.model),
+    doc="toy models trained full-batch on a finite dataset each (toymodels.finite.train_finite_many)",
+)

@@ -1,0 +1,48 @@
+"""The SAE job kind: sparse autoencoders on a synthetic world's or a stored toy sweep's activations
+(a config with an ``sae:`` section, ``sweeps.sae.config``). Its planner is ``sweeps.sae.plan``,
+its program and rows ``sweeps.sae.execute``; ids, chunking, padding, the memory budget, running and
+storing a chunk are the machinery every job kind shares (``sweeps.jobs``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sweeps.jobs.kind import JobKind
+from sweeps.sae import execute, plan
+from sweeps.sae.config import validate_sae
+from sweeps.sae.plan import SaeGroup, SaePoint
+
+
+def _id_fields(group: SaeGroup) -> dict:
+    return {"spec": dataclasses.asdict(group.spec), "source": repr(group.source), "world": group.world}
+
+
+def _user_kinds(group: SaeGroup) -> tuple:
+    from sweeps.sae.toy import toy_kinds
+
+    return toy_kinds(group.source)
+
+
+def _carry(carry, points) -> dict:
+    """The chunk's toy models' arrays, by uid ({} for worlds)."""
+    wanted = {p.source_uid for p in points}
+    return {uid: arrays for uid, arrays in carry.items() if uid in wanted}
+
+
+SAE: JobKind[SaeGroup, SaePoint] = JobKind(
+    name="sae",
+    applies=lambda config: config.sae is not None,
+    validate=validate_sae,
+    plan=plan.plan_saes,
+    working_set=plan.working_set,
+    model_bytes=None,  # SAE chunks are sized by their working set on every device
+    pad_to_one_worker=True,
+    program=execute.program,
+    checked=lambda result: (result.scores.loss, result.params),
+    rows=execute.rows,
+    id_fields=_id_fields,
+    user_kinds=_user_kinds,
+    carry=_carry,
+    noun="SAE",
+    doc="sparse autoencoders on a world's or stored toy models' activations (toymodels.sae.train_saes)",
+)
