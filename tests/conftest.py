@@ -33,7 +33,9 @@ import pytest  # noqa: E402
 _RUN_DIR = "TOYMODELS_TEST_RUN_DIR"  # made by the run's first process, inherited by the rest
 _OWNS_RUN_DIR = _RUN_DIR not in os.environ  # a plain pytest, or xdist's controller (before its workers)
 if _OWNS_RUN_DIR:
-    os.environ[_RUN_DIR] = tempfile.mkdtemp(prefix="tmt-")  # short: Ray's socket paths live under it
+    # Short, under /tmp as Ray's own files are (not under a long TMPDIR such as macOS's): Ray's
+    # sockets live under it, and a socket's path is at most 107 bytes.
+    os.environ[_RUN_DIR] = tempfile.mkdtemp(prefix="tmt-", dir="/tmp" if os.path.isdir("/tmp") else None)
 
 _chosen = os.environ.get("TOYMODELS_TEST_COMPILE_CACHE", "")
 if _chosen.strip().lower() in ("off", "0", "none", "false"):
