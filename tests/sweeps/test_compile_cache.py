@@ -23,9 +23,13 @@ def _sweep(out: Path, cache: str, cores: list[int]) -> str:
     env.update(JAX_PLATFORMS="cpu", TOYMODELS_COMPILE_CACHE=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                JAX_LOG_COMPILES="1")  # a cache hit logged as a warning (Hydra's log: stdout)
     exe = Path(sys.executable).with_name("toymodels-sweep")
-    result = subprocess.run([str(exe), "experiment=tms_intro", "sweep.grid.density=[1.0,0.1]", *tiny(out)],
-                            capture_output=True, text=True, env=env, cwd=out.parent, timeout=300,
-                            preexec_fn=lambda: os.sched_setaffinity(0, cores))
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)  # inherited by the child (a preexec_fn would fork a threaded JAX process)
+    try:
+        result = subprocess.run([str(exe), "experiment=tms_intro", "sweep.grid.density=[1.0,0.1]", *tiny(out)],
+                                capture_output=True, text=True, env=env, cwd=out.parent, timeout=300)
+    finally:
+        os.sched_setaffinity(0, mine)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout + result.stderr
 
