@@ -9,3 +9,97 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")
 if os.environ["RAY_AUTH_MODE"] == "token" and not os.environ.get("RAY_AUTH_TOKEN_PATH"):
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 os.environ.setdefault("WANDB_MODE", "offline")
+
+# The rest of the run's set-up: one compilation cache for the whole run, and under pytest-xdist
+# (``scripts/test`` runs ``-n <cores>``) each worker pinned to its own core(s).
+#
+# Compilation cache. Every process of one run (xdist's workers, the CLIs and Ray workers the tests
+# start) shares one fresh directory as JAX's persistent compilation cache (in the run's temporary
+# directory, removed at the end, with each process's Ray files: see RAY_TMPDIR below): a
+# program one test compiled is loaded, not compiled again, by any other test or subprocess of the
+# run, whatever worker it runs on, and nothing is read from or left in ``~/.cache`` (a run here is
+# what a clean clone in CI sees). ``TOYMODELS_TEST_COMPILE_CACHE=DIR`` keeps the cache in DIR
+# between runs instead; ``=off`` runs without one (what the default cache of a sweep then does is
+# the tests' business: they set ``TOYMODELS_COMPILE_CACHE`` themselves).
+#
+# Pinning. One JAX process per core, pinned, beats one process on both cores (docs/ray.md), and a
+# pinned process sizes XLA's thread pool from its cores, so two workers on two cores do not fight
+# over them. Everything a test starts (a CLI, a local Ray and its workers) inherits the worker's
+# cores. A test that needs the whole machine (it pins processes to cores itself) asks for the
+# ``whole_machine`` fixture. ``TOYMODELS_TEST_PIN=0`` leaves workers unpinned.
+
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+import pytest  # noqa: E402
+
+# -- the run's directory: its compilation cache, each process's Ray --------------------------
+
+_RUN_DIR = "TOYMODELS_TEST_RUN_DIR"  # made by the run's first process, inherited by the rest
+_OWNS_RUN_DIR = _RUN_DIR not in os.environ  # a plain pytest, or xdist's controller (before its workers)
+if _OWNS_RUN_DIR:
+    # Short, under /tmp as Ray's own files are (not under a long TMPDIR such as macOS's): Ray's
+    # sockets live under it, and a socket's path is at most 107 bytes.
+    os.environ[_RUN_DIR] = tempfile.mkdtemp(prefix="tmt-", dir="/tmp" if os.path.isdir("/tmp") else None)
+
+_chosen = os.environ.get("TOYMODELS_TEST_COMPILE_CACHE", "")
+if _chosen.strip().lower() in ("off", "0", "none", "false"):
+    os.environ["TOYMODELS_COMPILE_CACHE"] = "off"
+    os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+else:
+    # Read by JAX when it is imported (this process, and every subprocess) and by
+    # sweeps.resources.compile_cache_dir(), which hands it to Ray's workers.
+    _cache = os.path.expanduser(_chosen) if _chosen else os.path.join(os.environ[_RUN_DIR], "jax")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.abspath(_cache)
+    # The programs of the tests' seconds-long sweeps compile in less than JAX's default threshold
+    # of 1 s on a quiet machine, and are the ones compiled again and again (the same tiny sweep in
+    # many tests and CLIs): keep them all.
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+# Each process's local Rays keep their files (sessions, sockets, and ray_current_cluster, the
+# address of the last cluster started with `ray start` or ray.cluster_utils, which a ray.init()
+# without an address joins) in a directory of its own: a test's two-node cluster in one worker is
+# never joined by a sweep's local Ray in the other, nor is another user's on a shared machine.
+os.environ["RAY_TMPDIR"] = os.path.join(os.environ[_RUN_DIR], os.environ.get("PYTEST_XDIST_WORKER", "main"))
+os.makedirs(os.environ["RAY_TMPDIR"], exist_ok=True)
+
+
+def pytest_unconfigure(config):
+    if _OWNS_RUN_DIR and not hasattr(config, "workerinput"):
+        shutil.rmtree(os.environ[_RUN_DIR], ignore_errors=True)
+
+
+# -- one core per xdist worker ----------------------------------------------------------------
+
+_MACHINE_CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def _pin_worker() -> None:
+    """Pin this xdist worker to its share of the cores the run started with (gw0 the first,
+    gw1 the next, ...), before JAX starts its CPU backend; nothing with more workers than cores."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):
+        return
+    if os.environ.get("TOYMODELS_TEST_PIN", "1") == "0" or not 1 < workers <= len(_MACHINE_CORES):
+        return
+    index, share = int(worker[2:]), len(_MACHINE_CORES) // workers
+    os.sched_setaffinity(0, _MACHINE_CORES[index * share:(index + 1) * share])
+
+
+_pin_worker()
+
+
+@pytest.fixture
+def whole_machine():
+    """Every core the run started with, for this test only (it pins processes to cores itself):
+    the test's own process may use them all while it runs, and what it starts inherits them."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield sorted(range(os.cpu_count() or 1))
+        return
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, _MACHINE_CORES)
+    try:
+        yield list(_MACHINE_CORES)
+    finally:
+        os.sched_setaffinity(0, mine)

@@ -16,7 +16,8 @@ name>``; in it:
   the whole sweep's ``models`` table once they are drawn (through ``sweeps.tracking.figure_log``).
 
 Run ids are stable and ``resume="allow"``: a chunk logged again reuses its run. After a run has
-finished, an empty marker ``<dir>/wandb/logged/<run id>`` records it: a rerun of the sweep logs
+finished (offline: once wandb's service has written the run's log whole, which it does after
+``run.finish()`` returns), an empty marker ``<dir>/wandb/logged/<run id>`` records it: a rerun of the sweep logs
 every stored chunk that has no marker (stored, then a crash or a wandb failure before it was
 logged; or stored while tracking was disabled) and never logs a chunk twice. In offline mode an
 unfinished earlier attempt's ``offline-run-*-<run id>`` directory is replaced, so each run id has
@@ -50,6 +51,60 @@ from sweeps.tracking import tables as wt
 
 PER_FEATURE_HISTORY = 20  # per-model runs log norm/i and capacity/i when n_features <= this
 _OFFLINE_DIR = re.compile(r"^offline-run-\d{8}_\d{6}-(?P<id>.+)$")
+
+
+OFFLINE_LOG_WAIT = 60.0  # seconds wandb's service may take to write a finished offline run's log
+
+
+def offline_log_complete(path: Path) -> bool:
+    """Whether the wandb transaction log at ``path`` (``run-<id>.wandb``) is on disk whole: its
+    last record is the run's ``exit`` record, the last one a finished run writes.
+
+    The log is LevelDB's log format after a 7-byte header: 32 KiB blocks of chunks, each with a
+    7-byte header (crc32, length, type: 1 full, 2 first, 3 middle, 4 last; 0 pads a block's end).
+    wandb's service keeps the log's last, unfilled block in memory until it closes the run, which
+    it does only after ``run.finish()`` has returned (the finish request does not wait for it), so
+    a log read too early holds the header alone or stops at a block boundary."""
+    from wandb.proto import wandb_internal_pb2
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return False
+    block, pos, record, last = 32768, 7, b"", None
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # too little room for a chunk header: the block ends in padding
+            pos += left
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        if kind == 0:
+            pos += left
+            continue
+        if pos + 7 + length > len(data):  # a chunk still being written
+            break
+        record += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            last, record = record, b""
+    if last is None:
+        return False
+    parsed = wandb_internal_pb2.Record()
+    parsed.ParseFromString(last)
+    return parsed.WhichOneof("record_type") == "exit"
+
+
+def wait_for_offline_log(path: Path, timeout: float = OFFLINE_LOG_WAIT) -> None:
+    """Return once a finished offline run's log is whole on disk (``offline_log_complete``), so
+    that the run is marked logged only when ``wandb sync`` would find all of it; a TimeoutError
+    after ``timeout`` seconds (the run is then not marked, and a rerun logs it again)."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while not offline_log_complete(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"wandb's service did not write the run's log {path} within {timeout:g} s")
+        time.sleep(pause)
+        pause = min(2 * pause, 0.2)
 
 
 class TrackingWarning(UserWarning):
@@ -213,8 +268,11 @@ class Tracker:
 
     def _finish(self, run_id: str) -> None:
         run, self._run = self._run, None
+        log = run.settings.sync_file if self.mode == "offline" else None
         run.finish()
         self._restore_env()
+        if log is not None:
+            wait_for_offline_log(Path(log))
         self._marker(run_id).write_text(f"{self.mode}\n")
         self.runs += 1
 

@@ -32,7 +32,7 @@ def test_the_reference_runs_where_ours_does():
     assert reference_device("gpu") == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def test_bench_times_one_pinned_process_per_core(capsys):
+def test_bench_times_one_pinned_process_per_core(capsys, whole_machine):
     if len(usable_cores()) < 2:
         pytest.skip("needs two cores")
     assert main(["--steps", "10", "--configs", "n2m1", "--json", "--no-reference", "--processes", "2"]) == 0

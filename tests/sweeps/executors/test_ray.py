@@ -51,7 +51,7 @@ def test_cli_sweep_on_a_local_ray_with_two_workers_matches_in_process(tmp_path):
     np.testing.assert_allclose(as_matrix(a["W"]), as_matrix(b["W"]), rtol=1e-5, atol=1e-6)
 
 
-def test_workers_pin_to_distinct_free_cores_until_none_is_left(tmp_path):
+def test_workers_pin_to_distinct_free_cores_until_none_is_left(tmp_path, whole_machine):
     if not hasattr(os, "sched_setaffinity"):
         pytest.skip("pinning needs CPU affinity (Linux)")
     cores = len(os.sched_getaffinity(0))
@@ -84,10 +84,14 @@ def test_a_killed_worker_is_retried_and_every_model_is_stored_once(local_ray, tm
     killed = None
     deadline = time.time() + 120
     while killed is None and driver.is_alive() and time.time() < deadline:
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            if TASK_TITLE in " ".join(proc.info["cmdline"] or []):
+        for proc in psutil.Process().children(recursive=True):  # this test's Ray, no other on the machine
+            try:
+                cmdline = " ".join(proc.cmdline())
+            except psutil.Error:
+                continue
+            if TASK_TITLE in cmdline:
                 proc.kill()
-                killed = proc.info["pid"]
+                killed = proc.pid
                 break
         time.sleep(0.05)
     driver.join(timeout=300)

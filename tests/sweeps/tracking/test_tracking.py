@@ -12,7 +12,7 @@ import pytest
 from sweeps.config import ConfigError
 from sweeps.runner import run_sweep
 from sweeps.store import config_hash, read_results
-from sweeps.tracking import TrackingWarning, sweep_key
+from sweeps.tracking import TrackingWarning, offline_log_complete, sweep_key
 from tests.helpers import cli, compose_config, tiny
 
 OFFLINE = "wandb.mode=offline"  # tiny() turns tracking off; these tests turn it back on
@@ -66,8 +66,11 @@ def offline_runs(out: Path) -> dict[str, dict]:
     runs = {}
     for run_dir in sorted((out / "wandb").glob("offline-run-*")):
         (log,) = run_dir.glob("run-*.wandb")
-        info = {"dir": run_dir, "summary": {}, "history": [], "tables": {}}
-        for record in _records(log):
+        info = {"dir": run_dir, "summary": {}, "history": [], "tables": {}, "log": log}
+        records = _records(log)
+        # whole on disk once its run is marked logged: the last record is the run's exit
+        assert records and records[-1].WhichOneof("record_type") == "exit", f"{log} is not whole"
+        for record in records:
             kind = record.WhichOneof("record_type")
             if kind == "run":
                 r = record.run
@@ -162,6 +165,15 @@ def test_each_chunk_is_one_offline_run_holding_config_curves_and_final_metrics(t
                                    np.mean(np.stack(stored["snap_loss"]), axis=0), rtol=1e-6)
         assert (out / "wandb" / "logged" / f"{key}-{chunk_id}").exists()
     assert any((out / "wandb" / "data").rglob("*"))  # staged table files live with the runs
+
+    # what the tracker waits for before it marks a run logged: a log that holds its exit record
+    whole = next(iter(runs.values()))["log"].read_bytes()
+    assert offline_log_complete(runs[next(iter(runs))]["log"])
+    for cut in (0, 7, len(whole) // 2, len(whole) - 1):  # nothing, the header alone, partly written
+        partial = tmp_path / f"cut{cut}.wandb"
+        partial.write_bytes(whole[:cut])
+        assert not offline_log_complete(partial)
+    assert not offline_log_complete(tmp_path / "missing.wandb")
 
     # the figures' summary run, once they are drawn; drawing again keeps one directory for it
     from analysis.cli import main as figures
