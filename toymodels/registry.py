@@ -7,9 +7,18 @@ A user's own kind is one object registered from their own file or notebook
 
 from __future__ import annotations
 
-from typing import Generic, Iterator, TypeVar
+from typing import Generic, Protocol, TypeVar
+from collections.abc import Iterator
 
-T = TypeVar("T")
+
+class Named(Protocol):
+    """What a registry holds: a kind with a name (model, data, SAE and job kinds, loss terms)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+T = TypeVar("T", bound=Named)
 
 
 class ConfigError(ValueError):

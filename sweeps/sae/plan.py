@@ -11,6 +11,7 @@ cosine, seed, the toy model's weights) is a per-SAE array.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ from sweeps.sae.config import (FOLLOW_ACTIVE, KIND_AXES, SAE_STATIC_AXES, WORLD_
                                resolve_dict_size, sae_values)
 from toymodels.registry import ConfigError
 from toymodels.sae import SAE_KINDS, SaeSpec
+from toymodels.sae.base import Source
 
 WORLD_FIELDS = tuple(WORLD_RULES)  # every world parameter, in the order of sae.world
 
@@ -46,7 +48,7 @@ class SaeGroup:
     """What SAEs of one chunk share: the compiled program's static values."""
 
     spec: SaeSpec
-    source: object  # toymodels.sae.worlds.WorldSource or toymodels.sae.toy.ToySource
+    source: Source  # toymodels.sae.worlds.WorldSource, toymodels.sae.toy.ToySource, ...
     world: tuple = ()  # the world's static parameters (kind, shape, directions, active)
 
     @property
@@ -109,7 +111,7 @@ def _world_sources(config, coords: tuple):
     if config.sae.world.kind == "saelens":  # its config or directory is the whole world
         from sweeps.sae.saelens import canonical
 
-        params = (("world_kind", "saelens"), ("saelens", canonical(config.sae.world.saelens)))
+        params: tuple[tuple[str, Any], ...] = (("world_kind", "saelens"), ("saelens", canonical(config.sae.world.saelens)))
         return [(world_source(dict(params)), params, crc_id({"world": params}), params)]
     world = {"world_kind": config.sae.world.kind,  # not an axis: the SAE's kind is "kind"
              **{name: _read(coords, config, name) for name in WORLD_FIELDS if name != "kind"}}
@@ -128,7 +130,8 @@ def plan_saes(config, device=None) -> tuple[list[tuple[SaeGroup, SaePoint]], dic
 
     check_plan_size(config, {a: len(expand_axis(a, v)) for a, v in config.sweep.grid.items()})
     toys = toy_sources(config) if config.sae.source == "toy" else None
-    out, seen = [], set()
+    out: list[tuple[SaeGroup, SaePoint]] = []
+    seen = set()
     for coords in _grid(config):
         coords = _kind_coords(coords, config)
         kind = _read(coords, config, "kind")
