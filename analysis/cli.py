@@ -73,7 +73,7 @@ def main(argv=None) -> None:
         from sweeps.tracking.figure_log import log_figures
 
         log_figures(sweep.root, written, sweep.table)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - wandb failing is a warning, whatever the error
         print(f"toymodels-figures: warning: wandb: {type(error).__name__}: {error}", file=sys.stderr)
 
 

@@ -23,7 +23,7 @@ class StoredSweep:
     status: str = ""  # why the table is not a finished sweep's results.parquet ("" when it is)
 
     @classmethod
-    def load(cls, out) -> "StoredSweep":
+    def load(cls, out) -> StoredSweep:
         """A stored sweep; one still running or killed is read from its finished chunks. Raises
         FileNotFoundError (not a sweep, or nothing finished yet) or ValueError (a damaged sweep.yaml)."""
         root = Path(out)
@@ -82,7 +82,7 @@ def as_array(cell) -> np.ndarray:
 def git_revision() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=5)
+                             cwd=Path(__file__).resolve().parent, timeout=5, check=False)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -99,11 +99,11 @@ def scaling(out: Path, experiment: str, counts: list[int], platform: str, extra:
 
 def scaling_table(rows: list[dict], platform: str) -> list[str]:
     unit = "forced CPU devices, one process" if platform == "cpu" else "GPUs, one process"
-    first = {}
+    first: dict[str, float] = {}
     for r in rows:
         first.setdefault(r["where"], r["chunk_model_steps_per_s"])
-    lines = ["| where | devices or tasks | chunks | run s | model·steps/s (run) | chunks s | model·steps/s (chunks) "
-             "| against 1 (chunks) |", "|---|---|---|---|---|---|---|---|"]
+    lines = [("| where | devices or tasks | chunks | run s | model·steps/s (run) | chunks s | model·steps/s (chunks) "
+             "| against 1 (chunks) |"), "|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["where"] != "process", r["count"])):
         what = unit if r["where"] == "process" else "Ray tasks (one device each)"
         lines.append(f"| {what} | {r['count']} | {r['chunks']} | {r['run_s']} | {r['model_steps_per_s']:,} | "
@@ -170,9 +170,9 @@ def bits() -> list[dict]:
     for kind, overrides in BIT_KINDS.items():
         program, args, axes, width = chunk_program(overrides)
         reference = jax.device_get(program(*args))
-        narrow = {}  # width -> the chunk as one-device programs of that width
+        narrow: dict = {}  # width -> the chunk as one-device programs of that width
 
-        def add(what, result, w=None, kind=kind, reference=reference):
+        def add(what, result, w=None, kind=kind, reference=reference, narrow=narrow):
             d, total, largest = differing(reference, result)
             same = differing(narrow[w], result)[0] if w in narrow else None
             rows.append({"kind": kind, "run": what, "differing": d, "of": total, "max_abs": largest,
@@ -196,8 +196,8 @@ def bits() -> list[dict]:
 
 
 def bits_table(rows: list[dict]) -> list[str]:
-    lines = ["| job kind | run | numbers that differ from the one-device program of the chunk's width | largest "
-             "difference | … from one-device programs of the same width |", "|---|---|---|---|---|"]
+    lines = [("| job kind | run | numbers that differ from the one-device program of the chunk's width | largest "
+             "difference | … from one-device programs of the same width |"), "|---|---|---|---|---|"]
     for r in rows:
         same = "" if r["differing_same_width"] is None else f"{r['differing_same_width']:,}"
         lines.append(f"| {r['kind']} | {r['run']} | {r['differing']:,} of {r['of']:,} | {r['max_abs']:.2g} | {same} |")

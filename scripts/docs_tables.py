@@ -27,11 +27,12 @@ import re
 import sys
 import tokenize
 import typing
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 # The whole line is replaced; what stands before the comment is for readers of the raw Markdown.
-MARKER = re.compile(r"^(?:> .*)?<!-- table: (?P<name>[\w-]+) -->$", re.M)
+MARKER = re.compile(r"^(?:> .*)?<!-- table: (?P<name>[\w-]+) -->$", re.MULTILINE)
 log = logging.getLogger("mkdocs.plugins.toymodels")
 
 # Pages other branches are writing now: in the nav, left out of it until they exist. Remove a
@@ -64,7 +65,9 @@ def first_paragraph(doc: str | None) -> str:
 
 def source_of(obj) -> str:
     """Where ``obj`` is written, as a path in the repository."""
-    path = Path(inspect.getsourcefile(obj)).resolve()
+    source = inspect.getsourcefile(obj)
+    assert source is not None, f"{obj!r} has no source file"
+    path = Path(source).resolve()
     try:
         return str(path.relative_to(REPO))
     except ValueError:
@@ -338,7 +341,7 @@ def grid_axes() -> str:
     from sweeps.validation import AXIS_RULES
 
     AXIS_RULES = {**AXIS_RULES, **{p.name: config_key(p) for p in all_params()}}
-    PER_MODEL_AXES = PER_MODEL_AXES + tuple(p.name for p in all_params())
+    PER_MODEL_AXES = PER_MODEL_AXES + tuple(p.name for p in all_params())  # type: ignore[assignment]
 
     comments = {}
     for prefix, cls in _schema_sections():
@@ -375,7 +378,7 @@ def sae_grid_axes() -> str:
     return table(["axis", "kind", "source"], rows)
 
 
-TABLES = {
+TABLES: dict[str, Callable[[], str]] = {
     "model-kinds": model_kinds,
     "data-kinds": data_kinds,
     "sae-kinds": sae_kinds,

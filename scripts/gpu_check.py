@@ -241,7 +241,7 @@ def main(argv=None) -> int:
     if "tms" not in args.skip:
         base = (["experiment=tms_phase_2d_small", "train.steps=50", "sweep.seeds=1"] if args.smoke
                 else ["experiment=tms_phase_2d"])
-        variants = [("tms_phase_2d", [])] + ([] if args.smoke else [("tms_phase_2d_blocks1", ["train.batch_blocks=1"])])
+        variants: list[tuple[str, list[str]]] = [("tms_phase_2d", [])] + ([] if args.smoke else [("tms_phase_2d_blocks1", ["train.batch_blocks=1"])])
         for key, extra in variants:
             results[key] = sweep(key, base + extra + where, out, timeout=600)
             print(f"{key}: {results[key]['wall_s']} s wall, {results[key]['training_s']} s training", flush=True)

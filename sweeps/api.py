@@ -17,11 +17,13 @@ import sys
 import typing
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import pandas as pd
 
 from sweeps.config import CONF_DIR, GRID_GENERATORS, Config, ConfigError, register_schema, to_config
+from sweeps.executors.base import Executor
 from sweeps.runner import SweepReport, interrupts_deferred, make_executor, run_sweep
 from sweeps.store import read_results
 
@@ -183,7 +185,8 @@ class _Announced:
     left to train, and saying where the chunks run."""
 
     def __init__(self, config: Config, say: bool):
-        self.config, self.say, self.made = config, say, None
+        self.config, self.say = config, say
+        self.made: Executor | None = None
         self.where = "nothing left to train"
 
     @property
@@ -197,6 +200,7 @@ class _Announced:
         self.where = f"{models} models in {len(chunks)} chunk(s) {describe(self.config, self.made)}"
         if self.say:
             print(f"sweeps.run: {self.where}", file=sys.stderr, flush=True)
+        assert self.made is not None  # made by ``workers``, which the runner reads before it runs chunks
         self.made.run(chunks, on_done, on_failed)
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import typing
+from typing import Any
 from pathlib import Path
 
 from sweeps.config import CONF_DIR, Config, ConfigError, quote_grid_generators, register_schema
@@ -26,7 +27,8 @@ def check_override_keys(overrides: list[str], schema=Config) -> None:
         key = item.split("=", 1)[0].lstrip("+~")
         if key.startswith("hydra") or key in GROUPS:
             continue
-        node, path = schema, []
+        node: Any = schema
+        path: list[str] = []
         for part in key.split("."):
             fields = {f.name: f for f in dataclasses.fields(node)}
             if part not in fields:
@@ -49,7 +51,7 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
     return overrides
 
 
-_ADVICE = {
+_ADVICE: dict[int | None, str] = {
     errno.ENOSPC: "free some space or choose another sweep.out",
     errno.EDQUOT: "free some of your quota or choose another sweep.out",
     errno.EFBIG: "the file size limit (ulimit -f) is too small for it",
@@ -75,7 +77,7 @@ def check_output(overrides: list[str]) -> None:
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
             cfg = compose(config_name="config", overrides=overrides)
-    except Exception:  # a Hydra error (an unknown experiment, say): Hydra reports it below, as always
+    except Exception:  # noqa: BLE001 - a Hydra error (an unknown experiment, say): Hydra reports it below, as always
         return
     out = Path(to_config(cfg).sweep.out)
     probe = out / f".write-test.{os.getpid()}.tmp"

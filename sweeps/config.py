@@ -261,7 +261,7 @@ def expand_axis(name: str, spec) -> list:
         values = [float(f"{v:.12g}") for v in values]  # stable text for ids and column values
         if name in INTEGER_AXES or name in _integer_term_axes():  # n_train = geomspace(3, 100000, 20): rounded,
             # duplicates dropped
-            values = list(dict.fromkeys(int(round(v)) for v in values))
+            values = list(dict.fromkeys(round(v) for v in values))  # v: a float, so round gives an int
     else:
         raise ConfigError(key, f"must be a list of values or 'geomspace|linspace(start, stop, num)', got {spec!r}")
     if not values:

@@ -124,13 +124,14 @@ def local_device(limit: int = 0, where: str = "this process") -> Device:
     if first.platform == "cpu":
         return Device("cpu", int(HOST_MEMORY_SHARE * host_memory_bytes() / count), f"CPU ({where}, {count} device(s))",
                       count)
-    memory = [device_memory(d) for d in devices]
-    if None in memory:  # an allocator that does not say: the driver's tool, else a small card
+    reported = [device_memory(d) for d in devices]
+    memory = [m for m in reported if m is not None]
+    if len(memory) < len(reported):  # an allocator that does not say: the driver's tool, else a small card
         memory = nvidia_smi_memory() or [GPU_MEMORY_UNKNOWN if first.platform == "gpu" else TPU_MEMORY_UNKNOWN]
     return Device(first.platform, min(memory), f"{count}× {first.device_kind} ({where})", count)
 
 
-def chunk_device(config: "Config") -> Device:
+def chunk_device(config: Config) -> Device:
     """The devices one chunk of ``config`` runs on, the memory it may use on each, and how many."""
     r = config.ray
     if config.sweep.executor == "local":
@@ -210,12 +211,12 @@ def check_axis_length(key: str, num: int) -> None:
         raise _size_error(key, f"{num:,} values; an axis may have at most {MAX_AXIS_VALUES:,}: lower num")
 
 
-def check_plan_size(config: "Config", axis_lengths: dict[str, int]) -> None:
+def check_plan_size(config: Config, axis_lengths: dict[str, int]) -> None:
     """Refuse a plan whose models would not fit in the driver, from the axis lengths alone."""
     seeds = config.sweep.seeds
     n_models = seeds * math.prod(axis_lengths.values())
     factors = {"sweep.seeds": seeds, **{f"sweep.grid.{a}": k for a, k in axis_lengths.items()}}
-    largest = max(factors, key=factors.get)
+    largest = max(factors, key=factors.__getitem__)
     listing = " × ".join(f"{k}={v:,}" for k, v in factors.items())
     if n_models > MAX_PLAN_MODELS:
         raise _size_error(largest, f"the plan has {n_models:,} models ({listing}), more than the "
@@ -230,7 +231,7 @@ def check_plan_size(config: "Config", axis_lengths: dict[str, int]) -> None:
                           f"than {_gib(MAX_PLAN_BYTES)}; lower {key}")
 
 
-def _max_n_features(config: "Config") -> int:
+def _max_n_features(config: Config) -> int:
     from sweeps.config import expand_axis
 
     grid = config.sweep.grid
@@ -256,9 +257,9 @@ def check_spec(spec: TrainSpec | FiniteSpec, device: Device) -> None:
     terms = finite_spec_terms(spec, device.platform) if isinstance(spec, FiniteSpec) else train_spec_terms(spec)
     need = sum(terms.values())
     if need > device.memory_bytes:
-        largest = max(terms, key=terms.get)
+        largest = max(terms, key=terms.__getitem__)
         key = _TERM_KEYS[largest]
-        if largest == "piece" and spec.piece_size == 0:
+        if largest == "piece" and isinstance(spec, FiniteSpec) and spec.piece_size == 0:
             key = "train.piece_size"  # its default: name it, so that the message says how to shrink
         raise _size_error(key, f"one model needs about {_gib(need)} ({', '.join(f'{k} {_gib(v)}' for k, v in terms.items())}), "
                           f"more than the {_gib(device.memory_bytes)} a chunk has on its device ({device.name}); "

@@ -45,9 +45,9 @@ class SweepReport:
         stored = self.already_done + self.trained if self.stored is None else self.stored
         others = max(0, stored - self.already_done - self.trained)
         lines = [
-            f"{self.out}: {stored}/{self.planned} models stored ({self.trained} trained now, {self.already_done} "
+            (f"{self.out}: {stored}/{self.planned} models stored ({self.trained} trained now, {self.already_done} "
             f"already there{f', {others} by another run meanwhile' if others else ''}) in {self.seconds:.1f}s, "
-            f"{rate:,.0f} model·steps/s"
+            f"{rate:,.0f} model·steps/s")
         ]
         for f in self.failed:
             lines.append(f"FAILED chunk {f['chunk']} ({f['n_models']} models): {f['error']}")
@@ -96,12 +96,15 @@ class _Executors:
     (closed at the end)."""
 
     def __init__(self, config: Config, given: Executor | None):
-        self.config, self.given, self.made = config, given, None
+        self.config, self.given = config, given
+        self.made: Executor | None = None
 
     def get(self) -> Executor:
-        if self.given is None and self.made is None:
+        if self.given is not None:
+            return self.given
+        if self.made is None:
             self.made = make_executor(self.config)
-        return self.given or self.made
+        return self.made
 
     def close(self) -> None:
         if self.made is not None:
@@ -116,7 +119,7 @@ def interrupts_deferred(note: str):
         yield
         return
 
-    noted = []
+    noted: list[int] = []
 
     def note_it(signum, frame):
         if not noted:

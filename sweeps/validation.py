@@ -42,7 +42,7 @@ class Number:
     high_key: str | None = None
     what: str = ""  # the phrase before "must be", e.g. "a density p = 1 - S"
 
-    def describe(self, config: Config) -> str:
+    def describe(self, config: Config | None) -> str:  # config: read only for high_key
         high, high_open = self.high, self.high_open
         if self.high_key:
             high, high_open = operator.attrgetter(self.high_key)(config), True
@@ -112,7 +112,7 @@ def term_rules() -> dict[str, Number]:
     return {key: term_rule(p) for p in all_params() for key in (config_key(p), f"sweep.grid.{p.name}")}
 
 
-RULES: dict[str, Number | OneOf] = {
+RULES: dict[str, Number | OneOf | Density] = {
     "model.n_features": Int(1),
     "model.n_hidden": Int(1),
     "model.init": OneOf(INIT_KINDS),

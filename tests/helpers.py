@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
-def compose_config(overrides: list[str] = ()) -> Config:
+def compose_config(overrides: Sequence[str] = ()) -> Config:
     register_schema()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         cfg = compose(config_name="config", overrides=quote_grid_generators(list(overrides)))
@@ -77,7 +78,7 @@ def assert_draws_the_same_into_every_target(draw) -> None:
     expected = drawing(alone)
     given = Figure(figsize=(16, 6))
     assert draw(given) is given and drawing(given) == expected
-    sub = Figure().subfigures(1, 2)[1]
+    sub = Figure().subfigures(1, 2)[1]  # type: ignore[index]  # an array of two
     assert draw(sub) is sub and drawing(sub) == expected
     host = Figure(figsize=(12, 8))
     axes = host.subplots(2, 2)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tests.helpers import REPO
 
-FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\n(?P<code>.*?)^```$", re.S | re.M)
+FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\n(?P<code>.*?)^```$", re.DOTALL | re.MULTILINE)
 MARKER = re.compile(r"^<!-- (?:README )?test: (?P<name>[^>]+?) -->$|^<!-- not run: (?P<reason>[^>]*?) -->$")
 
 

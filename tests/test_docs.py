@@ -62,7 +62,7 @@ def test_a_block_that_is_not_run_still_parses(block):
 
 
 def _nav_pages(nav) -> list[str]:
-    pages = []
+    pages: list[str] = []
     for item in nav:
         value = next(iter(item.values())) if isinstance(item, dict) else item
         pages += _nav_pages(value) if isinstance(value, list) else [value]

@@ -103,7 +103,7 @@ def fused_by_default() -> bool:
 
 def _hidden_to_outputs(h_BxH: jax.Array, W_HxF: jax.Array) -> jax.Array:
     if _unrolled(W_HxF):
-        return sum(h_BxH[:, k, None] * W_HxF[k] for k in range(W_HxF.shape[0]))
+        return sum(h_BxH[:, k, None] * W_HxF[k] for k in range(W_HxF.shape[0]))  # type: ignore[return-value]
     return h_BxH @ W_HxF
 
 

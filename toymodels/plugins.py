@@ -38,6 +38,7 @@ def load_plugins(paths) -> list:
             raise ConfigError(key, f"{given!r} is not a Python file (a .py file that registers your kinds)")
         name = module_name(path)
         spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None  # a .py file always has both
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         try:
@@ -66,7 +67,7 @@ def kinds_used(model_names, data_names, term_names=()) -> tuple:
     chunks to carry to workers."""
     from toymodels.terms import TERMS
 
-    used = [MODELS.get(n) for n in dict.fromkeys(model_names) if not MODELS.is_builtin(n)]
+    used: list[object] = [MODELS.get(n) for n in dict.fromkeys(model_names) if not MODELS.is_builtin(n)]
     used += [DATA.get(n) for n in dict.fromkeys(data_names) if not DATA.is_builtin(n)]
     used += [TERMS.get(n) for n in dict.fromkeys(term_names) if not TERMS.is_builtin(n)]
     return tuple(used)

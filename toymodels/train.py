@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -96,7 +95,7 @@ class HParams:
     importance_F: jax.Array
     lr: jax.Array
     weight_decay: jax.Array
-    stream: Optional[jax.Array] = None  # index into train_many's stream_words (needs spec.shared_streams)
+    stream: jax.Array | None = None  # index into train_many's stream_words (needs spec.shared_streams)
     # The per-model arrays of each loss term of ``spec.terms``: term name -> its ``arrays``
     # (``toymodels.terms.base.LossTerm``).
     terms: dict = dataclasses.field(default_factory=dict)
@@ -109,8 +108,8 @@ class Snapshots:
     norms_SxF: jax.Array  # ‖W_i‖
     capacity_SxF: jax.Array  # C_i
     # Kinds with ``read_matrices`` only: each layer's ‖R_i‖ and C_i of its read vectors (S×L×n).
-    layer_norms_SxLxF: Optional[jax.Array] = None
-    layer_capacity_SxLxF: Optional[jax.Array] = None
+    layer_norms_SxLxF: jax.Array | None = None
+    layer_capacity_SxLxF: jax.Array | None = None
 
 
 @struct.dataclass
@@ -185,7 +184,7 @@ def make_train(spec: TrainSpec):
             shared streams those of every stream (S × …), the same for all models of the vmap."""
             block = None if K == 1 else (j, K)
             if spec.shared_streams:
-                return draw_shared(spec.data, stream_words, t, spec.n_features, spec.batch_size, block)
+                return draw_shared(spec.data, stream_words, t, spec.n_features, spec.batch_size, block)  # type: ignore[arg-type]  # given with shared_streams
             return draw(spec.data, words, t, spec.n_features, spec.batch_size, block)
 
         def block_loss_and_grad(params, t, j, packed):

@@ -152,7 +152,7 @@ def backdoor_notes(sweep) -> dict:
     """The share of models whose backdoor is represented and each detector's mean AUROC (backdoor
     alone against fresh trusted data)."""
     table = backdoor_table(sweep)
-    notes = {"backdoor_represented_fraction": round(represented_fraction(table), 3)}
+    notes: dict[str, float | dict[str, float]] = {"backdoor_represented_fraction": round(represented_fraction(table), 3)}
     stats = summary(table)
     if ("alone", "fresh", "oracle") in stats.index:
         notes["backdoor_auroc_alone_vs_fresh"] = {

@@ -33,7 +33,7 @@ class Canvas:
     """What a figure draws on, and how much of it is the figure's own: ``titled`` (its title and
     stamp go on ``figure``) and ``whole`` (``figure`` is a whole Figure it may lay out)."""
 
-    figure: FigureBase
+    figure: Figure | SubFigure
     titled: bool = True
     whole: bool = True
 
@@ -74,7 +74,7 @@ def panel_grid(target, nrows: int, ncols: int, figsize: tuple[float, float], sha
 
 
 def finish(canvas: Canvas, stamp: str, title: str | None = None, *, fontsize: float = 10, wrap: bool = False,
-           layout: tuple | dict | None = None) -> FigureBase:
+           layout: tuple[float, float, float, float] | dict | None = None) -> FigureBase:
     """The figure's tail: its title (wrapped to its width with ``wrap``), the provenance stamp, and
     on a whole Figure its layout: ``tight_layout(rect=layout)`` for a tuple,
     ``subplots_adjust(**layout)`` for a dict, none for None. Returns the figure."""
@@ -85,12 +85,12 @@ def finish(canvas: Canvas, stamp: str, title: str | None = None, *, fontsize: fl
         stamp_figure(fig, stamp)
     if canvas.whole and isinstance(layout, dict):
         fig.subplots_adjust(**layout)
-    elif canvas.whole and layout is not None:
+    elif canvas.whole and isinstance(layout, tuple) and isinstance(fig, Figure):  # whole: a Figure
         fig.tight_layout(rect=layout)
     return fig
 
 
-def width_inches(fig: FigureBase) -> float:
+def width_inches(fig: Figure | SubFigure) -> float:
     return fig.get_figwidth() if isinstance(fig, Figure) else fig.bbox.width / fig.dpi
 
 

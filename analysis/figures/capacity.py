@@ -159,7 +159,7 @@ def _sparsity_axis(table: pd.DataFrame, axes: list[str]) -> str | None:
     """The swept one of kurtosis and density, else whichever of them varies."""
     varies = [a for a in ("kurtosis", "density") if a in table and table[a].notna().all() and table[a].nunique() > 1]
     swept = [a for a in varies if a in axes]
-    return (swept or varies or [None])[0]
+    return next(iter(swept or varies), None)
 
 
 def _log_axis(ax, which: str = "x") -> None:
@@ -351,6 +351,7 @@ def draw_phase_diagram(sweep, capacity_thresholds: ct.CapacityThresholds = THRES
     p = parts(sweep)
     if (p.two["model"] == ANALYTIC_KIND).all() and p.two["kurtosis"].notna().all():
         return plot_capacity_phase(p.two, sweep.stamp(), target=target)
+    assert p.x is not None, "the figure applies to a sweep with a sparsity axis (has_phase_diagram)"
     return _phase_figure(p.two, p.x, capacity_thresholds, sweep.stamp(), target=target)
 
 
@@ -366,6 +367,7 @@ def draw_vs_sparsity(sweep, capacity_thresholds: ct.CapacityThresholds = THRESHO
     """The fraction of polysemantic features (capacity between the thresholds) against density or
     kurtosis, one line per model kind."""
     p = parts(sweep)
+    assert p.x is not None, "the figure applies to a sweep with a sparsity axis (catalog)"
     return _sparsity_figure(p.free, p.keys, p.x, capacity_thresholds, sweep.stamp(), target=target)
 
 

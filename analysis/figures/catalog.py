@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from analysis.figures import capacity, circuits, double_descent as dd, sae_sweep
 from analysis.figures.backdoor import backdoor_inputs, backdoor_notes, has_backdoor, plot_backdoor, plot_backdoor_finite
@@ -62,12 +62,13 @@ def finite_data(sweep: StoredSweep) -> bool:
     return "n_train" in sweep.table.columns
 
 
-def fresh(applies: Callable[[StoredSweep], bool]) -> Callable[[StoredSweep], bool]:
-    """``applies`` among the toy-model sweeps that sample fresh data (not finite-data, not SAE sweeps)."""
+def fresh(applies: Callable[[StoredSweep], object]) -> Callable[[StoredSweep], bool]:
+    """``applies`` (true or a truthy value) among the toy-model sweeps that sample fresh data (not
+    finite-data, not SAE sweeps)."""
     return lambda sweep: not finite_data(sweep) and not sae_sweep.is_sae_sweep(sweep) and bool(applies(sweep))
 
 
-def capacity_figure(applies: Callable[[StoredSweep], bool]) -> Callable[[StoredSweep], bool]:
+def capacity_figure(applies: Callable[[StoredSweep], object]) -> Callable[[StoredSweep], bool]:
     """``applies`` among the capacity sweeps (``capacity.is_capacity_sweep``)."""
     return fresh(lambda sweep: capacity.is_capacity_sweep(sweep) and applies(sweep))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.image import AxesImage
 
 from analysis.figures.canvas import finish, panel_grid
 from analysis.measures import circuits as circ
@@ -34,7 +35,7 @@ def plot_heatmaps(best: pd.DataFrame, stamp: str = "", target=None):
     L_max = int(best["layers"].max())
     several = best["model"].nunique() > 1
     canvas, grid = panel_grid(target, len(best), L_max, (2.9 * L_max + 1, 1.9 * len(best) + 1))
-    image = None
+    image: AxesImage | None = None
     for r, (_, row) in enumerate(best.iterrows()):
         steps, C, _ = circ.layer_series(row)
         for layer in range(L_max):
@@ -53,6 +54,7 @@ def plot_heatmaps(best: pd.DataFrame, stamp: str = "", target=None):
                 ax.set_xlabel("step", fontsize=7)
     if canvas.whole:  # before the colour bar, which takes its room from the panels
         canvas.figure.subplots_adjust(hspace=0.75, wspace=0.3, top=0.9, bottom=0.06, left=0.07, right=0.85)
+    assert image is not None  # every run has a layer
     canvas.figure.colorbar(image, ax=grid.ravel().tolist(), shrink=0.6, label="capacity C_i of the read vector W_in·E_i")
     return finish(canvas, stamp, f"{_kinds(best)}: each layer's capacity of every feature over training "
                   f"(best seed per run, m={int(best['n_hidden'].iloc[0])} units in all)", wrap=True)

@@ -92,7 +92,7 @@ def switch_table(table: pd.DataFrame) -> pd.DataFrame:
     """Best seed (by objective) per (K, v₂/v₁, start, μ): trained C₁, loss, and the exact optimum."""
     ranked = table.assign(_objective=mono.objective(table),
                           ratio=[float(v[1]) / float(v[0]) for v in table["feature_importance"]],
-                          C1=[float(list(c)[0]) for c in table["capacity"]],
+                          C1=[float(next(iter(c))) for c in table["capacity"]],
                           # the exact expected loss of the trained W and b: no evaluation noise, which
                           # at K = 30 moves the sampled loss by several per cent
                           exact_loss=[float(quadratic_loss(nested_array(r["W"]), nested_array(r["feature_importance"]),

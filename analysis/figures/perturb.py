@@ -72,7 +72,7 @@ def class_losses(classified: pd.DataFrame) -> pd.DataFrame:
             losses = group.loc[group["solution"] == name, "loss"]
             row[f"{name}_mean"] = float(losses.mean()) if len(losses) else np.nan
             row[f"{name}_min"] = float(losses.min()) if len(losses) else np.nan
-            row[f"{name}_count"] = int(len(losses))
+            row[f"{name}_count"] = len(losses)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -138,7 +138,9 @@ def diagram_axes(sweep) -> tuple[str, str] | None:
 
 def _summary(sweep, feature: int | None, thresholds: PhaseThresholds):
     """(x, y, the feature drawn (default the last), its per-cell summary)."""
-    x, y = diagram_axes(sweep)
+    axes = diagram_axes(sweep)
+    assert axes is not None, "a phase diagram needs two varying axes (diagram_axes)"
+    x, y = axes
     feature = int(sweep.table["n_features"].max()) - 1 if feature is None else feature
     return x, y, feature, summarize(sweep.table, [x, y], feature, thresholds)
 

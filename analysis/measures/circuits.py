@@ -22,6 +22,8 @@ The thresholds are ours (the issue gives none) and are written on every figure.
 
 from __future__ import annotations
 
+from typing import cast
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -101,7 +103,7 @@ def ablation_losses(row: pd.Series, examples: int = 8192) -> dict:
     params = params_of(row)
     x = _batch(row, examples)
     imp = jnp.asarray(row["feature_importance"], jnp.float32)
-    y = kind.target(x, imp, DENSE)
+    y = cast(jax.Array, kind.target(x, imp, DENSE))  # an array in the DENSE form
     weight = imp if kind.importance_weighted else jnp.ones((y.shape[0],))
 
     def loss(out):
@@ -120,7 +122,7 @@ def circuit_table(table: pd.DataFrame) -> pd.DataFrame:
     best = best_of_seeds(table, keys)
     measures = []
     for _, row in best.iterrows():
-        steps, C, N = layer_series(row)
+        _steps, C, N = layer_series(row)
         held = held_mask(C, N)
         ablation = ablation_losses(row)
         measures.append({"n_dropped": int(dropped(held).sum()), "n_held": int(held[-1].sum()),

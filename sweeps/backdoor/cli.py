@@ -21,6 +21,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -102,7 +103,7 @@ def _finite_specs(root: Path) -> dict:
     from sweeps.plan import plan_sweep
     from sweeps.store import read_config
 
-    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), read_config(root)))
+    config = cast(Config, OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), read_config(root))))
     return {point.uid: spec for spec, point in plan_sweep(config).units}
 
 

@@ -109,7 +109,7 @@ def auroc(positive, negative) -> float:
     """P(score of a positive > score of a negative), ties counting half (Mann–Whitney U from
     average ranks)."""
     pos, neg = np.asarray(positive, np.float64), np.asarray(negative, np.float64)
-    values, inverse, counts = np.unique(np.concatenate([pos, neg]), return_inverse=True, return_counts=True)
+    _values, inverse, counts = np.unique(np.concatenate([pos, neg]), return_inverse=True, return_counts=True)
     average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based, ties averaged
     rank_sum = average_rank[inverse[: len(pos)]].sum()
     return float((rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))

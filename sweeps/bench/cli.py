@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -175,7 +176,7 @@ def time_reference(cfg: BenchConfig, steps: int, threads: int, device: str = "cp
     """models·steps/s of the PyTorch reference's training loop, after a short warm-up run."""
     from sweeps.bench.reference_torch import train_reference
 
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         n_features=cfg.n_features,
         n_hidden=cfg.n_hidden,
         n_instances=cfg.n_models,
@@ -294,7 +295,7 @@ def main(argv=None) -> int:
         one, compile_s[name] = time_ours(cfg, steps, blocks)
         pinned = time_ours_pinned(cfg, steps, blocks, args.processes) if args.processes > 1 else None
         ours = one if pinned is None else pinned
-        reference = time_reference(cfg, steps, threads, torch_device) if with_reference else None
+        reference = time_reference(cfg, steps, threads, torch_device) if with_reference else None  # type: ignore[arg-type]
         rows.append({
             "config": name, "models": cfg.n_models, "steps": steps, "batch_blocks": blocks,
             "ours_device": device_name, "reference_device": torch_name,

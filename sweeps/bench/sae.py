@@ -28,8 +28,11 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import itertools
 
 # The parity world: SAELens's SyntheticModelConfig at its defaults but for size and seed.
 WORLD = {"num_features": 256, "hidden_dim": 32, "seed": 0}
@@ -102,7 +105,7 @@ def _add(sums, *batch):
     return _ADD(sums, *batch)
 
 
-_ADD = None
+_ADD: Any = None
 
 
 def score(cfg: dict, tensors: dict, source, world, inputs) -> dict:
@@ -240,7 +243,7 @@ def time_bound(n: int, steps: int) -> float:
     def run(W, V, h):
         def body(c, _):
             W, V = c
-            W, V = jax.lax.map(lambda wv: jax.vmap(products, in_axes=(0, 0, None))(*wv, h), (W, V))
+            W, V = jax.lax.map(lambda wv: jax.vmap(products, in_axes=(0, 0, None))(*wv, h), (W, V))  # type: ignore[call-arg]
             return (W, V), None
         return jax.lax.scan(body, (W, V), None, length=steps)[0]
 
@@ -283,7 +286,7 @@ def throughput(args, with_reference: bool) -> list[dict]:
 # --- the table --------------------------------------------------------------------------------
 
 
-def goal(o: dict, s: dict | None, front: list[dict] = ()) -> str:
+def goal(o: dict, s: dict | None, front: Sequence[dict] = ()) -> str:
     """Whether ours' MCC >= SAELens's - 0.02 at matched L0: against SAELens at the same coefficient
     when its L0 is within 10%, else against SAELens's MCC interpolated (in log L0) between its two
     settings around ours' L0 ("~" marks it); "L0 off" when ours' L0 is outside SAELens's range."""
@@ -292,7 +295,7 @@ def goal(o: dict, s: dict | None, front: list[dict] = ()) -> str:
     if abs(o["l0"] - s["l0"]) <= 0.1 * s["l0"]:
         return "yes" if o["mcc"] >= s["mcc"] - 0.02 else "no"
     points = sorted((p["l0"], p["mcc"]) for p in front if p["l0"] > 0)
-    for (l0_a, mcc_a), (l0_b, mcc_b) in zip(points, points[1:]):
+    for (l0_a, mcc_a), (l0_b, mcc_b) in itertools.pairwise(points):
         if l0_a <= o["l0"] <= l0_b and o["l0"] > 0:
             w = 0.0 if l0_b == l0_a else (np.log(o["l0"]) - np.log(l0_a)) / (np.log(l0_b) - np.log(l0_a))
             return "~yes" if o["mcc"] >= mcc_a + w * (mcc_b - mcc_a) - 0.02 else "~no"
@@ -302,8 +305,8 @@ def goal(o: dict, s: dict | None, front: list[dict] = ()) -> str:
 def format_parity(rows: list[dict], world_note: str) -> str:
     cols = ("l0", "dead", "mcc", "uniqueness", "f1", "fvu")
     head = f"{'kind':<11} {'coef':>5} | " + " ".join(f"{c:>10}" for c in cols) + f" | {'goal':>6}"
-    lines = [world_note, "each cell: ours / SAELens; goal: ours' MCC >= SAELens's - 0.02 at L0 within 10% "
-             "(~: against SAELens's MCC interpolated at ours' L0 between its settings)", head]
+    lines = [world_note, ("each cell: ours / SAELens; goal: ours' MCC >= SAELens's - 0.02 at L0 within 10% "
+             "(~: against SAELens's MCC interpolated at ours' L0 between its settings)"), head]
     for row in rows:
         o, s = row["ours"], row["saelens"]
         front = [r["saelens"] for r in rows if r["kind"] == row["kind"] and r["saelens"] is not None]
@@ -316,11 +319,11 @@ def format_parity(rows: list[dict], world_note: str) -> str:
 def format_throughput(rows: list[dict], steps: int) -> str:
     t = THROUGHPUT
     at_8 = {r["n"]: r["ours"] for r in rows}.get(8)
-    lines = [f"throughput, SAE·steps/s: standard L1, width {t['width']}, d {t['d']}, batch {t['batch']}, "
+    lines = [(f"throughput, SAE·steps/s: standard L1, width {t['width']}, d {t['d']}, batch {t['batch']}, "
              f"{steps} steps; bound = {step_flops(t['width'], t['d'], t['batch']) / 1e6:.1f} MFLOP of matrix "
-             "products per SAE·step at the rate measured for them here",
-             f"{'N':>4} {'ours':>9} {'vs N=8':>8} {'bound':>9} {'of bound':>8} {'GFLOP/s':>8} {'compile s':>9} "
-             f"{'SAELens':>9} {'threads':>7} {'ratio':>7}"]
+             "products per SAE·step at the rate measured for them here"),
+             (f"{'N':>4} {'ours':>9} {'vs N=8':>8} {'bound':>9} {'of bound':>8} {'GFLOP/s':>8} {'compile s':>9} "
+             f"{'SAELens':>9} {'threads':>7} {'ratio':>7}")]
     for r in rows:
         ref = "-" if r["saelens"] is None else f"{r['saelens']:,.0f}"
         threads = "-" if r["saelens"] is None else str(r["saelens_threads"])

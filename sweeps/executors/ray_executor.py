@@ -13,7 +13,7 @@ import contextlib
 import os
 import secrets
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from sweeps.config import ConfigError, RayConf
 from sweeps.executors.base import OnDone, OnFailed
@@ -52,11 +52,11 @@ def pin_to_free_cores(count: int, lock_dir: str | None = None) -> list[int]:
     allowed = usable_cores()
     if _HELD_CORES or count < 1 or count >= len(allowed):
         return []
-    lock_dir = Path(lock_dir or Path(tempfile.gettempdir()) / "toymodels-cores")
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    locks = Path(lock_dir or Path(tempfile.gettempdir()) / "toymodels-cores")
+    locks.mkdir(parents=True, exist_ok=True)
     held, cores = [], []
     for cpu in allowed:
-        handle = open(lock_dir / f"cpu{cpu}.lock", "w")
+        handle = open(locks / f"cpu{cpu}.lock", "w")  # noqa: SIM115 - held (locked) while the worker lives
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Hashable, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import pandas as pd
 
@@ -66,7 +67,7 @@ class Chunk(Generic[SpecT, PointT]):
     (``sweeps.jobs.chunks.chunk_id``)."""
 
     id: str
-    job: "JobKind[SpecT, PointT]"  # what runs it (``run_chunk``); not part of its id
+    job: JobKind[SpecT, PointT]  # what runs it (``run_chunk``); not part of its id
     spec: SpecT
     base_seed: int
     points: tuple[PointT, ...]
@@ -110,7 +111,7 @@ class Plan(Generic[SpecT, PointT]):
     """A sweep as typed values, built once from its config (``sweeps.plan.plan_sweep``): every
     model (its static spec and its point, in plan order) and what chunking needs."""
 
-    job: "JobKind[SpecT, PointT]"
+    job: JobKind[SpecT, PointT]
     units: tuple[tuple[SpecT, PointT], ...]
     base_seed: int
     chunk_size: int  # most models per chunk and device (sweep.chunk_size); 0: from the device's memory

@@ -202,7 +202,7 @@ def export(store, out, uids=None) -> list[Path]:
     if "kind" not in table.columns or "W_dec" not in table.columns:
         raise ConfigError("store", f"{store} holds no SAE sweep's rows")
     if uids:
-        missing = sorted(set(uids) - set(int(u) for u in table["uid"]))
+        missing = sorted(set(uids) - {int(u) for u in table["uid"]})
         if missing:
             raise ConfigError("--uid", f"no stored SAE with uid {missing[0]} in {store}")
         table = table[table["uid"].isin(uids)]

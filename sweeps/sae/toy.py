@@ -5,11 +5,15 @@ reader (``toymodels-sae``, ``sweeps.sae.cli``, checks its options with the same 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from toymodels.registry import ConfigError
+
+if TYPE_CHECKING:
+    from toymodels.data import DataSpec
 
 # Stored toy columns copied beside each SAE's scores; a toy grid axis that an SAE column already
 # names (lr, steps, ...) is copied as toy_<axis>.
@@ -80,7 +84,7 @@ def toy_measures(W_NxHxF: np.ndarray) -> dict:
             "dims_per_feature": metrics.dimensions_per_feature(W_NxHxF)}
 
 
-def stored_toys(config) -> tuple[pd.DataFrame, dict, object]:
+def stored_toys(config) -> tuple[pd.DataFrame, dict, DataSpec]:
     """The stored sweep's selected models, its config and its DataSpec (read once per file version)."""
     root = Path(config.sae.toy.sweep)
     results = root / "results.parquet"

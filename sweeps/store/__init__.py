@@ -232,7 +232,7 @@ class SweepStore:
                 uids |= ids
         return uids
 
-    def chunk_files(self, exclude: set[int] = frozenset()) -> list[Path]:
+    def chunk_files(self, exclude: set[int] | frozenset[int] = frozenset()) -> list[Path]:
         """This sweep's chunk files, leaving out those holding any model of ``exclude``."""
         return [self.chunks_dir / name for name, (tag, ids) in sorted(self._scan().items())
                 if self._ours(name, tag) and not ids & exclude]
@@ -301,7 +301,7 @@ def read_stored(out: str | os.PathLike, log=_warning) -> tuple[pd.DataFrame, str
             raise
         why = f"its {RESULTS} is damaged ({type(error).__name__})"
     in_chunks = store.done_uids()
-    if table is not None and not in_chunks - set(table["uid"] if "uid" in table else ()):
+    if table is not None and not in_chunks - set(table.get("uid", ())):
         short = planned is not None and len(table) < planned
         return table, (f"{root} is unfinished: it holds {len(table)}{of_planned} models; rerun the sweep's "
                        "command to train the rest" if short else "")

@@ -23,11 +23,12 @@ import secrets
 import socket
 import sys
 from pathlib import Path
+from typing import Self
 
 try:
     import fcntl
 except ImportError:  # no flock (Windows): no locking, as on a filesystem that refuses it
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 _warned: set[str] = set()
@@ -66,7 +67,7 @@ class StoreLock:
         self.path = Path(root) / ".lock"
         self._fd: int | None = None
 
-    def __enter__(self) -> "StoreLock":
+    def __enter__(self) -> Self:
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             _try_lock(self._fd, self.path, block=True)
@@ -76,6 +77,7 @@ class StoreLock:
         return self
 
     def __exit__(self, *exc) -> None:
+        assert self._fd is not None  # set by __enter__
         os.close(self._fd)  # closing the descriptor releases the lock
         self._fd = None
 
@@ -87,7 +89,7 @@ class Claim:
         claims_dir.mkdir(exist_ok=True)
         host = socket.gethostname().split(".")[0] or "host"
         self.path = claims_dir / f"{host}-{os.getpid()}-{secrets.token_hex(3)}.json"
-        self._file = open(self.path, "w+")
+        self._file = open(self.path, "w+")  # noqa: SIM115 - held open (and locked) until release
         _try_lock(self._file.fileno(), self.path, block=False)
         self.uids: frozenset[int] = frozenset()
         self.hold(())
@@ -114,7 +116,7 @@ def claims_of_others(claims_dir: Path, own: Claim | None = None) -> dict[str, fr
         if own is not None and path == own.path:
             continue
         try:
-            handle = open(path, "rb")
+            handle = open(path, "rb")  # noqa: SIM115 - closed by the `with` below; a vanished claim skipped
         except FileNotFoundError:
             continue
         with handle:

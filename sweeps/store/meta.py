@@ -13,6 +13,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from sweeps.config import Config, ConfigError
 
@@ -35,7 +36,7 @@ ADDED_AT_NEUTRAL = {("plugins",): [], ("plugins_digest",): "", ("model", "option
 FRESH_DATA_PIECE = 1024
 
 
-def _digest(data: dict) -> str:
+def _digest(data: Any) -> str:  # a config as plain containers (a dict)
     for key in ("out", "chunk_size", "executor", "devices", "sharding"):
         data["sweep"].pop(key, None)
     data.pop("ray", None)
@@ -43,7 +44,7 @@ def _digest(data: dict) -> str:
     for section in [key for key, value in data.items() if value is None]:
         del data[section]  # a job kind's section (sae:, ...) that this config does not have
     for path, neutral in ADDED_AT_NEUTRAL.items():
-        parent = data
+        parent: Any = data
         for key in path[:-1]:
             parent = parent.get(key) if isinstance(parent, dict) else None
         if isinstance(parent, dict) and path[-1] in parent and parent[path[-1]] == neutral:
@@ -92,7 +93,7 @@ def verified_config_hash(out: str | os.PathLike) -> str:
     path = Path(out) / META
     try:
         actual = body_hash(body)
-    except Exception as error:  # not YAML, or not a config any more
+    except Exception as error:  # noqa: BLE001 - not YAML, or not a config any more
         raise ConfigError("sweep.out", f"{path} is damaged ({type(error).__name__}); restore it as it was, "
                           "or choose another sweep.out") from None
     if actual != stored:

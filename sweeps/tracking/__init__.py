@@ -40,7 +40,8 @@ import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -100,19 +101,19 @@ class Tracker:
         self.stream = stream if stream is not None else sys.stderr
         self.runs = 0  # runs finished by this tracker
         self.seconds = 0.0  # wall time spent in tracking
-        self._wandb = None
-        self._run = None
-        self._warming: Optional[threading.Thread] = None
-        self._warm_error: Optional[BaseException] = None
+        self._wandb: Any = None  # the wandb module, imported when a run first needs it
+        self._run: Any = None  # the open wandb run
+        self._warming: threading.Thread | None = None
+        self._warm_error: BaseException | None = None
         self._data_dir_set = False
 
     @classmethod
-    def for_sweep(cls, config: Config, out, stream=None) -> "Tracker":
+    def for_sweep(cls, config: Config, out, stream=None) -> Tracker:
         from omegaconf import OmegaConf
 
         from sweeps.store import config_hash
 
-        resolved = OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
+        resolved: Any = OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
         return cls(config.wandb, name=config.name, out=out, config_hash=config_hash(config), config=resolved,
                    axes=list(config.sweep.grid), stream=stream)
 
@@ -203,7 +204,7 @@ class Tracker:
             group=self.group,
             job_type=job_type,
             config=config,
-            mode=self.mode,
+            mode=self.mode,  # type: ignore[arg-type]  # one of WANDB_MODES, validated
             resume="allow",
             reinit="create_new",  # never touches a run the caller may have open
             settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, save_code=False,
@@ -340,7 +341,7 @@ class Tracker:
                                 **{c: wt.plain(row[c]) for c in wt.measures_of(row.index)}))
         self._finish(run_id)
 
-    def log_figures(self, paths: Iterable[Path], table: Optional[pd.DataFrame] = None) -> None:
+    def log_figures(self, paths: Iterable[Path], table: pd.DataFrame | None = None) -> None:
         """The sweep's summary run: its figures (PNG) and, given the results, every model's final
         loss in one table (the first 10,000 models)."""
         if not self.enabled:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -25,7 +25,7 @@ def _conf_from(stored: dict) -> WandbConf:
     return conf
 
 
-def log_figures(sweep_dir, paths: Iterable[Path], table: Optional[pd.DataFrame] = None) -> None:
+def log_figures(sweep_dir, paths: Iterable[Path], table: pd.DataFrame | None = None) -> None:
     """Log a stored sweep's drawn figures to its summary run (``toymodels-figures`` calls this);
     a failure is a ``TrackingWarning``."""
     try:

@@ -91,7 +91,7 @@ def test_model_outputs_match_their_formulas():
     rs = np.random.default_rng(0)
     W, W2, b = rs.normal(size=(3, 5)), rs.normal(size=(5, 3)), rs.normal(size=5)
     x = rs.uniform(-1, 1, size=(5, 7))
-    relu = lambda a: np.maximum(a, 0)  # noqa: E731
+    relu = lambda a: np.maximum(a, 0)
     P = {"W": jnp.asarray(W), "b": jnp.asarray(b)}
     np.testing.assert_allclose(forward_with_hidden(P, jnp.asarray(x), "relu_hidden")[0],
                                relu(W.T @ relu(W @ x) + b[:, None]), rtol=1e-5, atol=1e-5)

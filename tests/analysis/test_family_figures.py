@@ -107,7 +107,7 @@ def test_neuron_figures_draw_from_a_constructed_table():
     assert len(fig.axes) == 4  # three panels and the counts plot
     fig = plot_l1_cost(neuron_rows(axis="l1_hidden"), ["l1_hidden"])
     assert len(fig.axes) == 2  # loss and counts against λ
-    monosemantic = [line for line in fig.axes[1].lines if line.get_label() == "monosemantic neurons"][0]
+    monosemantic = next(line for line in fig.axes[1].lines if line.get_label() == "monosemantic neurons")
     np.testing.assert_array_equal(monosemantic.get_ydata(), [2, 3, 4])  # λ = 0.01, 0.1, 1
 
 

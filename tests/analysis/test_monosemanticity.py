@@ -45,7 +45,11 @@ def test_the_switch_point_is_the_issues_and_a_direct_minimisation_over_W_finds_i
 def test_capacity_for_gradients_is_capacity_with_finite_gradients_as_a_feature_vanishes():
     W = jax.random.normal(jax.random.key(0), (3, 7))
     np.testing.assert_allclose(metrics.capacity_for_gradients(W), metrics.capacity(W), rtol=1e-5, atol=1e-6)
-    term = lambda w: jnp.sum((lambda c: c * (1 - c))(metrics.capacity_for_gradients(jnp.array([[1.0, w]]))))
+
+    def term(w):
+        c = metrics.capacity_for_gradients(jnp.array([[1.0, w]]))
+        return jnp.sum(c * (1 - c))
+
     for w in (1e-3, 1e-9, 1e-12, 1e-16, 0.0):
         assert np.isfinite(jax.grad(term)(jnp.float32(w)))
 

@@ -14,7 +14,7 @@ import pytest
 
 from sweeps.cli import prepare_overrides
 from sweeps.plan import plan_sweep
-from tests.helpers import CONF_DIR, REPO, cli, compose_config, tiny
+from tests.helpers import CONF_DIR, cli, compose_config, tiny
 
 
 def _documented_commands() -> list[str]:
@@ -181,9 +181,9 @@ def _processes_with(token: str) -> list[str]:
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and token.encode() in (proc / "environ").read_bytes():
-                if ") Z " not in (proc / "stat").read_text():  # not a zombie awaiting its parent
-                    found.append((proc / "cmdline").read_text().replace("\0", " "))
+            if (proc.name.isdigit() and token.encode() in (proc / "environ").read_bytes()
+                    and ") Z " not in (proc / "stat").read_text()):  # not a zombie awaiting its parent
+                found.append((proc / "cmdline").read_text().replace("\0", " "))
         except OSError:
             continue
     return found

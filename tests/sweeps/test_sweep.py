@@ -43,7 +43,7 @@ def test_rerun_resumes_and_results_do_not_depend_on_chunking(tmp_path):
 
     # lose one chunk (as if killed before it was written): only its models are trained again
     store = SweepStore(out)
-    victim = sorted(store.chunks_dir.glob("*.parquet"))[0]
+    victim = min(store.chunks_dir.glob("*.parquet"))
     lost = len(pd.read_parquet(victim))
     victim.unlink()
     resumed = run_sweep(config, progress=False)

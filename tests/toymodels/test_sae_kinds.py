@@ -23,7 +23,7 @@ def one(**values):
 
 def hand_params(W_enc_DxH, b_enc_D, **extra):
     W_enc_DxH = jnp.asarray(W_enc_DxH, jnp.float32)
-    d, m = W_enc_DxH.shape
+    _d, m = W_enc_DxH.shape
     params = {"W_enc_DxH": W_enc_DxH, "b_enc_D": jnp.asarray(b_enc_D, jnp.float32), "V_HxD": W_enc_DxH.T,
               "b_dec_H": jnp.zeros((m,))}
     return {**params, **{k: jnp.asarray(v, jnp.float32) for k, v in extra.items()}}

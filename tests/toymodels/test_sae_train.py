@@ -26,7 +26,7 @@ def test_vmapped_saes_equal_single_runs_and_differ_by_their_hyperparameters():
     many = train_saes(spec, source, init, hp, world, data)
     single = jax.jit(make_train(spec, source))
     for i in range(4):
-        one = single(init[i], jax.tree.map(lambda a: a[i], hp), world, data[i])
+        one = single(init[i], jax.tree.map(lambda a, i=i: a[i], hp), world, data[i])
         np.testing.assert_allclose(many.params["V_HxD"][i], one.params["V_HxD"], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(many.scores.fvu[i], one.scores.fvu, rtol=1e-5)
     V = np.asarray(many.params["V_HxD"])
@@ -186,6 +186,6 @@ def test_synthbench_ordering_l1_lowest_mcc_at_matched_l0(small_bench):
 def test_the_readme_example_recovers_the_features(capsys):
     from tests.readme import doc_block
 
-    exec(doc_block("sae core"), {})
+    exec(doc_block("sae core"), {})  # noqa: S102 - the docs block, run as written
     mmcs = [float(v) for v in capsys.readouterr().out.split("]")[0].strip("[ ").split()]
     assert min(mmcs) > 0.95

@@ -98,7 +98,7 @@ def test_compensation_solves_for_the_exclusion_win_probability():
 
 
 def test_scaled_children_take_their_parents_value_over_its_mean():
-    source, world, _, parent = small_forest_world(exclusive=False, scale_children=True)
+    source, world, _, _parent = small_forest_world(exclusive=False, scale_children=True)
     world = world.replace(low_N=world.low_N.at[1:].set(1.0), scale_N=world.scale_N.at[0].set(2.0))
     x = draw(source, world, 20_000)
     kids = x[1:5] > 0  # children of the root: fixed magnitude 1, times root value / 2

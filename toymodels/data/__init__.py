@@ -27,9 +27,27 @@ DATA: Registry[DataKind] = Registry("data kind", "data.kind", [
     target.RANDOM_TARGET,
 ])
 
-__all__ = ["Block", "DATA", "DataKind", "DataSpec", "IMPORTANCE_KINDS", "MAGNITUDES", "MAGNITUDE_KURTOSIS", "data_spec",
-           "draw", "draw_shared", "feature_kurtosis", "from_uniforms", "importance_profile", "register_data",
-           "sample_batch", "sample_features", "sample_weighted_batch", "uniform_rows", "weights_from_uniforms"]
+__all__ = [
+    "DATA",
+    "IMPORTANCE_KINDS",
+    "MAGNITUDES",
+    "MAGNITUDE_KURTOSIS",
+    "Block",
+    "DataKind",
+    "DataSpec",
+    "data_spec",
+    "draw",
+    "draw_shared",
+    "feature_kurtosis",
+    "from_uniforms",
+    "importance_profile",
+    "register_data",
+    "sample_batch",
+    "sample_features",
+    "sample_weighted_batch",
+    "uniform_rows",
+    "weights_from_uniforms",
+]
 
 
 def register_data(kind: DataKind, origin: str | None = None) -> DataKind:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Mapping, Protocol, Sequence, Union
+from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -129,8 +130,8 @@ DENSE, ROWS = Dense(), Rows()
 
 # The callables of a kind, typed (a type checker checks a user's kind against them). A batch is in
 # one of ``Ops``' two forms: an F×B array (``DENSE``) or a list of F batch rows (``ROWS``).
-Batch = Union[jax.Array, Sequence[jax.Array]]
-Ops = Union[Dense, Rows]
+Batch = jax.Array | Sequence[jax.Array]
+Ops = Dense | Rows
 Options = Mapping[str, Any]
 
 

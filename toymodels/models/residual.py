@@ -75,7 +75,7 @@ def forward(params, x, ops):
         h, write = layer_write(params, layer, r, ops)
         r = ops.add(r, write)
         units.append(h)
-    hidden = sum(units, []) if ops.rows else jnp.concatenate(units, axis=0)
+    hidden = [row for unit in units for row in unit] if ops.rows else jnp.concatenate(units, axis=0)
     return ops.matmul(E.T, r), hidden
 
 
@@ -93,7 +93,7 @@ def forward_ablated(params, x_FxB, layer: int, write_D=None):
 
 def layer_writes(params, x_FxB):
     """Every layer's write on the unablated stream (L×d×B)."""
-    E, r = embedded(params, x_FxB, DENSE)
+    _E, r = embedded(params, x_FxB, DENSE)
     writes = []
     for layer in range(params["W_in"].shape[0]):
         _, write = layer_write(params, layer, r, DENSE)

@@ -98,7 +98,7 @@ def exclusion_win_probability(q_GxC: np.ndarray) -> np.ndarray:
     """P(sibling i survives | i fires) when the firing siblings (independent, probabilities q, one
     group per row) keep one uniformly: E[1 / (1 + #others firing)], enumerating the others'
     2^(C−1) subsets, for every group at once."""
-    n_groups, c = q_GxC.shape
+    _n_groups, c = q_GxC.shape
     masks_MxO = np.array(list(itertools.product((0, 1), repeat=c - 1)), bool).reshape(-1, c - 1)
     win = np.zeros_like(q_GxC)
     for i in range(c):

@@ -77,13 +77,13 @@ class EvalSums:
     loss: jax.Array  # Σ over batches of the training objective
 
     @classmethod
-    def zeros(cls, n_hidden: int, dict_size: int, n_true: int) -> "EvalSums":
+    def zeros(cls, n_hidden: int, dict_size: int, n_true: int) -> EvalSums:
         z = jnp.zeros(())
         return cls(n=z, sse=z, sum_h_H=jnp.zeros((n_hidden,)), sum_hh=z, sum_hhat_h=z, sum_hhat2=z,
                    fires_D=jnp.zeros((dict_size,)), hits_D=jnp.zeros((dict_size,)), true_fires_F=jnp.zeros((n_true,)),
                    absorbed=z, child_events=z, loss=z)
 
-    def add(self, h_HxB, hhat_HxB, f_DxB, z_FxB, match_D, latent_F, parent_F, loss) -> "EvalSums":
+    def add(self, h_HxB, hhat_HxB, f_DxB, z_FxB, match_D, latent_F, parent_F, loss) -> EvalSums:
         fire_DxB, true_FxB = f_DxB > 0, z_FxB > 0
         absorbed, events = jnp.zeros(()), jnp.zeros(())
         if parent_F is not None:

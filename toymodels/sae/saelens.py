@@ -300,7 +300,7 @@ def build(arrays: SyntheticArrays) -> tuple[SaelensSource, SaelensWorld]:
     correlated = arrays.correlation_factor_NxR is not None
     factor = np.asarray(arrays.correlation_factor_NxR if correlated else np.zeros((n, 0)), np.float32)
     diag_sqrt = np.sqrt(np.asarray(arrays.correlation_diag_N, np.float32)) if correlated else np.ones(n, np.float32)
-    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    f32 = lambda a: jnp.asarray(a, jnp.float32)
     base = World(F_HxN=f32(F_NxH.T), bias_H=f32(arrays.bias_H), p_N=f32(p_N), threshold_N=f32(_threshold(p_N)),
                  factor_NxR=f32(factor), diag_sqrt_N=f32(diag_sqrt), scale_N=f32(arrays.mean_N),
                  low_N=jnp.zeros((n,), jnp.float32), std_N=f32(arrays.std_N),
@@ -433,7 +433,7 @@ def params_blob(params: dict) -> bytes:
     return save({name: np.array(v, np.float32, order="C") for name, v in params.items()})
 
 
-def params_of_blob(blob: bytes) -> dict[str, np.ndarray]:
+def params_of_blob(blob: bytes | bytearray) -> dict[str, np.ndarray]:
     from safetensors.numpy import load
 
     return load(bytes(blob))

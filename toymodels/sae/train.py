@@ -187,7 +187,7 @@ def make_sae(spec: SaeSpec, n_hidden: int):
                 due, lambda: resample_dead(params, opt_state, ~fired_D, h_HxB, hhat_HxB, spec, state.fresh),
                 lambda: (params, opt_state))
             fired_D = fired_D & ~due
-        return state.replace(params=params, opt_state=opt_state, fired_D=fired_D), loss
+        return dataclasses.replace(state, params=params, opt_state=opt_state, fired_D=fired_D), loss
 
     return init, step
 

@@ -207,7 +207,7 @@ def apply_hierarchy(source: WorldSource, world: World, x_NxB: jax.Array, score_N
     siblings are consecutive runs of ``branching`` rows: reshapes and maxima, no scatter."""
     levels = source.levels()
     blocks = [x_NxB[slice(*levels[0])]]
-    for (p0, p1), (c0, c1) in zip(levels, levels[1:]):
+    for (p0, p1), (c0, c1) in itertools.pairwise(levels):
         parent_Px1xB = blocks[-1][:, None, :]
         child_PxCxB = x_NxB[c0:c1].reshape(p1 - p0, source.branching, -1)
         alive_PxCxB = (child_PxCxB > 0) & (parent_Px1xB > 0)

@@ -121,10 +121,10 @@ def test_a_failed_write_removes_its_temporary_and_raises_its_own_error(tmp_path)
     SIGXFSZ), in a child process so that the limit binds nothing else."""
     target = tmp_path / "big.parquet"
     child = subprocess.run(
-        [sys.executable, "-c", "import resource, sys; from pathlib import Path; from sweeps.store import atomic_write\n"
+        [sys.executable, "-c", ("import resource, sys; from pathlib import Path; from sweeps.store import atomic_write\n"
          "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
          "try:\n    atomic_write(Path(sys.argv[1]), b'x' * 100_000)\n"
-         "except OSError as e:\n    print(e.errno, e.filename, e.__context__ is None, e.__cause__ is None)",
+         "except OSError as e:\n    print(e.errno, e.filename, e.__context__ is None, e.__cause__ is None)"),
          str(target)], capture_output=True, text=True)
     assert child.stdout.split() == [str(27), str(target), "True", "True"], child.stderr  # EFBIG, no chained error
     assert os.listdir(tmp_path) == []  # neither the file nor its temporary

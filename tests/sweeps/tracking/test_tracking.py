@@ -4,6 +4,7 @@ import json
 import struct
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,7 @@ def _records(path: Path) -> list:
         pending += data[pos + 7:pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):
-            record = pb.Record()
+            record = pb.Record()  # type: ignore[attr-defined]  # generated protobuf code
             record.ParseFromString(pending)
             out.append(record)
             pending = b""
@@ -66,7 +67,7 @@ def offline_runs(out: Path) -> dict[str, dict]:
     runs = {}
     for run_dir in sorted((out / "wandb").glob("offline-run-*")):
         (log,) = run_dir.glob("run-*.wandb")
-        info = {"dir": run_dir, "summary": {}, "history": [], "tables": {}}
+        info: dict[str, Any] = {"dir": run_dir, "summary": {}, "history": [], "tables": {}}
         for record in _records(log):
             kind = record.WhichOneof("record_type")
             if kind == "run":
@@ -194,7 +195,7 @@ def test_a_resumed_sweep_logs_what_was_not_logged_and_never_duplicates_a_run(tmp
     assert sorted(p.name for p in (out / "wandb").glob("offline-run-*")) == dirs
 
     # a chunk lost before it was stored is trained again: same chunk, same run, not a second one
-    victim = sorted((out / "chunks").glob("*.parquet"))[0]
+    victim = min((out / "chunks").glob("*.parquet"))
     victim.unlink()
     resumed = run_sweep(tracked, progress=False)
     assert resumed.trained == 2 and victim.exists()
