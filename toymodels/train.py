@@ -184,7 +184,8 @@ def make_train(spec: TrainSpec):
             shared streams those of every stream (S × …), the same for all models of the vmap."""
             block = None if K == 1 else (j, K)
             if spec.shared_streams:
-                return draw_shared(spec.data, stream_words, t, spec.n_features, spec.batch_size, block)  # type: ignore[arg-type]  # given with shared_streams
+                assert stream_words is not None, "shared streams need train_many's stream_words"
+                return draw_shared(spec.data, stream_words, t, spec.n_features, spec.batch_size, block)
             return draw(spec.data, words, t, spec.n_features, spec.batch_size, block)
 
         def block_loss_and_grad(params, t, j, packed):
