@@ -210,7 +210,6 @@ def _planned() -> dict[str, int]:
     from hydra import compose, initialize_config_dir
 
     from sweeps.config import CONF_DIR, register_schema, to_config
-
     from sweeps.plan import plan_sweep
 
     register_schema()

@@ -15,10 +15,10 @@ import dataclasses
 import os
 import sys
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from collections.abc import Sequence
 
 import pandas as pd
 

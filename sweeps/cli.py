@@ -11,8 +11,8 @@ import os
 import signal
 import sys
 import typing
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from sweeps.config import CONF_DIR, Config, ConfigError, quote_grid_generators, register_schema
 

@@ -19,7 +19,6 @@ from sweeps.resources import check_axis_length
 from sweeps.sae.config import SaeConf
 from toymodels.registry import ConfigError
 
-
 # The repository's conf/ (an editable install, as scripts/setup makes), or TOYMODELS_CONF.
 CONF_DIR = Path(os.environ.get("TOYMODELS_CONF") or Path(__file__).resolve().parent.parent / "conf")
 

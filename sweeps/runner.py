@@ -22,7 +22,8 @@ from sweeps.jobs import Chunk, Plan, make_chunks
 from sweeps.plan import plan_sweep
 from sweeps.resources import use_compile_cache
 from sweeps.store import SweepStore
-from sweeps.tracking import Tracker, check_config as check_tracking
+from sweeps.tracking import Tracker
+from sweeps.tracking import check_config as check_tracking
 
 
 @dataclass

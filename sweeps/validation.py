@@ -16,12 +16,27 @@ import operator
 import os
 from dataclasses import dataclass
 
-from sweeps.config import (EXECUTORS, GRID_AXES, RAY_AUTH_MODES, STREAMS, WANDB_MODES, Config, ConfigError,
-                           expand_axis, is_finite)
+from sweeps.config import (
+    EXECUTORS,
+    GRID_AXES,
+    RAY_AUTH_MODES,
+    STREAMS,
+    WANDB_MODES,
+    Config,
+    ConfigError,
+    expand_axis,
+    is_finite,
+)
 from sweeps.config_kinds import check_kinds, option_axes
-from sweeps.jobs.terms import (all_params, check_term_rules, check_term_values, config_key, param_axes,
-                               terms_on)
 from sweeps.jobs.devices import MODES
+from sweeps.jobs.terms import (
+    all_params,
+    check_term_rules,
+    check_term_values,
+    config_key,
+    param_axes,
+    terms_on,
+)
 from toymodels.data import DATA, IMPORTANCE_KINDS
 from toymodels.models import INIT_KINDS, MODELS
 from toymodels.optim import SCHEDULES

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
 from hydra import compose, initialize_config_dir
 
 from sweeps.config import CONF_DIR, Config, quote_grid_generators, register_schema, to_config

@@ -29,8 +29,18 @@ from flax import struct
 
 from toymodels import rng
 from toymodels.finite_loss import (  # noqa: F401  (the loss is part of this module's interface)
-    FiniteParams, SparsePoints, dataset_loss, dataset_loss_and_grad, default_piece_size, fused_by_default,
-    finite_kind, finite_kinds, hidden_vectors, output_activation, piece_layout)
+    FiniteParams,
+    SparsePoints,
+    dataset_loss,
+    dataset_loss_and_grad,
+    default_piece_size,
+    finite_kind,
+    finite_kinds,
+    fused_by_default,
+    hidden_vectors,
+    output_activation,
+    piece_layout,
+)
 from toymodels.models import init_params, init_std
 from toymodels.optim import make_optimizer
 from toymodels.train import scan_intervals, snapshot_marks

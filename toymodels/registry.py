@@ -7,8 +7,8 @@ A user's own kind is one object registered from their own file or notebook
 
 from __future__ import annotations
 
-from typing import Generic, Protocol, TypeVar
 from collections.abc import Iterator
+from typing import Generic, Protocol, TypeVar
 
 
 class Named(Protocol):

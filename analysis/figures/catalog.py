@@ -9,25 +9,46 @@ A figure's options are its plot function's parameters with a default, other than
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from analysis.figures import capacity, circuits, double_descent as dd, sae_sweep
-from analysis.figures.backdoor import backdoor_inputs, backdoor_notes, has_backdoor, plot_backdoor, plot_backdoor_finite
+from analysis.figures import capacity, circuits, sae_sweep
+from analysis.figures import double_descent as dd
+from analysis.figures.backdoor import (
+    backdoor_inputs,
+    backdoor_notes,
+    has_backdoor,
+    plot_backdoor,
+    plot_backdoor_finite,
+)
 from analysis.figures.correlated import correlated_inputs, has_sets, plot_correlated
 from analysis.figures.curves import plot_loss_curves
 from analysis.figures.dimensionality import plot_dimensionality
 from analysis.figures.geometry import plot_geometry_panels
 from analysis.figures.heatmaps import plot_wtw
-from analysis.figures.monosemanticity import (has_mono_penalty, is_two_feature_quadratic, plot_mono_switch,
-                                              plot_polysemantic_vs_loss)
+from analysis.figures.monosemanticity import (
+    has_mono_penalty,
+    is_two_feature_quadratic,
+    plot_mono_switch,
+    plot_polysemantic_vs_loss,
+)
 from analysis.figures.neurons import plot_l1_cost, plot_neurons, privileged
 from analysis.figures.noise import is_noise_setting, plot_noise
 from analysis.figures.perturb import crossing_note, plot_perturb
-from analysis.figures.phase_diagram import DIAGRAM_AXES, agreement_note, diagram_axes, draw_phase_diagram
+from analysis.figures.phase_diagram import (
+    DIAGRAM_AXES,
+    agreement_note,
+    diagram_axes,
+    draw_phase_diagram,
+)
 from analysis.figures.sae import SAE_TABLE, plot_sae_recovery, sae_inputs
 from analysis.figures.sae_active import active_note, is_active_sweep, plot_sae_active
-from analysis.figures.target_noise import has_random_target, plot_target_noise, target_noise_inputs, target_noise_notes
+from analysis.figures.target_noise import (
+    has_random_target,
+    plot_target_noise,
+    target_noise_inputs,
+    target_noise_notes,
+)
 from analysis.figures.trajectories import plot_capacity_trajectories
 from analysis.stored_sweep import StoredSweep
 

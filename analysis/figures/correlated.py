@@ -16,8 +16,15 @@ import numpy as np
 import pandas as pd
 
 from analysis.figures.canvas import finish
-from analysis.figures.panels import (REPRESENTED, best_along, draw_vectors, panel_title, panels_over_plots,
-                                     sweep_x_axis, swept_axis)
+from analysis.figures.panels import (
+    REPRESENTED,
+    best_along,
+    draw_vectors,
+    panel_title,
+    panels_over_plots,
+    sweep_x_axis,
+    swept_axis,
+)
 from analysis.kind_traits import set_data
 from analysis.stored_sweep import as_array
 from sweeps.store import as_matrix

@@ -21,10 +21,17 @@ import numpy as np
 import pandas as pd
 
 from analysis.figures.canvas import finish
-from analysis.figures.panels import (REPRESENTED, best_along, importance_colors, panels_over_plots, set_log_scale,
-                                     sweep_x_axis, swept_axis)
-from analysis.stored_sweep import as_array
+from analysis.figures.panels import (
+    REPRESENTED,
+    best_along,
+    importance_colors,
+    panels_over_plots,
+    set_log_scale,
+    sweep_x_axis,
+    swept_axis,
+)
 from analysis.kind_traits import privileged_model, signed_data
+from analysis.stored_sweep import as_array
 
 MONO_SHARE = 0.9
 DEAD_NORM = 0.1

@@ -19,8 +19,15 @@ import numpy as np
 import pandas as pd
 
 from analysis.figures.canvas import finish
-from analysis.figures.panels import (REPRESENTED, best_along, draw_vectors, panel_title, panels_over_plots,
-                                     set_log_scale, swept_axis)
+from analysis.figures.panels import (
+    REPRESENTED,
+    best_along,
+    draw_vectors,
+    panel_title,
+    panels_over_plots,
+    set_log_scale,
+    swept_axis,
+)
 from analysis.stored_sweep import as_array
 
 TARGET_COLOR, NOISE_COLOR = "red", "0.45"

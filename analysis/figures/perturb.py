@@ -13,7 +13,13 @@ import numpy as np
 import pandas as pd
 
 from analysis.figures.canvas import finish
-from analysis.figures.panels import REPRESENTED, best_along, draw_vectors, panel_title, panels_over_plots
+from analysis.figures.panels import (
+    REPRESENTED,
+    best_along,
+    draw_vectors,
+    panel_title,
+    panels_over_plots,
+)
 from analysis.seeds import best_of_seeds
 from analysis.stored_sweep import as_array
 from sweeps.store import as_matrix

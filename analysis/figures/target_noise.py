@@ -14,7 +14,6 @@ from analysis.measures.target_noise import best_per_point, linear_agreement, mea
 from analysis.stored_sweep import per_sweep
 from sweeps.store import nested_array
 
-
 PANELS = (("loss", "target-only loss (eval)", "theory_loss", True),
           ("norm2_mean", "mean ‖W_i‖²", "theory_norm2", False),
           ("frame_deviation", "‖WWᵀ/c − I‖_F/√m (0: tight frame)", None, True),

@@ -11,8 +11,13 @@ import pandas as pd
 
 from analysis.measures.model_rows import outputs_of
 from analysis.seeds import best_of_seeds
-from analysis.theory.target_noise import (angular_unevenness, closed_form, frame_deviation, optimal_bias,
-                                          tight_frame)
+from analysis.theory.target_noise import (
+    angular_unevenness,
+    closed_form,
+    frame_deviation,
+    optimal_bias,
+    tight_frame,
+)
 from sweeps.store import nested_array
 
 EVAL_EXAMPLES = 8192

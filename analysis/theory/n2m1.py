@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 PHASES = ("not learned", "dedicated", "superposition")
 # Same indices as analysis.phases (NOT_LEARNED, DEDICATED, SUPERPOSED).
 NOT_LEARNED, DEDICATED, SUPERPOSITION = range(3)

@@ -14,6 +14,7 @@ from analysis.phases import PhaseThresholds, feature_phase
 from analysis.theory.n2m1 import SUPERPOSITION, _scale, solution_params, superposition_boundary
 from analysis.theory.n2m1_exact import _split, expected_loss
 
+
 def optimise_params(W0, b0, p, r, tol: float = 1e-10, max_iter: int = 300, max_rounds: int = 30,
                     reduction: str = "sum") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Local minimum of ``expected_loss`` over (w1, w2, b1, b2) reached by descent from (W0, b0),

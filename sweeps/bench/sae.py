@@ -25,6 +25,7 @@ the training throughput of N = 1, 8, 64 SAEs (docs/results/sae-bench.md).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -32,7 +33,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import itertools
 
 # The parity world: SAELens's SyntheticModelConfig at its defaults but for size and seed.
 WORLD = {"num_features": 256, "hidden_dim": 32, "seed": 0}

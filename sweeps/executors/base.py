@@ -5,8 +5,8 @@ and reports each finished or failed chunk to the driver's callbacks as soon as i
 
 from __future__ import annotations
 
-from typing import Protocol
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import pandas as pd
 

@@ -15,8 +15,8 @@ import hashlib
 import json
 import time
 import zlib
-from typing import Any
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

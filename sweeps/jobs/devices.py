@@ -29,9 +29,9 @@ program at width 1, whose models axis XLA drops). Slices keep the width fixed in
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from collections.abc import Callable, Sequence
 
 import numpy as np
 

@@ -19,9 +19,9 @@ and nothing below the plan sees a config.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
-from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import pandas as pd
 

@@ -7,9 +7,9 @@ per-model arrays are the same.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from collections.abc import Callable, Sequence
 
 import numpy as np
 

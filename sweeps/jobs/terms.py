@@ -13,8 +13,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

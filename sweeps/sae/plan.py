@@ -11,14 +11,21 @@ cosine, seed, the toy model's weights) is a per-SAE array.
 from __future__ import annotations
 
 import itertools
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from sweeps.jobs.chunks import crc_id, model_uid
-from sweeps.sae.config import (FOLLOW_ACTIVE, KIND_AXES, SAE_STATIC_AXES, WORLD_RULES, WORLD_STATIC_AXES,
-                               resolve_dict_size, sae_values)
+from sweeps.sae.config import (
+    FOLLOW_ACTIVE,
+    KIND_AXES,
+    SAE_STATIC_AXES,
+    WORLD_RULES,
+    WORLD_STATIC_AXES,
+    resolve_dict_size,
+    sae_values,
+)
 from toymodels.registry import ConfigError
 from toymodels.sae import SAE_KINDS, SaeSpec
 from toymodels.sae.base import Source

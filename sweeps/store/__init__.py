@@ -34,8 +34,15 @@ import pyarrow.parquet as pq
 
 from sweeps.config import Config, ConfigError
 from sweeps.store.locks import Claim, StoreLock, claims_of_others
-from sweeps.store.meta import (META, config_hash, config_yaml, read_config, read_config_hash,  # noqa: F401
-                               read_meta, verified_config_hash)
+from sweeps.store.meta import (  # noqa: F401
+    META,
+    config_hash,
+    config_yaml,
+    read_config,
+    read_config_hash,
+    read_meta,
+    verified_config_hash,
+)
 
 RESULTS = "results.parquet"
 HASH_KEY = b"toymodels.config_hash"  # parquet metadata: the config hash the rows were trained under

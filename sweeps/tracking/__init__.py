@@ -38,10 +38,10 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 
 import pandas as pd
 

@@ -10,8 +10,8 @@ import pytest
 
 from analysis.figures import capacity as cap
 from analysis.figures.catalog import draw, figure_names
-from analysis.theory import capacity as ct
 from analysis.stored_sweep import StoredSweep
+from analysis.theory import capacity as ct
 from tests.helpers import assert_draws_the_same_into_every_target
 from toymodels import metrics
 

@@ -7,12 +7,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.figures.correlated import member_pairs, plot_correlated, within_set_angles
 from analysis.figures.catalog import figure_names, notes
-from analysis.figures.neurons import neuron_classes, neuron_counts, neuron_table, plot_l1_cost, plot_neurons, top_share
+from analysis.figures.correlated import member_pairs, plot_correlated, within_set_angles
+from analysis.figures.neurons import (
+    neuron_classes,
+    neuron_counts,
+    neuron_table,
+    plot_l1_cost,
+    plot_neurons,
+    top_share,
+)
 from analysis.figures.noise import noise_measures, plot_noise
-from analysis.figures.perturb import (DIGONS, OTHER, POLYGON, class_losses, classify_solution, crossing_ratio,
-                              perturb_table, plot_perturb)
+from analysis.figures.perturb import (
+    DIGONS,
+    OTHER,
+    POLYGON,
+    class_losses,
+    classify_solution,
+    crossing_ratio,
+    perturb_table,
+    plot_perturb,
+)
 from analysis.stored_sweep import StoredSweep
 from tests.helpers import assert_draws_the_same_into_every_target, compose_config, tiny
 

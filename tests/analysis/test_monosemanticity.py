@@ -12,7 +12,11 @@ import pandas as pd
 import pytest
 
 from analysis.figures.capacity_phase import MARKED, marginal_curves, plot_capacity_phase
-from analysis.figures.monosemanticity import plot_mono_switch, plot_polysemantic_vs_loss, switch_table
+from analysis.figures.monosemanticity import (
+    plot_mono_switch,
+    plot_polysemantic_vs_loss,
+    switch_table,
+)
 from analysis.measures import monosemanticity as mono_measures
 from analysis.theory import capacity as ct
 from analysis.theory import monosemanticity as mono

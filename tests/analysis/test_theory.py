@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from analysis.theory import n2m1 as theory, n2m1_exact, n2m1_relaxed
+from analysis.theory import n2m1 as theory
+from analysis.theory import n2m1_exact, n2m1_relaxed
 
 N_MC = 2_000_000
 # Points of the (p, r) diagram: dense and sparse, both sides of r = 1, and the triple point.

@@ -16,10 +16,10 @@ from sweeps.jobs import make_chunks
 from sweeps.jobs.chunks import auto_chunk_size
 from sweeps.jobs.toy import FRESH
 from sweeps.plan import plan_sweep
+from tests.helpers import cli, compose_config
 from toymodels import HParams, TrainSpec, train_many
 from toymodels import finite as F
 from toymodels.train import snapshot_marks
-from tests.helpers import cli, compose_config
 
 GPU_80 = resources.Device("gpu", 80 * resources.GiB, "an 80 GiB GPU")
 

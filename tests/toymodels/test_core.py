@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from toymodels import HParams, TrainSpec, make_train, model_keys, train_many
-from toymodels import rng
+from toymodels import HParams, TrainSpec, make_train, model_keys, rng, train_many
 from toymodels.data import importance_profile, sample_features
 from toymodels.models import DENSE, forward, init_std
 from toymodels.optim import lr_multiplier

@@ -8,12 +8,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from toymodels.registry import ConfigError
 from toymodels.sae import SAE_KINDS, SaeKind, SaeSpec, hparams
-from toymodels.sae.base import (batch_top_k_mask, decode, decoder, example_top_k_mask, jump_relu, kth_largest,
-                                latent_axis, pre_activation, step)
+from toymodels.sae.base import (
+    batch_top_k_mask,
+    decode,
+    decoder,
+    example_top_k_mask,
+    jump_relu,
+    kth_largest,
+    latent_axis,
+    pre_activation,
+    step,
+)
 from toymodels.sae.kinds import matryoshka_terms, matryoshka_widths, track_threshold
 from toymodels.sae.train import init_params, objective, ortho_penalty
-from toymodels.registry import ConfigError
 
 
 def one(**values):

@@ -7,8 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from toymodels.sae.metrics import (EvalSums, chance_mmcs, matches, max_cos_to_others, mcc, mmcs, n_composed,
-                                   random_dictionary, scores)
+from toymodels.sae.metrics import (
+    EvalSums,
+    chance_mmcs,
+    matches,
+    max_cos_to_others,
+    mcc,
+    mmcs,
+    n_composed,
+    random_dictionary,
+    scores,
+)
 
 
 def random_W(seed, n_hidden, n_features):

@@ -8,8 +8,18 @@ import numpy as np
 import optax
 import pytest
 
-from toymodels.sae import (SaeSpec, decoder, hparams, make_train, mcc, sae_keys, split_keys, synthbench, train_mixed,
-                           train_saes)
+from toymodels.sae import (
+    SaeSpec,
+    decoder,
+    hparams,
+    make_train,
+    mcc,
+    sae_keys,
+    split_keys,
+    synthbench,
+    train_mixed,
+    train_saes,
+)
 from toymodels.sae.build import composition_world, simple_world
 from toymodels.sae.train import init_params, resample_dead
 

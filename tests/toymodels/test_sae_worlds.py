@@ -11,8 +11,17 @@ import pytest
 
 from toymodels import rng
 from toymodels.sae import synthbench
-from toymodels.sae.build import (composition_world, compensate, directions, exactly_world, hierarchy,
-                                 low_rank_correlation, make_world, simple_world, zipf_probabilities)
+from toymodels.sae.build import (
+    compensate,
+    composition_world,
+    directions,
+    exactly_world,
+    hierarchy,
+    low_rank_correlation,
+    make_world,
+    simple_world,
+    zipf_probabilities,
+)
 from toymodels.sae.worlds import WorldSource, sample_features
 
 DRAW = jax.jit(sample_features, static_argnums=(0, 4))

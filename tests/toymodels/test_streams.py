@@ -10,8 +10,7 @@ from sweeps.jobs import make_chunks
 from sweeps.jobs.models import hparams_arrays
 from sweeps.plan import plan_sweep
 from tests.helpers import compose_config
-from toymodels import HParams, TrainSpec, model_keys, stream_key_words, train_many
-from toymodels import rng
+from toymodels import HParams, TrainSpec, model_keys, rng, stream_key_words, train_many
 from toymodels.data import data_spec, draw_shared, from_uniforms, sample_batch, uniform_rows
 
 WORDS_Sx2 = stream_key_words(0, [0, 1, 2])

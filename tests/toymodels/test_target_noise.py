@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from analysis.measures.target_noise import sample_examples
-from analysis.theory.target_noise import closed_form, frame_deviation, linear_target_loss, optimal_bias, tight_frame
+from analysis.theory.target_noise import (
+    closed_form,
+    frame_deviation,
+    linear_target_loss,
+    optimal_bias,
+    tight_frame,
+)
 from tests.helpers import compose_config
 from toymodels import HParams, TrainSpec, model_keys, train_many
 from toymodels.data import data_spec, sample_weighted_batch

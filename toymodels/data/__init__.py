@@ -18,8 +18,17 @@ from toymodels.data import elementwise, sets, target
 from toymodels.data.base import DataKind, DataSpec, spec_for
 from toymodels.data.elementwise import MAGNITUDE_KURTOSIS, MAGNITUDES
 from toymodels.data.importance import IMPORTANCE_KINDS, importance_profile
-from toymodels.data.sample import (Block, draw, draw_shared, from_uniforms, sample_batch, sample_features,
-                                   sample_weighted_batch, uniform_rows, weights_from_uniforms)
+from toymodels.data.sample import (
+    Block,
+    draw,
+    draw_shared,
+    from_uniforms,
+    sample_batch,
+    sample_features,
+    sample_weighted_batch,
+    uniform_rows,
+    weights_from_uniforms,
+)
 from toymodels.registry import Registry
 
 DATA: Registry[DataKind] = Registry("data kind", "data.kind", [

@@ -12,8 +12,8 @@ models. Other kinds build the whole batch with ``batch``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
 from collections.abc import Mapping
+from typing import Any, Protocol
 
 import jax
 import numpy as np

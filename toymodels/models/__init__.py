@@ -17,8 +17,17 @@ from __future__ import annotations
 import jax
 
 from toymodels.models import hidden, quadratic, residual, tied
-from toymodels.models.base import (DENSE, INIT_KINDS, ROWS, UNROLL_MAX_WEIGHTS, ModelKind, Params, init_std, is_tiny,
-                                   ops_for)
+from toymodels.models.base import (
+    DENSE,
+    INIT_KINDS,
+    ROWS,
+    UNROLL_MAX_WEIGHTS,
+    ModelKind,
+    Params,
+    init_std,
+    is_tiny,
+    ops_for,
+)
 from toymodels.registry import Registry
 
 MODELS: Registry[ModelKind] = Registry("model kind", "model.kind", [

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Protocol
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp

@@ -45,9 +45,18 @@ import math
 import jax
 import jax.numpy as jnp
 
-from toymodels.sae.base import (SaeKind, batch_top_k_mask, decoder, example_top_k_mask, jump_relu, l1_of,
-                                pre_activation, projection, squared_error, step)
-
+from toymodels.sae.base import (
+    SaeKind,
+    batch_top_k_mask,
+    decoder,
+    example_top_k_mask,
+    jump_relu,
+    l1_of,
+    pre_activation,
+    projection,
+    squared_error,
+    step,
+)
 
 # --- plain -------------------------------------------------------------------------------------
 

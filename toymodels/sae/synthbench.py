@@ -18,8 +18,14 @@ import dataclasses
 
 import numpy as np
 
-from toymodels.sae.build import (compensate, hierarchy, low_rank_correlation, make_world, unit_columns,
-                                 zipf_probabilities)
+from toymodels.sae.build import (
+    compensate,
+    hierarchy,
+    low_rank_correlation,
+    make_world,
+    unit_columns,
+    zipf_probabilities,
+)
 from toymodels.sae.worlds import World, WorldSource
 
 PUBLISHED_MCC_L0_25 = {"plain": 0.604, "batchtopk": 0.757, "jumprelu": 0.753, "matryoshka": 0.793}
@@ -106,9 +112,8 @@ def true_l0(source: WorldSource, world: World, first: int | None = None, samples
     """Mean number of firing features per input (of the ``first`` most frequent when given)."""
     import jax
 
-    from toymodels.sae.worlds import sample_features
-
     from toymodels import rng
+    from toymodels.sae.worlds import sample_features
 
     draw = jax.jit(sample_features, static_argnums=(0, 4))
     x_NxB = np.asarray(draw(source, world, rng.key_words(jax.random.key(seed)), 0, samples))

@@ -11,11 +11,11 @@ import yaml
 from analysis.figures.backdoor import represented_fraction
 from analysis.figures.catalog import draw, figure_names, notes
 from analysis.stored_sweep import StoredSweep
+from sweeps.backdoor import detect
 from sweeps.backdoor.cli import main as backdoor_main
+from sweeps.backdoor.evaluate import benign, evaluate
 from sweeps.plan import plan_sweep
 from tests.helpers import compose_config
-from sweeps.backdoor import detect
-from sweeps.backdoor.evaluate import benign, evaluate
 from toymodels.registry import ConfigError
 
 

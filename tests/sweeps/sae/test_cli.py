@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from sweeps.store import read_results
-
 from tests.helpers import cli, tiny
 from toymodels import rng
 from toymodels.data import data_spec, sample_batch

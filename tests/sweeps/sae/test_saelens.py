@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sweeps.sae import saelens
 from sweeps.config import ConfigError
 from sweeps.plan import plan_sweep
+from sweeps.sae import saelens
 from sweeps.store import read_results
 from tests.helpers import cli, compose_config
 from tests.toymodels.test_sae_saelens import EVAL_KINDS, saved_model
