@@ -29,7 +29,9 @@ class StoredSweep:
         root = Path(out)
         table, status = read_stored(root)
         config = read_config(root)
-        status = "; ".join(filter(None, [status, load_sweep_plugins(config.get("plugins") or [], root)]))
+        status = "; ".join(
+            filter(None, [status, load_sweep_plugins(config.get("plugins") or [], root)])
+        )
         return cls(root, table, config, read_config_hash(root), status=status)
 
     @property
@@ -60,7 +62,11 @@ def load_sweep_plugins(paths: list, root: Path) -> str:
             load_plugins([found]) if found else missing.append(str(given))
         except ValueError as error:
             missing.append(f"{given} ({error})")
-    return f"plugin files not loaded, their kinds' properties unknown: {', '.join(missing)}" if missing else ""
+    return (
+        f"plugin files not loaded, their kinds' properties unknown: {', '.join(missing)}"
+        if missing
+        else ""
+    )
 
 
 SHORT_AXIS_NAMES = {"density": "p", "importance_decay": "I decay", "weight_decay": "wd"}
@@ -68,10 +74,17 @@ SHORT_AXIS_NAMES = {"density": "p", "importance_decay": "I decay", "weight_decay
 
 def coord_label(row, axes: list[str], sep: str = "=", short: bool = False) -> str:
     """A grid point as text: numbers to 3 significant digits, other values (a model kind) as is."""
-    def fmt(value):
-        return f"{value:.3g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
-    return ", ".join(f"{SHORT_AXIS_NAMES.get(a, a) if short else a}{sep}{fmt(row[a])}" for a in axes)
+    def fmt(value):
+        return (
+            f"{value:.3g}"
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            else str(value)
+        )
+
+    return ", ".join(
+        f"{SHORT_AXIS_NAMES.get(a, a) if short else a}{sep}{fmt(row[a])}" for a in axes
+    )
 
 
 def as_array(cell) -> np.ndarray:
@@ -81,8 +94,14 @@ def as_array(cell) -> np.ndarray:
 
 def git_revision() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=5,
+            check=False,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -37,12 +37,19 @@ log = logging.getLogger("mkdocs.plugins.toymodels")
 
 # Pages other branches are writing now: in the nav, left out of it until they exist. Remove a
 # name once its page has landed.
-PENDING = {"saes/reference.md", "security.md",
-           "results/compressed-computation.md", "science/compressed-computation.md", "spd.md", "results/spd.md",
-           "devices.md"}
+PENDING = {
+    "saes/reference.md",
+    "security.md",
+    "results/compressed-computation.md",
+    "science/compressed-computation.md",
+    "spd.md",
+    "results/spd.md",
+    "devices.md",
+}
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
 
 def cell(text) -> str:
     """Text safe in a table cell: one line, pipes escaped."""
@@ -101,6 +108,7 @@ def field_comments(cls) -> dict[str, str]:
 
 # --- kinds ---------------------------------------------------------------------------------------
 
+
 def _options(options) -> str:
     return ", ".join(f"`{k}` = `{v!r}`" for k, v in dict(options or {}).items())
 
@@ -111,12 +119,24 @@ def model_kinds() -> str:
 
     rows = []
     for kind in MODELS:
-        traits = [t for t, on in (("privileged hidden basis", kind.privileged),
-                                  ("layers' read vectors recorded", kind.read_matrices is not None),
-                                  ("finite data", kind.output_activation is not None),
-                                  ("outputs unweighted by importance", not kind.importance_weighted)) if on]
-        rows.append([f"{code(kind.name)}<br>{code(source_of(kind.init))}", kind.doc, _options(kind.options),
-                     ", ".join(traits)])
+        traits = [
+            t
+            for t, on in (
+                ("privileged hidden basis", kind.privileged),
+                ("layers' read vectors recorded", kind.read_matrices is not None),
+                ("finite data", kind.output_activation is not None),
+                ("outputs unweighted by importance", not kind.importance_weighted),
+            )
+            if on
+        ]
+        rows.append(
+            [
+                f"{code(kind.name)}<br>{code(source_of(kind.init))}",
+                kind.doc,
+                _options(kind.options),
+                ", ".join(traits),
+            ]
+        )
     return table(["`model.kind` (file)", "model", "options (default)", "traits"], rows)
 
 
@@ -124,10 +144,24 @@ def job_kinds() -> str:
     """Every job kind of ``sweeps.plan.JOB_KINDS``, in the order a config is matched against them."""
     from sweeps.plan import JOB_KINDS
 
-    rows = [[f"{code(kind.name)}<br>{code(source_of(kind.program))}", kind.doc,
-             "the one-worker width" if kind.pad_to_one_worker else "the chunk's size",
-             "yes" if kind.model_bytes is not None else "no (by its working set)"] for kind in JOB_KINDS]
-    return table(["job kind (its program's file)", "trains", "chunks padded to", "GPU chunks sized by memory"], rows)
+    rows = [
+        [
+            f"{code(kind.name)}<br>{code(source_of(kind.program))}",
+            kind.doc,
+            "the one-worker width" if kind.pad_to_one_worker else "the chunk's size",
+            "yes" if kind.model_bytes is not None else "no (by its working set)",
+        ]
+        for kind in JOB_KINDS
+    ]
+    return table(
+        [
+            "job kind (its program's file)",
+            "trains",
+            "chunks padded to",
+            "GPU chunks sized by memory",
+        ],
+        rows,
+    )
 
 
 def loss_terms() -> str:
@@ -135,10 +169,19 @@ def loss_terms() -> str:
     from sweeps.jobs.terms import config_key
     from toymodels.terms import TERMS
 
-    rows = [[f"{code(term.name)}<br>{code(source_of(term.penalty))}", term.doc,
-             ", ".join(code(config_key(p)) for p in term.params), ", ".join(code(n) for n in term.switches)]
-            for term in TERMS]
-    return table(["term (file)", "adds to the loss", "settings (each a grid axis of its name)", "on when"], rows)
+    rows = [
+        [
+            f"{code(term.name)}<br>{code(source_of(term.penalty))}",
+            term.doc,
+            ", ".join(code(config_key(p)) for p in term.params),
+            ", ".join(code(n) for n in term.switches),
+        ]
+        for term in TERMS
+    ]
+    return table(
+        ["term (file)", "adds to the loss", "settings (each a grid axis of its name)", "on when"],
+        rows,
+    )
 
 
 def data_kinds() -> str:
@@ -147,10 +190,17 @@ def data_kinds() -> str:
 
     rows = []
     for kind in DATA:
-        traits = [t for t, on in (("signed", kind.signed), ("feature sets", kind.sets),
-                                  ("per-entry loss weights", kind.weights is not None),
-                                  ("density 0 allowed", getattr(kind, "zero_density", False)),
-                                  ("kurtosis stored", kind.kurtosis is not None)) if on]
+        traits = [
+            t
+            for t, on in (
+                ("signed", kind.signed),
+                ("feature sets", kind.sets),
+                ("per-entry loss weights", kind.weights is not None),
+                ("density 0 allowed", getattr(kind, "zero_density", False)),
+                ("kurtosis stored", kind.kurtosis is not None),
+            )
+            if on
+        ]
         fn = kind.value or kind.batch
         where = f"<br>{code(source_of(fn))}" if fn else ""
         rows.append([code(kind.name) + where, kind.doc, _options(kind.options), ", ".join(traits)])
@@ -164,13 +214,23 @@ def sae_kinds() -> str:
     rows = []
     for kind in SAE_KINDS:
         hparams = getattr(kind, "hparams", ())
-        names = [getattr(h, "name", h) for h in (hparams.values() if isinstance(hparams, dict) else hparams)]
-        rows.append([f"{code(kind.name)}<br>{code(source_of(kind.encode))}", kind.doc,
-                     ", ".join(code(n) for n in names), "yes" if getattr(kind, "top_k", False) else ""])
+        names = [
+            getattr(h, "name", h)
+            for h in (hparams.values() if isinstance(hparams, dict) else hparams)
+        ]
+        rows.append(
+            [
+                f"{code(kind.name)}<br>{code(source_of(kind.encode))}",
+                kind.doc,
+                ", ".join(code(n) for n in names),
+                "yes" if getattr(kind, "top_k", False) else "",
+            ]
+        )
     return table(["`sae.kind` (file)", "codes and loss", "reads", "top-k"], rows)
 
 
 # --- figures -------------------------------------------------------------------------------------
+
 
 def figures(prefix: str = "") -> str:
     """Every figure of ``analysis.figures.catalog.FIGURES`` (whose name starts with ``prefix``):
@@ -183,14 +243,21 @@ def figures(prefix: str = "") -> str:
             continue
         what = first_paragraph(spec.plot.__doc__)
         if not what:
-            raise ValueError(f"figure {name!r}: {spec.plot.__module__}.{spec.plot.__name__} has no docstring; "
-                             "the figure table is its first paragraph")
-        options = ", ".join(code(o) for o in spec.options()) + ("; prints notes" if spec.notes else "")
-        rows.append([f"{code(name)}<br>{code(source_of(spec.plot))}", spec.when, what, options.lstrip("; ")])
+            raise ValueError(
+                f"figure {name!r}: {spec.plot.__module__}.{spec.plot.__name__} has no docstring; "
+                "the figure table is its first paragraph"
+            )
+        options = ", ".join(code(o) for o in spec.options()) + (
+            "; prints notes" if spec.notes else ""
+        )
+        rows.append(
+            [f"{code(name)}<br>{code(source_of(spec.plot))}", spec.when, what, options.lstrip("; ")]
+        )
     return table(["figure (file)", "drawn when", "what", "options"], rows)
 
 
 # --- experiments ---------------------------------------------------------------------------------
+
 
 def experiment_header(path: Path) -> tuple[str, str]:
     """(the launch command on the file's second line, the comment paragraph after it)."""
@@ -216,8 +283,11 @@ def _planned() -> dict[str, int]:
     counts = {}
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         for path in sorted((CONF_DIR / "experiment").glob("*.yaml")):
-            counts[path.stem] = len(plan_sweep(to_config(compose(config_name="config",
-                                                                    overrides=[f"experiment={path.stem}"]))).units)
+            counts[path.stem] = len(
+                plan_sweep(
+                    to_config(compose(config_name="config", overrides=[f"experiment={path.stem}"]))
+                ).units
+            )
     return counts
 
 
@@ -235,6 +305,7 @@ def experiments(prefix: str = "") -> str:
 
 
 # --- config keys ---------------------------------------------------------------------------------
+
 
 def _schema_sections():
     """(dotted prefix, dataclass) of every section of the config schema, the ``sae`` one included."""
@@ -264,10 +335,15 @@ def _default(f: dataclasses.Field):
 def _type_name(hint) -> str:
     origin = typing.get_origin(hint)
     if origin is typing.Union:
-        return " or ".join(_type_name(a) for a in typing.get_args(hint) if a is not type(None)) + " or null"
+        return (
+            " or ".join(_type_name(a) for a in typing.get_args(hint) if a is not type(None))
+            + " or null"
+        )
     if origin in (list, dict):
         return "list" if origin is list else "mapping"
-    return {"Any": "any"}.get(getattr(hint, "__name__", str(hint)), getattr(hint, "__name__", str(hint)))
+    return {"Any": "any"}.get(
+        getattr(hint, "__name__", str(hint)), getattr(hint, "__name__", str(hint))
+    )
 
 
 def _allowed(key: str) -> str:
@@ -278,8 +354,12 @@ def _allowed(key: str) -> str:
     from toymodels.models import MODELS
     from toymodels.sae import SAE_KINDS
 
-    tables = {"model.kind": MODELS.names(), "data.kind": DATA.names(), "sae.kind": SAE_KINDS.names(),
-              "wandb.mode": WANDB_MODES}
+    tables = {
+        "model.kind": MODELS.names(),
+        "data.kind": DATA.names(),
+        "sae.kind": SAE_KINDS.names(),
+        "wandb.mode": WANDB_MODES,
+    }
     if key in tables:
         return "one of " + ", ".join(f"`{v}`" for v in tables[key])
     rule = RULES.get(key)
@@ -309,17 +389,34 @@ def config_keys(sae: bool = False) -> str:
         for f in dataclasses.fields(cls):
             hint = typing.get_type_hints(cls)[f.name]
             if typing.get_origin(hint) is typing.Union:
-                inner = next((a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)), None)
+                inner = next(
+                    (a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)), None
+                )
                 if inner is not None:
                     continue
             if dataclasses.is_dataclass(hint):
                 continue
             key = prefix + f.name
-            rows.append([code(key), _type_name(hint), code(repr(_default(f))), _allowed(key),
-                         comments.get(f.name, "")])
+            rows.append(
+                [
+                    code(key),
+                    _type_name(hint),
+                    code(repr(_default(f))),
+                    _allowed(key),
+                    comments.get(f.name, ""),
+                ]
+            )
     grid_only = [k for k in RULES if k.startswith("sweep.grid.") and not sae]
     for key in grid_only:
-        rows.append([code(key), "list", "", "each value " + _allowed(key), "a grid axis without a key of its own"])
+        rows.append(
+            [
+                code(key),
+                "list",
+                "",
+                "each value " + _allowed(key),
+                "a grid axis without a key of its own",
+            ]
+        )
     return table(["key", "type", "default", "allowed", "meaning"], rows)
 
 
@@ -350,10 +447,22 @@ def grid_axes() -> str:
     for axis in PER_MODEL_AXES + STATIC_AXES:
         key = AXIS_RULES.get(axis, "")
         meaning = _AXIS_ONLY.get(axis) or comments.get(key, "")
-        rows.append([code(axis), "per model" if axis in PER_MODEL_AXES else "static", code(key) if key and not
-                     key.startswith("sweep.grid.") else "", meaning])
-    rows.append(["a model kind's option (`layers`, `hidden_bias`)", "static", "`model.options.<option>`",
-                 "swept with `+sweep.grid.<option>=[...]`"])
+        rows.append(
+            [
+                code(axis),
+                "per model" if axis in PER_MODEL_AXES else "static",
+                code(key) if key and not key.startswith("sweep.grid.") else "",
+                meaning,
+            ]
+        )
+    rows.append(
+        [
+            "a model kind's option (`layers`, `hidden_bias`)",
+            "static",
+            "`model.options.<option>`",
+            "swept with `+sweep.grid.<option>=[...]`",
+        ]
+    )
     return table(["axis", "kind", "each value as", "meaning"], rows)
 
 
@@ -372,8 +481,14 @@ def sae_grid_axes() -> str:
         raise ImportError("no module holds the SAE grid axes (SAE_AXES)")
     per = set(module.SAE_PER_AXES) | set(module.WORLD_PER_AXES)
     world = set(module.WORLD_PER_AXES) | set(module.WORLD_STATIC_AXES)
-    rows = [[code(axis), "per SAE" if axis in per else "static", "worlds only" if axis in world else "any source"]
-            for axis in module.SAE_AXES]
+    rows = [
+        [
+            code(axis),
+            "per SAE" if axis in per else "static",
+            "worlds only" if axis in world else "any source",
+        ]
+        for axis in module.SAE_AXES
+    ]
     return table(["axis", "kind", "source"], rows)
 
 
@@ -396,22 +511,30 @@ TABLES: dict[str, Callable[[], str]] = {
 
 def render(markdown: str, page: str = "") -> str:
     """``markdown`` with every ``<!-- table: NAME -->`` line replaced by that table."""
+
     def one(match: re.Match) -> str:
         name = match.group("name")
         if name not in TABLES:
-            raise ValueError(f"{page}: no generated table {name!r}; the tables are: {', '.join(TABLES)}")
-        return (f"<!-- generated from the code by scripts/docs_tables.py ({name}) -->\n\n" + TABLES[name]() + "\n")
+            raise ValueError(
+                f"{page}: no generated table {name!r}; the tables are: {', '.join(TABLES)}"
+            )
+        return (
+            f"<!-- generated from the code by scripts/docs_tables.py ({name}) -->\n\n"
+            + TABLES[name]()
+            + "\n"
+        )
 
     return MARKER.sub(one, markdown)
 
 
 # --- MkDocs hooks --------------------------------------------------------------------------------
 
+
 def _drop_pending(nav, docs_dir: Path):
     out = []
     for item in nav:
         if isinstance(item, dict):
-            (title, value), = item.items()
+            ((title, value),) = item.items()
             if isinstance(value, list):
                 value = _drop_pending(value, docs_dir)
                 if value:
@@ -420,7 +543,11 @@ def _drop_pending(nav, docs_dir: Path):
             item_path = value
         else:
             item_path = item
-        if isinstance(item_path, str) and item_path in PENDING and not (docs_dir / item_path).exists():
+        if (
+            isinstance(item_path, str)
+            and item_path in PENDING
+            and not (docs_dir / item_path).exists()
+        ):
             log.info("nav: %s is not written yet, left out", item_path)
             continue
         out.append(item)

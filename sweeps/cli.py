@@ -1,6 +1,6 @@
 """``toymodels-sweep``: compose a Hydra config, validate it, and run the sweep.
 
-    toymodels-sweep experiment=tms_intro sweep.seeds=5 train.steps=5000
+toymodels-sweep experiment=tms_intro sweep.seeds=5 train.steps=5000
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ _ADVICE: dict[int | None, str] = {
 }
 
 
-def io_error_line(error: OSError, default: str = "check that path, or choose another sweep.out") -> str:
+def io_error_line(
+    error: OSError, default: str = "check that path, or choose another sweep.out"
+) -> str:
     """An OSError as one line: the path, what happened, what to do."""
     return f"{error.filename or '(no path)'}: {error.strerror or error}; {_ADVICE.get(error.errno, default)}"
 
@@ -87,7 +89,9 @@ def check_output(overrides: list[str]) -> None:
         probe.unlink()
     except OSError as error:
         error.filename = str(out)  # not the probe's name
-        raise ConfigError("sweep.out", f"cannot write {io_error_line(error, 'choose another sweep.out')}") from None
+        raise ConfigError(
+            "sweep.out", f"cannot write {io_error_line(error, 'choose another sweep.out')}"
+        ) from None
 
 
 class _CtrlC:
@@ -102,7 +106,11 @@ class _CtrlC:
         if self.presses == 1:
             raise KeyboardInterrupt
         if self.presses == 2:
-            print("\nstill stopping: storing what finished and shutting down Ray, a moment", file=sys.stderr, flush=True)
+            print(
+                "\nstill stopping: storing what finished and shutting down Ray, a moment",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def _task(cfg) -> None:
@@ -119,14 +127,20 @@ def _task(cfg) -> None:
         print(f"toymodels-sweep: error: {error}", file=sys.stderr)
         sys.exit(2)
     except OSError as error:  # a full disk, a directory that cannot be written
-        print(f"toymodels-sweep: error: {io_error_line(error)}; every chunk stored so far is kept, rerun the "
-              "same command to resume", file=sys.stderr)
+        print(
+            f"toymodels-sweep: error: {io_error_line(error)}; every chunk stored so far is kept, rerun the "
+            "same command to resume",
+            file=sys.stderr,
+        )
         sys.exit(1)
     except KeyboardInterrupt:
         # Ignored, not default, from here: Python restores a handler of its own to the default on
         # its way out, and a press landing then would kill the process instead of exiting 130.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        print("\ninterrupted: every finished chunk is stored; rerun the same command to resume", file=sys.stderr)
+        print(
+            "\ninterrupted: every finished chunk is stored; rerun the same command to resume",
+            file=sys.stderr,
+        )
         sys.exit(130)
     print(report.summary())
     if not report.ok:
@@ -137,8 +151,11 @@ def main() -> None:
     import hydra
 
     if not (CONF_DIR / "config.yaml").exists():
-        print(f"toymodels-sweep: error: no config at {CONF_DIR}: install from the repository with "
-              "'pip install -e .' (scripts/setup does) or point TOYMODELS_CONF at its conf/", file=sys.stderr)
+        print(
+            f"toymodels-sweep: error: no config at {CONF_DIR}: install from the repository with "
+            "'pip install -e .' (scripts/setup does) or point TOYMODELS_CONF at its conf/",
+            file=sys.stderr,
+        )
         sys.exit(2)
     try:
         sys.argv[1:] = prepare_overrides(sys.argv[1:])

@@ -46,9 +46,11 @@ class SweepReport:
         stored = self.already_done + self.trained if self.stored is None else self.stored
         others = max(0, stored - self.already_done - self.trained)
         lines = [
-            (f"{self.out}: {stored}/{self.planned} models stored ({self.trained} trained now, {self.already_done} "
-            f"already there{f', {others} by another run meanwhile' if others else ''}) in {self.seconds:.1f}s, "
-            f"{rate:,.0f} model·steps/s")
+            (
+                f"{self.out}: {stored}/{self.planned} models stored ({self.trained} trained now, {self.already_done} "
+                f"already there{f', {others} by another run meanwhile' if others else ''}) in {self.seconds:.1f}s, "
+                f"{rate:,.0f} model·steps/s"
+            )
         ]
         for f in self.failed:
             lines.append(f"FAILED chunk {f['chunk']} ({f['n_models']} models): {f['error']}")
@@ -75,8 +77,11 @@ class Progress:
         elapsed = time.perf_counter() - self.start
         rate = self.work / elapsed if elapsed > 0 else 0.0
         eta = (self.total_work - self.work) / rate if rate > 0 else float("nan")
-        text = (f"chunks {self.chunks}/{self.total_chunks}  models {self.models}/{self.total_models}  "
-                f"{rate:,.0f} model·steps/s  ETA {eta:,.0f}s" + (f"  failed {self.failed}" if self.failed else ""))
+        text = (
+            f"chunks {self.chunks}/{self.total_chunks}  models {self.models}/{self.total_models}  "
+            f"{rate:,.0f} model·steps/s  ETA {eta:,.0f}s"
+            + (f"  failed {self.failed}" if self.failed else "")
+        )
         end = "\n" if self.chunks == self.total_chunks else ""
         print(f"\r{text}", end=end, file=self.stream, flush=True)
 
@@ -134,7 +139,9 @@ def interrupts_deferred(note: str):
         signal.signal(signal.SIGINT, previous)
 
 
-def run_sweep(config: Config, executor: Executor | None = None, progress: bool = True) -> SweepReport:
+def run_sweep(
+    config: Config, executor: Executor | None = None, progress: bool = True
+) -> SweepReport:
     """Train every model of ``config``'s grid not yet in ``sweep.out``; store each chunk whole.
 
     Without an ``executor``, one is made from ``sweep.executor`` (a local Ray by default) and
@@ -151,7 +158,9 @@ def run_sweep(config: Config, executor: Executor | None = None, progress: bool =
     try:
         return _drive(config, plan, store, claim, executors, progress)
     finally:
-        with interrupts_deferred("still stopping the local Ray this run started, so that none of it is left running"):
+        with interrupts_deferred(
+            "still stopping the local Ray this run started, so that none of it is left running"
+        ):
             executors.close()
         claim.release()
 
@@ -188,9 +197,13 @@ def _drive(config: Config, plan: Plan, store, claim, executors, progress) -> Swe
             else:  # the rest is another live driver's: it stores them, or dies and leaves them to us
                 if not waiting_noted:
                     waiting_noted = True
-                    print(f"{store.root}: waiting for {len(planned - done - attempted)} models another "
-                          "toymodels-sweep is training on this sweep.out (it stores them; if it stops, this run "
-                          "takes them over)", file=sys.stderr, flush=True)
+                    print(
+                        f"{store.root}: waiting for {len(planned - done - attempted)} models another "
+                        "toymodels-sweep is training on this sweep.out (it stores them; if it stops, this run "
+                        "takes them over)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 time.sleep(POLL_SECONDS)
             todo, done, held = _claim_next(store, claim, models, attempted)
         tracker.log_stored(store.chunk_files(exclude=held))  # stored earlier, never logged
@@ -217,7 +230,9 @@ def _finish(store, report, planned, tracker, start, quiet=False) -> None:
 
 
 def _train(plan: Plan, store, todo, executor, report, tracker, progress) -> None:
-    chunks = make_chunks(plan, todo, min_chunks=executor.workers, device=getattr(executor, "device", None))
+    chunks = make_chunks(
+        plan, todo, min_chunks=executor.workers, device=getattr(executor, "device", None)
+    )
     bar = Progress(chunks) if progress and chunks else None
     tracker.prewarm()
 
@@ -230,7 +245,10 @@ def _train(plan: Plan, store, todo, executor, report, tracker, progress) -> None
         tracker.log_chunk(chunk.id, table)  # after the store, from the stored table
 
     def on_failed(chunk: Chunk, error: BaseException) -> None:
-        info = {"n_models": chunk.n_models, "first_model": dict(chunk.points[0].coords, seed=chunk.points[0].seed)}
+        info = {
+            "n_models": chunk.n_models,
+            "first_model": dict(chunk.points[0].coords, seed=chunk.points[0].seed),
+        }
         store.write_failure(chunk.id, error, info)
         report.failed.append(dict(info, chunk=chunk.id, error=f"{type(error).__name__}: {error}"))
         if bar:

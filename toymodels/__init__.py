@@ -5,15 +5,23 @@ figures in ``analysis``.
 """
 
 from toymodels.train import (
-                             HParams,
-                             Snapshots,
-                             TrainResult,
-                             TrainSpec,
-                             make_train,
-                             model_keys,
-                             stream_key_words,
-                             train_many,
+    HParams,
+    Snapshots,
+    TrainResult,
+    TrainSpec,
+    make_train,
+    model_keys,
+    stream_key_words,
+    train_many,
 )
 
-__all__ = ["HParams", "Snapshots", "TrainResult", "TrainSpec", "make_train", "model_keys", "stream_key_words",
-           "train_many"]
+__all__ = [
+    "HParams",
+    "Snapshots",
+    "TrainResult",
+    "TrainSpec",
+    "make_train",
+    "model_keys",
+    "stream_key_words",
+    "train_many",
+]

@@ -35,7 +35,9 @@ def load_plugins(paths) -> list:
         path = Path(given).expanduser().resolve()
         key = f"plugins[{i}]"
         if path.suffix != ".py" or not path.is_file():
-            raise ConfigError(key, f"{given!r} is not a Python file (a .py file that registers your kinds)")
+            raise ConfigError(
+                key, f"{given!r} is not a Python file (a .py file that registers your kinds)"
+            )
         name = module_name(path)
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None  # a .py file always has both
@@ -48,8 +50,10 @@ def load_plugins(paths) -> list:
         except Exception as error:
             del sys.modules[name]
             where = traceback.extract_tb(error.__traceback__)[-1]
-            raise ConfigError(key, f"{given} failed to load ({type(error).__name__}: {error}, line "
-                              f"{where.lineno})") from error
+            raise ConfigError(
+                key,
+                f"{given} failed to load ({type(error).__name__}: {error}, line {where.lineno})",
+            ) from error
         modules.append(module)
     return modules
 
@@ -67,7 +71,9 @@ def kinds_used(model_names, data_names, term_names=()) -> tuple:
     chunks to carry to workers."""
     from toymodels.terms import TERMS
 
-    used: list[object] = [MODELS.get(n) for n in dict.fromkeys(model_names) if not MODELS.is_builtin(n)]
+    used: list[object] = [
+        MODELS.get(n) for n in dict.fromkeys(model_names) if not MODELS.is_builtin(n)
+    ]
     used += [DATA.get(n) for n in dict.fromkeys(data_names) if not DATA.is_builtin(n)]
     used += [TERMS.get(n) for n in dict.fromkeys(term_names) if not TERMS.is_builtin(n)]
     return tuple(used)
@@ -76,9 +82,14 @@ def kinds_used(model_names, data_names, term_names=()) -> tuple:
 def plugin_modules(kinds) -> list:
     """The plugin-file modules that define ``kinds``: Ray must pickle them by value, since workers
     cannot import them by name."""
-    names = {getattr(v, "__module__", None) for kind in kinds for v in vars(kind).values() if callable(v)}
-    return [sys.modules[n] for n in sorted(n for n in names if n and n.startswith("toymodels_plugin_"))
-            if n in sys.modules]
+    names = {
+        getattr(v, "__module__", None) for kind in kinds for v in vars(kind).values() if callable(v)
+    }
+    return [
+        sys.modules[n]
+        for n in sorted(n for n in names if n and n.startswith("toymodels_plugin_"))
+        if n in sys.modules
+    ]
 
 
 def ensure_registered(kinds) -> None:
@@ -87,6 +98,8 @@ def ensure_registered(kinds) -> None:
     from toymodels.terms import TERMS, LossTerm
 
     for kind in kinds:
-        table = DATA if isinstance(kind, DataKind) else TERMS if isinstance(kind, LossTerm) else MODELS
+        table = (
+            DATA if isinstance(kind, DataKind) else TERMS if isinstance(kind, LossTerm) else MODELS
+        )
         if table.find(kind.name) is not kind:
             table.register(kind)

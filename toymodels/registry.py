@@ -60,16 +60,23 @@ class Registry(Generic[T]):
         origin = origin or _origin_of(kind)
         if name in self._kinds:
             if self._origin[name] is None:
-                raise ConfigError(self.key, f"{name!r} is a built-in {self.what}; give yours another name")
+                raise ConfigError(
+                    self.key, f"{name!r} is a built-in {self.what}; give yours another name"
+                )
             if self._origin[name] != origin:
-                raise ConfigError(self.key, f"{self.what} {name!r} is already registered from {self._origin[name]}")
+                raise ConfigError(
+                    self.key,
+                    f"{self.what} {name!r} is already registered from {self._origin[name]}",
+                )
         self._kinds[name] = kind
         self._origin[name] = origin
         return kind
 
     def get(self, name: str) -> T:
         if name not in self._kinds:
-            raise ConfigError(self.key, f"unknown {self.what} {name!r}; choose one of {', '.join(self._kinds)}")
+            raise ConfigError(
+                self.key, f"unknown {self.what} {name!r}; choose one of {', '.join(self._kinds)}"
+            )
         return self._kinds[name]
 
     def find(self, name: str) -> T | None:
@@ -93,6 +100,7 @@ class Registry(Generic[T]):
 def frozen_options(options) -> tuple:
     """Options as sorted (name, value) pairs with lists as tuples: hashable, so a spec holding them
     can key a compiled program."""
+
     def freeze(v):
         return tuple(freeze(x) for x in v) if isinstance(v, (list, tuple)) else v
 

@@ -74,8 +74,11 @@ class FigureSpec:
     notes: Callable[..., dict] | None = None  # notes(sweep, **options) -> {name: number}
 
     def options(self) -> tuple[str, ...]:
-        return tuple(name for name, p in inspect.signature(self.plot).parameters.items()
-                     if p.default is not inspect.Parameter.empty and name not in ("stamp", "target"))
+        return tuple(
+            name
+            for name, p in inspect.signature(self.plot).parameters.items()
+            if p.default is not inspect.Parameter.empty and name not in ("stamp", "target")
+        )
 
 
 def finite_data(sweep: StoredSweep) -> bool:
@@ -86,7 +89,9 @@ def finite_data(sweep: StoredSweep) -> bool:
 def fresh(applies: Callable[[StoredSweep], object]) -> Callable[[StoredSweep], bool]:
     """``applies`` (true or a truthy value) among the toy-model sweeps that sample fresh data (not
     finite-data, not SAE sweeps)."""
-    return lambda sweep: not finite_data(sweep) and not sae_sweep.is_sae_sweep(sweep) and bool(applies(sweep))
+    return lambda sweep: (
+        not finite_data(sweep) and not sae_sweep.is_sae_sweep(sweep) and bool(applies(sweep))
+    )
 
 
 def capacity_figure(applies: Callable[[StoredSweep], object]) -> Callable[[StoredSweep], bool]:
@@ -100,76 +105,197 @@ def dd_curves(sweep: StoredSweep) -> bool:
 
 
 FIGURES: dict[str, FigureSpec] = {
-    "loss_curves": FigureSpec("a toy-model sweep", lambda s: not sae_sweep.is_sae_sweep(s), plot_loss_curves),
-    "capacity_trajectories": FigureSpec("always", fresh(lambda s: True), plot_capacity_trajectories),
-    "geometry_2d": FigureSpec("m = 2", fresh(lambda s: (s.table["n_hidden"] == 2).all()), plot_geometry_panels),
+    "loss_curves": FigureSpec(
+        "a toy-model sweep", lambda s: not sae_sweep.is_sae_sweep(s), plot_loss_curves
+    ),
+    "capacity_trajectories": FigureSpec(
+        "always", fresh(lambda s: True), plot_capacity_trajectories
+    ),
+    "geometry_2d": FigureSpec(
+        "m = 2", fresh(lambda s: (s.table["n_hidden"] == 2).all()), plot_geometry_panels
+    ),
     "wtw": FigureSpec("n > 2", fresh(lambda s: s.table["n_features"].max() > 2), plot_wtw),
-    "dimensionality": FigureSpec("a density axis with more than two values",
-                                 fresh(lambda s: "density" in s.axes and s.table["density"].nunique() > 2),
-                                 plot_dimensionality),
-    "phase_diagram": FigureSpec("two varying axes among " + ", ".join(DIAGRAM_AXES) + ", one n",
-                                fresh(diagram_axes), draw_phase_diagram, sweep_inputs, agreement_note),
-    "capacity_marginal_benefit": FigureSpec("a held capacity with at least three targets",
-                                            capacity_figure(capacity.has_marginal_benefit),
-                                            capacity.draw_marginal_benefit, sweep_inputs),
-    "capacity_phase_diagram": FigureSpec("two-feature models over a varying kurtosis or density and importance ratio",
-                                         capacity_figure(capacity.has_phase_diagram),
-                                         capacity.draw_phase_diagram, sweep_inputs),
-    "capacity_allocation": FigureSpec("unpenalised models", capacity_figure(lambda s: len(capacity.parts(s).free)),
-                                      capacity.draw_allocation, sweep_inputs),
-    "capacity_vs_sparsity": FigureSpec("a varying kurtosis or density", capacity_figure(lambda s: capacity.parts(s).x),
-                                       capacity.draw_vs_sparsity, sweep_inputs),
-    "capacity_over_training": FigureSpec("snapshots of C_i",
-                                         capacity_figure(lambda s: {"snap_capacity", "snap_step"} <= set(s.table)
-                                                         and len(capacity.parts(s).held) + len(capacity.parts(s).free)),
-                                         capacity.draw_over_training, sweep_inputs),
-    "neurons": FigureSpec("a privileged-basis model", fresh(lambda s: privileged(s.table).any()), plot_neurons),
-    "l1_cost": FigureSpec("an l1_hidden axis with more than one value",
-                          fresh(lambda s: "l1_hidden" in s.axes and s.table["l1_hidden"].nunique() > 1), plot_l1_cost),
-    "correlated": FigureSpec("correlated or anticorrelated feature sets", fresh(lambda s: has_sets(s.table)),
-                             plot_correlated, correlated_inputs),
-    "perturb": FigureSpec("a density_last axis", fresh(lambda s: "density_last" in s.axes), plot_perturb,
-                          notes=crossing_note),
-    "noise": FigureSpec("a target-only loss or rest_scale ≠ 1", fresh(lambda s: is_noise_setting(s.config)),
-                        plot_noise),
-    "target_noise": FigureSpec("the random_target data kind", fresh(has_random_target), plot_target_noise,
-                               target_noise_inputs, target_noise_notes),
-    "mono_vs_loss": FigureSpec("a train.mono_penalty axis", fresh(has_mono_penalty), plot_polysemantic_vs_loss),
-    "mono_switch": FigureSpec("a train.mono_penalty axis on the two-feature quadratic model",
-                              fresh(lambda s: has_mono_penalty(s) and is_two_feature_quadratic(s.table)),
-                              plot_mono_switch, table_inputs),
-    "circuit_heatmaps": FigureSpec("per-layer capacity snapshots (residual kinds)", fresh(circuits.has_layers),
-                                   circuits.plot_heatmaps, circuits.circuit_inputs),
-    "circuit_capacity": FigureSpec("per-layer capacity snapshots (residual kinds)", fresh(circuits.has_layers),
-                                   circuits.plot_stacked, circuits.circuit_inputs),
-    "circuit_economics": FigureSpec("per-layer capacity snapshots (residual kinds)", fresh(circuits.has_layers),
-                                    circuits.plot_economics, circuits.circuit_inputs, circuits.circuit_notes),
-    "dd_losses": FigureSpec("several training-set sizes", dd_curves, dd.plot_losses, table_inputs, dd.bump_note),
+    "dimensionality": FigureSpec(
+        "a density axis with more than two values",
+        fresh(lambda s: "density" in s.axes and s.table["density"].nunique() > 2),
+        plot_dimensionality,
+    ),
+    "phase_diagram": FigureSpec(
+        "two varying axes among " + ", ".join(DIAGRAM_AXES) + ", one n",
+        fresh(diagram_axes),
+        draw_phase_diagram,
+        sweep_inputs,
+        agreement_note,
+    ),
+    "capacity_marginal_benefit": FigureSpec(
+        "a held capacity with at least three targets",
+        capacity_figure(capacity.has_marginal_benefit),
+        capacity.draw_marginal_benefit,
+        sweep_inputs,
+    ),
+    "capacity_phase_diagram": FigureSpec(
+        "two-feature models over a varying kurtosis or density and importance ratio",
+        capacity_figure(capacity.has_phase_diagram),
+        capacity.draw_phase_diagram,
+        sweep_inputs,
+    ),
+    "capacity_allocation": FigureSpec(
+        "unpenalised models",
+        capacity_figure(lambda s: len(capacity.parts(s).free)),
+        capacity.draw_allocation,
+        sweep_inputs,
+    ),
+    "capacity_vs_sparsity": FigureSpec(
+        "a varying kurtosis or density",
+        capacity_figure(lambda s: capacity.parts(s).x),
+        capacity.draw_vs_sparsity,
+        sweep_inputs,
+    ),
+    "capacity_over_training": FigureSpec(
+        "snapshots of C_i",
+        capacity_figure(
+            lambda s: (
+                {"snap_capacity", "snap_step"} <= set(s.table)
+                and len(capacity.parts(s).held) + len(capacity.parts(s).free)
+            )
+        ),
+        capacity.draw_over_training,
+        sweep_inputs,
+    ),
+    "neurons": FigureSpec(
+        "a privileged-basis model", fresh(lambda s: privileged(s.table).any()), plot_neurons
+    ),
+    "l1_cost": FigureSpec(
+        "an l1_hidden axis with more than one value",
+        fresh(lambda s: "l1_hidden" in s.axes and s.table["l1_hidden"].nunique() > 1),
+        plot_l1_cost,
+    ),
+    "correlated": FigureSpec(
+        "correlated or anticorrelated feature sets",
+        fresh(lambda s: has_sets(s.table)),
+        plot_correlated,
+        correlated_inputs,
+    ),
+    "perturb": FigureSpec(
+        "a density_last axis",
+        fresh(lambda s: "density_last" in s.axes),
+        plot_perturb,
+        notes=crossing_note,
+    ),
+    "noise": FigureSpec(
+        "a target-only loss or rest_scale ≠ 1",
+        fresh(lambda s: is_noise_setting(s.config)),
+        plot_noise,
+    ),
+    "target_noise": FigureSpec(
+        "the random_target data kind",
+        fresh(has_random_target),
+        plot_target_noise,
+        target_noise_inputs,
+        target_noise_notes,
+    ),
+    "mono_vs_loss": FigureSpec(
+        "a train.mono_penalty axis", fresh(has_mono_penalty), plot_polysemantic_vs_loss
+    ),
+    "mono_switch": FigureSpec(
+        "a train.mono_penalty axis on the two-feature quadratic model",
+        fresh(lambda s: has_mono_penalty(s) and is_two_feature_quadratic(s.table)),
+        plot_mono_switch,
+        table_inputs,
+    ),
+    "circuit_heatmaps": FigureSpec(
+        "per-layer capacity snapshots (residual kinds)",
+        fresh(circuits.has_layers),
+        circuits.plot_heatmaps,
+        circuits.circuit_inputs,
+    ),
+    "circuit_capacity": FigureSpec(
+        "per-layer capacity snapshots (residual kinds)",
+        fresh(circuits.has_layers),
+        circuits.plot_stacked,
+        circuits.circuit_inputs,
+    ),
+    "circuit_economics": FigureSpec(
+        "per-layer capacity snapshots (residual kinds)",
+        fresh(circuits.has_layers),
+        circuits.plot_economics,
+        circuits.circuit_inputs,
+        circuits.circuit_notes,
+    ),
+    "dd_losses": FigureSpec(
+        "several training-set sizes", dd_curves, dd.plot_losses, table_inputs, dd.bump_note
+    ),
     "dd_norms": FigureSpec("several training-set sizes", dd_curves, dd.plot_norms, table_inputs),
-    "dd_dimensionality": FigureSpec("several training-set sizes", dd_curves, dd.plot_dimensionality, table_inputs),
-    "dd_geometry": FigureSpec("m = 2", lambda s: finite_data(s) and (s.table["n_hidden"] == 2).all(),
-                              dd.plot_geometry, table_inputs),
-    "dd_memorisation": FigureSpec("repeated points", lambda s: finite_data(s) and (s.table["n_repeated"] > 0).any(),
-                                  dd.plot_memorisation, table_inputs),
-    "backdoor": FigureSpec("backdoor.parquet beside the sweep (toymodels-backdoor)",
-                           lambda s: has_backdoor(s, finite=False), plot_backdoor, backdoor_inputs,
-                           backdoor_notes),
-    "backdoor_finite": FigureSpec("backdoor.parquet of a finite-data sweep (toymodels-backdoor)",
-                                  lambda s: has_backdoor(s, finite=True), plot_backdoor_finite, backdoor_inputs),
-    "sae_recovery": FigureSpec(f"{SAE_TABLE} beside the sweep (toymodels-sae), or an SAE sweep on toy models",
-                               lambda s: (s.root / SAE_TABLE).exists() or sae_sweep.is_sae_sweep(s)
-                               and (s.config["sae"] or {}).get("source") == "toy", plot_sae_recovery, sae_inputs),
-    "sae_pareto": FigureSpec("an SAE sweep over λ or k", sae_sweep.has_fronts,
-                             sae_sweep.plot_sae_pareto, sae_sweep.sae_grid_inputs),
-    "sae_shrinkage": FigureSpec("an SAE sweep over magnitude and λ, of plain, gated or rescaled SAEs",
-                                sae_sweep.has_shrinkage, sae_sweep.plot_sae_shrinkage, sae_sweep.sae_sweep_inputs,
-                                sae_sweep.shrinkage_note),
-    "sae_composition": FigureSpec("an SAE sweep over together (c)", lambda s: sae_sweep.varies(s, "together"),
-                                  sae_sweep.plot_sae_composition, sae_sweep.sae_sweep_inputs),
-    "sae_orthogonality": FigureSpec("an SAE sweep over ortho (λ_o)", lambda s: sae_sweep.varies(s, "ortho"),
-                                    sae_sweep.plot_sae_orthogonality, sae_sweep.sae_sweep_inputs),
-    "sae_active": FigureSpec("an SAE sweep over active (l) on an exactly world", is_active_sweep, plot_sae_active,
-                             sae_sweep.sae_sweep_inputs, active_note),
+    "dd_dimensionality": FigureSpec(
+        "several training-set sizes", dd_curves, dd.plot_dimensionality, table_inputs
+    ),
+    "dd_geometry": FigureSpec(
+        "m = 2",
+        lambda s: finite_data(s) and (s.table["n_hidden"] == 2).all(),
+        dd.plot_geometry,
+        table_inputs,
+    ),
+    "dd_memorisation": FigureSpec(
+        "repeated points",
+        lambda s: finite_data(s) and (s.table["n_repeated"] > 0).any(),
+        dd.plot_memorisation,
+        table_inputs,
+    ),
+    "backdoor": FigureSpec(
+        "backdoor.parquet beside the sweep (toymodels-backdoor)",
+        lambda s: has_backdoor(s, finite=False),
+        plot_backdoor,
+        backdoor_inputs,
+        backdoor_notes,
+    ),
+    "backdoor_finite": FigureSpec(
+        "backdoor.parquet of a finite-data sweep (toymodels-backdoor)",
+        lambda s: has_backdoor(s, finite=True),
+        plot_backdoor_finite,
+        backdoor_inputs,
+    ),
+    "sae_recovery": FigureSpec(
+        f"{SAE_TABLE} beside the sweep (toymodels-sae), or an SAE sweep on toy models",
+        lambda s: (
+            (s.root / SAE_TABLE).exists()
+            or sae_sweep.is_sae_sweep(s)
+            and (s.config["sae"] or {}).get("source") == "toy"
+        ),
+        plot_sae_recovery,
+        sae_inputs,
+    ),
+    "sae_pareto": FigureSpec(
+        "an SAE sweep over λ or k",
+        sae_sweep.has_fronts,
+        sae_sweep.plot_sae_pareto,
+        sae_sweep.sae_grid_inputs,
+    ),
+    "sae_shrinkage": FigureSpec(
+        "an SAE sweep over magnitude and λ, of plain, gated or rescaled SAEs",
+        sae_sweep.has_shrinkage,
+        sae_sweep.plot_sae_shrinkage,
+        sae_sweep.sae_sweep_inputs,
+        sae_sweep.shrinkage_note,
+    ),
+    "sae_composition": FigureSpec(
+        "an SAE sweep over together (c)",
+        lambda s: sae_sweep.varies(s, "together"),
+        sae_sweep.plot_sae_composition,
+        sae_sweep.sae_sweep_inputs,
+    ),
+    "sae_orthogonality": FigureSpec(
+        "an SAE sweep over ortho (λ_o)",
+        lambda s: sae_sweep.varies(s, "ortho"),
+        sae_sweep.plot_sae_orthogonality,
+        sae_sweep.sae_sweep_inputs,
+    ),
+    "sae_active": FigureSpec(
+        "an SAE sweep over active (l) on an exactly world",
+        is_active_sweep,
+        plot_sae_active,
+        sae_sweep.sae_sweep_inputs,
+        active_note,
+    ),
 }
 
 
@@ -185,8 +311,10 @@ def spec_for(name: str, sweep: StoredSweep, options: dict) -> FigureSpec:
         raise ValueError(f"no figure {name!r}; the figures are: {', '.join(FIGURES)}")
     spec = FIGURES[name]
     if not spec.applies(sweep):
-        raise ValueError(f"figure {name!r} needs {spec.when}; this sweep ({sweep.name}) supports: "
-                         f"{', '.join(figure_names(sweep))}")
+        raise ValueError(
+            f"figure {name!r} needs {spec.when}; this sweep ({sweep.name}) supports: "
+            f"{', '.join(figure_names(sweep))}"
+        )
     unknown = sorted(set(options) - set(spec.options()))
     if unknown:
         raise ValueError(f"figure {name!r} takes the options {list(spec.options())}, not {unknown}")

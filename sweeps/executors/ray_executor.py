@@ -107,10 +107,24 @@ def remote_task(function, conf: RayConf, fresh_worker: bool = False, **options):
     import ray
 
     resources = {"TPU": int(conf.tpus_per_task)} if conf.tpus_per_task else None
-    remote = ray.remote(max_calls=1)(function) if conf.tpus_per_task or fresh_worker else ray.remote(function)
-    return remote.options(**{**dict(num_cpus=conf.cpus_per_task, num_gpus=conf.gpus_per_task, resources=resources,
-                                    max_retries=conf.max_retries, retry_exceptions=False,
-                                    runtime_env={"env_vars": worker_env(conf)}), **options})
+    remote = (
+        ray.remote(max_calls=1)(function)
+        if conf.tpus_per_task or fresh_worker
+        else ray.remote(function)
+    )
+    return remote.options(
+        **{
+            **dict(
+                num_cpus=conf.cpus_per_task,
+                num_gpus=conf.gpus_per_task,
+                resources=resources,
+                max_retries=conf.max_retries,
+                retry_exceptions=False,
+                runtime_env={"env_vars": worker_env(conf)},
+            ),
+            **options,
+        }
+    )
 
 
 def _report_device() -> Device:
@@ -130,11 +144,17 @@ def probe_device(conf: RayConf, timeout: float = PROBE_TIMEOUT_S) -> Device | No
         device = ray.get(ref, timeout=timeout)
     except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError) as error:
         ray.cancel(ref, force=True)
-        print(f"warning: no Ray worker reported its devices ({type(error).__name__}); chunk sizes assume "
-              "16 GiB per device (set sweep.chunk_size to choose)", file=sys.stderr, flush=True)
+        print(
+            f"warning: no Ray worker reported its devices ({type(error).__name__}); chunk sizes assume "
+            "16 GiB per device (set sweep.chunk_size to choose)",
+            file=sys.stderr,
+            flush=True,
+        )
         return None
     if device.is_gpu and conf.gpus_per_task < 1:  # a fraction of the card
-        device = Device(device.platform, int(device.memory_bytes * conf.gpus_per_task), device.name, 1)
+        device = Device(
+            device.platform, int(device.memory_bytes * conf.gpus_per_task), device.name, 1
+        )
     return device
 
 
@@ -149,11 +169,20 @@ class RayExecutor:
             address = self.conf.address or os.environ.get("RAY_ADDRESS") or None
             if address is None:
                 os.environ.setdefault("RAY_AUTH_MODE", self.conf.auth_mode)
-                self._started = True  # from here: a Ctrl-C inside ray.init still stops what it started
-                os.environ[OWNER] = self._owner  # inherited by every process of this Ray, and only those
+                self._started = (
+                    True  # from here: a Ctrl-C inside ray.init still stops what it started
+                )
+                os.environ[OWNER] = (
+                    self._owner
+                )  # inherited by every process of this Ray, and only those
                 try:
-                    ray.init(num_cpus=self.conf.num_cpus or os.cpu_count(), num_gpus=self.conf.num_gpus,
-                             include_dashboard=False, log_to_driver=False, configure_logging=False)
+                    ray.init(
+                        num_cpus=self.conf.num_cpus or os.cpu_count(),
+                        num_gpus=self.conf.num_gpus,
+                        include_dashboard=False,
+                        log_to_driver=False,
+                        configure_logging=False,
+                    )
                 except BaseException:
                     self.close()
                     raise
@@ -163,17 +192,24 @@ class RayExecutor:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
         resources = ray.cluster_resources()
         slots = resources.get("CPU", 1) / max(self.conf.cpus_per_task, 1e-9)
-        for key, name, per_task in (("ray.gpus_per_task", "GPU", self.conf.gpus_per_task),
-                                    ("ray.tpus_per_task", "TPU", self.conf.tpus_per_task)):
+        for key, name, per_task in (
+            ("ray.gpus_per_task", "GPU", self.conf.gpus_per_task),
+            ("ray.tpus_per_task", "TPU", self.conf.tpus_per_task),
+        ):
             if per_task > 0:
                 slots = min(slots, resources.get(name, 0) / per_task)
                 if slots < 1:
                     self.close()
-                    raise ConfigError(key, f"{per_task:g} per task, but the Ray cluster has {resources.get(name, 0):g} "
-                                      f"{name}(s){' (Ray finds the chips of a TPU VM by itself)' if name == 'TPU' else ''}")
+                    raise ConfigError(
+                        key,
+                        f"{per_task:g} per task, but the Ray cluster has {resources.get(name, 0):g} "
+                        f"{name}(s){' (Ray finds the chips of a TPU VM by itself)' if name == 'TPU' else ''}",
+                    )
         self.workers = max(1, int(slots))
         # Where the driver cannot see the devices of a task, a worker reports them (chunk sizes).
-        unseen = self.conf.tpus_per_task or (self.conf.gpus_per_task and nvidia_smi_memory() is None)
+        unseen = self.conf.tpus_per_task or (
+            self.conf.gpus_per_task and nvidia_smi_memory() is None
+        )
         self.device = probe_device(self.conf) if unseen else None
 
     def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None:
@@ -187,7 +223,10 @@ class RayExecutor:
             cloudpickle.register_pickle_by_value(module)  # a user's kinds travel with the chunks
         task = remote_task(_ray_run_chunk, self.conf)
         # Pin whole-core CPU tasks (a fraction of a core, a GPU or a TPU task, is left to the OS).
-        cpus, accelerated = self.conf.cpus_per_task, self.conf.gpus_per_task or self.conf.tpus_per_task
+        cpus, accelerated = (
+            self.conf.cpus_per_task,
+            self.conf.gpus_per_task or self.conf.tpus_per_task,
+        )
         pin = int(cpus) if self.conf.pin_cpus and not accelerated and cpus == int(cpus) else 0
         pending = {task.remote(chunk, pin): chunk for chunk in chunks}
         try:
@@ -198,7 +237,9 @@ class RayExecutor:
                     try:
                         table = ray.get(ref)
                     except RayTaskError as error:  # the chunk raised: its own fault, not retried
-                        on_failed(chunk, error.cause if isinstance(error.cause, BaseException) else error)
+                        on_failed(
+                            chunk, error.cause if isinstance(error.cause, BaseException) else error
+                        )
                     except ray.exceptions.RayError as error:  # retries exhausted, or lost
                         on_failed(chunk, error)
                     else:
@@ -218,7 +259,9 @@ class RayExecutor:
 
         if self._started:  # initialised or not: ray.shutdown() stops a half-started local Ray too
             ray.shutdown()
-            for _ in range(3):  # again: a raylet stopped while starting may have started an agent since
+            for _ in range(
+                3
+            ):  # again: a raylet stopped while starting may have started an agent since
                 left = _processes_of(self._owner)
                 if not left:
                     break

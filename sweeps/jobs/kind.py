@@ -114,9 +114,13 @@ class Plan(Generic[SpecT, PointT]):
     job: JobKind[SpecT, PointT]
     units: tuple[tuple[SpecT, PointT], ...]
     base_seed: int
-    chunk_size: int  # most models per chunk and device (sweep.chunk_size); 0: from the device's memory
+    chunk_size: (
+        int  # most models per chunk and device (sweep.chunk_size); 0: from the device's memory
+    )
     device: Device  # where the chunks run: their sizes and the memory checks
-    carry: Mapping = field(default_factory=dict)  # what ``JobKind.carry`` picks each chunk's share from
+    carry: Mapping = field(
+        default_factory=dict
+    )  # what ``JobKind.carry`` picks each chunk's share from
     placement: Placement = Placement()  # how a chunk's process spreads it over its devices
 
 
@@ -135,8 +139,9 @@ class ProgramFn(Protocol[SpecT, PointT]):
 
 
 class RowsFn(Protocol[SpecT, PointT]):
-    def __call__(self, chunk: Chunk[SpecT, PointT], program: ChunkProgram, result: Any,
-                 seconds: float) -> pd.DataFrame:
+    def __call__(
+        self, chunk: Chunk[SpecT, PointT], program: ChunkProgram, result: Any, seconds: float
+    ) -> pd.DataFrame:
         """One row per model of ``chunk`` (not its padding) from the program's host ``result``;
         ``seconds``: the program's wall time."""
         ...

@@ -24,6 +24,7 @@ from sweeps.sae.toy import load_sweep, select_models
 
 KIND_GROUPS = {"both": ("plain", "gated")}  # plus "all": every registered kind
 
+
 class UsageError(ValueError):
     """A bad option: reported with the option's name and exit status 2, before any compute."""
 
@@ -35,7 +36,9 @@ def parse_numbers(text: str, option: str, kind=float) -> list:
     try:
         values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise UsageError(option, f"expected comma-separated positive numbers, got {text!r}") from None
+        raise UsageError(
+            option, f"expected comma-separated positive numbers, got {text!r}"
+        ) from None
     if not values:
         raise UsageError(option, "expected at least one positive number (e.g. 0.03,0.1,0.3)")
     if any(not np.isfinite(v) or v <= 0 for v in values):
@@ -51,7 +54,9 @@ def parse_kinds(text: str) -> list[str]:
     kinds = list(KIND_GROUPS.get(text, [k.strip() for k in text.split(",") if k.strip()]))
     for kind in kinds:
         if kind not in SAE_KINDS:
-            raise UsageError("--kind", f"{kind!r} is not one of {', '.join(SAE_KINDS.names())}, both, all")
+            raise UsageError(
+                "--kind", f"{kind!r} is not one of {', '.join(SAE_KINDS.names())}, both, all"
+            )
     return kinds
 
 
@@ -59,11 +64,15 @@ def parse_dict_sizes(text: str) -> list[str]:
     """Dictionary sizes: integers ≥ 1, or multiples of the toy model's feature count (``n``, ``2n``)."""
     sizes = [v.strip() for v in text.split(",") if v.strip()]
     if not sizes:
-        raise UsageError("--dict-sizes", "expected at least one size: integers >= 1 or multiples of n (n, 2n)")
+        raise UsageError(
+            "--dict-sizes", "expected at least one size: integers >= 1 or multiples of n (n, 2n)"
+        )
     for size in sizes:
         match = re.fullmatch(r"(\d*)n|(\d+)", size)
         if not match or int(match.group(1) or match.group(2) or 1) < 1:
-            raise UsageError("--dict-sizes", f"{size!r} is not an integer >= 1 or a multiple of n (n, 2n, ...)")
+            raise UsageError(
+                "--dict-sizes", f"{size!r} is not an integer >= 1 or a multiple of n (n, 2n, ...)"
+            )
     return sizes
 
 
@@ -74,34 +83,85 @@ def resolve_dict_size(size: str, n_features: int) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="toymodels-sae", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", help="a finished sweep's output directory (holds results.parquet)")
-    parser.add_argument("--l1", default="0.03,0.1,0.3",
-                        help="λ > 0 of the L1 kinds (L0 for jumprelu), comma-separated (default %(default)s)")
-    parser.add_argument("--k", default="1,2", help="k of the top-k kinds, comma-separated (default %(default)s)")
-    parser.add_argument("--dict-sizes", default="n,2n",
-                        help="dictionary sizes: integers >= 1, or multiples of the toy's n features "
-                             "(default %(default)s)")
-    parser.add_argument("--kind", default="both",
-                        help="SAE kinds, comma-separated, or both (plain,gated) or all (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=3000, help="training steps per SAE (default %(default)s)")
-    parser.add_argument("--batch", type=int, default=1024,
-                        help="activations per step, drawn fresh (default %(default)s)")
-    parser.add_argument("--seeds", type=int, default=1, help="SAE seeds per (toy model, λ or k) (default %(default)s)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default %(default)s)")
-    parser.add_argument("--bandwidth", type=float, default=1e-3, help="JumpReLU's ε (default %(default)s)")
-    parser.add_argument("--ortho", type=float, default=0.0,
-                        help="decoder orthogonality weight λ_o >= 0 (default %(default)s: off)")
-    parser.add_argument("--resample-every", type=int, default=0,
-                        help="resample latents dead over this many steps (default %(default)s: never)")
-    parser.add_argument("--eval-batch", type=int, default=8192, help="fixed evaluation inputs (default %(default)s)")
-    parser.add_argument("--base-seed", type=int, default=0, help="root of every SAE's key (default %(default)s)")
-    parser.add_argument("--models", help="pandas query selecting toy models, e.g. 'seed == 0 and density < 0.5'")
+    parser = argparse.ArgumentParser(
+        prog="toymodels-sae",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "sweep_dir", help="a finished sweep's output directory (holds results.parquet)"
+    )
+    parser.add_argument(
+        "--l1",
+        default="0.03,0.1,0.3",
+        help="λ > 0 of the L1 kinds (L0 for jumprelu), comma-separated (default %(default)s)",
+    )
+    parser.add_argument(
+        "--k", default="1,2", help="k of the top-k kinds, comma-separated (default %(default)s)"
+    )
+    parser.add_argument(
+        "--dict-sizes",
+        default="n,2n",
+        help="dictionary sizes: integers >= 1, or multiples of the toy's n features "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--kind",
+        default="both",
+        help="SAE kinds, comma-separated, or both (plain,gated) or all (default %(default)s)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=3000, help="training steps per SAE (default %(default)s)"
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1024,
+        help="activations per step, drawn fresh (default %(default)s)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="SAE seeds per (toy model, λ or k) (default %(default)s)",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=3e-3, help="Adam learning rate (default %(default)s)"
+    )
+    parser.add_argument(
+        "--bandwidth", type=float, default=1e-3, help="JumpReLU's ε (default %(default)s)"
+    )
+    parser.add_argument(
+        "--ortho",
+        type=float,
+        default=0.0,
+        help="decoder orthogonality weight λ_o >= 0 (default %(default)s: off)",
+    )
+    parser.add_argument(
+        "--resample-every",
+        type=int,
+        default=0,
+        help="resample latents dead over this many steps (default %(default)s: never)",
+    )
+    parser.add_argument(
+        "--eval-batch", type=int, default=8192, help="fixed evaluation inputs (default %(default)s)"
+    )
+    parser.add_argument(
+        "--base-seed", type=int, default=0, help="root of every SAE's key (default %(default)s)"
+    )
+    parser.add_argument(
+        "--models", help="pandas query selecting toy models, e.g. 'seed == 0 and density < 0.5'"
+    )
     parser.add_argument("--out", help="the SAE sweep's sweep.out (default SWEEP_DIR/sae)")
-    parser.add_argument("--executor", default="local", choices=("local", "ray"),
-                        help="sweep.executor (default %(default)s: in this process)")
-    parser.add_argument("overrides", nargs="*", help="more toymodels-sweep overrides (e.g. wandb.mode=disabled)")
+    parser.add_argument(
+        "--executor",
+        default="local",
+        choices=("local", "ray"),
+        help="sweep.executor (default %(default)s: in this process)",
+    )
+    parser.add_argument(
+        "overrides", nargs="*", help="more toymodels-sweep overrides (e.g. wandb.mode=disabled)"
+    )
     return parser
 
 
@@ -112,10 +172,15 @@ def check_args(args) -> None:
     args.kinds = parse_kinds(args.kind)
     for option in ("steps", "batch", "seeds", "eval_batch"):
         if getattr(args, option) < 1:
-            raise UsageError("--" + option.replace("_", "-"), f"must be an integer >= 1, got {getattr(args, option)}")
+            raise UsageError(
+                "--" + option.replace("_", "-"),
+                f"must be an integer >= 1, got {getattr(args, option)}",
+            )
     for option in ("lr", "bandwidth"):
         if not np.isfinite(getattr(args, option)) or getattr(args, option) <= 0:
-            raise UsageError(f"--{option}", f"must be a finite number > 0, got {getattr(args, option)}")
+            raise UsageError(
+                f"--{option}", f"must be a finite number > 0, got {getattr(args, option)}"
+            )
     if not np.isfinite(args.ortho) or args.ortho < 0:
         raise UsageError("--ortho", f"must be a finite number >= 0, got {args.ortho}")
     if args.resample_every < 0:
@@ -148,13 +213,27 @@ def sweep_overrides(args) -> list[str]:
     root = Path(args.sweep_dir)
     out = Path(args.out) if args.out else root / "sae"
     # ~experiment: no default experiment's toy grid; the SAE grid is these options'
-    overrides = ["~experiment", "+sae=toy", f"sae.toy.sweep={_quoted(str(root))}", f"name=sae_{root.name}",
-                 f"sweep.out={_quoted(str(out))}", f"sweep.executor={args.executor}", f"sweep.seeds={args.seeds}",
-                 f"sweep.base_seed={args.base_seed}", f"+sweep.grid.kind={_list(args.kinds)}",
-                 f"+sweep.grid.dict_size={_list(args.dict_sizes)}", f"+sweep.grid.l1={_list(args.l1)}",
-                 f"+sweep.grid.k={_list(args.k)}", f"sae.steps={args.steps}", f"sae.batch_size={args.batch}",
-                 f"sae.eval_batch={args.eval_batch}", f"sae.lr={args.lr}", f"sae.bandwidth={args.bandwidth}",
-                 f"sae.ortho={args.ortho}", f"sae.resample_every={args.resample_every}"]
+    overrides = [
+        "~experiment",
+        "+sae=toy",
+        f"sae.toy.sweep={_quoted(str(root))}",
+        f"name=sae_{root.name}",
+        f"sweep.out={_quoted(str(out))}",
+        f"sweep.executor={args.executor}",
+        f"sweep.seeds={args.seeds}",
+        f"sweep.base_seed={args.base_seed}",
+        f"+sweep.grid.kind={_list(args.kinds)}",
+        f"+sweep.grid.dict_size={_list(args.dict_sizes)}",
+        f"+sweep.grid.l1={_list(args.l1)}",
+        f"+sweep.grid.k={_list(args.k)}",
+        f"sae.steps={args.steps}",
+        f"sae.batch_size={args.batch}",
+        f"sae.eval_batch={args.eval_batch}",
+        f"sae.lr={args.lr}",
+        f"sae.bandwidth={args.bandwidth}",
+        f"sae.ortho={args.ortho}",
+        f"sae.resample_every={args.resample_every}",
+    ]
     if args.models:
         overrides.append(f"sae.toy.models={_quoted(args.models)}")
     return overrides + list(args.overrides)
@@ -168,7 +247,9 @@ def main(argv=None) -> None:
     try:
         check_args(args)
         table, _ = load_sweep(root, "sweep_dir")
-        select_models(table, args.models, "--models")  # a bad --models query: named here, before the sweep
+        select_models(
+            table, args.models, "--models"
+        )  # a bad --models query: named here, before the sweep
         check_sizes(args, table)
     except (UsageError, ConfigError) as error:
         print(f"toymodels-sae: error: {error}", file=sys.stderr)

@@ -14,8 +14,23 @@ from sweeps.jobs.kind import Chunk, ChunkProgram
 from sweeps.sae.plan import SaeGroup, SaePoint, hparam_lists
 
 # Scores of toymodels.sae.metrics.SaeScores stored as one float column each.
-SCORES = ("mmcs", "mmcs_reverse", "n_dead", "dead_fraction", "l0", "true_l0", "mse", "fvu", "h_var", "gamma",
-          "precision", "recall", "f1", "loss", "absorption")
+SCORES = (
+    "mmcs",
+    "mmcs_reverse",
+    "n_dead",
+    "dead_fraction",
+    "l0",
+    "true_l0",
+    "mse",
+    "fvu",
+    "h_var",
+    "gamma",
+    "precision",
+    "recall",
+    "f1",
+    "loss",
+    "absorption",
+)
 
 
 def source_arrays(chunk: Chunk[SaeGroup, SaePoint], points):
@@ -31,12 +46,17 @@ def program(chunk: Chunk[SaeGroup, SaePoint]) -> ChunkProgram:
 
     points = chunk.padded()
     arrays = source_arrays(chunk, points)
-    init_keys, data_keys = split_keys(sae_keys(chunk.base_seed, [p.source_uid for p in points],
-                                               [p.seed for p in points]))
+    init_keys, data_keys = split_keys(
+        sae_keys(chunk.base_seed, [p.source_uid for p in points], [p.seed for p in points])
+    )
     hp = hparams(len(points), **hparam_lists(points))
     spec = chunk.spec.spec
-    return ChunkProgram(partial(train_saes, spec, chunk.spec.source), (init_keys, hp, arrays, data_keys),
-                        (0, 0, 0 if spec.per_sae_source else None, None if spec.shared_data else 0), context=arrays)
+    return ChunkProgram(
+        partial(train_saes, spec, chunk.spec.source),
+        (init_keys, hp, arrays, data_keys),
+        (0, 0, 0 if spec.per_sae_source else None, None if spec.shared_data else 0),
+        context=arrays,
+    )
 
 
 def _source_columns(chunk: Chunk[SaeGroup, SaePoint], arrays) -> dict[str, np.ndarray]:
@@ -44,11 +64,15 @@ def _source_columns(chunk: Chunk[SaeGroup, SaePoint], arrays) -> dict[str, np.nd
     import jax
 
     source = chunk.spec.source
-    return {"truth": np.asarray(jax.vmap(source.truth)(arrays)),
-            "represented": np.asarray(jax.vmap(source.represented)(arrays))}
+    return {
+        "truth": np.asarray(jax.vmap(source.truth)(arrays)),
+        "represented": np.asarray(jax.vmap(source.represented)(arrays)),
+    }
 
 
-def rows(chunk: Chunk[SaeGroup, SaePoint], program: ChunkProgram, result, seconds: float) -> pd.DataFrame:
+def rows(
+    chunk: Chunk[SaeGroup, SaePoint], program: ChunkProgram, result, seconds: float
+) -> pd.DataFrame:
     import jax
 
     from toymodels.sae import SAE_KINDS, chance_mmcs, decoder, mcc
@@ -66,16 +90,30 @@ def rows(chunk: Chunk[SaeGroup, SaePoint], program: ChunkProgram, result, second
         row = identity_columns(chunk, p, between=p.source)
         row.update(
             source_uid=p.source_uid,
-            sae_source="toy" if chunk.carry else "world", kind=spec.kind, dict_size=spec.dict_size,
-            l1=float("nan") if top_k else p.l1, k=p.k if top_k else 0, sparsity=float(p.k if top_k else p.l1),
-            lr=p.lr, bandwidth=p.bandwidth, ortho=p.ortho, steps=spec.steps, batch_size=spec.batch_size,
-            n_features=source.n_features, n_hidden=source.n_hidden, n_true=source.n_true,
+            sae_source="toy" if chunk.carry else "world",
+            kind=spec.kind,
+            dict_size=spec.dict_size,
+            l1=float("nan") if top_k else p.l1,
+            k=p.k if top_k else 0,
+            sparsity=float(p.k if top_k else p.l1),
+            lr=p.lr,
+            bandwidth=p.bandwidth,
+            ortho=p.ortho,
+            steps=spec.steps,
+            batch_size=spec.batch_size,
+            n_features=source.n_features,
+            n_hidden=source.n_hidden,
+            n_true=source.n_true,
             n_represented=int(truth["represented"][i].sum()),
             **{s: float(np.asarray(getattr(result.scores, s))[i]) for s in SCORES},
-            mmcs_chance=chance, mcc=mcc(W_dec[i], truth["truth"][i], truth["represented"][i]),
+            mmcs_chance=chance,
+            mcc=mcc(W_dec[i], truth["truth"][i], truth["represented"][i]),
             n_composed=int(result.scores.n_composed[i]),
-            W_dec=W_dec[i].tolist(), b_dec=np.asarray(result.params["b_dec_H"][i]).tolist(),
-            params=params_blob({name: np.asarray(v[i]) for name, v in result.params.items()}),  # for export
+            W_dec=W_dec[i].tolist(),
+            b_dec=np.asarray(result.params["b_dec_H"][i]).tolist(),
+            params=params_blob(
+                {name: np.asarray(v[i]) for name, v in result.params.items()}
+            ),  # for export
             max_cos=np.asarray(result.scores.max_cos_D[i]).tolist(),
             # the training curve at the end of each interval it averages (what wandb and loss curves read)
             snap_step=[every * (j + 1) for j in range(len(result.curve[i]))],

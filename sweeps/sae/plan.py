@@ -47,7 +47,9 @@ class SaePoint:
     lr: float
     bandwidth: float
     ortho: float
-    source: tuple[tuple[str, object], ...]  # the world's parameters, or the toy model's stored values
+    source: tuple[
+        tuple[str, object], ...
+    ]  # the world's parameters, or the toy model's stored values
 
 
 @dataclass(frozen=True)
@@ -94,20 +96,30 @@ def _k_max(config, coords: tuple) -> int:
 def _spec(config, coords: tuple, kind: str, dict_size: int, static: dict) -> SaeSpec:
     s = config.sae
     top_k = SAE_KINDS.get(kind).top_k
-    return SaeSpec(dict_size=dict_size, kind=kind, steps=static.get("steps", s.steps),
-                   batch_size=static.get("batch_size", s.batch_size),
-                   k_max=_k_max(config, coords) if top_k else 0,
-                   ortho=max(sae_values(config, "ortho")) > 0, resample_every=s.resample_every,
-                   eval_batch=s.eval_batch, per_sae_source=True, shared_data=False)
+    return SaeSpec(
+        dict_size=dict_size,
+        kind=kind,
+        steps=static.get("steps", s.steps),
+        batch_size=static.get("batch_size", s.batch_size),
+        k_max=_k_max(config, coords) if top_k else 0,
+        ortho=max(sae_values(config, "ortho")) > 0,
+        resample_every=s.resample_every,
+        eval_batch=s.eval_batch,
+        per_sae_source=True,
+        shared_data=False,
+    )
 
 
 def _values(config, coords: tuple, kind: str) -> dict:
     """The per-SAE hyperparameters; a value the kind does not read is neutral (as toymodels-sae)."""
     top_k = SAE_KINDS.get(kind).top_k
-    return dict(l1=0.0 if top_k else float(_read(coords, config, "l1")),
-                k=_k(coords, config, _read(coords, config, "k")) if top_k else 1,
-                lr=float(_read(coords, config, "lr")), bandwidth=float(_read(coords, config, "bandwidth")),
-                ortho=float(_read(coords, config, "ortho")))
+    return dict(
+        l1=0.0 if top_k else float(_read(coords, config, "l1")),
+        k=_k(coords, config, _read(coords, config, "k")) if top_k else 1,
+        lr=float(_read(coords, config, "lr")),
+        bandwidth=float(_read(coords, config, "bandwidth")),
+        ortho=float(_read(coords, config, "ortho")),
+    )
 
 
 def _world_sources(config, coords: tuple):
@@ -118,10 +130,15 @@ def _world_sources(config, coords: tuple):
     if config.sae.world.kind == "saelens":  # its config or directory is the whole world
         from sweeps.sae.saelens import canonical
 
-        params: tuple[tuple[str, Any], ...] = (("world_kind", "saelens"), ("saelens", canonical(config.sae.world.saelens)))
+        params: tuple[tuple[str, Any], ...] = (
+            ("world_kind", "saelens"),
+            ("saelens", canonical(config.sae.world.saelens)),
+        )
         return [(world_source(dict(params)), params, crc_id({"world": params}), params)]
-    world = {"world_kind": config.sae.world.kind,  # not an axis: the SAE's kind is "kind"
-             **{name: _read(coords, config, name) for name in WORLD_FIELDS if name != "kind"}}
+    world = {
+        "world_kind": config.sae.world.kind,  # not an axis: the SAE's kind is "kind"
+        **{name: _read(coords, config, name) for name in WORLD_FIELDS if name != "kind"},
+    }
     static = tuple((name, world[name]) for name in ("world_kind", *WORLD_STATIC_AXES, "alone"))
     params = tuple(world.items())
     return [(world_source(world), static, crc_id({"world": params}), params)]
@@ -148,7 +165,9 @@ def plan_saes(config, device=None) -> tuple[list[tuple[SaeGroup, SaePoint]], dic
             size = resolve_dict_size(_read(coords, config, "dict_size"), source.n_features)
             spec = _spec(config, coords, kind, size, static)
             if spec.k_max > size:
-                raise ConfigError("sae.k", f"k={spec.k_max} exceeds the dictionary size {size} of kind {kind!r}")
+                raise ConfigError(
+                    "sae.k", f"k={spec.k_max} exceeds the dictionary size {size} of kind {kind!r}"
+                )
             group = SaeGroup(spec, source, world_static)
             for seed in range(config.sweep.seeds):
                 at = coords + ((("toy_uid", source_uid),) if toys is not None else ())
@@ -156,8 +175,20 @@ def plan_saes(config, device=None) -> tuple[list[tuple[SaeGroup, SaePoint]], dic
                 if (uid, seed) in seen:
                     continue  # an axis the kind does not read: the same SAE again
                 seen.add((uid, seed))
-                out.append((group, SaePoint(coords, seed, uid, len(out), source_uid, **_values(config, coords, kind),
-                                            source=info)))
+                out.append(
+                    (
+                        group,
+                        SaePoint(
+                            coords,
+                            seed,
+                            uid,
+                            len(out),
+                            source_uid,
+                            **_values(config, coords, kind),
+                            source=info,
+                        ),
+                    )
+                )
     return out, (toy_carry(config) if toys is not None else {})
 
 
@@ -169,4 +200,7 @@ def working_set(group: SaeGroup) -> int:
 
 
 def hparam_lists(points) -> dict[str, np.ndarray]:
-    return {name: np.array([getattr(p, name) for p in points]) for name in ("lr", "l1", "k", "bandwidth", "ortho")}
+    return {
+        name: np.array([getattr(p, name) for p in points])
+        for name in ("lr", "l1", "k", "bandwidth", "ortho")
+    }

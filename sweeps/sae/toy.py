@@ -28,9 +28,18 @@ def select_models(table: pd.DataFrame, query: str | None, key: str) -> pd.DataFr
         return table
     try:
         chosen = table.query(query)
-    except (NameError, SyntaxError, ValueError, TypeError, KeyError) as error:  # what a bad query raises
-        raise ConfigError(key, f"bad query {query!r} ({type(error).__name__}: {error}); "
-                          f"columns: {', '.join(c for c in table.columns if table[c].dtype != object)}") from None
+    except (
+        NameError,
+        SyntaxError,
+        ValueError,
+        TypeError,
+        KeyError,
+    ) as error:  # what a bad query raises
+        raise ConfigError(
+            key,
+            f"bad query {query!r} ({type(error).__name__}: {error}); "
+            f"columns: {', '.join(c for c in table.columns if table[c].dtype != object)}",
+        ) from None
     if chosen.empty:
         raise ConfigError(key, f"query {query!r} selects no model out of {len(table)}")
     return chosen
@@ -42,7 +51,9 @@ def load_sweep(root: Path, key: str) -> tuple[pd.DataFrame, dict]:
     from sweeps.store import RESULTS, read_config, read_results
 
     if not (root / RESULTS).exists():
-        raise ConfigError(key, f"{root} holds no {RESULTS}: is it a sweep's output directory (sweep.out)?")
+        raise ConfigError(
+            key, f"{root} holds no {RESULTS}: is it a sweep's output directory (sweep.out)?"
+        )
     table = read_results(root)
     if table.empty:
         raise ConfigError(key, f"{root} holds no finished model yet")
@@ -70,9 +81,15 @@ def toy_arrays(models: pd.DataFrame, model: str, n: int, m: int) -> dict:
     names = param_names(model, n, m)
     missing = [name for name in names if name not in models.columns]
     if missing:
-        raise ConfigError("sae.toy.sweep", f"the stored {model!r} models have no column {missing[0]!r}")
-    params = {name: np.stack([np.asarray(np.asarray(v, dtype=object).tolist(), np.float32) for v in models[name]])
-              for name in names}
+        raise ConfigError(
+            "sae.toy.sweep", f"the stored {model!r} models have no column {missing[0]!r}"
+        )
+    params = {
+        name: np.stack(
+            [np.asarray(np.asarray(v, dtype=object).tolist(), np.float32) for v in models[name]]
+        )
+        for name in names
+    }
     return {"params": params, "density_F": as_matrix(models["feature_density"]).astype(np.float32)}
 
 
@@ -80,15 +97,21 @@ def toy_measures(W_NxHxF: np.ndarray) -> dict:
     """The toy models' superposition (docs/science/metrics.md) beside each SAE's scores."""
     from toymodels import metrics
 
-    return {"interference_mean": metrics.interference(W_NxHxF).mean(axis=-1),
-            "dims_per_feature": metrics.dimensions_per_feature(W_NxHxF)}
+    return {
+        "interference_mean": metrics.interference(W_NxHxF).mean(axis=-1),
+        "dims_per_feature": metrics.dimensions_per_feature(W_NxHxF),
+    }
 
 
 def stored_toys(config) -> tuple[pd.DataFrame, dict, DataSpec]:
     """The stored sweep's selected models, its config and its DataSpec (read once per file version)."""
     root = Path(config.sae.toy.sweep)
     results = root / "results.parquet"
-    key = (str(root.resolve()), results.stat().st_mtime_ns if results.is_file() else None, config.sae.toy.models)
+    key = (
+        str(root.resolve()),
+        results.stat().st_mtime_ns if results.is_file() else None,
+        config.sae.toy.models,
+    )
     if key not in _CACHE:
         table, stored = load_sweep(root, "sae.toy.sweep")
         models = select_models(table, config.sae.toy.models, "sae.toy.models")
@@ -115,9 +138,20 @@ def toy_sources(config) -> list[tuple]:
     models, stored, data = stored_toys(config)
     axes = list(stored.get("sweep", {}).get("grid", {}))
     measures = toy_measures(np.stack([as_matrix(w) for w in models["W"]]))
-    return [(ToySource(model=str(row["model"]), data=data, n_features=int(row["n_features"]),
-                       n_hidden=int(row["n_hidden"])), (), int(row["uid"]), _info(row, axes, measures, i))
-            for i, row in models.iterrows()]
+    return [
+        (
+            ToySource(
+                model=str(row["model"]),
+                data=data,
+                n_features=int(row["n_features"]),
+                n_hidden=int(row["n_hidden"]),
+            ),
+            (),
+            int(row["uid"]),
+            _info(row, axes, measures, i),
+        )
+        for i, row in models.iterrows()
+    ]
 
 
 def toy_carry(config) -> dict[int, dict]:
@@ -127,8 +161,15 @@ def toy_carry(config) -> dict[int, dict]:
     out: dict[int, dict] = {}
     for (model, n, m), chosen in models.groupby(["model", "n_features", "n_hidden"], sort=False):
         arrays = toy_arrays(chosen, str(model), int(n), int(m))
-        out.update({int(uid): {"params": {name: v[i] for name, v in arrays["params"].items()},
-                               "density_F": arrays["density_F"][i]} for i, uid in enumerate(chosen["uid"])})
+        out.update(
+            {
+                int(uid): {
+                    "params": {name: v[i] for name, v in arrays["params"].items()},
+                    "density_F": arrays["density_F"][i],
+                }
+                for i, uid in enumerate(chosen["uid"])
+            }
+        )
     return out
 
 

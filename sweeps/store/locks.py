@@ -39,8 +39,11 @@ def _warn_unsupported(path: Path, error: OSError | None) -> None:
     if where not in _warned:
         _warned.add(where)
         why = f"{error.strerror}" if error else "no flock on this system"
-        print(f"warning: cannot lock files in {where} ({why}): two toymodels-sweep runs on this sweep.out at "
-              "once are not kept apart (docs/store.md)", file=sys.stderr)
+        print(
+            f"warning: cannot lock files in {where} ({why}): two toymodels-sweep runs on this sweep.out at "
+            "once are not kept apart (docs/store.md)",
+            file=sys.stderr,
+        )
 
 
 def _try_lock(fd: int, path: Path, block: bool) -> bool | None:
@@ -99,7 +102,10 @@ class Claim:
         self.uids = frozenset(int(u) for u in uids)
         self._file.seek(0)
         self._file.truncate()
-        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "uids": sorted(self.uids)}, self._file)
+        json.dump(
+            {"pid": os.getpid(), "host": socket.gethostname(), "uids": sorted(self.uids)},
+            self._file,
+        )
         self._file.flush()
 
     def release(self) -> None:
@@ -108,7 +114,9 @@ class Claim:
             self._file.close()
 
 
-def claims_of_others(claims_dir: Path, own: Claim | None = None) -> dict[str, frozenset[int]] | None:
+def claims_of_others(
+    claims_dir: Path, own: Claim | None = None
+) -> dict[str, frozenset[int]] | None:
     """The models claimed by other live drivers, by claim file name; removes dead drivers' claims.
     None where flock is refused (no claim can be told live from dead). Call with the store lock held."""
     live: dict[str, frozenset[int]] = {}
@@ -129,5 +137,7 @@ def claims_of_others(claims_dir: Path, own: Claim | None = None) -> dict[str, fr
             try:
                 live[path.name] = frozenset(json.loads(handle.read() or b"{}").get("uids", ()))
             except ValueError:
-                live[path.name] = frozenset()  # being created right now (its holder writes under the store lock)
+                live[path.name] = (
+                    frozenset()
+                )  # being created right now (its holder writes under the store lock)
     return live

@@ -30,9 +30,17 @@ def config_yaml(config: Config) -> str:
 
 # Keys the config gained after the first stores were written (d6d35fb), at the values that leave
 # every model as it was trained then: left out of the hash, so that such a store still resumes.
-ADDED_AT_NEUTRAL = {("plugins",): [], ("plugins_digest",): "", ("model", "options"): {}, ("data", "options"): {},
-                    ("train", "mono_penalty"): 0, ("train", "mono_start"): 0, ("train", "terms"): {}, ("sae",): None,
-                    ("sae", "world", "saelens"): None}
+ADDED_AT_NEUTRAL = {
+    ("plugins",): [],
+    ("plugins_digest",): "",
+    ("model", "options"): {},
+    ("data", "options"): {},
+    ("train", "mono_penalty"): 0,
+    ("train", "mono_start"): 0,
+    ("train", "terms"): {},
+    ("sae",): None,
+    ("sae", "world", "saelens"): None,
+}
 FRESH_DATA_PIECE = 1024
 
 
@@ -57,7 +65,9 @@ def _digest(data: Any) -> str:  # a config as plain containers (a dict)
 
 
 def _finite(data: dict) -> bool:
-    return bool(data.get("data", {}).get("n_train")) or "n_train" in data.get("sweep", {}).get("grid", {})
+    return bool(data.get("data", {}).get("n_train")) or "n_train" in data.get("sweep", {}).get(
+        "grid", {}
+    )
 
 
 def config_hash(config: Config) -> str:
@@ -81,10 +91,13 @@ def read_meta(out: str | os.PathLike) -> tuple[str, int | None, str]:
     lines = path.read_text().splitlines(keepends=True)
     match = _HASH_LINE.match(lines[0]) if lines else None
     if not match:
-        raise ConfigError("sweep.out", f"{path} is damaged: its first line is not '# config_hash: <16 hex digits>'; "
-                          "restore it as it was, or choose another sweep.out")
+        raise ConfigError(
+            "sweep.out",
+            f"{path} is damaged: its first line is not '# config_hash: <16 hex digits>'; "
+            "restore it as it was, or choose another sweep.out",
+        )
     planned = _MODELS_LINE.match(lines[1]) if len(lines) > 1 else None
-    return match[1], int(planned[1]) if planned else None, "".join(lines[2 if planned else 1:])
+    return match[1], int(planned[1]) if planned else None, "".join(lines[2 if planned else 1 :])
 
 
 def verified_config_hash(out: str | os.PathLike) -> str:
@@ -94,12 +107,18 @@ def verified_config_hash(out: str | os.PathLike) -> str:
     try:
         actual = body_hash(body)
     except Exception as error:  # noqa: BLE001 - not YAML, or not a config any more
-        raise ConfigError("sweep.out", f"{path} is damaged ({type(error).__name__}); restore it as it was, "
-                          "or choose another sweep.out") from None
+        raise ConfigError(
+            "sweep.out",
+            f"{path} is damaged ({type(error).__name__}); restore it as it was, "
+            "or choose another sweep.out",
+        ) from None
     if actual != stored:
-        raise ConfigError("sweep.out", f"{path} was edited: its config hashes to {actual}, its first line says {stored}, "
-                          "the config its models were trained under. Undo the edit, or run the changed config "
-                          "with another sweep.out")
+        raise ConfigError(
+            "sweep.out",
+            f"{path} was edited: its config hashes to {actual}, its first line says {stored}, "
+            "the config its models were trained under. Undo the edit, or run the changed config "
+            "with another sweep.out",
+        )
     return stored
 
 

@@ -18,7 +18,9 @@ from sweeps.tracking import Tracker, TrackingWarning
 def _conf_from(stored: dict) -> WandbConf:
     """The wandb settings stored with a sweep (defaults for a store older than tracking), in the
     mode the sweep was tracked in; WANDB_MODE=disabled in the environment turns it off."""
-    fields = {f: v for f, v in (stored.get("wandb") or {}).items() if f in WandbConf.__dataclass_fields__}
+    fields = {
+        f: v for f, v in (stored.get("wandb") or {}).items() if f in WandbConf.__dataclass_fields__
+    }
     conf = WandbConf(**fields)
     if os.environ.get("WANDB_MODE") == "disabled":
         conf.mode = "disabled"
@@ -37,11 +39,20 @@ def log_figures(sweep_dir, paths: Iterable[Path], table: pd.DataFrame | None = N
         conf = _conf_from(stored)
         if conf.mode not in ("offline", "online"):
             return
-        tracker = Tracker(conf, name=stored.get("name", root.name), out=root, config_hash=config_hash,
-                          config=stored, axes=list((stored.get("sweep") or {}).get("grid") or {}))
+        tracker = Tracker(
+            conf,
+            name=stored.get("name", root.name),
+            out=root,
+            config_hash=config_hash,
+            config=stored,
+            axes=list((stored.get("sweep") or {}).get("grid") or {}),
+        )
     except Exception as error:
-        warnings.warn(f"wandb: not logging the figures of {sweep_dir} ({type(error).__name__}: {error})",
-                      TrackingWarning, stacklevel=2)
+        warnings.warn(
+            f"wandb: not logging the figures of {sweep_dir} ({type(error).__name__}: {error})",
+            TrackingWarning,
+            stacklevel=2,
+        )
         return
     tracker.log_figures(paths, table)
     tracker.close()

@@ -31,10 +31,18 @@ from toymodels.data.sample import (
 )
 from toymodels.registry import Registry
 
-DATA: Registry[DataKind] = Registry("data kind", "data.kind", [
-    elementwise.SPARSE, elementwise.SIGNED, sets.CORRELATED, sets.ANTICORRELATED, elementwise.KURTOSIS,
-    target.RANDOM_TARGET,
-])
+DATA: Registry[DataKind] = Registry(
+    "data kind",
+    "data.kind",
+    [
+        elementwise.SPARSE,
+        elementwise.SIGNED,
+        sets.CORRELATED,
+        sets.ANTICORRELATED,
+        elementwise.KURTOSIS,
+        target.RANDOM_TARGET,
+    ],
+)
 
 __all__ = [
     "DATA",

@@ -110,8 +110,12 @@ class Rows:
     @staticmethod
     def weighted_mse(y, yhat, w_O, w_OxB=None):
         if w_OxB is None:
-            return sum(w_O[i] * jnp.mean((a - b) ** 2) for i, (a, b) in enumerate(zip(y, yhat))) / len(y)
-        return sum(w_O[i] * jnp.mean(w * (a - b) ** 2) for i, (a, b, w) in enumerate(zip(y, yhat, w_OxB))) / len(y)
+            return sum(
+                w_O[i] * jnp.mean((a - b) ** 2) for i, (a, b) in enumerate(zip(y, yhat))
+            ) / len(y)
+        return sum(
+            w_O[i] * jnp.mean(w * (a - b) ** 2) for i, (a, b, w) in enumerate(zip(y, yhat, w_OxB))
+        ) / len(y)
 
     @staticmethod
     def l1(h):
@@ -136,7 +140,9 @@ Options = Mapping[str, Any]
 
 
 class InitFn(Protocol):
-    def __call__(self, key: jax.Array, n_features: int, n_hidden: int, std: float, options: Options) -> Params:
+    def __call__(
+        self, key: jax.Array, n_features: int, n_hidden: int, std: float, options: Options
+    ) -> Params:
         """The kind's initial parameters, a dict of named arrays."""
         ...
 
@@ -224,7 +230,9 @@ class ModelKind:
     doc: str = ""
 
 
-def init_std(n_features: int, n_hidden: int, init: str = "xavier", init_instances: int = 10) -> float:
+def init_std(
+    n_features: int, n_hidden: int, init: str = "xavier", init_instances: int = 10
+) -> float:
     """Standard deviation of the normal init of an m×n weight matrix.
 
     ``xavier``: per-model Xavier-normal, sqrt(2 / (n + m)).

@@ -26,17 +26,34 @@ SAE_KINDS: Registry[SaeKind] = Registry("SAE kind", "sae.kind", BUILTIN)
 
 from toymodels.sae.metrics import SaeScores, chance_mmcs, mcc, mmcs  # noqa: E402
 from toymodels.sae.train import (  # noqa: E402
-                                 SAE_STREAM,
-                                 SaeHParams,
-                                 SaeResult,
-                                 SaeSpec,
-                                 hparams,
-                                 make_train,
-                                 sae_keys,
-                                 split_keys,
-                                 train_mixed,
-                                 train_saes,
+    SAE_STREAM,
+    SaeHParams,
+    SaeResult,
+    SaeSpec,
+    hparams,
+    make_train,
+    sae_keys,
+    split_keys,
+    train_mixed,
+    train_saes,
 )
 
-__all__ = ["SAE_KINDS", "SAE_STREAM", "SaeHParams", "SaeKind", "SaeResult", "SaeScores", "SaeSpec", "chance_mmcs",
-           "decoder", "hparams", "make_train", "mcc", "mmcs", "sae_keys", "split_keys", "train_mixed", "train_saes"]
+__all__ = [
+    "SAE_KINDS",
+    "SAE_STREAM",
+    "SaeHParams",
+    "SaeKind",
+    "SaeResult",
+    "SaeScores",
+    "SaeSpec",
+    "chance_mmcs",
+    "decoder",
+    "hparams",
+    "make_train",
+    "mcc",
+    "mmcs",
+    "sae_keys",
+    "split_keys",
+    "train_mixed",
+    "train_saes",
+]

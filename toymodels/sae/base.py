@@ -41,15 +41,23 @@ class SaeInitFn(Protocol):
 
 
 class EncodeFn(Protocol):
-    def __call__(self, params: Params, h_HxB: jax.Array, hp: SaeHParams, spec: SaeSpec,
-                 training: bool) -> tuple[jax.Array, Aux]:
+    def __call__(
+        self, params: Params, h_HxB: jax.Array, hp: SaeHParams, spec: SaeSpec, training: bool
+    ) -> tuple[jax.Array, Aux]:
         """(codes f, D×B; what the loss terms need). ``training`` is static."""
         ...
 
 
 class SaeTermsFn(Protocol):
-    def __call__(self, params: Params, h_HxB: jax.Array, f_DxB: jax.Array, aux: Aux, hp: SaeHParams,
-                 spec: SaeSpec) -> dict[str, jax.Array]:
+    def __call__(
+        self,
+        params: Params,
+        h_HxB: jax.Array,
+        f_DxB: jax.Array,
+        aux: Aux,
+        hp: SaeHParams,
+        spec: SaeSpec,
+    ) -> dict[str, jax.Array]:
         """Named scalar terms added to the reconstruction error."""
         ...
 
@@ -139,8 +147,12 @@ def shared_params(key: jax.Array, n_hidden: int, dict_size: int) -> Params:
     """Random unit decoder directions, the encoder tied to them at the start, zero biases."""
     V_HxD = jax.random.normal(key, (n_hidden, dict_size))
     V_HxD = V_HxD / jnp.linalg.norm(V_HxD, axis=0, keepdims=True)
-    return {"W_enc_DxH": V_HxD.T, "b_enc_D": jnp.zeros((dict_size,)), "V_HxD": V_HxD,
-            "b_dec_H": jnp.zeros((n_hidden,))}
+    return {
+        "W_enc_DxH": V_HxD.T,
+        "b_enc_D": jnp.zeros((dict_size,)),
+        "V_HxD": V_HxD,
+        "b_dec_H": jnp.zeros((n_hidden,)),
+    }
 
 
 def decoder(params: Params) -> jax.Array:

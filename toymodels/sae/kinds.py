@@ -65,9 +65,13 @@ def encode_plain(params, h_HxB, hp, spec, training):
     return jax.nn.relu(pre_activation(params, h_HxB)), {}
 
 
-PLAIN = SaeKind(name="plain", encode=encode_plain, hparams=("l1",),
-                loss_terms=lambda params, h_HxB, f_DxB, aux, hp, spec: {"l1": hp.l1 * l1_of(f_DxB)},
-                doc="f = ReLU(W_enc(h − b_dec) + b_enc), loss ‖h − ĥ‖² + λ‖f‖₁")
+PLAIN = SaeKind(
+    name="plain",
+    encode=encode_plain,
+    hparams=("l1",),
+    loss_terms=lambda params, h_HxB, f_DxB, aux, hp, spec: {"l1": hp.l1 * l1_of(f_DxB)},
+    doc="f = ReLU(W_enc(h − b_dec) + b_enc), loss ‖h − ĥ‖² + λ‖f‖₁",
+)
 
 
 # --- gated and rescaled --------------------------------------------------------------------------
@@ -76,8 +80,10 @@ PLAIN = SaeKind(name="plain", encode=encode_plain, hparams=("l1",),
 def gate_terms(params, h_HxB, f_DxB, aux, hp, spec):
     """λ‖ReLU(π_gate)‖₁, and the gate path alone through a frozen decoder must reconstruct h."""
     gate_DxB = aux["gate"]
-    frozen_HxB = (jax.lax.stop_gradient(decoder(params)) @ gate_DxB
-                  + jax.lax.stop_gradient(params["b_dec_H"])[:, None])
+    frozen_HxB = (
+        jax.lax.stop_gradient(decoder(params)) @ gate_DxB
+        + jax.lax.stop_gradient(params["b_dec_H"])[:, None]
+    )
     return {"l1": hp.l1 * l1_of(gate_DxB), "aux": squared_error(h_HxB, frozen_HxB)}
 
 
@@ -93,8 +99,14 @@ def encode_gated(params, h_HxB, hp, spec, training):
     return f_DxB, {"gate": jax.nn.relu(gate_pre_DxB)}
 
 
-GATED = SaeKind(name="gated", encode=encode_gated, loss_terms=gate_terms, init=init_gated, hparams=("l1",),
-                doc="f = 1[π_gate > 0] ⊙ ReLU(π_mag); L1 on ReLU(π_gate) plus a frozen-decoder aux loss")
+GATED = SaeKind(
+    name="gated",
+    encode=encode_gated,
+    loss_terms=gate_terms,
+    init=init_gated,
+    hparams=("l1",),
+    doc="f = 1[π_gate > 0] ⊙ ReLU(π_mag); L1 on ReLU(π_gate) plus a frozen-decoder aux loss",
+)
 
 
 def init_rescaled(key, n_hidden, dict_size, spec):
@@ -106,8 +118,14 @@ def encode_rescaled(params, h_HxB, hp, spec, training):
     return jnp.exp(params["r_mag_D"])[:, None] * gate_DxB, {"gate": gate_DxB}
 
 
-RESCALED = SaeKind(name="rescaled", encode=encode_rescaled, loss_terms=gate_terms, init=init_rescaled,
-                   hparams=("l1",), doc="f = e^r ⊙ ReLU(π_gate): the gated SAE without its Heaviside step")
+RESCALED = SaeKind(
+    name="rescaled",
+    encode=encode_rescaled,
+    loss_terms=gate_terms,
+    init=init_rescaled,
+    hparams=("l1",),
+    doc="f = e^r ⊙ ReLU(π_gate): the gated SAE without its Heaviside step",
+)
 
 
 # --- top-k kinds ---------------------------------------------------------------------------------
@@ -118,8 +136,13 @@ def encode_topk(params, h_HxB, hp, spec, training):
     return jnp.where(example_top_k_mask(pre_DxB, hp.k, spec.k_max), pre_DxB, 0.0), {}
 
 
-TOPK = SaeKind(name="topk", encode=encode_topk, hparams=("k",), top_k=True,
-               doc="f = ReLU(pre), each input's k largest (k per SAE, at most spec.k_max)")
+TOPK = SaeKind(
+    name="topk",
+    encode=encode_topk,
+    hparams=("k",),
+    top_k=True,
+    doc="f = ReLU(pre), each input's k largest (k per SAE, at most spec.k_max)",
+)
 
 
 def init_batchtopk(key, n_hidden, dict_size, spec):
@@ -137,13 +160,21 @@ def encode_batchtopk(params, h_HxB, hp, spec, training):
 def track_threshold(params, aux, spec):
     """θ ← θ + (1 − decay)(batch threshold − θ), outside the gradient."""
     theta = params["threshold"]
-    new = theta + (1.0 - spec.threshold_decay) * (jax.lax.stop_gradient(aux["batch_threshold"]) - theta)
+    new = theta + (1.0 - spec.threshold_decay) * (
+        jax.lax.stop_gradient(aux["batch_threshold"]) - theta
+    )
     return {**params, "threshold": new}
 
 
-BATCHTOPK = SaeKind(name="batchtopk", encode=encode_batchtopk, init=init_batchtopk, update_state=track_threshold,
-                    hparams=("k",), top_k=True,
-                    doc="f = ReLU(pre), the batch's k·B largest; at evaluation pre > θ (tracked)")
+BATCHTOPK = SaeKind(
+    name="batchtopk",
+    encode=encode_batchtopk,
+    init=init_batchtopk,
+    update_state=track_threshold,
+    hparams=("k",),
+    top_k=True,
+    doc="f = ReLU(pre), the batch's k·B largest; at evaluation pre > θ (tracked)",
+)
 
 
 def matryoshka_terms(params, h_HxB, f_DxB, aux, hp, spec):
@@ -167,9 +198,16 @@ def matryoshka_widths(spec) -> tuple[int, ...]:
     return tuple(sorted(set(widths) - {d})) + (d,)
 
 
-MATRYOSHKA = SaeKind(name="matryoshka", encode=encode_batchtopk, init=init_batchtopk, update_state=track_threshold,
-                     loss_terms=matryoshka_terms, hparams=("k",), top_k=True,
-                     doc="BatchTopK codes; every prefix of width w in spec.matryoshka_widths reconstructs h")
+MATRYOSHKA = SaeKind(
+    name="matryoshka",
+    encode=encode_batchtopk,
+    init=init_batchtopk,
+    update_state=track_threshold,
+    loss_terms=matryoshka_terms,
+    hparams=("k",),
+    top_k=True,
+    doc="BatchTopK codes; every prefix of width w in spec.matryoshka_widths reconstructs h",
+)
 
 
 # --- JumpReLU ------------------------------------------------------------------------------------
@@ -189,9 +227,14 @@ def jumprelu_terms(params, h_HxB, f_DxB, aux, hp, spec):
     return {"l0": hp.l1 * l1_of(step(aux["pre"], aux["theta"], hp.bandwidth))}
 
 
-JUMPRELU = SaeKind(name="jumprelu", encode=encode_jumprelu, loss_terms=jumprelu_terms, init=init_jumprelu,
-                   hparams=("l1", "bandwidth"),
-                   doc="f = pre ⊙ H(pre − θ), loss ‖h − ĥ‖² + λ·L0, straight-through gradients for θ")
+JUMPRELU = SaeKind(
+    name="jumprelu",
+    encode=encode_jumprelu,
+    loss_terms=jumprelu_terms,
+    init=init_jumprelu,
+    hparams=("l1", "bandwidth"),
+    doc="f = pre ⊙ H(pre − θ), loss ‖h − ĥ‖² + λ·L0, straight-through gradients for θ",
+)
 
 
 BUILTIN = [PLAIN, GATED, RESCALED, TOPK, BATCHTOPK, JUMPRELU, MATRYOSHKA]

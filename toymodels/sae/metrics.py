@@ -56,7 +56,9 @@ def mmcs(true_HxF, dict_HxD, true_mask_F=None, dict_mask_D=None):
     best_F = jnp.max(jnp.where(dict_mask_D[None, :], cosines(true_HxF, dict_HxD), -jnp.inf), axis=1)
     kept = true_mask_F & jnp.any(dict_mask_D)
     count = jnp.sum(kept)
-    return jnp.where(count > 0, jnp.sum(jnp.where(kept, best_F, 0.0)) / jnp.maximum(count, 1), jnp.nan)
+    return jnp.where(
+        count > 0, jnp.sum(jnp.where(kept, best_F, 0.0)) / jnp.maximum(count, 1), jnp.nan
+    )
 
 
 @struct.dataclass
@@ -79,9 +81,20 @@ class EvalSums:
     @classmethod
     def zeros(cls, n_hidden: int, dict_size: int, n_true: int) -> EvalSums:
         z = jnp.zeros(())
-        return cls(n=z, sse=z, sum_h_H=jnp.zeros((n_hidden,)), sum_hh=z, sum_hhat_h=z, sum_hhat2=z,
-                   fires_D=jnp.zeros((dict_size,)), hits_D=jnp.zeros((dict_size,)), true_fires_F=jnp.zeros((n_true,)),
-                   absorbed=z, child_events=z, loss=z)
+        return cls(
+            n=z,
+            sse=z,
+            sum_h_H=jnp.zeros((n_hidden,)),
+            sum_hh=z,
+            sum_hhat_h=z,
+            sum_hhat2=z,
+            fires_D=jnp.zeros((dict_size,)),
+            hits_D=jnp.zeros((dict_size,)),
+            true_fires_F=jnp.zeros((n_true,)),
+            absorbed=z,
+            child_events=z,
+            loss=z,
+        )
 
     def add(self, h_HxB, hhat_HxB, f_DxB, z_FxB, match_D, latent_F, parent_F, loss) -> EvalSums:
         fire_DxB, true_FxB = f_DxB > 0, z_FxB > 0
@@ -91,13 +104,19 @@ class EvalSums:
             silent_FxB = ~fire_DxB[latent_F[jnp.maximum(parent_F, 0)]]
             absorbed, events = jnp.sum(child_FxB & silent_FxB), jnp.sum(child_FxB)
         return EvalSums(
-            n=self.n + h_HxB.shape[1], sse=self.sse + jnp.sum((h_HxB - hhat_HxB) ** 2),
-            sum_h_H=self.sum_h_H + jnp.sum(h_HxB, axis=1), sum_hh=self.sum_hh + jnp.sum(h_HxB**2),
-            sum_hhat_h=self.sum_hhat_h + jnp.sum(hhat_HxB * h_HxB), sum_hhat2=self.sum_hhat2 + jnp.sum(hhat_HxB**2),
+            n=self.n + h_HxB.shape[1],
+            sse=self.sse + jnp.sum((h_HxB - hhat_HxB) ** 2),
+            sum_h_H=self.sum_h_H + jnp.sum(h_HxB, axis=1),
+            sum_hh=self.sum_hh + jnp.sum(h_HxB**2),
+            sum_hhat_h=self.sum_hhat_h + jnp.sum(hhat_HxB * h_HxB),
+            sum_hhat2=self.sum_hhat2 + jnp.sum(hhat_HxB**2),
             fires_D=self.fires_D + jnp.sum(fire_DxB, axis=1),
             hits_D=self.hits_D + jnp.sum(fire_DxB & true_FxB[match_D], axis=1),
             true_fires_F=self.true_fires_F + jnp.sum(true_FxB, axis=1),
-            absorbed=self.absorbed + absorbed, child_events=self.child_events + events, loss=self.loss + loss)
+            absorbed=self.absorbed + absorbed,
+            child_events=self.child_events + events,
+            loss=self.loss + loss,
+        )
 
 
 @struct.dataclass
@@ -143,7 +162,9 @@ def n_composed(W_dec_HxD, truth_HxF, pairs_Px2):
     return jnp.sum(jnp.max(cosines(W_dec_HxD, composed_HxP), axis=1) >= COMPOSED_COSINE)
 
 
-def scores(sums: EvalSums, n_batches: int, W_dec_HxD, truth_HxF, represented_F, match_D, pairs_Px2) -> SaeScores:
+def scores(
+    sums: EvalSums, n_batches: int, W_dec_HxD, truth_HxF, represented_F, match_D, pairs_Px2
+) -> SaeScores:
     dead_D = sums.fires_D == 0
     precision_D = jnp.where(sums.fires_D > 0, sums.hits_D / jnp.maximum(sums.fires_D, 1), 0.0)
     true_D = sums.true_fires_F[match_D]
@@ -153,14 +174,24 @@ def scores(sums: EvalSums, n_batches: int, W_dec_HxD, truth_HxF, represented_F, 
     centred = sums.sum_hh - jnp.sum(sums.sum_h_H**2) / sums.n
     n_dead = jnp.sum(dead_D)
     return SaeScores(
-        mmcs=mmcs(truth_HxF, W_dec_HxD, represented_F), mmcs_reverse=mmcs(W_dec_HxD, truth_HxF, ~dead_D, represented_F),
-        n_dead=n_dead, dead_fraction=n_dead / dead_D.shape[0], l0=jnp.sum(sums.fires_D) / sums.n,
-        true_l0=jnp.sum(sums.true_fires_F) / sums.n, mse=sums.sse / (sums.n * truth_HxF.shape[0]),
-        fvu=sums.sse / jnp.maximum(centred, 1e-12), h_var=centred / sums.n,
-        gamma=sums.sum_hhat2 / sums.sum_hhat_h, precision=jnp.mean(precision_D), recall=jnp.mean(recall_D),
-        f1=jnp.mean(f1_D), absorption=sums.absorbed / jnp.where(sums.child_events > 0, sums.child_events, jnp.nan),
-        n_composed=n_composed(W_dec_HxD, truth_HxF, pairs_Px2), loss=sums.loss / n_batches,
-        max_cos_D=max_cos_to_others(W_dec_HxD))
+        mmcs=mmcs(truth_HxF, W_dec_HxD, represented_F),
+        mmcs_reverse=mmcs(W_dec_HxD, truth_HxF, ~dead_D, represented_F),
+        n_dead=n_dead,
+        dead_fraction=n_dead / dead_D.shape[0],
+        l0=jnp.sum(sums.fires_D) / sums.n,
+        true_l0=jnp.sum(sums.true_fires_F) / sums.n,
+        mse=sums.sse / (sums.n * truth_HxF.shape[0]),
+        fvu=sums.sse / jnp.maximum(centred, 1e-12),
+        h_var=centred / sums.n,
+        gamma=sums.sum_hhat2 / sums.sum_hhat_h,
+        precision=jnp.mean(precision_D),
+        recall=jnp.mean(recall_D),
+        f1=jnp.mean(f1_D),
+        absorption=sums.absorbed / jnp.where(sums.child_events > 0, sums.child_events, jnp.nan),
+        n_composed=n_composed(W_dec_HxD, truth_HxF, pairs_Px2),
+        loss=sums.loss / n_batches,
+        max_cos_D=max_cos_to_others(W_dec_HxD),
+    )
 
 
 def mcc(W_dec_HxD, truth_HxF, represented_F=None) -> float:
