@@ -15,8 +15,12 @@ from toymodels.registry import ConfigError
 FORMATS = ("png", "pdf")
 
 
-def draw_all(sweep: StoredSweep, out: Path, thresholds: PhaseThresholds = PhaseThresholds(),
-             feature: int | None = None) -> list[Path]:
+def draw_all(
+    sweep: StoredSweep,
+    out: Path,
+    thresholds: PhaseThresholds = PhaseThresholds(),
+    feature: int | None = None,
+) -> list[Path]:
     """Every figure the sweep supports (``analysis.figures.catalog``), as PNG and PDF under
     ``out``; the numbers worth printing go to ``sweep.notes``. ``thresholds`` and ``feature`` go
     to the figures that take them (the phase diagram)."""
@@ -73,12 +77,18 @@ def main(argv=None) -> None:
         print(f"toymodels-figures: error: {error}", file=sys.stderr)
         sys.exit(2)
     except OSError as error:
-        print(f"toymodels-figures: error: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
+        print(
+            f"toymodels-figures: error: cannot read {error.filename}: {error.strerror}",
+            file=sys.stderr,
+        )
         sys.exit(1)
     if sweep.status:
         print(f"toymodels-figures: note: {sweep.status}", file=sys.stderr)
     if sweep.table.empty:
-        print(f"toymodels-figures: error: {args.sweep_dir} holds no finished model yet", file=sys.stderr)
+        print(
+            f"toymodels-figures: error: {args.sweep_dir} holds no finished model yet",
+            file=sys.stderr,
+        )
         sys.exit(2)
     thresholds = PhaseThresholds(represented=args.represented, superposed=args.superposed)
     if not args.out and (sweep.root / "figures").is_symlink():  # a shared store must not say where we write
@@ -91,10 +101,15 @@ def main(argv=None) -> None:
         print(f"toymodels-figures: error: {error}", file=sys.stderr)
         sys.exit(2)
     try:
-        written = draw_all(sweep, Path(args.out) if args.out else sweep.root / "figures", thresholds, args.feature)
+        written = draw_all(
+            sweep, Path(args.out) if args.out else sweep.root / "figures", thresholds, args.feature
+        )
     except OSError as error:  # figures/ not writable, a full disk
-        print(f"toymodels-figures: error: cannot write {error.filename}: {error.strerror}; pass --out DIR to "
-              "write the figures elsewhere", file=sys.stderr)
+        print(
+            f"toymodels-figures: error: cannot write {error.filename}: {error.strerror}; pass --out DIR to "
+            "write the figures elsewhere",
+            file=sys.stderr,
+        )
         sys.exit(1)
     for path in written:
         print(path)
@@ -105,8 +120,10 @@ def main(argv=None) -> None:
         from sweeps.tracking.figure_log import log_figures
 
         log_figures(sweep.root, written, sweep.table)
-    except Exception as error:
-        print(f"toymodels-figures: warning: wandb: {type(error).__name__}: {error}", file=sys.stderr)
+    except Exception as error:  # noqa: BLE001 - wandb failing is a warning, whatever the error
+        print(
+            f"toymodels-figures: warning: wandb: {type(error).__name__}: {error}", file=sys.stderr
+        )
 
 
 if __name__ == "__main__":

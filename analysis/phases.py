@@ -26,8 +26,10 @@ class PhaseThresholds:
     superposed: float = 0.1
 
     def describe(self) -> str:
-        return (f"phase thresholds: learned if ‖W_i‖ ≥ {self.represented:g}; "
-                f"superposed if also Σ_j≠i (Ŵ_i·W_j)² ≥ {self.superposed:g}")
+        return (
+            f"phase thresholds: learned if ‖W_i‖ ≥ {self.represented:g}; "
+            f"superposed if also Σ_j≠i (Ŵ_i·W_j)² ≥ {self.superposed:g}"
+        )
 
 
 def feature_phase(W: np.ndarray, thresholds: PhaseThresholds = PhaseThresholds()) -> np.ndarray:

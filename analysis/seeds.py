@@ -13,7 +13,9 @@ from analysis.phases import PHASES, PhaseThresholds, feature_phase
 from sweeps.store import as_matrix
 
 
-def best_of_seeds(table: pd.DataFrame, keys: list[str], loss: str = "loss", sort: bool = True) -> pd.DataFrame:
+def best_of_seeds(
+    table: pd.DataFrame, keys: list[str], loss: str = "loss", sort: bool = True
+) -> pd.DataFrame:
     """One row per combination of ``keys`` (a grid point): the seed with the lowest ``loss``. A NaN
     key (e.g. the kurtosis of another data kind) is a value of its own. Rows in key order, or in
     order of first appearance without ``sort``."""
@@ -32,7 +34,9 @@ def ordered_along(best: pd.DataFrame, axis: str | None) -> pd.DataFrame:
     """Rows sorted along ``axis`` (stable), densest first on a density axis as in the papers."""
     if axis is None:
         return best.reset_index(drop=True)
-    return best.sort_values(axis, ascending="density" not in axis, kind="stable").reset_index(drop=True)
+    return best.sort_values(axis, ascending="density" not in axis, kind="stable").reset_index(
+        drop=True
+    )
 
 
 def spread_over_grid(best: pd.DataFrame, axes: list[str], count: int) -> pd.DataFrame:
@@ -41,15 +45,21 @@ def spread_over_grid(best: pd.DataFrame, axes: list[str], count: int) -> pd.Data
     return best.iloc[evenly_spaced(len(best), count)]
 
 
-def with_phases(table: pd.DataFrame, thresholds: PhaseThresholds = PhaseThresholds()) -> pd.DataFrame:
+def with_phases(
+    table: pd.DataFrame, thresholds: PhaseThresholds = PhaseThresholds()
+) -> pd.DataFrame:
     """``table`` plus a ``phase`` column: per-feature phase indices of each model."""
     out = table.copy()
     out["phase"] = list(feature_phase(as_matrix(table["W"]), thresholds))
     return out
 
 
-def summarize(table: pd.DataFrame, axes: list[str], feature: int,
-              thresholds: PhaseThresholds = PhaseThresholds()) -> pd.DataFrame:
+def summarize(
+    table: pd.DataFrame,
+    axes: list[str],
+    feature: int,
+    thresholds: PhaseThresholds = PhaseThresholds(),
+) -> pd.DataFrame:
     """Per grid point: best-of-k loss and phase of ``feature``, mean and spread of the loss over
     seeds, and the fraction of seeds in each phase."""
     phased = with_phases(table, thresholds)

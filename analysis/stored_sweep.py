@@ -57,10 +57,17 @@ SHORT_AXIS_NAMES = {"density": "p", "importance_decay": "I decay", "weight_decay
 
 def coord_label(row, axes: list[str], sep: str = "=", short: bool = False) -> str:
     """A grid point as text: numbers to 3 significant digits, other values (a model kind) as is."""
-    def fmt(value):
-        return f"{value:.3g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
-    return ", ".join(f"{SHORT_AXIS_NAMES.get(a, a) if short else a}{sep}{fmt(row[a])}" for a in axes)
+    def fmt(value):
+        return (
+            f"{value:.3g}"
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            else str(value)
+        )
+
+    return ", ".join(
+        f"{SHORT_AXIS_NAMES.get(a, a) if short else a}{sep}{fmt(row[a])}" for a in axes
+    )
 
 
 def as_array(cell) -> np.ndarray:
@@ -70,8 +77,14 @@ def as_array(cell) -> np.ndarray:
 
 def git_revision() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=5,
+            check=False,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

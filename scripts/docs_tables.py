@@ -27,21 +27,29 @@ import re
 import sys
 import tokenize
 import typing
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 # The whole line is replaced; what stands before the comment is for readers of the raw Markdown.
-MARKER = re.compile(r"^(?:> .*)?<!-- table: (?P<name>[\w-]+) -->$", re.M)
+MARKER = re.compile(r"^(?:> .*)?<!-- table: (?P<name>[\w-]+) -->$", re.MULTILINE)
 log = logging.getLogger("mkdocs.plugins.toymodels")
 
 # Pages other branches are writing now: in the nav, left out of it until they exist. Remove a
 # name once its page has landed.
-PENDING = {"saes/reference.md", "security.md",
-           "results/compressed-computation.md", "science/compressed-computation.md", "spd.md", "results/spd.md",
-           "devices.md"}
+PENDING = {
+    "saes/reference.md",
+    "security.md",
+    "results/compressed-computation.md",
+    "science/compressed-computation.md",
+    "spd.md",
+    "results/spd.md",
+    "devices.md",
+}
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
 
 def cell(text) -> str:
     """Text safe in a table cell: one line, pipes escaped."""
@@ -64,7 +72,9 @@ def first_paragraph(doc: str | None) -> str:
 
 def source_of(obj) -> str:
     """Where ``obj`` is written, as a path in the repository."""
-    path = Path(inspect.getsourcefile(obj)).resolve()
+    source = inspect.getsourcefile(obj)
+    assert source is not None, f"{obj!r} has no source file"
+    path = Path(source).resolve()
     try:
         return str(path.relative_to(REPO))
     except ValueError:
@@ -98,6 +108,7 @@ def field_comments(cls) -> dict[str, str]:
 
 # --- kinds ---------------------------------------------------------------------------------------
 
+
 def _options(options) -> str:
     return ", ".join(f"`{k}` = `{v!r}`" for k, v in dict(options or {}).items())
 
@@ -108,12 +119,24 @@ def model_kinds() -> str:
 
     rows = []
     for kind in MODELS:
-        traits = [t for t, on in (("privileged hidden basis", kind.privileged),
-                                  ("layers' read vectors recorded", kind.read_matrices is not None),
-                                  ("finite data", kind.output_activation is not None),
-                                  ("outputs unweighted by importance", not kind.importance_weighted)) if on]
-        rows.append([f"{code(kind.name)}<br>{code(source_of(kind.init))}", kind.doc, _options(kind.options),
-                     ", ".join(traits)])
+        traits = [
+            t
+            for t, on in (
+                ("privileged hidden basis", kind.privileged),
+                ("layers' read vectors recorded", kind.read_matrices is not None),
+                ("finite data", kind.output_activation is not None),
+                ("outputs unweighted by importance", not kind.importance_weighted),
+            )
+            if on
+        ]
+        rows.append(
+            [
+                f"{code(kind.name)}<br>{code(source_of(kind.init))}",
+                kind.doc,
+                _options(kind.options),
+                ", ".join(traits),
+            ]
+        )
     return table(["`model.kind` (file)", "model", "options (default)", "traits"], rows)
 
 
@@ -121,10 +144,24 @@ def job_kinds() -> str:
     """Every job kind of ``sweeps.plan.JOB_KINDS``, in the order a config is matched against them."""
     from sweeps.plan import JOB_KINDS
 
-    rows = [[f"{code(kind.name)}<br>{code(source_of(kind.program))}", kind.doc,
-             "the one-worker width" if kind.pad_to_one_worker else "the chunk's size",
-             "yes" if kind.model_bytes is not None else "no (by its working set)"] for kind in JOB_KINDS]
-    return table(["job kind (its program's file)", "trains", "chunks padded to", "GPU chunks sized by memory"], rows)
+    rows = [
+        [
+            f"{code(kind.name)}<br>{code(source_of(kind.program))}",
+            kind.doc,
+            "the one-worker width" if kind.pad_to_one_worker else "the chunk's size",
+            "yes" if kind.model_bytes is not None else "no (by its working set)",
+        ]
+        for kind in JOB_KINDS
+    ]
+    return table(
+        [
+            "job kind (its program's file)",
+            "trains",
+            "chunks padded to",
+            "GPU chunks sized by memory",
+        ],
+        rows,
+    )
 
 
 def loss_terms() -> str:
@@ -132,10 +169,19 @@ def loss_terms() -> str:
     from sweeps.jobs.terms import config_key
     from toymodels.terms import TERMS
 
-    rows = [[f"{code(term.name)}<br>{code(source_of(term.penalty))}", term.doc,
-             ", ".join(code(config_key(p)) for p in term.params), ", ".join(code(n) for n in term.switches)]
-            for term in TERMS]
-    return table(["term (file)", "adds to the loss", "settings (each a grid axis of its name)", "on when"], rows)
+    rows = [
+        [
+            f"{code(term.name)}<br>{code(source_of(term.penalty))}",
+            term.doc,
+            ", ".join(code(config_key(p)) for p in term.params),
+            ", ".join(code(n) for n in term.switches),
+        ]
+        for term in TERMS
+    ]
+    return table(
+        ["term (file)", "adds to the loss", "settings (each a grid axis of its name)", "on when"],
+        rows,
+    )
 
 
 def data_kinds() -> str:
@@ -144,10 +190,17 @@ def data_kinds() -> str:
 
     rows = []
     for kind in DATA:
-        traits = [t for t, on in (("signed", kind.signed), ("feature sets", kind.sets),
-                                  ("per-entry loss weights", kind.weights is not None),
-                                  ("density 0 allowed", getattr(kind, "zero_density", False)),
-                                  ("kurtosis stored", kind.kurtosis is not None)) if on]
+        traits = [
+            t
+            for t, on in (
+                ("signed", kind.signed),
+                ("feature sets", kind.sets),
+                ("per-entry loss weights", kind.weights is not None),
+                ("density 0 allowed", getattr(kind, "zero_density", False)),
+                ("kurtosis stored", kind.kurtosis is not None),
+            )
+            if on
+        ]
         fn = kind.value or kind.batch
         where = f"<br>{code(source_of(fn))}" if fn else ""
         rows.append([code(kind.name) + where, kind.doc, _options(kind.options), ", ".join(traits)])
@@ -161,13 +214,23 @@ def sae_kinds() -> str:
     rows = []
     for kind in SAE_KINDS:
         hparams = getattr(kind, "hparams", ())
-        names = [getattr(h, "name", h) for h in (hparams.values() if isinstance(hparams, dict) else hparams)]
-        rows.append([f"{code(kind.name)}<br>{code(source_of(kind.encode))}", kind.doc,
-                     ", ".join(code(n) for n in names), "yes" if getattr(kind, "top_k", False) else ""])
+        names = [
+            getattr(h, "name", h)
+            for h in (hparams.values() if isinstance(hparams, dict) else hparams)
+        ]
+        rows.append(
+            [
+                f"{code(kind.name)}<br>{code(source_of(kind.encode))}",
+                kind.doc,
+                ", ".join(code(n) for n in names),
+                "yes" if getattr(kind, "top_k", False) else "",
+            ]
+        )
     return table(["`sae.kind` (file)", "codes and loss", "reads", "top-k"], rows)
 
 
 # --- figures -------------------------------------------------------------------------------------
+
 
 def figures(prefix: str = "") -> str:
     """Every figure of ``analysis.figures.catalog.FIGURES`` (whose name starts with ``prefix``):
@@ -180,14 +243,21 @@ def figures(prefix: str = "") -> str:
             continue
         what = first_paragraph(spec.plot.__doc__)
         if not what:
-            raise ValueError(f"figure {name!r}: {spec.plot.__module__}.{spec.plot.__name__} has no docstring; "
-                             "the figure table is its first paragraph")
-        options = ", ".join(code(o) for o in spec.options()) + ("; prints notes" if spec.notes else "")
-        rows.append([f"{code(name)}<br>{code(source_of(spec.plot))}", spec.when, what, options.lstrip("; ")])
+            raise ValueError(
+                f"figure {name!r}: {spec.plot.__module__}.{spec.plot.__name__} has no docstring; "
+                "the figure table is its first paragraph"
+            )
+        options = ", ".join(code(o) for o in spec.options()) + (
+            "; prints notes" if spec.notes else ""
+        )
+        rows.append(
+            [f"{code(name)}<br>{code(source_of(spec.plot))}", spec.when, what, options.lstrip("; ")]
+        )
     return table(["figure (file)", "drawn when", "what", "options"], rows)
 
 
 # --- experiments ---------------------------------------------------------------------------------
+
 
 def experiment_header(path: Path) -> tuple[str, str]:
     """(the launch command on the file's second line, the comment paragraph after it)."""
@@ -207,15 +277,17 @@ def _planned() -> dict[str, int]:
     from hydra import compose, initialize_config_dir
 
     from sweeps.config import CONF_DIR, register_schema, to_config
-
     from sweeps.plan import plan_sweep
 
     register_schema()
     counts = {}
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         for path in sorted((CONF_DIR / "experiment").glob("*.yaml")):
-            counts[path.stem] = len(plan_sweep(to_config(compose(config_name="config",
-                                                                    overrides=[f"experiment={path.stem}"]))).units)
+            counts[path.stem] = len(
+                plan_sweep(
+                    to_config(compose(config_name="config", overrides=[f"experiment={path.stem}"]))
+                ).units
+            )
     return counts
 
 
@@ -233,6 +305,7 @@ def experiments(prefix: str = "") -> str:
 
 
 # --- config keys ---------------------------------------------------------------------------------
+
 
 def _schema_sections():
     """(dotted prefix, dataclass) of every section of the config schema, the ``sae`` one included."""
@@ -262,10 +335,15 @@ def _default(f: dataclasses.Field):
 def _type_name(hint) -> str:
     origin = typing.get_origin(hint)
     if origin is typing.Union:
-        return " or ".join(_type_name(a) for a in typing.get_args(hint) if a is not type(None)) + " or null"
+        return (
+            " or ".join(_type_name(a) for a in typing.get_args(hint) if a is not type(None))
+            + " or null"
+        )
     if origin in (list, dict):
         return "list" if origin is list else "mapping"
-    return {"Any": "any"}.get(getattr(hint, "__name__", str(hint)), getattr(hint, "__name__", str(hint)))
+    return {"Any": "any"}.get(
+        getattr(hint, "__name__", str(hint)), getattr(hint, "__name__", str(hint))
+    )
 
 
 def _allowed(key: str) -> str:
@@ -276,8 +354,12 @@ def _allowed(key: str) -> str:
     from toymodels.models import MODELS
     from toymodels.sae import SAE_KINDS
 
-    tables = {"model.kind": MODELS.names(), "data.kind": DATA.names(), "sae.kind": SAE_KINDS.names(),
-              "wandb.mode": WANDB_MODES}
+    tables = {
+        "model.kind": MODELS.names(),
+        "data.kind": DATA.names(),
+        "sae.kind": SAE_KINDS.names(),
+        "wandb.mode": WANDB_MODES,
+    }
     if key in tables:
         return "one of " + ", ".join(f"`{v}`" for v in tables[key])
     rule = RULES.get(key)
@@ -307,7 +389,9 @@ def config_keys(sae: bool = False, spd: bool = False) -> str:
         for f in dataclasses.fields(cls):
             hint = typing.get_type_hints(cls)[f.name]
             if typing.get_origin(hint) is typing.Union:
-                inner = next((a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)), None)
+                inner = next(
+                    (a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)), None
+                )
                 if inner is not None:
                     continue
             if dataclasses.is_dataclass(hint):
@@ -317,7 +401,15 @@ def config_keys(sae: bool = False, spd: bool = False) -> str:
                          comments.get(f.name, "")])
     grid_only = [k for k in RULES if k.startswith("sweep.grid.") and not sae and not spd]
     for key in grid_only:
-        rows.append([code(key), "list", "", "each value " + _allowed(key), "a grid axis without a key of its own"])
+        rows.append(
+            [
+                code(key),
+                "list",
+                "",
+                "each value " + _allowed(key),
+                "a grid axis without a key of its own",
+            ]
+        )
     return table(["key", "type", "default", "allowed", "meaning"], rows)
 
 
@@ -338,7 +430,7 @@ def grid_axes() -> str:
     from sweeps.validation import AXIS_RULES
 
     AXIS_RULES = {**AXIS_RULES, **{p.name: config_key(p) for p in all_params()}}
-    PER_MODEL_AXES = PER_MODEL_AXES + tuple(p.name for p in all_params())
+    PER_MODEL_AXES = PER_MODEL_AXES + tuple(p.name for p in all_params())  # type: ignore[assignment]
 
     comments = {}
     for prefix, cls in _schema_sections():
@@ -348,10 +440,22 @@ def grid_axes() -> str:
     for axis in PER_MODEL_AXES + STATIC_AXES:
         key = AXIS_RULES.get(axis, "")
         meaning = _AXIS_ONLY.get(axis) or comments.get(key, "")
-        rows.append([code(axis), "per model" if axis in PER_MODEL_AXES else "static", code(key) if key and not
-                     key.startswith("sweep.grid.") else "", meaning])
-    rows.append(["a model kind's option (`layers`, `hidden_bias`)", "static", "`model.options.<option>`",
-                 "swept with `+sweep.grid.<option>=[...]`"])
+        rows.append(
+            [
+                code(axis),
+                "per model" if axis in PER_MODEL_AXES else "static",
+                code(key) if key and not key.startswith("sweep.grid.") else "",
+                meaning,
+            ]
+        )
+    rows.append(
+        [
+            "a model kind's option (`layers`, `hidden_bias`)",
+            "static",
+            "`model.options.<option>`",
+            "swept with `+sweep.grid.<option>=[...]`",
+        ]
+    )
     return table(["axis", "kind", "each value as", "meaning"], rows)
 
 
@@ -375,7 +479,7 @@ def sae_grid_axes() -> str:
     return table(["axis", "kind", "source", "read by"], rows)
 
 
-TABLES = {
+TABLES: dict[str, Callable[[], str]] = {
     "model-kinds": model_kinds,
     "data-kinds": data_kinds,
     "sae-kinds": sae_kinds,
@@ -395,22 +499,30 @@ TABLES = {
 
 def render(markdown: str, page: str = "") -> str:
     """``markdown`` with every ``<!-- table: NAME -->`` line replaced by that table."""
+
     def one(match: re.Match) -> str:
         name = match.group("name")
         if name not in TABLES:
-            raise ValueError(f"{page}: no generated table {name!r}; the tables are: {', '.join(TABLES)}")
-        return (f"<!-- generated from the code by scripts/docs_tables.py ({name}) -->\n\n" + TABLES[name]() + "\n")
+            raise ValueError(
+                f"{page}: no generated table {name!r}; the tables are: {', '.join(TABLES)}"
+            )
+        return (
+            f"<!-- generated from the code by scripts/docs_tables.py ({name}) -->\n\n"
+            + TABLES[name]()
+            + "\n"
+        )
 
     return MARKER.sub(one, markdown)
 
 
 # --- MkDocs hooks --------------------------------------------------------------------------------
 
+
 def _drop_pending(nav, docs_dir: Path):
     out = []
     for item in nav:
         if isinstance(item, dict):
-            (title, value), = item.items()
+            ((title, value),) = item.items()
             if isinstance(value, list):
                 value = _drop_pending(value, docs_dir)
                 if value:
@@ -419,7 +531,11 @@ def _drop_pending(nav, docs_dir: Path):
             item_path = value
         else:
             item_path = item
-        if isinstance(item_path, str) and item_path in PENDING and not (docs_dir / item_path).exists():
+        if (
+            isinstance(item_path, str)
+            and item_path in PENDING
+            and not (docs_dir / item_path).exists()
+        ):
             log.info("nav: %s is not written yet, left out", item_path)
             continue
         out.append(item)

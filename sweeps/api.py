@@ -15,13 +15,15 @@ import dataclasses
 import os
 import sys
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
 from sweeps.config import CONF_DIR, GRID_GENERATORS, Config, ConfigError, register_schema, to_config
+from sweeps.executors.base import Executor
 from sweeps.runner import SweepReport, interrupts_deferred, make_executor, run_sweep
 from sweeps.store import read_results
 
@@ -31,8 +33,12 @@ _AXIS_ONLY = ("importance_last", "density_last", "density_last_ratio")
 _ALIASES = {"importance_decay": "data.importance.decay", "model": "model.kind"}
 
 
-def compose(experiment: str | None = None, overrides: Sequence[str] | str = (), conf_dir: str | Path | None = None,
-            **values: Any) -> Config:
+def compose(
+    experiment: str | None = None,
+    overrides: Sequence[str] | str = (),
+    conf_dir: str | Path | None = None,
+    **values: Any,
+) -> Config:
     """The validated config of ``experiment`` (a file of ``conf/experiment/``), with Hydra override
     strings and Python values, e.g. ``compose("tms_intro", density=[1, 0.1], steps=5000)`` or
     ``compose("tms_intro", ["train.steps=5000", "sweep.grid.density=[1,0.1]"])``.
@@ -55,7 +61,9 @@ def compose(experiment: str | None = None, overrides: Sequence[str] | str = (), 
     strings = [overrides] if isinstance(overrides, str) else list(overrides)
     strings = prepare_overrides(([f"experiment={experiment}"] if experiment else []) + strings)
     register_schema()
-    with initialize_config_dir(config_dir=str(Path(conf_dir or CONF_DIR).resolve()), version_base=None):
+    with initialize_config_dir(
+        config_dir=str(Path(conf_dir or CONF_DIR).resolve()), version_base=None
+    ):
         cfg = hydra_compose(config_name="config", overrides=strings)
     for name, value in values.items():
         key, value = _resolve(cfg, name, _plain(value))
@@ -75,8 +83,9 @@ def _plain(value):
 
 
 def _is_axis_value(value) -> bool:
-    return isinstance(value, list) or (isinstance(value, str) and value.strip().startswith(
-        tuple(f"{g}(" for g in GRID_GENERATORS)))
+    return isinstance(value, list) or (
+        isinstance(value, str) and value.strip().startswith(tuple(f"{g}(" for g in GRID_GENERATORS))
+    )
 
 
 OPTIONAL_SECTIONS = ("sae", "spd")  # a job kind's section: its keys only when the config has it
@@ -124,7 +133,9 @@ def _resolve(cfg, name: str, value) -> tuple[str, Any]:
     options = _kind_options(cfg)
     if value is None and name in cfg.sweep.grid:
         return f"sweep.grid.{name}", None  # drops the axis
-    if _is_axis_value(value) and not (name in _leaves(keys) and _is_list(keys[_leaves(keys)[name][0]])):
+    if _is_axis_value(value) and not (
+        name in _leaves(keys) and _is_list(keys[_leaves(keys)[name][0]])
+    ):
         return f"sweep.grid.{name}", value
     if name in options:
         return f"model.options.{name}", value
@@ -139,11 +150,17 @@ def _resolve(cfg, name: str, value) -> tuple[str, Any]:
     if len(found) == 1:
         return found[0], value
     if found:
-        raise ConfigError(name, f"names several keys: {', '.join(found)}; name one in full with __ for the dots, "
-                          f"e.g. {found[0].replace('.', '__')}=...")
+        raise ConfigError(
+            name,
+            f"names several keys: {', '.join(found)}; name one in full with __ for the dots, "
+            f"e.g. {found[0].replace('.', '__')}=...",
+        )
     known = sorted(set(_leaves(keys)) | set(_ALIASES) | set(_AXIS_ONLY) | options)
-    raise ConfigError(name, "not a config key or grid axis; a keyword is a key's last part, a key in full with "
-                      f"__ for the dots (train__lr=...), or a list for a grid axis. Names: {', '.join(known)}")
+    raise ConfigError(
+        name,
+        "not a config key or grid axis; a keyword is a key's last part, a key in full with "
+        f"__ for the dots (train__lr=...), or a list for a grid axis. Names: {', '.join(known)}",
+    )
 
 
 def _leaves(keys: dict[str, Any]) -> dict[str, list[str]]:
@@ -189,7 +206,8 @@ class _Announced:
     left to train, and saying where the chunks run."""
 
     def __init__(self, config: Config, say: bool):
-        self.config, self.say, self.made = config, say, None
+        self.config, self.say = config, say
+        self.made: Executor | None = None
         self.where = "nothing left to train"
 
     @property
@@ -203,6 +221,9 @@ class _Announced:
         self.where = f"{models} models in {len(chunks)} chunk(s) {describe(self.config, self.made)}"
         if self.say:
             print(f"sweeps.run: {self.where}", file=sys.stderr, flush=True)
+        assert (
+            self.made is not None
+        )  # made by ``workers``, which the runner reads before it runs chunks
         self.made.run(chunks, on_done, on_failed)
 
     def close(self) -> None:
@@ -215,10 +236,16 @@ def describe(config: Config, executor) -> str:
     if config.sweep.executor == "local":
         return "in this process, one after another (sweep.executor=local)"
     r = config.ray
-    share = f"{r.cpus_per_task:g} CPU" + (f" and {r.gpus_per_task:g} GPU" if r.gpus_per_task else "") + " each"
+    share = (
+        f"{r.cpus_per_task:g} CPU"
+        + (f" and {r.gpus_per_task:g} GPU" if r.gpus_per_task else "")
+        + " each"
+    )
     if getattr(executor, "_started", False):
-        return (f"on a local Ray started here: {executor.workers} worker(s), {share} "
-                "(sweep.executor=ray; it stops at the end)")
+        return (
+            f"on a local Ray started here: {executor.workers} worker(s), {share} "
+            "(sweep.executor=ray; it stops at the end)"
+        )
     address = r.address or os.environ.get("RAY_ADDRESS") or "the Ray this process had started"
     return f"on the Ray cluster at {address}: {executor.workers} worker slot(s), {share} (sweep.executor=ray)"
 
@@ -238,7 +265,9 @@ def run(config: Config, executor: str | None = None, progress: bool = True) -> S
     try:
         report = run_sweep(config, announced, progress=progress)
     finally:
-        with interrupts_deferred("still stopping the local Ray this run started, so that none of it is left running"):
+        with interrupts_deferred(
+            "still stopping the local Ray this run started, so that none of it is left running"
+        ):
             announced.close()
     if progress and announced.made is None:
         print(f"sweeps.run: {announced.where}: {report.summary()}", file=sys.stderr, flush=True)

@@ -1,6 +1,6 @@
 """``toymodels-sweep``: compose a Hydra config, validate it, and run the sweep.
 
-    toymodels-sweep experiment=tms_intro sweep.seeds=5 train.steps=5000
+toymodels-sweep experiment=tms_intro sweep.seeds=5 train.steps=5000
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import signal
 import sys
 import typing
 from pathlib import Path
+from typing import Any
 
 from sweeps.config import CONF_DIR, Config, ConfigError, quote_grid_generators, register_schema
 
@@ -27,7 +28,8 @@ def check_override_keys(overrides: list[str], schema=Config) -> None:
         key = item.split("=", 1)[0].lstrip("+~")
         if key.startswith("hydra") or key in GROUPS:
             continue
-        node, path = schema, []
+        node: Any = schema
+        path: list[str] = []
         for part in key.split("."):
             fields = {f.name: f for f in dataclasses.fields(node)}
             if part not in fields:
@@ -114,7 +116,9 @@ _ADVICE = {
 }
 
 
-def io_error_line(error: OSError, default: str = "check that path, or choose another sweep.out") -> str:
+def io_error_line(
+    error: OSError, default: str = "check that path, or choose another sweep.out"
+) -> str:
     """An OSError as one line: the path, what happened, what to do."""
     return f"{error.filename or '(no path)'}: {error.strerror or error}; {_ADVICE.get(error.errno, default)}"
 
@@ -152,7 +156,9 @@ def check_writable(out: Path) -> None:
         probe.unlink()
     except OSError as error:
         error.filename = str(out)  # not the probe's name
-        raise ConfigError("sweep.out", f"cannot write {io_error_line(error, 'choose another sweep.out')}") from None
+        raise ConfigError(
+            "sweep.out", f"cannot write {io_error_line(error, 'choose another sweep.out')}"
+        ) from None
 
 
 def write_command_record(root: Path, cfg) -> None:
@@ -187,7 +193,11 @@ class _CtrlC:
         if self.presses == 1:
             raise KeyboardInterrupt
         if self.presses == 2:
-            print("\nstill stopping: storing what finished and shutting down Ray, a moment", file=sys.stderr, flush=True)
+            print(
+                "\nstill stopping: storing what finished and shutting down Ray, a moment",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def _task(cfg) -> None:
@@ -204,14 +214,20 @@ def _task(cfg) -> None:
         print(f"toymodels-sweep: error: {error}", file=sys.stderr)
         sys.exit(2)
     except OSError as error:  # a full disk, a directory that cannot be written
-        print(f"toymodels-sweep: error: {io_error_line(error)}; every chunk stored so far is kept, rerun the "
-              "same command to resume", file=sys.stderr)
+        print(
+            f"toymodels-sweep: error: {io_error_line(error)}; every chunk stored so far is kept, rerun the "
+            "same command to resume",
+            file=sys.stderr,
+        )
         sys.exit(1)
     except KeyboardInterrupt:
         # Ignored, not default, from here: Python restores a handler of its own to the default on
         # its way out, and a press landing then would kill the process instead of exiting 130.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        print("\ninterrupted: every finished chunk is stored; rerun the same command to resume", file=sys.stderr)
+        print(
+            "\ninterrupted: every finished chunk is stored; rerun the same command to resume",
+            file=sys.stderr,
+        )
         sys.exit(130)
     print(report.summary())
     if not report.ok:
@@ -222,8 +238,11 @@ def main() -> None:
     import hydra
 
     if not (CONF_DIR / "config.yaml").exists():
-        print(f"toymodels-sweep: error: no config at {CONF_DIR}: install from the repository with "
-              "'pip install -e .' (scripts/setup does) or point TOYMODELS_CONF at its conf/", file=sys.stderr)
+        print(
+            f"toymodels-sweep: error: no config at {CONF_DIR}: install from the repository with "
+            "'pip install -e .' (scripts/setup does) or point TOYMODELS_CONF at its conf/",
+            file=sys.stderr,
+        )
         sys.exit(2)
     if not names_experiment(sys.argv[1:]) and not any(a.startswith("-") for a in sys.argv[1:]):
         print(f"toymodels-sweep: note: no experiment= given: running the default, experiment={DEFAULT_EXPERIMENT} "

@@ -20,19 +20,34 @@ from sweeps.sae.config import SaeConf, hashed_sae  # noqa: F401 (hashed_sae: the
 from sweeps.spd.config import SpdConf
 from toymodels.registry import ConfigError
 
-
 # The repository's conf/ (an editable install, as scripts/setup makes), or TOYMODELS_CONF.
 CONF_DIR = Path(os.environ.get("TOYMODELS_CONF") or Path(__file__).resolve().parent.parent / "conf")
 
 # Grid axes: per-model values (array leaves, one compile for all) and shape-setting values
 # (static: models that differ in one never share a chunk). Each optional loss term's settings are
 # per-model axes too (toymodels.terms; sweeps.jobs.terms).
-PER_MODEL_AXES = ("density", "density_last", "density_last_ratio", "importance_decay", "importance_last", "lr",
-                  "weight_decay", "dataset_seed")
+PER_MODEL_AXES = (
+    "density",
+    "density_last",
+    "density_last_ratio",
+    "importance_decay",
+    "importance_last",
+    "lr",
+    "weight_decay",
+    "dataset_seed",
+)
 STREAMS = ("model", "seed")
 STATIC_AXES = ("n_features", "n_hidden", "batch_size", "steps", "model", "n_train", "repeats")
 GRID_AXES = PER_MODEL_AXES + STATIC_AXES
-INTEGER_AXES = ("n_features", "n_hidden", "batch_size", "steps", "n_train", "repeats", "dataset_seed")
+INTEGER_AXES = (
+    "n_features",
+    "n_hidden",
+    "batch_size",
+    "steps",
+    "n_train",
+    "repeats",
+    "dataset_seed",
+)
 GRID_GENERATORS = ("geomspace", "linspace")
 EXECUTORS = ("ray", "local")
 RAY_AUTH_MODES = ("disabled", "token")
@@ -65,7 +80,9 @@ class DataConf:
     # Correlated and anticorrelated sets use their first member's density.
     density: Any = 1.0
     set_size: int = 2  # features per correlated / anticorrelated set (consecutive features)
-    magnitude: str = "uniform"  # kurtosis data: uniform | gaussian | sign (zero mean, unit variance)
+    magnitude: str = (
+        "uniform"  # kurtosis data: uniform | gaussian | sign (zero mean, unit variance)
+    )
     rest_scale: float = 1.0  # multiplies every feature after the first (noise features: 0.1)
     # Random streams of the fresh batches: model (each model its own, like the notebook's
     # instances) | seed (one per seed index, shared by every grid point: common random numbers,
@@ -145,7 +162,9 @@ class RayConf:
     gpus_per_task: float = 0.0  # fractions share one GPU between tasks
     # TPU chips per task (1, 2, 4 or 8; a whole host's: 4 on v4/v5p, 8 on v5e/v6e): JAX gives one
     # process all the chips it sees, and a chunk's models are spread over them (docs/devices.md).
-    tpus_per_task: float = 0.0  # a number, so that a fraction gets validation's message, not a type error
+    tpus_per_task: float = (
+        0.0  # a number, so that a fraction gets validation's message, not a type error
+    )
     max_retries: int = 3  # retries of a chunk whose worker process died
     # A local Ray of the sweep's own listens on 127.0.0.1 only; token: it also needs this run's random
     # token (never written to disk). Decides for that Ray whatever RAY_AUTH_MODE says (which is
@@ -205,7 +224,9 @@ def to_config(cfg) -> Config:
 
     config = OmegaConf.to_object(cfg)
     if not isinstance(config, Config):
-        raise TypeError("the configuration was not composed on the toymodels_schema structured config")
+        raise TypeError(
+            "the configuration was not composed on the toymodels_schema structured config"
+        )
     load_plugins(config.plugins)
     config.plugins_digest = source_digest(config.plugins) if config.plugins else ""
     validate(config)
@@ -224,7 +245,9 @@ def _integer_term_axes() -> set[str]:
 
 
 _GENERATOR = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$")
-_GENERATOR_OVERRIDE = re.compile(r"^(?P<key>[+~]*sweep\.grid\.\w+)=(?P<value>\s*(?:geomspace|linspace)\s*\([^'\"]*\))\s*$")
+_GENERATOR_OVERRIDE = re.compile(
+    r"^(?P<key>[+~]*sweep\.grid\.\w+)=(?P<value>\s*(?:geomspace|linspace)\s*\([^'\"]*\))\s*$"
+)
 
 
 def quote_grid_generators(overrides: list[str]) -> list[str]:
@@ -247,7 +270,9 @@ def expand_axis(name: str, spec) -> list:
     elif isinstance(spec, str) and (match := _GENERATOR.match(spec)):
         gen = match.group(1)
         if gen not in GRID_GENERATORS:
-            raise ConfigError(key, f"{gen!r} is not allowed; choose one of {', '.join(GRID_GENERATORS)}")
+            raise ConfigError(
+                key, f"{gen!r} is not allowed; choose one of {', '.join(GRID_GENERATORS)}"
+            )
         try:
             start, stop, num = (float(a) for a in match.group(2).split(","))
         except ValueError:
@@ -265,13 +290,17 @@ def expand_axis(name: str, spec) -> list:
         else:
             values = [start + (stop - start) * i / max(num - 1, 1) for i in range(num)]
         values = [float(f"{v:.12g}") for v in values]  # stable text for ids and column values
-        if name in INTEGER_AXES or name in _integer_term_axes():  # n_train = geomspace(3, 100000, 20): rounded,
+        if (
+            name in INTEGER_AXES or name in _integer_term_axes()
+        ):  # n_train = geomspace(3, 100000, 20): rounded,
             # duplicates dropped
-            values = list(dict.fromkeys(int(round(v)) for v in values))
+            values = list(
+                dict.fromkeys(round(v) for v in values)
+            )  # v: a float, so round gives an int
     else:
-        raise ConfigError(key, f"must be a list of values or 'geomspace|linspace(start, stop, num)', got {spec!r}")
+        raise ConfigError(
+            key, f"must be a list of values or 'geomspace|linspace(start, stop, num)', got {spec!r}"
+        )
     if not values:
         raise ConfigError(key, "must have at least one value")
     return values
-
-

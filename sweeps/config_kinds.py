@@ -47,7 +47,10 @@ def data_options(config, kind: DataKind) -> dict:
     """The data kind's options: ``data.<option>`` where the schema has that key (``set_size``,
     ``magnitude``), else ``data.options.<option>``, else the kind's default."""
     d = config.data
-    return {name: d.options.get(name, getattr(d, name, default)) for name, default in kind.options.items()}
+    return {
+        name: d.options.get(name, getattr(d, name, default))
+        for name, default in kind.options.items()
+    }
 
 
 def data_spec_of(config) -> DataSpec:
@@ -65,8 +68,11 @@ def check_kinds(config) -> None:
     kind = DATA.get(d.kind)
     extra = sorted(set(d.options) - set(kind.options))
     if extra:
-        raise ConfigError(f"data.options.{extra[0]}", f"data kind {kind.name!r} has no option {extra[0]!r}; its "
-                          f"options: {', '.join(kind.options) or 'none'}")
+        raise ConfigError(
+            f"data.options.{extra[0]}",
+            f"data kind {kind.name!r} has no option {extra[0]!r}; its "
+            f"options: {', '.join(kind.options) or 'none'}",
+        )
     spec = data_spec_of(config)
     for n in n_features_values(config):
         if kind.check is not None and isinstance(n, int):
@@ -78,18 +84,30 @@ def check_kinds(config) -> None:
         model = MODELS.get(name)
         if kind.weights is not None:  # per-entry loss weights are of the n features' outputs
             for n in n_features_values(config):
-                outputs = model.n_outputs(n, {**model.options, **dict(config.model.options)}) if isinstance(n, int) else n
+                outputs = (
+                    model.n_outputs(n, {**model.options, **dict(config.model.options)})
+                    if isinstance(n, int)
+                    else n
+                )
                 if outputs != n:
-                    raise ConfigError("data.kind", f"{kind.name!r} weighs the loss of each feature's output; model "
-                                      f"kind {name!r} has {outputs} outputs for {n} features")
+                    raise ConfigError(
+                        "data.kind",
+                        f"{kind.name!r} weighs the loss of each feature's output; model "
+                        f"kind {name!r} has {outputs} outputs for {n} features",
+                    )
         unknown = sorted(set(config.model.options) - set(model.options))
         if unknown and "model" not in config.sweep.grid:
-            raise ConfigError(f"model.options.{unknown[0]}", f"model kind {name!r} has no option {unknown[0]!r}; "
-                              f"its options: {', '.join(model.options) or 'none'}")
+            raise ConfigError(
+                f"model.options.{unknown[0]}",
+                f"model kind {name!r} has no option {unknown[0]!r}; "
+                f"its options: {', '.join(model.options) or 'none'}",
+            )
         if model.check is None:
             continue
         axes = [a for a in model.options if a in config.sweep.grid]
-        for n, m, *values in itertools.product(n_features_values(config), hidden, *(_values(config, a, None) for a in axes)):
+        for n, m, *values in itertools.product(
+            n_features_values(config), hidden, *(_values(config, a, None) for a in axes)
+        ):
             model.check(n, m, dict(model_options(config, name, dict(zip(axes, values)))))
     probe_kinds(config)
 
@@ -98,9 +116,12 @@ def _check_sets(config, spec: DataSpec) -> None:
     d, size = config.data, spec.option("set_size")
     if isinstance(d.density, (list, tuple)):
         for start in range(0, len(d.density), size):
-            if len(set(d.density[start:start + size])) > 1:
-                raise ConfigError("data.density", f"members of one {d.kind} set share one density; features "
-                                  f"{start}..{start + size - 1} differ")
+            if len(set(d.density[start : start + size])) > 1:
+                raise ConfigError(
+                    "data.density",
+                    f"members of one {d.kind} set share one density; features "
+                    f"{start}..{start + size - 1} differ",
+                )
     for axis in ("density_last", "density_last_ratio"):
         if axis in config.sweep.grid and size > 1:
             raise ConfigError(f"sweep.grid.{axis}", f"would split the last {d.kind} set's density; "

@@ -39,5 +39,12 @@ def plan_sweep(config: Config, device: resources.Device | None = None) -> Plan[A
     job = job_kind_of(config)
     device = device or resources.chunk_device(config)
     units, carry = job.plan(config, device)
-    return Plan(job=job, units=tuple(units), base_seed=config.sweep.base_seed, chunk_size=config.sweep.chunk_size,
-                device=device, carry=carry, placement=Placement(config.sweep.devices, config.sweep.sharding))
+    return Plan(
+        job=job,
+        units=tuple(units),
+        base_seed=config.sweep.base_seed,
+        chunk_size=config.sweep.chunk_size,
+        device=device,
+        carry=carry,
+        placement=Placement(config.sweep.devices, config.sweep.sharding),
+    )

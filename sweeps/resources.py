@@ -37,7 +37,9 @@ CPU_MAX_CHUNK = 4096
 GPU_MEMORY_SHARE = 0.5
 GPU_MAX_CHUNK = 65_536
 GPU_MEMORY_UNKNOWN = 16 * GiB  # a GPU task's memory when nvidia-smi cannot tell (a remote cluster)
-TPU_MEMORY_UNKNOWN = 16 * GiB  # a TPU chip's memory until a worker reports it (v5e's; v4, v6e 32, v5p 95)
+TPU_MEMORY_UNKNOWN = (
+    16 * GiB
+)  # a TPU chip's memory until a worker reports it (v5e's; v4, v6e 32, v5p 95)
 HOST_MEMORY_SHARE = 0.8  # of the host's available memory, split between the workers running at once
 # Size limits of a plan: every model is a Python object in the driver before anything runs.
 MAX_AXIS_VALUES = 100_000
@@ -87,8 +89,13 @@ def nvidia_smi_memory() -> list[int] | None:
     if exe is None:
         return None
     try:
-        out = subprocess.run([exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
+        out = subprocess.run(
+            [exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
         return [int(float(line)) * 2**20 for line in out.split() if line.strip()] or None
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
@@ -122,30 +129,48 @@ def local_device(limit: int = 0, where: str = "this process") -> Device:
     devices = local_devices(limit)
     first, count = devices[0], len(devices)
     if first.platform == "cpu":
-        return Device("cpu", int(HOST_MEMORY_SHARE * host_memory_bytes() / count), f"CPU ({where}, {count} device(s))",
-                      count)
-    memory = [device_memory(d) for d in devices]
-    if None in memory:  # an allocator that does not say: the driver's tool, else a small card
-        memory = nvidia_smi_memory() or [GPU_MEMORY_UNKNOWN if first.platform == "gpu" else TPU_MEMORY_UNKNOWN]
+        return Device(
+            "cpu",
+            int(HOST_MEMORY_SHARE * host_memory_bytes() / count),
+            f"CPU ({where}, {count} device(s))",
+            count,
+        )
+    reported = [device_memory(d) for d in devices]
+    memory = [m for m in reported if m is not None]
+    if len(memory) < len(
+        reported
+    ):  # an allocator that does not say: the driver's tool, else a small card
+        memory = nvidia_smi_memory() or [
+            GPU_MEMORY_UNKNOWN if first.platform == "gpu" else TPU_MEMORY_UNKNOWN
+        ]
     return Device(first.platform, min(memory), f"{count}× {first.device_kind} ({where})", count)
 
 
-def chunk_device(config: "Config") -> Device:
+def chunk_device(config: Config) -> Device:
     """The devices one chunk of ``config`` runs on, the memory it may use on each, and how many."""
     r = config.ray
     if config.sweep.executor == "local":
         return local_device(config.sweep.devices)
     if r.tpus_per_task > 0:  # the driver never starts JAX's TPU backend: it would hold the chips
-        return Device("tpu", TPU_MEMORY_UNKNOWN, f"{r.tpus_per_task:g} TPU chip(s) per task, memory unknown here: "
-                      "assumed 16 GiB per chip", int(r.tpus_per_task))
+        return Device(
+            "tpu",
+            TPU_MEMORY_UNKNOWN,
+            f"{r.tpus_per_task:g} TPU chip(s) per task, memory unknown here: "
+            "assumed 16 GiB per chip",
+            int(r.tpus_per_task),
+        )
     if r.gpus_per_task > 0:
         smi = nvidia_smi_memory()
         share = min(r.gpus_per_task, 1.0)  # a fraction of one card; whole cards are each a device
         total = min(smi) if smi else GPU_MEMORY_UNKNOWN
-        what = f"{r.gpus_per_task:g} GPU per task" + ("" if smi else ", memory unknown here: assumed 16 GiB")
+        what = f"{r.gpus_per_task:g} GPU per task" + (
+            "" if smi else ", memory unknown here: assumed 16 GiB"
+        )
         return Device("gpu", int(total * share), what, max(1, int(r.gpus_per_task)))
     workers = max(1, int((r.num_cpus or os.cpu_count() or 1) / r.cpus_per_task))
-    return Device("cpu", int(HOST_MEMORY_SHARE * host_memory_bytes() / workers), f"CPU, {workers} worker(s)")
+    return Device(
+        "cpu", int(HOST_MEMORY_SHARE * host_memory_bytes() / workers), f"CPU, {workers} worker(s)"
+    )
 
 
 # ---------------------------------------------------------------- per-model memory
@@ -179,7 +204,11 @@ def finite_spec_terms(spec: FiniteSpec, platform: str = "cpu") -> dict[str, int]
 
 def model_bytes(spec: TrainSpec | FiniteSpec, platform: str = "cpu") -> int:
     """Bytes one model of ``spec`` keeps while it trains on ``platform``."""
-    terms = finite_spec_terms(spec, platform) if isinstance(spec, FiniteSpec) else train_spec_terms(spec)
+    terms = (
+        finite_spec_terms(spec, platform)
+        if isinstance(spec, FiniteSpec)
+        else train_spec_terms(spec)
+    )
     return sum(terms.values())
 
 
@@ -207,71 +236,104 @@ def fill_cache(working_set: int) -> int:
 def check_axis_length(key: str, num: int) -> None:
     """Refuse a generated grid axis longer than MAX_AXIS_VALUES before its values are built."""
     if num > MAX_AXIS_VALUES:
-        raise _size_error(key, f"{num:,} values; an axis may have at most {MAX_AXIS_VALUES:,}: lower num")
+        raise _size_error(
+            key, f"{num:,} values; an axis may have at most {MAX_AXIS_VALUES:,}: lower num"
+        )
 
 
-def check_plan_size(config: "Config", axis_lengths: dict[str, int]) -> None:
+def check_plan_size(config: Config, axis_lengths: dict[str, int]) -> None:
     """Refuse a plan whose models would not fit in the driver, from the axis lengths alone."""
     seeds = config.sweep.seeds
     n_models = seeds * math.prod(axis_lengths.values())
     factors = {"sweep.seeds": seeds, **{f"sweep.grid.{a}": k for a, k in axis_lengths.items()}}
-    largest = max(factors, key=factors.get)
+    largest = max(factors, key=factors.__getitem__)
     listing = " × ".join(f"{k}={v:,}" for k, v in factors.items())
     if n_models > MAX_PLAN_MODELS:
-        raise _size_error(largest, f"the plan has {n_models:,} models ({listing}), more than the "
-                          f"{MAX_PLAN_MODELS:,} one sweep may hold; lower {largest} or split the sweep")
+        raise _size_error(
+            largest,
+            f"the plan has {n_models:,} models ({listing}), more than the "
+            f"{MAX_PLAN_MODELS:,} one sweep may hold; lower {largest} or split the sweep",
+        )
     n_key = "sweep.grid.n_features" if "n_features" in axis_lengths else "model.n_features"
     n_max = _max_n_features(config)
     plan_bytes = n_models * (PLAN_BYTES_PER_MODEL + PLAN_BYTES_PER_FEATURE * n_max)
     if plan_bytes > MAX_PLAN_BYTES:
         key = n_key if PLAN_BYTES_PER_FEATURE * n_max > PLAN_BYTES_PER_MODEL else largest
-        raise _size_error(key, f"the plan of {n_models:,} models with up to {n_max:,} features each would take "
-                          f"{_gib(plan_bytes)} in the driver (per-feature densities and importances), more "
-                          f"than {_gib(MAX_PLAN_BYTES)}; lower {key}")
+        raise _size_error(
+            key,
+            f"the plan of {n_models:,} models with up to {n_max:,} features each would take "
+            f"{_gib(plan_bytes)} in the driver (per-feature densities and importances), more "
+            f"than {_gib(MAX_PLAN_BYTES)}; lower {key}",
+        )
 
 
-def _max_n_features(config: "Config") -> int:
+def _max_n_features(config: Config) -> int:
     from sweeps.config import expand_axis
 
     grid = config.sweep.grid
-    values = expand_axis("n_features", grid["n_features"]) if "n_features" in grid else [config.model.n_features]
+    values = (
+        expand_axis("n_features", grid["n_features"])
+        if "n_features" in grid
+        else [config.model.n_features]
+    )
     return max(int(v) for v in values)
 
 
 # Which key shrinks each memory term, for a static spec of an ordinary or a finite-data sweep.
-_TERM_KEYS = {"batch": "train.batch_size", "weights": "model.n_features",
-              "snapshots": "train.snapshot_every", "piece": "train.piece_size", "data": "data.n_train"}
+_TERM_KEYS = {
+    "batch": "train.batch_size",
+    "weights": "model.n_features",
+    "snapshots": "train.snapshot_every",
+    "piece": "train.piece_size",
+    "data": "data.n_train",
+}
 
 
 def check_spec(spec: TrainSpec | FiniteSpec, device: Device) -> None:
     """Refuse a static spec whose steps, snapshots or single model cannot fit ``device``."""
     if spec.steps > MAX_STEPS:
-        raise _size_error("train.steps", f"{spec.steps:,} steps; at most {MAX_STEPS:,} (the compiled "
-                          "program counts steps in 32 bits): lower train.steps")
+        raise _size_error(
+            "train.steps",
+            f"{spec.steps:,} steps; at most {MAX_STEPS:,} (the compiled "
+            "program counts steps in 32 bits): lower train.steps",
+        )
     S = n_snapshots(spec.steps, spec.snapshot_every)
     if S > MAX_SNAPSHOTS:
-        raise _size_error("train.steps", f"{spec.steps:,} steps with a snapshot every {spec.snapshot_every:,} make "
-                          f"{S:,} snapshots per model, more than {MAX_SNAPSHOTS:,}: raise train.snapshot_every "
-                          "or lower train.steps")
-    terms = finite_spec_terms(spec, device.platform) if isinstance(spec, FiniteSpec) else train_spec_terms(spec)
+        raise _size_error(
+            "train.steps",
+            f"{spec.steps:,} steps with a snapshot every {spec.snapshot_every:,} make "
+            f"{S:,} snapshots per model, more than {MAX_SNAPSHOTS:,}: raise train.snapshot_every "
+            "or lower train.steps",
+        )
+    terms = (
+        finite_spec_terms(spec, device.platform)
+        if isinstance(spec, FiniteSpec)
+        else train_spec_terms(spec)
+    )
     need = sum(terms.values())
     if need > device.memory_bytes:
-        largest = max(terms, key=terms.get)
+        largest = max(terms, key=terms.__getitem__)
         key = _TERM_KEYS[largest]
-        if largest == "piece" and spec.piece_size == 0:
+        if largest == "piece" and isinstance(spec, FiniteSpec) and spec.piece_size == 0:
             key = "train.piece_size"  # its default: name it, so that the message says how to shrink
-        raise _size_error(key, f"one model needs about {_gib(need)} ({', '.join(f'{k} {_gib(v)}' for k, v in terms.items())}), "
-                          f"more than the {_gib(device.memory_bytes)} a chunk has on its device ({device.name}); "
-                          f"lower {key}")
+        raise _size_error(
+            key,
+            f"one model needs about {_gib(need)} ({', '.join(f'{k} {_gib(v)}' for k, v in terms.items())}), "
+            f"more than the {_gib(device.memory_bytes)} a chunk has on its device ({device.name}); "
+            f"lower {key}",
+        )
 
 
 def check_chunk(per_model: int, n_models: int, device: Device) -> None:
     """Refuse a chunk of ``n_models`` of ``per_model`` bytes each (an explicit sweep.chunk_size)
     that cannot fit ``device``."""
     if n_models * per_model > device.memory_bytes:
-        raise _size_error("sweep.chunk_size", f"{n_models:,} models per chunk need about {_gib(n_models * per_model)} "
-                          f"({_gib(per_model)} each), more than the {_gib(device.memory_bytes)} a chunk has on its "
-                          f"device ({device.name}); lower sweep.chunk_size (0: sized from the device)")
+        raise _size_error(
+            "sweep.chunk_size",
+            f"{n_models:,} models per chunk need about {_gib(n_models * per_model)} "
+            f"({_gib(per_model)} each), more than the {_gib(device.memory_bytes)} a chunk has on its "
+            f"device ({device.name}); lower sweep.chunk_size (0: sized from the device)",
+        )
 
 
 # ---------------------------------------------------------------- persistent compilation cache

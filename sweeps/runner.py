@@ -45,9 +45,11 @@ class SweepReport:
         stored = self.already_done + self.trained if self.stored is None else self.stored
         others = max(0, stored - self.already_done - self.trained)
         lines = [
-            f"{self.out}: {stored}/{self.planned} models stored ({self.trained} trained now, {self.already_done} "
-            f"already there{f', {others} by another run meanwhile' if others else ''}) in {self.seconds:.1f}s, "
-            f"{rate:,.0f} model·steps/s"
+            (
+                f"{self.out}: {stored}/{self.planned} models stored ({self.trained} trained now, {self.already_done} "
+                f"already there{f', {others} by another run meanwhile' if others else ''}) in {self.seconds:.1f}s, "
+                f"{rate:,.0f} model·steps/s"
+            )
         ]
         for f in self.failed:
             lines.append(f"FAILED chunk {f['chunk']} ({f['n_models']} models): {f['error']}")
@@ -74,8 +76,11 @@ class Progress:
         elapsed = time.perf_counter() - self.start
         rate = self.work / elapsed if elapsed > 0 else 0.0
         eta = (self.total_work - self.work) / rate if rate > 0 else float("nan")
-        text = (f"chunks {self.chunks}/{self.total_chunks}  models {self.models}/{self.total_models}  "
-                f"{rate:,.0f} model·steps/s  ETA {eta:,.0f}s" + (f"  failed {self.failed}" if self.failed else ""))
+        text = (
+            f"chunks {self.chunks}/{self.total_chunks}  models {self.models}/{self.total_models}  "
+            f"{rate:,.0f} model·steps/s  ETA {eta:,.0f}s"
+            + (f"  failed {self.failed}" if self.failed else "")
+        )
         end = "\n" if self.chunks == self.total_chunks else ""
         print(f"\r{text}", end=end, file=self.stream, flush=True)
 
@@ -96,12 +101,15 @@ class _Executors:
     (closed at the end)."""
 
     def __init__(self, config: Config, given: Executor | None):
-        self.config, self.given, self.made = config, given, None
+        self.config, self.given = config, given
+        self.made: Executor | None = None
 
     def get(self) -> Executor:
-        if self.given is None and self.made is None:
+        if self.given is not None:
+            return self.given
+        if self.made is None:
             self.made = make_executor(self.config)
-        return self.given or self.made
+        return self.made
 
     def close(self) -> None:
         if self.made is not None:
@@ -116,7 +124,7 @@ def interrupts_deferred(note: str):
         yield
         return
 
-    noted = []
+    noted: list[int] = []
 
     def note_it(signum, frame):
         if not noted:
@@ -152,7 +160,9 @@ def run_sweep(config: Config, executor: Executor | None = None, progress: bool =
     try:
         return _drive(config, plan, store, claim, executors, progress)
     finally:
-        with interrupts_deferred("still stopping the local Ray this run started, so that none of it is left running"):
+        with interrupts_deferred(
+            "still stopping the local Ray this run started, so that none of it is left running"
+        ):
             executors.close()
         claim.release()
 
@@ -189,9 +199,13 @@ def _drive(config: Config, plan: Plan, store, claim, executors, progress) -> Swe
             else:  # the rest is another live driver's: it stores them, or dies and leaves them to us
                 if not waiting_noted:
                     waiting_noted = True
-                    print(f"{store.root}: waiting for {len(planned - done - attempted)} models another "
-                          "toymodels-sweep is training on this sweep.out (it stores them; if it stops, this run "
-                          "takes them over)", file=sys.stderr, flush=True)
+                    print(
+                        f"{store.root}: waiting for {len(planned - done - attempted)} models another "
+                        "toymodels-sweep is training on this sweep.out (it stores them; if it stops, this run "
+                        "takes them over)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 time.sleep(POLL_SECONDS)
             todo, done, held = _claim_next(store, claim, models, attempted)
         tracker.log_stored(store.chunk_files(exclude=held))  # stored earlier, never logged

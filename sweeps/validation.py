@@ -16,12 +16,27 @@ import operator
 import os
 from dataclasses import dataclass
 
-from sweeps.config import (EXECUTORS, GRID_AXES, RAY_AUTH_MODES, STREAMS, WANDB_MODES, Config, ConfigError,
-                           expand_axis, is_finite)
+from sweeps.config import (
+    EXECUTORS,
+    GRID_AXES,
+    RAY_AUTH_MODES,
+    STREAMS,
+    WANDB_MODES,
+    Config,
+    ConfigError,
+    expand_axis,
+    is_finite,
+)
 from sweeps.config_kinds import check_kinds, option_axes
-from sweeps.jobs.terms import (all_params, check_term_rules, check_term_values, config_key, param_axes,
-                               terms_on)
 from sweeps.jobs.devices import MODES
+from sweeps.jobs.terms import (
+    all_params,
+    check_term_rules,
+    check_term_values,
+    config_key,
+    param_axes,
+    terms_on,
+)
 from toymodels.data import DATA, IMPORTANCE_KINDS
 from toymodels.models import INIT_KINDS, MODELS
 from toymodels.optim import SCHEDULES
@@ -43,7 +58,7 @@ class Number:
     high_key: str | None = None
     what: str = ""  # the phrase before "must be", e.g. "a density p = 1 - S"
 
-    def describe(self, config: Config) -> str:
+    def describe(self, config: Config | None) -> str:  # config: read only for high_key
         high, high_open = self.high, self.high_open
         if self.high_key:
             high, high_open = operator.attrgetter(self.high_key)(config), True
@@ -59,7 +74,9 @@ class Number:
     def check(self, key: str, value, config: Config) -> None:
         if value is None and self.optional:
             return
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
         ok = ok and (isinstance(value, int) or not self.integer)
         if ok:
             high, high_open = self.high, self.high_open
@@ -80,7 +97,9 @@ class Density:
     def check(self, key: str, value, config: Config) -> None:
         kind = DATA.find(config.data.kind)
         zero = bool(kind and kind.zero_density)
-        Number(low=0, high=1, low_open=not zero, what="a density p = 1 - S").check(key, value, config)
+        Number(low=0, high=1, low_open=not zero, what="a density p = 1 - S").check(
+            key, value, config
+        )
 
 
 @dataclass(frozen=True)
@@ -102,19 +121,29 @@ NON_NEGATIVE = Number(low=0)
 DENSITY = Density()
 UNIT_OPEN = Number(low=0, high=1, high_open=True)  # Adam's betas: [0, 1)
 
+
 def term_rule(param: TermParam) -> Number:
     """The rule of a loss term's setting, as the term declares it (``toymodels.terms``)."""
-    return Number(low=param.low, high=param.high, low_open=param.low_open, high_open=param.high_open,
-                  integer=param.integer, high_key=param.high_key, what=param.what)
+    return Number(
+        low=param.low,
+        high=param.high,
+        low_open=param.low_open,
+        high_open=param.high_open,
+        integer=param.integer,
+        high_key=param.high_key,
+        what=param.what,
+    )
 
 
 def term_rules() -> dict[str, Number]:
     """The rules of every registered loss term's settings, by config key (``train.<name>`` or
     ``train.terms.<name>``) and by grid axis (``sweep.grid.<name>``)."""
-    return {key: term_rule(p) for p in all_params() for key in (config_key(p), f"sweep.grid.{p.name}")}
+    return {
+        key: term_rule(p) for p in all_params() for key in (config_key(p), f"sweep.grid.{p.name}")
+    }
 
 
-RULES: dict[str, Number | OneOf] = {
+RULES: dict[str, Number | OneOf | Density] = {
     "model.n_features": Int(1),
     "model.n_hidden": Int(1),
     "model.init": OneOf(INIT_KINDS),
@@ -169,11 +198,20 @@ RULES.update({key: rule for key, rule in term_rules().items() if not key.startsw
 
 # Grid axis -> the key whose rule each of its values follows (``model`` is a kind: _validate_kinds).
 AXIS_RULES = {
-    "density": "data.density", "density_last": "data.density", "importance_decay": "data.importance.decay",
-    "importance_last": "sweep.grid.importance_last", "lr": "train.lr", "weight_decay": "train.weight_decay",
+    "density": "data.density",
+    "density_last": "data.density",
+    "importance_decay": "data.importance.decay",
+    "importance_last": "sweep.grid.importance_last",
+    "lr": "train.lr",
+    "weight_decay": "train.weight_decay",
     "density_last_ratio": "sweep.grid.density_last_ratio",
-    "dataset_seed": "data.dataset_seed", "n_features": "model.n_features", "n_hidden": "model.n_hidden",
-    "batch_size": "train.batch_size", "steps": "train.steps", "n_train": "data.n_train", "repeats": "data.repeats",
+    "dataset_seed": "data.dataset_seed",
+    "n_features": "model.n_features",
+    "n_hidden": "model.n_hidden",
+    "batch_size": "train.batch_size",
+    "steps": "train.steps",
+    "n_train": "data.n_train",
+    "repeats": "data.repeats",
 }
 
 
@@ -202,18 +240,25 @@ def _validate_terms(config: Config) -> None:
 
 def _validate_grid(config: Config) -> None:
     terms = param_axes()
-    allowed = GRID_AXES + terms + option_axes(config)  # the model kinds' options are static axes too
+    allowed = (
+        GRID_AXES + terms + option_axes(config)
+    )  # the model kinds' options are static axes too
     for name, spec in config.sweep.grid.items():
         if name not in allowed:
-            raise ConfigError(f"sweep.grid.{name}", f"unknown grid axis; allowed: {', '.join(allowed)}")
+            raise ConfigError(
+                f"sweep.grid.{name}", f"unknown grid axis; allowed: {', '.join(allowed)}"
+            )
         values = expand_axis(name, spec)
         if name in AXIS_RULES or name in terms:
             check(f"sweep.grid.{name}", values, config, AXIS_RULES.get(name, f"sweep.grid.{name}"))
         seen: dict = {}
         for i, v in enumerate(values):
             if v in seen:  # the same model twice: one model id, two rows
-                raise ConfigError(f"sweep.grid.{name}", f"the value {v!r} is listed twice (positions {seen[v]} "
-                                  f"and {i}); list each value once (repeats of one setting are sweep.seeds)")
+                raise ConfigError(
+                    f"sweep.grid.{name}",
+                    f"the value {v!r} is listed twice (positions {seen[v]} "
+                    f"and {i}); list each value once (repeats of one setting are sweep.seeds)",
+                )
             seen[v] = i
 
 
@@ -223,7 +268,9 @@ def _validate_kinds(config: Config) -> None:
     is its own check, run last (``sweeps.config_kinds.check_kinds``)."""
     kinds = OneOf(MODELS.names(), MISSING_PLUGIN)
     kinds.check("model.kind", config.model.kind, config)
-    grid_kinds = expand_axis("model", config.sweep.grid["model"]) if "model" in config.sweep.grid else []
+    grid_kinds = (
+        expand_axis("model", config.sweep.grid["model"]) if "model" in config.sweep.grid else []
+    )
     for i, kind in enumerate(grid_kinds):
         kinds.check(f"sweep.grid.model[{i}]", kind, config)
     OneOf(DATA.names(), MISSING_PLUGIN).check("data.kind", config.data.kind, config)
@@ -237,10 +284,20 @@ def _validate_kinds(config: Config) -> None:
 def _validate_tracking(config: Config) -> None:
     w = config.wandb
     if w.mode not in WANDB_MODES:
-        source = " (from the environment variable WANDB_MODE)" if os.environ.get("WANDB_MODE") == w.mode else ""
-        raise ConfigError("wandb.mode", f"{w.mode!r}{source} is not allowed; choose one of {', '.join(WANDB_MODES)}")
+        source = (
+            " (from the environment variable WANDB_MODE)"
+            if os.environ.get("WANDB_MODE") == w.mode
+            else ""
+        )
+        raise ConfigError(
+            "wandb.mode",
+            f"{w.mode!r}{source} is not allowed; choose one of {', '.join(WANDB_MODES)}",
+        )
     if not w.project or any(c in w.project for c in "/\\#?%:") or len(w.project) > 128:
-        raise ConfigError("wandb.project", f"must be a name of 1-128 characters without / \\ # ? % :, got {w.project!r}")
+        raise ConfigError(
+            "wandb.project",
+            f"must be a name of 1-128 characters without / \\ # ? % :, got {w.project!r}",
+        )
     if w.entity is not None and not w.entity.strip():
         raise ConfigError("wandb.entity", "must be a non-empty name, or null for wandb's default")
     if w.dir is not None and not w.dir.strip():
@@ -256,56 +313,99 @@ def _axis_or(config: Config, axis: str, value) -> list:
 
 def _validate_finite(config: Config) -> None:
     d, t, grid = config.data, config.train, config.sweep.grid
-    finite_only = [f"sweep.grid.{a}" for a in ("dataset_seed", "repeats") if a in grid] + (["data.repeats"] if d.repeats else [])
+    finite_only = [f"sweep.grid.{a}" for a in ("dataset_seed", "repeats") if a in grid] + (
+        ["data.repeats"] if d.repeats else []
+    )
     if not is_finite(config):
         if finite_only:
-            raise ConfigError(finite_only[0], "only applies to finite data: set data.n_train (T > 0) or an n_train axis")
+            raise ConfigError(
+                finite_only[0],
+                "only applies to finite data: set data.n_train (T > 0) or an n_train axis",
+            )
         return
     if d.kind != "sparse":
-        raise ConfigError("data.kind", f"finite datasets are drawn from sparse data; got {d.kind!r}")
+        raise ConfigError(
+            "data.kind", f"finite datasets are drawn from sparse data; got {d.kind!r}"
+        )
     if d.streams != "model":
-        raise ConfigError("data.streams", "finite datasets are drawn per data.dataset_seed, not from streams; "
-                          f"leave data.streams=model, got {d.streams!r}")
-    if isinstance(d.density, (list, tuple)) or "density_last" in grid or "density_last_ratio" in grid:
+        raise ConfigError(
+            "data.streams",
+            "finite datasets are drawn per data.dataset_seed, not from streams; "
+            f"leave data.streams=model, got {d.streams!r}",
+        )
+    if (
+        isinstance(d.density, (list, tuple))
+        or "density_last" in grid
+        or "density_last_ratio" in grid
+    ):
         raise ConfigError("data.density", "finite datasets use one density for every feature")
     if t.schedule != "warmup_cosine":
-        raise ConfigError("train.schedule", "finite data trains with Henighan et al.'s schedule: set "
-                          f"train.schedule=warmup_cosine (linear warm-up, cosine to 0), got {t.schedule!r}")
-    for term in terms_on(config):  # the full-batch trainer has a hand-written gradient of its loss alone
+        raise ConfigError(
+            "train.schedule",
+            "finite data trains with Henighan et al.'s schedule: set "
+            f"train.schedule=warmup_cosine (linear warm-up, cosine to 0), got {t.schedule!r}",
+        )
+    for term in terms_on(
+        config
+    ):  # the full-batch trainer has a hand-written gradient of its loss alone
         param = next(p for p in term.params if p.name in term.switches)
-        raise ConfigError(config_key(param), "the optional loss terms are not available with finite data")
+        raise ConfigError(
+            config_key(param), "the optional loss terms are not available with finite data"
+        )
     copies = max(d.repeats, 1) * d.n_repeated
     for i, T in enumerate(_axis_or(config, "n_train", d.n_train)):
         if T < 1:  # data.n_train=0 means fresh batches: not a point of a finite-data grid
-            raise ConfigError(f"sweep.grid.n_train[{i}]", f"a finite dataset needs T >= 1 points, got {T!r}")
+            raise ConfigError(
+                f"sweep.grid.n_train[{i}]", f"a finite dataset needs T >= 1 points, got {T!r}"
+            )
         if copies > T:
-            raise ConfigError("data.n_repeated", f"{d.n_repeated} points × {max(d.repeats, 1)} copies exceed "
-                              f"n_train={T}")
+            raise ConfigError(
+                "data.n_repeated",
+                f"{d.n_repeated} points × {max(d.repeats, 1)} copies exceed n_train={T}",
+            )
 
 
 def _validate_across(config: Config) -> None:
     m, d, t, s = config.model, config.data, config.train, config.sweep
     imp = d.importance
     if isinstance(d.density, (list, tuple)) and len(d.density) != m.n_features:
-        raise ConfigError("data.density", f"a per-feature list needs model.n_features={m.n_features} values, "
-                          f"got {len(d.density)}")
+        raise ConfigError(
+            "data.density",
+            f"a per-feature list needs model.n_features={m.n_features} values, "
+            f"got {len(d.density)}",
+        )
     if imp.kind == "explicit" and len(imp.values) != m.n_features:
-        raise ConfigError("data.importance.values", f"needs model.n_features={m.n_features} values, got {len(imp.values)}")
+        raise ConfigError(
+            "data.importance.values",
+            f"needs model.n_features={m.n_features} values, got {len(imp.values)}",
+        )
     if t.schedule == "warmup_cosine" and t.warmup_steps >= t.steps:
-        raise ConfigError("train.warmup_steps", f"must be below train.steps={t.steps} for warmup_cosine")
+        raise ConfigError(
+            "train.warmup_steps", f"must be below train.steps={t.steps} for warmup_cosine"
+        )
     for size in _axis_or(config, "batch_size", t.batch_size):
         if size % t.batch_blocks:
-            raise ConfigError("train.batch_blocks", f"must divide the batch size {size}, got {t.batch_blocks}")
+            raise ConfigError(
+                "train.batch_blocks", f"must divide the batch size {size}, got {t.batch_blocks}"
+            )
     check_term_rules(config)
     if "density_last_ratio" in s.grid:
         _check_density_ratio(config)
     if "importance_decay" in s.grid and imp.kind != "geometric":
-        raise ConfigError("sweep.grid.importance_decay", f"needs data.importance.kind=geometric, got {imp.kind!r}")
+        raise ConfigError(
+            "sweep.grid.importance_decay", f"needs data.importance.kind=geometric, got {imp.kind!r}"
+        )
     if "density" in s.grid and isinstance(d.density, (list, tuple)):
-        raise ConfigError("sweep.grid.density", "sets every feature's density, so data.density must then be a "
-                          "single number; drop the axis with ~sweep.grid.density to use per-feature densities")
+        raise ConfigError(
+            "sweep.grid.density",
+            "sets every feature's density, so data.density must then be a "
+            "single number; drop the axis with ~sweep.grid.density to use per-feature densities",
+        )
     if "n_features" in s.grid and (isinstance(d.density, (list, tuple)) or imp.kind == "explicit"):
-        raise ConfigError("sweep.grid.n_features", "cannot vary with per-feature data.density or explicit importances")
+        raise ConfigError(
+            "sweep.grid.n_features",
+            "cannot vary with per-feature data.density or explicit importances",
+        )
 
 
 def _check_density_ratio(config: Config) -> None:
@@ -313,7 +413,9 @@ def _check_density_ratio(config: Config) -> None:
     also set by density_last."""
     key, grid, d = "sweep.grid.density_last_ratio", config.sweep.grid, config.data.density
     if "density_last" in grid:
-        raise ConfigError(key, "sets the last feature's density as density_last does: sweep one of them")
+        raise ConfigError(
+            key, "sets the last feature's density as density_last does: sweep one of them"
+        )
     last = _axis_or(config, "density", d[-1] if isinstance(d, (list, tuple)) else d)
     for i, ratio in enumerate(expand_axis("density_last_ratio", grid["density_last_ratio"])):
         for p in last:
@@ -330,18 +432,30 @@ def _validate_devices(config: Config) -> None:
     """Resource requests that no task could get (docs/devices.md)."""
     r = config.ray
     if r.tpus_per_task and r.tpus_per_task != int(r.tpus_per_task):
-        raise ConfigError("ray.tpus_per_task", "a TPU chip is not shared between tasks (JAX opens a chip in one "
-                          f"process): whole chips, {_CHIPS}; got {r.tpus_per_task:g}")
+        raise ConfigError(
+            "ray.tpus_per_task",
+            "a TPU chip is not shared between tasks (JAX opens a chip in one "
+            f"process): whole chips, {_CHIPS}; got {r.tpus_per_task:g}",
+        )
     if r.tpus_per_task and r.tpus_per_task not in TPU_CHIPS_PER_TASK:
-        raise ConfigError("ray.tpus_per_task", f"Ray gives a task {_CHIPS} TPU chips (a whole host: 4 on v4/v5p, "
-                          f"8 on v5e/v6e), got {r.tpus_per_task:g}")
+        raise ConfigError(
+            "ray.tpus_per_task",
+            f"Ray gives a task {_CHIPS} TPU chips (a whole host: 4 on v4/v5p, "
+            f"8 on v5e/v6e), got {r.tpus_per_task:g}",
+        )
     if r.gpus_per_task > 1 and r.gpus_per_task != int(r.gpus_per_task):
-        raise ConfigError("ray.gpus_per_task", f"a task gets a share of one GPU (below 1) or whole GPUs, its chunk "
-                          f"spread over them; got {r.gpus_per_task:g}")
+        raise ConfigError(
+            "ray.gpus_per_task",
+            f"a task gets a share of one GPU (below 1) or whole GPUs, its chunk "
+            f"spread over them; got {r.gpus_per_task:g}",
+        )
     if r.tpus_per_task and r.gpus_per_task:
-        raise ConfigError("ray.tpus_per_task", f"a task runs JAX on GPUs or on TPU chips, not both: got "
-                          f"ray.gpus_per_task={r.gpus_per_task:g} and ray.tpus_per_task={r.tpus_per_task:g}; "
-                          "set one of them to 0")
+        raise ConfigError(
+            "ray.tpus_per_task",
+            f"a task runs JAX on GPUs or on TPU chips, not both: got "
+            f"ray.gpus_per_task={r.gpus_per_task:g} and ray.tpus_per_task={r.tpus_per_task:g}; "
+            "set one of them to 0",
+        )
 
 
 def validate_models(config: Config) -> None:

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from tests.helpers import REPO
 
-FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\n(?P<code>.*?)^```$", re.S | re.M)
-MARKER = re.compile(r"^<!-- (?:README )?test: (?P<name>[^>]+?) -->$|^<!-- not run: (?P<reason>[^>]*?) -->$")
+FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\n(?P<code>.*?)^```$", re.DOTALL | re.MULTILINE)
+MARKER = re.compile(
+    r"^<!-- (?:README )?test: (?P<name>[^>]+?) -->$|^<!-- not run: (?P<reason>[^>]*?) -->$"
+)
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,18 @@ def blocks(pages: list[Path] | None = None) -> list[Block]:
     for path in pages or doc_pages():
         text = path.read_text()
         for match in FENCE.finditer(text):
-            before = text[:match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+            before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
             marker = MARKER.match(before.strip())
-            found.append(Block(path, text.count("\n", 0, match.start()) + 1, match.group("lang"), match.group("code"),
-                               marker.group("name") if marker else None, marker.group("reason") if marker else None))
+            found.append(
+                Block(
+                    path,
+                    text.count("\n", 0, match.start()) + 1,
+                    match.group("lang"),
+                    match.group("code"),
+                    marker.group("name") if marker else None,
+                    marker.group("reason") if marker else None,
+                )
+            )
     return found
 
 
@@ -52,14 +62,19 @@ def doc_block(name: str) -> str:
     """The code of the block marked ``<!-- test: NAME -->`` (in the README or any docs page)."""
     named = {b.name: b.code for b in blocks() if b.name}
     if name not in named:
-        raise KeyError(f"no docs page has a block marked '<!-- test: {name} -->'; there are {sorted(named)}")
+        raise KeyError(
+            f"no docs page has a block marked '<!-- test: {name} -->'; there are {sorted(named)}"
+        )
     return named[name]
 
 
 def doc_commands(name: str) -> list[list[str]]:
     """The shell commands of a marked bash block, each split as the shell would (comments dropped)."""
-    return [shlex.split(line, comments=True) for line in doc_block(name).splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        shlex.split(line, comments=True)
+        for line in doc_block(name).splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 readme_block, readme_commands = doc_block, doc_commands  # the names the tests used first

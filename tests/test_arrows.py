@@ -22,17 +22,37 @@ SWEEPS_SUBPACKAGES = {
     "sweeps.tracking": {"sweeps.config", "sweeps.store"},
     # The one chunk machinery and the toy-model job kinds: they know no other job kind (sweeps.sae
     # is one, built on sweeps.jobs; the hub's sweeps.plan lists them all).
-    "sweeps.jobs": {"sweeps.config", "sweeps.config_kinds", "sweeps.resources", "sweeps.validation"},
+    "sweeps.jobs": {
+        "sweeps.config",
+        "sweeps.config_kinds",
+        "sweeps.resources",
+        "sweeps.validation",
+    },
     "sweeps.executors": {"sweeps.config", "sweeps.resources", "sweeps.jobs"},
-    "sweeps.sae": {"sweeps.config", "sweeps.config_kinds", "sweeps.resources", "sweeps.jobs", "sweeps.store"},
+    "sweeps.sae": {
+        "sweeps.config",
+        "sweeps.config_kinds",
+        "sweeps.resources",
+        "sweeps.jobs",
+        "sweeps.store",
+    },
     "sweeps.backdoor": {"sweeps.config", "sweeps.plan", "sweeps.store"},
-    "sweeps.bench": {"sweeps.executors", "sweeps.sae"},  # the SAE bench builds SAELens worlds as sweeps do
+    "sweeps.bench": {
+        "sweeps.executors",
+        "sweeps.sae",
+    },  # the SAE bench builds SAELens worlds as sweeps do
 }
 ONLY_IN = {"ray": "sweeps.executors", "wandb": "sweeps.tracking"}  # within sweeps
 # Arrows that are part of the design, beyond the rules above.
 ALLOWED = {
-    ("analysis/cli.py", "sweeps.tracking.figure_log"): "toymodels-figures logs what it drew to the sweep's wandb summary run",
-    ("sweeps/sae/cli.py", "sweeps.cli"): "toymodels-sae is a shortcut that runs toymodels-sweep on the config it builds",
+    (
+        "analysis/cli.py",
+        "sweeps.tracking.figure_log",
+    ): "toymodels-figures logs what it drew to the sweep's wandb summary run",
+    (
+        "sweeps/sae/cli.py",
+        "sweeps.cli",
+    ): "toymodels-sae is a shortcut that runs toymodels-sweep on the config it builds",
 }
 # Known violations, each to be removed by the work that ends it; any other one fails the test.
 KNOWN_EXCEPTIONS: dict = {}
@@ -46,7 +66,7 @@ def imports(path: Path, root: Path):
             for alias in node.names:
                 yield alias.name, (), node.lineno
         elif isinstance(node, ast.ImportFrom):
-            base = package[:len(package) - node.level + 1] if node.level else []
+            base = package[: len(package) - node.level + 1] if node.level else []
             module = ".".join([*base, *([node.module] if node.module else [])])
             yield module, tuple(alias.name for alias in node.names), node.lineno
 
@@ -70,13 +90,17 @@ def _sweeps_units(module: str, names: tuple) -> set[str]:
 def breaks_a_sweeps_arrow(where: str, module: str, names: tuple) -> bool:
     """An import inside ``sweeps`` against ``SWEEPS_SUBPACKAGES`` or ``ONLY_IN``."""
     parts = where[:-3].split("/")
-    own = ".".join(parts[:2])  # sweeps.store for sweeps/store/meta.py (and sweeps/store/__init__.py)
+    own = ".".join(
+        parts[:2]
+    )  # sweeps.store for sweeps/store/meta.py (and sweeps/store/__init__.py)
     top = module.split(".")[0]
     if top in ONLY_IN:
         return own != ONLY_IN[top]
     if top != "sweeps" or len(parts) < 3 or own not in SWEEPS_SUBPACKAGES:
         return False
-    return any(unit != own and unit not in SWEEPS_SUBPACKAGES[own] for unit in _sweeps_units(module, names))
+    return any(
+        unit != own and unit not in SWEEPS_SUBPACKAGES[own] for unit in _sweeps_units(module, names)
+    )
 
 
 def arrow_violations(root: Path) -> dict[tuple[str, str], str]:
@@ -87,9 +111,12 @@ def arrow_violations(root: Path) -> dict[tuple[str, str], str]:
             where = path.relative_to(root).as_posix()
             for module, names, line in imports(path, root):
                 breaks = breaks_an_arrow(package, module, names) or (
-                    package == "sweeps" and breaks_a_sweeps_arrow(where, module, names))
+                    package == "sweeps" and breaks_a_sweeps_arrow(where, module, names)
+                )
                 if breaks and (where, module) not in ALLOWED:
-                    what = f"from {module} import {', '.join(names)}" if names else f"import {module}"
+                    what = (
+                        f"from {module} import {', '.join(names)}" if names else f"import {module}"
+                    )
                     found[(where, module)] = f"{where}:{line}: {what}"
     return found
 
@@ -99,7 +126,10 @@ def test_packages_import_only_along_the_allowed_arrows():
     new = [text for key, text in found.items() if key not in KNOWN_EXCEPTIONS]
     assert not new, "imports against the package arrows:\n" + "\n".join(new)
     gone = [f"{key} ({why})" for key, why in KNOWN_EXCEPTIONS.items() if key not in found]
-    assert not gone, "these known exceptions no longer occur: delete them from KNOWN_EXCEPTIONS: " + ", ".join(gone)
+    assert not gone, (
+        "these known exceptions no longer occur: delete them from KNOWN_EXCEPTIONS: "
+        + ", ".join(gone)
+    )
 
 
 def test_a_planted_violation_of_each_rule_is_caught(tmp_path):

@@ -4,8 +4,24 @@ Imports nothing of Hydra, Ray, wandb or matplotlib; the orchestration lives in `
 figures in ``analysis``.
 """
 
-from toymodels.train import (HParams, Snapshots, TrainResult, TrainSpec, make_train, model_keys, stream_key_words,
-                             train_many)
+from toymodels.train import (
+    HParams,
+    Snapshots,
+    TrainResult,
+    TrainSpec,
+    make_train,
+    model_keys,
+    stream_key_words,
+    train_many,
+)
 
-__all__ = ["HParams", "Snapshots", "TrainResult", "TrainSpec", "make_train", "model_keys", "stream_key_words",
-           "train_many"]
+__all__ = [
+    "HParams",
+    "Snapshots",
+    "TrainResult",
+    "TrainSpec",
+    "make_train",
+    "model_keys",
+    "stream_key_words",
+    "train_many",
+]

@@ -29,8 +29,18 @@ from flax import struct
 
 from toymodels import rng
 from toymodels.finite_loss import (  # noqa: F401  (the loss is part of this module's interface)
-    FiniteParams, SparsePoints, dataset_loss, dataset_loss_and_grad, default_piece_size, fused_by_default,
-    finite_kind, finite_kinds, hidden_vectors, output_activation, piece_layout)
+    FiniteParams,
+    SparsePoints,
+    dataset_loss,
+    dataset_loss_and_grad,
+    default_piece_size,
+    finite_kind,
+    finite_kinds,
+    fused_by_default,
+    hidden_vectors,
+    output_activation,
+    piece_layout,
+)
 from toymodels.models import init_params, init_std
 from toymodels.optim import make_optimizer
 from toymodels.train import scan_intervals, snapshot_marks
@@ -72,10 +82,17 @@ class FiniteSpec:
 
     def __post_init__(self):
         finite_kind(self.model)
-        if min(self.n_features, self.n_hidden, self.n_train, self.n_test, self.max_active) < 1 or self.piece_size < 0:
-            raise ValueError("n_features, n_hidden, n_train, n_test and max_active must be ≥ 1, piece_size ≥ 0")
+        if (
+            min(self.n_features, self.n_hidden, self.n_train, self.n_test, self.max_active) < 1
+            or self.piece_size < 0
+        ):
+            raise ValueError(
+                "n_features, n_hidden, n_train, n_test and max_active must be ≥ 1, piece_size ≥ 0"
+            )
         if self.n_repeated * self.copies > self.n_train:
-            raise ValueError(f"{self.n_repeated} points × {self.copies} copies exceed n_train = {self.n_train}")
+            raise ValueError(
+                f"{self.n_repeated} points × {self.copies} copies exceed n_train = {self.n_train}"
+            )
 
     @property
     def K(self) -> int:
@@ -118,7 +135,9 @@ class FiniteResult:
     snapshots: FiniteSnapshots
     hidden_first_PxH: jax.Array  # h_t = W x_t of the first min(hidden_points, T) points
     hidden_repeated_RxH: jax.Array  # h of each repeated point
-    data_dims_T: jax.Array  # data-point dimensionality of every training position (docs/science/metrics.md)
+    data_dims_T: (
+        jax.Array
+    )  # data-point dimensionality of every training position (docs/science/metrics.md)
     feature_dims_F: jax.Array
     repeated_rank_R: jax.Array  # fraction of distinct points of strictly higher dimensionality
     n_overflow: jax.Array  # distinct points with more than K active features (truncated)
@@ -132,8 +151,13 @@ def max_active_for(n_features: int, density: float, n_points: int = 1, tail: flo
         return n_features
     k = np.arange(n_features + 1)
     lgam = np.vectorize(math.lgamma)
-    log_pmf = (lgam(n_features + 1.0) - lgam(k + 1.0) - lgam(n_features - k + 1.0)
-               + k * math.log(max(density, 1e-300)) + (n_features - k) * math.log1p(-density))
+    log_pmf = (
+        lgam(n_features + 1.0)
+        - lgam(k + 1.0)
+        - lgam(n_features - k + 1.0)
+        + k * math.log(max(density, 1e-300))
+        + (n_features - k) * math.log1p(-density)
+    )
     above_K = np.cumsum(np.exp(log_pmf)[::-1])[::-1][1:]  # P(count > K) for K = 0..n-1
     ok = np.flatnonzero(n_points * above_K < tail)
     return int(ok[0]) if len(ok) else n_features
@@ -149,8 +173,12 @@ def sample_raw_points(words: jax.Array, density: jax.Array, n_points: int, n_fea
     u_NxG = rng.uniform(words, jnp.uint32(0), (n_points, 2 * K + 1))
     u_gap, u_val = u_NxG[:, : K + 1], u_NxG[:, K + 1 :]
     # P(G > g) = P(U ≤ (1-p)^g) = (1-p)^g: G = 1 + floor(log U / log(1-p)), capped past the end.
-    ratio = jnp.where(density >= 1.0, 0.0, jnp.log(u_gap) / jnp.log1p(-jnp.minimum(density, 1.0 - 1e-7)))
-    gap = 1 + jnp.floor(jnp.clip(jnp.nan_to_num(ratio, nan=n_features + 1.0), 0.0, n_features + 1.0))
+    ratio = jnp.where(
+        density >= 1.0, 0.0, jnp.log(u_gap) / jnp.log1p(-jnp.minimum(density, 1.0 - 1e-7))
+    )
+    gap = 1 + jnp.floor(
+        jnp.clip(jnp.nan_to_num(ratio, nan=n_features + 1.0), 0.0, n_features + 1.0)
+    )
     pos_NxG = jnp.cumsum(gap.astype(jnp.int32), axis=1) - 1
     stored_NxK = pos_NxG[:, :K] < n_features
     count_N = jnp.sum(stored_NxK, axis=1) + (pos_NxG[:, K] < n_features)  # K + 1: "more than K"
@@ -195,13 +223,20 @@ def training_set(spec: FiniteSpec, density: jax.Array, dataset_seed: jax.Array):
 
 def held_out_set(spec: FiniteSpec, density: jax.Array) -> SparsePoints:
     """Fresh held-out points, one fixed stream for every model (paired comparisons)."""
-    return _points(jax.random.fold_in(jax.random.key(spec.test_seed), TEST_STREAM), density, spec.n_test, spec)[0]
+    return _points(
+        jax.random.fold_in(jax.random.key(spec.test_seed), TEST_STREAM), density, spec.n_test, spec
+    )[0]
 
 
 def densify(points: SparsePoints, n_features: int) -> jax.Array:
     """Dense F×N inputs (small sizes only: tests and references)."""
     rows = jnp.arange(points.idx_NxK.shape[0])[:, None]
-    return jnp.zeros((points.idx_NxK.shape[0], n_features)).at[rows, points.idx_NxK].add(points.val_NxK).T
+    return (
+        jnp.zeros((points.idx_NxK.shape[0], n_features))
+        .at[rows, points.idx_NxK]
+        .add(points.val_NxK)
+        .T
+    )
 
 
 def dimensionality(V_NxH, weight_N=None):
@@ -238,10 +273,26 @@ def train_finite(spec: FiniteSpec, key: jax.Array, hp: FiniteHParams) -> FiniteR
     params = FiniteParams(W_HxF=W_HxF, b_F=jnp.zeros((n,)))
     train_pts, count_N = training_set(spec, hp.density, hp.dataset_seed)
     test_pts = held_out_set(spec, hp.density)
-    opt = make_optimizer(hp.lr, hp.weight_decay, "warmup_cosine", spec.steps, spec.warmup_steps,
-                         spec.b1, spec.b2, spec.eps)
-    train_loss = partial(dataset_loss, points=train_pts, importance_F=hp.importance_F, n_points=spec.n_train, spec=spec)
-    test_loss = partial(dataset_loss, points=test_pts, importance_F=hp.importance_F, n_points=spec.n_test, spec=spec)
+    opt = make_optimizer(
+        hp.lr,
+        hp.weight_decay,
+        "warmup_cosine",
+        spec.steps,
+        spec.warmup_steps,
+        spec.b1,
+        spec.b2,
+        spec.eps,
+    )
+    train_loss = partial(
+        dataset_loss,
+        points=train_pts,
+        importance_F=hp.importance_F,
+        n_points=spec.n_train,
+        spec=spec,
+    )
+    test_loss = partial(
+        dataset_loss, points=test_pts, importance_F=hp.importance_F, n_points=spec.n_test, spec=spec
+    )
 
     def step(carry, _):
         params, opt_state = carry
@@ -252,11 +303,17 @@ def train_finite(spec: FiniteSpec, key: jax.Array, hp: FiniteHParams) -> FiniteR
     def interval(carry, start, length):  # full batch: the step's data does not depend on the step
         carry, _ = jax.lax.scan(step, carry, None, length=length)
         p = carry[0]
-        return carry, (train_loss(p), test_loss(p), jnp.linalg.norm(p.W_HxF), jnp.linalg.norm(p.b_F))
+        return carry, (
+            train_loss(p),
+            test_loss(p),
+            jnp.linalg.norm(p.W_HxF),
+            jnp.linalg.norm(p.b_F),
+        )
 
     marks = spec.snapshot_steps
-    carry, (train_S, test_S, norm_W_S, norm_b_S) = scan_intervals(interval, (params, opt.init(params)), spec.steps,
-                                                                   marks[0])
+    carry, (train_S, test_S, norm_W_S, norm_b_S) = scan_intervals(
+        interval, (params, opt.init(params)), spec.steps, marks[0]
+    )
     params = carry[0]
 
     _, distinct_N, repeated_R = repeat_layout(spec)
@@ -267,12 +324,16 @@ def train_finite(spec: FiniteSpec, key: jax.Array, hp: FiniteHParams) -> FiniteR
         params=params,
         train_loss=train_S[-1],
         test_loss=test_S[-1],
-        snapshots=FiniteSnapshots(jnp.asarray(marks, jnp.int32), train_S, test_S, norm_W_S, norm_b_S),
+        snapshots=FiniteSnapshots(
+            jnp.asarray(marks, jnp.int32), train_S, test_S, norm_W_S, norm_b_S
+        ),
         hidden_first_PxH=h_NxH[: min(spec.hidden_points, spec.n_train)],
         hidden_repeated_RxH=h_NxH[repeated_R],
         data_dims_T=dims_N[: spec.n_train],
         feature_dims_F=dimensionality(params.W_HxF.T),
-        repeated_rank_R=jax.vmap(lambda r: rank_fraction(dims_N, r, distinct))(jnp.asarray(repeated_R, jnp.int32)),
+        repeated_rank_R=jax.vmap(lambda r: rank_fraction(dims_N, r, distinct))(
+            jnp.asarray(repeated_R, jnp.int32)
+        ),
         n_overflow=jnp.sum(distinct & (count_N > spec.K)),
         n_empty=jnp.sum(distinct & (count_N == 0)),
     )

@@ -79,7 +79,9 @@ def finite_kinds() -> tuple[str, ...]:
 def finite_kind(model: str):
     kind = MODELS.get(model)
     if kind.output_activation is None:
-        raise ValueError(f"model kind {model!r} has no full-batch gradient; finite data trains {', '.join(finite_kinds())}")
+        raise ValueError(
+            f"model kind {model!r} has no full-batch gradient; finite data trains {', '.join(finite_kinds())}"
+        )
     return kind
 
 
@@ -103,7 +105,7 @@ def fused_by_default() -> bool:
 
 def _hidden_to_outputs(h_BxH: jax.Array, W_HxF: jax.Array) -> jax.Array:
     if _unrolled(W_HxF):
-        return sum(h_BxH[:, k, None] * W_HxF[k] for k in range(W_HxF.shape[0]))
+        return sum(h_BxH[:, k, None] * W_HxF[k] for k in range(W_HxF.shape[0]))  # type: ignore[return-value]
     return h_BxH @ W_HxF
 
 
@@ -120,7 +122,9 @@ def _forward(params: FiniteParams, piece: SparsePoints):
     return h_BxH, W_BxKxH, pre_BxF, pre_BxK
 
 
-def _piece_error_sum(params: FiniteParams, piece: SparsePoints, importance_F: jax.Array, model: str):
+def _piece_error_sum(
+    params: FiniteParams, piece: SparsePoints, importance_F: jax.Array, model: str
+):
     """Σ over the piece's points of Σ_i I_i (x_i − x̂_i)²: every output scored as if x_i = 0, then
     corrected at the stored features (indices distinct; unused slots have value 0, correct by 0)."""
     act, _ = output_activation(model)
@@ -141,7 +145,9 @@ def _sum_over_pieces(piece_fn, zero, points: SparsePoints, B: int):
     pieces = _as_pieces(points, B)
     if pieces.weight_N.shape[0] == 1:
         return piece_fn(jax.tree.map(lambda a: a[0], pieces))
-    total, _ = jax.lax.scan(lambda acc, p: (jax.tree.map(jnp.add, acc, piece_fn(p)), None), zero, pieces)
+    total, _ = jax.lax.scan(
+        lambda acc, p: (jax.tree.map(jnp.add, acc, piece_fn(p)), None), zero, pieces
+    )
     return total
 
 
@@ -149,13 +155,15 @@ def dataset_loss(params, points, importance_F, n_points: int, spec: FiniteSpec) 
     """Importance-weighted squared error, mean over points and features (toymodels.models'
     reduction), summed piece by piece."""
     B, _ = piece_layout(n_points, spec.piece_size)
-    total = _sum_over_pieces(lambda p: _piece_error_sum(params, p, importance_F, spec.model),
-                             jnp.zeros(()), points, B)
+    total = _sum_over_pieces(
+        lambda p: _piece_error_sum(params, p, importance_F, spec.model), jnp.zeros(()), points, B
+    )
     return total / (n_points * spec.n_features)
 
 
-def _piece_error_and_grad(params: FiniteParams, piece: SparsePoints, importance_F: jax.Array, model: str,
-                          fused: bool):
+def _piece_error_and_grad(
+    params: FiniteParams, piece: SparsePoints, importance_F: jax.Array, model: str, fused: bool
+):
     """``_piece_error_sum`` and its gradient, written out (autodiff of ``_piece_error_sum`` is the
     reference in the tests). ∂/∂pre is a dense part G = 2 w I x̂ act′(pre) plus a sparse part
     Δ = −2 w I x act′(pre) at the stored features. The dense part only enters through Σ_b G (b),
@@ -185,12 +193,15 @@ def _piece_error_and_grad(params: FiniteParams, piece: SparsePoints, importance_
     dh_BxH += jnp.einsum("bk,bkh->bh", D_BxK, W_BxKxH)
     # Sparse scatters into W's columns: the output side's Δ, and the input side h = Σ_k W[:, idx_k] x_k.
     dWT_KxH = D_BxK[..., None] * h_BxH[:, None, :] + piece.val_NxK[..., None] * dh_BxH[:, None, :]
-    dW_HxF = dW_out_HxF + jnp.zeros_like(W_HxF.T).at[flat_idx].add(dWT_KxH.reshape(-1, W_HxF.shape[0])).T
+    dW_HxF = (
+        dW_out_HxF + jnp.zeros_like(W_HxF.T).at[flat_idx].add(dWT_KxH.reshape(-1, W_HxF.shape[0])).T
+    )
     return value, FiniteParams(W_HxF=dW_HxF, b_F=db_F)
 
 
-def dataset_loss_and_grad(params, points, importance_F, n_points: int, spec: FiniteSpec,
-                          fused: bool | None = None):
+def dataset_loss_and_grad(
+    params, points, importance_F, n_points: int, spec: FiniteSpec, fused: bool | None = None
+):
     """(loss, grads) of ``dataset_loss``, each piece's gradient accumulated in the sum over pieces,
     so the backward pass too holds one piece at a time. ``fused``: see ``_piece_error_and_grad``
     (None: ``fused_by_default()``)."""
@@ -198,6 +209,7 @@ def dataset_loss_and_grad(params, points, importance_F, n_points: int, spec: Fin
     fused = fused_by_default() if fused is None else fused
     zero = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, params))
     total, grads = _sum_over_pieces(
-        lambda p: _piece_error_and_grad(params, p, importance_F, spec.model, fused), zero, points, B)
+        lambda p: _piece_error_and_grad(params, p, importance_F, spec.model, fused), zero, points, B
+    )
     scale = 1.0 / (n_points * spec.n_features)
     return total * scale, jax.tree.map(lambda g: g * scale, grads)

@@ -9,7 +9,9 @@ import optax
 SCHEDULES = ("constant", "linear", "cosine", "warmup_cosine")
 
 
-def lr_multiplier(step: jax.Array, schedule: str, total_steps: int, warmup_steps: int = 0) -> jax.Array:
+def lr_multiplier(
+    step: jax.Array, schedule: str, total_steps: int, warmup_steps: int = 0
+) -> jax.Array:
     """Multiplier of the peak learning rate at ``step`` (0-based).
 
     - ``constant``: 1 (the TMS notebook's default).

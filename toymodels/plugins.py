@@ -37,9 +37,12 @@ def load_plugins(paths) -> list:
         path = Path(given).expanduser().resolve()
         key = f"plugins[{i}]"
         if path.suffix != ".py" or not path.is_file():
-            raise ConfigError(key, f"{given!r} is not a Python file (a .py file that registers your kinds)")
+            raise ConfigError(
+                key, f"{given!r} is not a Python file (a .py file that registers your kinds)"
+            )
         name = module_name(path)
         spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None  # a .py file always has both
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         try:
@@ -49,8 +52,10 @@ def load_plugins(paths) -> list:
         except Exception as error:
             del sys.modules[name]
             where = traceback.extract_tb(error.__traceback__)[-1]
-            raise ConfigError(key, f"{given} failed to load ({type(error).__name__}: {error}, line "
-                              f"{where.lineno})") from error
+            raise ConfigError(
+                key,
+                f"{given} failed to load ({type(error).__name__}: {error}, line {where.lineno})",
+            ) from error
         modules.append(module)
     return modules
 
@@ -140,7 +145,9 @@ def kinds_used(model_names, data_names, term_names=(), sae_names=()) -> tuple:
     from toymodels.sae import SAE_KINDS
     from toymodels.terms import TERMS
 
-    used = [MODELS.get(n) for n in dict.fromkeys(model_names) if not MODELS.is_builtin(n)]
+    used: list[object] = [
+        MODELS.get(n) for n in dict.fromkeys(model_names) if not MODELS.is_builtin(n)
+    ]
     used += [DATA.get(n) for n in dict.fromkeys(data_names) if not DATA.is_builtin(n)]
     used += [TERMS.get(n) for n in dict.fromkeys(term_names) if not TERMS.is_builtin(n)]
     used += [SAE_KINDS.get(n) for n in dict.fromkeys(sae_names) if not SAE_KINDS.is_builtin(n)]
@@ -150,9 +157,14 @@ def kinds_used(model_names, data_names, term_names=(), sae_names=()) -> tuple:
 def plugin_modules(kinds) -> list:
     """The plugin-file modules that define ``kinds``: Ray must pickle them by value, since workers
     cannot import them by name."""
-    names = {getattr(v, "__module__", None) for kind in kinds for v in vars(kind).values() if callable(v)}
-    return [sys.modules[n] for n in sorted(n for n in names if n and n.startswith("toymodels_plugin_"))
-            if n in sys.modules]
+    names = {
+        getattr(v, "__module__", None) for kind in kinds for v in vars(kind).values() if callable(v)
+    }
+    return [
+        sys.modules[n]
+        for n in sorted(n for n in names if n and n.startswith("toymodels_plugin_"))
+        if n in sys.modules
+    ]
 
 
 def ensure_registered(kinds) -> None:

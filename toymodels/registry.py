@@ -7,9 +7,18 @@ A user's own kind is one object registered from their own file or notebook
 
 from __future__ import annotations
 
-from typing import Generic, Iterator, TypeVar
+from collections.abc import Iterator
+from typing import Generic, Protocol, TypeVar
 
-T = TypeVar("T")
+
+class Named(Protocol):
+    """What a registry holds: a kind with a name (model, data, SAE and job kinds, loss terms)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+T = TypeVar("T", bound=Named)
 
 
 class ConfigError(ValueError):
@@ -62,9 +71,14 @@ class Registry(Generic[T]):
         origin = origin or _origin_of(kind)
         if name in self._kinds:
             if self._origin[name] is None:
-                raise ConfigError(self.key, f"{name!r} is a built-in {self.what}; give yours another name")
+                raise ConfigError(
+                    self.key, f"{name!r} is a built-in {self.what}; give yours another name"
+                )
             if self._origin[name] != origin:
-                raise ConfigError(self.key, f"{self.what} {name!r} is already registered from {self._origin[name]}")
+                raise ConfigError(
+                    self.key,
+                    f"{self.what} {name!r} is already registered from {self._origin[name]}",
+                )
         self._kinds[name] = kind
         self._origin[name] = origin
         return kind
@@ -100,6 +114,7 @@ class Registry(Generic[T]):
 def frozen_options(options) -> tuple:
     """Options as sorted (name, value) pairs with lists as tuples: hashable, so a spec holding them
     can key a compiled program."""
+
     def freeze(v):
         return tuple(freeze(x) for x in v) if isinstance(v, (list, tuple)) else v
 

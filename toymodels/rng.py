@@ -37,15 +37,21 @@ def threefry2x32(key: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Arra
 
 def _to_unit(bits: jax.Array) -> jax.Array:
     """23 random mantissa bits under exponent 0: a float in [1, 2), minus 1: U[0, 1) float32."""
-    return jax.lax.bitcast_convert_type((bits >> np.uint32(9)) | np.uint32(0x3F800000), jnp.float32) - 1.0
+    return (
+        jax.lax.bitcast_convert_type((bits >> np.uint32(9)) | np.uint32(0x3F800000), jnp.float32)
+        - 1.0
+    )
 
 
 def _counters(rows: int, cols: int, col_offset, row_stride: int | None) -> jax.Array:
     """Counter words of a rows × cols array, or of its column block at ``col_offset`` in a
     ``row_stride``-column array: entry (r, c) gets r·stride + offset + c."""
     stride = cols if row_stride is None else row_stride
-    return (jnp.arange(rows, dtype=jnp.uint32)[:, None] * np.uint32(stride)
-            + jnp.asarray(col_offset, jnp.uint32) + jnp.arange(cols, dtype=jnp.uint32)[None, :])
+    return (
+        jnp.arange(rows, dtype=jnp.uint32)[:, None] * np.uint32(stride)
+        + jnp.asarray(col_offset, jnp.uint32)
+        + jnp.arange(cols, dtype=jnp.uint32)[None, :]
+    )
 
 
 def uniform(key: jax.Array, counter: jax.Array, shape: tuple[int, ...]) -> jax.Array:
@@ -61,8 +67,14 @@ def uniform(key: jax.Array, counter: jax.Array, shape: tuple[int, ...]) -> jax.A
     return _to_unit(bits)
 
 
-def uniform_pairs(key: jax.Array, counter: jax.Array, rows: int, cols: int, col_offset=0,
-                  row_stride: int | None = None) -> jax.Array:
+def uniform_pairs(
+    key: jax.Array,
+    counter: jax.Array,
+    rows: int,
+    cols: int,
+    col_offset=0,
+    row_stride: int | None = None,
+) -> jax.Array:
     """The U[0, 1) ``rows`` × ``cols`` array of stream ``counter`` under ``key``, two entries per
     Threefry call, packed as complex64 ceil(rows/2) × cols (``unpack`` gives the array).
 
@@ -90,7 +102,9 @@ def unpack(packed: jax.Array, rows: int) -> jax.Array:
 def unpack_rows(packed: jax.Array, rows: int) -> list:
     """``unpack`` as a list of its rows, never joined into one array."""
     half = packed.shape[0]
-    return [jnp.real(packed[r]) for r in range(half)] + [jnp.imag(packed[r]) for r in range(rows - half)]
+    return [jnp.real(packed[r]) for r in range(half)] + [
+        jnp.imag(packed[r]) for r in range(rows - half)
+    ]
 
 
 def key_words(key: jax.Array) -> jax.Array:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -42,8 +41,9 @@ def scan_intervals(interval, carry, steps: int, every: int):
     share one inner scan inside an outer scan (one compiled body); a shorter tail runs after.
     Returns the last carry and each measure stacked over the snapshots."""
     n_equal = steps // every
-    carry, equal = jax.lax.scan(lambda c, s: interval(c, s, every), carry,
-                                jnp.arange(n_equal, dtype=jnp.uint32) * every)
+    carry, equal = jax.lax.scan(
+        lambda c, s: interval(c, s, every), carry, jnp.arange(n_equal, dtype=jnp.uint32) * every
+    )
     snaps = [equal]
     if steps > n_equal * every:
         carry, tail = interval(carry, jnp.uint32(n_equal * every), steps - n_equal * every)
@@ -96,7 +96,9 @@ class HParams:
     importance_F: jax.Array
     lr: jax.Array
     weight_decay: jax.Array
-    stream: Optional[jax.Array] = None  # index into train_many's stream_words (needs spec.shared_streams)
+    stream: jax.Array | None = (
+        None  # index into train_many's stream_words (needs spec.shared_streams)
+    )
     # The per-model arrays of each loss term of ``spec.terms``: term name -> its ``arrays``
     # (``toymodels.terms.base.LossTerm``).
     terms: dict = dataclasses.field(default_factory=dict)
@@ -109,8 +111,8 @@ class Snapshots:
     norms_SxF: jax.Array  # ‖W_i‖
     capacity_SxF: jax.Array  # C_i
     # Kinds with ``read_matrices`` only: each layer's ‖R_i‖ and C_i of its read vectors (S×L×n).
-    layer_norms_SxLxF: Optional[jax.Array] = None
-    layer_capacity_SxLxF: Optional[jax.Array] = None
+    layer_norms_SxLxF: jax.Array | None = None
+    layer_capacity_SxLxF: jax.Array | None = None
 
 
 @struct.dataclass
@@ -149,7 +151,9 @@ def make_train(spec: TrainSpec):
         """The model's batch from packed uniforms (``data.draw``), feature rows for tiny models, and
         the data kind's per-entry loss weights in the same form (None for kinds without them)."""
         u = (rng.unpack_rows if tiny else rng.unpack)(packed, rows)
-        return from_uniforms(spec.data, u, density_F), weights_from_uniforms(spec.data, u, density_F)
+        return from_uniforms(spec.data, u, density_F), weights_from_uniforms(
+            spec.data, u, density_F
+        )
 
     def evaluate(params, hp):
         # One fixed evaluation stream for every model: seeds at a grid point are ranked on
@@ -166,16 +170,28 @@ def make_train(spec: TrainSpec):
             loss = loss_fn(params, inputs(packed, hp.density_F), hp.importance_F)
             return (total + loss, draw_eval(i + 1)), None
 
-        (total, _), _ = jax.lax.scan(one, (jnp.zeros(()), draw_eval(jnp.uint32(0))),
-                                     jnp.arange(n_eval_batches, dtype=jnp.uint32))
+        (total, _), _ = jax.lax.scan(
+            one,
+            (jnp.zeros(()), draw_eval(jnp.uint32(0))),
+            jnp.arange(n_eval_batches, dtype=jnp.uint32),
+        )
         return total / n_eval_batches
 
     def train(key: jax.Array, hp: HParams, stream_words: jax.Array | None = None) -> TrainResult:
         init_key, data_key = jax.random.split(key)
-        params = init_params(init_key, spec.n_features, spec.n_hidden, std, kind, spec.model_options)
+        params = init_params(
+            init_key, spec.n_features, spec.n_hidden, std, kind, spec.model_options
+        )
         words = rng.key_words(data_key)
         opt = make_optimizer(
-            hp.lr, hp.weight_decay, spec.schedule, spec.steps, spec.warmup_steps, spec.b1, spec.b2, spec.eps
+            hp.lr,
+            hp.weight_decay,
+            spec.schedule,
+            spec.steps,
+            spec.warmup_steps,
+            spec.b1,
+            spec.b2,
+            spec.eps,
         )
 
         K = spec.batch_blocks
@@ -185,7 +201,10 @@ def make_train(spec: TrainSpec):
             shared streams those of every stream (S × …), the same for all models of the vmap."""
             block = None if K == 1 else (j, K)
             if spec.shared_streams:
-                return draw_shared(spec.data, stream_words, t, spec.n_features, spec.batch_size, block)
+                assert stream_words is not None, "shared streams need train_many's stream_words"
+                return draw_shared(
+                    spec.data, stream_words, t, spec.n_features, spec.batch_size, block
+                )
             return draw(spec.data, words, t, spec.n_features, spec.batch_size, block)
 
         def block_loss_and_grad(params, t, j, packed):
@@ -222,11 +241,15 @@ def make_train(spec: TrainSpec):
         def interval(carry, start, length):
             carry, losses = jax.lax.scan(step, carry, start + jnp.arange(length, dtype=jnp.uint32))
             W = kind.features(carry[0])
-            layers = () if kind.read_matrices is None else _layer_measures(kind.read_matrices(carry[0]))
+            layers = (
+                () if kind.read_matrices is None else _layer_measures(kind.read_matrices(carry[0]))
+            )
             return carry, (jnp.mean(losses), metrics.feature_norms(W), metrics.capacity(W), *layers)
 
         carry = (params, opt.init(params), draw_block(jnp.uint32(0), jnp.uint32(0)))
-        carry, (loss_S, norms_SxF, capacity_SxF, *layers) = scan_intervals(interval, carry, spec.steps, marks[0])
+        carry, (loss_S, norms_SxF, capacity_SxF, *layers) = scan_intervals(
+            interval, carry, spec.steps, marks[0]
+        )
 
         params = carry[0]
         return TrainResult(
@@ -250,8 +273,9 @@ def _layer_measures(R_LxKxF):
 
 
 @partial(jax.jit, static_argnums=0)
-def train_many(spec: TrainSpec, keys: jax.Array, hparams: HParams,
-               stream_words: jax.Array | None = None) -> TrainResult:
+def train_many(
+    spec: TrainSpec, keys: jax.Array, hparams: HParams, stream_words: jax.Array | None = None
+) -> TrainResult:
     """Train ``len(keys)`` same-shaped models in one compiled program.
 
     With ``spec.shared_streams``, ``stream_words`` (S×2 uint32, from ``stream_key_words``) are the

@@ -33,7 +33,7 @@ class Canvas:
     """What a figure draws on, and how much of it is the figure's own: ``titled`` (its title and
     stamp go on ``figure``) and ``whole`` (``figure`` is a whole Figure it may lay out)."""
 
-    figure: FigureBase
+    figure: Figure | SubFigure
     titled: bool = True
     whole: bool = True
 
@@ -49,12 +49,16 @@ def region(target, figsize: tuple[float, float]) -> Canvas:
     if isinstance(target, Axes):
         spec = target.get_subplotspec()
         if spec is None:
-            raise ValueError("a multi-panel figure takes the place of an Axes on a grid (from subplots or "
-                             "add_subplot); this Axes was placed by hand (add_axes): pass its figure instead")
+            raise ValueError(
+                "a multi-panel figure takes the place of an Axes on a grid (from subplots or "
+                "add_subplot); this Axes was placed by hand (add_axes): pass its figure instead"
+            )
         parent = target.figure
         target.remove()
         return Canvas(parent.add_subfigure(spec), whole=False)
-    raise TypeError(f"target must be None, a matplotlib Figure, SubFigure or Axes, not {type(target).__name__}")
+    raise TypeError(
+        f"target must be None, a matplotlib Figure, SubFigure or Axes, not {type(target).__name__}"
+    )
 
 
 def single_panel(target, figsize: tuple[float, float]) -> tuple[Canvas, Axes]:
@@ -65,32 +69,49 @@ def single_panel(target, figsize: tuple[float, float]) -> tuple[Canvas, Axes]:
     return canvas, canvas.figure.add_subplot()
 
 
-def panel_grid(target, nrows: int, ncols: int, figsize: tuple[float, float], sharey: bool = False,
-               **gridspec_kw) -> tuple[Canvas, np.ndarray]:
+def panel_grid(
+    target,
+    nrows: int,
+    ncols: int,
+    figsize: tuple[float, float],
+    sharey: bool = False,
+    **gridspec_kw,
+) -> tuple[Canvas, np.ndarray]:
     """An ``nrows``×``ncols`` grid of Axes (always a 2-D array), as ``plt.subplots`` makes it."""
     canvas = region(target, figsize)
-    grid = canvas.figure.add_gridspec(nrows, ncols, **gridspec_kw).subplots(sharey=sharey, squeeze=False)
+    grid = canvas.figure.add_gridspec(nrows, ncols, **gridspec_kw).subplots(
+        sharey=sharey, squeeze=False
+    )
     return canvas, grid
 
 
-def finish(canvas: Canvas, stamp: str, title: str | None = None, *, fontsize: float = 10, wrap: bool = False,
-           layout: tuple | dict | None = None) -> FigureBase:
+def finish(
+    canvas: Canvas,
+    stamp: str,
+    title: str | None = None,
+    *,
+    fontsize: float = 10,
+    wrap: bool = False,
+    layout: tuple[float, float, float, float] | dict | None = None,
+) -> FigureBase:
     """The figure's tail: its title (wrapped to its width with ``wrap``), the provenance stamp, and
     on a whole Figure its layout: ``tight_layout(rect=layout)`` for a tuple,
     ``subplots_adjust(**layout)`` for a dict, none for None. Returns the figure."""
     fig = canvas.figure
     if canvas.titled:
         if title is not None:
-            fig.suptitle(wrapped(title, width_inches(fig), fontsize) if wrap else title, fontsize=fontsize)
+            fig.suptitle(
+                wrapped(title, width_inches(fig), fontsize) if wrap else title, fontsize=fontsize
+            )
         stamp_figure(fig, stamp)
     if canvas.whole and isinstance(layout, dict):
         fig.subplots_adjust(**layout)
-    elif canvas.whole and layout is not None:
+    elif canvas.whole and isinstance(layout, tuple) and isinstance(fig, Figure):  # whole: a Figure
         fig.tight_layout(rect=layout)
     return fig
 
 
-def width_inches(fig: FigureBase) -> float:
+def width_inches(fig: Figure | SubFigure) -> float:
     return fig.get_figwidth() if isinstance(fig, Figure) else fig.bbox.width / fig.dpi
 
 

@@ -33,7 +33,12 @@ SHAPE_TOLERANCE = 0.1
 MERGE_CAPACITY = 1e-3
 THRESHOLDS = ct.CapacityThresholds()
 ANALYTIC_KIND = "quadratic"  # the model kind analysis.theory.capacity solves in closed form
-SHORT_NAMES = {"kurtosis": "K", "density": "p", "importance_last": "v_last", "capacity_target": "C target"}
+SHORT_NAMES = {
+    "kurtosis": "K",
+    "density": "p",
+    "importance_last": "v_last",
+    "capacity_target": "C target",
+}
 SPARSITY_LABELS = {"kurtosis": "input kurtosis K", "density": "feature density p"}
 
 
@@ -60,8 +65,9 @@ def curve_shape_of(C: np.ndarray, mb: np.ndarray, tolerance: float = SHAPE_TOLER
     return "increasing" if change > tolerance else "decreasing" if change < -tolerance else "flat"
 
 
-def empirical_marginal_benefit(table: pd.DataFrame, group_by: list[str],
-                               tolerance: float = SHAPE_TOLERANCE) -> pd.DataFrame:
+def empirical_marginal_benefit(
+    table: pd.DataFrame, group_by: list[str], tolerance: float = SHAPE_TOLERANCE
+) -> pd.DataFrame:
     """Per group of penalised models: best-of-seeds loss against the achieved capacity of the held
     feature, −dL/dC and the curve's shape. −dL/dC is each model's own ``penalty_marginal_benefit``
     (2λ(C − target), the penalty's pull at its minimum) when stored, which needs no differences
@@ -77,36 +83,53 @@ def empirical_marginal_benefit(table: pd.DataFrame, group_by: list[str],
     rows = []
     for key, group in held.groupby(group_by, dropna=False, sort=True) if group_by else [((), held)]:
         best = best_of_seeds(group, ["capacity_target"])
-        C = np.array([as_array(r["capacity"])[int(r["capacity_feature"])] for _, r in best.iterrows()])
+        C = np.array(
+            [as_array(r["capacity"])[int(r["capacity_feature"])] for _, r in best.iterrows()]
+        )
         order = np.argsort(C, kind="stable")
         C, loss = C[order], best["loss"].to_numpy(float)[order]
-        pulled = (best["penalty_marginal_benefit"].to_numpy(float)[order] if "penalty_marginal_benefit" in best
-                  else np.full_like(C, np.nan))
+        pulled = (
+            best["penalty_marginal_benefit"].to_numpy(float)[order]
+            if "penalty_marginal_benefit" in best
+            else np.full_like(C, np.nan)
+        )
         keep = np.concatenate([[True], np.diff(C) > MERGE_CAPACITY])
         C, loss, pulled = C[keep], np.minimum.reduceat(loss, np.flatnonzero(keep)), pulled[keep]
         fd = -np.gradient(loss, C) if len(C) >= 2 else np.full_like(C, np.nan)
         mb = pulled if np.isfinite(pulled).all() else fd
         first = best.iloc[0]
         feature = int(first["capacity_feature"])
-        rows.append({**dict(zip(group_by, key if isinstance(key, tuple) else (key,))),
-                     "capacity_feature": feature,
-                     "importance": as_array(first["feature_importance"])[feature],
-                     "importance_F": as_array(first["feature_importance"]),
-                     "kurtosis": float(first.get("kurtosis", np.nan)),
-                     "n_hidden": _hidden_dims(first), "model_kind": first["model"],
-                     "capacity": C, "loss": loss, "marginal_benefit": mb, "fd_marginal_benefit": fd, "n_points": len(C),
-                     "shape": curve_shape_of(C, mb, tolerance)})
+        rows.append(
+            {
+                **dict(zip(group_by, key if isinstance(key, tuple) else (key,))),
+                "capacity_feature": feature,
+                "importance": as_array(first["feature_importance"])[feature],
+                "importance_F": as_array(first["feature_importance"]),
+                "kurtosis": float(first.get("kurtosis", np.nan)),
+                "n_hidden": _hidden_dims(first),
+                "model_kind": first["model"],
+                "capacity": C,
+                "loss": loss,
+                "marginal_benefit": mb,
+                "fd_marginal_benefit": fd,
+                "n_points": len(C),
+                "shape": curve_shape_of(C, mb, tolerance),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def shared_marginal_benefit(row: pd.Series, K: float | None = None,
-                            thresholds: ct.CapacityThresholds = THRESHOLDS) -> dict:
+def shared_marginal_benefit(
+    row: pd.Series, K: float | None = None, thresholds: ct.CapacityThresholds = THRESHOLDS
+) -> dict:
     """Analytic marginal benefit (docs/science/capacity.md) of each polysemantic feature of a trained
     quadratic model at its trained C_i; at an optimum they are equal (docs/science/metrics.md), so
     ``spread`` = max/min should be near 1 (NaN with fewer than two such features)."""
     K = float(row["kurtosis"]) if K is None else float(K)
     C_F = as_array(row["capacity"])
-    partial = np.flatnonzero(ct.classify_capacity(C_F, thresholds.mono, thresholds.ignored) == ct.POLYSEMANTIC)
+    partial = np.flatnonzero(
+        ct.classify_capacity(C_F, thresholds.mono, thresholds.ignored) == ct.POLYSEMANTIC
+    )
     mb = ct.marginal_benefit(C_F[partial], as_array(row["feature_importance"])[partial], K)
     spread = float(mb.max() / mb.min()) if len(mb) >= 2 and mb.min() > 0 else np.nan
     return {"features": partial, "capacity": C_F[partial], "marginal_benefit": mb, "spread": spread}
@@ -136,7 +159,9 @@ def plot_marginal_benefit(table: pd.DataFrame, group_by: list[str], stamp: str =
             color = f"C{k % 10}"
             label = _label(curve, group_by) + f" [{curve['shape']}]"
             top.plot(curve["capacity"], curve["loss"], "o", color=color, ms=4, label=label)
-            bottom.plot(curve["capacity"], curve["marginal_benefit"], "o-", color=color, ms=4, lw=0.8)
+            bottom.plot(
+                curve["capacity"], curve["marginal_benefit"], "o-", color=color, ms=4, lw=0.8
+            )
             if kind == ANALYTIC_KIND and np.isfinite(curve["kurtosis"]):
                 C = np.linspace(0.02, 0.98, 200)
                 lines = analytic_held_curve(curve, C)
@@ -150,16 +175,22 @@ def plot_marginal_benefit(table: pd.DataFrame, group_by: list[str], stamp: str =
         bottom.set_ylabel("marginal benefit −dL/dC")
         bottom.set_xlabel("achieved capacity C of the held feature")
         top.legend(fontsize=7)
-    title = ("Marginal benefit of capacity. Points: trained models.\nQuadratic lines: exact held optimum (n=2, "
-             "m=1; solid), held feature's own relaxed benefit 2(K−1)²v²/(2+(K−3)C)² (dotted)")
+    title = (
+        "Marginal benefit of capacity. Points: trained models.\nQuadratic lines: exact held optimum (n=2, "
+        "m=1; solid), held feature's own relaxed benefit 2(K−1)²v²/(2+(K−3)C)² (dotted)"
+    )
     return finish(canvas, stamp, title, fontsize=9, wrap=True, layout=(0, 0.02, 1, 0.95))
 
 
 def _sparsity_axis(table: pd.DataFrame, axes: list[str]) -> str | None:
     """The swept one of kurtosis and density, else whichever of them varies."""
-    varies = [a for a in ("kurtosis", "density") if a in table and table[a].notna().all() and table[a].nunique() > 1]
+    varies = [
+        a
+        for a in ("kurtosis", "density")
+        if a in table and table[a].notna().all() and table[a].nunique() > 1
+    ]
     swept = [a for a in varies if a in axes]
-    return (swept or varies or [None])[0]
+    return next(iter(swept or varies), None)
 
 
 def _log_axis(ax, which: str = "x") -> None:
@@ -170,19 +201,38 @@ def _log_axis(ax, which: str = "x") -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def plot_polysemanticity_phase(ax, table: pd.DataFrame, x: str,
-                               thresholds: ct.CapacityThresholds = THRESHOLDS) -> None:
+def plot_polysemanticity_phase(
+    ax, table: pd.DataFrame, x: str, thresholds: ct.CapacityThresholds = THRESHOLDS
+) -> None:
     """Class of the second feature (ignored / polysemantic / monosemantic) of the best seed of
     two-feature models over (``x`` = kurtosis or density) × importance ratio v₂/v₁, with the
     analytic boundaries of the quadratic model (docs/science/capacity.md) when ``table`` holds it."""
-    cells = table.assign(_ratio=[as_array(r["feature_importance"])[1] / as_array(r["feature_importance"])[0]
-                                 for _, r in table.iterrows()])
+    cells = table.assign(
+        _ratio=[
+            as_array(r["feature_importance"])[1] / as_array(r["feature_importance"])[0]
+            for _, r in table.iterrows()
+        ]
+    )
     best = best_of_seeds(cells, [x, "_ratio"])
-    best = best.assign(_class=[int(ct.classify_capacity(as_array(r["capacity"])[1], thresholds.mono,
-                                                        thresholds.ignored)) for _, r in best.iterrows()])
+    best = best.assign(
+        _class=[
+            int(
+                ct.classify_capacity(
+                    as_array(r["capacity"])[1], thresholds.mono, thresholds.ignored
+                )
+            )
+            for _, r in best.iterrows()
+        ]
+    )
     xs, ys, classes = grid_of(best, x, "_ratio", "_class")
-    ax.pcolormesh(_edges(xs), _edges(ys), classes, cmap=ListedColormap(ct.CAPACITY_COLORS),
-                  vmin=-0.5, vmax=2.5)
+    ax.pcolormesh(
+        _edges(xs),
+        _edges(ys),
+        classes,
+        cmap=ListedColormap(ct.CAPACITY_COLORS),
+        vmin=-0.5,
+        vmax=2.5,
+    )
     _log_axis(ax, "x")
     _log_axis(ax, "y")
     K_u = (table["kurtosis"] * table["density"]).to_numpy(float)  # the magnitude's kurtosis
@@ -191,7 +241,10 @@ def plot_polysemanticity_phase(ax, table: pd.DataFrame, x: str,
         lower, upper = ct.polysemantic_boundary(fine if x == "kurtosis" else K_u[0] / fine)
         ax.plot(fine, lower, "k--", lw=1.5, label="analytic boundary (quadratic)")
         ax.plot(fine, upper, "k--", lw=1.5)
-    handles = [Patch(color=c, label=f"feature 2 {name}") for c, name in zip(ct.CAPACITY_COLORS, ct.CAPACITY_CLASSES)]
+    handles = [
+        Patch(color=c, label=f"feature 2 {name}")
+        for c, name in zip(ct.CAPACITY_COLORS, ct.CAPACITY_CLASSES)
+    ]
     ax.legend(handles=handles + ax.get_legend_handles_labels()[0], fontsize=7, loc="lower left")
     ax.set_xlabel(SPARSITY_LABELS[x])
     ax.set_ylabel("importance ratio v₂/v₁")
@@ -215,19 +268,25 @@ def plot_capacity_allocation(ax, row: pd.Series, label: str = "") -> None:
     ax.set_title(title, fontsize=8)
 
 
-def polysemantic_fraction(table: pd.DataFrame, keys: list[str], x: str,
-                          thresholds: ct.CapacityThresholds = THRESHOLDS) -> pd.DataFrame:
+def polysemantic_fraction(
+    table: pd.DataFrame, keys: list[str], x: str, thresholds: ct.CapacityThresholds = THRESHOLDS
+) -> pd.DataFrame:
     """Fraction of polysemantic features of the best seed per grid point (``keys``), averaged
     over the grid points sharing a model kind and ``x``."""
     best = best_of_seeds(table, keys)
-    best["poly_fraction"] = [np.mean(ct.classify_capacity(as_array(r["capacity"]), thresholds.mono,
-                                                          thresholds.ignored) == ct.POLYSEMANTIC)
-                             for _, r in best.iterrows()]
+    best["poly_fraction"] = [
+        np.mean(
+            ct.classify_capacity(as_array(r["capacity"]), thresholds.mono, thresholds.ignored)
+            == ct.POLYSEMANTIC
+        )
+        for _, r in best.iterrows()
+    ]
     return best.groupby(["model", x], sort=True)["poly_fraction"].mean().reset_index()
 
 
-def plot_polysemanticity_vs_sparsity(ax, table: pd.DataFrame, keys: list[str], x: str,
-                                     thresholds: ct.CapacityThresholds = THRESHOLDS) -> None:
+def plot_polysemanticity_vs_sparsity(
+    ax, table: pd.DataFrame, keys: list[str], x: str, thresholds: ct.CapacityThresholds = THRESHOLDS
+) -> None:
     fractions = polysemantic_fraction(table, keys, x, thresholds)
     for kind, line in fractions.groupby("model"):
         ax.plot(line[x], line["poly_fraction"], "o-", ms=4, label=kind)
@@ -261,11 +320,15 @@ def _label(row: pd.Series, keys: list[str]) -> str:
         value = row[k]
         if k == "model" or (isinstance(value, float) and np.isnan(value)):
             continue
-        parts.append(f"{SHORT_NAMES.get(k, k)}={value:.3g}" if isinstance(value, float) else f"{k}={value}")
+        parts.append(
+            f"{SHORT_NAMES.get(k, k)}={value:.3g}" if isinstance(value, float) else f"{k}={value}"
+        )
     return ", ".join(parts)
 
 
-def _panels(best: pd.DataFrame, draw, keys: list[str], title: str, stamp: str, count: int = 6, target=None):
+def _panels(
+    best: pd.DataFrame, draw, keys: list[str], title: str, stamp: str, count: int = 6, target=None
+):
     pick = best.iloc[evenly_spaced(len(best), count)]
     canvas, grid = panel_grid(target, 1, len(pick), (3.8 * len(pick), 3.8))
     for ax, (_, row) in zip(grid[0], pick.iterrows()):
@@ -273,7 +336,9 @@ def _panels(best: pd.DataFrame, draw, keys: list[str], title: str, stamp: str, c
     return finish(canvas, stamp, title, fontsize=9, wrap=True, layout=(0, 0.02, 1, 0.92))
 
 
-def _phase_figure(two: pd.DataFrame, x: str, thresholds: ct.CapacityThresholds, stamp: str, target=None):
+def _phase_figure(
+    two: pd.DataFrame, x: str, thresholds: ct.CapacityThresholds, stamp: str, target=None
+):
     kinds = list(dict.fromkeys(two["model"]))
     canvas, grid = panel_grid(target, 1, len(kinds), (5.4 * len(kinds), 4.8))
     for ax, kind in zip(grid[0], kinds):
@@ -283,12 +348,21 @@ def _phase_figure(two: pd.DataFrame, x: str, thresholds: ct.CapacityThresholds, 
     return finish(canvas, stamp, title, fontsize=9, wrap=True, layout=(0, 0.02, 1, 0.93))
 
 
-def _sparsity_figure(free: pd.DataFrame, keys: list[str], x: str, thresholds: ct.CapacityThresholds, stamp: str,
-                     target=None):
+def _sparsity_figure(
+    free: pd.DataFrame,
+    keys: list[str],
+    x: str,
+    thresholds: ct.CapacityThresholds,
+    stamp: str,
+    target=None,
+):
     canvas, ax = single_panel(target, (6.4, 4.4))
     plot_polysemanticity_vs_sparsity(ax, free, keys, x, thresholds)
-    ax.set_title("Polysemanticity vs sparsity across architectures (best seed per grid point)\n"
-                 + thresholds.describe(), fontsize=9)
+    ax.set_title(
+        "Polysemanticity vs sparsity across architectures (best seed per grid point)\n"
+        + thresholds.describe(),
+        fontsize=9,
+    )
     return finish(canvas, stamp, layout=FULL)
 
 
@@ -296,7 +370,9 @@ def is_capacity_sweep(sweep) -> bool:
     """The capacity figures' sweeps: the quadratic model, a held capacity, or kurtosis data."""
     table = sweep.table
     kurtosis_data = "data_kind" in table and (table["data_kind"] == "kurtosis").any()
-    return bool((table["model"] == ANALYTIC_KIND).any() or "capacity_target" in sweep.axes or kurtosis_data)
+    return bool(
+        (table["model"] == ANALYTIC_KIND).any() or "capacity_target" in sweep.axes or kurtosis_data
+    )
 
 
 @dataclass(frozen=True)
@@ -340,7 +416,9 @@ def draw_marginal_benefit(sweep, target=None):
     penalty's pull), with the exact held curve for the n = 2, m = 1 quadratic model and the
     per-feature benefit; the curve's shape (increasing / flat / decreasing) in the legend."""
     p = parts(sweep)
-    return plot_marginal_benefit(p.held, [k for k in p.keys if k != "capacity_target"], sweep.stamp(), target=target)
+    return plot_marginal_benefit(
+        p.held, [k for k in p.keys if k != "capacity_target"], sweep.stamp(), target=target
+    )
 
 
 def draw_phase_diagram(sweep, capacity_thresholds: ct.CapacityThresholds = THRESHOLDS, target=None):
@@ -351,6 +429,7 @@ def draw_phase_diagram(sweep, capacity_thresholds: ct.CapacityThresholds = THRES
     p = parts(sweep)
     if (p.two["model"] == ANALYTIC_KIND).all() and p.two["kurtosis"].notna().all():
         return plot_capacity_phase(p.two, sweep.stamp(), target=target)
+    assert p.x is not None, "the figure applies to a sweep with a sparsity axis (has_phase_diagram)"
     return _phase_figure(p.two, p.x, capacity_thresholds, sweep.stamp(), target=target)
 
 
@@ -358,21 +437,38 @@ def draw_allocation(sweep, target=None):
     """Each feature's trained C_i (best seed per grid point) against the analytic optimal allocation
     (equal marginal benefit, Σ C_i ≤ m)."""
     p = parts(sweep)
-    return _panels(best_of_seeds(p.free, p.keys), plot_capacity_allocation, p.keys,
-                   "Capacity allocation C_i (best seed per grid point)", sweep.stamp(), target=target)
+    return _panels(
+        best_of_seeds(p.free, p.keys),
+        plot_capacity_allocation,
+        p.keys,
+        "Capacity allocation C_i (best seed per grid point)",
+        sweep.stamp(),
+        target=target,
+    )
 
 
 def draw_vs_sparsity(sweep, capacity_thresholds: ct.CapacityThresholds = THRESHOLDS, target=None):
     """The fraction of polysemantic features (capacity between the thresholds) against density or
     kurtosis, one line per model kind."""
     p = parts(sweep)
+    assert p.x is not None, "the figure applies to a sweep with a sparsity axis (catalog)"
     return _sparsity_figure(p.free, p.keys, p.x, capacity_thresholds, sweep.stamp(), target=target)
 
 
 def draw_over_training(sweep, target=None):
     """C_i(t) of the best seeds, penalised models first (their target is drawn)."""
     p = parts(sweep)
-    shown = (best_of_seeds(p.held, list(dict.fromkeys(p.keys + ["capacity_target"]))) if len(p.held)
-             else best_of_seeds(p.free, p.keys))
-    return _panels(shown, plot_capacity_over_training, p.keys, "Capacity C_i over training (best seed)",
-                   sweep.stamp(), count=4, target=target)
+    shown = (
+        best_of_seeds(p.held, list(dict.fromkeys(p.keys + ["capacity_target"])))
+        if len(p.held)
+        else best_of_seeds(p.free, p.keys)
+    )
+    return _panels(
+        shown,
+        plot_capacity_over_training,
+        p.keys,
+        "Capacity C_i over training (best seed)",
+        sweep.stamp(),
+        count=4,
+        target=target,
+    )

@@ -25,19 +25,29 @@ from analysis.theory import capacity as ct
 # (name, K, v₂/v₁): two increasing-returns points, a decreasing-returns one left monosemantic, two
 # polysemantic ones and one very sparse monosemantic one; placed inside capacity_phase's range
 # (K 1–50, v₂/v₁ 0.02–1) and checked against the boundary by the tests.
-MARKED = (("A", 2.0, 0.5), ("B", 2.6, 0.85), ("C", 6.0, 0.25), ("D", 6.0, 0.7), ("E", 30.0, 0.12),
-          ("F", 30.0, 0.04))
+MARKED = (
+    ("A", 2.0, 0.5),
+    ("B", 2.6, 0.85),
+    ("C", 6.0, 0.25),
+    ("D", 6.0, 0.7),
+    ("E", 30.0, 0.12),
+    ("F", 30.0, 0.04),
+)
 DEGENERATE_K = 1.0 + 1e-9  # x_i² ≡ 1 at K = 1 (sign inputs at density 1)
 
 
 def cells(table: pd.DataFrame) -> pd.DataFrame:
     """The best seed per (K, v₂/v₁) cell of two-feature models, with its trained C₂ and the
     analytic optimum's C₂ (``capacity_theory.optimal_allocation`` with m = 1)."""
-    two = table.assign(ratio=[float(v[1]) / float(v[0]) for v in table["feature_importance"]],
-                       C2=[float(list(c)[1]) for c in table["capacity"]])
+    two = table.assign(
+        ratio=[float(v[1]) / float(v[0]) for v in table["feature_importance"]],
+        C2=[float(list(c)[1]) for c in table["capacity"]],
+    )
     best = best_of_seeds(two, ["kurtosis", "ratio"])
-    analytic = [ct.optimal_allocation(np.array([1.0, r]), K, 1.0)[0][1] if K > DEGENERATE_K else np.nan
-                for K, r in zip(best["kurtosis"], best["ratio"])]
+    analytic = [
+        ct.optimal_allocation(np.array([1.0, r]), K, 1.0)[0][1] if K > DEGENERATE_K else np.nan
+        for K, r in zip(best["kurtosis"], best["ratio"])
+    ]
     # At v₂ = v₁ and K ≤ 3 the two corners tie: either feature alone is optimal.
     tie = np.isclose(best["ratio"], 1.0) & (best["kurtosis"] <= 3.0)
     return best.assign(analytic_C2=analytic, degenerate=best["kurtosis"] <= DEGENERATE_K, tie=tie)
@@ -45,7 +55,9 @@ def cells(table: pd.DataFrame) -> pd.DataFrame:
 
 def _grid(best: pd.DataFrame, column: str):
     """(K values, ratios, ratio × K values) of ``column``, keeping all-NaN columns (K = 1)."""
-    pivot = best.pivot_table(index="ratio", columns="kurtosis", values=column, aggfunc="first", dropna=False)
+    pivot = best.pivot_table(
+        index="ratio", columns="kurtosis", values=column, aggfunc="first", dropna=False
+    )
     pivot = pivot.sort_index().sort_index(axis=1)
     return pivot.columns.to_numpy(float), pivot.index.to_numpy(float), pivot.to_numpy(float)
 
@@ -55,8 +67,15 @@ def _mesh(ax, xs, ys, values, degenerate_x):
     mesh = ax.pcolormesh(ex, ey, values, cmap="viridis", vmin=0.0, vmax=1.0)
     for i, x in enumerate(xs):
         if degenerate_x[i]:
-            ax.fill_between([ex[i], ex[i + 1]], ey[0], ey[-1], facecolor="white", edgecolor="0.3", hatch="///",
-                            lw=0)
+            ax.fill_between(
+                [ex[i], ex[i + 1]],
+                ey[0],
+                ey[-1],
+                facecolor="white",
+                edgecolor="0.3",
+                hatch="///",
+                lw=0,
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(ex[0], ex[-1])
@@ -72,7 +91,9 @@ def _boundary_and_points(ax, xs, ys) -> None:
     for name, K_p, r in MARKED:
         if xs.min() <= K_p <= xs.max() and ys.min() <= r <= ys.max():
             ax.plot(K_p, r, "o", ms=7, mfc="white", mec="k")
-            ax.annotate(name, (K_p, r), xytext=(4, 3), textcoords="offset points", fontsize=9, weight="bold")
+            ax.annotate(
+                name, (K_p, r), xytext=(4, 3), textcoords="offset points", fontsize=9, weight="bold"
+            )
     ax.set_xlabel("input kurtosis K")
     ax.set_ylabel("importance ratio v₂/v₁")
 
@@ -82,9 +103,13 @@ def marginal_curves(K: float, ratio: float, C=None) -> dict:
     and the analytic
     optimum's C₁."""
     C = np.linspace(0.0, 1.0, 201) if C is None else np.asarray(C, float)
-    return {"C": C, "first": ct.marginal_benefit(C, 1.0, K), "second": ct.marginal_benefit(1.0 - C, ratio, K),
-            "optimum_C1": float(ct.optimal_allocation(np.array([1.0, ratio]), K, 1.0)[0][0]),
-            "shape": ct.curve_shape(K)}
+    return {
+        "C": C,
+        "first": ct.marginal_benefit(C, 1.0, K),
+        "second": ct.marginal_benefit(1.0 - C, ratio, K),
+        "optimum_C1": float(ct.optimal_allocation(np.array([1.0, ratio]), K, 1.0)[0][0]),
+        "shape": ct.curve_shape(K),
+    }
 
 
 def _marginal_panel(ax, name: str, K: float, ratio: float) -> None:
@@ -107,9 +132,15 @@ def plot_capacity_phase(table: pd.DataFrame, stamp: str = "", target=None):
     degenerate_x = xs <= DEGENERATE_K
     canvas = region(target, (17, 6.2))
     fig = canvas.figure
-    grid = fig.add_gridspec(2, 5, width_ratios=[1.25, 1.25, 0.62, 0.62, 0.62], wspace=0.45, hspace=0.6)
-    for col, (values, title) in enumerate(((trained, f"trained C₂ (best of {table['seed'].nunique()} seeds)"),
-                                           (analytic, "analytic optimum's C₂ (m = 1)"))):
+    grid = fig.add_gridspec(
+        2, 5, width_ratios=[1.25, 1.25, 0.62, 0.62, 0.62], wspace=0.45, hspace=0.6
+    )
+    for col, (values, title) in enumerate(
+        (
+            (trained, f"trained C₂ (best of {table['seed'].nunique()} seeds)"),
+            (analytic, "analytic optimum's C₂ (m = 1)"),
+        )
+    ):
         ax = fig.add_subplot(grid[:, col])
         mesh = _mesh(ax, xs, ys, values, degenerate_x)
         _boundary_and_points(ax, xs, ys)
@@ -123,12 +154,17 @@ def plot_capacity_phase(table: pd.DataFrame, stamp: str = "", target=None):
         if k == 0:
             panel.legend(fontsize=5)
     score = agreement(best)
-    return finish(canvas, stamp, "Two features in one dimension, quadratic model: C₂ trained and analytic; white dashed: "
-                     "the polysemantic boundary; hatched: K = 1 (x² ≡ 1, nothing to learn); at v₂/v₁ = 1, K ≤ 3 "
-                     f"either corner is optimal. Trained within 0.05 of analytic in {score['share_within']:.0%} of "
-                     f"{score['cells']} cells. Right: marginal benefit −∂L_i/∂C_i of each feature along the budget "
-                     "C₁ + C₂ = 1; dotted: the analytic optimum.", wrap=True,
-                  layout=dict(top=0.84, bottom=0.1, left=0.05, right=0.98))
+    return finish(
+        canvas,
+        stamp,
+        "Two features in one dimension, quadratic model: C₂ trained and analytic; white dashed: "
+        "the polysemantic boundary; hatched: K = 1 (x² ≡ 1, nothing to learn); at v₂/v₁ = 1, K ≤ 3 "
+        f"either corner is optimal. Trained within 0.05 of analytic in {score['share_within']:.0%} of "
+        f"{score['cells']} cells. Right: marginal benefit −∂L_i/∂C_i of each feature along the budget "
+        "C₁ + C₂ = 1; dotted: the analytic optimum.",
+        wrap=True,
+        layout=dict(top=0.84, bottom=0.1, left=0.05, right=0.98),
+    )
 
 
 def agreement(best: pd.DataFrame, within: float = 0.05) -> dict:
@@ -136,4 +172,8 @@ def agreement(best: pd.DataFrame, within: float = 0.05) -> dict:
     and the share of cells within ``within``."""
     ok = ~(best["degenerate"] | best["tie"])
     gap = np.abs(best.loc[ok, "C2"] - best.loc[ok, "analytic_C2"])
-    return {"median": float(np.median(gap)), "share_within": float(np.mean(gap < within)), "cells": int(ok.sum())}
+    return {
+        "median": float(np.median(gap)),
+        "share_within": float(np.mean(gap < within)),
+        "cells": int(ok.sum()),
+    }

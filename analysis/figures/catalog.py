@@ -9,8 +9,8 @@ A figure's options are its plot function's parameters with a default, other than
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -21,12 +21,21 @@ from analysis.figures.curves import plot_loss_curves
 from analysis.figures.dimensionality import plot_dimensionality
 from analysis.figures.geometry import plot_geometry_panels
 from analysis.figures.heatmaps import plot_wtw
-from analysis.figures.monosemanticity import (has_mono_penalty, is_two_feature_quadratic, plot_mono_switch,
-                                              plot_polysemantic_vs_loss)
+from analysis.figures.monosemanticity import (
+    has_mono_penalty,
+    is_two_feature_quadratic,
+    plot_mono_switch,
+    plot_polysemantic_vs_loss,
+)
 from analysis.figures.neurons import plot_l1_cost, plot_neurons, privileged
 from analysis.figures.noise import is_noise_setting, plot_noise
 from analysis.figures.perturb import crossing_note, plot_perturb
-from analysis.figures.phase_diagram import DIAGRAM_AXES, agreement_note, diagram_axes, draw_phase_diagram
+from analysis.figures.phase_diagram import (
+    DIAGRAM_AXES,
+    agreement_note,
+    diagram_axes,
+    draw_phase_diagram,
+)
 from analysis.figures.sae import SAE_TABLE, plot_sae_recovery, sae_inputs
 from analysis.figures.sae_active import active_note, is_active_sweep, plot_sae_active
 from analysis.figures.spd import is_spd_sweep, plot_spd_recovery, recovery_notes
@@ -56,8 +65,11 @@ class FigureSpec:
     notes: Callable[..., dict] | None = None  # notes(sweep, **options) -> {name: number}
 
     def options(self) -> tuple[str, ...]:
-        return tuple(name for name, p in inspect.signature(self.plot).parameters.items()
-                     if p.default is not inspect.Parameter.empty and name not in ("stamp", "target"))
+        return tuple(
+            name
+            for name, p in inspect.signature(self.plot).parameters.items()
+            if p.default is not inspect.Parameter.empty and name not in ("stamp", "target")
+        )
 
 
 def finite_data(sweep: StoredSweep) -> bool:
@@ -75,7 +87,7 @@ def fresh(applies: Callable[[StoredSweep], bool]) -> Callable[[StoredSweep], boo
     return lambda sweep: not finite_data(sweep) and not job_sweep(sweep) and bool(applies(sweep))
 
 
-def capacity_figure(applies: Callable[[StoredSweep], bool]) -> Callable[[StoredSweep], bool]:
+def capacity_figure(applies: Callable[[StoredSweep], object]) -> Callable[[StoredSweep], bool]:
     """``applies`` among the capacity sweeps (``capacity.is_capacity_sweep``)."""
     return fresh(lambda sweep: capacity.is_capacity_sweep(sweep) and applies(sweep))
 
@@ -204,8 +216,10 @@ def spec_for(name: str, sweep: StoredSweep, options: dict) -> FigureSpec:
         raise ValueError(f"no figure {name!r}; the figures are: {', '.join(FIGURES)}")
     spec = FIGURES[name]
     if not spec.applies(sweep):
-        raise ValueError(f"figure {name!r} needs {spec.when}; this sweep ({sweep.name}) supports: "
-                         f"{', '.join(figure_names(sweep))}")
+        raise ValueError(
+            f"figure {name!r} needs {spec.when}; this sweep ({sweep.name}) supports: "
+            f"{', '.join(figure_names(sweep))}"
+        )
     unknown = sorted(set(options) - set(spec.options()))
     if unknown:
         raise ValueError(f"figure {name!r} takes the options {list(spec.options())}, not {unknown}")

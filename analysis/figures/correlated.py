@@ -16,8 +16,15 @@ import numpy as np
 import pandas as pd
 
 from analysis.figures.canvas import finish
-from analysis.figures.panels import (REPRESENTED, best_along, draw_vectors, panel_title, panels_over_plots,
-                                     sweep_x_axis, swept_axis)
+from analysis.figures.panels import (
+    REPRESENTED,
+    best_along,
+    draw_vectors,
+    panel_title,
+    panels_over_plots,
+    sweep_x_axis,
+    swept_axis,
+)
 from analysis.kind_traits import set_data
 from analysis.stored_sweep import as_array
 from sweeps.store import as_matrix
@@ -37,11 +44,16 @@ def correlated_inputs(sweep) -> tuple:
 
 def member_pairs(n_features: int, set_size: int) -> list[tuple[int, int]]:
     """Every pair (i, j), i < j, of features in the same set, set by set."""
-    return [pair for start in range(0, n_features, set_size)
-            for pair in itertools.combinations(range(start, min(start + set_size, n_features)), 2)]
+    return [
+        pair
+        for start in range(0, n_features, set_size)
+        for pair in itertools.combinations(range(start, min(start + set_size, n_features)), 2)
+    ]
 
 
-def within_set_angles(W_HxF: np.ndarray, set_size: int, represented: float = REPRESENTED) -> np.ndarray:
+def within_set_angles(
+    W_HxF: np.ndarray, set_size: int, represented: float = REPRESENTED
+) -> np.ndarray:
     """Angle in degrees between the members of each within-set pair (``member_pairs`` order); NaN
     where a member is not represented (‖W_i‖ < ``represented``): a dropped feature has no
     direction."""
@@ -57,12 +69,18 @@ def within_set_angles(W_HxF: np.ndarray, set_size: int, represented: float = REP
     return np.asarray(angles)
 
 
-def angle_table(table: pd.DataFrame, set_size: int, represented: float = REPRESENTED) -> pd.DataFrame:
+def angle_table(
+    table: pd.DataFrame, set_size: int, represented: float = REPRESENTED
+) -> pd.DataFrame:
     """``table`` plus ``pair_angles`` (list, degrees) and ``mean_pair_angle`` (NaN-ignoring)."""
     out = table.copy()
-    angles = [within_set_angles(as_array(row["W"]), set_size, represented) for _, row in table.iterrows()]
+    angles = [
+        within_set_angles(as_array(row["W"]), set_size, represented) for _, row in table.iterrows()
+    ]
     out["pair_angles"] = [a.tolist() for a in angles]
-    out["mean_pair_angle"] = [float(np.nanmean(a)) if np.isfinite(a).any() else np.nan for a in angles]
+    out["mean_pair_angle"] = [
+        float(np.nanmean(a)) if np.isfinite(a).any() else np.nan for a in angles
+    ]
     return out
 
 
@@ -80,13 +98,21 @@ def _draw_panels(panels, best: pd.DataFrame, axis: str | None, set_size: int) ->
     for ax, (_, row) in zip(panels, best.iterrows()):
         W = as_array(row["W"])
         n = W.shape[1]
-        draw_vectors(ax, W, set_colors(n, set_size), _member_styles(n, set_size), labels=[str(i) for i in range(n)])
+        draw_vectors(
+            ax,
+            W,
+            set_colors(n, set_size),
+            _member_styles(n, set_size),
+            labels=[str(i) for i in range(n)],
+        )
         angles = within_set_angles(W, set_size)
         shown = ", ".join("–" if np.isnan(a) else f"{a:.0f}°" for a in angles)
         ax.set_title(panel_title(row, axis) + f"\nangles {shown}", fontsize=7)
 
 
-def _draw_angles(ax, angled: pd.DataFrame, best: pd.DataFrame, axis: str | None, set_size: int) -> None:
+def _draw_angles(
+    ax, angled: pd.DataFrame, best: pd.DataFrame, axis: str | None, set_size: int
+) -> None:
     """Every seed's within-set angles (grey), the best seed's (coloured by set) and their mean
     (black line): sets of equal importance are interchangeable, so which one moves first is chance."""
     x_all = angled[axis].to_numpy(float) if axis else np.zeros(len(angled))
@@ -98,9 +124,17 @@ def _draw_angles(ax, angled: pd.DataFrame, best: pd.DataFrame, axis: str | None,
     n = int(best["n_features"].iloc[0])
     colors = set_colors(n, set_size)
     for k, (i, j) in enumerate(member_pairs(n, set_size)):
-        ax.scatter(x_best, per_pair[:, k], color=colors[i], s=42 - 8 * min(k, 3), label=f"features {i},{j} (best seed)",
-                   zorder=3)
-    ax.plot(x_best, best["mean_pair_angle"], "k-", lw=1.2, label="mean over sets (best seed)", zorder=2)
+        ax.scatter(
+            x_best,
+            per_pair[:, k],
+            color=colors[i],
+            s=42 - 8 * min(k, 3),
+            label=f"features {i},{j} (best seed)",
+            zorder=3,
+        )
+    ax.plot(
+        x_best, best["mean_pair_angle"], "k-", lw=1.2, label="mean over sets (best seed)", zorder=2
+    )
     for angle, name in REFERENCE_ANGLES.items():
         ax.axhline(angle, color="k", lw=0.6, ls=":")
         ax.text(1.01, angle, name, transform=ax.get_yaxis_transform(), fontsize=7, va="center")
@@ -112,8 +146,14 @@ def _draw_angles(ax, angled: pd.DataFrame, best: pd.DataFrame, axis: str | None,
     ax.legend(fontsize=7, loc="best")
 
 
-def plot_correlated(table: pd.DataFrame, axes: list[str], set_size: int, stamp: str = "", max_panels: int = 8,
-                    target=None):
+def plot_correlated(
+    table: pd.DataFrame,
+    axes: list[str],
+    set_size: int,
+    stamp: str = "",
+    max_panels: int = 8,
+    target=None,
+):
     """Top: the best seed's feature directions along the sweep, coloured by set (members of a set
     share a colour, line style tells them apart; drawn for m = 2 only). Bottom: the angle between
     set members, every seed (grey dots), the best seed per point (coloured dots) and their mean
@@ -129,6 +169,10 @@ def plot_correlated(table: pd.DataFrame, axes: list[str], set_size: int, stamp: 
     _draw_angles(plot, angled, best, axis, set_size)
     kinds = "/".join(sorted(angled["data_kind"].unique())) if "data_kind" in angled else "?"
     n, m = int(angled["n_features"].iloc[0]), int(angled["n_hidden"].iloc[0])
-    title = (f"{kinds} sets of {set_size} (n={n}, m={m}): colour = set; best of {angled['seed'].nunique()} "
-             f"seed(s) by loss. Angles of dropped features (‖W_i‖ < {REPRESENTED}) are not drawn.")
-    return finish(canvas, stamp, title, fontsize=9, wrap=True, layout=dict(top=0.86, bottom=0.12, right=0.88))
+    title = (
+        f"{kinds} sets of {set_size} (n={n}, m={m}): colour = set; best of {angled['seed'].nunique()} "
+        f"seed(s) by loss. Angles of dropped features (‖W_i‖ < {REPRESENTED}) are not drawn."
+    )
+    return finish(
+        canvas, stamp, title, fontsize=9, wrap=True, layout=dict(top=0.86, bottom=0.12, right=0.88)
+    )

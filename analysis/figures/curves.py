@@ -11,7 +11,9 @@ from analysis.seeds import best_of_seeds
 from analysis.stored_sweep import coord_label
 
 
-def plot_loss_curves(table: pd.DataFrame, axes: list[str], stamp: str = "", max_curves: int = 60, target=None):
+def plot_loss_curves(
+    table: pd.DataFrame, axes: list[str], stamp: str = "", max_curves: int = 60, target=None
+):
     """Training loss (mean over each snapshot interval) against step, best seed per grid point,
     coloured along the first swept axis."""
     best = best_of_seeds(table, axes).head(max_curves)
@@ -28,7 +30,13 @@ def plot_loss_curves(table: pd.DataFrame, axes: list[str], stamp: str = "", max_
         colors = ["C0"] * len(best)
     for color, (_, row) in zip(colors, best.iterrows()):
         label = coord_label(row, axes) if len(best) <= 12 else None
-        ax.plot(np.asarray(row["snap_step"]), np.asarray(row["snap_loss"]), color=color, lw=1.2, label=label)
+        ax.plot(
+            np.asarray(row["snap_step"]),
+            np.asarray(row["snap_loss"]),
+            color=color,
+            lw=1.2,
+            label=label,
+        )
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("importance-weighted MSE (mean over interval)")

@@ -58,4 +58,6 @@ def plot_dimensionality(table: pd.DataFrame, axes: list[str], stamp: str = "", t
     right.set_title("Feature dimensionalities of learned features (‖W_i‖ ≥ 0.5)", fontsize=10)
     n, m = int(best["n_features"].iloc[0]), int(best["n_hidden"].iloc[0])
     suffix = f"; other axes at {dict(first)}" if others else ""
-    return finish(canvas, stamp, f"Geometry of superposition, n={n}, m={m}{suffix}", layout=(0, 0.02, 1, 0.95))
+    return finish(
+        canvas, stamp, f"Geometry of superposition, n={n}, m={m}{suffix}", layout=(0, 0.02, 1, 0.95)
+    )

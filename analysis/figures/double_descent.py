@@ -19,10 +19,29 @@ from analysis.seeds import best_of_seeds, evenly_spaced
 from analysis.stored_sweep import as_array
 
 # Settings that split the curves into separate lines when they vary across the sweep.
-LINE_AXES = ("weight_decay", "lr", "density", "n_features", "n_hidden", "repeats", "n_repeated", "steps")
-SHORT = {"weight_decay": "wd", "density": "p", "n_features": "n", "n_hidden": "m", "repeats": "R",
-         "n_repeated": "repeated", "steps": "steps", "lr": "lr"}
-JERMYN_THRESHOLD = 0.4  # a point repeated R ≳ 0.4 T/N times is memorised (docs/science/double-descent.md)
+LINE_AXES = (
+    "weight_decay",
+    "lr",
+    "density",
+    "n_features",
+    "n_hidden",
+    "repeats",
+    "n_repeated",
+    "steps",
+)
+SHORT = {
+    "weight_decay": "wd",
+    "density": "p",
+    "n_features": "n",
+    "n_hidden": "m",
+    "repeats": "R",
+    "n_repeated": "repeated",
+    "steps": "steps",
+    "lr": "lr",
+}
+JERMYN_THRESHOLD = (
+    0.4  # a point repeated R ≳ 0.4 T/N times is memorised (docs/science/double-descent.md)
+)
 STRATEGY = "best init seed per dataset (train loss), mean and min–max over dataset seeds"
 
 
@@ -53,9 +72,15 @@ def _label(key: tuple) -> str:
     return ", ".join(f"{SHORT.get(a, a)}={v:.3g}" for a, v in key) or "all models"
 
 
-def _plot_curves(ax, table: pd.DataFrame, column: str, log_y: bool = True, style: str = "o-") -> None:
+def _plot_curves(
+    ax, table: pd.DataFrame, column: str, log_y: bool = True, style: str = "o-"
+) -> None:
     items = list(curves(table, column).items())
-    colors = ["k"] if len(items) == 1 else matplotlib.colormaps["viridis"](np.linspace(0, 0.85, len(items)))
+    colors = (
+        ["k"]
+        if len(items) == 1
+        else matplotlib.colormaps["viridis"](np.linspace(0, 0.85, len(items)))
+    )
     for color, (key, stats) in zip(colors, items):
         T = stats.index.to_numpy(float)
         ax.plot(T, stats["mean"], style, color=color, ms=3.5, lw=1.3, label=_label(key))
@@ -69,13 +94,17 @@ def _plot_curves(ax, table: pd.DataFrame, column: str, log_y: bool = True, style
 def _generalisation_scale(ax, table: pd.DataFrame) -> None:
     """T(1 − S) ≈ 10: where Henighan et al. place the switch to generalising features."""
     if "density" in table and table["density"].nunique() == 1:
-        ax.axvline(10.0 / float(table["density"].iloc[0]), color="0.5", ls=":", lw=1, label="T(1−S) = 10")
+        ax.axvline(
+            10.0 / float(table["density"].iloc[0]), color="0.5", ls=":", lw=1, label="T(1−S) = 10"
+        )
 
 
 def _title(table: pd.DataFrame) -> str:
     row = table.iloc[0]
-    return (f"n={int(row['n_features'])}, m={int(row['n_hidden'])}, S={1 - float(row['density']):.4g}, "
-            f"{int(row['steps'])} steps; {table['dataset_seed'].nunique()} dataset seed(s), {STRATEGY}")
+    return (
+        f"n={int(row['n_features'])}, m={int(row['n_hidden'])}, S={1 - float(row['density']):.4g}, "
+        f"{int(row['steps'])} steps; {table['dataset_seed'].nunique()} dataset seed(s), {STRATEGY}"
+    )
 
 
 def bump_location(table: pd.DataFrame, weight_decay: float | None = None) -> float:
@@ -91,7 +120,7 @@ def bump_location(table: pd.DataFrame, weight_decay: float | None = None) -> flo
     best, where = 0.0, float("nan")
     for i in range(1, len(T) - 1):
         if logL[i] > logL[i - 1] and logL[i] >= logL[i + 1]:
-            prominence = logL[i] - max(logL[:i].min(), logL[i + 1:].min())
+            prominence = logL[i] - max(logL[:i].min(), logL[i + 1 :].min())
             if prominence > best:
                 best, where = prominence, float(T[i])
     return where
@@ -109,7 +138,9 @@ def plot_losses(table: pd.DataFrame, stamp: str = "", target=None):
     if np.isfinite(bump):
         right.axvline(bump, color="C3", lw=1, ls="--", label=f"bump at T={bump:.3g}")
     right.legend(fontsize=7)
-    return finish(canvas, stamp, "Double descent: " + _title(table), fontsize=9, layout=(0, 0.02, 1, 0.94))
+    return finish(
+        canvas, stamp, "Double descent: " + _title(table), fontsize=9, layout=(0, 0.02, 1, 0.94)
+    )
 
 
 def plot_norms(table: pd.DataFrame, stamp: str = "", target=None):
@@ -142,11 +173,17 @@ def plot_dimensionality(table: pd.DataFrame, stamp: str = "", top: int = 50, tar
     _scatter_dims(left, best, "feature_dims", top)
     _scatter_dims(right, best, "data_dims", top)
     sums = best.groupby("n_train")[["feature_dim_sum", "data_dim_sum"]].mean()
-    for ax, col, name in ((left, "feature_dim_sum", "features"), (right, "data_dim_sum", "data points")):
+    for ax, col, name in (
+        (left, "feature_dim_sum", "features"),
+        (right, "data_dim_sum", "data points"),
+    ):
         ax.plot(sums.index, sums[col] / m, "k-", lw=1, label=f"Σ D / m over {name} (mean)")
     T = np.geomspace(table["n_train"].min(), table["n_train"].max(), 100)
     right.plot(T, np.minimum(m / T, 1), "C3--", lw=1, label="m / T (T points on a T-gon)")
-    panels = ((left, f"features (top {top} per model)"), (right, f"training points (top {top} of the first 256)"))
+    panels = (
+        (left, f"features (top {top} per model)"),
+        (right, f"training points (top {top} of the first 256)"),
+    )
     for ax, what in panels:
         ax.set_xscale("log")
         ax.set_ylim(-0.02, 1.05)
@@ -164,7 +201,9 @@ def _pick_T(values: np.ndarray, count: int) -> np.ndarray:
 
 def _arrows(ax, V_NxH: np.ndarray, color: str, alpha: float) -> None:
     """Segments from the origin to each row (one collection: hundreds of vectors draw fast)."""
-    ax.add_collection(LineCollection([[(0, 0), (x, y)] for x, y in V_NxH], colors=color, lw=0.8, alpha=alpha))
+    ax.add_collection(
+        LineCollection([[(0, 0), (x, y)] for x, y in V_NxH], colors=color, lw=0.8, alpha=alpha)
+    )
     square_frame(ax, max(1e-6, 1.1 * np.abs(V_NxH).max()) if len(V_NxH) else 1.0)
 
 
@@ -176,7 +215,9 @@ def plot_geometry(table: pd.DataFrame, stamp: str = "", T_values=None, count: in
     best = best_per_dataset(table)
     for a in line_axes(table):
         best = best[best[a] == best[a].iloc[0]]
-    Ts = np.asarray(T_values if T_values is not None else _pick_T(best["n_train"].to_numpy(), count))
+    Ts = np.asarray(
+        T_values if T_values is not None else _pick_T(best["n_train"].to_numpy(), count)
+    )
     canvas, grid = panel_grid(target, 2, len(Ts), (2.3 * len(Ts), 5.0))
     for j, T in enumerate(Ts):
         rows = best[best["n_train"] == T].sort_values("dataset_seed")
@@ -188,11 +229,18 @@ def plot_geometry(table: pd.DataFrame, stamp: str = "", T_values=None, count: in
         _arrows(grid[0, j], as_array(row["hidden"]), "C0", 0.7)
         norms = np.linalg.norm(W, axis=0)
         _arrows(grid[1, j], W.T[np.argsort(norms)[::-1][:200]], "C1", 0.6)
-        grid[0, j].set_title(f"T={int(T)}\ntrain {row['train_loss']:.2g}, test {row['test_loss']:.2g}", fontsize=8)
+        grid[0, j].set_title(
+            f"T={int(T)}\ntrain {row['train_loss']:.2g}, test {row['test_loss']:.2g}", fontsize=8
+        )
     grid[0, 0].set_ylabel("hidden vectors h_t\n(first ≤256 points)", fontsize=8)
     grid[1, 0].set_ylabel("feature vectors W_i\n(200 longest)", fontsize=8)
-    return finish(canvas, stamp, "Geometry in the hidden plane: " + _title(table), fontsize=8,
-                  layout=(0, 0.02, 1, 0.92))
+    return finish(
+        canvas,
+        stamp,
+        "Geometry in the hidden plane: " + _title(table),
+        fontsize=8,
+        layout=(0, 0.02, 1, 0.92),
+    )
 
 
 def plot_memorisation(table: pd.DataFrame, stamp: str = "", target=None):
@@ -204,10 +252,19 @@ def plot_memorisation(table: pd.DataFrame, stamp: str = "", target=None):
     rep["x"] = rep["R"] * rep["n_features"] / rep["n_train"]
     rep["memorised"] = rep["repeated_memorised"].astype(float)
     canvas, ((left, right),) = panel_grid(target, 1, 2, (12, 4.6))
-    for color, (T, group) in zip(matplotlib.colormaps["plasma"](np.linspace(0, 0.85, max(rep["n_train"].nunique(), 1))),
-                                 rep.groupby("n_train")):
-        by = group.groupby("x").agg(frac=("memorised", "mean"), dim=("repeated_dim", "mean"),
-                                    q=("data_dim_q999", "mean")).sort_index()
+    for color, (T, group) in zip(
+        matplotlib.colormaps["plasma"](np.linspace(0, 0.85, max(rep["n_train"].nunique(), 1))),
+        rep.groupby("n_train"),
+    ):
+        by = (
+            group.groupby("x")
+            .agg(
+                frac=("memorised", "mean"),
+                dim=("repeated_dim", "mean"),
+                q=("data_dim_q999", "mean"),
+            )
+            .sort_index()
+        )
         left.plot(by.index, by["frac"], "o-", color=color, ms=4, label=f"T={T}")
         right.plot(by.index, by["dim"], "o-", color=color, ms=4, label=f"T={T}: repeated point")
         right.plot(by.index, by["q"], ":", color=color, lw=1)
@@ -219,7 +276,9 @@ def plot_memorisation(table: pd.DataFrame, stamp: str = "", target=None):
     left.set_ylabel("fraction of models with the point memorised")
     left.set_title("Memorisation of a repeated point (dimensionality in the top 0.1%)", fontsize=10)
     right.set_ylabel("data-point dimensionality")
-    right.set_title("Repeated point (solid) vs the 99.9th percentile of the data (dotted)", fontsize=10)
+    right.set_title(
+        "Repeated point (solid) vs the 99.9th percentile of the data (dotted)", fontsize=10
+    )
     return finish(canvas, stamp, _title(rep), fontsize=9, layout=(0, 0.02, 1, 0.94))
 
 

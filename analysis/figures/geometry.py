@@ -34,6 +34,7 @@ def columns_for(n_panels: int, width: float, height: float) -> int:
     """The columns that make ``n_panels`` square panels largest in a ``width``×``height`` area
     (inches, the title's lines already taken off; each panel also needs room for its own two-line
     title)."""
+
     def side(cols: int) -> float:
         rows = math.ceil(n_panels / cols)
         return min(width / cols, height / rows - 0.35)
@@ -41,15 +42,19 @@ def columns_for(n_panels: int, width: float, height: float) -> int:
     return max(range(1, n_panels + 1), key=lambda cols: (side(cols), -cols))
 
 
-def plot_geometry_panels(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: int = 40, target=None):
+def plot_geometry_panels(
+    table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: int = 40, target=None
+):
     """One panel per grid point (best seed by loss) for an m=2 sweep, dense on the left as in the
     paper. Given a Figure, SubFigure or Axes, the panels are laid out to fill it (fewer columns
     in a narrow place); every vector stays inside its panel."""
     best = ordered_along(best_of_seeds(table, axes), "density" if "density" in axes else None)
     best = best.head(max_panels)
     n, m = int(best["n_features"].iloc[0]), int(best["n_hidden"].iloc[0])
-    title = (f"Feature directions W_i in the hidden plane (n={n}, m={m}); colour = importance, "
-             f"bright = important; best of {table['seed'].nunique()} seed(s) by loss")
+    title = (
+        f"Feature directions W_i in the hidden plane (n={n}, m={m}); colour = importance, "
+        f"bright = important; best of {table['seed'].nunique()} seed(s) by loss"
+    )
     if target is None:
         cols = min(len(best), 10)
         width = max(PANEL_WIDTH * cols, 5.5)  # room for the title, even for one or two panels
@@ -62,16 +67,26 @@ def plot_geometry_panels(table: pd.DataFrame, axes: list[str], stamp: str = "", 
         width = width_inches(canvas.figure)
         lines = wrapped(title, width, TITLE_SIZE).count("\n") + 1
         title_h = 0.15 + 0.18 * lines
-        cols = columns_for(len(best), width, canvas.figure.bbox.height / canvas.figure.dpi - title_h - 0.2)
+        cols = columns_for(
+            len(best), width, canvas.figure.bbox.height / canvas.figure.dpi - title_h - 0.2
+        )
     rows = math.ceil(len(best) / cols)
     grid = canvas.figure.add_gridspec(rows, cols).subplots(squeeze=False)
-    for ax in grid.flat[len(best):]:
+    for ax in grid.flat[len(best) :]:
         ax.remove()
     Ws = [as_array(W) for W in best["W"]]
     lim = frame_limit(Ws)
     for ax, W, (_, row) in zip(grid.flat, Ws, best.iterrows()):
         plot_vectors(ax, W, as_array(row["feature_importance"]), lim)
-        ax.set_title(coord_label(row, axes, ' = ', short=True) + f"\nloss {row['loss']:.4f}", fontsize=8)
+        ax.set_title(
+            coord_label(row, axes, " = ", short=True) + f"\nloss {row['loss']:.4f}", fontsize=8
+        )
     height = canvas.figure.bbox.height / canvas.figure.dpi
-    return finish(canvas, stamp, title, fontsize=TITLE_SIZE, wrap=True,
-                  layout=(0, 0.02, 1, 1 - title_h / height))
+    return finish(
+        canvas,
+        stamp,
+        title,
+        fontsize=TITLE_SIZE,
+        wrap=True,
+        layout=(0, 0.02, 1, 1 - title_h / height),
+    )

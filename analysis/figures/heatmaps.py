@@ -14,7 +14,9 @@ from analysis.stored_sweep import as_array, coord_label
 from toymodels import metrics
 
 
-def plot_wtw(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: int = 6, target=None):
+def plot_wtw(
+    table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: int = 6, target=None
+):
     """For up to ``max_panels`` grid points spread over the sweep (best seed each): WᵀW and the
     norms ‖W_i‖ as bars, coloured by polysemanticity sqrt(Σ_j≠i (Ŵ_i·W_j)²)."""
     best = spread_over_grid(best_of_seeds(table, axes), axes, max_panels)
@@ -41,4 +43,6 @@ def plot_wtw(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: 
     sm = ScalarMappable(cmap=cmap, norm=Normalize(0, 1))
     canvas.figure.colorbar(sm, ax=grid[0, :].tolist(), label="polysemanticity", shrink=0.8)
     n, m = int(best["n_features"].iloc[0]), int(best["n_hidden"].iloc[0])
-    return finish(canvas, stamp, f"Feature norms and overlaps WᵀW, n={n}, m={m}, best seed per grid point")
+    return finish(
+        canvas, stamp, f"Feature norms and overlaps WᵀW, n={n}, m={m}, best seed per grid point"
+    )

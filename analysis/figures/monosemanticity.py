@@ -15,7 +15,13 @@ from analysis.theory import monosemanticity as theory
 from analysis.theory.capacity import quadratic_loss
 from sweeps.store import nested_array
 
-SHORT = {"kurtosis": "K", "density": "p", "importance_last": "v₂/v₁", "mono_start": "start", "n_hidden": "m"}
+SHORT = {
+    "kurtosis": "K",
+    "density": "p",
+    "importance_last": "v₂/v₁",
+    "mono_start": "start",
+    "n_hidden": "m",
+}
 
 
 def _label(row: pd.Series, keys: list[str]) -> str:
@@ -50,24 +56,48 @@ def plot_polysemantic_vs_loss(table: pd.DataFrame, axes: list[str], stamp: str =
     rows = 2 if neurons else 1
     canvas, grid = panel_grid(target, rows, len(panels), (5.2 * len(panels), 4.3 * rows))
     for col, (key, panel) in enumerate(panels):
-        others = [c for c in panel.columns if c not in ("intervention", "strength", "loss", "objective",
-                                                          "poly_features", "poly_neurons", *panel_keys,
-                                                          *mono.INTERVENTIONS, "density", "kurtosis")]
+        others = [
+            c
+            for c in panel.columns
+            if c
+            not in (
+                "intervention",
+                "strength",
+                "loss",
+                "objective",
+                "poly_features",
+                "poly_neurons",
+                *panel_keys,
+                *mono.INTERVENTIONS,
+                "density",
+                "kurtosis",
+            )
+        ]
         curves = list(panel.groupby(["intervention", *others], dropna=False, sort=True))
         for k, (ckey, curve) in enumerate(curves):
             curve = curve.sort_values("strength", key=lambda s: s.astype(float).fillna(0.0).abs())
             name = mono.INTERVENTIONS[curve["intervention"].iloc[0]]
             setting = _label(curve.iloc[0], others)
             label = name + (f" ({setting})" if setting else "")
-            style = ["o-", "s--", "^-.", "d:"][list(mono.INTERVENTIONS).index(curve["intervention"].iloc[0])]
+            style = ["o-", "s--", "^-.", "d:"][
+                list(mono.INTERVENTIONS).index(curve["intervention"].iloc[0])
+            ]
             for r, column in enumerate(["poly_features", "poly_neurons"][:rows]):
                 ax = grid[r, col]
-                ax.plot(curve["loss"], curve[column], style, color=f"C{k % 10}", ms=4, lw=1, label=label)
+                ax.plot(
+                    curve["loss"], curve[column], style, color=f"C{k % 10}", ms=4, lw=1, label=label
+                )
                 for idx in (0, len(curve) - 1):
                     strength = curve["strength"].iloc[idx]
                     text = "none" if _is_nan(strength) or strength is None else f"{strength:.3g}"
-                    ax.annotate(text, (curve["loss"].iloc[idx], curve[column].iloc[idx]),
-                                fontsize=6, xytext=(3, 3), textcoords="offset points", color=f"C{k % 10}")
+                    ax.annotate(
+                        text,
+                        (curve["loss"].iloc[idx], curve[column].iloc[idx]),
+                        fontsize=6,
+                        xytext=(3, 3),
+                        textcoords="offset points",
+                        color=f"C{k % 10}",
+                    )
         title = _label(panel.iloc[0], panel_keys)
         for r, what in enumerate(["features (0.1 < C_i < 0.9)", "live neurons"][:rows]):
             ax = grid[r, col]
@@ -78,34 +108,60 @@ def plot_polysemantic_vs_loss(table: pd.DataFrame, axes: list[str], stamp: str =
             ax.set_ylabel(f"polysemantic share of {what}")
             ax.set_title(title, fontsize=9)
         grid[0, col].legend(fontsize=6)
-    return finish(canvas, stamp, "Buying monosemanticity: polysemantic share against loss, one curve per "
-                  "intervention (the others off), along increasing strength (first and last strength written). Best "
-                  "seed by the optimised objective (penalty included).", wrap=True, layout=(0, 0.02, 1, 0.93))
+    return finish(
+        canvas,
+        stamp,
+        "Buying monosemanticity: polysemantic share against loss, one curve per "
+        "intervention (the others off), along increasing strength (first and last strength written). Best "
+        "seed by the optimised objective (penalty included).",
+        wrap=True,
+        layout=(0, 0.02, 1, 0.93),
+    )
 
 
 def is_two_feature_quadratic(table: pd.DataFrame) -> bool:
-    return bool((table["model"] == "quadratic").all() and (table["n_features"] == 2).all()
-                and (table["n_hidden"] == 1).all() and table["kurtosis"].notna().all())
+    return bool(
+        (table["model"] == "quadratic").all()
+        and (table["n_features"] == 2).all()
+        and (table["n_hidden"] == 1).all()
+        and table["kurtosis"].notna().all()
+    )
 
 
 def switch_table(table: pd.DataFrame) -> pd.DataFrame:
     """Best seed (by objective) per (K, v₂/v₁, start, μ): trained C₁, loss, and the exact optimum."""
-    ranked = table.assign(_objective=mono.objective(table),
-                          ratio=[float(v[1]) / float(v[0]) for v in table["feature_importance"]],
-                          C1=[float(list(c)[0]) for c in table["capacity"]],
-                          # the exact expected loss of the trained W and b: no evaluation noise, which
-                          # at K = 30 moves the sampled loss by several per cent
-                          exact_loss=[float(quadratic_loss(nested_array(r["W"]), nested_array(r["feature_importance"]),
-                                                           r["kurtosis"], float(nested_array(r["b"])[0])))
-                                      for _, r in table.iterrows()])
+    ranked = table.assign(
+        _objective=mono.objective(table),
+        ratio=[float(v[1]) / float(v[0]) for v in table["feature_importance"]],
+        C1=[float(next(iter(c))) for c in table["capacity"]],
+        # the exact expected loss of the trained W and b: no evaluation noise, which
+        # at K = 30 moves the sampled loss by several per cent
+        exact_loss=[
+            float(
+                quadratic_loss(
+                    nested_array(r["W"]),
+                    nested_array(r["feature_importance"]),
+                    r["kurtosis"],
+                    float(nested_array(r["b"])[0]),
+                )
+            )
+            for _, r in table.iterrows()
+        ],
+    )
     if "mono_start" not in ranked:
         ranked = ranked.assign(mono_start=0)
     keys = ["kurtosis", "ratio", "mono_start", "mono_penalty"]
     best = best_of_seeds(ranked, keys, loss="_objective")
-    optimum = np.array([theory.penalised_optimum(r, K, mu) for r, K, mu in
-                       zip(best["ratio"], best["kurtosis"], best["mono_penalty"])])
+    optimum = np.array(
+        [
+            theory.penalised_optimum(r, K, mu)
+            for r, K, mu in zip(best["ratio"], best["kurtosis"], best["mono_penalty"])
+        ]
+    )
     # At v₂ = v₁ the features are interchangeable: C₁ and 1 − C₁ are the same optimum.
-    mirrored = np.isclose(best["ratio"], 1.0) & (np.abs(best["C1"] - (1 - optimum)) < np.abs(best["C1"] - optimum))
+    mirrored = np.isclose(best["ratio"], 1.0) & (
+        np.abs(best["C1"] - (1 - optimum)) < np.abs(best["C1"] - optimum)
+    )
     return best.assign(theory_C1=np.where(mirrored, 1 - optimum, optimum))
 
 
@@ -138,8 +194,11 @@ def plot_mono_switch(table: pd.DataFrame, stamp: str = "", target=None):
             for s, start in enumerate(starts):
                 line = group[group["mono_start"] == start].sort_values("mono_penalty")
                 kw = dict(color=color, ms=4, mfc=color if s == 0 else "none", lw=0)
-                label = f"v₂/v₁={ratio:.2g}" + (f", start {int(start)}" if len(starts) > 1 else "") + (
-                    f", μ_c={mu_c:.3g}" if s == 0 and mu_c > 0 else "")
+                label = (
+                    f"v₂/v₁={ratio:.2g}"
+                    + (f", start {int(start)}" if len(starts) > 1 else "")
+                    + (f", μ_c={mu_c:.3g}" if s == 0 and mu_c > 0 else "")
+                )
                 top.plot(line["mono_penalty"], line["C1"], "o", label=label, **kw)
                 bottom.plot(line["mono_penalty"], line["exact_loss"] / L0, "o", **kw)
         for ax in (top, bottom):
@@ -150,9 +209,15 @@ def plot_mono_switch(table: pd.DataFrame, stamp: str = "", target=None):
         bottom.set_ylabel("exact loss (penalty excluded) / unpenalised optimum")
         top.set_title(f"K = {K:.3g}", fontsize=10)
         top.legend(fontsize=6)
-    return finish(canvas, stamp, "μ·Σ C(1−C) on the quadratic model, n=2, m=1: best seed by objective; filled "
-                  "from scratch, open fine-tuned. Lines: exact penalised optimum; dashed: switch point μ_c; shaded: "
-                  "both the corner and an interior optimum are local minima.", wrap=True, layout=(0, 0.02, 1, 0.93))
+    return finish(
+        canvas,
+        stamp,
+        "μ·Σ C(1−C) on the quadratic model, n=2, m=1: best seed by objective; filled "
+        "from scratch, open fine-tuned. Lines: exact penalised optimum; dashed: switch point μ_c; shaded: "
+        "both the corner and an interior optimum are local minima.",
+        wrap=True,
+        layout=(0, 0.02, 1, 0.93),
+    )
 
 
 def has_mono_penalty(sweep) -> bool:

@@ -21,10 +21,17 @@ import numpy as np
 import pandas as pd
 
 from analysis.figures.canvas import finish
-from analysis.figures.panels import (REPRESENTED, best_along, importance_colors, panels_over_plots, set_log_scale,
-                                     sweep_x_axis, swept_axis)
-from analysis.stored_sweep import as_array
+from analysis.figures.panels import (
+    REPRESENTED,
+    best_along,
+    importance_colors,
+    panels_over_plots,
+    set_log_scale,
+    sweep_x_axis,
+    swept_axis,
+)
 from analysis.kind_traits import privileged_model, signed_data
+from analysis.stored_sweep import as_array
 
 MONO_SHARE = 0.9
 DEAD_NORM = 0.1
@@ -46,8 +53,12 @@ def top_share(R_HxF: np.ndarray) -> np.ndarray:
     return np.where(total > 0, sq.max(axis=-1) / np.where(total > 0, total, 1.0), np.nan)
 
 
-def neuron_classes(W_HxF: np.ndarray, signed: bool = False, mono_share: float = MONO_SHARE,
-                   dead_norm: float = DEAD_NORM) -> np.ndarray:
+def neuron_classes(
+    W_HxF: np.ndarray,
+    signed: bool = False,
+    mono_share: float = MONO_SHARE,
+    dead_norm: float = DEAD_NORM,
+) -> np.ndarray:
     """Per neuron: "monosemantic", "polysemantic" or "dead" (see the module docstring)."""
     R_HxF = response_weights(W_HxF, signed)
     dead = np.linalg.norm(R_HxF, axis=-1) < dead_norm
@@ -55,8 +66,12 @@ def neuron_classes(W_HxF: np.ndarray, signed: bool = False, mono_share: float = 
     return np.where(dead, "dead", np.where(mono, "monosemantic", "polysemantic"))
 
 
-def neuron_counts(W_HxF: np.ndarray, signed: bool = False, mono_share: float = MONO_SHARE,
-                  dead_norm: float = DEAD_NORM) -> dict:
+def neuron_counts(
+    W_HxF: np.ndarray,
+    signed: bool = False,
+    mono_share: float = MONO_SHARE,
+    dead_norm: float = DEAD_NORM,
+) -> dict:
     classes = neuron_classes(W_HxF, signed, mono_share, dead_norm)
     return {name: int(np.sum(classes == name)) for name in NEURON_CLASSES}
 
@@ -67,14 +82,18 @@ def is_signed(row: pd.Series) -> bool:
     return signed_data(row.get("data_kind", "sparse")) or not privileged_model(row["model"])
 
 
-def neuron_table(table: pd.DataFrame, mono_share: float = MONO_SHARE, dead_norm: float = DEAD_NORM) -> pd.DataFrame:
+def neuron_table(
+    table: pd.DataFrame, mono_share: float = MONO_SHARE, dead_norm: float = DEAD_NORM
+) -> pd.DataFrame:
     """``table`` plus neuron counts per class and ``represented`` (features with ‖R_i‖ ≥ 0.5)."""
     out = table.copy()
     counts, represented = [], []
     for _, row in table.iterrows():
         W, signed = as_array(row["W"]), is_signed(row)
         counts.append(neuron_counts(W, signed, mono_share, dead_norm))
-        represented.append(int(np.sum(np.linalg.norm(response_weights(W, signed), axis=0) >= REPRESENTED)))
+        represented.append(
+            int(np.sum(np.linalg.norm(response_weights(W, signed), axis=0) >= REPRESENTED))
+        )
     for name in NEURON_CLASSES:
         out[name] = [c[name] for c in counts]
     out["represented"] = represented
@@ -82,9 +101,11 @@ def neuron_table(table: pd.DataFrame, mono_share: float = MONO_SHARE, dead_norm:
 
 
 def threshold_text(mono_share: float = MONO_SHARE, dead_norm: float = DEAD_NORM) -> str:
-    return (f"R_ki = max(W_ki, 0) (inputs ≥ 0 into a ReLU) or |W_ki| (signed inputs; linear h): neuron k "
-            f"monosemantic if max_i R_ki² ≥ {mono_share:g}·Σ_i R_ki², dead if ‖R_k‖ < {dead_norm:g}, "
-            f"else polysemantic; feature i represented if ‖R_i‖ ≥ {REPRESENTED}")
+    return (
+        f"R_ki = max(W_ki, 0) (inputs ≥ 0 into a ReLU) or |W_ki| (signed inputs; linear h): neuron k "
+        f"monosemantic if max_i R_ki² ≥ {mono_share:g}·Σ_i R_ki², dead if ‖R_k‖ < {dead_norm:g}, "
+        f"else polysemantic; feature i represented if ‖R_i‖ ≥ {REPRESENTED}"
+    )
 
 
 def feature_colors(importance_F) -> list:
@@ -97,8 +118,14 @@ def feature_colors(importance_F) -> list:
     return list(importance_colors(importance_F))
 
 
-def plot_neuron_bars(ax, W_HxF: np.ndarray, importance_F, signed: bool = False, mono_share: float = MONO_SHARE,
-                     dead_norm: float = DEAD_NORM) -> None:
+def plot_neuron_bars(
+    ax,
+    W_HxF: np.ndarray,
+    importance_F,
+    signed: bool = False,
+    mono_share: float = MONO_SHARE,
+    dead_norm: float = DEAD_NORM,
+) -> None:
     """One bar per neuron: its weights W_{k,i} stacked by feature, positive upwards and negative
     downwards, one colour per feature (``feature_colors``); "M" marks a monosemantic neuron, "d"
     a dead one."""
@@ -109,13 +136,28 @@ def plot_neuron_bars(ax, W_HxF: np.ndarray, importance_F, signed: bool = False, 
     for i in range(W_HxF.shape[1]):
         w = W_HxF[:, i]
         pos, neg = np.clip(w, 0, None), np.clip(w, None, 0)
-        ax.bar(x, pos, bottom=up, color=colors[i], width=0.8, edgecolor="white", linewidth=0.3, label=str(i))
+        ax.bar(
+            x,
+            pos,
+            bottom=up,
+            color=colors[i],
+            width=0.8,
+            edgecolor="white",
+            linewidth=0.3,
+            label=str(i),
+        )
         ax.bar(x, neg, bottom=down, color=colors[i], width=0.8, edgecolor="white", linewidth=0.3)
         up, down = up + pos, down + neg
     top = max(float(up.max(initial=0.0)), 1e-9)
     for k, kind in enumerate(neuron_classes(W_HxF, signed, mono_share, dead_norm)):
         if kind != "polysemantic":
-            ax.text(k, up[k] + 0.04 * top, "M" if kind == "monosemantic" else "d", ha="center", fontsize=6)
+            ax.text(
+                k,
+                up[k] + 0.04 * top,
+                "M" if kind == "monosemantic" else "d",
+                ha="center",
+                fontsize=6,
+            )
     ax.axhline(0, color="k", lw=0.5)
     ax.set_ylim(min(float(down.min(initial=0.0)) * 1.1, -0.05), top * 1.18)
     ax.set_xticks(x if len(x) <= 12 else x[::5])
@@ -144,8 +186,15 @@ def privileged(table: pd.DataFrame) -> pd.Series:
     return table["model"].map(privileged_model).astype(bool)
 
 
-def plot_neurons(table: pd.DataFrame, axes: list[str], stamp: str = "", mono_share: float = MONO_SHARE,
-                 dead_norm: float = DEAD_NORM, max_panels: int = 6, target=None):
+def plot_neurons(
+    table: pd.DataFrame,
+    axes: list[str],
+    stamp: str = "",
+    mono_share: float = MONO_SHARE,
+    dead_norm: float = DEAD_NORM,
+    max_panels: int = 6,
+    target=None,
+):
     """Top: per-neuron stacked weight bars of the best seed at up to ``max_panels`` points of the
     sweep. Bottom: monosemantic / polysemantic / dead neuron counts and represented features. Only
     the models with a privileged basis are drawn."""
@@ -155,26 +204,45 @@ def plot_neurons(table: pd.DataFrame, axes: list[str], stamp: str = "", mono_sha
     shown = best_along(counted, axes, axis, max_panels)
     canvas, panels, (plot,) = panels_over_plots(len(shown), 1, panel_size=2.6, target=target)
     for ax, (_, row) in zip(panels, shown.iterrows()):
-        plot_neuron_bars(ax, as_array(row["W"]), row["feature_importance"], is_signed(row), mono_share, dead_norm)
+        plot_neuron_bars(
+            ax, as_array(row["W"]), row["feature_importance"], is_signed(row), mono_share, dead_norm
+        )
         head = f"{axis} = {row[axis]:.3g}\n" if axis else ""
-        ax.set_title(head + f"{row['monosemantic']} mono / {row['polysemantic']} poly / {row['dead']} dead",
-                     fontsize=7)
+        ax.set_title(
+            head + f"{row['monosemantic']} mono / {row['polysemantic']} poly / {row['dead']} dead",
+            fontsize=7,
+        )
     n_features = len(shown["feature_importance"].iloc[0])
     if n_features <= 20:
-        panels[-1].legend(title="feature", fontsize=5 if n_features > 10 else 6, title_fontsize=6,
-                          loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        panels[-1].legend(
+            title="feature",
+            fontsize=5 if n_features > 10 else 6,
+            title_fontsize=6,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+        )
     _counts_plot(plot, counted, axis, best_along(counted, axes, axis, len(counted)))
     models = "/".join(sorted(table["model"].unique()))
     n, m = int(table["n_features"].max()), int(table["n_hidden"].max())
     colour = "feature" if n <= 20 else "importance, bright = important"
-    title = (f"Neurons of the {models} model (n={n}, m={m}): each neuron's weights W_ki stacked by feature "
-             f"(colour = {colour}), best of {table['seed'].nunique()} seed(s).\n"
-             f"{threshold_text(mono_share, dead_norm)}")
-    return finish(canvas, stamp, title, fontsize=9, wrap=True, layout=dict(top=0.84, bottom=0.1, hspace=0.6))
+    title = (
+        f"Neurons of the {models} model (n={n}, m={m}): each neuron's weights W_ki stacked by feature "
+        f"(colour = {colour}), best of {table['seed'].nunique()} seed(s).\n"
+        f"{threshold_text(mono_share, dead_norm)}"
+    )
+    return finish(
+        canvas, stamp, title, fontsize=9, wrap=True, layout=dict(top=0.84, bottom=0.1, hspace=0.6)
+    )
 
 
-def plot_l1_cost(table: pd.DataFrame, axes: list[str], stamp: str = "", mono_share: float = MONO_SHARE,
-                 dead_norm: float = DEAD_NORM, target=None):
+def plot_l1_cost(
+    table: pd.DataFrame,
+    axes: list[str],
+    stamp: str = "",
+    mono_share: float = MONO_SHARE,
+    dead_norm: float = DEAD_NORM,
+    target=None,
+):
     """The price of monosemanticity: the model's loss (penalty excluded) against the L1 coefficient
     λ, next to monosemantic neurons and represented features against λ (best seed per point; one
     colour per value of any other swept axis)."""
@@ -185,15 +253,42 @@ def plot_l1_cost(table: pd.DataFrame, axes: list[str], stamp: str = "", mono_sha
     best = best_along(counted, axes, "l1_hidden", len(counted))
     for k, (key, group) in enumerate(best.groupby(others) if others else [((), best)]):
         group = group.sort_values("l1_hidden")
-        tag = "" if not others else " (" + ", ".join(f"{a}={v:.3g}" if isinstance(v, (int, float, np.number)) else f"{a}={v}"
-                                              for a, v in zip(others, np.atleast_1d(key))) + ")"
+        tag = (
+            ""
+            if not others
+            else " ("
+            + ", ".join(
+                f"{a}={v:.3g}" if isinstance(v, (int, float, np.number)) else f"{a}={v}"
+                for a, v in zip(others, np.atleast_1d(key))
+            )
+            + ")"
+        )
         color = "k" if not others else f"C{k}"
         loss_ax.plot(group["l1_hidden"], group["loss"], "o-", color=color, label="best seed" + tag)
-        count_ax.plot(group["l1_hidden"], group["monosemantic"], "o-", color=color, label="monosemantic neurons" + tag)
-        count_ax.plot(group["l1_hidden"], group["polysemantic"], "^:", color=color, label="polysemantic neurons" + tag)
-        count_ax.plot(group["l1_hidden"], group["dead"], "x-.", color=color, label="dead neurons" + tag)
-        count_ax.plot(group["l1_hidden"], group["represented"], "s--", color=color,
-                      label="represented features" + tag)
+        count_ax.plot(
+            group["l1_hidden"],
+            group["monosemantic"],
+            "o-",
+            color=color,
+            label="monosemantic neurons" + tag,
+        )
+        count_ax.plot(
+            group["l1_hidden"],
+            group["polysemantic"],
+            "^:",
+            color=color,
+            label="polysemantic neurons" + tag,
+        )
+        count_ax.plot(
+            group["l1_hidden"], group["dead"], "x-.", color=color, label="dead neurons" + tag
+        )
+        count_ax.plot(
+            group["l1_hidden"],
+            group["represented"],
+            "s--",
+            color=color,
+            label="represented features" + tag,
+        )
     for ax in (loss_ax, count_ax):
         ax.set_xlabel("L1 coefficient λ on hidden activations")
         set_log_scale(ax, counted["l1_hidden"][counted["l1_hidden"] > 0])
@@ -203,6 +298,8 @@ def plot_l1_cost(table: pd.DataFrame, axes: list[str], stamp: str = "", mono_sha
     count_ax.set_ylabel("count (best seed)")
     models = "/".join(sorted(table["model"].unique()))
     n, m = int(table["n_features"].max()), int(table["n_hidden"].max())
-    title = (f"Cost of monosemanticity ({models}, n={n}, m={m}): + λ·mean‖h‖₁ during training.\n"
-             f"{threshold_text(mono_share, dead_norm)}")
+    title = (
+        f"Cost of monosemanticity ({models}, n={n}, m={m}): + λ·mean‖h‖₁ during training.\n"
+        f"{threshold_text(mono_share, dead_norm)}"
+    )
     return finish(canvas, stamp, title, fontsize=9, wrap=True, layout=dict(top=0.8, bottom=0.15))

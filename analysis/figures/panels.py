@@ -28,7 +28,9 @@ def swept_axis(table: pd.DataFrame, axes: list[str], prefer: tuple[str, ...] = (
     return None
 
 
-def best_along(table: pd.DataFrame, axes: list[str], axis: str | None, max_points: int = 8) -> pd.DataFrame:
+def best_along(
+    table: pd.DataFrame, axes: list[str], axis: str | None, max_points: int = 8
+) -> pd.DataFrame:
     """Best seed (lowest loss) per grid point, ordered along ``axis`` (densest first for a density
     axis, as in the papers), thinned evenly to at most ``max_points`` rows."""
     best = ordered_along(best_of_seeds(table, axes), axis)
@@ -65,8 +67,15 @@ def set_log_scale(ax, values, which: str = "x") -> None:
         axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def draw_vectors(ax, W_2xF: np.ndarray, colors, styles=None, labels=None, size: float = 22,
-                 lim: float | None = None) -> None:
+def draw_vectors(
+    ax,
+    W_2xF: np.ndarray,
+    colors,
+    styles=None,
+    labels=None,
+    size: float = 22,
+    lim: float | None = None,
+) -> None:
     """Each column of a 2×n W as a line from the origin with a dot (area ``size``) at its tip, in
     ``colors[i]`` and line style ``styles[i]``; the unit circle dotted. The limits are ±``lim``,
     by default fitting the longest vector."""
@@ -91,8 +100,9 @@ def square_frame(ax, lim: float) -> None:
     ax.set_yticks([])
 
 
-def panels_over_plots(n_panels: int, n_plots: int, panel_size: float = 2.0, plot_height: float = 3.4,
-                      target=None) -> tuple[Canvas, list, list]:
+def panels_over_plots(
+    n_panels: int, n_plots: int, panel_size: float = 2.0, plot_height: float = 3.4, target=None
+) -> tuple[Canvas, list, list]:
     """A row of ``n_panels`` small panels (none when 0) above a row of ``n_plots`` wider plots, on
     ``target`` (``canvas.region``): (canvas, panel axes, plot axes)."""
     width = max(panel_size * n_panels, 5.5 * n_plots, 8.0)

@@ -31,7 +31,9 @@ def _edges(values: np.ndarray) -> np.ndarray:
     """Cell edges around sorted grid values: geometric midpoints for positive values."""
     v = np.asarray(values, dtype=float)
     if len(v) == 1:
-        return np.array([v[0] / 1.5, v[0] * 1.5]) if v[0] > 0 else np.array([v[0] - 0.5, v[0] + 0.5])
+        return (
+            np.array([v[0] / 1.5, v[0] * 1.5]) if v[0] > 0 else np.array([v[0] - 0.5, v[0] + 0.5])
+        )
     if np.all(v > 0):
         mid = np.sqrt(v[1:] * v[:-1])
         return np.concatenate([[v[0] ** 2 / mid[0]], mid, [v[-1] ** 2 / mid[-1]]])
@@ -41,7 +43,11 @@ def _edges(values: np.ndarray) -> np.ndarray:
 
 def grid_of(summary: pd.DataFrame, x: str, y: str, column: str):
     """Pivot ``column`` onto the (y, x) grid."""
-    pivot = summary.pivot_table(index=y, columns=x, values=column, aggfunc="first").sort_index().sort_index(axis=1)
+    pivot = (
+        summary.pivot_table(index=y, columns=x, values=column, aggfunc="first")
+        .sort_index()
+        .sort_index(axis=1)
+    )
     return pivot.columns.to_numpy(float), pivot.index.to_numpy(float), pivot.to_numpy(float)
 
 
@@ -55,13 +61,21 @@ def _setup_axes(ax, x: str, y: str, xs, ys) -> None:
 
 
 def is_n2m1_diagram(table: pd.DataFrame, x: str, y: str) -> bool:
-    return ((table["n_features"] == 2).all() and (table["n_hidden"] == 1).all()
-            and {x, y} == {"importance_decay", "density"} and (table["model"] == "relu").all())
+    return (
+        (table["n_features"] == 2).all()
+        and (table["n_hidden"] == 1).all()
+        and {x, y} == {"importance_decay", "density"}
+        and (table["model"] == "relu").all()
+    )
 
 
 def overlay_theory(ax, x: str, xs: np.ndarray) -> None:
     """Analytic n=2, m=1 boundaries (docs/science/n2m1.md) on axes (r, p) or (p, r)."""
-    r = np.geomspace(xs.min() if x == "importance_decay" else 0.1, xs.max() if x == "importance_decay" else 10, 400)
+    r = np.geomspace(
+        xs.min() if x == "importance_decay" else 0.1,
+        xs.max() if x == "importance_decay" else 10,
+        400,
+    )
     p = theory.superposition_boundary(r)
     r_tp, p_tp = theory.TRIPLE_POINT
     style = dict(color="k", lw=1.5, ls="--")
@@ -87,13 +101,26 @@ def agreement_with_theory(summary: pd.DataFrame, margin: float = 1.25) -> dict:
     near |= (p > theory.TRIPLE_POINT[1] / margin) & (r > 1 / margin) & (r < margin)
     away = ~near
     agree = summary["phase_best"].to_numpy() == predicted
-    return {"cells": int(away.sum()), "agree": int((agree & away).sum()),
-            "fraction": float((agree & away).sum() / max(away.sum(), 1)), "all_cells": len(summary),
-            "agree_all": int(agree.sum())}
+    return {
+        "cells": int(away.sum()),
+        "agree": int((agree & away).sum()),
+        "fraction": float((agree & away).sum() / max(away.sum(), 1)),
+        "all_cells": len(summary),
+        "agree_all": int(agree.sum()),
+    }
 
 
-def plot_phase_diagram(table: pd.DataFrame, summary: pd.DataFrame, x: str, y: str, feature: int,
-                       thresholds: PhaseThresholds, stamp: str = "", crossover_at: float | None = None, target=None):
+def plot_phase_diagram(
+    table: pd.DataFrame,
+    summary: pd.DataFrame,
+    x: str,
+    y: str,
+    feature: int,
+    thresholds: PhaseThresholds,
+    stamp: str = "",
+    crossover_at: float | None = None,
+    target=None,
+):
     theory_ok = is_n2m1_diagram(table, x, y)
     n_panels = 3 if theory_ok else 2
     canvas, (axes,) = panel_grid(target, 1, n_panels, (5.6 * n_panels, 5.0))
@@ -123,7 +150,10 @@ def plot_phase_diagram(table: pd.DataFrame, summary: pd.DataFrame, x: str, y: st
     if theory_ok:
         plot_loss_crossover(axes[2], table, summary, x, y, thresholds, crossover_at)
     n, m = int(table["n_features"].iloc[0]), int(table["n_hidden"].iloc[0])
-    title = f"Phase diagram, n={n}, m={m}, {summary['n_seeds'].max()} seeds per cell. " + thresholds.describe()
+    title = (
+        f"Phase diagram, n={n}, m={m}, {summary['n_seeds'].max()} seeds per cell. "
+        + thresholds.describe()
+    )
     return finish(canvas, stamp, title, fontsize=9, layout=(0, 0.02, 1, 0.94))
 
 
@@ -138,31 +168,51 @@ def diagram_axes(sweep) -> tuple[str, str] | None:
 
 def _summary(sweep, feature: int | None, thresholds: PhaseThresholds):
     """(x, y, the feature drawn (default the last), its per-cell summary)."""
-    x, y = diagram_axes(sweep)
+    axes = diagram_axes(sweep)
+    assert axes is not None, "a phase diagram needs two varying axes (diagram_axes)"
+    x, y = axes
     feature = int(sweep.table["n_features"].max()) - 1 if feature is None else feature
     return x, y, feature, summarize(sweep.table, [x, y], feature, thresholds)
 
 
-def draw_phase_diagram(sweep, feature: int | None = None, thresholds: PhaseThresholds = PhaseThresholds(),
-                       crossover_at: float | None = None, target=None):
+def draw_phase_diagram(
+    sweep,
+    feature: int | None = None,
+    thresholds: PhaseThresholds = PhaseThresholds(),
+    crossover_at: float | None = None,
+    target=None,
+):
     """The phase diagram of ``feature`` (0-based, default the last) over the sweep's first two
     varying ``DIAGRAM_AXES``: the best-of-k seed's phase (not learned, dedicated, superposed) and the
     fraction of seeds in superposition; for n = 2, m = 1 over (r, p) also the analytic boundaries,
     the triple point and a loss-crossover panel, and the agreement with theory is printed."""
     x, y, feature, summary = _summary(sweep, feature, thresholds)
-    return plot_phase_diagram(sweep.table, summary, x, y, feature, thresholds, sweep.stamp(), crossover_at,
-                              target=target)
+    return plot_phase_diagram(
+        sweep.table, summary, x, y, feature, thresholds, sweep.stamp(), crossover_at, target=target
+    )
 
 
-def agreement_note(sweep, feature: int | None = None, thresholds: PhaseThresholds = PhaseThresholds(),
-                   **_) -> dict:
+def agreement_note(
+    sweep, feature: int | None = None, thresholds: PhaseThresholds = PhaseThresholds(), **_
+) -> dict:
     """``agreement_with_theory`` of an n=2, m=1 diagram over (r, p); nothing for another diagram."""
     x, y, feature, summary = _summary(sweep, feature, thresholds)
-    return {"agreement_with_theory": agreement_with_theory(summary)} if is_n2m1_diagram(sweep.table, x, y) else {}
+    return (
+        {"agreement_with_theory": agreement_with_theory(summary)}
+        if is_n2m1_diagram(sweep.table, x, y)
+        else {}
+    )
 
 
-def plot_loss_crossover(ax, table: pd.DataFrame, summary: pd.DataFrame, x: str, y: str,
-                        thresholds: PhaseThresholds, r_target: float | None = None) -> None:
+def plot_loss_crossover(
+    ax,
+    table: pd.DataFrame,
+    summary: pd.DataFrame,
+    x: str,
+    y: str,
+    thresholds: PhaseThresholds,
+    r_target: float | None = None,
+) -> None:
     """Along density at one relative importance r: the lowest loss among seeds that ended in
     superposition and among those that did not, against the closed-form losses of the three
     solutions. The branches cross at the transition (a first-order one: the minimum jumps)."""
@@ -171,8 +221,10 @@ def plot_loss_crossover(ax, table: pd.DataFrame, summary: pd.DataFrame, x: str, 
     line = with_phases(table[np.isclose(table["importance_decay"], r)], thresholds)
     line["_sup"] = [int(ph[1]) == SUPERPOSED for ph in line["phase"]]
     ps = np.sort(line["density"].unique())
-    for flag, label, color in ((True, "trained, feature 2 superposed", PHASE_COLORS[2]),
-                               (False, "trained, not superposed", PHASE_COLORS[1])):
+    for flag, label, color in (
+        (True, "trained, feature 2 superposed", PHASE_COLORS[2]),
+        (False, "trained, not superposed", PHASE_COLORS[1]),
+    ):
         best = line[line["_sup"] == flag].groupby("density")["loss"].min()
         ax.plot(best.index, best.to_numpy(), "o", color=color, ms=5, label=label)
     dense = np.geomspace(ps.min(), ps.max(), 300)

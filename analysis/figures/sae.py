@@ -81,11 +81,26 @@ def draw_reference(ax, means: pd.DataFrame, x: str, column: str, sizes: list) ->
     if column == "mmcs":
         for d, rows in means.groupby("dict_size", sort=True):
             level = rows.groupby(x, sort=True)["mmcs_chance"].mean()
-            ax.plot(level.index, level.to_numpy(), color="0.5", lw=0.9, ls=":", marker=DICT_MARKERS[sizes.index(d) % 2],
-                    ms=2.5, label=f"random dictionary, d={d}")
+            ax.plot(
+                level.index,
+                level.to_numpy(),
+                color="0.5",
+                lw=0.9,
+                ls=":",
+                marker=DICT_MARKERS[sizes.index(d) % 2],
+                ms=2.5,
+                label=f"random dictionary, d={d}",
+            )
     if column == "l0":
         truth = means.groupby(x, sort=True)["true_l0"].mean()
-        ax.plot(truth.index, truth.to_numpy(), color="k", lw=1.2, ls=":", label="active true features per input")
+        ax.plot(
+            truth.index,
+            truth.to_numpy(),
+            color="k",
+            lw=1.2,
+            ls=":",
+            label="active true features per input",
+        )
 
 
 def plot_sae_recovery(table: pd.DataFrame, stamp: str = "", target=None):
@@ -101,7 +116,9 @@ def plot_sae_recovery(table: pd.DataFrame, stamp: str = "", target=None):
     canvas, axs = panel_grid(target, 2, 3, (15, 7.5))
     for ax, (column, title) in zip(axs.flat, panels):
         if column in TOY_COLUMNS:  # a property of the toy model: one line
-            toy = shown.drop_duplicates("source_uid").groupby(x, sort=True)[column].mean()  # over toy seeds
+            toy = (
+                shown.drop_duplicates("source_uid").groupby(x, sort=True)[column].mean()
+            )  # over toy seeds
             ax.plot(toy.index, toy.to_numpy(), "o-", color="k", ms=3.5, lw=1.2)
         else:
             draw_lines(ax, means, x, column, colors, sizes)
@@ -112,11 +129,17 @@ def plot_sae_recovery(table: pd.DataFrame, stamp: str = "", target=None):
             ax.set_xscale("log")
     for ax in axs[0, :2]:  # MMCS: from just below the lowest line or chance level, to 1
         ax.set_ylim(max(-1.0, ax.get_ylim()[0] - 0.02), 1.01)
-    handles = axs[0, 0].get_legend_handles_labels()[0] + axs[1, 0].get_legend_handles_labels()[0][-1:]
+    handles = (
+        axs[0, 0].get_legend_handles_labels()[0] + axs[1, 0].get_legend_handles_labels()[0][-1:]
+    )
     canvas.figure.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
-    shapes = ", ".join(f"n={n}, m={m}" for n, m in sorted(set(zip(table["n_features"], table["n_hidden"]))))
-    title = (f"SAE recovery of toy-model features ({shapes}); mean over {table['toy_seed'].nunique()} toy seed(s) × "
-             f"{table['seed'].nunique()} SAE seed(s){note}")
+    shapes = ", ".join(
+        f"n={n}, m={m}" for n, m in sorted(set(zip(table["n_features"], table["n_hidden"])))
+    )
+    title = (
+        f"SAE recovery of toy-model features ({shapes}); mean over {table['toy_seed'].nunique()} toy seed(s) × "
+        f"{table['seed'].nunique()} SAE seed(s){note}"
+    )
     return finish(canvas, stamp, title, layout=(0, 0.02, 0.84, 0.95))
 
 

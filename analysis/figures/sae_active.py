@@ -24,8 +24,12 @@ THRESHOLD = 0.9  # mean MCC at which m dimensions are said to serve l active fea
 def is_active_sweep(sweep) -> bool:
     """An SAE sweep over ``active`` on an exactly world (l varies)."""
     table = sweep.table
-    return (is_sae_sweep(sweep) and "active" in table and table["active"].nunique() > 1
-            and set(table.get("world_kind", pd.Series(dtype=object))) == {"exactly"})
+    return (
+        is_sae_sweep(sweep)
+        and "active" in table
+        and table["active"].nunique() > 1
+        and set(table.get("world_kind", pd.Series(dtype=object))) == {"exactly"}
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -42,10 +46,16 @@ def chance_mcc(n_features: int, n_hidden: int, dict_size: int, seed: int = 0) ->
 def seed_means(table: pd.DataFrame) -> pd.DataFrame:
     """Mean MCC and F1 over seeds per (n_features, m, l), with how many seeds each mean holds."""
     means = table.groupby(["n_features", "n_hidden", "active"], sort=True).agg(
-        mcc=("mcc", "mean"), f1=("f1", "mean"), seeds=("seed", "nunique"), dict_size=("dict_size", "first"))
+        mcc=("mcc", "mean"),
+        f1=("f1", "mean"),
+        seeds=("seed", "nunique"),
+        dict_size=("dict_size", "first"),
+    )
     means = means.reset_index()
-    means["chance_mcc"] = [chance_mcc(int(n), int(m), int(d)) for n, m, d in
-                           zip(means["n_features"], means["n_hidden"], means["dict_size"])]
+    means["chance_mcc"] = [
+        chance_mcc(int(n), int(m), int(d))
+        for n, m, d in zip(means["n_features"], means["n_hidden"], means["dict_size"])
+    ]
     return means
 
 
@@ -55,34 +65,63 @@ def largest_served(means: pd.DataFrame, threshold: float = THRESHOLD) -> pd.Data
     rows = []
     for (n, m), part in means.groupby(["n_features", "n_hidden"], sort=True):
         served = part.loc[part["mcc"] >= threshold, "active"]
-        rows.append(dict(n_features=n, n_hidden=m, largest_l=float(served.max()) if len(served) else math.nan,
-                         log_scale=m / (8 * math.log(n)), linear_scale=float(m)))
+        rows.append(
+            dict(
+                n_features=n,
+                n_hidden=m,
+                largest_l=float(served.max()) if len(served) else math.nan,
+                log_scale=m / (8 * math.log(n)),
+                linear_scale=float(m),
+            )
+        )
     return pd.DataFrame(rows)
 
 
-def _recovery_panel(ax, means: pd.DataFrame, served: pd.DataFrame, score: str, name: str, threshold: float):
+def _recovery_panel(
+    ax, means: pd.DataFrame, served: pd.DataFrame, score: str, name: str, threshold: float
+):
     for i, (m, part) in enumerate(means.groupby("n_hidden", sort=True)):
         color = f"C{i}"
         ax.plot(part["active"], part[score], "o-", ms=3.5, lw=1.3, color=color, label=f"m={m}")
         best = served.loc[served["n_hidden"] == m, "largest_l"].iloc[0]
         if score == "mcc" and np.isfinite(best):
-            ax.plot([best], part.loc[part["active"] == best, score], "*", ms=13, color=color, mec="k", mew=0.6)
+            ax.plot(
+                [best],
+                part.loc[part["active"] == best, score],
+                "*",
+                ms=13,
+                color=color,
+                mec="k",
+                mew=0.6,
+            )
         ax.axvline(m, color=color, ls=":", lw=1)  # l = m
         if score == "mcc":  # a random dictionary's MCC at this m
             ax.axhline(part["chance_mcc"].iloc[0], color=color, lw=0.8, alpha=0.5)
-        ax.axvline(served.loc[served["n_hidden"] == m, "log_scale"].iloc[0], color=color, ls="--", lw=0.8)
+        ax.axvline(
+            served.loc[served["n_hidden"] == m, "log_scale"].iloc[0], color=color, ls="--", lw=0.8
+        )
     if score == "mcc":
         ax.axhline(threshold, color="k", lw=0.8, ls="-.", label=f"MCC = {threshold:g}")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("l (features active per input; TopK k = l)", fontsize=8)
-    ax.set_title(f"{name} against l\ndashed: m/(8 ln n); dotted: l = m; ★ largest l served"
-                 + ("\nthin: a random dictionary's MCC" if score == "mcc" else ""), fontsize=9)
+    ax.set_title(
+        f"{name} against l\ndashed: m/(8 ln n); dotted: l = m; ★ largest l served"
+        + ("\nthin: a random dictionary's MCC" if score == "mcc" else ""),
+        fontsize=9,
+    )
     ax.set_ylim(0, 1.02)
 
 
 def _scaling_panel(ax, served: pd.DataFrame, threshold: float):
     m_values = served["n_hidden"].to_numpy(float)
-    ax.plot(m_values, served["largest_l"], "o-", color="k", lw=1.5, label=f"largest l with MCC ≥ {threshold:g}")
+    ax.plot(
+        m_values,
+        served["largest_l"],
+        "o-",
+        color="k",
+        lw=1.5,
+        label=f"largest l with MCC ≥ {threshold:g}",
+    )
     ax.plot(m_values, served["log_scale"], "--", color="C3", label="m/(8 ln n)")
     ax.plot(m_values, served["linear_scale"], ":", color="C2", label="m")
     ax.set_xscale("log", base=2)
@@ -93,7 +132,9 @@ def _scaling_panel(ax, served: pd.DataFrame, threshold: float):
     ax.legend(fontsize=7, frameon=False)
 
 
-def plot_sae_active(table: pd.DataFrame, stamp: str = "", target=None, threshold: float = THRESHOLD):
+def plot_sae_active(
+    table: pd.DataFrame, stamp: str = "", target=None, threshold: float = THRESHOLD
+):
     """Per m, MCC and firing F1 against l with the largest l at MCC ≥ ``threshold`` starred, and
     that largest l against m beside m/(8 ln n) and m; one row of panels per n."""
     means = seed_means(table)
@@ -106,14 +147,17 @@ def plot_sae_active(table: pd.DataFrame, stamp: str = "", target=None, threshold
         _recovery_panel(row[1], part, best, "f1", f"firing F1, n={n}", threshold)
         _scaling_panel(row[2], best, threshold)
     axs[0, 0].legend(fontsize=7, frameon=False)
-    title = (f"How many features can be active at once: exactly l of n random directions in m dims, TopK SAE "
-             f"with d = n, k = l ({len(table)} SAEs, mean over {table['seed'].nunique()} seed(s))\n{MCC_NAME}")
+    title = (
+        f"How many features can be active at once: exactly l of n random directions in m dims, TopK SAE "
+        f"with d = n, k = l ({len(table)} SAEs, mean over {table['seed'].nunique()} seed(s))\n{MCC_NAME}"
+    )
     return finish(canvas, stamp, title, wrap=True, layout=(0, 0.02, 1, 0.9))
 
 
 def active_note(sweep, threshold: float = THRESHOLD) -> dict:
     """The largest l served per (n, m), beside m/(8 ln n)."""
     served = largest_served(seed_means(sweep.table), threshold)
-    return {f"largest l with MCC ≥ {threshold:g} (n={r.n_features}, m={r.n_hidden})":
-            f"{'none' if math.isnan(r.largest_l) else int(r.largest_l)} (m/(8 ln n) = {r.log_scale:.2f}, m = {r.n_hidden})"
-            for r in served.itertuples()}
+    return {
+        f"largest l with MCC ≥ {threshold:g} (n={r.n_features}, m={r.n_hidden})": f"{'none' if math.isnan(r.largest_l) else int(r.largest_l)} (m/(8 ln n) = {r.log_scale:.2f}, m = {r.n_hidden})"
+        for r in served.itertuples()
+    }

@@ -15,8 +15,17 @@ from analysis.figures.canvas import finish, panel_grid
 
 MCC_NAME = "MCC (SAELens: decoder |cos|, one-to-one Hungarian matching)"
 KIND_ORDER = ("plain", "gated", "rescaled", "jumprelu", "topk", "batchtopk", "matryoshka")
-WORLD_AXES = ("density", "magnitude", "cosine", "together", "world_seed", "n_features", "n_hidden", "directions",
-              "active")
+WORLD_AXES = (
+    "density",
+    "magnitude",
+    "cosine",
+    "together",
+    "world_seed",
+    "n_features",
+    "n_hidden",
+    "directions",
+    "active",
+)
 MAX_WORLD_ROWS = 3
 
 
@@ -64,8 +73,10 @@ def world_groups(table: pd.DataFrame, axes: list[str], keep=()) -> list[tuple[st
     by = [a for a in axes if a in WORLD_AXES and a not in keep and a in table]
     if not by:
         return [("", table)]
-    groups = [(", ".join(f"{a}={v}" for a, v in zip(by, key if isinstance(key, tuple) else (key,))), rows)
-              for key, rows in table.groupby(by, sort=True)]
+    groups = [
+        (", ".join(f"{a}={v}" for a, v in zip(by, key if isinstance(key, tuple) else (key,))), rows)
+        for key, rows in table.groupby(by, sort=True)
+    ]
     return groups[:MAX_WORLD_ROWS]
 
 
@@ -84,7 +95,9 @@ def plot_sae_pareto(table: pd.DataFrame, axes: list[str], stamp: str = "", targe
     sizes = sorted(table["dict_size"].unique())
     canvas, axs = panel_grid(target, len(worlds), 2, (11, 4.2 * len(worlds)))
     for row, (label, rows) in zip(axs, worlds):
-        for ax, (y, name) in zip(row, (("fvu", "FVU (fraction of variance unexplained)"), ("mcc", MCC_NAME))):
+        for ax, (y, name) in zip(
+            row, (("fvu", "FVU (fraction of variance unexplained)"), ("mcc", MCC_NAME))
+        ):
             for (kind, d), part in rows.groupby(["kind", "dict_size"], sort=False):
                 extra = own_axes(part, axes)
                 lines = part.groupby(extra, sort=True) if extra else [((), part)]
@@ -102,18 +115,34 @@ def plot_sae_pareto(table: pd.DataFrame, axes: list[str], stamp: str = "", targe
             ax.set_title(f"{name}" + (f"\n{label}" if label else ""), fontsize=9)
         row[0].set_yscale("log")
     axs[0, 1].legend(fontsize=7, frameon=False)
-    title = (f"Pareto fronts of {len(kinds)} SAE kinds ({len(table)} SAEs, mean over "
-             f"{table['seed'].nunique()} seed(s)); MCC = SAELens's decoder MCC")
+    title = (
+        f"Pareto fronts of {len(kinds)} SAE kinds ({len(table)} SAEs, mean over "
+        f"{table['seed'].nunique()} seed(s)); MCC = SAELens's decoder MCC"
+    )
     return finish(canvas, stamp, title, wrap=True, layout=(0, 0.02, 1, 0.92))
 
 
-def plot_score_lines(table: pd.DataFrame, x: str, lines: str, panels: str, scores: tuple, title: str,
-                     stamp: str = "", target=None, log_x: bool = False):
+def plot_score_lines(
+    table: pd.DataFrame,
+    x: str,
+    lines: str,
+    panels: str,
+    scores: tuple,
+    title: str,
+    stamp: str = "",
+    target=None,
+    log_x: bool = False,
+):
     """Each score (a row of panels) against ``x``, one line per value of ``lines``, one column of
     panels per value of ``panels``; means over seeds and whatever else varies."""
     columns = sorted(table[panels].unique(), key=str)
-    canvas, axs = panel_grid(target, len(scores), len(columns), (4.8 * len(columns), 3.9 * len(scores) + 0.8))
-    line_values = sorted(table[lines].unique(), key=lambda v: (KIND_ORDER.index(v) if v in KIND_ORDER else 99, str(v)))
+    canvas, axs = panel_grid(
+        target, len(scores), len(columns), (4.8 * len(columns), 3.9 * len(scores) + 0.8)
+    )
+    line_values = sorted(
+        table[lines].unique(),
+        key=lambda v: (KIND_ORDER.index(v) if v in KIND_ORDER else 99, str(v)),
+    )
     for j, column in enumerate(columns):
         part = table[table[panels] == column]
         for i, (score, name) in enumerate(scores):
@@ -121,8 +150,15 @@ def plot_score_lines(table: pd.DataFrame, x: str, lines: str, panels: str, score
             for n, value in enumerate(line_values):
                 means = part[part[lines] == value].groupby(x, sort=True)[score].mean()
                 if len(means):
-                    ax.plot(means.index, means.to_numpy(), "o-", ms=3.5, lw=1.3, color=f"C{n}",
-                            label=f"{lines}={value}")
+                    ax.plot(
+                        means.index,
+                        means.to_numpy(),
+                        "o-",
+                        ms=3.5,
+                        lw=1.3,
+                        color=f"C{n}",
+                        label=f"{lines}={value}",
+                    )
             ax.set_title(f"{name}, {panels}={column}", fontsize=9)
             ax.set_xlabel(x, fontsize=8)
             if log_x and (table[x] > 0).all():
@@ -137,12 +173,19 @@ def plot_sae_shrinkage(table: pd.DataFrame, stamp: str = "", target=None):
     """FVU and γ = E‖ĥ‖²/E[ĥ·h] against λ per kind, U[0, 1] against fixed magnitudes. Predicted
     (docs/science/saes.md): with U[0, 1] magnitudes FVU orders gated < rescaled < plain; fixed: rescaled
     ≈ gated."""
-    return plot_score_lines(table, "l1", "kind", "magnitude",
-                            (("fvu", "FVU"), ("gamma", "γ (relative reconstruction bias)"), ("mcc", "MCC (SAELens)")),
-                            "Shrinkage: plain (a−θ)₊, rescaled r(a−θ)₊, gated a·1[a>θ]\npredicted FVU "
-                            "gated < rescaled < plain for U[0,1] magnitudes, rescaled ≈ gated for fixed ones\n"
-                            + MCC_NAME,
-                            stamp, target, log_x=True)
+    return plot_score_lines(
+        table,
+        "l1",
+        "kind",
+        "magnitude",
+        (("fvu", "FVU"), ("gamma", "γ (relative reconstruction bias)"), ("mcc", "MCC (SAELens)")),
+        "Shrinkage: plain (a−θ)₊, rescaled r(a−θ)₊, gated a·1[a>θ]\npredicted FVU "
+        "gated < rescaled < plain for U[0,1] magnitudes, rescaled ≈ gated for fixed ones\n"
+        + MCC_NAME,
+        stamp,
+        target,
+        log_x=True,
+    )
 
 
 def shrinkage_note(sweep) -> dict:
@@ -152,8 +195,10 @@ def shrinkage_note(sweep) -> dict:
     if not {"plain", "gated", "rescaled"} <= set(means.columns):
         return {}
     ordered = (means["gated"] < means["rescaled"]) & (means["rescaled"] < means["plain"])
-    return {f"fvu gated < rescaled < plain ({magnitude} magnitudes)": f"{int(ok.sum())}/{len(ok)} λ values"
-            for magnitude, ok in ordered.groupby(level="magnitude")}
+    return {
+        f"fvu gated < rescaled < plain ({magnitude} magnitudes)": f"{int(ok.sum())}/{len(ok)} λ values"
+        for magnitude, ok in ordered.groupby(level="magnitude")
+    }
 
 
 def plot_sae_composition(table: pd.DataFrame, stamp: str = "", target=None):
@@ -161,24 +206,46 @@ def plot_sae_composition(table: pd.DataFrame, stamp: str = "", target=None):
     f2 fire together (c), one line per λ; fixed against U[0, 1] magnitudes. Predicted (docs/science/saes.md):
     with fixed magnitudes for any c > 0; with U[0, 1] ones only for λ ≳ 0.28."""
     table = table.assign(composed=(table["n_composed"] > 0).astype(float))
-    return plot_score_lines(table, "together", "l1", "magnitude",
-                            (("composed", "SAEs with a composed latent"), ("fvu", "FVU")),
-                            "Composition: a latent along f1+f2 costs √2 instead of 2 in L1\npredicted to win for any "
-                            "c > 0 with fixed magnitudes, only for λ ≳ 0.28 with U[0, 1]", stamp, target)
+    return plot_score_lines(
+        table,
+        "together",
+        "l1",
+        "magnitude",
+        (("composed", "SAEs with a composed latent"), ("fvu", "FVU")),
+        "Composition: a latent along f1+f2 costs √2 instead of 2 in L1\npredicted to win for any "
+        "c > 0 with fixed magnitudes, only for λ ≳ 0.28 with U[0, 1]",
+        stamp,
+        target,
+    )
 
 
 def plot_sae_orthogonality(table: pd.DataFrame, stamp: str = "", target=None):
     """MCC and FVU against the decoder orthogonality weight λ_o, per world directions (or on the
     toy models of an SAE sweep on a stored sweep: their trained W as the world)."""
     if "directions" in table:
-        worlds = table["directions"].astype(str) + np.where(table["directions"] == "pairs",
-                                                             " cos=" + table["cosine"].astype(str), "")
+        worlds = table["directions"].astype(str) + np.where(
+            table["directions"] == "pairs", " cos=" + table["cosine"].astype(str), ""
+        )
     else:
-        worlds = "toy models (n=" + table["n_features"].astype(str) + ", m=" + table["n_hidden"].astype(str) + ")"
-    return plot_score_lines(table.assign(world=worlds), "ortho", "kind", "world",
-                            (("mcc", "MCC (SAELens)"), ("fvu", "FVU")),
-                            "Orthogonality penalty λ_o·mean_{j≠k}(d_j·d_k)²: does it raise MCC on spread-out "
-                            f"features and lower it on clustered pairs?\n{MCC_NAME}", stamp, target, log_x=True)
+        worlds = (
+            "toy models (n="
+            + table["n_features"].astype(str)
+            + ", m="
+            + table["n_hidden"].astype(str)
+            + ")"
+        )
+    return plot_score_lines(
+        table.assign(world=worlds),
+        "ortho",
+        "kind",
+        "world",
+        (("mcc", "MCC (SAELens)"), ("fvu", "FVU")),
+        "Orthogonality penalty λ_o·mean_{j≠k}(d_j·d_k)²: does it raise MCC on spread-out "
+        f"features and lower it on clustered pairs?\n{MCC_NAME}",
+        stamp,
+        target,
+        log_x=True,
+    )
 
 
 def sae_sweep_inputs(sweep) -> tuple:
@@ -204,5 +271,7 @@ def has_fronts(sweep) -> bool:
 
 def has_shrinkage(sweep) -> bool:
     """Several λ, both magnitudes, and at least two of plain, gated, rescaled."""
-    kinds = set(sweep.table["kind"]) & {"plain", "gated", "rescaled"} if is_sae_sweep(sweep) else set()
+    kinds = (
+        set(sweep.table["kind"]) & {"plain", "gated", "rescaled"} if is_sae_sweep(sweep) else set()
+    )
     return len(kinds) > 1 and varies(sweep, "magnitude") and varies(sweep, "l1")

@@ -14,21 +14,31 @@ from analysis.measures.target_noise import best_per_point, linear_agreement, mea
 from analysis.stored_sweep import per_sweep
 from sweeps.store import nested_array
 
-
-PANELS = (("loss", "target-only loss (eval)", "theory_loss", True),
-          ("norm2_mean", "mean ‖W_i‖²", "theory_norm2", False),
-          ("frame_deviation", "‖WWᵀ/c − I‖_F/√m (0: tight frame)", None, True),
-          ("full_mse", "full-reconstruction MSE", "even_full_mse", True),
-          ("onehot_accuracy", "one-hot accuracy (argmax x' = t)", "even_onehot_accuracy", False))
+PANELS = (
+    ("loss", "target-only loss (eval)", "theory_loss", True),
+    ("norm2_mean", "mean ‖W_i‖²", "theory_norm2", False),
+    ("frame_deviation", "‖WWᵀ/c − I‖_F/√m (0: tight frame)", None, True),
+    ("full_mse", "full-reconstruction MSE", "even_full_mse", True),
+    ("onehot_accuracy", "one-hot accuracy (argmax x' = t)", "even_onehot_accuracy", False),
+)
 MARKERS = {"linear": "o", "relu": "x"}
 
 
-def _curves(ax, best: pd.DataFrame, column: str, theory: str | None, log_y: bool, colors: dict) -> None:
+def _curves(
+    ax, best: pd.DataFrame, column: str, theory: str | None, log_y: bool, colors: dict
+) -> None:
     for (model, p), line in best.groupby(["model", "density"], sort=True):
         line = line.sort_values("n_features")
-        ax.plot(line["n_features"], line[column], MARKERS.get(model, "s") + ("-" if model == "linear" else ":"),
-                color=colors[p], ms=4, lw=0.8, mfc="none" if model != "linear" else colors[p],
-                label=f"{model}, p={p:.3g}")
+        ax.plot(
+            line["n_features"],
+            line[column],
+            MARKERS.get(model, "s") + ("-" if model == "linear" else ":"),
+            color=colors[p],
+            ms=4,
+            lw=0.8,
+            mfc="none" if model != "linear" else colors[p],
+            label=f"{model}, p={p:.3g}",
+        )
         if theory and model == "linear" and theory in line:
             ax.plot(line["n_features"], line[theory], "-", color=colors[p], lw=2.5, alpha=0.35)
     set_log_scale(ax, best["n_features"])
@@ -38,7 +48,9 @@ def _curves(ax, best: pd.DataFrame, column: str, theory: str | None, log_y: bool
 
 
 def _geometry_row(axes_row, best: pd.DataFrame, model: str, density: float) -> None:
-    rows = best[(best["model"] == model) & np.isclose(best["density"], density)].sort_values("n_features")
+    rows = best[(best["model"] == model) & np.isclose(best["density"], density)].sort_values(
+        "n_features"
+    )
     rows = rows[rows["n_features"] <= 50]
     for ax in axes_row:
         ax.axis("off")
@@ -46,8 +58,11 @@ def _geometry_row(axes_row, best: pd.DataFrame, model: str, density: float) -> N
         ax.axis("on")
         W = nested_array(row["W"])
         draw_vectors(ax, W, ["C0"] * W.shape[1])
-        ax.set_title(f"{model}, n={int(row['n_features'])}, p={density:.3g}\nuneven {row['unevenness']:.2f}, "
-                     f"acc {row['onehot_accuracy']:.2f}", fontsize=7)
+        ax.set_title(
+            f"{model}, n={int(row['n_features'])}, p={density:.3g}\nuneven {row['unevenness']:.2f}, "
+            f"acc {row['onehot_accuracy']:.2f}",
+            fontsize=7,
+        )
 
 
 def plot_target_noise(measured: pd.DataFrame, stamp: str = "", target=None):
@@ -57,8 +72,13 @@ def plot_target_noise(measured: pd.DataFrame, stamp: str = "", target=None):
     background density (uneven = spread of the doubled-angle gaps / even gap)."""
     best = best_per_point(measured)
     densities = sorted(best["density"].unique())
-    colors = {p: colormaps["viridis"](0.85 * i / max(len(densities) - 1, 1)) for i, p in enumerate(densities)}
-    models = [m for m in ("linear", "relu") if m in set(best["model"])] or sorted(set(best["model"]))
+    colors = {
+        p: colormaps["viridis"](0.85 * i / max(len(densities) - 1, 1))
+        for i, p in enumerate(densities)
+    }
+    models = [m for m in ("linear", "relu") if m in set(best["model"])] or sorted(
+        set(best["model"])
+    )
     canvas = region(target, (19, 4.2 + 2.4 * len(models)))
     fig = canvas.figure
     grid = fig.add_gridspec(1 + len(models), 6, height_ratios=[1.7] + [1.0] * len(models))
@@ -71,12 +91,17 @@ def plot_target_noise(measured: pd.DataFrame, stamp: str = "", target=None):
     density = shown[len(shown) // 2] if shown else densities[0]
     for r, model in enumerate(models):
         _geometry_row([fig.add_subplot(grid[1 + r, c]) for c in range(6)], best, model, density)
-    return finish(canvas, stamp, "A new target every sample, loss on x_t only (random_target): best of "
-                     f"{measured['seed'].nunique()} seed(s). Thick pale lines: the linear model's exact optimum "
-                     "(1/12)k/(1+k), ‖W‖² = 1/(1+k), k = ρ(n/m − 1), reached by every equal-norm tight frame; in the "
-                     "last two panels, that optimum as evenly spaced vectors (same loss). "
-                     f"Largest |linear/closed form − 1| = {linear_agreement(best):.3f}.", wrap=True,
-                  layout=dict(top=0.86, bottom=0.06, hspace=0.55, wspace=0.35, left=0.04, right=0.99))
+    return finish(
+        canvas,
+        stamp,
+        "A new target every sample, loss on x_t only (random_target): best of "
+        f"{measured['seed'].nunique()} seed(s). Thick pale lines: the linear model's exact optimum "
+        "(1/12)k/(1+k), ‖W‖² = 1/(1+k), k = ρ(n/m − 1), reached by every equal-norm tight frame; in the "
+        "last two panels, that optimum as evenly spaced vectors (same loss). "
+        f"Largest |linear/closed form − 1| = {linear_agreement(best):.3f}.",
+        wrap=True,
+        layout=dict(top=0.86, bottom=0.06, hspace=0.55, wspace=0.35, left=0.04, right=0.99),
+    )
 
 
 def has_random_target(sweep) -> bool:
@@ -100,4 +125,8 @@ def target_noise_inputs(sweep) -> tuple:
 
 def target_noise_notes(sweep) -> dict:
     """The linear models' largest relative distance from the closed form."""
-    return {"target_noise_linear_max_rel_error": round(linear_agreement(best_per_point(measured(sweep))), 4)}
+    return {
+        "target_noise_linear_max_rel_error": round(
+            linear_agreement(best_per_point(measured(sweep))), 4
+        )
+    }

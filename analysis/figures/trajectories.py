@@ -10,8 +10,9 @@ from analysis.seeds import best_of_seeds, spread_over_grid
 from analysis.stored_sweep import as_array, coord_label
 
 
-def plot_capacity_trajectories(table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: int = 4,
-                               target=None):
+def plot_capacity_trajectories(
+    table: pd.DataFrame, axes: list[str], stamp: str = "", max_panels: int = 4, target=None
+):
     """C_i(t) of every feature (coloured by importance) for up to ``max_panels`` grid points,
     best seed each, with the budget Σ_i C_i against m."""
     best = spread_over_grid(best_of_seeds(table, axes), axes, max_panels)
@@ -22,7 +23,14 @@ def plot_capacity_trajectories(table: pd.DataFrame, axes: list[str], stamp: str 
         colors = importance_colors(row["feature_importance"])
         for i in range(C.shape[1]):
             ax.plot(steps, C[:, i], color=colors[i], lw=0.8, alpha=0.8 if C.shape[1] <= 20 else 0.3)
-        ax.plot(steps, C.sum(axis=1) / int(row["n_hidden"]), color="k", lw=1.5, ls="--", label="Σ C_i / m")
+        ax.plot(
+            steps,
+            C.sum(axis=1) / int(row["n_hidden"]),
+            color="k",
+            lw=1.5,
+            ls="--",
+            label="Σ C_i / m",
+        )
         ax.set_ylim(-0.02, 1.05)
         ax.set_xlabel("training step")
         ax.set_ylabel("capacity C_i")

@@ -22,6 +22,8 @@ The thresholds are ours (the issue gives none) and are written on every figure.
 
 from __future__ import annotations
 
+from typing import cast
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,8 +41,11 @@ ABS_GAIN = 2.0 / 3.0  # E[(|x| − x)²] for x ~ U[−1, 1]
 
 def layer_series(row: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(steps S, C S×L×n, ‖R‖ S×L×n) of one model."""
-    return (np.asarray(row["snap_step"], float), nested_array(row["snap_layer_capacity"]),
-            nested_array(row["snap_layer_norms"]))
+    return (
+        np.asarray(row["snap_step"], float),
+        nested_array(row["snap_layer_capacity"]),
+        nested_array(row["snap_layer_norms"]),
+    )
 
 
 def held_mask(C_SxLxF: np.ndarray, N_SxLxF: np.ndarray) -> np.ndarray:
@@ -62,7 +67,11 @@ def dropped(held_SxF: np.ndarray, persist: int = PERSIST) -> np.ndarray:
 
 def feature_values(row: pd.Series) -> np.ndarray:
     """v_i = I_i·p_i·E[(|x| − x)²]: the loss computing |x_i| saves over the skip path."""
-    return np.asarray(row["feature_importance"], float) * np.asarray(row["feature_density"], float) * ABS_GAIN
+    return (
+        np.asarray(row["feature_importance"], float)
+        * np.asarray(row["feature_density"], float)
+        * ABS_GAIN
+    )
 
 
 def cutoff_series(row: pd.Series) -> pd.DataFrame:
@@ -75,10 +84,15 @@ def cutoff_series(row: pd.Series) -> pd.DataFrame:
     rows = []
     for s, step in enumerate(steps):
         h = held[s]
-        rows.append({"step": step, "held": int(h.sum()),
-                     "cutoff_per_capacity": float(per_capacity[s, h].min()) if h.any() else np.nan,
-                     "cheapest_held_value": float(value[h].min()) if h.any() else np.nan,
-                     "dearest_dropped_value": float(value[~h].max()) if (~h).any() else np.nan})
+        rows.append(
+            {
+                "step": step,
+                "held": int(h.sum()),
+                "cutoff_per_capacity": float(per_capacity[s, h].min()) if h.any() else np.nan,
+                "cheapest_held_value": float(value[h].min()) if h.any() else np.nan,
+                "dearest_dropped_value": float(value[~h].max()) if (~h).any() else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -87,8 +101,13 @@ def _batch(row: pd.Series, examples: int, seed: int = 7):
     from toymodels.data import data_spec, sample_batch
 
     density = jnp.asarray(row["feature_density"], jnp.float32)
-    return sample_batch(data_spec(row.get("data_kind", "signed")), rng.key_words(jax.random.key(seed)),
-                        jnp.uint32(0), density, examples)
+    return sample_batch(
+        data_spec(row.get("data_kind", "signed")),
+        rng.key_words(jax.random.key(seed)),
+        jnp.uint32(0),
+        density,
+        examples,
+    )
 
 
 def ablation_losses(row: pd.Series, examples: int = 8192) -> dict:
@@ -101,7 +120,7 @@ def ablation_losses(row: pd.Series, examples: int = 8192) -> dict:
     params = params_of(row)
     x = _batch(row, examples)
     imp = jnp.asarray(row["feature_importance"], jnp.float32)
-    y = kind.target(x, imp, DENSE)
+    y = cast(jax.Array, kind.target(x, imp, DENSE))  # an array in the DENSE form
     weight = imp if kind.importance_weighted else jnp.ones((y.shape[0],))
 
     def loss(out):
@@ -109,8 +128,12 @@ def ablation_losses(row: pd.Series, examples: int = 8192) -> dict:
 
     means = jnp.mean(jax.jit(layer_writes)(params, x), axis=2)  # L×d
     ablated = jax.jit(forward_ablated, static_argnums=2)
-    return {"clean": loss(jax.jit(forward, static_argnums=2)(params, x, row["model"])),
-            "ablated": [loss(ablated(params, x, layer, means[layer])) for layer in range(means.shape[0])]}
+    return {
+        "clean": loss(jax.jit(forward, static_argnums=2)(params, x, row["model"])),
+        "ablated": [
+            loss(ablated(params, x, layer, means[layer])) for layer in range(means.shape[0])
+        ],
+    }
 
 
 def circuit_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -120,11 +143,16 @@ def circuit_table(table: pd.DataFrame) -> pd.DataFrame:
     best = best_of_seeds(table, keys)
     measures = []
     for _, row in best.iterrows():
-        steps, C, N = layer_series(row)
+        _steps, C, N = layer_series(row)
         held = held_mask(C, N)
         ablation = ablation_losses(row)
-        measures.append({"n_dropped": int(dropped(held).sum()), "n_held": int(held[-1].sum()),
-                         "layer_capacity_sum": C[-1].sum(axis=1).tolist(),
-                         "ablation_increase": [a - ablation["clean"] for a in ablation["ablated"]],
-                         "clean_loss": ablation["clean"]})
+        measures.append(
+            {
+                "n_dropped": int(dropped(held).sum()),
+                "n_held": int(held[-1].sum()),
+                "layer_capacity_sum": C[-1].sum(axis=1).tolist(),
+                "ablation_increase": [a - ablation["clean"] for a in ablation["ablated"]],
+                "clean_loss": ablation["clean"],
+            }
+        )
     return pd.concat([best, pd.DataFrame(measures)], axis=1)

@@ -17,8 +17,10 @@ from toymodels.models import MODELS, init_params
 def kind_options(row: pd.Series) -> dict:
     """The row's model-kind options (stored as columns of the same name)."""
     kind = MODELS.get(row["model"])
-    return {name: (row[name] if name in row and not _missing(row[name]) else default)
-            for name, default in kind.options.items()}
+    return {
+        name: (row[name] if name in row and not _missing(row[name]) else default)
+        for name, default in kind.options.items()
+    }
 
 
 def _missing(value) -> bool:
@@ -28,7 +30,9 @@ def _missing(value) -> bool:
 def param_names(row: pd.Series) -> list[str]:
     """The kind's parameter names (each a column of the store; ``W`` is the feature directions)."""
     n, m, options = int(row["n_features"]), int(row["n_hidden"]), kind_options(row)
-    shapes = jax.eval_shape(lambda key: init_params(key, n, m, 1.0, row["model"], options), jax.random.key(0))
+    shapes = jax.eval_shape(
+        lambda key: init_params(key, n, m, 1.0, row["model"], options), jax.random.key(0)
+    )
     return list(shapes)  # traced, never run: no compile per shape
 
 
@@ -58,7 +62,9 @@ class StoredModel:
 
     def __init__(self, row: pd.Series):
         if "model" not in row or "W" not in row:
-            raise ValueError("this row is not a toy model (an SAE sweep's rows are SAEs); load a toy-model sweep")
+            raise ValueError(
+                "this row is not a toy model (an SAE sweep's rows are SAEs); load a toy-model sweep"
+            )
         name = str(row["model"])
         kind = MODELS.find(name)
         if kind is None:
@@ -82,15 +88,19 @@ class StoredModel:
     def __repr__(self) -> str:
         shape = f"n={self.n_features}, m={int(self.row['n_hidden'])}"
         where = ", ".join(f"{k}={self.row[k]}" for k in ("uid", "seed") if k in self.row)
-        return f"StoredModel({self.kind.name}, {shape}, {where}, loss={float(self.row['loss']):.4g})"
+        return (
+            f"StoredModel({self.kind.name}, {shape}, {where}, loss={float(self.row['loss']):.4g})"
+        )
 
     def _batch(self, x) -> tuple[jax.Array, bool]:
         x = jnp.asarray(x, jnp.float32)
         single = x.ndim == 1
         x_BxF = x[None] if single else x
         if x_BxF.ndim != 2 or x_BxF.shape[1] != self.n_features:
-            raise ValueError(f"x must be B×{self.n_features} (or one example of {self.n_features}), "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x must be B×{self.n_features} (or one example of {self.n_features}), "
+                f"got shape {tuple(x.shape)}"
+            )
         return x_BxF.T, single
 
     def forward(self, x) -> tuple[np.ndarray, np.ndarray]:

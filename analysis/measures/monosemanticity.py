@@ -14,7 +14,9 @@ from analysis.stored_sweep import as_array
 from analysis.theory import capacity as ct
 
 
-def polysemantic_fraction(C_F, thresholds: ct.CapacityThresholds = ct.CapacityThresholds()) -> float:
+def polysemantic_fraction(
+    C_F, thresholds: ct.CapacityThresholds = ct.CapacityThresholds()
+) -> float:
     """Share of features with ``ignored`` < C_i < ``mono`` (capacity classes)."""
     classes = ct.classify_capacity(C_F, thresholds.mono, thresholds.ignored)
     return float(np.mean(classes == ct.POLYSEMANTIC))
@@ -64,8 +66,14 @@ def intervention_points(table: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     """One row per (intervention, setting of the other swept axes, strength): the best seed by
     ``objective`` among models whose other interventions are off; its loss (penalty excluded) and
     the polysemantic share of its features (capacity) and of its live neurons (privileged models)."""
-    present = [a for a in INTERVENTIONS if a in axes and a in table and table[a].nunique(dropna=False) > 1]
-    others = [a for a in axes if a not in INTERVENTIONS and a in table and table[a].nunique(dropna=False) > 1]
+    present = [
+        a for a in INTERVENTIONS if a in axes and a in table and table[a].nunique(dropna=False) > 1
+    ]
+    others = [
+        a
+        for a in axes
+        if a not in INTERVENTIONS and a in table and table[a].nunique(dropna=False) > 1
+    ]
     ranked = table.assign(_objective=objective(table))
     points = []
     for axis in present:
@@ -74,15 +82,31 @@ def intervention_points(table: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
             if other != axis:
                 rows = rows[_at(rows, other, base_value(table, other))]
         settings = others
-        if axis != "mono_penalty" and "mono_start" in others:  # when the term is on: moot without it
-            rows, settings = rows[rows["mono_start"] == rows["mono_start"].min()], [a for a in others if a != "mono_start"]
+        if (
+            axis != "mono_penalty" and "mono_start" in others
+        ):  # when the term is on: moot without it
+            rows, settings = (
+                rows[rows["mono_start"] == rows["mono_start"].min()],
+                [a for a in others if a != "mono_start"],
+            )
         keys = ["model", *settings, axis]
-        filled = rows.assign(**{axis: rows[axis].astype(float).fillna(np.nan)}) if axis == "hidden_bias" else rows
+        filled = (
+            rows.assign(**{axis: rows[axis].astype(float).fillna(np.nan)})
+            if axis == "hidden_bias"
+            else rows
+        )
         for key, group in filled.groupby(keys, dropna=False, sort=True):
             best = group.loc[group["_objective"].idxmin()]
-            points.append({"intervention": axis, **dict(zip(keys, key)), "strength": best[axis],
-                           "kurtosis": float(best.get("kurtosis", np.nan)),
-                           "loss": float(best["loss"]), "objective": float(best["_objective"]),
-                           "poly_features": polysemantic_fraction(list(best["capacity"])),
-                           "poly_neurons": _neuron_poly_fraction(best)})
+            points.append(
+                {
+                    "intervention": axis,
+                    **dict(zip(keys, key)),
+                    "strength": best[axis],
+                    "kurtosis": float(best.get("kurtosis", np.nan)),
+                    "loss": float(best["loss"]),
+                    "objective": float(best["_objective"]),
+                    "poly_features": polysemantic_fraction(list(best["capacity"])),
+                    "poly_neurons": _neuron_poly_fraction(best),
+                }
+            )
     return pd.DataFrame(points)

@@ -146,7 +146,9 @@ def optimal_allocation(v_F, K: float, m: float, iters: int = 200) -> tuple[np.nd
     if partial.any():  # exact λ on the active set: |full| + Σ_P ((K−1)v_i s − 2)/(K−3) = m
         s = ((m - full.sum()) * (K - 3.0) + 2.0 * partial.sum()) / ((K - 1.0) * v_F[partial].sum())
         exact = _capacity_at(2.0 / s**2, v_F, K)
-        if np.array_equal(exact >= 1.0, full) and np.array_equal((exact > 0) & (exact < 1), partial):
+        if np.array_equal(exact >= 1.0, full) and np.array_equal(
+            (exact > 0) & (exact < 1), partial
+        ):
             return exact, float(2.0 / s**2)
     return C_F, float(hi)
 
@@ -174,12 +176,15 @@ class CapacityThresholds:
     ignored: float = 0.1
 
     def describe(self) -> str:
-        return (f"capacity classes: monosemantic if C_i ≥ {self.mono:g}, ignored if C_i ≤ "
-                f"{self.ignored:g}, else polysemantic")
+        return (
+            f"capacity classes: monosemantic if C_i ≥ {self.mono:g}, ignored if C_i ≤ "
+            f"{self.ignored:g}, else polysemantic"
+        )
 
 
-def classify_capacity(C_F, mono: float = CapacityThresholds.mono,
-                      ignored: float = CapacityThresholds.ignored) -> np.ndarray:
+def classify_capacity(
+    C_F, mono: float = CapacityThresholds.mono, ignored: float = CapacityThresholds.ignored
+) -> np.ndarray:
     """Class index per feature: 0 ignored, 1 polysemantic, 2 monosemantic (``CAPACITY_CLASSES``)."""
     C_F = _f(C_F)
     return np.where(C_F >= mono, MONOSEMANTIC, np.where(C_F <= ignored, IGNORED, POLYSEMANTIC))

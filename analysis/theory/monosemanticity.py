@@ -79,8 +79,12 @@ def bistable_window(ratio, K) -> tuple[float, float]:
     local minimum). Empty (lower > upper) where there is no interior minimum at all."""
     C_c, _ = corner(ratio, K)
     h = 1e-7
-    slope = (held_loss(C_c, ratio, K) - held_loss(C_c - h if C_c else h, ratio, K)) / (h if C_c else -h)
-    lower = max(0.0, abs(slope) / 2.0) if (slope > 0) == bool(C_c) else 0.0  # F' = H' ∓ 2μ at the corner
+    slope = (held_loss(C_c, ratio, K) - held_loss(C_c - h if C_c else h, ratio, K)) / (
+        h if C_c else -h
+    )
+    lower = (
+        max(0.0, abs(slope) / 2.0) if (slope > 0) == bool(C_c) else 0.0
+    )  # F' = H' ∓ 2μ at the corner
     if not _has_interior_minimum(ratio, K, 0.0):
         return lower, 0.0
     lo, hi = 0.0, 1.0

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 PHASES = ("not learned", "dedicated", "superposition")
 # Same indices as analysis.phases (NOT_LEARNED, DEDICATED, SUPERPOSED).
 NOT_LEARNED, DEDICATED, SUPERPOSITION = range(3)
@@ -83,7 +82,9 @@ def solution_params(name: str, p) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(w, -1)[..., None, :], np.stack(b, -1)
 
 
-def solution_losses(p, r, reduction: str = "sum", include_extra: bool = False) -> dict[str, np.ndarray]:
+def solution_losses(
+    p, r, reduction: str = "sum", include_extra: bool = False
+) -> dict[str, np.ndarray]:
     """Closed-form expected loss of each hand-built solution, broadcast over p and r.
 
     Keys ``not_learned``, ``dedicated``, ``superposition`` (phase order); with ``include_extra``
@@ -154,8 +155,13 @@ def dedicated_boundary(p):
     return np.where(p >= TRIPLE_POINT[1], 1.0, np.nan)
 
 
-def boundary_curves(r_min: float = 0.1, r_max: float = 10.0, num: int = 400, p_max: float = 1.0,
-                    spacing: str = "log") -> dict[str, np.ndarray]:
+def boundary_curves(
+    r_min: float = 0.1,
+    r_max: float = 10.0,
+    num: int = 400,
+    p_max: float = 1.0,
+    spacing: str = "log",
+) -> dict[str, np.ndarray]:
     """Analytic boundaries for a phase diagram with axes (x = relative importance r, y = density p).
 
     Returns ``r``, ``p_superposition`` (the superposition boundary over r), ``r_dedicated`` and
@@ -179,8 +185,15 @@ def boundary_curves(r_min: float = 0.1, r_max: float = 10.0, num: int = 400, p_m
     }
 
 
-def loss_crossover(r=None, p=None, num: int = 300, reduction: str = "mean", lo: float | None = None,
-                   hi: float | None = None, include_extra: bool = False) -> dict[str, np.ndarray]:
+def loss_crossover(
+    r=None,
+    p=None,
+    num: int = 300,
+    reduction: str = "mean",
+    lo: float | None = None,
+    hi: float | None = None,
+    include_extra: bool = False,
+) -> dict[str, np.ndarray]:
     """Closed-form losses along a line through the diagram, for a first-order-transition panel.
 
     Give exactly one of ``r`` (sweep density p over [lo, hi], default [0.01, 1], log-spaced) or
@@ -206,8 +219,13 @@ def loss_crossover(r=None, p=None, num: int = 300, reduction: str = "mean", lo: 
     crossings = [c for c in crossings if xs[0] <= c <= xs[-1]]
     losses = solution_losses(grid_p, grid_r, reduction=reduction, include_extra=include_extra)
     main = np.stack([losses[name] for name in SOLUTIONS])
-    return {axis: xs, **losses, "best": main.min(axis=0), "phase": main.argmin(axis=0),
-            "crossings": np.array(crossings)}
+    return {
+        axis: xs,
+        **losses,
+        "best": main.min(axis=0),
+        "phase": main.argmin(axis=0),
+        "crossings": np.array(crossings),
+    }
 
 
 def _crossings_in_r(p: float) -> list[float]:

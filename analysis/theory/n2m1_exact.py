@@ -53,7 +53,9 @@ def _mean_segment_error(a, s, c0, t):
         safe = np.where(s == 0, 1.0, s)
         v1 = np.where(s == 0, 0.0, np.clip(-c0 / safe, 0.0, 1.0))
         v2 = np.where(s == 0, 0.0, np.clip((-a - c0) / safe, 0.0, 1.0))
-    knots = np.stack([np.zeros_like(v1), np.minimum(v1, v2), np.maximum(v1, v2), np.ones_like(v1)], -1)
+    knots = np.stack(
+        [np.zeros_like(v1), np.minimum(v1, v2), np.maximum(v1, v2), np.ones_like(v1)], -1
+    )
     lo, width = knots[..., :-1, None], np.diff(knots, axis=-1)[..., None]
     v = lo + width * _GL_X
     inner = _segment_error(a[..., None, None], s[..., None, None] * v + c0[..., None, None], t)
@@ -66,7 +68,9 @@ def _split(W, b):
     if W.ndim >= 2 and W.shape[-2] == 1:
         W = W[..., 0, :]
     if W.shape[-1] != 2 or b.shape[-1] != 2:
-        raise ValueError(f"need W of shape (..., 1, 2) or (..., 2) and b (..., 2), got {W.shape}, {b.shape}")
+        raise ValueError(
+            f"need W of shape (..., 1, 2) or (..., 2) and b (..., 2), got {W.shape}, {b.shape}"
+        )
     return W[..., 0], W[..., 1], b[..., 0], b[..., 1]
 
 
@@ -82,12 +86,16 @@ def expected_feature_losses(W, b, p) -> np.ndarray:
     p = np.asarray(p, dtype=float)
     q = 1.0 - p
     a11, a22, a12 = w1 * w1, w2 * w2, w1 * w2
-    f1 = (q * q * np.maximum(b1, 0.0) ** 2
-          + p * q * (_segment_error(a11, b1, 1.0) + _segment_error(a12, b1, 0.0))
-          + p * p * _mean_segment_error(a11, a12, b1, 1.0))
-    f2 = (q * q * np.maximum(b2, 0.0) ** 2
-          + p * q * (_segment_error(a22, b2, 1.0) + _segment_error(a12, b2, 0.0))
-          + p * p * _mean_segment_error(a22, a12, b2, 1.0))
+    f1 = (
+        q * q * np.maximum(b1, 0.0) ** 2
+        + p * q * (_segment_error(a11, b1, 1.0) + _segment_error(a12, b1, 0.0))
+        + p * p * _mean_segment_error(a11, a12, b1, 1.0)
+    )
+    f2 = (
+        q * q * np.maximum(b2, 0.0) ** 2
+        + p * q * (_segment_error(a22, b2, 1.0) + _segment_error(a12, b2, 0.0))
+        + p * p * _mean_segment_error(a22, a12, b2, 1.0)
+    )
     return np.stack(np.broadcast_arrays(f1, f2), axis=-1)
 
 
@@ -98,8 +106,17 @@ def expected_loss(W, b, p, r, reduction: str = "sum") -> np.ndarray:
     return _scale(reduction) * (f[..., 0] + np.asarray(r, dtype=float) * f[..., 1])
 
 
-def monte_carlo_loss(W, b, p: float, r: float, n_samples: int = 1_000_000, seed: int = 0,
-                     reduction: str = "sum", return_stderr: bool = False, chunk: int = 1 << 20):
+def monte_carlo_loss(
+    W,
+    b,
+    p: float,
+    r: float,
+    n_samples: int = 1_000_000,
+    seed: int = 0,
+    reduction: str = "sum",
+    return_stderr: bool = False,
+    chunk: int = 1 << 20,
+):
     """Monte Carlo estimate of the expected loss of one model (W of shape (1, 2) or (2,), b (2,)).
 
     Samples x_i = 0 w.p. 1 − p else U[0, 1] with ``numpy.random.default_rng(seed)``. With
@@ -131,8 +148,9 @@ def monte_carlo_loss(W, b, p: float, r: float, n_samples: int = 1_000_000, seed:
 # Numerical optimisation (no scipy): best bias for fixed W, local relaxation of whole solutions
 
 
-def optimal_bias(W, p, bound: float | None = None, grid: int = 401,
-                 tol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
+def optimal_bias(
+    W, p, bound: float | None = None, grid: int = 401, tol: float = 1e-10
+) -> tuple[np.ndarray, np.ndarray]:
     """Best bias for fixed W at density p, and the resulting per-feature losses, both (..., 2).
 
     The loss separates over features (b_i only touches x̂_i), so importance does not matter.
@@ -145,7 +163,9 @@ def optimal_bias(W, p, bound: float | None = None, grid: int = 401,
     W, p = np.broadcast_arrays(W, np.asarray(p, dtype=float)[..., None])
     p = p[..., 0]
     if bound is None:
-        bound = 1.0 + float(np.max(np.abs(W)) * np.max(np.sum(np.abs(W), axis=-1))) if W.size else 1.0
+        bound = (
+            1.0 + float(np.max(np.abs(W)) * np.max(np.sum(np.abs(W), axis=-1))) if W.size else 1.0
+        )
     bs = np.linspace(-bound, bound, grid)
     best_b = np.empty(W.shape)
     best_f = np.empty(W.shape)
@@ -185,6 +205,10 @@ def _golden(f, lo, hi, tol):
         lo = np.where(left, lo, x1)
         probe = np.where(left, hi - g * (hi - lo), lo + g * (hi - lo))
         fp = f(probe)
-        x1, x2, f1, f2 = (np.where(left, probe, x2), np.where(left, x1, probe),
-                          np.where(left, fp, f2), np.where(left, f1, fp))
+        x1, x2, f1, f2 = (
+            np.where(left, probe, x2),
+            np.where(left, x1, probe),
+            np.where(left, fp, f2),
+            np.where(left, f1, fp),
+        )
     return lo, hi

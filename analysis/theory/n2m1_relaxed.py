@@ -14,8 +14,17 @@ from analysis.phases import PhaseThresholds, feature_phase
 from analysis.theory.n2m1 import SUPERPOSITION, _scale, solution_params, superposition_boundary
 from analysis.theory.n2m1_exact import _split, expected_loss
 
-def optimise_params(W0, b0, p, r, tol: float = 1e-10, max_iter: int = 300, max_rounds: int = 30,
-                    reduction: str = "sum") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+
+def optimise_params(
+    W0,
+    b0,
+    p,
+    r,
+    tol: float = 1e-10,
+    max_iter: int = 300,
+    max_rounds: int = 30,
+    reduction: str = "sum",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Local minimum of ``expected_loss`` over (w1, w2, b1, b2) reached by descent from (W0, b0),
     vectorised over any leading axes.
 
@@ -29,7 +38,9 @@ def optimise_params(W0, b0, p, r, tol: float = 1e-10, max_iter: int = 300, max_r
     Returns W (..., 1, 2), b (..., 2) and the loss.
     """
     w1, w2, b1, b2 = _split(W0, b0)
-    arrays = np.broadcast_arrays(w1, w2, b1, b2, np.asarray(p, dtype=float), np.asarray(r, dtype=float))
+    arrays = np.broadcast_arrays(
+        w1, w2, b1, b2, np.asarray(p, dtype=float), np.asarray(r, dtype=float)
+    )
     shape = arrays[0].shape
     x = np.stack([a.reshape(-1) for a in arrays[:4]], -1).astype(float)
     p_flat, r_flat = arrays[4].reshape(-1), arrays[5].reshape(-1)
@@ -126,8 +137,16 @@ def phase_of(W, thresholds: PhaseThresholds = PhaseThresholds()) -> np.ndarray:
     return feature_phase(W, thresholds)[..., 1]
 
 
-RELAXED_STARTS = ("not_learned", "dedicated", "superposition", "confused",
-                  "lopsided_same_1", "lopsided_same_2", "lopsided_opposite_1", "lopsided_opposite_2")
+RELAXED_STARTS = (
+    "not_learned",
+    "dedicated",
+    "superposition",
+    "confused",
+    "lopsided_same_1",
+    "lopsided_same_2",
+    "lopsided_opposite_1",
+    "lopsided_opposite_2",
+)
 # Starts beyond the hand-built solutions. Near r = 1 the best solutions are lopsided (one feature
 # strong, the other weaker, both with biases) and exactly symmetric starts keep their symmetry,
 # so starts near those minima are added, with either sign and either feature strong.
@@ -148,7 +167,9 @@ def start_params(name: str, p) -> tuple[np.ndarray, np.ndarray]:
     return solution_params(name, p)
 
 
-def relaxed_solutions(p, r, reduction: str = "sum", names=RELAXED_STARTS, **optimise) -> dict[str, dict]:
+def relaxed_solutions(
+    p, r, reduction: str = "sum", names=RELAXED_STARTS, **optimise
+) -> dict[str, dict]:
     """Each start in ``names`` relaxed by ``optimise_params`` to a minimum of the exact loss.
 
     Returns {name: {"W", "b", "loss", "phase"}}: optimised parameters, their loss (``reduction``)
@@ -199,7 +220,9 @@ def relaxed_phase(p, r, reduction: str = "sum", **optimise) -> tuple[np.ndarray,
     losses = np.stack([s["loss"] for s in sols.values()])
     phases = np.stack([s["phase"] for s in sols.values()])
     best = np.argmin(losses, axis=0)
-    return np.take_along_axis(phases, best[None], 0)[0], np.take_along_axis(losses, best[None], 0)[0]
+    return np.take_along_axis(phases, best[None], 0)[0], np.take_along_axis(losses, best[None], 0)[
+        0
+    ]
 
 
 def relaxed_superposition_boundary(r, iters: int = 12, **optimise) -> np.ndarray:
@@ -215,8 +238,9 @@ def relaxed_superposition_boundary(r, iters: int = 12, **optimise) -> np.ndarray
     r = np.asarray(r, dtype=float)
     lo = 0.9 * superposition_boundary(r)
     hi = np.ones_like(r)
-    valid = ((relaxed_phase(lo, r, **optimise)[0] == SUPERPOSITION)
-             & (relaxed_phase(hi, r, **optimise)[0] != SUPERPOSITION))
+    valid = (relaxed_phase(lo, r, **optimise)[0] == SUPERPOSITION) & (
+        relaxed_phase(hi, r, **optimise)[0] != SUPERPOSITION
+    )
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
         sup = relaxed_phase(mid, r, **optimise)[0] == SUPERPOSITION

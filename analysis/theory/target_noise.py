@@ -77,7 +77,9 @@ def frame_deviation(W_HxF) -> float:
     M = W @ W.T
     m = M.shape[0]
     c = np.trace(M) / m
-    return float(np.linalg.norm(M / max(c, 1e-12) - np.eye(m)) / np.sqrt(m)) if c > 0 else float("nan")
+    return (
+        float(np.linalg.norm(M / max(c, 1e-12) - np.eye(m)) / np.sqrt(m)) if c > 0 else float("nan")
+    )
 
 
 def angular_unevenness(W_2xF) -> float:

@@ -21,6 +21,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -54,23 +55,38 @@ def train_trusted_saes(models: pd.DataFrame, args) -> dict:
 
     out = {}
     for (m, n), group in models.groupby(["n_hidden", "n_features"], sort=True):
-        spec = SaeSpec(dict_size=max(1, round(args.sae_dict * (int(n) - 1))), steps=args.sae_steps, kind="plain")
+        spec = SaeSpec(
+            dict_size=max(1, round(args.sae_dict * (int(n) - 1))),
+            steps=args.sae_steps,
+            kind="plain",
+        )
         # h = W_b x is the linear model's hidden layer on the benign features alone
-        source = ToySource(model="linear", data=data_spec("sparse"), n_features=int(n) - 1, n_hidden=int(m))
+        source = ToySource(
+            model="linear", data=data_spec("sparse"), n_features=int(n) - 1, n_hidden=int(m)
+        )
         W_b = np.stack([_W(r)[:, :-1] for _, r in group.iterrows()]).astype(np.float32)
-        density = np.stack([np.asarray(r["feature_density"][:-1], np.float32) for _, r in group.iterrows()])
-        arrays = {"params": {"W": W_b, "b": np.zeros(density.shape, np.float32)}, "density_F": density}
+        density = np.stack(
+            [np.asarray(r["feature_density"][:-1], np.float32) for _, r in group.iterrows()]
+        )
+        arrays = {
+            "params": {"W": W_b, "b": np.zeros(density.shape, np.float32)},
+            "density_F": density,
+        }
         uids = group["uid"].to_numpy(np.int64)
         init_keys, data_keys = split_keys(sae_keys(args.seed, uids, np.zeros(len(uids))))
         hp = hparams(len(uids), l1=args.sae_l1)
         result = jax.device_get(train_saes(spec, source, init_keys, hp, arrays, data_keys))
         W_dec = np.asarray(jax.vmap(decoder)(result.params))
         for i, uid in enumerate(uids):
-            out[int(uid)] = ({"W_enc": np.asarray(result.params["W_enc_DxH"][i], np.float64),
-                              "b_enc": np.asarray(result.params["b_enc_D"][i], np.float64),
-                              "W_dec": W_dec[i].astype(np.float64),
-                              "b_dec": np.asarray(result.params["b_dec_H"][i], np.float64)},
-                             float(result.scores.mmcs[i]))
+            out[int(uid)] = (
+                {
+                    "W_enc": np.asarray(result.params["W_enc_DxH"][i], np.float64),
+                    "b_enc": np.asarray(result.params["b_enc_D"][i], np.float64),
+                    "W_dec": W_dec[i].astype(np.float64),
+                    "b_dec": np.asarray(result.params["b_dec_H"][i], np.float64),
+                },
+                float(result.scores.mmcs[i]),
+            )
     return out
 
 
@@ -83,11 +99,18 @@ def fresh_rows(table: pd.DataFrame, axes: list[str], args) -> pd.DataFrame:
     for _, row in table.iterrows():
         W = _W(row)
         sae, mmcs = saes.get(int(row["uid"]), (None, float("nan")))
-        meta = {"uid": int(row["uid"]), "seed": int(row["seed"]), **{a: row[a] for a in axes if a in row},
-                "n_features": int(row["n_features"]), "n_hidden": int(row["n_hidden"]), "loss": float(row["loss"]),
-                "backdoor_norm": float(np.linalg.norm(W[:, -1])),
-                "represented": bool(np.linalg.norm(W[:, -1]) >= REPRESENTED),
-                "backdoor_interference": float(interference(W)[-1]), "sae_mmcs": mmcs}
+        meta = {
+            "uid": int(row["uid"]),
+            "seed": int(row["seed"]),
+            **{a: row[a] for a in axes if a in row},
+            "n_features": int(row["n_features"]),
+            "n_hidden": int(row["n_hidden"]),
+            "loss": float(row["loss"]),
+            "backdoor_norm": float(np.linalg.norm(W[:, -1])),
+            "represented": bool(np.linalg.norm(W[:, -1]) >= REPRESENTED),
+            "backdoor_interference": float(interference(W)[-1]),
+            "sae_mmcs": mmcs,
+        }
         p = float(row["feature_density"][0])
         for scored in evaluate(W, p, _rng(args.seed, row["uid"]), args.trusted, args.test, sae):
             rows.append({**meta, **scored})
@@ -102,7 +125,10 @@ def _finite_specs(root: Path) -> dict:
     from sweeps.plan import plan_sweep
     from sweeps.store import read_config
 
-    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), read_config(root)))
+    config = cast(
+        Config,
+        OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), read_config(root))),
+    )
     return {point.uid: spec for spec, point in plan_sweep(config).units}
 
 
@@ -127,7 +153,9 @@ def finite_rows(table: pd.DataFrame, root: Path, args) -> pd.DataFrame:
         np.add.at(x_rep, np.asarray(points.idx_NxK[0]), np.asarray(points.val_NxK[0], np.float64))
         active = np.flatnonzero(x_rep)
         rng = _rng(args.seed, row["uid"])
-        positives = _unit(x_rep * np.where(x_rep > 0, rng.uniform(0.9, 1.1, (args.test, spec.n_features)), 0.0))
+        positives = _unit(
+            x_rep * np.where(x_rep > 0, rng.uniform(0.9, 1.1, (args.test, spec.n_features)), 0.0)
+        )
         negatives = np.zeros((args.test, spec.n_features))
         others = np.setdiff1d(np.arange(spec.n_features), active)
         for i in range(args.test):  # as many active features: half of the point's, half fresh ones
@@ -137,29 +165,68 @@ def finite_rows(table: pd.DataFrame, root: Path, args) -> pd.DataFrame:
         trusted = _unit(benign(rng, spec.n_features, p, args.trusted)) @ W.T
         k = max(W.shape[0] - 1, 1)
         pos, neg = (scores(W, trusted, _unit(x) @ W.T, k, atoms=W) for x in (positives, negatives))
-        meta = {"uid": int(row["uid"]), "seed": int(row["seed"]), "n_features": spec.n_features,
-                "n_hidden": spec.n_hidden, "n_train": spec.n_train, "repeats": max(spec.repeats, 1),
-                "dataset_seed": int(row["dataset_seed"]), "repeated_memorised": bool(row["repeated_memorised"]),
-                "repeated_rank": float(row["repeated_rank"]), "active": len(active)}
+        meta = {
+            "uid": int(row["uid"]),
+            "seed": int(row["seed"]),
+            "n_features": spec.n_features,
+            "n_hidden": spec.n_hidden,
+            "n_train": spec.n_train,
+            "repeats": max(spec.repeats, 1),
+            "dataset_seed": int(row["dataset_seed"]),
+            "repeated_memorised": bool(row["repeated_memorised"]),
+            "repeated_rank": float(row["repeated_rank"]),
+            "active": len(active),
+        }
         for detector in pos:
-            rows.append({**meta, "detector": detector, "positive": "repeated", "negative": "half_shared",
-                         "auroc": detect.auroc(pos[detector], neg[detector]),
-                         "tpr_at_1pct": detect.tpr_at_fpr(pos[detector], neg[detector], 0.01)})
+            rows.append(
+                {
+                    **meta,
+                    "detector": detector,
+                    "positive": "repeated",
+                    "negative": "half_shared",
+                    "auroc": detect.auroc(pos[detector], neg[detector]),
+                    "tpr_at_1pct": detect.tpr_at_fpr(pos[detector], neg[detector], 0.01),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="toymodels-backdoor", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", help="a finished sweep's output directory (holds results.parquet)")
-    parser.add_argument("--trusted", type=int, default=100_000, help="trusted inputs D per model (default %(default)s)")
-    parser.add_argument("--test", type=int, default=4096, help="inputs per test set (default %(default)s)")
-    parser.add_argument("--sae-steps", type=int, default=3000, help="SAE training steps; 0: no SAE detectors "
-                        "(default %(default)s)")
-    parser.add_argument("--sae-l1", type=float, default=0.03, help="the SAE's L1 coefficient (default %(default)s)")
-    parser.add_argument("--sae-dict", type=float, default=1.0, help="SAE dictionary size as a multiple of the benign "
-                        "features n_b (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="root of the test sets' and SAEs' randomness")
+    parser = argparse.ArgumentParser(
+        prog="toymodels-backdoor",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "sweep_dir", help="a finished sweep's output directory (holds results.parquet)"
+    )
+    parser.add_argument(
+        "--trusted",
+        type=int,
+        default=100_000,
+        help="trusted inputs D per model (default %(default)s)",
+    )
+    parser.add_argument(
+        "--test", type=int, default=4096, help="inputs per test set (default %(default)s)"
+    )
+    parser.add_argument(
+        "--sae-steps",
+        type=int,
+        default=3000,
+        help="SAE training steps; 0: no SAE detectors (default %(default)s)",
+    )
+    parser.add_argument(
+        "--sae-l1", type=float, default=0.03, help="the SAE's L1 coefficient (default %(default)s)"
+    )
+    parser.add_argument(
+        "--sae-dict",
+        type=float,
+        default=1.0,
+        help="SAE dictionary size as a multiple of the benign features n_b (default %(default)s)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="root of the test sets' and SAEs' randomness"
+    )
     return parser
 
 
@@ -181,11 +248,18 @@ def check_sweep(table: pd.DataFrame) -> None:
         raise UsageError("sweep_dir", "holds no finished model yet")
     if "n_train" in table:
         if not (table["n_repeated"] > 0).any():
-            raise UsageError("sweep_dir", "finite-data sweep without a repeated point (set data.n_repeated)")
+            raise UsageError(
+                "sweep_dir", "finite-data sweep without a repeated point (set data.n_repeated)"
+            )
         return
-    wrong = sorted(set(table["model"]) - {"relu"}) + sorted(set(table.get("data_kind", ["sparse"])) - {"sparse"})
+    wrong = sorted(set(table["model"]) - {"relu"}) + sorted(
+        set(table.get("data_kind", ["sparse"])) - {"sparse"}
+    )
     if wrong:
-        raise UsageError("sweep_dir", f"needs relu models on sparse data (the last feature the backdoor), got {wrong}")
+        raise UsageError(
+            "sweep_dir",
+            f"needs relu models on sparse data (the last feature the backdoor), got {wrong}",
+        )
 
 
 def main(argv=None) -> None:
@@ -206,8 +280,10 @@ def main(argv=None) -> None:
     axes = list(read_config(root).get("sweep", {}).get("grid", {}))
     out = finite_rows(table, root, args) if "n_train" in table else fresh_rows(table, axes, args)
     write_table(root / BACKDOOR_TABLE, out)
-    print(f"{root / BACKDOOR_TABLE}: {out['uid'].nunique()} models, {len(out)} rows in "
-          f"{time.perf_counter() - start:.1f}s")
+    print(
+        f"{root / BACKDOOR_TABLE}: {out['uid'].nunique()} models, {len(out)} rows in "
+        f"{time.perf_counter() - start:.1f}s"
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,12 @@ def moments(H_NxM: np.ndarray) -> dict:
     H = np.asarray(H_NxM, np.float64)
     mean = H.mean(axis=0)
     second = H.T @ H / len(H)
-    return {"mean": mean, "cov": second - np.outer(mean, mean), "second": second, "gram_sum": H.T @ H}
+    return {
+        "mean": mean,
+        "cov": second - np.outer(mean, mean),
+        "second": second,
+        "gram_sum": H.T @ H,
+    }
 
 
 def norm(H_NxM) -> np.ndarray:
@@ -50,7 +55,11 @@ def _quadratic_form(V_NxM, A_MxM) -> np.ndarray:
 
 def mahalanobis(H_NxM, mom: dict, centred: bool = True) -> np.ndarray:
     H = np.asarray(H_NxM, np.float64)
-    return _quadratic_form(H - mom["mean"], mom["cov"]) if centred else _quadratic_form(H, mom["second"])
+    return (
+        _quadratic_form(H - mom["mean"], mom["cov"])
+        if centred
+        else _quadratic_form(H, mom["second"])
+    )
 
 
 def dimensionality(H_NxM, mom: dict) -> np.ndarray:
@@ -109,7 +118,9 @@ def auroc(positive, negative) -> float:
     """P(score of a positive > score of a negative), ties counting half (Mann–Whitney U from
     average ranks)."""
     pos, neg = np.asarray(positive, np.float64), np.asarray(negative, np.float64)
-    values, inverse, counts = np.unique(np.concatenate([pos, neg]), return_inverse=True, return_counts=True)
+    _values, inverse, counts = np.unique(
+        np.concatenate([pos, neg]), return_inverse=True, return_counts=True
+    )
     average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based, ties averaged
     rank_sum = average_rank[inverse[: len(pos)]].sum()
     return float((rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))

@@ -24,8 +24,16 @@ from sweeps.backdoor import detect
 
 POSITIVES = ("alone", "background")
 NEGATIVES = ("fresh", "dense", "mimic")
-DETECTORS = ("norm", "mahalanobis", "mahalanobis_uncentred", "dimensionality", "oracle", "sae_error",
-             "sae_l1", "sae_pursuit")
+DETECTORS = (
+    "norm",
+    "mahalanobis",
+    "mahalanobis_uncentred",
+    "dimensionality",
+    "oracle",
+    "sae_error",
+    "sae_l1",
+    "sae_pursuit",
+)
 REPRESENTED = 0.5  # ‖W_bd‖ at or above which the backdoor counts as represented
 
 
@@ -39,10 +47,12 @@ def test_inputs(rng: np.random.Generator, W_HxF: np.ndarray, p: float, count: in
     n_benign = W_HxF.shape[1] - 1
     with_backdoor = lambda x, u: np.concatenate([x, u[:, None]], axis=1)
     zero = np.zeros(count)
-    return {"alone": with_backdoor(np.zeros((count, n_benign)), rng.random(count)),
-            "background": with_backdoor(benign(rng, n_benign, p, count), rng.random(count)),
-            "fresh": with_backdoor(benign(rng, n_benign, p, count), zero),
-            "dense": with_backdoor(benign(rng, n_benign, min(3 * p, 1.0), count), zero)}
+    return {
+        "alone": with_backdoor(np.zeros((count, n_benign)), rng.random(count)),
+        "background": with_backdoor(benign(rng, n_benign, p, count), rng.random(count)),
+        "fresh": with_backdoor(benign(rng, n_benign, p, count), zero),
+        "dense": with_backdoor(benign(rng, n_benign, min(3 * p, 1.0), count), zero),
+    }
 
 
 def mimics(W_HxF: np.ndarray, h_alone_NxH: np.ndarray, k: int) -> np.ndarray:
@@ -61,27 +71,44 @@ def sae_scores(sae: dict, H_NxM: np.ndarray, k: int) -> dict:
     sq = np.sum(H * H, axis=1)
     norm = np.sqrt(np.maximum(sq, detect.EPS))
     safe = sq > detect.EPS
-    return {"sae_error": np.where(safe, error / np.maximum(sq, detect.EPS), 0.0),
-            "sae_l1": np.where(safe, f.sum(axis=1) / norm, 0.0),
-            "sae_pursuit": detect.pursuit_residual(H, sae["W_dec"], k)}
+    return {
+        "sae_error": np.where(safe, error / np.maximum(sq, detect.EPS), 0.0),
+        "sae_l1": np.where(safe, f.sum(axis=1) / norm, 0.0),
+        "sae_pursuit": detect.pursuit_residual(H, sae["W_dec"], k),
+    }
 
 
-def scores(W_HxF: np.ndarray, trusted_H_NxM: np.ndarray, H_NxM: np.ndarray, k: int, sae: dict | None = None,
-           atoms=None) -> dict:
+def scores(
+    W_HxF: np.ndarray,
+    trusted_H_NxM: np.ndarray,
+    H_NxM: np.ndarray,
+    k: int,
+    sae: dict | None = None,
+    atoms=None,
+) -> dict:
     """Every detector's score of hidden vectors ``H_NxM``, fitted on the trusted ones. ``atoms``:
     the oracle's true benign directions (default: every column of W but the last)."""
     mom = detect.moments(trusted_H_NxM)
-    out = {"norm": detect.norm(H_NxM), "mahalanobis": detect.mahalanobis(H_NxM, mom),
-           "mahalanobis_uncentred": detect.mahalanobis(H_NxM, mom, centred=False),
-           "dimensionality": detect.dimensionality(H_NxM, mom),
-           "oracle": detect.pursuit_residual(H_NxM, W_HxF[:, :-1] if atoms is None else atoms, k)}
+    out = {
+        "norm": detect.norm(H_NxM),
+        "mahalanobis": detect.mahalanobis(H_NxM, mom),
+        "mahalanobis_uncentred": detect.mahalanobis(H_NxM, mom, centred=False),
+        "dimensionality": detect.dimensionality(H_NxM, mom),
+        "oracle": detect.pursuit_residual(H_NxM, W_HxF[:, :-1] if atoms is None else atoms, k),
+    }
     if sae is not None:
         out.update(sae_scores(sae, H_NxM, k))
     return out
 
 
-def evaluate(W_HxF: np.ndarray, p: float, rng: np.random.Generator, trusted: int, count: int,
-             sae: dict | None = None) -> list[dict]:
+def evaluate(
+    W_HxF: np.ndarray,
+    p: float,
+    rng: np.random.Generator,
+    trusted: int,
+    count: int,
+    sae: dict | None = None,
+) -> list[dict]:
     """AUROC and TPR at 1% FPR of every detector on every (positive, negative) test-set pair of
     one model: one dict per (detector, positive, negative)."""
     W = np.asarray(W_HxF, np.float64)
@@ -97,6 +124,13 @@ def evaluate(W_HxF: np.ndarray, p: float, rng: np.random.Generator, trusted: int
         for pos in POSITIVES:
             for neg in NEGATIVES:
                 a, b = scored[pos][detector], scored[neg][detector]
-                rows.append({"detector": detector, "positive": pos, "negative": neg,
-                             "auroc": detect.auroc(a, b), "tpr_at_1pct": detect.tpr_at_fpr(a, b, 0.01)})
+                rows.append(
+                    {
+                        "detector": detector,
+                        "positive": pos,
+                        "negative": neg,
+                        "auroc": detect.auroc(a, b),
+                        "tpr_at_1pct": detect.tpr_at_fpr(a, b, 0.01),
+                    }
+                )
     return rows

@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -65,7 +66,9 @@ CONFIGS = {
     for c in (
         BenchConfig("n5m2", n_features=5, n_hidden=2, n_models=10, default_steps=5000),
         BenchConfig("n100m20", n_features=100, n_hidden=20, n_models=20, default_steps=500),
-        BenchConfig("n2m1", n_features=2, n_hidden=1, n_models=2500, default_steps=200, batch_blocks=8),
+        BenchConfig(
+            "n2m1", n_features=2, n_hidden=1, n_models=2500, default_steps=200, batch_blocks=8
+        ),
     )
 }
 
@@ -96,8 +99,9 @@ def _ours(cfg: BenchConfig, steps: int, batch_blocks: int, uids: np.ndarray):
     return spec, hp
 
 
-def _compile_then_time(cfg: BenchConfig, steps: int, batch_blocks: int, uids,
-                       handshake=None) -> tuple[float, float]:
+def _compile_then_time(
+    cfg: BenchConfig, steps: int, batch_blocks: int, uids, handshake=None
+) -> tuple[float, float]:
     """(seconds of a second ``train_many`` call, seconds of the first, compiling call). With
     ``handshake`` = (ready queue, go event), the first call's time is put on the queue and the
     second call waits for the event, so that several processes start it together."""
@@ -120,9 +124,13 @@ def time_ours(cfg: BenchConfig, steps: int, batch_blocks: int = 1) -> tuple[floa
     return cfg.n_models * steps / seconds, first_s
 
 
-def _pinned_worker(core: int, cfg: BenchConfig, steps: int, batch_blocks: int, uids, ready, go, results) -> None:
+def _pinned_worker(
+    core: int, cfg: BenchConfig, steps: int, batch_blocks: int, uids, ready, go, results
+) -> None:
     if hasattr(os, "sched_setaffinity"):  # where the OS has CPU affinity (Linux)
-        os.sched_setaffinity(0, {core})  # before JAX starts its CPU backend: one thread, on this core
+        os.sched_setaffinity(
+            0, {core}
+        )  # before JAX starts its CPU backend: one thread, on this core
     results.put(_compile_then_time(cfg, steps, batch_blocks, uids, (ready, go))[0])
 
 
@@ -134,9 +142,13 @@ def time_ours_pinned(cfg: BenchConfig, steps: int, batch_blocks: int, processes:
     ready, go, results = context.Queue(), context.Event(), context.Queue()
     parts = [part for part in np.array_split(np.arange(cfg.n_models), processes) if len(part)]
     cores = usable_cores()
-    workers = [context.Process(target=_pinned_worker,
-                               args=(cores[i], cfg, steps, batch_blocks, part, ready, go, results))
-               for i, part in enumerate(parts)]
+    workers = [
+        context.Process(
+            target=_pinned_worker,
+            args=(cores[i], cfg, steps, batch_blocks, part, ready, go, results),
+        )
+        for i, part in enumerate(parts)
+    ]
     for worker in workers:
         worker.start()
     try:
@@ -175,7 +187,7 @@ def time_reference(cfg: BenchConfig, steps: int, threads: int, device: str = "cp
     """models·steps/s of the PyTorch reference's training loop, after a short warm-up run."""
     from sweeps.bench.reference_torch import train_reference
 
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         n_features=cfg.n_features,
         n_hidden=cfg.n_hidden,
         n_instances=cfg.n_models,
@@ -208,16 +220,32 @@ def parse_args(argv) -> argparse.Namespace:
         metavar="NAME",
         help=f"configs to run (space or comma separated; default all: {' '.join(CONFIGS)})",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
-    parser.add_argument("--batch-blocks", type=int, default=None, metavar="K",
-                        help="ours computes each batch in K column blocks (train.batch_blocks; default per config: "
-                        + ", ".join(f"{c.name} {c.batch_blocks}" for c in CONFIGS.values()) + ")")
-    parser.add_argument("--processes", type=int, default=None, metavar="P",
-                        help="also time ours split over P pinned processes, one per core (default on a CPU: "
-                        f"the cores this process may use, {len(usable_cores())}; on a GPU 1; 1: one process only)")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON list instead of a table"
+    )
+    parser.add_argument(
+        "--batch-blocks",
+        type=int,
+        default=None,
+        metavar="K",
+        help="ours computes each batch in K column blocks (train.batch_blocks; default per config: "
+        + ", ".join(f"{c.name} {c.batch_blocks}" for c in CONFIGS.values())
+        + ")",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        metavar="P",
+        help="also time ours split over P pinned processes, one per core (default on a CPU: "
+        f"the cores this process may use, {len(usable_cores())}; on a GPU 1; 1: one process only)",
+    )
     parser.add_argument("--no-reference", action="store_true", help="skip the PyTorch reference")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: torch's, the machine's cores)"
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's, the machine's cores)",
     )
     args = parser.parse_args(argv)
     args.configs = [name for item in args.configs for name in item.split(",") if name]
@@ -239,19 +267,31 @@ def format_table(rows: list[dict], compile_s: dict, threads) -> str:
     """The human-readable table, with how each side was timed."""
     processes = rows[0]["processes"]
     devices = f"ours on {rows[0]['ours_device']}" + (
-        "" if rows[0]["reference_device"] is None else f", reference on {rows[0]['reference_device']}")
-    header = (f"{'config':<8} {'models':>6} {'steps':>6} {'blocks':>6} {'ours 1 proc':>12} "
-              f"{f'ours {processes} procs':>13} {'reference':>12} {'ratio':>8}")
-    lines = [f"throughput in models·steps/s (batch 1024, density 0.1, importance 0.9**i); {devices}", header]
+        ""
+        if rows[0]["reference_device"] is None
+        else f", reference on {rows[0]['reference_device']}"
+    )
+    header = (
+        f"{'config':<8} {'models':>6} {'steps':>6} {'blocks':>6} {'ours 1 proc':>12} "
+        f"{f'ours {processes} procs':>13} {'reference':>12} {'ratio':>8}"
+    )
+    lines = [
+        f"throughput in models·steps/s (batch 1024, density 0.1, importance 0.9**i); {devices}",
+        header,
+    ]
     for row in rows:
         ref = "-" if row["reference"] is None else f"{row['reference']:,.0f}"
         pinned = "-" if row["ours_pinned"] is None else f"{row['ours_pinned']:,.0f}"
         ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
-        lines.append(f"{row['config']:<8} {row['models']:>6} {row['steps']:>6} {row['batch_blocks']:>6} "
-                     f"{row['ours_one_process']:>12,.0f} {pinned:>13} {ref:>12} {ratio:>8}")
+        lines.append(
+            f"{row['config']:<8} {row['models']:>6} {row['steps']:>6} {row['batch_blocks']:>6} "
+            f"{row['ours_one_process']:>12,.0f} {pinned:>13} {ref:>12} {ratio:>8}"
+        )
     compiles = ", ".join(f"{name} {s:.1f} s" for name, s in compile_s.items())
-    lines.append(f"ours: train_many timed on a second call, compile excluded (first call: {compiles}); "
-                 f"'{processes} procs': the models split over {processes} processes pinned one per core")
+    lines.append(
+        f"ours: train_many timed on a second call, compile excluded (first call: {compiles}); "
+        f"'{processes} procs': the models split over {processes} processes pinned one per core"
+    )
     if threads is not None:
         lines.append(
             f"reference: PyTorch loop timed after a {REFERENCE_WARMUP_STEPS}-step warm-up run, "
@@ -292,15 +332,27 @@ def main(argv=None) -> int:
         steps = args.steps if args.steps is not None else cfg.default_steps
         blocks = args.batch_blocks if args.batch_blocks is not None else cfg.batch_blocks
         one, compile_s[name] = time_ours(cfg, steps, blocks)
-        pinned = time_ours_pinned(cfg, steps, blocks, args.processes) if args.processes > 1 else None
+        pinned = (
+            time_ours_pinned(cfg, steps, blocks, args.processes) if args.processes > 1 else None
+        )
         ours = one if pinned is None else pinned
-        reference = time_reference(cfg, steps, threads, torch_device) if with_reference else None
-        rows.append({
-            "config": name, "models": cfg.n_models, "steps": steps, "batch_blocks": blocks,
-            "ours_device": device_name, "reference_device": torch_name,
-            "processes": args.processes, "ours_one_process": one, "ours_pinned": pinned, "ours": ours,
-            "reference": reference, "ratio": None if reference is None else ours / reference,
-        })
+        reference = time_reference(cfg, steps, threads, torch_device) if with_reference else None  # type: ignore[arg-type]
+        rows.append(
+            {
+                "config": name,
+                "models": cfg.n_models,
+                "steps": steps,
+                "batch_blocks": blocks,
+                "ours_device": device_name,
+                "reference_device": torch_name,
+                "processes": args.processes,
+                "ours_one_process": one,
+                "ours_pinned": pinned,
+                "ours": ours,
+                "reference": reference,
+                "ratio": None if reference is None else ours / reference,
+            }
+        )
 
     if args.json:
         print(json.dumps(rows))

@@ -14,8 +14,14 @@ import torch
 from toymodels.sae import saelens as core
 
 # Our kind -> SAELens's training architecture.
-ARCHITECTURES = {"plain": "standard", "gated": "gated", "topk": "topk", "batchtopk": "batchtopk",
-                 "jumprelu": "jumprelu", "matryoshka": "matryoshka_batchtopk"}
+ARCHITECTURES = {
+    "plain": "standard",
+    "gated": "gated",
+    "topk": "topk",
+    "batchtopk": "batchtopk",
+    "jumprelu": "jumprelu",
+    "matryoshka": "matryoshka_batchtopk",
+}
 
 
 def training_sae(kind: str, d_in: int, d_sae: int, coefficient, widths=()):
@@ -24,29 +30,52 @@ def training_sae(kind: str, d_in: int, d_sae: int, coefficient, widths=()):
     from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
     from sae_lens.saes.gated_sae import GatedTrainingSAE, GatedTrainingSAEConfig
     from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
-    from sae_lens.saes.matryoshka_batchtopk_sae import (MatryoshkaBatchTopKTrainingSAE,
-                                                        MatryoshkaBatchTopKTrainingSAEConfig)
+    from sae_lens.saes.matryoshka_batchtopk_sae import (
+        MatryoshkaBatchTopKTrainingSAE,
+        MatryoshkaBatchTopKTrainingSAEConfig,
+    )
     from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 
     if kind == "plain":
-        return StandardTrainingSAE(StandardTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=coefficient))
+        return StandardTrainingSAE(
+            StandardTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=coefficient)
+        )
     if kind == "gated":
-        return GatedTrainingSAE(GatedTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=coefficient))
+        return GatedTrainingSAE(
+            GatedTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=coefficient)
+        )
     if kind == "jumprelu":
-        return JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l0_coefficient=coefficient))
+        return JumpReLUTrainingSAE(
+            JumpReLUTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l0_coefficient=coefficient)
+        )
     if kind == "topk":
         return TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=int(coefficient)))
     if kind == "batchtopk":
-        return BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=int(coefficient)))
+        return BatchTopKTrainingSAE(
+            BatchTopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=int(coefficient))
+        )
     if kind == "matryoshka":
-        return MatryoshkaBatchTopKTrainingSAE(MatryoshkaBatchTopKTrainingSAEConfig(
-            d_in=d_in, d_sae=d_sae, k=int(coefficient), matryoshka_widths=list(widths)))
+        return MatryoshkaBatchTopKTrainingSAE(
+            MatryoshkaBatchTopKTrainingSAEConfig(
+                d_in=d_in, d_sae=d_sae, k=int(coefficient), matryoshka_widths=list(widths)
+            )
+        )
     raise ValueError(f"SAELens has no counterpart of kind {kind!r}")
 
 
-def train(model, kind: str, d_sae: int, coefficient, steps: int, batch_size: int, lr: float, seed: int,
-          widths=(), threads: int = 1) -> tuple[dict, dict, float]:
+def train(
+    model,
+    kind: str,
+    d_sae: int,
+    coefficient,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    widths=(),
+    threads: int = 1,
+) -> tuple[dict, dict, float]:
     """Train one SAELens SAE on its synthetic model; (cfg, tensors) of its inference SAE as saved
     by SAELens, and the training seconds (torch at ``threads`` threads)."""
     from sae_lens.synthetic.training import train_toy_sae
@@ -55,8 +84,14 @@ def train(model, kind: str, d_sae: int, coefficient, steps: int, batch_size: int
     torch.manual_seed(seed)
     sae = training_sae(kind, model.cfg.hidden_dim, d_sae, coefficient, widths)
     start = time.perf_counter()
-    train_toy_sae(sae, model.feature_dict, model.activation_generator, training_samples=steps * batch_size,
-                  batch_size=batch_size, lr=lr)
+    train_toy_sae(
+        sae,
+        model.feature_dict,
+        model.activation_generator,
+        training_samples=steps * batch_size,
+        batch_size=batch_size,
+        lr=lr,
+    )
     seconds = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         sae.save_inference_model(Path(tmp))
@@ -64,8 +99,16 @@ def train(model, kind: str, d_sae: int, coefficient, steps: int, batch_size: int
     return cfg, tensors, seconds
 
 
-def time_loop(n_saes: int, d_in: int, d_sae: int, steps: int, batch_size: int, lr: float, l1: float,
-              threads: int | None = None) -> float:
+def time_loop(
+    n_saes: int,
+    d_in: int,
+    d_sae: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    l1: float,
+    threads: int | None = None,
+) -> float:
     """SAE·steps/s of ``n_saes`` StandardTrainingSAEs trained one after the other at every step on
     one shared batch (SAELens in a loop): its training_forward_pass, backward and Adam. One warm-up
     step is not timed."""
@@ -95,8 +138,15 @@ def _time_loop(n_saes, d_in, d_sae, steps, batch_size, lr, l1, TrainStepInput) -
     def step(t: int):
         x = batches[t % len(batches)]
         for sae, opt in zip(saes, opts):
-            out = sae.training_forward_pass(TrainStepInput(sae_in=x, coefficients={"l1": l1}, dead_neuron_mask=None,
-                                                           n_training_steps=t, is_logging_step=False))
+            out = sae.training_forward_pass(
+                TrainStepInput(
+                    sae_in=x,
+                    coefficients={"l1": l1},
+                    dead_neuron_mask=None,
+                    n_training_steps=t,
+                    is_logging_step=False,
+                )
+            )
             opt.zero_grad()
             out.loss.backward()
             opt.step()

@@ -128,7 +128,9 @@ def train_reference(
         importance_IxF = _per_instance(importance, n_instances, n_features, "feature").to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         eval_seed = seed + 1_000_003
-        init_loss_I = _evaluate(model, density_IxF, importance_IxF, eval_samples, batch_size, eval_seed)
+        init_loss_I = _evaluate(
+            model, density_IxF, importance_IxF, eval_samples, batch_size, eval_seed
+        )
 
         # Preallocated: keeping one small tensor per step between the large freed batch buffers
         # fragments glibc's heap (gigabytes of RSS over a few hundred steps at 2,500 instances).
@@ -145,7 +147,9 @@ def train_reference(
         _synchronize(device)  # a GPU runs the loop asynchronously: wait for its last step
         seconds = time.perf_counter() - start
 
-        final_loss_I = _evaluate(model, density_IxF, importance_IxF, eval_samples, batch_size, eval_seed)
+        final_loss_I = _evaluate(
+            model, density_IxF, importance_IxF, eval_samples, batch_size, eval_seed
+        )
         return {
             "final_loss": final_loss_I,
             "init_loss": init_loss_I,

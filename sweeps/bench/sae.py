@@ -25,9 +25,12 @@ the training throughput of N = 1, 8, 64 SAEs (docs/results/sae-bench.md).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -64,10 +67,13 @@ def our_world(n_features: int, d: int, seed: int = 0):
     F = r.normal(size=(n_features, d))
     bias = r.normal(size=d)
     arrays = core.SyntheticArrays(
-        config={"num_features": n_features, "hidden_dim": d}, feature_vectors_NxH=F / np.linalg.norm(F, axis=1,
-                                                                                                   keepdims=True),
-        bias_H=bias / np.linalg.norm(bias), firing_probabilities_N=zipf_probabilities(n_features, 1.0, 0.3, 0.01),
-        mean_N=np.ones(n_features, np.float32), std_N=np.zeros(n_features, np.float32))
+        config={"num_features": n_features, "hidden_dim": d},
+        feature_vectors_NxH=F / np.linalg.norm(F, axis=1, keepdims=True),
+        bias_H=bias / np.linalg.norm(bias),
+        firing_probabilities_N=zipf_probabilities(n_features, 1.0, 0.3, 0.01),
+        mean_N=np.ones(n_features, np.float32),
+        std_N=np.zeros(n_features, np.float32),
+    )
     return core.build(arrays)
 
 
@@ -107,7 +113,7 @@ def _add(sums, *batch):
     return _ADD(sums, *batch)
 
 
-_ADD = None
+_ADD: Any = None
 
 
 def score(cfg: dict, tensors: dict, source, world, inputs) -> dict:
@@ -125,9 +131,17 @@ def score(cfg: dict, tensors: dict, source, world, inputs) -> dict:
         f_BxD = core.encode_saelens(cfg, tensors, h_HxB.T)
         hhat_BxH = f_BxD @ tensors["W_dec"] + tensors["b_dec"]
         sums = _add(sums, h_HxB, hhat_BxH.T, f_BxD.T, fires_FxB, match_D, latent_F, parents)
-    s = metrics.scores(sums, len(inputs), W_dec_HxD, truth, represented, match_D, source.pairs(world))
-    return {"l0": float(s.l0), "dead": float(s.dead_fraction), "mcc": metrics.mcc(W_dec_HxD, truth, represented),
-            "uniqueness": uniqueness(W_dec_HxD, truth[:, represented]), "f1": float(s.f1), "fvu": float(s.fvu)}
+    s = metrics.scores(
+        sums, len(inputs), W_dec_HxD, truth, represented, match_D, source.pairs(world)
+    )
+    return {
+        "l0": float(s.l0),
+        "dead": float(s.dead_fraction),
+        "mcc": metrics.mcc(W_dec_HxD, truth, represented),
+        "uniqueness": uniqueness(W_dec_HxD, truth[:, represented]),
+        "f1": float(s.f1),
+        "fvu": float(s.fvu),
+    }
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -176,17 +190,42 @@ def parity(args, source, world, model, inputs) -> list[dict]:
     rows = []
     for kind in args.kinds:
         coefficients = COEFFICIENTS[kind]
-        ours, seconds = train_ours(kind, coefficients, source, world, args.width, args.steps, args.batch, args.lr,
-                                   args.seed)
-        print(f"  ours {kind}: {seconds:.1f} s for {len(coefficients)} SAEs (compile included)", file=sys.stderr)
+        ours, seconds = train_ours(
+            kind,
+            coefficients,
+            source,
+            world,
+            args.width,
+            args.steps,
+            args.batch,
+            args.lr,
+            args.seed,
+        )
+        print(
+            f"  ours {kind}: {seconds:.1f} s for {len(coefficients)} SAEs (compile included)",
+            file=sys.stderr,
+        )
         for c, (cfg, tensors) in zip(coefficients, ours):
-            row = {"kind": kind, "coefficient": c, "ours": score(cfg, tensors, source, world, inputs), "saelens": None}
+            row = {
+                "kind": kind,
+                "coefficient": c,
+                "ours": score(cfg, tensors, source, world, inputs),
+                "saelens": None,
+            }
             if model is not None:
                 from sweeps.bench import reference_saelens
 
                 cfg_r, tensors_r, sec = reference_saelens.train(
-                    model, kind, args.width, c, args.steps, args.batch, args.lr, args.seed,
-                    widths=matryoshka_widths(args.width))
+                    model,
+                    kind,
+                    args.width,
+                    c,
+                    args.steps,
+                    args.batch,
+                    args.lr,
+                    args.seed,
+                    widths=matryoshka_widths(args.width),
+                )
                 print(f"  SAELens {kind} {c}: {sec:.1f} s", file=sys.stderr)
                 row["saelens"] = score(cfg_r, tensors_r, source, world, inputs)
             rows.append(row)
@@ -212,8 +251,15 @@ def time_ours(n: int, steps: int, lr: float) -> tuple[float, float]:
     hp = hparams(n, lr=lr, l1=0.1)
     first, best = {}, {}
     for length in (steps, 3 * steps):
-        spec = SaeSpec(dict_size=t["width"], kind="plain", steps=length, batch_size=t["batch"], eval_batch=256,
-                       per_sae_source=False, shared_data=True)
+        spec = SaeSpec(
+            dict_size=t["width"],
+            kind="plain",
+            steps=length,
+            batch_size=t["batch"],
+            eval_batch=256,
+            per_sae_source=False,
+            shared_data=True,
+        )
         calls = []
         for key in (data[0], data[1 % n], data[2 % n]):
             start = time.perf_counter()
@@ -221,7 +267,9 @@ def time_ours(n: int, steps: int, lr: float) -> tuple[float, float]:
             calls.append(time.perf_counter() - start)
         first[length], best[length] = calls[0], min(calls[1:])
     extra = best[3 * steps] - best[steps]
-    rate = n * 2 * steps / extra if extra > 0.2 * best[3 * steps] else n * 3 * steps / best[3 * steps]
+    rate = (
+        n * 2 * steps / extra if extra > 0.2 * best[3 * steps] else n * 3 * steps / best[3 * steps]
+    )
     return rate, max(first[steps] - best[steps], 0.0)
 
 
@@ -254,8 +302,9 @@ def time_bound(n: int, steps: int) -> float:
     def run(W, V, h):
         def body(c, _):
             W, V = c
-            W, V = jax.lax.map(lambda wv: jax.vmap(products, in_axes=(0, 0, None))(*wv, h), (W, V))
+            W, V = jax.lax.map(lambda wv: jax.vmap(products, in_axes=(0, 0, None))(*wv, h), (W, V))  # type: ignore[call-arg]
             return (W, V), None
+
         return jax.lax.scan(body, (W, V), None, length=steps)[0]
 
     r = np.random.default_rng(0)
@@ -274,7 +323,9 @@ def throughput(args, with_reference: bool) -> list[dict]:
     flops = step_flops(t["width"], t["d"], t["batch"])
     rows = []
     for n in args.n_saes:
-        ours, compile_s = time_ours(n, args.throughput_steps, args.lr)  # SAE·steps/s of all n together
+        ours, compile_s = time_ours(
+            n, args.throughput_steps, args.lr
+        )  # SAE·steps/s of all n together
         bound = time_bound(n, args.throughput_steps)
         ref = None
         if with_reference:
@@ -283,13 +334,28 @@ def throughput(args, with_reference: bool) -> list[dict]:
             ref_steps = max(3, min(args.throughput_steps, 800 // n))
             # torch's threads: 1 and its default, the faster counted (on these sizes its default
             # 2 threads ran 30x slower than 1 on a loaded 2-core machine)
-            ref, ref_threads = max((reference_saelens.time_loop(n, t["d"], t["width"], ref_steps, t["batch"], args.lr,
-                                                                0.1, threads), threads)
-                                   for threads in sorted({1, reference_saelens.default_threads()}))
-        rows.append({"n": n, "ours": ours, "compile_s": compile_s, "bound": bound,
-                     "of_bound": ours / bound, "gflops": ours * flops / 1e9, "saelens": ref,
-                     "saelens_threads": None if ref is None else ref_threads,
-                     "ratio": None if ref is None else ours / ref})
+            ref, ref_threads = max(
+                (
+                    reference_saelens.time_loop(
+                        n, t["d"], t["width"], ref_steps, t["batch"], args.lr, 0.1, threads
+                    ),
+                    threads,
+                )
+                for threads in sorted({1, reference_saelens.default_threads()})
+            )
+        rows.append(
+            {
+                "n": n,
+                "ours": ours,
+                "compile_s": compile_s,
+                "bound": bound,
+                "of_bound": ours / bound,
+                "gflops": ours * flops / 1e9,
+                "saelens": ref,
+                "saelens_threads": None if ref is None else ref_threads,
+                "ratio": None if ref is None else ours / ref,
+            }
+        )
         print(f"  N={n}: ours {ours:,.0f} SAE·steps/s, bound {bound:,.0f}", file=sys.stderr)
     return rows
 
@@ -297,7 +363,7 @@ def throughput(args, with_reference: bool) -> list[dict]:
 # --- the table --------------------------------------------------------------------------------
 
 
-def goal(o: dict, s: dict | None, front: list[dict] = ()) -> str:
+def goal(o: dict, s: dict | None, front: Sequence[dict] = ()) -> str:
     """Whether ours' MCC >= SAELens's - 0.02 at matched L0: against SAELens at the same coefficient
     when its L0 is within 10%, else against SAELens's MCC interpolated (in log L0) between its two
     settings around ours' L0 ("~" marks it); "L0 off" when ours' L0 is outside SAELens's range."""
@@ -306,9 +372,13 @@ def goal(o: dict, s: dict | None, front: list[dict] = ()) -> str:
     if abs(o["l0"] - s["l0"]) <= 0.1 * s["l0"]:
         return "yes" if o["mcc"] >= s["mcc"] - 0.02 else "no"
     points = sorted((p["l0"], p["mcc"]) for p in front if p["l0"] > 0)
-    for (l0_a, mcc_a), (l0_b, mcc_b) in zip(points, points[1:]):
+    for (l0_a, mcc_a), (l0_b, mcc_b) in itertools.pairwise(points):
         if l0_a <= o["l0"] <= l0_b and o["l0"] > 0:
-            w = 0.0 if l0_b == l0_a else (np.log(o["l0"]) - np.log(l0_a)) / (np.log(l0_b) - np.log(l0_a))
+            w = (
+                0.0
+                if l0_b == l0_a
+                else (np.log(o["l0"]) - np.log(l0_a)) / (np.log(l0_b) - np.log(l0_a))
+            )
             return "~yes" if o["mcc"] >= mcc_a + w * (mcc_b - mcc_a) - 0.02 else "~no"
     return "L0 off"
 
@@ -316,51 +386,91 @@ def goal(o: dict, s: dict | None, front: list[dict] = ()) -> str:
 def format_parity(rows: list[dict], world_note: str) -> str:
     cols = ("l0", "dead", "mcc", "uniqueness", "f1", "fvu")
     head = f"{'kind':<11} {'coef':>5} | " + " ".join(f"{c:>10}" for c in cols) + f" | {'goal':>6}"
-    lines = [world_note, "each cell: ours / SAELens; goal: ours' MCC >= SAELens's - 0.02 at L0 within 10% "
-             "(~: against SAELens's MCC interpolated at ours' L0 between its settings)", head]
+    lines = [
+        world_note,
+        (
+            "each cell: ours / SAELens; goal: ours' MCC >= SAELens's - 0.02 at L0 within 10% "
+            "(~: against SAELens's MCC interpolated at ours' L0 between its settings)"
+        ),
+        head,
+    ]
     for row in rows:
         o, s = row["ours"], row["saelens"]
-        front = [r["saelens"] for r in rows if r["kind"] == row["kind"] and r["saelens"] is not None]
+        front = [
+            r["saelens"] for r in rows if r["kind"] == row["kind"] and r["saelens"] is not None
+        ]
         cells = [f"{o[c]:.3g}" + ("" if s is None else f"/{s[c]:.3g}") for c in cols]
-        lines.append(f"{row['kind']:<11} {row['coefficient']:>5} | " + " ".join(f"{c:>10}" for c in cells)
-                     + f" | {goal(o, s, front):>6}")
+        lines.append(
+            f"{row['kind']:<11} {row['coefficient']:>5} | "
+            + " ".join(f"{c:>10}" for c in cells)
+            + f" | {goal(o, s, front):>6}"
+        )
     return "\n".join(lines)
 
 
 def format_throughput(rows: list[dict], steps: int) -> str:
     t = THROUGHPUT
     at_8 = {r["n"]: r["ours"] for r in rows}.get(8)
-    lines = [f"throughput, SAE·steps/s: standard L1, width {t['width']}, d {t['d']}, batch {t['batch']}, "
-             f"{steps} steps; bound = {step_flops(t['width'], t['d'], t['batch']) / 1e6:.1f} MFLOP of matrix "
-             "products per SAE·step at the rate measured for them here",
-             f"{'N':>4} {'ours':>9} {'vs N=8':>8} {'bound':>9} {'of bound':>8} {'GFLOP/s':>8} {'compile s':>9} "
-             f"{'SAELens':>9} {'threads':>7} {'ratio':>7}"]
+    lines = [
+        (
+            f"throughput, SAE·steps/s: standard L1, width {t['width']}, d {t['d']}, batch {t['batch']}, "
+            f"{steps} steps; bound = {step_flops(t['width'], t['d'], t['batch']) / 1e6:.1f} MFLOP of matrix "
+            "products per SAE·step at the rate measured for them here"
+        ),
+        (
+            f"{'N':>4} {'ours':>9} {'vs N=8':>8} {'bound':>9} {'of bound':>8} {'GFLOP/s':>8} {'compile s':>9} "
+            f"{'SAELens':>9} {'threads':>7} {'ratio':>7}"
+        ),
+    ]
     for r in rows:
         ref = "-" if r["saelens"] is None else f"{r['saelens']:,.0f}"
         threads = "-" if r["saelens"] is None else str(r["saelens_threads"])
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.1f}x"
         vs8 = "-" if at_8 is None else f"{r['ours'] / at_8:.2f}"
-        lines.append(f"{r['n']:>4} {r['ours']:>9,.0f} {vs8:>8} {r['bound']:>9,.0f} {r['of_bound']:>8.0%} "
-                     f"{r['gflops']:>8.1f} {r['compile_s']:>9.1f} {ref:>9} {threads:>7} {ratio:>7}")
+        lines.append(
+            f"{r['n']:>4} {r['ours']:>9,.0f} {vs8:>8} {r['bound']:>9,.0f} {r['of_bound']:>8.0%} "
+            f"{r['gflops']:>8.1f} {r['compile_s']:>9.1f} {ref:>9} {threads:>7} {ratio:>7}"
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="toymodels-bench sae", description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=3000, help="training steps of every parity SAE (default %(default)s)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=3000,
+        help="training steps of every parity SAE (default %(default)s)",
+    )
     parser.add_argument("--batch", type=int, default=1024, help="batch (default %(default)s)")
-    parser.add_argument("--width", type=int, default=256, help="parity SAEs' width (default %(default)s)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate (default %(default)s)")
+    parser.add_argument(
+        "--width", type=int, default=256, help="parity SAEs' width (default %(default)s)"
+    )
+    parser.add_argument(
+        "--lr", type=float, default=3e-3, help="Adam's learning rate (default %(default)s)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-samples", type=int, default=131_072,
-                        help="evaluation inputs, at least 100,000 (default %(default)s)")
-    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated (default all six)")
-    parser.add_argument("--n-saes", default="1,8,64", help="throughput's SAE counts (default %(default)s)")
+    parser.add_argument(
+        "--eval-samples",
+        type=int,
+        default=131_072,
+        help="evaluation inputs, at least 100,000 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help="comma-separated (default all six)"
+    )
+    parser.add_argument(
+        "--n-saes", default="1,8,64", help="throughput's SAE counts (default %(default)s)"
+    )
     parser.add_argument("--throughput-steps", type=int, default=200, help="(default %(default)s)")
     parser.add_argument("--skip-parity", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--no-reference", action="store_true", help="ours only, even where sae-lens is installed")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+    parser.add_argument(
+        "--no-reference", action="store_true", help="ours only, even where sae-lens is installed"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of the tables"
+    )
     args = parser.parse_args(argv)
     args.kinds = [k for k in args.kinds.split(",") if k]
     bad = [k for k in args.kinds if k not in KINDS]
@@ -377,7 +487,13 @@ def parse_args(argv):
         parser.error("--n-saes: every count must be >= 1")
     if args.eval_samples < 100_000:
         parser.error("--eval-samples must be at least 100,000 (dead latents are counted on them)")
-    if max((max(COEFFICIENTS[k]) for k in args.kinds if k in ("topk", "batchtopk", "matryoshka")), default=0) > args.width:
+    if (
+        max(
+            (max(COEFFICIENTS[k]) for k in args.kinds if k in ("topk", "batchtopk", "matryoshka")),
+            default=0,
+        )
+        > args.width
+    ):
         parser.error("--width must be at least the largest k (8)")
     return args
 
@@ -387,8 +503,11 @@ def main(argv=None) -> int:
     with_reference = has_reference() and not args.no_reference
     out: dict = {"reference": "sae-lens" if with_reference else None}
     if not with_reference:
-        print("toymodels-bench sae: SAELens is not installed (pip install -e '.[saelens]') or --no-reference: "
-              "ours only", file=sys.stderr)
+        print(
+            "toymodels-bench sae: SAELens is not installed (pip install -e '.[saelens]') or --no-reference: "
+            "ours only",
+            file=sys.stderr,
+        )
     if not args.skip_parity:
         from toymodels.sae import saelens as core
 
@@ -400,9 +519,11 @@ def main(argv=None) -> int:
 
             model = SyntheticModel(_saelens_config(WORLD))
             source, world = core.build(arrays_of_model(model))
-            note = (f"world: SAELens's generator, {WORLD} (SAELens defaults otherwise); both train on it, "
-                    f"width {args.width}, lr {args.lr}, batch {args.batch}, {args.steps} steps; scored on "
-                    f"{args.eval_samples:,} inputs")
+            note = (
+                f"world: SAELens's generator, {WORLD} (SAELens defaults otherwise); both train on it, "
+                f"width {args.width}, lr {args.lr}, batch {args.batch}, {args.steps} steps; scored on "
+                f"{args.eval_samples:,} inputs"
+            )
         else:
             source, world = our_world(WORLD["num_features"], WORLD["hidden_dim"], WORLD["seed"])
             note = (f"world: our build of SAELens's default recipe ({WORLD['num_features']} Zipf features in "
@@ -412,7 +533,11 @@ def main(argv=None) -> int:
         inputs = evaluation_inputs(source, world, args.eval_samples)
         out["parity"] = parity(args, source, world, model, inputs)
         for row in out["parity"]:
-            front = [r["saelens"] for r in out["parity"] if r["kind"] == row["kind"] and r["saelens"] is not None]
+            front = [
+                r["saelens"]
+                for r in out["parity"]
+                if r["kind"] == row["kind"] and r["saelens"] is not None
+            ]
             row["goal"] = goal(row["ours"], row["saelens"], front)
         out["parity_note"] = note
     if not args.skip_throughput:

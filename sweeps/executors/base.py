@@ -5,7 +5,8 @@ and reports each finished or failed chunk to the driver's callbacks as soon as i
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import pandas as pd
 
@@ -18,10 +19,14 @@ OnFailed = Callable[[Chunk, BaseException], None]
 class Executor(Protocol):
     """Runs chunks somewhere and reports each one to the driver as soon as it ends."""
 
-    workers: int
-    # The devices its chunks run on, when the executor asked them (a Ray worker's report, for TPU
-    # chips and GPUs the driver cannot see); None: sweeps.resources.chunk_device decides.
-    device: object = None
+    @property
+    def workers(self) -> int:
+        """How many chunks it runs at once (the runner makes at least that many)."""
+        ...
+
+    # Optionally ``device``: the devices its chunks run on, when the executor asked them (a Ray
+    # worker's report, for TPU chips and GPUs the driver cannot see); None or absent:
+    # sweeps.resources.chunk_device decides (the runner reads getattr(executor, "device", None)).
 
     def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None: ...
 
@@ -39,7 +44,7 @@ class InProcessExecutor:
         for chunk in chunks:
             try:
                 table = run_chunk(chunk)
-            except Exception as error:  # a chunk failing by itself must not stop the others
+            except Exception as error:  # noqa: BLE001 - a chunk failing by itself must not stop the others
                 on_failed(chunk, error)
             else:
                 on_done(chunk, table)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from sweeps.config import ConfigError, RayConf
 from sweeps.executors.base import OnDone, OnFailed
@@ -50,11 +50,11 @@ def pin_to_free_cores(count: int, lock_dir: str | None = None) -> list[int]:
     allowed = usable_cores()
     if _HELD_CORES or count < 1 or count >= len(allowed):
         return []
-    lock_dir = Path(lock_dir or Path(tempfile.gettempdir()) / "toymodels-cores")
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    locks = Path(lock_dir or Path(tempfile.gettempdir()) / "toymodels-cores")
+    locks.mkdir(parents=True, exist_ok=True)
     held, cores = [], []
     for cpu in allowed:
-        handle = open(lock_dir / f"cpu{cpu}.lock", "w")
+        handle = open(locks / f"cpu{cpu}.lock", "w")  # noqa: SIM115 - held (locked) while the worker lives
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -105,10 +105,24 @@ def remote_task(function, conf: RayConf, fresh_worker: bool = False, **options):
     import ray
 
     resources = {"TPU": int(conf.tpus_per_task)} if conf.tpus_per_task else None
-    remote = ray.remote(max_calls=1)(function) if conf.tpus_per_task or fresh_worker else ray.remote(function)
-    return remote.options(**{**dict(num_cpus=conf.cpus_per_task, num_gpus=conf.gpus_per_task, resources=resources,
-                                    max_retries=conf.max_retries, retry_exceptions=False,
-                                    runtime_env={"env_vars": worker_env(conf)}), **options})
+    remote = (
+        ray.remote(max_calls=1)(function)
+        if conf.tpus_per_task or fresh_worker
+        else ray.remote(function)
+    )
+    return remote.options(
+        **{
+            **dict(
+                num_cpus=conf.cpus_per_task,
+                num_gpus=conf.gpus_per_task,
+                resources=resources,
+                max_retries=conf.max_retries,
+                retry_exceptions=False,
+                runtime_env={"env_vars": worker_env(conf)},
+            ),
+            **options,
+        }
+    )
 
 
 def _report_device() -> Device:
@@ -128,11 +142,17 @@ def probe_device(conf: RayConf, timeout: float = PROBE_TIMEOUT_S) -> Device | No
         device = ray.get(ref, timeout=timeout)
     except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError) as error:
         ray.cancel(ref, force=True)
-        print(f"warning: no Ray worker reported its devices ({type(error).__name__}); chunk sizes assume "
-              "16 GiB per device (set sweep.chunk_size to choose)", file=sys.stderr, flush=True)
+        print(
+            f"warning: no Ray worker reported its devices ({type(error).__name__}); chunk sizes assume "
+            "16 GiB per device (set sweep.chunk_size to choose)",
+            file=sys.stderr,
+            flush=True,
+        )
         return None
     if device.is_gpu and conf.gpus_per_task < 1:  # a fraction of the card
-        device = Device(device.platform, int(device.memory_bytes * conf.gpus_per_task), device.name, 1)
+        device = Device(
+            device.platform, int(device.memory_bytes * conf.gpus_per_task), device.name, 1
+        )
     return device
 
 
@@ -154,17 +174,24 @@ class RayExecutor:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
         resources = ray.cluster_resources()
         slots = resources.get("CPU", 1) / max(self.conf.cpus_per_task, 1e-9)
-        for key, name, per_task in (("ray.gpus_per_task", "GPU", self.conf.gpus_per_task),
-                                    ("ray.tpus_per_task", "TPU", self.conf.tpus_per_task)):
+        for key, name, per_task in (
+            ("ray.gpus_per_task", "GPU", self.conf.gpus_per_task),
+            ("ray.tpus_per_task", "TPU", self.conf.tpus_per_task),
+        ):
             if per_task > 0:
                 slots = min(slots, resources.get(name, 0) / per_task)
                 if slots < 1:
                     self.close()
-                    raise ConfigError(key, f"{per_task:g} per task, but the Ray cluster has {resources.get(name, 0):g} "
-                                      f"{name}(s){' (Ray finds the chips of a TPU VM by itself)' if name == 'TPU' else ''}")
+                    raise ConfigError(
+                        key,
+                        f"{per_task:g} per task, but the Ray cluster has {resources.get(name, 0):g} "
+                        f"{name}(s){' (Ray finds the chips of a TPU VM by itself)' if name == 'TPU' else ''}",
+                    )
         self.workers = max(1, int(slots))
         # Where the driver cannot see the devices of a task, a worker reports them (chunk sizes).
-        unseen = self.conf.tpus_per_task or (self.conf.gpus_per_task and nvidia_smi_memory() is None)
+        unseen = self.conf.tpus_per_task or (
+            self.conf.gpus_per_task and nvidia_smi_memory() is None
+        )
         self.device = probe_device(self.conf) if unseen else None
 
     def run(self, chunks: Sequence[Chunk], on_done: OnDone, on_failed: OnFailed) -> None:
@@ -178,7 +205,10 @@ class RayExecutor:
             cloudpickle.register_pickle_by_value(module)  # a user's kinds travel with the chunks
         task = remote_task(_ray_run_chunk, self.conf)
         # Pin whole-core CPU tasks (a fraction of a core, a GPU or a TPU task, is left to the OS).
-        cpus, accelerated = self.conf.cpus_per_task, self.conf.gpus_per_task or self.conf.tpus_per_task
+        cpus, accelerated = (
+            self.conf.cpus_per_task,
+            self.conf.gpus_per_task or self.conf.tpus_per_task,
+        )
         pin = int(cpus) if self.conf.pin_cpus and not accelerated and cpus == int(cpus) else 0
         pending = {task.remote(chunk, pin): chunk for chunk in chunks}
         try:
@@ -189,7 +219,9 @@ class RayExecutor:
                     try:
                         table = ray.get(ref)
                     except RayTaskError as error:  # the chunk raised: its own fault, not retried
-                        on_failed(chunk, error.cause if isinstance(error.cause, BaseException) else error)
+                        on_failed(
+                            chunk, error.cause if isinstance(error.cause, BaseException) else error
+                        )
                     except ray.exceptions.RayError as error:  # retries exhausted, or lost
                         on_failed(chunk, error)
                     else:

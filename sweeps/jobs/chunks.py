@@ -15,7 +15,8 @@ import hashlib
 import json
 import time
 import zlib
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,8 +46,11 @@ def model_uid(coords: Iterable[tuple[str, Any]], seed: int) -> int:
 
 def chunk_id(fields: dict, base_seed: int, points: Sequence) -> str:
     """A chunk's id: a hash of its content (what its models share, ``fields``, and every point)."""
-    payload = json.dumps({**fields, "base_seed": base_seed, "points": [dataclasses.asdict(p) for p in points]},
-                         sort_keys=True, default=str)
+    payload = json.dumps(
+        {**fields, "base_seed": base_seed, "points": [dataclasses.asdict(p) for p in points]},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -72,8 +76,12 @@ def split(n: int, cap: int, min_chunks: int, devices: int = 1) -> tuple[int, int
     return size, -(-size // devices), -(-n // -(-n // cap))
 
 
-def make_chunks(plan: Plan, units: Sequence | None = None, min_chunks: int = 1,
-                device: resources.Device | None = None) -> list[Chunk]:
+def make_chunks(
+    plan: Plan,
+    units: Sequence | None = None,
+    min_chunks: int = 1,
+    device: resources.Device | None = None,
+) -> list[Chunk]:
     """Split ``units`` (default: the whole plan) into chunks of one spec each, balanced in size.
 
     ``min_chunks`` asks for at least that many chunks per spec (so that every worker has one), as
@@ -96,10 +104,20 @@ def make_chunks(plan: Plan, units: Sequence | None = None, min_chunks: int = 1,
             resources.check_chunk(job.model_bytes(spec, device.platform), width, device)
         fields, kinds = job.id_fields(spec), job.user_kinds(spec)
         for start in range(0, len(points), size):
-            part = tuple(points[start:start + size])
-            chunks.append(Chunk(chunk_id(fields, plan.base_seed, part), job, spec, plan.base_seed, part,
-                                one_worker if job.pad_to_one_worker else width, kinds, job.carry(plan.carry, part),
-                                plan.placement))
+            part = tuple(points[start : start + size])
+            chunks.append(
+                Chunk(
+                    chunk_id(fields, plan.base_seed, part),
+                    job,
+                    spec,
+                    plan.base_seed,
+                    part,
+                    one_worker if job.pad_to_one_worker else width,
+                    kinds,
+                    job.carry(plan.carry, part),
+                    plan.placement,
+                )
+            )
     return chunks
 
 
@@ -153,11 +171,19 @@ def check_finite(chunk: Chunk, loss: Any, params: Any) -> None:
     bad = [chunk.points[i] for i in np.flatnonzero(~finite)]
     if bad:
         where = dict(bad[0].coords, seed=bad[0].seed)
-        raise ChunkFailed(f"non-finite loss or weights for {len(bad)} {chunk.job.noun}(s), first at {where}")
+        raise ChunkFailed(
+            f"non-finite loss or weights for {len(bad)} {chunk.job.noun}(s), first at {where}"
+        )
 
 
 def identity_columns(chunk: Chunk, point: Any, between: Iterable[tuple[str, Any]] = ()) -> dict:
     """Where a model sits, the columns every row starts from: its grid coordinates (then
     ``between``, a kind's own), seed, uid, order in the plan and chunk."""
-    return {**dict(point.coords), **dict(between), "seed": point.seed, "uid": point.uid, "order": point.order,
-            "chunk": chunk.id}
+    return {
+        **dict(point.coords),
+        **dict(between),
+        "seed": point.seed,
+        "uid": point.uid,
+        "order": point.order,
+        "chunk": chunk.id,
+    }

@@ -29,9 +29,9 @@ program at width 1, whose models axis XLA drops). Slices keep the width fixed in
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -64,14 +64,19 @@ def n_models(args: Sequence, axes: Sequence) -> int:
             leaves = jax.tree.leaves(arg)
             if leaves:
                 return int(leaves[0].shape[0])
-    raise ValueError("run_on_devices: no argument has a models axis (axes: 0 for per-model arguments)")
+    raise ValueError(
+        "run_on_devices: no argument has a models axis (axes: 0 for per-model arguments)"
+    )
 
 
 def _rows(args: Sequence, axes: Sequence, index: np.ndarray) -> tuple:
     """The models ``index`` of every per-model argument; shared ones as they are."""
     import jax
 
-    return tuple(jax.tree.map(lambda leaf: leaf[index], arg) if axis == 0 else arg for arg, axis in zip(args, axes))
+    return tuple(
+        jax.tree.map(lambda leaf: leaf[index], arg) if axis == 0 else arg
+        for arg, axis in zip(args, axes)
+    )
 
 
 def _join(parts: list, n: int):
@@ -82,8 +87,13 @@ def _join(parts: list, n: int):
     return jax.tree.map(lambda *leaves: np.concatenate(leaves)[:n], *parts)
 
 
-def run_on_devices(program: Callable, args: Sequence, axes: Sequence, width: int,
-                   placement: Placement = Placement()):
+def run_on_devices(
+    program: Callable,
+    args: Sequence,
+    axes: Sequence,
+    width: int,
+    placement: Placement = Placement(),
+):
     """``program(*args)`` computed over the local devices, as numpy arrays on the host.
 
     ``program`` is a jitted ``vmap`` over models: every leaf of an argument whose ``axes`` entry
@@ -108,7 +118,9 @@ def run_on_devices(program: Callable, args: Sequence, axes: Sequence, width: int
         """Slices d, d + D, d + 2D, ... on device d, one after another (JAX queues them)."""
         out = []
         for s in range(d, slices, len(devices)):
-            index = np.minimum(np.arange(s * width, (s + 1) * width), n - 1)  # the last model repeated
+            index = np.minimum(
+                np.arange(s * width, (s + 1) * width), n - 1
+            )  # the last model repeated
             out.append((s, program(*jax.device_put(_rows(args, axes, index), devices[d]))))
         return out
 
@@ -132,6 +144,8 @@ def _run_mesh(program: Callable, args: Sequence, axes: Sequence, width: int, dev
     for start in range(0, n, per_round):
         index = np.minimum(np.arange(start, start + per_round), n - 1)
         rows = _rows(args, axes, index)
-        placed = tuple(jax.device_put(arg, split if axis == 0 else same) for arg, axis in zip(rows, axes))
+        placed = tuple(
+            jax.device_put(arg, split if axis == 0 else same) for arg, axis in zip(rows, axes)
+        )
         parts.append(program(*placed))
     return _join(parts, n)

@@ -53,8 +53,14 @@ def data_dim_summary(dims_T: np.ndarray, distinct_T: np.ndarray) -> dict:
 
 def _repeated_columns(result, i: int, repeated_R: np.ndarray) -> dict:
     if not len(repeated_R):
-        return dict(repeated_dim=float("nan"), repeated_dims=[], repeated_rank=float("nan"),
-                    repeated_memorised=False, repeated_memorised_frac=float("nan"), hidden_repeated=[])
+        return dict(
+            repeated_dim=float("nan"),
+            repeated_dims=[],
+            repeated_rank=float("nan"),
+            repeated_memorised=False,
+            repeated_memorised_frac=float("nan"),
+            hidden_repeated=[],
+        )
     dims = np.asarray(result.data_dims_T[i])[repeated_R]
     rank = np.asarray(result.repeated_rank_R[i], np.float64)
     return dict(
@@ -67,8 +73,13 @@ def _repeated_columns(result, i: int, repeated_R: np.ndarray) -> dict:
     )
 
 
-def finite_table(points_meta: Sequence[dict], spec: FiniteSpec, result: FiniteResult, seconds: float,
-                 hp: FiniteHParams | None = None) -> pd.DataFrame:
+def finite_table(
+    points_meta: Sequence[dict],
+    spec: FiniteSpec,
+    result: FiniteResult,
+    seconds: float,
+    hp: FiniteHParams | None = None,
+) -> pd.DataFrame:
     """One row per model of ``points_meta`` (dicts of grid axis -> value plus seed, uid, order, and
     any of lr, weight_decay, density, dataset_seed); ``hp``, when given, supplies the trained
     per-model values. ``result`` may hold padding models past ``len(points_meta)``.
@@ -87,18 +98,29 @@ def finite_table(points_meta: Sequence[dict], spec: FiniteSpec, result: FiniteRe
         row.update(_hp_values(hp, i))
         n_hidden_points = min(spec.hidden_points, spec.n_train)
         row.update(
-            model=spec.model, n_features=spec.n_features, n_hidden=spec.n_hidden, n_train=spec.n_train,
-            steps=spec.steps, warmup_steps=spec.warmup_steps, max_active=spec.K, n_test=spec.n_test,
-            repeats=spec.repeats, n_repeated=spec.n_repeated,
-            train_loss=float(result.train_loss[i]), test_loss=float(result.test_loss[i]),
+            model=spec.model,
+            n_features=spec.n_features,
+            n_hidden=spec.n_hidden,
+            n_train=spec.n_train,
+            steps=spec.steps,
+            warmup_steps=spec.warmup_steps,
+            max_active=spec.K,
+            n_test=spec.n_test,
+            repeats=spec.repeats,
+            n_repeated=spec.n_repeated,
+            train_loss=float(result.train_loss[i]),
+            test_loss=float(result.test_loss[i]),
             loss=float(result.train_loss[i]),
-            W=W[i].tolist(), b=b[i].tolist(),
-            norm_W=float(np.linalg.norm(W[i])), norm_b=float(np.linalg.norm(b[i])),
+            W=W[i].tolist(),
+            b=b[i].tolist(),
+            norm_W=float(np.linalg.norm(W[i])),
+            norm_b=float(np.linalg.norm(b[i])),
             feature_dims=np.asarray(result.feature_dims_F[i]).tolist(),
             feature_dim_sum=float(dimensionality(W[i].T.astype(np.float64)).sum()),
             data_dims=np.asarray(result.data_dims_T[i])[:n_hidden_points].tolist(),
             hidden=np.asarray(result.hidden_first_PxH[i]).tolist(),
-            n_overflow=int(result.n_overflow[i]), n_empty=int(result.n_empty[i]),
+            n_overflow=int(result.n_overflow[i]),
+            n_empty=int(result.n_empty[i]),
             snap_step=np.asarray(snaps.step_S[i]).tolist(),
             snap_train_loss=np.asarray(snaps.train_loss_S[i]).tolist(),
             snap_test_loss=np.asarray(snaps.test_loss_S[i]).tolist(),
@@ -116,20 +138,39 @@ def spec_for(config: Config, static: dict) -> FiniteSpec:
     m, t, d = config.model, config.train, config.data
     n, T = static.get("n_features", m.n_features), static.get("n_train", d.n_train)
     n_test = t.eval_samples
-    densities = expand_axis("density", config.sweep.grid["density"]) if "density" in config.sweep.grid else [d.density]
+    densities = (
+        expand_axis("density", config.sweep.grid["density"])
+        if "density" in config.sweep.grid
+        else [d.density]
+    )
     # One K for the whole config, from its largest density (a static value per chunk must not
     # depend on which models share the chunk); a point overflows with probability < 1e-6.
     K = d.max_active or max_active_for(n, max(densities), T + n_test)
     return FiniteSpec(
-        n_features=n, n_hidden=static.get("n_hidden", m.n_hidden), n_train=T,
-        steps=static.get("steps", t.steps), warmup_steps=t.warmup_steps, b1=t.b1, b2=t.b2, eps=t.eps,
-        model=static.get("model", m.kind), max_active=K, piece_size=t.piece_size, n_test=n_test,
-        repeats=static.get("repeats", d.repeats), n_repeated=d.n_repeated, snapshot_every=t.snapshot_every,
-        init=m.init, init_instances=m.init_instances, test_seed=t.eval_seed,
+        n_features=n,
+        n_hidden=static.get("n_hidden", m.n_hidden),
+        n_train=T,
+        steps=static.get("steps", t.steps),
+        warmup_steps=t.warmup_steps,
+        b1=t.b1,
+        b2=t.b2,
+        eps=t.eps,
+        model=static.get("model", m.kind),
+        max_active=K,
+        piece_size=t.piece_size,
+        n_test=n_test,
+        repeats=static.get("repeats", d.repeats),
+        n_repeated=d.n_repeated,
+        snapshot_every=t.snapshot_every,
+        init=m.init,
+        init_instances=m.init_instances,
+        test_seed=t.eval_seed,
     )
 
 
-def plan(config: Config, device: resources.Device) -> tuple[list[tuple[FiniteSpec, ModelPoint]], dict]:
+def plan(
+    config: Config, device: resources.Device
+) -> tuple[list[tuple[FiniteSpec, ModelPoint]], dict]:
     return plan_models(config, device, spec_for), {}
 
 
@@ -146,19 +187,38 @@ def program(chunk: Chunk[FiniteSpec, ModelPoint]) -> ChunkProgram:
     from toymodels.finite import train_finite_many
 
     arrays = hparams_arrays(chunk)
-    hp = FiniteHParams(density=jnp.asarray(arrays["density_F"][:, 0]), importance_F=jnp.asarray(arrays["importance_F"]),
-                       lr=jnp.asarray(arrays["lr"]), weight_decay=jnp.asarray(arrays["weight_decay"]),
-                       dataset_seed=jnp.asarray(arrays["dataset_seed"]))
-    return ChunkProgram(partial(train_finite_many, chunk.spec), (model_keys(chunk.base_seed, arrays["uid"]), hp),
-                        (0, 0), context=hp)
+    hp = FiniteHParams(
+        density=jnp.asarray(arrays["density_F"][:, 0]),
+        importance_F=jnp.asarray(arrays["importance_F"]),
+        lr=jnp.asarray(arrays["lr"]),
+        weight_decay=jnp.asarray(arrays["weight_decay"]),
+        dataset_seed=jnp.asarray(arrays["dataset_seed"]),
+    )
+    return ChunkProgram(
+        partial(train_finite_many, chunk.spec),
+        (model_keys(chunk.base_seed, arrays["uid"]), hp),
+        (0, 0),
+        context=hp,
+    )
 
 
-def rows(chunk: Chunk[FiniteSpec, ModelPoint], program: ChunkProgram, result: FiniteResult,
-         seconds: float) -> pd.DataFrame:
+def rows(
+    chunk: Chunk[FiniteSpec, ModelPoint],
+    program: ChunkProgram,
+    result: FiniteResult,
+    seconds: float,
+) -> pd.DataFrame:
     """``finite_table``'s rows plus the columns every toy-model table has."""
-    table = finite_table([identity_columns(chunk, p) for p in chunk.points], chunk.spec, result, seconds,
-                         program.context)
-    for name, values in feature_columns(chunk.points, np.asarray(result.params.W_HxF)[: chunk.n_models]).items():
+    table = finite_table(
+        [identity_columns(chunk, p) for p in chunk.points],
+        chunk.spec,
+        result,
+        seconds,
+        program.context,
+    )
+    for name, values in feature_columns(
+        chunk.points, np.asarray(result.params.W_HxF)[: chunk.n_models]
+    ).items():
         table[name] = values
     table["snap_loss"] = table["snap_train_loss"]  # the curve every table has: the optimised loss
     return table

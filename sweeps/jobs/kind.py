@@ -19,8 +19,9 @@ and nothing below the plan sees a config.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Hashable, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import pandas as pd
 
@@ -66,7 +67,7 @@ class Chunk(Generic[SpecT, PointT]):
     (``sweeps.jobs.chunks.chunk_id``)."""
 
     id: str
-    job: "JobKind[SpecT, PointT]"  # what runs it (``run_chunk``); not part of its id
+    job: JobKind[SpecT, PointT]  # what runs it (``run_chunk``); not part of its id
     spec: SpecT
     base_seed: int
     points: tuple[PointT, ...]
@@ -110,12 +111,16 @@ class Plan(Generic[SpecT, PointT]):
     """A sweep as typed values, built once from its config (``sweeps.plan.plan_sweep``): every
     model (its static spec and its point, in plan order) and what chunking needs."""
 
-    job: "JobKind[SpecT, PointT]"
+    job: JobKind[SpecT, PointT]
     units: tuple[tuple[SpecT, PointT], ...]
     base_seed: int
-    chunk_size: int  # most models per chunk and device (sweep.chunk_size); 0: from the device's memory
+    chunk_size: (
+        int  # most models per chunk and device (sweep.chunk_size); 0: from the device's memory
+    )
     device: Device  # where the chunks run: their sizes and the memory checks
-    carry: Mapping = field(default_factory=dict)  # what ``JobKind.carry`` picks each chunk's share from
+    carry: Mapping = field(
+        default_factory=dict
+    )  # what ``JobKind.carry`` picks each chunk's share from
     placement: Placement = Placement()  # how a chunk's process spreads it over its devices
 
 
@@ -134,8 +139,9 @@ class ProgramFn(Protocol[SpecT, PointT]):
 
 
 class RowsFn(Protocol[SpecT, PointT]):
-    def __call__(self, chunk: Chunk[SpecT, PointT], program: ChunkProgram, result: Any,
-                 seconds: float) -> pd.DataFrame:
+    def __call__(
+        self, chunk: Chunk[SpecT, PointT], program: ChunkProgram, result: Any, seconds: float
+    ) -> pd.DataFrame:
         """One row per model of ``chunk`` (not its padding) from the program's host ``result``;
         ``seconds``: the program's wall time."""
         ...

@@ -7,8 +7,9 @@ per-model arrays are the same.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -49,18 +50,32 @@ def grid_axes(config: Config) -> dict[str, list]:
     return {name: expand_axis(name, spec) for name, spec in config.sweep.grid.items()}
 
 
-def point_for(config: Config, coords: tuple, seed: int, n_features: int, order: int,
-              terms: Sequence[LossTerm] = ()) -> ModelPoint:
+def point_for(
+    config: Config,
+    coords: tuple,
+    seed: int,
+    n_features: int,
+    order: int,
+    terms: Sequence[LossTerm] = (),
+) -> ModelPoint:
     values = dict(coords)
     d, imp = config.data, config.data.importance
     density = values.get("density", d.density)
-    density_F = [float(p) for p in density] if isinstance(density, (list, tuple)) else [float(density)] * n_features
+    density_F = (
+        [float(p) for p in density]
+        if isinstance(density, (list, tuple))
+        else [float(density)] * n_features
+    )
     if "density_last" in values:  # the last feature's density, the others as configured
         density_F[-1] = float(values["density_last"])
     if "density_last_ratio" in values:  # the last feature's density as a multiple of its own
         density_F[-1] = float(values["density_last_ratio"]) * density_F[-1]
     importance_F = importance_profile(
-        n_features, imp.kind, float(values.get("importance_decay", imp.decay)), imp.ratio, tuple(imp.values)
+        n_features,
+        imp.kind,
+        float(values.get("importance_decay", imp.decay)),
+        imp.ratio,
+        tuple(imp.values),
     )
     if "importance_last" in values:  # the last feature's importance relative to the profile's first
         importance_F[-1] = float(values["importance_last"])
@@ -78,8 +93,9 @@ def point_for(config: Config, coords: tuple, seed: int, n_features: int, order: 
     )
 
 
-def plan_models(config: Config, device: resources.Device,
-                spec_for: Callable[[Config, dict], SpecT]) -> list[tuple[SpecT, ModelPoint]]:
+def plan_models(
+    config: Config, device: resources.Device, spec_for: Callable[[Config, dict], SpecT]
+) -> list[tuple[SpecT, ModelPoint]]:
     """The grid product × seeds, in grid order (last axis fastest, then seed); ``spec_for(config,
     static)`` is the static spec of a grid point's static axes. Refuses, before building any
     model, a plan too large for the driver or a spec that cannot fit ``device``."""
@@ -101,7 +117,9 @@ def plan_models(config: Config, device: resources.Device,
         for seed in range(config.sweep.seeds):
             point = point_for(config, coords, seed, spec.n_features, len(out), terms)  # type: ignore[attr-defined]
             if point.uid in seen:
-                raise ValueError(f"model id collision between {seen[point.uid]} and {(coords, seed)}")
+                raise ValueError(
+                    f"model id collision between {seen[point.uid]} and {(coords, seed)}"
+                )
             seen[point.uid] = (coords, seed)
             out.append((spec, point))
     return out
@@ -126,10 +144,13 @@ def feature_columns(points, W_NxHxF: np.ndarray) -> dict[str, list]:
     importances it was trained with; the columns every stored toy model has, fresh or finite data."""
     from toymodels import metrics
 
-    return {"norms": metrics.feature_norms(W_NxHxF).tolist(), "capacity": metrics.capacity(W_NxHxF).tolist(),
-            "interference": metrics.interference(W_NxHxF).tolist(),
-            "feature_density": [list(p.density_F) for p in points],
-            "feature_importance": [list(p.importance_F) for p in points]}
+    return {
+        "norms": metrics.feature_norms(W_NxHxF).tolist(),
+        "capacity": metrics.capacity(W_NxHxF).tolist(),
+        "interference": metrics.interference(W_NxHxF).tolist(),
+        "feature_density": [list(p.density_F) for p in points],
+        "feature_importance": [list(p.importance_F) for p in points],
+    }
 
 
 def toy_kinds(model: str, data: str | None = None, terms: Sequence[str] = ()) -> tuple:

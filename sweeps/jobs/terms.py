@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,9 @@ from sweeps.config import Config, TrainConf, expand_axis
 from toymodels.registry import ConfigError
 from toymodels.terms import TERMS, LossTerm, TermParam
 
-TermValues = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # term name -> (param, value) pairs
+TermValues = tuple[
+    tuple[str, tuple[tuple[str, Any], ...]], ...
+]  # term name -> (param, value) pairs
 _SCHEMA_KEYS = {f.name for f in dataclasses.fields(TrainConf)}
 
 
@@ -57,20 +60,38 @@ def _cast(param: TermParam, value: Any) -> int | float:
 def terms_on(config: Config) -> tuple[LossTerm, ...]:
     """The terms some model of ``config`` uses, in the order they are added to the loss."""
     grid = config.sweep.grid
-    return tuple(term for term in TERMS
-                 if any(p.name in grid or configured(config, p) != p.default
-                        for p in term.params if p.name in term.switches))
+    return tuple(
+        term
+        for term in TERMS
+        if any(
+            p.name in grid or configured(config, p) != p.default
+            for p in term.params
+            if p.name in term.switches
+        )
+    )
 
 
 def point_terms(config: Config, terms: Sequence[LossTerm], values: Mapping[str, Any]) -> TermValues:
     """One model's settings of ``terms``: its grid coordinates ``values`` first, else the config's."""
-    return tuple((term.name, tuple((p.name, _cast(p, values.get(p.name, configured(config, p)))) for p in term.params))
-                 for term in terms)
+    return tuple(
+        (
+            term.name,
+            tuple(
+                (p.name, _cast(p, values.get(p.name, configured(config, p)))) for p in term.params
+            ),
+        )
+        for term in terms
+    )
 
 
-def term_arrays(terms: Iterable[LossTerm], points: Sequence[TermValues], n_features: int) -> dict[str, dict]:
+def term_arrays(
+    terms: Iterable[LossTerm], points: Sequence[TermValues], n_features: int
+) -> dict[str, dict]:
     """``HParams.terms``: each term's per-model arrays over ``points`` (their ``terms`` values)."""
-    return {term.name: term.arrays([dict(dict(p)[term.name]) for p in points], n_features) for term in terms}
+    return {
+        term.name: term.arrays([dict(dict(p)[term.name]) for p in points], n_features)
+        for term in terms
+    }
 
 
 def term_columns(values: TermValues, capacity_F: np.ndarray) -> dict[str, Any]:
@@ -106,7 +127,11 @@ class _Sweep:
         if name in self.config.sweep.grid:
             return f"sweep.grid.{name}[{index}]"
         param = next((p for p in all_params() if p.name == name), None)
-        return config_key(param) if param else {"steps": "train.steps", "n_features": "model.n_features"}[name]
+        return (
+            config_key(param)
+            if param
+            else {"steps": "train.steps", "n_features": "model.n_features"}[name]
+        )
 
 
 def check_term_values(config: Config, check_value: Callable[[str, Any, TermParam], None]) -> None:
@@ -116,8 +141,11 @@ def check_term_values(config: Config, check_value: Callable[[str, Any, TermParam
     for name in config.train.terms:
         if name not in params or name in _SCHEMA_KEYS:
             known = ", ".join(n for n in params if n not in _SCHEMA_KEYS) or "none registered"
-            raise ConfigError(f"train.terms.{name}", f"no loss term has a setting {name!r} here; the settings "
-                              f"train.terms takes: {known} (toymodels.terms)")
+            raise ConfigError(
+                f"train.terms.{name}",
+                f"no loss term has a setting {name!r} here; the settings "
+                f"train.terms takes: {known} (toymodels.terms)",
+            )
     for param in params.values():
         check_value(config_key(param), configured(config, param), param)
 

@@ -50,7 +50,9 @@ def spec_for(config: Config, static: dict) -> TrainSpec:
     )
 
 
-def plan(config: Config, device: resources.Device) -> tuple[list[tuple[TrainSpec, ModelPoint]], dict]:
+def plan(
+    config: Config, device: resources.Device
+) -> tuple[list[tuple[TrainSpec, ModelPoint]], dict]:
     return plan_models(config, device, spec_for), {}
 
 
@@ -69,19 +71,31 @@ def program(chunk: Chunk[TrainSpec, ModelPoint]) -> ChunkProgram:
 
     arrays = hparams_arrays(chunk)
     spec = chunk.spec
-    terms = term_arrays([TERMS.get(name) for name in spec.terms], [p.terms for p in chunk.padded()], spec.n_features)
-    hp = HParams(**{name: jnp.asarray(arrays[name]) for name in ["density_F", "importance_F", "lr", "weight_decay"]},
-                 terms=jax.tree.map(jnp.asarray, terms))
+    terms = term_arrays(
+        [TERMS.get(name) for name in spec.terms], [p.terms for p in chunk.padded()], spec.n_features
+    )
+    hp = HParams(
+        **{
+            name: jnp.asarray(arrays[name])
+            for name in ["density_F", "importance_F", "lr", "weight_decay"]
+        },
+        terms=jax.tree.map(jnp.asarray, terms),
+    )
     stream_words = None
     if spec.shared_streams:  # one stream per seed index of the chunk
         seeds, stream = np.unique(arrays["seed"], return_inverse=True)
         hp = dataclasses.replace(hp, stream=jnp.asarray(stream, jnp.int32))
         stream_words = stream_key_words(chunk.base_seed, seeds)
-    return ChunkProgram(partial(train_many, spec), (model_keys(chunk.base_seed, arrays["uid"]), hp, stream_words),
-                        (0, 0, None))
+    return ChunkProgram(
+        partial(train_many, spec),
+        (model_keys(chunk.base_seed, arrays["uid"]), hp, stream_words),
+        (0, 0, None),
+    )
 
 
-def rows(chunk: Chunk[TrainSpec, ModelPoint], program: ChunkProgram, result, seconds: float) -> pd.DataFrame:
+def rows(
+    chunk: Chunk[TrainSpec, ModelPoint], program: ChunkProgram, result, seconds: float
+) -> pd.DataFrame:
     from toymodels.data import feature_kurtosis
     from toymodels.models import bind_kind
 
@@ -127,9 +141,16 @@ def _layer_columns(snaps, i: int) -> dict:
     and every snapshot's (L×n and S×L×n)."""
     if snaps.layer_capacity_SxLxF is None:
         return {}
-    norms, capacity = np.asarray(snaps.layer_norms_SxLxF[i]), np.asarray(snaps.layer_capacity_SxLxF[i])
-    return {"layer_norms": norms[-1].tolist(), "layer_capacity": capacity[-1].tolist(),
-            "snap_layer_norms": norms.tolist(), "snap_layer_capacity": capacity.tolist()}
+    norms, capacity = (
+        np.asarray(snaps.layer_norms_SxLxF[i]),
+        np.asarray(snaps.layer_capacity_SxLxF[i]),
+    )
+    return {
+        "layer_norms": norms[-1].tolist(),
+        "layer_capacity": capacity[-1].tolist(),
+        "snap_layer_norms": norms.tolist(),
+        "snap_layer_capacity": capacity.tolist(),
+    }
 
 
 def _validate(config: Config) -> None:

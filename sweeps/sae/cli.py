@@ -40,7 +40,9 @@ def parse_numbers(text: str, option: str, kind=float) -> list:
     try:
         values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise UsageError(option, f"expected comma-separated positive numbers, got {text!r}") from None
+        raise UsageError(
+            option, f"expected comma-separated positive numbers, got {text!r}"
+        ) from None
     if not values:
         raise UsageError(option, "expected at least one positive number (e.g. 0.03,0.1,0.3)")
     if any(not np.isfinite(v) or v <= 0 for v in values):
@@ -56,7 +58,9 @@ def parse_kinds(text: str) -> list[str]:
     kinds = list(KIND_GROUPS.get(text, [k.strip() for k in text.split(",") if k.strip()]))
     for kind in kinds:
         if kind not in SAE_KINDS:
-            raise UsageError("--kind", f"{kind!r} is not one of {', '.join(SAE_KINDS.names())}, both, all")
+            raise UsageError(
+                "--kind", f"{kind!r} is not one of {', '.join(SAE_KINDS.names())}, both, all"
+            )
     return kinds
 
 
@@ -64,11 +68,15 @@ def parse_dict_sizes(text: str) -> list[str]:
     """Dictionary sizes: integers ≥ 1, or multiples of the toy model's feature count (``n``, ``2n``)."""
     sizes = [v.strip() for v in text.split(",") if v.strip()]
     if not sizes:
-        raise UsageError("--dict-sizes", "expected at least one size: integers >= 1 or multiples of n (n, 2n)")
+        raise UsageError(
+            "--dict-sizes", "expected at least one size: integers >= 1 or multiples of n (n, 2n)"
+        )
     for size in sizes:
         match = re.fullmatch(r"(\d*)n|(\d+)", size)
         if not match or int(match.group(1) or match.group(2) or 1) < 1:
-            raise UsageError("--dict-sizes", f"{size!r} is not an integer >= 1 or a multiple of n (n, 2n, ...)")
+            raise UsageError(
+                "--dict-sizes", f"{size!r} is not an integer >= 1 or a multiple of n (n, 2n, ...)"
+            )
     return sizes
 
 
@@ -109,9 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a plug-in file of the stored sweep's own kinds to run (repeat for several): checked "
                              "against the digest the store recorded; the store's own files are never run")
     parser.add_argument("--out", help="the SAE sweep's sweep.out (default SWEEP_DIR/sae)")
-    parser.add_argument("--executor", default="local", choices=("local", "ray"),
-                        help="sweep.executor (default %(default)s: in this process)")
-    parser.add_argument("overrides", nargs="*", help="more toymodels-sweep overrides (e.g. wandb.mode=disabled)")
+    parser.add_argument(
+        "--executor",
+        default="local",
+        choices=("local", "ray"),
+        help="sweep.executor (default %(default)s: in this process)",
+    )
+    parser.add_argument(
+        "overrides", nargs="*", help="more toymodels-sweep overrides (e.g. wandb.mode=disabled)"
+    )
     return parser
 
 
@@ -122,10 +136,15 @@ def check_args(args) -> None:
     args.kinds = parse_kinds(args.kind)
     for option in ("steps", "batch", "seeds", "eval_batch"):
         if getattr(args, option) < 1:
-            raise UsageError("--" + option.replace("_", "-"), f"must be an integer >= 1, got {getattr(args, option)}")
+            raise UsageError(
+                "--" + option.replace("_", "-"),
+                f"must be an integer >= 1, got {getattr(args, option)}",
+            )
     for option in ("lr", "bandwidth"):
         if not np.isfinite(getattr(args, option)) or getattr(args, option) <= 0:
-            raise UsageError(f"--{option}", f"must be a finite number > 0, got {getattr(args, option)}")
+            raise UsageError(
+                f"--{option}", f"must be a finite number > 0, got {getattr(args, option)}"
+            )
     if not np.isfinite(args.ortho) or args.ortho < 0:
         raise UsageError("--ortho", f"must be a finite number >= 0, got {args.ortho}")
     if args.resample_every < 0:
@@ -158,13 +177,27 @@ def sweep_overrides(args) -> list[str]:
     root = Path(args.sweep_dir)
     out = Path(args.out) if args.out else root / "sae"
     # ~experiment: no default experiment's toy grid; the SAE grid is these options'
-    overrides = ["~experiment", "+sae=toy", f"sae.toy.sweep={_quoted(str(root))}", f"name=sae_{root.name}",
-                 f"sweep.out={_quoted(str(out))}", f"sweep.executor={args.executor}", f"sweep.seeds={args.seeds}",
-                 f"sweep.base_seed={args.base_seed}", f"+sweep.grid.kind={_list(args.kinds)}",
-                 f"+sweep.grid.dict_size={_list(args.dict_sizes)}", f"+sweep.grid.l1={_list(args.l1)}",
-                 f"+sweep.grid.k={_list(args.k)}", f"sae.steps={args.steps}", f"sae.batch_size={args.batch}",
-                 f"sae.eval_batch={args.eval_batch}", f"sae.lr={args.lr}", f"sae.bandwidth={args.bandwidth}",
-                 f"sae.ortho={args.ortho}", f"sae.resample_every={args.resample_every}"]
+    overrides = [
+        "~experiment",
+        "+sae=toy",
+        f"sae.toy.sweep={_quoted(str(root))}",
+        f"name=sae_{root.name}",
+        f"sweep.out={_quoted(str(out))}",
+        f"sweep.executor={args.executor}",
+        f"sweep.seeds={args.seeds}",
+        f"sweep.base_seed={args.base_seed}",
+        f"+sweep.grid.kind={_list(args.kinds)}",
+        f"+sweep.grid.dict_size={_list(args.dict_sizes)}",
+        f"+sweep.grid.l1={_list(args.l1)}",
+        f"+sweep.grid.k={_list(args.k)}",
+        f"sae.steps={args.steps}",
+        f"sae.batch_size={args.batch}",
+        f"sae.eval_batch={args.eval_batch}",
+        f"sae.lr={args.lr}",
+        f"sae.bandwidth={args.bandwidth}",
+        f"sae.ortho={args.ortho}",
+        f"sae.resample_every={args.resample_every}",
+    ]
     if args.models:
         overrides.append(f"sae.toy.models={_quoted(args.models)}")
     if args.plugins:

@@ -89,13 +89,22 @@ class SaeConf:
     eval_batch: int = 8192
 
 
-def _number(key: str, value, low: float, integer: bool = False, low_open: bool = False, high: float | None = None):
+def _number(
+    key: str,
+    value,
+    low: float,
+    integer: bool = False,
+    low_open: bool = False,
+    high: float | None = None,
+):
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (not integer or isinstance(value, int))
     ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
     if not ok:
         what = "an integer" if integer else "a finite number"
-        bound = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+        bound = f"{'>' if low_open else '>='} {low:g}" + (
+            f" and <= {high:g}" if high is not None else ""
+        )
         raise ConfigError(key, f"must be {what} {bound}, got {value!r}")
 
 
@@ -109,8 +118,11 @@ def check_dict_size(key: str, value) -> None:
         return
     if isinstance(value, str) and re.fullmatch(r"[1-9]\d*n|n", value):
         return
-    raise ConfigError(key, "must be an integer >= 1 or a multiple of the source's features (n, 2n, ...), "
-                      f"got {value!r}")
+    raise ConfigError(
+        key,
+        "must be an integer >= 1 or a multiple of the source's features (n, 2n, ...), "
+        f"got {value!r}",
+    )
 
 
 def check_k(key: str, value) -> None:
@@ -221,15 +233,21 @@ def _check_grid(config) -> None:
     for name, spec in config.sweep.grid.items():
         key = f"sweep.grid.{name}"
         if name not in allowed:
-            raise ConfigError(key, f"unknown axis of an SAE sweep (sae.source={config.sae.source}); allowed: "
-                              f"{', '.join(allowed)}")
+            raise ConfigError(
+                key,
+                f"unknown axis of an SAE sweep (sae.source={config.sae.source}); allowed: "
+                f"{', '.join(allowed)}",
+            )
         values = expand_axis(name, spec)
         check = rule(name)
         for i, value in enumerate(values):
             check(f"{key}[{i}]", value)
             if value in values[:i]:
-                raise ConfigError(key, f"the value {value!r} is listed twice; list each value once "
-                                  "(repeats of one setting are sweep.seeds)")
+                raise ConfigError(
+                    key,
+                    f"the value {value!r} is listed twice; list each value once "
+                    "(repeats of one setting are sweep.seeds)",
+                )
 
 
 def _check_options(config) -> None:
@@ -251,15 +269,25 @@ def _check_world(config) -> None:
     for n in sae_values(config, "n_features"):
         for m in sae_values(config, "n_hidden"):
             if w.kind == "independent" and "identity" in sae_values(config, "directions") and n > m:
-                raise ConfigError("sae.world.directions",
-                                  f"identity directions need n_features <= n_hidden, got {n} > {m}")
+                raise ConfigError(
+                    "sae.world.directions",
+                    f"identity directions need n_features <= n_hidden, got {n} > {m}",
+                )
             if "pairs" in sae_values(config, "directions") and n % 2:
-                raise ConfigError("sae.world.n_features", f"pairs directions need an even number of features, got {n}")
+                raise ConfigError(
+                    "sae.world.n_features",
+                    f"pairs directions need an even number of features, got {n}",
+                )
             if w.kind == "exactly" and max(sae_values(config, "active")) > n:
-                raise ConfigError("sae.world.active", f"exactly this many active features needs at most "
-                                  f"n_features={n}, got {max(sae_values(config, 'active'))}")
+                raise ConfigError(
+                    "sae.world.active",
+                    f"exactly this many active features needs at most "
+                    f"n_features={n}, got {max(sae_values(config, 'active'))}",
+                )
     if w.kind == "composition" and 2 * w.alone + max(sae_values(config, "together")) > 1:
-        raise ConfigError("sae.world.together", f"2·alone + together must be <= 1 (alone={w.alone})")
+        raise ConfigError(
+            "sae.world.together", f"2·alone + together must be <= 1 (alone={w.alone})"
+        )
 
 
 def _check_saelens(config) -> None:
@@ -268,18 +296,27 @@ def _check_saelens(config) -> None:
 
     world_axes = [a for a in config.sweep.grid if a in WORLD_PER_AXES + WORLD_STATIC_AXES]
     if world_axes:
-        raise ConfigError(f"sweep.grid.{world_axes[0]}", "a SAELens world (sae.world.kind=saelens) is fixed by "
-                          "sae.world.saelens; world axes do not apply to it")
+        raise ConfigError(
+            f"sweep.grid.{world_axes[0]}",
+            "a SAELens world (sae.world.kind=saelens) is fixed by "
+            "sae.world.saelens; world axes do not apply to it",
+        )
     if config.sae.world.saelens is None:
-        raise ConfigError("sae.world.saelens", "must give the SAELens world: a SyntheticModelConfig mapping, a "
-                          ".json/.yaml file holding one, or a saved SAELens synthetic model directory")
+        raise ConfigError(
+            "sae.world.saelens",
+            "must give the SAELens world: a SyntheticModelConfig mapping, a "
+            ".json/.yaml file holding one, or a saved SAELens synthetic model directory",
+        )
     saelens.check(config.sae.world.saelens)
 
 
 def _check_toy(config) -> None:
     """The toy sweep's directory is read when planning (``sweeps.sae.toy``), still before any compute."""
     if not config.sae.toy.sweep.strip():
-        raise ConfigError("sae.toy.sweep", "must name a finished toy-model sweep's sweep.out (e.g. runs/tms_intro)")
+        raise ConfigError(
+            "sae.toy.sweep",
+            "must name a finished toy-model sweep's sweep.out (e.g. runs/tms_intro)",
+        )
 
 
 def k_values(config) -> list[int]:
@@ -293,9 +330,11 @@ def _check_follow_active(config) -> None:
     if FOLLOW_ACTIVE not in sae_values(config, "k"):
         return
     if config.sae.source != "world" or config.sae.world.kind != "exactly":
-        raise ConfigError("sweep.grid.k" if "k" in config.sweep.grid else "sae.k",
-                          f"k={FOLLOW_ACTIVE} follows an exactly world's active features; it needs sae.source=world "
-                          f"and sae.world.kind=exactly, got {config.sae.source}, {config.sae.world.kind}")
+        raise ConfigError(
+            "sweep.grid.k" if "k" in config.sweep.grid else "sae.k",
+            f"k={FOLLOW_ACTIVE} follows an exactly world's active features; it needs sae.source=world "
+            f"and sae.world.kind=exactly, got {config.sae.source}, {config.sae.world.kind}",
+        )
 
 
 def _check_top_k(config) -> None:
@@ -303,9 +342,11 @@ def _check_top_k(config) -> None:
     top_k = [k for k in sae_values(config, "kind") if kinds.get(k).top_k]
     fixed = [d for d in sae_values(config, "dict_size") if isinstance(d, int)]
     if top_k and fixed and max(k_values(config)) > min(fixed):
-        raise ConfigError("sweep.grid.k" if "k" in config.sweep.grid else "sae.k",
-                          f"k={max(k_values(config))} exceeds the dictionary size {min(fixed)} "
-                          f"of the top-k kind {top_k[0]!r}")
+        raise ConfigError(
+            "sweep.grid.k" if "k" in config.sweep.grid else "sae.k",
+            f"k={max(k_values(config))} exceeds the dictionary size {min(fixed)} "
+            f"of the top-k kind {top_k[0]!r}",
+        )
 
 
 def validate_sae(config) -> None:

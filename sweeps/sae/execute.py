@@ -34,12 +34,17 @@ def program(chunk: Chunk[SaeGroup, SaePoint]) -> ChunkProgram:
 
     points = chunk.padded()
     arrays = source_arrays(chunk, points)
-    init_keys, data_keys = split_keys(sae_keys(chunk.base_seed, [p.source_uid for p in points],
-                                               [p.seed for p in points]))
+    init_keys, data_keys = split_keys(
+        sae_keys(chunk.base_seed, [p.source_uid for p in points], [p.seed for p in points])
+    )
     hp = hparams(len(points), **hparam_lists(points))
     spec = chunk.spec.spec
-    return ChunkProgram(partial(train_saes, spec, chunk.spec.source), (init_keys, hp, arrays, data_keys),
-                        (0, 0, 0 if spec.per_sae_source else None, None if spec.shared_data else 0), context=arrays)
+    return ChunkProgram(
+        partial(train_saes, spec, chunk.spec.source),
+        (init_keys, hp, arrays, data_keys),
+        (0, 0, 0 if spec.per_sae_source else None, None if spec.shared_data else 0),
+        context=arrays,
+    )
 
 
 def _source_columns(chunk: Chunk[SaeGroup, SaePoint], arrays) -> dict[str, np.ndarray]:
@@ -79,7 +84,9 @@ def edge_columns(i: int, scores, parents) -> dict:
     return columns
 
 
-def rows(chunk: Chunk[SaeGroup, SaePoint], program: ChunkProgram, result, seconds: float) -> pd.DataFrame:
+def rows(
+    chunk: Chunk[SaeGroup, SaePoint], program: ChunkProgram, result, seconds: float
+) -> pd.DataFrame:
     import jax
 
     from toymodels.sae import SAE_KINDS, chance_mmcs, decoder, mcc
@@ -108,8 +115,11 @@ def rows(chunk: Chunk[SaeGroup, SaePoint], program: ChunkProgram, result, second
             mmcs_chance=chance, mcc=mcc(W_dec[i], truth["truth"][i], truth["represented"][i]),
             uniqueness=uniqueness(W_dec[i], truth["truth"][i], truth["represented"][i]),
             n_composed=int(result.scores.n_composed[i]),
-            W_dec=W_dec[i].tolist(), b_dec=np.asarray(result.params["b_dec_H"][i]).tolist(),
-            params=params_blob({name: np.asarray(v[i]) for name, v in result.params.items()}),  # for export
+            W_dec=W_dec[i].tolist(),
+            b_dec=np.asarray(result.params["b_dec_H"][i]).tolist(),
+            params=params_blob(
+                {name: np.asarray(v[i]) for name, v in result.params.items()}
+            ),  # for export
             max_cos=np.asarray(result.scores.max_cos_D[i]).tolist(),
             # the training curve at the end of each interval it averages (what wandb and loss curves read)
             snap_step=[every * (j + 1) for j in range(len(result.curve[i]))],

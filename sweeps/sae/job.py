@@ -14,7 +14,11 @@ from sweeps.sae.plan import SaeGroup, SaePoint
 
 
 def _id_fields(group: SaeGroup) -> dict:
-    return {"spec": dataclasses.asdict(group.spec), "source": repr(group.source), "world": group.world}
+    return {
+        "spec": dataclasses.asdict(group.spec),
+        "source": repr(group.source),
+        "world": group.world,
+    }
 
 
 def _user_kinds(group: SaeGroup) -> tuple:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from sweeps.sae.config import (FOLLOW_ACTIVE, SAE_STATIC_AXES, WORLD_RULES, WORL
                                resolve_dict_size, sae_values)
 from toymodels.registry import ConfigError, frozen_options
 from toymodels.sae import SAE_KINDS, SaeSpec
+from toymodels.sae.base import Source
 
 WORLD_FIELDS = tuple(WORLD_RULES)  # every world parameter, in the order of sae.world
 
@@ -48,7 +50,7 @@ class SaeGroup:
     """What SAEs of one chunk share: the compiled program's static values."""
 
     spec: SaeSpec
-    source: object  # toymodels.sae.worlds.WorldSource or toymodels.sae.toy.ToySource
+    source: Source  # toymodels.sae.worlds.WorldSource, toymodels.sae.toy.ToySource, ...
     world: tuple = ()  # the world's static parameters (kind, shape, directions, active)
 
     @property
@@ -117,10 +119,15 @@ def _world_sources(config, coords: tuple):
     if config.sae.world.kind == "saelens":  # its config or directory is the whole world
         from sweeps.sae.saelens import canonical
 
-        params = (("world_kind", "saelens"), ("saelens", canonical(config.sae.world.saelens)))
+        params: tuple[tuple[str, Any], ...] = (
+            ("world_kind", "saelens"),
+            ("saelens", canonical(config.sae.world.saelens)),
+        )
         return [(world_source(dict(params)), params, crc_id({"world": params}), params)]
-    world = {"world_kind": config.sae.world.kind,  # not an axis: the SAE's kind is "kind"
-             **{name: _read(coords, config, name) for name in WORLD_FIELDS if name != "kind"}}
+    world = {
+        "world_kind": config.sae.world.kind,  # not an axis: the SAE's kind is "kind"
+        **{name: _read(coords, config, name) for name in WORLD_FIELDS if name != "kind"},
+    }
     static = tuple((name, world[name]) for name in ("world_kind", *WORLD_STATIC_AXES, "alone"))
     params = tuple(world.items())
     return [(world_source(world), static, crc_id({"world": params}), params)]
@@ -136,7 +143,8 @@ def plan_saes(config, device=None) -> tuple[list[tuple[SaeGroup, SaePoint]], dic
 
     check_plan_size(config, {a: len(expand_axis(a, v)) for a, v in config.sweep.grid.items()})
     toys = toy_sources(config) if config.sae.source == "toy" else None
-    out, seen = [], set()
+    out: list[tuple[SaeGroup, SaePoint]] = []
+    seen = set()
     for coords in _grid(config):
         coords = _kind_coords(coords, config)
         kind = _read(coords, config, "kind")
@@ -146,7 +154,9 @@ def plan_saes(config, device=None) -> tuple[list[tuple[SaeGroup, SaePoint]], dic
             size = resolve_dict_size(_read(coords, config, "dict_size"), source.n_features)
             spec = _spec(config, coords, kind, size, static)
             if spec.k_max > size:
-                raise ConfigError("sae.k", f"k={spec.k_max} exceeds the dictionary size {size} of kind {kind!r}")
+                raise ConfigError(
+                    "sae.k", f"k={spec.k_max} exceeds the dictionary size {size} of kind {kind!r}"
+                )
             group = SaeGroup(spec, source, world_static)
             for seed in range(config.sweep.seeds):
                 at = coords + ((("toy_uid", source_uid),) if toys is not None else ())
@@ -154,8 +164,20 @@ def plan_saes(config, device=None) -> tuple[list[tuple[SaeGroup, SaePoint]], dic
                 if (uid, seed) in seen:
                     continue  # an axis the kind does not read: the same SAE again
                 seen.add((uid, seed))
-                out.append((group, SaePoint(coords, seed, uid, len(out), source_uid, **_values(config, coords, kind),
-                                            source=info)))
+                out.append(
+                    (
+                        group,
+                        SaePoint(
+                            coords,
+                            seed,
+                            uid,
+                            len(out),
+                            source_uid,
+                            **_values(config, coords, kind),
+                            source=info,
+                        ),
+                    )
+                )
     return out, (toy_carry(config) if toys is not None else {})
 
 

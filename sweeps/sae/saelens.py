@@ -45,24 +45,41 @@ def canonical(value) -> str:
     if isinstance(value, dict):
         return json.dumps(value, sort_keys=True)
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(KEY, "must be a SAELens SyntheticModelConfig (a mapping), a .json/.yaml file holding one, "
-                          f"or a saved SAELens synthetic model directory; got {value!r}")
+        raise ConfigError(
+            KEY,
+            "must be a SAELens SyntheticModelConfig (a mapping), a .json/.yaml file holding one, "
+            f"or a saved SAELens synthetic model directory; got {value!r}",
+        )
     path = Path(value).expanduser()
     if path.is_dir():
         if not core.is_saved_model(path):
-            raise ConfigError(KEY, f"{value} is a directory without {core.CONFIG_FILE} and {core.WEIGHTS_FILE}: "
-                              "not a saved SAELens synthetic model (SyntheticModel.save)")
+            raise ConfigError(
+                KEY,
+                f"{value} is a directory without {core.CONFIG_FILE} and {core.WEIGHTS_FILE}: "
+                "not a saved SAELens synthetic model (SyntheticModel.save)",
+            )
         return str(path.resolve())
     if path.is_file() and path.suffix in (".json", ".yaml", ".yml"):
         text = path.read_text()
         try:
-            data = json.loads(text) if path.suffix == ".json" else OmegaConf.to_container(OmegaConf.create(text))
+            data = (
+                json.loads(text)
+                if path.suffix == ".json"
+                else OmegaConf.to_container(OmegaConf.create(text))
+            )
         except Exception as error:  # noqa: BLE001 - any parse error is the user's file
-            raise ConfigError(KEY, f"{value} could not be read as a config ({type(error).__name__}: {error})") from None
+            raise ConfigError(
+                KEY, f"{value} could not be read as a config ({type(error).__name__}: {error})"
+            ) from None
         if not isinstance(data, dict):
-            raise ConfigError(KEY, f"{value} holds a {type(data).__name__}, not a SyntheticModelConfig mapping")
+            raise ConfigError(
+                KEY, f"{value} holds a {type(data).__name__}, not a SyntheticModelConfig mapping"
+            )
         return json.dumps(data, sort_keys=True)
-    raise ConfigError(KEY, f"{value} is neither a saved SAELens synthetic model directory nor a .json/.yaml config file")
+    raise ConfigError(
+        KEY,
+        f"{value} is neither a saved SAELens synthetic model directory nor a .json/.yaml config file",
+    )
 
 
 def _config_of(text: str) -> dict | None:
@@ -77,36 +94,56 @@ def check(value) -> str:
         config = json.loads((Path(text) / core.CONFIG_FILE).read_text())
         _check_dtype(config)
         if not has_saelens() and _needs_torch_magnitudes(config):
-            raise ConfigError(KEY, f"{text}: its folded-normal magnitudes are drawn by torch from its seed and not saved; "
-                              f"reading them needs the saelens extra: {INSTALL}")
+            raise ConfigError(
+                KEY,
+                f"{text}: its folded-normal magnitudes are drawn by torch from its seed and not saved; "
+                f"reading them needs the saelens extra: {INSTALL}",
+            )
         return text
     for name in ("num_features", "hidden_dim"):
-        if not isinstance(config.get(name), int) or isinstance(config.get(name), bool) or config[name] < 1:
+        if (
+            not isinstance(config.get(name), int)
+            or isinstance(config.get(name), bool)
+            or config[name] < 1
+        ):
             raise ConfigError(f"{KEY}.{name}", f"must be an integer >= 1, got {config.get(name)!r}")
     if not isinstance(config.get("seed"), int):
-        raise ConfigError(f"{KEY}.seed", "must be an integer: SAELens draws the dictionary from its seed, and without "
-                          "one the world would differ at every run")
+        raise ConfigError(
+            f"{KEY}.seed",
+            "must be an integer: SAELens draws the dictionary from its seed, and without "
+            "one the world would differ at every run",
+        )
     _check_dtype(config)
     if not has_saelens():
-        raise ConfigError(KEY, "a SyntheticModelConfig is built by SAELens's own generator (its dictionary is drawn "
-                          f"by torch's random generator): install the extra ({INSTALL}), or give the path of a "
-                          "saved SAELens synthetic model (SyntheticModel.save), which needs no extra")
+        raise ConfigError(
+            KEY,
+            "a SyntheticModelConfig is built by SAELens's own generator (its dictionary is drawn "
+            f"by torch's random generator): install the extra ({INSTALL}), or give the path of a "
+            "saved SAELens synthetic model (SyntheticModel.save), which needs no extra",
+        )
     try:
         _saelens_config(config)
     except (TypeError, ValueError, KeyError) as error:
-        raise ConfigError(KEY, f"SAELens refuses this SyntheticModelConfig: {type(error).__name__}: {error}") from None
+        raise ConfigError(
+            KEY, f"SAELens refuses this SyntheticModelConfig: {type(error).__name__}: {error}"
+        ) from None
     return text
 
 
 def _check_dtype(config: dict) -> None:
     if config.get("dtype", "float32") != "float32":
-        raise ConfigError(f"{KEY}.dtype", f"only float32 SAELens models are read (we train in float32), got "
-                          f"{config.get('dtype')!r}")
+        raise ConfigError(
+            f"{KEY}.dtype",
+            f"only float32 SAELens models are read (we train in float32), got "
+            f"{config.get('dtype')!r}",
+        )
 
 
 def _needs_torch_magnitudes(config: dict) -> bool:
-    return any(isinstance(config.get(name), dict) and config[name].get("generator_name") == "folded_normal"
-               for name in ("mean_firing_magnitudes", "std_firing_magnitudes"))
+    return any(
+        isinstance(config.get(name), dict) and config[name].get("generator_name") == "folded_normal"
+        for name in ("mean_firing_magnitudes", "std_firing_magnitudes")
+    )
 
 
 def _saelens_config(config: dict):
@@ -130,12 +167,16 @@ def arrays_of_model(model) -> core.SyntheticArrays:
     gen = model.activation_generator
     corr = model.correlation_matrix
     return core.SyntheticArrays(
-        config=model.cfg.to_dict(), feature_vectors_NxH=model.feature_dict.feature_vectors.detach().numpy(),
-        bias_H=model.feature_dict.bias.detach().numpy(), firing_probabilities_N=gen.firing_probabilities.numpy(),
-        mean_N=gen.mean_firing_magnitudes.numpy(), std_N=gen.std_firing_magnitudes.numpy(),
+        config=model.cfg.to_dict(),
+        feature_vectors_NxH=model.feature_dict.feature_vectors.detach().numpy(),
+        bias_H=model.feature_dict.bias.detach().numpy(),
+        firing_probabilities_N=gen.firing_probabilities.numpy(),
+        mean_N=gen.mean_firing_magnitudes.numpy(),
+        std_N=gen.std_firing_magnitudes.numpy(),
         correlation_factor_NxR=None if corr is None else corr.correlation_factor.numpy(),
         correlation_diag_N=None if corr is None else corr.correlation_diag.numpy(),
-        hierarchy=None if model.hierarchy is None else model.hierarchy.to_dict())
+        hierarchy=None if model.hierarchy is None else model.hierarchy.to_dict(),
+    )
 
 
 def _folded_normal(value: dict, n: int, seed: int | None):
@@ -143,9 +184,13 @@ def _folded_normal(value: dict, n: int, seed: int | None):
     import torch
 
     if seed is None:
-        raise ConfigError(KEY, "folded-normal magnitudes of a model saved without a seed cannot be reproduced")
+        raise ConfigError(
+            KEY, "folded-normal magnitudes of a model saved without a seed cannot be reproduced"
+        )
     generator = torch.Generator().manual_seed(seed)
-    samples = torch.abs(value.get("mean", 0.0) + torch.randn(n, generator=generator) * value.get("std", 0.1))
+    samples = torch.abs(
+        value.get("mean", 0.0) + torch.randn(n, generator=generator) * value.get("std", 0.1)
+    )
     if value.get("min_value") is not None or value.get("max_value") is not None:
         samples = torch.clamp(samples, min=value.get("min_value"), max=value.get("max_value"))
     return samples.numpy()
@@ -159,7 +204,9 @@ def read_saved(path: str) -> core.SyntheticArrays:
         from sae_lens.synthetic import SyntheticModel
 
         return arrays_of_model(SyntheticModel.load_from_disk(path))
-    return core.read_synthetic_model(path, draw=_folded_normal if importlib.util.find_spec("torch") else None)
+    return core.read_synthetic_model(
+        path, draw=_folded_normal if importlib.util.find_spec("torch") else None
+    )
 
 
 @functools.lru_cache(maxsize=4)
@@ -186,8 +233,11 @@ def export_row(row, out) -> Path:
     """Write one stored SAE (a row of an SAE sweep's results) as a SAELens SAE directory."""
     params = row.get("params")
     if not isinstance(params, (bytes, bytearray)):
-        raise ConfigError("params", f"SAE uid {row.get('uid')} was stored without its parameters (stores written "
-                          "before the params column); rerun its sweep into a new sweep.out to export it")
+        raise ConfigError(
+            "params",
+            f"SAE uid {row.get('uid')} was stored without its parameters (stores written "
+            "before the params column); rerun its sweep into a new sweep.out to export it",
+        )
     k = int(row.get("k") or 0)
     meta = {"toymodels_uid": int(row["uid"]), "toymodels_kind": str(row["kind"])}
     cfg, tensors = core.to_saelens(str(row["kind"]), core.params_of_blob(params), k, meta)
@@ -202,7 +252,7 @@ def export(store, out, uids=None) -> list[Path]:
     if "kind" not in table.columns or "W_dec" not in table.columns:
         raise ConfigError("store", f"{store} holds no SAE sweep's rows")
     if uids:
-        missing = sorted(set(uids) - set(int(u) for u in table["uid"]))
+        missing = sorted(set(uids) - {int(u) for u in table["uid"]})
         if missing:
             raise ConfigError("--uid", f"no stored SAE with uid {missing[0]} in {store}")
         table = table[table["uid"].isin(uids)]
@@ -210,23 +260,31 @@ def export(store, out, uids=None) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="toymodels-saelens",
-                                     description="Export stored SAEs to SAELens's on-disk format (cfg.json + "
-                                                 "sae_weights.safetensors), one directory per SAE.")
+    parser = argparse.ArgumentParser(
+        prog="toymodels-saelens",
+        description="Export stored SAEs to SAELens's on-disk format (cfg.json + "
+        "sae_weights.safetensors), one directory per SAE.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("export", help="export an SAE sweep's stored SAEs")
     ex.add_argument("store", help="an SAE sweep's sweep.out")
-    ex.add_argument("out", help="directory to write <uid>/cfg.json and <uid>/sae_weights.safetensors into")
+    ex.add_argument(
+        "out", help="directory to write <uid>/cfg.json and <uid>/sae_weights.safetensors into"
+    )
     ex.add_argument("--uid", type=int, action="append", help="only this SAE (repeatable)")
     args = parser.parse_args(argv)
     try:
         if not (Path(args.store) / "results.parquet").exists():
-            raise ConfigError("store", f"{args.store} holds no results.parquet: is it an SAE sweep's sweep.out?")
+            raise ConfigError(
+                "store", f"{args.store} holds no results.parquet: is it an SAE sweep's sweep.out?"
+            )
         paths = export(args.store, args.out, args.uid)
     except (ConfigError, ValueError) as error:
         print(f"toymodels-saelens: error: {error}", file=sys.stderr)
         return 2
-    print(f"{len(paths)} SAE(s) written under {args.out} (load each with sae_lens.SAE.load_from_disk)")
+    print(
+        f"{len(paths)} SAE(s) written under {args.out} (load each with sae_lens.SAE.load_from_disk)"
+    )
     return 0
 
 

@@ -5,11 +5,15 @@ reader (``toymodels-sae``, ``sweeps.sae.cli``, checks its options with the same 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from toymodels.registry import ConfigError
+
+if TYPE_CHECKING:
+    from toymodels.data import DataSpec
 
 # Stored toy columns copied beside each SAE's scores; a toy grid axis that an SAE column already
 # names (lr, steps, ...) is copied as toy_<axis>.
@@ -82,8 +86,10 @@ def toy_measures(W_NxHxF: np.ndarray) -> dict:
     """The toy models' superposition (docs/science/metrics.md) beside each SAE's scores."""
     from toymodels import metrics
 
-    return {"interference_mean": metrics.interference(W_NxHxF).mean(axis=-1),
-            "dims_per_feature": metrics.dimensions_per_feature(W_NxHxF)}
+    return {
+        "interference_mean": metrics.interference(W_NxHxF).mean(axis=-1),
+        "dims_per_feature": metrics.dimensions_per_feature(W_NxHxF),
+    }
 
 
 def stored_toys(config, section: str = "sae") -> tuple[pd.DataFrame, dict, object]:
@@ -137,9 +143,20 @@ def toy_sources(config) -> list[tuple]:
     models, stored, data = stored_toys(config)
     axes = list(stored.get("sweep", {}).get("grid", {}))
     measures = toy_measures(np.stack([as_matrix(w) for w in models["W"]]))
-    return [(ToySource(model=str(row["model"]), data=data, n_features=int(row["n_features"]),
-                       n_hidden=int(row["n_hidden"])), (), int(row["uid"]), _info(row, axes, measures, i))
-            for i, row in models.iterrows()]
+    return [
+        (
+            ToySource(
+                model=str(row["model"]),
+                data=data,
+                n_features=int(row["n_features"]),
+                n_hidden=int(row["n_hidden"]),
+            ),
+            (),
+            int(row["uid"]),
+            _info(row, axes, measures, i),
+        )
+        for i, row in models.iterrows()
+    ]
 
 
 def toy_carry(config, section: str = "sae") -> dict[int, dict]:
@@ -149,8 +166,15 @@ def toy_carry(config, section: str = "sae") -> dict[int, dict]:
     out: dict[int, dict] = {}
     for (model, n, m), chosen in models.groupby(["model", "n_features", "n_hidden"], sort=False):
         arrays = toy_arrays(chosen, str(model), int(n), int(m))
-        out.update({int(uid): {"params": {name: v[i] for name, v in arrays["params"].items()},
-                               "density_F": arrays["density_F"][i]} for i, uid in enumerate(chosen["uid"])})
+        out.update(
+            {
+                int(uid): {
+                    "params": {name: v[i] for name, v in arrays["params"].items()},
+                    "density_F": arrays["density_F"][i],
+                }
+                for i, uid in enumerate(chosen["uid"])
+            }
+        )
     return out
 
 

@@ -42,16 +42,32 @@ def build_world(world: dict):
         return world_of(world["saelens"])[1]
     kind, seed = world["world_kind"], int(world["world_seed"])
     if kind == "composition":
-        return composition_world(int(world["n_hidden"]), float(world["alone"]), float(world["together"]),
-                                 world["magnitude"], seed)[1]
+        return composition_world(
+            int(world["n_hidden"]),
+            float(world["alone"]),
+            float(world["together"]),
+            world["magnitude"],
+            seed,
+        )[1]
     if kind == "exactly":
-        return exactly_world(int(world["n_features"]), int(world["n_hidden"]), int(world["active"]),
-                             world["magnitude"], seed)[1]
+        return exactly_world(
+            int(world["n_features"]),
+            int(world["n_hidden"]),
+            int(world["active"]),
+            world["magnitude"],
+            seed,
+        )[1]
     if kind == "synthbench_small":
         return synthbench.build(_bench(world))[1]
-    return simple_world(int(world["n_features"]), int(world["n_hidden"]), float(world["density"]),
-                        directions_kind=world["directions"], magnitude=world["magnitude"],
-                        cosine=float(world["cosine"]), seed=seed)[1]
+    return simple_world(
+        int(world["n_features"]),
+        int(world["n_hidden"]),
+        float(world["density"]),
+        directions_kind=world["directions"],
+        magnitude=world["magnitude"],
+        cosine=float(world["cosine"]),
+        seed=seed,
+    )[1]
 
 
 def world_arrays(points) -> object:

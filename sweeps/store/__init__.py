@@ -64,7 +64,7 @@ def atomic_write(path: Path, data: bytes, exclusive: bool = False) -> bool:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         except BaseException:
             with suppress(OSError):
@@ -94,7 +94,9 @@ def atomic_write(path: Path, data: bytes, exclusive: bool = False) -> bool:
 def _arrow(table: pd.DataFrame, digest: str | None) -> bytes:
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     if digest:
-        arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), HASH_KEY: digest.encode()})
+        arrow = arrow.replace_schema_metadata(
+            {**(arrow.schema.metadata or {}), HASH_KEY: digest.encode()}
+        )
     sink = pa.BufferOutputStream()
     pq.write_table(arrow, sink)
     return sink.getvalue().to_pybytes()
@@ -163,7 +165,9 @@ class SweepStore:
             self.rows = rows
             for folder in (self.chunks_dir, self.failed_dir, self.claims_dir):
                 folder.mkdir(exist_ok=True)
-            if self.others_claims() == {}:  # no other driver is writing: what is left is a dead one's
+            if (
+                self.others_claims() == {}
+            ):  # no other driver is writing: what is left is a dead one's
                 self._remove_temporaries()
 
     def _bind(self, config: Config, digest: str, n_models: int) -> None:
@@ -181,19 +185,33 @@ class SweepStore:
                 self.digest, self.trust_untagged = stored, True
                 return
             chunks = self._scan()
-            others = sorted({h or "none: written before chunks carried one" for h, _ in chunks.values() if h != digest})
+            others = sorted(
+                {
+                    h or "none: written before chunks carried one"
+                    for h, _ in chunks.values()
+                    if h != digest
+                }
+            )
             if others:
-                raise ConfigError("sweep.out", f"{self.root} has no {META}, and chunks/ holds models trained under another "
-                                  f"config (hash {', '.join(others)}); they are never used for this one: choose another "
-                                  f"sweep.out, remove {self.root}, or restore its {META}")
+                raise ConfigError(
+                    "sweep.out",
+                    f"{self.root} has no {META}, and chunks/ holds models trained under another "
+                    f"config (hash {', '.join(others)}); they are never used for this one: choose another "
+                    f"sweep.out, remove {self.root}, or restore its {META}",
+                )
             text = f"# config_hash: {digest}\n# models: {n_models}\n{config_yaml(config)}"
             if atomic_write(meta, text.encode(), exclusive=True):
                 if chunks:
-                    self.log(f"{meta} was missing: written again from this config, the one its {len(chunks)} "
-                             "stored chunk file(s) were trained under")
+                    self.log(
+                        f"{meta} was missing: written again from this config, the one its {len(chunks)} "
+                        "stored chunk file(s) were trained under"
+                    )
                 self.digest = digest
                 return
-        raise ConfigError("sweep.out", f"{meta} keeps changing under this run: is another toymodels-sweep writing it?")
+        raise ConfigError(
+            "sweep.out",
+            f"{meta} keeps changing under this run: is another toymodels-sweep writing it?",
+        )
 
     def _remove_temporaries(self) -> None:
         """Temporaries older than a write could take: a killed process's (the age guards a write
@@ -208,7 +226,11 @@ class SweepStore:
 
     def _scan(self) -> dict[str, tuple[str | None, frozenset[int]]]:
         """Each chunk file's config hash and model ids (a file, once in place, never changes)."""
-        present = {p.name: p for p in sorted(self.chunks_dir.glob(CHUNK_GLOB))} if self.chunks_dir.is_dir() else {}
+        present = (
+            {p.name: p for p in sorted(self.chunks_dir.glob(CHUNK_GLOB))}
+            if self.chunks_dir.is_dir()
+            else {}
+        )
         for name in set(self._chunks) - set(present):
             del self._chunks[name]
         for name, path in present.items():
@@ -226,7 +248,10 @@ class SweepStore:
                 self._set_aside(path, error)
                 continue
             tag = (table.schema.metadata or {}).get(HASH_KEY)
-            self._chunks[name] = (tag.decode() if tag else None, frozenset(table.column("uid").to_pylist()))
+            self._chunks[name] = (
+                tag.decode() if tag else None,
+                frozenset(table.column("uid").to_pylist()),
+            )
         return self._chunks
 
     def _ours(self, name: str, tag: str | None) -> bool:
@@ -234,16 +259,22 @@ class SweepStore:
             return True
         if name not in self._foreign_noted:
             self._foreign_noted.add(name)
-            self.log(f"{self.chunks_dir / name} was trained under another config (hash {tag or 'none'}, this sweep's "
-                     f"is {self.digest}): never used here; move it out of chunks/ to silence this")
+            self.log(
+                f"{self.chunks_dir / name} was trained under another config (hash {tag or 'none'}, this sweep's "
+                f"is {self.digest}): never used here; move it out of chunks/ to silence this"
+            )
         return False
 
     def _set_aside(self, path: Path, error: BaseException) -> None:
-        text = (str(error).splitlines() or [""])[0].replace(f"Could not open Parquet input source '{path}': ", "")
+        text = (str(error).splitlines() or [""])[0].replace(
+            f"Could not open Parquet input source '{path}': ", ""
+        )
         why = f"{type(error).__name__}: {text[:160]}"
         if self.read_only:
-            self.log(f"{path} is damaged ({why}): skipped; rerun the sweep's command to set it aside and "
-                     "train its models again")
+            self.log(
+                f"{path} is damaged ({why}): skipped; rerun the sweep's command to set it aside and "
+                "train its models again"
+            )
             return
         self.corrupt_dir.mkdir(exist_ok=True)
         target = self.corrupt_dir / path.name
@@ -285,7 +316,7 @@ class SweepStore:
             uids |= ids
         return uids
 
-    def chunk_files(self, exclude: set[int] = frozenset()) -> list[Path]:
+    def chunk_files(self, exclude: set[int] | frozenset[int] = frozenset()) -> list[Path]:
         """This sweep's chunk files, leaving out those holding any model of ``exclude``."""
         return [self.chunks_dir / name for name, ids in self._our_chunks() if not ids & exclude]
 
@@ -301,8 +332,12 @@ class SweepStore:
         (self.failed_dir / f"{chunk_id}.json").unlink(missing_ok=True)
 
     def write_failure(self, chunk_id: str, error: BaseException, info: dict) -> None:
-        record = dict(info, chunk=chunk_id, error=f"{type(error).__name__}: {error}",
-                      traceback="".join(traceback.format_exception(error)))
+        record = dict(
+            info,
+            chunk=chunk_id,
+            error=f"{type(error).__name__}: {error}",
+            traceback="".join(traceback.format_exception(error)),
+        )
         atomic_write(self.failed_dir / f"{chunk_id}.json", json.dumps(record, indent=1).encode())
 
     def failures(self) -> list[dict]:
@@ -339,7 +374,11 @@ class SweepStore:
                 self._set_aside(path, error)
         table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         if len(table):
-            table = table.drop_duplicates("uid").sort_values("order", kind="stable").reset_index(drop=True)
+            table = (
+                table.drop_duplicates("uid")
+                .sort_values("order", kind="stable")
+                .reset_index(drop=True)
+            )
         return table
 
     def consolidate(self) -> pd.DataFrame:
@@ -369,7 +408,10 @@ def read_stored(out: str | os.PathLike, log=_warning) -> tuple[pd.DataFrame, str
         table = pq.read_table(root / RESULTS)
         tag = (table.schema.metadata or {}).get(HASH_KEY)
         if tag and tag.decode() != digest:
-            why, table = f"its {RESULTS} was written under another config (hash {tag.decode()})", None
+            why, table = (
+                f"its {RESULTS} was written under another config (hash {tag.decode()})",
+                None,
+            )
         else:
             check_rows(table, store.rows)
             table = table.to_pandas()
@@ -380,18 +422,24 @@ def read_stored(out: str | os.PathLike, log=_warning) -> tuple[pd.DataFrame, str
             raise
         why = f"its {RESULTS} is damaged ({type(error).__name__}{': ' + str(error) if isinstance(error, DamagedRows) else ''})"
     in_chunks = store.done_uids()
-    if table is not None and not in_chunks - set(table["uid"] if "uid" in table else ()):
+    if table is not None and not in_chunks - set(table.get("uid", ())):
         short = planned is not None and len(table) < planned
-        return table, (f"{root} is unfinished: it holds {len(table)}{of_planned} models; rerun the sweep's "
-                       "command to train the rest" if short else "")
+        return table, (
+            f"{root} is unfinished: it holds {len(table)}{of_planned} models; rerun the sweep's "
+            "command to train the rest"
+            if short
+            else ""
+        )
     if table is not None:
         why = f"its {RESULTS} is older than its chunks (running, or stopped before the end)"
     table = store.table()
     if table.empty:
         raise FileNotFoundError(f"{root}: {why}, and chunks/ holds no finished model yet")
     todo = "finish it" if planned is None or len(table) < planned else f"rebuild its {RESULTS}"
-    return table, (f"{root}: {why}: drawing the {len(table)}{of_planned} models its finished chunks hold; "
-                   f"rerun the sweep's command to {todo}")
+    return table, (
+        f"{root}: {why}: drawing the {len(table)}{of_planned} models its finished chunks hold; "
+        f"rerun the sweep's command to {todo}"
+    )
 
 
 def read_results(out: str | os.PathLike, arrays: bool = False) -> pd.DataFrame:
@@ -408,7 +456,9 @@ def with_arrays(table: pd.DataFrame) -> pd.DataFrame:
     out = table.copy()
     for column in table.columns:
         if table[column].dtype == object and table[column].map(_listlike).any():
-            out[column] = [nested_array(cell) if _listlike(cell) else cell for cell in table[column]]
+            out[column] = [
+                nested_array(cell) if _listlike(cell) else cell for cell in table[column]
+            ]
     return out
 
 
@@ -416,7 +466,11 @@ def nested_array(cell) -> np.ndarray:
     """A stored cell of any depth (a vector, a matrix as rows, a stack of matrices such as a
     residual model's ``W_in`` or ``snap_layer_capacity``; nested lists, or the object arrays of
     arrays parquet gives back) as one float array of its full shape."""
-    if isinstance(cell, (list, tuple, np.ndarray)) and len(cell) and isinstance(cell[0], (list, tuple, np.ndarray)):
+    if (
+        isinstance(cell, (list, tuple, np.ndarray))
+        and len(cell)
+        and isinstance(cell[0], (list, tuple, np.ndarray))
+    ):
         return np.stack([nested_array(v) for v in cell])
     return np.asarray(cell, dtype=np.float64)
 

@@ -23,11 +23,12 @@ import secrets
 import socket
 import sys
 from pathlib import Path
+from typing import Self
 
 try:
     import fcntl
 except ImportError:  # no flock (Windows): no locking, as on a filesystem that refuses it
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 _warned: set[str] = set()
@@ -38,8 +39,11 @@ def _warn_unsupported(path: Path, error: OSError | None) -> None:
     if where not in _warned:
         _warned.add(where)
         why = f"{error.strerror}" if error else "no flock on this system"
-        print(f"warning: cannot lock files in {where} ({why}): two toymodels-sweep runs on this sweep.out at "
-              "once are not kept apart (docs/store.md)", file=sys.stderr)
+        print(
+            f"warning: cannot lock files in {where} ({why}): two toymodels-sweep runs on this sweep.out at "
+            "once are not kept apart (docs/store.md)",
+            file=sys.stderr,
+        )
 
 
 def _try_lock(fd: int, path: Path, block: bool) -> bool | None:
@@ -66,7 +70,7 @@ class StoreLock:
         self.path = Path(root) / ".lock"
         self._fd: int | None = None
 
-    def __enter__(self) -> "StoreLock":
+    def __enter__(self) -> Self:
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             _try_lock(self._fd, self.path, block=True)
@@ -76,6 +80,7 @@ class StoreLock:
         return self
 
     def __exit__(self, *exc) -> None:
+        assert self._fd is not None  # set by __enter__
         os.close(self._fd)  # closing the descriptor releases the lock
         self._fd = None
 
@@ -87,7 +92,7 @@ class Claim:
         claims_dir.mkdir(exist_ok=True)
         host = socket.gethostname().split(".")[0] or "host"
         self.path = claims_dir / f"{host}-{os.getpid()}-{secrets.token_hex(3)}.json"
-        self._file = open(self.path, "w+")
+        self._file = open(self.path, "w+")  # noqa: SIM115 - held open (and locked) until release
         _try_lock(self._file.fileno(), self.path, block=False)
         self.uids: frozenset[int] = frozenset()
         self.hold(())
@@ -97,7 +102,10 @@ class Claim:
         self.uids = frozenset(int(u) for u in uids)
         self._file.seek(0)
         self._file.truncate()
-        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "uids": sorted(self.uids)}, self._file)
+        json.dump(
+            {"pid": os.getpid(), "host": socket.gethostname(), "uids": sorted(self.uids)},
+            self._file,
+        )
         self._file.flush()
 
     def release(self) -> None:
@@ -106,7 +114,9 @@ class Claim:
             self._file.close()
 
 
-def claims_of_others(claims_dir: Path, own: Claim | None = None) -> dict[str, frozenset[int]] | None:
+def claims_of_others(
+    claims_dir: Path, own: Claim | None = None
+) -> dict[str, frozenset[int]] | None:
     """The models claimed by other live drivers, by claim file name; removes dead drivers' claims.
     None where flock is refused (no claim can be told live from dead). Call with the store lock held."""
     live: dict[str, frozenset[int]] = {}
@@ -129,5 +139,7 @@ def claims_of_others(claims_dir: Path, own: Claim | None = None) -> dict[str, fr
             try:
                 live[path.name] = frozenset(json.loads(handle.read() or b"{}").get("uids", ()))
             except ValueError:
-                live[path.name] = frozenset()  # being created right now (its holder writes under the store lock)
+                live[path.name] = (
+                    frozenset()
+                )  # being created right now (its holder writes under the store lock)
     return live

@@ -13,6 +13,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from sweeps.config import Config, ConfigError
 
@@ -37,9 +38,17 @@ def config_yaml(config: Config) -> str:
 
 # Keys the config gained after the first stores were written (d6d35fb), at the values that leave
 # every model as it was trained then: left out of the hash, so that such a store still resumes.
-ADDED_AT_NEUTRAL = {("plugins",): [], ("plugins_digest",): "", ("model", "options"): {}, ("data", "options"): {},
-                    ("train", "mono_penalty"): 0, ("train", "mono_start"): 0, ("train", "terms"): {}, ("sae",): None,
-                    ("sae", "world", "saelens"): None}
+ADDED_AT_NEUTRAL = {
+    ("plugins",): [],
+    ("plugins_digest",): "",
+    ("model", "options"): {},
+    ("data", "options"): {},
+    ("train", "mono_penalty"): 0,
+    ("train", "mono_start"): 0,
+    ("train", "terms"): {},
+    ("sae",): None,
+    ("sae", "world", "saelens"): None,
+}
 FRESH_DATA_PIECE = 1024
 
 
@@ -60,7 +69,7 @@ def _hashed(data: dict) -> dict:
 
         hashed_sae(data)
     for path, neutral in ADDED_AT_NEUTRAL.items():
-        parent = data
+        parent: Any = data
         for key in path[:-1]:
             parent = parent.get(key) if isinstance(parent, dict) else None
         if isinstance(parent, dict) and path[-1] in parent and parent[path[-1]] == neutral:
@@ -118,7 +127,9 @@ def describe_differences(changed: dict, limit: int = 3) -> str:
 
 
 def _finite(data: dict) -> bool:
-    return bool(data.get("data", {}).get("n_train")) or "n_train" in data.get("sweep", {}).get("grid", {})
+    return bool(data.get("data", {}).get("n_train")) or "n_train" in data.get("sweep", {}).get(
+        "grid", {}
+    )
 
 
 def config_hash(config: Config) -> str:
@@ -227,10 +238,13 @@ def read_meta(out: str | os.PathLike) -> tuple[str, int | None, str]:
     lines = text.splitlines(keepends=True)
     match = _HASH_LINE.match(lines[0]) if lines else None
     if not match:
-        raise ConfigError("sweep.out", f"{path} is damaged: its first line is not '# config_hash: <16 hex digits>'; "
-                          "restore it as it was, or choose another sweep.out")
+        raise ConfigError(
+            "sweep.out",
+            f"{path} is damaged: its first line is not '# config_hash: <16 hex digits>'; "
+            "restore it as it was, or choose another sweep.out",
+        )
     planned = _MODELS_LINE.match(lines[1]) if len(lines) > 1 else None
-    return match[1], int(planned[1]) if planned else None, "".join(lines[2 if planned else 1:])
+    return match[1], int(planned[1]) if planned else None, "".join(lines[2 if planned else 1 :])
 
 
 def verified_config_hash(out: str | os.PathLike) -> str:

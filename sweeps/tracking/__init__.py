@@ -39,9 +39,10 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -138,8 +139,17 @@ def sweep_key(config_hash: str, out) -> str:
 class Tracker:
     """Logs one sweep's runs; every public method is a no-op once disabled and never raises."""
 
-    def __init__(self, conf: WandbConf, *, name: str, out, config_hash: str, config: dict,
-                 axes: list[str], stream=None):
+    def __init__(
+        self,
+        conf: WandbConf,
+        *,
+        name: str,
+        out,
+        config_hash: str,
+        config: dict,
+        axes: list[str],
+        stream=None,
+    ):
         self.conf = conf
         self.mode = conf.mode
         self.enabled = conf.mode != "disabled"
@@ -155,21 +165,28 @@ class Tracker:
         self.stream = stream if stream is not None else sys.stderr
         self.runs = 0  # runs finished by this tracker
         self.seconds = 0.0  # wall time spent in tracking
-        self._wandb = None
-        self._run = None
-        self._warming: Optional[threading.Thread] = None
-        self._warm_error: Optional[BaseException] = None
+        self._wandb: Any = None  # the wandb module, imported when a run first needs it
+        self._run: Any = None  # the open wandb run
+        self._warming: threading.Thread | None = None
+        self._warm_error: BaseException | None = None
         self._data_dir_set = False
 
     @classmethod
-    def for_sweep(cls, config: Config, out, stream=None) -> "Tracker":
+    def for_sweep(cls, config: Config, out, stream=None) -> Tracker:
         from omegaconf import OmegaConf
 
         from sweeps.store import config_hash
 
-        resolved = OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
-        return cls(config.wandb, name=config.name, out=out, config_hash=config_hash(config), config=resolved,
-                   axes=list(config.sweep.grid), stream=stream)
+        resolved: Any = OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
+        return cls(
+            config.wandb,
+            name=config.name,
+            out=out,
+            config_hash=config_hash(config),
+            config=resolved,
+            axes=list(config.sweep.grid),
+            stream=stream,
+        )
 
     # -- failure handling ---------------------------------------------------------------------
 
@@ -213,7 +230,10 @@ class Tracker:
                 import wandb
 
                 wandb.setup()
-                for name in ("wandb.apis.public", "wandb.sdk.launch"):  # what the first wandb.init imports
+                for name in (
+                    "wandb.apis.public",
+                    "wandb.sdk.launch",
+                ):  # what the first wandb.init imports
                     importlib.import_module(name)
             except BaseException as error:  # reported by the first run that needs wandb
                 self._warm_error = error
@@ -238,7 +258,9 @@ class Tracker:
             self._wandb = wandb
         wandb = self._wandb
         self.logged_dir.mkdir(parents=True, exist_ok=True)  # also: is the directory writable?
-        if self.mode == "offline":  # an earlier attempt that never finished: one directory per run id
+        if (
+            self.mode == "offline"
+        ):  # an earlier attempt that never finished: one directory per run id
             for old in self.wandb_dir.glob("offline-run-*"):
                 match = _OFFLINE_DIR.match(old.name)
                 if match and match.group("id") == run_id and old.is_dir():
@@ -258,11 +280,17 @@ class Tracker:
             group=self.group,
             job_type=job_type,
             config=config,
-            mode=self.mode,
+            mode=self.mode,  # type: ignore[arg-type]  # one of WANDB_MODES, validated
             resume="allow",
             reinit="create_new",  # never touches a run the caller may have open
-            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, save_code=False,
-                                    disable_job_creation=True, x_save_requirements=False),
+            settings=wandb.Settings(
+                console="off",
+                silent=True,
+                x_disable_stats=True,
+                save_code=False,
+                disable_job_creation=True,
+                x_save_requirements=False,
+            ),
         )
         return self._run
 
@@ -285,7 +313,9 @@ class Tracker:
 
     def _run_config(self, **extra) -> dict:
         """What every run's config holds: the resolved config, its hash and where it is stored."""
-        return dict(self.config, config_hash=self.config_hash, sweep_out=str(self.out.resolve()), **extra)
+        return dict(
+            self.config, config_hash=self.config_hash, sweep_out=str(self.out.resolve()), **extra
+        )
 
     def chunk_run_id(self, chunk_id: str) -> str:
         return f"{self.key}-{chunk_id}"
@@ -324,31 +354,54 @@ class Tracker:
             try:
                 table = pd.read_parquet(path)
             except Exception as error:  # not ours to judge the store; just do not log it
-                warnings.warn(f"wandb: cannot read {path} ({error}); not logged", TrackingWarning, stacklevel=2)
+                warnings.warn(
+                    f"wandb: cannot read {path} ({error}); not logged",
+                    TrackingWarning,
+                    stacklevel=2,
+                )
                 continue
             self.log_chunk(path.stem, table)
 
     def _models(self, table: pd.DataFrame) -> list[dict]:
         axes = [a for a in self.axes if a in table.columns]
-        return [dict({a: wt.plain(r[a]) for a in axes}, seed=int(r["seed"]), uid=int(r["uid"]))
-                for r in table[axes + ["seed", "uid"]].to_dict("records")]
+        return [
+            dict({a: wt.plain(r[a]) for a in axes}, seed=int(r["seed"]), uid=int(r["uid"]))
+            for r in table[axes + ["seed", "uid"]].to_dict("records")
+        ]
 
     def _log_chunk(self, chunk_id: str, run_id: str, table: pd.DataFrame) -> None:
         axes = [a for a in self.axes if a in table.columns]
-        config = self._run_config(chunk={"id": chunk_id, "n_models": len(table), "axes": axes,
-                                         "models": self._models(table)})
+        config = self._run_config(
+            chunk={
+                "id": chunk_id,
+                "n_models": len(table),
+                "axes": axes,
+                "models": self._models(table),
+            }
+        )
         run = self._start(run_id, f"chunk-{chunk_id}", "chunk", config)
         wandb = self._wandb
         n = len(table)
-        labels = [wt.label({a: wt.plain(c) for a, c in zip(axes, coords)}, s)
-                  for coords, s in zip(table[axes].itertuples(index=False, name=None), table["seed"])]
-        coords = [[wt.plain(v) for v in row] for row in table[axes].itertuples(index=False, name=None)]
+        labels = [
+            wt.label({a: wt.plain(c) for a, c in zip(axes, coords)}, s)
+            for coords, s in zip(table[axes].itertuples(index=False, name=None), table["seed"])
+        ]
+        coords = [
+            [wt.plain(v) for v in row] for row in table[axes].itertuples(index=False, name=None)
+        ]
         seeds = [int(s) for s in table["seed"]]
         uids = [int(u) for u in table["uid"]]
         losses = [float(v) for v in table["loss"]]
-        summary = {"n_models": n, "loss_mean": float(np.mean(losses)), "loss_min": float(np.min(losses)),
-                   "loss_max": float(np.max(losses)), "chunk_seconds": float(table["train_seconds"].sum()),
-                   "model_steps": int(table["steps"].sum()), "chunk": chunk_id, "config_hash": self.config_hash}
+        summary = {
+            "n_models": n,
+            "loss_mean": float(np.mean(losses)),
+            "loss_min": float(np.min(losses)),
+            "loss_max": float(np.max(losses)),
+            "chunk_seconds": float(table["train_seconds"].sum()),
+            "model_steps": int(table["steps"].sum()),
+            "chunk": chunk_id,
+            "config_hash": self.config_hash,
+        }
 
         if self.conf.log_curves and "snap_loss" in table.columns:
             steps = [int(s) for s in table["snap_step"].iloc[0]]
@@ -356,23 +409,50 @@ class Tracker:
             run.define_metric("train_step")
             run.define_metric("loss/*", step_metric="train_step")
             for step, row in zip(steps, loss_SxM):
-                run.log({"train_step": step, "loss/mean": float(np.mean(row)), "loss/min": float(np.min(row)),
-                         "loss/max": float(np.max(row))})
+                run.log(
+                    {
+                        "train_step": step,
+                        "loss/mean": float(np.mean(row)),
+                        "loss/min": float(np.min(row)),
+                        "loss/max": float(np.max(row)),
+                    }
+                )
             # one row per model and snapshot, thinned evenly (first and last kept) to wandb's row limit
             keep = wt.thin(len(steps), wt.MAX_TABLE_ROWS // max(n, 1))
             if keep:
-                rows = [[labels[m], uids[m], *coords[m], seeds[m], steps[s], float(loss_SxM[s, m])]
-                        for m in range(n) for s in keep]
+                rows = [
+                    [labels[m], uids[m], *coords[m], seeds[m], steps[s], float(loss_SxM[s, m])]
+                    for m in range(n)
+                    for s in keep
+                ]
                 curves = wt.table(wandb, ["model", "uid", *axes, "seed", "step", "loss"], rows)
-                run.log({"curves": wandb.plot_table(
-                    "wandb/lineseries/v0", curves, {"step": "step", "lineKey": "model", "lineVal": "loss"},
-                    {"title": "training loss per model", "xname": "step"})})
+                run.log(
+                    {
+                        "curves": wandb.plot_table(
+                            "wandb/lineseries/v0",
+                            curves,
+                            {"step": "step", "lineKey": "model", "lineVal": "loss"},
+                            {"title": "training loss per model", "xname": "step"},
+                        )
+                    }
+                )
             summary["curve_points_per_model"] = len(keep)
 
         measured = wt.measures_of(table)
-        rows = [[labels[m], uids[m], *coords[m], seeds[m], losses[m], *(wt.plain(table[c].iloc[m]) for c in measured)]
-                for m in range(min(n, wt.MAX_TABLE_ROWS))]
-        run.log({"models": wt.table(wandb, ["model", "uid", *axes, "seed", "loss", *measured], rows)})
+        rows = [
+            [
+                labels[m],
+                uids[m],
+                *coords[m],
+                seeds[m],
+                losses[m],
+                *(wt.plain(table[c].iloc[m]) for c in measured),
+            ]
+            for m in range(min(n, wt.MAX_TABLE_ROWS))
+        ]
+        run.log(
+            {"models": wt.table(wandb, ["model", "uid", *axes, "seed", "loss", *measured], rows)}
+        )
         run.summary.update(summary)
         self._finish(run_id)
 
@@ -382,23 +462,37 @@ class Tracker:
             return
         coords = {a: wt.plain(row[a]) for a in self.axes if a in row.index}
         point = dict(coords, seed=int(row["seed"]), uid=int(row["uid"]), chunk=chunk_id)
-        run = self._start(run_id, wt.label(coords, int(row["seed"])), "model", self._run_config(grid=point))
+        run = self._start(
+            run_id, wt.label(coords, int(row["seed"])), "model", self._run_config(grid=point)
+        )
         if self.conf.log_curves and "snap_loss" in row.index:
             run.define_metric("train_step")
             for pattern in ("loss", "norm/*", "capacity/*"):
                 run.define_metric(pattern, step_metric="train_step")
-            per_feature = int(row["n_features"]) <= PER_FEATURE_HISTORY and "snap_norms" in row.index
+            per_feature = (
+                int(row["n_features"]) <= PER_FEATURE_HISTORY and "snap_norms" in row.index
+            )
             for i, step in enumerate(row["snap_step"]):
                 metrics = {"train_step": int(step), "loss": float(row["snap_loss"][i])}
                 if per_feature:
-                    metrics.update({f"norm/{f}": float(v) for f, v in enumerate(row["snap_norms"][i])})
-                    metrics.update({f"capacity/{f}": float(v) for f, v in enumerate(row["snap_capacity"][i])})
+                    metrics.update(
+                        {f"norm/{f}": float(v) for f, v in enumerate(row["snap_norms"][i])}
+                    )
+                    metrics.update(
+                        {f"capacity/{f}": float(v) for f, v in enumerate(row["snap_capacity"][i])}
+                    )
                 run.log(metrics)
-        run.summary.update(dict(point, loss=float(row["loss"]), train_seconds=float(row["train_seconds"]),
-                                **{c: wt.plain(row[c]) for c in wt.measures_of(row.index)}))
+        run.summary.update(
+            dict(
+                point,
+                loss=float(row["loss"]),
+                train_seconds=float(row["train_seconds"]),
+                **{c: wt.plain(row[c]) for c in wt.measures_of(row.index)},
+            )
+        )
         self._finish(run_id)
 
-    def log_figures(self, paths: Iterable[Path], table: Optional[pd.DataFrame] = None) -> None:
+    def log_figures(self, paths: Iterable[Path], table: pd.DataFrame | None = None) -> None:
         """The sweep's summary run: its figures (PNG) and, given the results, every model's final
         loss in one table (the first 10,000 models)."""
         if not self.enabled:
@@ -410,14 +504,29 @@ class Tracker:
             data = {Path(p).stem: wandb.Image(str(p)) for p in paths if Path(p).suffix == ".png"}
             if table is not None and len(table):
                 axes = [a for a in self.axes if a in table.columns]
-                part = table.iloc[:wt.MAX_TABLE_ROWS]
+                part = table.iloc[: wt.MAX_TABLE_ROWS]
                 # scalars only (the chunk runs hold the per-feature lists): one cell costs wandb ~10 µs
-                rows = [[wt.label({a: wt.plain(r[a]) for a in axes}, int(r["seed"])), int(r["uid"]),
-                         *[wt.plain(r[a]) for a in axes], int(r["seed"]), float(r["loss"]), str(r["chunk"])]
-                        for r in part[axes + ["seed", "uid", "loss", "chunk"]].to_dict("records")]
-                data["models"] = wt.table(wandb, ["model", "uid", *axes, "seed", "loss", "chunk"], rows)
-                run.summary.update({"n_models": len(table), "loss_mean": float(table["loss"].mean()),
-                                    "loss_min": float(table["loss"].min())})
+                rows = [
+                    [
+                        wt.label({a: wt.plain(r[a]) for a in axes}, int(r["seed"])),
+                        int(r["uid"]),
+                        *[wt.plain(r[a]) for a in axes],
+                        int(r["seed"]),
+                        float(r["loss"]),
+                        str(r["chunk"]),
+                    ]
+                    for r in part[axes + ["seed", "uid", "loss", "chunk"]].to_dict("records")
+                ]
+                data["models"] = wt.table(
+                    wandb, ["model", "uid", *axes, "seed", "loss", "chunk"], rows
+                )
+                run.summary.update(
+                    {
+                        "n_models": len(table),
+                        "loss_mean": float(table["loss"].mean()),
+                        "loss_min": float(table["loss"].min()),
+                    }
+                )
             run.log(data)
             self._finish(run_id)
 
@@ -426,11 +535,16 @@ class Tracker:
         if not self.runs:
             return
         if self.mode == "offline":
-            where = f"offline in {self.wandb_dir}; upload: wandb sync {self.wandb_dir}/offline-run-*"
+            where = (
+                f"offline in {self.wandb_dir}; upload: wandb sync {self.wandb_dir}/offline-run-*"
+            )
         else:
             where = f"to project {self.conf.project}"
         try:
-            print(f"wandb: {self.runs} run(s) of group {self.group} logged {where} ({self.seconds:.1f}s)",
-                  file=self.stream, flush=True)
+            print(
+                f"wandb: {self.runs} run(s) of group {self.group} logged {where} ({self.seconds:.1f}s)",
+                file=self.stream,
+                flush=True,
+            )
         except Exception:
             pass

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
 
 import pandas as pd
 
@@ -31,7 +31,7 @@ def _conf_from(stored: dict, root: Path | None = None) -> WandbConf:
     return conf
 
 
-def log_figures(sweep_dir, paths: Iterable[Path], table: Optional[pd.DataFrame] = None) -> None:
+def log_figures(sweep_dir, paths: Iterable[Path], table: pd.DataFrame | None = None) -> None:
     """Log a stored sweep's drawn figures to its summary run (``toymodels-figures`` calls this);
     a failure is a ``TrackingWarning``."""
     try:
@@ -43,11 +43,20 @@ def log_figures(sweep_dir, paths: Iterable[Path], table: Optional[pd.DataFrame] 
         conf = _conf_from(stored, root)
         if conf.mode not in ("offline", "online"):
             return
-        tracker = Tracker(conf, name=stored.get("name", root.name), out=root, config_hash=config_hash,
-                          config=stored, axes=list((stored.get("sweep") or {}).get("grid") or {}))
+        tracker = Tracker(
+            conf,
+            name=stored.get("name", root.name),
+            out=root,
+            config_hash=config_hash,
+            config=stored,
+            axes=list((stored.get("sweep") or {}).get("grid") or {}),
+        )
     except Exception as error:
-        warnings.warn(f"wandb: not logging the figures of {sweep_dir} ({type(error).__name__}: {error})",
-                      TrackingWarning, stacklevel=2)
+        warnings.warn(
+            f"wandb: not logging the figures of {sweep_dir} ({type(error).__name__}: {error})",
+            TrackingWarning,
+            stacklevel=2,
+        )
         return
     tracker.log_figures(paths, table)
     tracker.close()

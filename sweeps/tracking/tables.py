@@ -48,7 +48,18 @@ def thin(n_steps: int, per_model: int) -> list[int]:
 
 
 # Per-model values in the ``models`` table: a toy model's per-feature lists, or an SAE's scores.
-MEASURES = ("norms", "capacity", "interference", "kind", "dict_size", "sparsity", "l0", "fvu", "mcc", "mmcs")
+MEASURES = (
+    "norms",
+    "capacity",
+    "interference",
+    "kind",
+    "dict_size",
+    "sparsity",
+    "l0",
+    "fvu",
+    "mcc",
+    "mmcs",
+)
 
 
 def measures_of(columns) -> list[str]:

@@ -16,13 +16,18 @@ def test_feature_phase_on_constructed_models():
     # thresholds are honoured
     W = np.array([[1.0, 0.3]])
     assert list(feature_phase(W, PhaseThresholds(represented=0.5))) == [DEDICATED, NOT_LEARNED]
-    assert list(feature_phase(W, PhaseThresholds(represented=0.2, superposed=0.05))) == [SUPERPOSED, SUPERPOSED]
+    assert list(feature_phase(W, PhaseThresholds(represented=0.2, superposed=0.05))) == [
+        SUPERPOSED,
+        SUPERPOSED,
+    ]
 
 
 def table():
     rows = []
     # grid point r=0.5: seeds 0,1 learn feature 2 antipodally, seed 2 ignores it (and has the best loss)
-    for seed, (W, loss) in enumerate([([[1.0, -1.0]], 0.2), ([[1.0, -0.9]], 0.25), ([[1.0, 0.0]], 0.1)]):
+    for seed, (W, loss) in enumerate(
+        [([[1.0, -1.0]], 0.2), ([[1.0, -0.9]], 0.25), ([[1.0, 0.0]], 0.1)]
+    ):
         rows.append(dict(r=0.5, seed=seed, W=W, loss=loss))
     for seed, (W, loss) in enumerate([([[0.0, 1.0]], 0.3), ([[0.0, 1.0]], 0.31)]):
         rows.append(dict(r=2.0, seed=seed, W=W, loss=loss))
@@ -52,17 +57,25 @@ def test_agreement_with_theory_on_hand_made_summary():
 
     r = np.array([0.2, 0.2, 5.0, 5.0, 1.0])
     p = np.array([0.02, 0.9, 0.02, 0.9, 0.57])  # the last sits on the triple point: excluded
-    summary = pd.DataFrame({"importance_decay": r, "density": p, "phase_best": predicted_phase(p, r)})
+    summary = pd.DataFrame(
+        {"importance_decay": r, "density": p, "phase_best": predicted_phase(p, r)}
+    )
     summary.loc[0, "phase_best"] = NOT_LEARNED  # one wrong cell, away from the boundary
     result = agreement_with_theory(summary)
     assert result == {"cells": 4, "agree": 3, "fraction": 0.75, "all_cells": 5, "agree_all": 4}
 
 
-@pytest.mark.parametrize("experiment,expected", [
-    ("tms_phase_2d_small", {"phase_diagram", "loss_curves", "capacity_trajectories", "dimensionality"}),
-    ("tms_phase_3_2_small", {"phase_diagram", "geometry_2d", "wtw", "dimensionality"}),
-    ("tms_geometry_small", {"wtw", "dimensionality", "loss_curves"}),
-])
+@pytest.mark.parametrize(
+    "experiment,expected",
+    [
+        (
+            "tms_phase_2d_small",
+            {"phase_diagram", "loss_curves", "capacity_trajectories", "dimensionality"},
+        ),
+        ("tms_phase_3_2_small", {"phase_diagram", "geometry_2d", "wtw", "dimensionality"}),
+        ("tms_geometry_small", {"wtw", "dimensionality", "loss_curves"}),
+    ],
+)
 def test_every_figure_renders_from_a_tiny_stored_sweep(tmp_path, experiment, expected):
     from analysis.cli import draw_all
     from analysis.figures.catalog import figure_names
@@ -74,13 +87,17 @@ def test_every_figure_renders_from_a_tiny_stored_sweep(tmp_path, experiment, exp
     if "phase" in experiment:
         axis = "importance_decay" if "2d" in experiment else "importance_last"
         axes.append(f"sweep.grid.{axis}=[0.3,3.0]")
-    config = compose_config([f"experiment={experiment}", *tiny(tmp_path / "s"), *axes, "sweep.seeds=2"])
+    config = compose_config(
+        [f"experiment={experiment}", *tiny(tmp_path / "s"), *axes, "sweep.seeds=2"]
+    )
     run_sweep(config, progress=False)
     sweep = StoredSweep.load(tmp_path / "s")
     written = draw_all(sweep, tmp_path / "figures")
     names = {path.stem for path in written}
     assert expected <= names, names
-    assert [path.stem for path in written[::2]] == figure_names(sweep)  # the CLI draws what the API lists
+    assert [path.stem for path in written[::2]] == figure_names(
+        sweep
+    )  # the CLI draws what the API lists
     assert all(path.stat().st_size > 5000 for path in written)
     if experiment == "tms_phase_2d_small":
         assert set(sweep.notes["agreement_with_theory"]) >= {"cells", "agree", "fraction"}

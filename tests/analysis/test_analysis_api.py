@@ -15,21 +15,34 @@ from analysis import api
 from tests.helpers import assert_draws_the_same_into_every_target, compose_config, tiny
 
 ANALYSIS = Path(__file__).resolve().parents[2] / "analysis"
-MODULES = sorted(".".join(("analysis", *p.relative_to(ANALYSIS).with_suffix("").parts)).removesuffix(".__init__")
-                 for p in ANALYSIS.rglob("*.py"))
-FIGURES_OF_THE_SWEEP = ["loss_curves", "capacity_trajectories", "geometry_2d", "wtw", "dimensionality", "phase_diagram"]
+MODULES = sorted(
+    ".".join(("analysis", *p.relative_to(ANALYSIS).with_suffix("").parts)).removesuffix(".__init__")
+    for p in ANALYSIS.rglob("*.py")
+)
+FIGURES_OF_THE_SWEEP = [
+    "loss_curves",
+    "capacity_trajectories",
+    "geometry_2d",
+    "wtw",
+    "dimensionality",
+    "phase_diagram",
+]
 
 
 def run_python(code: str) -> str:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_importing_any_analysis_module_leaves_the_backend_and_pyplot_alone_and_needs_no_orchestration():
     assert len(MODULES) > 20 and "analysis.figures.catalog" in MODULES and "analysis.api" in MODULES
-    out = run_python("import importlib, sys, matplotlib; matplotlib.use('svg'); "
-                     f"[importlib.import_module(m) for m in {MODULES!r}]; "
-                     "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules, "
-                     "[m for m in ('hydra', 'omegaconf', 'ray', 'wandb') if m in sys.modules])")
+    out = run_python(
+        "import importlib, sys, matplotlib; matplotlib.use('svg'); "
+        f"[importlib.import_module(m) for m in {MODULES!r}]; "
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules, "
+        "[m for m in ('hydra', 'omegaconf', 'ray', 'wandb') if m in sys.modules])"
+    )
     assert out == "svg False []"
 
 
@@ -39,9 +52,18 @@ def stored(tmp_path_factory) -> Path:
     from sweeps.runner import run_sweep
 
     out = tmp_path_factory.mktemp("api") / "s"
-    run_sweep(compose_config(["experiment=tms_phase_3_2_small", *tiny(out), "sweep.seeds=2",
-                              "sweep.grid.density=[1.0,0.3,0.05]", "sweep.grid.importance_last=[0.3,3.0]"]),
-              progress=False)
+    run_sweep(
+        compose_config(
+            [
+                "experiment=tms_phase_3_2_small",
+                *tiny(out),
+                "sweep.seeds=2",
+                "sweep.grid.density=[1.0,0.3,0.05]",
+                "sweep.grid.importance_last=[0.3,3.0]",
+            ]
+        ),
+        progress=False,
+    )
     return out
 
 
@@ -56,7 +78,10 @@ def test_load_gives_the_table_with_weights_as_arrays(stored):
     assert W_MxHxF.shape == (12, 2, 3) and W_MxHxF.dtype == np.float64
     np.testing.assert_array_equal(W_MxHxF, as_matrix(read_results(stored)["W"]))
     snapshots = table["snap_capacity"].iloc[0]
-    assert isinstance(snapshots, np.ndarray) and snapshots.shape == (3, 3)  # steps 10, 20, 30 × features
+    assert isinstance(snapshots, np.ndarray) and snapshots.shape == (
+        3,
+        3,
+    )  # steps 10, 20, 30 × features
     assert isinstance(table["feature_importance"].iloc[0], np.ndarray)
     assert api.figure_names(sweep) == FIGURES_OF_THE_SWEEP
 
@@ -79,7 +104,9 @@ def test_draw_refuses_what_it_cannot_draw_naming_what_it_can(stored):
     sweep = api.load(stored)
     with pytest.raises(ValueError, match="no figure 'geometry'.*geometry_2d"):
         api.draw("geometry", sweep)
-    with pytest.raises(ValueError, match="'perturb' needs a density_last axis.*supports: loss_curves"):
+    with pytest.raises(
+        ValueError, match="'perturb' needs a density_last axis.*supports: loss_curves"
+    ):
         api.draw("perturb", sweep)
     with pytest.raises(ValueError, match=r"takes the options \['max_panels'\], not \['panels'\]"):
         api.draw("geometry_2d", sweep, panels=3)
@@ -115,7 +142,9 @@ def test_a_loaded_model_is_a_table_row_and_callable_on_a_batch(stored):
 def test_a_model_of_an_unregistered_kind_is_refused_without_running_any_code(stored):
     row = api.load(stored).table.iloc[0].copy()
     row["model"] = "kind_nobody_registered"
-    with pytest.raises(ValueError, match="'kind_nobody_registered' .* neither built in nor registered"):
+    with pytest.raises(
+        ValueError, match="'kind_nobody_registered' .* neither built in nor registered"
+    ):
         api.StoredModel(row)
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from analysis.figures import capacity as cap
 from analysis.figures.catalog import draw, figure_names
-from analysis.theory import capacity as ct
 from analysis.stored_sweep import StoredSweep
+from analysis.theory import capacity as ct
 from tests.helpers import assert_draws_the_same_into_every_target
 from toymodels import metrics
 
@@ -50,7 +50,9 @@ def test_quadratic_loss_matches_monte_carlo(magnitude, density):
     for b in (0.4, b_star):
         mc, se = monte_carlo_loss(x, W, v, b)
         assert abs(float(ct.quadratic_loss(W, v, K, b=b)) - mc) <= 5 * se, (b, mc, se)
-    assert float(ct.quadratic_loss(W, v, K)) == pytest.approx(float(ct.quadratic_loss(W, v, K, b=b_star)))
+    assert float(ct.quadratic_loss(W, v, K)) == pytest.approx(
+        float(ct.quadratic_loss(W, v, K, b=b_star))
+    )
     assert float(ct.quadratic_loss(W, v, K, b=b_star + 0.3)) > float(ct.quadratic_loss(W, v, K))
 
 
@@ -91,16 +93,29 @@ def test_marginal_benefit_is_minus_the_derivative():
     h = 1e-6
     for K in (1.5, 3.0, 5.0, 40.0):
         for v in (0.2, 1.0):
-            numeric = -(ct.loss_at_capacity(C + h, v, K) - ct.loss_at_capacity(C - h, v, K)) / (2 * h)
+            numeric = -(ct.loss_at_capacity(C + h, v, K) - ct.loss_at_capacity(C - h, v, K)) / (
+                2 * h
+            )
             np.testing.assert_allclose(ct.marginal_benefit(C, v, K), numeric, rtol=1e-6)
 
 
-@pytest.mark.parametrize("K,shape", [(1.8, "increasing"), (2.5, "increasing"), (3.0, "flat"),
-                                     (4.0, "decreasing"), (30.0, "decreasing"), (1.0, "flat")])
+@pytest.mark.parametrize(
+    "K,shape",
+    [
+        (1.8, "increasing"),
+        (2.5, "increasing"),
+        (3.0, "flat"),
+        (4.0, "decreasing"),
+        (30.0, "decreasing"),
+        (1.0, "flat"),
+    ],
+)
 def test_curve_shape_matches_the_sampled_marginal_benefit(K, shape):
     assert ct.curve_shape(K) == shape
     diffs = np.diff(ct.marginal_benefit(np.linspace(0, 1, 50), 1.0, K))
-    expected = {"increasing": diffs > 0, "decreasing": diffs < 0, "flat": np.abs(diffs) < 1e-12}[shape]
+    expected = {"increasing": diffs > 0, "decreasing": diffs < 0, "flat": np.abs(diffs) < 1e-12}[
+        shape
+    ]
     assert expected.all()
 
 
@@ -122,9 +137,16 @@ def brute_force(v, K, m, restarts=8, steps=3000, seed=0):
     return W[np.argmin(losses)], losses.min()
 
 
-@pytest.mark.parametrize("v,K,m", [([1.0, 0.8, 0.5], 6.0, 1), ([1.0, 0.8, 0.5], 6.0, 2),
-                                   ([1.0, 0.9, 0.7, 0.5], 10.0, 2), ([1.0, 0.9, 0.7, 0.5], 1.8, 2),
-                                   ([1.0, 0.8, 0.5], 3.0, 2)])
+@pytest.mark.parametrize(
+    "v,K,m",
+    [
+        ([1.0, 0.8, 0.5], 6.0, 1),
+        ([1.0, 0.8, 0.5], 6.0, 2),
+        ([1.0, 0.9, 0.7, 0.5], 10.0, 2),
+        ([1.0, 0.9, 0.7, 0.5], 1.8, 2),
+        ([1.0, 0.8, 0.5], 3.0, 2),
+    ],
+)
 def test_optimal_allocation_attains_the_brute_force_minimum(v, K, m):
     """The relaxation Σ_i L_i(C_i) under Σ C_i ≤ m is a lower bound on every W's loss; its
     optimum is attained: gradient descent on W finds the same loss and capacities."""
@@ -187,7 +209,9 @@ def test_two_feature_region_matches_allocation_and_brute_force(K):
             continue  # a boundary: the entering feature's capacity is tiny
         region = ct.two_feature_region(ratio, K)
         C, _ = ct.optimal_allocation(np.array([1.0, ratio]), K, 1)
-        from_allocation = ct.POLY_BOTH if np.all(C > 0) else ct.MONO_FIRST if C[0] == 1 else ct.MONO_SECOND
+        from_allocation = (
+            ct.POLY_BOTH if np.all(C > 0) else ct.MONO_FIRST if C[0] == 1 else ct.MONO_SECOND
+        )
         assert region == from_allocation == brute_force_region(ratio, K), (ratio, region)
     assert (ct.POLY_BOTH in ct.two_feature_region(np.geomspace(0.05, 20, 50), K)) == (K > 3)
 
@@ -204,15 +228,24 @@ def test_held_loss_two_features_is_the_exact_constrained_minimum(K, ratio):
     S = np.linspace(0.0, 3.0, 30_001)[:, None, None]
     for C in (0.1, 0.4, 0.8):
         W = np.sqrt(S * np.array([C, 1 - C]))  # every 1×2 W with C₁ = C, up to signs
-        assert ct.quadratic_loss(W, v, K).min() == pytest.approx(float(ct.held_loss_two_features(C, ratio, K)), rel=1e-7)
+        assert ct.quadratic_loss(W, v, K).min() == pytest.approx(
+            float(ct.held_loss_two_features(C, ratio, K)), rel=1e-7
+        )
         W_star = ct.held_capacity_weights(C, ratio, K)
         assert float(metrics.capacity(W_star)[0]) == pytest.approx(C)
-        assert float(ct.quadratic_loss(W_star, v, K)) == pytest.approx(float(ct.held_loss_two_features(C, ratio, K)))
+        assert float(ct.quadratic_loss(W_star, v, K)) == pytest.approx(
+            float(ct.held_loss_two_features(C, ratio, K))
+        )
         # the relaxation L₁(C) + L₂(1 − C) is a lower bound
-        assert ct.loss_at_capacity(np.array([C, 1 - C]), v, K).sum() <= float(ct.held_loss_two_features(C, ratio, K)) + 1e-12
+        assert (
+            ct.loss_at_capacity(np.array([C, 1 - C]), v, K).sum()
+            <= float(ct.held_loss_two_features(C, ratio, K)) + 1e-12
+        )
     C_grid = np.linspace(0, 1, 100_001)
     optimum, _ = ct.optimal_allocation(v, K, 1)
-    assert ct.held_loss_two_features(C_grid, ratio, K).min() == pytest.approx(ct.loss_at_capacity(optimum, v, K).sum(), rel=1e-7)
+    assert ct.held_loss_two_features(C_grid, ratio, K).min() == pytest.approx(
+        ct.loss_at_capacity(optimum, v, K).sum(), rel=1e-7
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,13 +256,25 @@ def _row(model, v, W, K, seed=0, loss=None, feature=-1, target=np.nan, density=1
     W = np.atleast_2d(W)
     C = metrics.capacity(W)
     steps = [0, 50, 100]
-    return {"model": model, "seed": seed, "n_features": W.shape[1], "n_hidden": W.shape[0], "kurtosis": K,
-            "density": density, "capacity_feature": feature,
-            "capacity_target": target, "importance_last": float(v[-1]),
-            "loss": float(ct.quadratic_loss(W, v, K)) if loss is None else loss,
-            "capacity": list(C), "norms": list(metrics.feature_norms(W)), "feature_importance": list(v),
-            "feature_density": [density] * len(v), "W": [list(r) for r in W], "snap_step": steps,
-            "snap_capacity": [list(C * s / steps[-1]) for s in steps]}
+    return {
+        "model": model,
+        "seed": seed,
+        "n_features": W.shape[1],
+        "n_hidden": W.shape[0],
+        "kurtosis": K,
+        "density": density,
+        "capacity_feature": feature,
+        "capacity_target": target,
+        "importance_last": float(v[-1]),
+        "loss": float(ct.quadratic_loss(W, v, K)) if loss is None else loss,
+        "capacity": list(C),
+        "norms": list(metrics.feature_norms(W)),
+        "feature_importance": list(v),
+        "feature_density": [density] * len(v),
+        "W": [list(r) for r in W],
+        "snap_step": steps,
+        "snap_capacity": [list(C * s / steps[-1]) for s in steps],
+    }
 
 
 TARGETS = np.linspace(0.05, 0.95, 10)
@@ -242,7 +287,9 @@ def held_table(K_values=(1.8, 6.0), ratio=0.8, targets=TARGETS):
         for target in targets:
             W = ct.held_capacity_weights(target, ratio, K)[0]
             rows.append(_row("quadratic", v, W, K, feature=0, target=target))
-            rows.append(_row("quadratic", v, W * 0.9, K, seed=1, feature=0, target=target))  # worse seed
+            rows.append(
+                _row("quadratic", v, W * 0.9, K, seed=1, feature=0, target=target)
+            )  # worse seed
     return pd.DataFrame(rows)
 
 
@@ -252,24 +299,31 @@ def free_table():
         for ratio in (0.1, 0.3, 0.7, 1.5, 4.0):
             v = np.array([1.0, ratio])
             C, _ = ct.optimal_allocation(v, K, 1)
-            rows.append(_row("quadratic", v, np.sqrt(ct.optimal_norms(C, v, K)), K, density=1.8 / K))
+            rows.append(
+                _row("quadratic", v, np.sqrt(ct.optimal_norms(C, v, K)), K, density=1.8 / K)
+            )
             top = np.eye(2)[np.argmax(v)] * np.sqrt(v.max())  # linear model: top-m features
             rows.append(_row("linear", v, top, K, loss=1.0, density=1.8 / K))
     return pd.DataFrame(rows)
 
 
 def test_empirical_marginal_benefit_recovers_the_exact_held_curve():
-    curves = cap.empirical_marginal_benefit(held_table(), ["model", "kurtosis"]).set_index("kurtosis")
+    curves = cap.empirical_marginal_benefit(held_table(), ["model", "kurtosis"]).set_index(
+        "kurtosis"
+    )
     for K, shape in ((1.8, "increasing"), (6.0, "decreasing")):
         curve = curves.loc[K]
         assert curve["shape"] == shape and curve["n_points"] == 10
         C = curve["capacity"]
         np.testing.assert_allclose(C, TARGETS, atol=1e-9)  # best seeds kept
         h = 1e-6
-        exact = -(ct.held_loss_two_features(C + h, 0.8, K) - ct.held_loss_two_features(C - h, 0.8, K)) / (2 * h)
+        exact = -(
+            ct.held_loss_two_features(C + h, 0.8, K) - ct.held_loss_two_features(C - h, 0.8, K)
+        ) / (2 * h)
         interior = slice(1, -1)  # np.gradient is first order at the ends
-        np.testing.assert_allclose(curve["marginal_benefit"][interior], exact[interior],
-                                   atol=0.05 * np.abs(exact).max())
+        np.testing.assert_allclose(
+            curve["marginal_benefit"][interior], exact[interior], atol=0.05 * np.abs(exact).max()
+        )
 
 
 def test_shape_of_the_exact_held_curve_follows_section_6_where_it_should():
@@ -306,7 +360,9 @@ def test_the_optimum_is_realised_by_one_dimensional_weights():
     exact = {"mono": 1 - 1e-9, "ignored": 1e-9}
     misread = 0
     for _, row in quad.iterrows():
-        expected = ct.SECOND_FEATURE_CLASS[ct.two_feature_region(row["feature_importance"][1], row["kurtosis"])]
+        expected = ct.SECOND_FEATURE_CLASS[
+            ct.two_feature_region(row["feature_importance"][1], row["kurtosis"])
+        ]
         assert int(ct.classify_capacity(row["capacity"][1], **exact)) == expected
         misread += int(ct.classify_capacity(row["capacity"][1])) != expected
     assert misread >= 1
@@ -314,26 +370,57 @@ def test_the_optimum_is_realised_by_one_dimensional_weights():
 
 def test_capacity_figures_draw_from_a_synthetic_sweep(tmp_path: Path):
     table = pd.concat([held_table(), free_table()], ignore_index=True)
-    sweep = StoredSweep(tmp_path, table, {"name": "capacity_test",
-                                          "sweep": {"grid": {"kurtosis": [], "importance_last": [],
-                                                             "capacity_target": []}}}, "0" * 16)
+    sweep = StoredSweep(
+        tmp_path,
+        table,
+        {
+            "name": "capacity_test",
+            "sweep": {"grid": {"kurtosis": [], "importance_last": [], "capacity_target": []}},
+        },
+        "0" * 16,
+    )
     names = [name for name in figure_names(sweep) if name.startswith("capacity_")]
-    assert names == ["capacity_trajectories", "capacity_marginal_benefit", "capacity_phase_diagram",
-                     "capacity_allocation", "capacity_vs_sparsity", "capacity_over_training"]
+    assert names == [
+        "capacity_trajectories",
+        "capacity_marginal_benefit",
+        "capacity_phase_diagram",
+        "capacity_allocation",
+        "capacity_vs_sparsity",
+        "capacity_over_training",
+    ]
     for name in names[1:]:
         draw(name, sweep).savefig(tmp_path / "figure.png", dpi=40)
-    fractions = cap.polysemantic_fraction(free_table(), ["model", "kurtosis", "importance_last"], "kurtosis")
+    fractions = cap.polysemantic_fraction(
+        free_table(), ["model", "kurtosis", "importance_last"], "kurtosis"
+    )
     assert (fractions[fractions["model"] == "linear"]["poly_fraction"] == 0).all()
     quad = fractions[fractions["model"] == "quadratic"].set_index("kurtosis")["poly_fraction"]
     assert quad[1.8] == 0 and quad[30.0] > quad[5.0] > 0  # polysemanticity rises with kurtosis
-    no_penalty = StoredSweep(tmp_path, free_table(), {"sweep": {"grid": {"kurtosis": []}}}, "0" * 16)
+    no_penalty = StoredSweep(
+        tmp_path, free_table(), {"sweep": {"grid": {"kurtosis": []}}}, "0" * 16
+    )
     assert "capacity_marginal_benefit" not in figure_names(no_penalty)
 
 
-@pytest.mark.parametrize("name", ["capacity_marginal_benefit", "capacity_phase_diagram", "capacity_allocation",
-                                  "capacity_vs_sparsity", "capacity_over_training"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "capacity_marginal_benefit",
+        "capacity_phase_diagram",
+        "capacity_allocation",
+        "capacity_vs_sparsity",
+        "capacity_over_training",
+    ],
+)
 def test_capacity_figures_draw_the_same_into_every_target(name):
     table = pd.concat([held_table(), free_table()], ignore_index=True)
-    sweep = StoredSweep(Path("."), table, {"name": "capacity_test", "sweep": {"grid": {
-        "kurtosis": [], "importance_last": [], "capacity_target": []}}}, "0" * 16)
+    sweep = StoredSweep(
+        Path("."),
+        table,
+        {
+            "name": "capacity_test",
+            "sweep": {"grid": {"kurtosis": [], "importance_last": [], "capacity_target": []}},
+        },
+        "0" * 16,
+    )
     assert_draws_the_same_into_every_target(lambda target: draw(name, sweep, target))

@@ -12,7 +12,11 @@ import pandas as pd
 import pytest
 
 from analysis.figures.capacity_phase import MARKED, marginal_curves, plot_capacity_phase
-from analysis.figures.monosemanticity import plot_mono_switch, plot_polysemantic_vs_loss, switch_table
+from analysis.figures.monosemanticity import (
+    plot_mono_switch,
+    plot_polysemantic_vs_loss,
+    switch_table,
+)
 from analysis.measures import monosemanticity as mono_measures
 from analysis.theory import capacity as ct
 from analysis.theory import monosemanticity as mono
@@ -24,7 +28,9 @@ from toymodels.registry import ConfigError
 
 
 @pytest.mark.parametrize("K,mu_c,increase", [(10.0, 3.607, 0.715), (30.0, 18.917, 3.696)])
-def test_the_switch_point_is_the_issues_and_a_direct_minimisation_over_W_finds_it(K, mu_c, increase):
+def test_the_switch_point_is_the_issues_and_a_direct_minimisation_over_W_finds_it(
+    K, mu_c, increase
+):
     ratio = 0.6
     assert mono.switch_point(ratio, K) == pytest.approx(mu_c, abs=0.001)  # the issue: 3.61, 18.9
     assert mono.loss_increase(ratio, K) == pytest.approx(increase, abs=0.001)  # +72%, +370%
@@ -44,8 +50,14 @@ def test_the_switch_point_is_the_issues_and_a_direct_minimisation_over_W_finds_i
 
 def test_capacity_for_gradients_is_capacity_with_finite_gradients_as_a_feature_vanishes():
     W = jax.random.normal(jax.random.key(0), (3, 7))
-    np.testing.assert_allclose(metrics.capacity_for_gradients(W), metrics.capacity(W), rtol=1e-5, atol=1e-6)
-    term = lambda w: jnp.sum((lambda c: c * (1 - c))(metrics.capacity_for_gradients(jnp.array([[1.0, w]]))))
+    np.testing.assert_allclose(
+        metrics.capacity_for_gradients(W), metrics.capacity(W), rtol=1e-5, atol=1e-6
+    )
+
+    def term(w):
+        c = metrics.capacity_for_gradients(jnp.array([[1.0, w]]))
+        return jnp.sum(c * (1 - c))
+
     for w in (1e-3, 1e-9, 1e-12, 1e-16, 0.0):
         assert np.isfinite(jax.grad(term)(jnp.float32(w)))
 
@@ -53,13 +65,30 @@ def test_capacity_for_gradients_is_capacity_with_finite_gradients_as_a_feature_v
 def test_the_term_trains_to_the_exact_penalised_optimum_from_scratch_and_as_a_fine_tune():
     K, ratio = 10.0, 0.6
     cases = [(0.0, 0), (1.0, 0), (1.0, 1000), (10.0, 1000)]  # (μ, step the term switches on)
-    spec = TrainSpec(n_features=2, n_hidden=1, model="quadratic", data=data_spec("kurtosis", magnitude="sign"),
-                     steps=3000, batch_size=1024, snapshot_every=1000, eval_samples=4096, terms=("mono",))
+    spec = TrainSpec(
+        n_features=2,
+        n_hidden=1,
+        model="quadratic",
+        data=data_spec("kurtosis", magnitude="sign"),
+        steps=3000,
+        batch_size=1024,
+        snapshot_every=1000,
+        eval_samples=4096,
+        terms=("mono",),
+    )
     f32 = lambda values: jnp.asarray(values, jnp.float32)
-    hp = HParams(density_F=jnp.full((4, 2), 1 / K), importance_F=jnp.tile(jnp.array([1.0, ratio]), (4, 1)),
-                 lr=f32([3e-3] * 4), weight_decay=f32([0.0] * 4),
-                 terms={"mono": {"mono_penalty": f32([c[0] for c in cases]),
-                                 "mono_start": jnp.asarray([c[1] for c in cases], jnp.uint32)}})
+    hp = HParams(
+        density_F=jnp.full((4, 2), 1 / K),
+        importance_F=jnp.tile(jnp.array([1.0, ratio]), (4, 1)),
+        lr=f32([3e-3] * 4),
+        weight_decay=f32([0.0] * 4),
+        terms={
+            "mono": {
+                "mono_penalty": f32([c[0] for c in cases]),
+                "mono_start": jnp.asarray([c[1] for c in cases], jnp.uint32),
+            }
+        },
+    )
     result = jax.device_get(train_many(spec, model_keys(0, np.arange(4)), hp))
     C1 = np.asarray(metrics.capacity(np.asarray(result.params["W"], np.float64)))[:, 0]
     for (mu, _), c in zip(cases, C1):
@@ -99,7 +128,9 @@ def test_marked_points_sit_where_their_marginal_benefit_curves_say():
         if region == ct.POLY_BOTH:  # an interior optimum where the benefits are equal
             c = curves["optimum_C1"]
             assert 0 < c < 1
-            assert ct.marginal_benefit(c, 1.0, K) == pytest.approx(ct.marginal_benefit(1 - c, ratio, K), rel=1e-6)
+            assert ct.marginal_benefit(c, 1.0, K) == pytest.approx(
+                ct.marginal_benefit(1 - c, ratio, K), rel=1e-6
+            )
     assert {ct.two_feature_region(r, K) == ct.POLY_BOTH for _, K, r in MARKED} == {True, False}
 
 
@@ -111,11 +142,25 @@ def _synthetic_mono_table() -> pd.DataFrame:
             C = mono.penalised_optimum(0.6, K, mu)
             W = ct.held_capacity_weights(C, 0.6, K)
             loss = float(mono.held_loss(C, 0.6, K))
-            rows.append(dict(model="quadratic", n_features=2, n_hidden=1, seed=0, kurtosis=K, density=1 / K,
-                             importance_last=0.6, feature_importance=[1.0, 0.6], mono_penalty=mu, mono_start=0,
-                             W=W.tolist(), b=[float(ct.optimal_bias(W, np.array([1.0, 0.6])))],
-                             capacity=list(metrics.capacity(W)), loss=loss,
-                             snap_loss=[loss + 2 * mu * C * (1 - C)]))
+            rows.append(
+                dict(
+                    model="quadratic",
+                    n_features=2,
+                    n_hidden=1,
+                    seed=0,
+                    kurtosis=K,
+                    density=1 / K,
+                    importance_last=0.6,
+                    feature_importance=[1.0, 0.6],
+                    mono_penalty=mu,
+                    mono_start=0,
+                    W=W.tolist(),
+                    b=[float(ct.optimal_bias(W, np.array([1.0, 0.6])))],
+                    capacity=list(metrics.capacity(W)),
+                    loss=loss,
+                    snap_loss=[loss + 2 * mu * C * (1 - C)],
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -125,11 +170,28 @@ def test_the_figures_draw_and_read_back_the_optimum_from_a_synthetic_sweep():
     np.testing.assert_allclose(best["C1"], best["theory_C1"], atol=1e-6)
     points = mono_measures.intervention_points(table, ["density", "mono_penalty"])
     assert list(points["intervention"].unique()) == ["mono_penalty"]
-    assert points.groupby("kurtosis")["poly_features"].last().tolist() == [0.0, 0.0]  # the largest μ: a corner
-    phase = pd.DataFrame([dict(model="quadratic", seed=0, kurtosis=K, feature_importance=[1.0, r], loss=0.0,
-                               capacity=list(ct.optimal_allocation(np.array([1.0, r]), K, 1)[0]))
-                          for K in (1.0, 2.0, 6.0, 30.0) for r in (0.05, 0.3, 1.0)])
-    for fig in (plot_mono_switch(table), plot_polysemantic_vs_loss(table, ["density", "mono_penalty"]),
-                plot_capacity_phase(phase)):
+    assert points.groupby("kurtosis")["poly_features"].last().tolist() == [
+        0.0,
+        0.0,
+    ]  # the largest μ: a corner
+    phase = pd.DataFrame(
+        [
+            dict(
+                model="quadratic",
+                seed=0,
+                kurtosis=K,
+                feature_importance=[1.0, r],
+                loss=0.0,
+                capacity=list(ct.optimal_allocation(np.array([1.0, r]), K, 1)[0]),
+            )
+            for K in (1.0, 2.0, 6.0, 30.0)
+            for r in (0.05, 0.3, 1.0)
+        ]
+    )
+    for fig in (
+        plot_mono_switch(table),
+        plot_polysemantic_vs_loss(table, ["density", "mono_penalty"]),
+        plot_capacity_phase(phase),
+    ):
         fig.savefig("/dev/null", format="png", dpi=30)
         plt.close(fig)

@@ -14,15 +14,29 @@ from tests.helpers import tiny
 
 STUDIES = {
     # experiment, overrides that keep it to seconds, figures the store must support, notes
-    "circuits": ("circuits_small", ["sweep.grid.layers=[1,2]", "sweep.grid.density=[1.0]", "sweep.seeds=1",
-                                    "train.steps=60"],
-                 {"circuit_heatmaps", "circuit_capacity", "circuit_economics"}, {"circuit_dropped_features"}),
-    "target_noise": ("target_noise_small", ["sweep.grid.n_features=[3,5]", "sweep.grid.density=[0.0,0.5]",
-                                            "sweep.seeds=1"],
-                     {"target_noise"}, {"target_noise_linear_max_rel_error"}),
-    "mono_quadratic": ("mono_quadratic_small", ["sweep.grid.density=[0.1]", "sweep.grid.mono_start=[0,10]",
-                                                "sweep.grid.mono_penalty=[0.1,10.0]", "sweep.seeds=1"],
-                       {"mono_vs_loss", "mono_switch"}, set()),
+    "circuits": (
+        "circuits_small",
+        ["sweep.grid.layers=[1,2]", "sweep.grid.density=[1.0]", "sweep.seeds=1", "train.steps=60"],
+        {"circuit_heatmaps", "circuit_capacity", "circuit_economics"},
+        {"circuit_dropped_features"},
+    ),
+    "target_noise": (
+        "target_noise_small",
+        ["sweep.grid.n_features=[3,5]", "sweep.grid.density=[0.0,0.5]", "sweep.seeds=1"],
+        {"target_noise"},
+        {"target_noise_linear_max_rel_error"},
+    ),
+    "mono_quadratic": (
+        "mono_quadratic_small",
+        [
+            "sweep.grid.density=[0.1]",
+            "sweep.grid.mono_start=[0,10]",
+            "sweep.grid.mono_penalty=[0.1,10.0]",
+            "sweep.seeds=1",
+        ],
+        {"mono_vs_loss", "mono_switch"},
+        set(),
+    ),
 }
 
 
@@ -40,4 +54,6 @@ def test_the_study_trains_and_draws_its_figures_from_the_store(tmp_path, study):
     found = {}
     for name in expected:
         found.update(notes(name, sweep))
-    assert expected_notes <= set(found) and all(np.isfinite(found[k]) for k in expected_notes), found
+    assert expected_notes <= set(found) and all(np.isfinite(found[k]) for k in expected_notes), (
+        found
+    )

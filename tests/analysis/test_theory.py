@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from analysis.theory import n2m1 as theory, n2m1_exact, n2m1_relaxed
+from analysis.theory import n2m1 as theory
+from analysis.theory import n2m1_exact, n2m1_relaxed
 
 N_MC = 2_000_000
 # Points of the (p, r) diagram: dense and sparse, both sides of r = 1, and the triple point.
@@ -30,7 +31,9 @@ def test_exact_expected_loss_reproduces_closed_forms(p, r):
     closed = theory.solution_losses(p, r, include_extra=True)
     for name in ALL_SOLUTIONS:
         W, b = _params(name, p)
-        np.testing.assert_allclose(n2m1_exact.expected_loss(W, b, p, r), closed[name], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(
+            n2m1_exact.expected_loss(W, b, p, r), closed[name], rtol=1e-12, atol=1e-15
+        )
 
 
 def test_exact_expected_loss_matches_monte_carlo_for_arbitrary_models():
@@ -40,7 +43,9 @@ def test_exact_expected_loss_matches_monte_carlo_for_arbitrary_models():
         b = rng.normal(size=2) * 0.4
         p, r = rng.uniform(0.05, 1.0), rng.uniform(0.2, 5.0)
         exact = float(n2m1_exact.expected_loss(W, b, p, r))
-        mc, se = n2m1_exact.monte_carlo_loss(W, b, p, r, n_samples=500_000, seed=100 + k, return_stderr=True)
+        mc, se = n2m1_exact.monte_carlo_loss(
+            W, b, p, r, n_samples=500_000, seed=100 + k, return_stderr=True
+        )
         assert abs(exact - mc) <= 5 * se, (W, b, p, r, exact, mc, se)
 
 
@@ -82,10 +87,15 @@ def test_reduction_mean_is_sum_over_two():
     for name in ALL_SOLUTIONS:
         np.testing.assert_allclose(m[name], s[name] / 2, rtol=1e-15)
     W, b = np.array([[0.8, -0.6]]), np.array([0.1, 0.05])
-    np.testing.assert_allclose(n2m1_exact.expected_loss(W, b, p, r, reduction="mean"),
-                               n2m1_exact.expected_loss(W, b, p, r, reduction="sum") / 2, rtol=1e-15)
+    np.testing.assert_allclose(
+        n2m1_exact.expected_loss(W, b, p, r, reduction="mean"),
+        n2m1_exact.expected_loss(W, b, p, r, reduction="sum") / 2,
+        rtol=1e-15,
+    )
     mc_sum = n2m1_exact.monte_carlo_loss(W, b, 0.3, 1.0, n_samples=10_000, seed=1, reduction="sum")
-    mc_mean = n2m1_exact.monte_carlo_loss(W, b, 0.3, 1.0, n_samples=10_000, seed=1, reduction="mean")
+    mc_mean = n2m1_exact.monte_carlo_loss(
+        W, b, 0.3, 1.0, n_samples=10_000, seed=1, reduction="mean"
+    )
     assert mc_mean == pytest.approx(mc_sum / 2, rel=1e-12)
     with pytest.raises(ValueError):
         theory.solution_losses(0.5, 1.0, reduction="median")
@@ -131,8 +141,9 @@ def test_boundary_formula_and_triple_point():
     np.testing.assert_allclose(values, values[0], rtol=1e-12)
     # Monte Carlo agrees at the triple point too (all three within noise of each other).
     for k, name in enumerate(theory.SOLUTIONS):
-        mc, se = n2m1_exact.monte_carlo_loss(*_params(name, p_tp), p_tp, r_tp, n_samples=N_MC, seed=50 + k,
-                                         return_stderr=True)
+        mc, se = n2m1_exact.monte_carlo_loss(
+            *_params(name, p_tp), p_tp, r_tp, n_samples=N_MC, seed=50 + k, return_stderr=True
+        )
         assert abs(mc - values[0]) <= 5 * se
 
 
@@ -143,7 +154,11 @@ def test_dedicated_boundary_is_r_equal_one_above_triple_point():
     assert theory.dedicated_boundary(0.8) == 1.0
     assert np.isnan(theory.dedicated_boundary(0.3))
     # Below the triple point superposition wins on both sides of r = 1.
-    assert theory.predicted_phase(0.5, 0.99) == theory.predicted_phase(0.5, 1.01) == theory.SUPERPOSITION
+    assert (
+        theory.predicted_phase(0.5, 0.99)
+        == theory.predicted_phase(0.5, 1.01)
+        == theory.SUPERPOSITION
+    )
 
 
 def test_vectorised_grids_give_grids():
@@ -171,7 +186,9 @@ def test_vectorised_grids_give_grids():
 def test_boundary_curves_and_loss_crossover():
     curves = theory.boundary_curves(0.1, 10.0, num=50)
     assert curves["r"].shape == curves["p_superposition"].shape == (50,)
-    np.testing.assert_allclose(curves["p_superposition"], theory.superposition_boundary(curves["r"]))
+    np.testing.assert_allclose(
+        curves["p_superposition"], theory.superposition_boundary(curves["r"])
+    )
     np.testing.assert_allclose(curves["r_dedicated"], [1.0, 1.0])
     np.testing.assert_allclose(curves["p_dedicated"], [4 / 7, 1.0])
     assert theory.boundary_curves(2.0, 10.0)["r_dedicated"].size == 0
@@ -184,8 +201,14 @@ def test_boundary_curves_and_loss_crossover():
     assert np.all(line["phase"][above] == theory.NOT_LEARNED)
     # First order: the two branches cross with different slopes at the boundary.
     h = 1e-6
-    d_sup = (theory.solution_losses(pb + h, 0.5)["superposition"] - theory.solution_losses(pb - h, 0.5)["superposition"])
-    d_nl = (theory.solution_losses(pb + h, 0.5)["not_learned"] - theory.solution_losses(pb - h, 0.5)["not_learned"])
+    d_sup = (
+        theory.solution_losses(pb + h, 0.5)["superposition"]
+        - theory.solution_losses(pb - h, 0.5)["superposition"]
+    )
+    d_nl = (
+        theory.solution_losses(pb + h, 0.5)["not_learned"]
+        - theory.solution_losses(pb - h, 0.5)["not_learned"]
+    )
     assert abs(d_sup - d_nl) / (2 * h) > 0.05
 
     across = theory.loss_crossover(p=0.3, num=400)
@@ -213,7 +236,9 @@ def test_relaxed_solutions():
     assert sup["loss"][2] < 0.9 * closed["superposition"][2]
     assert np.all(sup["phase"][:3] == theory.SUPERPOSITION)
     W, b = sup["W"][2], sup["b"][2]
-    mc, se = n2m1_exact.monte_carlo_loss(W, b, p[2], r[2], n_samples=N_MC, seed=7, return_stderr=True)
+    mc, se = n2m1_exact.monte_carlo_loss(
+        W, b, p[2], r[2], n_samples=N_MC, seed=7, return_stderr=True
+    )
     assert abs(mc - sup["loss"][2]) <= 5 * se
     # A point the analytic diagram calls "not learned" is superposition once relaxed.
     assert theory.predicted_phase(0.46, 0.5) == theory.NOT_LEARNED
@@ -227,7 +252,9 @@ def test_not_learned_becomes_a_saddle_above_threshold():
     W = np.array([[1 + 0.127 * h, -h]])
     b = np.array([0.081 * h, p / 2 + p * h / 2])
     for r, lower in ((0.6, True), (0.45, False)):
-        change = float(n2m1_exact.expected_loss(W, b, p, r) - theory.solution_losses(p, r)["not_learned"])
+        change = float(
+            n2m1_exact.expected_loss(W, b, p, r) - theory.solution_losses(p, r)["not_learned"]
+        )
         assert (change < 0) == lower, (r, change)
 
 

@@ -26,7 +26,9 @@ def random_directions(tmp_path, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "random_directions", module)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(sweeps.plan, "JOB_KINDS", (module.RANDOM_DIRECTIONS, *sweeps.plan.JOB_KINDS))
+    monkeypatch.setattr(
+        sweeps.plan, "JOB_KINDS", (module.RANDOM_DIRECTIONS, *sweeps.plan.JOB_KINDS)
+    )
     return module.RANDOM_DIRECTIONS
 
 
@@ -35,7 +37,9 @@ def test_the_documented_job_kind_is_an_ordinary_sweep(tmp_path, random_direction
     assert command[0] == "toymodels-sweep"
     out = tmp_path / "runs" / "random_directions"
     overrides = [a for a in command[1:] if not a.startswith("sweep.out=")]
-    config = compose_config([*overrides, f"sweep.out={out}", "sweep.executor=local", "wandb.mode=disabled"])
+    config = compose_config(
+        [*overrides, f"sweep.out={out}", "sweep.executor=local", "wandb.mode=disabled"]
+    )
     assert sweeps.plan.job_kind_of(config) is random_directions
     report = run_sweep(config, progress=False)
     assert (report.trained, report.failed) == (200, [])
@@ -50,8 +54,12 @@ def test_the_documented_job_kind_is_an_ordinary_sweep(tmp_path, random_direction
         assert m / (n + m - 1) * 0.98 < C.mean() < m / (n + m - 1) * 1.1, (n, C.mean())
     again = run_sweep(config, progress=False)
     assert (again.trained, again.already_done) == (0, 200)
-    assert sweeps.plan.job_kind_of(compose_config(["experiment=tms_intro"])) is FRESH  # others as before
-    with pytest.raises(ConfigError, match=r"sweep.grid.density: random_directions sweeps n_features"):
+    assert (
+        sweeps.plan.job_kind_of(compose_config(["experiment=tms_intro"])) is FRESH
+    )  # others as before
+    with pytest.raises(
+        ConfigError, match=r"sweep.grid.density: random_directions sweeps n_features"
+    ):
         compose_config(["name=random_directions"])  # its own check: tms_intro's density axis
 
 
@@ -61,9 +69,15 @@ def test_the_documented_loss_term_is_one_plugin_file(tmp_path):
     assert command[0] == "toymodels-sweep"
     done = cli(*command, "wandb.mode=disabled", cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    table = pd.read_parquet(tmp_path / "runs" / "norm" / "results.parquet").set_index("norm_penalty")
+    table = pd.read_parquet(tmp_path / "runs" / "norm" / "results.parquet").set_index(
+        "norm_penalty"
+    )
     norms = {mu: np.asarray(table.loc[mu, "norms"]) for mu in (0.0, 1.0)}
-    assert np.abs(norms[1.0] - 1).max() < 0.1 < np.abs(norms[0.0] - 1).max()  # every feature near unit length
+    assert (
+        np.abs(norms[1.0] - 1).max() < 0.1 < np.abs(norms[0.0] - 1).max()
+    )  # every feature near unit length
     assert table.loc[1.0, "loss"] > table.loc[0.0, "loss"]  # the stored loss is the model's own
-    refused = cli(*command[:-1], "+train.terms.norm_penalty=-1", f"sweep.out={tmp_path / 'x'}", cwd=tmp_path)
+    refused = cli(
+        *command[:-1], "+train.terms.norm_penalty=-1", f"sweep.out={tmp_path / 'x'}", cwd=tmp_path
+    )
     assert refused.returncode == 2 and "train.terms.norm_penalty: " in refused.stderr

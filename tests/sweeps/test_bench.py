@@ -14,12 +14,17 @@ pytestmark = pytest.mark.slow
 
 
 def test_bench_json_without_reference(capsys):
-    assert main(["--steps", "20", "--configs", "n5m2", "--json", "--no-reference", "--processes", "1"]) == 0
+    assert (
+        main(["--steps", "20", "--configs", "n5m2", "--json", "--no-reference", "--processes", "1"])
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert [row["config"] for row in rows] == ["n5m2"]
     assert rows[0]["ours"] == rows[0]["ours_one_process"] > 0 and rows[0]["ours_pinned"] is None
     assert rows[0]["reference"] is None and rows[0]["ratio"] is None
-    assert rows[0]["ours_device"] == "cpu" and rows[0]["reference_device"] is None  # the tests run JAX on the CPU
+    assert (
+        rows[0]["ours_device"] == "cpu" and rows[0]["reference_device"] is None
+    )  # the tests run JAX on the CPU
 
 
 def test_the_reference_runs_where_ours_does():
@@ -35,13 +40,18 @@ def test_the_reference_runs_where_ours_does():
 def test_bench_times_one_pinned_process_per_core(capsys, whole_machine):
     if len(usable_cores()) < 2:
         pytest.skip("needs two cores")
-    assert main(["--steps", "10", "--configs", "n2m1", "--json", "--no-reference", "--processes", "2"]) == 0
+    assert (
+        main(["--steps", "10", "--configs", "n2m1", "--json", "--no-reference", "--processes", "2"])
+        == 0
+    )
     (row,) = json.loads(capsys.readouterr().out)
     assert row["processes"] == 2 and row["batch_blocks"] == 8  # n2m1 runs as tms_phase_2d does
     assert row["ours"] == row["ours_pinned"] > 0 and row["ours_one_process"] > 0
 
 
-@pytest.mark.parametrize("args", [["--processes", "0"], ["--processes", "10000"], ["--batch-blocks", "0"]])
+@pytest.mark.parametrize(
+    "args", [["--processes", "0"], ["--processes", "10000"], ["--batch-blocks", "0"]]
+)
 def test_bench_rejects_bad_counts(args):
     with pytest.raises(SystemExit):
         main([*args, "--no-reference"])
@@ -57,7 +67,9 @@ def test_bench_without_torch_says_how_to_install(monkeypatch, capsys):
 
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else find_spec(name, *a)
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "torch" else find_spec(name, *a),
     )
     assert main(["--steps", "5", "--configs", "n5m2"]) != 0
     assert "pip install -e '.[bench]'" in capsys.readouterr().err
@@ -108,21 +120,44 @@ def test_sae_bench_runs_ours_only_without_saelens(capsys, monkeypatch):
     from sweeps.bench import sae
 
     monkeypatch.setattr(sae, "has_reference", lambda: False)
-    assert main(["sae", "--steps", "10", "--kinds", "topk", "--eval-samples", "100000", "--n-saes", "2",
-                 "--throughput-steps", "2", "--json"]) == 0
+    assert (
+        main(
+            [
+                "sae",
+                "--steps",
+                "10",
+                "--kinds",
+                "topk",
+                "--eval-samples",
+                "100000",
+                "--n-saes",
+                "2",
+                "--throughput-steps",
+                "2",
+                "--json",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     out = json.loads(captured.out)
     assert "ours only" in captured.err and out["reference"] is None
     assert [(r["kind"], r["coefficient"], r["goal"]) for r in out["parity"]] == [
-        ("topk", 2, "-"), ("topk", 4, "-"), ("topk", 8, "-")]
+        ("topk", 2, "-"),
+        ("topk", 4, "-"),
+        ("topk", 8, "-"),
+    ]
     assert all(r["saelens"] is None and 0 <= r["ours"]["mcc"] <= 1 for r in out["parity"])
     assert [r["ours"]["l0"] for r in out["parity"]] == [2.0, 4.0, 8.0]
-    assert [r["n"] for r in out["throughput"]] == [2] and all(r["ours"] > 0 and r["bound"] > 0
-                                                              for r in out["throughput"])
+    assert [r["n"] for r in out["throughput"]] == [2] and all(
+        r["ours"] > 0 and r["bound"] > 0 for r in out["throughput"]
+    )
 
 
-@pytest.mark.parametrize("args", [["--kinds", "plain,nope"], ["--eval-samples", "1000"], ["--n-saes", "0"],
-                                  ["--steps", "0"]])
+@pytest.mark.parametrize(
+    "args",
+    [["--kinds", "plain,nope"], ["--eval-samples", "1000"], ["--n-saes", "0"], ["--steps", "0"]],
+)
 def test_sae_bench_rejects_bad_options(args):
     with pytest.raises(SystemExit):
         main(["sae", *args])

@@ -14,7 +14,7 @@ import pytest
 
 from sweeps.cli import prepare_overrides
 from sweeps.plan import plan_sweep
-from tests.helpers import CONF_DIR, REPO, cli, compose_config, tiny
+from tests.helpers import CONF_DIR, cli, compose_config, tiny
 
 
 def _documented_commands() -> list[str]:
@@ -23,9 +23,16 @@ def _documented_commands() -> list[str]:
     from tests.readme import blocks
 
     unplanned = ("shows an error", "needs a stored sweep", "needs a saved SAELens model")
-    lines = [line for block in blocks() if not (block.reason or "").startswith(unplanned)
-             for line in block.code.splitlines()]
-    lines += [p.read_text().splitlines()[1].lstrip("# ") for p in sorted((CONF_DIR / "experiment").glob("*.yaml"))]
+    lines = [
+        line
+        for block in blocks()
+        if not (block.reason or "").startswith(unplanned)
+        for line in block.code.splitlines()
+    ]
+    lines += [
+        p.read_text().splitlines()[1].lstrip("# ")
+        for p in sorted((CONF_DIR / "experiment").glob("*.yaml"))
+    ]
     commands = []
     for line in lines:
         for part in line.split("&&"):
@@ -70,7 +77,10 @@ def test_a_sweep_out_that_cannot_be_created_is_one_line_before_any_compute(tmp_p
     result = cli("toymodels-sweep", "experiment=tms_intro", *tiny(out), cwd=tmp_path, timeout=60)
     assert result.returncode == 2
     line = _one_error_line(result)
-    assert f"sweep.out: cannot write {out}: Not a directory" in line and "choose another sweep.out" in line
+    assert (
+        f"sweep.out: cannot write {out}: Not a directory" in line
+        and "choose another sweep.out" in line
+    )
 
 
 @pytest.fixture
@@ -84,7 +94,9 @@ def read_only_dir(tmp_path):
         yield path
         path.chmod(0o755)
         return
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)], capture_output=True
+    ).returncode:
         pytest.skip("as root, a read-only directory needs a read-only mount, and mount failed")
     yield path
     subprocess.run(["umount", str(path)], check=True)
@@ -95,13 +107,21 @@ def test_a_read_only_sweep_out_is_one_line(read_only_dir, tmp_path):
     result = cli("toymodels-sweep", "experiment=tms_intro", *tiny(out), cwd=tmp_path, timeout=60)
     assert result.returncode == 2
     line = _one_error_line(result)
-    assert f"cannot write {out}" in line and re.search("Read-only file system|Permission denied", line)
+    assert f"cannot write {out}" in line and re.search(
+        "Read-only file system|Permission denied", line
+    )
 
 
 def test_figures_of_a_killed_or_damaged_sweep_and_an_unwritable_figures_dir(tmp_path):
     out = tmp_path / "s"
-    run = cli("toymodels-sweep", "experiment=tms_intro", *tiny(out), "sweep.grid.density=[1.0,0.5]",
-              "sweep.chunk_size=2", cwd=tmp_path)
+    run = cli(
+        "toymodels-sweep",
+        "experiment=tms_intro",
+        *tiny(out),
+        "sweep.grid.density=[1.0,0.5]",
+        "sweep.chunk_size=2",
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     chunks = sorted((out / "chunks").glob("*.parquet"))
 
@@ -110,15 +130,21 @@ def test_figures_of_a_killed_or_damaged_sweep_and_an_unwritable_figures_dir(tmp_
     chunks[0].unlink()
     killed = cli("toymodels-figures", str(out), "--out", str(tmp_path / "f1"), cwd=tmp_path)
     assert killed.returncode == 0, killed.stderr
-    assert re.search(r"note: .*no results\.parquet yet.*drawing the 4 of 6 models its finished chunks hold; "
-                     r"rerun the sweep's command", killed.stderr), killed.stderr
+    assert re.search(
+        r"note: .*no results\.parquet yet.*drawing the 4 of 6 models its finished chunks hold; "
+        r"rerun the sweep's command",
+        killed.stderr,
+    ), killed.stderr
     assert (tmp_path / "f1" / "geometry_2d.png").exists()
 
     # a truncated results.parquet: drawn from the chunks instead
     (out / "results.parquet").write_bytes(chunks[1].read_bytes()[:200])
     damaged = cli("toymodels-figures", str(out), "--out", str(tmp_path / "f2"), cwd=tmp_path)
     assert damaged.returncode == 0, damaged.stderr
-    assert "results.parquet is damaged" in damaged.stderr and (tmp_path / "f2" / "loss_curves.png").exists()
+    assert (
+        "results.parquet is damaged" in damaged.stderr
+        and (tmp_path / "f2" / "loss_curves.png").exists()
+    )
 
     # nowhere to write the figures: a file where figures/ should be
     (out / "figures").write_text("")
@@ -150,11 +176,17 @@ sweeps.cli.main()
 @pytest.mark.parametrize("limit", ["full tmpfs", "file size limit"])
 def test_a_write_the_os_refuses_is_one_line_naming_the_file(tmp_path, limit):
     args = ["experiment=tms_intro", "sweep.grid.density=[1.0,0.5]"]
-    if limit == "full tmpfs":  # a real ENOSPC: 32 KiB hold sweep.yaml and Hydra's record, not a chunk
+    if (
+        limit == "full tmpfs"
+    ):  # a real ENOSPC: 32 KiB hold sweep.yaml and Hydra's record, not a chunk
         disk = tmp_path / "disk"
         disk.mkdir()
-        if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(disk)],
-                                               capture_output=True).returncode:
+        if (
+            os.geteuid() != 0
+            or subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(disk)], capture_output=True
+            ).returncode
+        ):
             pytest.skip("mounting a tmpfs needs root")
         out = disk / "s"
         command = [str(Path(sys.executable).with_name("toymodels-sweep")), *args, *tiny(out)]
@@ -164,13 +196,25 @@ def test_a_write_the_os_refuses_is_one_line_naming_the_file(tmp_path, limit):
         command = [sys.executable, "-c", FSIZE_LIMITED, *args, *tiny(out)]
         expect, advice = "File too large", "ulimit -f"
     try:
-        result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                                env=dict(os.environ, JAX_PLATFORMS="cpu"))
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+            env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        )
         assert result.returncode == 1, result.stderr
         line = _one_error_line(result)
-        assert line.startswith(f"toymodels-sweep: error: {out}/chunks/") and expect in line and advice in line
+        assert (
+            line.startswith(f"toymodels-sweep: error: {out}/chunks/")
+            and expect in line
+            and advice in line
+        )
         assert "rerun the same command to resume" in line
-        assert [p for p in out.rglob("*") if p.name.endswith(".tmp")] == []  # the failed write's temporary too
+        assert [
+            p for p in out.rglob("*") if p.name.endswith(".tmp")
+        ] == []  # the failed write's temporary too
     finally:
         if limit == "full tmpfs":
             subprocess.run(["umount", str(disk)], check=True)
@@ -181,28 +225,46 @@ def _processes_with(token: str) -> list[str]:
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and token.encode() in (proc / "environ").read_bytes():
-                if ") Z " not in (proc / "stat").read_text():  # not a zombie awaiting its parent
-                    found.append((proc / "cmdline").read_text().replace("\0", " "))
+            if (
+                proc.name.isdigit()
+                and token.encode() in (proc / "environ").read_bytes()
+                and ") Z " not in (proc / "stat").read_text()
+            ):  # not a zombie awaiting its parent
+                found.append((proc / "cmdline").read_text().replace("\0", " "))
         except OSError:
             continue
     return found
 
 
-@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds Ray's processes through /proc")
+@pytest.mark.skipif(
+    not Path("/proc/self/environ").exists(), reason="finds Ray's processes through /proc"
+)
 @pytest.mark.parametrize("moment", ["raylet", "_ray_run_chunk"])  # Ray starting; a chunk training
 def test_ctrl_c_pressed_again_and_again_still_shuts_down_the_local_ray(tmp_path, moment):
     """As a terminal does: SIGINT to the whole process group, then again every 0.1 s while the
     driver is stopping. Ray's dashboard and runtime-env agents used to outlive the command."""
     token = f"toymodels-test-{os.getpid()}-{time.time_ns()}"
     out = tmp_path / "s"
-    args = ["experiment=tms_intro", *[a for a in tiny(out) if a != "sweep.executor=local"],
-            "sweep.grid.density=[1.0,0.5,0.2,0.1]", "train.steps=20000", "sweep.chunk_size=3", "ray.num_cpus=2"]
+    args = [
+        "experiment=tms_intro",
+        *[a for a in tiny(out) if a != "sweep.executor=local"],
+        "sweep.grid.density=[1.0,0.5,0.2,0.1]",
+        "train.steps=20000",
+        "sweep.chunk_size=3",
+        "ray.num_cpus=2",
+    ]
     exe = Path(sys.executable).with_name("toymodels-sweep")
     env = dict(os.environ, JAX_PLATFORMS="cpu", TOYMODELS_TEST_TOKEN=token)
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.Popen([str(exe), *args], cwd=tmp_path, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(exe), *args],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not any(moment in p for p in _processes_with(token)):
         time.sleep(0.05)

@@ -48,11 +48,21 @@ def test_tms_intro_is_the_papers_setting():
 
 
 def test_documented_overrides_apply():
-    config = compose_config([
-        "experiment=tms_intro", "model.n_features=7", "model.n_hidden=3", "train.steps=123",
-        "train.batch_size=64", "train.lr=0.01", "train.weight_decay=0.1", "sweep.seeds=4", "sweep.out=/tmp/x",
-        "sweep.grid.density=[1.0,0.1]", "+sweep.grid.lr=[0.001,0.01]",
-    ])
+    config = compose_config(
+        [
+            "experiment=tms_intro",
+            "model.n_features=7",
+            "model.n_hidden=3",
+            "train.steps=123",
+            "train.batch_size=64",
+            "train.lr=0.01",
+            "train.weight_decay=0.1",
+            "sweep.seeds=4",
+            "sweep.out=/tmp/x",
+            "sweep.grid.density=[1.0,0.1]",
+            "+sweep.grid.lr=[0.001,0.01]",
+        ]
+    )
     models = plan_sweep(config).units
     assert len(models) == 2 * 2 * 4
     spec, point = models[0]
@@ -70,7 +80,9 @@ def test_importance_decay_axis_sets_second_feature_importance():
 
 
 def test_static_axes_split_chunks():
-    config = compose_config(["experiment=tms_intro", "+sweep.grid.n_hidden=[1,2]", "sweep.grid.density=[1.0,0.5]"])
+    config = compose_config(
+        ["experiment=tms_intro", "+sweep.grid.n_hidden=[1,2]", "sweep.grid.density=[1.0,0.5]"]
+    )
     chunks = make_chunks(plan_sweep(config))
     assert {c.spec.n_hidden for c in chunks} == {1, 2}
     assert sum(c.n_models for c in chunks) == 2 * 2 * config.sweep.seeds
@@ -80,7 +92,13 @@ def test_grid_generators():
     assert expand_axis("density", "geomspace(1.0, 0.01, 3)") == pytest.approx([1.0, 0.1, 0.01])
     assert expand_axis("lr", "linspace(0, 1, 3)") == pytest.approx([0.0, 0.5, 1.0])
     assert expand_axis("density", [0.5]) == [0.5]
-    for bad in ("logspace(0, 1, 3)", "geomspace(0, 1, 3)", "geomspace(1, 0.1, 2.5)", "geomspace(1, 2)", "0.5"):
+    for bad in (
+        "logspace(0, 1, 3)",
+        "geomspace(0, 1, 3)",
+        "geomspace(1, 0.1, 2.5)",
+        "geomspace(1, 2)",
+        "0.5",
+    ):
         with pytest.raises(ConfigError, match="sweep.grid.density"):
             expand_axis("density", bad)
 
@@ -95,15 +113,25 @@ def test_grid_generators():
         (["train.schedule=exponential"], "train.schedule"),
         (["data.density=1.5"], "data.density"),
         (["data.kind=gaussian"], "data.kind"),
-        (["data.kind=correlated", "data.set_size=2"], "data.set_size"),  # 5 features do not tile into pairs
+        (
+            ["data.kind=correlated", "data.set_size=2"],
+            "data.set_size",
+        ),  # 5 features do not tile into pairs
         (["data.kind=kurtosis", "data.magnitude=cauchy"], "data.magnitude"),
         (["train.capacity_feature=7"], "train.capacity_feature"),
         (["+sweep.grid.capacity_target=[0.5,1.5]"], "sweep.grid.capacity_target[1]"),
         (["+sweep.grid.model=[relu,cubic]"], "sweep.grid.model[1]"),
         (["data.n_train=10"], "train.schedule"),  # finite data trains with warm-up then cosine
         (["data.n_train=10", "train.schedule=warmup_cosine", "data.kind=signed"], "data.kind"),
-        (["data.n_train=4", "train.schedule=warmup_cosine", "data.n_repeated=1", "data.repeats=5"],
-         "data.n_repeated"),
+        (
+            [
+                "data.n_train=4",
+                "train.schedule=warmup_cosine",
+                "data.n_repeated=1",
+                "data.repeats=5",
+            ],
+            "data.n_repeated",
+        ),
         (["+sweep.grid.dataset_seed=[0,1]"], "sweep.grid.dataset_seed"),  # only with finite data
     ],
 )
@@ -135,7 +163,6 @@ def test_cli_rejects_bad_input_before_compute(tmp_path, args, expect):
         assert fragment in message, message
     assert "Traceback" not in message
     assert not out.exists()  # nothing was trained, stored or even created
-
 
 
 def test_a_missing_config_directory_is_a_clear_error(tmp_path, monkeypatch):

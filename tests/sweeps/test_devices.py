@@ -23,9 +23,19 @@ FOUR_DEVICES = "--xla_force_host_platform_device_count=4"
 
 
 def run_with_four_devices(code: str, timeout: int = 600) -> str:
-    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {FOUR_DEVICES}", JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
-                          timeout=timeout)
+    env = dict(
+        os.environ,
+        XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {FOUR_DEVICES}",
+        JAX_PLATFORMS="cpu",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=timeout,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return done.stdout
 
@@ -65,10 +75,23 @@ assert len(seen) == 1  # one slice: one plain call
 # chunks (3, 3, 3, 1 padded to 3), on four devices one chunk of four slices of 3.
 KINDS = {
     "fresh": ["experiment=tms_intro", "sweep.grid.density=[1.0,0.3]", "sweep.seeds=5"],
-    "finite": ["experiment=dd_cpu_small", "sweep.grid.n_train=[10]", "sweep.grid.dataset_seed=[0]",
-               "sweep.seeds=10", "train.warmup_steps=3", "model.n_features=20"],
-    "sae": ["experiment=sae_pareto_small", "sweep.grid.kind=[plain]", "sweep.grid.l1=[0.03,0.3]", "sweep.seeds=5",
-            "sae.steps=30", "sae.batch_size=64", "sae.eval_batch=256"],
+    "finite": [
+        "experiment=dd_cpu_small",
+        "sweep.grid.n_train=[10]",
+        "sweep.grid.dataset_seed=[0]",
+        "sweep.seeds=10",
+        "train.warmup_steps=3",
+        "model.n_features=20",
+    ],
+    "sae": [
+        "experiment=sae_pareto_small",
+        "sweep.grid.kind=[plain]",
+        "sweep.grid.l1=[0.03,0.3]",
+        "sweep.seeds=5",
+        "sae.steps=30",
+        "sae.batch_size=64",
+        "sae.eval_batch=256",
+    ],
 }
 
 
@@ -79,7 +102,9 @@ def test_four_devices_run_a_slice_each_and_store_the_bits_of_one_for_every_job_k
     a sweep spread over four devices stores exactly the bits of the same sweep on one device, and
     the one-device store resumes on four devices with nothing to train (the device count is not
     part of the config hash). One subprocess for both: JAX starts once."""
-    run_with_four_devices(SLICES + f"""
+    run_with_four_devices(
+        SLICES
+        + f"""
 import numpy as np
 from sweeps.runner import run_sweep
 from sweeps.store import read_results
@@ -112,7 +137,8 @@ for kind, overrides in kinds.items():
     again = run_sweep(sweep("one"), progress=False)  # the one-device store, on four devices
     assert (again.trained, again.already_done) == (0, 10), (kind, again)
     print(kind, "ok")
-""")
+"""
+    )
 
 
 def test_chunks_hold_a_slice_per_device_sized_from_one_device():
@@ -121,14 +147,21 @@ def test_chunks_hold_a_slice_per_device_sized_from_one_device():
     config = compose_config(["experiment=tms_phase_2d_small"])
     plan = plan_sweep(config)
     per_model = resources.model_bytes(plan.units[0][0], "gpu")
-    gpu = resources.Device("gpu", int(40 * per_model / resources.GPU_MEMORY_SHARE) + 1, "a small GPU")
+    gpu = resources.Device(
+        "gpu", int(40 * per_model / resources.GPU_MEMORY_SHARE) + 1, "a small GPU"
+    )
     per_card = auto_chunk_size(FRESH, plan.units[0][0], gpu)
     assert per_card == 40
     one = make_chunks(plan, device=gpu)
-    assert [(c.n_models, c.pad_to) for c in one] == [(39, 39)] * 4 + [(36, 39)]  # one device: 5 chunks
+    assert [(c.n_models, c.pad_to) for c in one] == [(39, 39)] * 4 + [
+        (36, 39)
+    ]  # one device: 5 chunks
     four_gpus = resources.Device("gpu", gpu.memory_bytes, "4 GPUs", 4)
     four = make_chunks(plan, device=four_gpus)
-    assert [(c.n_models, c.pad_to) for c in four] == [(96, 24), (96, 24)]  # 2 chunks of 4 slices of 24
+    assert [(c.n_models, c.pad_to) for c in four] == [
+        (96, 24),
+        (96, 24),
+    ]  # 2 chunks of 4 slices of 24
     capped = compose_config(["experiment=tms_phase_2d_small", "sweep.devices=2"])
     two = make_chunks(plan_sweep(capped), device=four_gpus)
     assert [(c.n_models, c.pad_to) for c in two] == [(64, 32)] * 3 and two[0].placement.devices == 2
@@ -140,14 +173,17 @@ def test_chunks_hold_a_slice_per_device_sized_from_one_device():
     assert {c.pad_to for c in spread} == widths and max(c.n_models for c in spread) > max(widths)
 
 
-@pytest.mark.parametrize("override, key", [
-    ("ray.tpus_per_task=0.5", "ray.tpus_per_task"),
-    ("ray.tpus_per_task=3", "ray.tpus_per_task"),
-    ("ray.gpus_per_task=1 ray.tpus_per_task=4", "ray.tpus_per_task"),
-    ("ray.gpus_per_task=1.5", "ray.gpus_per_task"),
-    ("sweep.devices=-1", "sweep.devices"),
-    ("sweep.sharding=pmap", "sweep.sharding"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("ray.tpus_per_task=0.5", "ray.tpus_per_task"),
+        ("ray.tpus_per_task=3", "ray.tpus_per_task"),
+        ("ray.gpus_per_task=1 ray.tpus_per_task=4", "ray.tpus_per_task"),
+        ("ray.gpus_per_task=1.5", "ray.gpus_per_task"),
+        ("sweep.devices=-1", "sweep.devices"),
+        ("sweep.sharding=pmap", "sweep.sharding"),
+    ],
+)
 def test_impossible_device_requests_are_refused_naming_the_key(override, key):
     from sweeps.config import ConfigError
 

@@ -11,8 +11,13 @@ from tests.helpers import REPO
 
 def test_gpu_check_smoke_runs_every_stage_and_writes_its_numbers(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    done = subprocess.run([str(REPO / "scripts" / "gpu-check"), "--smoke", "--out", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=900)
+    done = subprocess.run(
+        [str(REPO / "scripts" / "gpu-check"), "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "gpu-check.json").read_text())
     tms, dd = results["tms_phase_2d"], results["dd_paper_subset"]
@@ -25,4 +30,7 @@ def test_gpu_check_smoke_runs_every_stage_and_writes_its_numbers(tmp_path):
     assert "| run | wall s | training s |" in done.stdout
     (scaling,) = results["devices"]["scaling"]  # stage 5, smoke: one device in one process
     assert (scaling["where"], scaling["count"], scaling["chunks"]) == ("process", 1, 1)
-    assert scaling["model_steps_per_s"] > 0 and "`tms_phase_2d_small` in one process, 1 device(s)" in done.stdout
+    assert (
+        scaling["model_steps_per_s"] > 0
+        and "`tms_phase_2d_small` in one process, 1 device(s)" in done.stdout
+    )

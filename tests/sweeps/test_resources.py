@@ -16,10 +16,10 @@ from sweeps.jobs import make_chunks
 from sweeps.jobs.chunks import auto_chunk_size
 from sweeps.jobs.toy import FRESH
 from sweeps.plan import plan_sweep
+from tests.helpers import cli, compose_config
 from toymodels import HParams, TrainSpec, train_many
 from toymodels import finite as F
 from toymodels.train import snapshot_marks
-from tests.helpers import cli, compose_config
 
 GPU_80 = resources.Device("gpu", 80 * resources.GiB, "an 80 GiB GPU")
 
@@ -27,20 +27,31 @@ GPU_80 = resources.Device("gpu", 80 * resources.GiB, "an 80 GiB GPU")
 # ---------------------------------------------------------------- size limits, refused before compute
 
 
-@pytest.mark.parametrize("override, key", [
-    ("sweep.seeds=10000000", "sweep.seeds"),
-    ("sweep.grid.density='geomspace(0.01, 1, 1000000000)'", "sweep.grid.density"),
-    ("model.n_features=10000000", "model.n_features"),
-    ("train.batch_size=100000000", "train.batch_size"),
-    ("train.steps=1000000000000", "train.steps"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("sweep.seeds=10000000", "sweep.seeds"),
+        ("sweep.grid.density='geomspace(0.01, 1, 1000000000)'", "sweep.grid.density"),
+        ("model.n_features=10000000", "model.n_features"),
+        ("train.batch_size=100000000", "train.batch_size"),
+        ("train.steps=1000000000000", "train.steps"),
+    ],
+)
 def test_what_cannot_fit_is_refused_before_compute_naming_the_key(tmp_path, override, key):
     """Issue 18 item 4: each of these hung, took many GB or failed every chunk on main."""
     out = tmp_path / "out"
-    result = cli("toymodels-sweep", "experiment=tms_intro", override, f"sweep.out={out}", "wandb.mode=disabled",
-                 timeout=120)
+    result = cli(
+        "toymodels-sweep",
+        "experiment=tms_intro",
+        override,
+        f"sweep.out={out}",
+        "wandb.mode=disabled",
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
-    assert f"error: {key}:" in result.stderr and ("lower" in result.stderr or "raise" in result.stderr)
+    assert f"error: {key}:" in result.stderr and (
+        "lower" in result.stderr or "raise" in result.stderr
+    )
     assert not (out / "chunks").exists()  # nothing planned, nothing stored
 
 
@@ -64,32 +75,55 @@ def _xla_bytes_per_model(lowered, n_models: int) -> float:
     return (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes) / n_models
 
 
-@pytest.mark.parametrize("spec", [
-    TrainSpec(n_features=5, n_hidden=2, steps=20, snapshot_every=5),
-    TrainSpec(n_features=100, n_hidden=20, steps=20, batch_size=4096, snapshot_every=10),
-    TrainSpec(n_features=2, n_hidden=1, steps=20, batch_blocks=8, snapshot_every=10),
-    TrainSpec(n_features=400, n_hidden=30, steps=20, batch_size=2048, snapshot_every=1),
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        TrainSpec(n_features=5, n_hidden=2, steps=20, snapshot_every=5),
+        TrainSpec(n_features=100, n_hidden=20, steps=20, batch_size=4096, snapshot_every=10),
+        TrainSpec(n_features=2, n_hidden=1, steps=20, batch_blocks=8, snapshot_every=10),
+        TrainSpec(n_features=400, n_hidden=30, steps=20, batch_size=2048, snapshot_every=1),
+    ],
+)
 def test_train_memory_estimate_bounds_xla_memory_analysis(spec):
     N = 4
     sds = jax.ShapeDtypeStruct
     keys = jax.vmap(jax.random.key)(jnp.arange(N))
-    hp = HParams(sds((N, spec.n_features), jnp.float32), sds((N, spec.n_features), jnp.float32),
-                 sds((N,), jnp.float32), sds((N,), jnp.float32))
+    hp = HParams(
+        sds((N, spec.n_features), jnp.float32),
+        sds((N, spec.n_features), jnp.float32),
+        sds((N,), jnp.float32),
+        sds((N,), jnp.float32),
+    )
     actual = _xla_bytes_per_model(train_many.lower(spec, keys, hp), N)
     estimate = resources.model_bytes(spec)
     assert actual <= estimate <= 40 * actual
 
 
-@pytest.mark.parametrize("n, T, piece", [(1000, 3000, 0), (1000, 300, 0), (10_000, 100_000, 0), (2000, 5000, 256)])
+@pytest.mark.parametrize(
+    "n, T, piece", [(1000, 3000, 0), (1000, 300, 0), (10_000, 100_000, 0), (2000, 5000, 256)]
+)
 def test_finite_memory_estimate_bounds_xla_memory_analysis(n, T, piece):
-    spec = F.FiniteSpec(n_features=n, n_hidden=2, n_train=T, steps=4, warmup_steps=1, snapshot_every=2,
-                        max_active=F.max_active_for(n, 10 / n, T), piece_size=piece, n_test=2000)
+    spec = F.FiniteSpec(
+        n_features=n,
+        n_hidden=2,
+        n_train=T,
+        steps=4,
+        warmup_steps=1,
+        snapshot_every=2,
+        max_active=F.max_active_for(n, 10 / n, T),
+        piece_size=piece,
+        n_test=2000,
+    )
     N = 2
     sds = jax.ShapeDtypeStruct
     keys = jax.vmap(jax.random.key)(jnp.arange(N))
-    hp = F.FiniteHParams(sds((N,), jnp.float32), sds((N, n), jnp.float32), sds((N,), jnp.float32),
-                         sds((N,), jnp.float32), sds((N,), jnp.uint32))
+    hp = F.FiniteHParams(
+        sds((N,), jnp.float32),
+        sds((N, n), jnp.float32),
+        sds((N,), jnp.float32),
+        sds((N,), jnp.float32),
+        sds((N,), jnp.uint32),
+    )
     actual = _xla_bytes_per_model(F.train_finite_many.lower(spec, keys, hp), N)
     estimate = resources.model_bytes(spec, "cpu")
     assert actual <= estimate <= 40 * actual
@@ -102,7 +136,9 @@ def test_a_gpu_gets_few_large_chunks_and_a_cpu_keeps_cache_sized_ones():
     config = compose_config(["experiment=tms_phase_2d"])
     plan = plan_sweep(config, device=GPU_80)
     cpu = make_chunks(plan, min_chunks=2, device=resources.Device("cpu", 8 * resources.GiB, "CPU"))
-    assert [c.n_models for c in cpu] == [1334] * 11 + [1326]  # unchanged: the CPU working-set budget
+    assert [c.n_models for c in cpu] == [1334] * 11 + [
+        1326
+    ]  # unchanged: the CPU working-set budget
     assert [c.n_models for c in make_chunks(plan, min_chunks=1)] == [16_000]
     four = make_chunks(plan, min_chunks=4)  # ray.gpus_per_task=0.25: four workers
     assert [c.n_models for c in four] == [4000] * 4
@@ -112,7 +148,9 @@ def test_gpu_chunks_fill_their_memory_share():
     spec = TrainSpec(n_features=100, n_hidden=20, batch_size=4096)
     size = auto_chunk_size(FRESH, spec, GPU_80)
     assert size * resources.model_bytes(spec) <= resources.GPU_MEMORY_SHARE * GPU_80.memory_bytes
-    assert (size + 1) * resources.model_bytes(spec) > resources.GPU_MEMORY_SHARE * GPU_80.memory_bytes
+    assert (size + 1) * resources.model_bytes(
+        spec
+    ) > resources.GPU_MEMORY_SHARE * GPU_80.memory_bytes
 
 
 def test_ray_gpu_tasks_size_chunks_without_starting_jax_in_the_driver(tmp_path):
@@ -131,10 +169,23 @@ tpu = chunk_device(compose_config(["experiment=tms_phase_2d", "ray.tpus_per_task
 print(device.platform, device.memory_bytes, tpu.platform, tpu.memory_bytes, tpu.count, len(xb._backends))
 """
     env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["gpu", str(80 * resources.GiB // 4), "tpu", str(resources.TPU_MEMORY_UNKNOWN), "4", "0"]
+    assert out.stdout.split() == [
+        "gpu",
+        str(80 * resources.GiB // 4),
+        "tpu",
+        str(resources.TPU_MEMORY_UNKNOWN),
+        "4",
+        "0",
+    ]
 
 
 def test_without_nvidia_smi_a_gpu_task_assumes_a_small_card(monkeypatch):
@@ -170,7 +221,9 @@ def test_the_cache_can_be_turned_off_and_reaches_ray_workers(monkeypatch):
 
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.setenv("TOYMODELS_COMPILE_CACHE", "off")
-    assert resources.compile_cache_dir() is None and "JAX_COMPILATION_CACHE_DIR" not in worker_env(RayConf())
+    assert resources.compile_cache_dir() is None and "JAX_COMPILATION_CACHE_DIR" not in worker_env(
+        RayConf()
+    )
     monkeypatch.setenv("TOYMODELS_COMPILE_CACHE", "/tmp/somewhere")
     assert worker_env(RayConf())["JAX_COMPILATION_CACHE_DIR"] == "/tmp/somewhere"
     monkeypatch.delenv("TOYMODELS_COMPILE_CACHE")
@@ -178,11 +231,15 @@ def test_the_cache_can_be_turned_off_and_reaches_ray_workers(monkeypatch):
 
 
 def test_an_explicit_chunk_size_too_large_for_the_device_names_sweep_chunk_size():
-    config = compose_config(["experiment=tms_intro", "sweep.chunk_size=16", "train.batch_size=65536"])
+    config = compose_config(
+        ["experiment=tms_intro", "sweep.chunk_size=16", "train.batch_size=65536"]
+    )
     plan = plan_sweep(config, device=resources.Device("cpu", 8 * resources.GiB, "an 8 GiB CPU"))
     per_model = resources.model_bytes(plan.units[0][0])
     small = resources.Device("cpu", 8 * per_model, "a small CPU")
-    with pytest.raises(ValueError, match=r"sweep.chunk_size: 1\d models per chunk.*lower sweep.chunk_size"):
+    with pytest.raises(
+        ValueError, match=r"sweep.chunk_size: 1\d models per chunk.*lower sweep.chunk_size"
+    ):
         make_chunks(plan, device=small)
     fitting = replace(plan, chunk_size=8)
     assert max(c.pad_to for c in make_chunks(fitting, device=small)) <= 8

@@ -20,9 +20,25 @@ def test_store_has_one_row_per_model_with_documented_schema(tmp_path):
     assert report.ok and report.trained == 6
     table = pd.read_parquet(tmp_path / "s" / "results.parquet")
     assert len(table) == 6
-    assert sorted(zip(table["density"], table["seed"])) == sorted((d, s) for d in (1.0, 0.3, 0.05) for s in (0, 1))
-    for column in ("loss", "W", "b", "norms", "capacity", "interference", "feature_importance",
-                   "snap_step", "snap_loss", "snap_norms", "snap_capacity", "uid", "n_features", "n_hidden"):
+    assert sorted(zip(table["density"], table["seed"])) == sorted(
+        (d, s) for d in (1.0, 0.3, 0.05) for s in (0, 1)
+    )
+    for column in (
+        "loss",
+        "W",
+        "b",
+        "norms",
+        "capacity",
+        "interference",
+        "feature_importance",
+        "snap_step",
+        "snap_loss",
+        "snap_norms",
+        "snap_capacity",
+        "uid",
+        "n_features",
+        "n_hidden",
+    ):
         assert column in table.columns
     W = as_matrix(table["W"])
     assert W.shape == (6, 2, 5)
@@ -43,7 +59,7 @@ def test_rerun_resumes_and_results_do_not_depend_on_chunking(tmp_path):
 
     # lose one chunk (as if killed before it was written): only its models are trained again
     store = SweepStore(out)
-    victim = sorted(store.chunks_dir.glob("*.parquet"))[0]
+    victim = min(store.chunks_dir.glob("*.parquet"))
     lost = len(pd.read_parquet(victim))
     victim.unlink()
     resumed = run_sweep(config, progress=False)
@@ -52,7 +68,9 @@ def test_rerun_resumes_and_results_do_not_depend_on_chunking(tmp_path):
     assert len(table) == 6 and table["uid"].is_unique
 
     # the same models trained in one chunk give the same numbers: ids, not chunks, seed the streams
-    whole = compose_config(["experiment=tms_intro", *tiny(tmp_path / "w"), *GRID, "sweep.chunk_size=6"])
+    whole = compose_config(
+        ["experiment=tms_intro", *tiny(tmp_path / "w"), *GRID, "sweep.chunk_size=6"]
+    )
     run_sweep(whole, progress=False)
     a = table.sort_values("uid")
     b = read_results(tmp_path / "w").sort_values("uid")
@@ -61,20 +79,33 @@ def test_rerun_resumes_and_results_do_not_depend_on_chunking(tmp_path):
 
 def test_a_different_config_is_refused_for_an_existing_output(tmp_path):
     out = tmp_path / "s"
-    run_sweep(compose_config(["experiment=tms_intro", *tiny(out), "sweep.grid.density=[1.0]"]), progress=False)
+    run_sweep(
+        compose_config(["experiment=tms_intro", *tiny(out), "sweep.grid.density=[1.0]"]),
+        progress=False,
+    )
     other = compose_config(["experiment=tms_intro", *tiny(out), "sweep.grid.density=[0.5]"])
     with pytest.raises(ConfigError, match="sweep.out.*different sweep"):
         run_sweep(other, progress=False)
     # chunking is not part of what a sweep is: a new chunk size resumes instead of conflicting
-    same = compose_config(["experiment=tms_intro", *tiny(out), "sweep.grid.density=[1.0]", "sweep.chunk_size=1"])
+    same = compose_config(
+        ["experiment=tms_intro", *tiny(out), "sweep.grid.density=[1.0]", "sweep.chunk_size=1"]
+    )
     report = run_sweep(same, progress=False)
     assert report.already_done == report.planned == 3 and report.trained == 0
 
 
 def test_a_failing_chunk_is_recorded_and_the_rest_complete(tmp_path):
     out = tmp_path / "s"
-    config = compose_config(["experiment=tms_intro", *tiny(out), "sweep.grid.density=[0.5]",
-                             "+sweep.grid.weight_decay=[0.01,1e38]", "sweep.chunk_size=1", "sweep.seeds=1"])
+    config = compose_config(
+        [
+            "experiment=tms_intro",
+            *tiny(out),
+            "sweep.grid.density=[0.5]",
+            "+sweep.grid.weight_decay=[0.01,1e38]",
+            "sweep.chunk_size=1",
+            "sweep.seeds=1",
+        ]
+    )
     report = run_sweep(config, progress=False)
     assert not report.ok
     assert report.trained == 1 and len(report.failed) == 1
@@ -97,7 +128,13 @@ def test_chunks_are_balanced_and_padded_to_one_shape():
 
 def test_cli_end_to_end_writes_store_and_figures(tmp_path):
     out = tmp_path / "intro"
-    result = cli("toymodels-sweep", "experiment=tms_intro", *tiny(out), "sweep.grid.density=[1.0,0.1]", cwd=tmp_path)
+    result = cli(
+        "toymodels-sweep",
+        "experiment=tms_intro",
+        *tiny(out),
+        "sweep.grid.density=[1.0,0.1]",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "6/6 models stored" in result.stdout  # 2 densities × 3 seeds
     assert len(pd.read_parquet(out / "results.parquet")) == 6
@@ -112,14 +149,37 @@ def test_cli_end_to_end_writes_store_and_figures(tmp_path):
 
 def test_finite_data_sweep_stores_train_and_test_loss_and_resumes(tmp_path):
     out = tmp_path / "dd"
-    config = compose_config(["experiment=dd_cpu_small", *tiny(out), "model.n_features=20", "data.density=0.2",
-                             "train.warmup_steps=5", "sweep.grid.n_train=[3,12]", "sweep.grid.dataset_seed=[0,1]",
-                             "+sweep.grid.weight_decay=[0.01,0.5]"])
+    config = compose_config(
+        [
+            "experiment=dd_cpu_small",
+            *tiny(out),
+            "model.n_features=20",
+            "data.density=0.2",
+            "train.warmup_steps=5",
+            "sweep.grid.n_train=[3,12]",
+            "sweep.grid.dataset_seed=[0,1]",
+            "+sweep.grid.weight_decay=[0.01,0.5]",
+        ]
+    )
     report = run_sweep(config, progress=False)
     assert report.ok and report.trained == 8
     table = read_results(out)
-    for column in ("n_train", "dataset_seed", "train_loss", "test_loss", "norm_W", "norm_b", "data_dims",
-                   "hidden", "W", "b", "norms", "capacity", "snap_loss", "snap_test_loss"):
+    for column in (
+        "n_train",
+        "dataset_seed",
+        "train_loss",
+        "test_loss",
+        "norm_W",
+        "norm_b",
+        "data_dims",
+        "hidden",
+        "W",
+        "b",
+        "norms",
+        "capacity",
+        "snap_loss",
+        "snap_test_loss",
+    ):
         assert column in table.columns
     assert np.all(np.isfinite(table["test_loss"])) and (table["loss"] == table["train_loss"]).all()
     assert sorted(table.groupby("n_train").size()) == [4, 4]

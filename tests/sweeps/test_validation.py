@@ -12,7 +12,23 @@ from omegaconf.errors import ValidationError
 from sweeps.config import Config, ConfigError, to_config
 from tests.helpers import compose_config
 
-PROBES = [float("inf"), float("-inf"), float("nan"), -1, -0.5, 0, 0.0, 0.5, 1, 1.0, 2, 3, 1e38, "x", True]
+PROBES = [
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    -1,
+    -0.5,
+    0,
+    0.0,
+    0.5,
+    1,
+    1.0,
+    2,
+    3,
+    1e38,
+    "x",
+    True,
+]
 
 # axis -> (scalar key, experiment whose checks across keys let both forms through)
 AXES = {
@@ -36,7 +52,10 @@ AXES = {
 
 @pytest.fixture(scope="module")
 def bases():
-    return {name: compose_config([f"experiment={name}", "sweep.grid={}"]) for name in ("tms_intro", "dd_cpu_small")}
+    return {
+        name: compose_config([f"experiment={name}", "sweep.grid={}"])
+        for name in ("tms_intro", "dd_cpu_small")
+    }
 
 
 def _accepted(config: Config) -> bool:
@@ -83,8 +102,10 @@ def test_a_scalar_and_its_axis_follow_one_rule(bases, axis):
         as_axis.sweep.grid[axis] = [value]
         on_axis = _accepted(as_axis)
         if scalar is not None:
-            assert scalar == on_axis, f"{key}={value!r}: scalar {'ok' if scalar else 'refused'}, " \
-                                      f"sweep.grid.{axis} {'ok' if on_axis else 'refused'}"
+            assert scalar == on_axis, (
+                f"{key}={value!r}: scalar {'ok' if scalar else 'refused'}, "
+                f"sweep.grid.{axis} {'ok' if on_axis else 'refused'}"
+            )
         if isinstance(value, float) and not math.isfinite(value):
             assert not on_axis, f"sweep.grid.{axis}=[{value}] accepted"
         verdicts[repr(value)] = on_axis
@@ -121,12 +142,16 @@ def test_values_the_issue_found_accepted_are_refused_naming_the_key(override, ke
 
 
 def test_the_repeated_value_message_says_which_and_what_to_do():
-    with pytest.raises(ConfigError, match=r"sweep\.grid\.density: the value 1\.0 is listed twice.*sweep\.seeds"):
+    with pytest.raises(
+        ConfigError, match=r"sweep\.grid\.density: the value 1\.0 is listed twice.*sweep\.seeds"
+    ):
         compose_config(["experiment=tms_intro", "sweep.grid.density=[1.0,0.5,1.0]"])
 
 
 def test_adam_settings_at_their_edges_are_accepted():
-    config = compose_config(["experiment=tms_intro", "train.b1=0", "train.b2=0.999999", "train.eps=1e-30"])
+    config = compose_config(
+        ["experiment=tms_intro", "train.b1=0", "train.b2=0.999999", "train.eps=1e-30"]
+    )
     assert (config.train.b1, config.train.eps) == (0.0, 1e-30)
 
 

@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from toymodels import HParams, TrainSpec, make_train, model_keys, train_many
-from toymodels import rng
+from toymodels import HParams, TrainSpec, make_train, model_keys, rng, train_many
 from toymodels.data import importance_profile, sample_features
 from toymodels.models import DENSE, forward, init_std
 from toymodels.optim import lr_multiplier
@@ -20,7 +19,9 @@ def hparams(n_models, n_features, density=1.0, importance=None, lr=1e-3, wd=1e-2
     imp = np.ones(n_features) if importance is None else importance
     return HParams(
         density_F=jnp.asarray(density_F),
-        importance_F=jnp.asarray(np.broadcast_to(np.asarray(imp, np.float32), (n_models, n_features))),
+        importance_F=jnp.asarray(
+            np.broadcast_to(np.asarray(imp, np.float32), (n_models, n_features))
+        ),
         lr=jnp.full((n_models,), lr, jnp.float32),
         weight_decay=jnp.full((n_models,), wd, jnp.float32),
     )
@@ -30,9 +31,13 @@ def take(tree, i):
     return jax.tree.map(lambda a: a[i], tree)
 
 
-SMALL = TrainSpec(n_features=5, n_hidden=2, steps=60, batch_size=64, snapshot_every=25, eval_samples=512)
+SMALL = TrainSpec(
+    n_features=5, n_hidden=2, steps=60, batch_size=64, snapshot_every=25, eval_samples=512
+)
 # n·m = 72 > UNROLL_MAX_WEIGHTS: the dense (matrix) path; SMALL takes the unrolled rows path.
-WIDE = TrainSpec(n_features=12, n_hidden=6, steps=60, batch_size=64, snapshot_every=25, eval_samples=512)
+WIDE = TrainSpec(
+    n_features=12, n_hidden=6, steps=60, batch_size=64, snapshot_every=25, eval_samples=512
+)
 BOTH_PATHS = pytest.mark.parametrize("spec", [SMALL, WIDE], ids=["rows", "dense"])
 
 
@@ -57,7 +62,9 @@ def test_vmapped_models_equal_single_runs(spec):
 
 @pytest.mark.parametrize("n,m", [(3, 2), (12, 6)], ids=["rows", "dense"])
 def test_jit_equals_no_jit(n, m):
-    spec = TrainSpec(n_features=n, n_hidden=m, steps=8, batch_size=16, snapshot_every=3, eval_samples=64)
+    spec = TrainSpec(
+        n_features=n, n_hidden=m, steps=8, batch_size=16, snapshot_every=3, eval_samples=64
+    )
     key = model_keys(0, [7])[0]
     hp = take(hparams(1, n, density=0.5), 0)
     jitted = jax.jit(make_train(spec))(key, hp)
@@ -79,19 +86,31 @@ def test_same_seed_same_bits_and_different_seed_differs(spec):
 
 
 def test_snapshots_cover_every_interval_and_a_short_tail():
-    spec = TrainSpec(n_features=4, n_hidden=2, steps=70, batch_size=32, snapshot_every=20, eval_samples=256)
+    spec = TrainSpec(
+        n_features=4, n_hidden=2, steps=70, batch_size=32, snapshot_every=20, eval_samples=256
+    )
     assert spec.snapshot_steps == (20, 40, 60, 70)
     r = train_many(spec, model_keys(0, [0]), hparams(1, 4))
     np.testing.assert_array_equal(r.snapshots.step_S[0], [20, 40, 60, 70])
     assert r.snapshots.norms_SxF.shape == (1, 4, 4)
     assert r.snapshots.capacity_SxF.shape == (1, 4, 4)
-    np.testing.assert_allclose(r.snapshots.norms_SxF[0, -1], np.linalg.norm(r.params["W"][0], axis=0), rtol=1e-5)
+    np.testing.assert_allclose(
+        r.snapshots.norms_SxF[0, -1], np.linalg.norm(r.params["W"][0], axis=0), rtol=1e-5
+    )
     assert TrainSpec(n_features=2, n_hidden=1, steps=50, snapshot_every=0).snapshot_steps == (50,)
 
 
 @pytest.mark.parametrize("n", [4, 8], ids=["rows", "dense"])
 def test_dense_features_with_enough_dimensions_give_identity(n):
-    spec = TrainSpec(n_features=n, n_hidden=n, model="linear", steps=3000, batch_size=256, snapshot_every=0, eval_samples=4096)
+    spec = TrainSpec(
+        n_features=n,
+        n_hidden=n,
+        model="linear",
+        steps=3000,
+        batch_size=256,
+        snapshot_every=0,
+        eval_samples=4096,
+    )
     r = train_many(spec, model_keys(0, [0]), hparams(1, n, lr=1e-2, wd=0.0))
     W = np.asarray(r.params["W"][0])
     np.testing.assert_allclose(W.T @ W, np.eye(n), atol=0.05)
@@ -100,8 +119,18 @@ def test_dense_features_with_enough_dimensions_give_identity(n):
 
 @pytest.mark.parametrize("n,m", [(6, 3), (16, 4)], ids=["rows", "dense"])
 def test_linear_model_learns_top_m_features_by_importance(n, m):
-    spec = TrainSpec(n_features=n, n_hidden=m, model="linear", steps=4000, batch_size=256, snapshot_every=0, eval_samples=4096)
-    r = train_many(spec, model_keys(0, [0, 1]), hparams(2, n, importance=0.7 ** np.arange(n), lr=1e-2, wd=0.0))
+    spec = TrainSpec(
+        n_features=n,
+        n_hidden=m,
+        model="linear",
+        steps=4000,
+        batch_size=256,
+        snapshot_every=0,
+        eval_samples=4096,
+    )
+    r = train_many(
+        spec, model_keys(0, [0, 1]), hparams(2, n, importance=0.7 ** np.arange(n), lr=1e-2, wd=0.0)
+    )
     norms = np.linalg.norm(np.asarray(r.params["W"]), axis=1)
     assert np.all(norms[:, :m] > 0.9), norms
     assert np.all(norms[:, m:] < 0.15), norms
@@ -109,8 +138,12 @@ def test_linear_model_learns_top_m_features_by_importance(n, m):
 
 def test_sparse_relu_model_superposes_five_features_in_two_dimensions():
     # TMS intro: at density 0.05 all five features are represented (a pentagon), with negative bias.
-    spec = TrainSpec(n_features=5, n_hidden=2, steps=6000, batch_size=1024, snapshot_every=0, eval_samples=16384)
-    r = train_many(spec, model_keys(0, [0, 1, 2]), hparams(3, 5, density=0.05, importance=0.9 ** np.arange(5)))
+    spec = TrainSpec(
+        n_features=5, n_hidden=2, steps=6000, batch_size=1024, snapshot_every=0, eval_samples=16384
+    )
+    r = train_many(
+        spec, model_keys(0, [0, 1, 2]), hparams(3, 5, density=0.05, importance=0.9 ** np.arange(5))
+    )
     best = int(np.argmin(r.eval_loss))
     norms = np.linalg.norm(np.asarray(r.params["W"][best]), axis=0)
     assert np.all(norms > 0.8), norms
@@ -181,7 +214,9 @@ def test_schedules():
 
 
 def test_per_model_learning_rate_and_weight_decay_take_effect():
-    spec = TrainSpec(n_features=3, n_hidden=2, steps=200, batch_size=64, snapshot_every=0, eval_samples=256)
+    spec = TrainSpec(
+        n_features=3, n_hidden=2, steps=200, batch_size=64, snapshot_every=0, eval_samples=256
+    )
     keys = model_keys(0, [5, 5])
     hp = hparams(2, 3)
     hp = hp.replace(weight_decay=jnp.asarray([0.0, 50.0]))
@@ -190,8 +225,9 @@ def test_per_model_learning_rate_and_weight_decay_take_effect():
 
 
 def test_core_imports_no_orchestration_packages():
-    code = "import sys, toymodels, toymodels.train, toymodels.metrics; " \
-           "print(sorted(m for m in ('hydra','ray','wandb','matplotlib','omegaconf') if m in sys.modules))"
+    code = (
+        "import sys, toymodels, toymodels.train, toymodels.metrics; "
+        "print(sorted(m for m in ('hydra','ray','wandb','matplotlib','omegaconf') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-

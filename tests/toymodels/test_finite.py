@@ -24,18 +24,22 @@ from toymodels.models import model_loss
 def hparams(density, dataset_seeds, n, wd=1e-2, lr=1e-3, importance=None):
     k = len(dataset_seeds)
     imp = np.ones((k, n)) if importance is None else np.broadcast_to(importance, (k, n))
-    return F.FiniteHParams(density=jnp.broadcast_to(jnp.float32(density), (k,)) * 1.0,
-                           importance_F=jnp.asarray(imp, jnp.float32),
-                           lr=jnp.broadcast_to(jnp.asarray(lr, jnp.float32), (k,)) * 1.0,
-                           weight_decay=jnp.broadcast_to(jnp.asarray(wd, jnp.float32), (k,)) * 1.0,
-                           dataset_seed=jnp.asarray(dataset_seeds, jnp.uint32))
+    return F.FiniteHParams(
+        density=jnp.broadcast_to(jnp.float32(density), (k,)) * 1.0,
+        importance_F=jnp.asarray(imp, jnp.float32),
+        lr=jnp.broadcast_to(jnp.asarray(lr, jnp.float32), (k,)) * 1.0,
+        weight_decay=jnp.broadcast_to(jnp.asarray(wd, jnp.float32), (k,)) * 1.0,
+        dataset_seed=jnp.asarray(dataset_seeds, jnp.uint32),
+    )
 
 
 training_set = jax.jit(F.training_set, static_argnums=0)
 
 
 def keys(count, base=0):
-    return jax.vmap(lambda u: jax.random.fold_in(jax.random.key(base), u))(jnp.arange(count, dtype=jnp.uint32))
+    return jax.vmap(lambda u: jax.random.fold_in(jax.random.key(base), u))(
+        jnp.arange(count, dtype=jnp.uint32)
+    )
 
 
 def binomial_sf(n, p, K):
@@ -50,8 +54,12 @@ def test_raw_points_have_the_sparse_feature_statistics():
     """Each feature active independently with probability p, values U[0, 1] (before normalising)."""
     n, p, N = 200, 0.05, 20_000
     K = F.max_active_for(n, p, N)
-    idx, raw, count = map(np.asarray, jax.jit(F.sample_raw_points, static_argnums=(2, 3, 4))(
-        rng.key_words(jax.random.key(3)), jnp.float32(p), N, n, K))
+    idx, raw, count = map(
+        np.asarray,
+        jax.jit(F.sample_raw_points, static_argnums=(2, 3, 4))(
+            rng.key_words(jax.random.key(3)), jnp.float32(p), N, n, K
+        ),
+    )
     active = raw > 0
     assert (count <= K).all() and (active.sum(axis=1) == count).all()
     assert abs(count.mean() - n * p) < 5 * math.sqrt(n * p * (1 - p) / N)
@@ -68,8 +76,12 @@ def test_raw_points_have_the_sparse_feature_statistics():
 def test_overflow_is_counted_at_the_binomial_tail_rate():
     """With a small cap, points with more than K active features keep K and count K + 1."""
     n, p, K, N = 50, 0.1, 6, 40_000
-    _, raw, count = map(np.asarray, jax.jit(F.sample_raw_points, static_argnums=(2, 3, 4))(
-        rng.key_words(jax.random.key(1)), jnp.float32(p), N, n, K))
+    _, raw, count = map(
+        np.asarray,
+        jax.jit(F.sample_raw_points, static_argnums=(2, 3, 4))(
+            rng.key_words(jax.random.key(1)), jnp.float32(p), N, n, K
+        ),
+    )
     over = count > K
     assert (count[over] == K + 1).all() and ((raw[over] > 0).sum(axis=1) == K).all()
     tail = binomial_sf(n, p, K)
@@ -95,7 +107,9 @@ def test_points_are_unit_norm_and_empty_points_stay_zero():
 
 
 def test_repeated_points_appear_R_times():
-    spec = F.FiniteSpec(n_features=40, n_hidden=2, n_train=40, repeats=4, n_repeated=3, piece_size=16)
+    spec = F.FiniteSpec(
+        n_features=40, n_hidden=2, n_train=40, repeats=4, n_repeated=3, piece_size=16
+    )
     x_NxF = np.asarray(F.densify(training_set(spec, jnp.float32(0.2), jnp.uint32(2))[0], 40).T)[:40]
     _, distinct, repeated = F.repeat_layout(spec)
     assert list(repeated) == [0, 4, 8] and distinct[:40].sum() == 40 - 3 * 3
@@ -110,9 +124,13 @@ def test_dataset_depends_only_on_its_seed():
     a, b, c = (training_set(spec, jnp.float32(0.1), jnp.uint32(s))[0] for s in (5, 5, 6))
     assert np.array_equal(a.idx_NxK, b.idx_NxK) and np.array_equal(a.val_NxK, b.val_NxK)
     assert not np.array_equal(a.val_NxK, c.val_NxK)
-    test_spec = F.FiniteSpec(n_features=30, n_hidden=2, n_train=20, n_test=20, max_active=10, test_seed=5)
+    test_spec = F.FiniteSpec(
+        n_features=30, n_hidden=2, n_train=20, n_test=20, max_active=10, test_seed=5
+    )
     held_out = jax.jit(F.held_out_set, static_argnums=0)(test_spec, jnp.float32(0.1))
-    assert not np.array_equal(a.val_NxK, held_out.val_NxK)  # test stream ≠ a dataset of the same seed
+    assert not np.array_equal(
+        a.val_NxK, held_out.val_NxK
+    )  # test stream ≠ a dataset of the same seed
 
 
 # ---------------------------------------------------------------- loss
@@ -122,8 +140,16 @@ def test_dataset_depends_only_on_its_seed():
 def test_piecewise_sparse_loss_and_grad_equal_the_dense_reference(model):
     """Every kind the finite trainer takes, against the kind's own forward on dense data."""
     n, m, T = 30, 3, 50
-    spec = F.FiniteSpec(n_features=n, n_hidden=m, n_train=T, piece_size=16, max_active=8, repeats=3,
-                        n_repeated=2, model=model)
+    spec = F.FiniteSpec(
+        n_features=n,
+        n_hidden=m,
+        n_train=T,
+        piece_size=16,
+        max_active=8,
+        repeats=3,
+        n_repeated=2,
+        model=model,
+    )
     points, _ = training_set(spec, jnp.float32(0.1), jnp.uint32(7))
     x_FxT = F.densify(points, n)[:, :T]
     importance_F = 0.9 ** jnp.arange(n, dtype=jnp.float32)
@@ -136,9 +162,15 @@ def test_piecewise_sparse_loss_and_grad_equal_the_dense_reference(model):
     ref_loss, ref_grad = jax.jit(jax.value_and_grad(dense))(params)
     loss_fn = partial(F.dataset_loss, n_points=T, spec=spec)
     # Both forms of the written-out gradient: matrix products (CPU) and fused reductions (GPU).
-    written = [jax.jit(partial(F.dataset_loss_and_grad, n_points=T, spec=spec, fused=fused))(params, points, importance_F)
-               for fused in (False, True)]
-    plain, auto = jax.jit(jax.value_and_grad(loss_fn))(params, points, importance_F)  # autodiff of the loss
+    written = [
+        jax.jit(partial(F.dataset_loss_and_grad, n_points=T, spec=spec, fused=fused))(
+            params, points, importance_F
+        )
+        for fused in (False, True)
+    ]
+    plain, auto = jax.jit(jax.value_and_grad(loss_fn))(
+        params, points, importance_F
+    )  # autodiff of the loss
     assert float(plain) == pytest.approx(float(ref_loss), rel=1e-5)
     for loss, _ in written:
         assert float(loss) == pytest.approx(float(ref_loss), rel=1e-5)
@@ -151,19 +183,34 @@ def test_memory_stays_bounded_at_paper_scale():
     """n = 10,000, T = 10⁵: a dense dataset would be T·n·4 = 4 GB; the compiled step and the
     whole training program keep far below that (XLA's own memory analysis; nothing runs)."""
     n, T, m = 10_000, 100_000, 2
-    spec = F.FiniteSpec(n_features=n, n_hidden=m, n_train=T, steps=2, warmup_steps=1, max_active=38,
-                        snapshot_every=1)
+    spec = F.FiniteSpec(
+        n_features=n,
+        n_hidden=m,
+        n_train=T,
+        steps=2,
+        warmup_steps=1,
+        max_active=38,
+        snapshot_every=1,
+    )
     B, P = F.piece_layout(T, spec.piece_size)
     sds = jax.ShapeDtypeStruct
-    points = F.SparsePoints(sds((P * B, spec.K), jnp.int32), sds((P * B, spec.K), jnp.float32),
-                            sds((P * B,), jnp.float32))
+    points = F.SparsePoints(
+        sds((P * B, spec.K), jnp.int32),
+        sds((P * B, spec.K), jnp.float32),
+        sds((P * B,), jnp.float32),
+    )
     params = F.FiniteParams(sds((m, n), jnp.float32), sds((n,), jnp.float32))
     step = jax.jit(partial(F.dataset_loss_and_grad, n_points=T, spec=spec))
     step = step.lower(params, points, sds((n,), jnp.float32))
     bound = T * n * 4 // 10
     assert step.compile().memory_analysis().temp_size_in_bytes < bound
-    hp = F.FiniteHParams(sds((1,), jnp.float32), sds((1, n), jnp.float32), sds((1,), jnp.float32),
-                         sds((1,), jnp.float32), sds((1,), jnp.uint32))
+    hp = F.FiniteHParams(
+        sds((1,), jnp.float32),
+        sds((1, n), jnp.float32),
+        sds((1,), jnp.float32),
+        sds((1,), jnp.float32),
+        sds((1,), jnp.uint32),
+    )
     whole = F.train_finite_many.lower(spec, keys(1), hp).compile().memory_analysis()
     assert whole.temp_size_in_bytes < bound
 
@@ -175,7 +222,9 @@ def test_memory_stays_bounded_at_paper_scale():
 def test_points_on_a_regular_polygon_have_dimensionality_m_over_T(T):
     angles = 2 * np.pi * np.arange(T) / T
     W_HxF = np.stack([np.cos(angles), np.sin(angles)])  # feature t's direction on a T-gon
-    points = F.SparsePoints(jnp.arange(T, dtype=jnp.int32)[:, None], jnp.ones((T, 1)), jnp.ones(T))  # x_t = e_t
+    points = F.SparsePoints(
+        jnp.arange(T, dtype=jnp.int32)[:, None], jnp.ones((T, 1)), jnp.ones(T)
+    )  # x_t = e_t
     dims = F.dimensionality(F.hidden_vectors(jnp.asarray(W_HxF, jnp.float32), points))
     np.testing.assert_allclose(dims, 2 / T, rtol=1e-5)
 
@@ -194,20 +243,39 @@ def test_memorisation_detector():
     copies = np.full(10, 0.1)
     copies[:4] = 0.2  # one point repeated 4 times: its copies must not outrank it
     distinct = np.array([True, False, False, False] + [True] * 6)
-    assert float(F.rank_fraction(copies, 0, distinct)) == 0.0 and F.memorised(copies, 0, 0.001, distinct)
+    assert float(F.rank_fraction(copies, 0, distinct)) == 0.0 and F.memorised(
+        copies, 0, 0.001, distinct
+    )
 
 
 # ---------------------------------------------------------------- training
 
 
-TINY = F.FiniteSpec(n_features=20, n_hidden=2, n_train=12, steps=60, warmup_steps=10, max_active=8,
-                    piece_size=5, n_test=50, repeats=3, n_repeated=1, snapshot_every=25, hidden_points=8)
+TINY = F.FiniteSpec(
+    n_features=20,
+    n_hidden=2,
+    n_train=12,
+    steps=60,
+    warmup_steps=10,
+    max_active=8,
+    piece_size=5,
+    n_test=50,
+    repeats=3,
+    n_repeated=1,
+    snapshot_every=25,
+    hidden_points=8,
+)
 
 
 @pytest.fixture(scope="module")
 def tiny_run():
-    hp = hparams(jnp.asarray([0.1, 0.2, 0.1]), [0, 1, 0], 20, wd=jnp.asarray([1e-2, 0.0, 0.1]),
-                 lr=jnp.asarray([1e-2, 3e-3, 1e-2]))
+    hp = hparams(
+        jnp.asarray([0.1, 0.2, 0.1]),
+        [0, 1, 0],
+        20,
+        wd=jnp.asarray([1e-2, 0.0, 0.1]),
+        lr=jnp.asarray([1e-2, 3e-3, 1e-2]),
+    )
     return hp, F.train_finite_many(TINY, keys(3), hp)
 
 
@@ -243,8 +311,16 @@ def test_models_train_on_their_own_dataset_and_report_it(tiny_run):
 def test_a_tiny_dataset_is_memorised():
     """n = 50, S = 0.9, m = 2, T = 5: the model stores the points themselves (train loss far below
     test loss) and they share the hidden plane (their dimensionalities sum to about m)."""
-    spec = F.FiniteSpec(n_features=50, n_hidden=2, n_train=5, steps=3000, warmup_steps=100, max_active=20,
-                        n_test=2000, snapshot_every=1000)
+    spec = F.FiniteSpec(
+        n_features=50,
+        n_hidden=2,
+        n_train=5,
+        steps=3000,
+        warmup_steps=100,
+        max_active=20,
+        n_test=2000,
+        snapshot_every=1000,
+    )
     hp = jax.tree.map(lambda a: a[0], hparams(0.1, [0], 50))
     res = jax.jit(F.train_finite, static_argnums=0)(spec, jax.random.key(1), hp)
     assert float(res.train_loss) < 0.25 * float(res.test_loss)
@@ -262,8 +338,16 @@ def test_finite_table_has_one_row_per_model(tiny_run):
     table = finite_table(meta, TINY, jax.device_get(res), 3.0, hp)
     assert len(table) == 2 and table["uid"].tolist() == [100, 101]
     row = table.iloc[1]
-    assert row["weight_decay"] == 0.0 and row["dataset_seed"] == 1 and row["density"] == pytest.approx(0.2)
-    assert np.asarray(row["W"]).shape == (2, 20) and len(row["hidden"]) == 8 and len(row["feature_dims"]) == 20
+    assert (
+        row["weight_decay"] == 0.0
+        and row["dataset_seed"] == 1
+        and row["density"] == pytest.approx(0.2)
+    )
+    assert (
+        np.asarray(row["W"]).shape == (2, 20)
+        and len(row["hidden"]) == 8
+        and len(row["feature_dims"]) == 20
+    )
     assert row["norm_W"] == pytest.approx(float(np.linalg.norm(res.params.W_HxF[1])), rel=1e-6)
     assert len(row["snap_step"]) == len(row["snap_test_loss"]) == 3 and row["train_seconds"] == 1.5
     assert row["repeated_memorised"] == (row["repeated_rank"] < 0.001)
@@ -280,15 +364,34 @@ def synthetic_table(with_bump=True):
                 for seed in range(2):
                     bump = 2.0 if (with_bump and wd == 0.01 and T == 100) else 1.0
                     W = rng_.normal(size=(2, 12))
-                    rows.append(dict(
-                        n_train=T, dataset_seed=ds, seed=seed, weight_decay=wd, lr=1e-3, density=0.1,
-                        n_features=12, n_hidden=2, steps=100, repeats=[1, 2, 4][ds], n_repeated=1,
-                        train_loss=1e-3 * T**0.3 + 1e-4 * seed, test_loss=bump * 1e-2 / T**0.2 * (1 + 0.01 * ds),
-                        norm_W=5 / (1 + abs(np.log(T / 30))), norm_b=3.0, W=W.tolist(),
-                        hidden=rng_.normal(size=(min(T, 8), 2)).tolist(),
-                        feature_dims=F.dimensionality(W.T).tolist(), data_dims=list(np.full(min(T, 8), 2 / T)),
-                        feature_dim_sum=1.8, data_dim_sum=2.0 * min(1, 30 / T), repeated_dim=0.1 * ds,
-                        repeated_memorised=ds == 2, data_dim_q999=0.05))
+                    rows.append(
+                        dict(
+                            n_train=T,
+                            dataset_seed=ds,
+                            seed=seed,
+                            weight_decay=wd,
+                            lr=1e-3,
+                            density=0.1,
+                            n_features=12,
+                            n_hidden=2,
+                            steps=100,
+                            repeats=[1, 2, 4][ds],
+                            n_repeated=1,
+                            train_loss=1e-3 * T**0.3 + 1e-4 * seed,
+                            test_loss=bump * 1e-2 / T**0.2 * (1 + 0.01 * ds),
+                            norm_W=5 / (1 + abs(np.log(T / 30))),
+                            norm_b=3.0,
+                            W=W.tolist(),
+                            hidden=rng_.normal(size=(min(T, 8), 2)).tolist(),
+                            feature_dims=F.dimensionality(W.T).tolist(),
+                            data_dims=list(np.full(min(T, 8), 2 / T)),
+                            feature_dim_sum=1.8,
+                            data_dim_sum=2.0 * min(1, 30 / T),
+                            repeated_dim=0.1 * ds,
+                            repeated_memorised=ds == 2,
+                            data_dim_q999=0.05,
+                        )
+                    )
     return pd.DataFrame(rows)
 
 
@@ -327,6 +430,8 @@ def test_double_descent_figures_draw_the_same_into_every_target(name, tmp_path):
 
 
 def test_piece_size_zero_takes_the_devices_default():
-    assert F.piece_layout(100_000, 0, "cpu") == (1024, 98) and F.piece_layout(100_000, 0, "gpu") == (32_768, 4)
+    assert F.piece_layout(100_000, 0, "cpu") == (1024, 98) and F.piece_layout(
+        100_000, 0, "gpu"
+    ) == (32_768, 4)
     assert F.piece_layout(300, 0, "gpu") == (300, 1) and F.piece_layout(300, 64) == (64, 5)
     assert F.piece_layout(100_000, 0) == F.piece_layout(100_000, 0, jax.default_backend())

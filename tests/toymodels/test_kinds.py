@@ -21,7 +21,9 @@ from toymodels.registry import ConfigError
 
 
 def test_an_unknown_kind_names_the_key_and_every_kind():
-    with pytest.raises(ConfigError, match=r"model.kind: .*'nope'.*relu, linear, gelu, relu_hidden, abs, quadratic"):
+    with pytest.raises(
+        ConfigError, match=r"model.kind: .*'nope'.*relu, linear, gelu, relu_hidden, abs, quadratic"
+    ):
         MODELS.get("nope")
     with pytest.raises(ConfigError, match=r"model.kind.*'nope'"):
         compose_config(["model.kind=nope"])
@@ -58,7 +60,9 @@ def test_a_built_in_name_or_another_files_name_is_refused_and_the_same_origin_re
 def test_a_kinds_options_are_static_axes_and_columns_and_its_check_runs_before_compute(tmp_path):
     register_model(_linear_kind("test_scaled"), origin="tests")
     base = ["model.kind=test_scaled", "sweep.grid.density=[0.1]", "sweep.seeds=1"]
-    config = compose_config(["experiment=tms_intro", *tiny(tmp_path / "s"), *base, "+sweep.grid.scale=[0.5,2.0]"])
+    config = compose_config(
+        ["experiment=tms_intro", *tiny(tmp_path / "s"), *base, "+sweep.grid.scale=[0.5,2.0]"]
+    )
     chunks = make_chunks(plan_sweep(config))
     assert sorted(dict(c.spec.model_options)["scale"] for c in chunks) == [0.5, 2.0]
     run_sweep(config, progress=False)
@@ -73,7 +77,9 @@ def test_a_kinds_options_are_static_axes_and_columns_and_its_check_runs_before_c
 
 
 @pytest.mark.parametrize("kind", MODELS.names())
-@pytest.mark.parametrize("n,m", [(5, 2), (12, 6)])  # the loss computes in rows for the first, dense for the second
+@pytest.mark.parametrize(
+    "n,m", [(5, 2), (12, 6)]
+)  # the loss computes in rows for the first, dense for the second
 def test_every_model_kind_computes_the_same_in_rows_and_dense(kind, n, m):
     k = bind_kind(kind, n, m)  # the kind as a program uses it (specialised to its options, if it has a bind)
     params = init_params(jax.random.key(1), n, m, 0.6, kind)
@@ -83,7 +89,9 @@ def test_every_model_kind_computes_the_same_in_rows_and_dense(kind, n, m):
     out_r, h_r = k.forward(params, ROWS.batch(x), ROWS)
     np.testing.assert_allclose(jnp.stack(out_r), out_d, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(jnp.stack(h_r), h_d, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(jnp.stack(k.target(ROWS.batch(x), imp, ROWS)), k.target(x, imp, DENSE), rtol=1e-6)
+    np.testing.assert_allclose(
+        jnp.stack(k.target(ROWS.batch(x), imp, ROWS)), k.target(x, imp, DENSE), rtol=1e-6
+    )
     w = imp if k.importance_weighted else jnp.ones((out_d.shape[0],))
     dense = DENSE.weighted_mse(k.target(x, imp, DENSE), out_d, w) + 0.1 * DENSE.l1(h_d)
     rows = ROWS.weighted_mse(k.target(ROWS.batch(x), imp, ROWS), out_r, w) + 0.1 * ROWS.l1(h_r)
@@ -95,14 +103,26 @@ def _exponential(v, p, spec):
 
 
 def test_a_users_elementwise_data_kind_trains_and_is_stored(tmp_path):
-    register_data(DataKind(name="test_exponential", value=_exponential, options={"mean": 0.5}), origin="tests")
-    config = compose_config(["experiment=tms_intro", *tiny(tmp_path / "s"), "data.kind=test_exponential",
-                             "+data.options.mean=0.25", "sweep.grid.density=[1.0]", "sweep.seeds=1"])
+    register_data(
+        DataKind(name="test_exponential", value=_exponential, options={"mean": 0.5}), origin="tests"
+    )
+    config = compose_config(
+        [
+            "experiment=tms_intro",
+            *tiny(tmp_path / "s"),
+            "data.kind=test_exponential",
+            "+data.options.mean=0.25",
+            "sweep.grid.density=[1.0]",
+            "sweep.seeds=1",
+        ]
+    )
     assert dict(plan_sweep(config).units[0][0].data.options) == {"mean": 0.25}
     assert run_sweep(config, progress=False).ok
     assert read_results(tmp_path / "s")["data_kind"].tolist() == ["test_exponential"]
     with pytest.raises(ConfigError, match="data.options.scale.*its options: mean"):
-        compose_config(["experiment=tms_intro", "data.kind=test_exponential", "+data.options.scale=2"])
+        compose_config(
+            ["experiment=tms_intro", "data.kind=test_exponential", "+data.options.scale=2"]
+        )
 
 
 @pytest.mark.parametrize("kind", DATA.names())
@@ -121,7 +141,9 @@ def test_plugins_that_are_missing_or_fail_are_refused_naming_the_key(tmp_path):
         compose_config([f"plugins=[{tmp_path / 'absent.py'}]"])
     bad = tmp_path / "bad.py"
     bad.write_text("x = 1\nraise RuntimeError('oops')\n")
-    with pytest.raises(ConfigError, match=r"plugins\[0\].*bad.py failed to load \(RuntimeError: oops, line 2\)"):
+    with pytest.raises(
+        ConfigError, match=r"plugins\[0\].*bad.py failed to load \(RuntimeError: oops, line 2\)"
+    ):
         compose_config([f"plugins=[{bad}]"])
 
 
@@ -154,8 +176,15 @@ def test_a_changed_plugin_file_is_a_different_sweep(tmp_path):
     plugin = tmp_path / "kinds.py"
     source = doc_block("my_kinds.py").replace('name="residual"', 'name="test_residual_hash"')
     plugin.write_text(source)
-    args = ["experiment=tms_intro", *tiny(tmp_path / "s"), f"plugins=[{plugin}]", "model.kind=test_residual_hash",
-            "data.kind=signed", "sweep.grid.density=[0.3]", "sweep.seeds=1"]
+    args = [
+        "experiment=tms_intro",
+        *tiny(tmp_path / "s"),
+        f"plugins=[{plugin}]",
+        "model.kind=test_residual_hash",
+        "data.kind=signed",
+        "sweep.grid.density=[0.3]",
+        "sweep.seeds=1",
+    ]
     first = compose_config(args)
     assert first.plugins_digest and run_sweep(first, progress=False).trained == 1
     plugin.write_text(source.replace("jax.nn.relu, x))", "jax.nn.relu, 2 * x))"))

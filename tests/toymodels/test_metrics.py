@@ -80,6 +80,8 @@ def test_dimensions_per_feature():
 def test_datapoint_dimensionality_of_a_polygon_of_points():
     # identity W: the hidden vectors are the points themselves; a T-gon in m=2 gives m/T each
     for T in (3, 5, 8):
-        np.testing.assert_allclose(metrics.datapoint_dimensionality(np.eye(2), polygon(T)), 2 / T, atol=1e-12)
+        np.testing.assert_allclose(
+            metrics.datapoint_dimensionality(np.eye(2), polygon(T)), 2 / T, atol=1e-12
+        )
     # points on orthogonal directions each own a dimension
     np.testing.assert_allclose(metrics.datapoint_dimensionality(np.eye(3), 2 * np.eye(3)), 1.0)

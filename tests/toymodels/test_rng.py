@@ -17,7 +17,9 @@ from toymodels import rng
     ],
 )
 def test_threefry_known_answers(key, counter, expected):
-    out = rng.threefry2x32(jnp.asarray(key, jnp.uint32), jnp.uint32(counter[0]), jnp.uint32(counter[1]))
+    out = rng.threefry2x32(
+        jnp.asarray(key, jnp.uint32), jnp.uint32(counter[0]), jnp.uint32(counter[1])
+    )
     assert (int(out[0]), int(out[1])) == expected
 
 
@@ -50,6 +52,10 @@ def test_uniform_pairs_use_both_words_of_each_call(rows):
     np.testing.assert_array_equal(u[half:], np.asarray(rng._to_unit(second)))
     assert u.min() >= 0.0 and u.max() < 1.0 and u.mean() == pytest.approx(0.5, abs=0.005)
     if rows > 1:
-        assert abs(np.corrcoef(u[0], u[half])[0, 1]) < 0.02  # the two words of a call are independent
-    block = rng.unpack(rng.uniform_pairs(words, 7, rows, 1000, col_offset=2000, row_stride=50_000), rows)
+        assert (
+            abs(np.corrcoef(u[0], u[half])[0, 1]) < 0.02
+        )  # the two words of a call are independent
+    block = rng.unpack(
+        rng.uniform_pairs(words, 7, rows, 1000, col_offset=2000, row_stride=50_000), rows
+    )
     np.testing.assert_array_equal(np.asarray(block), u[:, 2000:3000])

@@ -8,12 +8,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from toymodels.registry import ConfigError
 from toymodels.sae import SAE_KINDS, SaeKind, SaeSpec, hparams
-from toymodels.sae.base import (batch_top_k_mask, decode, decoder, example_top_k_mask, jump_relu, kth_largest,
-                                latent_axis, pre_activation, step)
+from toymodels.sae.base import (
+    batch_top_k_mask,
+    decode,
+    decoder,
+    example_top_k_mask,
+    jump_relu,
+    kth_largest,
+    latent_axis,
+    pre_activation,
+    step,
+)
 from toymodels.sae.kinds import matryoshka_terms, matryoshka_widths, track_threshold
 from toymodels.sae.train import init_params, objective, ortho_penalty
-from toymodels.registry import ConfigError
 
 
 def one(**values):
@@ -23,9 +32,13 @@ def one(**values):
 
 def hand_params(W_enc_DxH, b_enc_D, **extra):
     W_enc_DxH = jnp.asarray(W_enc_DxH, jnp.float32)
-    d, m = W_enc_DxH.shape
-    params = {"W_enc_DxH": W_enc_DxH, "b_enc_D": jnp.asarray(b_enc_D, jnp.float32), "V_HxD": W_enc_DxH.T,
-              "b_dec_H": jnp.zeros((m,))}
+    _d, m = W_enc_DxH.shape
+    params = {
+        "W_enc_DxH": W_enc_DxH,
+        "b_enc_D": jnp.asarray(b_enc_D, jnp.float32),
+        "V_HxD": W_enc_DxH.T,
+        "b_dec_H": jnp.zeros((m,)),
+    }
     return {**params, **{k: jnp.asarray(v, jnp.float32) for k, v in extra.items()}}
 
 
@@ -42,10 +55,16 @@ def test_isolated_feature_plain_shrinks_rescaled_rescales_gated_keeps():
     a = np.linspace(0.0, 1.0, 11)
     h_HxB = jnp.asarray(np.stack([a, np.zeros_like(a)]), jnp.float32)
     base = dict(W_enc_DxH=np.eye(2), b_enc_D=[-theta, -theta])
-    expected = {"plain": np.maximum(a - theta, 0.0), "rescaled": r * np.maximum(a - theta, 0.0),
-                "gated": a * (a > theta)}
-    extra = {"plain": {}, "rescaled": {"r_mag_D": [math.log(r)] * 2},
-             "gated": {"r_mag_D": [0.0, 0.0], "b_mag_D": [0.0, 0.0]}}
+    expected = {
+        "plain": np.maximum(a - theta, 0.0),
+        "rescaled": r * np.maximum(a - theta, 0.0),
+        "gated": a * (a > theta),
+    }
+    extra = {
+        "plain": {},
+        "rescaled": {"r_mag_D": [math.log(r)] * 2},
+        "gated": {"r_mag_D": [0.0, 0.0], "b_mag_D": [0.0, 0.0]},
+    }
     for kind, want in expected.items():
         _, hhat = reconstruct(kind, hand_params(**base, **extra[kind]), h_HxB)
         np.testing.assert_allclose(hhat[0], want, atol=1e-6, err_msg=kind)
@@ -75,9 +94,11 @@ def test_gate_decides_which_units_fire_and_magnitude_path_their_size():
 def test_topk_keeps_each_inputs_k_largest_with_k_per_sae_under_one_maximum():
     pre_DxB = jnp.asarray([[3.0, -1.0], [1.0, 0.5], [2.0, 0.2], [-4.0, -0.1]])
     masks = jax.vmap(lambda k: example_top_k_mask(pre_DxB, k, 3))(jnp.array([1, 2, 3]))
-    expected = [[[1, 0], [0, 1], [0, 0], [0, 0]],
-                [[1, 0], [0, 1], [1, 1], [0, 0]],
-                [[1, 0], [1, 1], [1, 1], [0, 0]]]  # never a non-positive pre-activation
+    expected = [
+        [[1, 0], [0, 1], [0, 0], [0, 0]],
+        [[1, 0], [0, 1], [1, 1], [0, 0]],
+        [[1, 0], [1, 1], [1, 1], [0, 0]],
+    ]  # never a non-positive pre-activation
     np.testing.assert_array_equal(masks, np.array(expected, bool))
 
 
@@ -96,7 +117,9 @@ def test_batchtopk_keeps_the_batchs_k_times_b_largest_and_encodes_alone_at_evalu
 
 
 def test_kth_largest_by_bisection_equals_sorting():
-    values = jnp.asarray(np.random.default_rng(0).exponential(size=(64, 32)) * (np.arange(32) % 3 > 0), jnp.float32)
+    values = jnp.asarray(
+        np.random.default_rng(0).exponential(size=(64, 32)) * (np.arange(32) % 3 > 0), jnp.float32
+    )
     ordered = np.sort(np.asarray(values).ravel())[::-1]
     for k in (1, 7, 500, 1300, 2048):
         assert float(kth_largest(values, jnp.int32(k))) == ordered[k - 1]
@@ -126,10 +149,21 @@ def test_matryoshka_adds_every_narrower_prefixs_reconstruction_error():
     rng = np.random.default_rng(0)
     params = hand_params(rng.normal(size=(4, 3)), np.zeros(4))
     params["b_dec_H"] = jnp.asarray([0.1, -0.2, 0.3])
-    f_DxB, h_HxB = jnp.asarray(rng.uniform(size=(4, 5)), jnp.float32), jnp.asarray(rng.normal(size=(3, 5)), jnp.float32)
+    f_DxB, h_HxB = (
+        jnp.asarray(rng.uniform(size=(4, 5)), jnp.float32),
+        jnp.asarray(rng.normal(size=(3, 5)), jnp.float32),
+    )
     W = np.asarray(decoder(params))
-    by_hand = sum(np.mean(np.sum((np.asarray(h_HxB) - (W[:, :w] @ np.asarray(f_DxB)[:w] + [[0.1], [-0.2], [0.3]]))
-                                 ** 2, axis=0)) for w in (1, 3))
+    by_hand = sum(
+        np.mean(
+            np.sum(
+                (np.asarray(h_HxB) - (W[:, :w] @ np.asarray(f_DxB)[:w] + [[0.1], [-0.2], [0.3]]))
+                ** 2,
+                axis=0,
+            )
+        )
+        for w in (1, 3)
+    )
     terms = matryoshka_terms(params, h_HxB, f_DxB, {}, one(), spec)
     assert float(terms["matryoshka"]) == pytest.approx(by_hand, rel=1e-5)
 
@@ -139,7 +173,9 @@ def test_orthogonality_penalty_is_the_mean_squared_overlap_of_distinct_columns()
     assert float(ortho_penalty(jnp.ones((2, 3)) / math.sqrt(2))) == pytest.approx(1.0, rel=1e-6)
     W = np.asarray(decoder(hand_params(np.random.default_rng(1).normal(size=(5, 3)), np.zeros(5))))
     G = W.T @ W
-    assert float(ortho_penalty(jnp.asarray(W))) == pytest.approx((G[~np.eye(5, dtype=bool)] ** 2).mean(), rel=1e-5)
+    assert float(ortho_penalty(jnp.asarray(W))) == pytest.approx(
+        (G[~np.eye(5, dtype=bool)] ** 2).mean(), rel=1e-5
+    )
 
 
 @pytest.mark.parametrize("kind", SAE_KINDS.names())
@@ -159,11 +195,18 @@ def test_every_kind_has_finite_gradients_that_reach_encoder_and_decoder(kind):
 def test_decoder_columns_have_unit_norm_and_names_carry_the_latent_axis():
     params = hand_params(np.random.default_rng(2).normal(size=(4, 3)), np.zeros(4))
     np.testing.assert_allclose(jnp.linalg.norm(decoder(params), axis=0), 1.0, rtol=1e-6)
-    assert [latent_axis(n) for n in ("W_enc_DxH", "V_HxD", "b_enc_D", "b_dec_H", "threshold")] == [0, 1, 0, None, None]
+    assert [latent_axis(n) for n in ("W_enc_DxH", "V_HxD", "b_enc_D", "b_dec_H", "threshold")] == [
+        0,
+        1,
+        0,
+        None,
+        None,
+    ]
 
 
 def test_a_new_kind_is_one_object_in_the_table():
     """A user's kind: one SaeKind registered from its own module; the built-ins are fixed."""
+
     def encode_abs(params, h_HxB, hp, spec, training):
         return jnp.abs(pre_activation(params, h_HxB)), {}
 
@@ -182,8 +225,10 @@ def test_the_sae_core_imports_no_orchestration_packages():
     import subprocess
     import sys
 
-    code = ("import sys, toymodels.sae, toymodels.sae.synthbench, toymodels.sae.toy; "
-            "print(sorted(m for m in ('hydra', 'ray', 'wandb', 'matplotlib', 'omegaconf') if m in sys.modules))")
+    code = (
+        "import sys, toymodels.sae, toymodels.sae.synthbench, toymodels.sae.toy; "
+        "print(sorted(m for m in ('hydra', 'ray', 'wandb', 'matplotlib', 'omegaconf') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

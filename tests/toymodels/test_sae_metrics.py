@@ -19,7 +19,9 @@ def random_W(seed, n_hidden, n_features):
 def test_mmcs_is_one_for_the_true_directions_in_any_order_and_scale():
     W_HxF = jnp.asarray(random_W(0, 3, 5), jnp.float32)
     assert float(mmcs(W_HxF, W_HxF)) == pytest.approx(1.0, abs=1e-6)
-    dictionary = jnp.concatenate([2.5 * W_HxF[:, ::-1], jnp.asarray(random_W(1, 3, 4), jnp.float32)], axis=1)
+    dictionary = jnp.concatenate(
+        [2.5 * W_HxF[:, ::-1], jnp.asarray(random_W(1, 3, 4), jnp.float32)], axis=1
+    )
     assert float(mmcs(W_HxF, dictionary)) == pytest.approx(1.0, abs=1e-6)
     assert float(mmcs(dictionary, W_HxF)) < 0.99  # the extra elements are not true features
 
@@ -29,7 +31,9 @@ def test_mmcs_skips_masked_entries_and_is_nan_when_nothing_is_left():
     dictionary = jnp.asarray([[1.0, 1.0], [0.0, 1.0]])  # e1 and the diagonal
     assert float(mmcs(true, dictionary)) == pytest.approx((1 + 1 / np.sqrt(2)) / 2, abs=1e-6)
     assert float(mmcs(true, dictionary, jnp.array([True, False]))) == pytest.approx(1.0)
-    assert float(mmcs(true, dictionary, dict_mask_D=jnp.array([False, True]))) == pytest.approx(1 / np.sqrt(2))
+    assert float(mmcs(true, dictionary, dict_mask_D=jnp.array([False, True]))) == pytest.approx(
+        1 / np.sqrt(2)
+    )
     assert np.isnan(float(mmcs(true, dictionary, jnp.array([False, False]))))
 
 
@@ -45,7 +49,9 @@ def test_mcc_is_one_for_the_truth_in_any_order_sign_and_scale_and_chance_for_ran
     truth = random_W(0, 64, 48)
     shuffled = -3.0 * truth[:, np.random.default_rng(1).permutation(48)]
     assert mcc(shuffled, truth) == pytest.approx(1.0, abs=1e-6)
-    assert mcc(np.concatenate([truth, random_W(2, 64, 16)], axis=1), truth) == pytest.approx(1.0, abs=1e-6)
+    assert mcc(np.concatenate([truth, random_W(2, 64, 16)], axis=1), truth) == pytest.approx(
+        1.0, abs=1e-6
+    )
     chance = [mcc(random_dictionary(64, 48, seed), truth) for seed in (10, 11, 12)]
     assert np.ptp(chance) < 0.02 and 0.1 < np.mean(chance) < 0.4  # a stable, low chance level
     half = np.concatenate([truth[:, :24], random_dictionary(64, 24, 5)], axis=1)
@@ -167,8 +173,12 @@ def test_reconstruction_scores_fvu_and_relative_bias():
 def test_dead_latents_and_no_hierarchy():
     z_FxB, f_DxB = jnp.eye(2), jnp.asarray([[1.0, 0.0], [0.0, 0.0]])
     match_D, latent_F = matches(jnp.eye(2), jnp.eye(2), jnp.ones(2, bool))
-    sums = EvalSums.zeros(2, 2, 2).add(z_FxB, z_FxB, f_DxB, z_FxB, match_D, latent_F, None, jnp.asarray(0.0))
-    s = scores(sums, 1, jnp.eye(2), jnp.eye(2), jnp.ones(2, bool), match_D, jnp.zeros((0, 2), jnp.int32))
+    sums = EvalSums.zeros(2, 2, 2).add(
+        z_FxB, z_FxB, f_DxB, z_FxB, match_D, latent_F, None, jnp.asarray(0.0)
+    )
+    s = scores(
+        sums, 1, jnp.eye(2), jnp.eye(2), jnp.ones(2, bool), match_D, jnp.zeros((0, 2), jnp.int32)
+    )
     assert int(s.n_dead) == 1 and float(s.dead_fraction) == pytest.approx(0.5)
     # over more inputs (the long count) latent 1 fires once: not dead there
     s = scores(sums, 1, jnp.eye(2), jnp.eye(2), jnp.ones(2, bool), match_D, jnp.zeros((0, 2), jnp.int32),

@@ -8,8 +8,18 @@ import numpy as np
 import optax
 import pytest
 
-from toymodels.sae import (SaeSpec, decoder, hparams, make_train, mcc, sae_keys, split_keys, synthbench, train_mixed,
-                           train_saes)
+from toymodels.sae import (
+    SaeSpec,
+    decoder,
+    hparams,
+    make_train,
+    mcc,
+    sae_keys,
+    split_keys,
+    synthbench,
+    train_mixed,
+    train_saes,
+)
 from toymodels.sae.build import composition_world, simple_world
 from toymodels.sae.train import init_params, resample_dead
 
@@ -20,17 +30,29 @@ def keys_for(n, uid=1, seeds=None):
 
 def test_vmapped_saes_equal_single_runs_and_differ_by_their_hyperparameters():
     source, world = simple_world(6, 4, 0.2)
-    spec = SaeSpec(dict_size=8, kind="topk", k_max=3, steps=30, batch_size=64, eval_batch=128, per_sae_source=False)
+    spec = SaeSpec(
+        dict_size=8,
+        kind="topk",
+        k_max=3,
+        steps=30,
+        batch_size=64,
+        eval_batch=128,
+        per_sae_source=False,
+    )
     init, data = keys_for(4, seeds=[0, 1, 0, 0])
     hp = hparams(4, lr=[3e-3, 3e-3, 1e-2, 3e-3], k=[2, 2, 2, 3])
     many = train_saes(spec, source, init, hp, world, data)
     single = jax.jit(make_train(spec, source))
     for i in range(4):
-        one = single(init[i], jax.tree.map(lambda a: a[i], hp), world, data[i])
-        np.testing.assert_allclose(many.params["V_HxD"][i], one.params["V_HxD"], rtol=1e-5, atol=1e-6)
+        one = single(init[i], jax.tree.map(lambda a, i=i: a[i], hp), world, data[i])
+        np.testing.assert_allclose(
+            many.params["V_HxD"][i], one.params["V_HxD"], rtol=1e-5, atol=1e-6
+        )
         np.testing.assert_allclose(many.scores.fvu[i], one.scores.fvu, rtol=1e-5)
     V = np.asarray(many.params["V_HxD"])
-    assert not np.allclose(V[0], V[1]) and not np.allclose(V[0], V[2]) and not np.allclose(V[0], V[3])
+    assert (
+        not np.allclose(V[0], V[1]) and not np.allclose(V[0], V[2]) and not np.allclose(V[0], V[3])
+    )
     again = train_saes(spec, source, init, hp, world, data)
     np.testing.assert_array_equal(V, again.params["V_HxD"])  # same keys, same bits
 
@@ -55,15 +77,24 @@ def test_a_mixed_program_trains_each_group_as_its_own_program_would():
     init, data = keys_for(2)
     hps = (hparams(2, l1=[0.1, 0.3]), hparams(2, k=[1, 2]))
     base = dict(steps=30, batch_size=64, eval_batch=128, per_sae_source=False, shared_data=True)
-    specs = (SaeSpec(dict_size=8, kind="plain", **base), SaeSpec(dict_size=5, kind="topk", k_max=2, **base))
+    specs = (
+        SaeSpec(dict_size=8, kind="plain", **base),
+        SaeSpec(dict_size=5, kind="topk", k_max=2, **base),
+    )
     mixed = train_mixed(specs, source, (init, init), hps, world, data[0])
     for spec, hp, got, atol in zip(specs, hps, mixed, (1e-6, 1e-3)):
         alone = train_saes(spec, source, init, hp, world, data[0])
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(alone)):
             np.testing.assert_allclose(a, b, rtol=0, atol=atol)
     with pytest.raises(ValueError, match="share steps"):
-        train_mixed((specs[0], SaeSpec(dict_size=5, steps=31, per_sae_source=False)), source, (init, init), hps,
-                    world, data[0])
+        train_mixed(
+            (specs[0], SaeSpec(dict_size=5, steps=31, per_sae_source=False)),
+            source,
+            (init, init),
+            hps,
+            world,
+            data[0],
+        )
 
 
 def test_resampling_restarts_dead_latents_on_the_worst_reconstructed_inputs():
@@ -83,7 +114,9 @@ def test_resampling_restarts_dead_latents_on_the_worst_reconstructed_inputs():
     np.testing.assert_allclose(new["b_enc_D"], [0.1, 0.0, 0.0])
     np.testing.assert_allclose(new["threshold_D"], [0.0, 0.5, 0.5], rtol=1e-6)
     live_norm = float(jnp.linalg.norm(params["W_enc_DxH"][0]))
-    np.testing.assert_allclose(jnp.linalg.norm(new["W_enc_DxH"][1:], axis=1), 0.2 * live_norm, rtol=1e-6)
+    np.testing.assert_allclose(
+        jnp.linalg.norm(new["W_enc_DxH"][1:], axis=1), 0.2 * live_norm, rtol=1e-6
+    )
     np.testing.assert_array_equal(new_state[0].mu["V_HxD"], [[1, 0, 0], [1, 0, 0]])
 
 
@@ -91,7 +124,14 @@ def test_resampling_revives_latents_that_never_fire():
     """Features along e0..e3; latents 4..7 start pointing at −e_i, where nothing ever fires."""
     source, world = simple_world(4, 4, 0.3, directions_kind="identity")
     init, data = keys_for(2, seeds=[0, 0])
-    spec = dict(dict_size=8, steps=200, batch_size=128, eval_batch=1024, per_sae_source=False, shared_data=True)
+    spec = dict(
+        dict_size=8,
+        steps=200,
+        batch_size=128,
+        eval_batch=1024,
+        per_sae_source=False,
+        shared_data=True,
+    )
     results = {}
     for every in (0, 50):
         s = SaeSpec(**spec, resample_every=every)
@@ -119,11 +159,17 @@ def test_shrinkage_orders_gated_below_rescaled_below_plain_and_gated_meets_its_c
     fvu = {}
     for kind in ("plain", "rescaled", "gated"):
         spec = SaeSpec(dict_size=1, kind=kind, steps=2500, batch_size=512, eval_batch=16_384)
-        result = jax.device_get(train_saes(spec, uniform[0], init, hparams(16, l1=l1 * 2), worlds, data))
+        result = jax.device_get(
+            train_saes(spec, uniform[0], init, hparams(16, l1=l1 * 2), worlds, data)
+        )
         fvu[kind] = np.asarray(result.scores.fvu)[best_of_seeds(result, 4)]  # (uniform, fixed) × λ
-    assert (fvu["gated"][:2] < fvu["rescaled"][:2]).all() and (fvu["rescaled"][:2] < fvu["plain"][:2]).all()
+    assert (fvu["gated"][:2] < fvu["rescaled"][:2]).all() and (
+        fvu["rescaled"][:2] < fvu["plain"][:2]
+    ).all()
     var = p / 3 - p**2 / 4
-    np.testing.assert_allclose(fvu["gated"][:2], [p * t**3 / 3 / var for t in (0.05, 0.15)], rtol=0.25)
+    np.testing.assert_allclose(
+        fvu["gated"][:2], [p * t**3 / 3 / var for t in (0.05, 0.15)], rtol=0.25
+    )
     assert (fvu["rescaled"][2:] < 1e-3).all() and (fvu["gated"][2:] < 1e-3).all()
     assert (fvu["plain"][2:] > 5e-3).all()
 
@@ -140,15 +186,27 @@ def test_with_fixed_magnitudes_a_composed_latent_wins():
     stacked = jax.tree.map(lambda a, b: jnp.stack([a] * 4 + [b] * 4), worlds[0][1], worlds[1][1])
     F = np.asarray(worlds[0][1].F_HxN)  # both worlds share their directions (seed 0)
     composed = (F[:, 0] + F[:, 1]) / np.sqrt(2)
-    starts = [np.stack([F[:, 0], F[:, 1], composed], axis=1), np.stack([F[:, 0], F[:, 1], -composed], axis=1)]
+    starts = [
+        np.stack([F[:, 0], F[:, 1], composed], axis=1),
+        np.stack([F[:, 0], F[:, 1], -composed], axis=1),
+    ]
     V = jnp.asarray(np.stack(starts * 4), jnp.float32)  # (composed, not) × λ × c
-    params0 = {"V_HxD": V, "W_enc_DxH": jnp.swapaxes(V, 1, 2), "b_enc_D": jnp.zeros((8, 3)),
-               "b_dec_H": jnp.zeros((8, 2))}
+    params0 = {
+        "V_HxD": V,
+        "W_enc_DxH": jnp.swapaxes(V, 1, 2),
+        "b_enc_D": jnp.zeros((8, 3)),
+        "b_dec_H": jnp.zeros((8, 2)),
+    }
     init, data = keys_for(8, seeds=[0] * 8)
     spec = SaeSpec(dict_size=3, steps=2000, batch_size=512, eval_batch=16_384)
     l1 = [0.1, 0.1, 0.3, 0.3] * 2
-    result = jax.device_get(train_saes(spec, source, init, hparams(8, l1=l1), stacked, data, params0))
-    loss, n_composed = np.asarray(result.scores.loss).reshape(4, 2), np.asarray(result.scores.n_composed).reshape(4, 2)
+    result = jax.device_get(
+        train_saes(spec, source, init, hparams(8, l1=l1), stacked, data, params0)
+    )
+    loss, n_composed = (
+        np.asarray(result.scores.loss).reshape(4, 2),
+        np.asarray(result.scores.n_composed).reshape(4, 2),
+    )
     assert (n_composed[:, 0] == 1).all() and (n_composed[:, 1] == 0).all(), n_composed
     assert (loss[:, 0] < loss[:, 1]).all(), loss
 
@@ -187,7 +245,7 @@ def test_synthbench_ordering_l1_lowest_mcc_at_matched_l0(small_bench):
 def test_the_readme_example_recovers_the_features(capsys):
     from tests.readme import doc_block
 
-    exec(doc_block("sae core"), {})
+    exec(doc_block("sae core"), {})  # noqa: S102 - the docs block, run as written
     mmcs = [float(v) for v in capsys.readouterr().out.split("]")[0].strip("[ ").split()]
     assert min(mmcs) > 0.95
 

@@ -11,8 +11,17 @@ import pytest
 
 from toymodels import rng
 from toymodels.sae import synthbench
-from toymodels.sae.build import (composition_world, compensate, directions, exactly_world, hierarchy,
-                                 low_rank_correlation, make_world, simple_world, zipf_probabilities)
+from toymodels.sae.build import (
+    compensate,
+    composition_world,
+    directions,
+    exactly_world,
+    hierarchy,
+    low_rank_correlation,
+    make_world,
+    simple_world,
+    zipf_probabilities,
+)
 from toymodels.sae.worlds import WorldSource, sample_features
 
 DRAW = jax.jit(sample_features, static_argnums=(0, 4))
@@ -52,7 +61,9 @@ def test_zipf_probabilities_run_from_p_max_to_p_min_as_a_power_law():
     p = zipf_probabilities(1000, 0.5, 0.4, 5e-4)
     assert p[0] == pytest.approx(0.4) and p[-1] == pytest.approx(5e-4) and (np.diff(p) < 0).all()
     ranks = np.arange(1, 1001)
-    np.testing.assert_allclose(p, 5e-4 + (0.4 - 5e-4) * (ranks**-0.5 - 1000**-0.5) / (1 - 1000**-0.5))
+    np.testing.assert_allclose(
+        p, 5e-4 + (0.4 - 5e-4) * (ranks**-0.5 - 1000**-0.5) / (1 - 1000**-0.5)
+    )
 
 
 def test_synthbench_forest_is_128_roots_branching_4_depth_3_breadth_first():
@@ -69,11 +80,24 @@ def small_forest_world(exclusive=True, scale_children=False, firing="independent
     """One root, 4 children, 16 grandchildren (21 features in 8 dims); base rates chosen so the
     exclusive children's rates are reachable: 0.5, 0.05 each, 0.01 each."""
     p = np.array([0.5] + [0.05] * 4 + [0.01] * 16)
-    source = WorldSource(21, 8, firing=firing, roots=1, branching=4, depth=2, exclusive=exclusive,
-                         scale_children=scale_children)
+    source = WorldSource(
+        21,
+        8,
+        firing=firing,
+        roots=1,
+        branching=4,
+        depth=2,
+        exclusive=exclusive,
+        scale_children=scale_children,
+    )
     parent, _ = hierarchy(21, 1, 4, 2)
     F, _ = directions("random", 21, 8, np.random.default_rng(0))
-    return source, make_world(source, F, compensate(p, parent, exclusive), factor_NxR=factor), p, parent
+    return (
+        source,
+        make_world(source, F, compensate(p, parent, exclusive), factor_NxR=factor),
+        p,
+        parent,
+    )
 
 
 def test_children_fire_only_with_parents_exclusive_siblings_never_together_rates_compensated():
@@ -83,9 +107,11 @@ def test_children_fire_only_with_parents_exclusive_siblings_never_together_rates
     child = parent >= 0
     assert not (fires[child] & ~fires[parent[child]]).any()  # never without the parent
     for start in range(1, 21, 4):  # siblings: 1-4, 5-8, …
-        assert fires[start:start + 4].sum(axis=0).max() <= 1
+        assert fires[start : start + 4].sum(axis=0).max() <= 1
     rate = fires.mean(axis=1)
-    np.testing.assert_allclose(rate, p, rtol=0.06)  # each feature at its base rate after the hierarchy
+    np.testing.assert_allclose(
+        rate, p, rtol=0.06
+    )  # each feature at its base rate after the hierarchy
 
 
 def test_compensation_solves_for_the_exclusion_win_probability():
@@ -94,15 +120,19 @@ def test_compensation_solves_for_the_exclusion_win_probability():
     # P(child fires) = p_parent · q_i · P(i survives | i fires), E[1/(1 + other fires)]
     win = [(1 - q[2]) + q[2] / 2, (1 - q[1]) + q[1] / 2]
     np.testing.assert_allclose([0.5 * q[1] * win[0], 0.5 * q[2] * win[1]], [0.2, 0.1], rtol=1e-8)
-    np.testing.assert_allclose(compensate(np.array([0.5, 0.2, 0.1]), parent, exclusive=False), [0.5, 0.4, 0.2])
+    np.testing.assert_allclose(
+        compensate(np.array([0.5, 0.2, 0.1]), parent, exclusive=False), [0.5, 0.4, 0.2]
+    )
 
 
 def test_scaled_children_take_their_parents_value_over_its_mean():
-    source, world, _, parent = small_forest_world(exclusive=False, scale_children=True)
+    source, world, _, _parent = small_forest_world(exclusive=False, scale_children=True)
     world = world.replace(low_N=world.low_N.at[1:].set(1.0), scale_N=world.scale_N.at[0].set(2.0))
     x = draw(source, world, 20_000)
     kids = x[1:5] > 0  # children of the root: fixed magnitude 1, times root value / 2
-    np.testing.assert_allclose(x[1:5][kids], np.broadcast_to(x[0] / 2.0, x[1:5].shape)[kids], rtol=1e-6)
+    np.testing.assert_allclose(
+        x[1:5][kids], np.broadcast_to(x[0] / 2.0, x[1:5].shape)[kids], rtol=1e-6
+    )
 
 
 def test_correlated_firing_keeps_each_rate_and_correlates_features_that_share_factors():
@@ -120,7 +150,9 @@ def test_correlated_firing_keeps_each_rate_and_correlates_features_that_share_fa
 
 
 def test_low_rank_correlation_keeps_unit_diagonal_and_a_floor():
-    factor, diag_sqrt = low_rank_correlation(100, 25, 0.3, np.random.default_rng(0))  # 25·0.09 > 1: shrunk
+    factor, diag_sqrt = low_rank_correlation(
+        100, 25, 0.3, np.random.default_rng(0)
+    )  # 25·0.09 > 1: shrunk
     np.testing.assert_allclose((factor**2).sum(axis=1) + diag_sqrt**2, 1.0)
     assert diag_sqrt.min() ** 2 >= 0.01 - 1e-12
 
@@ -136,7 +168,12 @@ def test_exactly_l_features_per_input_and_fixed_magnitudes():
 def test_composition_world_fires_f1_alone_f2_alone_or_both():
     source, world = composition_world(4, alone=0.2, together=0.1)
     x = draw(source, world, 100_000) > 0
-    freq = [(x[0] & ~x[1]).mean(), (~x[0] & x[1]).mean(), (x[0] & x[1]).mean(), (~x[0] & ~x[1]).mean()]
+    freq = [
+        (x[0] & ~x[1]).mean(),
+        (~x[0] & x[1]).mean(),
+        (x[0] & x[1]).mean(),
+        (~x[0] & ~x[1]).mean(),
+    ]
     np.testing.assert_allclose(freq, [0.2, 0.2, 0.1, 0.5], atol=0.005)
     F = np.asarray(world.F_HxN)
     assert abs(F[:, 0] @ F[:, 1]) < 1e-6 and np.asarray(world.pairs_Px2).tolist() == [[0, 1]]
@@ -154,10 +191,18 @@ def test_uniform_and_normal_magnitudes():
 
 def test_small_synthbench_world_structure_and_rates():
     source, world = synthbench.build(synthbench.SYNTHBENCH_SMALL)
-    assert (source.n_features, source.n_hidden, source.depth, source.exclusive) == (256, 32, 3, True)
+    assert (source.n_features, source.n_hidden, source.depth, source.exclusive) == (
+        256,
+        32,
+        3,
+        True,
+    )
     np.testing.assert_allclose(np.linalg.norm(np.asarray(world.F_HxN), axis=0), 1.0, rtol=1e-6)
     assert float(np.linalg.norm(np.asarray(world.bias_H))) == pytest.approx(0.5, rel=1e-6)
-    l0_all, l0_width = synthbench.true_l0(source, world), synthbench.true_l0(source, world, first=64)
+    l0_all, l0_width = (
+        synthbench.true_l0(source, world),
+        synthbench.true_l0(source, world, first=64),
+    )
     assert 2.5 < l0_all < 6 and 1.5 < l0_width < 3  # the width-64 SAE's target L0 is ~2
 
 
@@ -165,9 +210,11 @@ def test_orthogonalisation_lowers_the_overlap_of_random_directions():
     F = np.random.default_rng(0).normal(size=(16, 64))
     F /= np.linalg.norm(F, axis=0)
     G = synthbench.orthogonalize(F, steps=50, lr=3e-3)
+
     def overlap(M):
         C = M.T @ M
         return (C[~np.eye(64, dtype=bool)] ** 2).mean()
+
     assert overlap(G) < 0.97 * overlap(F)
     np.testing.assert_allclose(np.linalg.norm(G, axis=0), 1.0)
 

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from analysis.measures.target_noise import sample_examples
-from analysis.theory.target_noise import closed_form, frame_deviation, linear_target_loss, optimal_bias, tight_frame
+from analysis.theory.target_noise import (
+    closed_form,
+    frame_deviation,
+    linear_target_loss,
+    optimal_bias,
+    tight_frame,
+)
 from tests.helpers import compose_config
 from toymodels import HParams, TrainSpec, model_keys, train_many
 from toymodels.data import data_spec, sample_weighted_batch
@@ -36,7 +42,9 @@ def test_every_equal_norm_tight_frame_attains_the_closed_form_and_it_is_the_mini
     even = tight_frame(np.pi * np.arange(n) / n, theory["norm2"])
     # Doubled angles summing to zero, far from evenly spaced: every line doubled at a small angle.
     base = np.pi * np.arange(n // 2) / (n // 2) if n % 2 == 0 else np.pi * np.arange(n) / n
-    uneven = tight_frame(np.concatenate([base, base + 0.05])[:n] if n % 2 == 0 else base, theory["norm2"])
+    uneven = tight_frame(
+        np.concatenate([base, base + 0.05])[:n] if n % 2 == 0 else base, theory["norm2"]
+    )
     for W in (even, uneven):
         assert frame_deviation(W) < 1e-9
         loss, grad = _loss_and_gradient(W, p_F)
@@ -52,11 +60,15 @@ def test_loss_cannot_tell_tight_frames_apart_but_one_hot_accuracy_can():
     theory = closed_form(n, 2, p)
     x, t = sample_examples(n, p, 0.1, examples=20_000)
     accuracy = {}
-    for name, angles in {"even": [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4],
-                         "pairs": [0, 0.05, np.pi / 2, np.pi / 2 + 0.05]}.items():
+    for name, angles in {
+        "even": [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4],
+        "pairs": [0, 0.05, np.pi / 2, np.pi / 2 + 0.05],
+    }.items():
         W = tight_frame(angles, theory["norm2"])
         b = optimal_bias(W, np.full(n, p))
-        assert linear_target_loss(W, np.full(n, p), b_F=b) == pytest.approx(theory["loss"], rel=1e-9)
+        assert linear_target_loss(W, np.full(n, p), b_F=b) == pytest.approx(
+            theory["loss"], rel=1e-9
+        )
         out = W.T @ W @ x + b[:, None]
         accuracy[name] = np.mean(np.argmax(out, axis=0) == t)
     assert accuracy["even"] > 0.75 and accuracy["pairs"] < 0.6, accuracy
@@ -66,7 +78,9 @@ def test_loss_cannot_tell_tight_frames_apart_but_one_hot_accuracy_can():
 def test_the_weighted_loss_is_the_exact_target_only_loss_and_the_kind_draws_its_distribution(n):
     p = 0.3
     spec = data_spec("random_target")
-    x, w = sample_weighted_batch(spec, key_words(jax.random.key(3)), jnp.uint32(0), jnp.full((n,), p), 60_000)
+    x, w = sample_weighted_batch(
+        spec, key_words(jax.random.key(3)), jnp.uint32(0), jnp.full((n,), p), 60_000
+    )
     x, w = np.asarray(x), np.asarray(w)
     t = np.argmax(w, axis=0)
     assert np.all(w.sum(axis=0) == n) and np.all((w == 0) | (w == n))
@@ -78,18 +92,34 @@ def test_the_weighted_loss_is_the_exact_target_only_loss_and_the_kind_draws_its_
     assert np.mean(x[others] > 0) == pytest.approx(p, abs=0.01) and x[others].max() < 0.1
     W = 0.5 * jax.random.normal(jax.random.key(4), (2, n))
     b = 0.1 * jax.random.normal(jax.random.key(5), (n,))
-    loss = float(model_loss({"W": W, "b": b}, jnp.asarray(x), jnp.ones((n,)), "linear", weight_FxB=jnp.asarray(w)))
+    loss = float(
+        model_loss(
+            {"W": W, "b": b}, jnp.asarray(x), jnp.ones((n,)), "linear", weight_FxB=jnp.asarray(w)
+        )
+    )
     exact = linear_target_loss(np.asarray(W), np.full(n, p), b_F=np.asarray(b))
     assert loss == pytest.approx(exact, rel=0.02)
 
 
 def test_a_linear_model_trains_to_a_tight_frame_at_the_closed_form():
     n, p, models = 5, 1.0, 4
-    spec = TrainSpec(n_features=n, n_hidden=2, model="linear", data=data_spec("random_target"), steps=3000,
-                     batch_size=1024, snapshot_every=3000, eval_samples=4096)
+    spec = TrainSpec(
+        n_features=n,
+        n_hidden=2,
+        model="linear",
+        data=data_spec("random_target"),
+        steps=3000,
+        batch_size=1024,
+        snapshot_every=3000,
+        eval_samples=4096,
+    )
     f32 = lambda v: jnp.full((models,), v, jnp.float32)
-    hp = HParams(density_F=jnp.full((models, n), p), importance_F=jnp.ones((models, n)), lr=f32(3e-3),
-                 weight_decay=f32(0.01))
+    hp = HParams(
+        density_F=jnp.full((models, n), p),
+        importance_F=jnp.ones((models, n)),
+        lr=f32(3e-3),
+        weight_decay=f32(0.01),
+    )
     result = jax.device_get(train_many(spec, model_keys(0, np.arange(models)), hp))
     W = np.asarray(result.params["W"], np.float64)
     exact = [linear_target_loss(w, np.full(n, p)) for w in W]

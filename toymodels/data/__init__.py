@@ -18,18 +18,53 @@ from toymodels.data import elementwise, sets, target
 from toymodels.data.base import DataKind, DataSpec, spec_for
 from toymodels.data.elementwise import MAGNITUDE_KURTOSIS, MAGNITUDES
 from toymodels.data.importance import IMPORTANCE_KINDS, importance_profile
-from toymodels.data.sample import (Block, draw, draw_shared, from_uniforms, sample_batch, sample_features,
-                                   sample_weighted_batch, uniform_rows, weights_from_uniforms)
+from toymodels.data.sample import (
+    Block,
+    draw,
+    draw_shared,
+    from_uniforms,
+    sample_batch,
+    sample_features,
+    sample_weighted_batch,
+    uniform_rows,
+    weights_from_uniforms,
+)
 from toymodels.registry import Registry
 
-DATA: Registry[DataKind] = Registry("data kind", "data.kind", [
-    elementwise.SPARSE, elementwise.SIGNED, sets.CORRELATED, sets.ANTICORRELATED, elementwise.KURTOSIS,
-    target.RANDOM_TARGET,
-])
+DATA: Registry[DataKind] = Registry(
+    "data kind",
+    "data.kind",
+    [
+        elementwise.SPARSE,
+        elementwise.SIGNED,
+        sets.CORRELATED,
+        sets.ANTICORRELATED,
+        elementwise.KURTOSIS,
+        target.RANDOM_TARGET,
+    ],
+)
 
-__all__ = ["Block", "DATA", "DataKind", "DataSpec", "IMPORTANCE_KINDS", "MAGNITUDES", "MAGNITUDE_KURTOSIS", "data_spec",
-           "draw", "draw_shared", "feature_kurtosis", "from_uniforms", "importance_profile", "register_data",
-           "sample_batch", "sample_features", "sample_weighted_batch", "uniform_rows", "weights_from_uniforms"]
+__all__ = [
+    "DATA",
+    "IMPORTANCE_KINDS",
+    "MAGNITUDES",
+    "MAGNITUDE_KURTOSIS",
+    "Block",
+    "DataKind",
+    "DataSpec",
+    "data_spec",
+    "draw",
+    "draw_shared",
+    "feature_kurtosis",
+    "from_uniforms",
+    "importance_profile",
+    "register_data",
+    "sample_batch",
+    "sample_features",
+    "sample_weighted_batch",
+    "uniform_rows",
+    "weights_from_uniforms",
+]
 
 
 def register_data(kind: DataKind, origin: str | None = None) -> DataKind:

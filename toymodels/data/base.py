@@ -12,7 +12,8 @@ models. Other kinds build the whole batch with ``batch``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import jax
 import numpy as np
@@ -120,7 +121,12 @@ def spec_for(kind: DataKind, rest_scale: float = 1.0, **options) -> DataSpec:
     unknown = sorted(set(options) - set(kind.options))
     if unknown:
         allowed = ", ".join(kind.options) or "none"
-        raise ConfigError(f"data.{unknown[0]}", f"data kind {kind.name!r} has no option {unknown[0]!r}; its "
-                        f"options: {allowed}")
-    return DataSpec(kind=kind.name, rest_scale=float(rest_scale), options=frozen_options({**kind.options, **options}))
-
+        raise ConfigError(
+            f"data.{unknown[0]}",
+            f"data kind {kind.name!r} has no option {unknown[0]!r}; its options: {allowed}",
+        )
+    return DataSpec(
+        kind=kind.name,
+        rest_scale=float(rest_scale),
+        options=frozen_options({**kind.options, **options}),
+    )

@@ -27,8 +27,14 @@ def uniform_rows(spec: DataSpec, n_features: int) -> int:
     return n_features + _kind(spec).extra_rows(n_features, spec)
 
 
-def draw(spec: DataSpec, words: jax.Array, counter: jax.Array, n_features: int, batch_size: int,
-         block: Block | None = None) -> jax.Array:
+def draw(
+    spec: DataSpec,
+    words: jax.Array,
+    counter: jax.Array,
+    n_features: int,
+    batch_size: int,
+    block: Block | None = None,
+) -> jax.Array:
     """The uniforms behind batch ``counter`` of key ``words`` (uint32[2]), packed two per complex
     entry (``rng.uniform_pairs``; ``from_uniforms(spec, rng.unpack(...))`` makes the batch). With
     ``block`` = (j, k), only columns j·B/k … (j+1)·B/k of them, bit for bit."""
@@ -37,11 +43,19 @@ def draw(spec: DataSpec, words: jax.Array, counter: jax.Array, n_features: int, 
         return rng.uniform_pairs(words, counter, rows, batch_size)
     j, k = block
     width = batch_size // k
-    return rng.uniform_pairs(words, counter, rows, width, col_offset=j * width, row_stride=batch_size)
+    return rng.uniform_pairs(
+        words, counter, rows, width, col_offset=j * width, row_stride=batch_size
+    )
 
 
-def draw_shared(spec: DataSpec, words_Sx2: jax.Array, counter: jax.Array, n_features: int, batch_size: int,
-                block: Block | None = None) -> jax.Array:
+def draw_shared(
+    spec: DataSpec,
+    words_Sx2: jax.Array,
+    counter: jax.Array,
+    n_features: int,
+    batch_size: int,
+    block: Block | None = None,
+) -> jax.Array:
     """``draw`` for each of S streams (S × packed rows × B): uniforms drawn once for every model
     that shares those streams (data.streams = seed)."""
     return jax.vmap(lambda w: draw(spec, w, counter, n_features, batch_size, block))(words_Sx2)
@@ -65,14 +79,19 @@ def from_uniforms(spec: DataSpec, u_RxB, density_F: jax.Array):
         if not kind.elementwise:  # the kind mixes rows: through the array form
             x_FxB = from_uniforms(spec, jnp.stack(u_RxB), density_F)
             return [x_FxB[i] for i in range(n)]
-        return [_elementwise(kind, spec, u_RxB[i], density_F[i]) * (spec.rest_scale if i else 1.0) for i in range(n)]
+        return [
+            _elementwise(kind, spec, u_RxB[i], density_F[i]) * (spec.rest_scale if i else 1.0)
+            for i in range(n)
+        ]
     if kind.elementwise:
         x_FxB = _elementwise(kind, spec, u_RxB[:n], density_F[:, None])
     else:
         assert kind.batch is not None, f"data kind {kind.name!r} has neither value nor batch"
         x_FxB = kind.batch(u_RxB, density_F, spec)
     if spec.rest_scale != 1.0:
-        x_FxB = x_FxB * jnp.concatenate([jnp.ones((1,)), jnp.full((n - 1,), spec.rest_scale)])[:, None]
+        x_FxB = (
+            x_FxB * jnp.concatenate([jnp.ones((1,)), jnp.full((n - 1,), spec.rest_scale)])[:, None]
+        )
     return x_FxB
 
 
@@ -89,8 +108,9 @@ def weights_from_uniforms(spec: DataSpec, u_RxB, density_F: jax.Array):
     return kind.weights(u_RxB, density_F, spec)
 
 
-def sample_weighted_batch(spec: DataSpec, words: jax.Array, counter: jax.Array, density_F: jax.Array,
-                          batch_size: int):
+def sample_weighted_batch(
+    spec: DataSpec, words: jax.Array, counter: jax.Array, density_F: jax.Array, batch_size: int
+):
     """(``sample_batch``'s F×B inputs, their per-entry loss weights or None): what training at step
     ``counter`` of key ``words`` draws and weighs."""
     n = density_F.shape[-1]
@@ -98,8 +118,14 @@ def sample_weighted_batch(spec: DataSpec, words: jax.Array, counter: jax.Array, 
     return from_uniforms(spec, u_RxB, density_F), weights_from_uniforms(spec, u_RxB, density_F)
 
 
-def sample_batch(spec: DataSpec, words: jax.Array, counter: jax.Array, density_F: jax.Array,
-                 batch_size: int, block: Block | None = None) -> jax.Array:
+def sample_batch(
+    spec: DataSpec,
+    words: jax.Array,
+    counter: jax.Array,
+    density_F: jax.Array,
+    batch_size: int,
+    block: Block | None = None,
+) -> jax.Array:
     """Draw ``batch_size`` inputs of distribution ``spec`` as an F×B array, stream ``counter`` of
     key ``words`` (uint32[2]): the batch training draws at step ``counter``. With ``block`` =
     (j, k), only columns j·B/k … (j+1)·B/k of that batch, bit for bit."""
@@ -108,7 +134,12 @@ def sample_batch(spec: DataSpec, words: jax.Array, counter: jax.Array, density_F
     return from_uniforms(spec, rng.unpack(packed, uniform_rows(spec, n)), density_F)
 
 
-def sample_features(words: jax.Array, counter: jax.Array, density_F: jax.Array, batch_size: int,
-                    block: Block | None = None) -> jax.Array:
+def sample_features(
+    words: jax.Array,
+    counter: jax.Array,
+    density_F: jax.Array,
+    batch_size: int,
+    block: Block | None = None,
+) -> jax.Array:
     """``sample_batch`` of the TMS data: feature i is 0 with probability 1 - p_i, else U[0, 1]."""
     return sample_batch(DataSpec(), words, counter, density_F, batch_size, block)

@@ -24,8 +24,11 @@ def check_sets(spec, n_features: int) -> None:
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise ConfigError("data.set_size", f"must be an integer >= 1, got {size!r}")
     if n_features % size:
-        raise ConfigError("data.set_size", f"{spec.kind} sets of {size} must tile the features: "
-                        f"n_features={n_features} is not a multiple of it")
+        raise ConfigError(
+            "data.set_size",
+            f"{spec.kind} sets of {size} must tile the features: "
+            f"n_features={n_features} is not a multiple of it",
+        )
 
 
 def set_batch(anti: bool):
@@ -45,9 +48,21 @@ def set_batch(anti: bool):
     return batch
 
 
-CORRELATED = DataKind(name="correlated", batch=set_batch(anti=False), extra_rows=set_rows,
-                      options={"set_size": 2}, check=check_sets, sets=True,
-                      doc="consecutive sets of data.set_size features switch on together")
-ANTICORRELATED = DataKind(name="anticorrelated", batch=set_batch(anti=True), extra_rows=set_rows,
-                          options={"set_size": 2}, check=check_sets, sets=True,
-                          doc="a set is off with probability 1 − p, else exactly one member is U[0, 1]")
+CORRELATED = DataKind(
+    name="correlated",
+    batch=set_batch(anti=False),
+    extra_rows=set_rows,
+    options={"set_size": 2},
+    check=check_sets,
+    sets=True,
+    doc="consecutive sets of data.set_size features switch on together",
+)
+ANTICORRELATED = DataKind(
+    name="anticorrelated",
+    batch=set_batch(anti=True),
+    extra_rows=set_rows,
+    options={"set_size": 2},
+    check=check_sets,
+    sets=True,
+    doc="a set is off with probability 1 − p, else exactly one member is U[0, 1]",
+)

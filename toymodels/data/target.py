@@ -48,17 +48,33 @@ def target_weights(u_RxB, density_F, spec):
 
 def check_target(spec, n_features: int) -> None:
     scale = spec.option("noise_scale")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, (int, float))
+        or not math.isfinite(scale)
+        or scale < 0
+    ):
         raise ConfigError("data.options.noise_scale", f"must be a number >= 0, got {scale!r}")
     if spec.rest_scale != 1.0:
-        raise ConfigError("data.rest_scale", f"{spec.kind} scales its background by data.options.noise_scale; "
-                          f"leave data.rest_scale=1, got {spec.rest_scale!r}")
+        raise ConfigError(
+            "data.rest_scale",
+            f"{spec.kind} scales its background by data.options.noise_scale; "
+            f"leave data.rest_scale=1, got {spec.rest_scale!r}",
+        )
     if n_features < 2:
-        raise ConfigError("model.n_features", f"{spec.kind} needs at least 2 features, got {n_features}")
+        raise ConfigError(
+            "model.n_features", f"{spec.kind} needs at least 2 features, got {n_features}"
+        )
 
 
 RANDOM_TARGET = DataKind(
-    name="random_target", batch=target_batch, weights=target_weights, extra_rows=lambda n_features, spec: 1,
-    options={"noise_scale": 0.1}, check=check_target, zero_density=True,
+    name="random_target",
+    batch=target_batch,
+    weights=target_weights,
+    extra_rows=lambda n_features, spec: 1,
+    options={"noise_scale": 0.1},
+    check=check_target,
+    zero_density=True,
     doc="each sample a target t uniform over the features, x_t ~ U[0, 1], the others Bernoulli(p)·"
-        "U[0, noise_scale]; loss on x_t only (per-entry weights n·1[i = t])")
+    "U[0, noise_scale]; loss on x_t only (per-entry weights n·1[i = t])",
+)

@@ -52,8 +52,14 @@ def n_outputs(kind: str | ModelKind, n_features: int, options=None) -> int:
     return kind_of(kind).n_outputs(n_features, dict(options or {}))
 
 
-def init_params(key: jax.Array, n_features: int, n_hidden: int, std: float, kind: str | ModelKind = "relu",
-                options=None) -> Params:
+def init_params(
+    key: jax.Array,
+    n_features: int,
+    n_hidden: int,
+    std: float,
+    kind: str | ModelKind = "relu",
+    options=None,
+) -> Params:
     """The kind's initial parameters (a dict of named arrays)."""
     k = kind_of(kind)
     return k.init(key, n_features, n_hidden, std, {**k.options, **dict(options or {})})
@@ -81,8 +87,9 @@ def target(x_FxB: jax.Array, importance_F: jax.Array, kind: str | ModelKind = "r
     return DENSE.stack(kind_of(kind).target(x_FxB, importance_F, DENSE))
 
 
-def loss_and_hidden(params: Params, x_FxB, importance_F: jax.Array, kind: str | ModelKind = "relu",
-                    weight_FxB=None):
+def loss_and_hidden(
+    params: Params, x_FxB, importance_F: jax.Array, kind: str | ModelKind = "relu", weight_FxB=None
+):
     """(loss, hidden, ops): the squared error against the kind's target, mean over batch and
     outputs, each output weighted by its importance when the kind is importance-weighted (the
     notebook's reduction within one model; summing over models is implicit in vmapping independent
@@ -105,8 +112,14 @@ def loss_and_hidden(params: Params, x_FxB, importance_F: jax.Array, kind: str | 
     return ops.weighted_mse(k.target(x, importance_F, ops), out, weight_O, entries), h, ops
 
 
-def model_loss(params: Params, x_FxB, importance_F: jax.Array, kind: str | ModelKind = "relu",
-               l1_hidden: jax.Array | float | None = None, weight_FxB=None) -> jax.Array:
+def model_loss(
+    params: Params,
+    x_FxB,
+    importance_F: jax.Array,
+    kind: str | ModelKind = "relu",
+    l1_hidden: jax.Array | float | None = None,
+    weight_FxB=None,
+) -> jax.Array:
     """The training loss (``loss_and_hidden``'s), plus ``l1_hidden`` · mean over the batch of ‖h‖₁
     when given (TMS's L1 on hidden activations, the ``l1_hidden`` loss term)."""
     loss, h, ops = loss_and_hidden(params, x_FxB, importance_F, kind, weight_FxB)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Mapping, Protocol, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -109,8 +110,12 @@ class Rows:
     @staticmethod
     def weighted_mse(y, yhat, w_O, w_OxB=None):
         if w_OxB is None:
-            return sum(w_O[i] * jnp.mean((a - b) ** 2) for i, (a, b) in enumerate(zip(y, yhat))) / len(y)
-        return sum(w_O[i] * jnp.mean(w * (a - b) ** 2) for i, (a, b, w) in enumerate(zip(y, yhat, w_OxB))) / len(y)
+            return sum(
+                w_O[i] * jnp.mean((a - b) ** 2) for i, (a, b) in enumerate(zip(y, yhat))
+            ) / len(y)
+        return sum(
+            w_O[i] * jnp.mean(w * (a - b) ** 2) for i, (a, b, w) in enumerate(zip(y, yhat, w_OxB))
+        ) / len(y)
 
     @staticmethod
     def l1(h):
@@ -129,13 +134,15 @@ DENSE, ROWS = Dense(), Rows()
 
 # The callables of a kind, typed (a type checker checks a user's kind against them). A batch is in
 # one of ``Ops``' two forms: an F×B array (``DENSE``) or a list of F batch rows (``ROWS``).
-Batch = Union[jax.Array, Sequence[jax.Array]]
-Ops = Union[Dense, Rows]
+Batch = jax.Array | Sequence[jax.Array]
+Ops = Dense | Rows
 Options = Mapping[str, Any]
 
 
 class InitFn(Protocol):
-    def __call__(self, key: jax.Array, n_features: int, n_hidden: int, std: float, options: Options) -> Params:
+    def __call__(
+        self, key: jax.Array, n_features: int, n_hidden: int, std: float, options: Options
+    ) -> Params:
         """The kind's initial parameters, a dict of named arrays."""
         ...
 
@@ -234,7 +241,9 @@ class ModelKind:
     doc: str = ""
 
 
-def init_std(n_features: int, n_hidden: int, init: str = "xavier", init_instances: int = 10) -> float:
+def init_std(
+    n_features: int, n_hidden: int, init: str = "xavier", init_instances: int = 10
+) -> float:
     """Standard deviation of the normal init of an m×n weight matrix.
 
     ``xavier``: per-model Xavier-normal, sqrt(2 / (n + m)).

@@ -35,16 +35,23 @@ def forward_relu_hidden(params, x, ops):
 
 def check_relu_hidden(n_features: int, n_hidden: int, options) -> None:
     b0 = options.get("hidden_bias")
-    if b0 is not None and (isinstance(b0, bool) or not isinstance(b0, (int, float)) or not abs(b0) < float("inf")):
-        raise ConfigError("model.options.hidden_bias", f"must be null (no hidden bias) or a finite number, got {b0!r}")
+    if b0 is not None and (
+        isinstance(b0, bool) or not isinstance(b0, (int, float)) or not abs(b0) < float("inf")
+    ):
+        raise ConfigError(
+            "model.options.hidden_bias",
+            f"must be null (no hidden bias) or a finite number, got {b0!r}",
+        )
 
 
 def init_abs(key, n_features: int, n_hidden: int, std: float, options) -> dict:
     """W and W₂ normal with the same std, zero bias."""
     w_key, w2_key = jax.random.split(key)
-    return {"W": std * jax.random.normal(w_key, (n_hidden, n_features)),
-            "b": jnp.zeros((n_features,)),
-            "W2": std * jax.random.normal(w2_key, (n_features, n_hidden))}
+    return {
+        "W": std * jax.random.normal(w_key, (n_hidden, n_features)),
+        "b": jnp.zeros((n_features,)),
+        "W2": std * jax.random.normal(w2_key, (n_features, n_hidden)),
+    }
 
 
 def forward_abs(params, x, ops):
@@ -56,8 +63,20 @@ def target_abs(x, importance_F, ops):
     return ops.apply(jnp.abs, x)
 
 
-RELU_HIDDEN = ModelKind(name="relu_hidden", init=init_relu_hidden, forward=forward_relu_hidden, privileged=True,
-                        options={"hidden_bias": None}, check=check_relu_hidden,
-                        doc="h = ReLU(Wx [+ b_h]), x' = ReLU(Wᵀh + b): a privileged hidden basis")
-ABS = ModelKind(name="abs", init=init_abs, forward=forward_abs, target=target_abs, privileged=True,
-                doc="h = ReLU(Wx), y' = ReLU(W₂h + b), untied W₂ (column W2), target |x|")
+RELU_HIDDEN = ModelKind(
+    name="relu_hidden",
+    init=init_relu_hidden,
+    forward=forward_relu_hidden,
+    privileged=True,
+    options={"hidden_bias": None},
+    check=check_relu_hidden,
+    doc="h = ReLU(Wx [+ b_h]), x' = ReLU(Wᵀh + b): a privileged hidden basis",
+)
+ABS = ModelKind(
+    name="abs",
+    init=init_abs,
+    forward=forward_abs,
+    target=target_abs,
+    privileged=True,
+    doc="h = ReLU(Wx), y' = ReLU(W₂h + b), untied W₂ (column W2), target |x|",
+)

@@ -26,6 +26,12 @@ def target_quadratic(x, importance_F, ops):
     return ops.weighted_square_sum(x, importance_F)
 
 
-QUADRATIC = ModelKind(name="quadratic", init=init_quadratic, forward=forward_quadratic, target=target_quadratic,
-                      n_outputs=lambda n_features, options: 1, importance_weighted=False,
-                      doc="ŷ = xᵀWᵀWx + b, one output, target Σ v_i x_i² (Scherlis et al.)")
+QUADRATIC = ModelKind(
+    name="quadratic",
+    init=init_quadratic,
+    forward=forward_quadratic,
+    target=target_quadratic,
+    n_outputs=lambda n_features, options: 1,
+    importance_weighted=False,
+    doc="ŷ = xᵀWᵀWx + b, one output, target Σ v_i x_i² (Scherlis et al.)",
+)

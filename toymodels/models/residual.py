@@ -46,8 +46,11 @@ def make_init(n_outputs):
         L, d = options["layers"], n_outputs(n_features, options)
         k = n_hidden // L
         in_key, out_key = jax.random.split(key)
-        return {"W_in": std * jax.random.normal(in_key, (L, k, d)), "b_in": jnp.zeros((L, k)),
-                "W_out": std * jax.random.normal(out_key, (L, d, k))}
+        return {
+            "W_in": std * jax.random.normal(in_key, (L, k, d)),
+            "b_in": jnp.zeros((L, k)),
+            "W_out": std * jax.random.normal(out_key, (L, d, k)),
+        }
 
     return init
 
@@ -64,7 +67,9 @@ def embedded(params, x, ops):
 
 def layer_write(params, layer: int, r, ops):
     """(layer's units h, its write W_out h) on the stream r."""
-    h = ops.apply(jax.nn.relu, ops.add_bias(ops.matmul(params["W_in"][layer], r), params["b_in"][layer]))
+    h = ops.apply(
+        jax.nn.relu, ops.add_bias(ops.matmul(params["W_in"][layer], r), params["b_in"][layer])
+    )
     return h, ops.matmul(params["W_out"][layer], h)
 
 
@@ -75,7 +80,7 @@ def forward(params, x, ops):
         h, write = layer_write(params, layer, r, ops)
         r = ops.add(r, write)
         units.append(h)
-    hidden = sum(units, []) if ops.rows else jnp.concatenate(units, axis=0)
+    hidden = [row for unit in units for row in unit] if ops.rows else jnp.concatenate(units, axis=0)
     return ops.matmul(E.T, r), hidden
 
 
@@ -86,14 +91,18 @@ def forward_ablated(params, x_FxB, layer: int, write_D=None):
     for ell in range(params["W_in"].shape[0]):
         _, write = layer_write(params, ell, r, DENSE)
         if ell == layer:
-            write = jnp.zeros_like(write) if write_D is None else jnp.broadcast_to(write_D[:, None], write.shape)
+            write = (
+                jnp.zeros_like(write)
+                if write_D is None
+                else jnp.broadcast_to(write_D[:, None], write.shape)
+            )
         r = r + write
     return E.T @ r
 
 
 def layer_writes(params, x_FxB):
     """Every layer's write on the unablated stream (L×d×B)."""
-    E, r = embedded(params, x_FxB, DENSE)
+    _E, r = embedded(params, x_FxB, DENSE)
     writes = []
     for layer in range(params["W_in"].shape[0]):
         _, write = layer_write(params, layer, r, DENSE)
@@ -130,7 +139,9 @@ def target_groups(x, importance_F, ops):
     a = ops.apply(jnp.abs, x)
     n = _n_features(x, ops)
     if ops.rows:
-        return a + [jax.nn.relu(sum(a[g * GROUP:(g + 1) * GROUP]) - 1.0) for g in range(n // GROUP)]
+        return a + [
+            jax.nn.relu(sum(a[g * GROUP : (g + 1) * GROUP]) - 1.0) for g in range(n // GROUP)
+        ]
     sums = jnp.sum(a[: n // GROUP * GROUP].reshape(n // GROUP, GROUP, -1), axis=1)
     return jnp.concatenate([a, jax.nn.relu(sums - 1.0)], axis=0)
 
@@ -141,25 +152,49 @@ def make_check(groups: bool):
         if not isinstance(L, int) or isinstance(L, bool) or L < 1:
             raise ConfigError("model.options.layers", f"must be an integer >= 1, got {L!r}")
         if n_hidden % L:
-            raise ConfigError("model.options.layers", f"{L} layers must share the model.n_hidden={n_hidden} "
-                              "units equally (the total is fixed): choose a divisor")
+            raise ConfigError(
+                "model.options.layers",
+                f"{L} layers must share the model.n_hidden={n_hidden} "
+                "units equally (the total is fixed): choose a divisor",
+            )
         if groups and n_features % GROUP:
-            raise ConfigError("model.n_features", f"group features take groups of {GROUP}: n_features must be "
-                              f"a multiple of {GROUP}, got {n_features}")
+            raise ConfigError(
+                "model.n_features",
+                f"group features take groups of {GROUP}: n_features must be "
+                f"a multiple of {GROUP}, got {n_features}",
+            )
 
     return check
 
 
 _read_abs = make_read_matrices(lambda d: d)
-_read_groups = make_read_matrices(lambda d: max(n for n in range(d + 1) if n_outputs_groups(n, {}) <= d))
+_read_groups = make_read_matrices(
+    lambda d: max(n for n in range(d + 1) if n_outputs_groups(n, {}) <= d)
+)
 
 RESIDUAL_MLP = ModelKind(
-    name="residual_mlp", init=make_init(lambda n, options: n), forward=forward, target=target_abs,
-    features=make_features(_read_abs), read_matrices=_read_abs, privileged=True, options={"layers": 1},
+    name="residual_mlp",
+    init=make_init(lambda n, options: n),
+    forward=forward,
+    target=target_abs,
+    features=make_features(_read_abs),
+    read_matrices=_read_abs,
+    privileged=True,
+    options={"layers": 1},
     check=make_check(groups=False),
-    doc="r₀ = E x (fixed orthogonal E), r += W_out ReLU(W_in r + b_in) per layer, output Eᵀr, target |x|")
+    doc="r₀ = E x (fixed orthogonal E), r += W_out ReLU(W_in r + b_in) per layer, output Eᵀr, target |x|",
+)
 RESIDUAL_MLP_GROUPS = ModelKind(
-    name="residual_mlp_groups", init=make_init(n_outputs_groups), forward=forward, target=target_groups,
-    n_outputs=n_outputs_groups, importance_weighted=False, features=make_features(_read_groups),
-    read_matrices=_read_groups, privileged=True, options={"layers": 1}, check=make_check(groups=True),
-    doc="the residual MLP with outputs |x_i| and ReLU(Σ_{i∈g}|x_i| − 1) over groups of 4")
+    name="residual_mlp_groups",
+    init=make_init(n_outputs_groups),
+    forward=forward,
+    target=target_groups,
+    n_outputs=n_outputs_groups,
+    importance_weighted=False,
+    features=make_features(_read_groups),
+    read_matrices=_read_groups,
+    privileged=True,
+    options={"layers": 1},
+    check=make_check(groups=True),
+    doc="the residual MLP with outputs |x_i| and ReLU(Σ_{i∈g}|x_i| − 1) over groups of 4",
+)

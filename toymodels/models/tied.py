@@ -17,7 +17,10 @@ def init_tied(key, n_features: int, n_hidden: int, std: float, options) -> dict:
     """Normal W, zero bias (docs/science/models.md). The key is split as for the untied ``abs`` model, so W
     draws the same numbers whichever model kind a seed trains."""
     w_key, _ = jax.random.split(key)
-    return {"W": std * jax.random.normal(w_key, (n_hidden, n_features)), "b": jax.numpy.zeros((n_features,))}
+    return {
+        "W": std * jax.random.normal(w_key, (n_hidden, n_features)),
+        "b": jax.numpy.zeros((n_features,)),
+    }
 
 
 def tied_kind(name: str, act, doc: str) -> ModelKind:
@@ -26,8 +29,13 @@ def tied_kind(name: str, act, doc: str) -> ModelKind:
         pre = ops.add_bias(ops.matmul(params["W"].T, h), params["b"])
         return (pre if act is None else ops.apply(act, pre)), h
 
-    return ModelKind(name=name, init=init_tied, forward=forward,
-                     output_activation=(lambda pre: pre) if act is None else act, doc=doc)
+    return ModelKind(
+        name=name,
+        init=init_tied,
+        forward=forward,
+        output_activation=(lambda pre: pre) if act is None else act,
+        doc=doc,
+    )
 
 
 RELU = tied_kind("relu", jax.nn.relu, "x' = ReLU(WᵀWx + b), tied weights (TMS)")

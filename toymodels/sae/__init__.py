@@ -43,8 +43,18 @@ def register_sae(kind: SaeKind, origin: str | None = None) -> SaeKind:
 
 
 from toymodels.sae.metrics import SaeScores, chance_mmcs, mcc, mmcs  # noqa: E402
-from toymodels.sae.train import (SAE_STREAM, SaeHParams, SaeResult, SaeSpec, hparams, make_train,  # noqa: E402
-                                 sae_keys, split_keys, train_mixed, train_saes)
+from toymodels.sae.train import (  # noqa: E402
+    SAE_STREAM,
+    SaeHParams,
+    SaeResult,
+    SaeSpec,
+    hparams,
+    make_train,
+    sae_keys,
+    split_keys,
+    train_mixed,
+    train_saes,
+)
 
 __all__ = ["SAE_KINDS", "SAE_STREAM", "HyperParam", "SaeHParams", "SaeKind", "register_sae", "SaeResult", "SaeScores",
            "SaeSpec", "chance_mmcs",

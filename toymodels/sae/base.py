@@ -18,7 +18,7 @@ sparsity penalty can be dodged by shrinking codes while growing columns.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +26,92 @@ import jax.numpy as jnp
 from toymodels.sae.hyperparams import HyperParam
 
 Params = dict  # name (ending in its shape letters) -> array
+Aux = dict  # name -> array: what a kind's encoder hands its loss terms and state update
+
+# The callables of a kind, typed (a type checker checks a user's kind against them). ``hp`` holds
+# one SAE's hyperparameters (``SaeHParams``: one value per SAE, vmapped), ``spec`` the chunk's
+# static ones (``SaeSpec``).
+
+
+class SaeInitFn(Protocol):
+    def __call__(self, key: jax.Array, n_hidden: int, dict_size: int, spec: SaeSpec) -> Params:
+        """The kind's parameters beyond the shared ones (``shared_params``)."""
+        ...
+
+
+class EncodeFn(Protocol):
+    def __call__(
+        self, params: Params, h_HxB: jax.Array, hp: SaeHParams, spec: SaeSpec, training: bool
+    ) -> tuple[jax.Array, Aux]:
+        """(codes f, D×B; what the loss terms need). ``training`` is static."""
+        ...
+
+
+class SaeTermsFn(Protocol):
+    def __call__(
+        self,
+        params: Params,
+        h_HxB: jax.Array,
+        f_DxB: jax.Array,
+        aux: Aux,
+        hp: SaeHParams,
+        spec: SaeSpec,
+    ) -> dict[str, jax.Array]:
+        """Named scalar terms added to the reconstruction error."""
+        ...
+
+
+class UpdateStateFn(Protocol):
+    def __call__(self, params: Params, aux: Aux, spec: SaeSpec) -> Params:
+        """The parameters with their untrained, tracked values updated after a step."""
+        ...
+
+
+class Source(Protocol):
+    """Where an SAE's activations come from: a synthetic world (``toymodels.sae.worlds.WorldSource``,
+    ``toymodels.sae.saelens.SaelensSource``) or a trained toy model (``toymodels.sae.toy.ToySource``).
+    The source is static (it shapes the compiled program); ``arrays`` are its per-source arrays (a
+    world's directions, a toy model's parameters), vmapped when each SAE has its own."""
+
+    @property
+    def n_features(self) -> int: ...
+
+    @property
+    def n_hidden(self) -> int:
+        """h's dimension, the SAE's input."""
+        ...
+
+    @property
+    def n_true(self) -> int:
+        """How many true features the scores match latents against."""
+        ...
+
+    @property
+    def has_hierarchy(self) -> bool: ...
+
+    def stream(self, key: jax.Array, /) -> jax.Array:
+        """The random words every batch of a training run is drawn from."""
+        ...
+
+    def draw(self, arrays: Any, words: jax.Array, t: Any, batch_size: int, /) -> jax.Array:
+        """Batch ``t``'s packed uniforms."""
+        ...
+
+    def inputs(self, arrays: Any, packed: jax.Array, /) -> tuple[jax.Array, jax.Array]:
+        """(true features' activity, h: n_hidden×B) from ``draw``'s uniforms."""
+        ...
+
+    def truth(self, arrays: Any, /) -> jax.Array:
+        """The true features' directions in h (n_hidden × n_true)."""
+        ...
+
+    def represented(self, arrays: Any, /) -> jax.Array:
+        """Which true features h represents (bool, n_true)."""
+        ...
+
+    def parents(self, arrays: Any, /) -> jax.Array: ...
+
+    def pairs(self, arrays: Any, /) -> jax.Array: ...
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -25,8 +25,9 @@ def unit_columns(A: np.ndarray) -> np.ndarray:
     return A / np.maximum(np.linalg.norm(A, axis=0, keepdims=True), 1e-12)
 
 
-def directions(kind: str, n_features: int, n_hidden: int, rng: np.random.Generator,
-               cosine: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def directions(
+    kind: str, n_features: int, n_hidden: int, rng: np.random.Generator, cosine: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Feature directions F (m×n) and the pairs whose composed direction is worth scoring.
 
     - ``identity``: the first n basis vectors (n ≤ m): no superposition.
@@ -37,13 +38,17 @@ def directions(kind: str, n_features: int, n_hidden: int, rng: np.random.Generat
     no_pairs = np.zeros((0, 2), np.int32)
     if kind == "identity":
         if n_features > n_hidden:
-            raise ValueError(f"identity directions need n_features <= n_hidden, got {n_features} > {n_hidden}")
+            raise ValueError(
+                f"identity directions need n_features <= n_hidden, got {n_features} > {n_hidden}"
+            )
         return np.eye(n_hidden, n_features), no_pairs
     if kind == "random":
         return unit_columns(rng.normal(size=(n_hidden, n_features))), no_pairs
     if kind == "pairs":
         if n_features % 2 or not -1.0 <= cosine <= 1.0:
-            raise ValueError(f"pairs need an even n_features and |cosine| <= 1, got {n_features}, {cosine}")
+            raise ValueError(
+                f"pairs need an even n_features and |cosine| <= 1, got {n_features}, {cosine}"
+            )
         u_HxP = unit_columns(rng.normal(size=(n_hidden, n_features // 2)))
         v_HxP = rng.normal(size=u_HxP.shape)
         v_HxP = unit_columns(v_HxP - u_HxP * np.sum(u_HxP * v_HxP, axis=0))  # ⊥ u
@@ -56,14 +61,18 @@ def directions(kind: str, n_features: int, n_hidden: int, rng: np.random.Generat
 def zipf_probabilities(n: int, exponent: float, p_max: float, p_min: float) -> np.ndarray:
     """p_i ∝ i^-exponent (rank i from 1), rescaled linearly onto [p_min, p_max]."""
     if not 0 < p_min < p_max <= 1 or exponent <= 0:
-        raise ValueError(f"zipf needs 0 < p_min < p_max <= 1 and exponent > 0, got {p_min}, {p_max}, {exponent}")
+        raise ValueError(
+            f"zipf needs 0 < p_min < p_max <= 1 and exponent > 0, got {p_min}, {p_max}, {exponent}"
+        )
     weights = np.arange(1, n + 1, dtype=np.float64) ** -exponent
     if n == 1:
         return np.array([p_max])
     return p_min + (p_max - p_min) * (weights - weights[-1]) / (weights[0] - weights[-1])
 
 
-def low_rank_correlation(n: int, rank: int, scale: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def low_rank_correlation(
+    n: int, rank: int, scale: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """A random correlation ΦΦᵀ + diag(1 − ‖Φ_i‖²) of rank-``rank`` structure: Φ ~ scale·N(0, 1),
     shrunk if needed so that every diagonal term is at least 0.01. Returns (Φ, sqrt of the diagonal)."""
     factor = scale * rng.normal(size=(n, rank))
@@ -98,17 +107,21 @@ def exclusion_win_probability(q_GxC: np.ndarray) -> np.ndarray:
     """P(sibling i survives | i fires) when the firing siblings (independent, probabilities q, one
     group per row) keep one uniformly: E[1 / (1 + #others firing)], enumerating the others'
     2^(C−1) subsets, for every group at once."""
-    n_groups, c = q_GxC.shape
+    _n_groups, c = q_GxC.shape
     masks_MxO = np.array(list(itertools.product((0, 1), repeat=c - 1)), bool).reshape(-1, c - 1)
     win = np.zeros_like(q_GxC)
     for i in range(c):
         others_GxO = np.delete(q_GxC, i, axis=1)
-        prob_GxM = np.prod(np.where(masks_MxO[None], others_GxO[:, None, :], 1.0 - others_GxO[:, None, :]), axis=2)
+        prob_GxM = np.prod(
+            np.where(masks_MxO[None], others_GxO[:, None, :], 1.0 - others_GxO[:, None, :]), axis=2
+        )
         win[:, i] = prob_GxM @ (1.0 / (1.0 + masks_MxO.sum(axis=1)))
     return win
 
 
-def compensate(p_N: np.ndarray, parent_N: np.ndarray, exclusive: bool, iterations: int = 100) -> np.ndarray:
+def compensate(
+    p_N: np.ndarray, parent_N: np.ndarray, exclusive: bool, iterations: int = 100
+) -> np.ndarray:
     """Firing probabilities before the hierarchy such that, after it, each feature fires at its
     base rate p where it can: a child's is p_child / p_parent, and for exclusive siblings divided
     again by the chance to survive the exclusion (a fixed-point iteration, as SAELens); clipped at
@@ -124,7 +137,9 @@ def compensate(p_N: np.ndarray, parent_N: np.ndarray, exclusive: bool, iteration
     for size in np.unique(sizes):
         if size < 2:
             continue
-        groups_GxC = np.stack([np.flatnonzero(parent_N == parent) for parent in parents[sizes == size]])
+        groups_GxC = np.stack(
+            [np.flatnonzero(parent_N == parent) for parent in parents[sizes == size]]
+        )
         base, current = q[groups_GxC], q[groups_GxC]
         for _ in range(iterations):
             new = np.minimum(base / np.maximum(exclusion_win_probability(current), 1e-12), 1.0)
@@ -136,8 +151,20 @@ def compensate(p_N: np.ndarray, parent_N: np.ndarray, exclusive: bool, iteration
     return np.minimum(q, 1.0)
 
 
-def make_world(source: WorldSource, F_HxN: np.ndarray, p_N=None, *, factor_NxR=None, scale_N=1.0, low_N=0.0, std_N=0.0,
-               bias_H=None, patterns_PxN=None, pattern_p_P=None, pairs_Px2=None) -> World:
+def make_world(
+    source: WorldSource,
+    F_HxN: np.ndarray,
+    p_N=None,
+    *,
+    factor_NxR=None,
+    scale_N=1.0,
+    low_N=0.0,
+    std_N=0.0,
+    bias_H=None,
+    patterns_PxN=None,
+    pattern_p_P=None,
+    pairs_Px2=None,
+) -> World:
     """A ``World`` with every array present (defaults: no correlation, no patterns; the parents
     of ``source``'s forest), as float32 / int32 device arrays."""
     import jax.numpy as jnp
@@ -150,14 +177,24 @@ def make_world(source: WorldSource, F_HxN: np.ndarray, p_N=None, *, factor_NxR=N
     parent_N = hierarchy(n, source.roots, source.branching, source.depth)[0]
     patterns_PxN = np.zeros((0, n), bool) if patterns_PxN is None else patterns_PxN
     arrays = dict(
-        F_HxN=F_HxN, bias_H=np.zeros(m) if bias_H is None else bias_H, p_N=p_N,
-        threshold_N=ndtri(1.0 - np.clip(p_N, 1e-12, 1.0 - 1e-7)), factor_NxR=factor_NxR,
+        F_HxN=F_HxN,
+        bias_H=np.zeros(m) if bias_H is None else bias_H,
+        p_N=p_N,
+        threshold_N=ndtri(1.0 - np.clip(p_N, 1e-12, 1.0 - 1e-7)),
+        factor_NxR=factor_NxR,
         diag_sqrt_N=np.sqrt(np.maximum(1.0 - np.sum(factor_NxR**2, axis=1), 0.0)),
-        scale_N=np.broadcast_to(scale_N, (n,)), low_N=np.broadcast_to(low_N, (n,)), std_N=np.broadcast_to(std_N, (n,)),
-        pattern_p_P=np.zeros(0) if pattern_p_P is None else pattern_p_P)
+        scale_N=np.broadcast_to(scale_N, (n,)),
+        low_N=np.broadcast_to(low_N, (n,)),
+        std_N=np.broadcast_to(std_N, (n,)),
+        pattern_p_P=np.zeros(0) if pattern_p_P is None else pattern_p_P,
+    )
     world = {k: jnp.asarray(v, jnp.float32) for k, v in arrays.items()}
-    return World(**world, parent_N=jnp.asarray(parent_N, jnp.int32), patterns_PxN=jnp.asarray(patterns_PxN, bool),
-                 pairs_Px2=jnp.asarray(np.zeros((0, 2)) if pairs_Px2 is None else pairs_Px2, jnp.int32))
+    return World(
+        **world,
+        parent_N=jnp.asarray(parent_N, jnp.int32),
+        patterns_PxN=jnp.asarray(patterns_PxN, bool),
+        pairs_Px2=jnp.asarray(np.zeros((0, 2)) if pairs_Px2 is None else pairs_Px2, jnp.int32),
+    )
 
 
 def low_of(magnitude: str) -> float:
@@ -167,9 +204,17 @@ def low_of(magnitude: str) -> float:
     return 1.0 if magnitude == "fixed" else 0.0
 
 
-def simple_world(n_features: int, n_hidden: int, p: float, *, directions_kind: str = "random",
-                 magnitude: str = "uniform", cosine: float = 0.0, seed: int = 0,
-                 F_HxN: np.ndarray | None = None) -> tuple[WorldSource, World]:
+def simple_world(
+    n_features: int,
+    n_hidden: int,
+    p: float,
+    *,
+    directions_kind: str = "random",
+    magnitude: str = "uniform",
+    cosine: float = 0.0,
+    seed: int = 0,
+    F_HxN: np.ndarray | None = None,
+) -> tuple[WorldSource, World]:
     """Independent features firing with probability ``p`` along ``directions_kind`` directions, or
     along the columns of a given matrix ``F_HxN`` as they are (a stored toy model's W: h = W x,
     its true directions W_i), with ``fixed`` (1) or ``uniform`` (U[0, 1]) magnitudes."""
@@ -177,26 +222,37 @@ def simple_world(n_features: int, n_hidden: int, p: float, *, directions_kind: s
     if F_HxN is not None:
         F, pairs = np.asarray(F_HxN, np.float64), None
     else:
-        F, pairs = directions(directions_kind, n_features, n_hidden, np.random.default_rng(seed), cosine)
+        F, pairs = directions(
+            directions_kind, n_features, n_hidden, np.random.default_rng(seed), cosine
+        )
     return source, make_world(source, F, p, low_N=low_of(magnitude), pairs_Px2=pairs)
 
 
-def composition_world(n_hidden: int, alone: float, together: float, magnitude: str = "fixed",
-                      seed: int = 0) -> tuple[WorldSource, World]:
+def composition_world(
+    n_hidden: int, alone: float, together: float, magnitude: str = "fixed", seed: int = 0
+) -> tuple[WorldSource, World]:
     """Two orthogonal features: f1 alone and f2 alone with probability ``alone`` each, both
     together with probability ``together`` (c), nothing otherwise (docs/science/saes.md)."""
     if alone < 0 or together < 0 or 2 * alone + together > 1:
-        raise ValueError(f"need alone, together >= 0 and 2·alone + together <= 1, got {alone}, {together}")
+        raise ValueError(
+            f"need alone, together >= 0 and 2·alone + together <= 1, got {alone}, {together}"
+        )
     source = WorldSource(2, n_hidden, firing="patterns")
     F, _ = directions("random", 2, n_hidden, np.random.default_rng(seed))
     F[:, 1] -= F[:, 0] * (F[:, 0] @ F[:, 1])  # orthogonal, so the composed direction is at 45°
-    return source, make_world(source, unit_columns(F), low_N=low_of(magnitude),
-                              patterns_PxN=np.array([[1, 0], [0, 1], [1, 1]], bool),
-                              pattern_p_P=np.array([alone, alone, together]), pairs_Px2=np.array([[0, 1]]))
+    return source, make_world(
+        source,
+        unit_columns(F),
+        low_N=low_of(magnitude),
+        patterns_PxN=np.array([[1, 0], [0, 1], [1, 1]], bool),
+        pattern_p_P=np.array([alone, alone, together]),
+        pairs_Px2=np.array([[0, 1]]),
+    )
 
 
-def exactly_world(n_features: int, n_hidden: int, active: int, magnitude: str = "fixed",
-                  seed: int = 0) -> tuple[WorldSource, World]:
+def exactly_world(
+    n_features: int, n_hidden: int, active: int, magnitude: str = "fixed", seed: int = 0
+) -> tuple[WorldSource, World]:
     """Exactly ``active`` of n random unit directions per input (issue 16's capacity study)."""
     source = WorldSource(n_features, n_hidden, firing="exactly", active=active)
     F, _ = directions("random", n_features, n_hidden, np.random.default_rng(seed))

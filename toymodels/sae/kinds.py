@@ -78,8 +78,10 @@ PLAIN = SaeKind(name="plain", encode=encode_plain, hparams=(L1,),
 def gate_terms(params, h_HxB, f_DxB, aux, hp, spec):
     """λ‖ReLU(π_gate)‖₁, and the gate path alone through a frozen decoder must reconstruct h."""
     gate_DxB = aux["gate"]
-    frozen_HxB = (jax.lax.stop_gradient(decoder(params)) @ gate_DxB
-                  + jax.lax.stop_gradient(params["b_dec_H"])[:, None])
+    frozen_HxB = (
+        jax.lax.stop_gradient(decoder(params)) @ gate_DxB
+        + jax.lax.stop_gradient(params["b_dec_H"])[:, None]
+    )
     return {"l1": hp.l1 * l1_of(gate_DxB), "aux": squared_error(h_HxB, frozen_HxB)}
 
 
@@ -142,7 +144,9 @@ def encode_batchtopk(params, h_HxB, hp, spec, training):
 def track_threshold(params, aux, spec):
     """θ ← θ + (1 − decay)(batch threshold − θ), outside the gradient."""
     theta = params["threshold"]
-    new = theta + (1.0 - spec.threshold_decay) * (jax.lax.stop_gradient(aux["batch_threshold"]) - theta)
+    new = theta + (1.0 - spec.threshold_decay) * (
+        jax.lax.stop_gradient(aux["batch_threshold"]) - theta
+    )
     return {**params, "threshold": new}
 
 

@@ -74,7 +74,9 @@ def mmcs(true_HxF, dict_HxD, true_mask_F=None, dict_mask_D=None):
     best_F = jnp.max(jnp.where(dict_mask_D[None, :], cosines(true_HxF, dict_HxD), -jnp.inf), axis=1)
     kept = true_mask_F & jnp.any(dict_mask_D)
     count = jnp.sum(kept)
-    return jnp.where(count > 0, jnp.sum(jnp.where(kept, best_F, 0.0)) / jnp.maximum(count, 1), jnp.nan)
+    return jnp.where(
+        count > 0, jnp.sum(jnp.where(kept, best_F, 0.0)) / jnp.maximum(count, 1), jnp.nan
+    )
 
 
 @struct.dataclass
@@ -111,7 +113,7 @@ class EvalSums:
                    parent_only_F=per_child, parent_only_hits_F=per_child,
                    absorbing_FxD=jnp.zeros((n_true, dict_size) if tracked else (0, 0)))
 
-    def add(self, h_HxB, hhat_HxB, f_DxB, z_FxB, match_D, latent_F, parent_F, loss) -> "EvalSums":
+    def add(self, h_HxB, hhat_HxB, f_DxB, z_FxB, match_D, latent_F, parent_F, loss) -> EvalSums:
         fire_DxB, true_FxB = f_DxB > 0, z_FxB > 0
         absorbed, events = jnp.zeros(()), jnp.zeros(())
         per_child = {}

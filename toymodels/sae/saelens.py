@@ -99,14 +99,28 @@ def read_synthetic_model(path, draw=None) -> SyntheticArrays:
     hierarchy = json.loads(hierarchy_path.read_text()) if hierarchy_path.is_file() else None
     base_seed = config.get("seed")
     return SyntheticArrays(
-        config=config, feature_vectors_NxH=weights["feature_vectors"], bias_H=weights["bias"],
+        config=config,
+        feature_vectors_NxH=weights["feature_vectors"],
+        bias_H=weights["bias"],
         firing_probabilities_N=weights["firing_probabilities"],
-        mean_N=magnitudes_of(config.get("mean_firing_magnitudes", 1.0), n, "mean_firing_magnitudes",
-                             None if base_seed is None else base_seed + 2, draw),
-        std_N=magnitudes_of(config.get("std_firing_magnitudes", 0.0), n, "std_firing_magnitudes",
-                            None if base_seed is None else base_seed + 1, draw),
-        correlation_factor_NxR=weights.get("correlation_factor"), correlation_diag_N=weights.get("correlation_diag"),
-        hierarchy=hierarchy)
+        mean_N=magnitudes_of(
+            config.get("mean_firing_magnitudes", 1.0),
+            n,
+            "mean_firing_magnitudes",
+            None if base_seed is None else base_seed + 2,
+            draw,
+        ),
+        std_N=magnitudes_of(
+            config.get("std_firing_magnitudes", 0.0),
+            n,
+            "std_firing_magnitudes",
+            None if base_seed is None else base_seed + 1,
+            draw,
+        ),
+        correlation_factor_NxR=weights.get("correlation_factor"),
+        correlation_diag_N=weights.get("correlation_diag"),
+        hierarchy=hierarchy,
+    )
 
 
 def _linspace32(start: float, end: float, steps: int) -> np.ndarray:
@@ -128,7 +142,9 @@ def magnitudes_of(value, n: int, key: str, seed: int | None, draw=None) -> np.nd
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return np.full(n, value, np.float32)
     if not isinstance(value, dict) or "generator_name" not in value:
-        raise ValueError(f"{key}: expected a number or a magnitude config with generator_name, got {value!r}")
+        raise ValueError(
+            f"{key}: expected a number or a magnitude config with generator_name, got {value!r}"
+        )
     name = value["generator_name"]
     if name == "constant":
         return np.full(n, value.get("value", 1.0), np.float32)
@@ -139,14 +155,20 @@ def magnitudes_of(value, n: int, key: str, seed: int | None, draw=None) -> np.nd
         if name == "linear":
             return _linspace32(start, end, n)
         t = _linspace32(0.0, 1.0, n)
-        return (np.float32(start) * np.power(np.float32(end / start), t, dtype=np.float32)).astype(np.float32)
+        return (np.float32(start) * np.power(np.float32(end / start), t, dtype=np.float32)).astype(
+            np.float32
+        )
     if name == "folded_normal":
         if draw is not None:
             return np.asarray(draw(value, n, seed), np.float32)
-        raise NeedsReference(f"{key} is a folded normal, which SAELens draws with torch's generator from seed "
-                             f"{seed} and does not save; reading it needs the saelens extra "
-                             "(pip install -e '.[saelens]')")
-    raise ValueError(f"{key}: unknown magnitude generator {name!r} (constant, linear, exponential, folded_normal)")
+        raise NeedsReference(
+            f"{key} is a folded normal, which SAELens draws with torch's generator from seed "
+            f"{seed} and does not save; reading it needs the saelens extra "
+            "(pip install -e '.[saelens]')"
+        )
+    raise ValueError(
+        f"{key}: unknown magnitude generator {name!r} (constant, linear, exponential, folded_normal)"
+    )
 
 
 # --- the hierarchy as arrays -------------------------------------------------------------------
@@ -169,15 +191,32 @@ def forest_arrays(hierarchy: dict | None, n: int) -> dict[str, np.ndarray]:
         children = node.get("children") or []
         if feature is not None:
             if not 0 <= feature < n or feature in seen:
-                raise ValueError(f"hierarchy: feature_index {feature} is outside 0..{n - 1} or appears twice")
+                raise ValueError(
+                    f"hierarchy: feature_index {feature} is outside 0..{n - 1} or appears twice"
+                )
             seen.add(feature)
-            parent[feature], level[feature], rescale[feature], group[feature] = ancestor, depth, scaled, group_id
+            parent[feature], level[feature], rescale[feature], group[feature] = (
+                ancestor,
+                depth,
+                scaled,
+                group_id,
+            )
         child_group = -1
-        if node.get("mutually_exclusive_children") and sum(c.get("feature_index") is not None for c in children) >= 2:
+        if (
+            node.get("mutually_exclusive_children")
+            and sum(c.get("feature_index") is not None for c in children) >= 2
+        ):
             child_group, n_groups = n_groups, n_groups + 1
         for child in children:
-            queue.append((child, feature if feature is not None else ancestor, depth + 1,
-                          bool(node.get("scale_children_by_parent")), child_group))
+            queue.append(
+                (
+                    child,
+                    feature if feature is not None else ancestor,
+                    depth + 1,
+                    bool(node.get("scale_children_by_parent")),
+                    child_group,
+                )
+            )
     return dict(parent_N=parent, level_N=level, group_N=group, rescale_N=rescale)
 
 
@@ -186,7 +225,9 @@ def forest_arrays(hierarchy: dict | None, n: int) -> dict[str, np.ndarray]:
 
 @struct.dataclass
 class SaelensWorld:
-    base: World  # directions, bias, probabilities, copula, magnitudes (μ: scale_N, σ: std_N), parents
+    base: (
+        World  # directions, bias, probabilities, copula, magnitudes (μ: scale_N, σ: std_N), parents
+    )
     level_N: jax.Array  # int32
     group_N: jax.Array  # int32
     rescale_N: jax.Array  # bool
@@ -206,8 +247,12 @@ class SaelensSource:
 
     @property
     def base(self) -> WorldSource:
-        return WorldSource(self.n_features, self.n_hidden, firing="correlated" if self.correlated else "independent",
-                           magnitude="normal")
+        return WorldSource(
+            self.n_features,
+            self.n_hidden,
+            firing="correlated" if self.correlated else "independent",
+            magnitude="normal",
+        )
 
     @property
     def n_true(self) -> int:
@@ -229,8 +274,8 @@ class SaelensSource:
         rows = uniform_rows(base, w.factor_NxR.shape[1])
         u_RxB = rng.unpack(packed, sum(rows.values()))
         n = self.n_features
-        fire_NxB, score_NxB = firing(base, w, u_RxB[:n], u_RxB[2 * n:])
-        x_NxB = jnp.where(fire_NxB, magnitudes(base, w, u_RxB[n:2 * n]), 0.0)
+        fire_NxB, score_NxB = firing(base, w, u_RxB[:n], u_RxB[2 * n :])
+        x_NxB = jnp.where(fire_NxB, magnitudes(base, w, u_RxB[n : 2 * n]), 0.0)
         if self.levels:
             x_NxB = apply_forest(self, world, x_NxB, score_NxB)
         return x_NxB, w.F_HxN @ x_NxB + w.bias_H[:, None]
@@ -251,7 +296,9 @@ class SaelensSource:
         return world.base.pairs_Px2
 
 
-def apply_forest(source: SaelensSource, world: SaelensWorld, x_NxB: jax.Array, score_NxB: jax.Array) -> jax.Array:
+def apply_forest(
+    source: SaelensSource, world: SaelensWorld, x_NxB: jax.Array, score_NxB: jax.Array
+) -> jax.Array:
     """The hierarchy of any SAELens forest (module docstring, step 3), one level at a time so that
     a child sees its parent's final value. Exclusive siblings keep the one with the largest score
     (given that it fires, U[0, 1) and independent of its siblings: a uniform choice)."""
@@ -272,7 +319,9 @@ def apply_forest(source: SaelensSource, world: SaelensWorld, x_NxB: jax.Array, s
         value_NxB = x_NxB
         if source.rescale:
             scaled_Nx1 = (world.rescale_N & has_parent_N)[:, None]
-            value_NxB = jnp.where(scaled_Nx1, x_NxB * parent_NxB / w.scale_N[parent_N][:, None], x_NxB)
+            value_NxB = jnp.where(
+                scaled_Nx1, x_NxB * parent_NxB / w.scale_N[parent_N][:, None], x_NxB
+            )
         x_NxB = jnp.where(at_Nx1, jnp.where(alive_NxB, value_NxB, 0.0), x_NxB)
     return x_NxB
 
@@ -289,29 +338,58 @@ def build(arrays: SyntheticArrays) -> tuple[SaelensSource, SaelensWorld]:
     """The source and world arrays of a SAELens synthetic model."""
     config = arrays.config
     if config.get("dtype", "float32") != "float32":
-        raise ValueError(f"dtype {config.get('dtype')!r}: only float32 SAELens models are read (we train in float32)")
+        raise ValueError(
+            f"dtype {config.get('dtype')!r}: only float32 SAELens models are read (we train in float32)"
+        )
     F_NxH = np.asarray(arrays.feature_vectors_NxH, np.float32)
     n, m = F_NxH.shape
     p_N = np.asarray(arrays.firing_probabilities_N, np.float32)
     forest = forest_arrays(arrays.hierarchy, n)
     rescaled_parents = forest["parent_N"][forest["rescale_N"] & (forest["parent_N"] >= 0)]
     if rescaled_parents.size and not (arrays.mean_N[rescaled_parents] > 0).all():
-        raise ValueError("mean_firing_magnitudes must be > 0 for parents with scale_children_by_parent (as SAELens)")
+        raise ValueError(
+            "mean_firing_magnitudes must be > 0 for parents with scale_children_by_parent (as SAELens)"
+        )
     correlated = arrays.correlation_factor_NxR is not None
-    factor = np.asarray(arrays.correlation_factor_NxR if correlated else np.zeros((n, 0)), np.float32)
-    diag_sqrt = np.sqrt(np.asarray(arrays.correlation_diag_N, np.float32)) if correlated else np.ones(n, np.float32)
-    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
-    base = World(F_HxN=f32(F_NxH.T), bias_H=f32(arrays.bias_H), p_N=f32(p_N), threshold_N=f32(_threshold(p_N)),
-                 factor_NxR=f32(factor), diag_sqrt_N=f32(diag_sqrt), scale_N=f32(arrays.mean_N),
-                 low_N=jnp.zeros((n,), jnp.float32), std_N=f32(arrays.std_N),
-                 parent_N=jnp.asarray(forest["parent_N"]), patterns_PxN=jnp.zeros((0, n), bool),
-                 pattern_p_P=jnp.zeros((0,), jnp.float32), pairs_Px2=jnp.zeros((0, 2), jnp.int32))
-    world = SaelensWorld(base=base, level_N=jnp.asarray(forest["level_N"]), group_N=jnp.asarray(forest["group_N"]),
-                         rescale_N=jnp.asarray(forest["rescale_N"]))
+    factor = np.asarray(
+        arrays.correlation_factor_NxR if correlated else np.zeros((n, 0)), np.float32
+    )
+    diag_sqrt = (
+        np.sqrt(np.asarray(arrays.correlation_diag_N, np.float32))
+        if correlated
+        else np.ones(n, np.float32)
+    )
+    f32 = lambda a: jnp.asarray(a, jnp.float32)
+    base = World(
+        F_HxN=f32(F_NxH.T),
+        bias_H=f32(arrays.bias_H),
+        p_N=f32(p_N),
+        threshold_N=f32(_threshold(p_N)),
+        factor_NxR=f32(factor),
+        diag_sqrt_N=f32(diag_sqrt),
+        scale_N=f32(arrays.mean_N),
+        low_N=jnp.zeros((n,), jnp.float32),
+        std_N=f32(arrays.std_N),
+        parent_N=jnp.asarray(forest["parent_N"]),
+        patterns_PxN=jnp.zeros((0, n), bool),
+        pattern_p_P=jnp.zeros((0,), jnp.float32),
+        pairs_Px2=jnp.zeros((0, 2), jnp.int32),
+    )
+    world = SaelensWorld(
+        base=base,
+        level_N=jnp.asarray(forest["level_N"]),
+        group_N=jnp.asarray(forest["group_N"]),
+        rescale_N=jnp.asarray(forest["rescale_N"]),
+    )
     has_children = forest["level_N"].max(initial=0) > 0
-    source = SaelensSource(n, m, correlated=correlated, levels=int(forest["level_N"].max(initial=0)),
-                           exclusive=bool(has_children and (forest["group_N"] >= 0).any()),
-                           rescale=bool(has_children and forest["rescale_N"].any()))
+    source = SaelensSource(
+        n,
+        m,
+        correlated=correlated,
+        levels=int(forest["level_N"].max(initial=0)),
+        exclusive=bool(has_children and (forest["group_N"] >= 0).any()),
+        rescale=bool(has_children and forest["rescale_N"].any()),
+    )
     return source, world
 
 
@@ -325,8 +403,11 @@ def _np(params: dict, name: str) -> np.ndarray:
 def _common(params: dict) -> dict[str, np.ndarray]:
     V_HxD = _np(params, "V_HxD")
     W_dec_DxH = (V_HxD / np.linalg.norm(V_HxD, axis=0, keepdims=True)).T
-    return {"W_enc": np.ascontiguousarray(_np(params, "W_enc_DxH").T), "W_dec": np.ascontiguousarray(W_dec_DxH),
-            "b_dec": _np(params, "b_dec_H")}
+    return {
+        "W_enc": np.ascontiguousarray(_np(params, "W_enc_DxH").T),
+        "W_dec": np.ascontiguousarray(W_dec_DxH),
+        "b_dec": _np(params, "b_dec_H"),
+    }
 
 
 def _standard(params, k):
@@ -342,21 +423,41 @@ def _rescaled(params, k):
 
 
 def _gated(params, k):
-    return "gated", {**_common(params), "b_gate": _np(params, "b_enc_D"), "r_mag": _np(params, "r_mag_D"),
-                     "b_mag": _np(params, "b_mag_D")}, {}
+    return (
+        "gated",
+        {
+            **_common(params),
+            "b_gate": _np(params, "b_enc_D"),
+            "r_mag": _np(params, "r_mag_D"),
+            "b_mag": _np(params, "b_mag_D"),
+        },
+        {},
+    )
 
 
 def _topk(params, k):
-    return "topk", {**_common(params), "b_enc": _np(params, "b_enc_D")}, {"k": int(k),
-                                                                          "rescale_acts_by_decoder_norm": False}
+    return (
+        "topk",
+        {**_common(params), "b_enc": _np(params, "b_enc_D")},
+        {"k": int(k), "rescale_acts_by_decoder_norm": False},
+    )
 
 
 def _batch_threshold(params, k):
     """At evaluation BatchTopK and Matryoshka keep pre > θ (θ ≥ 0, one for all latents): SAELens's
     JumpReLU, ReLU(pre)·1[pre > θ_j], with θ_j = θ (as SAELens saves its own BatchTopK SAEs)."""
     d = _np(params, "b_enc_D").shape[0]
-    return "jumprelu", {**_common(params), "b_enc": _np(params, "b_enc_D"),
-                        "threshold": np.full(d, np.asarray(params["threshold"], np.float32).reshape(()), np.float32)}, {}
+    return (
+        "jumprelu",
+        {
+            **_common(params),
+            "b_enc": _np(params, "b_enc_D"),
+            "threshold": np.full(
+                d, np.asarray(params["threshold"], np.float32).reshape(()), np.float32
+            ),
+        },
+        {},
+    )
 
 
 def jumprelu_threshold(params: dict) -> np.ndarray:
@@ -383,19 +484,43 @@ def _jumprelu(params, k):
 
 
 # Our kind -> SAELens inference architecture that encodes as it does at evaluation.
-EXPORTS = {"plain": _standard, "rescaled": _rescaled, "gated": _gated, "topk": _topk, "batchtopk": _batch_threshold,
-           "matryoshka": _batch_threshold, "jumprelu": _jumprelu}
+EXPORTS = {
+    "plain": _standard,
+    "rescaled": _rescaled,
+    "gated": _gated,
+    "topk": _topk,
+    "batchtopk": _batch_threshold,
+    "matryoshka": _batch_threshold,
+    "jumprelu": _jumprelu,
+}
 
 
-def to_saelens(kind: str, params: dict, k: int = 0, metadata: dict | None = None) -> tuple[dict, dict]:
+def to_saelens(
+    kind: str, params: dict, k: int = 0, metadata: dict | None = None
+) -> tuple[dict, dict]:
     """(cfg.json's dict, the safetensors tensors) of one SAE of ``kind`` with ``params`` (numpy)."""
     if kind not in EXPORTS:
-        raise ValueError(f"no SAELens architecture for SAE kind {kind!r}; exported kinds: {', '.join(EXPORTS)}")
+        raise ValueError(
+            f"no SAELens architecture for SAE kind {kind!r}; exported kinds: {', '.join(EXPORTS)}"
+        )
     architecture, tensors, extra = EXPORTS[kind](params, k)
     d_sae, d_in = tensors["W_dec"].shape
-    cfg = {"architecture": architecture, "d_in": int(d_in), "d_sae": int(d_sae), "dtype": "float32", "device": "cpu",
-           "apply_b_dec_to_input": True, "normalize_activations": "none", "reshape_activations": "none",
-           **extra, "metadata": {"sae_lens_version": SAELENS_FORMAT, "model_name": "toymodels", **(metadata or {})}}
+    cfg = {
+        "architecture": architecture,
+        "d_in": int(d_in),
+        "d_sae": int(d_sae),
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        **extra,
+        "metadata": {
+            "sae_lens_version": SAELENS_FORMAT,
+            "model_name": "toymodels",
+            **(metadata or {}),
+        },
+    }
     return cfg, {name: np.ascontiguousarray(t, np.float32) for name, t in tensors.items()}
 
 
@@ -424,14 +549,16 @@ def encode_saelens(cfg: dict, tensors: dict, h_BxH: np.ndarray) -> np.ndarray:
     arch = cfg["architecture"]
     if arch == "gated":
         gate = (x @ tensors["W_enc"] + tensors["b_gate"]) > 0
-        return gate * np.maximum(x @ (tensors["W_enc"] * np.exp(tensors["r_mag"])) + tensors["b_mag"], 0.0)
+        return gate * np.maximum(
+            x @ (tensors["W_enc"] * np.exp(tensors["r_mag"])) + tensors["b_mag"], 0.0
+        )
     pre = x @ tensors["W_enc"] + tensors["b_enc"]
     if arch == "standard":
         return np.maximum(pre, 0.0)
     if arch == "jumprelu":
         return np.maximum(pre, 0.0) * (pre > tensors["threshold"])
     if arch == "topk":
-        kth = -np.partition(-pre, cfg["k"] - 1, axis=1)[:, cfg["k"] - 1:cfg["k"]]
+        kth = -np.partition(-pre, cfg["k"] - 1, axis=1)[:, cfg["k"] - 1 : cfg["k"]]
         return np.where(pre >= kth, np.maximum(pre, 0.0), 0.0)
     raise ValueError(f"architecture {arch!r} is not one this module writes")
 
@@ -443,8 +570,7 @@ def params_blob(params: dict) -> bytes:
     return save({name: np.array(v, np.float32, order="C") for name, v in params.items()})
 
 
-def params_of_blob(blob: bytes) -> dict[str, np.ndarray]:
+def params_of_blob(blob: bytes | bytearray) -> dict[str, np.ndarray]:
     from safetensors.numpy import load
 
     return load(bytes(blob))
-

@@ -18,8 +18,14 @@ import dataclasses
 
 import numpy as np
 
-from toymodels.sae.build import (compensate, hierarchy, low_rank_correlation, make_world, unit_columns,
-                                 zipf_probabilities)
+from toymodels.sae.build import (
+    compensate,
+    hierarchy,
+    low_rank_correlation,
+    make_world,
+    unit_columns,
+    zipf_probabilities,
+)
 from toymodels.sae.worlds import World, WorldSource
 
 PUBLISHED_MCC_L0_25 = {"plain": 0.604, "batchtopk": 0.757, "jumprelu": 0.753, "matryoshka": 0.793}
@@ -57,9 +63,17 @@ SYNTHBENCH_SMALL = BenchConfig(n_features=256, n_hidden=32, p_min=1e-2, roots=2,
 
 def bench_source(c: BenchConfig) -> WorldSource:
     """The static part of ``c``'s world (what a compiled program fixes), without building it."""
-    return WorldSource(c.n_features, c.n_hidden, firing="correlated" if c.correlation_rank else "independent",
-                       magnitude="normal", roots=c.roots, branching=c.branching, depth=c.depth, exclusive=True,
-                       scale_children=True)
+    return WorldSource(
+        c.n_features,
+        c.n_hidden,
+        firing="correlated" if c.correlation_rank else "independent",
+        magnitude="normal",
+        roots=c.roots,
+        branching=c.branching,
+        depth=c.depth,
+        exclusive=True,
+        scale_children=True,
+    )
 
 
 def build(config: BenchConfig = SYNTHBENCH_16K) -> tuple[WorldSource, World]:
@@ -72,10 +86,14 @@ def build(config: BenchConfig = SYNTHBENCH_16K) -> tuple[WorldSource, World]:
     factor_NxR, _ = low_rank_correlation(n, c.correlation_rank, c.correlation_scale, rng)
     scale_N = np.linspace(c.magnitude_start, c.magnitude_end, n)
     std_N = np.abs(rng.normal(c.spread_mean, c.spread_std, n))
-    F_HxN = orthogonalize(unit_columns(rng.normal(size=(m, n))), c.orthogonalize_steps, c.orthogonalize_lr)
+    F_HxN = orthogonalize(
+        unit_columns(rng.normal(size=(m, n))), c.orthogonalize_steps, c.orthogonalize_lr
+    )
     bias_H = c.bias_norm * unit_columns(rng.normal(size=(m, 1)))[:, 0]
     source = bench_source(c)
-    return source, make_world(source, F_HxN, q_N, factor_NxR=factor_NxR, scale_N=scale_N, std_N=std_N, bias_H=bias_H)
+    return source, make_world(
+        source, F_HxN, q_N, factor_NxR=factor_NxR, scale_N=scale_N, std_N=std_N, bias_H=bias_H
+    )
 
 
 def orthogonalize(F_HxN: np.ndarray, steps: int, lr: float, block: int = 2048) -> np.ndarray:
@@ -102,21 +120,28 @@ def orthogonalize(F_HxN: np.ndarray, steps: int, lr: float, block: int = 2048) -
     return unit_columns(np.asarray(F, np.float64))
 
 
-def true_l0(source: WorldSource, world: World, first: int | None = None, samples: int = 4096, seed: int = 0) -> float:
+def true_l0(
+    source: WorldSource, world: World, first: int | None = None, samples: int = 4096, seed: int = 0
+) -> float:
     """Mean number of firing features per input (of the ``first`` most frequent when given)."""
     import jax
 
-    from toymodels.sae.worlds import sample_features
-
     from toymodels import rng
+    from toymodels.sae.worlds import sample_features
 
     draw = jax.jit(sample_features, static_argnums=(0, 4))
     x_NxB = np.asarray(draw(source, world, rng.key_words(jax.random.key(seed)), 0, samples))
     return float((x_NxB[:first] > 0).sum(axis=0).mean())
 
 
-def estimate(config: BenchConfig = SYNTHBENCH_16K, dict_size: int = 4096, batch_size: int = 1024,
-             n_saes: int = 4, steps: int = 195_313, flops_per_second: float = 2e14) -> dict:
+def estimate(
+    config: BenchConfig = SYNTHBENCH_16K,
+    dict_size: int = 4096,
+    batch_size: int = 1024,
+    n_saes: int = 4,
+    steps: int = 195_313,
+    flops_per_second: float = 2e14,
+) -> dict:
     """Memory and time of training ``n_saes`` SAEs on this world in one program sharing each step's
     batch (``train_mixed``; 195,313 steps of 1,024 = the published 200M samples): bytes of the
     world, of the SAEs with their Adam state and gradients, of one step's largest temporaries and
@@ -127,7 +152,13 @@ def estimate(config: BenchConfig = SYNTHBENCH_16K, dict_size: int = 4096, batch_
     Measured on 2 loaded CPU cores for the defaults (4 kinds: plain, BatchTopK, JumpReLU,
     Matryoshka): XLA's temporaries 2.9 GB (this estimate: 2.6 GB in all), 10.3 s per step
     (~18 GFLOP/s), the world built in 66 s."""
-    n, m, r, d, b = config.n_features, config.n_hidden, config.correlation_rank, dict_size, batch_size
+    n, m, r, d, b = (
+        config.n_features,
+        config.n_hidden,
+        config.correlation_rank,
+        dict_size,
+        batch_size,
+    )
     world_bytes = 4 * (m * n + n * r + 12 * n)
     sae_bytes = n_saes * 4 * 4 * (2 * d * m + 3 * d + m)  # params, gradients, two Adam moments
     batch_bytes = 4 * b * (6 * n + n_saes * 6 * d)  # x, copula draws, magnitudes, scores; codes
@@ -136,6 +167,12 @@ def estimate(config: BenchConfig = SYNTHBENCH_16K, dict_size: int = 4096, batch_
     flops_sae = n_saes * 2 * b * d * m * 6  # encode, decode, and their backward passes (2x each)
     per_step = flops_world + flops_sae
     total = world_bytes + sae_bytes + batch_bytes + eval_bytes
-    return {"world_GB": world_bytes / 1e9, "saes_GB": sae_bytes / 1e9, "step_temporaries_GB": batch_bytes / 1e9,
-            "evaluation_GB": eval_bytes / 1e9, "total_GB": total / 1e9, "gflop_per_step": per_step / 1e9,
-            "minutes": steps * per_step / flops_per_second / 60}
+    return {
+        "world_GB": world_bytes / 1e9,
+        "saes_GB": sae_bytes / 1e9,
+        "step_temporaries_GB": batch_bytes / 1e9,
+        "evaluation_GB": eval_bytes / 1e9,
+        "total_GB": total / 1e9,
+        "gflop_per_step": per_step / 1e9,
+        "minutes": steps * per_step / flops_per_second / 60,
+    }

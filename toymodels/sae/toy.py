@@ -79,9 +79,13 @@ class ToySource:
         """h(±e_i) − h(0) for every feature (m × n_true)."""
         eye_FxF = jnp.eye(self.n_features)
         inputs = [eye_FxF, -eye_FxF] if self.signed else [eye_FxF]
-        h0_Hx1 = forward_with_hidden(arrays["params"], jnp.zeros((self.n_features, 1)), self.model)[1]
-        return jnp.concatenate([forward_with_hidden(arrays["params"], x, self.model)[1] - h0_Hx1 for x in inputs],
-                               axis=1)
+        h0_Hx1 = forward_with_hidden(arrays["params"], jnp.zeros((self.n_features, 1)), self.model)[
+            1
+        ]
+        return jnp.concatenate(
+            [forward_with_hidden(arrays["params"], x, self.model)[1] - h0_Hx1 for x in inputs],
+            axis=1,
+        )
 
     def represented(self, arrays) -> jax.Array:
         return jnp.linalg.norm(self.truth(arrays), axis=0) >= REPRESENTED_NORM

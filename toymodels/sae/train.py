@@ -198,7 +198,10 @@ def objective(params, h_HxB, hp: SaeHParams, spec: SaeSpec, training: bool = Tru
     kind = kind_of(spec)
     f_DxB, aux = kind.encode(params, h_HxB, hp, spec, training)
     hhat_HxB = decode(params, f_DxB)
-    terms = {"recon": squared_error(h_HxB, hhat_HxB), **kind.loss_terms(params, h_HxB, f_DxB, aux, hp, spec)}
+    terms = {
+        "recon": squared_error(h_HxB, hhat_HxB),
+        **kind.loss_terms(params, h_HxB, f_DxB, aux, hp, spec),
+    }
     if spec.ortho:
         terms["ortho"] = hp.ortho * ortho_penalty(decoder(params))
     if spec.aux_k and dead_D is not None:
@@ -216,7 +219,9 @@ def resample_dead(params, opt_state, dead_D, h_HxB, hhat_HxB, spec: SaeSpec, ini
     order_B = jnp.argsort(-jnp.sum(residual_HxB**2, axis=0))
     rank_D = jnp.cumsum(dead_D) - 1
     direction_HxD = residual_HxB[:, order_B[rank_D % order_B.shape[0]]]
-    direction_HxD = direction_HxD / jnp.maximum(jnp.linalg.norm(direction_HxD, axis=0, keepdims=True), 1e-12)
+    direction_HxD = direction_HxD / jnp.maximum(
+        jnp.linalg.norm(direction_HxD, axis=0, keepdims=True), 1e-12
+    )
     enc_norm_D = jnp.linalg.norm(params["W_enc_DxH"], axis=1)
     live_norm = jnp.sum(jnp.where(dead_D, 0.0, enc_norm_D)) / jnp.maximum(jnp.sum(~dead_D), 1)
     scale = 0.2 * jnp.where(live_norm > 0, live_norm, 1.0)
@@ -232,8 +237,10 @@ def resample_dead(params, opt_state, dead_D, h_HxB, hhat_HxB, spec: SaeSpec, ini
     params = {name: reset(name, v, fresh[name]) for name, v in params.items()}
     adam = opt_state[0]
     zero = {name: jnp.zeros_like(v) for name, v in params.items()}
-    adam = adam._replace(mu={n: reset(n, v, zero[n]) for n, v in adam.mu.items()},
-                         nu={n: reset(n, v, zero[n]) for n, v in adam.nu.items()})
+    adam = adam._replace(
+        mu={n: reset(n, v, zero[n]) for n, v in adam.mu.items()},
+        nu={n: reset(n, v, zero[n]) for n, v in adam.nu.items()},
+    )
     return params, (adam,) + tuple(opt_state[1:])
 
 
@@ -283,8 +290,12 @@ def make_sae(spec: SaeSpec, n_hidden: int):
         if spec.resample_every:
             due = (t + 1) % spec.resample_every == 0
             params, opt_state = jax.lax.cond(
-                due, lambda: resample_dead(params, opt_state, ~fired_D, h_HxB, hhat_HxB, spec, state.fresh),
-                lambda: (params, opt_state))
+                due,
+                lambda: resample_dead(
+                    params, opt_state, ~fired_D, h_HxB, hhat_HxB, spec, state.fresh
+                ),
+                lambda: (params, opt_state),
+            )
             fired_D = fired_D & ~due
         return state.replace(params=params, opt_state=opt_state, fired_D=fired_D, since_fired_D=since_fired_D), loss
 
@@ -325,8 +336,12 @@ def evaluate(specs, source, params, hps, arrays, batched: bool):
     def one(carry, i):
         sums, packed = carry
         z_FxB, h_HxB = source.inputs(arrays, packed)
-        sums = tuple(over(partial(add, spec), 0, 0, 0, 0, 0, None, None)(p, hp, s, st[2], st[3], z_FxB, h_HxB)
-                     for spec, p, hp, s, st in zip(specs, params, hps, sums, starts))
+        sums = tuple(
+            over(partial(add, spec), 0, 0, 0, 0, 0, None, None)(
+                p, hp, s, st[2], st[3], z_FxB, h_HxB
+            )
+            for spec, p, hp, s, st in zip(specs, params, hps, sums, starts)
+        )
         return (sums, source.draw(arrays, stream, i + 1, spec0.eval_batch)), None
 
     first = source.draw(arrays, stream, jnp.uint32(0), spec0.eval_batch)
@@ -366,7 +381,9 @@ def make_train(spec: SaeSpec, source):
     vmap it for many (``train_saes``)."""
     init, step = make_sae(spec, source.n_hidden)
 
-    def train(key: jax.Array, hp: SaeHParams, arrays, data_key: jax.Array, params0=None) -> SaeResult:
+    def train(
+        key: jax.Array, hp: SaeHParams, arrays, data_key: jax.Array, params0=None
+    ) -> SaeResult:
         stream = source.stream(data_key)
 
         def body(carry, t):
@@ -375,7 +392,10 @@ def make_train(spec: SaeSpec, source):
             state, loss = step(state, h_HxB, hp, t)
             return (state, source.draw(arrays, stream, t + 1, spec.batch_size)), loss
 
-        carry = (init(key, hp, params0), source.draw(arrays, stream, jnp.uint32(0), spec.batch_size))
+        carry = (
+            init(key, hp, params0),
+            source.draw(arrays, stream, jnp.uint32(0), spec.batch_size),
+        )
         (state, _), losses = jax.lax.scan(body, carry, jnp.arange(spec.steps, dtype=jnp.uint32))
         [scores] = evaluate([spec], source, [state.params], [hp], arrays, batched=False)
         return SaeResult(params=state.params, scores=scores, curve=curve_of(losses, spec))
@@ -407,8 +427,15 @@ def group_size(spec: SaeSpec, n_hidden: int, n_saes: int, backend: str | None = 
 
 
 @partial(jax.jit, static_argnums=(0, 1))
-def train_saes(spec: SaeSpec, source, keys: jax.Array, hp: SaeHParams, arrays, data_keys: jax.Array,
-               params0=None) -> SaeResult:
+def train_saes(
+    spec: SaeSpec,
+    source,
+    keys: jax.Array,
+    hp: SaeHParams,
+    arrays,
+    data_keys: jax.Array,
+    params0=None,
+) -> SaeResult:
     """Train ``len(keys)`` SAEs in one compiled program. ``arrays``: the source's arrays, with a
     leading SAE axis when ``spec.per_sae_source``; ``data_keys``: one key per SAE, or a single
     key with ``spec.shared_data``; ``params0``: optional starting parameters, one per SAE.
@@ -437,14 +464,18 @@ SHARED_FIELDS = ("steps", "batch_size", "eval_batch", "eval_batches", "eval_seed
 
 
 @partial(jax.jit, static_argnums=(0, 1))
-def train_mixed(specs: tuple, source, keys: tuple, hps: tuple, arrays, data_key: jax.Array) -> tuple:
+def train_mixed(
+    specs: tuple, source, keys: tuple, hps: tuple, arrays, data_key: jax.Array
+) -> tuple:
     """Groups of SAEs of different specs (kinds, sizes) in one compiled program on one shared data
     stream: each batch is drawn once for every SAE of every group (at full SynthSAEBench size the
     world's batch is ~15% of a step's work per SAE). ``keys[i]``, ``hps[i]``: group i's SAEs;
     the specs must agree on steps, batch and evaluation. Returns one ``SaeResult`` per group."""
     for name in SHARED_FIELDS:
         if len({getattr(s, name) for s in specs}) > 1:
-            raise ValueError(f"train_mixed: every spec must share {name}, got {[getattr(s, name) for s in specs]}")
+            raise ValueError(
+                f"train_mixed: every spec must share {name}, got {[getattr(s, name) for s in specs]}"
+            )
     spec0 = specs[0]
     pieces = [make_sae(spec, source.n_hidden) for spec in specs]
     stream = source.stream(data_key)
@@ -452,18 +483,26 @@ def train_mixed(specs: tuple, source, keys: tuple, hps: tuple, arrays, data_key:
     def body(carry, t):
         states, packed = carry
         _, h_HxB = source.inputs(arrays, packed)
-        stepped = [jax.vmap(step, in_axes=(0, None, 0, None))(state, h_HxB, hp, t)
-                   for (_, step), state, hp in zip(pieces, states, hps)]
-        return (tuple(s for s, _ in stepped), source.draw(arrays, stream, t + 1, spec0.batch_size)), \
-            tuple(loss for _, loss in stepped)
+        stepped = [
+            jax.vmap(step, in_axes=(0, None, 0, None))(state, h_HxB, hp, t)
+            for (_, step), state, hp in zip(pieces, states, hps)
+        ]
+        return (
+            tuple(s for s, _ in stepped),
+            source.draw(arrays, stream, t + 1, spec0.batch_size),
+        ), tuple(loss for _, loss in stepped)
 
     states = tuple(jax.vmap(init)(k, hp) for (init, _), k, hp in zip(pieces, keys, hps))
     carry = (states, source.draw(arrays, stream, jnp.uint32(0), spec0.batch_size))
     (states, _), losses = jax.lax.scan(body, carry, jnp.arange(spec0.steps, dtype=jnp.uint32))
     params = [s.params for s in states]
     scores = evaluate(list(specs), source, params, list(hps), arrays, batched=True)
-    return tuple(SaeResult(params=p, scores=sc, curve=jax.vmap(lambda l: curve_of(l, spec0), in_axes=1)(loss))
-                 for p, sc, loss in zip(params, scores, losses))
+    return tuple(
+        SaeResult(
+            params=p, scores=sc, curve=jax.vmap(lambda l: curve_of(l, spec0), in_axes=1)(loss)
+        )
+        for p, sc, loss in zip(params, scores, losses)
+    )
 
 
 def sae_keys(base_seed: int, source_uids, sae_seeds) -> jax.Array:

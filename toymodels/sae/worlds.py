@@ -81,10 +81,16 @@ class WorldSource:
         if self.magnitude not in MAGNITUDES:
             raise ValueError(f"magnitude {self.magnitude!r} is not one of {MAGNITUDES}")
         if self.firing == "exactly" and not 1 <= self.active <= self.n_features:
-            raise ValueError(f"exactly {self.active} active features needs 1 <= active <= {self.n_features}")
-        if self.depth and (self.roots < 1 or self.branching < 1 or self.levels()[-1][1] > self.n_features):
-            raise ValueError(f"a forest of {self.roots} roots, branching {self.branching}, depth {self.depth} "
-                             f"needs roots, branching >= 1 and at most n_features={self.n_features} nodes")
+            raise ValueError(
+                f"exactly {self.active} active features needs 1 <= active <= {self.n_features}"
+            )
+        if self.depth and (
+            self.roots < 1 or self.branching < 1 or self.levels()[-1][1] > self.n_features
+        ):
+            raise ValueError(
+                f"a forest of {self.roots} roots, branching {self.branching}, depth {self.depth} "
+                f"needs roots, branching >= 1 and at most n_features={self.n_features} nodes"
+            )
 
     def levels(self) -> list[tuple[int, int]]:
         """The [start, end) feature range of each level of the forest, roots first."""
@@ -117,7 +123,9 @@ class WorldSource:
         x_NxB = features_from_uniforms(self, world, packed)
         return x_NxB, world.F_HxN @ x_NxB + world.bias_H[:, None]
 
-    def sample(self, world: World, words: jax.Array, t, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    def sample(
+        self, world: World, words: jax.Array, t, batch_size: int
+    ) -> tuple[jax.Array, jax.Array]:
         return self.inputs(world, self.draw(world, words, t, batch_size))
 
     def truth(self, world: World) -> jax.Array:
@@ -136,8 +144,11 @@ class WorldSource:
 def uniform_rows(source: WorldSource, rank: int) -> dict[str, int]:
     """Uniforms per input of each stage (in this order in the step's draw)."""
     n = source.n_features
-    return {"fire": 1 if source.firing == "patterns" else n, "magnitude": n,
-            "copula": rank if source.firing == "correlated" else 0}
+    return {
+        "fire": 1 if source.firing == "patterns" else n,
+        "magnitude": n,
+        "copula": rank if source.firing == "correlated" else 0,
+    }
 
 
 def features_from_uniforms(source: WorldSource, world: World, packed: jax.Array) -> jax.Array:
@@ -148,7 +159,7 @@ def features_from_uniforms(source: WorldSource, world: World, packed: jax.Array)
     rows = uniform_rows(source, world.factor_NxR.shape[1])
     u_RxB = rng.unpack(packed, sum(rows.values()))
     ends = list(itertools.accumulate(rows.values()))
-    u = {name: u_RxB[end - count:end] for (name, count), end in zip(rows.items(), ends)}
+    u = {name: u_RxB[end - count : end] for (name, count), end in zip(rows.items(), ends)}
     fire_NxB, score_NxB = firing(source, world, u["fire"], u["copula"])
     x_NxB = jnp.where(fire_NxB, magnitudes(source, world, u["magnitude"]), 0.0)
     if source.depth:
@@ -156,7 +167,9 @@ def features_from_uniforms(source: WorldSource, world: World, packed: jax.Array)
     return x_NxB
 
 
-def sample_features(source: WorldSource, world: World, words: jax.Array, t, batch_size: int) -> jax.Array:
+def sample_features(
+    source: WorldSource, world: World, words: jax.Array, t, batch_size: int
+) -> jax.Array:
     """The true feature values of batch ``t`` of stream ``words``."""
     return source.sample(world, words, t, batch_size)[0]
 
@@ -165,7 +178,9 @@ def normal(u):
     """Standard normals from U[0, 1) by the inverse CDF, √2·erf⁻¹(2u − 1) (the clip keeps u = 0
     finite). ``lax.erf_inv`` rather than ``jax.scipy.special.ndtri``: the same values to float
     precision, a fraction of the compile time."""
-    return math.sqrt(2.0) * jax.lax.erf_inv(jnp.clip(2.0 * u - 1.0, -1.0 + 2.0**-23, 1.0 - 2.0**-23))
+    return math.sqrt(2.0) * jax.lax.erf_inv(
+        jnp.clip(2.0 * u - 1.0, -1.0 + 2.0**-23, 1.0 - 2.0**-23)
+    )
 
 
 def normal_cdf(z):
@@ -173,7 +188,9 @@ def normal_cdf(z):
     return 0.5 * jax.lax.erfc(-z / math.sqrt(2.0))
 
 
-def firing(source: WorldSource, world: World, u_NxB: jax.Array, u_RxB: jax.Array) -> tuple[jax.Array, jax.Array]:
+def firing(
+    source: WorldSource, world: World, u_NxB: jax.Array, u_RxB: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """Which features fire (bool N×B) before the hierarchy, and a score per entry that is, given
     that the feature fires, U[0, 1) and independent of its siblings: u/q where it fired because
     u < q. Exclusive siblings keep the largest score, so no uniform is drawn for the exclusion."""
@@ -190,34 +207,42 @@ def firing(source: WorldSource, world: World, u_NxB: jax.Array, u_RxB: jax.Array
     else:  # patterns: one categorical draw per input over P patterns and "none"
         choice_B = jnp.searchsorted(jnp.cumsum(world.pattern_p_P), u_NxB[0], side="right")
         none_row = jnp.zeros((1, source.n_features), bool)
-        return jnp.concatenate([world.patterns_PxN, none_row])[choice_B].T, jnp.zeros((source.n_features, 1))
+        return jnp.concatenate([world.patterns_PxN, none_row])[choice_B].T, jnp.zeros(
+            (source.n_features, 1)
+        )
     return u_NxB < q_NxB, u_NxB / jnp.maximum(q_NxB, 1e-30)
 
 
 def magnitudes(source: WorldSource, world: World, u_NxB: jax.Array) -> jax.Array:
     """Each feature's value if it fires (N×B)."""
     if source.magnitude == "uniform":
-        return world.scale_N[:, None] * (world.low_N[:, None] + (1.0 - world.low_N[:, None]) * u_NxB)
+        return world.scale_N[:, None] * (
+            world.low_N[:, None] + (1.0 - world.low_N[:, None]) * u_NxB
+        )
     return jax.nn.relu(world.scale_N[:, None] + world.std_N[:, None] * normal(u_NxB))
 
 
-def apply_hierarchy(source: WorldSource, world: World, x_NxB: jax.Array, score_NxB: jax.Array) -> jax.Array:
+def apply_hierarchy(
+    source: WorldSource, world: World, x_NxB: jax.Array, score_NxB: jax.Array
+) -> jax.Array:
     """Children only with their parents, exclusive siblings, level by level (so a child silenced
     at one level silences its own children at the next). Each level is a contiguous block whose
     siblings are consecutive runs of ``branching`` rows: reshapes and maxima, no scatter."""
     levels = source.levels()
     blocks = [x_NxB[slice(*levels[0])]]
-    for (p0, p1), (c0, c1) in zip(levels, levels[1:]):
+    for (p0, p1), (c0, c1) in itertools.pairwise(levels):
         parent_Px1xB = blocks[-1][:, None, :]
         child_PxCxB = x_NxB[c0:c1].reshape(p1 - p0, source.branching, -1)
         alive_PxCxB = (child_PxCxB > 0) & (parent_Px1xB > 0)
         if source.exclusive:  # the sibling with the largest score survives
             score_PxCxB = jnp.where(alive_PxCxB, score_NxB[c0:c1].reshape(alive_PxCxB.shape), -1.0)
-            best_PxB = functools.reduce(jnp.maximum, [score_PxCxB[:, j] for j in range(source.branching)])
+            best_PxB = functools.reduce(
+                jnp.maximum, [score_PxCxB[:, j] for j in range(source.branching)]
+            )
             alive_PxCxB = alive_PxCxB & (score_PxCxB >= best_PxB[:, None, :])
         child_PxCxB = jnp.where(alive_PxCxB, child_PxCxB, 0.0)
         if source.scale_children:
             mean_Px1x1 = jnp.maximum(world.scale_N[p0:p1], 1e-12)[:, None, None]
             child_PxCxB = child_PxCxB * parent_Px1xB / mean_Px1x1
         blocks.append(child_PxCxB.reshape(c1 - c0, -1))
-    return jnp.concatenate(blocks + [x_NxB[levels[-1][1]:]])
+    return jnp.concatenate(blocks + [x_NxB[levels[-1][1] :]])

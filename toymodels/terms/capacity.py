@@ -13,16 +13,22 @@ from toymodels.terms.base import LossTerm, TermParam
 
 
 def penalty(inputs, arrays):
-    held = jnp.sum(arrays["capacity_onehot_F"] * metrics.capacity(inputs.kind.features(inputs.params)))
+    held = jnp.sum(
+        arrays["capacity_onehot_F"] * metrics.capacity(inputs.kind.features(inputs.params))
+    )
     return arrays["capacity_penalty"] * (held - arrays["capacity_target"]) ** 2
 
 
 def arrays(values, n_features):
     """The held feature as a one-hot row (all zeros: none held), so that models of one chunk may
     hold different features."""
-    return {"capacity_onehot_F": np.array([np.arange(n_features) == v["capacity_feature"] for v in values], np.float32),
-            "capacity_target": np.array([v["capacity_target"] for v in values], np.float32),
-            "capacity_penalty": np.array([v["capacity_penalty"] for v in values], np.float32)}
+    return {
+        "capacity_onehot_F": np.array(
+            [np.arange(n_features) == v["capacity_feature"] for v in values], np.float32
+        ),
+        "capacity_target": np.array([v["capacity_target"] for v in values], np.float32),
+        "capacity_penalty": np.array([v["capacity_penalty"] for v in values], np.float32),
+    }
 
 
 def _held(values) -> int:
@@ -31,9 +37,11 @@ def _held(values) -> int:
 
 def columns(values):
     held = _held(values)
-    return {"capacity_feature": held,
-            "capacity_target": values["capacity_target"] if held >= 0 else float("nan"),
-            "capacity_penalty": values["capacity_penalty"] if held >= 0 else 0.0}
+    return {
+        "capacity_feature": held,
+        "capacity_target": values["capacity_target"] if held >= 0 else float("nan"),
+        "capacity_penalty": values["capacity_penalty"] if held >= 0 else 0.0,
+    }
 
 
 def measures(values, capacity_F):
@@ -42,16 +50,27 @@ def measures(values, capacity_F):
     held = _held(values)
     if held < 0:
         return {"penalty_marginal_benefit": float("nan")}
-    return {"penalty_marginal_benefit": 2 * values["capacity_penalty"] * (float(capacity_F[held])
-                                                                          - values["capacity_target"])}
+    return {
+        "penalty_marginal_benefit": 2
+        * values["capacity_penalty"]
+        * (float(capacity_F[held]) - values["capacity_target"])
+    }
 
 
 CAPACITY = LossTerm(
     name="capacity",
-    params=(TermParam("capacity_feature", -1, integer=True, low=-1, high_key="model.n_features",
-                      what="a feature index (or -1 for none)"),
-            TermParam("capacity_target", 1.0, low=0, high=1, what="a capacity target"),
-            TermParam("capacity_penalty", 0.0, low=0)),
+    params=(
+        TermParam(
+            "capacity_feature",
+            -1,
+            integer=True,
+            low=-1,
+            high_key="model.n_features",
+            what="a feature index (or -1 for none)",
+        ),
+        TermParam("capacity_target", 1.0, low=0, high=1, what="a capacity target"),
+        TermParam("capacity_penalty", 0.0, low=0),
+    ),
     switches=("capacity_feature", "capacity_penalty"),
     penalty=penalty,
     arrays=arrays,

@@ -21,16 +21,20 @@ def penalty(inputs, arrays):
 
 
 def arrays(values, n_features):
-    return {"mono_penalty": np.array([v["mono_penalty"] for v in values], np.float32),
-            "mono_start": np.array([v["mono_start"] for v in values], np.uint32)}
+    return {
+        "mono_penalty": np.array([v["mono_penalty"] for v in values], np.float32),
+        "mono_start": np.array([v["mono_start"] for v in values], np.uint32),
+    }
 
 
 def check(sweep):
     for i, start in enumerate(sweep.values("mono_start")):
         for steps in sweep.values("steps"):
             if start >= steps:
-                raise ConfigError(sweep.key("mono_start", i),
-                                  f"the term would never be on: must be below train.steps={steps}, got {start}")
+                raise ConfigError(
+                    sweep.key("mono_start", i),
+                    f"the term would never be on: must be below train.steps={steps}, got {start}",
+                )
 
 
 MONO = LossTerm(

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def two_nodes():
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     yield cluster
@@ -26,8 +28,15 @@ def two_nodes():
 
 def test_chunks_run_on_both_nodes_of_an_existing_cluster(two_nodes, tmp_path):
     out = tmp_path / "s"
-    config = compose_config(["experiment=tms_intro", *tiny(out, "sweep.grid.density=[1.0,0.5,0.2,0.1]"),
-                             "train.steps=1500", "sweep.chunk_size=1", "sweep.seeds=1"])
+    config = compose_config(
+        [
+            "experiment=tms_intro",
+            *tiny(out, "sweep.grid.density=[1.0,0.5,0.2,0.1]"),
+            "train.steps=1500",
+            "sweep.chunk_size=1",
+            "sweep.seeds=1",
+        ]
+    )
     executor = RayExecutor(RayConf(address=two_nodes.address))
     assert executor.workers == 2
     report = run_sweep(config, executor, progress=False)

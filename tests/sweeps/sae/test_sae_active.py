@@ -28,8 +28,13 @@ def test_every_sae_has_k_equal_to_its_worlds_l(name, n_saes):
         active = dict(point.coords)["active"]
         assert point.value("k") == active and group.spec.k_max == active  # a world of l = 1 compiles top-1 only
         assert group.spec.kind == "topk" and group.spec.dict_size == config.sae.world.n_features
-        assert dict(point.source)["world_kind"] == "exactly" and dict(point.source)["magnitude"] == "fixed"
-    assert len(make_chunks(plan)) == n_saes // config.sweep.seeds  # (m, l) are static: one chunk each
+        assert (
+            dict(point.source)["world_kind"] == "exactly"
+            and dict(point.source)["magnitude"] == "fixed"
+        )
+    assert (
+        len(make_chunks(plan)) == n_saes // config.sweep.seeds
+    )  # (m, l) are static: one chunk each
 
 
 def test_an_integer_k_still_means_itself_on_an_exactly_world():
@@ -37,14 +42,17 @@ def test_an_integer_k_still_means_itself_on_an_exactly_world():
     assert {(p.value("k"), g.spec.k_max) for g, p in saes} == {(2, 2)}
 
 
-@pytest.mark.parametrize("override, key", [
-    ("sweep.grid.active=[1,0]", r"sweep.grid.active\[1\]"),
-    ("sweep.grid.active=[1,2.5]", r"sweep.grid.active\[1\]"),
-    ("sweep.grid.active=[1,65]", "sae.world.active"),  # more than n = 64 features
-    ("sae.k=all", "sae.k"),
-    ("sae.world.kind=independent", "sae.k"),  # k=active needs an exactly world
-    ("sae.dict_size=8", "sae.k"),  # k = l = 16 above the dictionary
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("sweep.grid.active=[1,0]", r"sweep.grid.active\[1\]"),
+        ("sweep.grid.active=[1,2.5]", r"sweep.grid.active\[1\]"),
+        ("sweep.grid.active=[1,65]", "sae.world.active"),  # more than n = 64 features
+        ("sae.k=all", "sae.k"),
+        ("sae.world.kind=independent", "sae.k"),  # k=active needs an exactly world
+        ("sae.dict_size=8", "sae.k"),  # k = l = 16 above the dictionary
+    ],
+)
 def test_bad_active_values_are_refused_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=f"^{key}: "):
         plan_sweep(compose_config(SMALL + [override]))
@@ -61,18 +69,23 @@ def stored(tmp_path_factory):
 
 def test_the_small_sweep_stores_one_row_per_m_and_l(stored):
     table = read_results(stored, arrays=True)
-    assert sorted(zip(table["n_hidden"], table["active"])) == [(m, l) for m in (8, 16) for l in (1, 4, 16)]
+    assert sorted(zip(table["n_hidden"], table["active"])) == [
+        (m, l) for m in (8, 16) for l in (1, 4, 16)
+    ]
     assert (table["k"] == table["active"]).all() and (table["world_kind"] == "exactly").all()
     assert np.allclose(table["true_l0"], table["active"])  # exactly l active, every input
-    assert np.allclose(table["l0"], table["active"], atol=0.5)  # TopK fires k = l latents (unless ties at 0)
+    assert np.allclose(
+        table["l0"], table["active"], atol=0.5
+    )  # TopK fires k = l latents (unless ties at 0)
     assert all(np.asarray(W).shape == (m, 64) for W, m in zip(table["W_dec"], table["n_hidden"]))
 
 
 def recovered(row) -> float:
     """The fraction of true features with a decoder column at |cos| ≥ 0.95: the row's world rebuilt
     from its parameters (``toymodels.sae.build``), independent of the stored MCC."""
-    _, world = exactly_world(int(row.n_features), int(row.n_hidden), int(row.active), row.magnitude,
-                             int(row.world_seed))
+    _, world = exactly_world(
+        int(row.n_features), int(row.n_hidden), int(row.active), row.magnitude, int(row.world_seed)
+    )
     cos_DxN = np.abs(np.asarray(row.W_dec).T @ np.asarray(world.F_HxN))
     return float((cos_DxN.max(axis=0) >= 0.95).mean())
 
@@ -105,16 +118,33 @@ def test_the_figure_is_drawn_from_the_store_with_its_note(stored):
 def test_the_largest_l_served_and_the_reference_scales():
     from analysis.figures.sae_active import largest_served, plot_sae_active, seed_means
 
-    rows = [dict(n_features=256, n_hidden=m, active=l, seed=s, dict_size=256, f1=0.5,
-                 mcc=(0.95 if l <= m // 4 else 0.5) + 0.01 * s)
-            for m in (8, 32) for l in (1, 2, 4, 8, 16) for s in range(2)]
+    rows = [
+        dict(
+            n_features=256,
+            n_hidden=m,
+            active=l,
+            seed=s,
+            dict_size=256,
+            f1=0.5,
+            mcc=(0.95 if l <= m // 4 else 0.5) + 0.01 * s,
+        )
+        for m in (8, 32)
+        for l in (1, 2, 4, 8, 16)
+        for s in range(2)
+    ]
     table = pd.DataFrame(rows)
     served = largest_served(seed_means(table), 0.9)
     assert served["largest_l"].tolist() == [2.0, 8.0]
-    assert served["log_scale"].tolist() == pytest.approx([8 / (8 * math.log(256)), 32 / (8 * math.log(256))])
+    assert served["log_scale"].tolist() == pytest.approx(
+        [8 / (8 * math.log(256)), 32 / (8 * math.log(256))]
+    )
     assert largest_served(seed_means(table), 0.99)["largest_l"].isna().all()
     fig = plot_sae_active(table)
     scaling = fig.axes[2]
-    assert [line.get_label() for line in scaling.lines] == ["largest l with MCC ≥ 0.9", "m/(8 ln n)", "m"]
+    assert [line.get_label() for line in scaling.lines] == [
+        "largest l with MCC ≥ 0.9",
+        "m/(8 ln n)",
+        "m",
+    ]
     assert scaling.lines[0].get_ydata().tolist() == [2.0, 8.0]
     assert "SAELens" in fig._suptitle.get_text()

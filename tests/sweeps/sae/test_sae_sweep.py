@@ -17,16 +17,32 @@ from toymodels.sae.build import simple_world
 
 SAE_EXPERIMENTS = [e for e in EXPERIMENTS if e.startswith("sae_")]
 # Seconds-long: two kinds (a λ kind and a top-k kind) of sae_pareto_small, 40 steps.
-QUICK = ["experiment=sae_pareto_small", "sweep.grid.kind=[plain,topk]", "sweep.grid.l1=[0.1,0.3]",
-         "sweep.grid.k=[1,2]", "sae.steps=40", "sae.batch_size=64", "sae.eval_batch=256", "sweep.executor=local"]
+QUICK = [
+    "experiment=sae_pareto_small",
+    "sweep.grid.kind=[plain,topk]",
+    "sweep.grid.l1=[0.1,0.3]",
+    "sweep.grid.k=[1,2]",
+    "sae.steps=40",
+    "sae.batch_size=64",
+    "sae.eval_batch=256",
+    "sweep.executor=local",
+]
 ON_TOYS = ["+sae=toy", "~sweep.grid.density", "name=sae_on_toys"]  # docs/saes/index.md's command
 
 
 def test_every_sae_experiment_composes_and_plans():
-    expected = {"sae_pareto": 7 * 5 * 2, "sae_pareto_small": 7 * 3, "sae_shrinkage": 3 * 2 * 4 * 3,
-                "sae_shrinkage_small": 3 * 2 * 2, "sae_composition": 2 * 5 * 5 * 3, "sae_composition_small": 2 * 3 * 2,
-                "sae_orthogonality": 2 * 2 * 4 * 2, "sae_orthogonality_small": 2 * 2 * 2,
-                "sae_active": 4 * 6 * 2, "sae_active_small": 2 * 3}
+    expected = {
+        "sae_pareto": 7 * 5 * 2,
+        "sae_pareto_small": 7 * 3,
+        "sae_shrinkage": 3 * 2 * 4 * 3,
+        "sae_shrinkage_small": 3 * 2 * 2,
+        "sae_composition": 2 * 5 * 5 * 3,
+        "sae_composition_small": 2 * 3 * 2,
+        "sae_orthogonality": 2 * 2 * 4 * 2,
+        "sae_orthogonality_small": 2 * 2 * 2,
+        "sae_active": 4 * 6 * 2,
+        "sae_active_small": 2 * 3,
+    }
     for name in SAE_EXPERIMENTS:
         saes = plan_sweep(compose_config([f"experiment={name}"])).units
         assert len(saes) == expected[name], name
@@ -41,19 +57,22 @@ def test_a_kind_is_trained_once_per_setting_it_reads():
     assert {g.spec.k_max for g, _ in saes if g.spec.kind == "topk"} == {2}
 
 
-@pytest.mark.parametrize("override, key", [
-    ("sae.world.n_hidden=0", "sae.world.n_hidden"),
-    ("sae.kind=nope", "sae.kind"),
-    ("sweep.grid.l1=[0.1,-1]", r"sweep.grid.l1\[1\]"),
-    ("sweep.grid.kind=[plain,nope]", r"sweep.grid.kind\[1\]"),
-    ("sweep.grid.k=[1,64]", "sweep.grid.k"),
-    ("+sweep.grid.weight_decay=[0.1]", "sweep.grid.weight_decay"),
-    ("sweep.grid.l1=[0.1,0.1]", "sweep.grid.l1"),
-    ("sae.dict_size=3m", "sae.dict_size"),
-    ("sae.world.directions=identity", "sae.world.directions"),
-    ("sae.source=somewhere", "sae.source"),
-    ("sae.source=toy", "sae.toy.sweep"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("sae.world.n_hidden=0", "sae.world.n_hidden"),
+        ("sae.kind=nope", "sae.kind"),
+        ("sweep.grid.l1=[0.1,-1]", r"sweep.grid.l1\[1\]"),
+        ("sweep.grid.kind=[plain,nope]", r"sweep.grid.kind\[1\]"),
+        ("sweep.grid.k=[1,64]", "sweep.grid.k"),
+        ("+sweep.grid.weight_decay=[0.1]", "sweep.grid.weight_decay"),
+        ("sweep.grid.l1=[0.1,0.1]", "sweep.grid.l1"),
+        ("sae.dict_size=3m", "sae.dict_size"),
+        ("sae.world.directions=identity", "sae.world.directions"),
+        ("sae.source=somewhere", "sae.source"),
+        ("sae.source=toy", "sae.toy.sweep"),
+    ],
+)
 def test_bad_sae_values_are_refused_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=f"^{key}: "):
         compose_config(QUICK + [override])
@@ -111,8 +130,14 @@ def test_a_stored_sae_is_train_saes_on_its_world(stored):
     point, spec = chunks[1].points[0], chunks[1].spec.spec
     source, world = simple_world(16, 8, 0.06, directions_kind="random", magnitude="uniform", seed=0)
     init, data = split_keys(sae_keys(0, [point.source_uid], [0]))
-    result = train_saes(spec, source, init, hparams(1, lr=3e-3, l1=0.3),
-                        jax.tree.map(lambda a: a[None], world), data)
+    result = train_saes(
+        spec,
+        source,
+        init,
+        hparams(1, lr=3e-3, l1=0.3),
+        jax.tree.map(lambda a: a[None], world),
+        data,
+    )
     by_hand = np.asarray(decoder(jax.tree.map(lambda a: a[0], result.params)))
     assert np.array_equal(by_hand, np.asarray(alone["W_dec"]))
 
@@ -138,15 +163,43 @@ def test_saes_on_a_stored_toy_sweep_match_toymodels_sae(toy_sweep, tmp_path):
     """``toymodels-sae`` is a shortcut of this sweep: the same SAEs (same keys: the toy model's uid
     and the SAE seed), the same rows, bit for bit; figure ``sae_recovery`` drawn from the store."""
     out = tmp_path / "saes"
-    done = cli("toymodels-sweep", *ON_TOYS, f"sae.toy.sweep={toy_sweep}", "sweep.seeds=1", "sae.kind=plain",
-               "sae.dict_size=n", "+sweep.grid.l1=[0.1,0.3]", "sae.steps=20", "sae.batch_size=32",
-               "sae.eval_batch=64", "sweep.executor=local", "wandb.mode=disabled", f"sweep.out={out}")
+    done = cli(
+        "toymodels-sweep",
+        *ON_TOYS,
+        f"sae.toy.sweep={toy_sweep}",
+        "sweep.seeds=1",
+        "sae.kind=plain",
+        "sae.dict_size=n",
+        "+sweep.grid.l1=[0.1,0.3]",
+        "sae.steps=20",
+        "sae.batch_size=32",
+        "sae.eval_batch=64",
+        "sweep.executor=local",
+        "wandb.mode=disabled",
+        f"sweep.out={out}",
+    )
     assert done.returncode == 0, done.stderr
     ours = read_results(out, arrays=True)
     assert len(ours) == 4 and set(ours["density"]) == {1.0, 0.1}
-    done = cli("toymodels-sae", str(toy_sweep), "--kind", "plain", "--l1", "0.1,0.3", "--dict-sizes", "n",
-               "--steps", "20", "--batch", "32", "--eval-batch", "64", "--out", str(tmp_path / "short"),
-               "wandb.mode=disabled")
+    done = cli(
+        "toymodels-sae",
+        str(toy_sweep),
+        "--kind",
+        "plain",
+        "--l1",
+        "0.1,0.3",
+        "--dict-sizes",
+        "n",
+        "--steps",
+        "20",
+        "--batch",
+        "32",
+        "--eval-batch",
+        "64",
+        "--out",
+        str(tmp_path / "short"),
+        "wandb.mode=disabled",
+    )
     assert done.returncode == 0, done.stderr
     theirs = read_results(tmp_path / "short", arrays=True)
     for _, row in ours.iterrows():
@@ -161,8 +214,14 @@ def test_saes_on_a_stored_toy_sweep_match_toymodels_sae(toy_sweep, tmp_path):
 @pytest.mark.slow
 def test_an_sae_sweep_on_ray_stores_the_same_bits(stored, tmp_path):
     out = tmp_path / "ray"
-    done = cli("toymodels-sweep", *QUICK[:-1], "sweep.executor=ray", "ray.num_cpus=2", f"sweep.out={out}",
-               "wandb.mode=disabled")
+    done = cli(
+        "toymodels-sweep",
+        *QUICK[:-1],
+        "sweep.executor=ray",
+        "ray.num_cpus=2",
+        f"sweep.out={out}",
+        "wandb.mode=disabled",
+    )
     assert done.returncode == 0, done.stderr
     ray_rows, local = read_results(out, arrays=True), read_results(stored, arrays=True)
     assert ray_rows["ray_node"].notna().all()
@@ -178,11 +237,26 @@ def test_a_missing_toy_sweep_is_refused_before_any_compute(tmp_path):
 
 def _shrinkage_table():
     """FVU ordered gated < rescaled < plain at both λ with U[0, 1] magnitudes, at one λ when fixed."""
-    fvu = {("uniform", 0.1): (0.01, 0.02, 0.03), ("uniform", 0.3): (0.02, 0.05, 0.09),
-           ("fixed", 0.1): (0.001, 0.002, 0.02), ("fixed", 0.3): (0.01, 0.004, 0.05)}
-    rows = [dict(kind=kind, magnitude=mag, l1=l1, seed=seed, fvu=values[i] + 0.001 * seed, gamma=1.0, mcc=0.9)
-            for (mag, l1), values in fvu.items() for i, kind in enumerate(["gated", "rescaled", "plain"])
-            for seed in range(2)]
+    fvu = {
+        ("uniform", 0.1): (0.01, 0.02, 0.03),
+        ("uniform", 0.3): (0.02, 0.05, 0.09),
+        ("fixed", 0.1): (0.001, 0.002, 0.02),
+        ("fixed", 0.3): (0.01, 0.004, 0.05),
+    }
+    rows = [
+        dict(
+            kind=kind,
+            magnitude=mag,
+            l1=l1,
+            seed=seed,
+            fvu=values[i] + 0.001 * seed,
+            gamma=1.0,
+            mcc=0.9,
+        )
+        for (mag, l1), values in fvu.items()
+        for i, kind in enumerate(["gated", "rescaled", "plain"])
+        for seed in range(2)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -194,7 +268,8 @@ def test_the_shrinkage_figure_shows_seed_means_and_counts_the_predicted_order():
     table = _shrinkage_table()
     assert shrinkage_note(SimpleNamespace(table=table)) == {
         "fvu gated < rescaled < plain (fixed magnitudes)": "1/2 λ values",
-        "fvu gated < rescaled < plain (uniform magnitudes)": "2/2 λ values"}
+        "fvu gated < rescaled < plain (uniform magnitudes)": "2/2 λ values",
+    }
     fig = plot_sae_shrinkage(table)
     fvu_uniform = fig.axes[1]  # columns: fixed, uniform; first row: FVU
     assert "FVU, magnitude=uniform" in fvu_uniform.get_title()
@@ -208,17 +283,40 @@ def test_the_shrinkage_figure_shows_seed_means_and_counts_the_predicted_order():
 def test_the_orthogonality_and_composition_figures_show_their_means(world):
     from analysis.figures.sae_sweep import plot_sae_composition, plot_sae_orthogonality
 
-    rows = [dict(kind=kind, ortho=ortho, seed=seed, mcc=0.9 - 0.1 * ortho + 0.01 * seed, fvu=0.1, n_features=4,
-                 n_hidden=2, directions="pairs", cosine=0.8, magnitude="fixed", together=ortho / 10, l1=0.1,
-                 n_composed=seed)
-            for kind in ("plain", "topk") for ortho in (0.0, 0.1, 1.0) for seed in range(2)]
+    rows = [
+        dict(
+            kind=kind,
+            ortho=ortho,
+            seed=seed,
+            mcc=0.9 - 0.1 * ortho + 0.01 * seed,
+            fvu=0.1,
+            n_features=4,
+            n_hidden=2,
+            directions="pairs",
+            cosine=0.8,
+            magnitude="fixed",
+            together=ortho / 10,
+            l1=0.1,
+            n_composed=seed,
+        )
+        for kind in ("plain", "topk")
+        for ortho in (0.0, 0.1, 1.0)
+        for seed in range(2)
+    ]
     table = pd.DataFrame(rows)
     if world == "toy":  # an SAE sweep on stored toy models has no world directions
         table = table.drop(columns=["directions", "cosine"])
     fig = plot_sae_orthogonality(table)
-    assert fig.axes[0].get_title() == ("MCC (SAELens), world=pairs cos=0.8" if world == "synthetic" else
-                                       "MCC (SAELens), world=toy models (n=4, m=2)")
+    assert fig.axes[0].get_title() == (
+        "MCC (SAELens), world=pairs cos=0.8"
+        if world == "synthetic"
+        else "MCC (SAELens), world=toy models (n=4, m=2)"
+    )
     plain = fig.axes[0].lines[0]
-    assert plain.get_label() == "kind=plain" and plain.get_ydata().tolist() == pytest.approx([0.905, 0.895, 0.805])
-    composed = plot_sae_composition(table).axes[0].lines[0]  # one of the two seeds has a composed latent
+    assert plain.get_label() == "kind=plain" and plain.get_ydata().tolist() == pytest.approx(
+        [0.905, 0.895, 0.805]
+    )
+    composed = (
+        plot_sae_composition(table).axes[0].lines[0]
+    )  # one of the two seeds has a composed latent
     assert composed.get_ydata().tolist() == pytest.approx([0.5, 0.5, 0.5])

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sweeps.sae import saelens
 from sweeps.config import ConfigError
 from sweeps.plan import plan_sweep
+from sweeps.sae import saelens
 from sweeps.store import read_results
 from tests.helpers import cli, compose_config
 from tests.toymodels.test_sae_saelens import EVAL_KINDS, saved_model
@@ -20,9 +20,18 @@ from toymodels.sae import SAE_KINDS, SaeSpec, hparams
 from toymodels.sae import saelens as core
 from toymodels.sae.train import init_params
 
-BASE = ["+sae=world", "~sweep.grid.density", "sae.world.kind=saelens", "sae.steps=40", "sae.batch_size=64",
-        "sae.eval_batch=256", "sae.dict_size=12", "sweep.executor=local", "wandb.mode=disabled",
-        "sweep.seeds=1"]
+BASE = [
+    "+sae=world",
+    "~sweep.grid.density",
+    "sae.world.kind=saelens",
+    "sae.steps=40",
+    "sae.batch_size=64",
+    "sae.eval_batch=256",
+    "sae.dict_size=12",
+    "sweep.executor=local",
+    "wandb.mode=disabled",
+    "sweep.seeds=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +59,9 @@ def test_a_saved_saelens_model_is_a_sweep_world(stored, model_dir):
 
 
 def test_stored_saes_export_to_saelens_format(stored, tmp_path, capsys):
-    assert saelens.main(["export", str(stored), str(tmp_path / "out")]) == 0  # toymodels-saelens export
+    assert (
+        saelens.main(["export", str(stored), str(tmp_path / "out")]) == 0
+    )  # toymodels-saelens export
     table = read_results(stored, arrays=True)
     source, world = core.build(core.read_synthetic_model(read_results(stored)["saelens"][0]))
     _, h_HxB = source.sample(world, rng.key_words(jax.random.key(5)), 0, 128)
@@ -89,21 +100,38 @@ def test_bad_saelens_worlds_are_refused_naming_the_key(model_dir, tmp_path, monk
     refused(r"sae.world.saelens.seed", "+sae.world.saelens={num_features: 8, hidden_dim: 4}")
     monkeypatch.setattr(saelens, "has_saelens", lambda: False)
     refused("sae.world.saelens", "+sae.world.saelens={num_features: 8, hidden_dim: 4, seed: 1}")
-    (tmp_path / "cfg.json").write_text(json.dumps({"num_features": 8, "hidden_dim": 4, "seed": 1, "dtype": "float16"}))
+    (tmp_path / "cfg.json").write_text(
+        json.dumps({"num_features": 8, "hidden_dim": 4, "seed": 1, "dtype": "float16"})
+    )
     refused(r"sae.world.saelens.dtype", f"sae.world.saelens={tmp_path / 'cfg.json'}")
 
 
 # --- against SAELens itself (slow) -------------------------------------------------------------
 
-CONFIG = {"num_features": 48, "hidden_dim": 12, "seed": 11, "bias": 0.5,
-          "firing_probability": {"generator_name": "zipfian", "exponent": 0.7, "max_prob": 0.4, "min_prob": 0.03},
-          "hierarchy": {"total_root_nodes": 3, "branching_factor": [2, 3], "max_depth": 2,
-                        "mutually_exclusive_portion": 0.5, "compensate_probabilities": True,
-                        "scale_children_by_parent": True},
-          "correlation": {"rank": 3, "correlation_scale": 0.2, "seed": None},
-          "orthogonalization": {"num_steps": 10, "lr": 0.01, "chunk_size": 1024},
-          "mean_firing_magnitudes": {"generator_name": "linear", "start": 2.0, "end": 1.0},
-          "std_firing_magnitudes": {"generator_name": "folded_normal", "mean": 0.3, "std": 0.2}}
+CONFIG = {
+    "num_features": 48,
+    "hidden_dim": 12,
+    "seed": 11,
+    "bias": 0.5,
+    "firing_probability": {
+        "generator_name": "zipfian",
+        "exponent": 0.7,
+        "max_prob": 0.4,
+        "min_prob": 0.03,
+    },
+    "hierarchy": {
+        "total_root_nodes": 3,
+        "branching_factor": [2, 3],
+        "max_depth": 2,
+        "mutually_exclusive_portion": 0.5,
+        "compensate_probabilities": True,
+        "scale_children_by_parent": True,
+    },
+    "correlation": {"rank": 3, "correlation_scale": 0.2, "seed": None},
+    "orthogonalization": {"num_steps": 10, "lr": 0.01, "chunk_size": 1024},
+    "mean_firing_magnitudes": {"generator_name": "linear", "start": 2.0, "end": 1.0},
+    "std_firing_magnitudes": {"generator_name": "folded_normal", "mean": 0.3, "std": 0.2},
+}
 
 
 @pytest.mark.slow
@@ -118,27 +146,46 @@ def test_a_saelens_world_is_saelens_own(tmp_path):
     model = SyntheticModel(saelens._saelens_config(CONFIG))
     model.save(tmp_path / "m")
     config = compose_config(BASE + ["+sae.world.saelens=" + json.dumps(CONFIG).replace('"', "")])
-    (group, _), = plan_sweep(config).units
+    ((group, _),) = plan_sweep(config).units
     built = saelens.world_of(saelens.canonical(config.sae.world.saelens))
     read = core.read_synthetic_model(tmp_path / "m", draw=saelens._folded_normal)
     for arrays in (saelens.generate(CONFIG), read):
-        assert np.array_equal(arrays.feature_vectors_NxH, model.feature_dict.feature_vectors.detach().numpy())
-        assert np.array_equal(arrays.firing_probabilities_N, model.activation_generator.firing_probabilities.numpy())
-        assert np.array_equal(arrays.correlation_factor_NxR, model.correlation_matrix.correlation_factor.numpy())
-        assert np.array_equal(arrays.std_N, model.activation_generator.std_firing_magnitudes.numpy())
-        np.testing.assert_array_max_ulp(arrays.mean_N, model.activation_generator.mean_firing_magnitudes.numpy(), 1)
+        assert np.array_equal(
+            arrays.feature_vectors_NxH, model.feature_dict.feature_vectors.detach().numpy()
+        )
+        assert np.array_equal(
+            arrays.firing_probabilities_N, model.activation_generator.firing_probabilities.numpy()
+        )
+        assert np.array_equal(
+            arrays.correlation_factor_NxR, model.correlation_matrix.correlation_factor.numpy()
+        )
+        assert np.array_equal(
+            arrays.std_N, model.activation_generator.std_firing_magnitudes.numpy()
+        )
+        np.testing.assert_array_max_ulp(
+            arrays.mean_N, model.activation_generator.mean_firing_magnitudes.numpy(), 1
+        )
         assert arrays.hierarchy == model.hierarchy.to_dict()
     source, world = built
     assert group.source == source and source.levels == 2 and source.correlated
     B = 200_000
     torch.manual_seed(0)
     theirs = model.activation_generator.sample(B).numpy() > 0
-    ours = np.asarray(jax.jit(lambda w: source.sample(w, rng.key_words(jax.random.key(0)), 0, B)[0])(world)).T > 0
+    ours = (
+        np.asarray(
+            jax.jit(lambda w: source.sample(w, rng.key_words(jax.random.key(0)), 0, B)[0])(world)
+        ).T
+        > 0
+    )
     rate_t, rate_o = theirs.mean(0), ours.mean(0)
     se = np.sqrt(rate_t * (1 - rate_t) * 2 / B)
-    assert (np.abs(rate_o - rate_t) < 4.5 * se + 1e-6).all()  # 48 features, two-sided, ~1.6e-4 false alarms
+    assert (
+        np.abs(rate_o - rate_t) < 4.5 * se + 1e-6
+    ).all()  # 48 features, two-sided, ~1.6e-4 false alarms
     co_t, co_o = (theirs.T.astype(float) @ theirs) / B, (ours.T.astype(float) @ ours) / B
-    assert np.abs(co_o - co_t).max() < 0.01  # co-firing: exclusion zeros, correlation and the forest's gates
+    assert (
+        np.abs(co_o - co_t).max() < 0.01
+    )  # co-firing: exclusion zeros, correlation and the forest's gates
 
 
 @pytest.mark.slow

@@ -31,8 +31,13 @@ sweeps.store.SweepStore.prepare = at_the_gate
 sweeps.cli.main()
 """
 
-BASE = ["experiment=tms_phase_2d_small", "sweep.grid.density=[1.0,0.2]", "sweep.grid.importance_decay=[1.0]",
-        "sweep.seeds=2", "sweep.chunk_size=2"]  # 4 models in 2 chunks
+BASE = [
+    "experiment=tms_phase_2d_small",
+    "sweep.grid.density=[1.0,0.2]",
+    "sweep.grid.importance_decay=[1.0]",
+    "sweep.seeds=2",
+    "sweep.chunk_size=2",
+]  # 4 models in 2 chunks
 
 
 def _start(args, gate=None, **kw):
@@ -41,13 +46,17 @@ def _start(args, gate=None, **kw):
         command = [str(Path(sys.executable).with_name("toymodels-sweep")), *args]
     else:
         command = [sys.executable, "-c", AT_ONCE, str(gate), *args]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw
+    )
 
 
 def _together(gate: Path, *arg_lists):
     procs = [_start(args, gate) for args in arg_lists]
     deadline = time.time() + 120
-    while len(list(gate.parent.glob(f"{gate.name}.ready.*"))) < len(procs) and time.time() < deadline:
+    while (
+        len(list(gate.parent.glob(f"{gate.name}.ready.*"))) < len(procs) and time.time() < deadline
+    ):
         time.sleep(0.01)
     (gate.parent / f"{gate.name}.go").touch()
     outputs = [p.communicate(timeout=240) for p in procs]
@@ -62,7 +71,11 @@ def _trained(stdout: str) -> tuple[int, int]:
 
 def test_two_configs_started_together_never_mix(tmp_path):
     out = tmp_path / "race"
-    runs = _together(tmp_path / "gate", [*BASE, *tiny(out), "train.steps=40"], [*BASE, *tiny(out), "train.steps=20"])
+    runs = _together(
+        tmp_path / "gate",
+        [*BASE, *tiny(out), "train.steps=40"],
+        [*BASE, *tiny(out), "train.steps=20"],
+    )
     results = sorted(runs, key=lambda r: r[0])
     assert [r[0] for r in results] == [0, 2], runs
     assert "already holds a different sweep" in results[1][2]
@@ -107,5 +120,7 @@ def test_models_a_killed_driver_claimed_are_taken_over(tmp_path):
     assert stored == 4 and trained > 0, stdout  # the rest, after the first was killed
     table = read_results(out)
     assert len(table) == 4 and table["uid"].is_unique and (table["steps"] == 5000).all()
-    assert list(claims.iterdir()) == []  # the dead driver's claim was removed, the live one's released
+    assert (
+        list(claims.iterdir()) == []
+    )  # the dead driver's claim was removed, the live one's released
     assert table["order"].is_monotonic_increasing

@@ -16,7 +16,11 @@ from sweeps.store import HASH_KEY, atomic_write, config_hash, read_results
 from sweeps.store.meta import body_hash, config_yaml
 from tests.helpers import EXPERIMENTS, compose_config, tiny
 
-GRID = ["experiment=tms_intro", "sweep.grid.density=[1.0,0.5]", "sweep.chunk_size=2"]  # 6 models, 3 chunks
+GRID = [
+    "experiment=tms_intro",
+    "sweep.grid.density=[1.0,0.5]",
+    "sweep.chunk_size=2",
+]  # 6 models, 3 chunks
 
 
 def _config(out, *extra):
@@ -42,8 +46,11 @@ def test_chunks_carry_their_config_hash_and_a_lost_sweep_yaml_adopts_nothing(tmp
 
     (out / "sweep.yaml").unlink()
     other = _config(out, "train.steps=20", "train.lr=0.01")
-    with pytest.raises(ConfigError, match=r"sweep\.out: .* no sweep\.yaml, and chunks/ holds models trained under "
-                                          r"another config"):
+    with pytest.raises(
+        ConfigError,
+        match=r"sweep\.out: .* no sweep\.yaml, and chunks/ holds models trained under "
+        r"another config",
+    ):
         run_sweep(other, progress=False)
     assert not (out / "sweep.yaml").exists()
 
@@ -58,10 +65,15 @@ def test_an_edited_sweep_yaml_body_is_refused(tmp_path):
     config = _config(out)
     run_sweep(config, progress=False)
     meta = out / "sweep.yaml"
-    meta.write_text(meta.read_text().replace("steps: 30", "steps: 20"))  # the body only, not the hash line
+    meta.write_text(
+        meta.read_text().replace("steps: 30", "steps: 20")
+    )  # the body only, not the hash line
     for attempt in (config, _config(out, "train.steps=20")):
-        with pytest.raises(ConfigError, match=r"sweep\.yaml was edited.*Undo the edit, or run the changed config "
-                                              r"with another sweep\.out"):
+        with pytest.raises(
+            ConfigError,
+            match=r"sweep\.yaml was edited.*Undo the edit, or run the changed config "
+            r"with another sweep\.out",
+        ):
             run_sweep(attempt, progress=False)
 
 
@@ -83,10 +95,12 @@ def test_leftover_temporaries_are_ignored_and_removed(tmp_path):
     config = _config(out)
     run_sweep(config, progress=False)
     data = _chunks(out)[0].read_bytes()
-    leftovers = [out / "chunks" / ".tmp-4242-partial.parquet",  # the temporary name of earlier versions
-                 out / "chunks" / ".tmp-4243-complete.parquet",
-                 out / "chunks" / ".0123.parquet.4244-abcdef.tmp",
-                 out / ".results.parquet.4245-abcdef.tmp"]
+    leftovers = [
+        out / "chunks" / ".tmp-4242-partial.parquet",  # the temporary name of earlier versions
+        out / "chunks" / ".tmp-4243-complete.parquet",
+        out / "chunks" / ".0123.parquet.4244-abcdef.tmp",
+        out / ".results.parquet.4245-abcdef.tmp",
+    ]
     leftovers[0].write_bytes(data[: len(data) // 2])  # a kill or a full disk during the write
     for path in leftovers[1:]:
         path.write_bytes(data)
@@ -111,7 +125,12 @@ def test_a_damaged_chunk_is_set_aside_with_one_line_and_its_models_retrained(tmp
     report = run_sweep(config, progress=False)
     assert (report.trained, report.stored) == (lost, 6)
     err = [line for line in capsys.readouterr().err.splitlines() if victim.name in line]
-    assert len(err) == 1 and "damaged" in err[0] and "chunks/corrupt" in err[0] and "trained again" in err[0]
+    assert (
+        len(err) == 1
+        and "damaged" in err[0]
+        and "chunks/corrupt" in err[0]
+        and "trained again" in err[0]
+    )
     assert (out / "chunks" / "corrupt" / victim.name).exists()
     assert len(read_results(out)) == 6
 
@@ -121,12 +140,23 @@ def test_a_failed_write_removes_its_temporary_and_raises_its_own_error(tmp_path)
     SIGXFSZ), in a child process so that the limit binds nothing else."""
     target = tmp_path / "big.parquet"
     child = subprocess.run(
-        [sys.executable, "-c", "import resource, sys; from pathlib import Path; from sweeps.store import atomic_write\n"
-         "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
-         "try:\n    atomic_write(Path(sys.argv[1]), b'x' * 100_000)\n"
-         "except OSError as e:\n    print(e.errno, e.filename, e.__context__ is None, e.__cause__ is None)",
-         str(target)], capture_output=True, text=True)
-    assert child.stdout.split() == [str(27), str(target), "True", "True"], child.stderr  # EFBIG, no chained error
+        [
+            sys.executable,
+            "-c",
+            (
+                "import resource, sys; from pathlib import Path; from sweeps.store import atomic_write\n"
+                "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+                "try:\n    atomic_write(Path(sys.argv[1]), b'x' * 100_000)\n"
+                "except OSError as e:\n    print(e.errno, e.filename, e.__context__ is None, e.__cause__ is None)"
+            ),
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert child.stdout.split() == [str(27), str(target), "True", "True"], (
+        child.stderr
+    )  # EFBIG, no chained error
     assert os.listdir(tmp_path) == []  # neither the file nor its temporary
     assert atomic_write(target, b"ok") and target.read_bytes() == b"ok"
 
@@ -137,11 +167,20 @@ def test_a_store_written_before_chunks_carried_a_hash_still_resumes(tmp_path):
     run_sweep(config, progress=False)
     for path in _chunks(out):  # as the previous version wrote them: no hash, no '# models' line
         table = pq.read_table(path)
-        pq.write_table(table.replace_schema_metadata({k: v for k, v in table.schema.metadata.items()
-                                                      if k != HASH_KEY}), path)
+        pq.write_table(
+            table.replace_schema_metadata(
+                {k: v for k, v in table.schema.metadata.items() if k != HASH_KEY}
+            ),
+            path,
+        )
     meta = out / "sweep.yaml"
-    meta.write_text("".join(line for line in meta.read_text().splitlines(keepends=True)
-                            if not line.startswith("# models:")))
+    meta.write_text(
+        "".join(
+            line
+            for line in meta.read_text().splitlines(keepends=True)
+            if not line.startswith("# models:")
+        )
+    )
     report = run_sweep(config, progress=False)
     assert (report.trained, report.already_done, report.stored) == (0, 6, 6)
     (out / "sweep.yaml").unlink()  # with no sweep.yaml to vouch for them, no config adopts them
@@ -159,7 +198,12 @@ def test_a_store_written_by_the_last_landed_version_still_resumes(tmp_path):
     stored, body = text.splitlines()[0].split(": ")[1], text.split("\n", 1)[1]
     assert body_hash(body) == stored
     assert config_hash(compose_config(["experiment=tms_intro", "train.steps=300"])) == stored
-    assert config_hash(compose_config(["experiment=tms_intro", "train.steps=300", "train.mono_penalty=0.1"])) != stored
+    assert (
+        config_hash(
+            compose_config(["experiment=tms_intro", "train.steps=300", "train.mono_penalty=0.1"])
+        )
+        != stored
+    )
 
 
 def _damage(path, column, to):
@@ -241,7 +285,11 @@ def test_a_chunk_with_damaged_rows_is_set_aside_and_its_models_retrained(store_c
 # sweep.yaml of each command as 43f758a (the last version before issue 23's restructuring) wrote
 # it, and the ids of the models it planned (their number and a digest of the sorted uids).
 STORES_43F758A = {
-    "mono_architectures_small": (["train.steps=200"], 12, "0ccb06891b7838ec"),  # l1_hidden and mono terms
+    "mono_architectures_small": (
+        ["train.steps=200"],
+        12,
+        "0ccb06891b7838ec",
+    ),  # l1_hidden and mono terms
     "capacity_marginal_small": (["train.steps=200"], 66, "88ecb0e0c1825914"),  # the capacity term
     "dd_cpu_small": (["train.steps=300"], 12, "394703d6023c2402"),  # finite data
     # SAEs on a world: plain, gated, rescaled (JumpReLU and AuxK changed the other kinds' SAEs in
@@ -268,4 +316,7 @@ def test_a_store_written_by_43f758a_still_resumes(experiment):
     config = compose_config([f"experiment={experiment}", *overrides])
     assert config_hash(config) == stored
     uids = sorted(p.uid for _, p in plan_sweep(config).units)
-    assert (len(uids), hashlib.sha256(",".join(map(str, uids)).encode()).hexdigest()[:16]) == (n_models, digest)
+    assert (len(uids), hashlib.sha256(",".join(map(str, uids)).encode()).hexdigest()[:16]) == (
+        n_models,
+        digest,
+    )

@@ -4,6 +4,7 @@ import json
 import struct
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,7 @@ def _no_credentials(monkeypatch, tmp_path):
 
 # -- reading an offline run back: the .wandb transaction log (wandb's record protobufs) -----------
 
+
 def _records(path: Path) -> list:
     """The records of a .wandb file: a 7-byte header, then 32 KiB blocks of chunks, each with a
     7-byte header (crc32, length, type: 1 full, 2 first, 3 middle, 4 last)."""
@@ -42,14 +44,14 @@ def _records(path: Path) -> list:
         if left < 7:
             pos += left
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if kind == 0:  # zero padding to the end of the block
             pos += left
             continue
-        pending += data[pos + 7:pos + 7 + length]
+        pending += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):
-            record = pb.Record()
+            record = pb.Record()  # type: ignore[attr-defined]  # generated protobuf code
             record.ParseFromString(pending)
             out.append(record)
             pending = b""
@@ -74,13 +76,22 @@ def offline_runs(out: Path) -> dict[str, dict]:
             kind = record.WhichOneof("record_type")
             if kind == "run":
                 r = record.run
-                info.update(id=r.run_id, group=r.run_group, job_type=r.job_type, name=r.display_name,
-                            project=r.project,
-                            config={_key(i): json.loads(i.value_json) for i in r.config.update})
+                info.update(
+                    id=r.run_id,
+                    group=r.run_group,
+                    job_type=r.job_type,
+                    name=r.display_name,
+                    project=r.project,
+                    config={_key(i): json.loads(i.value_json) for i in r.config.update},
+                )
             elif kind == "summary":
-                info["summary"].update({_key(i): json.loads(i.value_json) for i in record.summary.update})
+                info["summary"].update(
+                    {_key(i): json.loads(i.value_json) for i in record.summary.update}
+                )
             elif kind == "history":
-                info["history"].append({_key(i): json.loads(i.value_json) for i in record.history.item})
+                info["history"].append(
+                    {_key(i): json.loads(i.value_json) for i in record.history.item}
+                )
         for key, value in info["summary"].items():
             if key.endswith(".path") and value.startswith("media/table/"):
                 table = json.loads((run_dir / "files" / value).read_text())
@@ -96,6 +107,7 @@ def _chunks(out: Path) -> dict[str, pd.DataFrame]:
 
 # -- tests ----------------------------------------------------------------------------------------
 
+
 def test_mode_defaults_to_offline_the_environment_then_the_command_line_win(monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     assert compose_config([]).wandb.mode == "offline"
@@ -105,7 +117,9 @@ def test_mode_defaults_to_offline_the_environment_then_the_command_line_win(monk
     with pytest.raises(ConfigError, match=r"wandb\.mode: 'sometimes' is not allowed"):
         compose_config(["wandb.mode=sometimes"])
     monkeypatch.setenv("WANDB_MODE", "dryrun")
-    with pytest.raises(ConfigError, match=r"wandb\.mode: 'dryrun' \(from the environment variable WANDB_MODE\)"):
+    with pytest.raises(
+        ConfigError, match=r"wandb\.mode: 'dryrun' \(from the environment variable WANDB_MODE\)"
+    ):
         compose_config([])
     monkeypatch.setenv("WANDB_MODE", "offline")
     with pytest.raises(ConfigError, match=r"wandb\.per_model_limit"):
@@ -113,7 +127,9 @@ def test_mode_defaults_to_offline_the_environment_then_the_command_line_win(monk
     with pytest.raises(ConfigError, match=r"wandb\.project"):
         compose_config(["wandb.project=a/b"])
     # tracking does not change what the models are: not part of the sweep's identity
-    assert config_hash(compose_config(["wandb.mode=disabled", "wandb.project=x"])) == config_hash(compose_config([]))
+    assert config_hash(compose_config(["wandb.mode=disabled", "wandb.project=x"])) == config_hash(
+        compose_config([])
+    )
 
 
 def test_each_chunk_is_one_offline_run_holding_config_curves_and_final_metrics(tmp_path):
@@ -128,14 +144,24 @@ def test_each_chunk_is_one_offline_run_holding_config_curves_and_final_metrics(t
 
     for chunk_id, stored in chunks.items():
         run = runs[f"{key}-{chunk_id}"]
-        assert (run["group"], run["job_type"], run["name"], run["project"]) == \
-               ("tms_intro-s", "chunk", f"chunk-{chunk_id}", "toymodels")
+        assert (run["group"], run["job_type"], run["name"], run["project"]) == (
+            "tms_intro-s",
+            "chunk",
+            f"chunk-{chunk_id}",
+            "toymodels",
+        )
         cfg = run["config"]
-        assert cfg["train"]["steps"] == 30 and cfg["model"]["n_features"] == 5 and cfg["name"] == "tms_intro"
+        assert (
+            cfg["train"]["steps"] == 30
+            and cfg["model"]["n_features"] == 5
+            and cfg["name"] == "tms_intro"
+        )
         assert cfg["config_hash"] == config_hash(config)
         assert cfg["chunk"]["id"] == chunk_id and cfg["chunk"]["axes"] == ["density"]
-        assert cfg["chunk"]["models"] == [{"density": d, "seed": s, "uid": u}
-                                          for d, s, u in zip(stored["density"], stored["seed"], stored["uid"])]
+        assert cfg["chunk"]["models"] == [
+            {"density": d, "seed": s, "uid": u}
+            for d, s, u in zip(stored["density"], stored["seed"], stored["uid"])
+        ]
         summary = run["summary"]
         assert summary["n_models"] == 2 and summary["chunk"] == chunk_id
         assert summary["loss_mean"] == pytest.approx(stored["loss"].mean())
@@ -147,7 +173,9 @@ def test_each_chunk_is_one_offline_run_holding_config_curves_and_final_metrics(t
         np.testing.assert_array_equal(models["density"], stored["density"])
         np.testing.assert_array_equal(models["seed"], stored["seed"])
         np.testing.assert_allclose(np.stack(models["norms"]), np.stack(stored["norms"]), rtol=1e-6)
-        np.testing.assert_allclose(np.stack(models["capacity"]), np.stack(stored["capacity"]), rtol=1e-6)
+        np.testing.assert_allclose(
+            np.stack(models["capacity"]), np.stack(stored["capacity"]), rtol=1e-6
+        )
 
         # per-model curves: every stored snapshot of every model
         curves = run["tables"]["curves_table"]
@@ -161,8 +189,11 @@ def test_each_chunk_is_one_offline_run_holding_config_curves_and_final_metrics(t
         # history: the chunk's mean loss against the training step
         history = [h for h in run["history"] if "loss/mean" in h]
         assert [h["train_step"] for h in history] == [10, 20, 30]
-        np.testing.assert_allclose([h["loss/mean"] for h in history],
-                                   np.mean(np.stack(stored["snap_loss"]), axis=0), rtol=1e-6)
+        np.testing.assert_allclose(
+            [h["loss/mean"] for h in history],
+            np.mean(np.stack(stored["snap_loss"]), axis=0),
+            rtol=1e-6,
+        )
         assert (out / "wandb" / "logged" / f"{key}-{chunk_id}").exists()
     assert any((out / "wandb" / "data").rglob("*"))  # staged table files live with the runs
 
@@ -184,7 +215,9 @@ def test_each_chunk_is_one_offline_run_holding_config_curves_and_final_metrics(t
     summary_run = runs[f"{key}-figures"]
     assert (summary_run["group"], summary_run["job_type"]) == ("tms_intro-s", "summary")
     for name in ("loss_curves", "geometry_2d"):
-        assert (summary_run["dir"] / "files" / summary_run["summary"][f"{name}.path"]).stat().st_size > 5000
+        assert (
+            summary_run["dir"] / "files" / summary_run["summary"][f"{name}.path"]
+        ).stat().st_size > 5000
     assert sorted(summary_run["tables"]["models"]["uid"]) == sorted(read_results(out)["uid"])
     assert len(runs) == 3
 
@@ -206,7 +239,7 @@ def test_a_resumed_sweep_logs_what_was_not_logged_and_never_duplicates_a_run(tmp
     assert sorted(p.name for p in (out / "wandb").glob("offline-run-*")) == dirs
 
     # a chunk lost before it was stored is trained again: same chunk, same run, not a second one
-    victim = sorted((out / "chunks").glob("*.parquet"))[0]
+    victim = min((out / "chunks").glob("*.parquet"))
     victim.unlink()
     resumed = run_sweep(tracked, progress=False)
     assert resumed.trained == 2 and victim.exists()
@@ -224,8 +257,16 @@ def test_a_resumed_sweep_logs_what_was_not_logged_and_never_duplicates_a_run(tmp
 
 def test_per_model_runs_for_small_sweeps_and_refused_for_large_ones(tmp_path):
     out = tmp_path / "p"
-    config = compose_config(["experiment=tms_intro", *tiny(out), "sweep.grid.density=[0.5]", "sweep.seeds=2",
-                             OFFLINE, "wandb.per_model=true"])
+    config = compose_config(
+        [
+            "experiment=tms_intro",
+            *tiny(out),
+            "sweep.grid.density=[0.5]",
+            "sweep.seeds=2",
+            OFFLINE,
+            "wandb.per_model=true",
+        ]
+    )
     run_sweep(config, progress=False)
     stored = read_results(out)
     key = sweep_key(config_hash(config), out)
@@ -233,18 +274,39 @@ def test_per_model_runs_for_small_sweeps_and_refused_for_large_ones(tmp_path):
     assert set(runs) == {f"{key}-m{u}" for u in stored["uid"]}
     for _, row in stored.iterrows():
         run = runs[f"{key}-m{row['uid']}"]
-        assert (run["group"], run["job_type"], run["name"]) == ("tms_intro-p", "model", f"density=0.5,seed={row['seed']}")
-        assert run["config"]["grid"] == {"density": 0.5, "seed": row["seed"], "uid": row["uid"], "chunk": row["chunk"]}
+        assert (run["group"], run["job_type"], run["name"]) == (
+            "tms_intro-p",
+            "model",
+            f"density=0.5,seed={row['seed']}",
+        )
+        assert run["config"]["grid"] == {
+            "density": 0.5,
+            "seed": row["seed"],
+            "uid": row["uid"],
+            "chunk": row["chunk"],
+        }
         history = [h for h in run["history"] if "loss" in h]
         assert [h["train_step"] for h in history] == list(row["snap_step"])
         np.testing.assert_allclose([h["loss"] for h in history], row["snap_loss"], rtol=1e-6)
-        np.testing.assert_allclose([history[-1][f"norm/{i}"] for i in range(5)], row["snap_norms"][-1], rtol=1e-6)
+        np.testing.assert_allclose(
+            [history[-1][f"norm/{i}"] for i in range(5)], row["snap_norms"][-1], rtol=1e-6
+        )
         assert run["summary"]["loss"] == pytest.approx(row["loss"])
 
     big = tmp_path / "big"
-    too_many = compose_config(["experiment=tms_intro", *tiny(big), "sweep.seeds=2", OFFLINE,
-                               "wandb.per_model=true", "wandb.per_model_limit=10"])
-    with pytest.raises(ConfigError, match=r"wandb\.per_model: .* 20 models, more than wandb\.per_model_limit=10"):
+    too_many = compose_config(
+        [
+            "experiment=tms_intro",
+            *tiny(big),
+            "sweep.seeds=2",
+            OFFLINE,
+            "wandb.per_model=true",
+            "wandb.per_model_limit=10",
+        ]
+    )
+    with pytest.raises(
+        ConfigError, match=r"wandb\.per_model: .* 20 models, more than wandb\.per_model_limit=10"
+    ):
         run_sweep(too_many, progress=False)
     assert not big.exists()  # refused before anything was written or trained
 
@@ -264,7 +326,9 @@ def test_a_wandb_failure_is_one_warning_and_the_store_is_complete(tmp_path, monk
     with pytest.warns(TrackingWarning, match="No space left on device") as caught:
         report = run_sweep(config, progress=False)
     assert report.ok and report.trained == 4 and len(read_results(out)) == 4
-    assert len(calls) == 1 and len([w for w in caught if w.category is TrackingWarning]) == 1  # then off
+    assert (
+        len(calls) == 1 and len([w for w in caught if w.category is TrackingWarning]) == 1
+    )  # then off
     assert offline_runs(out) == {}
 
     monkeypatch.undo()  # wandb works again: the rerun logs what was stored, trains nothing
@@ -278,8 +342,15 @@ def test_cli_with_an_unusable_wandb_dir_warns_stores_everything_and_exits_0(tmp_
     out = tmp_path / "s"
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
-    result = cli("toymodels-sweep", "experiment=tms_intro", *tiny(out), "sweep.grid.density=[1.0]", OFFLINE,
-                 f"wandb.dir={blocker}", cwd=tmp_path)
+    result = cli(
+        "toymodels-sweep",
+        "experiment=tms_intro",
+        *tiny(out),
+        "sweep.grid.density=[1.0]",
+        OFFLINE,
+        f"wandb.dir={blocker}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "TrackingWarning" in result.stderr and "every result is stored" in result.stderr
     assert "3/3 models stored" in result.stdout
