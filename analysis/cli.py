@@ -31,11 +31,16 @@ def draw_all(
         options = {key: value for key, value in given.items() if key in FIGURES[name].options()}
         try:
             fig = draw(name, sweep, **options)
-        except ConfigError as error:  # the figure runs a kind of the sweep's own whose code is not loaded
+        except (
+            ConfigError
+        ) as error:  # the figure runs a kind of the sweep's own whose code is not loaded
             if "unknown" not in str(error) or error.key not in ("model.kind", "data.kind"):
                 raise
-            print(f"toymodels-figures: note: {name} not drawn: it runs the sweep's own kind, whose code is not "
-                  f"loaded ({str(error).split(';')[0]}); name its plug-in file with --plugins", file=sys.stderr)
+            print(
+                f"toymodels-figures: note: {name} not drawn: it runs the sweep's own kind, whose code is not "
+                f"loaded ({str(error).split(';')[0]}); name its plug-in file with --plugins",
+                file=sys.stderr,
+            )
             continue
         for fmt in FORMATS:
             path = out / f"{name}.{fmt}"
@@ -60,20 +65,41 @@ def main(argv=None) -> None:
     parser = OneLineParser(prog="toymodels-figures", description=__doc__)
     parser.add_argument("sweep_dir", help="a sweep's output directory (sweep.out)")
     parser.add_argument("--out", help="where to write figures (default: SWEEP_DIR/figures)")
-    parser.add_argument("--feature", type=int, help="feature (0-based) of the phase diagram (default: the last)")
-    parser.add_argument("--represented", type=float, default=PhaseThresholds.represented,
-                        help="‖W_i‖ at or above which a feature counts as learned (default %(default)s)")
-    parser.add_argument("--superposed", type=float, default=PhaseThresholds.superposed,
-                        help="interference at or above which a learned feature counts as superposed (default %(default)s)")
-    parser.add_argument("--plugins", action="append", default=[], metavar="FILE",
-                        help="a plug-in file of the sweep's own kinds to run (repeat for several): checked against "
-                             "the digest the store recorded; without it no code of the store's is run")
+    parser.add_argument(
+        "--feature", type=int, help="feature (0-based) of the phase diagram (default: the last)"
+    )
+    parser.add_argument(
+        "--represented",
+        type=float,
+        default=PhaseThresholds.represented,
+        help="‖W_i‖ at or above which a feature counts as learned (default %(default)s)",
+    )
+    parser.add_argument(
+        "--superposed",
+        type=float,
+        default=PhaseThresholds.superposed,
+        help="interference at or above which a learned feature counts as superposed (default %(default)s)",
+    )
+    parser.add_argument(
+        "--plugins",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a plug-in file of the sweep's own kinds to run (repeat for several): checked against "
+        "the digest the store recorded; without it no code of the store's is run",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        sweep = StoredSweep.load(args.sweep_dir, [p for given in args.plugins for p in given.split(",") if p],
-                                 key="--plugins")
-    except (FileNotFoundError, ValueError) as error:  # not a sweep, nothing finished, a damaged sweep.yaml
+        sweep = StoredSweep.load(
+            args.sweep_dir,
+            [p for given in args.plugins for p in given.split(",") if p],
+            key="--plugins",
+        )
+    except (
+        FileNotFoundError,
+        ValueError,
+    ) as error:  # not a sweep, nothing finished, a damaged sweep.yaml
         print(f"toymodels-figures: error: {error}", file=sys.stderr)
         sys.exit(2)
     except OSError as error:
@@ -91,9 +117,14 @@ def main(argv=None) -> None:
         )
         sys.exit(2)
     thresholds = PhaseThresholds(represented=args.represented, superposed=args.superposed)
-    if not args.out and (sweep.root / "figures").is_symlink():  # a shared store must not say where we write
-        print(f"toymodels-figures: error: --out: {sweep.root / 'figures'} is a link; pass --out DIR to write the "
-              "figures elsewhere", file=sys.stderr)
+    if (
+        not args.out and (sweep.root / "figures").is_symlink()
+    ):  # a shared store must not say where we write
+        print(
+            f"toymodels-figures: error: --out: {sweep.root / 'figures'} is a link; pass --out DIR to write the "
+            "figures elsewhere",
+            file=sys.stderr,
+        )
         sys.exit(2)
     try:
         check_option_values(sweep, {"feature": args.feature, "thresholds": thresholds}, CLI_KEYS)

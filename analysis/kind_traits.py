@@ -8,7 +8,9 @@ from __future__ import annotations
 from toymodels.data import DATA
 from toymodels.models import MODELS
 
-_RECORDED: dict[tuple[str, str], dict] = {}  # (table, name) -> the properties a loaded store recorded
+_RECORDED: dict[
+    tuple[str, str], dict
+] = {}  # (table, name) -> the properties a loaded store recorded
 
 
 def remember(record: dict | None) -> None:

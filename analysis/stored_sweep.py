@@ -23,7 +23,7 @@ class StoredSweep:
     status: str = ""  # why the table is not a finished sweep's results.parquet ("" when it is)
 
     @classmethod
-    def load(cls, out, plugins=(), key: str = "plugins") -> "StoredSweep":
+    def load(cls, out, plugins=(), key: str = "plugins") -> StoredSweep:
         """A stored sweep; one still running or killed is read from its finished chunks. Raises
         FileNotFoundError (not a sweep, or nothing finished yet) or ValueError (a damaged sweep.yaml;
         a named plug-in file that is not the store's). Runs no code of the store's: ``plugins``,

@@ -397,8 +397,15 @@ def config_keys(sae: bool = False, spd: bool = False) -> str:
             if dataclasses.is_dataclass(hint):
                 continue
             key = prefix + f.name
-            rows.append([code(key), _type_name(hint), code(repr(_default(f))), _allowed(key),
-                         comments.get(f.name, "")])
+            rows.append(
+                [
+                    code(key),
+                    _type_name(hint),
+                    code(repr(_default(f))),
+                    _allowed(key),
+                    comments.get(f.name, ""),
+                ]
+            )
     grid_only = [k for k in RULES if k.startswith("sweep.grid.") and not sae and not spd]
     for key in grid_only:
         rows.append(
@@ -467,15 +474,32 @@ def sae_grid_axes() -> str:
     from toymodels.sae import SAE_KINDS
 
     hparams = module.kind_hparams()
-    per = set(module.TRAIN_PER_AXES) | set(module.WORLD_PER_AXES) | {n for n, h in hparams.items() if h.per_sae}
+    per = (
+        set(module.TRAIN_PER_AXES)
+        | set(module.WORLD_PER_AXES)
+        | {n for n, h in hparams.items() if h.per_sae}
+    )
     world = set(module.WORLD_PER_AXES) | set(module.WORLD_STATIC_AXES)
-    axes = dict.fromkeys(module.TRAIN_PER_AXES + module.SAE_STATIC_AXES + tuple(hparams)
-                         + module.WORLD_PER_AXES + module.WORLD_STATIC_AXES)
+    axes = dict.fromkeys(
+        module.TRAIN_PER_AXES
+        + module.SAE_STATIC_AXES
+        + tuple(hparams)
+        + module.WORLD_PER_AXES
+        + module.WORLD_STATIC_AXES
+    )
     rows = []
     for axis in axes:
-        readers = [k.name for k in SAE_KINDS if k.hparam(axis) is not None] if axis in hparams else []
-        rows.append([code(axis), "per SAE" if axis in per else "static", "worlds only" if axis in world else "any source",
-                     ", ".join(code(r) for r in readers) if readers else "every kind"])
+        readers = (
+            [k.name for k in SAE_KINDS if k.hparam(axis) is not None] if axis in hparams else []
+        )
+        rows.append(
+            [
+                code(axis),
+                "per SAE" if axis in per else "static",
+                "worlds only" if axis in world else "any source",
+                ", ".join(code(r) for r in readers) if readers else "every kind",
+            ]
+        )
     return table(["axis", "kind", "source", "read by"], rows)
 
 

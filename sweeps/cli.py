@@ -59,9 +59,14 @@ def check_group_options(overrides: list[str]) -> None:
             continue
         names = sorted(p.stem for p in folder.glob("*.yaml"))
         if value not in names and not (folder / f"{value}.yaml").is_file():
-            close = sorted(names, key=lambda n: -difflib.SequenceMatcher(None, value, n).ratio())[:3]
-            raise ConfigError(group, f"no {group} {value!r} ({folder / value}.yaml does not exist); closest: "
-                              f"{', '.join(close)} ({len(names)} in all, one file each)")
+            close = sorted(names, key=lambda n: -difflib.SequenceMatcher(None, value, n).ratio())[
+                :3
+            ]
+            raise ConfigError(
+                group,
+                f"no {group} {value!r} ({folder / value}.yaml does not exist); closest: "
+                f"{', '.join(close)} ({len(names)} in all, one file each)",
+            )
 
 
 def expand_option_keys(overrides: list[str]) -> list[str]:
@@ -70,7 +75,11 @@ def expand_option_keys(overrides: list[str]) -> list[str]:
     out = []
     for item in overrides:
         key = item.split("=", 1)[0]
-        if "=" in item and key.split(".")[:2] in (["model", "options"], ["data", "options"]) and key.count(".") >= 2:
+        if (
+            "=" in item
+            and key.split(".")[:2] in (["model", "options"], ["data", "options"])
+            and key.count(".") >= 2
+        ):
             item = "++" + item
         out.append(item)
     return out
@@ -94,7 +103,11 @@ def names_experiment(overrides: list[str]) -> bool:
 def composition_error(error: Exception) -> ConfigError:
     """Hydra's composition error (a value of the wrong type, an override it cannot parse) as one
     line naming the override."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.startswith("See https")]
+    lines = [
+        line.strip()
+        for line in str(error).splitlines()
+        if line.strip() and not line.startswith("See https")
+    ]
     cause = error.__cause__ or error.__context__
     if cause is not None and str(cause).strip():
         lines.append(str(cause).strip().splitlines()[0])
@@ -170,15 +183,21 @@ def write_command_record(root: Path, cfg) -> None:
     from sweeps.store import atomic_write
 
     record = root / ".hydra"
-    if record.is_symlink() or (record.exists() and not record.is_dir()):  # never written through a link
-        print(f"warning: {record} is not a directory of this store: the command's record is not written",
-              file=sys.stderr)
+    if record.is_symlink() or (
+        record.exists() and not record.is_dir()
+    ):  # never written through a link
+        print(
+            f"warning: {record} is not a directory of this store: the command's record is not written",
+            file=sys.stderr,
+        )
         return
     record.mkdir(exist_ok=True)
     hydra = HydraConfig.get()
     atomic_write(record / "config.yaml", OmegaConf.to_yaml(cfg).encode())
     atomic_write(record / "overrides.yaml", OmegaConf.to_yaml(hydra.overrides.task).encode())
-    atomic_write(record / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra})).encode())
+    atomic_write(
+        record / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra})).encode()
+    )
 
 
 class _CtrlC:
@@ -245,12 +264,18 @@ def main() -> None:
         )
         sys.exit(2)
     if not names_experiment(sys.argv[1:]) and not any(a.startswith("-") for a in sys.argv[1:]):
-        print(f"toymodels-sweep: note: no experiment= given: running the default, experiment={DEFAULT_EXPERIMENT} "
-              "(conf/config.yaml); name one with experiment=NAME (conf/experiment/)", file=sys.stderr, flush=True)
+        print(
+            f"toymodels-sweep: note: no experiment= given: running the default, experiment={DEFAULT_EXPERIMENT} "
+            "(conf/config.yaml); name one with experiment=NAME (conf/experiment/)",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         sys.argv[1:] = prepare_overrides(sys.argv[1:])
         register_schema()
-        if not any(a.startswith("-") for a in sys.argv[1:]):  # Hydra's own flags (--help, --cfg job): Hydra's
+        if not any(
+            a.startswith("-") for a in sys.argv[1:]
+        ):  # Hydra's own flags (--help, --cfg job): Hydra's
             check_output(sys.argv[1:])
     except ConfigError as error:
         print(f"toymodels-sweep: error: {error}", file=sys.stderr)

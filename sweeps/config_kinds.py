@@ -124,12 +124,16 @@ def _check_sets(config, spec: DataSpec) -> None:
                 )
     for axis in ("density_last", "density_last_ratio"):
         if axis in config.sweep.grid and size > 1:
-            raise ConfigError(f"sweep.grid.{axis}", f"would split the last {d.kind} set's density; "
-                              "sweep density instead")
+            raise ConfigError(
+                f"sweep.grid.{axis}",
+                f"would split the last {d.kind} set's density; sweep density instead",
+            )
 
 
 PROBE_BATCH = 13  # examples of the probe's batch: unlike any small n, so that B×F is told from F×B
-PROBE_SHAPES = 64  # (n, m) combinations of a sweep whose shapes are traced (shapes only: no compute)
+PROBE_SHAPES = (
+    64  # (n, m) combinations of a sweep whose shapes are traced (shapes only: no compute)
+)
 
 
 def _probe_batch_size(n: int) -> int:
@@ -156,16 +160,23 @@ def probe_kinds(config) -> None:
         return
     spec = data_spec_of(config)
     hidden = _values(config, "n_hidden", config.model.n_hidden)
-    shapes = [(n, m) for n in n_features_values(config) for m in hidden if isinstance(n, int) and isinstance(m, int)]
+    shapes = [
+        (n, m)
+        for n in n_features_values(config)
+        for m in hidden
+        if isinstance(n, int) and isinstance(m, int)
+    ]
     shapes = sorted(set(shapes), key=lambda s: s[0] * s[1])
     if len(shapes) > PROBE_SHAPES:
-        shapes = shapes[: PROBE_SHAPES // 2] + shapes[-PROBE_SHAPES // 2:]
+        shapes = shapes[: PROBE_SHAPES // 2] + shapes[-PROBE_SHAPES // 2 :]
     computed = {shapes[0], shapes[-1]} if shapes else set()
     key = jax.random.key(0)
 
     def uniforms(n, B, tiny):
         rows = uniform_rows(spec, n)
-        packed = jax.random.uniform(key, (-(-rows // 2), B)) + 1j * jax.random.uniform(jax.random.key(1), (-(-rows // 2), B))
+        packed = jax.random.uniform(key, (-(-rows // 2), B)) + 1j * jax.random.uniform(
+            jax.random.key(1), (-(-rows // 2), B)
+        )
         return (unpack_rows if tiny else unpack)(packed.astype(jnp.complex64), rows)
 
     def batch(n, B, tiny):
@@ -177,9 +188,25 @@ def probe_kinds(config) -> None:
         tiny = is_tiny(n, m)
         run = (n, m) in computed
         for form in dict.fromkeys((False, tiny)):  # the array form always: the rows form slices it
-            x = _probe(f"data kind {data.name!r}", "data.kind", lambda n=n, B=B, form=form: batch(n, B, form), (), run,
-                       f"for n_features={n} and a batch of {B}")
-            _check_form(x, n, B, form, run, "data.kind", f"data kind {data.name!r}", "batch", f"n_features={n}")
+            x = _probe(
+                f"data kind {data.name!r}",
+                "data.kind",
+                lambda n=n, B=B, form=form: batch(n, B, form),
+                (),
+                run,
+                f"for n_features={n} and a batch of {B}",
+            )
+            _check_form(
+                x,
+                n,
+                B,
+                form,
+                run,
+                "data.kind",
+                f"data kind {data.name!r}",
+                "batch",
+                f"n_features={n}",
+            )
         for name in user_models:
             model = MODELS.get(name)
             options = dict(model_options(config, name, {}))
@@ -193,15 +220,34 @@ def probe_kinds(config) -> None:
                 target = model.target(inputs, jnp.ones((n,), jnp.float32), ops)
                 return out, target, params
 
-            out, target, params = _probe(f"model kind {name!r}", "model.kind", forward, (x,), run,
-                                         f"for n_features={n}, n_hidden={m} and a batch of {B}")
+            out, target, params = _probe(
+                f"model kind {name!r}",
+                "model.kind",
+                forward,
+                (x,),
+                run,
+                f"for n_features={n}, n_hidden={m} and a batch of {B}",
+            )
             for part, value in (("outputs", out), ("target", target)):
-                _check_form(value, O, B, tiny, run, "model.kind", f"model kind {name!r}", part,
-                            f"n_features={n}, n_hidden={m}", rows_name="outputs")
+                _check_form(
+                    value,
+                    O,
+                    B,
+                    tiny,
+                    run,
+                    "model.kind",
+                    f"model kind {name!r}",
+                    part,
+                    f"n_features={n}, n_hidden={m}",
+                    rows_name="outputs",
+                )
             for leaf_name, leaf in params.items():
                 if not jnp.issubdtype(leaf.dtype, jnp.floating):
-                    raise ConfigError("model.kind", f"model kind {name!r}'s parameter {leaf_name!r} is {leaf.dtype}, "
-                                      "not floating-point numbers")
+                    raise ConfigError(
+                        "model.kind",
+                        f"model kind {name!r}'s parameter {leaf_name!r} is {leaf.dtype}, "
+                        "not floating-point numbers",
+                    )
 
 
 def _probe(what: str, key: str, fn, args: tuple, run: bool, where: str):
@@ -213,13 +259,23 @@ def _probe(what: str, key: str, fn, args: tuple, run: bool, where: str):
         return fn(*args) if run else jax.eval_shape(fn, *args)
     except ConfigError:
         raise
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001
         text = (str(error).strip().splitlines() or [""])[0][:200]
         raise ConfigError(key, f"{what} fails {where} ({type(error).__name__}: {text})") from None
 
 
-def _check_form(value, rows: int, B: int, tiny: bool, computed: bool, key: str, what: str, part: str, shape: str,
-                rows_name: str = "features") -> None:
+def _check_form(
+    value,
+    rows: int,
+    B: int,
+    tiny: bool,
+    computed: bool,
+    key: str,
+    what: str,
+    part: str,
+    shape: str,
+    rows_name: str = "features",
+) -> None:
     """``value`` is what the trainer takes: an F×B array of floating-point numbers (O×B for a
     model's outputs), or in the unrolled form of tiny models a list of F rows of B; finite when
     computed."""
@@ -230,23 +286,40 @@ def _check_form(value, rows: int, B: int, tiny: bool, computed: bool, key: str, 
     if tiny and isinstance(value, (list, tuple)):
         shapes = [tuple(getattr(r, "shape", ())) for r in value]
         if len(value) != rows or any(s != (B,) for s in shapes):
-            got = f"{len(value)} rows of shape {shapes[0] if shapes else '()'}" if len(set(shapes)) <= 1 else \
-                f"{len(value)} rows of shapes {sorted(set(shapes))}"
-            raise ConfigError(key, f"{what} gives its {part} as {got} for {shape}; expected {expected}, as "
-                              f"{rows} rows of ({B},) in the unrolled form of models with n·m ≤ 50")
+            got = (
+                f"{len(value)} rows of shape {shapes[0] if shapes else '()'}"
+                if len(set(shapes)) <= 1
+                else f"{len(value)} rows of shapes {sorted(set(shapes))}"
+            )
+            raise ConfigError(
+                key,
+                f"{what} gives its {part} as {got} for {shape}; expected {expected}, as "
+                f"{rows} rows of ({B},) in the unrolled form of models with n·m ≤ 50",
+            )
         leaves = list(value)
     else:
         got = tuple(getattr(value, "shape", ()))
         if isinstance(value, (list, tuple)) or got != (rows, B):
-            got_text = f"a list of {len(value)}" if isinstance(value, (list, tuple)) else f"shape {got}"
-            raise ConfigError(key, f"{what} gives its {part} as {got_text} for {shape} and a batch of {B}; "
-                              f"expected {expected}")
+            got_text = (
+                f"a list of {len(value)}" if isinstance(value, (list, tuple)) else f"shape {got}"
+            )
+            raise ConfigError(
+                key,
+                f"{what} gives its {part} as {got_text} for {shape} and a batch of {B}; "
+                f"expected {expected}",
+            )
         leaves = [value]
     for leaf in leaves:
         if not jnp.issubdtype(leaf.dtype, jnp.floating):
-            raise ConfigError(key, f"{what} gives its {part} as {leaf.dtype}, not floating-point numbers "
-                              f"(expected {expected})")
-        if computed:
+            raise ConfigError(
+                key,
+                f"{what} gives its {part} as {leaf.dtype}, not floating-point numbers "
+                f"(expected {expected})",
+            )
+        if computed:  # noqa: SIM102
             if not np.isfinite(np.asarray(leaf)).all():
-                raise ConfigError(key, f"{what} gives {part} with values that are not finite for {shape} and a batch "
-                                  f"of {B}")
+                raise ConfigError(
+                    key,
+                    f"{what} gives {part} with values that are not finite for {shape} and a batch "
+                    f"of {B}",
+                )

@@ -22,7 +22,8 @@ from sweeps.jobs import Chunk, Plan, chunks_left
 from sweeps.plan import plan_sweep
 from sweeps.resources import use_compile_cache
 from sweeps.store import DamagedRows, RowSchema, SweepStore
-from sweeps.tracking import Tracker, check_config as check_tracking
+from sweeps.tracking import Tracker
+from sweeps.tracking import check_config as check_tracking
 
 
 @dataclass
@@ -138,8 +139,9 @@ def interrupts_deferred(note: str):
         signal.signal(signal.SIGINT, previous)
 
 
-def run_sweep(config: Config, executor: Executor | None = None, progress: bool = True,
-              on_prepared=None) -> SweepReport:
+def run_sweep(
+    config: Config, executor: Executor | None = None, progress: bool = True, on_prepared=None
+) -> SweepReport:
     """Train every model of ``config``'s grid not yet in ``sweep.out``; store each chunk whole.
 
     Without an ``executor``, one is made from ``sweep.executor`` (a local Ray by default) and
@@ -234,7 +236,9 @@ def _finish(store, report, planned, tracker, start, quiet=False) -> None:
 
 def _train(plan: Plan, store, todo, executor, report, tracker, progress) -> None:
     # The whole plan's chunk boundaries, so a resume trains each model in its own chunk (its bits)
-    chunks = chunks_left(plan, todo, min_chunks=executor.workers, device=getattr(executor, "device", None))
+    chunks = chunks_left(
+        plan, todo, min_chunks=executor.workers, device=getattr(executor, "device", None)
+    )
     bar = Progress(chunks) if progress and chunks else None
     tracker.prewarm()
 
@@ -251,8 +255,11 @@ def _train(plan: Plan, store, todo, executor, report, tracker, progress) -> None
         tracker.log_chunk(chunk.id, table)  # after the store, from the stored table
 
     def on_failed(chunk: Chunk, error: BaseException) -> None:
-        info = {"n_models": chunk.n_models, "first_model": dict(chunk.points[0].coords, seed=chunk.points[0].seed),
-                "uids": [int(p.uid) for p in chunk.points]}
+        info = {
+            "n_models": chunk.n_models,
+            "first_model": dict(chunk.points[0].coords, seed=chunk.points[0].seed),
+            "uids": [int(p.uid) for p in chunk.points],
+        }
         store.write_failure(chunk.id, error, info)
         report.failed.append(dict(info, chunk=chunk.id, error=f"{type(error).__name__}: {error}"))
         if bar:

@@ -109,7 +109,9 @@ class OneOf:
 
     def check(self, key: str, value, config: Config) -> None:
         if value not in self.allowed:
-            raise ConfigError(key, f"{value!r} is not allowed; choose one of {', '.join(self.allowed)}{self.hint}")
+            raise ConfigError(
+                key, f"{value!r} is not allowed; choose one of {', '.join(self.allowed)}{self.hint}"
+            )
 
 
 def Int(low: int | None = None, **kw) -> Number:

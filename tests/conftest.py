@@ -28,19 +28,23 @@ os.environ.setdefault("WANDB_MODE", "offline")
 # cores. A test that needs the whole machine (it pins processes to cores itself) asks for the
 # ``whole_machine`` fixture. ``TOYMODELS_TEST_PIN=0`` leaves workers unpinned.
 
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
+import shutil
+import tempfile
 
-import pytest  # noqa: E402
+import pytest
 
 # -- the run's directory: its compilation cache, each process's Ray --------------------------
 
 _RUN_DIR = "TOYMODELS_TEST_RUN_DIR"  # made by the run's first process, inherited by the rest
-_OWNS_RUN_DIR = _RUN_DIR not in os.environ  # a plain pytest, or xdist's controller (before its workers)
+_OWNS_RUN_DIR = (
+    _RUN_DIR not in os.environ
+)  # a plain pytest, or xdist's controller (before its workers)
 if _OWNS_RUN_DIR:
     # Short, under /tmp as Ray's own files are (not under a long TMPDIR such as macOS's): Ray's
     # sockets live under it, and a socket's path is at most 107 bytes.
-    os.environ[_RUN_DIR] = tempfile.mkdtemp(prefix="tmt-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    os.environ[_RUN_DIR] = tempfile.mkdtemp(
+        prefix="tmt-", dir="/tmp" if os.path.isdir("/tmp") else None
+    )
 
 _chosen = os.environ.get("TOYMODELS_TEST_COMPILE_CACHE", "")
 if _chosen.strip().lower() in ("off", "0", "none", "false"):
@@ -60,7 +64,9 @@ else:
 # address of the last cluster started with `ray start` or ray.cluster_utils, which a ray.init()
 # without an address joins) in a directory of its own: a test's two-node cluster in one worker is
 # never joined by a sweep's local Ray in the other, nor is another user's on a shared machine.
-os.environ["RAY_TMPDIR"] = os.path.join(os.environ[_RUN_DIR], os.environ.get("PYTEST_XDIST_WORKER", "main"))
+os.environ["RAY_TMPDIR"] = os.path.join(
+    os.environ[_RUN_DIR], os.environ.get("PYTEST_XDIST_WORKER", "main")
+)
 os.makedirs(os.environ["RAY_TMPDIR"], exist_ok=True)
 
 
@@ -84,7 +90,7 @@ def _pin_worker() -> None:
     if os.environ.get("TOYMODELS_TEST_PIN", "1") == "0" or not 1 < workers <= len(_MACHINE_CORES):
         return
     index, share = int(worker[2:]), len(_MACHINE_CORES) // workers
-    os.sched_setaffinity(0, _MACHINE_CORES[index * share:(index + 1) * share])
+    os.sched_setaffinity(0, _MACHINE_CORES[index * share : (index + 1) * share])
 
 
 _pin_worker()

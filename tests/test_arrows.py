@@ -13,8 +13,16 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("toymodels", "sweeps", "analysis")
 NOT_IN_THE_CORE = {"sweeps", "analysis", "hydra", "omegaconf", "ray", "wandb", "matplotlib"}
 ORCHESTRATION = {"hydra", "omegaconf", "ray", "wandb"}
-STORE_READER = {"read_results", "read_stored", "read_config", "read_config_hash", "as_matrix", "with_arrays",
-                "nested_array", "reader_kinds"}
+STORE_READER = {
+    "read_results",
+    "read_stored",
+    "read_config",
+    "read_config_hash",
+    "as_matrix",
+    "with_arrays",
+    "nested_array",
+    "reader_kinds",
+}
 # Inside sweeps: what of the rest of sweeps each subpackage may import (its own modules always).
 # The top-level modules (config, validation, config_kinds, resources, runner, cli, api) are the hub.
 SWEEPS_SUBPACKAGES = {

@@ -119,15 +119,24 @@ def kind_record(kind, table: str) -> dict:
 
     origin = _origin_of(kind)
     path = Path(origin) if origin.endswith(".py") else None
-    record = {"table": table, "name": kind.name, "origin": origin if path else "notebook or module " + origin,
-              "file_sha256": file_sha256(path) if path and path.is_file() else None, "code": code_digest(kind),
-              "doc": getattr(kind, "doc", "")}
+    record = {
+        "table": table,
+        "name": kind.name,
+        "origin": origin if path else "notebook or module " + origin,
+        "file_sha256": file_sha256(path) if path and path.is_file() else None,
+        "code": code_digest(kind),
+        "doc": getattr(kind, "doc", ""),
+    }
     for prop in ("privileged", "signed", "sets", "zero_density", "importance_weighted"):
         if hasattr(kind, prop) and isinstance(getattr(kind, prop), bool):
             record[prop] = getattr(kind, prop)
     options = getattr(kind, "options", None)
     if options is not None:
-        record["options"] = {k: v for k, v in dict(options).items() if isinstance(v, (int, float, str, bool, type(None)))}
+        record["options"] = {
+            k: v
+            for k, v in dict(options).items()
+            if isinstance(v, (int, float, str, bool, type(None)))
+        }
     return record
 
 
@@ -174,7 +183,14 @@ def ensure_registered(kinds) -> None:
     from toymodels.terms import TERMS, LossTerm
 
     for kind in kinds:
-        table = (DATA if isinstance(kind, DataKind) else TERMS if isinstance(kind, LossTerm)
-                 else SAE_KINDS if isinstance(kind, SaeKind) else MODELS)
+        table = (
+            DATA
+            if isinstance(kind, DataKind)
+            else TERMS
+            if isinstance(kind, LossTerm)
+            else SAE_KINDS
+            if isinstance(kind, SaeKind)
+            else MODELS
+        )
         if table.find(kind.name) is not kind:
             table.register(kind)

@@ -46,8 +46,10 @@ def _origin_of(kind) -> str:
 
 
 # Said wherever a kind's name is not found: a kind of the user's own may not be loaded.
-MISSING_PLUGIN = ("; a kind of your own is registered by its plug-in file (plugins=[FILE]) or in your notebook: "
-                  "is one missing? (docs/kinds.md)")
+MISSING_PLUGIN = (
+    "; a kind of your own is registered by its plug-in file (plugins=[FILE]) or in your notebook: "
+    "is one missing? (docs/kinds.md)"
+)
 
 
 class Registry(Generic[T]):
@@ -85,8 +87,11 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._kinds:
-            raise ConfigError(self.key, f"unknown {self.what} {name!r}; choose one of {', '.join(self._kinds)}"
-                              f"{MISSING_PLUGIN}")
+            raise ConfigError(
+                self.key,
+                f"unknown {self.what} {name!r}; choose one of {', '.join(self._kinds)}"
+                f"{MISSING_PLUGIN}",
+            )
         return self._kinds[name]
 
     def origin(self, name: str) -> str | None:

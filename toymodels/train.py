@@ -17,8 +17,23 @@ import optax
 from flax import struct
 
 from toymodels import metrics, rng
-from toymodels.data import DataSpec, draw, draw_shared, from_uniforms, uniform_rows, weights_from_uniforms
-from toymodels.models import Params, bind_kind, init_params, init_std, is_tiny, loss_and_hidden, model_loss
+from toymodels.data import (
+    DataSpec,
+    draw,
+    draw_shared,
+    from_uniforms,
+    uniform_rows,
+    weights_from_uniforms,
+)
+from toymodels.models import (
+    Params,
+    bind_kind,
+    init_params,
+    init_std,
+    is_tiny,
+    loss_and_hidden,
+    model_loss,
+)
 from toymodels.optim import make_optimizer
 from toymodels.terms import TERMS, TermInputs
 

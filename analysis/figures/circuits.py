@@ -13,7 +13,10 @@ from analysis.measures import circuits as circ
 from analysis.stored_sweep import per_sweep
 from sweeps.store import nested_array
 
-KINDS = ("residual_mlp", "residual_mlp_groups")  # the economics read |x|'s value and residual.py's ablation
+KINDS = (
+    "residual_mlp",
+    "residual_mlp_groups",
+)  # the economics read |x|'s value and residual.py's ablation
 LAYER_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
 
 
@@ -200,13 +203,18 @@ def plot_economics(measured: pd.DataFrame, stamp: str = "", target=None):
 def has_layers(sweep) -> bool:
     """Residual-MLP models (``residual_mlp``, ``residual_mlp_groups``) with per-layer capacity snapshots."""
     table = sweep.table
-    return "snap_layer_capacity" in table and (table["snap_layer_capacity"].notna() & table["model"].isin(KINDS)).any()
+    return (
+        "snap_layer_capacity" in table
+        and (table["snap_layer_capacity"].notna() & table["model"].isin(KINDS)).any()
+    )
 
 
 @per_sweep
 def measured(sweep) -> pd.DataFrame:
     """``circuits.circuit_table`` of the best seed per run, ordered by kind, layers, density."""
-    table = sweep.table[sweep.table["snap_layer_capacity"].notna() & sweep.table["model"].isin(KINDS)]
+    table = sweep.table[
+        sweep.table["snap_layer_capacity"].notna() & sweep.table["model"].isin(KINDS)
+    ]
     if "layers" not in table:
         table = table.assign(layers=[len(c) for c in table["layer_capacity"]])
     if "density" not in table:

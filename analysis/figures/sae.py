@@ -30,7 +30,14 @@ PANELS = (
 D_STAR_LAST_PANEL = ("interference_mean", "toy model mean interference")
 TOY_COLUMNS = ("dims_per_feature", "interference_mean")
 X_BINS = 8
-KIND_STYLE = {"plain": "-", "gated": "--", "rescaled": "-.", "topk": ":", "batchtopk": ":", "matryoshka": ":"}
+KIND_STYLE = {
+    "plain": "-",
+    "gated": "--",
+    "rescaled": "-.",
+    "topk": ":",
+    "batchtopk": ":",
+    "matryoshka": ":",
+}
 DICT_MARKERS = ("o", "s")
 
 
@@ -71,8 +78,16 @@ def draw_lines(ax, means: pd.DataFrame, x: str, column: str, colors: dict, sizes
     """One line per (kind, d, λ or k): colour λ or k, dash kind, marker d; each kind's sparsity
     setting named as its declaration names it (``sparsity_name``)."""
     for (kind, d, l1, name), line in means.groupby(LINE_KEYS + ["sparsity_name"], sort=True):
-        ax.plot(line[x], line[column], KIND_STYLE.get(kind, ":"), marker=DICT_MARKERS[sizes.index(d) % 2],
-                ms=3.5, lw=1.2, color=colors[l1], label=f"{kind}, d={d}, {name}={l1:g}")
+        ax.plot(
+            line[x],
+            line[column],
+            KIND_STYLE.get(kind, ":"),
+            marker=DICT_MARKERS[sizes.index(d) % 2],
+            ms=3.5,
+            lw=1.2,
+            color=colors[l1],
+            label=f"{kind}, d={d}, {name}={l1:g}",
+        )
 
 
 def draw_reference(ax, means: pd.DataFrame, x: str, column: str, sizes: list) -> None:

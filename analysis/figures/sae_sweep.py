@@ -41,10 +41,17 @@ def with_sparsity_names(table: pd.DataFrame) -> pd.DataFrame:
     """The table with ``sparsity_axis`` and ``sparsity_name`` (stored by each SAE kind's
     declaration since they existed; before, k for rows with k > 0, or of the kinds that had k,
     else λ)."""
-    if "sparsity_axis" in table and "sparsity_name" in table and not table["sparsity_axis"].isna().any():
+    if (
+        "sparsity_axis" in table
+        and "sparsity_name" in table
+        and not table["sparsity_axis"].isna().any()
+    ):
         return table
-    top_k = (table["k"].fillna(0).astype(float) > 0 if "k" in table else table["kind"].isin(LEGACY_TOP_K))
+    top_k = (
+        table["k"].fillna(0).astype(float) > 0 if "k" in table else table["kind"].isin(LEGACY_TOP_K)
+    )
     old_axis, old_name = np.where(top_k, "k", "l1"), np.where(top_k, "k", "λ")
+
     def given(column, old):
         return table[column].fillna(pd.Series(old, index=table.index)) if column in table else old
 
@@ -104,11 +111,24 @@ def plot_sae_pareto(table: pd.DataFrame, axes: list[str], stamp: str = "", targe
                 for n, (values, line) in enumerate(lines):
                     values = values if isinstance(values, tuple) else (values,)
                     points = front(line, y)
-                    line_label = (f"{kind} ({line['sparsity_name'].iloc[0]})" + (f", d={d}" if len(sizes) > 1 else "")
-                                  + "".join(f", {a}={v:g}" if isinstance(v, float) else f", {a}={v}"
-                                            for a, v in zip(extra, values)))
-                    ax.plot(points["l0"], points[y], marker="os^vD"[n % 5], ms=3.5, lw=1.3, color=colors[kind],
-                            ls="-" if sizes.index(d) == 0 else "--", label=line_label)
+                    line_label = (
+                        f"{kind} ({line['sparsity_name'].iloc[0]})"
+                        + (f", d={d}" if len(sizes) > 1 else "")
+                        + "".join(
+                            f", {a}={v:g}" if isinstance(v, float) else f", {a}={v}"
+                            for a, v in zip(extra, values)
+                        )
+                    )
+                    ax.plot(
+                        points["l0"],
+                        points[y],
+                        marker="os^vD"[n % 5],
+                        ms=3.5,
+                        lw=1.3,
+                        color=colors[kind],
+                        ls="-" if sizes.index(d) == 0 else "--",
+                        label=line_label,
+                    )
             ax.axvline(rows["true_l0"].mean(), color="k", ls=":", lw=1, label="true L0")
             ax.set_xscale("log")
             ax.set_xlabel("L0 (active latents per input)", fontsize=8)

@@ -29,20 +29,41 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def _groups(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """One group per decomposed target and setting (every column that varies among the SPD
     settings), the toy models within it apart."""
-    settings = [c for c in ("target", "C", "steps", "batch_size", "lr", "minimality", "p", "faithfulness",
-                            "recon", "layerwise") if c in table and table[c].nunique() > 1]
+    settings = [
+        c
+        for c in (
+            "target",
+            "C",
+            "steps",
+            "batch_size",
+            "lr",
+            "minimality",
+            "p",
+            "faithfulness",
+            "recon",
+            "layerwise",
+        )
+        if c in table and table[c].nunique() > 1
+    ]
     keys = ["target", *[c for c in settings if c != "target"]]
     out = []
     for values, rows in table.groupby(keys, sort=True):
         values = values if isinstance(values, tuple) else (values,)
-        out.append((", ".join(str(v) if k == "target" else f"{k}={v:g}" for k, v in zip(keys, values)), rows))
+        out.append(
+            (
+                ", ".join(str(v) if k == "target" else f"{k}={v:g}" for k, v in zip(keys, values)),
+                rows,
+            )
+        )
     return out
 
 
 def recovery_notes(sweep) -> dict:
     """The fraction of decompositions that recover every feature, per target and setting."""
-    return {f"recovered ({name}, {len(rows)} decompositions)": round(float(rows["recovered"].mean()), 3)
-            for name, rows in _groups(sweep.table)}
+    return {
+        f"recovered ({name}, {len(rows)} decompositions)": round(float(rows["recovered"].mean()), 3)
+        for name, rows in _groups(sweep.table)
+    }
 
 
 def plot_spd_recovery(table: pd.DataFrame, stamp: str = "", target=None):
@@ -59,8 +80,15 @@ def plot_spd_recovery(table: pd.DataFrame, stamp: str = "", target=None):
         for uid, per in [*rows.groupby("source_uid", sort=True), ("all", rows)]:
             k, n = int(per["recovered"].sum()), len(per)
             lo, hi = wilson(k, n)
-            ax.errorbar([x], [k / n], yerr=[[k / n - lo], [hi - k / n]], fmt="o" if uid != "all" else "s",
-                        color=colors[name], ms=5 if uid != "all" else 7, capsize=3)
+            ax.errorbar(
+                [x],
+                [k / n],
+                yerr=[[k / n - lo], [hi - k / n]],
+                fmt="o" if uid != "all" else "s",
+                color=colors[name],
+                ms=5 if uid != "all" else 7,
+                capsize=3,
+            )
             ticks.append(x)
             labels.append("all" if uid == "all" else f"toy {per['toy_seed'].iloc[0]}")
             x += 1
@@ -73,8 +101,13 @@ def plot_spd_recovery(table: pd.DataFrame, stamp: str = "", target=None):
     bins = np.linspace(0, max(1.1, float(table["ml2r"].max()) + 0.02), 45)
     for name, rows in groups:
         ax.hist(rows["ml2r"], bins=bins, histtype="step", color=colors[name], label=f"{name}: all")
-        ax.hist(rows.loc[rows["recovered"], "ml2r"], bins=bins, color=colors[name], alpha=0.35,
-                label=f"{name}: recovered")
+        ax.hist(
+            rows.loc[rows["recovered"], "ml2r"],
+            bins=bins,
+            color=colors[name],
+            alpha=0.35,
+            label=f"{name}: recovered",
+        )
     ax.axvspan(*PAPER_ML2R, color="k", alpha=0.12, label="paper's Table 1")
     ax.set_xlabel("ML2R (mean over features)")
     ax.set_ylabel("decompositions")
@@ -85,14 +118,20 @@ def plot_spd_recovery(table: pd.DataFrame, stamp: str = "", target=None):
     for (name, rows), offset in zip(groups, np.linspace(-0.3, 0.3, len(groups))):
         alive = np.array([a[0] for a in rows["n_alive"]])
         values, counts = np.unique(alive, return_counts=True)
-        ax.bar(values + offset, counts, width=0.6 / max(len(groups), 1), color=colors[name], label=name)
+        ax.bar(
+            values + offset, counts, width=0.6 / max(len(groups), 1), color=colors[name], label=name
+        )
     n = int(table["toy_n_features"].max())
     ax.axvline(n, color="k", ls=":", lw=1, label=f"n = {n} features")
-    ax.set_xlabel(f"alive subcomponents at {str(table['scored'].iloc[0]).split(',')[0]} (importance > 0.1)")
+    ax.set_xlabel(
+        f"alive subcomponents at {str(table['scored'].iloc[0]).split(',')[0]} (importance > 0.1)"
+    )
     ax.set_ylabel("decompositions")
     ax.set_title("alive subcomponents", fontsize=10)
     ax.set_xticks(np.unique(first))
     ax.legend(fontsize=7, frameon=False)
-    title = (f"SPD of {table['source_uid'].nunique()} toy model(s) × {table['seed'].nunique()} decomposition seed(s): "
-             f"{table['recovered'].mean():.2f} recover every feature")
+    title = (
+        f"SPD of {table['source_uid'].nunique()} toy model(s) × {table['seed'].nunique()} decomposition seed(s): "
+        f"{table['recovered'].mean():.2f} recover every feature"
+    )
     return finish(canvas, stamp, title, layout=(0, 0.02, 1, 0.93))

@@ -82,35 +82,68 @@ def measure_row(row: pd.Series) -> dict:
     clean = naive_loss_clean(n, m, float(p[0]))
     bound, p0n = p0_bound(N, m), p0_naive(N, m)
     small = n <= P0_OPT_MAX_N and int(options["layers"]) == 1
-    opt = _p0_opt(n, m, int(options["d_embed"]), int(options["embed_seed"]), options["labels"]) if small else np.nan
-    return {"density": float(p[0]), "labels": options["labels"], "d_embed": int(options["d_embed"]),
-            "layers": int(options["layers"]), "param": options["param"], "n_over_m": n / m,
-            "naive": naive, "ratio": float(row["loss"]) / naive, "naive_clean": clean,
-            "ratio_clean": float(row["loss"]) / clean if clean > 0 else float("nan"),
-            "loss_per_p": float(row["loss"]) / float(p[0]), "mixing_size": _embed_size(n, options),
-            "mixing_size_labels": mixing_size(N) * np.sqrt(n - 1), "p0_bound": bound, "p0_naive": p0n,
-            "bound_ratio": bound / p0n, "p0_opt": opt, "opt_ratio": opt / p0n, "gain_alignment": gain_alignment(nested_array(row["W"]), N)}
+    opt = (
+        _p0_opt(n, m, int(options["d_embed"]), int(options["embed_seed"]), options["labels"])
+        if small
+        else np.nan
+    )
+    return {
+        "density": float(p[0]),
+        "labels": options["labels"],
+        "d_embed": int(options["d_embed"]),
+        "layers": int(options["layers"]),
+        "param": options["param"],
+        "n_over_m": n / m,
+        "naive": naive,
+        "ratio": float(row["loss"]) / naive,
+        "naive_clean": clean,
+        "ratio_clean": float(row["loss"]) / clean if clean > 0 else float("nan"),
+        "loss_per_p": float(row["loss"]) / float(p[0]),
+        "mixing_size": _embed_size(n, options),
+        "mixing_size_labels": mixing_size(N) * np.sqrt(n - 1),
+        "p0_bound": bound,
+        "p0_naive": p0n,
+        "bound_ratio": bound / p0n,
+        "p0_opt": opt,
+        "opt_ratio": opt / p0n,
+        "gain_alignment": gain_alignment(nested_array(row["W"]), N),
+    }
 
 
 def measure_table(table: pd.DataFrame) -> pd.DataFrame:
     """The cc_residual rows with the measures above (the row's own columns first)."""
     rows = table[is_cc(table)]
     if rows.empty:
-        return rows.assign(**{k: [] for k in ("naive", "ratio", "naive_clean", "ratio_clean", "mixing_size")})
+        return rows.assign(
+            **{k: [] for k in ("naive", "ratio", "naive_clean", "ratio_clean", "mixing_size")}
+        )
     measured = pd.DataFrame([measure_row(row) for _, row in rows.iterrows()], index=rows.index)
     return pd.concat([rows.drop(columns=[c for c in measured if c in rows]), measured], axis=1)
 
 
-def seed_summary(measured: pd.DataFrame, keys: list[str],
-                 columns=("ratio", "ratio_clean", "loss_per_p")) -> pd.DataFrame:
+def seed_summary(
+    measured: pd.DataFrame, keys: list[str], columns=("ratio", "ratio_clean", "loss_per_p")
+) -> pd.DataFrame:
     """Mean, standard deviation, min and count over seeds of ``columns`` per ``keys``, with the
     theory columns (equal across seeds) carried along."""
-    theory = [c for c in ("naive", "naive_clean", "mixing_size", "p0_bound", "p0_naive", "bound_ratio", "p0_opt",
-                          "opt_ratio")
-              if c in measured and c not in keys]
+    theory = [
+        c
+        for c in (
+            "naive",
+            "naive_clean",
+            "mixing_size",
+            "p0_bound",
+            "p0_naive",
+            "bound_ratio",
+            "p0_opt",
+            "opt_ratio",
+        )
+        if c in measured and c not in keys
+    ]
     stats = measured.groupby(keys, sort=True).agg(
         **{f"{c}_{s}": (c, s) for c in columns for s in ("mean", "std", "min", "count")},
-        **{c: (c, "first") for c in theory})
+        **{c: (c, "first") for c in theory},
+    )
     return stats.reset_index()
 
 
@@ -118,12 +151,18 @@ def report(table: pd.DataFrame) -> pd.DataFrame:
     """Seed means per setting: L/p, L / naive (same labels), L / naive without mixing, the p → 0
     bound and one-layer optimum ratios, and the neurons' alignment with the gain subspace."""
     measured = measure_table(table)
-    keys = [k for k in ("labels", "layers", "param", "n_features", "n_hidden", "d_embed", "density") if k in measured]
+    keys = [
+        k
+        for k in ("labels", "layers", "param", "n_features", "n_hidden", "d_embed", "density")
+        if k in measured
+    ]
     cols = ["loss_per_p", "ratio", "ratio_clean", "gain_alignment"]
     out = measured.groupby(keys)[cols].agg(["mean", "std"])
     out.columns = [f"{c}_{s}" for c, s in out.columns]
     theory = measured.groupby(keys)[["mixing_size", "bound_ratio", "opt_ratio"]].first()
-    return pd.concat([out, theory, measured.groupby(keys).size().rename("seeds")], axis=1).reset_index()
+    return pd.concat(
+        [out, theory, measured.groupby(keys).size().rename("seeds")], axis=1
+    ).reset_index()
 
 
 def main(argv=None) -> None:
@@ -137,7 +176,9 @@ def main(argv=None) -> None:
     if len(args) != 1:
         print("usage: python -m analysis.measures.compressed SWEEP_DIR", file=sys.stderr)
         sys.exit(2)
-    with pd.option_context("display.max_rows", None, "display.width", 250, "display.float_format", "{:.4f}".format):
+    with pd.option_context(
+        "display.max_rows", None, "display.width", 250, "display.float_format", "{:.4f}".format
+    ):
         print(report(StoredSweep.load(args[0]).table).to_string(index=False))
 
 

@@ -68,9 +68,11 @@ class StoredModel:
         name = str(row["model"])
         kind = MODELS.find(name)
         if kind is None:
-            raise ValueError(f"the model kind {name!r} of this row is neither built in nor registered in this "
-                             "session: register it first (toymodels.models.register_model, or import your file "
-                             "that does); loading never runs a sweep's plugin files for you")
+            raise ValueError(
+                f"the model kind {name!r} of this row is neither built in nor registered in this "
+                "session: register it first (toymodels.models.register_model, or import your file "
+                "that does); loading never runs a sweep's plugin files for you"
+            )
         from toymodels.models import bind_kind
 
         # A kind with static options (``ModelKind.bind``) is specialised to the row's.

@@ -68,8 +68,14 @@ def naive_parts(N, p, m: int, importance=None) -> dict:
     chosen = np.zeros(n, bool)
     chosen[order[: min(m, n)]] = True
     gain = np.where(c**2 <= (1.0 + c) ** 2, 1.0 + c, c)  # ab, reading +x_i or −x_i
-    return {"ignored": ignored, "covered": covered, "mixing": mixing, "chosen": chosen, "gain": gain,
-            "importance": I_F}
+    return {
+        "ignored": ignored,
+        "covered": covered,
+        "mixing": mixing,
+        "chosen": chosen,
+        "gain": gain,
+        "importance": I_F,
+    }
 
 
 def naive_loss(N, p, m: int, importance=None) -> float:
@@ -122,7 +128,7 @@ def p0_optimum(N, m: int, restarts: int = 4, seed: int = 0, maxiter: int = 3000)
     scale = RELU_SQ / n
 
     def objective(theta):
-        A, B = theta[: m * n].reshape(m, n), theta[m * n:].reshape(n, m)
+        A, B = theta[: m * n].reshape(m, n), theta[m * n :].reshape(n, m)
         Hp, Hm = np.maximum(A, 0.0), np.maximum(-A, 0.0)
         R = B @ np.concatenate([Hp, Hm], axis=1) - T
         gB = 2.0 * R @ np.concatenate([Hp, Hm], axis=1).T
@@ -141,10 +147,12 @@ def p0_optimum(N, m: int, restarts: int = 4, seed: int = 0, maxiter: int = 3000)
         starts.append(rng.normal(scale=1.0 / np.sqrt(n), size=m * n + n * m))
     best = None
     for theta0 in starts:
-        result = minimize(objective, theta0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter})
+        result = minimize(
+            objective, theta0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter}
+        )
         if best is None or result.fun < best.fun:
             best = result
-    A, B = best.x[: m * n].reshape(m, n), best.x[m * n:].reshape(n, m)
+    A, B = best.x[: m * n].reshape(m, n), best.x[m * n :].reshape(n, m)
     return {"loss": float(best.fun), "A": A, "B": B}
 
 

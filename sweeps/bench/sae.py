@@ -37,13 +37,21 @@ import numpy as np
 # The parity world: SAELens's SyntheticModelConfig at its defaults but for size and seed.
 WORLD = {"num_features": 256, "hidden_dim": 32, "seed": 0}
 KINDS = ("plain", "gated", "topk", "batchtopk", "jumprelu", "matryoshka")
-COEFFICIENTS = {"plain": (0.03, 0.1, 0.3), "gated": (0.03, 0.1, 0.3), "jumprelu": (0.01, 0.1, 1.0),
-                "topk": (2, 4, 8), "batchtopk": (2, 4, 8), "matryoshka": (2, 4, 8)}
+COEFFICIENTS = {
+    "plain": (0.03, 0.1, 0.3),
+    "gated": (0.03, 0.1, 0.3),
+    "jumprelu": (0.01, 0.1, 1.0),
+    "topk": (2, 4, 8),
+    "batchtopk": (2, 4, 8),
+    "matryoshka": (2, 4, 8),
+}
 # The defaults in which the two sides differ on purpose (docs/saes/reference.md), printed with the table.
-DEFAULTS_NOTE = ("defaults that differ: AuxK's α ours 1/32 (Gao et al. 2024), SAELens 1 (both: dead after 1,000 "
-                 "steps without firing, k_aux = d_in/2, on only past that many steps); standard L1: SAELens "
-                 "penalises |f_j|·‖W_dec_j‖ from decoder norm 0.1, ours λ‖f‖₁ with unit-norm decoder columns, "
-                 "so one λ is not one L0 (compare at matched L0)")
+DEFAULTS_NOTE = (
+    "defaults that differ: AuxK's α ours 1/32 (Gao et al. 2024), SAELens 1 (both: dead after 1,000 "
+    "steps without firing, k_aux = d_in/2, on only past that many steps); standard L1: SAELens "
+    "penalises |f_j|·‖W_dec_j‖ from decoder norm 0.1, ours λ‖f‖₁ with unit-norm decoder columns, "
+    "so one λ is not one L0 (compare at matched L0)"
+)
 THROUGHPUT = dict(width=64, d=16, batch=1024, n_features=64)
 EVAL_BATCH = 8192
 
@@ -160,7 +168,9 @@ def aux_k_at_defaults(sae_kind, steps: int) -> bool:
     return aux is not None and aux.default > 0 and window is not None and steps > window.default + 1
 
 
-def train_ours(kind: str, coefficients, source, world, width: int, steps: int, batch: int, lr: float, seed: int):
+def train_ours(
+    kind: str, coefficients, source, world, width: int, steps: int, batch: int, lr: float, seed: int
+):
     """One program for the kind's 3 SAEs (same init and data: paired); their (cfg, tensors) and
     the seconds of the call (compile included)."""
     import jax
@@ -171,9 +181,18 @@ def train_ours(kind: str, coefficients, source, world, width: int, steps: int, b
     sae_kind = SAE_KINDS.get(kind)
     top_k = sae_kind.top_k
     n = len(coefficients)
-    spec = SaeSpec(dict_size=width, kind=kind, steps=steps, batch_size=batch, k_max=max(coefficients) if top_k else 0,
-                   matryoshka_widths=matryoshka_widths(width) if kind == "matryoshka" else (), eval_batch=1024,
-                   aux_k=aux_k_at_defaults(sae_kind, steps), per_sae_source=False, shared_data=True)
+    spec = SaeSpec(
+        dict_size=width,
+        kind=kind,
+        steps=steps,
+        batch_size=batch,
+        k_max=max(coefficients) if top_k else 0,
+        matryoshka_widths=matryoshka_widths(width) if kind == "matryoshka" else (),
+        eval_batch=1024,
+        aux_k=aux_k_at_defaults(sae_kind, steps),
+        per_sae_source=False,
+        shared_data=True,
+    )
     hp = hparams(n, lr=lr, **({"k": list(coefficients)} if top_k else {"l1": list(coefficients)}))
     init, data = split_keys(sae_keys(seed, [0] * n, [0] * n))
     start = time.perf_counter()
@@ -526,9 +545,11 @@ def main(argv=None) -> int:
             )
         else:
             source, world = our_world(WORLD["num_features"], WORLD["hidden_dim"], WORLD["seed"])
-            note = (f"world: our build of SAELens's default recipe ({WORLD['num_features']} Zipf features in "
-                    f"{WORLD['hidden_dim']} dims; no SAELens installed: ours only), width {args.width}, lr {args.lr}, "
-                    f"batch {args.batch}, {args.steps} steps; scored on {args.eval_samples:,} inputs")
+            note = (
+                f"world: our build of SAELens's default recipe ({WORLD['num_features']} Zipf features in "
+                f"{WORLD['hidden_dim']} dims; no SAELens installed: ours only), width {args.width}, lr {args.lr}, "
+                f"batch {args.batch}, {args.steps} steps; scored on {args.eval_samples:,} inputs"
+            )
         note += "\n" + DEFAULTS_NOTE
         inputs = evaluation_inputs(source, world, args.eval_samples)
         out["parity"] = parity(args, source, world, model, inputs)

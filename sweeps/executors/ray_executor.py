@@ -165,7 +165,9 @@ class RayExecutor:
         self._local = None
         if not ray.is_initialized():
             address = self.conf.address or os.environ.get("RAY_ADDRESS") or None
-            if address is None:  # a Ray of our own: loopback only, this run's token (sweeps.executors.ray_local)
+            if (
+                address is None
+            ):  # a Ray of our own: loopback only, this run's token (sweeps.executors.ray_local)
                 from sweeps.executors.ray_local import LocalRay
 
                 self._started = True
@@ -237,7 +239,9 @@ class RayExecutor:
                     ray.cancel(ref, force=True)
 
     def close(self) -> None:
-        if self._started and self._local is not None:  # stops all of it, and restores the environment
+        if (
+            self._started and self._local is not None
+        ):  # stops all of it, and restores the environment
             self._local.close()
         self._started = False
 
@@ -247,7 +251,8 @@ def _warning(message: str) -> None:
 
 
 # The mark on a local Ray's processes and how they are stopped: sweeps.executors.ray_local.
-from sweeps.executors.ray_local import OWNER, marked_processes as _marked, stop as _stop  # noqa: E402,F401
+from sweeps.executors.ray_local import OWNER  # noqa: E402,F401
+from sweeps.executors.ray_local import marked_processes as _marked  # noqa: E402
 
 
 def _processes_of(owner: str) -> list:

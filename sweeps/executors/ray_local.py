@@ -38,7 +38,7 @@ def _create_time(pid: int) -> float | None:
         import psutil
 
         return round(psutil.Process(pid).create_time(), 2)
-    except Exception:  # gone, or no psutil
+    except Exception:  # gone, or no psutil  # noqa: BLE001
         return None
 
 
@@ -126,7 +126,9 @@ def reap_orphans(log=None, among: set[int] | None = None) -> int:
             continue
     if orphans and log is not None:
         names = sorted({p.name() for p in orphans if p.is_running()})
-        log(f"stopping {len(orphans)} process(es) a killed toymodels-sweep's Ray left running ({', '.join(names)})")
+        log(
+            f"stopping {len(orphans)} process(es) a killed toymodels-sweep's Ray left running ({', '.join(names)})"
+        )
     stop(orphans)
     return len(orphans)
 
@@ -144,9 +146,19 @@ class _Watchdog:
     def __init__(self, owner: str):
         env = {k: v for k, v in os.environ.items() if k != OWNER}
         env[OWNER + "_WATCHDOG"] = owner
-        self.proc = subprocess.Popen([sys.executable, "-c", f"from sweeps.executors.ray_local import watch; watch({owner!r})"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     env=env, start_new_session=True, close_fds=True)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"from sweeps.executors.ray_local import watch; watch({owner!r})",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
 
     def close(self) -> None:
         """Let it stop whatever is left, and wait a moment for it."""
@@ -189,7 +201,9 @@ class LocalRay:
             os.environ.pop(name, None)
         os.environ["RAY_AUTH_MODE"] = conf.auth_mode
         if conf.auth_mode == "token":
-            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # this run's, held by its processes only
+            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(
+                32
+            )  # this run's, held by its processes only
         _reinitialise_ray_config()
         os.environ[OWNER] = self.owner  # inherited by every process of this Ray, and only those
         try:
@@ -200,17 +214,26 @@ class LocalRay:
         try:
             if cluster is not None:
                 ray_constants.ENABLE_RAY_CLUSTER = False  # keep 127.0.0.1 as the node's address
-            ray.init(num_cpus=conf.num_cpus or os.cpu_count(), num_gpus=conf.num_gpus, include_dashboard=False,
-                     log_to_driver=False, configure_logging=False, _node_ip_address=LOOPBACK)
+            ray.init(
+                num_cpus=conf.num_cpus or os.cpu_count(),
+                num_gpus=conf.num_gpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+                _node_ip_address=LOOPBACK,
+            )
         finally:
             os.environ.pop(OWNER, None)
             if cluster is not None:
                 ray_constants.ENABLE_RAY_CLUSTER = cluster
         address = ray.get_runtime_context().gcs_address
         if not address.startswith(LOOPBACK + ":"):
-            print(f"warning: the local Ray listens on {address}, not on the loopback interface only (this Ray "
-                  f"version ignores the node address): it relies on ray.auth_mode={conf.auth_mode} alone",
-                  file=sys.stderr, flush=True)
+            print(
+                f"warning: the local Ray listens on {address}, not on the loopback interface only (this Ray "
+                f"version ignores the node address): it relies on ray.auth_mode={conf.auth_mode} alone",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         import ray

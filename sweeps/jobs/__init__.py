@@ -7,4 +7,13 @@ plumbing (``terms``)."""
 from sweeps.jobs.chunks import ChunkFailed, chunks_left, make_chunks, run_chunk
 from sweeps.jobs.kind import Chunk, ChunkProgram, JobKind, Plan
 
-__all__ = ["Chunk", "ChunkFailed", "ChunkProgram", "JobKind", "Plan", "chunks_left", "make_chunks", "run_chunk"]
+__all__ = [
+    "Chunk",
+    "ChunkFailed",
+    "ChunkProgram",
+    "JobKind",
+    "Plan",
+    "chunks_left",
+    "make_chunks",
+    "run_chunk",
+]

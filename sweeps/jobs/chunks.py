@@ -121,7 +121,9 @@ def make_chunks(
     return chunks
 
 
-def chunks_left(plan: Plan, units: Sequence, min_chunks: int = 1, device: resources.Device | None = None) -> list[Chunk]:
+def chunks_left(
+    plan: Plan, units: Sequence, min_chunks: int = 1, device: resources.Device | None = None
+) -> list[Chunk]:
     """The chunks of ``units`` (the plan's models left to train) as an uninterrupted run cuts the
     whole plan: each chunk of the whole plan whose models are all left, so that a resume (after a
     failed chunk, a kill, Ctrl-C) trains every model in the chunk it had, with the same bits, for
@@ -136,7 +138,9 @@ def chunks_left(plan: Plan, units: Sequence, min_chunks: int = 1, device: resour
         else:
             rest |= ids & left
     if rest:
-        chunks += make_chunks(plan, [(spec, point) for spec, point in units if point.uid in rest], min_chunks, device)
+        chunks += make_chunks(
+            plan, [(spec, point) for spec, point in units if point.uid in rest], min_chunks, device
+        )
     return chunks
 
 

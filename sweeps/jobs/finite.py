@@ -19,9 +19,23 @@ from sweeps import resources
 from sweeps.config import Config, expand_axis, is_finite
 from sweeps.jobs.chunks import identity_columns
 from sweeps.jobs.kind import Chunk, ChunkProgram, JobKind
-from sweeps.jobs.models import TOY_COLUMNS, ModelPoint, feature_columns, hparams_arrays, plan_models, toy_kinds
-from toymodels.finite import (FiniteHParams, FiniteResult, FiniteSpec, dimensionality, max_active_for, piece_layout,
-                              repeat_layout)
+from sweeps.jobs.models import (
+    TOY_COLUMNS,
+    ModelPoint,
+    feature_columns,
+    hparams_arrays,
+    plan_models,
+    toy_kinds,
+)
+from toymodels.finite import (
+    FiniteHParams,
+    FiniteResult,
+    FiniteSpec,
+    dimensionality,
+    max_active_for,
+    piece_layout,
+    repeat_layout,
+)
 
 MEMORISED_TOP = 0.001  # a point is memorised when its data dimensionality is in the top 0.1%
 HP_COLUMNS = ("density", "lr", "weight_decay", "dataset_seed")

@@ -25,8 +25,13 @@ from toymodels.terms import LossTerm
 SpecT = TypeVar("SpecT")
 # The columns every toy model's row has (``JobKind.columns``): ``W`` is the kind's m×n feature
 # directions, whatever its parameters.
-TOY_COLUMNS = {"model": "text", "n_features": "integer", "n_hidden": "integer", "loss": "finite",
-               "W": "matrix n_hidden×n_features"}
+TOY_COLUMNS = {
+    "model": "text",
+    "n_features": "integer",
+    "n_hidden": "integer",
+    "loss": "finite",
+    "W": "matrix n_hidden×n_features",
+}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,14 @@ from sweeps.config import Config, is_finite
 from sweeps.config_kinds import data_spec_of, model_options
 from sweeps.jobs.chunks import identity_columns
 from sweeps.jobs.kind import Chunk, ChunkProgram, JobKind
-from sweeps.jobs.models import TOY_COLUMNS, ModelPoint, feature_columns, hparams_arrays, plan_models, toy_kinds
+from sweeps.jobs.models import (
+    TOY_COLUMNS,
+    ModelPoint,
+    feature_columns,
+    hparams_arrays,
+    plan_models,
+    toy_kinds,
+)
 from sweeps.jobs.terms import term_arrays, term_columns, terms_on
 from toymodels.train import TrainSpec
 

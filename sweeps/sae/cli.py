@@ -87,35 +87,88 @@ def resolve_dict_size(size: str, n_features: int) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="toymodels-sae", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", help="a finished sweep's output directory (holds results.parquet)")
-    parser.add_argument("--l1", default="0.03,0.1,0.3",
-                        help="λ > 0 of the L1 kinds (L0 for jumprelu), comma-separated (default %(default)s)")
-    parser.add_argument("--k", default="1,2", help="k of the top-k kinds, comma-separated (default %(default)s)")
-    parser.add_argument("--dict-sizes", default="n,2n",
-                        help="dictionary sizes: integers >= 1, or multiples of the toy's n features "
-                             "(default %(default)s)")
-    parser.add_argument("--kind", default="both",
-                        help="SAE kinds, comma-separated, or both (plain,gated) or all (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=3000, help="training steps per SAE (default %(default)s)")
-    parser.add_argument("--batch", type=int, default=1024,
-                        help="activations per step, drawn fresh (default %(default)s)")
-    parser.add_argument("--seeds", type=int, default=1, help="SAE seeds per (toy model, λ or k) (default %(default)s)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default %(default)s)")
-    parser.add_argument("--bandwidth", type=float, default=BANDWIDTH.default,
-                        help="JumpReLU's ε (default %(default)s)")
-    parser.add_argument("--ortho", type=float, default=0.0,
-                        help="decoder orthogonality weight λ_o >= 0 (default %(default)s: off)")
-    parser.add_argument("--resample-every", type=int, default=0,
-                        help="resample latents dead over this many steps (default %(default)s: never)")
-    parser.add_argument("--eval-batch", type=int, default=8192, help="fixed evaluation inputs (default %(default)s)")
-    parser.add_argument("--base-seed", type=int, default=0, help="root of every SAE's key (default %(default)s)")
-    parser.add_argument("--models", help="a filter selecting toy models, e.g. 'seed == 0 and density < 0.5': "
-                             "comparisons of the store's columns joined by and / or / not (docs/security.md)")
-    parser.add_argument("--plugins", action="append", default=[], metavar="FILE",
-                        help="a plug-in file of the stored sweep's own kinds to run (repeat for several): checked "
-                             "against the digest the store recorded; the store's own files are never run")
+    parser = argparse.ArgumentParser(
+        prog="toymodels-sae",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "sweep_dir", help="a finished sweep's output directory (holds results.parquet)"
+    )
+    parser.add_argument(
+        "--l1",
+        default="0.03,0.1,0.3",
+        help="λ > 0 of the L1 kinds (L0 for jumprelu), comma-separated (default %(default)s)",
+    )
+    parser.add_argument(
+        "--k", default="1,2", help="k of the top-k kinds, comma-separated (default %(default)s)"
+    )
+    parser.add_argument(
+        "--dict-sizes",
+        default="n,2n",
+        help="dictionary sizes: integers >= 1, or multiples of the toy's n features "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--kind",
+        default="both",
+        help="SAE kinds, comma-separated, or both (plain,gated) or all (default %(default)s)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=3000, help="training steps per SAE (default %(default)s)"
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1024,
+        help="activations per step, drawn fresh (default %(default)s)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="SAE seeds per (toy model, λ or k) (default %(default)s)",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=3e-3, help="Adam learning rate (default %(default)s)"
+    )
+    parser.add_argument(
+        "--bandwidth",
+        type=float,
+        default=BANDWIDTH.default,
+        help="JumpReLU's ε (default %(default)s)",
+    )
+    parser.add_argument(
+        "--ortho",
+        type=float,
+        default=0.0,
+        help="decoder orthogonality weight λ_o >= 0 (default %(default)s: off)",
+    )
+    parser.add_argument(
+        "--resample-every",
+        type=int,
+        default=0,
+        help="resample latents dead over this many steps (default %(default)s: never)",
+    )
+    parser.add_argument(
+        "--eval-batch", type=int, default=8192, help="fixed evaluation inputs (default %(default)s)"
+    )
+    parser.add_argument(
+        "--base-seed", type=int, default=0, help="root of every SAE's key (default %(default)s)"
+    )
+    parser.add_argument(
+        "--models",
+        help="a filter selecting toy models, e.g. 'seed == 0 and density < 0.5': "
+        "comparisons of the store's columns joined by and / or / not (docs/security.md)",
+    )
+    parser.add_argument(
+        "--plugins",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a plug-in file of the stored sweep's own kinds to run (repeat for several): checked "
+        "against the digest the store recorded; the store's own files are never run",
+    )
     parser.add_argument("--out", help="the SAE sweep's sweep.out (default SWEEP_DIR/sae)")
     parser.add_argument(
         "--executor",
@@ -221,7 +274,9 @@ def main(argv=None) -> None:
         if args.plugins:  # checked against the store's record, then run (the sweep runs them again)
             trust_plugins(root, config, plugin_files(args), "--plugins")
         require_kinds(root, config, "sweep_dir", "pass --plugins FILE")
-        select_models(table, args.models, "--models")  # a bad --models query: named here, before the sweep
+        select_models(
+            table, args.models, "--models"
+        )  # a bad --models query: named here, before the sweep
         check_sizes(args, table)
     except (UsageError, ConfigError) as error:
         print(f"toymodels-sae: error: {error}", file=sys.stderr)

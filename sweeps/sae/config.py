@@ -12,10 +12,18 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any
 
 from toymodels.registry import ConfigError
-from toymodels.sae.hyperparams import AUX_COEFFICIENT, BANDWIDTH, DEAD_WINDOW, GRAD_CLIP, INIT_THRESHOLD, K, L1
+from toymodels.sae.hyperparams import (
+    AUX_COEFFICIENT,
+    BANDWIDTH,
+    DEAD_WINDOW,
+    GRAD_CLIP,
+    INIT_THRESHOLD,
+    L1,
+    K,
+)
 
 SOURCES = ("world", "toy")
 WORLD_KINDS = ("independent", "composition", "exactly", "synthbench_small", "saelens")
@@ -35,7 +43,9 @@ WORLD_PER_AXES = ("density", "magnitude", "cosine", "together", "world_seed")
 WORLD_STATIC_AXES = ("n_features", "n_hidden", "directions", "active")
 # The built-in kinds' hyperparameters that are keys of the sae: section itself (sae.l1, ...);
 # any other kind hyperparameter is sae.options.<name>.
-SCHEMA_HPARAMS = {h.name: h for h in (L1, K, BANDWIDTH, INIT_THRESHOLD, GRAD_CLIP, AUX_COEFFICIENT, DEAD_WINDOW)}
+SCHEMA_HPARAMS = {
+    h.name: h for h in (L1, K, BANDWIDTH, INIT_THRESHOLD, GRAD_CLIP, AUX_COEFFICIENT, DEAD_WINDOW)
+}
 # Keys of the sae: section added after 43f758a, and bandwidth's default before then (config hashes).
 ADDED_SAE_KEYS = ("init_threshold", "grad_clip", "aux_coefficient", "dead_window")
 OLD_BANDWIDTH = 1e-3
@@ -62,7 +72,9 @@ class SaeWorldConf:
 @dataclass
 class SaeToyConf:
     sweep: str = ""  # a finished toy-model sweep's sweep.out
-    models: str = ""  # a filter selecting its models ("" = all), e.g. "seed == 0" (sweeps.store.query)
+    models: str = (
+        ""  # a filter selecting its models ("" = all), e.g. "seed == 0" (sweeps.store.query)
+    )
 
 
 @dataclass
@@ -74,13 +86,21 @@ class SaeConf:
     dict_size: Any = 32  # an integer, or a multiple of the source's features: "n", "2n"
     # the built-in kinds' hyperparameters (toymodels.sae.hyperparams: defaults and meanings)
     l1: float = L1.default  # λ of plain, gated, rescaled; the L0 coefficient of jumprelu
-    k: Any = K.default  # k of topk, batchtopk, matryoshka; "active": the exactly world's l (k follows l)
+    k: Any = (
+        K.default
+    )  # k of topk, batchtopk, matryoshka; "active": the exactly world's l (k follows l)
     bandwidth: float = BANDWIDTH.default  # jumprelu's ε
     init_threshold: float = INIT_THRESHOLD.default  # jumprelu's θ₀
-    grad_clip: float = GRAD_CLIP.default  # jumprelu: each SAE's gradient clipped to this global norm (0: not)
-    aux_coefficient: float = AUX_COEFFICIENT.default  # AuxK's α (topk, batchtopk, matryoshka; 0: off)
+    grad_clip: float = (
+        GRAD_CLIP.default
+    )  # jumprelu: each SAE's gradient clipped to this global norm (0: not)
+    aux_coefficient: float = (
+        AUX_COEFFICIENT.default
+    )  # AuxK's α (topk, batchtopk, matryoshka; 0: off)
     dead_window: int = DEAD_WINDOW.default  # AuxK: dead after this many steps without firing
-    options: Dict[str, Any] = field(default_factory=dict)  # other kinds' own hyperparameters (a user's kind)
+    options: dict[str, Any] = field(
+        default_factory=dict
+    )  # other kinds' own hyperparameters (a user's kind)
     lr: float = 3e-3
     ortho: float = 0.0  # decoder orthogonality λ_o (0: off)
     resample_every: int = 0  # resample latents dead over this many steps (0: never)
@@ -259,8 +279,11 @@ def _check_options(config) -> None:
             raise ConfigError(key, f"{name} is a key of its own: set sae.{name}")
         if name not in declared:
             others = [n for n in declared if n not in SCHEMA_HPARAMS]
-            raise ConfigError(key, f"no registered SAE kind has a hyperparameter {name!r}; those set here: "
-                              f"{', '.join(others) or 'none (the built-in kinds use sae.<name>)'}")
+            raise ConfigError(
+                key,
+                f"no registered SAE kind has a hyperparameter {name!r}; those set here: "
+                f"{', '.join(others) or 'none (the built-in kinds use sae.<name>)'}",
+            )
         rule(name)(key, value)
 
 
@@ -385,7 +408,9 @@ def hashed_sae(data: dict) -> None:
     if sae.get("options") == {}:
         del sae["options"]
     grid = data.get("sweep", {}).get("grid", {}) or {}
-    kinds = [sae.get("kind")] + list(grid.get("kind", []) if isinstance(grid.get("kind"), list) else [])
+    kinds = [sae.get("kind")] + list(
+        grid.get("kind", []) if isinstance(grid.get("kind"), list) else []
+    )
     builtin = {kind.name: kind for kind in BUILTIN}
     if not all(name in builtin for name in kinds):
         return
@@ -399,7 +424,11 @@ def hashed_sae(data: dict) -> None:
             live[name] = False
     for name in ADDED_SAE_KEYS:
         hparam = SCHEMA_HPARAMS[name]
-        if name in sae and name not in grid and (not live[name] or (hparam.needs and not live[hparam.needs])):
+        if (
+            name in sae
+            and name not in grid
+            and (not live[name] or (hparam.needs and not live[hparam.needs]))
+        ):
             del sae[name]
     if not live["bandwidth"] and sae.get("bandwidth") == BANDWIDTH.default:
         sae["bandwidth"] = OLD_BANDWIDTH

@@ -14,11 +14,35 @@ from sweeps.jobs.kind import Chunk, ChunkProgram
 from sweeps.sae.plan import SaeGroup, SaePoint, hparam_lists
 
 # Scores of toymodels.sae.metrics.SaeScores stored as one float column each.
-SCORES = ("mmcs", "mmcs_reverse", "n_dead", "dead_fraction", "l0", "true_l0", "mse", "fvu", "h_var", "gamma",
-          "precision", "recall", "f1", "loss", "absorption", "n_dead_long", "dead_fraction_long", "absorption_gap")
+SCORES = (
+    "mmcs",
+    "mmcs_reverse",
+    "n_dead",
+    "dead_fraction",
+    "l0",
+    "true_l0",
+    "mse",
+    "fvu",
+    "h_var",
+    "gamma",
+    "precision",
+    "recall",
+    "f1",
+    "loss",
+    "absorption",
+    "n_dead_long",
+    "dead_fraction_long",
+    "absorption_gap",
+)
 # Per edge (parent, child) of a world's hierarchy: SaeScores.<name>_F over the children, stored as lists.
-EDGE_SCORES = ("edge_child_events", "edge_absorbed", "edge_parent_only", "edge_parent_only_hits", "edge_absorbing",
-               "edge_absorbing_count")
+EDGE_SCORES = (
+    "edge_child_events",
+    "edge_absorbed",
+    "edge_parent_only",
+    "edge_parent_only_hits",
+    "edge_absorbing",
+    "edge_absorbing_count",
+)
 
 
 def source_arrays(chunk: Chunk[SaeGroup, SaePoint], points):
@@ -52,8 +76,10 @@ def _source_columns(chunk: Chunk[SaeGroup, SaePoint], arrays) -> dict[str, np.nd
     import jax
 
     source = chunk.spec.source
-    columns = {"truth": np.asarray(jax.vmap(source.truth)(arrays)),
-               "represented": np.asarray(jax.vmap(source.represented)(arrays))}
+    columns = {
+        "truth": np.asarray(jax.vmap(source.truth)(arrays)),
+        "represented": np.asarray(jax.vmap(source.represented)(arrays)),
+    }
     if source.has_hierarchy:
         columns["parents"] = np.asarray(jax.vmap(source.parents)(arrays))
     return columns
@@ -68,7 +94,9 @@ def hparam_columns(kind, point) -> dict:
     columns = {"l1": float(values.get("l1", np.nan)), "k": int(values.get("k", 0))}
     columns.update({name: v for name, v in values.items() if name not in columns})
     setting = kind.sparsity
-    columns["sparsity"] = float(values[setting.name]) if setting and setting.name in values else np.nan
+    columns["sparsity"] = (
+        float(values[setting.name]) if setting and setting.name in values else np.nan
+    )
     columns["sparsity_axis"] = setting.name if setting else ""
     columns["sparsity_name"] = setting.shown if setting else ""
     return columns
@@ -105,14 +133,23 @@ def rows(
         row = identity_columns(chunk, p, between=p.source)
         row.update(
             source_uid=p.source_uid,
-            sae_source="toy" if chunk.carry else "world", kind=spec.kind, dict_size=spec.dict_size,
-            **hparam_columns(kind, p), **dict(spec.options),
-            lr=p.lr, ortho=p.ortho, steps=spec.steps, batch_size=spec.batch_size,
-            n_features=source.n_features, n_hidden=source.n_hidden, n_true=source.n_true,
+            sae_source="toy" if chunk.carry else "world",
+            kind=spec.kind,
+            dict_size=spec.dict_size,
+            **hparam_columns(kind, p),
+            **dict(spec.options),
+            lr=p.lr,
+            ortho=p.ortho,
+            steps=spec.steps,
+            batch_size=spec.batch_size,
+            n_features=source.n_features,
+            n_hidden=source.n_hidden,
+            n_true=source.n_true,
             n_represented=int(truth["represented"][i].sum()),
             **{s: float(np.asarray(getattr(result.scores, s))[i]) for s in SCORES},
             dead_samples=spec.dead_batches * spec.eval_batch,
-            mmcs_chance=chance, mcc=mcc(W_dec[i], truth["truth"][i], truth["represented"][i]),
+            mmcs_chance=chance,
+            mcc=mcc(W_dec[i], truth["truth"][i], truth["represented"][i]),
             uniqueness=uniqueness(W_dec[i], truth["truth"][i], truth["represented"][i]),
             n_composed=int(result.scores.n_composed[i]),
             W_dec=W_dec[i].tolist(),
@@ -127,11 +164,16 @@ def rows(
             train_seconds=seconds / chunk.n_models,
         )
         if "parents" in truth:
-            edge_hedging = hedging(W_dec[i], truth["truth"][i], truth["parents"][i], truth["represented"][i])
+            edge_hedging = hedging(
+                W_dec[i], truth["truth"][i], truth["parents"][i], truth["represented"][i]
+            )
             children = truth["parents"][i] >= 0
-            row.update(edge_columns(i, result.scores, truth["parents"][i]),
-                       edge_hedging=edge_hedging[children].tolist(),
-                       hedging=float(np.nanmean(edge_hedging[children])) if np.isfinite(edge_hedging[children]).any()
-                       else float("nan"))
+            row.update(
+                edge_columns(i, result.scores, truth["parents"][i]),
+                edge_hedging=edge_hedging[children].tolist(),
+                hedging=float(np.nanmean(edge_hedging[children]))
+                if np.isfinite(edge_hedging[children]).any()
+                else float("nan"),
+            )
         out.append(row)
     return pd.DataFrame(out)

@@ -48,6 +48,11 @@ SAE: JobKind[SaeGroup, SaePoint] = JobKind(
     user_kinds=_user_kinds,
     carry=_carry,
     noun="SAE",
-    columns={"kind": "text", "dict_size": "integer", "n_hidden": "integer", "W_dec": "matrix n_hidden×dict_size"},
+    columns={
+        "kind": "text",
+        "dict_size": "integer",
+        "n_hidden": "integer",
+        "W_dec": "matrix n_hidden×dict_size",
+    },
     doc="sparse autoencoders on a world's or stored toy models' activations (toymodels.sae.train_saes)",
 )

@@ -18,8 +18,15 @@ from typing import Any
 import numpy as np
 
 from sweeps.jobs.chunks import crc_id, model_uid
-from sweeps.sae.config import (FOLLOW_ACTIVE, SAE_STATIC_AXES, WORLD_RULES, WORLD_STATIC_AXES, reads,
-                               resolve_dict_size, sae_values)
+from sweeps.sae.config import (
+    FOLLOW_ACTIVE,
+    SAE_STATIC_AXES,
+    WORLD_RULES,
+    WORLD_STATIC_AXES,
+    reads,
+    resolve_dict_size,
+    sae_values,
+)
 from toymodels.registry import ConfigError, frozen_options
 from toymodels.sae import SAE_KINDS, SaeSpec
 from toymodels.sae.base import Source
@@ -39,7 +46,9 @@ class SaePoint:
     lr: float
     ortho: float
     values: tuple[tuple[str, object], ...]  # the kind's per-SAE hyperparameters (name, value)
-    source: tuple[tuple[str, object], ...]  # the world's parameters, or the toy model's stored values
+    source: tuple[
+        tuple[str, object], ...
+    ]  # the world's parameters, or the toy model's stored values
 
     def value(self, name: str, missing=None):
         return dict(self.values).get(name, missing)
@@ -89,26 +98,52 @@ def _k_max(config, coords: tuple) -> int:
 def _spec(config, coords: tuple, kind: str, dict_size: int, static: dict) -> SaeSpec:
     s = config.sae
     sae_kind = SAE_KINDS.get(kind)
-    options = {h.name: h.cast(_read(coords, config, h.name)) for h in sae_kind.hparams if not h.per_sae}
+    options = {
+        h.name: h.cast(_read(coords, config, h.name)) for h in sae_kind.hparams if not h.per_sae
+    }
     # AuxK is compiled in for a kind that declares its coefficient when any SAE of the sweep has one
     # above 0 (as the orthogonality penalty: chunking never changes a program), unless no latent can
     # be dead by its window in so few steps (it counts the steps before each one)
     steps = static.get("steps", s.steps)
-    aux_k = (sae_kind.hparam("aux_coefficient") is not None and max(sae_values(config, "aux_coefficient")) > 0
-             and steps > min(sae_values(config, "dead_window")) + 1)
-    return SaeSpec(dict_size=dict_size, kind=kind, steps=steps, batch_size=static.get("batch_size", s.batch_size),
-                   k_max=_k_max(config, coords) if sae_kind.top_k else 0,
-                   ortho=max(sae_values(config, "ortho")) > 0, aux_k=aux_k, options=frozen_options(options),
-                   resample_every=s.resample_every, eval_batch=s.eval_batch, per_sae_source=True, shared_data=False)
+    aux_k = (
+        sae_kind.hparam("aux_coefficient") is not None
+        and max(sae_values(config, "aux_coefficient")) > 0
+        and steps > min(sae_values(config, "dead_window")) + 1
+    )
+    return SaeSpec(
+        dict_size=dict_size,
+        kind=kind,
+        steps=steps,
+        batch_size=static.get("batch_size", s.batch_size),
+        k_max=_k_max(config, coords) if sae_kind.top_k else 0,
+        ortho=max(sae_values(config, "ortho")) > 0,
+        aux_k=aux_k,
+        options=frozen_options(options),
+        resample_every=s.resample_every,
+        eval_batch=s.eval_batch,
+        per_sae_source=True,
+        shared_data=False,
+    )
 
 
 def _values(config, coords: tuple, kind: str) -> dict:
     """lr, λ_o and the kind's per-SAE hyperparameters; one the kind does not read takes its
     declared default in the program, where nothing reads it."""
-    values = tuple((h.name, _k(coords, config, _read(coords, config, "k")) if h.name == "k"
-                    else h.cast(_read(coords, config, h.name)))
-                   for h in SAE_KINDS.get(kind).hparams if h.per_sae)
-    return dict(lr=float(_read(coords, config, "lr")), ortho=float(_read(coords, config, "ortho")), values=values)
+    values = tuple(
+        (
+            h.name,
+            _k(coords, config, _read(coords, config, "k"))
+            if h.name == "k"
+            else h.cast(_read(coords, config, h.name)),
+        )
+        for h in SAE_KINDS.get(kind).hparams
+        if h.per_sae
+    )
+    return dict(
+        lr=float(_read(coords, config, "lr")),
+        ortho=float(_read(coords, config, "ortho")),
+        values=values,
+    )
 
 
 def _world_sources(config, coords: tuple):

@@ -5,15 +5,11 @@ reader (``toymodels-sae``, ``sweeps.sae.cli``, checks its options with the same 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from toymodels.registry import ConfigError
-
-if TYPE_CHECKING:
-    from toymodels.data import DataSpec
 
 # Stored toy columns copied beside each SAE's scores; a toy grid axis that an SAE column already
 # names (lr, steps, ...) is copied as toy_<axis>.
@@ -40,7 +36,9 @@ def load_sweep(root: Path, key: str) -> tuple[pd.DataFrame, dict]:
     from sweeps.store import META, RESULTS, read_config, read_stored
 
     if not (root / RESULTS).exists() and not (root / META).exists():
-        raise ConfigError(key, f"{root} holds no {RESULTS}: is it a sweep's output directory (sweep.out)?")
+        raise ConfigError(
+            key, f"{root} holds no {RESULTS}: is it a sweep's output directory (sweep.out)?"
+        )
     try:
         table, status = read_stored(root)
         config = read_config(root)
@@ -49,7 +47,9 @@ def load_sweep(root: Path, key: str) -> tuple[pd.DataFrame, dict]:
     except ConfigError:
         raise
     except OSError as error:
-        raise ConfigError(key, f"cannot read {error.filename or root}: {error.strerror or error}") from None
+        raise ConfigError(
+            key, f"cannot read {error.filename or root}: {error.strerror or error}"
+        ) from None
     if status:
         print(f"note: {status}", file=sys.stderr, flush=True)
     if table.empty:
@@ -77,8 +77,12 @@ def toy_arrays(models: pd.DataFrame, model: str, n: int, m: int) -> dict:
     names = param_names(model, n, m)
     missing = [name for name in names if name not in models.columns]
     if missing:
-        raise ConfigError("sae.toy.sweep", f"the stored {model!r} models have no column {missing[0]!r}")
-    params = {name: np.stack([nested_array(v).astype(np.float32) for v in models[name]]) for name in names}
+        raise ConfigError(
+            "sae.toy.sweep", f"the stored {model!r} models have no column {missing[0]!r}"
+        )
+    params = {
+        name: np.stack([nested_array(v).astype(np.float32) for v in models[name]]) for name in names
+    }
     return {"params": params, "density_F": as_matrix(models["feature_density"]).astype(np.float32)}
 
 
@@ -98,14 +102,24 @@ def stored_toys(config, section: str = "sae") -> tuple[pd.DataFrame, dict, objec
     toy = getattr(config, section).toy
     root = Path(toy.sweep)
     results = root / "results.parquet"
-    key = (str(root.resolve()), results.stat().st_mtime_ns if results.is_file() else None, toy.models,
-           tuple(sorted(p.name for p in (root / "chunks").glob("*.parquet"))) if (root / "chunks").is_dir() else ())
+    key = (
+        str(root.resolve()),
+        results.stat().st_mtime_ns if results.is_file() else None,
+        toy.models,
+        tuple(sorted(p.name for p in (root / "chunks").glob("*.parquet")))
+        if (root / "chunks").is_dir()
+        else (),
+    )
     if key not in _CACHE:
         table, stored = load_sweep(root, f"{section}.toy.sweep")
         from sweeps.store import require_kinds, verify_plugins
 
-        verify_plugins(root, stored, config.plugins, "plugins", allow_extra=True)  # loaded already: the user named them
-        require_kinds(root, stored, f"{section}.toy.sweep", "name it in plugins=[FILE] on this command line")
+        verify_plugins(
+            root, stored, config.plugins, "plugins", allow_extra=True
+        )  # loaded already: the user named them
+        require_kinds(
+            root, stored, f"{section}.toy.sweep", "name it in plugins=[FILE] on this command line"
+        )
         models = select_models(table, toy.models, f"{section}.toy.models")
         _refuse_bound_kinds(models, section)
         _CACHE.clear()
@@ -121,8 +135,11 @@ def _refuse_bound_kinds(models: pd.DataFrame, section: str = "sae") -> None:
     for name in models["model"].unique():
         kind = MODELS.find(str(name))
         if kind is not None and kind.bind is not None:
-            raise ConfigError(f"{section}.toy.sweep", f"holds {name} models, whose forward pass depends on their options; "
-                              f"{section.upper()}s on them are not supported yet")
+            raise ConfigError(
+                f"{section}.toy.sweep",
+                f"holds {name} models, whose forward pass depends on their options; "
+                f"{section.upper()}s on them are not supported yet",
+            )
 
 
 def _info(row: pd.Series, axes: list[str], measures: dict, i: int) -> tuple:

@@ -109,14 +109,20 @@ def _check_grid(config) -> None:
     for name, spec in config.sweep.grid.items():
         key = f"sweep.grid.{name}"
         if name not in SPD_AXES:
-            raise ConfigError(key, f"unknown axis of an SPD sweep; allowed: {', '.join(SPD_AXES)} (drop a toy "
-                              f"experiment's axes with '~sweep.grid.{name}')")
+            raise ConfigError(
+                key,
+                f"unknown axis of an SPD sweep; allowed: {', '.join(SPD_AXES)} (drop a toy "
+                f"experiment's axes with '~sweep.grid.{name}')",
+            )
         values = expand_axis(name, spec)
         for i, value in enumerate(values):
             RULES[name](f"{key}[{i}]", value)
             if value in values[:i]:
-                raise ConfigError(key, f"the value {value!r} is listed twice; list each value once "
-                                  "(repeats of one setting are sweep.seeds)")
+                raise ConfigError(
+                    key,
+                    f"the value {value!r} is listed twice; list each value once "
+                    "(repeats of one setting are sweep.seeds)",
+                )
 
 
 def validate_spd(config) -> None:
@@ -128,6 +134,11 @@ def validate_spd(config) -> None:
     _check_grid(config)
     for size in spd_values(config, "batch_size"):
         if size % s.batch_blocks:
-            raise ConfigError("spd.batch_blocks", f"must divide spd.batch_size={size}, got {s.batch_blocks}")
+            raise ConfigError(
+                "spd.batch_blocks", f"must divide spd.batch_size={size}, got {s.batch_blocks}"
+            )
     if not s.toy.sweep.strip():
-        raise ConfigError("spd.toy.sweep", "must name a finished toy-model sweep's sweep.out (e.g. runs/tms_intro)")
+        raise ConfigError(
+            "spd.toy.sweep",
+            "must name a finished toy-model sweep's sweep.out (e.g. runs/tms_intro)",
+        )

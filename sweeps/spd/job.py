@@ -31,8 +31,20 @@ KINDS = ("relu", "residual_mlp")
 # Stored toy columns copied beside each decomposition's scores (as toy_<name>); a toy grid axis is
 # copied under its own name unless an SPD column has it (then toy_<axis>).
 TOY_VALUES = ("seed", "loss", "model", "data_kind", "n_features", "n_hidden")
-SCORES = ("mmcs", "ml2r", "recovered", "exact", "probe_ci", "loss", "faithfulness_loss", "recon_loss",
-          "layerwise_loss", "minimality_loss", "recon_ci", "recon_unmasked")
+SCORES = (
+    "mmcs",
+    "ml2r",
+    "recovered",
+    "exact",
+    "probe_ci",
+    "loss",
+    "faithfulness_loss",
+    "recon_loss",
+    "layerwise_loss",
+    "minimality_loss",
+    "recon_ci",
+    "recon_unmasked",
+)
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,7 @@ class TargetShape:
     data: DataSpec = DataSpec()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def target_of(shape: TargetShape):
     """One ``Target`` object per shape and process (``decompose_many`` compiles once per target)."""
     from toymodels.spd import residual_mlp, tms
@@ -114,17 +126,29 @@ def toy_models(config) -> list[tuple[pd.Series, TargetShape, tuple]]:
     models, stored, data = stored_toys(config, "spd")
     bad = sorted(set(models["model"]) - set(KINDS))
     if bad:
-        raise ConfigError("spd.toy.models", f"SPD has no target for model kind {bad[0]!r}; kinds with one: "
-                          f"{', '.join(KINDS)} (select them, e.g. \"model == 'relu'\")")
+        raise ConfigError(
+            "spd.toy.models",
+            f"SPD has no target for model kind {bad[0]!r}; kinds with one: "
+            f"{', '.join(KINDS)} (select them, e.g. \"model == 'relu'\")",
+        )
     axes = list(stored.get("sweep", {}).get("grid", {}))
-    taken = set(SPD_PER_AXES + SPD_STATIC_AXES + SCORES + TOY_VALUES) | {"target", "gate_hidden", "mmcs_chance"}
+    taken = set(SPD_PER_AXES + SPD_STATIC_AXES + SCORES + TOY_VALUES) | {
+        "target",
+        "gate_hidden",
+        "mmcs_chance",
+    }
     out = []
     for _, row in models.iterrows():
         info = {("toy_" + a if a in taken else a): row[a] for a in axes if a in row}
         info.update({f"toy_{name}": row[name] for name in TOY_VALUES})
         info = tuple((k, v.item() if isinstance(v, np.generic) else v) for k, v in info.items())
-        shape = TargetShape(str(row["model"]), int(row["n_features"]), int(row["n_hidden"]),
-                            layers=_layers(row, stored) if row["model"] == "residual_mlp" else 1, data=data)
+        shape = TargetShape(
+            str(row["model"]),
+            int(row["n_features"]),
+            int(row["n_hidden"]),
+            layers=_layers(row, stored) if row["model"] == "residual_mlp" else 1,
+            data=data,
+        )
         out.append((row, shape, info))
     return out
 
@@ -133,10 +157,19 @@ def _spec(config, coords: tuple):
     from toymodels.spd import SpdSpec
 
     s = config.spd
-    return SpdSpec(C=int(_read(coords, config, "C")), gate_hidden=s.gate_hidden, steps=int(_read(coords, config, "steps")),
-                   batch_size=int(_read(coords, config, "batch_size")), schedule=s.schedule,
-                   mask_samples=s.mask_samples, approximate_gelu=s.approximate_gelu, per_target=True,
-                   tied_updates=s.tied_updates, batch_blocks=s.batch_blocks, eval_batch=s.eval_batch)
+    return SpdSpec(
+        C=int(_read(coords, config, "C")),
+        gate_hidden=s.gate_hidden,
+        steps=int(_read(coords, config, "steps")),
+        batch_size=int(_read(coords, config, "batch_size")),
+        schedule=s.schedule,
+        mask_samples=s.mask_samples,
+        approximate_gelu=s.approximate_gelu,
+        per_target=True,
+        tied_updates=s.tied_updates,
+        batch_blocks=s.batch_blocks,
+        eval_batch=s.eval_batch,
+    )
 
 
 def plan_spd(config, device=None) -> tuple[list[tuple[SpdGroup, SpdPoint]], dict]:
@@ -155,13 +188,28 @@ def plan_spd(config, device=None) -> tuple[list[tuple[SpdGroup, SpdPoint]], dict
         values = {name: float(_read(coords, config, name)) for name in SPD_PER_AXES}
         for row, shape, info in toys:
             if identity and shape.model != "relu":
-                raise ConfigError("spd.identity", f"the identity layer (TMS+ID) applies to relu models only, not "
-                                  f"{shape.model!r}; select relu models with spd.toy.models")
+                raise ConfigError(
+                    "spd.identity",
+                    f"the identity layer (TMS+ID) applies to relu models only, not "
+                    f"{shape.model!r}; select relu models with spd.toy.models",
+                )
             group = SpdGroup(spec, dataclasses.replace(shape, identity=identity))
             at = coords + (("toy_uid", int(row["uid"])),)
             for seed in range(config.sweep.seeds):
-                out.append((group, SpdPoint(coords, seed, model_uid(at, seed), len(out), int(row["uid"]), **values,
-                                            source=info)))
+                out.append(
+                    (
+                        group,
+                        SpdPoint(
+                            coords,
+                            seed,
+                            model_uid(at, seed),
+                            len(out),
+                            int(row["uid"]),
+                            **values,
+                            source=info,
+                        ),
+                    )
+                )
     return out, toy_carry(config, "spd")
 
 
@@ -206,7 +254,9 @@ def _blob(params: dict, i: int) -> bytes:
     return save(flat)
 
 
-def rows(chunk: Chunk[SpdGroup, SpdPoint], program: ChunkProgram, result, seconds: float) -> pd.DataFrame:
+def rows(
+    chunk: Chunk[SpdGroup, SpdPoint], program: ChunkProgram, result, seconds: float
+) -> pd.DataFrame:
     from toymodels.spd.metrics import chance_mmcs
 
     spec, shape = chunk.spec.spec, chunk.spec.target
@@ -218,25 +268,45 @@ def rows(chunk: Chunk[SpdGroup, SpdPoint], program: ChunkProgram, result, second
     out = []
     for i, p in enumerate(chunk.points):
         curve = {name: np.asarray(v[i], np.float64) for name, v in result.curve.items()}
-        total = (p.faithfulness * curve["faithfulness"] + p.recon * curve["recon"]
-                 + p.minimality * curve["minimality"] + p.layerwise * curve.get("layerwise", 0.0))
+        total = (
+            p.faithfulness * curve["faithfulness"]
+            + p.recon * curve["recon"]
+            + p.minimality * curve["minimality"]
+            + p.layerwise * curve.get("layerwise", 0.0)
+        )
         row = identity_columns(chunk, p, between=p.source)
         row.update(
-            source_uid=p.source_uid, target=target.name, identity=shape.identity, C=spec.C,
-            gate_hidden=spec.gate_hidden, steps=spec.steps, batch_size=spec.batch_size,
+            source_uid=p.source_uid,
+            target=target.name,
+            identity=shape.identity,
+            C=spec.C,
+            gate_hidden=spec.gate_hidden,
+            steps=spec.steps,
+            batch_size=spec.batch_size,
             **{name: getattr(p, name) for name in SPD_PER_AXES},
-            mmcs=float(np.mean(s.mmcs_P[i])), ml2r=float(np.mean(s.ml2r_P[i])), mmcs_chance=chance,
-            recovered=bool(s.recovered[i]), exact=bool(np.all(s.exact_P[i])),
+            mmcs=float(np.mean(s.mmcs_P[i])),
+            ml2r=float(np.mean(s.ml2r_P[i])),
+            mmcs_chance=chance,
+            recovered=bool(s.recovered[i]),
+            exact=bool(np.all(s.exact_P[i])),
             probe_ci=float(np.mean(s.probe_ci_P[i])),
-            loss=float(s.loss[i]), faithfulness_loss=float(s.faithfulness[i]), recon_loss=float(s.recon[i]),
-            layerwise_loss=float(s.layerwise[i]), minimality_loss=float(s.minimality[i]),
-            recon_ci=float(s.recon_ci[i]), recon_unmasked=float(s.recon_unmasked[i]),
-            sites=",".join(site.name for site in target.sites), scored=",".join(target.scored),
-            n_alive=np.asarray(s.n_alive_S[i]).astype(int).tolist(), l0=np.asarray(s.l0_S[i]).tolist(),
-            mmcs_sites=np.asarray(s.mmcs_P[i]).tolist(), ml2r_sites=np.asarray(s.ml2r_P[i]).tolist(),
+            loss=float(s.loss[i]),
+            faithfulness_loss=float(s.faithfulness[i]),
+            recon_loss=float(s.recon[i]),
+            layerwise_loss=float(s.layerwise[i]),
+            minimality_loss=float(s.minimality[i]),
+            recon_ci=float(s.recon_ci[i]),
+            recon_unmasked=float(s.recon_unmasked[i]),
+            sites=",".join(site.name for site in target.sites),
+            scored=",".join(target.scored),
+            n_alive=np.asarray(s.n_alive_S[i]).astype(int).tolist(),
+            l0=np.asarray(s.l0_S[i]).tolist(),
+            mmcs_sites=np.asarray(s.mmcs_P[i]).tolist(),
+            ml2r_sites=np.asarray(s.ml2r_P[i]).tolist(),
             best=np.asarray(s.best_PxF[i]).astype(int).tolist(),
             params=_blob(result.params, i),
-            snap_step=[every * (j + 1) for j in range(len(total))], snap_loss=total.tolist(),
+            snap_step=[every * (j + 1) for j in range(len(total))],
+            snap_loss=total.tolist(),
             train_seconds=seconds / chunk.n_models,
         )
         out.append(row)
@@ -274,5 +344,5 @@ SPD: JobKind[SpdGroup, SpdPoint] = JobKind(
     carry=_carry,
     noun="decomposition",
     doc="Stochastic Parameter Decomposition of stored toy models, scored against their features "
-        "(toymodels.spd.decompose_many)",
+    "(toymodels.spd.decompose_many)",
 )

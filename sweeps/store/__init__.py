@@ -36,12 +36,27 @@ import pyarrow.parquet as pq
 
 from sweeps.config import Config, ConfigError
 from sweeps.store.locks import Claim, StoreLock, claims_of_others
-from sweeps.store.meta import (META, config_hash, config_yaml, describe_differences, differences,  # noqa: F401
-                               moved_plugins_only, read_config, read_config_hash, read_meta, read_regular,
-                               verified_config_hash)
-from sweeps.store.rows import ROWS, DamagedRows, RowSchema, check_rows  # noqa: F401
-from sweeps.store.trust import (reader_kinds, record_kinds, require_kinds, trust_plugins,  # noqa: F401
-                                verify_plugins)
+from sweeps.store.meta import (  # noqa: F401
+    META,
+    config_hash,
+    config_yaml,
+    describe_differences,
+    differences,
+    moved_plugins_only,
+    read_config,
+    read_config_hash,
+    read_meta,
+    read_regular,
+    verified_config_hash,
+)
+from sweeps.store.rows import ROWS, DamagedRows, RowSchema, check_rows
+from sweeps.store.trust import (  # noqa: F401
+    reader_kinds,
+    record_kinds,
+    require_kinds,
+    trust_plugins,
+    verify_plugins,
+)
 
 RESULTS = "results.parquet"
 HASH_KEY = b"toymodels.config_hash"  # parquet metadata: the config hash the rows were trained under
@@ -135,7 +150,9 @@ class SweepStore:
         self.trust_untagged = False  # chunks written before they carried a hash: sweep.yaml vouches
         self._chunks: dict[str, tuple[str | None, frozenset[int]]] = {}  # file name -> (hash, uids)
         self.rows: RowSchema | None = None  # what this sweep's rows must be (sweeps.store.rows)
-        self._checked: set[str] = set()  # chunk files whose rows were checked (a file never changes)
+        self._checked: set[str] = (
+            set()
+        )  # chunk files whose rows were checked (a file never changes)
         self._foreign_noted: set[str] = set()
 
     def locked(self) -> StoreLock:
@@ -157,7 +174,9 @@ class SweepStore:
         self.root.mkdir(parents=True, exist_ok=True)
         with self.locked():
             self._bind(config, digest, n_models)
-            record_kinds(self.root, config)  # the user's kinds: refused if their code changed, else recorded
+            record_kinds(
+                self.root, config
+            )  # the user's kinds: refused if their code changed, else recorded
             if rows is None:
                 rows = RowSchema.of_stored(read_config(self.root), self.root)
             elif read_regular_or_none(self.root / ROWS) != rows.record():
@@ -178,10 +197,15 @@ class SweepStore:
                 if stored != digest:
                     changed = differences(self.root, config)
                     if not moved_plugins_only(changed):
-                        raise ConfigError("sweep.out", f"{self.root} already holds a different sweep (config hash "
-                                          f"{stored}, this one {digest}): {describe_differences(changed)}")
-                    self.log(f"{self.root}: its plug-in files are named from elsewhere now ({', '.join(config.plugins)}); "
-                             "their contents are those its models were trained with: resuming")
+                        raise ConfigError(
+                            "sweep.out",
+                            f"{self.root} already holds a different sweep (config hash "
+                            f"{stored}, this one {digest}): {describe_differences(changed)}",
+                        )
+                    self.log(
+                        f"{self.root}: its plug-in files are named from elsewhere now ({', '.join(config.plugins)}); "
+                        "their contents are those its models were trained with: resuming"
+                    )
                 self.digest, self.trust_untagged = stored, True
                 return
             chunks = self._scan()
@@ -306,8 +330,11 @@ class SweepStore:
 
     def _our_chunks(self) -> list[tuple[str, frozenset[int]]]:
         """This sweep's chunk files whose rows check out, by name, with their model ids."""
-        return [(name, ids) for name, (tag, ids) in sorted(self._scan().items())
-                if self._ours(name, tag) and self._checked_rows(name)]
+        return [
+            (name, ids)
+            for name, (tag, ids) in sorted(self._scan().items())
+            if self._ours(name, tag) and self._checked_rows(name)
+        ]
 
     def done_uids(self) -> set[int]:
         """Models stored under this sweep's config hash, in chunks whose rows check out."""
@@ -357,7 +384,12 @@ class SweepStore:
         in other chunks, say); a chunk stored under its own id clears its record as it is written."""
         for record in self.failures():
             uids = record.get("uids")
-            if isinstance(uids, list) and uids and all(isinstance(u, int) for u in uids) and set(uids) <= stored:
+            if (
+                isinstance(uids, list)
+                and uids
+                and all(isinstance(u, int) for u in uids)
+                and set(uids) <= stored
+            ):
                 (self.failed_dir / record["file"]).unlink(missing_ok=True)
 
     def table(self) -> pd.DataFrame:
@@ -394,7 +426,9 @@ def read_stored(out: str | os.PathLike, log=_warning) -> tuple[pd.DataFrame, str
     a damaged ``results.parquet`` is read from its finished chunks instead; nothing is written."""
     root = Path(out)
     if not (root / META).exists():
-        raise FileNotFoundError(f"{root} holds no {META} or {RESULTS}: is it a sweep's output directory (sweep.out)?")
+        raise FileNotFoundError(
+            f"{root} holds no {META} or {RESULTS}: is it a sweep's output directory (sweep.out)?"
+        )
     digest = verified_config_hash(root)  # an edited or damaged sweep.yaml is refused, naming it
     _, planned, _ = read_meta(root)
     store = SweepStore(root, log=log, read_only=True)

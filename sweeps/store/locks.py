@@ -124,9 +124,11 @@ def claims_of_others(
         if own is not None and path == own.path:
             continue
         try:
-            if not path.is_file():  # only a regular file is a claim (a pipe would block this driver)
+            if (
+                not path.is_file()
+            ):  # only a regular file is a claim (a pipe would block this driver)
                 continue
-            handle = open(path, "rb")
+            handle = open(path, "rb")  # noqa: SIM115
         except FileNotFoundError:
             continue
         with handle:

@@ -23,7 +23,9 @@ META = "sweep.yaml"
 def _safe_loader():
     import yaml
 
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when built with it: fast, never code
+    return getattr(
+        yaml, "CSafeLoader", yaml.SafeLoader
+    )  # libyaml's when built with it: fast, never code
 
 
 _HASH_LINE = re.compile(r"^# config_hash: ([0-9a-f]{16})\s*$")
@@ -98,8 +100,11 @@ def differences(out: str | os.PathLike, config: Config) -> dict[str, tuple]:
     _, _, body = read_meta(out)
     stored = _flat(_hashed(OmegaConf.to_container(OmegaConf.create(body), resolve=False)))
     this = _flat(_hashed(OmegaConf.to_container(OmegaConf.structured(config), resolve=True)))
-    return {key: (stored.get(key), this.get(key)) for key in sorted(set(stored) | set(this))
-            if stored.get(key) != this.get(key)}
+    return {
+        key: (stored.get(key), this.get(key))
+        for key in sorted(set(stored) | set(this))
+        if stored.get(key) != this.get(key)
+    }
 
 
 def moved_plugins_only(changed: dict) -> bool:
@@ -113,17 +118,26 @@ def describe_differences(changed: dict, limit: int = 3) -> str:
     if "plugins_digest" in changed and set(changed) <= {"plugins", "plugins_digest"}:
         old, new = changed["plugins_digest"]
         files = changed.get("plugins")
-        named = f" ({', '.join(map(str, files[0] or []))} then, {', '.join(map(str, files[1] or []))} now)" if files else ""
-        return (f"its plug-in files hold other code than those its models were trained with{named}: digest "
-                f"{old or 'none'}, now {new or 'none'}; a file changed since, or is another one: restore it, or choose "
-                "another sweep.out")
+        named = (
+            f" ({', '.join(map(str, files[0] or []))} then, {', '.join(map(str, files[1] or []))} now)"
+            if files
+            else ""
+        )
+        return (
+            f"its plug-in files hold other code than those its models were trained with{named}: digest "
+            f"{old or 'none'}, now {new or 'none'}; a file changed since, or is another one: restore it, or choose "
+            "another sweep.out"
+        )
+
     def short(value):
         text = repr(value)
         return text if len(text) <= 40 else text[:37] + "..."
 
     shown = [f"{key} ({short(a)} -> {short(b)})" for key, (a, b) in list(changed.items())[:limit]]
     more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
-    return f"it differs in {', '.join(shown)}{more}; choose another sweep.out or remove that directory"
+    return (
+        f"it differs in {', '.join(shown)}{more}; choose another sweep.out or remove that directory"
+    )
 
 
 def _finite(data: dict) -> bool:
@@ -160,7 +174,9 @@ def read_regular(path: Path, limit: int) -> bytes:
     if not stat.S_ISREG(info.st_mode):
         raise ValueError(f"{path} is not a regular file")
     if info.st_size > limit:
-        raise ValueError(f"{path} is larger ({info.st_size:,} bytes) than toymodels writes ({limit:,})")
+        raise ValueError(
+            f"{path} is larger ({info.st_size:,} bytes) than toymodels writes ({limit:,})"
+        )
     with open(path, "rb") as handle:
         return handle.read(limit + 1)
 
@@ -172,13 +188,19 @@ def _meta_text(out: str | os.PathLike) -> tuple[Path, str]:
     try:
         data = read_regular(path, MAX_META_BYTES)
     except ValueError as error:
-        raise ConfigError("sweep.out", f"{path} is damaged: {str(error).replace(str(path) + ' ', '')}; restore it "
-                          "as it was, or choose another sweep.out") from None
+        raise ConfigError(
+            "sweep.out",
+            f"{path} is damaged: {str(error).replace(str(path) + ' ', '')}; restore it "
+            "as it was, or choose another sweep.out",
+        ) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ConfigError("sweep.out", f"{path} is damaged: not UTF-8 text (byte {error.start}); restore it as it "
-                          "was, or choose another sweep.out") from None
+        raise ConfigError(
+            "sweep.out",
+            f"{path} is damaged: not UTF-8 text (byte {error.start}); restore it as it "
+            "was, or choose another sweep.out",
+        ) from None
     check_plain_yaml(path, text)
     return path, text
 
@@ -190,19 +212,30 @@ def check_plain_yaml(path: Path, text: str) -> None:
 
     depth = _flow_depth(text)
     if depth > MAX_FLOW_DEPTH:
-        raise ConfigError("sweep.out", f"{path} is damaged: brackets nested {depth} deep, which toymodels never "
-                          "writes; restore it as it was, or choose another sweep.out")
+        raise ConfigError(
+            "sweep.out",
+            f"{path} is damaged: brackets nested {depth} deep, which toymodels never "
+            "writes; restore it as it was, or choose another sweep.out",
+        )
     try:
         for token in yaml.scan(text, Loader=_safe_loader()):
             if isinstance(token, (yaml.TagToken, yaml.AnchorToken, yaml.AliasToken)):
-                what = {yaml.TagToken: "tag", yaml.AnchorToken: "anchor", yaml.AliasToken: "alias"}[type(token)]
+                what = {yaml.TagToken: "tag", yaml.AnchorToken: "anchor", yaml.AliasToken: "alias"}[
+                    type(token)
+                ]
                 value = token.value if isinstance(token.value, str) else "".join(token.value)
-                raise ConfigError("sweep.out", f"{path} is damaged: it holds a YAML {what} ({value[:40]!r}, line "
-                                  f"{token.start_mark.line + 1}), which toymodels never writes; restore it as it was, "
-                                  "or choose another sweep.out")
+                raise ConfigError(
+                    "sweep.out",
+                    f"{path} is damaged: it holds a YAML {what} ({value[:40]!r}, line "
+                    f"{token.start_mark.line + 1}), which toymodels never writes; restore it as it was, "
+                    "or choose another sweep.out",
+                )
     except yaml.YAMLError as error:
-        raise ConfigError("sweep.out", f"{path} is damaged: not YAML ({_yaml_problem(error)}); restore it as it "
-                          "was, or choose another sweep.out") from None
+        raise ConfigError(
+            "sweep.out",
+            f"{path} is damaged: not YAML ({_yaml_problem(error)}); restore it as it "
+            "was, or choose another sweep.out",
+        ) from None
 
 
 MAX_FLOW_DEPTH = 64  # toymodels writes block YAML: a [ or { is an empty list or mapping
@@ -254,13 +287,21 @@ def verified_config_hash(out: str | os.PathLike) -> str:
     read_config(out)  # a mapping of keys, or refused naming what it holds
     try:
         actual = body_hash(body)
-    except Exception as error:  # not YAML, or not a config any more (RecursionError: nested too deep)
-        raise ConfigError("sweep.out", f"{path} is damaged ({type(error).__name__}); restore it as it was, "
-                          "or choose another sweep.out") from None
+    except (
+        Exception  # noqa: BLE001
+    ) as error:  # not YAML, or not a config any more (RecursionError: nested too deep)
+        raise ConfigError(
+            "sweep.out",
+            f"{path} is damaged ({type(error).__name__}); restore it as it was, "
+            "or choose another sweep.out",
+        ) from None
     if actual != stored:
-        raise ConfigError("sweep.out", f"{path} was edited: its config hashes to {actual}, its first line says {stored}, "
-                          "the config its models were trained under. Undo the edit, or run the changed config "
-                          "with another sweep.out")
+        raise ConfigError(
+            "sweep.out",
+            f"{path} was edited: its config hashes to {actual}, its first line says {stored}, "
+            "the config its models were trained under. Undo the edit, or run the changed config "
+            "with another sweep.out",
+        )
     _fits_the_schema(path, body)
     return stored
 
@@ -272,10 +313,13 @@ def _fits_the_schema(path: Path, body: str) -> None:
 
     try:
         OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(body))
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
-        raise ConfigError("sweep.out", f"{path} is damaged: its config does not fit the schema ({first}); restore it "
-                          "as it was, or choose another sweep.out") from None
+        raise ConfigError(
+            "sweep.out",
+            f"{path} is damaged: its config does not fit the schema ({first}); restore it "
+            "as it was, or choose another sweep.out",
+        ) from None
 
 
 def read_config_hash(out: str | os.PathLike) -> str:
@@ -292,9 +336,15 @@ def read_config(out: str | os.PathLike) -> dict:
     try:
         data = yaml.load(text, Loader=_safe_loader())
     except (yaml.YAMLError, RecursionError, ValueError) as error:
-        raise ConfigError("sweep.out", f"{path} is damaged: not YAML ({_yaml_problem(error)}); restore it as it "
-                          "was, or choose another sweep.out") from None
+        raise ConfigError(
+            "sweep.out",
+            f"{path} is damaged: not YAML ({_yaml_problem(error)}); restore it as it "
+            "was, or choose another sweep.out",
+        ) from None
     if not isinstance(data, dict):
-        raise ConfigError("sweep.out", f"{path} is damaged: it holds a {type(data).__name__}, not a config's keys; "
-                          "restore it as it was, or choose another sweep.out")
+        raise ConfigError(
+            "sweep.out",
+            f"{path} is damaged: it holds a {type(data).__name__}, not a config's keys; "
+            "restore it as it was, or choose another sweep.out",
+        )
     return data

@@ -30,14 +30,17 @@ from toymodels.registry import ConfigError
 MAX_LENGTH = 4000  # characters of a query
 MAX_DEPTH = 50  # nested parentheses and not's
 COMPARISONS = ("==", "!=", "<=", ">=", "<", ">")
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<space>\s+)
   | (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
   | (?P<string>'[^']*'|"[^"]*")
   | (?P<quoted>`[^`]+`)
   | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
   | (?P<op>==|!=|<=|>=|<|>|\(|\)|\[|\]|,|&|\||~|-)
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 _WORDS = {"and", "or", "not", "in", "True", "False"}
 
 
@@ -197,8 +200,11 @@ class _Parser:
         if token.kind == "string":
             return ("value", token.text[1:-1])
         self.i -= 1
-        raise QueryError(f"expected a column or a value {self.where()}" if token.kind != "end"
-                         else "ends too early")
+        raise QueryError(
+            f"expected a column or a value {self.where()}"
+            if token.kind != "end"
+            else "ends too early"
+        )
 
     def values(self) -> tuple:
         close = {"[": "]", "(": ")"}
@@ -237,7 +243,9 @@ def parse_query(query: str):
 def _is_text(series: pd.Series) -> bool:
     if isinstance(series.dtype, pd.StringDtype):
         return True
-    return series.dtype == object and bool(series.map(lambda v: v is None or isinstance(v, str)).all())
+    return series.dtype == object and bool(
+        series.map(lambda v: v is None or isinstance(v, str)).all()
+    )
 
 
 def _kind_of(series: pd.Series) -> str:
@@ -265,7 +273,9 @@ class _Evaluator:
             raise QueryError(f"{name!r} is not a column of the store")
         series = self.table[name]
         if _kind_of(series) == "arrays":
-            raise QueryError(f"column {name!r} holds arrays or mixed values; compare columns of numbers or text")
+            raise QueryError(
+                f"column {name!r} holds arrays or mixed values; compare columns of numbers or text"
+            )
         return series
 
     def operand(self, node):
@@ -285,7 +295,9 @@ class _Evaluator:
         if what == "truth":
             series = self.column(node[1][1])
             if _kind_of(series) != "bool":
-                raise QueryError(f"column {node[1][1]!r} is not true/false on its own; compare it with a value")
+                raise QueryError(
+                    f"column {node[1][1]!r} is not true/false on its own; compare it with a value"
+                )
             return series.to_numpy(dtype=bool)
         if what == "cmp":
             _, op, left, right = node
@@ -300,7 +312,11 @@ class _Evaluator:
             if kind_a in ("text", "bool") and op not in ("==", "!="):
                 raise QueryError(f"{name_a} {op} {name_b}: {kind_a} is compared with == or != only")
             result = _COMPARE[op](a, b)
-            return np.asarray(result, dtype=bool) if not isinstance(result, bool) else np.full(len(self.table), result)
+            return (
+                np.asarray(result, dtype=bool)
+                if not isinstance(result, bool)
+                else np.full(len(self.table), result)
+            )
         if what == "in":
             _, negated, left, values = node
             if left[0] != "column":
@@ -308,16 +324,30 @@ class _Evaluator:
             series = self.column(left[1])
             kind = _kind_of(series)
             for value in values:
-                value_kind = "number" if kind == "number" and _value_kind(value) == "bool" else _value_kind(value)
+                value_kind = (
+                    "number"
+                    if kind == "number" and _value_kind(value) == "bool"
+                    else _value_kind(value)
+                )
                 if value_kind != kind:
-                    raise QueryError(f"column {left[1]!r} holds {kind}, the list after 'in' has {value!r}")
+                    raise QueryError(
+                        f"column {left[1]!r} holds {kind}, the list after 'in' has {value!r}"
+                    )
             found = series.isin(list(values)).to_numpy(dtype=bool)
             return ~found if negated else found
-        raise QueryError(f"cannot evaluate {what!r}")  # not reachable: the parser makes no other node
+        raise QueryError(
+            f"cannot evaluate {what!r}"
+        )  # not reachable: the parser makes no other node
 
 
-_COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
-            "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+_COMPARE = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
 
 
 def comparable_columns(table: pd.DataFrame) -> list[str]:
@@ -335,9 +365,12 @@ def filter_rows(table: pd.DataFrame, query: str | None, key: str = "--models") -
         mask = _Evaluator(table).evaluate(parse_query(query))
     except QueryError as error:
         columns = ", ".join(comparable_columns(table)[:40])
-        raise ConfigError(key, f"bad query {query!r}: {error}. A query compares the store's columns with "
-                          f"numbers or quoted text (== != < <= > >= in), joined by and / or / not; columns: "
-                          f"{columns}") from None
+        raise ConfigError(
+            key,
+            f"bad query {query!r}: {error}. A query compares the store's columns with "
+            f"numbers or quoted text (== != < <= > >= in), joined by and / or / not; columns: "
+            f"{columns}",
+        ) from None
     chosen = table[mask]
     if chosen.empty:
         raise ConfigError(key, f"query {query!r} selects no model out of {len(table)}")

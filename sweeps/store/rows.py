@@ -34,15 +34,27 @@ class DamagedRows(ValueError):
 
 ROWS = "rows.json"  # the job kind's columns, as the sweep that wrote the store declared them
 _MATRIX = re.compile(r"matrix (\w+)×(\w+)$")
-TOY_COLUMNS = {"model": "text", "n_features": "integer", "n_hidden": "integer", "loss": "finite",
-               "W": "matrix n_hidden×n_features"}
-SAE_COLUMNS = {"kind": "text", "dict_size": "integer", "n_hidden": "integer", "W_dec": "matrix n_hidden×dict_size"}
+TOY_COLUMNS = {
+    "model": "text",
+    "n_features": "integer",
+    "n_hidden": "integer",
+    "loss": "finite",
+    "W": "matrix n_hidden×n_features",
+}
+SAE_COLUMNS = {
+    "kind": "text",
+    "dict_size": "integer",
+    "n_hidden": "integer",
+    "W_dec": "matrix n_hidden×dict_size",
+}
 # The columns of stores written before rows.json: the job kinds there were (toy models, SAEs).
 LEGACY_COLUMNS = {"toy": TOY_COLUMNS, "sae": SAE_COLUMNS}
 
 
 def _known_type(text) -> bool:
-    return isinstance(text, str) and (text in ("text", "integer", "finite") or bool(_MATRIX.match(text)))
+    return isinstance(text, str) and (
+        text in ("text", "integer", "finite") or bool(_MATRIX.match(text))
+    )
 
 
 @dataclass(frozen=True)
@@ -51,15 +63,17 @@ class RowSchema:
     axes: tuple[str, ...] = ()
 
     @classmethod
-    def of_job(cls, columns, grid) -> "RowSchema":
+    def of_job(cls, columns, grid) -> RowSchema:
         """A job kind's declared ``columns`` (``JobKind.columns``) and the sweep's grid axes."""
         bad = [f"{k}: {v}" for k, v in columns.items() if not _known_type(v)]
         if bad:
-            raise ValueError(f"a job kind's column type is not text, integer, finite or matrix R×C: {bad[0]}")
+            raise ValueError(
+                f"a job kind's column type is not text, integer, finite or matrix R×C: {bad[0]}"
+            )
         return cls(tuple(columns.items()), tuple(grid))
 
     @classmethod
-    def of_stored(cls, stored: dict, root: Path | None = None) -> "RowSchema":
+    def of_stored(cls, stored: dict, root: Path | None = None) -> RowSchema:
         """What the rows of a stored sweep must be: as its ``rows.json`` records them, else (a
         store written before it, or a damaged one) as ``LEGACY_COLUMNS`` has them."""
         grid = (stored.get("sweep") or {}).get("grid") or {}
@@ -82,17 +96,40 @@ def read_recorded(root: Path) -> dict | None:
     except (OSError, ValueError, RecursionError):
         return None
     columns = record.get("columns") if isinstance(record, dict) else None
-    if not isinstance(columns, dict) or not all(isinstance(k, str) and _known_type(v) for k, v in columns.items()):
+    if not isinstance(columns, dict) or not all(
+        isinstance(k, str) and _known_type(v) for k, v in columns.items()
+    ):
         return None
     return columns
 
 
 _INTEGERS = ("uid", "order", "seed")
 # List columns of numbers whatever the kind (a user kind's option may be a list of text).
-NUMERIC_LISTS = ("W", "W2", "W_in", "b_in", "W_out", "b", "b_hidden", "norms", "capacity", "interference",
-                 "feature_density", "feature_importance", "snap_step", "snap_loss", "snap_norms", "snap_capacity",
-                 "layer_norms", "layer_capacity", "snap_layer_norms", "snap_layer_capacity", "W_dec", "b_dec",
-                 "max_cos")
+NUMERIC_LISTS = (
+    "W",
+    "W2",
+    "W_in",
+    "b_in",
+    "W_out",
+    "b",
+    "b_hidden",
+    "norms",
+    "capacity",
+    "interference",
+    "feature_density",
+    "feature_importance",
+    "snap_step",
+    "snap_loss",
+    "snap_norms",
+    "snap_capacity",
+    "layer_norms",
+    "layer_capacity",
+    "snap_layer_norms",
+    "snap_layer_capacity",
+    "W_dec",
+    "b_dec",
+    "max_cos",
+)
 
 
 def _text(t: pa.DataType) -> bool:
@@ -118,17 +155,30 @@ def _leaf(t: pa.DataType) -> tuple[pa.DataType, int]:
 
 
 def _number(t: pa.DataType) -> bool:
-    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t)
+    return (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_null(t)
+    )
 
 
 def _check_type(name: str, t: pa.DataType, want: str) -> None:
     leaf, depth = _leaf(t)
     want = "matrix" if want.startswith("matrix") else want
-    ok = {"text": _text(t), "integer": pa.types.is_integer(t), "finite": pa.types.is_floating(t),
-          "matrix": depth == 2 and pa.types.is_floating(leaf)}[want]
+    ok = {
+        "text": _text(t),
+        "integer": pa.types.is_integer(t),
+        "finite": pa.types.is_floating(t),
+        "matrix": depth == 2 and pa.types.is_floating(leaf),
+    }[want]
     if not ok:
-        what = {"text": "text", "integer": "integers", "finite": "floating-point numbers",
-                "matrix": "a matrix (a list of rows) of floating-point numbers"}[want]
+        what = {
+            "text": "text",
+            "integer": "integers",
+            "finite": "floating-point numbers",
+            "matrix": "a matrix (a list of rows) of floating-point numbers",
+        }[want]
         raise DamagedRows(f"column {name!r} holds {t}, not {what}")
 
 
@@ -150,7 +200,9 @@ def check_rows(table: pa.Table, schema: RowSchema | None) -> None:
         if depth and not _number(leaf) and (field.name in NUMERIC_LISTS or not _text(leaf)):
             raise DamagedRows(f"column {field.name!r} holds lists of {leaf}, not numbers")
         if not depth and not (_number(field.type) or _text(field.type) or _bytes(field.type)):
-            raise DamagedRows(f"column {field.name!r} holds {field.type}, not numbers, text or bytes")
+            raise DamagedRows(
+                f"column {field.name!r} holds {field.type}, not numbers, text or bytes"
+            )
     for name in required:
         if table.column(name).null_count:
             raise DamagedRows(f"column {name!r} has missing values")
@@ -189,7 +241,9 @@ def _check_matrix(table: pa.Table, name: str, rows_of: str, columns_of: str) -> 
         bad = np.unique(entry_row[inner_lengths != np.repeat(columns, rows)])
     if len(bad):
         i = int(bad[0])
-        raise DamagedRows(f"column {name!r} of row {i} is not a {rows_of} × {columns_of} matrix "
-                          f"({int(rows[i])} × {int(columns[i])})")
+        raise DamagedRows(
+            f"column {name!r} of row {i} is not a {rows_of} × {columns_of} matrix "
+            f"({int(rows[i])} × {int(columns[i])})"
+        )
     if not np.isfinite(leaves.to_numpy(zero_copy_only=False)).all():
         raise DamagedRows(f"column {name!r} holds a value that is not finite")

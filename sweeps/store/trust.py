@@ -61,9 +61,18 @@ def record_of(config, root: Path) -> dict:
     plugins = []
     for given in config.plugins:
         path = Path(given).expanduser().resolve()
-        plugins.append({"given": given, "path": str(path), "relative": os.path.relpath(path, root.resolve()),
-                        "sha256": file_sha256(path)})
-    return {"plugins": plugins, "kinds": [kind_record(kind, table) for table, kind in user_kinds(config)]}
+        plugins.append(
+            {
+                "given": given,
+                "path": str(path),
+                "relative": os.path.relpath(path, root.resolve()),
+                "sha256": file_sha256(path),
+            }
+        )
+    return {
+        "plugins": plugins,
+        "kinds": [kind_record(kind, table) for table, kind in user_kinds(config)],
+    }
 
 
 def read_record(root: Path) -> dict | None:
@@ -74,11 +83,20 @@ def read_record(root: Path) -> dict | None:
         record = json.loads(read_regular(Path(root) / KINDS, 64 * 2**20))
     except (OSError, ValueError, RecursionError):
         return None
-    if not isinstance(record, dict) or not isinstance(record.get("plugins", []), list) \
-            or not isinstance(record.get("kinds", []), list):
+    if (
+        not isinstance(record, dict)
+        or not isinstance(record.get("plugins", []), list)
+        or not isinstance(record.get("kinds", []), list)
+    ):
         return None
-    record["plugins"] = [p for p in record.get("plugins", []) if isinstance(p, dict) and isinstance(p.get("sha256"), str)]
-    record["kinds"] = [k for k in record.get("kinds", []) if isinstance(k, dict) and isinstance(k.get("name"), str)]
+    record["plugins"] = [
+        p
+        for p in record.get("plugins", [])
+        if isinstance(p, dict) and isinstance(p.get("sha256"), str)
+    ]
+    record["kinds"] = [
+        k for k in record.get("kinds", []) if isinstance(k, dict) and isinstance(k.get("name"), str)
+    ]
     return record
 
 
@@ -96,17 +114,25 @@ def record_kinds(root: Path, config) -> None:
             before = recorded.get((kind["table"], kind["name"]))
             if before is not None and before.get("code") != kind["code"]:
                 key = {"model": "model.kind", "data": "data.kind", "sae": "sae.kind"}[kind["table"]]
-                raise ConfigError(key, f"{kind['table']} kind {kind['name']!r} ({kind['origin']}) is not the code "
-                                  f"{root}'s models were trained with (code digest {before.get('code')}, now "
-                                  f"{kind['code']}): restore it, or choose another sweep.out")
-    if old != new and (new["plugins"] or new["kinds"] or old is not None):  # a sweep of built-in kinds: none
+                raise ConfigError(
+                    key,
+                    f"{kind['table']} kind {kind['name']!r} ({kind['origin']}) is not the code "
+                    f"{root}'s models were trained with (code digest {before.get('code')}, now "
+                    f"{kind['code']}): restore it, or choose another sweep.out",
+                )
+    if old != new and (
+        new["plugins"] or new["kinds"] or old is not None
+    ):  # a sweep of built-in kinds: none
         atomic_write(root / KINDS, json.dumps(new, indent=1, sort_keys=True).encode())
 
 
 def _shown(root: Path, entry: dict) -> str:
     """A plug-in file's path as the reader can pass it: from the current directory where the
     recorded path relative to the store finds it, else as the sweep was given it."""
-    for candidate in (Path(root) / str(entry.get("relative", "")), Path(str(entry.get("path", "")))):
+    for candidate in (
+        Path(root) / str(entry.get("relative", "")),
+        Path(str(entry.get("path", ""))),
+    ):
         if entry.get("relative") is not None and candidate.is_file():
             return os.path.relpath(candidate)
     return str(entry.get("given") or entry.get("path"))
@@ -120,7 +146,9 @@ def stored_plugins(root: Path, stored: dict) -> list[str]:
     return [str(p) for p in (stored.get("plugins") or [])]
 
 
-def verify_plugins(root: Path, stored: dict, named, key: str, allow_extra: bool = False) -> list[Path]:
+def verify_plugins(
+    root: Path, stored: dict, named, key: str, allow_extra: bool = False
+) -> list[Path]:
     """The files among ``named`` that are this store's plug-in files, checked against the digests
     it recorded (each file's SHA-256, or for a store older than ``kinds.json`` the one digest of
     them all, which then needs every one of them). ``allow_extra``: files that are not the store's
@@ -142,9 +170,12 @@ def verify_plugins(root: Path, stored: dict, named, key: str, allow_extra: bool 
                 matched.append(path)
             elif not allow_extra:
                 known = ", ".join(_shown(root, p) for p in record["plugins"]) or "none"
-                raise ConfigError(key, f"{given} is not one of the plug-in files {root}'s models were trained with "
-                                  f"(its SHA-256 matches none recorded; theirs: {known}): it changed since, or is "
-                                  "another file")
+                raise ConfigError(
+                    key,
+                    f"{given} is not one of the plug-in files {root}'s models were trained with "
+                    f"(its SHA-256 matches none recorded; theirs: {known}): it changed since, or is "
+                    "another file",
+                )
         return matched
     wanted = [str(p) for p in (stored.get("plugins") or [])]
     if not wanted:  # a sweep of built-in kinds only: nothing of the named files is its own
@@ -154,16 +185,24 @@ def verify_plugins(root: Path, stored: dict, named, key: str, allow_extra: bool 
     by_name = {path.name: path for path in paths}
     missing = [w for w in wanted if Path(w).name not in by_name]
     if missing:
-        raise ConfigError(key, f"{root} records one digest of all its plug-in files: name every one of them "
-                          f"({', '.join(wanted)}); missing: {', '.join(missing)}")
+        raise ConfigError(
+            key,
+            f"{root} records one digest of all its plug-in files: name every one of them "
+            f"({', '.join(wanted)}); missing: {', '.join(missing)}",
+        )
     matched = [by_name[Path(w).name] for w in wanted]
     extra = [str(p) for p in paths if p not in matched]
     if extra and not allow_extra:
-        raise ConfigError(key, f"{extra[0]} is not one of {root}'s plug-in files ({', '.join(wanted)})")
+        raise ConfigError(
+            key, f"{extra[0]} is not one of {root}'s plug-in files ({', '.join(wanted)})"
+        )
     if source_digest(matched) != stored.get("plugins_digest"):
-        raise ConfigError(key, f"{', '.join(str(p) for p in matched)} do not match the plug-in files {root}'s models "
-                          f"were trained with (digest {source_digest(matched)}, recorded {stored.get('plugins_digest')}): "
-                          "they changed since the sweep was trained")
+        raise ConfigError(
+            key,
+            f"{', '.join(str(p) for p in matched)} do not match the plug-in files {root}'s models "
+            f"were trained with (digest {source_digest(matched)}, recorded {stored.get('plugins_digest')}): "
+            "they changed since the sweep was trained",
+        )
     return matched
 
 
@@ -185,8 +224,12 @@ def stored_kind_names(root: Path, stored: dict) -> list[tuple[str, str]]:
     tables = _tables()
     model = stored.get("model") or {}
     grid = (stored.get("sweep") or {}).get("grid") or {}
-    models = grid.get("model") if isinstance(grid.get("model"), list) else [model.get("kind", "relu")]
-    names = [("model", str(m)) for m in models] + [("data", str((stored.get("data") or {}).get("kind", "sparse")))]
+    models = (
+        grid.get("model") if isinstance(grid.get("model"), list) else [model.get("kind", "relu")]
+    )
+    names = [("model", str(m)) for m in models] + [
+        ("data", str((stored.get("data") or {}).get("kind", "sparse")))
+    ]
     return [(t, n) for t, n in dict.fromkeys(names) if not tables[t].is_builtin(n)]
 
 
@@ -207,34 +250,57 @@ def require_kinds(root: Path, stored: dict, key: str, how: str) -> None:
         entry = recorded.get((table, name))
         where = entry.get("origin") if entry else None
         if entry and where and where.endswith(".py"):
-            rel = next((_shown(root, p) for p in (record or {}).get("plugins", [])
-                        if p.get("sha256") == entry.get("file_sha256")), where)
+            rel = next(
+                (
+                    _shown(root, p)
+                    for p in (record or {}).get("plugins", [])
+                    if p.get("sha256") == entry.get("file_sha256")
+                ),
+                where,
+            )
             where = f"its plug-in file {rel}"
         elif entry and where:
             where = f"registered in a {where} (register it in this process first)"
         else:
             where = f"its plug-in file{'s' if len(files) > 1 else ''} {', '.join(files) or '(none recorded)'}"
         if kind is None:
-            raise ConfigError(key, f"{root}'s models are of {table} kind {name!r}, defined by {where}, which is not "
-                              f"loaded: reading a store runs no code; {how} to trust it (checked against the digest "
-                              "the store recorded)")
+            raise ConfigError(
+                key,
+                f"{root}'s models are of {table} kind {name!r}, defined by {where}, which is not "
+                f"loaded: reading a store runs no code; {how} to trust it (checked against the digest "
+                "the store recorded)",
+            )
         if entry and entry.get("code") and code_digest(kind) != entry["code"]:
-            raise ConfigError(key, f"{table} kind {name!r} as registered here is not the code {root}'s models were "
-                              f"trained with (code digest {code_digest(kind)}, recorded {entry['code']}; {where})")
+            raise ConfigError(
+                key,
+                f"{table} kind {name!r} as registered here is not the code {root}'s models were "
+                f"trained with (code digest {code_digest(kind)}, recorded {entry['code']}; {where})",
+            )
 
 
 def untrusted_note(root: Path, stored: dict, key: str = "plugins") -> str:
     """A note when the sweep's own kinds are not loaded in this process: reading a store runs none
     of its code; their recorded properties stand in (a store older than ``kinds.json``: unknown)."""
     tables = _tables()
-    absent = [name for table, name in stored_kind_names(root, stored) if table in tables and tables[table].find(name) is None]
+    absent = [
+        name
+        for table, name in stored_kind_names(root, stored)
+        if table in tables and tables[table].find(name) is None
+    ]
     if not absent:
         return ""
     files = stored_plugins(root, stored)
-    known = "their properties are those recorded in kinds.json" if read_record(root) is not None else \
-        "their properties (a privileged hidden layer, signed data) are unknown"
-    trust = f"; to run {', '.join(files)}, name {'them' if len(files) > 1 else 'it'} with {key} (checked against " \
-            "the digest the store recorded)" if files else ""
+    known = (
+        "their properties are those recorded in kinds.json"
+        if read_record(root) is not None
+        else "their properties (a privileged hidden layer, signed data) are unknown"
+    )
+    trust = (
+        f"; to run {', '.join(files)}, name {'them' if len(files) > 1 else 'it'} with {key} (checked against "
+        "the digest the store recorded)"
+        if files
+        else ""
+    )
     return f"the sweep's own kinds ({', '.join(absent)}) are not loaded (reading a store runs no code): {known}{trust}"
 
 

@@ -78,13 +78,13 @@ def offline_log_complete(path: Path) -> bool:
         if left < 7:  # too little room for a chunk header: the block ends in padding
             pos += left
             continue
-        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
         if kind == 0:
             pos += left
             continue
         if pos + 7 + length > len(data):  # a chunk still being written
             break
-        record += data[pos + 7:pos + 7 + length]
+        record += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):
             last, record = record, b""
@@ -103,7 +103,9 @@ def wait_for_offline_log(path: Path, timeout: float = OFFLINE_LOG_WAIT) -> None:
     pause = 0.005
     while not offline_log_complete(path):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"wandb's service did not write the run's log {path} within {timeout:g} s")
+            raise TimeoutError(
+                f"wandb's service did not write the run's log {path} within {timeout:g} s"
+            )
         time.sleep(pause)
         pause = min(2 * pause, 0.2)
 

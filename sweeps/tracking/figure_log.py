@@ -20,7 +20,9 @@ def _conf_from(stored: dict, root: Path | None = None) -> WandbConf:
     mode the sweep was tracked in; WANDB_MODE=disabled in the environment turns it off. A stored
     ``wandb.dir`` outside the store is not followed (a store read elsewhere, or shared, must not
     direct where the reader writes): the figures' run goes under the store then."""
-    fields = {f: v for f, v in (stored.get("wandb") or {}).items() if f in WandbConf.__dataclass_fields__}
+    fields = {
+        f: v for f, v in (stored.get("wandb") or {}).items() if f in WandbConf.__dataclass_fields__
+    }
     conf = WandbConf(**fields)
     if root is not None and conf.dir is not None:
         inside = Path(str(conf.dir)).resolve()

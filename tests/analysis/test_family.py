@@ -9,8 +9,23 @@ import numpy as np
 import pytest
 
 from toymodels import HParams, TrainSpec, metrics, rng, train_many
-from toymodels.data import MAGNITUDE_KURTOSIS, DataSpec, data_spec, feature_kurtosis, importance_profile, sample_batch
-from toymodels.models import MODELS, bind_kind, forward_with_hidden, init_params, model_loss, n_outputs, target
+from toymodels.data import (
+    MAGNITUDE_KURTOSIS,
+    DataSpec,
+    data_spec,
+    feature_kurtosis,
+    importance_profile,
+    sample_batch,
+)
+from toymodels.models import (
+    MODELS,
+    bind_kind,
+    forward_with_hidden,
+    init_params,
+    model_loss,
+    n_outputs,
+    target,
+)
 
 WORDS = rng.key_words(jax.random.key(7))
 

@@ -4,7 +4,12 @@ import pytest
 
 from tests.helpers import compose_config, tiny
 
-TINY_STORE = ["experiment=tms_intro", "sweep.grid.density=[1.0,0.5]", "sweep.seeds=2", "sweep.chunk_size=2"]
+TINY_STORE = [
+    "experiment=tms_intro",
+    "sweep.grid.density=[1.0,0.5]",
+    "sweep.seeds=2",
+    "sweep.chunk_size=2",
+]
 
 
 @pytest.fixture(scope="session")

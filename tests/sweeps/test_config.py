@@ -148,7 +148,10 @@ def test_bad_values_name_the_key(override, key):
         (["sweep.grid.density=[-0.5]"], ["sweep.grid.density", "(0, 1]"]),
         (["model.colour=red"], ["model.colour", "n_features"]),  # lists the allowed keys
         (["train.steps=many"], ["train.steps", "many"]),
-        (["experiment=no_such_thing"], ["experiment/no_such_thing", "closest: "]),  # the closest experiments
+        (
+            ["experiment=no_such_thing"],
+            ["experiment/no_such_thing", "closest: "],
+        ),  # the closest experiments
         (["model.kind=cubic"], ["model.kind", "relu, linear"]),
         (["sweep.grid.density=[1.0,1.0]"], ["sweep.grid.density: the value 1.0 is listed twice"]),
         (["train.eps=-1"], ["train.eps: must be a finite number > 0, got -1.0"]),

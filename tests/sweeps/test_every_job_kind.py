@@ -20,11 +20,37 @@ from tests.helpers import compose_config, tiny
 
 # Seconds-long sweeps of 4 models each (2 chunks with two workers), and one key that changes the config.
 KINDS = {
-    "fresh": (["experiment=tms_intro", "sweep.grid.density=[1.0,0.5]", "sweep.seeds=2"], "W", "train.steps=31"),
-    "finite": (["experiment=dd_cpu_small", "model.n_features=8", "data.density=0.3", "train.warmup_steps=5",
-                "sweep.grid.n_train=[3]", "sweep.grid.dataset_seed=[0,1]", "sweep.seeds=2"], "W", "train.steps=31"),
-    "sae": (["experiment=sae_pareto_small", "sweep.grid.kind=[plain]", "sweep.grid.l1=[0.1,0.3]", "sweep.seeds=2",
-             "sae.steps=20", "sae.batch_size=32", "sae.eval_batch=64"], "W_dec", "sae.steps=21"),
+    "fresh": (
+        ["experiment=tms_intro", "sweep.grid.density=[1.0,0.5]", "sweep.seeds=2"],
+        "W",
+        "train.steps=31",
+    ),
+    "finite": (
+        [
+            "experiment=dd_cpu_small",
+            "model.n_features=8",
+            "data.density=0.3",
+            "train.warmup_steps=5",
+            "sweep.grid.n_train=[3]",
+            "sweep.grid.dataset_seed=[0,1]",
+            "sweep.seeds=2",
+        ],
+        "W",
+        "train.steps=31",
+    ),
+    "sae": (
+        [
+            "experiment=sae_pareto_small",
+            "sweep.grid.kind=[plain]",
+            "sweep.grid.l1=[0.1,0.3]",
+            "sweep.seeds=2",
+            "sae.steps=20",
+            "sae.batch_size=32",
+            "sae.eval_batch=64",
+        ],
+        "W_dec",
+        "sae.steps=21",
+    ),
 }
 
 
@@ -49,8 +75,11 @@ class _TwoWorkers:
 
 
 def _files(root) -> dict:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_every_job_kind_declares_columns_the_store_can_check():
@@ -60,7 +89,9 @@ def test_every_job_kind_declares_columns_the_store_can_check():
     for kind in JOB_KINDS:
         assert kind.columns, kind.name
         RowSchema.of_job(kind.columns, ())  # known column types only
-        assert dict(kind.columns) == LEGACY_COLUMNS["sae" if kind.name == "sae" else "toy"]  # stores before rows.json
+        assert (
+            dict(kind.columns) == LEGACY_COLUMNS["sae" if kind.name == "sae" else "toy"]
+        )  # stores before rows.json
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -80,15 +111,22 @@ def test_resume_damage_and_refusal_are_the_same_for_every_job_kind(kind, tmp_pat
     again = run_sweep(config, _TwoWorkers(), progress=False)
     assert (again.trained, again.ok) == (2, True), again.summary()
     assert not list((out / "failed").glob("*.json"))  # the completed chunk's record is gone
-    assert set(read_stored(out)[0]["chunk"]) == whole  # the failed chunk trained whole, not re-split
+    assert (
+        set(read_stored(out)[0]["chunk"]) == whole
+    )  # the failed chunk trained whole, not re-split
 
-    victim = sorted((out / "chunks").glob("*.parquet"))[0]
+    victim = sorted((out / "chunks").glob("*.parquet"))[0]  # noqa: FURB192
     table = pq.read_table(victim)
-    pq.write_table(table.drop_columns([matrix]).replace_schema_metadata(table.schema.metadata), victim)
+    pq.write_table(
+        table.drop_columns([matrix]).replace_schema_metadata(table.schema.metadata), victim
+    )
     capsys.readouterr()
     third = run_sweep(config, _TwoWorkers(), progress=False)
     assert third.trained == 2 and (out / "chunks" / "corrupt" / victim.name).exists()
-    assert any(victim.name in line and f"no column {matrix!r}" in line for line in capsys.readouterr().err.splitlines())
+    assert any(
+        victim.name in line and f"no column {matrix!r}" in line
+        for line in capsys.readouterr().err.splitlines()
+    )
     stored = pd.read_parquet(out / "results.parquet")
     assert len(stored) == 4 and stored[matrix].notna().all()
 

@@ -16,29 +16,43 @@ from tests.sweeps.conftest import TINY_STORE
 
 
 def _one_error(err: str, command: str) -> str:
-    lines = [line for line in err.strip().splitlines() if not line.startswith(("warning:", "note:", f"{command}: note:"))]
+    lines = [
+        line
+        for line in err.strip().splitlines()
+        if not line.startswith(("warning:", "note:", f"{command}: note:"))
+    ]
     assert len(lines) == 1 and lines[0].startswith(f"{command}: error: "), err
     return lines[0]
 
 
 def _files(root) -> dict:
     """Every file under ``root`` (hidden ones too) by relative path, with a hash of its bytes."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 DAMAGE = {
     "not UTF-8": lambda text: text.encode() + b"\xff\xfe",
     "a list": lambda text: "\n".join(text.splitlines()[:2] + ["- a", "- b"]).encode(),
-    "a python tag": lambda text: (text.splitlines()[0] + "\nx: !!python/object/apply:os.system ['touch PWNED']\n").encode(),
-    "an alias bomb": lambda text: (text.splitlines()[0] + "\na: &a [1, 1]\nb: &b [*a, *a]\nc: [*b, *b]\n").encode(),
-    "nested too deep": lambda text: (text.splitlines()[0] + "\nx: " + "[" * 5000 + "]" * 5000 + "\n").encode(),
+    "a python tag": lambda text: (
+        text.splitlines()[0] + "\nx: !!python/object/apply:os.system ['touch PWNED']\n"
+    ).encode(),
+    "an alias bomb": lambda text: (
+        text.splitlines()[0] + "\na: &a [1, 1]\nb: &b [*a, *a]\nc: [*b, *b]\n"
+    ).encode(),
+    "nested too deep": lambda text: (
+        text.splitlines()[0] + "\nx: " + "[" * 5000 + "]" * 5000 + "\n"
+    ).encode(),
 }
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
-def test_a_damaged_sweep_yaml_is_one_line_naming_it_on_resume_and_in_the_figures(store_copy, damage, monkeypatch,
-                                                                                  capsys):
+def test_a_damaged_sweep_yaml_is_one_line_naming_it_on_resume_and_in_the_figures(
+    store_copy, damage, monkeypatch, capsys
+):
     from analysis.cli import main as figures
 
     monkeypatch.chdir(store_copy)
@@ -54,7 +68,9 @@ def test_a_damaged_sweep_yaml_is_one_line_naming_it_on_resume_and_in_the_figures
     assert _files(store_copy) == before and not (store_copy / "PWNED").exists()
 
 
-def test_toymodels_sae_reads_a_damaged_results_parquet_from_the_chunks(store_copy, capsys, monkeypatch):
+def test_toymodels_sae_reads_a_damaged_results_parquet_from_the_chunks(
+    store_copy, capsys, monkeypatch
+):
     """Random bytes in results.parquet: a note naming it, the chunks read instead (on 43f758a a
     29-line traceback); the query then selects nothing: one line, exit 2."""
     from sweeps.sae.cli import main
@@ -69,29 +85,56 @@ def test_toymodels_sae_reads_a_damaged_results_parquet_from_the_chunks(store_cop
     assert "selects no model out of 4" in _one_error(err, "toymodels-sae")
 
 
-def test_an_sae_sweep_on_an_unreadable_toy_store_is_one_line_and_leaves_nothing(store_copy, tmp_path):
+def test_an_sae_sweep_on_an_unreadable_toy_store_is_one_line_and_leaves_nothing(
+    store_copy, tmp_path
+):
     (store_copy / "results.parquet").write_bytes(np.random.default_rng(0).bytes(2000))
     for chunk in (store_copy / "chunks").glob("*.parquet"):
         chunk.unlink()
     out = tmp_path / "sae"
-    done = cli("toymodels-sweep", "+sae=toy", f"sae.toy.sweep={store_copy}", "~sweep.grid.density", "name=sae_toy",
-               "sae.steps=10", f"sweep.out={out}", "wandb.mode=disabled", cwd=tmp_path, timeout=120)
+    done = cli(
+        "toymodels-sweep",
+        "+sae=toy",
+        f"sae.toy.sweep={store_copy}",
+        "~sweep.grid.density",
+        "name=sae_toy",
+        "sae.steps=10",
+        f"sweep.out={out}",
+        "wandb.mode=disabled",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     assert "sae.toy.sweep" in _one_error(done.stderr, "toymodels-sweep")
-    assert not out.exists() and not (tmp_path / ".hydra").exists() and not (tmp_path / "cli.log").exists()
+    assert (
+        not out.exists()
+        and not (tmp_path / ".hydra").exists()
+        and not (tmp_path / "cli.log").exists()
+    )
 
 
 def test_a_run_refused_for_another_config_leaves_the_store_byte_identical(store_copy, tmp_path):
     before = _files(store_copy)
-    done = cli("toymodels-sweep", *TINY_STORE, *tiny(store_copy), "train.lr=0.01", cwd=tmp_path, timeout=120)
+    done = cli(
+        "toymodels-sweep",
+        *TINY_STORE,
+        *tiny(store_copy),
+        "train.lr=0.01",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     line = _one_error(done.stderr, "toymodels-sweep")
     assert "already holds a different sweep" in line and "train.lr" in line
     assert _files(store_copy) == before
 
 
-@pytest.mark.parametrize("name, closest", [("no_such", None), ("tms_intr", "tms_intro"), ("phase_2d", "tms_phase_2d")])
-def test_an_unknown_experiment_is_one_line_with_the_closest_names(name, closest, monkeypatch, capsys, tmp_path):
+@pytest.mark.parametrize(
+    "name, closest", [("no_such", None), ("tms_intr", "tms_intro"), ("phase_2d", "tms_phase_2d")]
+)
+def test_an_unknown_experiment_is_one_line_with_the_closest_names(
+    name, closest, monkeypatch, capsys, tmp_path
+):
     import sweeps.cli
 
     monkeypatch.chdir(tmp_path)
@@ -119,10 +162,17 @@ def test_a_sweep_without_an_experiment_says_it_runs_the_default(tmp_path, monkey
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("options, key", [(["--feature", "99"], "--feature"), (["--feature", "-5"], "--feature"),
-                                          (["--feature", "two"], "--feature"), (["--represented", "nan"], "--represented"),
-                                          (["--represented", "-1"], "--represented"),
-                                          (["--superposed", "inf"], "--superposed")])
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        (["--feature", "99"], "--feature"),
+        (["--feature", "-5"], "--feature"),
+        (["--feature", "two"], "--feature"),
+        (["--represented", "nan"], "--represented"),
+        (["--represented", "-1"], "--represented"),
+        (["--superposed", "inf"], "--superposed"),
+    ],
+)
 def test_figure_options_are_checked_like_config_keys(tiny_store, tmp_path, options, key, capsys):
     from analysis.cli import main as figures
 
@@ -138,10 +188,19 @@ def test_figure_options_are_checked_like_config_keys(tiny_store, tmp_path, optio
 def test_model_options_are_set_as_the_docs_write_them(tmp_path):
     from sweeps.cli import prepare_overrides
 
-    config = compose_config(prepare_overrides(["model.kind=relu_hidden", "model.options.hidden_bias=-0.3"]))
+    config = compose_config(
+        prepare_overrides(["model.kind=relu_hidden", "model.options.hidden_bias=-0.3"])
+    )
     assert config.model.options == {"hidden_bias": -0.3}
-    again = compose_config(prepare_overrides(["model.kind=relu_hidden", "+model.options.hidden_bias=-0.3",
-                                              "model.options.hidden_bias=-0.2"]))
+    again = compose_config(
+        prepare_overrides(
+            [
+                "model.kind=relu_hidden",
+                "+model.options.hidden_bias=-0.3",
+                "model.options.hidden_bias=-0.2",
+            ]
+        )
+    )
     assert again.model.options == {"hidden_bias": -0.2}
 
 
@@ -169,7 +228,7 @@ def test_named_pipes_in_a_store_never_block_a_reader(store_copy):
     """A shared store may hold a FIFO where a file should be: readers refuse or skip it, never wait."""
     from analysis.stored_sweep import StoredSweep
 
-    chunk = sorted((store_copy / "chunks").glob("*.parquet"))[0]
+    chunk = sorted((store_copy / "chunks").glob("*.parquet"))[0]  # noqa: FURB192
     chunk.unlink()
     os.mkfifo(chunk)
     (store_copy / "results.parquet").unlink()
@@ -178,9 +237,13 @@ def test_named_pipes_in_a_store_never_block_a_reader(store_copy):
     os.mkfifo(store_copy / "kinds.json")
     outcome = _within(30, lambda: StoredSweep.load(store_copy))
     assert "error" not in outcome, outcome
-    assert len(outcome["value"].table) == 2 and "results.parquet is damaged" in outcome["value"].status
+    assert (
+        len(outcome["value"].table) == 2 and "results.parquet is damaged" in outcome["value"].status
+    )
     meta = store_copy / "sweep.yaml"
     meta.unlink()
     os.mkfifo(meta)
     outcome = _within(30, lambda: StoredSweep.load(store_copy))
-    assert isinstance(outcome.get("error"), ConfigError) and "not a regular file" in str(outcome["error"])
+    assert isinstance(outcome.get("error"), ConfigError) and "not a regular file" in str(
+        outcome["error"]
+    )

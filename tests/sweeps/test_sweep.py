@@ -221,10 +221,13 @@ def test_a_resume_after_a_failed_chunk_keeps_its_boundaries_and_clears_its_recor
     again = run_sweep(config, _TwoWorkers(), progress=False)
     assert again.trained == 8 and again.ok and not failed[0].exists()
 
-    whole = run_sweep(compose_config([*args, *tiny(tmp_path / "whole")]), _TwoWorkers(), progress=False)
+    whole = run_sweep(
+        compose_config([*args, *tiny(tmp_path / "whole")]), _TwoWorkers(), progress=False
+    )
     assert whole.trained == 16
     a, b = read_results(tmp_path / "resumed"), read_results(tmp_path / "whole")
     assert sorted(set(a["chunk"])) == sorted(set(b["chunk"]))  # the same chunks, by content
     for column in ("W", "b", "loss"):
-        assert [np.asarray(np.stack(v) if column == "W" else v).tobytes() for v in a[column]] == \
-               [np.asarray(np.stack(v) if column == "W" else v).tobytes() for v in b[column]]
+        assert [np.asarray(np.stack(v) if column == "W" else v).tobytes() for v in a[column]] == [
+            np.asarray(np.stack(v) if column == "W" else v).tobytes() for v in b[column]
+        ]

@@ -10,8 +10,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from analysis.theory.compressed import (naive_loss, naive_loss_clean, naive_parts, p0_bound, p0_loss, p0_naive,
-                                        p0_optimum, p0_targets)
+from analysis.theory.compressed import (
+    naive_loss,
+    naive_loss_clean,
+    naive_parts,
+    p0_bound,
+    p0_loss,
+    p0_naive,
+    p0_optimum,
+    p0_targets,
+)
 from toymodels import HParams, TrainSpec, model_keys, train_many
 from toymodels.data import data_spec, sample_batch
 from toymodels.models import DENSE, ROWS, bind_kind, forward_with_hidden, init_params, model_loss
@@ -21,14 +29,29 @@ from toymodels.rng import key_words
 
 
 def _x(n: int, batch: int, p: float, seed: int = 0) -> jax.Array:
-    return sample_batch(data_spec("signed"), key_words(jax.random.key(seed)), jnp.uint32(0), jnp.full((n,), p), batch)
+    return sample_batch(
+        data_spec("signed"),
+        key_words(jax.random.key(seed)),
+        jnp.uint32(0),
+        jnp.full((n,), p),
+        batch,
+    )
 
 
 @pytest.mark.parametrize("labels", ["embed", "clean", "mixing"])
 @pytest.mark.parametrize("param", ["stream", "effective"])
-def test_the_factored_pass_is_the_literal_residual_stream_and_both_parameterisations_start_equal(labels, param):
+def test_the_factored_pass_is_the_literal_residual_stream_and_both_parameterisations_start_equal(
+    labels, param
+):
     n, m, L, d = 9, 6, 3, 30
-    options = {**OPTIONS, "layers": L, "d_embed": d, "labels": labels, "param": param, "embed_seed": 4}
+    options = {
+        **OPTIONS,
+        "layers": L,
+        "d_embed": d,
+        "labels": labels,
+        "param": param,
+        "embed_seed": 4,
+    }
     kind = bind_kind("cc_residual", n, m, options)
     params = init_params(jax.random.key(1), n, m, 0.1, kind, options)
     stream = init_params(jax.random.key(1), n, m, 0.1, kind, {**options, "param": "stream"})
@@ -41,16 +64,25 @@ def test_the_factored_pass_is_the_literal_residual_stream_and_both_parameterisat
     np.testing.assert_allclose(out, W_E @ r, atol=2e-6)
     assert h.shape == (m, 128)
     relu = jax.nn.relu(x)
-    y = {"embed": x + relu, "clean": W_E @ W_E.T @ x + relu,
-         "mixing": W_E @ W_E.T @ x + relu - jnp.asarray(mixing_matrix(n, d, 4, "mixing"), jnp.float32) @ x}[labels]
-    assert float(model_loss(params, x, jnp.ones(n), kind)) == pytest.approx(float(jnp.mean((W_E @ r - y) ** 2)),
-                                                                              rel=1e-5)
+    y = {
+        "embed": x + relu,
+        "clean": W_E @ W_E.T @ x + relu,
+        "mixing": W_E @ W_E.T @ x
+        + relu
+        - jnp.asarray(mixing_matrix(n, d, 4, "mixing"), jnp.float32) @ x,
+    }[labels]
+    assert float(model_loss(params, x, jnp.ones(n), kind)) == pytest.approx(
+        float(jnp.mean((W_E @ r - y) ** 2)), rel=1e-5
+    )
     tiny = bind_kind("cc_residual", 4, 2, options)  # 4·2 ≤ 50: the unrolled rows form
     p4 = init_params(jax.random.key(2), 4, 2, 0.1, tiny, {**options, "layers": 1})
     tiny = bind_kind("cc_residual", 4, 2, {**options, "layers": 1})
     x4 = _x(4, 32, 0.5)
-    np.testing.assert_allclose(jnp.stack(tiny.forward(p4, ROWS.batch(x4), ROWS)[0]), tiny.forward(p4, x4, DENSE)[0],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        jnp.stack(tiny.forward(p4, ROWS.batch(x4), ROWS)[0]),
+        tiny.forward(p4, x4, DENSE)[0],
+        atol=1e-6,
+    )
 
 
 def test_the_mixings_are_symmetric_zero_diagonal_and_of_one_size():
@@ -63,14 +95,26 @@ def test_the_mixings_are_symmetric_zero_diagonal_and_of_one_size():
         np.testing.assert_array_equal(A, A.T)
         assert np.all(np.diag(A) == 0)
     assert np.linalg.norm(S) == pytest.approx(np.linalg.norm(N))
-    assert abs(np.corrcoef(N[np.triu_indices(n, 1)], S[np.triu_indices(n, 1)])[0, 1]) < 0.1  # not the embedding's
+    assert (
+        abs(np.corrcoef(N[np.triu_indices(n, 1)], S[np.triu_indices(n, 1)])[0, 1]) < 0.1
+    )  # not the embedding's
     assert not np.any(mixing_matrix(n, d, 2, "clean"))
-    assert np.mean(N[np.triu_indices(n, 1)] ** 2) == pytest.approx(1.0 / d, rel=0.2)  # variance ≈ 1/d
+    assert np.mean(N[np.triu_indices(n, 1)] ** 2) == pytest.approx(
+        1.0 / d, rel=0.2
+    )  # variance ≈ 1/d
 
 
-@pytest.mark.parametrize("options, key", [
-    ({"layers": 4}, "layers"), ({"d_embed": 5}, "d_embed"), ({"labels": "noisy"}, "labels"),
-    ({"param": "tensor"}, "param"), ({"embed_seed": -1}, "embed_seed"), ({"layers": 0}, "layers")])
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        ({"layers": 4}, "layers"),
+        ({"d_embed": 5}, "d_embed"),
+        ({"labels": "noisy"}, "labels"),
+        ({"param": "tensor"}, "param"),
+        ({"embed_seed": -1}, "embed_seed"),
+        ({"layers": 0}, "layers"),
+    ],
+)
 def test_bad_options_are_refused_naming_the_key(options, key):
     from toymodels.models import MODELS
 
@@ -84,8 +128,10 @@ def _naive_params(n: int, m: int, d: int, seed: int) -> dict:
     W = embedding(n, d, seed).astype(np.float64)
     G = np.linalg.inv(W @ W.T)
     pick = np.eye(n)[:m]
-    return {"W_in": jnp.asarray((pick @ G @ W)[None], jnp.float32),
-            "W_out": jnp.asarray((W.T @ G @ pick.T)[None], jnp.float32)}
+    return {
+        "W_in": jnp.asarray((pick @ G @ W)[None], jnp.float32),
+        "W_out": jnp.asarray((W.T @ G @ pick.T)[None], jnp.float32),
+    }
 
 
 @pytest.mark.parametrize("labels", ["embed", "clean", "mixing"])
@@ -96,7 +142,9 @@ def test_naive_closed_form_matches_monte_carlo_through_the_models_own_loss(label
     params = _naive_params(n, m, d, seed)
     losses = [float(model_loss(params, _x(n, 65536, p, s), jnp.ones(n), kind)) for s in range(6)]
     exact = naive_loss(mixing_matrix(n, d, seed, labels), p, m)
-    assert np.mean(losses) == pytest.approx(exact, rel=4 * np.std(losses) / np.sqrt(len(losses)) / exact + 2e-3)
+    assert np.mean(losses) == pytest.approx(
+        exact, rel=4 * np.std(losses) / np.sqrt(len(losses)) / exact + 2e-3
+    )
     if labels == "clean":
         assert exact == pytest.approx(naive_loss_clean(n, m, p))
 
@@ -113,7 +161,9 @@ def test_naive_with_a_diagonal_mixing_picks_its_neurons_and_gains_exactly():
     out = np.zeros_like(x)
     for i in np.flatnonzero(parts["chosen"]):
         reads_plus = parts["gain"][i] == 1.0 - N[i, i]
-        out[:, i] = parts["gain"][i] * (np.maximum(x[:, i], 0) if reads_plus else np.minimum(x[:, i], 0))
+        out[:, i] = parts["gain"][i] * (
+            np.maximum(x[:, i], 0) if reads_plus else np.minimum(x[:, i], 0)
+        )
     mc = np.mean((out - y) ** 2)
     assert mc == pytest.approx(naive_loss(N, p, m), rel=0.01)
     perturbed = out.copy()  # and no other gain does better
@@ -125,11 +175,17 @@ def test_naive_with_a_diagonal_mixing_picks_its_neurons_and_gains_exactly():
 def test_p0_theory_clean_bound_is_the_naive_loss_and_mixing_opens_a_gap():
     n, m = 16, 8
     clean = np.zeros((n, n))
-    assert p0_bound(clean, m) == pytest.approx(p0_naive(clean, m)) == pytest.approx(naive_loss_clean(n, m, 1.0))
+    assert (
+        p0_bound(clean, m)
+        == pytest.approx(p0_naive(clean, m))
+        == pytest.approx(naive_loss_clean(n, m, 1.0))
+    )
     N = mixing_matrix(n, 48, 0, "embed")
     lam = np.linalg.eigvalsh(N)
     s2 = np.sort(1 - 2 * lam + 2 * lam**2)[::-1]  # σ(T)² from N's spectrum (docstring)
-    np.testing.assert_allclose(np.sort(np.linalg.svd(p0_targets(N), compute_uv=False) ** 2)[::-1], s2, atol=1e-9)
+    np.testing.assert_allclose(
+        np.sort(np.linalg.svd(p0_targets(N), compute_uv=False) ** 2)[::-1], s2, atol=1e-9
+    )
     gap = np.sum(s2[:m]) - m  # naive − bound, ×6n
     assert p0_naive(N, m) - p0_bound(N, m) == pytest.approx(gap / (6 * n)) and gap > 0
     best = p0_optimum(N, m, restarts=2, maxiter=500)
@@ -137,20 +193,41 @@ def test_p0_theory_clean_bound_is_the_naive_loss_and_mixing_opens_a_gap():
     assert best["loss"] == pytest.approx(p0_loss(best["A"], best["B"], N))
     # p0_loss is the p → 0 limit of the model's loss per p
     kind = bind_kind("cc_residual", n, m, {**OPTIONS, "d_embed": 48, "param": "effective"})
-    params = {"A": jnp.asarray(best["A"][None], jnp.float32), "B": jnp.asarray(best["B"][None], jnp.float32)}
+    params = {
+        "A": jnp.asarray(best["A"][None], jnp.float32),
+        "B": jnp.asarray(best["B"][None], jnp.float32),
+    }
     p = 0.002
-    mc = np.mean([float(model_loss(params, _x(n, 131072, p, s), jnp.ones(n), kind)) for s in range(4)]) / p
+    mc = (
+        np.mean(
+            [float(model_loss(params, _x(n, 131072, p, s), jnp.ones(n), kind)) for s in range(4)]
+        )
+        / p
+    )
     assert mc == pytest.approx(best["loss"], rel=0.1)
 
 
 def _train(n, m, labels, d, p, steps=2000, seeds=3):
     options = {**OPTIONS, "d_embed": d, "labels": labels, "embed_seed": 0}
-    spec = TrainSpec(n_features=n, n_hidden=m, model="cc_residual", model_options=tuple(sorted(options.items())),
-                     data=data_spec("signed"), steps=steps, batch_size=1024, schedule="cosine",
-                     snapshot_every=steps, eval_samples=131072)
-    f32 = lambda v: jnp.full((seeds,), v, jnp.float32)  # noqa: E731
-    hp = HParams(density_F=jnp.full((seeds, n), p), importance_F=jnp.ones((seeds, n)), lr=f32(3e-3),
-                 weight_decay=f32(0.01))
+    spec = TrainSpec(
+        n_features=n,
+        n_hidden=m,
+        model="cc_residual",
+        model_options=tuple(sorted(options.items())),
+        data=data_spec("signed"),
+        steps=steps,
+        batch_size=1024,
+        schedule="cosine",
+        snapshot_every=steps,
+        eval_samples=131072,
+    )
+    f32 = lambda v: jnp.full((seeds,), v, jnp.float32)
+    hp = HParams(
+        density_F=jnp.full((seeds, n), p),
+        importance_F=jnp.ones((seeds, n)),
+        lr=f32(3e-3),
+        weight_decay=f32(0.01),
+    )
     return np.asarray(train_many(spec, model_keys(0, np.arange(seeds)), hp).eval_loss)
 
 

@@ -81,7 +81,9 @@ def test_a_kinds_options_are_static_axes_and_columns_and_its_check_runs_before_c
     "n,m", [(5, 2), (12, 6)]
 )  # the loss computes in rows for the first, dense for the second
 def test_every_model_kind_computes_the_same_in_rows_and_dense(kind, n, m):
-    k = bind_kind(kind, n, m)  # the kind as a program uses it (specialised to its options, if it has a bind)
+    k = bind_kind(
+        kind, n, m
+    )  # the kind as a program uses it (specialised to its options, if it has a bind)
     params = init_params(jax.random.key(1), n, m, 0.6, kind)
     x = jax.random.uniform(jax.random.key(2), (n, 64), minval=-1.0, maxval=1.0)
     imp = 0.9 ** jnp.arange(n)

@@ -17,7 +17,10 @@ def test_uniqueness_is_saelens_feature_uniqueness():
 
     rng = np.random.default_rng(0)
     truth = rng.normal(size=(8, 12))
-    for W in (rng.normal(size=(8, 20)), np.repeat(truth[:, :3], 4, axis=1) + 0.01 * rng.normal(size=(8, 12))):
+    for W in (
+        rng.normal(size=(8, 20)),
+        np.repeat(truth[:, :3], 4, axis=1) + 0.01 * rng.normal(size=(8, 12)),
+    ):
         theirs = feature_uniqueness(torch.tensor(W.T), torch.tensor(truth.T))
         assert uniqueness(W, truth) == pytest.approx(theirs)
 
@@ -36,10 +39,13 @@ def test_jumprelu_straight_through_gradients_are_saelens():
         out = theirs.apply(z_t, theta_t, eps, False)
         (out * torch.tensor(upstream)).sum().backward()
         # ours: latents on the first axis (D×B), θ as D×1
-        f = lambda zz, tt: jnp.sum(ours(zz, tt[:, None], jnp.asarray(eps)) * upstream.T)  # noqa: E731
+        f = lambda zz, tt: jnp.sum(ours(zz, tt[:, None], jnp.asarray(eps)) * upstream.T)  # noqa: B023
         g_z, g_theta = jax.grad(f, argnums=(0, 1))(jnp.asarray(z.T), jnp.asarray(theta))
-        np.testing.assert_allclose(np.asarray(ours(jnp.asarray(z.T), jnp.asarray(theta)[:, None], eps)).T,
-                                   out.detach().numpy(), rtol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(ours(jnp.asarray(z.T), jnp.asarray(theta)[:, None], eps)).T,
+            out.detach().numpy(),
+            rtol=1e-6,
+        )
         np.testing.assert_allclose(np.asarray(g_theta), theta_t.grad.numpy(), rtol=1e-5, atol=1e-6)
         if z_t.grad is not None:
             np.testing.assert_allclose(np.asarray(g_z).T, z_t.grad.numpy(), rtol=1e-6)
@@ -57,12 +63,17 @@ def test_auxk_is_saelens_topk_aux_loss():
     H, D, B = 8, 12, 32
     V = rng.normal(size=(H, D))
     V /= np.linalg.norm(V, axis=0)
-    params = {"W_enc_DxH": jnp.asarray(rng.normal(size=(D, H)), jnp.float32),
-              "b_enc_D": jnp.asarray(rng.normal(size=D) * 0.1, jnp.float32), "V_HxD": jnp.asarray(V, jnp.float32),
-              "b_dec_H": jnp.asarray(rng.normal(size=H) * 0.1, jnp.float32)}
+    params = {
+        "W_enc_DxH": jnp.asarray(rng.normal(size=(D, H)), jnp.float32),
+        "b_enc_D": jnp.asarray(rng.normal(size=D) * 0.1, jnp.float32),
+        "V_HxD": jnp.asarray(V, jnp.float32),
+        "b_dec_H": jnp.asarray(rng.normal(size=H) * 0.1, jnp.float32),
+    }
     h = jnp.asarray(rng.normal(size=(H, B)), jnp.float32)
     pre = pre_activation(params, h)
-    codes = jnp.where(pre >= jnp.sort(pre, axis=0)[-3], pre, 0.0) * (pre > 0)  # any codes: the residual's source
+    codes = jnp.where(pre >= jnp.sort(pre, axis=0)[-3], pre, 0.0) * (
+        pre > 0
+    )  # any codes: the residual's source
     hhat = decode(params, codes)
     sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=H, d_sae=D, k=3, aux_loss_coefficient=1 / 32))
     with torch.no_grad():
@@ -72,7 +83,10 @@ def test_auxk_is_saelens_topk_aux_loss():
         sae.b_dec.copy_(torch.tensor(np.asarray(params["b_dec_H"])))
     for dead in (np.arange(D) < 7, np.arange(D) == 4):  # more and fewer dead than k_aux = 4
         theirs = sae.calculate_topk_aux_loss(
-            sae_in=torch.tensor(np.asarray(h).T), sae_out=torch.tensor(np.asarray(hhat).T),
-            hidden_pre=torch.tensor(np.asarray(pre).T), dead_neuron_mask=torch.tensor(dead))
+            sae_in=torch.tensor(np.asarray(h).T),
+            sae_out=torch.tensor(np.asarray(hhat).T),
+            hidden_pre=torch.tensor(np.asarray(pre).T),
+            dead_neuron_mask=torch.tensor(dead),
+        )
         ours = auxk_loss(params, h, hhat, pre, jnp.asarray(dead)) / 32
         assert float(ours) == pytest.approx(float(theirs), rel=1e-5)

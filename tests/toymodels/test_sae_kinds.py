@@ -251,7 +251,9 @@ def test_jumprelu_codes_pass_the_gated_pre_activation_through_the_free_norm_deco
     np.testing.assert_allclose(fresh["threshold_D"], 0.03)
     np.testing.assert_allclose(jnp.linalg.norm(fresh["V_HxD"], axis=0), 0.1, rtol=1e-5)
     np.testing.assert_allclose(fresh["W_enc_DxH"], fresh["V_HxD"].T)
-    projected = project_threshold({**params, "threshold_D": jnp.asarray([-0.1, 0.0, 0.2])}, {}, spec)
+    projected = project_threshold(
+        {**params, "threshold_D": jnp.asarray([-0.1, 0.0, 0.2])}, {}, spec
+    )
     np.testing.assert_allclose(projected["threshold_D"], [0.0, 0.0, 0.2])
 
 
@@ -265,9 +267,19 @@ def test_jumprelus_l0_penalty_moves_thresholds_with_lambda_through_the_window():
     params = {"threshold_D": jnp.asarray([0.5, 0.2])}
     for lam in (0.01, 1.0):
         hp = one(l1=lam, bandwidth=0.1)
-        grad = jax.grad(lambda p: jumprelu_terms(p, None, None, {"pre": z, "theta": p["threshold_D"][:, None]},
-                                                 hp, spec)["l0"])(params)["threshold_D"]
-        np.testing.assert_allclose(grad, [-lam / 0.1 * 2 / 4, -lam / 0.1 * 3 / 4], rtol=1e-5)  # 0.3 is out
+        grad = jax.grad(
+            lambda p: jumprelu_terms(
+                p,
+                None,
+                None,
+                {"pre": z, "theta": p["threshold_D"][:, None]},
+                hp,  # noqa: B023
+                spec,
+            )["l0"]
+        )(params)["threshold_D"]
+        np.testing.assert_allclose(
+            grad, [-lam / 0.1 * 2 / 4, -lam / 0.1 * 3 / 4], rtol=1e-5
+        )  # 0.3 is out
 
 
 def test_auxk_lets_the_top_dead_latents_reconstruct_the_residual_as_saelens():
@@ -275,34 +287,44 @@ def test_auxk_lets_the_top_dead_latents_reconstruct_the_residual_as_saelens():
     among dead latents (raw, not rectified), through the decoder without its bias, against the
     residual h − ĥ held fixed; scaled by min(dead / k_aux, 1); 0 with none dead. Only dead
     latents' parameters get its gradient."""
-    from toymodels.sae.train import auxk_loss, aux_k_count, top_dead
+    from toymodels.sae.train import aux_k_count, auxk_loss, top_dead
 
     assert aux_k_count(4, 6) == 2 and aux_k_count(1, 6) == 1 and aux_k_count(64, 8) == 8
     pre = jnp.asarray([[3.0, -1.0], [2.0, 0.5], [1.0, -2.0], [5.0, 4.0]])
     dead = jnp.asarray([True, True, True, False])
-    np.testing.assert_array_equal(top_dead(pre, dead, 2), [[True, True], [True, True], [False, False],
-                                                           [False, False]])  # −1 and 0.5 beat −2
-    np.testing.assert_array_equal(top_dead(pre, dead, 5), [[True, True], [True, True], [True, True],
-                                                           [False, False]])  # all 3 dead
+    np.testing.assert_array_equal(
+        top_dead(pre, dead, 2), [[True, True], [True, True], [False, False], [False, False]]
+    )  # −1 and 0.5 beat −2
+    np.testing.assert_array_equal(
+        top_dead(pre, dead, 5), [[True, True], [True, True], [True, True], [False, False]]
+    )  # all 3 dead
     rng = np.random.default_rng(0)
     params = hand_params(rng.normal(size=(4, 4)), np.zeros(4))
     h = jnp.asarray(rng.normal(size=(4, 2)), jnp.float32)
     hhat = jnp.asarray(rng.normal(size=(4, 2)), jnp.float32)
-    codes = np.array([[3.0, -1.0], [2.0, 0.5], [0.0, 0.0], [0.0, 0.0]])  # k_aux = 2 of the 3 dead per input
+    codes = np.array(
+        [[3.0, -1.0], [2.0, 0.5], [0.0, 0.0], [0.0, 0.0]]
+    )  # k_aux = 2 of the 3 dead per input
     W = np.asarray(decoder(params))
     error = np.mean(np.sum((np.asarray(h - hhat) - W @ codes) ** 2, axis=0))
-    assert float(auxk_loss(params, h, hhat, pre, dead)) == pytest.approx(min(3 / 2, 1.0) * error, rel=1e-5)
+    assert float(auxk_loss(params, h, hhat, pre, dead)) == pytest.approx(
+        min(3 / 2, 1.0) * error, rel=1e-5
+    )
     one_dead = jnp.asarray([False, True, False, False])
     codes_one = np.array([[0, 0], [2.0, 0.5], [0, 0], [0, 0]])
     error_one = np.mean(np.sum((np.asarray(h - hhat) - W @ codes_one) ** 2, axis=0))
-    assert float(auxk_loss(params, h, hhat, pre, one_dead)) == pytest.approx(error_one / 2, rel=1e-5)
+    assert float(auxk_loss(params, h, hhat, pre, one_dead)) == pytest.approx(
+        error_one / 2, rel=1e-5
+    )
     assert float(auxk_loss(params, h, hhat, pre, jnp.zeros(4, bool))) == 0.0
     spec = SaeSpec(dict_size=4, kind="topk", k_max=1, aux_k=True)
     hp = one(k=1, aux_coefficient=0.5)
     base = jax.grad(lambda p: objective(p, h, hp, spec)[0])(params)
     with_aux = jax.grad(lambda p: objective(p, h, hp, spec, dead_D=one_dead)[0])(params)
     diff = np.abs(np.asarray(with_aux["W_enc_DxH"] - base["W_enc_DxH"])).sum(axis=1)
-    assert diff[1] > 0 and diff[[0, 2, 3]].max() == 0.0  # the encoder rows of live latents are untouched
+    assert (
+        diff[1] > 0 and diff[[0, 2, 3]].max() == 0.0
+    )  # the encoder rows of live latents are untouched
 
 
 def test_gradients_are_clipped_to_a_global_norm_per_sae():
@@ -320,23 +342,38 @@ def test_every_kind_declares_its_hyperparameters_and_hparams_takes_their_default
     """The kinds own their settings (issue 23): each declares its hyperparameters; ``hparams``
     fills the undeclared ones from the declarations and refuses a name no kind declares."""
     from toymodels.sae import HyperParam, register_sae
-    from toymodels.sae.hyperparams import K, L1
+    from toymodels.sae.hyperparams import L1, K
 
-    names = {kind.name: [h.name for h in kind.hparams] for kind in SAE_KINDS if kind.name in
-             ("plain", "gated", "rescaled", "topk", "batchtopk", "jumprelu", "matryoshka")}
-    assert names == {"plain": ["l1"], "gated": ["l1"], "rescaled": ["l1"],
-                     **{k: ["k", "aux_coefficient", "dead_window"] for k in ("topk", "batchtopk", "matryoshka")},
-                     "jumprelu": ["l1", "bandwidth", "init_threshold", "grad_clip"]}
+    names = {
+        kind.name: [h.name for h in kind.hparams]
+        for kind in SAE_KINDS
+        if kind.name
+        in ("plain", "gated", "rescaled", "topk", "batchtopk", "jumprelu", "matryoshka")
+    }
+    assert names == {
+        "plain": ["l1"],
+        "gated": ["l1"],
+        "rescaled": ["l1"],
+        **{k: ["k", "aux_coefficient", "dead_window"] for k in ("topk", "batchtopk", "matryoshka")},
+        "jumprelu": ["l1", "bandwidth", "init_threshold", "grad_clip"],
+    }
     assert SAE_KINDS.get("topk").sparsity is K and SAE_KINDS.get("jumprelu").sparsity is L1
     hp = one()
-    assert float(hp.bandwidth) == pytest.approx(0.05) and float(hp.aux_coefficient) == pytest.approx(1 / 32)
+    assert float(hp.bandwidth) == pytest.approx(0.05) and float(
+        hp.aux_coefficient
+    ) == pytest.approx(1 / 32)
     assert hp.k.dtype == jnp.int32 and int(hp.dead_window) == 1000
     with pytest.raises(TypeError, match="no SAE kind declares a per-SAE hyperparameter 'nope'"):
         hparams(1, nope=1.0)
     with pytest.raises(AttributeError, match="has no 'nope'"):
-        hp.nope
-    assert HyperParam("x", 1, low=0, low_open=True, high=2).problem(0) == "must be a finite number > 0 and <= 2, got 0"
-    assert HyperParam("n", 1, low=1, integer=True).problem(1.5) == "must be an integer >= 1, got 1.5"
+        hp.nope  # noqa: B018
+    assert (
+        HyperParam("x", 1, low=0, low_open=True, high=2).problem(0)
+        == "must be a finite number > 0 and <= 2, got 0"
+    )
+    assert (
+        HyperParam("n", 1, low=1, integer=True).problem(1.5) == "must be an integer >= 1, got 1.5"
+    )
     with pytest.raises(ValueError, match="its default must be"):
         HyperParam("bad", -1, low=0)
     clash = HyperParam("l1", 0.5, low=0)  # an "l1" unlike the built-in one: refused

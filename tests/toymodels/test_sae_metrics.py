@@ -8,8 +8,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from toymodels.sae.metrics import (EvalSums, chance_mmcs, hedging, matches, max_cos_to_others, mcc, mmcs,
-                                   n_composed, random_dictionary, scores, uniqueness)
+from toymodels.sae.metrics import (
+    EvalSums,
+    chance_mmcs,
+    hedging,
+    matches,
+    max_cos_to_others,
+    mcc,
+    mmcs,
+    n_composed,
+    random_dictionary,
+    scores,
+    uniqueness,
+)
 
 
 def random_W(seed, n_hidden, n_features):
@@ -74,9 +85,12 @@ def hierarchy_sums():
     f_DxB = jnp.asarray([[1.0, 0, 0, 0], [0, 0.5, 0, 0], [0, 0, 1.0, 0]])
     truth, parents = jnp.eye(3), jnp.asarray([-1, 0, -1])
     match_D, latent_F = matches(truth, jnp.eye(3), jnp.ones(3, bool))
-    sums = EvalSums.zeros(3, 3, 3, hierarchy=True).add(z_FxB, z_FxB / 2, f_DxB, z_FxB, match_D, latent_F, parents,
-                                                       jnp.asarray(0.7))
-    return scores(sums, 1, jnp.eye(3), truth, jnp.ones(3, bool), match_D, jnp.zeros((0, 2), jnp.int32)), z_FxB
+    sums = EvalSums.zeros(3, 3, 3, hierarchy=True).add(
+        z_FxB, z_FxB / 2, f_DxB, z_FxB, match_D, latent_F, parents, jnp.asarray(0.7)
+    )
+    return scores(
+        sums, 1, jnp.eye(3), truth, jnp.ones(3, bool), match_D, jnp.zeros((0, 2), jnp.int32)
+    ), z_FxB
 
 
 def test_detection_scores_of_latents_against_their_matched_features():
@@ -116,16 +130,22 @@ def test_absorption_per_edge_over_two_batches_and_a_partly_absorbed_child():
     truth, parents = jnp.eye(4), jnp.asarray([-1, 0, 0, -1])
     match_D, latent_F = matches(truth, jnp.eye(4), jnp.ones(4, bool))
     z1 = jnp.asarray([[1, 1, 1, 1.0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]])
-    f1 = jnp.asarray([[1, 0, 1, 1.0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0]])  # input 1: latent 3 for 0
+    f1 = jnp.asarray(
+        [[1, 0, 1, 1.0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0]]
+    )  # input 1: latent 3 for 0
     z2 = jnp.asarray([[1, 1, 1, 0.0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]])
-    f2 = jnp.asarray([[1, 1, 0, 0.0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]])  # input 2: parent alone, missed
+    f2 = jnp.asarray(
+        [[1, 1, 0, 0.0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]]
+    )  # input 2: parent alone, missed
     sums = EvalSums.zeros(4, 4, 4, hierarchy=True)
     for z, f in ((z1, f1), (z2, f2)):
         sums = sums.add(z, z, f, z, match_D, latent_F, parents, jnp.asarray(0.0))
     s = scores(sums, 2, jnp.eye(4), truth, jnp.ones(4, bool), match_D, jnp.zeros((0, 2), jnp.int32))
     np.testing.assert_array_equal(s.edge_child_events_F, [0, 4, 1, 0])
     np.testing.assert_array_equal(s.edge_absorbed_F, [0, 1, 0, 0])
-    np.testing.assert_array_equal(s.edge_parent_only_F, [0, 3, 6, 0])  # the parent without child 1 / child 2
+    np.testing.assert_array_equal(
+        s.edge_parent_only_F, [0, 3, 6, 0]
+    )  # the parent without child 1 / child 2
     np.testing.assert_array_equal(s.edge_parent_only_hits_F, [0, 2, 4, 0])
     np.testing.assert_array_equal(s.edge_absorbing_F, [-1, 3, -1, -1])
     gaps = [2 / 3 - 3 / 4, 4 / 6 - 1.0]
@@ -181,8 +201,16 @@ def test_dead_latents_and_no_hierarchy():
     )
     assert int(s.n_dead) == 1 and float(s.dead_fraction) == pytest.approx(0.5)
     # over more inputs (the long count) latent 1 fires once: not dead there
-    s = scores(sums, 1, jnp.eye(2), jnp.eye(2), jnp.ones(2, bool), match_D, jnp.zeros((0, 2), jnp.int32),
-               long_fires_D=jnp.asarray([7.0, 1.0]))
+    s = scores(
+        sums,
+        1,
+        jnp.eye(2),
+        jnp.eye(2),
+        jnp.ones(2, bool),
+        match_D,
+        jnp.zeros((0, 2), jnp.int32),
+        long_fires_D=jnp.asarray([7.0, 1.0]),
+    )
     assert int(s.n_dead) == 1 and int(s.n_dead_long) == 0 and float(s.dead_fraction_long) == 0.0
     assert s.edge_absorbed_F.shape == (0,) and np.isnan(float(s.absorption_gap))
     assert float(s.f1) == pytest.approx(0.5)  # the dead latent scores 0

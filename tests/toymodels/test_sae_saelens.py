@@ -196,15 +196,20 @@ def test_every_kind_writes_saelens_format_with_our_encodings(kind, tmp_path):
     spec = SaeSpec(dict_size=D, kind=kind, k_max=3 if SAE_KINDS.get(kind).top_k else 0)
     r = np.random.default_rng(0)
     one = jax.tree.map(lambda a: a[0], hparams(1, k=3, bandwidth=1e-3))
-    params = {name: np.asarray(v) + 0.3 * r.normal(size=np.shape(v)).astype(np.float32)
-              for name, v in init_params(jax.random.key(0), H, spec, one).items()}
+    params = {
+        name: np.asarray(v) + 0.3 * r.normal(size=np.shape(v)).astype(np.float32)
+        for name, v in init_params(jax.random.key(0), H, spec, one).items()
+    }
     if "threshold" in params:
         params["threshold"] = np.float32(0.2)
     if "threshold_D" in params:  # JumpReLU's θ ≥ 0, as training projects it
         params["threshold_D"] = np.abs(params["threshold_D"])
     h_HxB = r.normal(size=(H, 64)).astype(np.float32)
-    ours = np.asarray(SAE_KINDS.get(kind).encode({n: jnp.asarray(v) for n, v in params.items()}, jnp.asarray(h_HxB),
-                                                 one, spec, False)[0]).T
+    ours = np.asarray(
+        SAE_KINDS.get(kind).encode(
+            {n: jnp.asarray(v) for n, v in params.items()}, jnp.asarray(h_HxB), one, spec, False
+        )[0]
+    ).T
     cfg, tensors = core.to_saelens(kind, params, k=3)
     core.write_sae(tmp_path / kind, cfg, tensors)
     cfg, tensors = core.read_sae(tmp_path / kind)

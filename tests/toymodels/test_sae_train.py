@@ -101,14 +101,20 @@ def test_resampling_restarts_dead_latents_on_the_worst_reconstructed_inputs():
     spec = SaeSpec(dict_size=3, kind="jumprelu")
     hp = jax.tree.map(lambda a: a[0], hparams(1, init_threshold=0.5))
     params = init_params(jax.random.key(0), 2, spec, hp)
-    params = {**params, "threshold_D": jnp.asarray([0.0, 1.0, 2.0]), "b_enc_D": jnp.asarray([0.1, 0.2, 0.3])}
+    params = {
+        **params,
+        "threshold_D": jnp.asarray([0.0, 1.0, 2.0]),
+        "b_enc_D": jnp.asarray([0.1, 0.2, 0.3]),
+    }
     opt = optax.adam(1e-3)
     state = opt.init(params)
     state = (state[0]._replace(mu=jax.tree.map(jnp.ones_like, state[0].mu)),) + tuple(state[1:])
     h = jnp.asarray([[1.0, 0.0, 3.0], [0.0, 2.0, 0.0]])
     hhat = jnp.zeros_like(h)  # residuals: the third input worst, then the second
     dead = jnp.asarray([False, True, True])
-    new, new_state = resample_dead(params, state, dead, h, hhat, spec, init_params(jax.random.key(1), 2, spec, hp))
+    new, new_state = resample_dead(
+        params, state, dead, h, hhat, spec, init_params(jax.random.key(1), 2, spec, hp)
+    )
     np.testing.assert_allclose(decoder(new)[:, 1:], [[1.0, 0.0], [0.0, 1.0]], atol=1e-6)
     np.testing.assert_array_equal(new["V_HxD"][:, 0], params["V_HxD"][:, 0])  # alive: untouched
     np.testing.assert_allclose(new["b_enc_D"], [0.1, 0.0, 0.0])
@@ -226,10 +232,24 @@ def test_synthbench_ordering_l1_lowest_mcc_at_matched_l0(small_bench):
     The ordering to reproduce: L1 lowest."""
     source, world = small_bench
     init, data = keys_for(2)
-    common = dict(dict_size=64, steps=1500, batch_size=256, eval_batch=4096, per_sae_source=False, shared_data=True)
-    settings = {"plain": dict(l1=[5.0, 10.0]), "batchtopk": dict(k=2), "jumprelu": dict(l1=[10.0, 30.0]),
-                "matryoshka": dict(k=2)}
-    specs = tuple(SaeSpec(kind=kind, k_max=2 if "k" in values else 0, **common) for kind, values in settings.items())
+    common = dict(
+        dict_size=64,
+        steps=1500,
+        batch_size=256,
+        eval_batch=4096,
+        per_sae_source=False,
+        shared_data=True,
+    )
+    settings = {
+        "plain": dict(l1=[5.0, 10.0]),
+        "batchtopk": dict(k=2),
+        "jumprelu": dict(l1=[10.0, 30.0]),
+        "matryoshka": dict(k=2),
+    }
+    specs = tuple(
+        SaeSpec(kind=kind, k_max=2 if "k" in values else 0, **common)
+        for kind, values in settings.items()
+    )
     hps = tuple(hparams(2, lr=3e-3, **values) for values in settings.values())
     results = jax.device_get(train_mixed(specs, source, (init,) * 4, hps, world, data[0]))
     scores = {}
@@ -257,15 +277,21 @@ def test_auxk_reaches_a_latent_only_after_the_dead_window_as_saelens_counts_it()
     Without AuxK (α = 0) it never moves."""
     from toymodels.sae.train import make_sae
 
-    source, world = simple_world(2, 2, 0.5, directions_kind="identity", magnitude="fixed")
+    source, world = simple_world(2, 2, 0.5, directions_kind="identity", magnitude="fixed")  # noqa: RUF059
     spec = SaeSpec(dict_size=3, kind="topk", k_max=1, aux_k=True)
     init, step = make_sae(spec, 2)
-    params0 = {"W_enc_DxH": jnp.asarray([[1.0, 0.0], [0.0, 1.0], [-0.7, -0.7]]), "b_enc_D": jnp.zeros(3),
-               "V_HxD": jnp.asarray([[1.0, 0.0, -0.7], [0.0, 1.0, -0.7]]), "b_dec_H": jnp.zeros(2)}
+    params0 = {
+        "W_enc_DxH": jnp.asarray([[1.0, 0.0], [0.0, 1.0], [-0.7, -0.7]]),
+        "b_enc_D": jnp.zeros(3),
+        "V_HxD": jnp.asarray([[1.0, 0.0, -0.7], [0.0, 1.0, -0.7]]),
+        "b_dec_H": jnp.zeros(2),
+    }
     h = jnp.asarray([[1.0, 0.0, 1.0, 0.3], [0.0, 1.0, 1.0, 0.2]])
     window = 3
     for alpha, moves_at in ((0.5, window + 1), (0.0, None)):
-        hp = jax.tree.map(lambda a: a[0], hparams(1, k=1, aux_coefficient=alpha, dead_window=window))
+        hp = jax.tree.map(
+            lambda a: a[0], hparams(1, k=1, aux_coefficient=alpha, dead_window=window)
+        )
         state = init(jax.random.key(0), hp, params0)
         jstep = jax.jit(step)
         for t in range(window + 3):

@@ -18,18 +18,57 @@ from __future__ import annotations
 import jax
 
 from toymodels.models import compressed, hidden, quadratic, residual, tied
-from toymodels.models.base import (DENSE, INIT_KINDS, ROWS, UNROLL_MAX_WEIGHTS, ModelKind, Params, init_std, is_tiny,
-                                   ops_for)
+from toymodels.models.base import (
+    DENSE,
+    INIT_KINDS,
+    ROWS,
+    UNROLL_MAX_WEIGHTS,
+    ModelKind,
+    Params,
+    init_std,
+    is_tiny,
+    ops_for,
+)
 from toymodels.registry import Registry
 
-MODELS: Registry[ModelKind] = Registry("model kind", "model.kind", [
-    tied.RELU, tied.LINEAR, tied.GELU, hidden.RELU_HIDDEN, hidden.ABS, quadratic.QUADRATIC,
-    residual.RESIDUAL_MLP, residual.RESIDUAL_MLP_GROUPS, compressed.CC_RESIDUAL,
-])
+MODELS: Registry[ModelKind] = Registry(
+    "model kind",
+    "model.kind",
+    [
+        tied.RELU,
+        tied.LINEAR,
+        tied.GELU,
+        hidden.RELU_HIDDEN,
+        hidden.ABS,
+        quadratic.QUADRATIC,
+        residual.RESIDUAL_MLP,
+        residual.RESIDUAL_MLP_GROUPS,
+        compressed.CC_RESIDUAL,
+    ],
+)
 
-__all__ = ["bind_kind", "DENSE", "INIT_KINDS", "MODELS", "ROWS", "UNROLL_MAX_WEIGHTS", "ModelKind", "Params", "forward",
-           "forward_with_hidden", "init_params", "init_std", "is_tiny", "kind_of", "loss_and_hidden", "model_loss",
-           "n_outputs", "ops_for", "register_model", "target"]
+__all__ = [
+    "DENSE",
+    "INIT_KINDS",
+    "MODELS",
+    "ROWS",
+    "UNROLL_MAX_WEIGHTS",
+    "ModelKind",
+    "Params",
+    "bind_kind",
+    "forward",
+    "forward_with_hidden",
+    "init_params",
+    "init_std",
+    "is_tiny",
+    "kind_of",
+    "loss_and_hidden",
+    "model_loss",
+    "n_outputs",
+    "ops_for",
+    "register_model",
+    "target",
+]
 
 
 def register_model(kind: ModelKind, origin: str | None = None) -> ModelKind:
@@ -45,7 +84,11 @@ def bind_kind(kind: str | ModelKind, n_features: int, n_hidden: int, options=Non
     """The kind as one compiled program uses it: specialised to its static options when it has a
     ``bind`` (``ModelKind.bind``), else the kind itself."""
     k = kind_of(kind)
-    return k if k.bind is None else k.bind(k, n_features, n_hidden, {**k.options, **dict(options or {})})
+    return (
+        k
+        if k.bind is None
+        else k.bind(k, n_features, n_hidden, {**k.options, **dict(options or {})})
+    )
 
 
 def n_outputs(kind: str | ModelKind, n_features: int, options=None) -> int:

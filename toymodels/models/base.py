@@ -182,7 +182,9 @@ class ReadMatricesFn(Protocol):
 
 
 class BindFn(Protocol):
-    def __call__(self, kind: "ModelKind", n_features: int, n_hidden: int, options: Options) -> "ModelKind":
+    def __call__(
+        self, kind: ModelKind, n_features: int, n_hidden: int, options: Options
+    ) -> ModelKind:
         """The kind specialised to one shape and its static options (``ModelKind.bind``)."""
         ...
 

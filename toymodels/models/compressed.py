@@ -111,7 +111,7 @@ class Constants:
     N: np.ndarray
 
     @staticmethod
-    def of(n: int, options) -> "Constants":
+    def of(n: int, options) -> Constants:
         W = _embedding64(n, options["d_embed"], options["embed_seed"])
         N = mixing_matrix(n, options["d_embed"], options["embed_seed"], options["labels"])
         return Constants(W.astype(np.float32), (W @ W.T).astype(np.float32), N.astype(np.float32))
@@ -182,7 +182,9 @@ def init(key, n_features: int, n_hidden: int, std: float, options) -> dict:
     params = {"W_in": W_in, "W_out": W_out}
     if options["param"] == "stream":
         return params
-    return reduced(params, {**options, "param": "stream"}, embedding(n_features, d, options["embed_seed"]))
+    return reduced(
+        params, {**options, "param": "stream"}, embedding(n_features, d, options["embed_seed"])
+    )
 
 
 def check(n_features: int, n_hidden: int, options) -> None:
@@ -193,17 +195,27 @@ def check(n_features: int, n_hidden: int, options) -> None:
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError("model.options.embed_seed", f"must be an integer >= 0, got {seed!r}")
     if n_hidden % L:
-        raise ConfigError("model.options.layers", f"{L} layers must share the model.n_hidden={n_hidden} neurons "
-                          "equally: choose a divisor")
+        raise ConfigError(
+            "model.options.layers",
+            f"{L} layers must share the model.n_hidden={n_hidden} neurons "
+            "equally: choose a divisor",
+        )
     if d < n_features:
-        raise ConfigError("model.options.d_embed", f"must be at least model.n_features={n_features} (each feature "
-                          f"its own independent direction in the stream), got {d}")
+        raise ConfigError(
+            "model.options.d_embed",
+            f"must be at least model.n_features={n_features} (each feature "
+            f"its own independent direction in the stream), got {d}",
+        )
     if options["labels"] not in LABELS:
-        raise ConfigError("model.options.labels", f"{options['labels']!r} is not allowed; choose one of "
-                          f"{', '.join(LABELS)}")
+        raise ConfigError(
+            "model.options.labels",
+            f"{options['labels']!r} is not allowed; choose one of {', '.join(LABELS)}",
+        )
     if options["param"] not in PARAMS:
-        raise ConfigError("model.options.param", f"{options['param']!r} is not allowed; choose one of "
-                          f"{', '.join(PARAMS)}")
+        raise ConfigError(
+            "model.options.param",
+            f"{options['param']!r} is not allowed; choose one of {', '.join(PARAMS)}",
+        )
 
 
 def bind(kind: ModelKind, n_features: int, n_hidden: int, options) -> ModelKind:
@@ -218,16 +230,32 @@ def bind(kind: ModelKind, n_features: int, n_hidden: int, options) -> ModelKind:
         A = read(params)
         return A.reshape(A.shape[:-3] + (-1, A.shape[-1]))
 
-    return dataclasses.replace(kind, forward=make_forward(consts, options), target=make_target(consts, options),
-                               features=features, read_matrices=read, bind=None)
+    return dataclasses.replace(
+        kind,
+        forward=make_forward(consts, options),
+        target=make_target(consts, options),
+        features=features,
+        read_matrices=read,
+        bind=None,
+    )
 
 
 def _unbound(*args, **kwargs):
-    raise TypeError("cc_residual needs its options: use toymodels.models.bind_kind(kind, n, m, options)")
+    raise TypeError(
+        "cc_residual needs its options: use toymodels.models.bind_kind(kind, n, m, options)"
+    )
 
 
 CC_RESIDUAL = ModelKind(
-    name="cc_residual", init=init, forward=_unbound, target=_unbound, features=_unbound, privileged=True,
-    options=OPTIONS, check=check, bind=bind,
+    name="cc_residual",
+    init=init,
+    forward=_unbound,
+    target=_unbound,
+    features=_unbound,
+    privileged=True,
+    options=OPTIONS,
+    check=check,
+    bind=bind,
     doc="compressed computation (Braun et al.): r₀ = W_Eᵀx (fixed random unit rows, d = d_embed), L layers "
-        "r += W_out ReLU(W_in r), output W_E r, target x + ReLU(x) (labels: embed | clean | mixing)")
+    "r += W_out ReLU(W_in r), output W_E r, target x + ReLU(x) (labels: embed | clean | mixing)",
+)

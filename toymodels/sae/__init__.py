@@ -36,9 +36,12 @@ def register_sae(kind: SaeKind, origin: str | None = None) -> SaeKind:
         for other in SAE_KINDS:
             same = other.hparam(hparam.name)
             if other.name != kind.name and same is not None and same != hparam:
-                raise ConfigError("sae.kind", f"SAE kind {kind.name!r} declares hyperparameter {hparam.name!r} unlike "
-                                  f"kind {other.name!r} does ({hparam} against {same}); reuse that declaration "
-                                  "or choose another name")
+                raise ConfigError(
+                    "sae.kind",
+                    f"SAE kind {kind.name!r} declares hyperparameter {hparam.name!r} unlike "
+                    f"kind {other.name!r} does ({hparam} against {same}); reuse that declaration "
+                    "or choose another name",
+                )
     return SAE_KINDS.register(kind, origin)
 
 
@@ -56,6 +59,24 @@ from toymodels.sae.train import (  # noqa: E402
     train_saes,
 )
 
-__all__ = ["SAE_KINDS", "SAE_STREAM", "HyperParam", "SaeHParams", "SaeKind", "register_sae", "SaeResult", "SaeScores",
-           "SaeSpec", "chance_mmcs",
-           "decoder", "hparams", "make_train", "mcc", "mmcs", "sae_keys", "split_keys", "train_mixed", "train_saes"]
+__all__ = [
+    "SAE_KINDS",
+    "SAE_STREAM",
+    "HyperParam",
+    "SaeHParams",
+    "SaeKind",
+    "SaeResult",
+    "SaeScores",
+    "SaeSpec",
+    "chance_mmcs",
+    "decoder",
+    "hparams",
+    "make_train",
+    "mcc",
+    "mmcs",
+    "register_sae",
+    "sae_keys",
+    "split_keys",
+    "train_mixed",
+    "train_saes",
+]

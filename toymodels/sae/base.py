@@ -18,12 +18,16 @@ sparsity penalty can be dodged by shrinking codes while growing columns.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import jax
 import jax.numpy as jnp
 
 from toymodels.sae.hyperparams import HyperParam
+
+if TYPE_CHECKING:
+    from toymodels.sae.train import SaeHParams, SaeSpec
 
 Params = dict  # name (ending in its shape letters) -> array
 Aux = dict  # name -> array: what a kind's encoder hands its loss terms and state update
@@ -34,7 +38,9 @@ Aux = dict  # name -> array: what a kind's encoder hands its loss terms and stat
 
 
 class SaeInitFn(Protocol):
-    def __call__(self, key: jax.Array, n_hidden: int, dict_size: int, spec: SaeSpec) -> Params:
+    def __call__(
+        self, key: jax.Array, n_hidden: int, dict_size: int, spec: SaeSpec, hp: SaeHParams
+    ) -> Params:
         """The kind's parameters beyond the shared ones (``shared_params``)."""
         ...
 
@@ -152,9 +158,13 @@ class SaeKind:
 
     def __post_init__(self):
         names = [h.name for h in self.hparams]
-        if not all(isinstance(h, HyperParam) for h in self.hparams) or len(set(names)) != len(names):
-            raise ValueError(f"SAE kind {self.name!r}: hparams must be distinct HyperParam objects, "
-                             f"got {self.hparams!r}")
+        if not all(isinstance(h, HyperParam) for h in self.hparams) or len(set(names)) != len(
+            names
+        ):
+            raise ValueError(
+                f"SAE kind {self.name!r}: hparams must be distinct HyperParam objects, "
+                f"got {self.hparams!r}"
+            )
         if self.top_k and "k" not in names:
             raise ValueError(f"SAE kind {self.name!r} is top_k but declares no hyperparameter 'k'")
 
@@ -171,8 +181,12 @@ def shared_params(key: jax.Array, n_hidden: int, dict_size: int, scale: float = 
     """Random decoder directions of norm ``scale``, the encoder tied to them at the start, zero biases."""
     V_HxD = jax.random.normal(key, (n_hidden, dict_size))
     V_HxD = scale * V_HxD / jnp.linalg.norm(V_HxD, axis=0, keepdims=True)
-    return {"W_enc_DxH": V_HxD.T, "b_enc_D": jnp.zeros((dict_size,)), "V_HxD": V_HxD,
-            "b_dec_H": jnp.zeros((n_hidden,))}
+    return {
+        "W_enc_DxH": V_HxD.T,
+        "b_enc_D": jnp.zeros((dict_size,)),
+        "V_HxD": V_HxD,
+        "b_dec_H": jnp.zeros((n_hidden,)),
+    }
 
 
 def decoder(params: Params) -> jax.Array:

@@ -57,7 +57,9 @@ class HyperParam:
 
     def problem(self, value) -> str:
         """What is wrong with ``value`` ("" when it is allowed)."""
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
         ok = ok and (not self.integer or isinstance(value, int) or float(value).is_integer())
         if ok and self.low is not None:
             ok = value > self.low if self.low_open else value >= self.low
@@ -85,19 +87,69 @@ class HyperParam:
 
 
 # The built-in kinds' hyperparameters. Two kinds that read the same setting share the object.
-L1 = HyperParam("l1", 0.1, "λ: the L1 coefficient (plain, gated, rescaled) or the L0 coefficient (jumprelu)",
-                low=0, low_open=True, sparsity=True, label="λ", saelens="l1_coefficient (jumprelu: l0_coefficient)")
-K = HyperParam("k", 2, "k: latents kept per input (topk) or per input on average over the batch (batchtopk, "
-               "matryoshka)", low=1, integer=True, sparsity=True, label="k", saelens="k")
-BANDWIDTH = HyperParam("bandwidth", 0.05, "ε: the width of the rectangle window of JumpReLU's straight-through "
-                       "pseudo-derivatives", low=0, low_open=True, label="ε", saelens="jumprelu_bandwidth")
-INIT_THRESHOLD = HyperParam("init_threshold", 0.01, "θ₀: every JumpReLU threshold at initialisation",
-                            low=0, label="θ₀", saelens="jumprelu_init_threshold")
-GRAD_CLIP = HyperParam("grad_clip", 1.0, "the largest global norm of one SAE's gradient before Adam (0: no "
-                       "clipping)", low=0, neutral=0, label="clip",
-                       saelens="the trainer's clip_grad_norm_ (1.0, every kind)")
-AUX_COEFFICIENT = HyperParam("aux_coefficient", 1 / 32, "α: the AuxK loss's coefficient (Gao et al. 2024: 1/32); "
-                             "0 turns it off", low=0, neutral=0, label="α", saelens="aux_loss_coefficient")
-DEAD_WINDOW = HyperParam("dead_window", 1000, "a latent is dead for AuxK when it has not fired in this many "
-                         "training steps", low=1, integer=True, needs="aux_coefficient", label="dead window",
-                         saelens="dead_feature_window")
+L1 = HyperParam(
+    "l1",
+    0.1,
+    "λ: the L1 coefficient (plain, gated, rescaled) or the L0 coefficient (jumprelu)",
+    low=0,
+    low_open=True,
+    sparsity=True,
+    label="λ",
+    saelens="l1_coefficient (jumprelu: l0_coefficient)",
+)
+K = HyperParam(
+    "k",
+    2,
+    "k: latents kept per input (topk) or per input on average over the batch (batchtopk, "
+    "matryoshka)",
+    low=1,
+    integer=True,
+    sparsity=True,
+    label="k",
+    saelens="k",
+)
+BANDWIDTH = HyperParam(
+    "bandwidth",
+    0.05,
+    "ε: the width of the rectangle window of JumpReLU's straight-through pseudo-derivatives",
+    low=0,
+    low_open=True,
+    label="ε",
+    saelens="jumprelu_bandwidth",
+)
+INIT_THRESHOLD = HyperParam(
+    "init_threshold",
+    0.01,
+    "θ₀: every JumpReLU threshold at initialisation",
+    low=0,
+    label="θ₀",
+    saelens="jumprelu_init_threshold",
+)
+GRAD_CLIP = HyperParam(
+    "grad_clip",
+    1.0,
+    "the largest global norm of one SAE's gradient before Adam (0: no clipping)",
+    low=0,
+    neutral=0,
+    label="clip",
+    saelens="the trainer's clip_grad_norm_ (1.0, every kind)",
+)
+AUX_COEFFICIENT = HyperParam(
+    "aux_coefficient",
+    1 / 32,
+    "α: the AuxK loss's coefficient (Gao et al. 2024: 1/32); 0 turns it off",
+    low=0,
+    neutral=0,
+    label="α",
+    saelens="aux_loss_coefficient",
+)
+DEAD_WINDOW = HyperParam(
+    "dead_window",
+    1000,
+    "a latent is dead for AuxK when it has not fired in this many training steps",
+    low=1,
+    integer=True,
+    needs="aux_coefficient",
+    label="dead window",
+    saelens="dead_feature_window",
+)

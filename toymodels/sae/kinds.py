@@ -55,10 +55,27 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from toymodels.sae.base import (SaeKind, batch_top_k_mask, decoder, example_top_k_mask, jump_relu, l1_of,
-                                pre_activation, projection, squared_error, step)
-from toymodels.sae.hyperparams import AUX_COEFFICIENT, BANDWIDTH, DEAD_WINDOW, GRAD_CLIP, INIT_THRESHOLD, K, L1
-
+from toymodels.sae.base import (
+    SaeKind,
+    batch_top_k_mask,
+    decoder,
+    example_top_k_mask,
+    jump_relu,
+    l1_of,
+    pre_activation,
+    projection,
+    squared_error,
+    step,
+)
+from toymodels.sae.hyperparams import (
+    AUX_COEFFICIENT,
+    BANDWIDTH,
+    DEAD_WINDOW,
+    GRAD_CLIP,
+    INIT_THRESHOLD,
+    L1,
+    K,
+)
 
 # --- plain -------------------------------------------------------------------------------------
 
@@ -67,9 +84,13 @@ def encode_plain(params, h_HxB, hp, spec, training):
     return jax.nn.relu(pre_activation(params, h_HxB)), {}
 
 
-PLAIN = SaeKind(name="plain", encode=encode_plain, hparams=(L1,),
-                loss_terms=lambda params, h_HxB, f_DxB, aux, hp, spec: {"l1": hp.l1 * l1_of(f_DxB)},
-                doc="f = ReLU(W_enc(h − b_dec) + b_enc), loss ‖h − ĥ‖² + λ‖f‖₁")
+PLAIN = SaeKind(
+    name="plain",
+    encode=encode_plain,
+    hparams=(L1,),
+    loss_terms=lambda params, h_HxB, f_DxB, aux, hp, spec: {"l1": hp.l1 * l1_of(f_DxB)},
+    doc="f = ReLU(W_enc(h − b_dec) + b_enc), loss ‖h − ĥ‖² + λ‖f‖₁",
+)
 
 
 # --- gated and rescaled --------------------------------------------------------------------------
@@ -97,8 +118,14 @@ def encode_gated(params, h_HxB, hp, spec, training):
     return f_DxB, {"gate": jax.nn.relu(gate_pre_DxB)}
 
 
-GATED = SaeKind(name="gated", encode=encode_gated, loss_terms=gate_terms, init=init_gated, hparams=(L1,),
-                doc="f = 1[π_gate > 0] ⊙ ReLU(π_mag); L1 on ReLU(π_gate) plus a frozen-decoder aux loss")
+GATED = SaeKind(
+    name="gated",
+    encode=encode_gated,
+    loss_terms=gate_terms,
+    init=init_gated,
+    hparams=(L1,),
+    doc="f = 1[π_gate > 0] ⊙ ReLU(π_mag); L1 on ReLU(π_gate) plus a frozen-decoder aux loss",
+)
 
 
 def init_rescaled(key, n_hidden, dict_size, spec, hp):
@@ -110,8 +137,14 @@ def encode_rescaled(params, h_HxB, hp, spec, training):
     return jnp.exp(params["r_mag_D"])[:, None] * gate_DxB, {"gate": gate_DxB}
 
 
-RESCALED = SaeKind(name="rescaled", encode=encode_rescaled, loss_terms=gate_terms, init=init_rescaled,
-                   hparams=(L1,), doc="f = e^r ⊙ ReLU(π_gate): the gated SAE without its Heaviside step")
+RESCALED = SaeKind(
+    name="rescaled",
+    encode=encode_rescaled,
+    loss_terms=gate_terms,
+    init=init_rescaled,
+    hparams=(L1,),
+    doc="f = e^r ⊙ ReLU(π_gate): the gated SAE without its Heaviside step",
+)
 
 
 # --- top-k kinds ---------------------------------------------------------------------------------
@@ -125,8 +158,13 @@ def encode_topk(params, h_HxB, hp, spec, training):
 # The top-k kinds' hyperparameters: k, and AuxK's coefficient and dead window (toymodels.sae.train).
 TOP_K_HPARAMS = (K, AUX_COEFFICIENT, DEAD_WINDOW)
 
-TOPK = SaeKind(name="topk", encode=encode_topk, hparams=TOP_K_HPARAMS, top_k=True,
-               doc="f = ReLU(pre), each input's k largest (k per SAE, at most spec.k_max)")
+TOPK = SaeKind(
+    name="topk",
+    encode=encode_topk,
+    hparams=TOP_K_HPARAMS,
+    top_k=True,
+    doc="f = ReLU(pre), each input's k largest (k per SAE, at most spec.k_max)",
+)
 
 
 def init_batchtopk(key, n_hidden, dict_size, spec, hp):
@@ -150,9 +188,15 @@ def track_threshold(params, aux, spec):
     return {**params, "threshold": new}
 
 
-BATCHTOPK = SaeKind(name="batchtopk", encode=encode_batchtopk, init=init_batchtopk, update_state=track_threshold,
-                    hparams=TOP_K_HPARAMS, top_k=True,
-                    doc="f = ReLU(pre), the batch's k·B largest; at evaluation pre > θ (tracked)")
+BATCHTOPK = SaeKind(
+    name="batchtopk",
+    encode=encode_batchtopk,
+    init=init_batchtopk,
+    update_state=track_threshold,
+    hparams=TOP_K_HPARAMS,
+    top_k=True,
+    doc="f = ReLU(pre), the batch's k·B largest; at evaluation pre > θ (tracked)",
+)
 
 
 def matryoshka_terms(params, h_HxB, f_DxB, aux, hp, spec):
@@ -176,9 +220,16 @@ def matryoshka_widths(spec) -> tuple[int, ...]:
     return tuple(sorted(set(widths) - {d})) + (d,)
 
 
-MATRYOSHKA = SaeKind(name="matryoshka", encode=encode_batchtopk, init=init_batchtopk, update_state=track_threshold,
-                     loss_terms=matryoshka_terms, hparams=TOP_K_HPARAMS, top_k=True,
-                     doc="BatchTopK codes; every prefix of width w in spec.matryoshka_widths reconstructs h")
+MATRYOSHKA = SaeKind(
+    name="matryoshka",
+    encode=encode_batchtopk,
+    init=init_batchtopk,
+    update_state=track_threshold,
+    loss_terms=matryoshka_terms,
+    hparams=TOP_K_HPARAMS,
+    top_k=True,
+    doc="BatchTopK codes; every prefix of width w in spec.matryoshka_widths reconstructs h",
+)
 
 
 # --- JumpReLU ------------------------------------------------------------------------------------
@@ -195,7 +246,10 @@ def encode_jumprelu(params, h_HxB, hp, spec, training):
     pre_DxB = pre_activation(params, h_HxB)
     theta_Dx1 = params["threshold_D"][:, None]
     norm_Dx1 = jnp.linalg.norm(params["V_HxD"], axis=0)[:, None]
-    return norm_Dx1 * jump_relu(pre_DxB, theta_Dx1, hp.bandwidth), {"pre": pre_DxB, "theta": theta_Dx1}
+    return norm_Dx1 * jump_relu(pre_DxB, theta_Dx1, hp.bandwidth), {
+        "pre": pre_DxB,
+        "theta": theta_Dx1,
+    }
 
 
 def jumprelu_terms(params, h_HxB, f_DxB, aux, hp, spec):
@@ -209,9 +263,16 @@ def project_threshold(params, aux, spec):
     return {**params, "threshold_D": jnp.maximum(params["threshold_D"], 0.0)}
 
 
-JUMPRELU = SaeKind(name="jumprelu", encode=encode_jumprelu, loss_terms=jumprelu_terms, init=init_jumprelu,
-                   update_state=project_threshold, hparams=(L1, BANDWIDTH, INIT_THRESHOLD, GRAD_CLIP), init_scale=0.1,
-                   doc="f = ‖v‖ pre ⊙ H(pre − θ), loss ‖h − ĥ‖² + λ·L0, straight-through θ")
+JUMPRELU = SaeKind(
+    name="jumprelu",
+    encode=encode_jumprelu,
+    loss_terms=jumprelu_terms,
+    init=init_jumprelu,
+    update_state=project_threshold,
+    hparams=(L1, BANDWIDTH, INIT_THRESHOLD, GRAD_CLIP),
+    init_scale=0.1,
+    doc="f = ‖v‖ pre ⊙ H(pre − θ), loss ‖h − ĥ‖² + λ·L0, straight-through θ",
+)
 
 
 BUILTIN = [PLAIN, GATED, RESCALED, TOPK, BATCHTOPK, JUMPRELU, MATRYOSHKA]

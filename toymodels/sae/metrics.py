@@ -103,15 +103,29 @@ class EvalSums:
     absorbing_FxD: jax.Array  # latents firing on the child's absorbed inputs (0×0 when not tracked)
 
     @classmethod
-    def zeros(cls, n_hidden: int, dict_size: int, n_true: int, hierarchy: bool = False) -> "EvalSums":
+    def zeros(cls, n_hidden: int, dict_size: int, n_true: int, hierarchy: bool = False) -> EvalSums:
         z = jnp.zeros(())
         per_child = jnp.zeros((n_true if hierarchy else 0,))
         tracked = hierarchy and n_true * dict_size <= ABSORBING_MAX
-        return cls(n=z, sse=z, sum_h_H=jnp.zeros((n_hidden,)), sum_hh=z, sum_hhat_h=z, sum_hhat2=z,
-                   fires_D=jnp.zeros((dict_size,)), hits_D=jnp.zeros((dict_size,)), true_fires_F=jnp.zeros((n_true,)),
-                   absorbed=z, child_events=z, loss=z, absorbed_F=per_child, child_events_F=per_child,
-                   parent_only_F=per_child, parent_only_hits_F=per_child,
-                   absorbing_FxD=jnp.zeros((n_true, dict_size) if tracked else (0, 0)))
+        return cls(
+            n=z,
+            sse=z,
+            sum_h_H=jnp.zeros((n_hidden,)),
+            sum_hh=z,
+            sum_hhat_h=z,
+            sum_hhat2=z,
+            fires_D=jnp.zeros((dict_size,)),
+            hits_D=jnp.zeros((dict_size,)),
+            true_fires_F=jnp.zeros((n_true,)),
+            absorbed=z,
+            child_events=z,
+            loss=z,
+            absorbed_F=per_child,
+            child_events_F=per_child,
+            parent_only_F=per_child,
+            parent_only_hits_F=per_child,
+            absorbing_FxD=jnp.zeros((n_true, dict_size) if tracked else (0, 0)),
+        )
 
     def add(self, h_HxB, hhat_HxB, f_DxB, z_FxB, match_D, latent_F, parent_F, loss) -> EvalSums:
         fire_DxB, true_FxB = f_DxB > 0, z_FxB > 0
@@ -129,19 +143,28 @@ class EvalSums:
                 absorbed_F=self.absorbed_F + jnp.sum(absorbed_FxB, axis=1),
                 child_events_F=self.child_events_F + jnp.sum(child_FxB, axis=1),
                 parent_only_F=self.parent_only_F + jnp.sum(parent_only_FxB, axis=1),
-                parent_only_hits_F=self.parent_only_hits_F + jnp.sum(parent_only_FxB & parent_latent_FxB, axis=1))
+                parent_only_hits_F=self.parent_only_hits_F
+                + jnp.sum(parent_only_FxB & parent_latent_FxB, axis=1),
+            )
             if self.absorbing_FxD.size:
-                per_child["absorbing_FxD"] = self.absorbing_FxD + (absorbed_FxB.astype(jnp.float32)
-                                                                   @ fire_DxB.T.astype(jnp.float32))
-        return self.replace(**per_child, n=self.n + h_HxB.shape[1], sse=self.sse + jnp.sum((h_HxB - hhat_HxB) ** 2),
-                            sum_h_H=self.sum_h_H + jnp.sum(h_HxB, axis=1), sum_hh=self.sum_hh + jnp.sum(h_HxB**2),
-                            sum_hhat_h=self.sum_hhat_h + jnp.sum(hhat_HxB * h_HxB),
-                            sum_hhat2=self.sum_hhat2 + jnp.sum(hhat_HxB**2),
-                            fires_D=self.fires_D + jnp.sum(fire_DxB, axis=1),
-                            hits_D=self.hits_D + jnp.sum(fire_DxB & true_FxB[match_D], axis=1),
-                            true_fires_F=self.true_fires_F + jnp.sum(true_FxB, axis=1),
-                            absorbed=self.absorbed + absorbed, child_events=self.child_events + events,
-                            loss=self.loss + loss)
+                per_child["absorbing_FxD"] = self.absorbing_FxD + (
+                    absorbed_FxB.astype(jnp.float32) @ fire_DxB.T.astype(jnp.float32)
+                )
+        return self.replace(
+            **per_child,
+            n=self.n + h_HxB.shape[1],
+            sse=self.sse + jnp.sum((h_HxB - hhat_HxB) ** 2),
+            sum_h_H=self.sum_h_H + jnp.sum(h_HxB, axis=1),
+            sum_hh=self.sum_hh + jnp.sum(h_HxB**2),
+            sum_hhat_h=self.sum_hhat_h + jnp.sum(hhat_HxB * h_HxB),
+            sum_hhat2=self.sum_hhat2 + jnp.sum(hhat_HxB**2),
+            fires_D=self.fires_D + jnp.sum(fire_DxB, axis=1),
+            hits_D=self.hits_D + jnp.sum(fire_DxB & true_FxB[match_D], axis=1),
+            true_fires_F=self.true_fires_F + jnp.sum(true_FxB, axis=1),
+            absorbed=self.absorbed + absorbed,
+            child_events=self.child_events + events,
+            loss=self.loss + loss,
+        )
 
 
 @struct.dataclass
@@ -165,13 +188,17 @@ class SaeScores:
     max_cos_D: jax.Array
     n_dead_long: jax.Array  # never firing over spec.dead_samples evaluation inputs
     dead_fraction_long: jax.Array
-    absorption_gap: jax.Array  # SAELens #729: mean over edges of the parent latent's recall without − with child
+    absorption_gap: (
+        jax.Array
+    )  # SAELens #729: mean over edges of the parent latent's recall without − with child
     # per child feature (zero-length without a hierarchy; edges are the children, parent_N >= 0):
     edge_child_events_F: jax.Array
     edge_absorbed_F: jax.Array
     edge_parent_only_F: jax.Array
     edge_parent_only_hits_F: jax.Array
-    edge_absorbing_F: jax.Array  # int: the latent firing most on the absorbed inputs (−1: none or not tracked)
+    edge_absorbing_F: (
+        jax.Array
+    )  # int: the latent firing most on the absorbed inputs (−1: none or not tracked)
     edge_absorbing_count_F: jax.Array
 
 
@@ -210,14 +237,27 @@ def edge_scores(sums: EvalSums) -> dict:
     else:
         absorbing_F = jnp.full(sums.absorbed_F.shape, -1)
         count_F = jnp.zeros(sums.absorbed_F.shape)
-    return dict(absorption_gap=jnp.where(jnp.any(both_F), gap, jnp.nan), edge_child_events_F=sums.child_events_F,
-                edge_absorbed_F=sums.absorbed_F, edge_parent_only_F=sums.parent_only_F,
-                edge_parent_only_hits_F=sums.parent_only_hits_F, edge_absorbing_F=absorbing_F,
-                edge_absorbing_count_F=count_F)
+    return dict(
+        absorption_gap=jnp.where(jnp.any(both_F), gap, jnp.nan),
+        edge_child_events_F=sums.child_events_F,
+        edge_absorbed_F=sums.absorbed_F,
+        edge_parent_only_F=sums.parent_only_F,
+        edge_parent_only_hits_F=sums.parent_only_hits_F,
+        edge_absorbing_F=absorbing_F,
+        edge_absorbing_count_F=count_F,
+    )
 
 
-def scores(sums: EvalSums, n_batches: int, W_dec_HxD, truth_HxF, represented_F, match_D, pairs_Px2,
-           long_fires_D=None) -> SaeScores:
+def scores(
+    sums: EvalSums,
+    n_batches: int,
+    W_dec_HxD,
+    truth_HxF,
+    represented_F,
+    match_D,
+    pairs_Px2,
+    long_fires_D=None,
+) -> SaeScores:
     """The scores of one SAE from its sums; ``long_fires_D``: each latent's firings over the long
     dead count's inputs (default: the evaluation batch's)."""
     long_fires_D = sums.fires_D if long_fires_D is None else long_fires_D
@@ -230,15 +270,27 @@ def scores(sums: EvalSums, n_batches: int, W_dec_HxD, truth_HxF, represented_F, 
     centred = sums.sum_hh - jnp.sum(sums.sum_h_H**2) / sums.n
     n_dead = jnp.sum(dead_D)
     return SaeScores(
-        mmcs=mmcs(truth_HxF, W_dec_HxD, represented_F), mmcs_reverse=mmcs(W_dec_HxD, truth_HxF, ~dead_D, represented_F),
-        n_dead=n_dead, dead_fraction=n_dead / dead_D.shape[0], l0=jnp.sum(sums.fires_D) / sums.n,
-        true_l0=jnp.sum(sums.true_fires_F) / sums.n, mse=sums.sse / (sums.n * truth_HxF.shape[0]),
-        fvu=sums.sse / jnp.maximum(centred, 1e-12), h_var=centred / sums.n,
-        gamma=sums.sum_hhat2 / sums.sum_hhat_h, precision=jnp.mean(precision_D), recall=jnp.mean(recall_D),
-        f1=jnp.mean(f1_D), absorption=sums.absorbed / jnp.where(sums.child_events > 0, sums.child_events, jnp.nan),
-        n_composed=n_composed(W_dec_HxD, truth_HxF, pairs_Px2), loss=sums.loss / n_batches,
-        max_cos_D=max_cos_to_others(W_dec_HxD), n_dead_long=jnp.sum(long_fires_D == 0),
-        dead_fraction_long=jnp.mean(long_fires_D == 0), **edge_scores(sums))
+        mmcs=mmcs(truth_HxF, W_dec_HxD, represented_F),
+        mmcs_reverse=mmcs(W_dec_HxD, truth_HxF, ~dead_D, represented_F),
+        n_dead=n_dead,
+        dead_fraction=n_dead / dead_D.shape[0],
+        l0=jnp.sum(sums.fires_D) / sums.n,
+        true_l0=jnp.sum(sums.true_fires_F) / sums.n,
+        mse=sums.sse / (sums.n * truth_HxF.shape[0]),
+        fvu=sums.sse / jnp.maximum(centred, 1e-12),
+        h_var=centred / sums.n,
+        gamma=sums.sum_hhat2 / sums.sum_hhat_h,
+        precision=jnp.mean(precision_D),
+        recall=jnp.mean(recall_D),
+        f1=jnp.mean(f1_D),
+        absorption=sums.absorbed / jnp.where(sums.child_events > 0, sums.child_events, jnp.nan),
+        n_composed=n_composed(W_dec_HxD, truth_HxF, pairs_Px2),
+        loss=sums.loss / n_batches,
+        max_cos_D=max_cos_to_others(W_dec_HxD),
+        n_dead_long=jnp.sum(long_fires_D == 0),
+        dead_fraction_long=jnp.mean(long_fires_D == 0),
+        **edge_scores(sums),
+    )
 
 
 def uniqueness(W_dec_HxD, truth_HxF, represented_F=None) -> float:

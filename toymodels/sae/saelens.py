@@ -475,11 +475,18 @@ def _jumprelu(params, k):
     "JumpReLU"), and SAELens's file holds the unit-norm W_dec: so latent j's encoder row, bias and
     threshold are scaled by ‖v_j‖ > 0, which keeps the gate (‖v‖z > ‖v‖θ iff z > θ) and gives
     the same codes and reconstruction. The log θ kind of older stores coded z H(z − θ): as is."""
-    tensors = {**_common(params), "b_enc": _np(params, "b_enc_D"), "threshold": jumprelu_threshold(params)}
+    tensors = {
+        **_common(params),
+        "b_enc": _np(params, "b_enc_D"),
+        "threshold": jumprelu_threshold(params),
+    }
     if "log_threshold_D" not in params:
         scale_D = np.linalg.norm(_np(params, "V_HxD"), axis=0)
-        tensors.update(W_enc=np.ascontiguousarray(tensors["W_enc"] * scale_D[None, :]),
-                       b_enc=tensors["b_enc"] * scale_D, threshold=tensors["threshold"] * scale_D)
+        tensors.update(
+            W_enc=np.ascontiguousarray(tensors["W_enc"] * scale_D[None, :]),
+            b_enc=tensors["b_enc"] * scale_D,
+            threshold=tensors["threshold"] * scale_D,
+        )
     return "jumprelu", tensors, {}
 
 

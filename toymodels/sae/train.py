@@ -100,8 +100,10 @@ class SaeHParams:
         values = self.__dict__.get("values")
         if values is not None and name in values:
             return values[name]
-        raise AttributeError(f"SaeHParams has no {name!r}; it holds lr, ortho"
-                             + "".join(f", {v}" for v in (values or ())))
+        raise AttributeError(
+            f"SaeHParams has no {name!r}; it holds lr, ortho"
+            + "".join(f", {v}" for v in (values or ()))
+        )
 
 
 def per_sae_hparams() -> dict:
@@ -123,14 +125,19 @@ def hparams(n: int, lr=3e-3, ortho=0.0, **values) -> SaeHParams:
     known = per_sae_hparams()
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise TypeError(f"hparams: no SAE kind declares a per-SAE hyperparameter {unknown[0]!r}; "
-                        f"known: lr, ortho, {', '.join(known)}")
+        raise TypeError(
+            f"hparams: no SAE kind declares a per-SAE hyperparameter {unknown[0]!r}; "
+            f"known: lr, ortho, {', '.join(known)}"
+        )
 
     def leaf(v, dtype=jnp.float32):
         return jnp.broadcast_to(jnp.asarray(v, dtype), (n,))
 
-    return SaeHParams(lr=leaf(lr), ortho=leaf(ortho),
-                      values={name: leaf(values.get(name, h.default), h.dtype) for name, h in known.items()})
+    return SaeHParams(
+        lr=leaf(lr),
+        ortho=leaf(ortho),
+        values={name: leaf(values.get(name, h.default), h.dtype) for name, h in known.items()},
+    )
 
 
 @struct.dataclass
@@ -149,8 +156,10 @@ def kind_of(spec: SaeSpec):
 def init_params(key: jax.Array, n_hidden: int, spec: SaeSpec, hp: SaeHParams) -> dict:
     shared_key, own_key = jax.random.split(key)
     kind = kind_of(spec)
-    return {**shared_params(shared_key, n_hidden, spec.dict_size, kind.init_scale),
-            **kind.init(own_key, n_hidden, spec.dict_size, spec, hp)}
+    return {
+        **shared_params(shared_key, n_hidden, spec.dict_size, kind.init_scale),
+        **kind.init(own_key, n_hidden, spec.dict_size, spec, hp),
+    }
 
 
 def ortho_penalty(W_dec_HxD: jax.Array) -> jax.Array:
@@ -266,14 +275,23 @@ def make_sae(spec: SaeSpec, n_hidden: int):
     loss)`` of one SAE. ``params0``: start from these parameters (a warm start, or resuming from
     stored ones) instead of the key's init; the optimiser state starts fresh."""
     kind = kind_of(spec)
-    grad_fn = jax.value_and_grad(lambda p, h, hp, dead: objective(p, h, hp, spec, dead_D=dead), has_aux=True)
-    clips = kind.hparam("grad_clip") is not None  # kinds that declare it (JumpReLU) clip their gradient
+    grad_fn = jax.value_and_grad(
+        lambda p, h, hp, dead: objective(p, h, hp, spec, dead_D=dead), has_aux=True
+    )
+    clips = (
+        kind.hparam("grad_clip") is not None
+    )  # kinds that declare it (JumpReLU) clip their gradient
 
     def init(key, hp, params0=None) -> SaeState:
         fresh = init_params(key, n_hidden, spec, hp)
         params = fresh if params0 is None else params0
-        return SaeState(params, optax.adam(hp.lr).init(params), jnp.zeros((spec.dict_size,), bool), fresh,
-                        jnp.zeros((spec.dict_size,), jnp.int32))
+        return SaeState(
+            params,
+            optax.adam(hp.lr).init(params),
+            jnp.zeros((spec.dict_size,), bool),
+            fresh,
+            jnp.zeros((spec.dict_size,), jnp.int32),
+        )
 
     def step(state: SaeState, h_HxB, hp, t):
         opt = optax.adam(hp.lr)
@@ -286,7 +304,9 @@ def make_sae(spec: SaeSpec, n_hidden: int):
         params = kind.update_state(optax.apply_updates(state.params, updates), aux, spec)
         fires_D = jnp.any(f_DxB > 0, axis=1)
         fired_D = state.fired_D | fires_D
-        since_fired_D = jnp.where(fires_D, 0, state.since_fired_D + 1) if spec.aux_k else state.since_fired_D
+        since_fired_D = (
+            jnp.where(fires_D, 0, state.since_fired_D + 1) if spec.aux_k else state.since_fired_D
+        )
         if spec.resample_every:
             due = (t + 1) % spec.resample_every == 0
             params, opt_state = jax.lax.cond(
@@ -297,7 +317,9 @@ def make_sae(spec: SaeSpec, n_hidden: int):
                 lambda: (params, opt_state),
             )
             fired_D = fired_D & ~due
-        return state.replace(params=params, opt_state=opt_state, fired_D=fired_D, since_fired_D=since_fired_D), loss
+        return state.replace(
+            params=params, opt_state=opt_state, fired_D=fired_D, since_fired_D=since_fired_D
+        ), loss
 
     return init, step
 
@@ -319,7 +341,9 @@ def evaluate(specs, source, params, hps, arrays, batched: bool):
     def start(spec, p):
         W_dec_HxD = decoder(p)
         match_D, latent_F = metrics.matches(truth_HxF, W_dec_HxD, represented_F)
-        sums = metrics.EvalSums.zeros(source.n_hidden, spec.dict_size, source.n_true, source.has_hierarchy)
+        sums = metrics.EvalSums.zeros(
+            source.n_hidden, spec.dict_size, source.n_true, source.has_hierarchy
+        )
         return sums, W_dec_HxD, match_D, latent_F
 
     def add(spec, p, hp, sums, match_D, latent_F, z_FxB, h_HxB):
@@ -345,13 +369,25 @@ def evaluate(specs, source, params, hps, arrays, batched: bool):
         return (sums, source.draw(arrays, stream, i + 1, spec0.eval_batch)), None
 
     first = source.draw(arrays, stream, jnp.uint32(0), spec0.eval_batch)
-    (sums, _), _ = jax.lax.scan(one, (tuple(st[0] for st in starts), first),
-                                jnp.arange(spec0.eval_batches, dtype=jnp.uint32))
+    (sums, _), _ = jax.lax.scan(
+        one,
+        (tuple(st[0] for st in starts), first),
+        jnp.arange(spec0.eval_batches, dtype=jnp.uint32),
+    )
     fires = count_fires(specs, source, params, hps, arrays, over, stream)
-    finish = partial(metrics.scores, n_batches=spec0.eval_batches, truth_HxF=truth_HxF, represented_F=represented_F,
-                     pairs_Px2=source.pairs(arrays))
-    return [over(lambda s, W, m, c: finish(s, W_dec_HxD=W, match_D=m, long_fires_D=c), 0, 0, 0, 0)(s, st[1], st[2], c)
-            for s, st, c in zip(sums, starts, fires)]
+    finish = partial(
+        metrics.scores,
+        n_batches=spec0.eval_batches,
+        truth_HxF=truth_HxF,
+        represented_F=represented_F,
+        pairs_Px2=source.pairs(arrays),
+    )
+    return [
+        over(lambda s, W, m, c: finish(s, W_dec_HxD=W, match_D=m, long_fires_D=c), 0, 0, 0, 0)(
+            s, st[1], st[2], c
+        )
+        for s, st, c in zip(sums, starts, fires)
+    ]
 
 
 def count_fires(specs, source, params, hps, arrays, over, stream):
@@ -361,18 +397,26 @@ def count_fires(specs, source, params, hps, arrays, over, stream):
     spec0 = specs[0]
 
     def fires(spec, p, hp, h_HxB):
-        return jnp.sum(kind_of(spec).encode(p, h_HxB, hp, spec, False)[0] > 0, axis=1).astype(jnp.float32)
+        return jnp.sum(kind_of(spec).encode(p, h_HxB, hp, spec, False)[0] > 0, axis=1).astype(
+            jnp.float32
+        )
 
     def one(carry, i):
         counts, packed = carry
         _, h_HxB = source.inputs(arrays, packed)
-        counts = tuple(c + over(partial(fires, spec), 0, 0, None)(p, hp, h_HxB)
-                       for spec, p, hp, c in zip(specs, params, hps, counts))
+        counts = tuple(
+            c + over(partial(fires, spec), 0, 0, None)(p, hp, h_HxB)
+            for spec, p, hp, c in zip(specs, params, hps, counts)
+        )
         return (counts, source.draw(arrays, stream, i + 1, spec0.eval_batch)), None
 
-    zeros = tuple(over(lambda p, d=spec.dict_size: jnp.zeros((d,)), 0)(p) for spec, p in zip(specs, params))
+    zeros = tuple(
+        over(lambda p, d=spec.dict_size: jnp.zeros((d,)), 0)(p) for spec, p in zip(specs, params)
+    )
     first = source.draw(arrays, stream, jnp.uint32(0), spec0.eval_batch)
-    (counts, _), _ = jax.lax.scan(one, (zeros, first), jnp.arange(spec0.dead_batches, dtype=jnp.uint32))
+    (counts, _), _ = jax.lax.scan(
+        one, (zeros, first), jnp.arange(spec0.dead_batches, dtype=jnp.uint32)
+    )
     return counts
 
 

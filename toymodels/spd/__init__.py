@@ -17,8 +17,32 @@ A new model to decompose is one ``Target`` (see ``toymodels.spd.target``).
 from __future__ import annotations
 
 from toymodels.spd.target import Site, Target, residual_mlp, tms
-from toymodels.spd.train import (PRESETS, SPD_STREAM, SpdHParams, SpdResult, SpdScores, SpdSpec, decompose_many,
-                                 hparams, make_train, spd_keys)
+from toymodels.spd.train import (
+    PRESETS,
+    SPD_STREAM,
+    SpdHParams,
+    SpdResult,
+    SpdScores,
+    SpdSpec,
+    decompose_many,
+    hparams,
+    make_train,
+    spd_keys,
+)
 
-__all__ = ["PRESETS", "SPD_STREAM", "Site", "SpdHParams", "SpdResult", "SpdScores", "SpdSpec", "Target",
-           "decompose_many", "hparams", "make_train", "residual_mlp", "spd_keys", "tms"]
+__all__ = [
+    "PRESETS",
+    "SPD_STREAM",
+    "Site",
+    "SpdHParams",
+    "SpdResult",
+    "SpdScores",
+    "SpdSpec",
+    "Target",
+    "decompose_many",
+    "hparams",
+    "make_train",
+    "residual_mlp",
+    "spd_keys",
+    "tms",
+]

@@ -38,11 +38,22 @@ def train_targets(n: int, m: int, model_seeds, steps: int = TARGET_STEPS, base_s
     """TMS models (kind ``relu``) trained at the paper's settings, one per seed, in one program:
     their arrays ``{"params", "density_F"}`` with a leading model axis, and their final losses."""
     seeds = list(model_seeds)
-    spec = TrainSpec(n_features=n, n_hidden=m, model="relu", steps=steps, batch_size=TARGET_BATCH.get((n, m), 1024),
-                     schedule="constant", snapshot_every=steps)
+    spec = TrainSpec(
+        n_features=n,
+        n_hidden=m,
+        model="relu",
+        steps=steps,
+        batch_size=TARGET_BATCH.get((n, m), 1024),
+        schedule="constant",
+        snapshot_every=steps,
+    )
     N = len(seeds)
-    hp = HParams(density_F=jnp.full((N, n), DENSITY), importance_F=jnp.ones((N, n)), lr=jnp.full((N,), TARGET_LR),
-                 weight_decay=jnp.full((N,), TARGET_WEIGHT_DECAY))
+    hp = HParams(
+        density_F=jnp.full((N, n), DENSITY),
+        importance_F=jnp.ones((N, n)),
+        lr=jnp.full((N,), TARGET_LR),
+        weight_decay=jnp.full((N,), TARGET_WEIGHT_DECAY),
+    )
     result = train_many(spec, model_keys(base_seed, seeds), hp)
     return {"params": result.params, "density_F": hp.density_F}, result.eval_loss
 
@@ -63,8 +74,16 @@ class Decompositions:
     params: dict
 
 
-def decompose(arrays, n: int, m: int, identity: bool, seeds, spec_overrides=None, hp_overrides=None,
-              base_seed: int = 0) -> Decompositions:
+def decompose(
+    arrays,
+    n: int,
+    m: int,
+    identity: bool,
+    seeds,
+    spec_overrides=None,
+    hp_overrides=None,
+    base_seed: int = 0,
+) -> Decompositions:
     """Every trained model (leading axis of ``arrays``) × every decomposition seed, in one program."""
     spec_kw, hp_kw = preset(n, m)
     spec = SpdSpec(**{**spec_kw, **(spec_overrides or {}), "per_target": True})
@@ -74,7 +93,20 @@ def decompose(arrays, n: int, m: int, identity: bool, seeds, spec_overrides=None
     seed = np.tile(np.asarray(seeds), n_models)
     per = jax.tree.map(lambda a: a[model_index], arrays)
     init, data = spd_keys(base_seed, model_index, seed)
-    result = decompose_many(spec, tms(n, m, identity), init, hparams(len(seed), **{**hp_kw, **(hp_overrides or {})}),
-                            per, data)
-    return Decompositions(target="tms_id" if identity else "tms", n=n, m=m, model_index=model_index, seed=seed,
-                          scores=jax.device_get(result.scores), params=jax.device_get(result.params))
+    result = decompose_many(
+        spec,
+        tms(n, m, identity),
+        init,
+        hparams(len(seed), **{**hp_kw, **(hp_overrides or {})}),
+        per,
+        data,
+    )
+    return Decompositions(
+        target="tms_id" if identity else "tms",
+        n=n,
+        m=m,
+        model_index=model_index,
+        seed=seed,
+        scores=jax.device_get(result.scores),
+        params=jax.device_get(result.params),
+    )

@@ -52,8 +52,12 @@ def init_gate(key, C: int, K: int) -> dict:
     """One site's C causal-importance MLPs: w_in ~ N(0, 2) (Kaiming for a ReLU-like unit with one
     input), w_out ~ N(0, 1/K) (linear, K inputs), zero biases."""
     in_key, out_key = jax.random.split(key)
-    return {"w_in_CxK": jnp.sqrt(2.0) * jax.random.normal(in_key, (C, K)), "b_in_CxK": jnp.zeros((C, K)),
-            "w_out_CxK": jax.random.normal(out_key, (C, K)) / jnp.sqrt(K), "b_out_C": jnp.zeros((C,))}
+    return {
+        "w_in_CxK": jnp.sqrt(2.0) * jax.random.normal(in_key, (C, K)),
+        "b_in_CxK": jnp.zeros((C, K)),
+        "w_out_CxK": jax.random.normal(out_key, (C, K)) / jnp.sqrt(K),
+        "b_out_C": jnp.zeros((C,)),
+    }
 
 
 def init_params(key, target, W: dict, C: int, K: int) -> dict:
@@ -108,8 +112,10 @@ _TANH_CUBIC = 0.044715
 def gelu_and_slope(z, approximate: bool):
     """(GELU(z), GELU'(z)): exact z Φ(z) and Φ(z) + z φ(z), or the tanh form and its derivative."""
     if approximate:
-        t = jnp.tanh(_TANH_SCALE * (z + _TANH_CUBIC * z ** 3))
-        return 0.5 * z * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * _TANH_SCALE * (1.0 + 3 * _TANH_CUBIC * z * z)
+        t = jnp.tanh(_TANH_SCALE * (z + _TANH_CUBIC * z**3))
+        return 0.5 * z * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * _TANH_SCALE * (
+            1.0 + 3 * _TANH_CUBIC * z * z
+        )
     Phi = 0.5 * (1.0 + jax.lax.erf(z * _SQRT_HALF))
     return z * Phi, Phi + z * _INV_SQRT_2PI * jnp.exp(-0.5 * z * z)
 
@@ -129,7 +135,10 @@ def gate_mlp(h_CxB, w_in_CxK, b_in_CxK, w_out_CxK, b_out_C, approximate: bool = 
     it five times (~3x slower at C = 20, K = 16, B = 4096). The stored arrays are what
     ``SpdSpec.batch_blocks`` divides."""
     z_CxKxB = _gate_hidden(h_CxB, w_in_CxK, b_in_CxK)
-    return jnp.einsum("ckb,ck->cb", jax.nn.gelu(z_CxKxB, approximate=approximate), w_out_CxK) + b_out_C[:, None]
+    return (
+        jnp.einsum("ckb,ck->cb", jax.nn.gelu(z_CxKxB, approximate=approximate), w_out_CxK)
+        + b_out_C[:, None]
+    )
 
 
 def _gate_fwd(h_CxB, w_in_CxK, b_in_CxK, w_out_CxK, b_out_C, approximate):
@@ -142,9 +151,16 @@ def _gate_fwd(h_CxB, w_in_CxK, b_in_CxK, w_out_CxK, b_out_C, approximate):
 
 def _gate_bwd(approximate, residuals, dpre_CxB):
     h_CxB, w_in_CxK, w_out_CxK, G_CxKxB, slope_CxKxB = residuals
-    dz_CxKxB = jax.lax.optimization_barrier(dpre_CxB[:, None, :] * w_out_CxK[:, :, None] * slope_CxKxB)
-    return (jnp.einsum("ckb,ck->cb", dz_CxKxB, w_in_CxK), jnp.einsum("ckb,cb->ck", dz_CxKxB, h_CxB),
-            jnp.sum(dz_CxKxB, axis=2), jnp.einsum("ckb,cb->ck", G_CxKxB, dpre_CxB), jnp.sum(dpre_CxB, axis=1))
+    dz_CxKxB = jax.lax.optimization_barrier(
+        dpre_CxB[:, None, :] * w_out_CxK[:, :, None] * slope_CxKxB
+    )
+    return (
+        jnp.einsum("ckb,ck->cb", dz_CxKxB, w_in_CxK),
+        jnp.einsum("ckb,cb->ck", dz_CxKxB, h_CxB),
+        jnp.sum(dz_CxKxB, axis=2),
+        jnp.einsum("ckb,cb->ck", G_CxKxB, dpre_CxB),
+        jnp.sum(dpre_CxB, axis=1),
+    )
 
 
 gate_mlp.defvjp(_gate_fwd, _gate_bwd)
@@ -153,7 +169,9 @@ gate_mlp.defvjp(_gate_fwd, _gate_bwd)
 def gate_pre(gate: dict, h_CxB: jax.Array, approximate: bool = False) -> jax.Array:
     """γ_c(h_c) of one site's gates (``gate_mlp``). ``approximate``: the tanh form of GELU (cheaper;
     the paper uses the exact erf form)."""
-    return gate_mlp(h_CxB, gate["w_in_CxK"], gate["b_in_CxK"], gate["w_out_CxK"], gate["b_out_C"], approximate)
+    return gate_mlp(
+        h_CxB, gate["w_in_CxK"], gate["b_in_CxK"], gate["w_out_CxK"], gate["b_out_C"], approximate
+    )
 
 
 def causal_importances(params: dict, target, acts: dict, approximate: bool = False):
@@ -171,6 +189,7 @@ def causal_importances(params: dict, target, acts: dict, approximate: bool = Fal
 def masked_linear(params: dict, target, masks: dict, W: dict):
     """``linear`` for ``Target.forward``: sites in ``masks`` apply U (m ⊙ Vᵀa), the others their
     trained matrix. A mask of all ones applies U Vᵀ a."""
+
     def linear(name, a_IxB):
         if name not in masks:
             return W[name] @ a_IxB
@@ -188,4 +207,4 @@ def stochastic_masks(g: dict, r: dict) -> dict:
 
 def weights_of(params: dict, target) -> dict:
     """Σ_c U_c V_cᵀ of every site."""
-    return {s.name: (lambda uv: uv[0] @ uv[1].T)(site_uv(params, s)) for s in target.sites}
+    return {s.name: (lambda uv: uv[0] @ uv[1].T)(site_uv(params, s)) for s in target.sites}  # noqa: PLC3002

@@ -31,7 +31,7 @@ def faithfulness(params, target, W: dict):
 
 def minimality(upper: dict, p):
     """Σ_sites Σ_c g_upper^p, mean over the batch (g_upper ≥ 0, so |·| is not needed)."""
-    return jnp.mean(sum(jnp.sum(g ** p, axis=0) for g in upper.values()))
+    return jnp.mean(sum(jnp.sum(g**p, axis=0) for g in upper.values()))
 
 
 def masked_output(params, target, arrays, x_FxB, masks: dict, W: dict):
@@ -40,8 +40,10 @@ def masked_output(params, target, arrays, x_FxB, masks: dict, W: dict):
 
 def stochastic_recon(params, target, arrays, x_FxB, out_OxB, g: dict, r_samples, W: dict):
     """Every site masked at once; ``r_samples``: one {site: r_CxB} per mask sample."""
-    return sum(mse(masked_output(params, target, arrays, x_FxB, stochastic_masks(g, r), W), out_OxB)
-               for r in r_samples) / len(r_samples)
+    return sum(
+        mse(masked_output(params, target, arrays, x_FxB, stochastic_masks(g, r), W), out_OxB)
+        for r in r_samples
+    ) / len(r_samples)
 
 
 def layerwise_recon(params, target, arrays, x_FxB, out_OxB, g: dict, r_samples, W: dict):
@@ -50,19 +52,29 @@ def layerwise_recon(params, target, arrays, x_FxB, out_OxB, g: dict, r_samples, 
     for r in r_samples:
         masks = stochastic_masks(g, r)
         for site in target.sites:
-            total = total + mse(masked_output(params, target, arrays, x_FxB, {site.name: masks[site.name]}, W),
-                                out_OxB)
+            total = total + mse(
+                masked_output(params, target, arrays, x_FxB, {site.name: masks[site.name]}, W),
+                out_OxB,
+            )
     return total / (len(r_samples) * len(target.sites))
 
 
-def objective(params, target, arrays, x_FxB, out_OxB, acts: dict, W: dict, r_full, r_layer, hp, approximate):
+def objective(
+    params, target, arrays, x_FxB, out_OxB, acts: dict, W: dict, r_full, r_layer, hp, approximate
+):
     """(L, its terms). ``out_OxB``, ``acts``: the trained model's output and site inputs on the
     batch (constants of the step); ``r_layer`` None leaves the layerwise term out."""
     g, upper = causal_importances(params, target, acts, approximate)
-    terms = {"faithfulness": faithfulness(params, target, W),
-             "recon": stochastic_recon(params, target, arrays, x_FxB, out_OxB, g, r_full, W),
-             "minimality": minimality(upper, hp.p)}
-    loss = hp.faithfulness * terms["faithfulness"] + hp.recon * terms["recon"] + hp.minimality * terms["minimality"]
+    terms = {
+        "faithfulness": faithfulness(params, target, W),
+        "recon": stochastic_recon(params, target, arrays, x_FxB, out_OxB, g, r_full, W),
+        "minimality": minimality(upper, hp.p),
+    }
+    loss = (
+        hp.faithfulness * terms["faithfulness"]
+        + hp.recon * terms["recon"]
+        + hp.minimality * terms["minimality"]
+    )
     if r_layer is not None:
         terms["layerwise"] = layerwise_recon(params, target, arrays, x_FxB, out_OxB, g, r_layer, W)
         loss = loss + hp.layerwise * terms["layerwise"]

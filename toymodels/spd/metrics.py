@@ -51,12 +51,18 @@ def site_scores(U_OxC, V_IxC, W_OxI, D_IxF, alive_C, match_cosine=0.999, match_r
     f = jnp.arange(T_OxF.shape[1])
     best_cos_F = cos_CxF[best_F, f]
     t_norm_F = jnp.linalg.norm(T_OxF, axis=0)
-    ratio_F = jnp.abs(a_CxF[best_F, f]) * jnp.linalg.norm(U_OxC, axis=0)[best_F] / jnp.maximum(t_norm_F, 1e-12)
+    ratio_F = (
+        jnp.abs(a_CxF[best_F, f])
+        * jnp.linalg.norm(U_OxC, axis=0)[best_F]
+        / jnp.maximum(t_norm_F, 1e-12)
+    )
     represented_F = t_norm_F >= REPRESENTED_NORM
     count = jnp.maximum(jnp.sum(represented_F), 1)
     mmcs = jnp.sum(jnp.where(represented_F, best_cos_F, 0.0)) / count
     ml2r = jnp.sum(jnp.where(represented_F, ratio_F, 0.0)) / count
-    matched_F = (best_cos_F >= match_cosine) & (jnp.abs(ratio_F - 1.0) <= match_ratio) & alive_C[best_F]
+    matched_F = (
+        (best_cos_F >= match_cosine) & (jnp.abs(ratio_F - 1.0) <= match_ratio) & alive_C[best_F]
+    )
     uses_C = jnp.zeros(U_OxC.shape[1], jnp.int32).at[best_F].add(represented_F.astype(jnp.int32))
     recovered = jnp.all(matched_F | ~represented_F) & (jnp.max(uses_C) <= 1)
     exact = recovered & (jnp.sum(alive_C) == jnp.sum(represented_F))

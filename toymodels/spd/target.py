@@ -28,7 +28,7 @@ width, ``O`` its output width, ``F`` features, ``B`` batch.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -75,21 +75,31 @@ class Target:
     def __post_init__(self):
         names = [s.name for s in self.sites]
         if len(set(names)) != len(names):
-            raise ConfigError("spd.target", f"{self.name}: site names must be distinct, got {names}")
+            raise ConfigError(
+                "spd.target", f"{self.name}: site names must be distinct, got {names}"
+            )
         by_name = {s.name: s for s in self.sites}
         for s in self.sites:
             if s.tied_to is None:
                 continue
             source = by_name.get(s.tied_to)
             if source is None or source.tied_to is not None:
-                raise ConfigError("spd.target", f"{self.name}: site {s.name!r} is tied to {s.tied_to!r}, "
-                                  "which must be an untied site of the same target")
+                raise ConfigError(
+                    "spd.target",
+                    f"{self.name}: site {s.name!r} is tied to {s.tied_to!r}, "
+                    "which must be an untied site of the same target",
+                )
             if (source.d_out, source.d_in) != (s.d_in, s.d_out):
-                raise ConfigError("spd.target", f"{self.name}: tied site {s.name!r} must be the transpose of "
-                                  f"{s.tied_to!r} ({source.d_in}×{source.d_out})")
+                raise ConfigError(
+                    "spd.target",
+                    f"{self.name}: tied site {s.name!r} must be the transpose of "
+                    f"{s.tied_to!r} ({source.d_in}×{source.d_out})",
+                )
         for name in self.scored:
             if name not in by_name:
-                raise ConfigError("spd.target", f"{self.name}: scored site {name!r} is not one of {names}")
+                raise ConfigError(
+                    "spd.target", f"{self.name}: scored site {name!r} is not one of {names}"
+                )
 
     def site(self, name: str) -> Site:
         return next(s for s in self.sites if s.name == name)
@@ -119,7 +129,9 @@ class Target:
 # --- targets of the toy models (``toymodels.models``) ------------------------------------------------
 
 
-def tms(n_features: int, n_hidden: int, identity: bool = False, data: DataSpec = DataSpec()) -> Target:
+def tms(
+    n_features: int, n_hidden: int, identity: bool = False, data: DataSpec = DataSpec()
+) -> Target:
     """The tied TMS model x' = ReLU(WᵀWx + b) of kind ``relu`` (params ``W`` m×n, ``b``): sites
     ``W`` (n → m) and ``W_T`` (its transpose, tied). ``identity``: the paper's TMS+ID, x' =
     ReLU(Wᵀ I W x + b) with a fixed m×m identity ``I`` between them, decomposed too. Training
@@ -127,7 +139,11 @@ def tms(n_features: int, n_hidden: int, identity: bool = False, data: DataSpec =
     Scored: ``W`` against the identity (its column j is feature j's direction), as in the paper's
     Table 1."""
     m, n = n_hidden, n_features
-    sites = [Site("W", m, n)] + ([Site("I", m, m)] if identity else []) + [Site("W_T", n, m, tied_to="W")]
+    sites = (
+        [Site("W", m, n)]
+        + ([Site("I", m, m)] if identity else [])
+        + [Site("W_T", n, m, tied_to="W")]
+    )
 
     def weights(arrays):
         W = arrays["params"]["W"]
@@ -142,12 +158,22 @@ def tms(n_features: int, n_hidden: int, identity: bool = False, data: DataSpec =
     def feature_inputs(arrays):
         return {"W": jnp.eye(n)}
 
-    return Target(name="tms_id" if identity else "tms", sites=tuple(sites), weights=weights, forward=forward,
-                  n_features=n, data=data, scored=("W",), feature_inputs=feature_inputs,
-                  doc="x' = ReLU(Wᵀ[I]Wx + b): W and its tied transpose (and a fixed identity)")
+    return Target(
+        name="tms_id" if identity else "tms",
+        sites=tuple(sites),
+        weights=weights,
+        forward=forward,
+        n_features=n,
+        data=data,
+        scored=("W",),
+        feature_inputs=feature_inputs,
+        doc="x' = ReLU(Wᵀ[I]Wx + b): W and its tied transpose (and a fixed identity)",
+    )
 
 
-def residual_mlp(n_features: int, n_hidden: int, layers: int, data: DataSpec = DataSpec(kind="signed")) -> Target:
+def residual_mlp(
+    n_features: int, n_hidden: int, layers: int, data: DataSpec = DataSpec(kind="signed")
+) -> Target:
     """Our ``residual_mlp`` kind (``toymodels.models.residual``): r₀ = E x with the fixed
     orthogonal E, L layers r += W_out ReLU(W_in r + b_in), output Eᵀr. Sites ``W_in.l`` (k×d) and
     ``W_out.l`` (d×k) of every layer; scored: every ``W_in.l`` against the features' stream
@@ -159,8 +185,10 @@ def residual_mlp(n_features: int, n_hidden: int, layers: int, data: DataSpec = D
 
     def weights(arrays):
         p = arrays["params"]
-        return {**{f"W_in.{i}": p["W_in"][i] for i in range(layers)},
-                **{f"W_out.{i}": p["W_out"][i] for i in range(layers)}}
+        return {
+            **{f"W_in.{i}": p["W_in"][i] for i in range(layers)},
+            **{f"W_out.{i}": p["W_out"][i] for i in range(layers)},
+        }
 
     def forward(linear, arrays, x_FxB):
         E = residual.embedding(d)
@@ -174,6 +202,14 @@ def residual_mlp(n_features: int, n_hidden: int, layers: int, data: DataSpec = D
         E_in = residual.embedding(d)[:, :n_features]
         return {f"W_in.{i}": E_in for i in range(layers)}
 
-    return Target(name=f"residual_mlp{layers}", sites=tuple(sites), weights=weights, forward=forward,
-                  n_features=n_features, data=data, scored=tuple(f"W_in.{i}" for i in range(layers)),
-                  feature_inputs=feature_inputs, doc="residual MLP: W_in and W_out of every layer")
+    return Target(
+        name=f"residual_mlp{layers}",
+        sites=tuple(sites),
+        weights=weights,
+        forward=forward,
+        n_features=n_features,
+        data=data,
+        scored=tuple(f"W_in.{i}" for i in range(layers)),
+        feature_inputs=feature_inputs,
+        doc="residual MLP: W_in and W_out of every layer",
+    )

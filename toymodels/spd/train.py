@@ -70,17 +70,37 @@ class SpdSpec:
     curve_points: int = 10
 
     def __post_init__(self):
-        for name in ("C", "gate_hidden", "steps", "batch_size", "mask_samples", "eval_batch", "curve_points"):
+        for name in (
+            "C",
+            "gate_hidden",
+            "steps",
+            "batch_size",
+            "mask_samples",
+            "eval_batch",
+            "curve_points",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"spd.{name}", f"must be an integer >= 1, got {value!r}")
-        if not isinstance(self.batch_blocks, int) or self.batch_blocks < 1 or self.batch_size % self.batch_blocks:
-            raise ConfigError("spd.batch_blocks", f"must be an integer >= 1 dividing spd.batch_size={self.batch_size}, "
-                              f"got {self.batch_blocks!r}")
+        if (
+            not isinstance(self.batch_blocks, int)
+            or self.batch_blocks < 1
+            or self.batch_size % self.batch_blocks
+        ):
+            raise ConfigError(
+                "spd.batch_blocks",
+                f"must be an integer >= 1 dividing spd.batch_size={self.batch_size}, "
+                f"got {self.batch_blocks!r}",
+            )
         if self.tied_updates not in TIED_UPDATES:
-            raise ConfigError("spd.tied_updates", f"must be one of {', '.join(TIED_UPDATES)}, got {self.tied_updates!r}")
+            raise ConfigError(
+                "spd.tied_updates",
+                f"must be one of {', '.join(TIED_UPDATES)}, got {self.tied_updates!r}",
+            )
         if self.schedule not in SCHEDULES:
-            raise ConfigError("spd.schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+            raise ConfigError(
+                "spd.schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
 
 
 @struct.dataclass
@@ -95,14 +115,23 @@ class SpdHParams:
     p: jax.Array  # the minimality loss's exponent
 
 
-def hparams(n: int, lr=1e-3, faithfulness=1.0, recon=1.0, layerwise=1.0, minimality=3e-3, p=1.0) -> SpdHParams:
+def hparams(
+    n: int, lr=1e-3, faithfulness=1.0, recon=1.0, layerwise=1.0, minimality=3e-3, p=1.0
+) -> SpdHParams:
     """``n`` decompositions' hyperparameters from scalars or length-n sequences (defaults: the
     paper's TMS 5→2)."""
+
     def leaf(v):
         return jnp.broadcast_to(jnp.asarray(v, jnp.float32), (n,))
 
-    return SpdHParams(lr=leaf(lr), faithfulness=leaf(faithfulness), recon=leaf(recon), layerwise=leaf(layerwise),
-                      minimality=leaf(minimality), p=leaf(p))
+    return SpdHParams(
+        lr=leaf(lr),
+        faithfulness=leaf(faithfulness),
+        recon=leaf(recon),
+        layerwise=leaf(layerwise),
+        minimality=leaf(minimality),
+        p=leaf(p),
+    )
 
 
 # The paper's settings (Bushnaq et al. 2025, appendix "Training details"; C, d_gate and the
@@ -111,12 +140,18 @@ def hparams(n: int, lr=1e-3, faithfulness=1.0, recon=1.0, layerwise=1.0, minimal
 PRESETS = {
     "tms_5_2": (dict(C=20), dict(minimality=3e-3, p=1.0)),
     "tms_40_10": (dict(C=200), dict(minimality=1e-4, p=2.0)),
-    "residual_mlp1": (dict(C=100, steps=30_000, batch_size=2048, schedule="constant"),
-                      dict(lr=2e-3, minimality=1e-5, p=2.0)),
-    "residual_mlp2": (dict(C=400, steps=50_000, batch_size=2048, schedule="constant"),
-                      dict(lr=1e-3, minimality=1e-5, p=2.0)),
-    "residual_mlp3": (dict(C=500, gate_hidden=128, steps=200_000, batch_size=2048, schedule="constant"),
-                      dict(lr=1e-3, minimality=5e-6, p=2.0)),
+    "residual_mlp1": (
+        dict(C=100, steps=30_000, batch_size=2048, schedule="constant"),
+        dict(lr=2e-3, minimality=1e-5, p=2.0),
+    ),
+    "residual_mlp2": (
+        dict(C=400, steps=50_000, batch_size=2048, schedule="constant"),
+        dict(lr=1e-3, minimality=1e-5, p=2.0),
+    ),
+    "residual_mlp3": (
+        dict(C=500, gate_hidden=128, steps=200_000, batch_size=2048, schedule="constant"),
+        dict(lr=1e-3, minimality=5e-6, p=2.0),
+    ),
 }
 
 
@@ -165,15 +200,24 @@ def mask_rows(spec: SpdSpec, target) -> int:
 
 def split_masks(r_RxB, spec: SpdSpec, target):
     """(full, layerwise or None): per mask sample, {site: r_CxB}."""
-    groups = r_RxB.reshape(2 if spec.layerwise else 1, spec.mask_samples, len(target.sites), spec.C, -1)
-    samples = [[{s.name: groups[g, k, i] for i, s in enumerate(target.sites)} for k in range(spec.mask_samples)]
-               for g in range(groups.shape[0])]
+    groups = r_RxB.reshape(
+        2 if spec.layerwise else 1, spec.mask_samples, len(target.sites), spec.C, -1
+    )
+    samples = [
+        [
+            {s.name: groups[g, k, i] for i, s in enumerate(target.sites)}
+            for k in range(spec.mask_samples)
+        ]
+        for g in range(groups.shape[0])
+    ]
     return samples[0], (samples[1] if spec.layerwise else None)
 
 
 def streams(data_key):
     """(data words, mask words) of a decomposition's data key."""
-    return rng.key_words(jax.random.fold_in(data_key, 0)), rng.key_words(jax.random.fold_in(data_key, 1))
+    return rng.key_words(jax.random.fold_in(data_key, 0)), rng.key_words(
+        jax.random.fold_in(data_key, 1)
+    )
 
 
 def make_gradient(spec: SpdSpec, target):
@@ -185,7 +229,19 @@ def make_gradient(spec: SpdSpec, target):
     def step_terms(params, arrays, W, x_FxB, r_RxB, hp):
         out_OxB, acts = target.output(arrays, x_FxB)
         r_full, r_layer = split_masks(r_RxB, spec, target)
-        return objective(params, target, arrays, x_FxB, out_OxB, acts, W, r_full, r_layer, hp, spec.approximate_gelu)
+        return objective(
+            params,
+            target,
+            arrays,
+            x_FxB,
+            out_OxB,
+            acts,
+            W,
+            r_full,
+            r_layer,
+            hp,
+            spec.approximate_gelu,
+        )
 
     grad_fn = jax.value_and_grad(step_terms, has_aux=True)
     K = spec.batch_blocks
@@ -197,11 +253,15 @@ def make_gradient(spec: SpdSpec, target):
             return terms, grads
 
         def one(total, j):
-            block = [jax.lax.dynamic_slice_in_dim(a, j * width, width, axis=1) for a in (x_FxB, r_RxB)]
+            block = [
+                jax.lax.dynamic_slice_in_dim(a, j * width, width, axis=1) for a in (x_FxB, r_RxB)
+            ]
             (_, terms), grads = grad_fn(params, arrays, W, *block, hp)
             return jax.tree.map(jnp.add, total, (terms, grads)), None
 
-        shapes = jax.eval_shape(lambda: grad_fn(params, arrays, W, x_FxB[:, :width], r_RxB[:, :width], hp))
+        shapes = jax.eval_shape(
+            lambda: grad_fn(params, arrays, W, x_FxB[:, :width], r_RxB[:, :width], hp)
+        )
         zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (shapes[0][1], shapes[1]))
         total, _ = jax.lax.scan(one, zero, jnp.arange(K))
         return jax.tree.map(lambda a: a / K, total)
@@ -239,17 +299,34 @@ def make_train(spec: SpdSpec, target):
             x_FxB, r_RxB = inputs(arrays, packed_x), rng.unpack(packed_r, r_rows)
             terms, grads = terms_and_grads(params, arrays, W, x_FxB, r_RxB, hp)
             updates, opt_state = opt.update(grads, opt_state, params)
-            params = optax.apply_updates(params, tie_updates(updates, target) if separate else updates)
-            return (params, opt_state, draw_x(x_words, t + 1, spec.batch_size),
-                    draw_r(r_words, t + 1, spec.batch_size)), terms
+            params = optax.apply_updates(
+                params, tie_updates(updates, target) if separate else updates
+            )
+            return (
+                params,
+                opt_state,
+                draw_x(x_words, t + 1, spec.batch_size),
+                draw_r(r_words, t + 1, spec.batch_size),
+            ), terms
 
-        carry = (params, opt.init(params), draw_x(x_words, 0, spec.batch_size), draw_r(r_words, 0, spec.batch_size))
+        carry = (
+            params,
+            opt.init(params),
+            draw_x(x_words, 0, spec.batch_size),
+            draw_r(r_words, 0, spec.batch_size),
+        )
         (params, *_), terms = jax.lax.scan(body, carry, jnp.arange(spec.steps, dtype=jnp.uint32))
         if separate:  # the copies equal their sources: keep one
-            params = {**params, "U": {s.name: params["U"][s.name] for s in target.owned},
-                      "V": {s.name: params["V"][s.name] for s in target.owned}}
-        return SpdResult(params=params, scores=evaluate(spec, target, params, hp, arrays),
-                         curve={name: curve_of(v, spec) for name, v in terms.items()})
+            params = {
+                **params,
+                "U": {s.name: params["U"][s.name] for s in target.owned},
+                "V": {s.name: params["V"][s.name] for s in target.owned},
+            }
+        return SpdResult(
+            params=params,
+            scores=evaluate(spec, target, params, hp, arrays),
+            curve={name: curve_of(v, spec) for name, v in terms.items()},
+        )
 
     return train
 
@@ -266,13 +343,16 @@ def evaluate(spec: SpdSpec, target, params, hp, arrays) -> SpdScores:
     n_rows = uniform_rows(target.data, target.n_features)
     packed = draw(target.data, x_words, jnp.uint32(0), target.n_features, spec.eval_batch)
     x_FxB = from_uniforms(target.data, rng.unpack(packed, n_rows), arrays["density_F"])
-    r_RxB = rng.unpack(rng.uniform_pairs(r_words, jnp.uint32(0), mask_rows(spec, target), spec.eval_batch),
-                       mask_rows(spec, target))
+    r_RxB = rng.unpack(
+        rng.uniform_pairs(r_words, jnp.uint32(0), mask_rows(spec, target), spec.eval_batch),
+        mask_rows(spec, target),
+    )
     W = target.weights(arrays)
     out_OxB, acts = target.output(arrays, x_FxB)
     r_full, r_layer = split_masks(r_RxB, spec, target)
-    loss, terms = objective(params, target, arrays, x_FxB, out_OxB, acts, W, r_full, r_layer, hp,
-                            spec.approximate_gelu)
+    loss, terms = objective(
+        params, target, arrays, x_FxB, out_OxB, acts, W, r_full, r_layer, hp, spec.approximate_gelu
+    )
     g, _ = causal_importances(params, target, acts, spec.approximate_gelu)
     ones = {name: jnp.ones_like(v) for name, v in g.items()}
     alive = {name: jnp.max(v, axis=1) > spec.alive_threshold for name, v in g.items()}
@@ -284,33 +364,53 @@ def evaluate(spec: SpdSpec, target, params, hp, arrays) -> SpdScores:
     per_site = []
     for name in target.scored:
         U_OxC, V_IxC = site_uv(params, target.site(name))
-        mmcs, ml2r, recovered, exact, best_F = metrics.site_scores(U_OxC, V_IxC, W[name], inputs[name], alive[name],
-                                                                   spec.match_cosine, spec.match_ratio)
+        mmcs, ml2r, recovered, exact, best_F = metrics.site_scores(
+            U_OxC, V_IxC, W[name], inputs[name], alive[name], spec.match_cosine, spec.match_ratio
+        )
         probe_ci = jnp.mean(g_probe[name][best_F, jnp.arange(target.n_features)])
         per_site.append((mmcs, ml2r, recovered, exact, probe_ci, best_F))
     if per_site:
         stack = [jnp.stack(v) for v in zip(*per_site)]
     else:  # nothing scored
         none = jnp.zeros((0,))
-        stack = [none, none, none.astype(bool), none.astype(bool), none, jnp.zeros((0, target.n_features), jnp.int32)]
+        stack = [
+            none,
+            none,
+            none.astype(bool),
+            none.astype(bool),
+            none,
+            jnp.zeros((0, target.n_features), jnp.int32),
+        ]
     return SpdScores(
-        loss=loss, faithfulness=terms["faithfulness"], recon=terms["recon"],
-        layerwise=terms.get("layerwise", jnp.nan), minimality=terms["minimality"],
+        loss=loss,
+        faithfulness=terms["faithfulness"],
+        recon=terms["recon"],
+        layerwise=terms.get("layerwise", jnp.nan),
+        minimality=terms["minimality"],
         recon_ci=mse(masked_output(params, target, arrays, x_FxB, g, W), out_OxB),
         recon_unmasked=mse(masked_output(params, target, arrays, x_FxB, ones, W), out_OxB),
         l0_S=jnp.stack([jnp.mean(jnp.sum(g[s.name] > L0_CUTOFF, axis=0)) for s in target.sites]),
         n_alive_S=jnp.stack([jnp.sum(alive[s.name]) for s in target.sites]),
-        mmcs_P=stack[0], ml2r_P=stack[1], recovered_P=stack[2], exact_P=stack[3], probe_ci_P=stack[4],
-        best_PxF=stack[5], recovered=jnp.all(stack[2]))
+        mmcs_P=stack[0],
+        ml2r_P=stack[1],
+        recovered_P=stack[2],
+        exact_P=stack[3],
+        probe_ci_P=stack[4],
+        best_PxF=stack[5],
+        recovered=jnp.all(stack[2]),
+    )
 
 
 @partial(jax.jit, static_argnums=(0, 1))
-def decompose_many(spec: SpdSpec, target, keys: jax.Array, hp: SpdHParams, arrays, data_keys: jax.Array) -> SpdResult:
+def decompose_many(
+    spec: SpdSpec, target, keys: jax.Array, hp: SpdHParams, arrays, data_keys: jax.Array
+) -> SpdResult:
     """Run ``len(keys)`` decompositions in one compiled program. ``arrays``: the target's arrays,
     with a leading decomposition axis when ``spec.per_target`` (many trained models), else one
     model shared by all (many seeds of one model)."""
     return jax.vmap(make_train(spec, target), in_axes=(0, 0, 0 if spec.per_target else None, 0))(
-        keys, hp, arrays, data_keys)
+        keys, hp, arrays, data_keys
+    )
 
 
 def spd_keys(base_seed: int, target_uids, seeds) -> tuple[jax.Array, jax.Array]:

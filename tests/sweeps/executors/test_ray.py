@@ -111,7 +111,9 @@ def test_a_killed_worker_is_retried_and_every_model_is_stored_once(local_ray, tm
     killed = None
     deadline = time.time() + 120
     while killed is None and driver.is_alive() and time.time() < deadline:
-        for proc in psutil.Process().children(recursive=True):  # this test's Ray, no other on the machine
+        for proc in psutil.Process().children(
+            recursive=True
+        ):  # this test's Ray, no other on the machine
             try:
                 cmdline = " ".join(proc.cmdline())
             except psutil.Error:

@@ -22,8 +22,11 @@ def _marked(token: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.pid != os.getpid() and proc.environ().get("TOYMODELS_TEST_TOKEN") == token \
-                    and proc.status() != psutil.STATUS_ZOMBIE:
+            if (
+                proc.pid != os.getpid()
+                and proc.environ().get("TOYMODELS_TEST_TOKEN") == token
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
                 found.append(proc)
         except psutil.Error:
             continue
@@ -50,19 +53,29 @@ def _listening(pids: set[int]) -> list[tuple[str, int, str]]:
                 continue
             hexaddr, port = local.split(":")
             raw = bytes.fromhex(hexaddr)
-            words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # little-endian 32-bit words
+            words = b"".join(
+                raw[i : i + 4][::-1] for i in range(0, len(raw), 4)
+            )  # little-endian 32-bit words
             address = socket.inet_ntop(socket.AF_INET if size == 4 else socket.AF_INET6, words)
             found.append((address, int(port, 16), inodes[inode]))
     return found
 
 
 def _loopback(address: str) -> bool:
-    return address.startswith("127.") or address in ("::1", "::ffff:127.0.0.1") or address.startswith("::ffff:127.")
+    return (
+        address.startswith("127.")  # noqa: PIE810
+        or address in ("::1", "::ffff:127.0.0.1")
+        or address.startswith("::ffff:127.")
+    )
 
 
 def _external_addresses() -> list[str]:
-    return [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
-            if a.family == socket.AF_INET and not a.address.startswith("127.")]
+    return [
+        a.address
+        for addrs in psutil.net_if_addrs().values()
+        for a in addrs
+        if a.family == socket.AF_INET and not a.address.startswith("127.")
+    ]
 
 
 ATTACK = """
@@ -88,25 +101,48 @@ def _attack(address: str, marker: Path) -> str:
     """The issue's attack: another process, without credentials, joins the GCS and runs a task."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "TOYMODELS"))}
     env.update(RAY_AUTH_MODE="disabled", JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, "-c", ATTACK, address, str(marker)], capture_output=True, text=True,
-                          env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", ATTACK, address, str(marker)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "REFUSED (no output)"
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not ON_LINUX, reason="reads listening sockets from /proc/net")
-def test_the_sweeps_own_ray_listens_on_loopback_refuses_strangers_and_dies_with_its_driver(tmp_path):
+def test_the_sweeps_own_ray_listens_on_loopback_refuses_strangers_and_dies_with_its_driver(
+    tmp_path,
+):
     token = f"toymodels-security-{os.getpid()}-{time.time_ns()}"
     out = tmp_path / "s"
-    args = ["experiment=tms_intro", *[a for a in tiny(out) if a != "sweep.executor=local"],
-            "sweep.grid.density=[1.0,0.5]", "sweep.seeds=1", "train.steps=1000000", "ray.num_cpus=1"]
-    env = dict(os.environ, JAX_PLATFORMS="cpu", TOYMODELS_TEST_TOKEN=token, RAY_AUTH_MODE="disabled")
+    args = [
+        "experiment=tms_intro",
+        *[a for a in tiny(out) if a != "sweep.executor=local"],
+        "sweep.grid.density=[1.0,0.5]",
+        "sweep.seeds=1",
+        "train.steps=1000000",
+        "ray.num_cpus=1",
+    ]
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", TOYMODELS_TEST_TOKEN=token, RAY_AUTH_MODE="disabled"
+    )
     env.pop("RAY_ADDRESS", None)
-    driver = subprocess.Popen([str(Path(sys.executable).with_name("toymodels-sweep")), *args], cwd=tmp_path,
-                              env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    driver = subprocess.Popen(
+        [str(Path(sys.executable).with_name("toymodels-sweep")), *args],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.time() + 180
-        while time.time() < deadline and not any("_ray_run_chunk" in " ".join(p.cmdline()) for p in _marked(token)):
+        while time.time() < deadline and not any(
+            "_ray_run_chunk" in " ".join(p.cmdline()) for p in _marked(token)
+        ):
             time.sleep(0.2)
         processes = _marked(token)
         names = {p.name() for p in processes}
@@ -118,15 +154,21 @@ def test_the_sweeps_own_ray_listens_on_loopback_refuses_strangers_and_dies_with_
         assert not exposed, f"listening beyond this machine: {exposed}"
 
         gcs_port = next(port for _, port, name in sockets if name == "gcs_server")
-        for host in _external_addresses()[:1]:  # from the network: nothing answers at this machine's address
+        for host in _external_addresses()[
+            :1
+        ]:  # from the network: nothing answers at this machine's address
             with pytest.raises(ConnectionRefusedError):
                 socket.create_connection((host, gcs_port), timeout=5).close()
         marker = tmp_path / "stranger"  # from this machine, without this run's token: refused
         started = time.time()
-        assert _attack(f"127.0.0.1:{gcs_port}", marker).startswith("REFUSED") and not marker.exists()
+        assert (
+            _attack(f"127.0.0.1:{gcs_port}", marker).startswith("REFUSED") and not marker.exists()
+        )
         print(f"the stranger was refused in {time.time() - started:.1f}s")
     finally:
-        os.kill(driver.pid, signal.SIGKILL)  # kill -9 of the driver: nothing of its Ray may outlive it
+        os.kill(
+            driver.pid, signal.SIGKILL
+        )  # kill -9 of the driver: nothing of its Ray may outlive it
         driver.wait(timeout=30)
     left = _marked(token)
     for _ in range(40):
@@ -144,11 +186,15 @@ def test_a_run_reaps_what_a_killed_drivers_ray_left_running(tmp_path):
 
     sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
     dead = subprocess.Popen(sleeper, env=dict(os.environ, **{OWNER: "999999999-12.0-feed"}))
-    alive = subprocess.Popen(sleeper, env=dict(os.environ, **{OWNER: new_owner()}))  # this process's mark
+    alive = subprocess.Popen(
+        sleeper, env=dict(os.environ, **{OWNER: new_owner()})
+    )  # this process's mark
     try:
         time.sleep(0.5)
         lines = []
-        assert reap_orphans(lines.append, among={dead.pid, alive.pid}) == 1  # (others' processes left alone)
+        assert (
+            reap_orphans(lines.append, among={dead.pid, alive.pid}) == 1
+        )  # (others' processes left alone)
         assert dead.wait(timeout=10) is not None and alive.poll() is None
         assert len(lines) == 1 and "a killed toymodels-sweep's Ray" in lines[0]
     finally:

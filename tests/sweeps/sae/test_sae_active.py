@@ -26,7 +26,9 @@ def test_every_sae_has_k_equal_to_its_worlds_l(name, n_saes):
     assert len(saes) == n_saes
     for group, point in saes:
         active = dict(point.coords)["active"]
-        assert point.value("k") == active and group.spec.k_max == active  # a world of l = 1 compiles top-1 only
+        assert (
+            point.value("k") == active and group.spec.k_max == active
+        )  # a world of l = 1 compiles top-1 only
         assert group.spec.kind == "topk" and group.spec.dict_size == config.sae.world.n_features
         assert (
             dict(point.source)["world_kind"] == "exactly"

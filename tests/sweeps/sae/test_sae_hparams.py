@@ -23,17 +23,28 @@ DATA = Path(__file__).parent.parent / "data"
 
 # The number of SAEs 43f758a planned for each and a digest of their sorted uids (computed with that
 # version's sweeps.sae_plan.plan_saes): a store that resumes must find its rows by these ids.
-UIDS_43F758A = {"sae_shrinkage_small": (12, "0e6893d755cb50e1"), "sae_pareto_small": (21, "990059131c2434c6"),
-                "sae_orthogonality_small": (8, "1147009c78d82f64"), "sae_active_small": (6, "20bbc3ca9a329055")}
+UIDS_43F758A = {
+    "sae_shrinkage_small": (12, "0e6893d755cb50e1"),
+    "sae_pareto_small": (21, "990059131c2434c6"),
+    "sae_orthogonality_small": (8, "1147009c78d82f64"),
+    "sae_active_small": (6, "20bbc3ca9a329055"),
+}
 
 
-@pytest.mark.parametrize("name, extra, resumes", [
-    ("sae_shrinkage_small", [], True),  # plain, gated, rescaled: they mean what they meant
-    ("sae_pareto_small", [], False),  # jumprelu and AuxK changed those SAEs
-    ("sae_orthogonality_small", [], False),  # topk with AuxK
-    ("sae_orthogonality_small", ["sae.aux_coefficient=0"], True),  # topk without AuxK: as then
-    ("sae_active_small", ["sae.aux_coefficient=0", "sae.dead_window=5"], True),  # the window needs AuxK
-])
+@pytest.mark.parametrize(
+    "name, extra, resumes",
+    [
+        ("sae_shrinkage_small", [], True),  # plain, gated, rescaled: they mean what they meant
+        ("sae_pareto_small", [], False),  # jumprelu and AuxK changed those SAEs
+        ("sae_orthogonality_small", [], False),  # topk with AuxK
+        ("sae_orthogonality_small", ["sae.aux_coefficient=0"], True),  # topk without AuxK: as then
+        (
+            "sae_active_small",
+            ["sae.aux_coefficient=0", "sae.dead_window=5"],
+            True,
+        ),  # the window needs AuxK
+    ],
+)
 def test_stores_of_43f758a_resume_where_their_saes_mean_what_they_meant(name, extra, resumes):
     """sweep.yaml of `toymodels-sweep experiment=NAME` as 43f758a wrote it: its body still hashes to
     its first line, and this version's config hashes to it exactly when it trains the same SAEs;
@@ -46,21 +57,27 @@ def test_stores_of_43f758a_resume_where_their_saes_mean_what_they_meant(name, ex
     config = compose_config([f"experiment={name}", *extra])
     assert (config_hash(config) == stored) is resumes
     uids = sorted(p.uid for _, p in plan_sweep(config).units)
-    assert (len(uids), hashlib.sha256(",".join(map(str, uids)).encode()).hexdigest()[:16]) == UIDS_43F758A[name]
+    assert (
+        len(uids),
+        hashlib.sha256(",".join(map(str, uids)).encode()).hexdigest()[:16],
+    ) == UIDS_43F758A[name]
     assert text.splitlines()[1] == f"# models: {len(uids)}"
 
 
-@pytest.mark.parametrize("override, key", [
-    ("sae.bandwidth=0", "sae.bandwidth"),
-    ("sae.init_threshold=-0.1", "sae.init_threshold"),
-    ("sae.aux_coefficient=-1", "sae.aux_coefficient"),
-    ("sae.dead_window=0", "sae.dead_window"),
-    ("sweep.grid.k=[1,2.5]", r"sweep.grid.k\[1\]"),
-    ("+sweep.grid.grad_clip=[1.0,-1]", r"sweep.grid.grad_clip\[1\]"),
-    ("+sae.options.bandwidth=0.1", "sae.options.bandwidth"),  # a key of its own: sae.bandwidth
-    ("+sae.options.temperature=1", "sae.options.temperature"),  # no kind declares it
-    ("+sweep.grid.temperature=[1]", "sweep.grid.temperature"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("sae.bandwidth=0", "sae.bandwidth"),
+        ("sae.init_threshold=-0.1", "sae.init_threshold"),
+        ("sae.aux_coefficient=-1", "sae.aux_coefficient"),
+        ("sae.dead_window=0", "sae.dead_window"),
+        ("sweep.grid.k=[1,2.5]", r"sweep.grid.k\[1\]"),
+        ("+sweep.grid.grad_clip=[1.0,-1]", r"sweep.grid.grad_clip\[1\]"),
+        ("+sae.options.bandwidth=0.1", "sae.options.bandwidth"),  # a key of its own: sae.bandwidth
+        ("+sae.options.temperature=1", "sae.options.temperature"),  # no kind declares it
+        ("+sweep.grid.temperature=[1]", "sweep.grid.temperature"),
+    ],
+)
 def test_kind_hyperparameters_are_checked_by_their_declarations(override, key):
     with pytest.raises(ConfigError, match=f"^{key}: "):
         compose_config(["experiment=sae_pareto_small", override])
@@ -75,20 +92,40 @@ def test_each_kind_reads_its_own_axes_and_a_static_hyperparameter_splits_program
     from toymodels.sae.base import pre_activation
 
     width = HyperParam("test_width", 2, low=1, integer=True, per_sae=False)
-    register_sae(SaeKind(name="test_static", hparams=(width,),
-                         encode=lambda p, h, hp, spec, training: (jnp.maximum(pre_activation(p, h), 0.0)
-                                                                  * spec.option("test_width"), {})))
-    config = compose_config(["experiment=sae_pareto_small", "sweep.grid.kind=[jumprelu,topk,test_static]",
-                             "sweep.grid.l1=[0.1,0.3]", "sweep.grid.k=[1]", "+sweep.grid.bandwidth=[0.02,0.05]",
-                             "+sweep.grid.test_width=[1,3]"])
+    register_sae(
+        SaeKind(
+            name="test_static",
+            hparams=(width,),
+            encode=lambda p, h, hp, spec, training: (
+                jnp.maximum(pre_activation(p, h), 0.0) * spec.option("test_width"),
+                {},
+            ),
+        )
+    )
+    config = compose_config(
+        [
+            "experiment=sae_pareto_small",
+            "sweep.grid.kind=[jumprelu,topk,test_static]",
+            "sweep.grid.l1=[0.1,0.3]",
+            "sweep.grid.k=[1]",
+            "+sweep.grid.bandwidth=[0.02,0.05]",
+            "+sweep.grid.test_width=[1,3]",
+        ]
+    )
     plan = plan_sweep(config)
     saes = plan.units
     per_kind = {}
     for group, point in saes:
         per_kind.setdefault(group.spec.kind, []).append((dict(point.values), group.spec.options))
-    assert len(per_kind["jumprelu"]) == 4 and {v["bandwidth"] for v, _ in per_kind["jumprelu"]} == {0.02, 0.05}
+    assert len(per_kind["jumprelu"]) == 4 and {v["bandwidth"] for v, _ in per_kind["jumprelu"]} == {
+        0.02,
+        0.05,
+    }
     assert per_kind["topk"] == [({"k": 1, "aux_coefficient": 1 / 32, "dead_window": 1000}, ())]
-    assert [options for _, options in per_kind["test_static"]] == [(("test_width", 1),), (("test_width", 3),)]
+    assert [options for _, options in per_kind["test_static"]] == [
+        (("test_width", 1),),
+        (("test_width", 3),),
+    ]
     chunks = [c for c in make_chunks(plan) if c.spec.spec.kind == "test_static"]
     assert len(chunks) == 2 and chunks[0].spec.spec.option("test_width") == 1
     assert chunks[0].kinds and chunks[0].kinds[0].name == "test_static"  # carried to a worker
@@ -115,7 +152,7 @@ def test_a_users_sae_kind_from_the_docs_sweeps_in_process_and_is_drawn(plugin_di
     """docs/saes/reference.md's example as written: a p-norm kind with its own hyperparameter p
     beside the plain SAE. At p = 1 its penalty is the plain SAE's L1, from the same keys: the same
     decoder bit for bit. The figure draws one line per kind and p."""
-    sweep, figures = run_documented(plugin_dir)
+    sweep, figures = run_documented(plugin_dir)  # noqa: RUF059
     assert "6/6 models stored" in sweep.stdout
     table = read_results(plugin_dir / "runs" / "sae_lp", arrays=True)
     lp, plain = table[table["kind"] == "lp"], table[table["kind"] == "plain"]
@@ -124,17 +161,29 @@ def test_a_users_sae_kind_from_the_docs_sweeps_in_process_and_is_drawn(plugin_di
     for l1 in (0.03, 0.3):
         one = lp[(lp["p"] == 1.0) & (lp["l1"] == l1)].iloc[0]
         assert np.array_equal(one["W_dec"], plain[plain["l1"] == l1].iloc[0]["W_dec"])
-    assert (lp[lp["p"] == 0.5]["l0"].to_numpy() < lp[lp["p"] == 1.0]["l0"].to_numpy()).all()  # p < 1: sparser
+    assert (
+        lp[lp["p"] == 0.5]["l0"].to_numpy() < lp[lp["p"] == 1.0]["l0"].to_numpy()
+    ).all()  # p < 1: sparser
     assert (plugin_dir / "runs" / "sae_lp" / "figures" / "sae_pareto.png").is_file()
-    with pytest.raises(ConfigError, match=re.escape("sweep.grid.p[1]: must be a finite number > 0 and <= 1, got 0")):
-        compose_config(["experiment=sae_pareto_small", f"plugins=[{plugin_dir / 'my_sae.py'}]", "sweep.grid.kind=[lp]",
-                        "+sweep.grid.p=[0.5,0]"])
+    with pytest.raises(
+        ConfigError, match=re.escape("sweep.grid.p[1]: must be a finite number > 0 and <= 1, got 0")
+    ):
+        compose_config(
+            [
+                "experiment=sae_pareto_small",
+                f"plugins=[{plugin_dir / 'my_sae.py'}]",
+                "sweep.grid.kind=[lp]",
+                "+sweep.grid.p=[0.5,0]",
+            ]
+        )
 
 
 @pytest.mark.slow
 def test_a_users_sae_kind_from_the_docs_sweeps_on_ray(plugin_dir, tmp_path):
     """The same sweep on Ray: workers never read my_sae.py (the chunks carry the kind); the same bits."""
-    if not (plugin_dir / "runs" / "sae_lp" / "results.parquet").exists():  # run alone: the in-process one first
+    if not (
+        plugin_dir / "runs" / "sae_lp" / "results.parquet"
+    ).exists():  # run alone: the in-process one first
         run_documented(plugin_dir)
     shutil.copy(plugin_dir / "my_sae.py", tmp_path / "my_sae.py")
     run_documented(tmp_path, "sweep.executor=ray", "ray.num_cpus=2")
@@ -154,4 +203,6 @@ def test_the_sae_sections_keys_are_the_built_in_kinds_declarations():
     declared = {h.name: h for kind in BUILTIN for h in kind.hparams}
     assert declared == SCHEMA_HPARAMS
     conf = SaeConf()
-    assert {name: getattr(conf, name) for name in declared} == {name: h.default for name, h in declared.items()}
+    assert {name: getattr(conf, name) for name in declared} == {
+        name: h.default for name, h in declared.items()
+    }

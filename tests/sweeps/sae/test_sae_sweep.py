@@ -53,7 +53,12 @@ def test_a_kind_is_trained_once_per_setting_it_reads():
     """A top-k kind reads k, not λ: the grid's λ axis does not multiply it (nor k the λ kinds)."""
     saes = plan_sweep(compose_config(QUICK)).units
     kinds = [(g.spec.kind, p.value("l1"), p.value("k")) for g, p in saes]
-    assert kinds == [("plain", 0.1, None), ("plain", 0.3, None), ("topk", None, 1), ("topk", None, 2)]
+    assert kinds == [
+        ("plain", 0.1, None),
+        ("plain", 0.3, None),
+        ("topk", None, 1),
+        ("topk", None, 2),
+    ]
     assert {g.spec.k_max for g, _ in saes if g.spec.kind == "topk"} == {2}
 
 

@@ -44,8 +44,15 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stored(model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("saelens_sweep") / "sweep"
-    done = cli("toymodels-sweep", *BASE, f"sae.world.saelens={model_dir}", "+sweep.grid.kind=[topk,jumprelu]",
-               "sae.k=2", "sae.l1=0.01", f"sweep.out={out}")
+    done = cli(
+        "toymodels-sweep",
+        *BASE,
+        f"sae.world.saelens={model_dir}",
+        "+sweep.grid.kind=[topk,jumprelu]",
+        "sae.k=2",
+        "sae.l1=0.01",
+        f"sweep.out={out}",
+    )
     assert done.returncode == 0, done.stderr
     return out
 
@@ -53,8 +60,14 @@ def stored(model_dir, tmp_path_factory):
 def test_a_saved_saelens_model_is_a_sweep_world(stored, model_dir):
     table = read_results(stored, arrays=True)
     assert list(table["kind"]) == ["topk", "jumprelu"] and 1 < table["l0"][0] <= 2
-    assert (table["world_kind"] == "saelens").all() and (table["saelens"] == str(model_dir.resolve())).all()
-    assert (table["n_features"] == 12).all() and (table["n_hidden"] == 6).all() and table["mcc"].between(0, 1).all()
+    assert (table["world_kind"] == "saelens").all() and (
+        table["saelens"] == str(model_dir.resolve())
+    ).all()
+    assert (
+        (table["n_features"] == 12).all()
+        and (table["n_hidden"] == 6).all()
+        and table["mcc"].between(0, 1).all()
+    )
     assert (table["true_l0"] > 1).all()  # p in [0.2, 0.9] over 12 features, gated by the forest
 
 
@@ -67,16 +80,30 @@ def test_stored_saes_export_to_saelens_format(stored, tmp_path, capsys):
     _, h_HxB = source.sample(world, rng.key_words(jax.random.key(5)), 0, 128)
     for _, row in table.iterrows():
         cfg, tensors = core.read_sae(tmp_path / "out" / str(row["uid"]))
-        assert cfg["architecture"] == "jumprelu" or (cfg["architecture"] == "topk" and cfg["k"] == 2)
-        assert (cfg["architecture"] == "jumprelu") == (row["kind"] == "jumprelu")  # θ, encoder scaled by ‖v_j‖
-        np.testing.assert_allclose(tensors["W_dec"], np.asarray(row["W_dec"]).T, atol=1e-6)  # our decoder, rows
+        assert cfg["architecture"] == "jumprelu" or (
+            cfg["architecture"] == "topk" and cfg["k"] == 2
+        )
+        assert (cfg["architecture"] == "jumprelu") == (
+            row["kind"] == "jumprelu"
+        )  # θ, encoder scaled by ‖v_j‖
+        np.testing.assert_allclose(
+            tensors["W_dec"], np.asarray(row["W_dec"]).T, atol=1e-6
+        )  # our decoder, rows
         params = core.params_of_blob(row["params"])
         spec = SaeSpec(dict_size=12, kind=row["kind"], k_max=int(row["k"]))
-        ours = SAE_KINDS.get(row["kind"]).encode({k: jnp.asarray(v) for k, v in params.items()}, h_HxB,
-                                                 jax.tree.map(lambda a: a[0], hparams(1, k=max(int(row["k"]), 1))),
-                                                 spec, False)[0]
-        np.testing.assert_allclose(core.encode_saelens(cfg, tensors, np.asarray(h_HxB).T), np.asarray(ours).T,
-                                   atol=2e-5, rtol=1e-5)
+        ours = SAE_KINDS.get(row["kind"]).encode(
+            {k: jnp.asarray(v) for k, v in params.items()},
+            h_HxB,
+            jax.tree.map(lambda a: a[0], hparams(1, k=max(int(row["k"]), 1))),
+            spec,
+            False,
+        )[0]
+        np.testing.assert_allclose(
+            core.encode_saelens(cfg, tensors, np.asarray(h_HxB).T),
+            np.asarray(ours).T,
+            atol=2e-5,
+            rtol=1e-5,
+        )
         assert (np.asarray(ours) > 0).any()
     capsys.readouterr()
     assert saelens.main(["export", str(tmp_path / "nowhere"), str(tmp_path / "out2")]) == 2
@@ -199,15 +226,20 @@ def test_an_exported_sae_loads_in_saelens_to_our_encodings(kind, tmp_path):
     spec = SaeSpec(dict_size=D, kind=kind, k_max=3 if SAE_KINDS.get(kind).top_k else 0)
     r = np.random.default_rng(1)
     one = jax.tree.map(lambda a: a[0], hparams(1, k=3))
-    params = {name: np.asarray(v) + 0.3 * r.normal(size=np.shape(v)).astype(np.float32)
-              for name, v in init_params(jax.random.key(0), H, spec, one).items()}
+    params = {
+        name: np.asarray(v) + 0.3 * r.normal(size=np.shape(v)).astype(np.float32)
+        for name, v in init_params(jax.random.key(0), H, spec, one).items()
+    }
     if "threshold" in params:
         params["threshold"] = np.float32(0.2)
     if "threshold_D" in params:  # JumpReLU's θ ≥ 0, as training projects it
         params["threshold_D"] = np.abs(params["threshold_D"])
     h_HxB = r.normal(size=(H, 256)).astype(np.float32)
-    ours = np.asarray(SAE_KINDS.get(kind).encode({n: jnp.asarray(v) for n, v in params.items()}, jnp.asarray(h_HxB),
-                                                 one, spec, False)[0]).T
+    ours = np.asarray(
+        SAE_KINDS.get(kind).encode(
+            {n: jnp.asarray(v) for n, v in params.items()}, jnp.asarray(h_HxB), one, spec, False
+        )[0]
+    ).T
     cfg, tensors = core.to_saelens(kind, params, k=3)
     sae = SAE.load_from_disk(core.write_sae(tmp_path / kind, cfg, tensors))
     with torch.no_grad():

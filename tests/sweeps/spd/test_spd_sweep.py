@@ -18,29 +18,60 @@ from toymodels.spd.components import site_uv
 from toymodels.spd.target import tms
 
 # Seconds-long decompositions: 2 learning rates x 2 toy models x 2 seeds = 8, one chunk.
-QUICK = ["+spd=toy", "~sweep.grid.density", "sweep.seeds=2", "+sweep.grid.lr=[0.01,0.02]", "spd.steps=20",
-         "spd.batch_size=32", "spd.eval_batch=64", "spd.C=6", "spd.gate_hidden=4", "sweep.executor=local",
-         "wandb.mode=disabled"]
+QUICK = [
+    "+spd=toy",
+    "~sweep.grid.density",
+    "sweep.seeds=2",
+    "+sweep.grid.lr=[0.01,0.02]",
+    "spd.steps=20",
+    "spd.batch_size=32",
+    "spd.eval_batch=64",
+    "spd.C=6",
+    "spd.gate_hidden=4",
+    "sweep.executor=local",
+    "wandb.mode=disabled",
+]
 
 
 @pytest.fixture(scope="module")
 def toy_sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("spd") / "toy"
-    config = compose_config(["experiment=tms_intro", "sweep.grid.density=[0.05]", "sweep.seeds=2", *tiny(out)])
+    config = compose_config(
+        ["experiment=tms_intro", "sweep.grid.density=[0.05]", "sweep.seeds=2", *tiny(out)]
+    )
     assert run_sweep(config, progress=False).trained == 2
     return out
 
 
 def test_it_plans_every_model_grid_point_and_seed(toy_sweep):
-    config = compose_config([*QUICK, f"spd.toy.sweep={toy_sweep}", "spd.toy.models='seed == 1'", "spd.identity=true",
-                             f"sweep.out={toy_sweep / 'spd'}"])
+    config = compose_config(
+        [
+            *QUICK,
+            f"spd.toy.sweep={toy_sweep}",
+            "spd.toy.models='seed == 1'",
+            "spd.identity=true",
+            f"sweep.out={toy_sweep / 'spd'}",
+        ]
+    )
     plan = sweeps.plan.plan_sweep(config)
     assert plan.job is SPD and len(plan.units) == 2 * 1 * 2
-    assert len({p.uid for _, p in plan.units}) == 4 and {p.lr for _, p in plan.units} == {0.01, 0.02}
-    assert {g.target.identity for g, _ in plan.units} == {True} and {g.spec.C for g, _ in plan.units} == {6}
+    assert len({p.uid for _, p in plan.units}) == 4 and {p.lr for _, p in plan.units} == {
+        0.01,
+        0.02,
+    }
+    assert {g.target.identity for g, _ in plan.units} == {True} and {
+        g.spec.C for g, _ in plan.units
+    } == {6}
     # 2 models x 2 learning rates x 16 seeds in one chunk of 64 (issue 24 item 4: one program)
-    config = compose_config([*QUICK, f"spd.toy.sweep={toy_sweep}", "sweep.seeds=16", "sweep.chunk_size=64",
-                             f"sweep.out={toy_sweep / 'spd'}"])
+    config = compose_config(
+        [
+            *QUICK,
+            f"spd.toy.sweep={toy_sweep}",
+            "sweep.seeds=16",
+            "sweep.chunk_size=64",
+            f"sweep.out={toy_sweep / 'spd'}",
+        ]
+    )
     assert [c.n_models for c in make_chunks(sweeps.plan.plan_sweep(config))] == [64]
 
 
@@ -60,8 +91,10 @@ def test_it_runs_in_process_scores_each_row_and_resumes(toy_sweep):
     target = tms(5, 2)
     for _, row in table.iterrows():
         params = load(bytes(row["params"]))
-        U, V = site_uv({"U": {"W": jnp.asarray(params["U/W"])}, "V": {"W": jnp.asarray(params["V/W"])}},
-                       target.site("W"))
+        U, V = site_uv(
+            {"U": {"W": jnp.asarray(params["U/W"])}, "V": {"W": jnp.asarray(params["V/W"])}},
+            target.site("W"),
+        )
         W = jnp.asarray(toys.loc[row["source_uid"], "W"], jnp.float32)
         alive = jnp.asarray(np.arange(6) < row["n_alive"][0])  # only the MMCS is compared
         mmcs = metrics.site_scores(U, V, W, jnp.eye(5), alive)[0]
@@ -77,40 +110,68 @@ def test_it_runs_in_process_scores_each_row_and_resumes(toy_sweep):
     assert len(draw("spd_recovery", sweep).axes) == 3
     assert_draws_the_same_into_every_target(lambda target: draw("spd_recovery", sweep, target))
     notes = FIGURES["spd_recovery"].notes(sweep)
-    assert list(notes.values()) == [round(float(rows["recovered"].mean()), 3) for _, rows in table.groupby("lr")]
+    assert list(notes.values()) == [
+        round(float(rows["recovered"].mean()), 3) for _, rows in table.groupby("lr")
+    ]
     assert all("lr=" in name for name in notes)  # one per learning rate
 
 
-@pytest.mark.parametrize("override, key", [
-    ("spd.C=0", "spd.C"),
-    ("spd.schedule=linear", "spd.schedule"),
-    ("spd.batch_blocks=5", "spd.batch_blocks"),
-    ("+sweep.grid.l1=[0.1]", "sweep.grid.l1"),
-    ("sweep.grid.lr=[0.01,-1]", r"sweep.grid.lr\[1\]"),
-    ("spd.toy.sweep=", "spd.toy.sweep"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("spd.C=0", "spd.C"),
+        ("spd.schedule=linear", "spd.schedule"),
+        ("spd.batch_blocks=5", "spd.batch_blocks"),
+        ("+sweep.grid.l1=[0.1]", "sweep.grid.l1"),
+        ("sweep.grid.lr=[0.01,-1]", r"sweep.grid.lr\[1\]"),
+        ("spd.toy.sweep=", "spd.toy.sweep"),
+    ],
+)
 def test_bad_values_are_refused_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=f"^{key}: "):
         compose_config([*QUICK, "spd.toy.sweep=runs/x", override])
 
 
 def test_the_command_refuses_a_bad_key_in_one_line(toy_sweep, tmp_path):
-    done = cli("toymodels-sweep", *QUICK, f"spd.toy.sweep={toy_sweep}", "spd.toy.models=\"model == 'abs'\"",
-               f"sweep.out={tmp_path / 'x'}")
-    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "spd.toy.models: " in done.stderr
+    done = cli(
+        "toymodels-sweep",
+        *QUICK,
+        f"spd.toy.sweep={toy_sweep}",
+        "spd.toy.models=\"model == 'abs'\"",
+        f"sweep.out={tmp_path / 'x'}",
+    )
+    assert (
+        done.returncode == 2 and done.stderr.count("\n") == 1 and "spd.toy.models: " in done.stderr
+    )
     assert not (tmp_path / "x" / "results.parquet").exists()
 
 
 @pytest.mark.slow
 def test_an_spd_sweep_on_ray_stores_the_same_bits(toy_sweep, tmp_path):
     local = tmp_path / "local"
-    assert run_sweep(compose_config([*QUICK, f"spd.toy.sweep={toy_sweep}", f"sweep.out={local}"]),
-                     progress=False).trained == 8
-    done = cli("toymodels-sweep", *QUICK[:-2], "sweep.executor=ray", "ray.num_cpus=2", "wandb.mode=offline",
-               f"spd.toy.sweep={toy_sweep}", f"sweep.out={tmp_path / 'ray'}")
+    assert (
+        run_sweep(
+            compose_config([*QUICK, f"spd.toy.sweep={toy_sweep}", f"sweep.out={local}"]),
+            progress=False,
+        ).trained
+        == 8
+    )
+    done = cli(
+        "toymodels-sweep",
+        *QUICK[:-2],
+        "sweep.executor=ray",
+        "ray.num_cpus=2",
+        "wandb.mode=offline",
+        f"spd.toy.sweep={toy_sweep}",
+        f"sweep.out={tmp_path / 'ray'}",
+    )
     assert done.returncode == 0, done.stderr
     ray_rows = read_results(tmp_path / "ray").set_index("uid")
     ours = read_results(local).set_index("uid")
     assert ray_rows["ray_node"].notna().all() and sorted(ray_rows.index) == sorted(ours.index)
-    assert all(bytes(ray_rows.loc[uid, "params"]) == bytes(ours.loc[uid, "params"]) for uid in ours.index)
-    assert list((tmp_path / "ray" / "wandb" / "logged").iterdir()), "every chunk is logged (offline)"
+    assert all(
+        bytes(ray_rows.loc[uid, "params"]) == bytes(ours.loc[uid, "params"]) for uid in ours.index
+    )
+    assert list((tmp_path / "ray" / "wandb" / "logged").iterdir()), (
+        "every chunk is logged (offline)"
+    )

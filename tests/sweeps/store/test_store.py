@@ -209,12 +209,15 @@ def test_a_store_written_by_the_last_landed_version_still_resumes(tmp_path):
 def _damage(path, column, to):
     """Rewrite chunk ``path`` with ``column`` replaced by ``to(column)`` (or dropped for None), its
     config hash kept: valid parquet with the right tag, the wrong rows."""
-    import pyarrow as pa
 
     table = pq.read_table(path)
     metadata = table.schema.metadata
     i = table.column_names.index(column)
-    table = table.remove_column(i) if to is None else table.set_column(i, column, to(table.column(column)))
+    table = (
+        table.remove_column(i)
+        if to is None
+        else table.set_column(i, column, to(table.column(column)))
+    )
     pq.write_table(table.replace_schema_metadata(metadata), path)
 
 
@@ -255,13 +258,22 @@ def _as_float(column):
     return pa.array([float(v) for v in column.to_pylist()])
 
 
-DAMAGES = {"no W": ("W", None), "loss as text": ("loss", _as_text), "uid as float": ("uid", _as_float),
-           "W flattened": ("W", _flattened), "text inside W": ("W", _text_inside), "W transposed": ("W", _transposed),
-           "NaN in W": ("W", _nan), "no grid axis": ("density", None)}
+DAMAGES = {
+    "no W": ("W", None),
+    "loss as text": ("loss", _as_text),
+    "uid as float": ("uid", _as_float),
+    "W flattened": ("W", _flattened),
+    "text inside W": ("W", _text_inside),
+    "W transposed": ("W", _transposed),
+    "NaN in W": ("W", _nan),
+    "no grid axis": ("density", None),
+}
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
-def test_a_chunk_with_damaged_rows_is_set_aside_and_its_models_retrained(store_copy, damage, capsys):
+def test_a_chunk_with_damaged_rows_is_set_aside_and_its_models_retrained(
+    store_copy, damage, capsys
+):
     """Valid parquet with the right config hash but the wrong rows (issue 22 item 4): on 43f758a a
     chunk without W resumed with exit 0 and rows of W = None, loss as text crashed every resume."""
     from analysis.api import load
@@ -274,10 +286,18 @@ def test_a_chunk_with_damaged_rows_is_set_aside_and_its_models_retrained(store_c
     report = run_sweep(compose_config([*TINY_STORE, *tiny(store_copy)]), progress=False)
     assert (report.trained, report.stored) == (len(lost), 4), report.summary()
     err = [line for line in capsys.readouterr().err.splitlines() if victim.name in line]
-    assert len(err) == 1 and "damaged" in err[0] and "chunks/corrupt" in err[0] and "trained again" in err[0], err
+    assert (
+        len(err) == 1
+        and "damaged" in err[0]
+        and "chunks/corrupt" in err[0]
+        and "trained again" in err[0]
+    ), err
     assert (store_copy / "chunks" / "corrupt" / victim.name).exists()
     table = pq.read_table(store_copy / "results.parquet")
-    assert str(table.schema.field("uid").type) == "int64" and str(table.schema.field("loss").type) == "double"
+    assert (
+        str(table.schema.field("uid").type) == "int64"
+        and str(table.schema.field("loss").type) == "double"
+    )
     assert str(table.schema.field("W").type) == "list<element: list<element: double>>"
     assert len(load(store_copy).table) == 4
 
