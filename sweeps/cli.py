@@ -263,7 +263,12 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(2)
-    if not names_experiment(sys.argv[1:]) and not any(a.startswith("-") for a in sys.argv[1:]):
+    # An SAE or SPD sweep on a stored toy sweep (+sae=toy, +spd=toy) trains nothing of the default
+    # experiment's models: the note would only mislead there.
+    on_stored = any(a.startswith(("+sae=", "+spd=")) for a in sys.argv[1:])
+    if not (
+        names_experiment(sys.argv[1:]) or on_stored or any(a.startswith("-") for a in sys.argv[1:])
+    ):
         print(
             f"toymodels-sweep: note: no experiment= given: running the default, experiment={DEFAULT_EXPERIMENT} "
             "(conf/config.yaml); name one with experiment=NAME (conf/experiment/)",

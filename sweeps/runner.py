@@ -153,7 +153,9 @@ def run_sweep(
     plan = plan_sweep(config)
     check_tracking(config, len(plan.units))
     store = SweepStore(config.sweep.out)
-    store.prepare(config, len(plan.units), RowSchema.of_job(plan.job.columns, config.sweep.grid))
+    store.prepare(
+        config, len(plan.units), RowSchema.of_job(plan.job.columns, _row_axes(plan, config))
+    )
     if on_prepared is not None:
         on_prepared(store.root)
     with store.locked():
@@ -266,3 +268,15 @@ def _train(plan: Plan, store, todo, executor, report, tracker, progress) -> None
             bar.update(chunk, failed=True)
 
     executor.run(chunks, on_done, on_failed)
+
+
+def _row_axes(plan, config) -> list[str]:
+    """The grid axes every stored row has a column for: an SAE kind's own hyperparameter (a kind's
+    ``hparams``, swept as an axis) is a column of that kind's rows only, so it is left out."""
+    grid = list(config.sweep.grid)
+    if plan.job.name != "sae":
+        return grid
+    from toymodels.sae import SAE_KINDS
+
+    own = {h.name for kind in SAE_KINDS for h in kind.hparams}
+    return [axis for axis in grid if axis not in own]

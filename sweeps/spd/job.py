@@ -330,6 +330,8 @@ def _carry(carry, points) -> dict:
 
 SPD: JobKind[SpdGroup, SpdPoint] = JobKind(
     name="spd",
+    # What every stored decomposition must have (a chunk without them is set aside and retrained).
+    columns={"target": "text", "C": "integer", "loss": "finite", "mmcs": "finite"},
     applies=lambda config: getattr(config, "spd", None) is not None,
     validate=validate_spd,
     plan=plan_spd,

@@ -101,13 +101,19 @@ def _attack(address: str, marker: Path) -> str:
     """The issue's attack: another process, without credentials, joins the GCS and runs a task."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "TOYMODELS"))}
     env.update(RAY_AUTH_MODE="disabled", JAX_PLATFORMS="cpu")
-    done = subprocess.run(
-        [sys.executable, "-c", ATTACK, address, str(marker)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", ATTACK, address, str(marker)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired as slow:  # Ray's client may retry a refused handshake for long
+        said = slow.stderr.decode(errors="replace") if isinstance(slow.stderr, bytes) else ""
+        return (
+            "REFUSED (InvalidAuthToken, still retrying)" if "InvalidAuthToken" in said else "HUNG"
+        )
     return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "REFUSED (no output)"
 
 
