@@ -154,7 +154,7 @@ def run_sweep(
     check_tracking(config, len(plan.units))
     store = SweepStore(config.sweep.out)
     store.prepare(
-        config, len(plan.units), RowSchema.of_job(plan.job.columns, _row_axes(plan, config))
+        config, len(plan.units), RowSchema.of_job(plan.job.columns, plan.job.row_axes(config))
     )
     if on_prepared is not None:
         on_prepared(store.root)
@@ -268,15 +268,3 @@ def _train(plan: Plan, store, todo, executor, report, tracker, progress) -> None
             bar.update(chunk, failed=True)
 
     executor.run(chunks, on_done, on_failed)
-
-
-def _row_axes(plan, config) -> list[str]:
-    """The grid axes every stored row has a column for: an SAE kind's own hyperparameter (a kind's
-    ``hparams``, swept as an axis) is a column of that kind's rows only, so it is left out."""
-    grid = list(config.sweep.grid)
-    if plan.job.name != "sae":
-        return grid
-    from toymodels.sae import SAE_KINDS
-
-    own = {h.name for kind in SAE_KINDS for h in kind.hparams}
-    return [axis for axis in grid if axis not in own]

@@ -159,6 +159,10 @@ def _no_kinds(spec: Any) -> tuple:
     return ()
 
 
+def _grid_axes(config: Any) -> Sequence[str]:
+    return list(config.sweep.grid)
+
+
 @dataclass(frozen=True, eq=False)
 class JobKind(Generic[SpecT, PointT]):
     """One job kind (the module docstring). Functions receive the kind's own spec and point types.
@@ -189,6 +193,8 @@ class JobKind(Generic[SpecT, PointT]):
       number) or ``matrix R×C`` (an R×C matrix of finite numbers, R and C integer columns). The
       store checks every chunk against them before it counts as done or is read as a result; a
       damaged one is set aside and its models trained again (``sweeps.store.rows``).
+    - ``row_axes(config)``: the grid axes every one of its rows has a column for (default: all of
+      them); the store refuses a chunk without one of them.
     """
 
     name: str
@@ -207,3 +213,4 @@ class JobKind(Generic[SpecT, PointT]):
     noun: str = "model"
     doc: str = ""
     columns: Mapping[str, str] = field(default_factory=dict)
+    row_axes: Callable[[Any], Sequence[str]] = _grid_axes

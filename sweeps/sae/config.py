@@ -246,6 +246,13 @@ def sae_axes(config) -> tuple:
     return tuple(dict.fromkeys(TRAIN_PER_AXES + SAE_STATIC_AXES + tuple(kind_hparams()) + world))
 
 
+def row_axes(config) -> list[str]:
+    """The grid axes every SAE row has a column for: a kind's own hyperparameter, swept as an axis,
+    is a column of that kind's rows only."""
+    own = kind_hparams()
+    return [axis for axis in config.sweep.grid if axis not in own]
+
+
 def _check_grid(config) -> None:
     from sweeps.config import expand_axis
 

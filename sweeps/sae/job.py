@@ -9,7 +9,7 @@ import dataclasses
 
 from sweeps.jobs.kind import JobKind
 from sweeps.sae import execute, plan
-from sweeps.sae.config import validate_sae
+from sweeps.sae.config import row_axes, validate_sae
 from sweeps.sae.plan import SaeGroup, SaePoint
 
 
@@ -54,5 +54,6 @@ SAE: JobKind[SaeGroup, SaePoint] = JobKind(
         "n_hidden": "integer",
         "W_dec": "matrix n_hidden×dict_size",
     },
+    row_axes=row_axes,
     doc="sparse autoencoders on a world's or stored toy models' activations (toymodels.sae.train_saes)",
 )
