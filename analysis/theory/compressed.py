@@ -152,6 +152,7 @@ def p0_optimum(N, m: int, restarts: int = 4, seed: int = 0, maxiter: int = 3000)
         )
         if best is None or result.fun < best.fun:
             best = result
+    assert best is not None  # starts holds the naive solution at least
     A, B = best.x[: m * n].reshape(m, n), best.x[m * n :].reshape(n, m)
     return {"loss": float(best.fun), "A": A, "B": B}
 
