@@ -162,6 +162,7 @@ class _Watchdog:
 
     def close(self) -> None:
         """Let it stop whatever is left, and wait a moment for it."""
+        assert self.proc.stdin is not None  # started with stdin=PIPE
         with contextlib.suppress(OSError):
             self.proc.stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -172,7 +173,9 @@ def _reinitialise_ray_config() -> None:
     """Make this process's Ray read its authentication settings from the environment again (Ray
     reads them once, at import)."""
     with contextlib.suppress(ImportError, AttributeError):
-        from ray._raylet import AuthenticationTokenLoader, Config
+        # ray's _raylet.pyi declares only its id classes and ObjectRef; the compiled module has
+        # these (Ray 2.60); an older Ray without them is the ImportError suppressed here.
+        from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
         Config.initialize("")
         AuthenticationTokenLoader.instance().reset_cache()
@@ -209,8 +212,9 @@ class LocalRay:
         try:
             from ray._private import ray_constants
         except ImportError:
-            ray_constants = None
-        cluster = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+            cluster = None  # ray_constants is read only when cluster is not None
+        else:
+            cluster = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
         try:
             if cluster is not None:
                 ray_constants.ENABLE_RAY_CLUSTER = False  # keep 127.0.0.1 as the node's address
