@@ -46,6 +46,8 @@ with it. SAELens matches by |cos|; for trained SAEs on non-negative worlds the t
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -150,7 +152,8 @@ class EvalSums:
                 per_child["absorbing_FxD"] = self.absorbing_FxD + (
                     absorbed_FxB.astype(jnp.float32) @ fire_DxB.T.astype(jnp.float32)
                 )
-        return self.replace(
+        return dataclasses.replace(  # flax's .replace, typed
+            self,
             **per_child,
             n=self.n + h_HxB.shape[1],
             sse=self.sse + jnp.sum((h_HxB - hhat_HxB) ** 2),
