@@ -62,6 +62,7 @@ def _tokens(query: str) -> list[_Token]:
         if not match:
             raise QueryError(f"{query[at]!r} at position {at} is not allowed")
         kind = match.lastgroup
+        assert kind is not None  # every alternative of _TOKEN is a named group
         text = match.group()
         if kind == "name" and text in _WORDS:
             kind = "word"
@@ -161,7 +162,7 @@ class _Parser:
             self.expect(")")
             return tree
         left = self.operand()
-        terms = []
+        terms: list[tuple] = []  # ("cmp", ...) and ("in", ...) nodes of the tree above
         while True:
             op = self.accept(*COMPARISONS)
             if op:
