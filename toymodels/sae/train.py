@@ -33,6 +33,7 @@ from flax import struct
 
 from toymodels.sae import metrics
 from toymodels.sae.base import decode, decoder, latent_axis, shared_params, squared_error
+from toymodels.sae.hyperparams import HyperParam
 
 # Folded into every SAE key, so SAE streams never coincide with the toy models' own
 # (fold_in(key(base_seed), uid) in toymodels.train.model_keys).
@@ -110,7 +111,7 @@ def per_sae_hparams() -> dict:
     """Every registered kind's per-SAE hyperparameters by name (``HyperParam``)."""
     from toymodels.sae import SAE_KINDS
 
-    found = {}
+    found: dict[str, HyperParam] = {}
     for kind in SAE_KINDS:
         for h in kind.hparams:
             if h.per_sae:
@@ -317,8 +318,8 @@ def make_sae(spec: SaeSpec, n_hidden: int):
                 lambda: (params, opt_state),
             )
             fired_D = fired_D & ~due
-        return state.replace(
-            params=params, opt_state=opt_state, fired_D=fired_D, since_fired_D=since_fired_D
+        return dataclasses.replace(  # flax's .replace, typed
+            state, params=params, opt_state=opt_state, fired_D=fired_D, since_fired_D=since_fired_D
         ), loss
 
     return init, step
