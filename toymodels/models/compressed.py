@@ -143,7 +143,7 @@ def make_forward(consts: Constants, options):
         x = _stack(x, ops)
         R = reduced(params, options, consts.W_E)
         A, B = R["A"], R["B"]
-        hs = []
+        hs: list[jax.Array] = []
         for ell in range(A.shape[0]):
             pre = A[ell] @ x
             for j in range(ell):
