@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -137,7 +138,7 @@ def hparams(
 # The paper's settings (Bushnaq et al. 2025, appendix "Training details"; C, d_gate and the
 # residual MLPs' steps from the reference's configs of the paper's time): (SpdSpec fields,
 # hparams fields).
-PRESETS = {
+PRESETS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
     "tms_5_2": (dict(C=20), dict(minimality=3e-3, p=1.0)),
     "tms_40_10": (dict(C=200), dict(minimality=1e-4, p=2.0)),
     "residual_mlp1": (
@@ -315,7 +316,8 @@ def make_train(spec: SpdSpec, target):
             draw_x(x_words, 0, spec.batch_size),
             draw_r(r_words, 0, spec.batch_size),
         )
-        (params, *_), terms = jax.lax.scan(body, carry, jnp.arange(spec.steps, dtype=jnp.uint32))
+        carry, terms = jax.lax.scan(body, carry, jnp.arange(spec.steps, dtype=jnp.uint32))
+        params = carry[0]
         if separate:  # the copies equal their sources: keep one
             params = {
                 **params,
