@@ -95,7 +95,7 @@ def job_sweep(sweep: StoredSweep) -> bool:
     return sae_sweep.is_sae_sweep(sweep) or is_spd_sweep(sweep)
 
 
-def fresh(applies: Callable[[StoredSweep], bool]) -> Callable[[StoredSweep], bool]:
+def fresh(applies: Callable[[StoredSweep], object]) -> Callable[[StoredSweep], bool]:
     """``applies`` among the toy-model sweeps that sample fresh data (not finite-data, not SAE sweeps)."""
     return lambda sweep: not finite_data(sweep) and not job_sweep(sweep) and bool(applies(sweep))
 
