@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -74,7 +75,7 @@ def panel_grid(
     nrows: int,
     ncols: int,
     figsize: tuple[float, float],
-    sharey: bool = False,
+    sharey: bool | Literal["all", "row", "col", "none"] = False,  # as matplotlib's subplots
     **gridspec_kw,
 ) -> tuple[Canvas, np.ndarray]:
     """An ``nrows``×``ncols`` grid of Axes (always a 2-D array), as ``plt.subplots`` makes it."""
