@@ -118,7 +118,8 @@ def composition_error(error: Exception) -> ConfigError:
     return ConfigError(match[1].lstrip("+~") if match else "override", text)
 
 
-_ADVICE = {
+# Looked up by OSError.errno, which is None for an error raised without one.
+_ADVICE: dict[int | None, str] = {
     errno.ENOSPC: "free some space or choose another sweep.out",
     errno.EDQUOT: "free some of your quota or choose another sweep.out",
     errno.EFBIG: "the file size limit (ulimit -f) is too small for it",
