@@ -298,10 +298,12 @@ def _check_form(
             )
         leaves = list(value)
     else:
-        got = tuple(getattr(value, "shape", ()))
-        if isinstance(value, (list, tuple)) or got != (rows, B):
+        got_shape = tuple(getattr(value, "shape", ()))
+        if isinstance(value, (list, tuple)) or got_shape != (rows, B):
             got_text = (
-                f"a list of {len(value)}" if isinstance(value, (list, tuple)) else f"shape {got}"
+                f"a list of {len(value)}"
+                if isinstance(value, (list, tuple))
+                else f"shape {got_shape}"
             )
             raise ConfigError(
                 key,
