@@ -22,6 +22,7 @@ from toymodels.sae.hyperparams import (
     GRAD_CLIP,
     INIT_THRESHOLD,
     L1,
+    HyperParam,
     K,
 )
 
@@ -97,7 +98,7 @@ class SaeConf:
     aux_coefficient: float = (
         AUX_COEFFICIENT.default
     )  # AuxK's α (topk, batchtopk, matryoshka; 0: off)
-    dead_window: int = DEAD_WINDOW.default  # AuxK: dead after this many steps without firing
+    dead_window: int = int(DEAD_WINDOW.default)  # AuxK: dead after this many steps without firing
     options: dict[str, Any] = field(
         default_factory=dict
     )  # other kinds' own hyperparameters (a user's kind)
@@ -171,7 +172,7 @@ def _kinds():
 
 def kind_hparams() -> dict:
     """Every registered SAE kind's hyperparameters by name (kinds that share a name share it)."""
-    found = {}
+    found: dict[str, HyperParam] = {}
     for kind in _kinds():
         for h in kind.hparams:
             found.setdefault(h.name, h)
@@ -421,7 +422,8 @@ def hashed_sae(data: dict) -> None:
     builtin = {kind.name: kind for kind in BUILTIN}
     if not all(name in builtin for name in kinds):
         return
-    read = {h.name for name in kinds for h in builtin[name].hparams}
+    # every name is a built-in kind's (checked above); the `in` narrows away sae.get's None
+    read = {h.name for name in kinds if name in builtin for h in builtin[name].hparams}
     live = {name: name in read or name in grid for name in SCHEMA_HPARAMS}
     for name in ADDED_SAE_KEYS:
         hparam = SCHEMA_HPARAMS[name]
