@@ -91,7 +91,10 @@ def hparam_columns(kind, point) -> dict:
     the value of its sparsity setting (λ or k), ``sparsity_axis`` its name (l1, k) and
     ``sparsity_name`` how figures label it (λ, k)."""
     values = {**dict(point.values)}
-    columns = {"l1": float(values.get("l1", np.nan)), "k": int(values.get("k", 0))}
+    columns: dict[str, float | str] = {
+        "l1": float(values.get("l1", np.nan)),
+        "k": int(values.get("k", 0)),
+    }
     columns.update({name: v for name, v in values.items() if name not in columns})
     setting = kind.sparsity
     columns["sparsity"] = (
