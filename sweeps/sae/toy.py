@@ -5,11 +5,15 @@ reader (``toymodels-sae``, ``sweeps.sae.cli``, checks its options with the same 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from toymodels.registry import ConfigError
+
+if TYPE_CHECKING:
+    from toymodels.data import DataSpec
 
 # Stored toy columns copied beside each SAE's scores; a toy grid axis that an SAE column already
 # names (lr, steps, ...) is copied as toy_<axis>.
@@ -57,7 +61,7 @@ def load_sweep(root: Path, key: str) -> tuple[pd.DataFrame, dict]:
     return table, config
 
 
-def stored_data_spec(config: dict):
+def stored_data_spec(config: dict) -> DataSpec:
     """The sweep's DataSpec (kind, set size, magnitude, rest scale) as the planner built it. Runs
     none of the sweep's plug-in files: its own kinds must be registered already, from files the
     user named and ``sweeps.store.trust`` checked (``require_kinds``)."""
@@ -96,7 +100,7 @@ def toy_measures(W_NxHxF: np.ndarray) -> dict:
     }
 
 
-def stored_toys(config, section: str = "sae") -> tuple[pd.DataFrame, dict, object]:
+def stored_toys(config, section: str = "sae") -> tuple[pd.DataFrame, dict, DataSpec]:
     """The stored sweep's selected models, its config and its DataSpec (read once per file version).
     ``section``: the config section whose ``toy`` names them (``sae``, ``spd``)."""
     toy = getattr(config, section).toy

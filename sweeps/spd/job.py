@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,9 @@ from sweeps.jobs.kind import Chunk, ChunkProgram, JobKind
 from sweeps.spd.config import SPD_PER_AXES, SPD_STATIC_AXES, spd_values, validate_spd
 from toymodels.data import DataSpec
 from toymodels.registry import ConfigError
+
+if TYPE_CHECKING:
+    from toymodels.spd import SpdSpec
 
 # Toy model kinds SPD has a target for (``toymodels.spd.target``).
 KINDS = ("relu", "residual_mlp")
@@ -74,7 +78,7 @@ def target_of(shape: TargetShape):
 class SpdGroup:
     """What the decompositions of one chunk share: the compiled program's static values."""
 
-    spec: object  # toymodels.spd.SpdSpec
+    spec: SpdSpec
     target: TargetShape
 
     @property
@@ -139,9 +143,9 @@ def toy_models(config) -> list[tuple[pd.Series, TargetShape, tuple]]:
     }
     out = []
     for _, row in models.iterrows():
-        info = {("toy_" + a if a in taken else a): row[a] for a in axes if a in row}
-        info.update({f"toy_{name}": row[name] for name in TOY_VALUES})
-        info = tuple((k, v.item() if isinstance(v, np.generic) else v) for k, v in info.items())
+        copied = {("toy_" + a if a in taken else a): row[a] for a in axes if a in row}
+        copied.update({f"toy_{name}": row[name] for name in TOY_VALUES})
+        info = tuple((k, v.item() if isinstance(v, np.generic) else v) for k, v in copied.items())
         shape = TargetShape(
             str(row["model"]),
             int(row["n_features"]),
@@ -181,7 +185,7 @@ def plan_spd(config, device=None) -> tuple[list[tuple[SpdGroup, SpdPoint]], dict
 
     check_plan_size(config, {a: len(expand_axis(a, v)) for a, v in config.sweep.grid.items()})
     toys = toy_models(config)
-    out = []
+    out: list[tuple[SpdGroup, SpdPoint]] = []
     for coords in _grid(config):
         identity = bool(_read(coords, config, "identity"))
         spec = _spec(config, coords)
