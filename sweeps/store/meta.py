@@ -58,6 +58,14 @@ def _digest(data: dict) -> str:
     return hashlib.sha256(json.dumps(_hashed(data), sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _mapping(data: object) -> dict:
+    """``OmegaConf.to_container`` of a config as the dict it is; a YAML body that is a list (or
+    anything else) is a TypeError."""
+    if not isinstance(data, dict):
+        raise TypeError(f"a config is a mapping of keys, not a {type(data).__name__}")
+    return data
+
+
 def _hashed(data: dict) -> dict:
     """``data`` (a resolved config as a dict, changed in place) as the hash reads it."""
     for key in ("out", "chunk_size", "executor", "devices", "sharding"):
@@ -98,8 +106,10 @@ def differences(out: str | os.PathLike, config: Config) -> dict[str, tuple]:
     from omegaconf import OmegaConf
 
     _, _, body = read_meta(out)
-    stored = _flat(_hashed(OmegaConf.to_container(OmegaConf.create(body), resolve=False)))
-    this = _flat(_hashed(OmegaConf.to_container(OmegaConf.structured(config), resolve=True)))
+    stored = _flat(_hashed(_mapping(OmegaConf.to_container(OmegaConf.create(body), resolve=False))))
+    this = _flat(
+        _hashed(_mapping(OmegaConf.to_container(OmegaConf.structured(config), resolve=True)))
+    )
     return {
         key: (stored.get(key), this.get(key))
         for key in sorted(set(stored) | set(this))
@@ -151,14 +161,14 @@ def config_hash(config: Config) -> str:
     are chunked, where they run (on how many devices) or how they are tracked (``wandb``)."""
     from omegaconf import OmegaConf
 
-    return _digest(OmegaConf.to_container(OmegaConf.structured(config), resolve=True))
+    return _digest(_mapping(OmegaConf.to_container(OmegaConf.structured(config), resolve=True)))
 
 
 def body_hash(text: str) -> str:
     """The config hash of a ``sweep.yaml`` body (the same as ``config_hash`` of the config it shows)."""
     from omegaconf import OmegaConf
 
-    return _digest(OmegaConf.to_container(OmegaConf.create(text), resolve=False))
+    return _digest(_mapping(OmegaConf.to_container(OmegaConf.create(text), resolve=False)))
 
 
 MAX_META_BYTES = 256 * 2**20  # a sweep.yaml larger than this is not one toymodels wrote

@@ -37,6 +37,11 @@ def test_a_sweep_yaml_body_hashes_to_its_first_line(experiment):
     assert body_hash(config_yaml(config)) == config_hash(config)
 
 
+def test_a_sweep_yaml_body_that_is_a_list_has_no_hash():
+    with pytest.raises(TypeError, match="a mapping of keys, not a list"):
+        body_hash("- sweep\n- train\n")
+
+
 def test_chunks_carry_their_config_hash_and_a_lost_sweep_yaml_adopts_nothing(tmp_path, capsys):
     out = tmp_path / "s"
     config = _config(out)
