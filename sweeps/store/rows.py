@@ -212,7 +212,9 @@ def check_rows(table: pa.Table, schema: RowSchema | None) -> None:
             if not np.isfinite(values).all():
                 raise DamagedRows(f"column {name!r} holds a value that is not finite")
         elif want.startswith("matrix"):
-            rows_of, columns_of = _MATRIX.match(want).groups()
+            matrix = _MATRIX.match(want)
+            assert matrix is not None  # a schema's types passed _known_type
+            rows_of, columns_of = matrix.groups()
             for size in (rows_of, columns_of):
                 if size not in names:
                     raise DamagedRows(f"no column {size!r}")
