@@ -224,9 +224,8 @@ def stored_kind_names(root: Path, stored: dict) -> list[tuple[str, str]]:
     tables = _tables()
     model = stored.get("model") or {}
     grid = (stored.get("sweep") or {}).get("grid") or {}
-    models = (
-        grid.get("model") if isinstance(grid.get("model"), list) else [model.get("kind", "relu")]
-    )
+    listed = grid.get("model")
+    models = listed if isinstance(listed, list) else [model.get("kind", "relu")]
     names = [("model", str(m)) for m in models] + [
         ("data", str((stored.get("data") or {}).get("kind", "sparse")))
     ]
