@@ -90,7 +90,8 @@ def offline_log_complete(path: Path) -> bool:
             last, record = record, b""
     if last is None:
         return False
-    parsed = wandb_internal_pb2.Record()
+    # wandb's protobuf classes are built at import from descriptors (no .pyi): mypy cannot see them
+    parsed = wandb_internal_pb2.Record()  # type: ignore[attr-defined]
     parsed.ParseFromString(last)
     return parsed.WhichOneof("record_type") == "exit"
 
