@@ -57,12 +57,12 @@ for kind in (
     DataKind(name="probe_fine", value=_value),
 ):
     register_data(kind, origin="tests/probe")
-for kind in (
+for model_kind in (
     ModelKind(name="probe_one_short", init=_init, forward=_one_short),
     ModelKind(name="probe_contracts", init=_init, forward=_contracts_wrongly),
     ModelKind(name="probe_model_fine", init=_init, forward=_forward),
 ):
-    register_model(kind, origin="tests/probe")
+    register_model(model_kind, origin="tests/probe")
 
 TINY, WIDE = (
     ["model.n_features=5", "model.n_hidden=2"],

@@ -5,6 +5,7 @@ import importlib.util
 import json
 import shutil
 import sys
+from typing import Any
 
 import pytest
 
@@ -170,7 +171,7 @@ def test_a_module_imported_and_named_as_a_plugin_is_one_origin(tmp_path):
 
 def _notebook_kind(scale: float):
     """A model kind as a notebook cell defines it: functions of a module without a file."""
-    namespace = {"__name__": "notebook_cell_test_trust"}
+    namespace: dict[str, Any] = {"__name__": "notebook_cell_test_trust"}
     exec(  # noqa: S102
         f"import jax\nimport jax.numpy as jnp\n"
         f"def init(key, n, m, std, options):\n    return {{'W': std * jax.random.normal(key, (m, n)), 'b': jnp.zeros((n,))}}\n"

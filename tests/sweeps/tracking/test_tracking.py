@@ -67,7 +67,7 @@ def offline_runs(out: Path) -> dict[str, dict]:
     runs = {}
     for run_dir in sorted((out / "wandb").glob("offline-run-*")):
         (log,) = run_dir.glob("run-*.wandb")
-        info = {"dir": run_dir, "summary": {}, "history": [], "tables": {}, "log": log}
+        info: dict = {"dir": run_dir, "summary": {}, "history": [], "tables": {}, "log": log}
         records = _records(log)
         # whole on disk once its run is marked logged: the last record is the run's exit
         assert records and records[-1].WhichOneof("record_type") == "exit", f"{log} is not whole"
