@@ -160,19 +160,43 @@ def matryoshka_widths(width: int) -> tuple[int, ...]:
     return tuple(sorted({width // f for f in (64, 16, 4) if width // f >= 1} | {width}))
 
 
-def aux_k_at_defaults(sae_kind, steps: int) -> bool:
-    """Whether a sweep at the kind's defaults compiles AuxK in (``sweeps.sae.plan``'s rule): the
-    kind declares its coefficient, at a default above 0, and a latent can outlast the dead window
-    in ``steps``. SAELens's TopK, BatchTopK and Matryoshka train with AuxK at their defaults too."""
+def aux_k_at_defaults(sae_kind, steps: int, given: dict | None = None) -> bool:
+    """Whether a sweep at the kind's defaults (but for ``given`` values) compiles AuxK in
+    (``sweeps.sae.plan``'s rule): the kind declares its coefficient, above 0, and a latent can
+    outlast the dead window in ``steps``. SAELens's TopK, BatchTopK and Matryoshka train with AuxK
+    at their defaults too."""
+    given = given or {}
     aux, window = sae_kind.hparam("aux_coefficient"), sae_kind.hparam("dead_window")
-    return aux is not None and aux.default > 0 and window is not None and steps > window.default + 1
+    if aux is None or window is None:
+        return False
+    alpha = given.get("aux_coefficient", aux.default)
+    return alpha > 0 and steps > given.get("dead_window", window.default) + 1
+
+
+def own_hparams(sae_kind, given: dict) -> dict:
+    """The values of ``given`` (``--ours NAME=VALUE``) that ``sae_kind`` declares, cast."""
+    return {
+        name: sae_kind.hparam(name).cast(v)
+        for name, v in given.items()
+        if sae_kind.hparam(name) is not None
+    }
 
 
 def train_ours(
-    kind: str, coefficients, source, world, width: int, steps: int, batch: int, lr: float, seed: int
+    kind: str,
+    coefficients,
+    source,
+    world,
+    width: int,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    given: dict | None = None,
 ):
     """One program for the kind's 3 SAEs (same init and data: paired); their (cfg, tensors) and
-    the seconds of the call (compile included)."""
+    the seconds of the call (compile included). ``given``: hyperparameters set away from the
+    kind's defaults (``--ours``; those the kind does not declare are ignored)."""
     import jax
 
     from toymodels.sae import SAE_KINDS, SaeSpec, hparams, sae_keys, split_keys, train_saes
@@ -180,6 +204,7 @@ def train_ours(
 
     sae_kind = SAE_KINDS.get(kind)
     top_k = sae_kind.top_k
+    own = own_hparams(sae_kind, given or {})
     n = len(coefficients)
     spec = SaeSpec(
         dict_size=width,
@@ -189,11 +214,13 @@ def train_ours(
         k_max=max(coefficients) if top_k else 0,
         matryoshka_widths=matryoshka_widths(width) if kind == "matryoshka" else (),
         eval_batch=1024,
-        aux_k=aux_k_at_defaults(sae_kind, steps),
+        aux_k=aux_k_at_defaults(sae_kind, steps, own),
         per_sae_source=False,
         shared_data=True,
     )
-    hp = hparams(n, lr=lr, **({"k": list(coefficients)} if top_k else {"l1": list(coefficients)}))
+    hp = hparams(
+        n, lr=lr, **own, **({"k": list(coefficients)} if top_k else {"l1": list(coefficients)})
+    )
     init, data = split_keys(sae_keys(seed, [0] * n, [0] * n))
     start = time.perf_counter()
     result = jax.device_get(train_saes(spec, source, init, hp, world, data[0]))
@@ -219,6 +246,7 @@ def parity(args, source, world, model, inputs) -> list[dict]:
             args.batch,
             args.lr,
             args.seed,
+            args.ours,
         )
         print(
             f"  ours {kind}: {seconds:.1f} s for {len(coefficients)} SAEs (compile included)",
@@ -453,6 +481,34 @@ def format_throughput(rows: list[dict], steps: int) -> str:
     return "\n".join(lines)
 
 
+def parse_ours(parser, items: list[str], kinds: list[str]) -> dict:
+    """``--ours NAME=VALUE`` items as {name: value}, each checked against the declaration of a
+    kind among ``kinds`` that declares it (not the sparsity setting, which the bench sweeps)."""
+    from toymodels.sae import SAE_KINDS
+
+    given: dict = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        declared = [h for h in (SAE_KINDS.get(k).hparam(name) for k in kinds) if h is not None]
+        if not sep or not declared:
+            parser.error(
+                f"--ours: {item!r} is not NAME=VALUE with NAME a hyperparameter of "
+                f"{', '.join(kinds)}"
+            )
+        if declared[0].sparsity:
+            parser.error(f"--ours: {name} is the kinds' sparsity setting, which the bench sweeps")
+        value: float | str
+        try:
+            value = float(text)
+        except ValueError:
+            value = text
+        problem = declared[0].problem(value)
+        if problem:
+            parser.error(f"--ours: {name} {problem}")
+        given[name] = declared[0].cast(value)
+    return given
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="toymodels-bench sae", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -485,6 +541,14 @@ def parse_args(argv):
     parser.add_argument("--skip-parity", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument(
+        "--ours",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="one of our kinds' hyperparameters away from its default, for every kind that "
+        "declares it (repeatable; e.g. aux_coefficient=1, SAELens's α)",
+    )
+    parser.add_argument(
         "--no-reference", action="store_true", help="ours only, even where sae-lens is installed"
     )
     parser.add_argument(
@@ -495,6 +559,7 @@ def parse_args(argv):
     bad = [k for k in args.kinds if k not in KINDS]
     if bad:
         parser.error(f"--kinds: {bad[0]!r} is not one of {', '.join(KINDS)}")
+    args.ours = parse_ours(parser, args.ours, args.kinds)
     try:
         args.n_saes = [int(v) for v in args.n_saes.split(",") if v]
     except ValueError:
@@ -520,7 +585,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     with_reference = has_reference() and not args.no_reference
-    out: dict = {"reference": "sae-lens" if with_reference else None}
+    out: dict = {"reference": "sae-lens" if with_reference else None, "ours_hparams": args.ours}
     if not with_reference:
         print(
             "toymodels-bench sae: SAELens is not installed (pip install -e '.[saelens]') or --no-reference: "
@@ -551,6 +616,10 @@ def main(argv=None) -> int:
                 f"batch {args.batch}, {args.steps} steps; scored on {args.eval_samples:,} inputs"
             )
         note += "\n" + DEFAULTS_NOTE
+        if args.ours:
+            note += "\nours away from its defaults: " + ", ".join(
+                f"{k}={v}" for k, v in args.ours.items()
+            )
         inputs = evaluation_inputs(source, world, args.eval_samples)
         out["parity"] = parity(args, source, world, model, inputs)
         for row in out["parity"]:

@@ -20,6 +20,7 @@ from toymodels.sae.hyperparams import (
     BANDWIDTH,
     DEAD_WINDOW,
     GRAD_CLIP,
+    INIT_NORM,
     INIT_THRESHOLD,
     L1,
     HyperParam,
@@ -45,10 +46,20 @@ WORLD_STATIC_AXES = ("n_features", "n_hidden", "directions", "active")
 # The built-in kinds' hyperparameters that are keys of the sae: section itself (sae.l1, ...);
 # any other kind hyperparameter is sae.options.<name>.
 SCHEMA_HPARAMS = {
-    h.name: h for h in (L1, K, BANDWIDTH, INIT_THRESHOLD, GRAD_CLIP, AUX_COEFFICIENT, DEAD_WINDOW)
+    h.name: h
+    for h in (
+        L1,
+        K,
+        BANDWIDTH,
+        INIT_THRESHOLD,
+        GRAD_CLIP,
+        AUX_COEFFICIENT,
+        DEAD_WINDOW,
+        INIT_NORM,
+    )
 }
 # Keys of the sae: section added after 43f758a, and bandwidth's default before then (config hashes).
-ADDED_SAE_KEYS = ("init_threshold", "grad_clip", "aux_coefficient", "dead_window")
+ADDED_SAE_KEYS = ("init_threshold", "grad_clip", "aux_coefficient", "dead_window", "init_norm")
 OLD_BANDWIDTH = 1e-3
 
 
@@ -99,6 +110,7 @@ class SaeConf:
         AUX_COEFFICIENT.default
     )  # AuxK's α (topk, batchtopk, matryoshka; 0: off)
     dead_window: int = int(DEAD_WINDOW.default)  # AuxK: dead after this many steps without firing
+    init_norm: float = INIT_NORM.default  # matryoshka: initial decoder (and tied encoder) norm
     options: dict[str, Any] = field(
         default_factory=dict
     )  # other kinds' own hyperparameters (a user's kind)
@@ -403,11 +415,13 @@ def validate_sae(config) -> None:
 def hashed_sae(data: dict) -> None:
     """The ``sae:`` section as its config hash sees it (``sweeps.store.meta``), in place: keys
     added after 43f758a (``ADDED_SAE_KEYS``) are left out where no SAE of the sweep reads them
-    (no kind of it declares them, or at their neutral value: AuxK's α = 0 and its window with it),
+    (no kind of it declares them, or at their neutral value: AuxK's α = 0 and its window with it,
+    Matryoshka's init_norm = 1),
     and an unread ``bandwidth`` at its new default is hashed at its old one, so that a sweep that
     means what it meant then keeps its hash (docs/saes/reference.md, "Stores written before").
     A sweep.yaml written before (none of those keys) is left as it is. Only built-in kinds are
-    known here: with a user's kind in the sweep every key is kept."""
+    known here: with a user's kind in the sweep every key is kept but an
+    unread init_norm at its default."""
     from toymodels.sae.kinds import BUILTIN
 
     sae = data.get("sae")
@@ -421,6 +435,14 @@ def hashed_sae(data: dict) -> None:
     )
     builtin = {kind.name: kind for kind in BUILTIN}
     if not all(name in builtin for name in kinds):
+        # init_norm (added after 72e86c7) at its default, read by no built-in kind of the sweep:
+        # as stores of user kinds were hashed before it (a user kind that reads it is newer)
+        if (
+            "init_norm" not in grid
+            and sae.get("init_norm") == INIT_NORM.default
+            and not any(name in builtin and builtin[name].hparam("init_norm") for name in kinds)
+        ):
+            del sae["init_norm"]
         return
     # every name is a built-in kind's (checked above); the `in` narrows away sae.get's None
     read = {h.name for name in kinds if name in builtin for h in builtin[name].hparams}

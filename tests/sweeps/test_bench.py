@@ -156,8 +156,34 @@ def test_sae_bench_runs_ours_only_without_saelens(capsys, monkeypatch):
 
 @pytest.mark.parametrize(
     "args",
-    [["--kinds", "plain,nope"], ["--eval-samples", "1000"], ["--n-saes", "0"], ["--steps", "0"]],
+    [
+        ["--kinds", "plain,nope"],
+        ["--eval-samples", "1000"],
+        ["--n-saes", "0"],
+        ["--steps", "0"],
+        ["--ours", "foo=1"],  # no kind declares it
+        ["--kinds", "plain", "--ours", "aux_coefficient=1"],  # not a hyperparameter of plain
+        ["--ours", "k=3"],  # the sparsity setting the bench sweeps
+        ["--ours", "aux_coefficient=-1"],
+        ["--ours", "init_norm"],
+    ],
 )
-def test_sae_bench_rejects_bad_options(args):
-    with pytest.raises(SystemExit):
+def test_sae_bench_rejects_bad_options(args, capsys):
+    with pytest.raises(SystemExit) as exit_:
         main(["sae", *args])
+    assert exit_.value.code == 2 and "error" in capsys.readouterr().err
+
+
+def test_sae_bench_sets_our_hyperparameters_for_the_kinds_that_declare_them():
+    """``--ours NAME=VALUE`` reaches each kind that declares NAME, cast by its declaration; AuxK is
+    compiled in or out by the value given, not the default."""
+    from sweeps.bench import sae
+    from toymodels.sae import SAE_KINDS
+
+    args = sae.parse_args(["--ours", "aux_coefficient=1", "--ours", "dead_window=50"])
+    assert args.ours == {"aux_coefficient": 1.0, "dead_window": 50}
+    topk, plain = SAE_KINDS.get("topk"), SAE_KINDS.get("plain")
+    assert sae.own_hparams(topk, args.ours) == args.ours and sae.own_hparams(plain, args.ours) == {}
+    assert sae.aux_k_at_defaults(topk, 100, args.ours)  # a window of 50 is outlasted in 100 steps
+    assert not sae.aux_k_at_defaults(topk, 100)  # the default window of 1,000 is not
+    assert not sae.aux_k_at_defaults(topk, 5000, {"aux_coefficient": 0.0})

@@ -354,7 +354,8 @@ def test_every_kind_declares_its_hyperparameters_and_hparams_takes_their_default
         "plain": ["l1"],
         "gated": ["l1"],
         "rescaled": ["l1"],
-        **{k: ["k", "aux_coefficient", "dead_window"] for k in ("topk", "batchtopk", "matryoshka")},
+        **{k: ["k", "aux_coefficient", "dead_window"] for k in ("topk", "batchtopk")},
+        "matryoshka": ["k", "aux_coefficient", "dead_window", "init_norm"],
         "jumprelu": ["l1", "bandwidth", "init_threshold", "grad_clip"],
     }
     assert SAE_KINDS.get("topk").sparsity is K and SAE_KINDS.get("jumprelu").sparsity is L1

@@ -300,3 +300,21 @@ def test_auxk_reaches_a_latent_only_after_the_dead_window_as_saelens_counts_it()
             moved = not np.array_equal(np.asarray(state.params["V_HxD"][:, 2]), before)
             assert moved == (moves_at is not None and t >= moves_at), (alpha, t)
         assert int(state.since_fired_D[2]) == window + 3 and int(state.since_fired_D[0]) == 0
+
+
+def test_matryoshka_starts_its_decoder_and_tied_encoder_at_init_norm():
+    """Matryoshka's V and the encoder rows tied to it start at norm ``hp.init_norm`` (0.1 by default,
+    SAELens's decoder_init_norm); at 1 it starts bit for bit as BatchTopK (unit norm, as before)."""
+    key = jax.random.key(3)
+    spec = SaeSpec(dict_size=8, kind="matryoshka", k_max=2)
+    for norm in (0.1, 0.3):
+        p = init_params(key, 4, spec, hparams(1, k=2, init_norm=norm))
+        assert np.allclose(np.linalg.norm(p["V_HxD"], axis=0), norm, rtol=1e-6)
+        assert np.allclose(np.linalg.norm(p["W_enc_DxH"], axis=1), norm, rtol=1e-6)
+    default = init_params(key, 4, spec, hparams(1, k=2))
+    assert np.allclose(np.linalg.norm(default["V_HxD"], axis=0), 0.1, rtol=1e-6)
+    unit = init_params(key, 4, spec, hparams(1, k=2, init_norm=1.0))
+    before = init_params(key, 4, SaeSpec(dict_size=8, kind="batchtopk", k_max=2), hparams(1, k=2))
+    assert jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), unit, before) == {
+        name: True for name in before
+    }

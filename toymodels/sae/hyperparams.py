@@ -143,6 +143,17 @@ AUX_COEFFICIENT = HyperParam(
     label="α",
     saelens="aux_loss_coefficient",
 )
+INIT_NORM = HyperParam(
+    "init_norm",
+    0.1,
+    "the norm of every decoder column V_j and of the encoder row tied to it at initialisation "
+    "(matryoshka; the decoder itself is V/‖V‖ whatever it is)",
+    low=0,
+    low_open=True,
+    neutral=1.0,
+    label="‖V₀‖",
+    saelens="decoder_init_norm",
+)
 DEAD_WINDOW = HyperParam(
     "dead_window",
     1000,

@@ -47,7 +47,10 @@ large λ lets the encoder outgrow the window and L0 stops falling.
 
 Matryoshka BatchTopK (Bussmann et al. 2025; Nabeshima 2024): BatchTopK codes, and every prefix
 of the dictionary of width w in ``spec.matryoshka_widths`` must reconstruct h on its own, so the
-first latents learn general features and later ones refine them.
+first latents learn general features and later ones refine them. Its decoder columns V and the
+encoder rows tied to them start at norm 0.1 (``hp.init_norm``, SAELens's ``decoder_init_norm``),
+not 1: from unit norm its MCC fell 0.02-0.04 short of SAELens's at k = 4 on the bench's Zipf world
+(docs/saes/reference.md, "Matryoshka").
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ from toymodels.sae.hyperparams import (
     BANDWIDTH,
     DEAD_WINDOW,
     GRAD_CLIP,
+    INIT_NORM,
     INIT_THRESHOLD,
     L1,
     K,
@@ -226,7 +230,7 @@ MATRYOSHKA = SaeKind(
     init=init_batchtopk,
     update_state=track_threshold,
     loss_terms=matryoshka_terms,
-    hparams=TOP_K_HPARAMS,
+    hparams=TOP_K_HPARAMS + (INIT_NORM,),
     top_k=True,
     doc="BatchTopK codes; every prefix of width w in spec.matryoshka_widths reconstructs h",
 )

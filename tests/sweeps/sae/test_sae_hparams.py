@@ -65,12 +65,49 @@ def test_stores_of_43f758a_resume_where_their_saes_mean_what_they_meant(name, ex
 
 
 @pytest.mark.parametrize(
+    "overrides, resumes",
+    [
+        (["experiment=sae_orthogonality_small"], True),  # topk: no kind reads init_norm
+        (["experiment=sae_shrinkage_small"], True),
+        (["experiment=sae_pareto_small"], False),  # matryoshka starts at norm 0.1 now
+        (["experiment=sae_pareto_small", "sae.init_norm=1"], True),  # as it started then
+        (["experiment=sae_pareto_small", "sweep.grid.kind=[plain,matryoshka,my_kind]"], False),
+        (["experiment=sae_pareto_small", "sweep.grid.kind=[plain,my_kind]"], True),  # a user's
+    ],
+)
+def test_stores_of_72e86c7_resume_unless_they_hold_matryoshka_saes_from_unit_norm(
+    overrides, resumes
+):
+    """sweep.yaml as 72e86c7 wrote it is this version's without sae.init_norm (the key it lacked):
+    this config hashes to it exactly when its SAEs are trained as then."""
+    import jax
+    from omegaconf import OmegaConf
+
+    from sweeps.store.meta import config_hash
+    from toymodels.sae import SAE_KINDS, SaeKind, register_sae
+    from toymodels.sae.base import pre_activation
+
+    if "my_kind" not in SAE_KINDS:
+        register_sae(
+            SaeKind(
+                name="my_kind",
+                encode=lambda p, h, hp, spec, training: (jax.nn.relu(pre_activation(p, h)), {}),
+            )
+        )
+    config = compose_config(overrides)
+    data = OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
+    del data["sae"]["init_norm"]
+    assert (body_hash(OmegaConf.to_yaml(OmegaConf.create(data))) == config_hash(config)) is resumes
+
+
+@pytest.mark.parametrize(
     "override, key",
     [
         ("sae.bandwidth=0", "sae.bandwidth"),
         ("sae.init_threshold=-0.1", "sae.init_threshold"),
         ("sae.aux_coefficient=-1", "sae.aux_coefficient"),
         ("sae.dead_window=0", "sae.dead_window"),
+        ("sae.init_norm=0", "sae.init_norm"),
         ("sweep.grid.k=[1,2.5]", r"sweep.grid.k\[1\]"),
         ("+sweep.grid.grad_clip=[1.0,-1]", r"sweep.grid.grad_clip\[1\]"),
         ("+sae.options.bandwidth=0.1", "sae.options.bandwidth"),  # a key of its own: sae.bandwidth
