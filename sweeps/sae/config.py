@@ -19,6 +19,7 @@ from toymodels.sae.hyperparams import (
     AUX_COEFFICIENT,
     BANDWIDTH,
     DEAD_WINDOW,
+    DECODER,
     GRAD_CLIP,
     INIT_THRESHOLD,
     L1,
@@ -44,11 +45,15 @@ WORLD_STATIC_AXES = ("n_features", "n_hidden", "directions", "active")
 # The built-in kinds' hyperparameters that are keys of the sae: section itself (sae.l1, ...);
 # any other kind hyperparameter is sae.options.<name>.
 SCHEMA_HPARAMS = {
-    h.name: h for h in (L1, K, BANDWIDTH, INIT_THRESHOLD, GRAD_CLIP, AUX_COEFFICIENT, DEAD_WINDOW)
+    h.name: h
+    for h in (L1, K, DECODER, BANDWIDTH, INIT_THRESHOLD, GRAD_CLIP, AUX_COEFFICIENT, DEAD_WINDOW)
 }
 # Keys of the sae: section added after 43f758a, and bandwidth's default before then (config hashes).
-ADDED_SAE_KEYS = ("init_threshold", "grad_clip", "aux_coefficient", "dead_window")
+ADDED_SAE_KEYS = ("init_threshold", "grad_clip", "aux_coefficient", "dead_window", "decoder")
 OLD_BANDWIDTH = 1e-3
+# Hyperparameters built-in kinds declared only from the commit that added ``sae.decoder`` (after
+# 72e86c7): a sweep.yaml without that key hashes as those kinds read it then.
+DECLARED_WITH_DECODER = {"plain": ("decoder", "grad_clip"), "gated": ("decoder", "grad_clip")}
 
 
 @dataclass
@@ -89,11 +94,14 @@ class SaeConf:
     k: Any = (
         K.default
     )  # k of topk, batchtopk, matryoshka; "active": the exactly world's l (k follows l)
+    # plain's and gated's decoder: free (SAELens: free-norm columns from 0.1, norm-weighted
+    # penalty) or unit (unit-norm columns, λ‖f‖₁: before issue 21)
+    decoder: str = DECODER.default
     bandwidth: float = BANDWIDTH.default  # jumprelu's ε
     init_threshold: float = INIT_THRESHOLD.default  # jumprelu's θ₀
     grad_clip: float = (
         GRAD_CLIP.default
-    )  # jumprelu: each SAE's gradient clipped to this global norm (0: not)
+    )  # plain, gated, jumprelu: each SAE's gradient clipped to this global norm (0: not)
     aux_coefficient: float = (
         AUX_COEFFICIENT.default
     )  # AuxK's α (topk, batchtopk, matryoshka; 0: off)
@@ -405,6 +413,8 @@ def hashed_sae(data: dict) -> None:
     (no kind of it declares them, or at their neutral value: AuxK's α = 0 and its window with it),
     and an unread ``bandwidth`` at its new default is hashed at its old one, so that a sweep that
     means what it meant then keeps its hash (docs/saes/reference.md, "Stores written before").
+    A sweep.yaml without ``decoder`` (written before it) is hashed as plain and gated were read
+    then, without ``decoder`` and ``grad_clip``; ``decoder=unit`` is their neutral value.
     A sweep.yaml written before (none of those keys) is left as it is. Only built-in kinds are
     known here: with a user's kind in the sweep every key is kept."""
     from toymodels.sae.kinds import BUILTIN
@@ -421,7 +431,13 @@ def hashed_sae(data: dict) -> None:
     builtin = {kind.name: kind for kind in BUILTIN}
     if not all(name in builtin for name in kinds):
         return
-    read = {h.name for name in kinds for h in builtin[name].hparams}
+    then = set() if "decoder" in sae else {"decoder", "grad_clip"}  # written before sae.decoder
+    read = {
+        h.name
+        for name in kinds
+        for h in builtin[name].hparams
+        if not (h.name in then and h.name in DECLARED_WITH_DECODER.get(name, ()))
+    }
     live = {name: name in read or name in grid for name in SCHEMA_HPARAMS}
     for name in ADDED_SAE_KEYS:
         hparam = SCHEMA_HPARAMS[name]
@@ -439,3 +455,28 @@ def hashed_sae(data: dict) -> None:
             del sae[name]
     if not live["bandwidth"] and sae.get("bandwidth") == BANDWIDTH.default:
         sae["bandwidth"] = OLD_BANDWIDTH
+
+
+def resume_hint(changed: dict) -> str:
+    """How to resume a store whose config differs from this one only in ``sae:`` keys its hash
+    left out at their neutral values (a store written before they existed: ``sae.decoder=unit``
+    for plain and gated before issue 21's free decoder, with ``sae.grad_clip=0``;
+    ``sae.aux_coefficient=0`` for top-k kinds before AuxK): "" when something else differs.
+    ``changed``: {dotted key: (stored, this)} (``sweeps.store.meta.differences``)."""
+    fixes = []
+    for key, (stored, _) in changed.items():
+        hparam = SCHEMA_HPARAMS.get(key.removeprefix("sae.")) if key.startswith("sae.") else None
+        if hparam is None or hparam.neutral is None or stored is not None:
+            return ""
+        fixes.append(
+            f"sae.{hparam.name}={hparam.neutral:g}"
+            if not hparam.choices
+            else f"sae.{hparam.name}={hparam.neutral}"
+        )
+    return (
+        f"its SAEs were trained before {' and '.join(k.split('=')[0] for k in fixes)} existed "
+        f"(or at their neutral values): add {' '.join(fixes)} to resume it as it was trained "
+        '(docs/saes/reference.md, "Stores written before")'
+        if fixes
+        else ""
+    )
