@@ -99,9 +99,8 @@ class SaeConf:
     decoder: str = DECODER.default
     bandwidth: float = BANDWIDTH.default  # jumprelu's ε
     init_threshold: float = INIT_THRESHOLD.default  # jumprelu's θ₀
-    grad_clip: float = (
-        GRAD_CLIP.default
-    )  # plain, gated, jumprelu: each SAE's gradient clipped to this global norm (0: not)
+    # plain, gated, jumprelu: each SAE's gradient clipped to this global norm (0: not)
+    grad_clip: float = GRAD_CLIP.default
     aux_coefficient: float = (
         AUX_COEFFICIENT.default
     )  # AuxK's α (topk, batchtopk, matryoshka; 0: off)

@@ -4,8 +4,8 @@ kind's terms, means over the batch:
 
 | kind | codes f | added terms |
 |---|---|---|
-| ``plain`` | ReLU(pre) | λ‖f‖₁ |
-| ``gated`` | 1[π_gate > 0] ⊙ ReLU(e^r ⊙ proj + b_mag) | λ‖ReLU(π_gate)‖₁ + aux |
+| ``plain`` | ReLU(pre) (``decoder=free``: times ‖v_j‖) | λ‖f‖₁ |
+| ``gated`` | 1[π_gate > 0] ⊙ ReLU(e^r ⊙ proj + b_mag) (free: times ‖v_j‖) | λ‖g‖₁ + aux, g = ReLU(π_gate) (free: times ‖v_j‖) |
 | ``rescaled`` | e^r ⊙ ReLU(π_gate) | λ‖ReLU(π_gate)‖₁ + aux |
 | ``topk`` | ReLU(pre), each input's k largest | AuxK (``toymodels.sae.train``) |
 | ``batchtopk`` | ReLU(pre), the batch's k·B largest | AuxK |
@@ -23,6 +23,14 @@ the same penalty and auxiliary loss. The auxiliary loss is what keeps it sparse:
 encoder could scale π_gate down and r up, leaving f unchanged and the L1 penalty going to zero.
 On an isolated feature of magnitude a (unit encoder and decoder along it) plain outputs
 (a − θ)₊, rescaled r(a − θ)₊ and gated a·1[a > θ] (docs/science/saes.md).
+
+Plain and gated take the decoder's parameterisation as a static setting (``decoder``;
+docs/saes/reference.md, "Standard L1 and gated"). ``free`` (the default, SAELens 6.54 after
+Anthropic's April 2024 update): a free-norm decoder V from norm 0.1, each code (and gated's gate
+g) times ‖v_j‖, so ĥ = V c + b_dec and the penalty is λ Σ_j ‖v_j‖ c_j; gated's auxiliary loss
+reconstructs through the live decoder, V ReLU(π_gate) + b_dec, as SAELens's. ``unit`` (Bricken et
+al. 2023, before issue 21): unit-norm columns, λ‖f‖₁, the frozen decoder above. Both clip the
+gradient to ``hp.grad_clip`` (SAELens's trainer clips every kind).
 
 The three top-k kinds declare AuxK's coefficient and dead window (docs/saes/reference.md, "AuxK").
 TopK (Gao et al. 2024) takes k per SAE under a static ``spec.k_max``; BatchTopK (Bussmann et
