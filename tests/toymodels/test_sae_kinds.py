@@ -493,20 +493,20 @@ def _before_issue_21():
 
 
 @pytest.mark.parametrize("kind", ["plain", "gated"])
-def test_decoder_unit_without_clipping_trains_the_bits_of_the_kind_before_issue_21(kind):
-    """``decoder=unit grad_clip=0`` is the kind as it was: the same parameters, bit for bit, as the
-    kind's 72e86c7 definition trained from the same keys (what a store written then resumes to)."""
-    from toymodels.sae import register_sae, sae_keys, split_keys, train_saes
+def test_decoder_unit_without_clipping_is_the_program_of_the_kind_before_issue_21(kind):
+    """``decoder=unit grad_clip=0`` is the kind as it was: one SAE's whole training program (init,
+    steps, evaluation) is the same jaxpr as the kind's 72e86c7 definition gives, so the same bits
+    on every backend (what a store written then resumes to); at ``grad_clip`` 1 it is not."""
+    from toymodels.sae import make_train, register_sae, sae_keys, split_keys
     from toymodels.sae.build import simple_world
 
     old = _before_issue_21()[kind]
     if old.name not in SAE_KINDS:
         register_sae(old)
     source, world = simple_world(6, 4, 0.2)
-    init, data = split_keys(sae_keys(0, [1, 1], [0, 1]))
-    worlds = jax.tree.map(lambda a: jnp.stack([a, a]), world)
-    out = {}
-    for name, options, clip in ((kind, (("decoder", "unit"),), 0.0), (old.name, (), None)):
+    init, data = split_keys(sae_keys(0, [1], [0]))
+
+    def program(name, options=(), clip=True, **values):
         spec = SaeSpec(
             dict_size=8,
             kind=name,
@@ -515,13 +515,15 @@ def test_decoder_unit_without_clipping_trains_the_bits_of_the_kind_before_issue_
             eval_batch=256,
             dead_samples=256,
             options=options,
-            clip=clip is None,  # as a sweep plans it: grad_clip 0 for every SAE compiles it out
+            clip=clip,
         )
-        extra = {} if clip is None else {"grad_clip": clip}
-        out[name] = jax.device_get(
-            train_saes(spec, source, init, hparams(2, l1=[0.05, 0.3], **extra), worlds, data)
-        )
-    new, then = out[kind], out[old.name]
-    for name in then.params:
-        np.testing.assert_array_equal(new.params[name], then.params[name], err_msg=name)
-    np.testing.assert_array_equal(new.scores.loss, then.scores.loss)
+        hp = jax.tree.map(lambda a: a[0], hparams(1, l1=0.3, **values))
+        text = str(jax.make_jaxpr(make_train(spec, source))(init[0], hp, world, data[0]))
+        return text.replace(name, "KIND")
+
+    unit = (("decoder", "unit"),)
+    then = program(old.name)
+    # as a sweep plans it: grad_clip 0 for every SAE compiles the clip out (SaeSpec.clip)
+    assert program(kind, unit, clip=False, grad_clip=0.0) == then
+    assert program(kind, unit, grad_clip=1.0) != then
+    assert program(kind) != then  # the default: decoder=free
