@@ -48,9 +48,8 @@ COEFFICIENTS = {
 # The defaults in which the two sides differ on purpose (docs/saes/reference.md), printed with the table.
 DEFAULTS_NOTE = (
     "defaults that differ: AuxK's α ours 1/32 (Gao et al. 2024), SAELens 1 (both: dead after 1,000 "
-    "steps without firing, k_aux = d_in/2, on only past that many steps); standard L1: SAELens "
-    "penalises |f_j|·‖W_dec_j‖ from decoder norm 0.1, ours λ‖f‖₁ with unit-norm decoder columns, "
-    "so one λ is not one L0 (compare at matched L0)"
+    "steps without firing, k_aux = d_in/2, on only past that many steps); ours clips the gradient "
+    "of plain, gated and jumprelu only (SAELens: every kind)"
 )
 THROUGHPUT = dict(width=64, d=16, batch=1024, n_features=64)
 EVAL_BATCH = 8192
@@ -228,7 +227,11 @@ def train_ours(
     out = []
     for i, c in enumerate(coefficients):
         params = {name: np.asarray(v[i]) for name, v in result.params.items()}
-        out.append(core.to_saelens(kind, params, int(c) if top_k else 0))
+        out.append(
+            core.to_saelens(
+                kind, params, int(c) if top_k else 0, options=dict(spec.options) or None
+            )
+        )
     return out, seconds
 
 

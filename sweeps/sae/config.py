@@ -19,6 +19,7 @@ from toymodels.sae.hyperparams import (
     AUX_COEFFICIENT,
     BANDWIDTH,
     DEAD_WINDOW,
+    DECODER,
     GRAD_CLIP,
     INIT_NORM,
     INIT_THRESHOLD,
@@ -50,6 +51,7 @@ SCHEMA_HPARAMS = {
     for h in (
         L1,
         K,
+        DECODER,
         BANDWIDTH,
         INIT_THRESHOLD,
         GRAD_CLIP,
@@ -59,8 +61,18 @@ SCHEMA_HPARAMS = {
     )
 }
 # Keys of the sae: section added after 43f758a, and bandwidth's default before then (config hashes).
-ADDED_SAE_KEYS = ("init_threshold", "grad_clip", "aux_coefficient", "dead_window", "init_norm")
+ADDED_SAE_KEYS = (
+    "init_threshold",
+    "grad_clip",
+    "aux_coefficient",
+    "dead_window",
+    "init_norm",
+    "decoder",
+)
 OLD_BANDWIDTH = 1e-3
+# Hyperparameters built-in kinds declared only from the commit that added ``sae.decoder`` (after
+# 72e86c7): a sweep.yaml without that key hashes as those kinds read it then.
+DECLARED_WITH_DECODER = {"plain": ("decoder", "grad_clip"), "gated": ("decoder", "grad_clip")}
 
 
 @dataclass
@@ -101,11 +113,13 @@ class SaeConf:
     k: Any = (
         K.default
     )  # k of topk, batchtopk, matryoshka; "active": the exactly world's l (k follows l)
+    # plain's and gated's decoder: free (SAELens: free-norm columns from 0.1, norm-weighted
+    # penalty) or unit (unit-norm columns, λ‖f‖₁: before issue 21)
+    decoder: str = DECODER.default
     bandwidth: float = BANDWIDTH.default  # jumprelu's ε
     init_threshold: float = INIT_THRESHOLD.default  # jumprelu's θ₀
-    grad_clip: float = (
-        GRAD_CLIP.default
-    )  # jumprelu: each SAE's gradient clipped to this global norm (0: not)
+    # plain, gated, jumprelu: each SAE's gradient clipped to this global norm (0: not)
+    grad_clip: float = GRAD_CLIP.default
     aux_coefficient: float = (
         AUX_COEFFICIENT.default
     )  # AuxK's α (topk, batchtopk, matryoshka; 0: off)
@@ -419,6 +433,8 @@ def hashed_sae(data: dict) -> None:
     Matryoshka's init_norm = 1),
     and an unread ``bandwidth`` at its new default is hashed at its old one, so that a sweep that
     means what it meant then keeps its hash (docs/saes/reference.md, "Stores written before").
+    A sweep.yaml without ``decoder`` (written before it) is hashed as plain and gated were read
+    then, without ``decoder`` and ``grad_clip``; ``decoder=unit`` is their neutral value.
     A sweep.yaml written before (none of those keys) is left as it is. Only built-in kinds are
     known here: with a user's kind in the sweep every key is kept but an
     unread init_norm at its default."""
@@ -444,8 +460,15 @@ def hashed_sae(data: dict) -> None:
         ):
             del sae["init_norm"]
         return
+    then = set() if "decoder" in sae else {"decoder", "grad_clip"}  # written before sae.decoder
     # every name is a built-in kind's (checked above); the `in` narrows away sae.get's None
-    read = {h.name for name in kinds if name in builtin for h in builtin[name].hparams}
+    read = {
+        h.name
+        for name in kinds
+        if name in builtin
+        for h in builtin[name].hparams
+        if not (h.name in then and h.name in DECLARED_WITH_DECODER.get(name, ()))
+    }
     live = {name: name in read or name in grid for name in SCHEMA_HPARAMS}
     for name in ADDED_SAE_KEYS:
         hparam = SCHEMA_HPARAMS[name]
@@ -463,3 +486,28 @@ def hashed_sae(data: dict) -> None:
             del sae[name]
     if not live["bandwidth"] and sae.get("bandwidth") == BANDWIDTH.default:
         sae["bandwidth"] = OLD_BANDWIDTH
+
+
+def resume_hint(changed: dict) -> str:
+    """How to resume a store whose config differs from this one only in ``sae:`` keys its hash
+    left out at their neutral values (a store written before they existed: ``sae.decoder=unit``
+    for plain and gated before issue 21's free decoder, with ``sae.grad_clip=0``;
+    ``sae.aux_coefficient=0`` for top-k kinds before AuxK): "" when something else differs.
+    ``changed``: {dotted key: (stored, this)} (``sweeps.store.meta.differences``)."""
+    fixes = []
+    for key, (stored, _) in changed.items():
+        hparam = SCHEMA_HPARAMS.get(key.removeprefix("sae.")) if key.startswith("sae.") else None
+        if hparam is None or hparam.neutral is None or stored is not None:
+            return ""
+        fixes.append(
+            f"sae.{hparam.name}={hparam.neutral:g}"
+            if not hparam.choices
+            else f"sae.{hparam.name}={hparam.neutral}"
+        )
+    return (
+        f"its SAEs were trained before {' and '.join(k.split('=')[0] for k in fixes)} existed "
+        f"(or at their neutral values): add {' '.join(fixes)} to resume it as it was trained "
+        '(docs/saes/reference.md, "Stores written before")'
+        if fixes
+        else ""
+    )

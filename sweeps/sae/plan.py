@@ -117,6 +117,7 @@ def _spec(config, coords: tuple, kind: str, dict_size: int, static: dict) -> Sae
         batch_size=static.get("batch_size", s.batch_size),
         k_max=_k_max(config, coords) if sae_kind.top_k else 0,
         ortho=max(sae_values(config, "ortho")) > 0,
+        clip=max(sae_values(config, "grad_clip")) > 0,  # as ortho: 0 everywhere compiles it out
         aux_k=aux_k,
         options=frozen_options(options),
         resample_every=s.resample_every,

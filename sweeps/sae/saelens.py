@@ -240,7 +240,13 @@ def export_row(row, out) -> Path:
         )
     k = int(row.get("k") or 0)
     meta = {"toymodels_uid": int(row["uid"]), "toymodels_kind": str(row["kind"])}
-    cfg, tensors = core.to_saelens(str(row["kind"]), core.params_of_blob(params), k, meta)
+    # a row without a decoder column (a store written before it, or a kind without one) was
+    # trained with unit-norm decoder columns
+    decoder = row.get("decoder")
+    options = {"decoder": decoder if isinstance(decoder, str) else "unit"}
+    cfg, tensors = core.to_saelens(
+        str(row["kind"]), core.params_of_blob(params), k, meta, options=options
+    )
     return core.write_sae(out, cfg, tensors)
 
 

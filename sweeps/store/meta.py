@@ -145,6 +145,11 @@ def describe_differences(changed: dict, limit: int = 3) -> str:
 
     shown = [f"{key} ({short(a)} -> {short(b)})" for key, (a, b) in list(changed.items())[:limit]]
     more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
+    from sweeps.sae.config import resume_hint
+
+    hint = resume_hint(changed)
+    if hint:
+        return f"it differs in {', '.join(shown)}{more}; {hint}, or choose another sweep.out"
     return (
         f"it differs in {', '.join(shown)}{more}; choose another sweep.out or remove that directory"
     )

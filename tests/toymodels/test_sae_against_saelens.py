@@ -90,3 +90,73 @@ def test_auxk_is_saelens_topk_aux_loss():
         )
         ours = auxk_loss(params, h, hhat, pre, jnp.asarray(dead)) / 32
         assert float(ours) == pytest.approx(float(theirs), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["plain", "gated"])
+def test_free_decoder_plain_and_gated_train_on_saelens_loss_and_gradients(kind):
+    """Our plain and gated at ``decoder=free`` (their default) with SAELens's weights (W_dec = Vᵀ,
+    free norms): SAELens's training loss (MSE, its decoder-norm-weighted L1, gated's auxiliary
+    reconstruction) and its gradients in W_enc, the biases and the decoder, from our loss."""
+    from sae_lens import (
+        GatedTrainingSAE,
+        GatedTrainingSAEConfig,
+        StandardTrainingSAE,
+        StandardTrainingSAEConfig,
+    )
+    from sae_lens.saes.sae import TrainStepInput
+
+    from toymodels.sae import SaeSpec, hparams
+    from toymodels.sae.train import objective
+
+    rng = np.random.default_rng(3)
+    H, D, B, l1 = 6, 9, 32, 0.4
+    V = rng.normal(size=(H, D)) * rng.uniform(0.05, 2.0, size=D)  # free column norms
+    params = {
+        "W_enc_DxH": jnp.asarray(rng.normal(size=(D, H)) * 0.5, jnp.float32),
+        "b_enc_D": jnp.asarray(rng.normal(size=D) * 0.2, jnp.float32),
+        "V_HxD": jnp.asarray(V, jnp.float32),
+        "b_dec_H": jnp.asarray(rng.normal(size=H) * 0.1, jnp.float32),
+    }
+    if kind == "gated":
+        params |= {
+            "r_mag_D": jnp.asarray(rng.normal(size=D) * 0.3, jnp.float32),
+            "b_mag_D": jnp.asarray(rng.normal(size=D) * 0.2, jnp.float32),
+        }
+        sae = GatedTrainingSAE(GatedTrainingSAEConfig(d_in=H, d_sae=D, l1_coefficient=l1))
+        names = {"b_enc_D": "b_gate", "r_mag_D": "r_mag", "b_mag_D": "b_mag"}
+    else:
+        sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=H, d_sae=D, l1_coefficient=l1))
+        names = {"b_enc_D": "b_enc"}
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.tensor(np.asarray(params["W_enc_DxH"]).T))
+        sae.W_dec.copy_(torch.tensor(V.T, dtype=torch.float32))
+        sae.b_dec.copy_(torch.tensor(np.asarray(params["b_dec_H"])))
+        for ours, theirs in names.items():
+            getattr(sae, theirs).copy_(torch.tensor(np.asarray(params[ours])))
+    h = rng.normal(size=(B, H)).astype(np.float32)
+    out = sae.training_forward_pass(
+        TrainStepInput(
+            sae_in=torch.tensor(h),
+            coefficients={"l1": l1},
+            dead_neuron_mask=None,
+            n_training_steps=0,
+            is_logging_step=False,
+        )
+    )
+    out.loss.backward()
+    spec = SaeSpec(dict_size=D, kind=kind)  # decoder=free, the default
+    hp = jax.tree.map(lambda a: a[0], hparams(1, l1=l1))
+    loss, grads = jax.value_and_grad(lambda p: objective(p, jnp.asarray(h.T), hp, spec)[0])(params)
+    assert float(loss) == pytest.approx(float(out.loss.detach()), rel=1e-5)
+    # V is W_dec itself: our gradient in V is theirs in W_dec (through V/‖V‖ times ‖V‖)
+    pairs = {"W_enc_DxH": ("W_enc", True), "V_HxD": ("W_dec", True), "b_dec_H": ("b_dec", False)}
+    pairs |= {ours: (theirs, False) for ours, theirs in names.items()}
+    for ours, (theirs, transposed) in pairs.items():
+        g = getattr(sae, theirs).grad.numpy()
+        np.testing.assert_allclose(
+            np.asarray(grads[ours]).T if transposed else np.asarray(grads[ours]),
+            g,
+            rtol=2e-4,
+            atol=2e-5,
+            err_msg=ours,
+        )

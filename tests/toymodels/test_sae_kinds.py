@@ -1,6 +1,7 @@
 """SAE kinds (``toymodels.sae.kinds``, ``toymodels.sae.base``): each kind's formula on constructed
 inputs, the straight-through gradients, top-k with a per-SAE k, the shared pieces."""
 
+import dataclasses
 import math
 
 import jax
@@ -351,8 +352,8 @@ def test_every_kind_declares_its_hyperparameters_and_hparams_takes_their_default
         in ("plain", "gated", "rescaled", "topk", "batchtopk", "jumprelu", "matryoshka")
     }
     assert names == {
-        "plain": ["l1"],
-        "gated": ["l1"],
+        "plain": ["l1", "decoder", "grad_clip"],
+        "gated": ["l1", "decoder", "grad_clip"],
         "rescaled": ["l1"],
         **{k: ["k", "aux_coefficient", "dead_window"] for k in ("topk", "batchtopk")},
         "matryoshka": ["k", "aux_coefficient", "dead_window", "init_norm"],
@@ -377,6 +378,153 @@ def test_every_kind_declares_its_hyperparameters_and_hparams_takes_their_default
     )
     with pytest.raises(ValueError, match="its default must be"):
         HyperParam("bad", -1, low=0)
+    decoder = SAE_KINDS.get("plain").hparam("decoder")  # a choice among names: static
+    assert decoder.problem("unit") == "" and decoder.cast("free") == "free"
+    assert decoder.problem(1) == "must be one of free, unit, got 1"
+    with pytest.raises(ValueError, match="static"):
+        HyperParam("bad", "a", choices=("a", "b"))
     clash = HyperParam("l1", 0.5, low=0)  # an "l1" unlike the built-in one: refused
     with pytest.raises(ConfigError, match="declares hyperparameter 'l1' unlike"):
         register_sae(SaeKind(name="test_clash", encode=lambda *a: (None, {}), hparams=(clash,)))
+
+
+# --- plain and gated: the decoder's parameterisation (docs/saes/reference.md) --------------------
+
+
+def _free_params(extra=()):
+    """Two latents in two dimensions, decoder columns of norms 0.5 and 2 (not unit)."""
+    V = np.array([[0.5, 0.0], [0.0, 2.0]], np.float32)
+    W_enc = np.array([[1.0, 0.5], [-0.3, 1.0]], np.float32)
+    params = {
+        "W_enc_DxH": jnp.asarray(W_enc),
+        "b_enc_D": jnp.asarray([0.1, -0.2]),
+        "V_HxD": jnp.asarray(V),
+        "b_dec_H": jnp.asarray([0.05, -0.1]),
+    }
+    return {**params, **{k: jnp.asarray(v, jnp.float32) for k, v in dict(extra).items()}}
+
+
+@pytest.mark.parametrize("kind", ["plain", "gated"])
+def test_free_decoder_loss_is_saelens_and_unit_is_the_unit_norm_l1(kind):
+    """decoder=free: ĥ = V c + b_dec with SAELens's codes c (ReLU(pre) for plain, the gated codes
+    for gated) and the penalty λ Σ_j ‖v_j‖ c_j (gated: on ReLU(π_gate), and the gate path's
+    reconstruction through the live V); decoder=unit: ĥ = (V/‖V‖) c + b_dec, λ Σ_j c_j, gated's
+    gate path through the frozen unit decoder. Against the loss written out by hand."""
+    extra = {"r_mag_D": [0.3, -0.2], "b_mag_D": [0.1, 0.0]} if kind == "gated" else {}
+    params = _free_params(extra)
+    h = np.array([[1.0, 0.2, -0.5], [0.4, 1.5, 0.3]], np.float32)
+    l1 = 0.3
+    x = h - np.asarray(params["b_dec_H"])[:, None]
+    V, W_enc = np.asarray(params["V_HxD"]), np.asarray(params["W_enc_DxH"])
+    norms = np.linalg.norm(V, axis=0)[:, None]
+    pre = W_enc @ x + np.asarray(params["b_enc_D"])[:, None]
+    if kind == "plain":
+        codes, penalised = np.maximum(pre, 0), np.maximum(pre, 0)
+    else:
+        mag = np.exp(extra["r_mag_D"])[:, None] * (W_enc @ x) + np.array(extra["b_mag_D"])[:, None]
+        codes, penalised = (pre > 0) * np.maximum(mag, 0), np.maximum(pre, 0)
+    b = np.asarray(params["b_dec_H"])[:, None]
+
+    def sq(a):
+        return float(np.mean(np.sum(a**2, axis=0)))
+
+    want = {
+        "free": sq(h - (V @ codes + b))
+        + l1 * float(np.mean(np.sum(norms * penalised, axis=0)))
+        + (sq(h - (V @ penalised + b)) if kind == "gated" else 0.0),
+        "unit": sq(h - ((V / norms.T) @ codes + b))
+        + l1 * float(np.mean(np.sum(penalised, axis=0)))
+        + (sq(h - ((V / norms.T) @ penalised + b)) if kind == "gated" else 0.0),
+    }
+    hp = one(l1=l1)
+    for decoder_kind, expected in want.items():
+        spec = SaeSpec(dict_size=2, kind=kind, options=(("decoder", decoder_kind),))
+        loss, (f, _, _) = objective(params, jnp.asarray(h), hp, spec)
+        assert float(loss) == pytest.approx(expected, rel=1e-5), decoder_kind
+        scale = norms if decoder_kind == "free" else 1.0
+        np.testing.assert_allclose(f, scale * codes, rtol=1e-5, atol=1e-6)
+    if kind == "gated":  # the gate path's loss reaches the decoder with free, not with unit
+        for decoder_kind, reaches in (("free", True), ("unit", False)):
+            spec = SaeSpec(dict_size=2, kind=kind, options=(("decoder", decoder_kind),))
+            grad = jax.grad(gate_path_loss)(params, jnp.asarray(h), hp, spec)
+            assert bool(jnp.any(grad["V_HxD"] != 0)) is reaches, decoder_kind
+
+
+def gate_path_loss(params, h, hp, spec):
+    """Gated's auxiliary loss alone: the gate path's reconstruction error."""
+    gated = SAE_KINDS.get("gated")
+    aux = gated.encode(params, h, hp, spec, True)[1]
+    return gated.loss_terms(params, h, None, aux, hp, spec)["aux"]
+
+
+@pytest.mark.parametrize("decoder_kind, scale", [("free", 0.1), ("unit", 1.0)])
+def test_free_decoder_starts_at_norm_0_1_with_the_encoder_tied(decoder_kind, scale):
+    spec = SaeSpec(dict_size=6, kind="plain", options=(("decoder", decoder_kind),))
+    params = init_params(jax.random.key(3), 4, spec, one())
+    np.testing.assert_allclose(jnp.linalg.norm(params["V_HxD"], axis=0), scale, rtol=1e-6)
+    np.testing.assert_array_equal(params["W_enc_DxH"], params["V_HxD"].T)
+    assert SaeSpec(dict_size=6, kind="gated").option("decoder") == "free"  # the default
+
+
+def _before_issue_21():
+    """plain and gated as 72e86c7 defined them (unit-norm decoder, λ‖f‖₁, no clipping), as plug-ins."""
+    from toymodels.sae.hyperparams import L1
+    from toymodels.sae.kinds import encode_gated, gate_terms, init_gated
+
+    plain = SaeKind(
+        name="plain_72e86c7",
+        encode=lambda p, h, hp, spec, training: (jax.nn.relu(pre_activation(p, h)), {}),
+        hparams=(L1,),
+        loss_terms=lambda p, h, f, aux, hp, spec: {"l1": hp.l1 * jnp.mean(jnp.sum(f, axis=0))},
+    )
+
+    def encode_gated_then(p, h, hp, spec, training):
+        return encode_gated(
+            p, h, hp, dataclasses.replace(spec, options=(("decoder", "unit"),)), training
+        )
+
+    gated = SaeKind(
+        name="gated_72e86c7",
+        encode=encode_gated_then,
+        loss_terms=gate_terms,
+        init=init_gated,
+        hparams=(L1,),
+    )
+    return {"plain": plain, "gated": gated}
+
+
+@pytest.mark.parametrize("kind", ["plain", "gated"])
+def test_decoder_unit_without_clipping_is_the_program_of_the_kind_before_issue_21(kind):
+    """``decoder=unit grad_clip=0`` is the kind as it was: one SAE's whole training program (init,
+    steps, evaluation) is the same jaxpr as the kind's 72e86c7 definition gives, so the same bits
+    on every backend (what a store written then resumes to); at ``grad_clip`` 1 it is not."""
+    from toymodels.sae import make_train, register_sae, sae_keys, split_keys
+    from toymodels.sae.build import simple_world
+
+    old = _before_issue_21()[kind]
+    if old.name not in SAE_KINDS:
+        register_sae(old)
+    source, world = simple_world(6, 4, 0.2)
+    init, data = split_keys(sae_keys(0, [1], [0]))
+
+    def program(name, options=(), clip=True, **values):
+        spec = SaeSpec(
+            dict_size=8,
+            kind=name,
+            steps=20,
+            batch_size=64,
+            eval_batch=256,
+            dead_samples=256,
+            options=options,
+            clip=clip,
+        )
+        hp = jax.tree.map(lambda a: a[0], hparams(1, l1=0.3, **values))
+        text = str(jax.make_jaxpr(make_train(spec, source))(init[0], hp, world, data[0]))
+        return text.replace(name, "KIND")
+
+    unit = (("decoder", "unit"),)
+    then = program(old.name)
+    # as a sweep plans it: grad_clip 0 for every SAE compiles the clip out (SaeSpec.clip)
+    assert program(kind, unit, clip=False, grad_clip=0.0) == then
+    assert program(kind, unit, grad_clip=1.0) != then
+    assert program(kind) != then  # the default: decoder=free

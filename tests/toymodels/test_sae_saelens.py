@@ -187,13 +187,19 @@ def test_the_forest_gates_excludes_and_rescales(tmp_path):
 EVAL_KINDS = ["plain", "rescaled", "gated", "topk", "batchtopk", "jumprelu", "matryoshka"]
 
 
-@pytest.mark.parametrize("kind", EVAL_KINDS)
-def test_every_kind_writes_saelens_format_with_our_encodings(kind, tmp_path):
+@pytest.mark.parametrize(
+    "kind, decoder", [(k, None) for k in EVAL_KINDS] + [("plain", "unit"), ("gated", "unit")]
+)
+def test_every_kind_writes_saelens_format_with_our_encodings(kind, decoder, tmp_path):
     """Random (not initial) parameters of each kind, written as SAELens's cfg.json and
     sae_weights.safetensors: SAELens's inference formula for the architecture, on the file, gives
-    our evaluation codes."""
+    our evaluation codes (plain and gated: with the free decoder of their default, codes times
+    ‖v_j‖, and with unit-norm columns)."""
     H, D = 6, 10
-    spec = SaeSpec(dict_size=D, kind=kind, k_max=3 if SAE_KINDS.get(kind).top_k else 0)
+    options = (("decoder", decoder),) if decoder else ()
+    spec = SaeSpec(
+        dict_size=D, kind=kind, k_max=3 if SAE_KINDS.get(kind).top_k else 0, options=options
+    )
     r = np.random.default_rng(0)
     one = jax.tree.map(lambda a: a[0], hparams(1, k=3, bandwidth=1e-3))
     params = {
@@ -210,7 +216,7 @@ def test_every_kind_writes_saelens_format_with_our_encodings(kind, tmp_path):
             {n: jnp.asarray(v) for n, v in params.items()}, jnp.asarray(h_HxB), one, spec, False
         )[0]
     ).T
-    cfg, tensors = core.to_saelens(kind, params, k=3)
+    cfg, tensors = core.to_saelens(kind, params, k=3, options=dict(options) if decoder else None)
     core.write_sae(tmp_path / kind, cfg, tensors)
     cfg, tensors = core.read_sae(tmp_path / kind)
     assert cfg["d_in"] == H and cfg["d_sae"] == D and cfg["apply_b_dec_to_input"] is True

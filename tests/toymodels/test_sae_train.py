@@ -139,8 +139,8 @@ def test_resampling_revives_latents_that_never_fire():
         shared_data=True,
     )
     results = {}
-    for every in (0, 50):
-        s = SaeSpec(**spec, resample_every=every)
+    for every in (0, 50):  # Bricken et al.'s resampling with their unit-norm decoder
+        s = SaeSpec(**spec, resample_every=every, options=(("decoder", "unit"),))
         train = jax.jit(jax.vmap(make_train(s, source), in_axes=(0, 0, None, None)))
         results[every] = train(init, hparams(2, l1=0.05), world, data[0])
     assert float(results[50].scores.n_dead.mean()) < float(results[0].scores.n_dead.mean())
@@ -164,7 +164,12 @@ def test_shrinkage_orders_gated_below_rescaled_below_plain_and_gated_meets_its_c
     init, data = keys_for(16, seeds=list(range(4)) * 4)
     fvu = {}
     for kind in ("plain", "rescaled", "gated"):
-        spec = SaeSpec(dict_size=1, kind=kind, steps=2500, batch_size=512, eval_batch=16_384)
+        # the paper's gated SAE: unit-norm decoder, frozen in the auxiliary loss (SAELens's, the
+        # default, lets that loss move the decoder: docs/saes/reference.md)
+        unit = (("decoder", "unit"),) if kind != "rescaled" else ()
+        spec = SaeSpec(
+            dict_size=1, kind=kind, steps=2500, batch_size=512, eval_batch=16_384, options=unit
+        )
         result = jax.device_get(
             train_saes(spec, uniform[0], init, hparams(16, l1=l1 * 2), worlds, data)
         )

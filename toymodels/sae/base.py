@@ -12,7 +12,9 @@ Array names carry their shape: ``H`` hidden (the activations' dimension), ``D`` 
 
 Every kind keeps unit-norm decoder columns by parametrisation: the decoder is ``V / ‖V_j‖``
 column-wise, so it is unit-norm at every step without a projection after the optimiser, and no
-sparsity penalty can be dodged by shrinking codes while growing columns.
+sparsity penalty can be dodged by shrinking codes while growing columns. A kind that trains a
+free-norm decoder V (JumpReLU; plain and gated with ``decoder=free``) multiplies each code by
+‖v_j‖ instead: the reconstruction is then V z + b_dec, and the stored W_dec stays unit-norm.
 """
 
 from __future__ import annotations
@@ -143,7 +145,8 @@ class SaeKind:
     - ``top_k``: the kind selects its k largest codes, so it needs ``spec.k_max``.
     - ``init_scale``: the norm of the initial decoder columns V and of the encoder rows tied to
       them (the decoder itself is V/‖V‖ whatever the scale; a kind that reads ‖V‖ into its codes,
-      JumpReLU, starts small, as SAELens's 0.1).
+      JumpReLU, starts small, as SAELens's 0.1), or a function of the spec giving it (plain and
+      gated: 0.1 with ``decoder=free``, 1 with ``unit``).
     """
 
     name: str
@@ -153,7 +156,7 @@ class SaeKind:
     update_state: Callable = lambda params, aux, spec: params
     hparams: tuple = ()
     top_k: bool = False
-    init_scale: float = 1.0
+    init_scale: float | Callable = 1.0
     doc: str = ""
 
     def __post_init__(self):
@@ -170,6 +173,10 @@ class SaeKind:
 
     def hparam(self, name: str) -> HyperParam | None:
         return next((h for h in self.hparams if h.name == name), None)
+
+    def initial_scale(self, spec) -> float:
+        """``init_scale`` for ``spec``."""
+        return self.init_scale(spec) if callable(self.init_scale) else self.init_scale
 
     @property
     def sparsity(self) -> HyperParam | None:

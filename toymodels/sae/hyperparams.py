@@ -32,31 +32,43 @@ class HyperParam:
     - ``sparsity``: the kind's sparsity setting (λ, k): the x of its Pareto front, the ``sparsity``
       column. ``label``: how figures name it.
     - ``saelens``: SAELens's name for it, where it has one (docs/saes/reference.md).
+    - ``choices``: a setting named by text rather than a number (the decoder's parameterisation):
+      the values allowed; such a hyperparameter is static (``per_sae`` False).
     """
 
     name: str
-    default: float | int
+    default: float | int | str
     doc: str = ""
     low: float | None = None
     low_open: bool = False
     high: float | None = None
     integer: bool = False
     per_sae: bool = True
-    neutral: float | int | None = None
+    neutral: float | int | str | None = None
     needs: str | None = None
     sparsity: bool = False
     label: str = ""
     saelens: str = ""
+    choices: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not self.name.isidentifier():
             raise ValueError(f"a hyperparameter's name must be an identifier, got {self.name!r}")
+        if self.choices and (self.per_sae or self.sparsity):
+            raise ValueError(
+                f"hyperparameter {self.name!r}: a choice among names is static (per_sae=False) "
+                "and is no sparsity setting"
+            )
         problem = self.problem(self.default)
         if problem:
             raise ValueError(f"hyperparameter {self.name!r}: its default {problem}")
 
     def problem(self, value) -> str:
         """What is wrong with ``value`` ("" when it is allowed)."""
+        if self.choices:
+            if isinstance(value, str) and value in self.choices:
+                return ""
+            return f"must be one of {', '.join(self.choices)}, got {value!r}"
         ok = (
             isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         )
@@ -75,6 +87,8 @@ class HyperParam:
         return f"must be {what}{' ' + ' and '.join(bounds) if bounds else ''}, got {value!r}"
 
     def cast(self, value):
+        if self.choices:
+            return str(value)
         return int(value) if self.integer else float(value)
 
     @property
@@ -128,7 +142,8 @@ INIT_THRESHOLD = HyperParam(
 GRAD_CLIP = HyperParam(
     "grad_clip",
     1.0,
-    "the largest global norm of one SAE's gradient before Adam (0: no clipping)",
+    "the largest global norm of one SAE's gradient before Adam (0: no clipping; plain, gated, "
+    "jumprelu)",
     low=0,
     neutral=0,
     label="clip",
@@ -163,4 +178,16 @@ DEAD_WINDOW = HyperParam(
     needs="aux_coefficient",
     label="dead window",
     saelens="dead_feature_window",
+)
+DECODER = HyperParam(
+    "decoder",
+    "free",
+    "the decoder's parameterisation (plain, gated): free (SAELens; Anthropic's April 2024 update: "
+    "free-norm columns from norm 0.1, the sparsity penalty weighted by each column's norm) or unit "
+    "(Bricken et al. 2023: unit-norm columns, the plain λ‖f‖₁; before issue 21)",
+    per_sae=False,
+    neutral="unit",
+    label="decoder",
+    saelens="decoder_init_norm 0.1 and the W_dec-norm-weighted L1 (free)",
+    choices=("free", "unit"),
 )

@@ -4,8 +4,8 @@ kind's terms, means over the batch:
 
 | kind | codes f | added terms |
 |---|---|---|
-| ``plain`` | ReLU(pre) | λ‖f‖₁ |
-| ``gated`` | 1[π_gate > 0] ⊙ ReLU(e^r ⊙ proj + b_mag) | λ‖ReLU(π_gate)‖₁ + aux |
+| ``plain`` | ReLU(pre) (``decoder=free``: times ‖v_j‖) | λ‖f‖₁ |
+| ``gated`` | 1[π_gate > 0] ⊙ ReLU(e^r ⊙ proj + b_mag) (free: times ‖v_j‖) | λ‖g‖₁ + aux, g = ReLU(π_gate) (free: times ‖v_j‖) |
 | ``rescaled`` | e^r ⊙ ReLU(π_gate) | λ‖ReLU(π_gate)‖₁ + aux |
 | ``topk`` | ReLU(pre), each input's k largest | AuxK (``toymodels.sae.train``) |
 | ``batchtopk`` | ReLU(pre), the batch's k·B largest | AuxK |
@@ -23,6 +23,14 @@ the same penalty and auxiliary loss. The auxiliary loss is what keeps it sparse:
 encoder could scale π_gate down and r up, leaving f unchanged and the L1 penalty going to zero.
 On an isolated feature of magnitude a (unit encoder and decoder along it) plain outputs
 (a − θ)₊, rescaled r(a − θ)₊ and gated a·1[a > θ] (docs/science/saes.md).
+
+Plain and gated take the decoder's parameterisation as a static setting (``decoder``;
+docs/saes/reference.md, "Standard L1 and gated"). ``free`` (the default, SAELens 6.54 after
+Anthropic's April 2024 update): a free-norm decoder V from norm 0.1, each code (and gated's gate
+g) times ‖v_j‖, so ĥ = V c + b_dec and the penalty is λ Σ_j ‖v_j‖ c_j; gated's auxiliary loss
+reconstructs through the live decoder, V ReLU(π_gate) + b_dec, as SAELens's. ``unit`` (Bricken et
+al. 2023, before issue 21): unit-norm columns, λ‖f‖₁, the frozen decoder above. Both clip the
+gradient to ``hp.grad_clip`` (SAELens's trainer clips every kind).
 
 The three top-k kinds declare AuxK's coefficient and dead window (docs/saes/reference.md, "AuxK").
 TopK (Gao et al. 2024) takes k per SAE under a static ``spec.k_max``; BatchTopK (Bussmann et
@@ -61,6 +69,7 @@ import jax.numpy as jnp
 from toymodels.sae.base import (
     SaeKind,
     batch_top_k_mask,
+    decode,
     decoder,
     example_top_k_mask,
     jump_relu,
@@ -74,6 +83,7 @@ from toymodels.sae.hyperparams import (
     AUX_COEFFICIENT,
     BANDWIDTH,
     DEAD_WINDOW,
+    DECODER,
     GRAD_CLIP,
     INIT_NORM,
     INIT_THRESHOLD,
@@ -81,19 +91,44 @@ from toymodels.sae.hyperparams import (
     K,
 )
 
-# --- plain -------------------------------------------------------------------------------------
+# --- plain ---------------------------------------------------------------------------------------
+
+
+def free_decoder(spec) -> bool:
+    """Whether the kind trains a free-norm decoder (``decoder=free``: each code times ‖v_j‖)."""
+    return spec.option("decoder") == "free"
+
+
+def decoder_norms(params):
+    """‖v_j‖ of the free-norm decoder columns, D×1."""
+    return jnp.linalg.norm(params["V_HxD"], axis=0)[:, None]
+
+
+def decoder_scale(spec) -> float:
+    """The initial norm of V and of the encoder rows tied to it: SAELens's 0.1 with a free-norm
+    decoder, 1 with unit-norm columns (as before issue 21)."""
+    return 0.1 if free_decoder(spec) else 1.0
 
 
 def encode_plain(params, h_HxB, hp, spec, training):
-    return jax.nn.relu(pre_activation(params, h_HxB)), {}
+    f_DxB = jax.nn.relu(pre_activation(params, h_HxB))
+    if free_decoder(spec):  # ĥ = V ReLU(pre) + b_dec; λ‖f‖₁ = λ Σ_j ‖v_j‖ ReLU(pre_j)
+        f_DxB = decoder_norms(params) * f_DxB
+    return f_DxB, {}
 
+
+# plain's and gated's settings: λ, the decoder's parameterisation, and the gradient clip that
+# SAELens's trainer applies to every kind (docs/saes/reference.md, "Standard L1 and gated").
+L1_HPARAMS = (L1, DECODER, GRAD_CLIP)
 
 PLAIN = SaeKind(
     name="plain",
     encode=encode_plain,
-    hparams=(L1,),
+    hparams=L1_HPARAMS,
     loss_terms=lambda params, h_HxB, f_DxB, aux, hp, spec: {"l1": hp.l1 * l1_of(f_DxB)},
-    doc="f = ReLU(W_enc(h − b_dec) + b_enc), loss ‖h − ĥ‖² + λ‖f‖₁",
+    init_scale=decoder_scale,
+    doc="f = ReLU(W_enc(h − b_dec) + b_enc), loss ‖h − ĥ‖² + λ‖f‖₁; decoder=free (default): "
+    "f times ‖v_j‖ of a free-norm decoder from norm 0.1, so λ Σ_j ‖v_j‖ ReLU(pre_j)",
 )
 
 
@@ -110,6 +145,17 @@ def gate_terms(params, h_HxB, f_DxB, aux, hp, spec):
     return {"l1": hp.l1 * l1_of(gate_DxB), "aux": squared_error(h_HxB, frozen_HxB)}
 
 
+def gated_terms(params, h_HxB, f_DxB, aux, hp, spec):
+    """``decoder=unit``: ``gate_terms`` (the paper's frozen decoder). ``free`` (SAELens 6.54's
+    gated loss): aux["gate"] is ‖v_j‖ ReLU(π_gate), so the L1 is λ Σ_j ‖v_j‖ ReLU(π_gate_j), and
+    the gate path reconstructs h through the live decoder, V ReLU(π_gate) + b_dec, its gradient
+    reaching V and b_dec as in SAELens."""
+    if not free_decoder(spec):
+        return gate_terms(params, h_HxB, f_DxB, aux, hp, spec)
+    gate_DxB = aux["gate"]
+    return {"l1": hp.l1 * l1_of(gate_DxB), "aux": squared_error(h_HxB, decode(params, gate_DxB))}
+
+
 def init_gated(key, n_hidden, dict_size, spec, hp):
     return {"r_mag_D": jnp.zeros((dict_size,)), "b_mag_D": jnp.zeros((dict_size,))}
 
@@ -119,16 +165,23 @@ def encode_gated(params, h_HxB, hp, spec, training):
     gate_pre_DxB = proj_DxB + params["b_enc_D"][:, None]
     mag_DxB = jnp.exp(params["r_mag_D"])[:, None] * proj_DxB + params["b_mag_D"][:, None]
     f_DxB = jnp.where(gate_pre_DxB > 0, jax.nn.relu(mag_DxB), 0.0)
-    return f_DxB, {"gate": jax.nn.relu(gate_pre_DxB)}
+    gate_DxB = jax.nn.relu(gate_pre_DxB)
+    if free_decoder(spec):  # both paths through a free-norm decoder: times ‖v_j‖
+        norm_Dx1 = decoder_norms(params)
+        f_DxB, gate_DxB = norm_Dx1 * f_DxB, norm_Dx1 * gate_DxB
+    return f_DxB, {"gate": gate_DxB}
 
 
 GATED = SaeKind(
     name="gated",
     encode=encode_gated,
-    loss_terms=gate_terms,
+    loss_terms=gated_terms,
     init=init_gated,
-    hparams=(L1,),
-    doc="f = 1[π_gate > 0] ⊙ ReLU(π_mag); L1 on ReLU(π_gate) plus a frozen-decoder aux loss",
+    hparams=L1_HPARAMS,
+    init_scale=decoder_scale,
+    doc="f = 1[π_gate > 0] ⊙ ReLU(π_mag); L1 on ReLU(π_gate) plus the gate path's aux loss; "
+    "decoder=free (default): codes and gate times ‖v_j‖ of a free-norm decoder from norm 0.1 "
+    "(SAELens), unit: unit-norm columns and a frozen decoder in the aux loss (the paper)",
 )
 
 

@@ -410,11 +410,29 @@ def _common(params: dict) -> dict[str, np.ndarray]:
     }
 
 
-def _standard(params, k):
-    return "standard", {**_common(params), "b_enc": _np(params, "b_enc_D")}, {}
+def _free_norms(params: dict, options: dict) -> np.ndarray | None:
+    """‖v_j‖ when the SAE trained a free-norm decoder (``decoder=free``): its codes are ‖v_j‖
+    times SAELens's, and SAELens's file holds the unit-norm W_dec, so latent j's encoder row and
+    biases are scaled by ‖v_j‖ > 0 (as SAELens's ``fold_W_dec_norm``); None for unit columns."""
+    if options.get("decoder", "unit") != "free":
+        return None
+    return np.linalg.norm(_np(params, "V_HxD"), axis=0)
 
 
-def _rescaled(params, k):
+def _scaled_encoder(tensors: dict, scale_D) -> dict:
+    return {**tensors, "W_enc": np.ascontiguousarray(tensors["W_enc"] * scale_D[None, :])}
+
+
+def _standard(params, k, options):
+    """ReLU codes; with a free-norm decoder ‖v‖ ReLU(pre) = ReLU(‖v‖ pre)."""
+    tensors = {**_common(params), "b_enc": _np(params, "b_enc_D")}
+    scale_D = _free_norms(params, options)
+    if scale_D is not None:
+        tensors = {**_scaled_encoder(tensors, scale_D), "b_enc": tensors["b_enc"] * scale_D}
+    return "standard", tensors, {}
+
+
+def _rescaled(params, k, options):
     """e^r ⊙ ReLU(pre) = ReLU(e^r ⊙ pre): a standard SAE with its encoder rows and bias scaled."""
     scale_D = np.exp(_np(params, "r_mag_D"))
     tensors = _common(params)
@@ -422,20 +440,26 @@ def _rescaled(params, k):
     return "standard", {**tensors, "b_enc": _np(params, "b_enc_D") * scale_D}, {}
 
 
-def _gated(params, k):
-    return (
-        "gated",
-        {
-            **_common(params),
-            "b_gate": _np(params, "b_enc_D"),
-            "r_mag": _np(params, "r_mag_D"),
-            "b_mag": _np(params, "b_mag_D"),
-        },
-        {},
-    )
+def _gated(params, k, options):
+    """With a free-norm decoder both paths scale by ‖v_j‖: the gate keeps its sign, the magnitude
+    ReLU(‖v‖(e^r proj + b_mag)); r_mag as it is (SAELens's ``fold_W_dec_norm``)."""
+    tensors = {
+        **_common(params),
+        "b_gate": _np(params, "b_enc_D"),
+        "r_mag": _np(params, "r_mag_D"),
+        "b_mag": _np(params, "b_mag_D"),
+    }
+    scale_D = _free_norms(params, options)
+    if scale_D is not None:
+        tensors = {
+            **_scaled_encoder(tensors, scale_D),
+            "b_gate": tensors["b_gate"] * scale_D,
+            "b_mag": tensors["b_mag"] * scale_D,
+        }
+    return "gated", tensors, {}
 
 
-def _topk(params, k):
+def _topk(params, k, options):
     return (
         "topk",
         {**_common(params), "b_enc": _np(params, "b_enc_D")},
@@ -443,7 +467,7 @@ def _topk(params, k):
     )
 
 
-def _batch_threshold(params, k):
+def _batch_threshold(params, k, options):
     """At evaluation BatchTopK and Matryoshka keep pre > θ (θ ≥ 0, one for all latents): SAELens's
     JumpReLU, ReLU(pre)·1[pre > θ_j], with θ_j = θ (as SAELens saves its own BatchTopK SAEs)."""
     d = _np(params, "b_enc_D").shape[0]
@@ -469,7 +493,7 @@ def jumprelu_threshold(params: dict) -> np.ndarray:
     return np.exp(_np(params, "log_threshold_D"))
 
 
-def _jumprelu(params, k):
+def _jumprelu(params, k, options):
     """pre·H(pre − θ) with θ ≥ 0 is ReLU(pre)·1[pre > θ]. Our JumpReLU (θ itself, ``threshold_D``)
     codes f_j = ‖v_j‖ z_j H(z_j − θ_j) through a free-norm decoder V (docs/saes/reference.md,
     "JumpReLU"), and SAELens's file holds the unit-norm W_dec: so latent j's encoder row, bias and
@@ -503,14 +527,26 @@ EXPORTS = {
 
 
 def to_saelens(
-    kind: str, params: dict, k: int = 0, metadata: dict | None = None
+    kind: str,
+    params: dict,
+    k: int = 0,
+    metadata: dict | None = None,
+    options: dict | None = None,
 ) -> tuple[dict, dict]:
-    """(cfg.json's dict, the safetensors tensors) of one SAE of ``kind`` with ``params`` (numpy)."""
+    """(cfg.json's dict, the safetensors tensors) of one SAE of ``kind`` with ``params`` (numpy).
+    ``options``: the kind's static hyperparameters it trained with (``decoder``: free or unit);
+    None: the kind's declared defaults (a stored row says its own: rows without a ``decoder``
+    column were trained with unit-norm columns)."""
     if kind not in EXPORTS:
         raise ValueError(
             f"no SAELens architecture for SAE kind {kind!r}; exported kinds: {', '.join(EXPORTS)}"
         )
-    architecture, tensors, extra = EXPORTS[kind](params, k)
+    if options is None:
+        from toymodels.sae import SAE_KINDS
+
+        declared = SAE_KINDS.get(kind).hparams if kind in SAE_KINDS else ()
+        options = {h.name: h.default for h in declared if not h.per_sae}
+    architecture, tensors, extra = EXPORTS[kind](params, k, options)
     d_sae, d_in = tensors["W_dec"].shape
     cfg = {
         "architecture": architecture,

@@ -55,6 +55,9 @@ class SaeSpec:
     matryoshka_widths: tuple = ()  # nested widths (the full width is added); () = D/64, D/16, D/4
     threshold_decay: float = 0.99  # BatchTopK: running mean of the batch threshold
     ortho: bool = False  # compile in + λ_o·mean_{j≠k}(d_j·d_k)² (λ_o per SAE: SaeHParams.ortho)
+    # compile in the gradient clip of kinds that declare grad_clip (its limit per SAE: hp.grad_clip);
+    # False when every SAE's limit is 0, which then trains the bits of a kind without the clip
+    clip: bool = True
     aux_k: bool = False  # compile in AuxK (Gao et al. 2024; α and the dead window per SAE: hp.aux_coefficient, ...)
     options: tuple = ()  # the kind's static hyperparameters: sorted (name, value) pairs (``option``)
     resample_every: int = 0  # resample latents dead over the last this many steps (0: never)
@@ -158,7 +161,7 @@ def init_params(key: jax.Array, n_hidden: int, spec: SaeSpec, hp: SaeHParams) ->
     shared_key, own_key = jax.random.split(key)
     kind = kind_of(spec)
     # a kind that declares init_norm takes it per SAE, else its fixed init_scale
-    scale = hp.init_norm if kind.hparam("init_norm") is not None else kind.init_scale
+    scale = hp.init_norm if kind.hparam("init_norm") is not None else kind.initial_scale(spec)
     return {
         **shared_params(shared_key, n_hidden, spec.dict_size, scale),
         **kind.init(own_key, n_hidden, spec.dict_size, spec, hp),
@@ -281,9 +284,8 @@ def make_sae(spec: SaeSpec, n_hidden: int):
     grad_fn = jax.value_and_grad(
         lambda p, h, hp, dead: objective(p, h, hp, spec, dead_D=dead), has_aux=True
     )
-    clips = (
-        kind.hparam("grad_clip") is not None
-    )  # kinds that declare it (JumpReLU) clip their gradient
+    # kinds that declare it (plain, gated, JumpReLU) clip their gradient, unless compiled out
+    clips = spec.clip and kind.hparam("grad_clip") is not None
 
     def init(key, hp, params0=None) -> SaeState:
         fresh = init_params(key, n_hidden, spec, hp)

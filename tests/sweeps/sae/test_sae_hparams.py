@@ -34,10 +34,19 @@ UIDS_43F758A = {
 @pytest.mark.parametrize(
     "name, extra, resumes",
     [
-        ("sae_shrinkage_small", [], True),  # plain, gated, rescaled: they mean what they meant
+        ("sae_shrinkage_small", [], False),  # plain and gated train a free decoder now
+        (
+            "sae_shrinkage_small",
+            ["sae.decoder=unit", "sae.grad_clip=0"],
+            True,
+        ),  # plain, gated as then; rescaled never changed
         ("sae_pareto_small", [], False),  # jumprelu and AuxK changed those SAEs
         ("sae_orthogonality_small", [], False),  # topk with AuxK
-        ("sae_orthogonality_small", ["sae.aux_coefficient=0"], True),  # topk without AuxK: as then
+        (
+            "sae_orthogonality_small",
+            ["sae.aux_coefficient=0", "sae.decoder=unit", "sae.grad_clip=0"],
+            True,
+        ),  # topk without AuxK, plain with a unit decoder unclipped: as then
         (
             "sae_active_small",
             ["sae.aux_coefficient=0", "sae.dead_window=5"],
@@ -62,6 +71,34 @@ def test_stores_of_43f758a_resume_where_their_saes_mean_what_they_meant(name, ex
         hashlib.sha256(",".join(map(str, uids)).encode()).hexdigest()[:16],
     ) == UIDS_43F758A[name]
     assert text.splitlines()[1] == f"# models: {len(uids)}"
+
+
+def test_a_store_of_plain_and_gated_saes_from_72e86c7_resumes_only_as_it_was_trained(tmp_path):
+    """sweep.yaml of `toymodels-sweep experiment=sae_shrinkage_small` as 72e86c7 wrote it (plain,
+    gated, rescaled; unit-norm decoders, no clipping, before sae.decoder): its body still hashes
+    to its first line; at today's defaults (decoder=free, clipped) it is refused in one line
+    naming the keys and the settings that resume it; with them the config hashes to it (the
+    rows they train are those of 72e86c7, bit for bit: tests/toymodels/test_sae_kinds.py)."""
+    from sweeps.store.meta import describe_differences, differences
+
+    text = (DATA / "sweep_72e86c7_sae_shrinkage_small.yaml").read_text()
+    stored, body = text.splitlines()[0].split(": ")[1], text.split("\n", 2)[2]
+    assert body_hash(body) == stored
+    (tmp_path / "sweep.yaml").write_text(text)
+    config = compose_config(["experiment=sae_shrinkage_small"])
+    assert config_hash(config) != stored
+    line = describe_differences(differences(tmp_path, config))
+    assert "sae.decoder (None -> 'free'), sae.grad_clip (None -> 1.0)" in line
+    assert "add sae.decoder=unit sae.grad_clip=0 to resume it" in line and "\n" not in line
+    resumed = compose_config(
+        ["experiment=sae_shrinkage_small", "sae.decoder=unit", "sae.grad_clip=0"]
+    )
+    assert config_hash(resumed) == stored
+    only_unit = compose_config(["experiment=sae_shrinkage_small", "sae.decoder=unit"])
+    line = describe_differences(differences(tmp_path, only_unit))
+    assert "add sae.grad_clip=0 to resume it" in line and "sae.decoder" not in line
+    topk = compose_config(["experiment=sae_shrinkage_small", "sweep.grid.kind=[topk]"])
+    assert "resume it" not in describe_differences(differences(tmp_path, topk))  # another sweep
 
 
 @pytest.mark.parametrize(
@@ -110,6 +147,8 @@ def test_stores_of_72e86c7_resume_unless_they_hold_matryoshka_saes_from_unit_nor
         ("sae.init_norm=0", "sae.init_norm"),
         ("sweep.grid.k=[1,2.5]", r"sweep.grid.k\[1\]"),
         ("+sweep.grid.grad_clip=[1.0,-1]", r"sweep.grid.grad_clip\[1\]"),
+        ("sae.decoder=unitnorm", "sae.decoder"),
+        ("+sweep.grid.decoder=[free,none]", r"sweep.grid.decoder\[1\]"),
         ("+sae.options.bandwidth=0.1", "sae.options.bandwidth"),  # a key of its own: sae.bandwidth
         ("+sae.options.temperature=1", "sae.options.temperature"),  # no kind declares it
         ("+sweep.grid.temperature=[1]", "sweep.grid.temperature"),

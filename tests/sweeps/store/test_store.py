@@ -317,9 +317,9 @@ STORES_43F758A = {
     ),  # l1_hidden and mono terms
     "capacity_marginal_small": (["train.steps=200"], 66, "88ecb0e0c1825914"),  # the capacity term
     "dd_cpu_small": (["train.steps=300"], 12, "394703d6023c2402"),  # finite data
-    # SAEs on a world: plain, gated, rescaled (JumpReLU and AuxK changed the other kinds' SAEs in
-    # issue 21, so their stores are refused: tests/sweeps/sae/test_sae_hparams.py)
-    "sae_shrinkage_small": ([], 12, "0e6893d755cb50e1"),
+    # SAEs on a world: plain, gated, rescaled, plain and gated at their unit-norm decoder unclipped
+    # (issue 21 changed their defaults and the other kinds' SAEs: tests/sweeps/sae/test_sae_hparams.py)
+    "sae_shrinkage_small": (["sae.decoder=unit", "sae.grad_clip=0"], 12, "0e6893d755cb50e1"),
 }
 
 
