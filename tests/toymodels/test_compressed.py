@@ -239,3 +239,17 @@ def test_trained_tiny_models_beat_naive_only_with_mixing_as_the_p0_theory_says()
     embed = _train(n, m, "embed", d, p) / naive_loss(N, p, m)
     assert np.all(clean > 0.97)  # no bias-free model beats naive without mixing as p → 0
     assert np.mean(embed) < 0.8 and np.all(embed > p0_bound(N, m) / p0_naive(N, m))
+
+
+@pytest.mark.parametrize("experiment", ["cc_mixing_n100", "cc_mixing_n100_short"])
+def test_the_papers_size_experiments_train_the_papers_model(experiment):
+    # A grid key an experiment leaves out is inherited from its defaults: cc_mixing's
+    # n_hidden [10, 5] once overrode cc_mixing_n100's m = 50.
+    from sweeps.jobs.models import grid_axes
+    from sweeps.plan import plan_sweep
+    from tests.helpers import compose_config
+
+    config = compose_config([f"experiment={experiment}"])
+    assert grid_axes(config)["n_hidden"] == [50]
+    shapes = {(spec.n_features, spec.n_hidden) for spec, _ in plan_sweep(config).units}
+    assert shapes == {(100, 50)}
