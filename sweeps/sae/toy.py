@@ -185,17 +185,15 @@ def toy_carry(config, section: str = "sae") -> dict[int, dict]:
     chunks of its SAEs (or decompositions) carry to workers (``sweeps.sae.job``)."""
     models, _, _ = stored_toys(config, section)
     out: dict[int, dict] = {}
+    # grouped by the stored columns that fix a model's parameter names; each model's arrays are its
+    # own, so models of one kind whose shapes differ (a grid over a kind's option, e.g. layers) mix
     for (model, n, m), chosen in models.groupby(["model", "n_features", "n_hidden"], sort=False):
-        arrays = toy_arrays(chosen, str(model), int(n), int(m))
-        out.update(
-            {
-                int(uid): {
-                    "params": {name: v[i] for name, v in arrays["params"].items()},
-                    "density_F": arrays["density_F"][i],
-                }
-                for i, uid in enumerate(chosen["uid"])
+        for i in range(len(chosen)):
+            arrays = toy_arrays(chosen.iloc[i : i + 1], str(model), int(n), int(m))
+            out[int(chosen["uid"].iloc[i])] = {
+                "params": {name: v[0] for name, v in arrays["params"].items()},
+                "density_F": arrays["density_F"][0],
             }
-        )
     return out
 
 

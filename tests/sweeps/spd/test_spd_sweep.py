@@ -175,3 +175,31 @@ def test_an_spd_sweep_on_ray_stores_the_same_bits(toy_sweep, tmp_path):
     assert list((tmp_path / "ray" / "wandb" / "logged").iterdir()), (
         "every chunk is logged (offline)"
     )
+
+
+def test_models_of_one_kind_whose_shapes_differ_are_decomposed_side_by_side(tmp_path):
+    """A toy sweep over a kind's option that changes its parameters' shapes (residual_mlp's layers):
+    each model carries its own arrays (it once stacked them and crashed in planning)."""
+    toy = tmp_path / "toy"
+    config = compose_config(
+        [
+            "experiment=tms_intro",
+            "model.kind=residual_mlp",
+            "model.n_features=6",
+            "model.n_hidden=4",
+            "data.kind=signed",
+            "sweep.grid.density=[0.1]",
+            "+sweep.grid.layers=[1,2]",
+            "sweep.seeds=1",
+            *tiny(toy),
+        ]
+    )
+    assert run_sweep(config, progress=False).trained == 2
+    quick = [a for a in QUICK if not a.startswith("+sweep.grid.lr")]
+    config = compose_config(
+        [*quick, "sweep.seeds=1", f"spd.toy.sweep={toy}", f"sweep.out={tmp_path / 'spd'}"]
+    )
+    plan = sweeps.plan.plan_sweep(config)
+    assert len(plan.units) == 2
+    shapes = {uid: {k: v.shape for k, v in c["params"].items()} for uid, c in plan.carry.items()}
+    assert len(shapes) == 2 and len({tuple(sorted(s.items())) for s in shapes.values()}) == 2
