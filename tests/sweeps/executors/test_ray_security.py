@@ -33,6 +33,14 @@ def _marked(token: str) -> list[psutil.Process]:
     return found
 
 
+def _cmdline(proc: psutil.Process) -> str:
+    """``proc``'s command line, or "" once it has exited (it may between listing and reading)."""
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return ""
+
+
 def _listening(pids: set[int]) -> list[tuple[str, int, str]]:
     """(address, port, process name) of every TCP socket those processes listen on (/proc/net)."""
     inodes = {}
@@ -164,12 +172,12 @@ def test_the_sweeps_own_ray_listens_on_loopback_refuses_strangers_and_dies_with_
     try:
         deadline = time.time() + 180
         while time.time() < deadline and not any(
-            "_ray_run_chunk" in " ".join(p.cmdline()) for p in _marked(token)
+            "_ray_run_chunk" in _cmdline(p) for p in _marked(token)
         ):
             time.sleep(0.2)
         processes = _marked(token)
         names = {p.name() for p in processes}
-        assert any("_ray_run_chunk" in " ".join(p.cmdline()) for p in processes), names
+        assert any("_ray_run_chunk" in _cmdline(p) for p in processes), names
         time.sleep(3)  # the agents start their servers a moment later
         sockets = _listening({p.pid for p in _marked(token)})
         assert {name for _, _, name in sockets} >= {"gcs_server", "raylet"}, sockets
