@@ -109,22 +109,24 @@ class SaeConf:
     kind: str = "plain"  # a kind of toymodels.sae.SAE_KINDS
     dict_size: Any = 32  # an integer, or a multiple of the source's features: "n", "2n"
     # the built-in kinds' hyperparameters (toymodels.sae.hyperparams: defaults and meanings)
-    l1: float = L1.default  # λ of plain, gated, rescaled; the L0 coefficient of jumprelu
+    l1: float = float(L1.default)  # λ of plain, gated, rescaled; the L0 coefficient of jumprelu
     k: Any = (
         K.default
     )  # k of topk, batchtopk, matryoshka; "active": the exactly world's l (k follows l)
     # plain's and gated's decoder: free (SAELens: free-norm columns from 0.1, norm-weighted
     # penalty) or unit (unit-norm columns, λ‖f‖₁: before issue 21)
-    decoder: str = DECODER.default
-    bandwidth: float = BANDWIDTH.default  # jumprelu's ε
-    init_threshold: float = INIT_THRESHOLD.default  # jumprelu's θ₀
+    decoder: str = str(DECODER.default)
+    bandwidth: float = float(BANDWIDTH.default)  # jumprelu's ε
+    init_threshold: float = float(INIT_THRESHOLD.default)  # jumprelu's θ₀
     # plain, gated, jumprelu: each SAE's gradient clipped to this global norm (0: not)
-    grad_clip: float = GRAD_CLIP.default
-    aux_coefficient: float = (
+    grad_clip: float = float(GRAD_CLIP.default)
+    aux_coefficient: float = float(
         AUX_COEFFICIENT.default
     )  # AuxK's α (topk, batchtopk, matryoshka; 0: off)
     dead_window: int = int(DEAD_WINDOW.default)  # AuxK: dead after this many steps without firing
-    init_norm: float = INIT_NORM.default  # matryoshka: initial decoder (and tied encoder) norm
+    init_norm: float = float(
+        INIT_NORM.default
+    )  # matryoshka: initial decoder (and tied encoder) norm
     options: dict[str, Any] = field(
         default_factory=dict
     )  # other kinds' own hyperparameters (a user's kind)
