@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from sweeps.resources import check_axis_length
-from sweeps.sae.config import SaeConf, hashed_sae  # noqa: F401 (hashed_sae: the store's config hash)
+from sweeps.sae.config import (  # noqa: F401 (hashed_sae, resume_hint: the store's config hash)
+    SaeConf,
+    hashed_sae,
+    resume_hint,
+)
 from sweeps.spd.config import SpdConf
 from toymodels.registry import ConfigError
 

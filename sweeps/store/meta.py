@@ -145,7 +145,7 @@ def describe_differences(changed: dict, limit: int = 3) -> str:
 
     shown = [f"{key} ({short(a)} -> {short(b)})" for key, (a, b) in list(changed.items())[:limit]]
     more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
-    from sweeps.sae.config import resume_hint
+    from sweeps.config import resume_hint
 
     hint = resume_hint(changed)
     if hint:
