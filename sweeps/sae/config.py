@@ -69,6 +69,8 @@ ADDED_SAE_KEYS = (
     "init_norm",
     "decoder",
 )
+# Of those, the keys added after 72e86c7: stores of user kinds were hashed without them.
+NEWER_SAE_KEYS = ("init_norm", "decoder")
 OLD_BANDWIDTH = 1e-3
 # Hyperparameters built-in kinds declared only from the commit that added ``sae.decoder`` (after
 # 72e86c7): a sweep.yaml without that key hashes as those kinds read it then.
@@ -438,8 +440,9 @@ def hashed_sae(data: dict) -> None:
     A sweep.yaml without ``decoder`` (written before it) is hashed as plain and gated were read
     then, without ``decoder`` and ``grad_clip``; ``decoder=unit`` is their neutral value.
     A sweep.yaml written before (none of those keys) is left as it is. Only built-in kinds are
-    known here: with a user's kind in the sweep every key is kept but an
-    unread init_norm at its default."""
+    known here: with a user's kind in the sweep every key is kept but those added after 72e86c7
+    (``NEWER_SAE_KEYS``) where no SAE reads them. The kinds are the grid's over ``kind``, else
+    ``sae.kind`` (the default ``plain`` a grid overrides trains nothing)."""
     from toymodels.sae.kinds import BUILTIN
 
     sae = data.get("sae")
@@ -448,19 +451,22 @@ def hashed_sae(data: dict) -> None:
     if sae.get("options") == {}:
         del sae["options"]
     grid = data.get("sweep", {}).get("grid", {}) or {}
-    kinds = [sae.get("kind")] + list(
-        grid.get("kind", []) if isinstance(grid.get("kind"), list) else []
-    )
+    # the kinds the sweep trains: its grid's, else sae.kind (which a grid over kind overrides)
+    kinds = list(grid["kind"]) if isinstance(grid.get("kind"), list) else [sae.get("kind")]
     builtin = {kind.name: kind for kind in BUILTIN}
     if not all(name in builtin for name in kinds):
-        # init_norm (added after 72e86c7) at its default, read by no built-in kind of the sweep:
-        # as stores of user kinds were hashed before it (a user kind that reads it is newer)
-        if (
-            "init_norm" not in grid
-            and sae.get("init_norm") == INIT_NORM.default
-            and not any(name in builtin and builtin[name].hparam("init_norm") for name in kinds)
-        ):
-            del sae["init_norm"]
+        # the keys added after 72e86c7 that no SAE of the sweep reads (at their neutral value, or
+        # at their default where no built-in kind of the sweep declares them): as stores of user
+        # kinds were hashed before them (a user kind that reads one is newer)
+        for name in NEWER_SAE_KEYS:
+            hparam = SCHEMA_HPARAMS[name]
+            declared = any(k in builtin and builtin[k].hparam(name) for k in kinds)
+            if (
+                name in sae
+                and name not in grid
+                and (sae[name] == hparam.neutral or (not declared and sae[name] == hparam.default))
+            ):
+                del sae[name]
         return
     then = set() if "decoder" in sae else {"decoder", "grad_clip"}  # written before sae.decoder
     # every name is a built-in kind's (checked above); the `in` narrows away sae.get's None

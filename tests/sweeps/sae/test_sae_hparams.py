@@ -101,25 +101,34 @@ def test_a_store_of_plain_and_gated_saes_from_72e86c7_resumes_only_as_it_was_tra
     assert "resume it" not in describe_differences(differences(tmp_path, topk))  # another sweep
 
 
+PARETO = "experiment=sae_pareto_small"
+
+
 @pytest.mark.parametrize(
-    "overrides, resumes",
+    "then, now, resumes",
     [
-        (["experiment=sae_orthogonality_small"], True),  # topk: no kind reads init_norm
-        (["experiment=sae_shrinkage_small"], True),
-        (["experiment=sae_pareto_small"], False),  # matryoshka starts at norm 0.1 now
-        (["experiment=sae_pareto_small", "sae.init_norm=1"], True),  # as it started then
-        (["experiment=sae_pareto_small", "sweep.grid.kind=[plain,matryoshka,my_kind]"], False),
-        (["experiment=sae_pareto_small", "sweep.grid.kind=[plain,my_kind]"], True),  # a user's
+        ([PARETO, "sweep.grid.kind=[topk,batchtopk]"], [], True),  # no kind reads a newer key
+        (["experiment=sae_orthogonality_small"], [], False),  # its plain: a free decoder now
+        (["experiment=sae_shrinkage_small"], [], False),
+        (["experiment=sae_shrinkage_small"], ["sae.decoder=unit", "sae.grad_clip=0"], True),
+        ([PARETO], [], False),  # matryoshka from norm 0.1, plain and gated free now
+        ([PARETO, "sweep.grid.kind=[topk,matryoshka]"], [], False),
+        ([PARETO, "sweep.grid.kind=[topk,matryoshka]"], ["sae.init_norm=1"], True),  # as then
+        ([PARETO, "sweep.grid.kind=[plain,matryoshka,my_kind]"], [], False),
+        ([PARETO, "sweep.grid.kind=[my_kind]"], [], True),  # a user's kind
+        ([PARETO, "sweep.grid.kind=[topk,my_kind]"], [], True),
+        ([PARETO, "sweep.grid.kind=[matryoshka,my_kind]"], ["sae.init_norm=1"], True),
     ],
 )
-def test_stores_of_72e86c7_resume_unless_they_hold_matryoshka_saes_from_unit_norm(
-    overrides, resumes
-):
-    """sweep.yaml as 72e86c7 wrote it is this version's without sae.init_norm (the key it lacked):
-    this config hashes to it exactly when its SAEs are trained as then."""
+def test_stores_of_72e86c7_resume_exactly_where_their_saes_train_as_then(then, now, resumes):
+    """sweep.yaml as 72e86c7 wrote it for the command ``then`` is this version's without the keys
+    added since (sae.init_norm, sae.decoder): ``then`` + ``now`` hashes to it exactly when its SAEs
+    are trained as then (Matryoshka from unit norm, plain and gated with unit-norm columns and no
+    clip), with built-in kinds, a user's kind, or both."""
     import jax
     from omegaconf import OmegaConf
 
+    from sweeps.sae.config import NEWER_SAE_KEYS
     from sweeps.store.meta import config_hash
     from toymodels.sae import SAE_KINDS, SaeKind, register_sae
     from toymodels.sae.base import pre_activation
@@ -131,10 +140,11 @@ def test_stores_of_72e86c7_resume_unless_they_hold_matryoshka_saes_from_unit_nor
                 encode=lambda p, h, hp, spec, training: (jax.nn.relu(pre_activation(p, h)), {}),
             )
         )
-    config = compose_config(overrides)
-    data = OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
-    del data["sae"]["init_norm"]
-    assert (body_hash(OmegaConf.to_yaml(OmegaConf.create(data))) == config_hash(config)) is resumes
+    data = OmegaConf.to_container(OmegaConf.structured(compose_config(then)), resolve=True)
+    for key in NEWER_SAE_KEYS:
+        del data["sae"][key]
+    stored = body_hash(OmegaConf.to_yaml(OmegaConf.create(data)))
+    assert (stored == config_hash(compose_config([*then, *now]))) is resumes
 
 
 @pytest.mark.parametrize(
