@@ -72,10 +72,11 @@ def stored_data_spec(config: dict) -> DataSpec:
     return data_spec_of(OmegaConf.create(config))
 
 
-def toy_arrays(models: pd.DataFrame, model: str, n: int, m: int) -> dict:
-    """Every toy model's parameters (rebuilt from the stored columns of the kind's parameter
-    names) and feature densities, stacked along a leading model axis."""
-    from sweeps.store import as_matrix, nested_array
+def toy_arrays(models: pd.DataFrame, model: str, n: int, m: int) -> list[dict]:
+    """Each toy model's parameters (rebuilt from the stored columns of the kind's parameter names)
+    and feature densities, in the order of ``models``' rows. Each model's arrays are its own: models
+    of one kind whose shapes differ (a grid over a kind's option, e.g. layers) go side by side."""
+    from sweeps.store import nested_array
     from toymodels.sae.toy import param_names
 
     names = param_names(model, n, m)
@@ -84,10 +85,13 @@ def toy_arrays(models: pd.DataFrame, model: str, n: int, m: int) -> dict:
         raise ConfigError(
             "sae.toy.sweep", f"the stored {model!r} models have no column {missing[0]!r}"
         )
-    params = {
-        name: np.stack([nested_array(v).astype(np.float32) for v in models[name]]) for name in names
-    }
-    return {"params": params, "density_F": as_matrix(models["feature_density"]).astype(np.float32)}
+    return [
+        {
+            "params": {name: nested_array(row[name]).astype(np.float32) for name in names},
+            "density_F": nested_array(row["feature_density"]).astype(np.float32),
+        }
+        for _, row in models.iterrows()
+    ]
 
 
 def toy_measures(W_NxHxF: np.ndarray) -> dict:
@@ -185,15 +189,10 @@ def toy_carry(config, section: str = "sae") -> dict[int, dict]:
     chunks of its SAEs (or decompositions) carry to workers (``sweeps.sae.job``)."""
     models, _, _ = stored_toys(config, section)
     out: dict[int, dict] = {}
-    # grouped by the stored columns that fix a model's parameter names; each model's arrays are its
-    # own, so models of one kind whose shapes differ (a grid over a kind's option, e.g. layers) mix
+    # grouped by the stored columns that fix a model's parameter names
     for (model, n, m), chosen in models.groupby(["model", "n_features", "n_hidden"], sort=False):
-        for i in range(len(chosen)):
-            arrays = toy_arrays(chosen.iloc[i : i + 1], str(model), int(n), int(m))
-            out[int(chosen["uid"].iloc[i])] = {
-                "params": {name: v[0] for name, v in arrays["params"].items()},
-                "density_F": arrays["density_F"][0],
-            }
+        arrays = toy_arrays(chosen, str(model), int(n), int(m))
+        out.update(zip((int(uid) for uid in chosen["uid"]), arrays))
     return out
 
 
