@@ -145,8 +145,9 @@ class SaeKind:
     - ``top_k``: the kind selects its k largest codes, so it needs ``spec.k_max``.
     - ``init_scale``: the norm of the initial decoder columns V and of the encoder rows tied to
       them (the decoder itself is V/‖V‖ whatever the scale; a kind that reads ‖V‖ into its codes,
-      JumpReLU, starts small, as SAELens's 0.1), or a function of the spec giving it (plain and
-      gated: 0.1 with ``decoder=free``, 1 with ``unit``).
+      JumpReLU, starts small, as SAELens's 0.1), or a function of (spec, hp) giving it (plain
+      and gated: 0.1 with ``decoder=free``, 1 with ``unit``; Matryoshka: its per-SAE
+      ``hp.init_norm``).
     """
 
     name: str
@@ -174,9 +175,9 @@ class SaeKind:
     def hparam(self, name: str) -> HyperParam | None:
         return next((h for h in self.hparams if h.name == name), None)
 
-    def initial_scale(self, spec) -> float:
-        """``init_scale`` for ``spec``."""
-        return self.init_scale(spec) if callable(self.init_scale) else self.init_scale
+    def initial_scale(self, spec, hp):
+        """``init_scale`` for ``spec`` and one SAE's hyperparameters ``hp``."""
+        return self.init_scale(spec, hp) if callable(self.init_scale) else self.init_scale
 
     @property
     def sparsity(self) -> HyperParam | None:

@@ -104,7 +104,7 @@ def decoder_norms(params):
     return jnp.linalg.norm(params["V_HxD"], axis=0)[:, None]
 
 
-def decoder_scale(spec) -> float:
+def decoder_scale(spec, hp) -> float:
     """The initial norm of V and of the encoder rows tied to it: SAELens's 0.1 with a free-norm
     decoder, 1 with unit-norm columns (as before issue 21)."""
     return 0.1 if free_decoder(spec) else 1.0
@@ -285,6 +285,7 @@ MATRYOSHKA = SaeKind(
     loss_terms=matryoshka_terms,
     hparams=TOP_K_HPARAMS + (INIT_NORM,),
     top_k=True,
+    init_scale=lambda spec, hp: hp.init_norm,  # per SAE (INIT_NORM)
     doc="BatchTopK codes; every prefix of width w in spec.matryoshka_widths reconstructs h",
 )
 

@@ -160,10 +160,8 @@ def kind_of(spec: SaeSpec):
 def init_params(key: jax.Array, n_hidden: int, spec: SaeSpec, hp: SaeHParams) -> dict:
     shared_key, own_key = jax.random.split(key)
     kind = kind_of(spec)
-    # a kind that declares init_norm takes it per SAE, else its fixed init_scale
-    scale = hp.init_norm if kind.hparam("init_norm") is not None else kind.initial_scale(spec)
     return {
-        **shared_params(shared_key, n_hidden, spec.dict_size, scale),
+        **shared_params(shared_key, n_hidden, spec.dict_size, kind.initial_scale(spec, hp)),
         **kind.init(own_key, n_hidden, spec.dict_size, spec, hp),
     }
 
