@@ -455,16 +455,19 @@ def hashed_sae(data: dict) -> None:
     kinds = list(grid["kind"]) if isinstance(grid.get("kind"), list) else [sae.get("kind")]
     builtin = {kind.name: kind for kind in BUILTIN}
     if not all(name in builtin for name in kinds):
-        # the keys added after 72e86c7 that no SAE of the sweep reads (at their neutral value, or
-        # at their default where no built-in kind of the sweep declares them): as stores of user
-        # kinds were hashed before them (a user kind that reads one is newer)
+        # the keys added after 72e86c7 where the sweep trains as then (at a neutral value, or at
+        # their default where no built-in kind of the sweep declares them): as stores of user kinds
+        # were hashed before them (a user kind that reads one is newer). decoder=unit alone is not
+        # plain's and gated's training then: that needs grad_clip=0 too, and such a store hashed
+        # the grad_clip it was written with.
         for name in NEWER_SAE_KEYS:
             hparam = SCHEMA_HPARAMS[name]
             declared = any(k in builtin and builtin[k].hparam(name) for k in kinds)
+            as_then = sae.get(name) == hparam.neutral and name != "decoder"
             if (
                 name in sae
                 and name not in grid
-                and (sae[name] == hparam.neutral or (not declared and sae[name] == hparam.default))
+                and (as_then or (not declared and sae[name] == hparam.default))
             ):
                 del sae[name]
         return
@@ -503,9 +506,10 @@ def resume_hint(changed: dict) -> str:
     ``sae.aux_coefficient=0`` for top-k kinds before AuxK): "" when something else differs.
     ``changed``: {dotted key: (stored, this)} (``sweeps.store.meta.differences``)."""
     fixes = []
-    for key, (stored, _) in changed.items():
+    for key, (stored, this) in changed.items():
         hparam = SCHEMA_HPARAMS.get(key.removeprefix("sae.")) if key.startswith("sae.") else None
-        if hparam is None or hparam.neutral is None or stored is not None:
+        # no hint where the neutral value is given already (it did not bring the old hash back)
+        if hparam is None or hparam.neutral is None or stored is not None or this == hparam.neutral:
             return ""
         fixes.append(
             f"sae.{hparam.name}={hparam.neutral:g}"

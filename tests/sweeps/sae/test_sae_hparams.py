@@ -118,6 +118,8 @@ PARETO = "experiment=sae_pareto_small"
         ([PARETO, "sweep.grid.kind=[my_kind]"], [], True),  # a user's kind
         ([PARETO, "sweep.grid.kind=[topk,my_kind]"], [], True),
         ([PARETO, "sweep.grid.kind=[matryoshka,my_kind]"], ["sae.init_norm=1"], True),
+        # plain beside a user's kind: its unit columns then were unclipped, and the clip was hashed
+        ([PARETO, "sweep.grid.kind=[plain,my_kind]"], ["sae.decoder=unit"], False),
     ],
 )
 def test_stores_of_72e86c7_resume_exactly_where_their_saes_train_as_then(then, now, resumes):
@@ -292,3 +294,12 @@ def test_the_sae_sections_keys_are_the_built_in_kinds_declarations():
     assert {name: getattr(conf, name) for name in declared} == {
         name: h.default for name, h in declared.items()
     }
+
+
+def test_no_resume_hint_names_a_value_already_given():
+    """A refusal where the neutral value is set already offers no hint: setting it again would
+    be refused the same way (plain beside a user's kind: its clip was hashed as then)."""
+    from sweeps.sae.config import resume_hint
+
+    assert resume_hint({"sae.decoder": (None, "free")}).startswith("its SAEs were trained before")
+    assert resume_hint({"sae.decoder": (None, "unit")}) == ""
