@@ -16,11 +16,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from sweeps.resources import check_axis_length
-from sweeps.sae.config import (  # noqa: F401 (hashed_sae, resume_hint: the store's config hash)
-    SaeConf,
-    hashed_sae,
-    resume_hint,
-)
+from sweeps.sae.compat import hashed_sae, resume_hint  # noqa: F401 (the store's config hash)
+from sweeps.sae.config import SaeConf
 from sweeps.spd.config import SpdConf
 from toymodels.registry import ConfigError
 

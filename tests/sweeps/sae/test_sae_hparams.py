@@ -130,7 +130,7 @@ def test_stores_of_72e86c7_resume_exactly_where_their_saes_train_as_then(then, n
     import jax
     from omegaconf import OmegaConf
 
-    from sweeps.sae.config import NEWER_SAE_KEYS
+    from sweeps.sae.compat import NEWER_SAE_KEYS
     from sweeps.store.meta import config_hash
     from toymodels.sae import SAE_KINDS, SaeKind, register_sae
     from toymodels.sae.base import pre_activation
@@ -299,7 +299,7 @@ def test_the_sae_sections_keys_are_the_built_in_kinds_declarations():
 def test_no_resume_hint_names_a_value_already_given():
     """A refusal where the neutral value is set already offers no hint: setting it again would
     be refused the same way (plain beside a user's kind: its clip was hashed as then)."""
-    from sweeps.sae.config import resume_hint
+    from sweeps.sae.compat import resume_hint
 
     assert resume_hint({"sae.decoder": (None, "free")}).startswith("its SAEs were trained before")
     assert resume_hint({"sae.decoder": (None, "unit")}) == ""
