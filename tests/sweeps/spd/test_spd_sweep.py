@@ -172,8 +172,9 @@ def test_an_spd_sweep_on_ray_stores_the_same_bits(toy_sweep, tmp_path):
     assert all(
         bytes(ray_rows.loc[uid, "params"]) == bytes(ours.loc[uid, "params"]) for uid in ours.index
     )
+    # wandb failing only warns (tracking never fails a sweep): its warning is the diagnosis
     assert list((tmp_path / "ray" / "wandb" / "logged").iterdir()), (
-        "every chunk is logged (offline)"
+        f"every chunk is logged (offline); stderr: {done.stderr[-3000:]}"
     )
 
 
