@@ -1,5 +1,6 @@
 """Properties of the pure JAX core: batching, compilation, determinism and the known optima."""
 
+import os
 import subprocess
 import sys
 
@@ -231,3 +232,23 @@ def test_core_imports_no_orchestration_packages():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_importing_toymodels_asks_xla_for_deterministic_gpu_ops_and_keeps_a_users_choice():
+    """docs/gpus.md#determinism: without the flag, finite data's stored numbers differed between two
+    runs of the same program on an H200; importing toymodels sets it unless the user set it."""
+    code = "import os, toymodels; print(os.environ['XLA_FLAGS'])"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    for given, expected in [
+        (None, "--xla_gpu_deterministic_ops=true"),
+        ("--xla_gpu_deterministic_ops=false", "--xla_gpu_deterministic_ops=false"),
+        (
+            "--xla_cpu_enable_fast_math=false",
+            "--xla_cpu_enable_fast_math=false --xla_gpu_deterministic_ops=true",
+        ),
+    ]:
+        run_env = env if given is None else {**env, "XLA_FLAGS": given}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=run_env, capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == expected
