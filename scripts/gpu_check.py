@@ -344,6 +344,14 @@ def main(argv=None) -> int:
         help="stages to leave out",
     )
     parser.add_argument(
+        "--budget",
+        type=float,
+        default=BUDGET_S,
+        metavar="SECONDS",
+        help=f"seconds for stages 1-4 from this command's start; the dd subset's steps are sized "
+        f"to what is left of them (default {BUDGET_S:g})",
+    )
+    parser.add_argument(
         "--gpus-per-task",
         type=float,
         default=1.0,
@@ -390,7 +398,7 @@ def main(argv=None) -> int:
         print(f"finite probe: {results['finite_probe']}", flush=True)
         save()
     if "dd" not in args.skip:
-        left = BUDGET_S - (time.perf_counter() - start) - 60
+        left = args.budget - (time.perf_counter() - start) - 60
         steps = dd_steps(
             results.get("finite_probe", [{"piece_size": 0, "ms_per_step": 2.0}]), left, args.smoke
         )
