@@ -18,14 +18,33 @@ written before ``rows.json`` are checked by ``LEGACY_COLUMNS`` (toy models, SAEs
 
 from __future__ import annotations
 
+import gc
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cycle collector off for a block that makes millions of objects and no cycles
+    (a chunk's rows as lists of floats; a table to or from parquet): its collections rescan every
+    live container again and again, 60% of such a block's time (16,000 toy models: rows 8.3 s ->
+    3.5 s, parquet encoding 6.0 -> 3.2 s). Nothing about the objects changes; collection resumes
+    at the end of the block (if it was on)."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 class DamagedRows(ValueError):
