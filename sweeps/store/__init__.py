@@ -49,7 +49,7 @@ from sweeps.store.meta import (  # noqa: F401
     read_regular,
     verified_config_hash,
 )
-from sweeps.store.rows import ROWS, DamagedRows, RowSchema, check_rows, gc_paused
+from sweeps.store.rows import ROWS, DamagedRows, RowSchema, check_rows
 from sweeps.store.trust import (  # noqa: F401
     reader_kinds,
     record_kinds,
@@ -112,8 +112,7 @@ def arrow_table(table: pd.DataFrame | pa.Table) -> pa.Table:
     Python lists, and are converted once)."""
     if isinstance(table, pa.Table):
         return table
-    with gc_paused():
-        return pa.Table.from_pandas(table, preserve_index=False)
+    return pa.Table.from_pandas(table, preserve_index=False)
 
 
 def _arrow(table: pd.DataFrame | pa.Table, digest: str | None) -> bytes:
@@ -409,8 +408,7 @@ class SweepStore:
         parts = []
         for path in self.chunk_files():
             try:
-                with gc_paused():
-                    parts.append(pd.read_parquet(path))
+                parts.append(pd.read_parquet(path))
             except FileNotFoundError:  # set aside by a driver while a reader looked
                 continue
             except (pa.ArrowException, OSError, ValueError) as error:  # damaged past its footer
