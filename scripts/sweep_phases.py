@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import functools
 import shutil
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -145,4 +144,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
