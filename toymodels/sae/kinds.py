@@ -111,10 +111,13 @@ def decoder_scale(spec, hp) -> float:
 
 
 def encode_plain(params, h_HxB, hp, spec, training):
-    f_DxB = jax.nn.relu(pre_activation(params, h_HxB))
-    if free_decoder(spec):  # ĥ = V ReLU(pre) + b_dec; λ‖f‖₁ = λ Σ_j ‖v_j‖ ReLU(pre_j)
-        f_DxB = decoder_norms(params) * f_DxB
-    return f_DxB, {}
+    pre_DxB = pre_activation(params, h_HxB)
+    if free_decoder(spec):
+        # ĥ = V ReLU(pre) + b_dec; λ‖f‖₁ = λ Σ_j ‖v_j‖ ReLU(pre_j). Written ReLU(‖v_j‖ pre_j), the
+        # same values and gradients to the bit (‖v_j‖ ≥ 0), so XLA makes one elementwise pass
+        # where ‖v_j‖ ReLU(pre_j) made two (docs/results/sae-bench.md, "Where a step goes")
+        return jax.nn.relu(decoder_norms(params) * pre_DxB), {}
+    return jax.nn.relu(pre_DxB), {}
 
 
 # plain's and gated's settings: λ, the decoder's parameterisation, and the gradient clip that
