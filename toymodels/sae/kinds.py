@@ -253,9 +253,11 @@ BATCHTOPK = SaeKind(
     encode=encode_batchtopk,
     init=init_batchtopk,
     update_state=track_threshold,
-    hparams=TOP_K_HPARAMS,
+    hparams=TOP_K_HPARAMS + (INIT_NORM,),
     top_k=True,
-    doc="f = ReLU(pre), the batch's k·B largest; at evaluation pre > θ (tracked)",
+    init_scale=lambda spec, hp: hp.init_norm,  # per SAE (INIT_NORM), as Matryoshka
+    doc="f = ReLU(pre), the batch's k·B largest; at evaluation pre > θ (tracked); decoder and tied "
+    "encoder from norm init_norm (0.1, SAELens's)",
 )
 
 
