@@ -3,7 +3,6 @@ inputs, the straight-through gradients, top-k with a per-SAE k, the shared piece
 
 import dataclasses
 import math
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -533,35 +532,3 @@ def test_decoder_unit_without_clipping_is_the_program_of_the_kind_before_issue_2
     assert program(kind, unit, grad_clip=1.0) != then
     assert program(kind) != then  # the default: decoder=free
 
-
-def test_plain_free_codes_as_relu_of_the_scaled_pre_activation_train_the_same_bits():
-    """plain at ``decoder=free`` computes its codes as ReLU(‖v_j‖ pre_j), one elementwise pass, where
-    it computed ‖v_j‖ ReLU(pre_j) before (docs/results/sae-bench.md): the same parameters and losses
-    to the bit over 30 training steps, against that formulation as a plug-in kind."""
-    from toymodels.sae import register_sae
-    from toymodels.sae.kinds import PLAIN, decoder_norms
-    from toymodels.sae.train import make_sae
-
-    def encode_before(p, h, hp, spec, training):
-        return decoder_norms(p) * jax.nn.relu(pre_activation(p, h)), {}
-
-    if "plain_before_fused" not in SAE_KINDS:
-        register_sae(dataclasses.replace(PLAIN, name="plain_before_fused", encode=encode_before))
-    h_TxHxB = jax.random.normal(jax.random.key(0), (30, 4, 64)) * (
-        jax.random.uniform(jax.random.key(1), (30, 4, 64)) < 0.3
-    )
-    hp = one(l1=0.2)
-
-    @partial(jax.jit, static_argnums=0)
-    def trained(name):
-        init, step = make_sae(SaeSpec(dict_size=8, kind=name), 4)
-        state, losses = jax.lax.scan(
-            lambda s, th: step(s, th[1], hp, th[0]),
-            init(jax.random.key(2), hp),
-            (jnp.arange(30, dtype=jnp.uint32), h_TxHxB),
-        )
-        return state.params, losses
-
-    now, before = trained("plain"), trained("plain_before_fused")
-    for a, b in zip(jax.tree.leaves(now), jax.tree.leaves(before)):
-        np.testing.assert_array_equal(a, b)

@@ -37,7 +37,9 @@ TopK (Gao et al. 2024) takes k per SAE under a static ``spec.k_max``; BatchTopK 
 al. 2024) any k per SAE (``spec.k_max`` bounds it for checks). BatchTopK's codes depend on the
 batch; at evaluation each input is encoded alone with a threshold θ: f = pre ⊙ 1[pre > θ], θ
 tracked during training as a running mean of each batch's smallest kept activation (decay
-``spec.threshold_decay``).
+``spec.threshold_decay``). Its decoder columns and the encoder rows tied to them start at norm
+``hp.init_norm`` (0.1, SAELens's), as Matryoshka's below: from unit norm its MCC at k = 2 fell
+0.02 short of SAELens's (docs/saes/reference.md, "Matryoshka").
 
 JumpReLU (Rajamanoharan et al. 2024, "Jumping ahead"), trained as SAELens 6.54 trains it: codes
 f_j = ‖v_j‖ · z_j · H(z_j − θ_j) with z = W_enc (h − b_dec) + b_enc, an L0 penalty λ Σ_j H(z_j − θ_j),
@@ -111,13 +113,10 @@ def decoder_scale(spec, hp) -> float:
 
 
 def encode_plain(params, h_HxB, hp, spec, training):
-    pre_DxB = pre_activation(params, h_HxB)
-    if free_decoder(spec):
-        # ĥ = V ReLU(pre) + b_dec; λ‖f‖₁ = λ Σ_j ‖v_j‖ ReLU(pre_j). Written ReLU(‖v_j‖ pre_j), the
-        # same values and gradients to the bit (‖v_j‖ ≥ 0), so XLA makes one elementwise pass
-        # where ‖v_j‖ ReLU(pre_j) made two (docs/results/sae-bench.md, "Where a step goes")
-        return jax.nn.relu(decoder_norms(params) * pre_DxB), {}
-    return jax.nn.relu(pre_DxB), {}
+    f_DxB = jax.nn.relu(pre_activation(params, h_HxB))
+    if free_decoder(spec):  # ĥ = V ReLU(pre) + b_dec; λ‖f‖₁ = λ Σ_j ‖v_j‖ ReLU(pre_j)
+        f_DxB = decoder_norms(params) * f_DxB
+    return f_DxB, {}
 
 
 # plain's and gated's settings: λ, the decoder's parameterisation, and the gradient clip that
