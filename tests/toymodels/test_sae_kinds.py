@@ -531,4 +531,3 @@ def test_decoder_unit_without_clipping_is_the_program_of_the_kind_before_issue_2
     assert program(kind, unit, clip=False, grad_clip=0.0) == then
     assert program(kind, unit, grad_clip=1.0) != then
     assert program(kind) != then  # the default: decoder=free
-
