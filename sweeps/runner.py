@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pandas as pd
+import pyarrow as pa
 
 from sweeps.config import Config
 from sweeps.executors.base import Executor, InProcessExecutor
@@ -244,7 +245,7 @@ def _train(plan: Plan, store, todo, executor, report, tracker, progress) -> None
     bar = Progress(chunks) if progress and chunks else None
     tracker.prewarm()
 
-    def on_done(chunk: Chunk, table: pd.DataFrame) -> None:
+    def on_done(chunk: Chunk, table: pd.DataFrame | pa.Table) -> None:
         try:
             store.write_chunk(chunk.id, table)
         except DamagedRows as error:  # rows no store may hold (a user's kind, say): a failed chunk
@@ -254,7 +255,10 @@ def _train(plan: Plan, store, todo, executor, report, tracker, progress) -> None
         report.model_steps += chunk.n_models * chunk.spec.steps
         if bar:
             bar.update(chunk)
-        tracker.log_chunk(chunk.id, table)  # after the store, from the stored table
+        if tracker.enabled:  # after the store, from the stored table (a Ray worker's is Arrow)
+            tracker.log_chunk(
+                chunk.id, table if isinstance(table, pd.DataFrame) else table.to_pandas()
+            )
 
     def on_failed(chunk: Chunk, error: BaseException) -> None:
         info = {

@@ -9,10 +9,13 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import pandas as pd
+import pyarrow as pa
 
 from sweeps.jobs import Chunk, run_chunk
 
-OnDone = Callable[[Chunk, pd.DataFrame], None]
+# A chunk's rows: a DataFrame, or the Arrow table of one (``sweeps.store.arrow_table``: how a Ray
+# worker sends them); the store takes either.
+OnDone = Callable[[Chunk, "pd.DataFrame | pa.Table"], None]
 OnFailed = Callable[[Chunk, BaseException], None]
 
 

@@ -72,13 +72,19 @@ def pin_to_free_cores(count: int, lock_dir: str | None = None) -> list[int]:
 
 
 def _ray_run_chunk(chunk: Chunk, pin_cores: int = 0):
+    """The chunk's rows as the Arrow table the driver stores (``sweeps.store.arrow_table``): Ray
+    ships its buffers as they are, where a DataFrame's lists of floats were pickled here and
+    unpickled by the driver, then converted there (16,000 toy models: 94 MB of pickle, 3.6 s to
+    pickle and 8.7 s to unpickle, loaded; the Arrow table is converted once, here)."""
     import ray
+
+    from sweeps.store import arrow_table
 
     if pin_cores:
         pin_to_free_cores(pin_cores)
     table = run_chunk(chunk)
     table["ray_node"] = ray.get_runtime_context().get_node_id()
-    return table
+    return arrow_table(table)
 
 
 def worker_env(conf: RayConf) -> dict[str, str]:

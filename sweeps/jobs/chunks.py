@@ -23,6 +23,7 @@ import pandas as pd
 
 from sweeps import resources
 from sweeps.jobs.kind import Chunk, JobKind, Plan
+from sweeps.store.rows import gc_paused
 
 
 class ChunkFailed(RuntimeError):
@@ -45,13 +46,25 @@ def model_uid(coords: Iterable[tuple[str, Any]], seed: int) -> int:
 
 
 def chunk_id(fields: dict, base_seed: int, points: Sequence) -> str:
-    """A chunk's id: a hash of its content (what its models share, ``fields``, and every point)."""
+    """A chunk's id: a hash of its content (what its models share, ``fields``, and every point).
+
+    The JSON is that of ``dataclasses.asdict`` of each point, with keys sorted, built without
+    asdict's deep copy of every value (2.6 of 3.0 s of a 16,000-model plan's chunking)."""
     payload = json.dumps(
-        {**fields, "base_seed": base_seed, "points": [dataclasses.asdict(p) for p in points]},
+        {**fields, "base_seed": base_seed, "points": list(points)},
         sort_keys=True,
-        default=str,
+        default=_json_value,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _json_value(value: Any) -> Any:
+    """A dataclass instance as the dict of its fields (its JSON, keys sorted, is that of
+    ``dataclasses.asdict``: nested dataclasses, tuples and dicts are encoded alike); anything
+    else JSON cannot encode as its str."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return str(value)
 
 
 # ---------------------------------------------------------------- splitting, padding, budget
@@ -159,7 +172,8 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     result = run_on_devices(program.fn, program.args, program.axes, chunk.pad_to, chunk.placement)
     seconds = time.perf_counter() - start
     check_finite(chunk, *chunk.job.checked(result))
-    return chunk.job.rows(chunk, program, result, seconds)
+    with gc_paused():  # a row's lists of floats: millions of objects, no cycles
+        return chunk.job.rows(chunk, program, result, seconds)
 
 
 def check_finite(chunk: Chunk, loss: Any, params: Any) -> None:

@@ -106,8 +106,17 @@ def atomic_write(path: Path, data: bytes, exclusive: bool = False) -> bool:
             tmp.unlink()
 
 
-def _arrow(table: pd.DataFrame, digest: str | None) -> bytes:
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
+def arrow_table(table: pd.DataFrame | pa.Table) -> pa.Table:
+    """``table`` as the Arrow table its parquet file holds (as it is, if it is one already: a
+    Ray worker converts its chunk's rows, so they travel as Arrow buffers instead of pickled
+    Python lists, and are converted once)."""
+    if isinstance(table, pa.Table):
+        return table
+    return pa.Table.from_pandas(table, preserve_index=False)
+
+
+def _arrow(table: pd.DataFrame | pa.Table, digest: str | None) -> bytes:
+    arrow = arrow_table(table)
     if digest:
         arrow = arrow.replace_schema_metadata(
             {**(arrow.schema.metadata or {}), HASH_KEY: digest.encode()}
@@ -347,14 +356,16 @@ class SweepStore:
         """This sweep's chunk files, leaving out those holding any model of ``exclude``."""
         return [self.chunks_dir / name for name, ids in self._our_chunks() if not ids & exclude]
 
-    def write_chunk(self, chunk_id: str, table: pd.DataFrame) -> None:
+    def write_chunk(self, chunk_id: str, table: pd.DataFrame | pa.Table) -> None:
         """Store a finished chunk whole; its rows must be what a stored model's rows are (a
-        ``DamagedRows`` error instead: never written, so never set aside on the next run)."""
+        ``DamagedRows`` error instead: never written, so never set aside on the next run).
+        ``table``: the rows as a DataFrame, or as the Arrow table ``arrow_table`` makes of it."""
         path = self.chunks_dir / f"{chunk_id}.parquet"
         data = _arrow(table, self.digest)
-        check_rows(pq.read_table(pa.BufferReader(data)), self.rows)
+        stored = pq.read_table(pa.BufferReader(data))
+        check_rows(stored, self.rows)
         atomic_write(path, data)
-        self._chunks[path.name] = (self.digest, frozenset(int(u) for u in table["uid"]))
+        self._chunks[path.name] = (self.digest, frozenset(stored.column("uid").to_pylist()))
         self._checked.add(path.name)
         (self.failed_dir / f"{chunk_id}.json").unlink(missing_ok=True)
 
