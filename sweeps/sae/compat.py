@@ -23,9 +23,14 @@ OLD_BANDWIDTH = 1e-3
 # Hyperparameters built-in kinds declared only from the commit that added ``sae.decoder`` (after
 # 72e86c7): a sweep.yaml without that key hashes as those kinds read it then.
 DECLARED_WITH_DECODER = {"plain": ("decoder", "grad_clip"), "gated": ("decoder", "grad_clip")}
+# Hyperparameters built-in kinds read only since a commit after 25218f3 (BatchTopK from SAELens's
+# initial norm): a sweep.yaml written before holds the key but was hashed without it for the kind
+# (``hashed_sae(data, before_reads=True)``), which is how its store verifies and names
+# ``sae.init_norm=1``, the setting that resumes it as it was trained.
+READ_SINCE_25218F3 = {"batchtopk": ("init_norm",)}
 
 
-def hashed_sae(data: dict) -> None:
+def hashed_sae(data: dict, before_reads: bool = False) -> None:
     """The ``sae:`` section as its config hash sees it (``sweeps.store.meta``), in place: keys
     added after 43f758a (``ADDED_SAE_KEYS``) are left out where no SAE of the sweep reads them
     (no kind of it declares them, or at their neutral value: AuxK's α = 0 and its window with it,
@@ -37,7 +42,8 @@ def hashed_sae(data: dict) -> None:
     A sweep.yaml written before (none of those keys) is left as it is. Only built-in kinds are
     known here: with a user's kind in the sweep every key is kept but those added after 72e86c7
     (``NEWER_SAE_KEYS``) where no SAE reads them. The kinds are the grid's over ``kind``, else
-    ``sae.kind`` (the default ``plain`` a grid overrides trains nothing)."""
+    ``sae.kind`` (the default ``plain`` a grid overrides trains nothing). ``before_reads``: as
+    25218f3 hashed it, before the kinds of ``READ_SINCE_25218F3`` read those keys."""
     from toymodels.sae.kinds import BUILTIN
 
     sae = data.get("sae")
@@ -49,6 +55,8 @@ def hashed_sae(data: dict) -> None:
     # the kinds the sweep trains: its grid's, else sae.kind (which a grid over kind overrides)
     kinds = list(grid["kind"]) if isinstance(grid.get("kind"), list) else [sae.get("kind")]
     builtin = {kind.name: kind for kind in BUILTIN}
+    if not before_reads:
+        _mark_new_reads(sae, kinds, grid)
     if not all(name in builtin for name in kinds):
         # the keys added after 72e86c7 where the sweep trains as then (at a neutral value, or at
         # their default where no built-in kind of the sweep declares them): as stores of user kinds
@@ -74,6 +82,7 @@ def hashed_sae(data: dict) -> None:
         if name in builtin
         for h in builtin[name].hparams
         if not (h.name in then and h.name in DECLARED_WITH_DECODER.get(name, ()))
+        and not (before_reads and h.name in READ_SINCE_25218F3.get(name, ()))
     }
     live = {name: name in read or name in grid for name in SCHEMA_HPARAMS}
     for name in ADDED_SAE_KEYS:
@@ -94,6 +103,25 @@ def hashed_sae(data: dict) -> None:
         sae["bandwidth"] = OLD_BANDWIDTH
 
 
+def _mark_new_reads(sae: dict, kinds: list, grid: dict) -> None:
+    """For each kind of the sweep that reads a key only since 25218f3 (``READ_SINCE_25218F3``) at a
+    value other than its neutral one, an entry ``<kind>_<key>`` in the hashed section: such a sweep
+    hashes unlike the one 25218f3 hashed, also where another kind of it read the key then."""
+    for kind, keys in READ_SINCE_25218F3.items():
+        if kind not in kinds:
+            continue
+        for key in keys:
+            if key not in grid and key not in sae:  # written before the key existed: as then
+                continue
+            value = grid[key] if key in grid else sae[key]
+            if key in grid or value != SCHEMA_HPARAMS[key].neutral:
+                sae[f"{kind}_{key}"] = value
+
+
+# the hashed entries of _mark_new_reads, by the setting they stand for
+_MARKS = {f"{kind}_{key}": key for kind, keys in READ_SINCE_25218F3.items() for key in keys}
+
+
 def resume_hint(changed: dict) -> str:
     """How to resume a store whose config differs from this one only in ``sae:`` keys its hash
     left out at their neutral values (a store written before they existed: ``sae.decoder=unit``
@@ -102,15 +130,18 @@ def resume_hint(changed: dict) -> str:
     ``changed``: {dotted key: (stored, this)} (``sweeps.store.meta.differences``)."""
     fixes = []
     for key, (stored, this) in changed.items():
-        hparam = SCHEMA_HPARAMS.get(key.removeprefix("sae.")) if key.startswith("sae.") else None
+        name = key.removeprefix("sae.")
+        hparam = SCHEMA_HPARAMS.get(_MARKS.get(name, name)) if key.startswith("sae.") else None
         # no hint where the neutral value is given already (it did not bring the old hash back)
         if hparam is None or hparam.neutral is None or stored is not None or this == hparam.neutral:
             return ""
-        fixes.append(
+        fix = (
             f"sae.{hparam.name}={hparam.neutral:g}"
             if not hparam.choices
             else f"sae.{hparam.name}={hparam.neutral}"
         )
+        if fix not in fixes:
+            fixes.append(fix)
     return (
         f"its SAEs were trained before {' and '.join(k.split('=')[0] for k in fixes)} existed "
         f"(or at their neutral values): add {' '.join(fixes)} to resume it as it was trained "

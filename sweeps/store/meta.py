@@ -54,8 +54,10 @@ ADDED_AT_NEUTRAL = {
 FRESH_DATA_PIECE = 1024
 
 
-def _digest(data: dict) -> str:
-    return hashlib.sha256(json.dumps(_hashed(data), sort_keys=True).encode()).hexdigest()[:16]
+def _digest(data: dict, before_reads: bool = False) -> str:
+    return hashlib.sha256(
+        json.dumps(_hashed(data, before_reads), sort_keys=True).encode()
+    ).hexdigest()[:16]
 
 
 def _mapping(data: object) -> dict:
@@ -66,8 +68,10 @@ def _mapping(data: object) -> dict:
     return data
 
 
-def _hashed(data: dict) -> dict:
-    """``data`` (a resolved config as a dict, changed in place) as the hash reads it."""
+def _hashed(data: dict, before_reads: bool = False) -> dict:
+    """``data`` (a resolved config as a dict, changed in place) as the hash reads it
+    (``before_reads``: as a version hashed it before some SAE kinds read keys they read now,
+    ``sweeps.sae.compat.hashed_sae``)."""
     for key in ("out", "chunk_size", "executor", "devices", "sharding"):
         data["sweep"].pop(key, None)
     data.pop("ray", None)
@@ -77,7 +81,7 @@ def _hashed(data: dict) -> dict:
     if data.get("sae"):  # an SAE sweep: keys its SAEs do not read, as they were hashed before
         from sweeps.config import hashed_sae
 
-        hashed_sae(data)
+        hashed_sae(data, before_reads)
     for path, neutral in ADDED_AT_NEUTRAL.items():
         parent: Any = data
         for key in path[:-1]:
@@ -105,8 +109,12 @@ def differences(out: str | os.PathLike, config: Config) -> dict[str, tuple]:
     hash reads them: {key: (stored, this)}."""
     from omegaconf import OmegaConf
 
-    _, _, body = read_meta(out)
-    stored = _flat(_hashed(_mapping(OmegaConf.to_container(OmegaConf.create(body), resolve=False))))
+    recorded, _, body = read_meta(out)
+    # a body hashed before its SAE kinds read a key they read now: compared as it was hashed, so
+    # that key shows as added (and sweeps.sae.compat.resume_hint names its neutral value)
+    before = body_hash(body) != recorded and body_hash(body, before_reads=True) == recorded
+    data = _mapping(OmegaConf.to_container(OmegaConf.create(body), resolve=False))
+    stored = _flat(_hashed(data, before))
     this = _flat(
         _hashed(_mapping(OmegaConf.to_container(OmegaConf.structured(config), resolve=True)))
     )
@@ -169,11 +177,13 @@ def config_hash(config: Config) -> str:
     return _digest(_mapping(OmegaConf.to_container(OmegaConf.structured(config), resolve=True)))
 
 
-def body_hash(text: str) -> str:
-    """The config hash of a ``sweep.yaml`` body (the same as ``config_hash`` of the config it shows)."""
+def body_hash(text: str, before_reads: bool = False) -> str:
+    """The config hash of a ``sweep.yaml`` body (the same as ``config_hash`` of the config it
+    shows; ``before_reads``: as hashed before some SAE kinds read keys they read now)."""
     from omegaconf import OmegaConf
 
-    return _digest(_mapping(OmegaConf.to_container(OmegaConf.create(text), resolve=False)))
+    data = _mapping(OmegaConf.to_container(OmegaConf.create(text), resolve=False))
+    return _digest(data, before_reads)
 
 
 MAX_META_BYTES = 256 * 2**20  # a sweep.yaml larger than this is not one toymodels wrote
@@ -310,7 +320,7 @@ def verified_config_hash(out: str | os.PathLike) -> str:
             f"{path} is damaged ({type(error).__name__}); restore it as it was, "
             "or choose another sweep.out",
         ) from None
-    if actual != stored:
+    if actual != stored and body_hash(body, before_reads=True) != stored:
         raise ConfigError(
             "sweep.out",
             f"{path} was edited: its config hashes to {actual}, its first line says {stored}, "

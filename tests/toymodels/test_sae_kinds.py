@@ -355,8 +355,11 @@ def test_every_kind_declares_its_hyperparameters_and_hparams_takes_their_default
         "plain": ["l1", "decoder", "grad_clip"],
         "gated": ["l1", "decoder", "grad_clip"],
         "rescaled": ["l1"],
-        **{k: ["k", "aux_coefficient", "dead_window"] for k in ("topk", "batchtopk")},
-        "matryoshka": ["k", "aux_coefficient", "dead_window", "init_norm"],
+        "topk": ["k", "aux_coefficient", "dead_window"],
+        **{
+            k: ["k", "aux_coefficient", "dead_window", "init_norm"]
+            for k in ("batchtopk", "matryoshka")
+        },
         "jumprelu": ["l1", "bandwidth", "init_threshold", "grad_clip"],
     }
     assert SAE_KINDS.get("topk").sparsity is K and SAE_KINDS.get("jumprelu").sparsity is L1

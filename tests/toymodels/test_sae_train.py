@@ -307,11 +307,13 @@ def test_auxk_reaches_a_latent_only_after_the_dead_window_as_saelens_counts_it()
         assert int(state.since_fired_D[2]) == window + 3 and int(state.since_fired_D[0]) == 0
 
 
-def test_matryoshka_starts_its_decoder_and_tied_encoder_at_init_norm():
-    """Matryoshka's V and the encoder rows tied to it start at norm ``hp.init_norm`` (0.1 by default,
-    SAELens's decoder_init_norm); at 1 it starts bit for bit as BatchTopK (unit norm, as before)."""
+@pytest.mark.parametrize("kind", ["batchtopk", "matryoshka"])
+def test_batch_top_k_kinds_start_their_decoder_and_tied_encoder_at_init_norm(kind):
+    """BatchTopK's and Matryoshka's V and the encoder rows tied to it start at norm ``hp.init_norm``
+    (0.1 by default, SAELens's decoder_init_norm); at 1 they start bit for bit as TopK (unit norm,
+    as both did before)."""
     key = jax.random.key(3)
-    spec = SaeSpec(dict_size=8, kind="matryoshka", k_max=2)
+    spec = SaeSpec(dict_size=8, kind=kind, k_max=2)
     for norm in (0.1, 0.3):
         p = init_params(key, 4, spec, hparams(1, k=2, init_norm=norm))
         assert np.allclose(np.linalg.norm(p["V_HxD"], axis=0), norm, rtol=1e-6)
@@ -319,7 +321,7 @@ def test_matryoshka_starts_its_decoder_and_tied_encoder_at_init_norm():
     default = init_params(key, 4, spec, hparams(1, k=2))
     assert np.allclose(np.linalg.norm(default["V_HxD"], axis=0), 0.1, rtol=1e-6)
     unit = init_params(key, 4, spec, hparams(1, k=2, init_norm=1.0))
-    before = init_params(key, 4, SaeSpec(dict_size=8, kind="batchtopk", k_max=2), hparams(1, k=2))
-    assert jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), unit, before) == {
+    before = init_params(key, 4, SaeSpec(dict_size=8, kind="topk", k_max=2), hparams(1, k=2))
+    assert {name: bool(jnp.array_equal(unit[name], before[name])) for name in before} == {
         name: True for name in before
     }

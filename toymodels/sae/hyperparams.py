@@ -162,7 +162,7 @@ INIT_NORM = HyperParam(
     "init_norm",
     0.1,
     "the norm of every decoder column V_j and of the encoder row tied to it at initialisation "
-    "(matryoshka; the decoder itself is V/‖V‖ whatever it is)",
+    "(batchtopk, matryoshka; the decoder itself is V/‖V‖ whatever it is)",
     low=0,
     low_open=True,
     neutral=1.0,

@@ -107,7 +107,8 @@ PARETO = "experiment=sae_pareto_small"
 @pytest.mark.parametrize(
     "then, now, resumes",
     [
-        ([PARETO, "sweep.grid.kind=[topk,batchtopk]"], [], True),  # no kind reads a newer key
+        ([PARETO, "sweep.grid.kind=[topk,batchtopk]"], [], False),  # batchtopk from norm 0.1 now
+        ([PARETO, "sweep.grid.kind=[topk,batchtopk]"], ["sae.init_norm=1"], True),
         (["experiment=sae_orthogonality_small"], [], False),  # its plain: a free decoder now
         (["experiment=sae_shrinkage_small"], [], False),
         (["experiment=sae_shrinkage_small"], ["sae.decoder=unit", "sae.grad_clip=0"], True),
@@ -303,3 +304,28 @@ def test_no_resume_hint_names_a_value_already_given():
 
     assert resume_hint({"sae.decoder": (None, "free")}).startswith("its SAEs were trained before")
     assert resume_hint({"sae.decoder": (None, "unit")}) == ""
+
+
+def test_a_batchtopk_store_of_25218f3_verifies_is_refused_naming_init_norm_and_resumes_with_it(
+    tmp_path,
+):
+    """BatchTopK starts from SAELens's norm 0.1 since 25218f3 (``init_norm``, which it did not read
+    then): a sweep.yaml 25218f3 wrote (recorded: tests/sweeps/data) still verifies, this version's
+    config is refused in one line naming ``sae.init_norm=1``, and with it hashes as then; beside
+    Matryoshka, which read init_norm then, the sweep hashes unlike 25218f3's too (hash recorded
+    from 25218f3's code), so old BatchTopK rows are never mixed with new ones."""
+    from sweeps.store.meta import describe_differences, differences, verified_config_hash
+
+    (tmp_path / "sweep.yaml").write_text(
+        (DATA / "sweep_25218f3_sae_topk_batchtopk.yaml").read_text()
+    )
+    stored = verified_config_hash(tmp_path)
+    then = [PARETO, "sweep.grid.kind=[topk,batchtopk]"]
+    assert config_hash(compose_config(then)) != stored
+    line = describe_differences(differences(tmp_path, compose_config(then)))
+    assert "add sae.init_norm=1 to resume it" in line and "\n" not in line
+    assert config_hash(compose_config([*then, "sae.init_norm=1"])) == stored
+    mixed = compose_config([PARETO, "sweep.grid.kind=[batchtopk,matryoshka]"])
+    assert config_hash(mixed) != "cd478b4f310bf4b2"
+    plain = compose_config([PARETO, "sweep.grid.kind=[plain]"])
+    assert config_hash(plain) == "0bceacff2a503fcb"  # no batchtopk: as 25218f3 hashed it
