@@ -14,7 +14,9 @@ import jax.numpy as jnp
 from tests.helpers import REPO
 
 _loader = SourceFileLoader("spd_bench", str(REPO / "scripts" / "spd-bench"))
-bench = importlib.util.module_from_spec(importlib.util.spec_from_loader("spd_bench", _loader))
+_spec = importlib.util.spec_from_loader("spd_bench", _loader)
+assert _spec is not None
+bench = importlib.util.module_from_spec(_spec)
 _loader.exec_module(bench)
 
 
