@@ -210,7 +210,7 @@ def plot_cc_mixing(measured: pd.DataFrame, stamp: str = "", target=None):
         f"Where the compressed-computation advantage comes from (n={n}): loss relative to the "
         "naive baseline against the size of the label mixing. embed: the papers' labels (mixing M − I = "
         "W_E W_Eᵀ − I); clean: none; mixing: a random symmetric S of the same size. Below 1: better than "
-        f"naive. Mean ± sd over {seeds} seed(s); thin lines: the p → 0 bound (no model goes below it as "
+        f"naive. Mean ± sd over {seeds} seed(s), {len(measured):,} models; thin lines: the p → 0 bound (no model goes below it as "
         "p → 0; without mixing it is 1).",
         wrap=True,
         layout=(0, 0.02, 1, 1),
