@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from sweeps.jobs import Chunk, run_chunk
 
-# A chunk's rows: a DataFrame, or the Arrow table of one (``sweeps.store.arrow_table``: how a Ray
+# A chunk's rows: a DataFrame, or the Arrow table of one (``sweeps.jobs.rows_as_arrow``: how a Ray
 # worker sends them); the store takes either.
 OnDone = Callable[[Chunk, "pd.DataFrame | pa.Table"], None]
 OnFailed = Callable[[Chunk, BaseException], None]

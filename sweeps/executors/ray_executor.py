@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from sweeps.config import ConfigError, RayConf
 from sweeps.executors.base import OnDone, OnFailed
-from sweeps.jobs import Chunk, run_chunk
+from sweeps.jobs import Chunk, rows_as_arrow, run_chunk
 from sweeps.resources import Device, compile_cache_dir, nvidia_smi_memory
 
 PROBE_TIMEOUT_S = 180  # how long the driver waits for a worker to report its devices
@@ -72,19 +72,14 @@ def pin_to_free_cores(count: int, lock_dir: str | None = None) -> list[int]:
 
 
 def _ray_run_chunk(chunk: Chunk, pin_cores: int = 0):
-    """The chunk's rows as the Arrow table the driver stores (``sweeps.store.arrow_table``): Ray
-    ships its buffers as they are, where a DataFrame's lists of floats were pickled here and
-    unpickled by the driver, then converted there (16,000 toy models: 94 MB of pickle, 3.6 s to
-    pickle and 8.7 s to unpickle, loaded; the Arrow table is converted once, here)."""
+    """The chunk's rows as the Arrow table the driver stores (``sweeps.jobs.rows_as_arrow``)."""
     import ray
-
-    from sweeps.store import arrow_table
 
     if pin_cores:
         pin_to_free_cores(pin_cores)
     table = run_chunk(chunk)
     table["ray_node"] = ray.get_runtime_context().get_node_id()
-    return arrow_table(table)
+    return rows_as_arrow(table)
 
 
 def worker_env(conf: RayConf) -> dict[str, str]:

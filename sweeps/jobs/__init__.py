@@ -4,7 +4,7 @@ a chunk's program over the devices of its process (``devices``), toy models of a
 (``models``) on fresh data (``toy``) and on finite data (``finite``), the loss terms' config
 plumbing (``terms``)."""
 
-from sweeps.jobs.chunks import ChunkFailed, chunks_left, make_chunks, run_chunk
+from sweeps.jobs.chunks import ChunkFailed, chunks_left, make_chunks, rows_as_arrow, run_chunk
 from sweeps.jobs.kind import Chunk, ChunkProgram, JobKind, Plan
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "Plan",
     "chunks_left",
     "make_chunks",
+    "rows_as_arrow",
     "run_chunk",
 ]

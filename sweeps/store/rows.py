@@ -18,33 +18,14 @@ written before ``rows.json`` are checked by ``LEGACY_COLUMNS`` (toy models, SAEs
 
 from __future__ import annotations
 
-import gc
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Python's cycle collector off for a block that makes millions of containers and no cycles
-    (a chunk's rows: a list of floats per snapshot and parameter): its collections rescan every
-    live container again and again, three quarters of such a block's time (16,000 toy models'
-    rows, loaded: 4.3-5.5 s -> 1.0-1.5 s; converting the table to or from Arrow gains nothing).
-    Nothing about the objects changes; collection resumes at the end of the block (if it was on)."""
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_on:
-            gc.enable()
 
 
 class DamagedRows(ValueError):

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from sweeps.jobs.chunks import make_chunks, run_chunk
+from sweeps.jobs import rows_as_arrow
+from sweeps.jobs.chunks import gc_paused, make_chunks, run_chunk
 from sweeps.plan import plan_sweep
-from sweeps.store import RowSchema, SweepStore, arrow_table
-from sweeps.store.rows import gc_paused
+from sweeps.store import RowSchema, SweepStore
 from tests.helpers import compose_config, tiny
 
 
@@ -23,7 +23,7 @@ def test_a_chunk_stored_from_its_arrow_table_is_the_same_file(tmp_path):
     chunk = make_chunks(plan)[0]
     table = run_chunk(chunk)
     stored = []
-    for name, rows in (("frame", table), ("arrow", arrow_table(table))):
+    for name, rows in (("frame", table), ("arrow", rows_as_arrow(table))):
         store = SweepStore(tmp_path / name)
         store.prepare(
             config, len(plan.units), RowSchema.of_job(plan.job.columns, plan.job.row_axes(config))
