@@ -49,6 +49,7 @@ def memory_analysis(lowered):
 def cli(command: str, *args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name(command)
     env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("WANDB_SERVICE", None)  # its own wandb service, not this process's (tests/conftest.py)
     return subprocess.run(
         [str(exe), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
     )
