@@ -15,7 +15,7 @@ DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops"
 if DETERMINISTIC_FLAG not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {DETERMINISTIC_FLAG}=true".strip()
 
-from toymodels.train import (
+from toymodels.train import (  # noqa: E402  (after XLA_FLAGS, before jax starts)
     HParams,
     Snapshots,
     TrainResult,
