@@ -109,3 +109,20 @@ def whole_machine():
         yield list(_MACHINE_CORES)
     finally:
         os.sched_setaffinity(0, mine)
+
+
+# -- one wandb service per command ------------------------------------------------------------
+#
+# wandb keeps the address of the service a process started in that process's environment
+# (WANDB_SERVICE), and every process started from it afterwards connects to that service instead of
+# starting its own. Once a test logged a sweep offline in a worker, every later CLI of that worker
+# would log through the worker's service: a command's tracking would depend on which tests ran
+# before it in its worker, and fail (a warning, nothing logged) whenever that service is gone or
+# busy. A command started by a test gets a service of its own, as in a user's shell.
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_wandb_service():
+    os.environ.pop("WANDB_SERVICE", None)
+    yield
+    os.environ.pop("WANDB_SERVICE", None)

@@ -38,9 +38,18 @@ def tiny(out, *extra) -> list[str]:
     ]
 
 
+def memory_analysis(lowered):
+    """XLA's memory analysis of a lowered program, compiled at backend optimisation level 0: the
+    bytes come from buffer assignment, which the backend's level does not change (the same bytes
+    at either level for tests/sweeps/test_resources.py's programs), and it compiles about twice
+    as fast. Only for analysis: the program is never run."""
+    return lowered.compile(compiler_options={"xla_backend_optimization_level": 0}).memory_analysis()
+
+
 def cli(command: str, *args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name(command)
     env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("WANDB_SERVICE", None)  # its own wandb service, not this process's (tests/conftest.py)
     return subprocess.run(
         [str(exe), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
     )

@@ -114,17 +114,8 @@ def test_a_read_only_sweep_out_is_one_line(read_only_dir, tmp_path):
     )
 
 
-def test_figures_of_a_killed_or_damaged_sweep_and_an_unwritable_figures_dir(tmp_path):
-    out = tmp_path / "s"
-    run = cli(
-        "toymodels-sweep",
-        "experiment=tms_intro",
-        *tiny(out),
-        "sweep.grid.density=[1.0,0.5]",
-        "sweep.chunk_size=2",
-        cwd=tmp_path,
-    )
-    assert run.returncode == 0, run.stderr
+def test_figures_of_a_killed_or_damaged_sweep_and_an_unwritable_figures_dir(store_copy, tmp_path):
+    out = store_copy  # 4 models in 2 chunks
     chunks = sorted((out / "chunks").glob("*.parquet"))
 
     # killed before it finished: results.parquet not written yet, one chunk never stored
@@ -133,7 +124,7 @@ def test_figures_of_a_killed_or_damaged_sweep_and_an_unwritable_figures_dir(tmp_
     killed = cli("toymodels-figures", str(out), "--out", str(tmp_path / "f1"), cwd=tmp_path)
     assert killed.returncode == 0, killed.stderr
     assert re.search(
-        r"note: .*no results\.parquet yet.*drawing the 4 of 6 models its finished chunks hold; "
+        r"note: .*no results\.parquet yet.*drawing the 2 of 4 models its finished chunks hold; "
         r"rerun the sweep's command",
         killed.stderr,
     ), killed.stderr

@@ -16,7 +16,7 @@ from sweeps.jobs import make_chunks
 from sweeps.jobs.chunks import auto_chunk_size
 from sweeps.jobs.toy import FRESH
 from sweeps.plan import plan_sweep
-from tests.helpers import cli, compose_config
+from tests.helpers import cli, compose_config, memory_analysis
 from toymodels import HParams, TrainSpec, train_many
 from toymodels import finite as F
 from toymodels.train import snapshot_marks
@@ -71,7 +71,7 @@ def test_snapshot_count_is_computed_without_building_the_marks():
 
 
 def _xla_bytes_per_model(lowered, n_models: int) -> float:
-    m = lowered.compile().memory_analysis()
+    m = memory_analysis(lowered)
     return (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes) / n_models
 
 

@@ -1,5 +1,6 @@
 """Properties of the pure JAX core: batching, compilation, determinism and the known optima."""
 
+import json
 import os
 import subprocess
 import sys
@@ -225,30 +226,43 @@ def test_per_model_learning_rate_and_weight_decay_take_effect():
     assert np.linalg.norm(r.params["W"][1]) < 0.5 * np.linalg.norm(r.params["W"][0])
 
 
-def test_core_imports_no_orchestration_packages():
-    code = (
-        "import sys, toymodels, toymodels.train, toymodels.metrics; "
-        "print(sorted(m for m in ('hydra','ray','wandb','matplotlib','omegaconf') if m in sys.modules))"
+@pytest.fixture(scope="module")
+def fresh_import():
+    """What importing toymodels does in a new process (one process for both tests below: starting
+    one costs seconds): the modules it imports, and XLA_FLAGS after the import with no XLA_FLAGS
+    given, then after the package is imported again (reloaded) with each of the flags ``given``."""
+    code = f"""
+import importlib, json, os, sys
+import toymodels, toymodels.train, toymodels.metrics
+modules = sorted(m for m in ('hydra','ray','wandb','matplotlib','omegaconf') if m in sys.modules)
+flags = [os.environ['XLA_FLAGS']]
+for given in {GIVEN!r}:
+    os.environ['XLA_FLAGS'] = given
+    importlib.reload(toymodels)
+    flags.append(os.environ['XLA_FLAGS'])
+print(json.dumps({{"modules": modules, "flags": flags}}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    return json.loads(out.stdout)
 
 
-def test_importing_toymodels_asks_xla_for_deterministic_gpu_ops_and_keeps_a_users_choice():
+GIVEN = ["--xla_gpu_deterministic_ops=false", "--xla_cpu_enable_fast_math=false"]
+
+
+def test_core_imports_no_orchestration_packages(fresh_import):
+    assert fresh_import["modules"] == []
+
+
+def test_importing_toymodels_asks_xla_for_deterministic_gpu_ops_and_keeps_a_users_choice(
+    fresh_import,
+):
     """docs/gpus.md#determinism: without the flag, finite data's stored numbers differed between two
     runs of the same program on an H200; importing toymodels sets it unless the user set it."""
-    code = "import os, toymodels; print(os.environ['XLA_FLAGS'])"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    for given, expected in [
-        (None, "--xla_gpu_deterministic_ops=true"),
-        ("--xla_gpu_deterministic_ops=false", "--xla_gpu_deterministic_ops=false"),
-        (
-            "--xla_cpu_enable_fast_math=false",
-            "--xla_cpu_enable_fast_math=false --xla_gpu_deterministic_ops=true",
-        ),
-    ]:
-        run_env = env if given is None else {**env, "XLA_FLAGS": given}
-        out = subprocess.run(
-            [sys.executable, "-c", code], env=run_env, capture_output=True, text=True, check=True
-        )
-        assert out.stdout.strip() == expected
+    assert fresh_import["flags"] == [
+        "--xla_gpu_deterministic_ops=true",
+        "--xla_gpu_deterministic_ops=false",
+        "--xla_cpu_enable_fast_math=false --xla_gpu_deterministic_ops=true",
+    ]

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.helpers import memory_analysis
 from toymodels import finite as F
 from toymodels import metrics, rng
 from toymodels.models import model_loss
@@ -203,7 +204,7 @@ def test_memory_stays_bounded_at_paper_scale():
     step = jax.jit(partial(F.dataset_loss_and_grad, n_points=T, spec=spec))
     step = step.lower(params, points, sds((n,), jnp.float32))
     bound = T * n * 4 // 10
-    assert step.compile().memory_analysis().temp_size_in_bytes < bound
+    assert memory_analysis(step).temp_size_in_bytes < bound
     hp = F.FiniteHParams(
         sds((1,), jnp.float32),
         sds((1, n), jnp.float32),
@@ -211,7 +212,7 @@ def test_memory_stays_bounded_at_paper_scale():
         sds((1,), jnp.float32),
         sds((1,), jnp.uint32),
     )
-    whole = F.train_finite_many.lower(spec, keys(1), hp).compile().memory_analysis()
+    whole = memory_analysis(F.train_finite_many.lower(spec, keys(1), hp))
     assert whole.temp_size_in_bytes < bound
 
 

@@ -58,12 +58,14 @@ def test_vmapped_saes_equal_single_runs_and_differ_by_their_hyperparameters():
 
 
 def test_a_shared_stream_gives_the_bits_of_per_sae_streams_with_one_key():
+    # the plain program of the mixed-program test below (compiled once for both)
     source, world = simple_world(6, 4, 0.2)
-    init, data = keys_for(3)
-    hp = hparams(3, l1=[0.03, 0.1, 0.3])
-    base = dict(dict_size=8, steps=30, batch_size=64, eval_batch=128, per_sae_source=False)
+    init, data = keys_for(2)
+    hp = hparams(2, l1=[0.1, 0.3])
+    base = dict(dict_size=8, kind="plain", steps=30, batch_size=64, eval_batch=128)
+    base.update(per_sae_source=False)
     shared = train_saes(SaeSpec(**base, shared_data=True), source, init, hp, world, data[0])
-    own = train_saes(SaeSpec(**base), source, init, hp, world, jnp.stack([data[0]] * 3))
+    own = train_saes(SaeSpec(**base), source, init, hp, world, jnp.stack([data[0]] * 2))
     for a, b in zip(jax.tree.leaves(shared), jax.tree.leaves(own)):
         np.testing.assert_array_equal(a, b)
 

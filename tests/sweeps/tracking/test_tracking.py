@@ -354,3 +354,12 @@ def test_cli_with_an_unusable_wandb_dir_warns_stores_everything_and_exits_0(tmp_
     assert "TrackingWarning" in result.stderr and "every result is stored" in result.stderr
     assert "3/3 models stored" in result.stdout
     assert len(pd.read_parquet(out / "results.parquet")) == 3
+
+
+def test_a_command_started_by_a_test_gets_a_wandb_service_of_its_own(monkeypatch):
+    """A process that started a wandb service names it in its environment (WANDB_SERVICE) and every
+    process it starts afterwards would log through it: a test's command would depend on which tests
+    ran before it in its worker. Commands get their own (tests/helpers.py cli, tests/conftest.py)."""
+    monkeypatch.setenv("WANDB_SERVICE", "3-1-unix-/nonexistent/socket")
+    done = cli("python", "-c", "import os; print(os.environ.get('WANDB_SERVICE'))")
+    assert done.returncode == 0 and done.stdout.strip() == "None", done.stderr
