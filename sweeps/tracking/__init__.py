@@ -58,8 +58,11 @@ OFFLINE_LOG_WAIT = 60.0  # seconds wandb's service may take to write a finished 
 
 
 def offline_log_complete(path: Path) -> bool:
-    """Whether the wandb transaction log at ``path`` (``run-<id>.wandb``) is on disk whole: its
-    last record is the run's ``exit`` record, the last one a finished run writes.
+    """Whether the wandb transaction log at ``path`` (``run-<id>.wandb``) is on disk whole: it holds
+    the run's ``exit`` record, which a finished run writes after everything ``wandb sync`` needs.
+    (Not "its last record": a record the service had queued, such as a system-stats sample, can
+    land after it; under load that made the wait time out, leaving the run unmarked and tracking
+    off for the rest of the command.)
 
     The log is LevelDB's log format after a 7-byte header: 32 KiB blocks of chunks, each with a
     7-byte header (crc32, length, type: 1 full, 2 first, 3 middle, 4 last; 0 pads a block's end).
@@ -72,7 +75,9 @@ def offline_log_complete(path: Path) -> bool:
         data = path.read_bytes()
     except FileNotFoundError:
         return False
-    block, pos, record, last = 32768, 7, b"", None
+    # wandb's protobuf classes are built at import from descriptors (no .pyi): mypy cannot see them
+    parsed = wandb_internal_pb2.Record()  # type: ignore[attr-defined]
+    block, pos, record = 32768, 7, b""
     while pos + 7 <= len(data):
         left = block - pos % block
         if left < 7:  # too little room for a chunk header: the block ends in padding
@@ -87,13 +92,11 @@ def offline_log_complete(path: Path) -> bool:
         record += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):
-            last, record = record, b""
-    if last is None:
-        return False
-    # wandb's protobuf classes are built at import from descriptors (no .pyi): mypy cannot see them
-    parsed = wandb_internal_pb2.Record()  # type: ignore[attr-defined]
-    parsed.ParseFromString(last)
-    return parsed.WhichOneof("record_type") == "exit"
+            parsed.ParseFromString(record)
+            if parsed.WhichOneof("record_type") == "exit":
+                return True
+            record = b""
+    return False
 
 
 def wait_for_offline_log(path: Path, timeout: float = OFFLINE_LOG_WAIT) -> None:

@@ -204,6 +204,18 @@ def test_each_chunk_is_one_offline_run_holding_config_curves_and_final_metrics(t
         partial.write_bytes(whole[:cut])
         assert not offline_log_complete(partial)
     assert not offline_log_complete(tmp_path / "missing.wandb")
+    # a record written after the exit record (a queued stats sample, say) leaves the log whole
+    from wandb.proto import wandb_internal_pb2
+
+    later = wandb_internal_pb2.Record()  # type: ignore[attr-defined]
+    later.stats.stats_type = 0
+    payload = later.SerializeToString()
+    left = 32768 - len(whole) % 32768
+    pad = b"" if left >= 7 + len(payload) else bytes(left)  # a block too full: pad to the next
+    chunk = bytes(4) + len(payload).to_bytes(2, "little") + bytes([1]) + payload
+    after = tmp_path / "after_exit.wandb"
+    after.write_bytes(whole + pad + chunk)
+    assert offline_log_complete(after)
 
     # the figures' summary run, once they are drawn; drawing again keeps one directory for it
     from analysis.cli import main as figures
