@@ -207,7 +207,7 @@ def test_each_chunk_is_one_offline_run_holding_config_curves_and_final_metrics(t
     # a record written after the exit record (a queued stats sample, say) leaves the log whole
     from wandb.proto import wandb_internal_pb2
 
-    later = wandb_internal_pb2.Record()  # type: ignore[attr-defined]
+    later = wandb_internal_pb2.Record()
     later.stats.stats_type = 0
     payload = later.SerializeToString()
     left = 32768 - len(whole) % 32768
