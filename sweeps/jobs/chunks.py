@@ -195,8 +195,8 @@ def gc_paused() -> Iterator[None]:
 
 
 def rows_as_arrow(table: pd.DataFrame) -> pa.Table:
-    """A chunk's rows as the Arrow table the store writes (``sweeps.store.arrow_table`` converts a
-    DataFrame the same way; tests/sweeps/store/test_rows_travel.py checks the files are the same
+    """A chunk's rows as the Arrow table the store writes (the store converts a DataFrame
+    the same way; tests/sweeps/store/test_rows_travel.py checks the files are the same
     bytes): how a Ray worker sends them, its buffers shipped as they are, where a DataFrame's lists
     of floats were pickled there and unpickled by the driver (16,000 toy models: 94 MB of pickle,
     3.6 s to pickle and 8.7 s to unpickle, loaded)."""

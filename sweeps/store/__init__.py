@@ -106,17 +106,12 @@ def atomic_write(path: Path, data: bytes, exclusive: bool = False) -> bool:
             tmp.unlink()
 
 
-def arrow_table(table: pd.DataFrame | pa.Table) -> pa.Table:
-    """``table`` as the Arrow table its parquet file holds (as it is, if it is one already: a
-    Ray worker converts its chunk's rows, so they travel as Arrow buffers instead of pickled
-    Python lists, and are converted once)."""
-    if isinstance(table, pa.Table):
-        return table
-    return pa.Table.from_pandas(table, preserve_index=False)
-
-
 def _arrow(table: pd.DataFrame | pa.Table, digest: str | None) -> bytes:
-    arrow = arrow_table(table)
+    # an Arrow table as it is (a Ray worker's rows, converted there by sweeps.jobs.rows_as_arrow
+    # exactly as here: tests/sweeps/store/test_rows_travel.py checks the files are the same bytes)
+    arrow = (
+        table if isinstance(table, pa.Table) else pa.Table.from_pandas(table, preserve_index=False)
+    )
     if digest:
         arrow = arrow.replace_schema_metadata(
             {**(arrow.schema.metadata or {}), HASH_KEY: digest.encode()}
@@ -359,7 +354,7 @@ class SweepStore:
     def write_chunk(self, chunk_id: str, table: pd.DataFrame | pa.Table) -> None:
         """Store a finished chunk whole; its rows must be what a stored model's rows are (a
         ``DamagedRows`` error instead: never written, so never set aside on the next run).
-        ``table``: the rows as a DataFrame, or as the Arrow table ``arrow_table`` makes of it."""
+        ``table``: the rows as a DataFrame, or as the Arrow table ``sweeps.jobs.rows_as_arrow`` makes."""
         path = self.chunks_dir / f"{chunk_id}.parquet"
         data = _arrow(table, self.digest)
         stored = pq.read_table(pa.BufferReader(data))
