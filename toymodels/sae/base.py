@@ -146,8 +146,8 @@ class SaeKind:
     - ``init_scale``: the norm of the initial decoder columns V and of the encoder rows tied to
       them (the decoder itself is V/‖V‖ whatever the scale; a kind that reads ‖V‖ into its codes,
       JumpReLU, starts small, as SAELens's 0.1), or a function of (spec, hp) giving it (plain
-      and gated: 0.1 with ``decoder=free``, 1 with ``unit``; Matryoshka: its per-SAE
-      ``hp.init_norm``).
+      and gated: 0.1 with ``decoder=free``, 1 with ``unit``; BatchTopK and Matryoshka: their
+      per-SAE ``hp.init_norm``, ``kinds.declared_init_norm``).
     """
 
     name: str

@@ -226,6 +226,12 @@ TOPK = SaeKind(
 )
 
 
+def declared_init_norm(spec, hp):
+    """The initial norm of V and of the encoder rows tied to it: the SAE's own ``hp.init_norm``
+    (``INIT_NORM``; BatchTopK and Matryoshka, SAELens's ``decoder_init_norm``)."""
+    return hp.init_norm
+
+
 def init_batchtopk(key, n_hidden, dict_size, spec, hp):
     return {"threshold": jnp.zeros(())}
 
@@ -254,7 +260,7 @@ BATCHTOPK = SaeKind(
     update_state=track_threshold,
     hparams=TOP_K_HPARAMS + (INIT_NORM,),
     top_k=True,
-    init_scale=lambda spec, hp: hp.init_norm,  # per SAE (INIT_NORM), as Matryoshka
+    init_scale=declared_init_norm,
     doc="f = ReLU(pre), the batch's k·B largest; at evaluation pre > θ (tracked); decoder and tied "
     "encoder from norm init_norm (0.1, SAELens's)",
 )
@@ -289,7 +295,7 @@ MATRYOSHKA = SaeKind(
     loss_terms=matryoshka_terms,
     hparams=TOP_K_HPARAMS + (INIT_NORM,),
     top_k=True,
-    init_scale=lambda spec, hp: hp.init_norm,  # per SAE (INIT_NORM)
+    init_scale=declared_init_norm,
     doc="BatchTopK codes; every prefix of width w in spec.matryoshka_widths reconstructs h",
 )
 
