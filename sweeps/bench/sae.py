@@ -192,10 +192,12 @@ def train_ours(
     lr: float,
     seed: int,
     given: dict | None = None,
+    fold_b_dec: bool = False,
 ):
     """One program for the kind's 3 SAEs (same init and data: paired); their (cfg, tensors) and
     the seconds of the call (compile included). ``given``: hyperparameters set away from the
-    kind's defaults (``--ours``; those the kind does not declare are ignored)."""
+    kind's defaults (``--ours``; those the kind does not declare are ignored); ``fold_b_dec``:
+    ``SaeSpec.fold_b_dec`` (``--fold-b-dec``)."""
     import jax
 
     from toymodels.sae import SAE_KINDS, SaeSpec, hparams, sae_keys, split_keys, train_saes
@@ -216,6 +218,7 @@ def train_ours(
         aux_k=aux_k_at_defaults(sae_kind, steps, own),
         per_sae_source=False,
         shared_data=True,
+        fold_b_dec=fold_b_dec,
     )
     hp = hparams(
         n, lr=lr, **own, **({"k": list(coefficients)} if top_k else {"l1": list(coefficients)})
@@ -250,6 +253,7 @@ def parity(args, source, world, model, inputs) -> list[dict]:
             args.lr,
             args.seed,
             args.ours,
+            args.fold_b_dec,
         )
         print(
             f"  ours {kind}: {seconds:.1f} s for {len(coefficients)} SAEs (compile included)",
@@ -285,7 +289,7 @@ def parity(args, source, world, model, inputs) -> list[dict]:
 # --- throughput -----------------------------------------------------------------------------
 
 
-def time_ours(n: int, steps: int, lr: float) -> tuple[float, float]:
+def time_ours(n: int, steps: int, lr: float, fold_b_dec: bool = False) -> tuple[float, float]:
     """(SAE·steps/s, compile seconds) of n SAEs in one program. Programs of ``steps`` and
     3·``steps`` steps are each called three times, the fastest of the last two calls kept: the rate
     is the extra steps over the extra seconds, so a call's fixed costs (its evaluation, dispatch)
@@ -309,6 +313,7 @@ def time_ours(n: int, steps: int, lr: float) -> tuple[float, float]:
             eval_batch=256,
             per_sae_source=False,
             shared_data=True,
+            fold_b_dec=fold_b_dec,
         )
         calls = []
         for key in (data[0], data[1 % n], data[2 % n]):
@@ -374,7 +379,7 @@ def throughput(args, with_reference: bool) -> list[dict]:
     rows = []
     for n in args.n_saes:
         ours, compile_s = time_ours(
-            n, args.throughput_steps, args.lr
+            n, args.throughput_steps, args.lr, args.fold_b_dec
         )  # SAE·steps/s of all n together
         bound = time_bound(n, args.throughput_steps)
         ref = None
@@ -458,7 +463,7 @@ def format_parity(rows: list[dict], world_note: str) -> str:
     return "\n".join(lines)
 
 
-def format_throughput(rows: list[dict], steps: int) -> str:
+def format_throughput(rows: list[dict], steps: int, fold_b_dec: bool = False) -> str:
     t = THROUGHPUT
     at_8 = {r["n"]: r["ours"] for r in rows}.get(8)
     lines = [
@@ -466,6 +471,7 @@ def format_throughput(rows: list[dict], steps: int) -> str:
             f"throughput, SAE·steps/s: standard L1, width {t['width']}, d {t['d']}, batch {t['batch']}, "
             f"{steps} steps; bound = {step_flops(t['width'], t['d'], t['batch']) / 1e6:.1f} MFLOP of matrix "
             "products per SAE·step at the rate measured for them here"
+            + ("; ours with fold_b_dec" if fold_b_dec else "")
         ),
         (
             f"{'N':>4} {'ours':>9} {'vs N=8':>8} {'bound':>9} {'of bound':>8} {'GFLOP/s':>8} {'compile s':>9} "
@@ -552,6 +558,11 @@ def parse_args(argv):
         "declares it (repeatable; e.g. aux_coefficient=1, SAELens's α)",
     )
     parser.add_argument(
+        "--fold-b-dec",
+        action="store_true",
+        help="ours encodes W_enc h - W_enc b_dec (SaeSpec.fold_b_dec; other rounding): off by default",
+    )
+    parser.add_argument(
         "--no-reference", action="store_true", help="ours only, even where sae-lens is installed"
     )
     parser.add_argument(
@@ -588,7 +599,11 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     with_reference = has_reference() and not args.no_reference
-    out: dict = {"reference": "sae-lens" if with_reference else None, "ours_hparams": args.ours}
+    out: dict = {
+        "reference": "sae-lens" if with_reference else None,
+        "ours_hparams": args.ours,
+        "fold_b_dec": args.fold_b_dec,
+    }
     if not with_reference:
         print(
             "toymodels-bench sae: SAELens is not installed (pip install -e '.[saelens]') or --no-reference: "
@@ -623,6 +638,8 @@ def main(argv=None) -> int:
             note += "\nours away from its defaults: " + ", ".join(
                 f"{k}={v}" for k, v in args.ours.items()
             )
+        if args.fold_b_dec:
+            note += "\nours with fold_b_dec (W_enc h - W_enc b_dec)"
         inputs = evaluation_inputs(source, world, args.eval_samples)
         out["parity"] = parity(args, source, world, model, inputs)
         for row in out["parity"]:
@@ -641,5 +658,5 @@ def main(argv=None) -> int:
     if "parity" in out:
         print(format_parity(out["parity"], out["parity_note"]))
     if "throughput" in out:
-        print(format_throughput(out["throughput"], args.throughput_steps))
+        print(format_throughput(out["throughput"], args.throughput_steps, args.fold_b_dec))
     return 0

@@ -12,10 +12,18 @@ from sweeps.sae import execute, plan
 from sweeps.sae.config import row_axes, validate_sae
 from sweeps.sae.plan import SaeGroup, SaePoint
 
+# SaeSpec fields added after the stores they would re-id: left out of a chunk id at these values
+# (the bits those stores were trained with)
+LATER_SPEC_FIELDS = {"fold_b_dec": False}
+
 
 def _id_fields(group: SaeGroup) -> dict:
+    spec = dataclasses.asdict(group.spec)
+    for name, value in LATER_SPEC_FIELDS.items():
+        if spec.get(name) == value:
+            del spec[name]
     return {
-        "spec": dataclasses.asdict(group.spec),
+        "spec": spec,
         "source": repr(group.source),
         "world": group.world,
     }

@@ -327,3 +327,34 @@ def test_batch_top_k_kinds_start_their_decoder_and_tied_encoder_at_init_norm(kin
     assert {name: bool(jnp.array_equal(unit[name], before[name])) for name in before} == {
         name: True for name in before
     }
+
+
+def test_fold_b_dec_is_off_by_default_and_trains_the_same_saes_to_rounding():
+    """``SaeSpec.fold_b_dec`` encodes W_enc h − W_enc b_dec: the same training in other rounding,
+    off by default, and out of the chunk ids of the stores written before it while off
+    (docs/results/sae-bench.md)."""
+    import dataclasses
+
+    from sweeps.sae.job import _id_fields
+    from sweeps.sae.plan import SaeGroup
+    from toymodels.sae.base import projection
+
+    source, world = simple_world(6, 4, 0.2)
+    init, data = keys_for(2)
+    hp = hparams(2, l1=[0.1, 0.3])
+    base = SaeSpec(dict_size=8, kind="plain", steps=30, batch_size=64, eval_batch=128)
+    base = dataclasses.replace(base, per_sae_source=False, shared_data=True)
+    assert not base.fold_b_dec
+    folded = dataclasses.replace(base, fold_b_dec=True)
+    params = init_params(jax.random.key(0), 4, base, jax.tree.map(lambda a: a[0], hp))
+    params["b_dec_H"] = jnp.arange(4.0)
+    h = jax.random.normal(jax.random.key(1), (4, 16))
+    np.testing.assert_allclose(
+        projection(params, h, folded), projection(params, h, base), rtol=1e-5, atol=1e-6
+    )
+    reference = train_saes(base, source, init, hp, world, data[0])
+    got = train_saes(folded, source, init, hp, world, data[0])
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(reference)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert "fold_b_dec" not in _id_fields(SaeGroup(base, source))["spec"]
+    assert _id_fields(SaeGroup(folded, source))["spec"]["fold_b_dec"] is True

@@ -207,13 +207,19 @@ def decode(params: Params, f_DxB: jax.Array) -> jax.Array:
     return decoder(params) @ f_DxB + params["b_dec_H"][:, None]
 
 
-def projection(params: Params, h_HxB: jax.Array) -> jax.Array:
-    """W_enc (h − b_dec), D×B: what every kind's encoder starts from."""
-    return params["W_enc_DxH"] @ (h_HxB - params["b_dec_H"][:, None])
+def projection(params: Params, h_HxB: jax.Array, spec: SaeSpec | None = None) -> jax.Array:
+    """W_enc (h − b_dec), D×B: what every kind's encoder starts from. With ``spec.fold_b_dec``,
+    W_enc h − W_enc b_dec: the same function in other rounding, whose gradient in b_dec is a
+    D-vector's product (−W_encᵀ Σ_b ∂pre) rather than a D×B one (docs/results/sae-bench.md)."""
+    W_enc_DxH, b_dec_H = params["W_enc_DxH"], params["b_dec_H"]
+    if spec is not None and spec.fold_b_dec:
+        return W_enc_DxH @ h_HxB - (W_enc_DxH @ b_dec_H)[:, None]
+    return W_enc_DxH @ (h_HxB - b_dec_H[:, None])
 
 
-def pre_activation(params: Params, h_HxB: jax.Array) -> jax.Array:
-    return projection(params, h_HxB) + params["b_enc_D"][:, None]
+def pre_activation(params: Params, h_HxB: jax.Array, spec: SaeSpec | None = None) -> jax.Array:
+    """W_enc (h − b_dec) + b_enc (``projection``; ``spec`` None: as ``fold_b_dec`` off)."""
+    return projection(params, h_HxB, spec) + params["b_enc_D"][:, None]
 
 
 def squared_error(h_HxB: jax.Array, hhat_HxB: jax.Array) -> jax.Array:

@@ -113,7 +113,7 @@ def decoder_scale(spec, hp) -> float:
 
 
 def encode_plain(params, h_HxB, hp, spec, training):
-    f_DxB = jax.nn.relu(pre_activation(params, h_HxB))
+    f_DxB = jax.nn.relu(pre_activation(params, h_HxB, spec))
     if free_decoder(spec):  # ĥ = V ReLU(pre) + b_dec; λ‖f‖₁ = λ Σ_j ‖v_j‖ ReLU(pre_j)
         f_DxB = decoder_norms(params) * f_DxB
     return f_DxB, {}
@@ -163,7 +163,7 @@ def init_gated(key, n_hidden, dict_size, spec, hp):
 
 
 def encode_gated(params, h_HxB, hp, spec, training):
-    proj_DxB = projection(params, h_HxB)
+    proj_DxB = projection(params, h_HxB, spec)
     gate_pre_DxB = proj_DxB + params["b_enc_D"][:, None]
     mag_DxB = jnp.exp(params["r_mag_D"])[:, None] * proj_DxB + params["b_mag_D"][:, None]
     f_DxB = jnp.where(gate_pre_DxB > 0, jax.nn.relu(mag_DxB), 0.0)
@@ -192,7 +192,7 @@ def init_rescaled(key, n_hidden, dict_size, spec, hp):
 
 
 def encode_rescaled(params, h_HxB, hp, spec, training):
-    gate_DxB = jax.nn.relu(pre_activation(params, h_HxB))
+    gate_DxB = jax.nn.relu(pre_activation(params, h_HxB, spec))
     return jnp.exp(params["r_mag_D"])[:, None] * gate_DxB, {"gate": gate_DxB}
 
 
@@ -210,7 +210,7 @@ RESCALED = SaeKind(
 
 
 def encode_topk(params, h_HxB, hp, spec, training):
-    pre_DxB = pre_activation(params, h_HxB)
+    pre_DxB = pre_activation(params, h_HxB, spec)
     return jnp.where(example_top_k_mask(pre_DxB, hp.k, spec.k_max), pre_DxB, 0.0), {"pre": pre_DxB}
 
 
@@ -237,7 +237,7 @@ def init_batchtopk(key, n_hidden, dict_size, spec, hp):
 
 
 def encode_batchtopk(params, h_HxB, hp, spec, training):
-    pre_DxB = pre_activation(params, h_HxB)
+    pre_DxB = pre_activation(params, h_HxB, spec)
     if not training:  # each input alone, against the tracked threshold
         return jnp.where(pre_DxB > params["threshold"], pre_DxB, 0.0), {"pre": pre_DxB}
     mask_DxB, threshold = batch_top_k_mask(pre_DxB, hp.k)
@@ -311,7 +311,7 @@ def init_jumprelu(key, n_hidden, dict_size, spec, hp):
 
 def encode_jumprelu(params, h_HxB, hp, spec, training):
     """f = ‖v_j‖ z_j H(z_j − θ_j): the gated pre-activation through the free-norm decoder column."""
-    pre_DxB = pre_activation(params, h_HxB)
+    pre_DxB = pre_activation(params, h_HxB, spec)
     theta_Dx1 = params["threshold_D"][:, None]
     norm_Dx1 = jnp.linalg.norm(params["V_HxD"], axis=0)[:, None]
     return norm_Dx1 * jump_relu(pre_DxB, theta_Dx1, hp.bandwidth), {

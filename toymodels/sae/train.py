@@ -68,6 +68,9 @@ class SaeSpec:
     eval_seed: int = 0
     dead_samples: int = DEAD_SAMPLES  # dead latents are also counted over at least this many inputs
     curve_points: int = 10  # the training-loss curve: means over this many equal intervals
+    # encode W_enc h − W_enc b_dec instead of W_enc (h − b_dec) (``base.projection``): b_dec's
+    # gradient then needs no D×B product; other bits, so off by default (not in chunk ids when off)
+    fold_b_dec: bool = False
 
     def __post_init__(self):
         if self.dict_size < 1:
