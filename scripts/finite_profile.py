@@ -6,7 +6,8 @@ of n features on T points, timed part by part on the default device.
     python scripts/finite_profile.py --n 2000 --T 20000 --pieces 4096,0 --out /tmp/fp
 
 Per piece size: sampling the training set; the loss and gradient over all points
-(``dataset_loss_and_grad``) fused and unfused; the loss alone; the whole training step from two
+(``dataset_loss_and_grad``) fused, unfused, and fused with the dense error computed again for the
+row sums (``recompute``: the candidate fix for the GPU, docs/gpus.md); the loss alone; the whole training step from two
 runs of ``train_finite_many`` (steps s and 2s: the difference over s steps leaves out sampling,
 compile and the final measures). With ``--out`` it writes the timings as JSON and the compiled
 program of the loss and gradient as text (XLA's fusions, to see which arrays are stored).
@@ -90,10 +91,12 @@ def profile(n: int, T: int, m: int, piece: int, steps: int, reps: int, out: Path
     key = jax.random.key(1)
     params = F.FiniteParams(W_HxF=0.3 * jax.random.normal(key, (m, n)), b_F=jnp.full((n,), -0.01))
     imp = jnp.ones((n,))
-    for fused in (True, False):
-        fn = jax.jit(lambda p, fused=fused: dataset_loss_and_grad(p, points, imp, T, spec, fused))
+    forms = {"fused": (True, False), "unfused": (False, False), "recompute": (True, True)}
+    for name, (fused, again) in forms.items():
+        fn = jax.jit(
+            lambda p, f=fused, a=again: dataset_loss_and_grad(p, points, imp, T, spec, f, a)
+        )
         first, med = timed(fn, params, reps=reps)
-        name = "fused" if fused else "unfused"
         row[f"grad_{name}_ms"] = round(1e3 * med, 3)
         row[f"grad_{name}_compile_s"] = round(first - med, 2)
         compiled = fn.lower(params).compile()
