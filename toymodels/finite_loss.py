@@ -3,8 +3,8 @@
 
 A point is stored sparsely as K (index, value) pairs; the loss of a piece of B points is dense only
 in its n outputs, and the sparse inputs correct the error at the stored features: memory
-O(piece·n + T·K), never O(T·n) (on a GPU the piece×n part is not stored at all, see
-``_piece_error_and_grad``). Array names carry their shape: N points, K stored features, F
+O(piece·n + T·K), never O(T·n) (on a GPU the piece×n part is meant to be recomputed, not stored,
+see ``_piece_error_and_grad``; measured, XLA still stores it once: docs/gpus.md, "Second lease"). Array names carry their shape: N points, K stored features, F
 features (n), H hidden (m), B points per piece.
 """
 
@@ -40,7 +40,9 @@ class SparsePoints:
 # within the noise of a loaded 2-core machine, 2,048 and larger slower). GPU: the dense part of a
 # piece is recomputed in fused reductions, not stored, so pieces are large and few (each piece
 # costs a handful of sequential kernels); 32,768 bounds the memory a piece takes even if the
-# backend stored its piece×n arrays after all (1.3 GB each at n = 10⁴). Not measured on a GPU.
+# backend stored its piece×n arrays after all (1.3 GB each at n = 10⁴; it does store one, measured
+# on an H200: docs/gpus.md, "Second lease"). There 8,192 / 32,768 / 100,000 points per piece took
+# 11.5 / 11.8 / 8.7 ms a step at n = 10⁴, T = 10⁵.
 DEFAULT_PIECE = {"cpu": 1024, "gpu": 32_768}
 
 
@@ -162,7 +164,12 @@ def dataset_loss(params, points, importance_F, n_points: int, spec: FiniteSpec) 
 
 
 def _piece_error_and_grad(
-    params: FiniteParams, piece: SparsePoints, importance_F: jax.Array, model: str, fused: bool
+    params: FiniteParams,
+    piece: SparsePoints,
+    importance_F: jax.Array,
+    model: str,
+    fused: bool,
+    recompute: bool = False,
 ):
     """``_piece_error_sum`` and its gradient, written out (autodiff of ``_piece_error_sum`` is the
     reference in the tests). ∂/∂pre is a dense part G = 2 w I x̂ act′(pre) plus a sparse part
@@ -170,7 +177,12 @@ def _piece_error_and_grad(
     Σ_b h_bk G_bi (W's output side) and Σ_i G_bi W_ki (h): ``fused`` writes them as m reductions
     each, which XLA's GPU backend fuses with G's computation from h, W and b, so no B×n array is
     stored (small m only); otherwise as matrix products of a stored G. The sparse part is
-    scattered into W's columns and b, never into a B×n buffer as autodiff's gather transpose does."""
+    scattered into W's columns and b, never into a B×n buffer as autodiff's gather transpose does.
+
+    ``recompute`` (fused only): the row sums (∂h) compute G again from h, W and b behind an
+    optimisation barrier, so that XLA cannot share one G between the column sums and the row sums
+    and store it (what it does on a GPU, measured: docs/gpus.md, "Second lease"). The same
+    arithmetic per element; not yet timed on a GPU, so not a default."""
     act, dact = output_activation(model)
     W_HxF = params.W_HxF
     h_BxH, W_BxKxH, pre_BxF, pre_BxK = _forward(params, piece)
@@ -187,7 +199,14 @@ def _piece_error_and_grad(
     if fused and _unrolled(W_HxF):
         H = W_HxF.shape[0]
         dW_out_HxF = jnp.stack([jnp.sum(h_BxH[:, k, None] * G_BxF, axis=0) for k in range(H)])
-        dh_BxH = jnp.stack([jnp.sum(G_BxF * W_HxF[k], axis=1) for k in range(H)], axis=1)
+        G_rows_BxF = G_BxF
+        if recompute:
+            h_, W_, b_, w_, imp_ = jax.lax.optimization_barrier(
+                (h_BxH, W_HxF, params.b_F, w_Bx1, importance_F)
+            )
+            pre_ = _hidden_to_outputs(h_, W_) + b_
+            G_rows_BxF = 2.0 * w_ * imp_ * act(pre_) * dact(pre_)
+        dh_BxH = jnp.stack([jnp.sum(G_rows_BxF * W_HxF[k], axis=1) for k in range(H)], axis=1)
     else:
         dW_out_HxF, dh_BxH = h_BxH.T @ G_BxF, G_BxF @ W_HxF.T
     dh_BxH += jnp.einsum("bk,bkh->bh", D_BxK, W_BxKxH)
@@ -200,16 +219,25 @@ def _piece_error_and_grad(
 
 
 def dataset_loss_and_grad(
-    params, points, importance_F, n_points: int, spec: FiniteSpec, fused: bool | None = None
+    params,
+    points,
+    importance_F,
+    n_points: int,
+    spec: FiniteSpec,
+    fused: bool | None = None,
+    recompute: bool = False,
 ):
     """(loss, grads) of ``dataset_loss``, each piece's gradient accumulated in the sum over pieces,
-    so the backward pass too holds one piece at a time. ``fused``: see ``_piece_error_and_grad``
-    (None: ``fused_by_default()``)."""
+    so the backward pass too holds one piece at a time. ``fused``, ``recompute``: see
+    ``_piece_error_and_grad`` (``fused`` None: ``fused_by_default()``)."""
     B, _ = piece_layout(n_points, spec.piece_size)
     fused = fused_by_default() if fused is None else fused
     zero = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, params))
     total, grads = _sum_over_pieces(
-        lambda p: _piece_error_and_grad(params, p, importance_F, spec.model, fused), zero, points, B
+        lambda p: _piece_error_and_grad(params, p, importance_F, spec.model, fused, recompute),
+        zero,
+        points,
+        B,
     )
     scale = 1.0 / (n_points * spec.n_features)
     return total * scale, jax.tree.map(lambda g: g * scale, grads)

@@ -9,9 +9,22 @@ import numpy as np
 import pandas as pd
 
 from analysis.figures.canvas import finish, panel_grid
+from toymodels.spd.anchors import PAPER_TABLE_1
 
 # The paper's Table 1 ML2R range over its TMS rows (Bushnaq et al. 2025).
 PAPER_ML2R = (0.99, 1.03)
+
+
+def paper_row(rows: pd.DataFrame):
+    """The paper's (ML2R mean, sd) for the target and size these decompositions share, or None."""
+    keys = {
+        (str(t), int(n), int(m))
+        for t, n, m in zip(rows["target"], rows["toy_n_features"], rows["toy_n_hidden"])
+    }
+    if len(keys) != 1:
+        return None
+    row = PAPER_TABLE_1.get(keys.pop())
+    return None if row is None else row[1]
 
 
 def is_spd_sweep(sweep) -> bool:
@@ -101,14 +114,30 @@ def plot_spd_recovery(table: pd.DataFrame, stamp: str = "", target=None):
     bins = np.linspace(0, max(1.1, float(table["ml2r"].max()) + 0.02), 45)
     for name, rows in groups:
         ax.hist(rows["ml2r"], bins=bins, histtype="step", color=colors[name], label=f"{name}: all")
+        recovered = rows.loc[rows["recovered"], "ml2r"]
         ax.hist(
-            rows.loc[rows["recovered"], "ml2r"],
+            recovered,
             bins=bins,
             color=colors[name],
             alpha=0.35,
-            label=f"{name}: recovered",
+            label=f"{name}: recovered"
+            + (f", {recovered.mean():.3f} ± {recovered.std():.3f}" if len(recovered) > 1 else ""),
         )
-    ax.axvspan(*PAPER_ML2R, color="k", alpha=0.12, label="paper's Table 1")
+        paper = paper_row(rows)
+        if paper is not None:
+            # The paper's row for this target (mean ± sd over one decomposition's features), at
+            # the top of the panel: where the recovered runs' mean lies against it is the claim.
+            ax.errorbar(
+                [paper[0]],
+                [0.97],
+                xerr=[[paper[1]], [paper[1]]],
+                fmt="v",
+                color=colors[name],
+                capsize=3,
+                transform=ax.get_xaxis_transform(),
+                label=f"paper, {name}: {paper[0]:.3f} ± {paper[1]:.3f}",
+            )
+    ax.axvspan(*PAPER_ML2R, color="k", alpha=0.12, label="paper's Table 1, all TMS rows")
     ax.set_xlabel("ML2R (mean over features)")
     ax.set_ylabel("decompositions")
     ax.set_title("ML2R", fontsize=10)

@@ -162,12 +162,13 @@ def test_piecewise_sparse_loss_and_grad_equal_the_dense_reference(model):
 
     ref_loss, ref_grad = jax.jit(jax.value_and_grad(dense))(params)
     loss_fn = partial(F.dataset_loss, n_points=T, spec=spec)
-    # Both forms of the written-out gradient: matrix products (CPU) and fused reductions (GPU).
+    # Every form of the written-out gradient: matrix products (CPU), fused reductions (GPU), and
+    # fused with the dense error computed again for the row sums (the GPU's candidate).
     written = [
-        jax.jit(partial(F.dataset_loss_and_grad, n_points=T, spec=spec, fused=fused))(
-            params, points, importance_F
-        )
-        for fused in (False, True)
+        jax.jit(
+            partial(F.dataset_loss_and_grad, n_points=T, spec=spec, fused=fused, recompute=again)
+        )(params, points, importance_F)
+        for fused, again in ((False, False), (True, False), (True, True))
     ]
     plain, auto = jax.jit(jax.value_and_grad(loss_fn))(
         params, points, importance_F
