@@ -126,3 +126,38 @@ def _no_inherited_wandb_service():
     os.environ.pop("WANDB_SERVICE", None)
     yield
     os.environ.pop("WANDB_SERVICE", None)
+
+
+# -- two tiers: the default suite, and the reproductions (docs/reference/contributing.md) -----------
+#
+# A test marked ``reproduction`` trains long enough to reproduce a published or measured result, or
+# runs end to end a path the default suite already checks more cheaply. ``pytest`` (and
+# ``scripts/test``) leave those out; ``--all`` runs both tiers, ``-m reproduction`` the second
+# alone (any ``-m`` that names the marker decides for itself), and a test named by its node id
+# (``path::name``) always runs. CI's ``.ci/run`` runs both tiers.
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--all",
+        action="store_true",
+        default=False,
+        help="run both tiers: the default suite and the tests marked reproduction",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--all") or "reproduction" in (config.option.markexpr or ""):
+        return
+    named = set()
+    for arg in config.args:
+        path, sep, rest = arg.partition("::")
+        if sep:
+            named.add(os.path.relpath(os.path.abspath(path), config.rootpath) + sep + rest)
+    keep, left_out = [], []
+    for item in items:
+        chosen = item.nodeid in named or item.nodeid.split("[")[0] in named
+        (left_out if item.get_closest_marker("reproduction") and not chosen else keep).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = keep
