@@ -146,7 +146,29 @@ def pytest_addoption(parser):
     )
 
 
+# The files that take longest (wall time of the default tier, measured 2026-12-04 with
+# ``scripts/test --durations=0``), first: pytest-xdist hands each worker whole files in collection
+# order (``--dist loadfile``), so a long file met last runs alone while the other worker idles.
+# Only an order: a file renamed or gone just runs in its place.
+LONGEST_FIRST = (
+    "tests/analysis/test_study_figures.py",
+    "tests/sweeps/test_cli.py",
+    "tests/toymodels/test_core.py",
+    "tests/sweeps/sae/test_cli.py",
+    "tests/sweeps/executors/test_ray.py",
+    "tests/sweeps/store/test_locks.py",
+    "tests/analysis/test_compressed_figures.py",
+    "tests/sweeps/test_resources.py",
+    "tests/sweeps/test_sweep.py",
+    "tests/sweeps/test_compile_cache.py",
+    "tests/sweeps/test_api.py",
+    "tests/sweeps/test_architecture.py",
+)
+
+
 def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
     if config.getoption("--all") or "reproduction" in (config.option.markexpr or ""):
         return
     named = set()
