@@ -146,23 +146,28 @@ def pytest_addoption(parser):
     )
 
 
-# The files that take longest (wall time of the default tier, measured 2026-12-04 with
-# ``scripts/test --durations=0``), first: pytest-xdist hands each worker whole files in collection
-# order (``--dist loadfile``), so a long file met last runs alone while the other worker idles.
-# Only an order: a file renamed or gone just runs in its place.
+# The files that take longest (CPU time of the default suite, and the Ray and lock tests that also
+# wait; measured 2026-12-04 with ``scripts/test --durations=0``) first: pytest-xdist hands each
+# worker whole files in this order (``--dist loadfile --no-loadscope-reorder``, scripts/test), so a
+# long file met last would run alone while the other worker idles. Only an order: a file renamed
+# or gone just runs in its place.
 LONGEST_FIRST = (
-    "tests/analysis/test_study_figures.py",
-    "tests/sweeps/test_cli.py",
     "tests/toymodels/test_core.py",
+    "tests/sweeps/test_cli.py",
     "tests/sweeps/sae/test_cli.py",
+    "tests/analysis/test_family.py",
     "tests/sweeps/executors/test_ray.py",
-    "tests/sweeps/store/test_locks.py",
-    "tests/analysis/test_compressed_figures.py",
+    "tests/sweeps/spd/test_spd_sweep.py",
     "tests/sweeps/test_resources.py",
-    "tests/sweeps/test_sweep.py",
+    "tests/analysis/test_study_figures.py",
+    "tests/sweeps/store/test_locks.py",
+    "tests/toymodels/test_sae_train.py",
+    "tests/toymodels/test_spd.py",
+    "tests/toymodels/test_kinds.py",
+    "tests/toymodels/test_finite.py",
+    "tests/sweeps/test_config.py",
     "tests/sweeps/test_compile_cache.py",
-    "tests/sweeps/test_api.py",
-    "tests/sweeps/test_architecture.py",
+    "tests/sweeps/test_sweep.py",
 )
 
 
