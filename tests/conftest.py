@@ -126,3 +126,65 @@ def _no_inherited_wandb_service():
     os.environ.pop("WANDB_SERVICE", None)
     yield
     os.environ.pop("WANDB_SERVICE", None)
+
+
+# -- two tiers: the default suite, and the reproductions (docs/reference/contributing.md) -----------
+#
+# A test marked ``reproduction`` trains long enough to reproduce a published or measured result, or
+# runs end to end a path the default suite already checks more cheaply. ``pytest`` (and
+# ``scripts/test``) leave those out; ``--all`` runs both tiers, ``-m reproduction`` the second
+# alone (any ``-m`` that names the marker decides for itself), and a test named by its node id
+# (``path::name``) always runs. CI's ``.ci/run`` runs both tiers.
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--all",
+        action="store_true",
+        default=False,
+        help="run both tiers: the default suite and the tests marked reproduction",
+    )
+
+
+# The files that take longest (CPU time of the default suite, and the Ray and lock tests that also
+# wait; measured 2026-12-04 with ``scripts/test --durations=0``) first: pytest-xdist hands each
+# worker whole files in this order (``--dist loadfile --no-loadscope-reorder``, scripts/test), so a
+# long file met last would run alone while the other worker idles. Only an order: a file renamed
+# or gone just runs in its place.
+LONGEST_FIRST = (
+    "tests/toymodels/test_core.py",
+    "tests/sweeps/test_cli.py",
+    "tests/sweeps/sae/test_cli.py",
+    "tests/analysis/test_family.py",
+    "tests/sweeps/executors/test_ray.py",
+    "tests/sweeps/spd/test_spd_sweep.py",
+    "tests/sweeps/test_resources.py",
+    "tests/analysis/test_study_figures.py",
+    "tests/sweeps/store/test_locks.py",
+    "tests/toymodels/test_sae_train.py",
+    "tests/toymodels/test_spd.py",
+    "tests/toymodels/test_kinds.py",
+    "tests/toymodels/test_finite.py",
+    "tests/sweeps/test_config.py",
+    "tests/sweeps/test_compile_cache.py",
+    "tests/sweeps/test_sweep.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
+    if config.getoption("--all") or "reproduction" in (config.option.markexpr or ""):
+        return
+    named = set()
+    for arg in config.args:
+        path, sep, rest = arg.partition("::")
+        if sep:
+            named.add(os.path.relpath(os.path.abspath(path), config.rootpath) + sep + rest)
+    keep, left_out = [], []
+    for item in items:
+        chosen = item.nodeid in named or item.nodeid.split("[")[0] in named
+        (left_out if item.get_closest_marker("reproduction") and not chosen else keep).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = keep

@@ -249,6 +249,7 @@ def _quadratic_models(density, ratio, steps=2000, capacity=None):
     ]
 
 
+@pytest.mark.reproduction
 def test_trained_quadratic_models_fall_in_the_predicted_region():
     from analysis.theory.capacity import two_feature_region
 

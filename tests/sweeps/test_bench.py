@@ -37,6 +37,7 @@ def test_the_reference_runs_where_ours_does():
     assert reference_device("gpu") == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@pytest.mark.reproduction
 def test_bench_times_one_pinned_process_per_core(capsys, whole_machine):
     if len(usable_cores()) < 2:
         pytest.skip("needs two cores")
@@ -115,6 +116,7 @@ def test_bench_json_with_reference(capsys):
     assert row["ratio"] > 0
 
 
+@pytest.mark.reproduction
 def test_sae_bench_runs_ours_only_without_saelens(capsys, monkeypatch):
     """``toymodels-bench sae`` without SAELens: ours only, said so, one evaluator's scores."""
     from sweeps.bench import sae

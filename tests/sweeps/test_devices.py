@@ -95,21 +95,11 @@ KINDS = {
 }
 
 
-def test_four_devices_run_a_slice_each_and_store_the_bits_of_one_for_every_job_kind(tmp_path):
-    """run_on_devices first: 10 models in slices of 3 over 4 devices (the last slice padded),
-    per-model typed keys, a shared argument and a None; each device gets a slice, and the result
-    is what one call of the program returns, in both modes. Then fresh data, finite data and SAEs:
-    a sweep spread over four devices stores exactly the bits of the same sweep on one device, and
-    the one-device store resumes on four devices with nothing to train (the device count is not
-    part of the config hash). One subprocess for both: JAX starts once."""
-    run_with_four_devices(
-        SLICES
-        + f"""
+SWEEPS = """
 import numpy as np
 from sweeps.runner import run_sweep
 from sweeps.store import read_results
 from tests.helpers import compose_config, tiny
-kinds = {KINDS!r}
 
 def array(value):  # a stored cell (nested lists come back as object arrays of arrays)
     value = np.asarray(value)
@@ -127,18 +117,44 @@ def same(a, b):
 
 for kind, overrides in kinds.items():
     def sweep(name, *extra):
-        return compose_config([*overrides, *tiny("{tmp_path}/" + kind + name), "sweep.chunk_size=3", *extra])
+        return compose_config([*overrides, *tiny(out + kind + name), "sweep.chunk_size=3", *extra])
     one = run_sweep(sweep("one", "sweep.devices=1"), progress=False)
     four = run_sweep(sweep("four"), progress=False)
     assert one.trained == four.trained == 10, (kind, one, four)
-    a, b = read_results("{tmp_path}/" + kind + "one"), read_results("{tmp_path}/" + kind + "four")
+    a, b = read_results(out + kind + "one"), read_results(out + kind + "four")
     assert a["chunk"].nunique() == 4 and b["chunk"].nunique() == 1, kind
     same(a, b)
     again = run_sweep(sweep("one"), progress=False)  # the one-device store, on four devices
     assert (again.trained, again.already_done) == (0, 10), (kind, again)
     print(kind, "ok")
 """
+
+
+def sweeps_on_four_devices(kinds: list[str], out) -> str:
+    """The program that sweeps these job kinds on one device and on four (SWEEPS)."""
+    return (
+        f"kinds = {{k: v for k, v in {KINDS!r}.items() if k in {kinds!r}}}\nout = {str(out) + '/'!r}\n"
+        + SWEEPS
     )
+
+
+def test_four_devices_run_a_slice_each_and_store_the_bits_of_one(tmp_path):
+    """run_on_devices first: 10 models in slices of 3 over 4 devices (the last slice padded),
+    per-model typed keys, a shared argument and a None; each device gets a slice, and the result
+    is what one call of the program returns, in both modes. Then a sweep of fresh data spread over
+    four devices stores exactly the bits of the same sweep on one device, and the one-device store
+    resumes on four devices with nothing to train (the device count is not part of the config
+    hash). One subprocess for both: JAX starts once. The other job kinds go through the same
+    run_on_devices: the next test, in the reproduction tier, sweeps them too."""
+    assert "fresh ok" in run_with_four_devices(SLICES + sweeps_on_four_devices(["fresh"], tmp_path))
+
+
+@pytest.mark.reproduction
+def test_four_devices_store_the_bits_of_one_for_finite_data_and_saes(tmp_path):
+    """The same for finite data and SAEs (second tier: the path of the test above, end to end
+    for the two other job kinds)."""
+    done = run_with_four_devices(sweeps_on_four_devices(["finite", "sae"], tmp_path))
+    assert "finite ok" in done and "sae ok" in done
 
 
 def test_chunks_hold_a_slice_per_device_sized_from_one_device():

@@ -6,9 +6,12 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from tests.helpers import REPO
 
 
+@pytest.mark.reproduction
 def test_gpu_check_smoke_runs_every_stage_and_writes_its_numbers(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     done = subprocess.run(

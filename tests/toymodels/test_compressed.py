@@ -231,6 +231,7 @@ def _train(n, m, labels, d, p, steps=2000, seeds=3):
     return np.asarray(train_many(spec, model_keys(0, np.arange(seeds)), hp).eval_loss)
 
 
+@pytest.mark.reproduction
 def test_trained_tiny_models_beat_naive_only_with_mixing_as_the_p0_theory_says():
     """Measured (3 seeds): clean 1.015–1.016 of naive, embed 0.63–0.70 (p → 0 bound 0.26)."""
     n, m, d, p = 8, 4, 8, 0.05  # n·m ≤ 50: trained in the rows form

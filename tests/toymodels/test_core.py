@@ -64,9 +64,11 @@ def test_vmapped_models_equal_single_runs(spec):
 
 @pytest.mark.parametrize("n,m", [(3, 2), (12, 6)], ids=["rows", "dense"])
 def test_jit_equals_no_jit(n, m):
+    # 4 steps: a snapshot interval (3) and a short tail (4); eager steps cost seconds each.
     spec = TrainSpec(
-        n_features=n, n_hidden=m, steps=8, batch_size=16, snapshot_every=3, eval_samples=64
+        n_features=n, n_hidden=m, steps=4, batch_size=16, snapshot_every=3, eval_samples=64
     )
+    assert spec.snapshot_steps == (3, 4)
     key = model_keys(0, [7])[0]
     hp = take(hparams(1, n, density=0.5), 0)
     jitted = jax.jit(make_train(spec))(key, hp)
@@ -138,6 +140,7 @@ def test_linear_model_learns_top_m_features_by_importance(n, m):
     assert np.all(norms[:, m:] < 0.15), norms
 
 
+@pytest.mark.reproduction
 def test_sparse_relu_model_superposes_five_features_in_two_dimensions():
     # TMS intro: at density 0.05 all five features are represented (a pentagon), with negative bias.
     spec = TrainSpec(

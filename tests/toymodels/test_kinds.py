@@ -153,6 +153,7 @@ def test_plugins_that_are_missing_or_fail_are_refused_naming_the_key(tmp_path):
         compose_config([f"plugins=[{bad}]"])
 
 
+@pytest.mark.reproduction
 @pytest.mark.slow
 def test_the_documented_kind_is_swept_by_the_documented_command_on_ray(tmp_path):
     """docs/kinds.md, "Your own kind": the file and the command exactly as written, in a fresh directory,

@@ -154,6 +154,7 @@ def best_of_seeds(result, groups: int):
     return np.arange(loss.shape[0]) * loss.shape[1] + loss.argmin(axis=1)
 
 
+@pytest.mark.reproduction
 def test_shrinkage_orders_gated_below_rescaled_below_plain_and_gated_meets_its_closed_form():
     """docs/science/saes.md on one isolated feature (one dimension, density 1/2), best of 4 seeds at
     λ = 0.1 and 0.3. U[0, 1] magnitudes: FVU gated < rescaled < plain. Gated's gate is trained by
@@ -187,6 +188,7 @@ def test_shrinkage_orders_gated_below_rescaled_below_plain_and_gated_meets_its_c
     assert (fvu["plain"][2:] > 5e-3).all()
 
 
+@pytest.mark.reproduction
 def test_with_fixed_magnitudes_a_composed_latent_wins():
     """docs/science/saes.md: f1, f2 fire alone (0.2 each) or together (c), fixed magnitudes, three
     latents. A latent along (f1 + f2)/√2 codes the pair at L1 cost √2 instead of 2, so it should
@@ -229,6 +231,7 @@ def small_bench():
     return synthbench.build(synthbench.SYNTHBENCH_SMALL)
 
 
+@pytest.mark.reproduction
 def test_synthbench_ordering_l1_lowest_mcc_at_matched_l0(small_bench):
     """Issue 16 item 6, scaled down (``synthbench.SYNTHBENCH_SMALL``: 256 features in 32 dims, the
     published recipe otherwise; width 64 = n/4 as 4,096 of 16,384). Published at full size, L0 25:

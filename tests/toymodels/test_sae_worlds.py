@@ -226,6 +226,7 @@ def test_full_size_estimate_fits_one_gpu():
     assert math.isfinite(est["minutes"])
 
 
+@pytest.mark.reproduction
 def test_full_size_world_fires_as_published():
     """SynthSAEBench-16k's documented average L0 is ~34, ~25 over the 4,096 most frequent features
     (the recommended SAE width). Firing does not depend on the directions, so the world is built

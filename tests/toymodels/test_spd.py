@@ -264,6 +264,7 @@ def test_batch_blocks_give_the_whole_batchs_gradient():
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7)
 
 
+@pytest.mark.reproduction
 def test_a_short_decomposition_of_tms_5_2_finds_the_five_pentagon_features():
     """The anchor in miniature: at a hotter learning rate (2e-2, 2,000 steps of 256, C = 8) SPD
     ends with exactly one alive subcomponent per feature of the pentagon, each its column to

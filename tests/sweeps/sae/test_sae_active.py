@@ -69,6 +69,7 @@ def stored(tmp_path_factory):
     return out
 
 
+@pytest.mark.reproduction
 def test_the_small_sweep_stores_one_row_per_m_and_l(stored):
     table = read_results(stored, arrays=True)
     assert sorted(zip(table["n_hidden"], table["active"])) == [
@@ -92,6 +93,7 @@ def recovered(row) -> float:
     return float((cos_DxN.max(axis=0) >= 0.95).mean())
 
 
+@pytest.mark.reproduction
 def test_recovery_collapses_as_l_reaches_m(stored):
     """At l = 1 a good part of the 64 features is found (those with a latent of their own: TopK with
     d = n leaves about 1/e of its latents dead from the start, see docs/results/saes.md), well above a random
@@ -110,6 +112,7 @@ def test_recovery_collapses_as_l_reaches_m(stored):
     assert m16.loc[1, "f1"] > m16.loc[16, "f1"] + 0.15
 
 
+@pytest.mark.reproduction
 def test_the_figure_is_drawn_from_the_store_with_its_note(stored):
     done = cli("toymodels-figures", str(stored))
     assert done.returncode == 0, done.stderr

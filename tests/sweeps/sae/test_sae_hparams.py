@@ -267,6 +267,7 @@ def test_a_users_sae_kind_from_the_docs_sweeps_in_process_and_is_drawn(plugin_di
         )
 
 
+@pytest.mark.reproduction
 @pytest.mark.slow
 def test_a_users_sae_kind_from_the_docs_sweeps_on_ray(plugin_dir, tmp_path):
     """The same sweep on Ray: workers never read my_sae.py (the chunks carry the kind); the same bits."""

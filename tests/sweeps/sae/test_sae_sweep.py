@@ -164,6 +164,7 @@ def toy_sweep(tmp_path_factory):
     return out
 
 
+@pytest.mark.reproduction
 def test_saes_on_a_stored_toy_sweep_match_toymodels_sae(toy_sweep, tmp_path):
     """``toymodels-sae`` is a shortcut of this sweep: the same SAEs (same keys: the toy model's uid
     and the SAE seed), the same rows, bit for bit; figure ``sae_recovery`` drawn from the store."""
@@ -216,6 +217,7 @@ def test_saes_on_a_stored_toy_sweep_match_toymodels_sae(toy_sweep, tmp_path):
     assert (out / "figures" / "sae_recovery.png").is_file()
 
 
+@pytest.mark.reproduction
 @pytest.mark.slow
 def test_an_sae_sweep_on_ray_stores_the_same_bits(stored, tmp_path):
     out = tmp_path / "ray"

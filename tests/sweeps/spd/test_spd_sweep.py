@@ -146,6 +146,7 @@ def test_the_command_refuses_a_bad_key_in_one_line(toy_sweep, tmp_path):
     assert not (tmp_path / "x" / "results.parquet").exists()
 
 
+@pytest.mark.reproduction
 @pytest.mark.slow
 def test_an_spd_sweep_on_ray_stores_the_same_bits(toy_sweep, tmp_path):
     local = tmp_path / "local"
