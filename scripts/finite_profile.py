@@ -115,12 +115,11 @@ def profile(n: int, T: int, m: int, piece: int, steps: int, reps: int, out: Path
     runs = {}
     for s in (steps, 2 * steps):
         longer = F.FiniteSpec(**{**spec.__dict__, "steps": s, "snapshot_every": s})
-        start = time.perf_counter()
-        jax.block_until_ready(F.train_finite_many(longer, keys, hparams(n, density)))
-        start2 = time.perf_counter()
-        jax.block_until_ready(F.train_finite_many(longer, keys, hparams(n, density)))
-        runs[s] = time.perf_counter() - start2
-        row[f"train_{s}_first_s"] = round(start2 - start, 2)
+        train = lambda k, h, longer=longer: F.train_finite_many(longer, k, h)
+        first, runs[s] = timed(train, keys, hparams(n, density), reps=3)
+        row[f"train_{s}_first_s"] = round(first, 2)
+    # Medians of 3 runs each; at tiny sizes (tests) their noise can exceed s steps' time, and a
+    # difference below 0 says exactly that.
     row["step_ms"] = round(1e3 * (runs[2 * steps] - runs[steps]) / steps, 3)
     row["device"] = jax.devices()[0].device_kind
     return row

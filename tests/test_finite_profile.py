@@ -4,6 +4,7 @@ compute, and at a tiny size writes every timing and the compiled program it prom
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import pytest
@@ -35,8 +36,10 @@ def test_a_tiny_profile_writes_its_timings_and_program(tmp_path, capsys):
     assert finite_profile.main([*args, "--out", str(tmp_path)]) == 0
     (row,) = json.loads((tmp_path / "finite-profile.json").read_text())
     assert (row["B"], row["pieces"]) == (16, 3)
-    for key in ("sample_ms", "grad_fused_ms", "grad_unfused_ms", "grad_recompute_ms", "step_ms"):
+    for key in ("sample_ms", "grad_fused_ms", "grad_unfused_ms", "grad_recompute_ms", "loss_ms"):
         assert row[key] >= 0, key
+    # a difference of two timed runs: at this size noise, so only a number
+    assert math.isfinite(row["step_ms"])
     # the program's dense error of a piece (B × n) is among the arrays it reports
     assert "16,24" in row["grad_unfused_big_arrays"]
     assert "fusion" in (tmp_path / "grad-fused-piece16.hlo.txt").read_text()
