@@ -68,20 +68,27 @@ def hparams(n: int, density: float) -> F.FiniteHParams:
     )
 
 
-def profile(n: int, T: int, m: int, piece: int, steps: int, reps: int, out: Path | None) -> dict:
+def probe_spec(n: int, T: int, m: int, piece: int, steps: int) -> F.FiniteSpec:
+    """One model of n features on T points at density 10/n (dd_paper's largest when n = 10⁴), K
+    sized for the T points and the held-out set, one snapshot (also scripts/gpu_check.py's probe)."""
     density = 10.0 / n
-    K = F.max_active_for(n, density, T + 10_000)
-    spec = F.FiniteSpec(
+    return F.FiniteSpec(
         n_features=n,
         n_hidden=m,
         n_train=T,
         steps=steps,
         warmup_steps=max(steps // 20, 1),
-        max_active=K,
+        max_active=F.max_active_for(n, density, T + 10_000),
         piece_size=piece,
         n_test=min(10_000, T),
         snapshot_every=steps,
     )
+
+
+def profile(n: int, T: int, m: int, piece: int, steps: int, reps: int, out: Path | None) -> dict:
+    density = 10.0 / n
+    spec = probe_spec(n, T, m, piece, steps)
+    K = spec.max_active
     B, P = F.piece_layout(T, piece)
     row: dict = {"n": n, "T": T, "m": m, "K": K, "piece_size": piece, "B": B, "pieces": P}
     sample = jax.jit(lambda d, s: F.training_set(spec, d, s))

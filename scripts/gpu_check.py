@@ -126,33 +126,15 @@ def probe_finite(n: int, T: int, pieces: list[int], steps: int) -> list[dict]:
     """In this process: one model of n features on T points; start-up (first call: sampling,
     compile, the steps) minus the second call's time, and ms per step of the second call."""
     import jax
-    import jax.numpy as jnp
+    from finite_profile import hparams, probe_spec  # scripts/, beside this file
 
     from toymodels import finite as F
 
-    density = 10.0 / n
-    K = F.max_active_for(n, density, T + 10_000)
     rows = []
     for piece in pieces:
-        spec = F.FiniteSpec(
-            n_features=n,
-            n_hidden=2,
-            n_train=T,
-            steps=steps,
-            warmup_steps=max(steps // 20, 1),
-            max_active=K,
-            piece_size=piece,
-            n_test=min(10_000, T),
-            snapshot_every=steps,
-        )
+        spec = probe_spec(n, T, 2, piece, steps)
         keys = jax.random.key(0)[None]
-        hp = F.FiniteHParams(
-            jnp.full((1,), density),
-            jnp.ones((1, n)),
-            jnp.full((1,), 1e-3),
-            jnp.full((1,), 1e-2),
-            jnp.zeros((1,), jnp.uint32),
-        )
+        hp = hparams(n, 10.0 / n)
         times = []
         for _ in range(2):
             start = time.perf_counter()
