@@ -4,8 +4,9 @@
 A point is stored sparsely as K (index, value) pairs; the loss of a piece of B points is dense only
 in its n outputs, and the sparse inputs correct the error at the stored features: memory
 O(piece·n + T·K), never O(T·n) (on a GPU the piece×n part is meant to be recomputed, not stored,
-see ``_piece_error_and_grad``; measured, XLA still stores it once: docs/gpus.md, "Second lease"). Array names carry their shape: N points, K stored features, F
-features (n), H hidden (m), B points per piece.
+see ``_piece_error_and_grad``; measured, XLA still stores it once: docs/gpus.md, "Second lease").
+Array names carry their shape: N points, K stored features, F features (n), H hidden (m), B points
+per piece.
 """
 
 from __future__ import annotations
@@ -191,7 +192,8 @@ def _piece_error_and_grad(
     imp_BxK = importance_F[piece.idx_NxK]
     value = jnp.sum(w_Bx1 * out_BxF * out_BxF * importance_F)
     value += jnp.sum(w_Bx1 * imp_BxK * ((piece.val_NxK - out_BxK) ** 2 - out_BxK**2))
-    G_BxF = 2.0 * w_Bx1 * importance_F * out_BxF * dact(pre_BxF)
+    dense_error = lambda w, imp, pre: 2.0 * w * imp * act(pre) * dact(pre)  # G
+    G_BxF = dense_error(w_Bx1, importance_F, pre_BxF)
     D_BxK = -2.0 * w_Bx1 * imp_BxK * piece.val_NxK * dact(pre_BxK)
     flat_idx = piece.idx_NxK.reshape(-1)
     db_F = jnp.sum(G_BxF, axis=0) + jnp.zeros_like(params.b_F).at[flat_idx].add(D_BxK.reshape(-1))
@@ -204,8 +206,7 @@ def _piece_error_and_grad(
             h_, W_, b_, w_, imp_ = jax.lax.optimization_barrier(
                 (h_BxH, W_HxF, params.b_F, w_Bx1, importance_F)
             )
-            pre_ = _hidden_to_outputs(h_, W_) + b_
-            G_rows_BxF = 2.0 * w_ * imp_ * act(pre_) * dact(pre_)
+            G_rows_BxF = dense_error(w_, imp_, _hidden_to_outputs(h_, W_) + b_)
         dh_BxH = jnp.stack([jnp.sum(G_rows_BxF * W_HxF[k], axis=1) for k in range(H)], axis=1)
     else:
         dW_out_HxF, dh_BxH = h_BxH.T @ G_BxF, G_BxF @ W_HxF.T
