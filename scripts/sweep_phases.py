@@ -54,24 +54,12 @@ PHASES = [
     ("  read the chunks", sweeps.store.SweepStore, "table"),
     ("executor: stop", sweeps.runner._Executors, "close"),
 ]
-TOP = {  # the phases that do not overlap: their sum against the run's total
-    "plan (models, ids, device)",
-    "store: check and bind the config",
-    "executor: start (a local Ray)",
-    "chunks: cut the plan",
-    "store: claims, stored models",
-    "chunk: program's arguments",
-    "chunk: compile + train",
-    "chunk: finite check",
-    "chunk: rows",
-    "Ray task (worker start, chunk, rows back)",
-    "Ray: receive the rows",
-    "store: write a chunk",
-    "wandb: log a chunk",
-    "wandb: close",
-    "store: results.parquet",
-    "executor: stop",
-}
+# What Ray adds around a chunk when it runs there (``patch`` times ``ray.wait`` and ``ray.get``).
+RAY_TASK = "Ray task (worker start, chunk, rows back)"
+RAY_GET = "Ray: receive the rows"
+# The phases that do not overlap, their sum against the run's total: all but the indented ones,
+# which are parts of the phase above them.
+TOP = {label for label, _, _ in PHASES if not label.startswith(" ")} | {RAY_TASK, RAY_GET}
 
 
 def timed(label: str, function):
@@ -97,8 +85,8 @@ def patch(job) -> None:
         import ray
     except ImportError:
         return
-    ray.wait = timed("Ray task (worker start, chunk, rows back)", ray.wait)
-    ray.get = timed("Ray: receive the rows", ray.get)
+    ray.wait = timed(RAY_TASK, ray.wait)
+    ray.get = timed(RAY_GET, ray.get)
 
 
 def main() -> None:
@@ -131,10 +119,8 @@ def main() -> None:
     print(f"{'imports (jax, sweeps)':44s} {IMPORTS:8.2f}")
     print(f"{'config (hydra compose, validate)':44s} {composed:8.2f}")
     labels = [label for label, _, _ in PHASES]
-    labels[labels.index("store: write a chunk") : labels.index("store: write a chunk")] = [
-        "Ray task (worker start, chunk, rows back)",
-        "Ray: receive the rows",
-    ]
+    at = labels.index("store: write a chunk")
+    labels[at:at] = [RAY_TASK, RAY_GET]
     for label in labels:
         if CALLS[label]:
             print(f"{label:44s} {SECONDS[label]:8.2f} {CALLS[label]:6d}")
