@@ -192,7 +192,7 @@ def train_ours(
     lr: float,
     seed: int,
     given: dict | None = None,
-    fold_b_dec: bool = False,
+    fold_b_dec: bool = True,
 ):
     """One program for the kind's 3 SAEs (same init and data: paired); their (cfg, tensors) and
     the seconds of the call (compile included). ``given``: hyperparameters set away from the
@@ -289,7 +289,7 @@ def parity(args, source, world, model, inputs) -> list[dict]:
 # --- throughput -----------------------------------------------------------------------------
 
 
-def time_ours(n: int, steps: int, lr: float, fold_b_dec: bool = False) -> tuple[float, float]:
+def time_ours(n: int, steps: int, lr: float, fold_b_dec: bool = True) -> tuple[float, float]:
     """(SAE·steps/s, compile seconds) of n SAEs in one program. Programs of ``steps`` and
     3·``steps`` steps are each called three times, the fastest of the last two calls kept: the rate
     is the extra steps over the extra seconds, so a call's fixed costs (its evaluation, dispatch)
@@ -463,7 +463,7 @@ def format_parity(rows: list[dict], world_note: str) -> str:
     return "\n".join(lines)
 
 
-def format_throughput(rows: list[dict], steps: int, fold_b_dec: bool = False) -> str:
+def format_throughput(rows: list[dict], steps: int, fold_b_dec: bool = True) -> str:
     t = THROUGHPUT
     at_8 = {r["n"]: r["ours"] for r in rows}.get(8)
     lines = [
@@ -471,7 +471,7 @@ def format_throughput(rows: list[dict], steps: int, fold_b_dec: bool = False) ->
             f"throughput, SAE·steps/s: standard L1, width {t['width']}, d {t['d']}, batch {t['batch']}, "
             f"{steps} steps; bound = {step_flops(t['width'], t['d'], t['batch']) / 1e6:.1f} MFLOP of matrix "
             "products per SAE·step at the rate measured for them here"
-            + ("; ours with fold_b_dec" if fold_b_dec else "")
+            + ("" if fold_b_dec else "; ours with --no-fold-b-dec")
         ),
         (
             f"{'N':>4} {'ours':>9} {'vs N=8':>8} {'bound':>9} {'of bound':>8} {'GFLOP/s':>8} {'compile s':>9} "
@@ -559,8 +559,10 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--fold-b-dec",
-        action="store_true",
-        help="ours encodes W_enc h - W_enc b_dec (SaeSpec.fold_b_dec; other rounding): off by default",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ours encodes W_enc h - W_enc b_dec (SaeSpec.fold_b_dec, sae.fold_b_dec; the default); "
+        "--no-fold-b-dec: W_enc (h - b_dec), the bits of before (other rounding)",
     )
     parser.add_argument(
         "--no-reference", action="store_true", help="ours only, even where sae-lens is installed"
@@ -638,8 +640,8 @@ def main(argv=None) -> int:
             note += "\nours away from its defaults: " + ", ".join(
                 f"{k}={v}" for k, v in args.ours.items()
             )
-        if args.fold_b_dec:
-            note += "\nours with fold_b_dec (W_enc h - W_enc b_dec)"
+        if not args.fold_b_dec:
+            note += "\nours with --no-fold-b-dec (W_enc (h - b_dec), the bits of before)"
         inputs = evaluation_inputs(source, world, args.eval_samples)
         out["parity"] = parity(args, source, world, model, inputs)
         for row in out["parity"]:

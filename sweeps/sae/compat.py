@@ -126,11 +126,23 @@ def resume_hint(changed: dict) -> str:
     """How to resume a store whose config differs from this one only in ``sae:`` keys its hash
     left out at their neutral values (a store written before they existed: ``sae.decoder=unit``
     for plain and gated before issue 21's free decoder, with ``sae.grad_clip=0``;
-    ``sae.aux_coefficient=0`` for top-k kinds before AuxK): "" when something else differs.
+    ``sae.aux_coefficient=0`` for top-k kinds before AuxK; ``sae.fold_b_dec=false`` for every
+    store written before that key): "" when something else differs.
     ``changed``: {dotted key: (stored, this)} (``sweeps.store.meta.differences``)."""
+    from sweeps.store.meta import ADDED_AT_NEUTRAL
+
     fixes = []
     for key, (stored, this) in changed.items():
         name = key.removeprefix("sae.")
+        if key.startswith("sae.") and ("sae", name) in ADDED_AT_NEUTRAL:
+            # a key that is no kind's hyperparameter (sae.fold_b_dec): its neutral value trains as before
+            neutral = ADDED_AT_NEUTRAL[("sae", name)]
+            if neutral is None:
+                return ""
+            if stored is not None or this == neutral:
+                return ""
+            fixes.append(f"sae.{name}={str(neutral).lower()}")
+            continue
         hparam = SCHEMA_HPARAMS.get(_MARKS.get(name, name)) if key.startswith("sae.") else None
         # no hint where the neutral value is given already (it did not bring the old hash back)
         if hparam is None or hparam.neutral is None or stored is not None or this == hparam.neutral:

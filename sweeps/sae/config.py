@@ -120,6 +120,9 @@ class SaeConf:
     lr: float = 3e-3
     ortho: float = 0.0  # decoder orthogonality λ_o (0: off)
     resample_every: int = 0  # resample latents dead over this many steps (0: never)
+    # encode W_enc h − W_enc b_dec (the same function, faster; false: W_enc (h − b_dec), the bits
+    # of stores written before the key)
+    fold_b_dec: bool = True
     steps: int = 3000
     batch_size: int = 1024
     eval_batch: int = 8192

@@ -122,6 +122,7 @@ def _spec(config, coords: tuple, kind: str, dict_size: int, static: dict) -> Sae
         options=frozen_options(options),
         resample_every=s.resample_every,
         eval_batch=s.eval_batch,
+        fold_b_dec=s.fold_b_dec,
         per_sae_source=True,
         shared_data=False,
     )

@@ -50,6 +50,7 @@ ADDED_AT_NEUTRAL = {
     ("train", "terms"): {},
     ("sae",): None,
     ("sae", "world", "saelens"): None,
+    ("sae", "fold_b_dec"): False,
 }
 FRESH_DATA_PIECE = 1024
 

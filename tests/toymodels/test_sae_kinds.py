@@ -498,9 +498,10 @@ def _before_issue_21():
 
 @pytest.mark.parametrize("kind", ["plain", "gated"])
 def test_decoder_unit_without_clipping_is_the_program_of_the_kind_before_issue_21(kind):
-    """``decoder=unit grad_clip=0`` is the kind as it was: one SAE's whole training program (init,
-    steps, evaluation) is the same jaxpr as the kind's 72e86c7 definition gives, so the same bits
-    on every backend (what a store written then resumes to); at ``grad_clip`` 1 it is not."""
+    """``decoder=unit grad_clip=0 fold_b_dec=false`` is the kind as it was: one SAE's whole
+    training program (init, steps, evaluation) is the same jaxpr as the kind's 72e86c7 definition
+    gives, so the same bits on every backend (what a store written then resumes to); at
+    ``grad_clip`` 1, or with b_dec folded (the default), it is not."""
     from toymodels.sae import make_train, register_sae, sae_keys, split_keys
     from toymodels.sae.build import simple_world
 
@@ -510,8 +511,9 @@ def test_decoder_unit_without_clipping_is_the_program_of_the_kind_before_issue_2
     source, world = simple_world(6, 4, 0.2)
     init, data = split_keys(sae_keys(0, [1], [0]))
 
-    def program(name, options=(), clip=True, **values):
+    def program(name, options=(), clip=True, fold=False, **values):
         spec = SaeSpec(
+            fold_b_dec=fold,
             dict_size=8,
             kind=name,
             steps=20,
@@ -530,4 +532,5 @@ def test_decoder_unit_without_clipping_is_the_program_of_the_kind_before_issue_2
     # as a sweep plans it: grad_clip 0 for every SAE compiles the clip out (SaeSpec.clip)
     assert program(kind, unit, clip=False, grad_clip=0.0) == then
     assert program(kind, unit, grad_clip=1.0) != then
-    assert program(kind) != then  # the default: decoder=free
+    assert program(kind, unit, clip=False, fold=True, grad_clip=0.0) != then
+    assert program(kind, fold=True) != then  # the default: decoder=free, b_dec folded

@@ -332,12 +332,13 @@ def test_batch_top_k_kinds_start_their_decoder_and_tied_encoder_at_init_norm(kin
     }
 
 
-def test_fold_b_dec_is_off_by_default_and_trains_the_same_saes_to_rounding():
+def test_fold_b_dec_is_on_by_default_and_trains_the_same_saes_to_rounding():
     """``SaeSpec.fold_b_dec`` encodes W_enc h − W_enc b_dec: the same training in other rounding,
-    off by default, and out of the chunk ids of the stores written before it while off
-    (docs/results/sae-bench.md)."""
+    on by default (``sae.fold_b_dec``), and off (the bits of before) out of the chunk ids, so
+    that stores written before it keep their ids (docs/results/sae-bench.md)."""
     import dataclasses
 
+    from sweeps.sae.config import SaeConf
     from sweeps.sae.job import _id_fields
     from sweeps.sae.plan import SaeGroup
     from toymodels.sae.base import projection
@@ -345,10 +346,11 @@ def test_fold_b_dec_is_off_by_default_and_trains_the_same_saes_to_rounding():
     source, world = simple_world(6, 4, 0.2)
     init, data = keys_for(2)
     hp = hparams(2, l1=[0.1, 0.3])
-    base = SaeSpec(dict_size=8, kind="plain", steps=30, batch_size=64, eval_batch=128)
-    base = dataclasses.replace(base, per_sae_source=False, shared_data=True)
-    assert not base.fold_b_dec
-    folded = dataclasses.replace(base, fold_b_dec=True)
+    folded = SaeSpec(dict_size=8, kind="plain", steps=30, batch_size=64, eval_batch=128)
+    folded = dataclasses.replace(folded, per_sae_source=False, shared_data=True)
+    assert folded.fold_b_dec
+    assert SaeConf().fold_b_dec is True
+    base = dataclasses.replace(folded, fold_b_dec=False)
     params = init_params(jax.random.key(0), 4, base, jax.tree.map(lambda a: a[0], hp))
     params["b_dec_H"] = jnp.arange(4.0)
     h = jax.random.normal(jax.random.key(1), (4, 16))

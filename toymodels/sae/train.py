@@ -68,9 +68,11 @@ class SaeSpec:
     eval_seed: int = 0
     dead_samples: int = DEAD_SAMPLES  # dead latents are also counted over at least this many inputs
     curve_points: int = 10  # the training-loss curve: means over this many equal intervals
-    # encode W_enc h − W_enc b_dec instead of W_enc (h − b_dec) (``base.projection``): b_dec's
-    # gradient then needs no D×B product; other bits, so off by default (not in chunk ids when off)
-    fold_b_dec: bool = False
+    # encode W_enc h − W_enc b_dec instead of W_enc (h − b_dec) (``base.projection``): the same
+    # function in other rounding, whose b_dec gradient needs no D×B product (faster: docs/results/
+    # sae-bench.md); False trains the bits of before (and is left out of chunk ids, so stores of
+    # then keep their ids)
+    fold_b_dec: bool = True
 
     def __post_init__(self):
         if self.dict_size < 1:

@@ -37,19 +37,29 @@ UIDS_43F758A = {
         ("sae_shrinkage_small", [], False),  # plain and gated train a free decoder now
         (
             "sae_shrinkage_small",
-            ["sae.decoder=unit", "sae.grad_clip=0"],
+            ["sae.decoder=unit", "sae.grad_clip=0", "sae.fold_b_dec=false"],
             True,
         ),  # plain, gated as then; rescaled never changed
+        (
+            "sae_shrinkage_small",
+            ["sae.decoder=unit", "sae.grad_clip=0"],
+            False,
+        ),  # encoded W_enc h − W_enc b_dec now
         ("sae_pareto_small", [], False),  # jumprelu and AuxK changed those SAEs
         ("sae_orthogonality_small", [], False),  # topk with AuxK
         (
             "sae_orthogonality_small",
-            ["sae.aux_coefficient=0", "sae.decoder=unit", "sae.grad_clip=0"],
+            [
+                "sae.aux_coefficient=0",
+                "sae.decoder=unit",
+                "sae.grad_clip=0",
+                "sae.fold_b_dec=false",
+            ],
             True,
         ),  # topk without AuxK, plain with a unit decoder unclipped: as then
         (
             "sae_active_small",
-            ["sae.aux_coefficient=0", "sae.dead_window=5"],
+            ["sae.aux_coefficient=0", "sae.dead_window=5", "sae.fold_b_dec=false"],
             True,
         ),  # the window needs AuxK
     ],
@@ -88,13 +98,20 @@ def test_a_store_of_plain_and_gated_saes_from_72e86c7_resumes_only_as_it_was_tra
     config = compose_config(["experiment=sae_shrinkage_small"])
     assert config_hash(config) != stored
     line = describe_differences(differences(tmp_path, config))
-    assert "sae.decoder (None -> 'free'), sae.grad_clip (None -> 1.0)" in line
-    assert "add sae.decoder=unit sae.grad_clip=0 to resume it" in line and "\n" not in line
-    resumed = compose_config(
-        ["experiment=sae_shrinkage_small", "sae.decoder=unit", "sae.grad_clip=0"]
+    assert (
+        "sae.decoder (None -> 'free'), sae.fold_b_dec (None -> True), sae.grad_clip (None -> 1.0)"
+        in line
     )
+    assert (
+        "add sae.decoder=unit sae.fold_b_dec=false sae.grad_clip=0 to resume it" in line
+        and "\n" not in line
+    )
+    as_then = ["sae.decoder=unit", "sae.grad_clip=0", "sae.fold_b_dec=false"]
+    resumed = compose_config(["experiment=sae_shrinkage_small", *as_then])
     assert config_hash(resumed) == stored
-    only_unit = compose_config(["experiment=sae_shrinkage_small", "sae.decoder=unit"])
+    only_unit = compose_config(
+        ["experiment=sae_shrinkage_small", "sae.decoder=unit", "sae.fold_b_dec=false"]
+    )
     line = describe_differences(differences(tmp_path, only_unit))
     assert "add sae.grad_clip=0 to resume it" in line and "sae.decoder" not in line
     topk = compose_config(["experiment=sae_shrinkage_small", "sweep.grid.kind=[topk]"])
@@ -108,24 +125,40 @@ PARETO = "experiment=sae_pareto_small"
     "then, now, resumes",
     [
         ([PARETO, "sweep.grid.kind=[topk,batchtopk]"], [], False),  # batchtopk from norm 0.1 now
-        ([PARETO, "sweep.grid.kind=[topk,batchtopk]"], ["sae.init_norm=1"], True),
+        (
+            [PARETO, "sweep.grid.kind=[topk,batchtopk]"],
+            ["sae.init_norm=1", "sae.fold_b_dec=false"],
+            True,
+        ),
         (["experiment=sae_orthogonality_small"], [], False),  # its plain: a free decoder now
         (["experiment=sae_shrinkage_small"], [], False),
-        (["experiment=sae_shrinkage_small"], ["sae.decoder=unit", "sae.grad_clip=0"], True),
+        (
+            ["experiment=sae_shrinkage_small"],
+            ["sae.decoder=unit", "sae.grad_clip=0", "sae.fold_b_dec=false"],
+            True,
+        ),
         ([PARETO], [], False),  # matryoshka from norm 0.1, plain and gated free now
         ([PARETO, "sweep.grid.kind=[topk,matryoshka]"], [], False),
-        ([PARETO, "sweep.grid.kind=[topk,matryoshka]"], ["sae.init_norm=1"], True),  # as then
+        (
+            [PARETO, "sweep.grid.kind=[topk,matryoshka]"],
+            ["sae.init_norm=1", "sae.fold_b_dec=false"],
+            True,
+        ),  # as then
         ([PARETO, "sweep.grid.kind=[plain,matryoshka,my_kind]"], [], False),
-        ([PARETO, "sweep.grid.kind=[my_kind]"], [], True),  # a user's kind
-        ([PARETO, "sweep.grid.kind=[topk,my_kind]"], [], True),
-        ([PARETO, "sweep.grid.kind=[matryoshka,my_kind]"], ["sae.init_norm=1"], True),
+        ([PARETO, "sweep.grid.kind=[my_kind]"], ["sae.fold_b_dec=false"], True),  # a user's kind
+        ([PARETO, "sweep.grid.kind=[topk,my_kind]"], ["sae.fold_b_dec=false"], True),
+        (
+            [PARETO, "sweep.grid.kind=[matryoshka,my_kind]"],
+            ["sae.init_norm=1", "sae.fold_b_dec=false"],
+            True,
+        ),
         # plain beside a user's kind: its unit columns then were unclipped, and the clip was hashed
         ([PARETO, "sweep.grid.kind=[plain,my_kind]"], ["sae.decoder=unit"], False),
     ],
 )
 def test_stores_of_72e86c7_resume_exactly_where_their_saes_train_as_then(then, now, resumes):
     """sweep.yaml as 72e86c7 wrote it for the command ``then`` is this version's without the keys
-    added since (sae.init_norm, sae.decoder): ``then`` + ``now`` hashes to it exactly when its SAEs
+    added since (sae.init_norm, sae.decoder, sae.fold_b_dec): ``then`` + ``now`` hashes to it exactly when its SAEs
     are trained as then (Matryoshka from unit norm, plain and gated with unit-norm columns and no
     clip), with built-in kinds, a user's kind, or both."""
     import jax
@@ -144,7 +177,7 @@ def test_stores_of_72e86c7_resume_exactly_where_their_saes_train_as_then(then, n
             )
         )
     data = OmegaConf.to_container(OmegaConf.structured(compose_config(then)), resolve=True)
-    for key in NEWER_SAE_KEYS:
+    for key in (*NEWER_SAE_KEYS, "fold_b_dec"):
         del data["sae"][key]
     stored = body_hash(OmegaConf.to_yaml(OmegaConf.create(data)))
     assert (stored == config_hash(compose_config([*then, *now]))) is resumes
@@ -324,9 +357,9 @@ def test_a_batchtopk_store_of_25218f3_verifies_is_refused_naming_init_norm_and_r
     then = [PARETO, "sweep.grid.kind=[topk,batchtopk]"]
     assert config_hash(compose_config(then)) != stored
     line = describe_differences(differences(tmp_path, compose_config(then)))
-    assert "add sae.init_norm=1 to resume it" in line and "\n" not in line
-    assert config_hash(compose_config([*then, "sae.init_norm=1"])) == stored
+    assert "add sae.init_norm=1 sae.fold_b_dec=false to resume it" in line and "\n" not in line
+    assert config_hash(compose_config([*then, "sae.init_norm=1", "sae.fold_b_dec=false"])) == stored
     mixed = compose_config([PARETO, "sweep.grid.kind=[batchtopk,matryoshka]"])
     assert config_hash(mixed) != "cd478b4f310bf4b2"
-    plain = compose_config([PARETO, "sweep.grid.kind=[plain]"])
+    plain = compose_config([PARETO, "sweep.grid.kind=[plain]", "sae.fold_b_dec=false"])
     assert config_hash(plain) == "0bceacff2a503fcb"  # no batchtopk: as 25218f3 hashed it

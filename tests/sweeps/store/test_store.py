@@ -319,7 +319,11 @@ STORES_43F758A = {
     "dd_cpu_small": (["train.steps=300"], 12, "394703d6023c2402"),  # finite data
     # SAEs on a world: plain, gated, rescaled, plain and gated at their unit-norm decoder unclipped
     # (issue 21 changed their defaults and the other kinds' SAEs: tests/sweeps/sae/test_sae_hparams.py)
-    "sae_shrinkage_small": (["sae.decoder=unit", "sae.grad_clip=0"], 12, "0e6893d755cb50e1"),
+    "sae_shrinkage_small": (
+        ["sae.decoder=unit", "sae.grad_clip=0", "sae.fold_b_dec=false"],
+        12,
+        "0e6893d755cb50e1",
+    ),
 }
 
 
