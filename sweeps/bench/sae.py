@@ -200,12 +200,16 @@ def train_ours(
     ``SaeSpec.fold_b_dec`` (``--fold-b-dec``)."""
     import jax
 
+    from toymodels.registry import frozen_options
     from toymodels.sae import SAE_KINDS, SaeSpec, hparams, sae_keys, split_keys, train_saes
     from toymodels.sae import saelens as core
 
     sae_kind = SAE_KINDS.get(kind)
     top_k = sae_kind.top_k
     own = own_hparams(sae_kind, given or {})
+    # a static hyperparameter (decoder, codes) sets the program's options, the rest are per SAE
+    static = {h.name: h for h in sae_kind.hparams if not h.per_sae}
+    options = {name: own.pop(name, h.default) for name, h in static.items()}
     n = len(coefficients)
     spec = SaeSpec(
         dict_size=width,
@@ -219,6 +223,7 @@ def train_ours(
         per_sae_source=False,
         shared_data=True,
         fold_b_dec=fold_b_dec,
+        options=frozen_options(options),
     )
     hp = hparams(
         n, lr=lr, **own, **({"k": list(coefficients)} if top_k else {"l1": list(coefficients)})
@@ -230,11 +235,7 @@ def train_ours(
     out = []
     for i, c in enumerate(coefficients):
         params = {name: np.asarray(v[i]) for name, v in result.params.items()}
-        out.append(
-            core.to_saelens(
-                kind, params, int(c) if top_k else 0, options=dict(spec.options) or None
-            )
-        )
+        out.append(core.to_saelens(kind, params, int(c) if top_k else 0, options=options))
     return out, seconds
 
 
@@ -555,7 +556,8 @@ def parse_args(argv):
         default=[],
         metavar="NAME=VALUE",
         help="one of our kinds' hyperparameters away from its default, for every kind that "
-        "declares it (repeatable; e.g. aux_coefficient=1, SAELens's α)",
+        "declares it (repeatable; e.g. aux_coefficient=1, SAELens's α; codes=unscaled, "
+        "BatchTopK's and Matryoshka's codes as before issue 21's follow-up)",
     )
     parser.add_argument(
         "--fold-b-dec",

@@ -16,9 +16,11 @@ ADDED_SAE_KEYS = (
     "dead_window",
     "init_norm",
     "decoder",
+    # BatchTopK's and Matryoshka's codes (after aab1d17): a new key at its neutral value (unscaled)
+    "codes",
 )
 # Of those, the keys added after 72e86c7: stores of user kinds were hashed without them.
-NEWER_SAE_KEYS = ("init_norm", "decoder")
+NEWER_SAE_KEYS = ("init_norm", "decoder", "codes")
 OLD_BANDWIDTH = 1e-3
 # Hyperparameters built-in kinds declared only from the commit that added ``sae.decoder`` (after
 # 72e86c7): a sweep.yaml without that key hashes as those kinds read it then.
@@ -34,7 +36,7 @@ def hashed_sae(data: dict, before_reads: bool = False) -> None:
     """The ``sae:`` section as its config hash sees it (``sweeps.store.meta``), in place: keys
     added after 43f758a (``ADDED_SAE_KEYS``) are left out where no SAE of the sweep reads them
     (no kind of it declares them, or at their neutral value: AuxK's α = 0 and its window with it,
-    Matryoshka's init_norm = 1),
+    Matryoshka's init_norm = 1, BatchTopK's and Matryoshka's codes = unscaled),
     and an unread ``bandwidth`` at its new default is hashed at its old one, so that a sweep that
     means what it meant then keeps its hash (docs/saes/reference.md, "Stores written before").
     A sweep.yaml without ``decoder`` (written before it) is hashed as plain and gated were read

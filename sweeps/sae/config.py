@@ -18,6 +18,7 @@ from toymodels.registry import ConfigError
 from toymodels.sae.hyperparams import (
     AUX_COEFFICIENT,
     BANDWIDTH,
+    CODES,
     DEAD_WINDOW,
     DECODER,
     GRAD_CLIP,
@@ -58,6 +59,7 @@ SCHEMA_HPARAMS = {
         AUX_COEFFICIENT,
         DEAD_WINDOW,
         INIT_NORM,
+        CODES,
     )
 }
 
@@ -114,6 +116,9 @@ class SaeConf:
     init_norm: float = float(
         INIT_NORM.default
     )  # matryoshka: initial decoder (and tied encoder) norm
+    # batchtopk's and matryoshka's codes: scaled (SAELens: pre·‖v_j‖, ranked and thresholded as
+    # such) or unscaled (pre: before issue 21's scaled default)
+    codes: str = str(CODES.default)
     options: dict[str, Any] = field(
         default_factory=dict
     )  # other kinds' own hyperparameters (a user's kind)

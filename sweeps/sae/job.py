@@ -15,6 +15,10 @@ from sweeps.sae.plan import SaeGroup, SaePoint
 # SaeSpec fields added after the stores they would re-id: left out of a chunk id at these values
 # (the bits those stores were trained with)
 LATER_SPEC_FIELDS = {"fold_b_dec": False}
+# A kind's static hyperparameters added after the stores they would re-id, likewise left out of
+# SaeSpec.options in a chunk id at these values (BatchTopK's and Matryoshka's codes: stores of
+# aab1d17 and before coded unscaled)
+LATER_OPTIONS = {"codes": "unscaled"}
 
 
 def _id_fields(group: SaeGroup) -> dict:
@@ -22,6 +26,11 @@ def _id_fields(group: SaeGroup) -> dict:
     for name, value in LATER_SPEC_FIELDS.items():
         if spec.get(name) == value:
             del spec[name]
+    spec["options"] = tuple(
+        (name, value)
+        for name, value in spec["options"]
+        if name not in LATER_OPTIONS or LATER_OPTIONS[name] != value
+    )
     return {
         "spec": spec,
         "source": repr(group.source),

@@ -241,9 +241,12 @@ def export_row(row, out) -> Path:
     k = int(row.get("k") or 0)
     meta = {"toymodels_uid": int(row["uid"]), "toymodels_kind": str(row["kind"])}
     # a row without a decoder column (a store written before it, or a kind without one) was
-    # trained with unit-norm decoder columns
-    decoder = row.get("decoder")
-    options = {"decoder": decoder if isinstance(decoder, str) else "unit"}
+    # trained with unit-norm decoder columns; without a codes column, with unscaled codes
+    decoder, codes = row.get("decoder"), row.get("codes")
+    options = {
+        "decoder": decoder if isinstance(decoder, str) else "unit",
+        "codes": codes if isinstance(codes, str) else "unscaled",
+    }
     cfg, tensors = core.to_saelens(
         str(row["kind"]), core.params_of_blob(params), k, meta, options=options
     )

@@ -160,3 +160,90 @@ def test_free_decoder_plain_and_gated_train_on_saelens_loss_and_gradients(kind):
             atol=2e-5,
             err_msg=ours,
         )
+
+
+@pytest.mark.parametrize("kind", ["batchtopk", "matryoshka"])
+def test_scaled_codes_train_batch_top_k_kinds_on_saelens_loss_and_gradients(kind):
+    """Our BatchTopK and Matryoshka at ``codes=scaled`` (their default) with SAELens's weights
+    (W_dec = Vᵀ, free norms): SAELens's training loss (its codes pre·‖W_dec,j‖, the batch top-k
+    of those, Matryoshka's inner reconstructions, AuxK over dead latents on the scaled
+    pre-activations) and its gradients in every parameter, from our loss; at ``unscaled`` the
+    loss differs."""
+    import dataclasses
+
+    from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+    from sae_lens.saes.matryoshka_batchtopk_sae import (
+        MatryoshkaBatchTopKTrainingSAE,
+        MatryoshkaBatchTopKTrainingSAEConfig,
+    )
+    from sae_lens.saes.sae import TrainStepInput
+
+    from toymodels.sae import SaeSpec, hparams
+    from toymodels.sae.train import objective
+
+    rng = np.random.default_rng(4)
+    H, D, B, k, alpha = 6, 12, 32, 2, 0.5
+    V = rng.normal(size=(H, D)) * rng.uniform(0.05, 2.0, size=D)  # free column norms
+    params = {
+        "W_enc_DxH": jnp.asarray(rng.normal(size=(D, H)) * 0.5, jnp.float32),
+        "b_enc_D": jnp.asarray(rng.normal(size=D) * 0.2, jnp.float32),
+        "V_HxD": jnp.asarray(V, jnp.float32),
+        "b_dec_H": jnp.asarray(rng.normal(size=H) * 0.1, jnp.float32),
+        "threshold": jnp.float32(0.0),
+    }
+    common = dict(d_in=H, d_sae=D, k=k, aux_loss_coefficient=alpha)
+    if kind == "matryoshka":
+        sae = MatryoshkaBatchTopKTrainingSAE(
+            MatryoshkaBatchTopKTrainingSAEConfig(**common, matryoshka_widths=[3, 6, D])
+        )
+    else:
+        sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**common))
+    assert sae.cfg.rescale_acts_by_decoder_norm  # SAELens's default
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.tensor(np.asarray(params["W_enc_DxH"]).T))
+        sae.b_enc.copy_(torch.tensor(np.asarray(params["b_enc_D"])))
+        sae.W_dec.copy_(torch.tensor(V.T, dtype=torch.float32))
+        sae.b_dec.copy_(torch.tensor(np.asarray(params["b_dec_H"])))
+    h = rng.normal(size=(B, H)).astype(np.float32)
+    dead = np.arange(D) % 3 == 0  # 4 dead latents, more than k_aux = 3
+    out = sae.training_forward_pass(
+        TrainStepInput(
+            sae_in=torch.tensor(h),
+            coefficients={},
+            dead_neuron_mask=torch.tensor(dead),
+            n_training_steps=0,
+            is_logging_step=False,
+        )
+    )
+    out.loss.backward()
+    spec = SaeSpec(
+        dict_size=D,
+        kind=kind,
+        k_max=k,
+        aux_k=True,
+        matryoshka_widths=(3, 6) if kind == "matryoshka" else (),
+    )
+    hp = jax.tree.map(lambda a: a[0], hparams(1, k=k, aux_coefficient=alpha))
+
+    def loss_of(p, spec=spec):
+        return objective(p, jnp.asarray(h.T), hp, spec, dead_D=jnp.asarray(dead))[0]
+
+    loss, grads = jax.value_and_grad(loss_of)(params)
+    assert float(loss) == pytest.approx(float(out.loss.detach()), rel=1e-5)
+    pairs = {
+        "W_enc_DxH": ("W_enc", True),
+        "V_HxD": ("W_dec", True),
+        "b_enc_D": ("b_enc", False),
+        "b_dec_H": ("b_dec", False),
+    }
+    for ours, (theirs, transposed) in pairs.items():
+        g = getattr(sae, theirs).grad.numpy()
+        np.testing.assert_allclose(
+            np.asarray(grads[ours]).T if transposed else np.asarray(grads[ours]),
+            g,
+            rtol=2e-4,
+            atol=2e-5,
+            err_msg=ours,
+        )
+    unscaled = dataclasses.replace(spec, options=(("codes", "unscaled"),))
+    assert float(loss_of(params, unscaled)) != pytest.approx(float(loss), rel=1e-3)

@@ -357,7 +357,7 @@ def test_every_kind_declares_its_hyperparameters_and_hparams_takes_their_default
         "rescaled": ["l1"],
         "topk": ["k", "aux_coefficient", "dead_window"],
         **{
-            k: ["k", "aux_coefficient", "dead_window", "init_norm"]
+            k: ["k", "aux_coefficient", "dead_window", "init_norm", "codes"]
             for k in ("batchtopk", "matryoshka")
         },
         "jumprelu": ["l1", "bandwidth", "init_threshold", "grad_clip"],
@@ -384,6 +384,10 @@ def test_every_kind_declares_its_hyperparameters_and_hparams_takes_their_default
     decoder = SAE_KINDS.get("plain").hparam("decoder")  # a choice among names: static
     assert decoder.problem("unit") == "" and decoder.cast("free") == "free"
     assert decoder.problem(1) == "must be one of free, unit, got 1"
+    codes = SAE_KINDS.get("batchtopk").hparam("codes")
+    assert codes is SAE_KINDS.get("matryoshka").hparam("codes") and not codes.per_sae
+    assert (codes.default, codes.neutral) == ("scaled", "unscaled")
+    assert codes.problem("pre") == "must be one of scaled, unscaled, got 'pre'"
     with pytest.raises(ValueError, match="static"):
         HyperParam("bad", "a", choices=("a", "b"))
     clash = HyperParam("l1", 0.5, low=0)  # an "l1" unlike the built-in one: refused
@@ -534,3 +538,120 @@ def test_decoder_unit_without_clipping_is_the_program_of_the_kind_before_issue_2
     assert program(kind, unit, grad_clip=1.0) != then
     assert program(kind, unit, clip=False, fold=True, grad_clip=0.0) != then
     assert program(kind, fold=True) != then  # the default: decoder=free, b_dec folded
+
+
+# --- batchtopk and matryoshka: codes scaled by ‖v_j‖ (docs/saes/reference.md) --------------------
+
+BATCH_KINDS = ["batchtopk", "matryoshka"]
+CODES = ["scaled", "unscaled"]
+
+
+@pytest.mark.parametrize("codes", CODES)
+@pytest.mark.parametrize("kind", BATCH_KINDS)
+def test_batch_top_k_codes_are_pre_times_the_decoder_norm_when_scaled(kind, codes):
+    """``codes=scaled`` (the default, SAELens's ``rescale_acts_by_decoder_norm``): c = pre·‖v_j‖;
+    training keeps the batch's k·B largest of c, evaluation c > θ, AuxK ranks c (``aux["pre"]``),
+    the decoder is V/‖V‖. ``unscaled``: c = pre. Written out by hand where the two keep different
+    latents: column norms 0.5, 1, 3 along the axes, so V/‖V‖ = I and ĥ = c."""
+    norms = np.array([0.5, 1.0, 3.0], np.float32)
+    params = hand_params(np.eye(3), np.zeros(3), V_HxD=np.diag(norms), threshold=0.6)
+    h = jnp.asarray([[1.0, 0.2], [0.8, 0.1], [0.4, 0.3]])  # pre = h (W_enc = I, no biases)
+    spec = SaeSpec(dict_size=3, kind=kind, k_max=1, options=(("codes", codes),))
+    c = np.asarray(h) * (norms[:, None] if codes == "scaled" else 1.0)
+    # k·B = 2: scaled keeps 3·0.4 and 3·0.3 (latent 2 in both inputs), unscaled 1.0 and 0.8
+    kept = [[0, 0], [0, 0], [1, 1]] if codes == "scaled" else [[1, 0], [1, 0], [0, 0]]
+    f, aux = SAE_KINDS.get(kind).encode(params, h, one(k=1), spec, True)
+    np.testing.assert_allclose(f, np.where(kept, c, 0.0), rtol=1e-6)
+    np.testing.assert_allclose(aux["pre"], c, rtol=1e-6)  # what AuxK ranks and θ tracks
+    assert float(aux["batch_threshold"]) == pytest.approx(0.9 if codes == "scaled" else 0.8)
+    np.testing.assert_allclose(decode(params, f), f, rtol=1e-6)
+    f_eval, _ = SAE_KINDS.get(kind).encode(params, h, one(k=1), spec, False)
+    np.testing.assert_allclose(f_eval, np.where(c > 0.6, c, 0.0), rtol=1e-6)
+    loss, _ = objective(params, h, one(k=1, aux_coefficient=0.0), spec)
+    recon = np.mean(np.sum((np.asarray(h) - np.where(kept, c, 0.0)) ** 2, axis=0))
+    if kind == "batchtopk":
+        assert float(loss) == pytest.approx(recon, rel=1e-5)
+    else:  # one width (3): no narrower prefix
+        assert matryoshka_widths(spec) == (3,) and float(loss) == pytest.approx(recon, rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", BATCH_KINDS)
+def test_codes_default_to_scaled_and_unscaled_is_the_program_of_the_kind_before(kind):
+    """``codes`` defaults to ``scaled``; ``unscaled`` is the kind as aab1d17 defined it: one
+    SAE's whole training program (init, steps with AuxK, evaluation) is the same jaxpr as the
+    kind's old definition gives, so the same bits (what a store written then resumes to)."""
+    from toymodels.sae import make_train, register_sae, sae_keys, split_keys
+    from toymodels.sae.base import batch_top_k_mask
+    from toymodels.sae.build import simple_world
+    from toymodels.sae.kinds import BATCH_TOP_K_HPARAMS, declared_init_norm
+
+    def encode_then(params, h_HxB, hp, spec, training):
+        pre_DxB = pre_activation(params, h_HxB, spec)
+        if not training:
+            return jnp.where(pre_DxB > params["threshold"], pre_DxB, 0.0), {"pre": pre_DxB}
+        mask_DxB, threshold = batch_top_k_mask(pre_DxB, hp.k)
+        return jnp.where(mask_DxB, pre_DxB, 0.0), {"batch_threshold": threshold, "pre": pre_DxB}
+
+    new = SAE_KINDS.get(kind)
+    name = f"{kind}_aab1d17"
+    if name not in SAE_KINDS:
+        register_sae(
+            dataclasses.replace(
+                new,
+                name=name,
+                encode=encode_then,
+                hparams=tuple(h for h in BATCH_TOP_K_HPARAMS if h.name != "codes"),
+                init_scale=declared_init_norm,
+            )
+        )
+    assert SaeSpec(dict_size=4, kind=kind).option("codes") == "scaled"
+    source, world = simple_world(6, 4, 0.2)
+    init, data = split_keys(sae_keys(0, [1], [0]))
+
+    def program(name, options=()):
+        spec = SaeSpec(
+            dict_size=8,
+            kind=name,
+            steps=20,
+            batch_size=64,
+            k_max=2,
+            aux_k=True,
+            eval_batch=256,
+            dead_samples=256,
+            options=options,
+            fold_b_dec=False,  # as aab1d17 encoded (sae.fold_b_dec=false)
+        )
+        hp = jax.tree.map(lambda a: a[0], hparams(1, k=2, dead_window=5))
+        text = str(jax.make_jaxpr(make_train(spec, source))(init[0], hp, world, data[0]))
+        return text.replace(name, "KIND")
+
+    then = program(name)
+    assert program(kind, (("codes", "unscaled"),)) == then
+    assert program(kind) != then
+
+
+@pytest.mark.parametrize("codes", CODES)
+@pytest.mark.parametrize("kind", BATCH_KINDS)
+def test_batch_top_k_kinds_train_the_same_bits_jitted_or_not_and_run_to_run(kind, codes):
+    """Each setting of ``codes``: training steps jitted and not give the same SAE (to rounding),
+    and the same keys give the same bits twice."""
+    from toymodels.sae.train import make_sae
+
+    spec = SaeSpec(dict_size=8, kind=kind, k_max=2, aux_k=True, options=(("codes", codes),))
+    init, step = make_sae(spec, 4)
+    hp = one(k=2, dead_window=2)
+    h = jax.random.normal(jax.random.key(1), (4, 32))
+
+    def run(stepper):
+        state = init(jax.random.key(0), hp)
+        for t in range(6):
+            state, loss = stepper(state, h, hp, jnp.uint32(t))
+        return state.params, loss
+
+    (jitted, loss_j), (again, _) = run(jax.jit(step)), run(jax.jit(step))
+    plain, loss_p = run(step)
+    for name in jitted:
+        np.testing.assert_array_equal(jitted[name], again[name], err_msg=name)
+        np.testing.assert_allclose(jitted[name], plain[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    assert float(loss_j) == pytest.approx(float(loss_p), rel=1e-5)
+    assert float(jitted["threshold"]) > 0  # θ tracked on the codes of this setting

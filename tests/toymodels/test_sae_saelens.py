@@ -185,18 +185,22 @@ def test_the_forest_gates_excludes_and_rescales(tmp_path):
 
 
 EVAL_KINDS = ["plain", "rescaled", "gated", "topk", "batchtopk", "jumprelu", "matryoshka"]
+# Every kind at its defaults, and every other value of a static setting that changes what the
+# codes are: (kind, options); () the declared defaults.
+EXPORT_CASES = [(k, ()) for k in EVAL_KINDS] + [
+    *((k, (("decoder", "unit"),)) for k in ("plain", "gated")),
+    *((k, (("codes", "unscaled"),)) for k in ("batchtopk", "matryoshka")),
+]
 
 
-@pytest.mark.parametrize(
-    "kind, decoder", [(k, None) for k in EVAL_KINDS] + [("plain", "unit"), ("gated", "unit")]
-)
-def test_every_kind_writes_saelens_format_with_our_encodings(kind, decoder, tmp_path):
+@pytest.mark.parametrize("kind, options", EXPORT_CASES)
+def test_every_kind_writes_saelens_format_with_our_encodings(kind, options, tmp_path):
     """Random (not initial) parameters of each kind, written as SAELens's cfg.json and
     sae_weights.safetensors: SAELens's inference formula for the architecture, on the file, gives
     our evaluation codes (plain and gated: with the free decoder of their default, codes times
-    ‖v_j‖, and with unit-norm columns)."""
+    ‖v_j‖, and with unit-norm columns; BatchTopK and Matryoshka: with the scaled codes of their
+    default, ‖v_j‖ folded into the encoder rows and b_enc against the same θ, and unscaled)."""
     H, D = 6, 10
-    options = (("decoder", decoder),) if decoder else ()
     spec = SaeSpec(
         dict_size=D, kind=kind, k_max=3 if SAE_KINDS.get(kind).top_k else 0, options=options
     )
@@ -216,7 +220,7 @@ def test_every_kind_writes_saelens_format_with_our_encodings(kind, decoder, tmp_
             {n: jnp.asarray(v) for n, v in params.items()}, jnp.asarray(h_HxB), one, spec, False
         )[0]
     ).T
-    cfg, tensors = core.to_saelens(kind, params, k=3, options=dict(options) if decoder else None)
+    cfg, tensors = core.to_saelens(kind, params, k=3, options=dict(options) if options else None)
     core.write_sae(tmp_path / kind, cfg, tensors)
     cfg, tensors = core.read_sae(tmp_path / kind)
     assert cfg["d_in"] == H and cfg["d_sae"] == D and cfg["apply_b_dec_to_input"] is True

@@ -13,8 +13,9 @@ Array names carry their shape: ``H`` hidden (the activations' dimension), ``D`` 
 Every kind keeps unit-norm decoder columns by parametrisation: the decoder is ``V / ‖V_j‖``
 column-wise, so it is unit-norm at every step without a projection after the optimiser, and no
 sparsity penalty can be dodged by shrinking codes while growing columns. A kind that trains a
-free-norm decoder V (JumpReLU; plain and gated with ``decoder=free``) multiplies each code by
-‖v_j‖ instead: the reconstruction is then V z + b_dec, and the stored W_dec stays unit-norm.
+free-norm decoder V (JumpReLU; plain and gated with ``decoder=free``; BatchTopK and Matryoshka
+with ``codes=scaled``) multiplies each code by ‖v_j‖ instead: the reconstruction is then V z +
+b_dec, and the stored W_dec stays unit-norm.
 """
 
 from __future__ import annotations

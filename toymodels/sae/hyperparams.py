@@ -191,3 +191,16 @@ DECODER = HyperParam(
     saelens="decoder_init_norm 0.1 and the W_dec-norm-weighted L1 (free)",
     choices=("free", "unit"),
 )
+CODES = HyperParam(
+    "codes",
+    "scaled",
+    "what the batch top-k ranks and the decoder reads (batchtopk, matryoshka): scaled (SAELens "
+    "6.54's rescale_acts_by_decoder_norm: codes pre·‖v_j‖, their top-k, inference threshold and "
+    "AuxK on those, decoded through V/‖V‖) or unscaled (pre itself through V/‖V‖; before issue 21's "
+    "scaled default)",
+    per_sae=False,
+    neutral="unscaled",
+    label="codes",
+    saelens="rescale_acts_by_decoder_norm (True: scaled)",
+    choices=("scaled", "unscaled"),
+)

@@ -468,20 +468,23 @@ def _topk(params, k, options):
 
 
 def _batch_threshold(params, k, options):
-    """At evaluation BatchTopK and Matryoshka keep pre > θ (θ ≥ 0, one for all latents): SAELens's
-    JumpReLU, ReLU(pre)·1[pre > θ_j], with θ_j = θ (as SAELens saves its own BatchTopK SAEs)."""
+    """At evaluation BatchTopK and Matryoshka keep c > θ (θ ≥ 0, one for all latents): SAELens's
+    JumpReLU, ReLU(pre)·1[pre > θ_j], with θ_j = θ (as SAELens saves its own BatchTopK SAEs). With
+    ``codes=scaled`` c = ‖v_j‖·pre and θ is tracked on those codes, so latent j's encoder row and
+    bias are scaled by ‖v_j‖ (SAELens's fold of the decoder norms when it saves such an SAE) and θ
+    stays as it is; ``unscaled`` (and rows trained before the setting): c = pre, as it is."""
     d = _np(params, "b_enc_D").shape[0]
-    return (
-        "jumprelu",
-        {
-            **_common(params),
-            "b_enc": _np(params, "b_enc_D"),
-            "threshold": np.full(
-                d, np.asarray(params["threshold"], np.float32).reshape(()), np.float32
-            ),
-        },
-        {},
-    )
+    tensors = {
+        **_common(params),
+        "b_enc": _np(params, "b_enc_D"),
+        "threshold": np.full(
+            d, np.asarray(params["threshold"], np.float32).reshape(()), np.float32
+        ),
+    }
+    if options.get("codes", "unscaled") == "scaled":
+        scale_D = np.linalg.norm(_np(params, "V_HxD"), axis=0)
+        tensors = {**_scaled_encoder(tensors, scale_D), "b_enc": tensors["b_enc"] * scale_D}
+    return "jumprelu", tensors, {}
 
 
 def jumprelu_threshold(params: dict) -> np.ndarray:
@@ -534,9 +537,10 @@ def to_saelens(
     options: dict | None = None,
 ) -> tuple[dict, dict]:
     """(cfg.json's dict, the safetensors tensors) of one SAE of ``kind`` with ``params`` (numpy).
-    ``options``: the kind's static hyperparameters it trained with (``decoder``: free or unit);
-    None: the kind's declared defaults (a stored row says its own: rows without a ``decoder``
-    column were trained with unit-norm columns)."""
+    ``options``: the kind's static hyperparameters it trained with (``decoder``: free or unit;
+    ``codes``: scaled or unscaled); None: the kind's declared defaults (a stored row says its own:
+    rows without a ``decoder`` column were trained with unit-norm columns, without ``codes`` with
+    unscaled codes)."""
     if kind not in EXPORTS:
         raise ValueError(
             f"no SAELens architecture for SAE kind {kind!r}; exported kinds: {', '.join(EXPORTS)}"

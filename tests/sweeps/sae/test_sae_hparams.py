@@ -125,9 +125,10 @@ PARETO = "experiment=sae_pareto_small"
     "then, now, resumes",
     [
         ([PARETO, "sweep.grid.kind=[topk,batchtopk]"], [], False),  # batchtopk from norm 0.1 now
+        ([PARETO, "sweep.grid.kind=[topk,batchtopk]"], ["sae.init_norm=1"], False),  # codes
         (
             [PARETO, "sweep.grid.kind=[topk,batchtopk]"],
-            ["sae.init_norm=1", "sae.fold_b_dec=false"],
+            ["sae.init_norm=1", "sae.codes=unscaled", "sae.fold_b_dec=false"],
             True,
         ),
         (["experiment=sae_orthogonality_small"], [], False),  # its plain: a free decoder now
@@ -139,17 +140,19 @@ PARETO = "experiment=sae_pareto_small"
         ),
         ([PARETO], [], False),  # matryoshka from norm 0.1, plain and gated free now
         ([PARETO, "sweep.grid.kind=[topk,matryoshka]"], [], False),
+        ([PARETO, "sweep.grid.kind=[topk,matryoshka]"], ["sae.init_norm=1"], False),
         (
             [PARETO, "sweep.grid.kind=[topk,matryoshka]"],
-            ["sae.init_norm=1", "sae.fold_b_dec=false"],
+            ["sae.init_norm=1", "sae.codes=unscaled", "sae.fold_b_dec=false"],
             True,
         ),  # as then
         ([PARETO, "sweep.grid.kind=[plain,matryoshka,my_kind]"], [], False),
         ([PARETO, "sweep.grid.kind=[my_kind]"], ["sae.fold_b_dec=false"], True),  # a user's kind
         ([PARETO, "sweep.grid.kind=[topk,my_kind]"], ["sae.fold_b_dec=false"], True),
+        ([PARETO, "sweep.grid.kind=[matryoshka,my_kind]"], ["sae.init_norm=1"], False),
         (
             [PARETO, "sweep.grid.kind=[matryoshka,my_kind]"],
-            ["sae.init_norm=1", "sae.fold_b_dec=false"],
+            ["sae.init_norm=1", "sae.codes=unscaled", "sae.fold_b_dec=false"],
             True,
         ),
         # plain beside a user's kind: its unit columns then were unclipped, and the clip was hashed
@@ -195,6 +198,8 @@ def test_stores_of_72e86c7_resume_exactly_where_their_saes_train_as_then(then, n
         ("+sweep.grid.grad_clip=[1.0,-1]", r"sweep.grid.grad_clip\[1\]"),
         ("sae.decoder=unitnorm", "sae.decoder"),
         ("+sweep.grid.decoder=[free,none]", r"sweep.grid.decoder\[1\]"),
+        ("sae.codes=pre", "sae.codes"),
+        ("+sweep.grid.codes=[scaled,pre]", r"sweep.grid.codes\[1\]"),
         ("+sae.options.bandwidth=0.1", "sae.options.bandwidth"),  # a key of its own: sae.bandwidth
         ("+sae.options.temperature=1", "sae.options.temperature"),  # no kind declares it
         ("+sweep.grid.temperature=[1]", "sweep.grid.temperature"),
@@ -357,9 +362,68 @@ def test_a_batchtopk_store_of_25218f3_verifies_is_refused_naming_init_norm_and_r
     then = [PARETO, "sweep.grid.kind=[topk,batchtopk]"]
     assert config_hash(compose_config(then)) != stored
     line = describe_differences(differences(tmp_path, compose_config(then)))
-    assert "add sae.init_norm=1 sae.fold_b_dec=false to resume it" in line and "\n" not in line
-    assert config_hash(compose_config([*then, "sae.init_norm=1", "sae.fold_b_dec=false"])) == stored
+    assert (
+        "add sae.init_norm=1 sae.codes=unscaled sae.fold_b_dec=false to resume it" in line
+        and "\n" not in line
+    )
+    as_then = [*then, "sae.init_norm=1", "sae.codes=unscaled"]
+    assert config_hash(compose_config(as_then)) != stored  # b_dec folded now
+    assert config_hash(compose_config([*then, "sae.init_norm=1", "sae.fold_b_dec=false"])) != stored
+    assert config_hash(compose_config([*as_then, "sae.fold_b_dec=false"])) == stored
     mixed = compose_config([PARETO, "sweep.grid.kind=[batchtopk,matryoshka]"])
     assert config_hash(mixed) != "cd478b4f310bf4b2"
     plain = compose_config([PARETO, "sweep.grid.kind=[plain]", "sae.fold_b_dec=false"])
     assert config_hash(plain) == "0bceacff2a503fcb"  # no batchtopk: as 25218f3 hashed it
+
+
+# The chunk ids aab1d17 gave the sweep of sweep_aab1d17_sae_batch_top_k.yaml (its plan chunked
+# with aab1d17's code, sweep.chunk_size=4: one chunk per kind), sorted.
+CHUNKS_AAB1D17 = ["5370f05464738f37", "eeceea79d23628b8", "f39e2ad33798a402"]
+
+
+def test_a_batch_top_k_store_of_aab1d17_verifies_is_refused_naming_codes_and_resumes_with_it(
+    tmp_path,
+):
+    """BatchTopK and Matryoshka code pre·‖v_j‖ since aab1d17 (``sae.codes=scaled``, a key added
+    with its neutral value ``unscaled``): a sweep.yaml aab1d17 wrote (recorded: tests/sweeps/data)
+    still verifies; this version's config is refused in one line naming ``sae.codes=unscaled``,
+    and with it hashes as then and plans the chunks aab1d17 planned (their ids recorded from
+    aab1d17's code), so a resumed store finds its chunks done; at the default the two kinds'
+    chunks are new ones, TopK's (which does not read codes) the same."""
+    from sweeps.store.meta import describe_differences, differences, verified_config_hash
+
+    (tmp_path / "sweep.yaml").write_text((DATA / "sweep_aab1d17_sae_batch_top_k.yaml").read_text())
+    stored = verified_config_hash(tmp_path)
+    then = [PARETO, "sweep.grid.kind=[topk,batchtopk,matryoshka]", "sweep.chunk_size=4"]
+    now = compose_config(then)
+    assert config_hash(now) != stored
+    line = describe_differences(differences(tmp_path, now))
+    assert "sae.codes (None -> 'scaled')" in line and "\n" not in line
+    assert "add sae.codes=unscaled sae.fold_b_dec=false to resume it" in line
+    resumed = compose_config([*then, "sae.codes=unscaled", "sae.fold_b_dec=false"])
+    assert config_hash(resumed) == stored
+    assert sorted(c.id for c in make_chunks(plan_sweep(resumed))) == CHUNKS_AAB1D17
+    ids = sorted(c.id for c in make_chunks(plan_sweep(now)))
+    assert len(ids) == 3 and not set(ids) & set(CHUNKS_AAB1D17)  # b_dec folded in every kind
+    unfolded = compose_config([*then, "sae.fold_b_dec=false"])
+    ids = sorted(c.id for c in make_chunks(plan_sweep(unfolded)))
+    assert len(set(ids) & set(CHUNKS_AAB1D17)) == 1  # TopK's: only the codes moved the others
+    # a sweep of kinds that do not read codes hashes as before whatever its value
+    plain = [PARETO, "sweep.grid.kind=[topk,plain]"]
+    assert config_hash(compose_config(plain)) == config_hash(
+        compose_config([*plain, "sae.codes=unscaled"])
+    )
+
+
+def test_codes_is_a_static_axis_that_splits_programs_of_the_kinds_that_read_it():
+    """``sweep.grid.codes``: one program per value for the kinds that read it (BatchTopK's
+    SaeSpec.options), none for those that do not."""
+    config = compose_config(
+        [PARETO, "sweep.grid.kind=[topk,batchtopk]", "+sweep.grid.codes=[scaled,unscaled]"]
+    )
+    chunks = make_chunks(plan_sweep(config))
+    options = sorted(
+        (c.spec.spec.kind, c.spec.spec.option("codes") if c.spec.spec.kind != "topk" else "-")
+        for c in chunks
+    )
+    assert options == [("batchtopk", "scaled"), ("batchtopk", "unscaled"), ("topk", "-")]

@@ -14,7 +14,7 @@ from sweeps.plan import plan_sweep
 from sweeps.sae import saelens
 from sweeps.store import read_results
 from tests.helpers import cli, compose_config
-from tests.toymodels.test_sae_saelens import EVAL_KINDS, saved_model
+from tests.toymodels.test_sae_saelens import EXPORT_CASES, saved_model
 from toymodels import rng
 from toymodels.sae import SAE_KINDS, SaeSpec, hparams
 from toymodels.sae import saelens as core
@@ -48,7 +48,7 @@ def stored(model_dir, tmp_path_factory):
         "toymodels-sweep",
         *BASE,
         f"sae.world.saelens={model_dir}",
-        "+sweep.grid.kind=[topk,jumprelu]",
+        "+sweep.grid.kind=[topk,jumprelu,batchtopk]",
         "sae.k=2",
         "sae.l1=0.01",
         f"sweep.out={out}",
@@ -59,7 +59,8 @@ def stored(model_dir, tmp_path_factory):
 
 def test_a_saved_saelens_model_is_a_sweep_world(stored, model_dir):
     table = read_results(stored, arrays=True)
-    assert list(table["kind"]) == ["topk", "jumprelu"] and 1 < table["l0"][0] <= 2
+    assert list(table["kind"]) == ["topk", "jumprelu", "batchtopk"] and 1 < table["l0"][0] <= 2
+    assert list(table["codes"].fillna("-")) == ["-", "-", "scaled"]  # the kinds that read it
     assert (table["world_kind"] == "saelens").all() and (
         table["saelens"] == str(model_dir.resolve())
     ).all()
@@ -83,14 +84,14 @@ def test_stored_saes_export_to_saelens_format(stored, tmp_path, capsys):
         assert cfg["architecture"] == "jumprelu" or (
             cfg["architecture"] == "topk" and cfg["k"] == 2
         )
-        assert (cfg["architecture"] == "jumprelu") == (
-            row["kind"] == "jumprelu"
-        )  # θ, encoder scaled by ‖v_j‖
+        # θ, encoder scaled by ‖v_j‖ (JumpReLU; BatchTopK's scaled codes against its one θ)
+        assert (cfg["architecture"] == "jumprelu") == (row["kind"] in ("jumprelu", "batchtopk"))
         np.testing.assert_allclose(
             tensors["W_dec"], np.asarray(row["W_dec"]).T, atol=1e-6
         )  # our decoder, rows
         params = core.params_of_blob(row["params"])
-        spec = SaeSpec(dict_size=12, kind=row["kind"], k_max=int(row["k"]))
+        options = (("codes", row["codes"]),) if row["kind"] == "batchtopk" else ()
+        spec = SaeSpec(dict_size=12, kind=row["kind"], k_max=int(row["k"]), options=options)
         ours = SAE_KINDS.get(row["kind"]).encode(
             {k: jnp.asarray(v) for k, v in params.items()},
             h_HxB,
@@ -216,14 +217,16 @@ def test_a_saelens_world_is_saelens_own(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", EVAL_KINDS)
-def test_an_exported_sae_loads_in_saelens_to_our_encodings(kind, tmp_path):
+@pytest.mark.parametrize("kind, options", EXPORT_CASES)
+def test_an_exported_sae_loads_in_saelens_to_our_encodings(kind, options, tmp_path):
     pytest.importorskip("sae_lens")
     import torch
     from sae_lens import SAE
 
     H, D = 6, 10
-    spec = SaeSpec(dict_size=D, kind=kind, k_max=3 if SAE_KINDS.get(kind).top_k else 0)
+    spec = SaeSpec(
+        dict_size=D, kind=kind, k_max=3 if SAE_KINDS.get(kind).top_k else 0, options=options
+    )
     r = np.random.default_rng(1)
     one = jax.tree.map(lambda a: a[0], hparams(1, k=3))
     params = {
@@ -240,7 +243,7 @@ def test_an_exported_sae_loads_in_saelens_to_our_encodings(kind, tmp_path):
             {n: jnp.asarray(v) for n, v in params.items()}, jnp.asarray(h_HxB), one, spec, False
         )[0]
     ).T
-    cfg, tensors = core.to_saelens(kind, params, k=3)
+    cfg, tensors = core.to_saelens(kind, params, k=3, options=dict(options) if options else None)
     sae = SAE.load_from_disk(core.write_sae(tmp_path / kind, cfg, tensors))
     with torch.no_grad():
         theirs = sae.encode(torch.from_numpy(h_HxB.T)).numpy()
