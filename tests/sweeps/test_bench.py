@@ -150,7 +150,11 @@ def test_sae_bench_runs_ours_only_without_saelens(capsys, monkeypatch):
         ("topk", 8, "-"),
     ]
     assert all(r["saelens"] is None and 0 <= r["ours"]["mcc"] <= 1 for r in out["parity"])
-    assert [r["ours"]["l0"] for r in out["parity"]] == [2.0, 4.0, 8.0]
+    # k codes per input, but a latent tied with the k-th is kept too (``base.example_top_k_mask``:
+    # pre ≥ the k-th largest): after 10 steps one input of 10⁵ can carry k + 1 (b_dec folded:
+    # 4.0000095 at k = 4)
+    l0 = [r["ours"]["l0"] for r in out["parity"]]
+    assert all(k <= v <= k + 1e-4 for v, k in zip(l0, (2, 4, 8))), l0
     assert [r["n"] for r in out["throughput"]] == [2] and all(
         r["ours"] > 0 and r["bound"] > 0 for r in out["throughput"]
     )
