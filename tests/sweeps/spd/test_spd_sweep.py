@@ -205,3 +205,24 @@ def test_models_of_one_kind_whose_shapes_differ_are_decomposed_side_by_side(tmp_
     assert len(plan.units) == 2
     shapes = {uid: {k: v.shape for k, v in c["params"].items()} for uid, c in plan.carry.items()}
     assert len(shapes) == 2 and len({tuple(sorted(s.items())) for s in shapes.values()}) == 2
+
+
+@pytest.mark.parametrize("experiment, n, m", [("spd_tms52", 5, 2), ("spd_tms4010", 40, 10)])
+def test_the_spd_experiments_train_the_models_spd_tms_trains(experiment, n, m, tmp_path):
+    """experiment=spd_tms52 / spd_tms4010 train the TMS targets of scripts/spd-tms
+    (toymodels.spd.anchors.train_targets: the paper's settings) bit for bit, given the same model
+    key (the store's is fold_in(base_seed, uid); the script's model i is uid i); 20 steps here."""
+    from toymodels.spd.anchors import train_targets
+
+    steps = 20
+    overrides = [f"train.steps={steps}", "train.snapshot_every=10", "sweep.seeds=1"]
+    config = compose_config(
+        [f"experiment={experiment}", *overrides, f"sweep.out={tmp_path}", "sweep.executor=local"]
+    )
+    config.wandb.mode = "disabled"
+    assert run_sweep(config, progress=False).trained == 1
+    (row,) = read_results(tmp_path, arrays=True).itertuples()
+    arrays, losses = train_targets(n, m, [row.uid], steps=steps)
+    np.testing.assert_array_equal(np.asarray(arrays["params"]["W"][0]), np.stack(row.W))
+    np.testing.assert_array_equal(np.asarray(arrays["params"]["b"][0]), row.b)
+    assert float(losses[0]) == row.loss
