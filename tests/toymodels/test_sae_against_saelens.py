@@ -10,6 +10,20 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sae_lens")
 
 
+def assert_gradients_match(sae, grads, pairs):
+    """Our gradient in each parameter against SAELens's (``pairs``: ours -> (theirs, whether
+    ours is its transpose)) after its ``loss.backward()``."""
+    for ours, (theirs, transposed) in pairs.items():
+        g = getattr(sae, theirs).grad.numpy()
+        np.testing.assert_allclose(
+            np.asarray(grads[ours]).T if transposed else np.asarray(grads[ours]),
+            g,
+            rtol=2e-4,
+            atol=2e-5,
+            err_msg=ours,
+        )
+
+
 def test_uniqueness_is_saelens_feature_uniqueness():
     from sae_lens.synthetic.evals import feature_uniqueness
 
@@ -151,15 +165,7 @@ def test_free_decoder_plain_and_gated_train_on_saelens_loss_and_gradients(kind):
     # V is W_dec itself: our gradient in V is theirs in W_dec (through V/‖V‖ times ‖V‖)
     pairs = {"W_enc_DxH": ("W_enc", True), "V_HxD": ("W_dec", True), "b_dec_H": ("b_dec", False)}
     pairs |= {ours: (theirs, False) for ours, theirs in names.items()}
-    for ours, (theirs, transposed) in pairs.items():
-        g = getattr(sae, theirs).grad.numpy()
-        np.testing.assert_allclose(
-            np.asarray(grads[ours]).T if transposed else np.asarray(grads[ours]),
-            g,
-            rtol=2e-4,
-            atol=2e-5,
-            err_msg=ours,
-        )
+    assert_gradients_match(sae, grads, pairs)
 
 
 @pytest.mark.parametrize("kind", ["batchtopk", "matryoshka"])
@@ -236,14 +242,6 @@ def test_scaled_codes_train_batch_top_k_kinds_on_saelens_loss_and_gradients(kind
         "b_enc_D": ("b_enc", False),
         "b_dec_H": ("b_dec", False),
     }
-    for ours, (theirs, transposed) in pairs.items():
-        g = getattr(sae, theirs).grad.numpy()
-        np.testing.assert_allclose(
-            np.asarray(grads[ours]).T if transposed else np.asarray(grads[ours]),
-            g,
-            rtol=2e-4,
-            atol=2e-5,
-            err_msg=ours,
-        )
+    assert_gradients_match(sae, grads, pairs)
     unscaled = dataclasses.replace(spec, options=(("codes", "unscaled"),))
     assert float(loss_of(params, unscaled)) != pytest.approx(float(loss), rel=1e-3)
