@@ -10,6 +10,18 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sae_lens")
 
 
+def free_norm_params(rng, H, D):
+    """Our shared SAE parameters at random, decoder columns of free norms (0.05 to 2 times a
+    Gaussian's), drawn in a fixed order from ``rng``."""
+    V = rng.normal(size=(H, D)) * rng.uniform(0.05, 2.0, size=D)
+    return {
+        "W_enc_DxH": jnp.asarray(rng.normal(size=(D, H)) * 0.5, jnp.float32),
+        "b_enc_D": jnp.asarray(rng.normal(size=D) * 0.2, jnp.float32),
+        "V_HxD": jnp.asarray(V, jnp.float32),
+        "b_dec_H": jnp.asarray(rng.normal(size=H) * 0.1, jnp.float32),
+    }
+
+
 def assert_gradients_match(sae, grads, pairs):
     """Our gradient in each parameter against SAELens's (``pairs``: ours -> (theirs, whether
     ours is its transpose)) after its ``loss.backward()``."""
@@ -93,7 +105,7 @@ def test_auxk_is_saelens_topk_aux_loss():
     with torch.no_grad():
         sae.W_enc.copy_(torch.tensor(np.asarray(params["W_enc_DxH"]).T))
         sae.b_enc.copy_(torch.tensor(np.asarray(params["b_enc_D"])))
-        sae.W_dec.copy_(torch.tensor(V.T, dtype=torch.float32))
+        sae.W_dec.copy_(torch.tensor(np.asarray(params["V_HxD"]).T))
         sae.b_dec.copy_(torch.tensor(np.asarray(params["b_dec_H"])))
     for dead in (np.arange(D) < 7, np.arange(D) == 4):  # more and fewer dead than k_aux = 4
         theirs = sae.calculate_topk_aux_loss(
@@ -124,13 +136,7 @@ def test_free_decoder_plain_and_gated_train_on_saelens_loss_and_gradients(kind):
 
     rng = np.random.default_rng(3)
     H, D, B, l1 = 6, 9, 32, 0.4
-    V = rng.normal(size=(H, D)) * rng.uniform(0.05, 2.0, size=D)  # free column norms
-    params = {
-        "W_enc_DxH": jnp.asarray(rng.normal(size=(D, H)) * 0.5, jnp.float32),
-        "b_enc_D": jnp.asarray(rng.normal(size=D) * 0.2, jnp.float32),
-        "V_HxD": jnp.asarray(V, jnp.float32),
-        "b_dec_H": jnp.asarray(rng.normal(size=H) * 0.1, jnp.float32),
-    }
+    params = free_norm_params(rng, H, D)
     if kind == "gated":
         params |= {
             "r_mag_D": jnp.asarray(rng.normal(size=D) * 0.3, jnp.float32),
@@ -143,7 +149,7 @@ def test_free_decoder_plain_and_gated_train_on_saelens_loss_and_gradients(kind):
         names = {"b_enc_D": "b_enc"}
     with torch.no_grad():
         sae.W_enc.copy_(torch.tensor(np.asarray(params["W_enc_DxH"]).T))
-        sae.W_dec.copy_(torch.tensor(V.T, dtype=torch.float32))
+        sae.W_dec.copy_(torch.tensor(np.asarray(params["V_HxD"]).T))
         sae.b_dec.copy_(torch.tensor(np.asarray(params["b_dec_H"])))
         for ours, theirs in names.items():
             getattr(sae, theirs).copy_(torch.tensor(np.asarray(params[ours])))
@@ -189,14 +195,7 @@ def test_scaled_codes_train_batch_top_k_kinds_on_saelens_loss_and_gradients(kind
 
     rng = np.random.default_rng(4)
     H, D, B, k, alpha = 6, 12, 32, 2, 0.5
-    V = rng.normal(size=(H, D)) * rng.uniform(0.05, 2.0, size=D)  # free column norms
-    params = {
-        "W_enc_DxH": jnp.asarray(rng.normal(size=(D, H)) * 0.5, jnp.float32),
-        "b_enc_D": jnp.asarray(rng.normal(size=D) * 0.2, jnp.float32),
-        "V_HxD": jnp.asarray(V, jnp.float32),
-        "b_dec_H": jnp.asarray(rng.normal(size=H) * 0.1, jnp.float32),
-        "threshold": jnp.float32(0.0),
-    }
+    params = free_norm_params(rng, H, D) | {"threshold": jnp.float32(0.0)}
     common = dict(d_in=H, d_sae=D, k=k, aux_loss_coefficient=alpha)
     if kind == "matryoshka":
         sae = MatryoshkaBatchTopKTrainingSAE(
@@ -208,7 +207,7 @@ def test_scaled_codes_train_batch_top_k_kinds_on_saelens_loss_and_gradients(kind
     with torch.no_grad():
         sae.W_enc.copy_(torch.tensor(np.asarray(params["W_enc_DxH"]).T))
         sae.b_enc.copy_(torch.tensor(np.asarray(params["b_enc_D"])))
-        sae.W_dec.copy_(torch.tensor(V.T, dtype=torch.float32))
+        sae.W_dec.copy_(torch.tensor(np.asarray(params["V_HxD"]).T))
         sae.b_dec.copy_(torch.tensor(np.asarray(params["b_dec_H"])))
     h = rng.normal(size=(B, H)).astype(np.float32)
     dead = np.arange(D) % 3 == 0  # 4 dead latents, more than k_aux = 3
