@@ -139,9 +139,7 @@ def resume_hint(changed: dict) -> str:
         if key.startswith("sae.") and ("sae", name) in ADDED_AT_NEUTRAL:
             # a key that is no kind's hyperparameter (sae.fold_b_dec): its neutral value trains as before
             neutral = ADDED_AT_NEUTRAL[("sae", name)]
-            if neutral is None:
-                return ""
-            if stored is not None or this == neutral:
+            if neutral is None or stored is not None or this == neutral:
                 return ""
             fixes.append(f"sae.{name}={str(neutral).lower()}")
             continue

@@ -11,6 +11,7 @@ from sweeps.jobs.kind import JobKind
 from sweeps.sae import execute, plan
 from sweeps.sae.config import row_axes, validate_sae
 from sweeps.sae.plan import SaeGroup, SaePoint
+from toymodels.sae.hyperparams import CODES
 
 # SaeSpec fields added after the stores they would re-id: left out of a chunk id at these values
 # (the bits those stores were trained with)
@@ -18,7 +19,7 @@ LATER_SPEC_FIELDS = {"fold_b_dec": False}
 # A kind's static hyperparameters added after the stores they would re-id, likewise left out of
 # SaeSpec.options in a chunk id at these values (BatchTopK's and Matryoshka's codes: stores of
 # aab1d17 and before coded unscaled)
-LATER_OPTIONS = {"codes": "unscaled"}
+LATER_OPTIONS = {"codes": CODES.neutral}
 
 
 def _id_fields(group: SaeGroup) -> dict:

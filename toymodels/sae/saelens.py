@@ -47,6 +47,7 @@ import numpy as np
 from flax import struct
 
 from toymodels import rng
+from toymodels.sae.hyperparams import CODES
 from toymodels.sae.worlds import World, WorldSource, firing, magnitudes, uniform_rows
 
 CONFIG_FILE = "synthetic_model_config.json"
@@ -481,7 +482,7 @@ def _batch_threshold(params, k, options):
             d, np.asarray(params["threshold"], np.float32).reshape(()), np.float32
         ),
     }
-    if options.get("codes", "unscaled") == "scaled":
+    if options.get("codes", CODES.neutral) == "scaled":
         scale_D = np.linalg.norm(_np(params, "V_HxD"), axis=0)
         tensors = {**_scaled_encoder(tensors, scale_D), "b_enc": tensors["b_enc"] * scale_D}
     return "jumprelu", tensors, {}
